@@ -1,0 +1,81 @@
+CREATE TABLE IF NOT EXISTS domains (
+  domain VARCHAR(255) NOT NULL PRIMARY KEY,
+  expire_time BIGINT NOT NULL DEFAULT 0,
+  INDEX domains_expire_time (expire_time)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS desired_lrps (
+  process_guid VARCHAR(255) NOT NULL PRIMARY KEY,
+  domain VARCHAR(255) NOT NULL,
+  log_guid VARCHAR(255) NOT NULL,
+  annotation LONGTEXT NOT NULL,
+  instances BIGINT NOT NULL,
+  memory_mb BIGINT NOT NULL,
+  disk_mb BIGINT NOT NULL,
+  max_pids BIGINT NOT NULL,
+  rootfs VARCHAR(1024) NOT NULL,
+  routes LONGBLOB NOT NULL,
+  volume_placement LONGBLOB NOT NULL,
+  placement_tags LONGTEXT NOT NULL,
+  metric_tags LONGBLOB NOT NULL,
+  modification_tag_epoch VARCHAR(255) NOT NULL,
+  modification_tag_index BIGINT NOT NULL,
+  update_strategy BIGINT NOT NULL,
+  run_info LONGBLOB NOT NULL,
+  INDEX desired_lrps_domain (domain)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS actual_lrps (
+  process_guid VARCHAR(255) NOT NULL,
+  instance_index BIGINT NOT NULL,
+  presence BIGINT NOT NULL,
+  domain VARCHAR(255) NOT NULL,
+  state VARCHAR(32) NOT NULL,
+  instance_guid VARCHAR(255) NOT NULL,
+  cell_id VARCHAR(255) NOT NULL,
+  placement_error VARCHAR(1024) NOT NULL,
+  crash_count BIGINT NOT NULL,
+  crash_reason VARCHAR(1024) NOT NULL,
+  since BIGINT NOT NULL,
+  net_info LONGBLOB NOT NULL,
+  internal_routes LONGBLOB NOT NULL,
+  metric_tags LONGBLOB NOT NULL,
+  routable BIGINT NOT NULL,
+  availability_zone VARCHAR(255) NOT NULL,
+  modification_tag_epoch VARCHAR(255) NOT NULL,
+  modification_tag_index BIGINT NOT NULL,
+  PRIMARY KEY (process_guid, instance_index, presence),
+  INDEX actual_lrps_domain (domain),
+  INDEX actual_lrps_cell_id (cell_id),
+  INDEX actual_lrps_state (state),
+  INDEX actual_lrps_since (since)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS tasks (
+  guid VARCHAR(255) NOT NULL PRIMARY KEY,
+  domain VARCHAR(255) NOT NULL,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL,
+  first_completed_at BIGINT NOT NULL,
+  state BIGINT NOT NULL,
+  cell_id VARCHAR(255) NOT NULL,
+  result LONGTEXT NOT NULL,
+  failed BIGINT NOT NULL,
+  failure_reason VARCHAR(1024) NOT NULL,
+  rejection_count BIGINT NOT NULL,
+  rejection_reason VARCHAR(1024) NOT NULL,
+  task_definition LONGBLOB NOT NULL,
+  INDEX tasks_domain (domain),
+  INDEX tasks_state (state),
+  INDEX tasks_cell_id (cell_id),
+  INDEX tasks_updated_at (updated_at),
+  INDEX tasks_created_at (created_at),
+  INDEX tasks_first_completed_at (first_completed_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS leases (
+  lease_key VARCHAR(255) NOT NULL PRIMARY KEY,
+  owner VARCHAR(255) NOT NULL,
+  value LONGTEXT NOT NULL,
+  type_code BIGINT NOT NULL,
+  term BIGINT NOT NULL,
+  ttl_ms BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL,
+  INDEX leases_type_code (type_code, expires_at_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,0 +1,189 @@
+//! Which database a URL names, and the few places where the three dialects differ: placeholders,
+//! row locks, the database clock, upserts. Every statement is written once with `?` placeholders;
+//! [`Backend::sql`] rewrites them to `$1..$n` for PostgreSQL.
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::{Any, AnyArguments};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+
+use crate::Error;
+
+/// A supported database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite, the embedded default (a file in the data directory).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
+}
+
+impl Backend {
+    /// Every backend.
+    pub const ALL: [Backend; 3] = [Self::Sqlite, Self::Postgres, Self::Mysql];
+
+    /// The backend a database URL names, from its scheme.
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "mysql" | "mariadb" => Ok(Self::Mysql),
+            _ => Err(Error::InvalidUrl {
+                reason: format!(
+                    "unsupported scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
+                ),
+            }),
+        }
+    }
+
+    /// A short lowercase name (`sqlite`, `postgres`, `mysql`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+        }
+    }
+
+    /// `sql` with its `?` placeholders in this backend's style.
+    pub fn sql(self, sql: &str) -> String {
+        match self {
+            Self::Postgres => numbered_placeholders(sql),
+            Self::Sqlite | Self::Mysql => sql.to_owned(),
+        }
+    }
+
+    /// A query over `sql` (written with `?` placeholders).
+    pub fn query(self, sql: &str) -> Query<'static, Any, AnyArguments> {
+        sqlx::query(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// A typed-row query over `sql` (written with `?` placeholders).
+    pub fn query_as<T>(self, sql: &str) -> QueryAs<'static, Any, T, AnyArguments>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_as(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// A single-value query over `sql` (written with `?` placeholders).
+    pub fn query_scalar<T>(self, sql: &str) -> QueryScalar<'static, Any, T, AnyArguments>
+    where
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_scalar(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// Suffix that locks the selected rows until the transaction ends. SQLite needs none: its
+    /// write transactions start with `BEGIN IMMEDIATE` and so already exclude other writers.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres | Self::Mysql => " FOR UPDATE",
+        }
+    }
+
+    /// Suffix that share-locks the selected rows: a concurrent writer of those rows waits for us.
+    pub fn for_share(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR SHARE",
+            Self::Mysql => " LOCK IN SHARE MODE",
+        }
+    }
+
+    /// An SQL expression for the database's clock in milliseconds since the Unix epoch. Leases
+    /// use it so expiry never depends on host clocks agreeing.
+    pub fn now_ms_sql(self) -> &'static str {
+        match self {
+            Self::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)",
+            Self::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Self::Mysql => "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+        }
+    }
+
+    /// The statement that opens a write transaction.
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            // Take the write lock up front: a deferred transaction that reads and then writes can
+            // fail with SQLITE_BUSY at the upgrade, where the busy timeout does not help.
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres | Self::Mysql => "BEGIN",
+        }
+    }
+}
+
+/// Rewrites `?` to `$1, $2, ...`, leaving quoted literals and identifiers alone.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0u32;
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                }
+                out.push(c);
+            }
+            None => match c {
+                '\'' | '"' => {
+                    quote = Some(c);
+                    out.push(c);
+                }
+                '?' => {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                }
+                _ => out.push(c),
+            },
+        }
+    }
+    out
+}
+
+/// `?, ?, ?` with `n` placeholders, for `IN (...)` lists.
+pub fn placeholders(n: usize) -> String {
+    let mut out = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('?');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered_outside_quotes() {
+        assert_eq!(
+            Backend::Postgres.sql("SELECT '?' FROM t WHERE a = ? AND b = \"?\" AND c IN (?, ?)"),
+            "SELECT '?' FROM t WHERE a = $1 AND b = \"?\" AND c IN ($2, $3)"
+        );
+        assert_eq!(Backend::Mysql.sql("a = ?"), "a = ?");
+        assert_eq!(Backend::Sqlite.sql("a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn url_schemes_pick_the_backend() {
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::from_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("mariadb://h/db").unwrap(), Backend::Mysql);
+        let err = Backend::from_url("oracle://h").unwrap_err().to_string();
+        assert!(err.contains("unsupported scheme \"oracle\""), "{err}");
+        assert!(Backend::from_url("nothing").is_err());
+    }
+
+    #[test]
+    fn placeholder_lists_have_the_right_length() {
+        assert_eq!(placeholders(0), "");
+        assert_eq!(placeholders(3), "?, ?, ?");
+    }
+}

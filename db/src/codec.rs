@@ -1,0 +1,99 @@
+//! The one codec every stored blob goes through: protobuf blobs (run info, task definitions,
+//! net info) and JSON blobs (routes, metric tags, internal routes). Each blob starts with a
+//! two-byte envelope `[format, version]` as Diego's `format` package does, so encryption at rest
+//! with key labels can be added here later without touching the table modules.
+
+use prost::Message;
+
+/// Envelope format byte of a protobuf blob.
+const FORMAT_PROTO: u8 = 0x02;
+/// Envelope format byte of a JSON blob.
+const FORMAT_JSON: u8 = 0x01;
+/// Envelope version byte (unencrypted).
+const VERSION_PLAIN: u8 = 0x00;
+
+/// Why a blob cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The envelope is missing or names another format.
+    #[error("bad envelope: expected format {expected:#04x}, found {found:?}")]
+    Envelope {
+        /// The format byte expected.
+        expected: u8,
+        /// The first two bytes found.
+        found: Vec<u8>,
+    },
+    /// The protobuf payload is malformed.
+    #[error("malformed protobuf: {0}")]
+    Proto(#[from] prost::DecodeError),
+    /// The JSON payload is malformed.
+    #[error("malformed json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Encodes a protobuf message into a stored blob.
+pub fn encode_proto<M: Message>(message: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + message.encoded_len());
+    out.push(FORMAT_PROTO);
+    out.push(VERSION_PLAIN);
+    // Writing into a Vec cannot run out of capacity.
+    message.encode_raw(&mut out);
+    out
+}
+
+/// Decodes a stored protobuf blob.
+pub fn decode_proto<M: Message + Default>(blob: &[u8]) -> Result<M, CodecError> {
+    Ok(M::decode(payload(blob, FORMAT_PROTO)?)?)
+}
+
+/// Encodes a value as a stored JSON blob.
+pub fn encode_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_JSON, VERSION_PLAIN];
+    // Serializing maps with string keys, strings and byte vectors cannot fail.
+    serde_json::to_writer(&mut out, value).unwrap_or_default();
+    out
+}
+
+/// Decodes a stored JSON blob.
+pub fn decode_json<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, CodecError> {
+    Ok(serde_json::from_slice(payload(blob, FORMAT_JSON)?)?)
+}
+
+fn payload(blob: &[u8], format: u8) -> Result<&[u8], CodecError> {
+    match blob {
+        [f, VERSION_PLAIN, rest @ ..] if *f == format => Ok(rest),
+        _ => Err(CodecError::Envelope { expected: format, found: blob.iter().take(2).copied().collect() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proto::pb::models::v1 as pb;
+
+    use super::*;
+
+    #[test]
+    fn proto_blobs_round_trip() {
+        let info = pb::ActualLrpNetInfo { address: "10.0.0.1".into(), ..Default::default() };
+        let blob = encode_proto(&info);
+        assert_eq!(&blob[..2], &[FORMAT_PROTO, VERSION_PLAIN]);
+        assert_eq!(decode_proto::<pb::ActualLrpNetInfo>(&blob).unwrap(), info);
+    }
+
+    #[test]
+    fn json_blobs_round_trip() {
+        let tags: BTreeMap<String, String> = [("a".to_owned(), "b".to_owned())].into();
+        let blob = encode_json(&tags);
+        assert_eq!(decode_json::<BTreeMap<String, String>>(&blob).unwrap(), tags);
+    }
+
+    #[test]
+    fn blobs_of_the_wrong_format_are_refused() {
+        let blob = encode_json(&vec![1, 2]);
+        assert!(matches!(decode_proto::<pb::ActualLrpNetInfo>(&blob), Err(CodecError::Envelope { .. })));
+        assert!(decode_json::<Vec<i32>>(&[]).is_err());
+        assert!(decode_proto::<pb::ActualLrpNetInfo>(&[FORMAT_PROTO, VERSION_PLAIN, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The relational store of diego-rs: desired LRPs, actual LRPs, tasks, domains and leases on
+//! SQLite (the embedded default), PostgreSQL or MySQL / MariaDB, chosen by the URL's scheme.
+//!
+//! - [`Store`] ([`store`]): the pool, migrations, and the write-transaction helper (bounded
+//!   retry on deadlock, lease fencing inside the transaction).
+//! - [`backend`]: the dialect differences (placeholders, row locks, the database clock).
+//! - [`codec`]: the one codec every blob goes through.
+//! - [`sql`]: hand-written SQL, one module per table, each adding methods to [`Store`].
+//! - [`Error`]: every failure, classified once ([`Error::code`], [`Error::is_retryable`]).
+//!
+//! The same conformance suite (`db/tests/`) runs on every backend.
+
+pub mod backend;
+pub mod codec;
+mod error;
+pub mod migrate;
+pub mod sql;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use backend::Backend;
+pub use error::{Error, Result};
+pub use store::{Fence, Store, StoreOptions, Tx};

@@ -1,0 +1,86 @@
+//! Versioned schema migrations, one directory per backend (`db/migrations/<backend>/NNNN_name.sql`)
+//! with the same version numbers. Each migration is idempotent (`IF NOT EXISTS`), so two servers
+//! starting at once cannot break each other, and is recorded in `diego_schema_migrations`. A
+//! database whose recorded version is newer than the newest this build knows is refused: a
+//! downgraded server must not write to a schema it does not understand.
+
+use sqlx::AnyPool;
+
+use crate::{Backend, Error, Result};
+
+/// One schema migration.
+struct Migration {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    mysql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "init",
+    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../migrations/postgres/0001_init.sql"),
+    mysql: include_str!("../migrations/mysql/0001_init.sql"),
+}];
+
+/// The newest schema version this build knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS diego_schema_migrations (\
+     version BIGINT NOT NULL PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at_ms BIGINT NOT NULL)";
+
+/// The highest applied schema version, 0 on an empty database.
+pub async fn current_version(pool: &AnyPool, backend: Backend) -> Result<i64> {
+    let op = "read schema version";
+    backend
+        .query_scalar::<i64>("SELECT COALESCE(MAX(version), 0) FROM diego_schema_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| Error::from_sqlx(op, "schema", "diego_schema_migrations", e))
+}
+
+/// Brings the schema up to [`latest_version`], or refuses a newer one.
+pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
+    let op = "migrate";
+    let sql_err = |e| Error::from_sqlx(op, "schema", "migrations", e);
+    sqlx::raw_sql(CREATE_VERSIONS).execute(pool).await.map_err(sql_err)?;
+    let found = current_version(pool, backend).await?;
+    if found > latest_version() {
+        return Err(Error::SchemaTooNew { found, known: latest_version() });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| m.version > found) {
+        let script = match backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+            Backend::Mysql => migration.mysql,
+        };
+        for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(pool)
+                .await
+                .map_err(sql_err)?;
+        }
+        let record = format!(
+            "INSERT INTO diego_schema_migrations (version, description, applied_at_ms) VALUES (?, ?, {now})",
+            now = backend.now_ms_sql()
+        );
+        let inserted = backend
+            .query(&record)
+            .bind(migration.version)
+            .bind(migration.description)
+            .execute(pool)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            // A concurrent starter recorded the same version first; the schema is the same.
+            Err(e) if matches!(crate::error::classify(&e), crate::error::SqlClass::Duplicate) => {}
+            Err(e) => return Err(sql_err(e)),
+        }
+        tracing::info!(version = migration.version, description = migration.description, backend = backend.name(), "applied schema migration");
+    }
+    Ok(())
+}

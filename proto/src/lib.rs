@@ -1,0 +1,16 @@
+//! Wire contracts and the domain model of diego-rs.
+//!
+//! - [`pb`]: the generated prost messages and tonic services of `protos/diego/*.proto`
+//!   (`diego.models.v1`, `diego.bbs.v1`, `diego.locket.v1`, `diego.auctioneer.v1`, `diego.rep.v1`).
+//!   Only gRPC adapter code names these types.
+//! - [`models`]: hand-written domain types that hold only valid states, with validation that names
+//!   the field and the rule broken.
+//! - [`convert`]: `TryFrom<pb::X> for models::X` and `From<models::X> for pb::X`.
+//! - [`lifecycle`]: the ActualLRP, crash-restart and Task state machines as pure functions.
+//! - [`error`]: the Diego error types and their single mapping to gRPC status codes.
+
+pub mod convert;
+pub mod error;
+pub mod lifecycle;
+pub mod models;
+pub mod pb;

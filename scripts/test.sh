@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, with the store conformance suite on all three backends:
+# SQLite (always), PostgreSQL and MySQL/MariaDB on loopback. Each test creates and drops its own
+# uniquely named database. Fails if any backend's suite did not run, and prints how many tests
+# each backend passed.
+#
+#   DIEGO_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/postgres
+#   DIEGO_TEST_MYSQL_URL     default mysql://root@127.0.0.1:3306/mysql
+#   extra arguments are passed to `cargo test` (e.g. scripts/test.sh -p db)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export DIEGO_TEST_POSTGRES_URL="${DIEGO_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export DIEGO_TEST_MYSQL_URL="${DIEGO_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
+# With this set, a conformance test whose backend URL is missing fails instead of skipping.
+export DIEGO_TEST_REQUIRE_BACKENDS=1
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+# The conformance binaries are db/tests/{sqlite,postgres,mysql}.rs: read the result line that
+# follows each one's "Running" line.
+summary=""
+missing=0
+for backend in sqlite postgres mysql; do
+  passed=$(awk -v b="tests/${backend}.rs" '
+    $1 == "Running" && index($2, b) == 1 { want = 1; next }
+    want && /^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) print $i; want = 0 }
+  ' "$log" | head -n 1)
+  passed="${passed:-0}"
+  summary="${summary} ${backend}=${passed}"
+  if [ "$passed" -eq 0 ]; then
+    missing=1
+  fi
+done
+echo
+echo "conformance suite passed per backend:${summary}"
+if [ "$status" -ne 0 ]; then
+  echo "cargo test failed (exit $status)"
+  exit "$status"
+fi
+if [ "$missing" -ne 0 ]; then
+  echo "a backend's conformance suite did not run"
+  exit 1
+fi
