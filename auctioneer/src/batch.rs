@@ -1,0 +1,274 @@
+//! [`AuctionBatch`]: the start requests waiting for the next auction.
+//!
+//! Requests accumulate while an auction runs; the next auction takes them all with
+//! [`AuctionBatch::drain`]. Duplicates are dropped on the way in, keeping the first (Diego's
+//! `auctionrunner/batch.go` keeps the first at drain time, which gives the same result): an LRP
+//! instance is identified by its process guid and index, a task by its guid. Every addition
+//! wakes the runner through a [`Notify`], so a burst of requests collapses into one wake-up.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use crate::placement::{LrpWork, TaskWork};
+
+/// A set of LRP instances and tasks: what a batch drains, what one cell is asked to perform,
+/// and what a cell refuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Work {
+    /// LRP instances.
+    pub lrps: Vec<LrpWork>,
+    /// Tasks.
+    pub tasks: Vec<TaskWork>,
+}
+
+impl Work {
+    /// True when there is nothing in it.
+    pub fn is_empty(&self) -> bool {
+        self.lrps.is_empty() && self.tasks.is_empty()
+    }
+
+    /// How many items (instances plus tasks) it holds.
+    pub fn len(&self) -> usize {
+        self.lrps.len() + self.tasks.len()
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    work: Work,
+    lrp_keys: HashSet<(String, i32)>,
+    task_keys: HashSet<String>,
+}
+
+impl Pending {
+    fn push_lrp(&mut self, lrp: LrpWork) -> bool {
+        if self.lrp_keys.insert((lrp.process_guid.clone(), lrp.index)) {
+            self.work.lrps.push(lrp);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn push_task(&mut self, task: TaskWork) -> bool {
+        if self.task_keys.insert(task.task_guid.clone()) {
+            self.work.tasks.push(task);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The pending start requests, shared by the gRPC service (which adds) and the auction runner
+/// (which drains).
+#[derive(Default)]
+pub struct AuctionBatch {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+impl std::fmt::Debug for AuctionBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lrps, tasks) = self.counts();
+        f.debug_struct("AuctionBatch")
+            .field("lrps", &lrps)
+            .field("tasks", &tasks)
+            .finish()
+    }
+}
+
+impl AuctionBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A panic while holding this lock cannot leave `Pending` inconsistent in a way that
+        // matters (at worst a key without its item), so a poisoned lock is simply reused.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds LRP instances not already pending and wakes the runner; returns how many were new.
+    pub fn add_lrps(&self, lrps: impl IntoIterator<Item = LrpWork>) -> usize {
+        let added = {
+            let mut pending = self.lock();
+            lrps.into_iter()
+                .map(|l| pending.push_lrp(l))
+                .filter(|&new| new)
+                .count()
+        };
+        if added > 0 {
+            self.notify.notify_one();
+        }
+        added
+    }
+
+    /// Adds tasks not already pending and wakes the runner; returns how many were new.
+    pub fn add_tasks(&self, tasks: impl IntoIterator<Item = TaskWork>) -> usize {
+        let added = {
+            let mut pending = self.lock();
+            tasks
+                .into_iter()
+                .map(|t| pending.push_task(t))
+                .filter(|&new| new)
+                .count()
+        };
+        if added > 0 {
+            self.notify.notify_one();
+        }
+        added
+    }
+
+    /// Takes everything pending, in arrival order, leaving the batch empty.
+    pub fn drain(&self) -> Work {
+        std::mem::take(&mut *self.lock()).work
+    }
+
+    /// Puts drained work back in front of whatever arrived since, for an auction that could not
+    /// run (the BBS did not list the cells). Later duplicates of requeued items are dropped.
+    /// Does not wake the runner: the caller decides when to retry.
+    pub fn requeue(&self, work: Work) {
+        let mut pending = self.lock();
+        let newer = std::mem::take(&mut *pending);
+        for lrp in work.lrps.into_iter().chain(newer.work.lrps) {
+            pending.push_lrp(lrp);
+        }
+        for task in work.tasks.into_iter().chain(newer.work.tasks) {
+            pending.push_task(task);
+        }
+    }
+
+    /// Drops everything pending (when the lock is lost: the next auctioneer gets the work again
+    /// from the BBS's convergence); returns how many items were dropped.
+    pub fn clear(&self) -> usize {
+        self.drain().len()
+    }
+
+    /// How many LRP instances and tasks are pending.
+    pub fn counts(&self) -> (usize, usize) {
+        let pending = self.lock();
+        (pending.work.lrps.len(), pending.work.tasks.len())
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.counts() == (0, 0)
+    }
+
+    /// Waits until work is added. An addition made while nobody waits is remembered (once),
+    /// so a wake-up is never lost between a drain and the next wait.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lrp(guid: &str, index: i32, memory_mb: i64) -> LrpWork {
+        LrpWork {
+            process_guid: guid.into(),
+            index,
+            resource: crate::placement::WorkResource {
+                memory_mb,
+                ..Default::default()
+            },
+            ..LrpWork::default()
+        }
+    }
+
+    fn task(guid: &str) -> TaskWork {
+        TaskWork {
+            task_guid: guid.into(),
+            ..TaskWork::default()
+        }
+    }
+
+    #[test]
+    fn duplicates_are_dropped_keeping_the_first() {
+        let batch = AuctionBatch::new();
+        assert_eq!(
+            batch.add_lrps([lrp("a", 0, 1), lrp("a", 1, 1), lrp("a", 0, 99)]),
+            2
+        );
+        assert_eq!(batch.add_lrps([lrp("a", 1, 99), lrp("b", 0, 1)]), 1);
+        assert_eq!(batch.add_tasks([task("t1"), task("t1"), task("t2")]), 2);
+        let work = batch.drain();
+        let keys: Vec<_> = work
+            .lrps
+            .iter()
+            .map(|l| (l.process_guid.as_str(), l.index, l.resource.memory_mb))
+            .collect();
+        assert_eq!(keys, [("a", 0, 1), ("a", 1, 1), ("b", 0, 1)]);
+        let tasks: Vec<_> = work.tasks.iter().map(|t| t.task_guid.as_str()).collect();
+        assert_eq!(tasks, ["t1", "t2"]);
+    }
+
+    #[test]
+    fn drain_empties_the_batch_and_forgets_the_keys() {
+        let batch = AuctionBatch::new();
+        batch.add_lrps([lrp("a", 0, 1)]);
+        assert_eq!(batch.drain().len(), 1);
+        assert!(batch.is_empty());
+        assert!(batch.drain().is_empty());
+        // The same instance may be requested again for the next auction.
+        assert_eq!(batch.add_lrps([lrp("a", 0, 1)]), 1);
+    }
+
+    #[test]
+    fn requeue_puts_old_work_first_and_drops_newer_duplicates() {
+        let batch = AuctionBatch::new();
+        batch.add_lrps([lrp("a", 0, 1)]);
+        batch.add_tasks([task("t1")]);
+        let old = batch.drain();
+        batch.add_lrps([lrp("b", 0, 1), lrp("a", 0, 2)]);
+        batch.add_tasks([task("t2"), task("t1")]);
+        batch.requeue(old);
+        let work = batch.drain();
+        let keys: Vec<_> = work
+            .lrps
+            .iter()
+            .map(|l| (l.process_guid.as_str(), l.resource.memory_mb))
+            .collect();
+        assert_eq!(keys, [("a", 1), ("b", 1)]);
+        let tasks: Vec<_> = work.tasks.iter().map(|t| t.task_guid.as_str()).collect();
+        assert_eq!(tasks, ["t1", "t2"]);
+    }
+
+    #[test]
+    fn clear_reports_how_much_was_dropped() {
+        let batch = AuctionBatch::new();
+        batch.add_lrps([lrp("a", 0, 1), lrp("a", 1, 1)]);
+        batch.add_tasks([task("t")]);
+        assert_eq!(batch.clear(), 3);
+        assert_eq!(batch.counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn an_addition_before_the_wait_is_not_lost() {
+        let batch = AuctionBatch::new();
+        batch.add_tasks([task("t")]);
+        tokio::time::timeout(std::time::Duration::from_secs(5), batch.wait())
+            .await
+            .expect("the stored wake-up should end the wait");
+    }
+
+    #[test]
+    fn adding_only_duplicates_does_not_wake() {
+        let batch = AuctionBatch::new();
+        batch.add_tasks([task("t")]);
+        // Consume the stored permit.
+        let first = batch.notify.notified();
+        futures::pin_mut!(first);
+        assert!(futures::FutureExt::now_or_never(first.as_mut()).is_some());
+        batch.add_tasks([task("t")]);
+        let second = batch.notify.notified();
+        futures::pin_mut!(second);
+        assert!(futures::FutureExt::now_or_never(second.as_mut()).is_none());
+    }
+}

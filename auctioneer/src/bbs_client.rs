@@ -1,0 +1,234 @@
+//! The BBS as the auctioneer sees it: the live cells, and where failed placements go back.
+//! The runner sees only the [`BbsClient`] trait; [`GrpcBbsClient`] is the tonic implementation
+//! over a BBS gRPC address, and `testing::FakeBbs` the recording fake.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use proto::pb::bbs::v1 as bbs_pb;
+use proto::pb::models::v1 as models_pb;
+use tonic::transport::Channel;
+
+use crate::connector::Connector;
+use crate::error::ClientError;
+
+/// A live cell, as its presence in the BBS announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CellPresence {
+    /// The cell's id.
+    pub cell_id: String,
+    /// Where its rep serves gRPC (`host:port`).
+    pub rep_address: String,
+    /// The zone it announced; the zone in its `State` answer wins when both are set.
+    pub zone: String,
+}
+
+/// An actual LRP's key: which instance of which desired LRP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct LrpKey {
+    /// The desired LRP's process guid.
+    pub process_guid: String,
+    /// The instance index.
+    pub index: i32,
+    /// The desired LRP's domain.
+    pub domain: String,
+}
+
+/// The BBS calls the auctioneer makes. Implementations must be cheap to call concurrently.
+pub trait BbsClient: Send + Sync + 'static {
+    /// The live cells (BBS `Cells`).
+    fn cells(&self) -> BoxFuture<'_, Result<Vec<CellPresence>, ClientError>>;
+
+    /// Records that an UNCLAIMED instance could not be placed (BBS `FailActualLRP`); it stays
+    /// UNCLAIMED with `error` as its placement error until convergence auctions it again.
+    fn fail_actual_lrp<'a>(
+        &'a self,
+        key: &'a LrpKey,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+
+    /// Hands a task back as not placed (BBS `RejectTask`); the BBS retries or fails it.
+    fn reject_task<'a>(
+        &'a self,
+        task_guid: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+}
+
+/// The tonic BBS client. A standby BBS refuses writes with UNAVAILABLE and names the leader
+/// in `x-diego-leader`; such a call is retried once on the leader.
+#[derive(Debug)]
+pub struct GrpcBbsClient {
+    address: String,
+    connector: Connector,
+}
+
+impl GrpcBbsClient {
+    /// A client of the BBS at `address` whose calls time out after `timeout`. Checks the
+    /// address at once; connects on the first call.
+    pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ClientError> {
+        let client = Self {
+            address: address.into(),
+            connector: Connector::new(timeout),
+        };
+        // Validate the address now rather than on the first auction.
+        crate::connector::check_address(&client.address)?;
+        Ok(client)
+    }
+
+    /// The configured BBS address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn call<T, F, Fut>(&self, call: &'static str, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(bbs_pb::bbs_client::BbsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut address = self.address.clone();
+        let mut redirected = false;
+        loop {
+            let client = bbs_pb::bbs_client::BbsClient::new(self.connector.channel(&address)?);
+            match f(client).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    if !redirected
+                        && status.code() == tonic::Code::Unavailable
+                        && let Some(leader) = leader_of(&status)
+                        && leader != address
+                    {
+                        tracing::debug!(bbs = %address, leader = %leader, call, "following the bbs leader");
+                        address = leader;
+                        redirected = true;
+                        continue;
+                    }
+                    return Err(ClientError::call(format!("bbs {address}"), call, status));
+                }
+            }
+        }
+    }
+}
+
+/// The leader a standby named in its refusal.
+fn leader_of(status: &tonic::Status) -> Option<String> {
+    status
+        .metadata()
+        .get(proto::error::LEADER_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// A presence as the auctioneer uses it: the gRPC address, falling back to `rep_url`.
+pub(crate) fn presence_from_pb(p: models_pb::CellPresence) -> CellPresence {
+    let rep_address = if p.rep_address.trim().is_empty() {
+        p.rep_url
+    } else {
+        p.rep_address
+    };
+    CellPresence {
+        cell_id: p.cell_id,
+        rep_address,
+        zone: p.zone,
+    }
+}
+
+impl BbsClient for GrpcBbsClient {
+    fn cells(&self) -> BoxFuture<'_, Result<Vec<CellPresence>, ClientError>> {
+        Box::pin(async move {
+            let response = self
+                .call("Cells", |mut c| async move {
+                    c.cells(bbs_pb::CellsRequest {}).await
+                })
+                .await?;
+            Ok(response.cells.into_iter().map(presence_from_pb).collect())
+        })
+    }
+
+    fn fail_actual_lrp<'a>(
+        &'a self,
+        key: &'a LrpKey,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async move {
+            let request = bbs_pb::FailActualLrpRequest {
+                actual_lrp_key: Some(models_pb::ActualLrpKey {
+                    process_guid: key.process_guid.clone(),
+                    index: key.index,
+                    domain: key.domain.clone(),
+                }),
+                error_message: error.to_owned(),
+            };
+            self.call("FailActualLRP", |mut c| {
+                let request = request.clone();
+                async move { c.fail_actual_lrp(request).await }
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn reject_task<'a>(
+        &'a self,
+        task_guid: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async move {
+            let request = bbs_pb::RejectTaskRequest {
+                task_guid: task_guid.to_owned(),
+                rejection_reason: reason.to_owned(),
+            };
+            self.call("RejectTask", |mut c| {
+                let request = request.clone();
+                async move { c.reject_task(request).await }
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_falls_back_to_the_rep_url() {
+        let p = presence_from_pb(models_pb::CellPresence {
+            cell_id: "c1".into(),
+            rep_url: "http://10.0.0.1:1801".into(),
+            zone: "z1".into(),
+            ..Default::default()
+        });
+        assert_eq!(p.rep_address, "http://10.0.0.1:1801");
+        let p = presence_from_pb(models_pb::CellPresence {
+            cell_id: "c1".into(),
+            rep_address: "10.0.0.1:1801".into(),
+            rep_url: "http://elsewhere".into(),
+            ..Default::default()
+        });
+        assert_eq!(p.rep_address, "10.0.0.1:1801");
+        assert_eq!(p.cell_id, "c1");
+    }
+
+    #[test]
+    fn the_leader_is_read_from_the_status_metadata() {
+        let mut status = proto::error::ErrorCode::Unavailable.to_status("not the leader");
+        assert_eq!(leader_of(&status), None);
+        status.metadata_mut().insert(
+            proto::error::LEADER_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_static("10.0.0.2:8889"),
+        );
+        assert_eq!(leader_of(&status).as_deref(), Some("10.0.0.2:8889"));
+    }
+
+    #[test]
+    fn a_malformed_bbs_address_is_refused_up_front() {
+        assert!(GrpcBbsClient::new("", Duration::from_secs(1)).is_err());
+        assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1)).is_err());
+        assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1)).is_ok());
+    }
+}

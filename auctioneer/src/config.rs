@@ -1,0 +1,357 @@
+//! The auctioneer configuration: a TOML file (`--config FILE`) whose address fields flags
+//! override, validated once at start. Intervals, timeouts and placement weights are fields, so
+//! tests shorten them without special cases.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::placement::PlacementConfig;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A value breaks a rule.
+    #[error("invalid config: {field} {rule}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule it breaks.
+        rule: String,
+    },
+}
+
+/// The auctioneer configuration. Every field is optional in the file; [`Default`] gives
+/// Diego's values (architecture.md, "Defaults").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuctioneerConfig {
+    /// The BBS gRPC address (`host:port`): `Cells`, `FailActualLRP`, `RejectTask` and the
+    /// `Locket` service all live there.
+    pub bbs_address: String,
+    /// gRPC listen address (Auctioneer, health, reflection).
+    pub listen_address: String,
+    /// Admin listen address (`/healthz`, `/metrics`).
+    pub admin_address: String,
+    /// The address the BBS reaches this auctioneer at; stored as the `auctioneer` lock's value,
+    /// which is how the BBS finds the active auctioneer. Empty means the bound gRPC address.
+    pub advertise_address: String,
+    /// How long one cell may take to answer `State`; a slower cell is left out of the auction.
+    #[serde(with = "duration_text")]
+    pub cell_state_timeout: Duration,
+    /// Timeout of `Perform` calls and of calls to the BBS.
+    #[serde(with = "duration_text")]
+    pub communication_timeout: Duration,
+    /// Pause before retrying an auction whose cell list could not be read from the BBS (the
+    /// batch is kept meanwhile).
+    #[serde(with = "duration_text")]
+    pub cells_retry_interval: Duration,
+    /// TTL of the `auctioneer` lock.
+    #[serde(with = "duration_text")]
+    pub lock_ttl: Duration,
+    /// How often the lock is renewed (or retried while standing by).
+    #[serde(with = "duration_text")]
+    pub lock_retry_interval: Duration,
+    /// Seed of the RNG that breaks score ties; the same inputs and seed give the same placement.
+    pub seed: u64,
+    /// Score added per container starting on a cell (Diego: 0.25, range 0 to 1).
+    pub starting_container_weight: f64,
+    /// Score added per position of a cell in its zone (Diego: 0, off); > 0 fills cells in order.
+    pub bin_pack_first_fit_weight: f64,
+    /// Containers starting at once across all cells; 0 or negative means unlimited (Diego's
+    /// `starting_container_count_maximum`).
+    pub starting_container_count_maximum: i64,
+    /// Containers starting at once on one cell; 0 means unlimited (not in Diego).
+    pub max_starting_per_cell: u64,
+    /// BBS failure reports (`FailActualLRP`, `RejectTask`) in flight at once after an auction.
+    pub report_concurrency: usize,
+}
+
+impl Default for AuctioneerConfig {
+    fn default() -> Self {
+        Self {
+            bbs_address: "127.0.0.1:8889".into(),
+            listen_address: "127.0.0.1:9016".into(),
+            admin_address: "127.0.0.1:17001".into(),
+            advertise_address: String::new(),
+            cell_state_timeout: Duration::from_secs(1),
+            communication_timeout: Duration::from_secs(10),
+            cells_retry_interval: Duration::from_secs(1),
+            lock_ttl: Duration::from_secs(15),
+            lock_retry_interval: Duration::from_secs(5),
+            seed: 0,
+            starting_container_weight: 0.25,
+            bin_pack_first_fit_weight: 0.0,
+            starting_container_count_maximum: 0,
+            max_starting_per_cell: 0,
+            report_concurrency: 32,
+        }
+    }
+}
+
+/// Values given on the command line (the binary flattens these into its flags); each one
+/// that is set replaces the file's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct ConfigOverrides {
+    /// BBS gRPC address (host:port), also used for the Locket [default: 127.0.0.1:8889].
+    #[arg(long, value_name = "ADDR")]
+    pub bbs_address: Option<String>,
+    /// gRPC listen address [default: 127.0.0.1:9016].
+    #[arg(long, value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// Admin (/healthz, /metrics) listen address [default: 127.0.0.1:17001].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_address: Option<String>,
+}
+
+impl AuctioneerConfig {
+    /// Reads a TOML file (every field optional).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The file (or the defaults without one), the flags applied, validated.
+    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
+        let config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.with_overrides(overrides).validate()
+    }
+
+    /// Applies the flags that are set.
+    pub fn with_overrides(mut self, overrides: ConfigOverrides) -> Self {
+        if let Some(v) = overrides.bbs_address {
+            self.bbs_address = v;
+        }
+        if let Some(v) = overrides.listen_address {
+            self.listen_address = v;
+        }
+        if let Some(v) = overrides.admin_address {
+            self.admin_address = v;
+        }
+        self
+    }
+
+    /// Checks every rule and returns the configuration.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let invalid = |field, rule: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                rule: rule.into(),
+            })
+        };
+        for (field, value) in [
+            ("bbs_address", &self.bbs_address),
+            ("listen_address", &self.listen_address),
+            ("admin_address", &self.admin_address),
+        ] {
+            if value.trim().is_empty() {
+                return invalid(field, "must not be empty");
+            }
+        }
+        for (field, value) in [
+            ("cell_state_timeout", self.cell_state_timeout),
+            ("communication_timeout", self.communication_timeout),
+            ("cells_retry_interval", self.cells_retry_interval),
+            ("lock_ttl", self.lock_ttl),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be positive");
+            }
+        }
+        if self.lock_ttl > Duration::from_secs(86_400) {
+            // The Locket refuses longer leases.
+            return invalid("lock_ttl", "must be at most 24h");
+        }
+        if self.lock_retry_interval.is_zero() || self.lock_retry_interval >= self.lock_ttl {
+            return invalid(
+                "lock_retry_interval",
+                "must be positive and shorter than lock_ttl",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.starting_container_weight) {
+            return invalid("starting_container_weight", "must be between 0 and 1");
+        }
+        if !self.bin_pack_first_fit_weight.is_finite() || self.bin_pack_first_fit_weight < 0.0 {
+            return invalid("bin_pack_first_fit_weight", "must be a number >= 0");
+        }
+        if self.report_concurrency == 0 {
+            return invalid("report_concurrency", "must be at least 1");
+        }
+        Ok(self)
+    }
+
+    /// The placement tunables for `placement::solve`.
+    pub fn placement(&self) -> PlacementConfig {
+        PlacementConfig {
+            starting_container_weight: self.starting_container_weight,
+            bin_pack_first_fit_weight: self.bin_pack_first_fit_weight,
+            // Diego: 0 or negative means unlimited; the placement core spells that 0.
+            max_in_flight_starts: usize::try_from(self.starting_container_count_maximum.max(0))
+                .unwrap_or(usize::MAX),
+            max_starting_per_cell: usize::try_from(self.max_starting_per_cell)
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// Durations in the TOML file are human strings: `"15s"`, `"500ms"`, `"2m"`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" | "" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_diegos_and_valid() {
+        let config = AuctioneerConfig::default()
+            .validate()
+            .expect("defaults are valid");
+        assert_eq!(config.listen_address, "127.0.0.1:9016");
+        assert_eq!(config.admin_address, "127.0.0.1:17001");
+        assert_eq!(config.cell_state_timeout, Duration::from_secs(1));
+        assert_eq!(config.lock_ttl, Duration::from_secs(15));
+        assert_eq!(config.lock_retry_interval, Duration::from_secs(5));
+        assert_eq!(config.placement(), PlacementConfig::default());
+    }
+
+    #[test]
+    fn toml_durations_are_human_and_unknown_fields_are_refused() {
+        let config: AuctioneerConfig =
+            toml::from_str("cell_state_timeout = \"250ms\"\nlock_ttl = \"2m\"\nseed = 7")
+                .expect("valid toml");
+        assert_eq!(config.cell_state_timeout, Duration::from_millis(250));
+        assert_eq!(config.lock_ttl, Duration::from_secs(120));
+        assert_eq!(config.seed, 7);
+        assert!(toml::from_str::<AuctioneerConfig>("no_such_field = 1").is_err());
+        assert!(toml::from_str::<AuctioneerConfig>("lock_ttl = \"2 fortnights\"").is_err());
+        assert!(toml::from_str::<AuctioneerConfig>("lock_ttl = \"99999999999999999h\"").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let config = AuctioneerConfig::default().with_overrides(ConfigOverrides {
+            bbs_address: Some("10.0.0.1:8889".into()),
+            listen_address: None,
+            admin_address: Some("127.0.0.1:0".into()),
+        });
+        assert_eq!(config.bbs_address, "10.0.0.1:8889");
+        assert_eq!(config.listen_address, "127.0.0.1:9016");
+        assert_eq!(config.admin_address, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field() {
+        let cases = [
+            AuctioneerConfig {
+                bbs_address: " ".into(),
+                ..AuctioneerConfig::default()
+            },
+            AuctioneerConfig {
+                cell_state_timeout: Duration::ZERO,
+                ..AuctioneerConfig::default()
+            },
+            AuctioneerConfig {
+                lock_retry_interval: Duration::from_secs(15),
+                ..AuctioneerConfig::default()
+            },
+            AuctioneerConfig {
+                starting_container_weight: f64::NAN,
+                ..AuctioneerConfig::default()
+            },
+            AuctioneerConfig {
+                bin_pack_first_fit_weight: -1.0,
+                ..AuctioneerConfig::default()
+            },
+        ];
+        let fields = [
+            "bbs_address",
+            "cell_state_timeout",
+            "lock_retry_interval",
+            "starting_container_weight",
+            "bin_pack_first_fit_weight",
+        ];
+        for (config, field) in cases.into_iter().zip(fields) {
+            let err = config.validate().expect_err("invalid").to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn negative_in_flight_maximum_means_unlimited() {
+        let config = AuctioneerConfig {
+            starting_container_count_maximum: -5,
+            ..AuctioneerConfig::default()
+        };
+        assert_eq!(config.placement().max_in_flight_starts, 0);
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = AuctioneerConfig::load(
+            Some(Path::new("/nonexistent/auctioneer.toml")),
+            ConfigOverrides::default(),
+        )
+        .expect_err("no file");
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

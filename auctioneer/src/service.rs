@@ -1,0 +1,229 @@
+//! The `Auctioneer` gRPC service (reference §1.2): `RequestLRPAuctions` and
+//! `RequestTaskAuctions` validate the requests, turn them into placement work, add it to the
+//! batch and return at once; the auction runs later.
+//!
+//! Differences from Diego's HTTP handlers: a request with an invalid entry is refused as a
+//! whole with INVALID_ARGUMENT naming the entry (Diego logs and drops it), so the caller sees
+//! the mistake; and a standby answers UNAVAILABLE instead of not listening at all.
+
+use std::sync::Arc;
+
+use proto::error::ErrorCode;
+use proto::pb::auctioneer::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::batch::AuctionBatch;
+use crate::lock::LockStatus;
+use crate::placement::{LrpWork, TaskWork};
+use crate::wire::{constraint_from_pb, resource_from_pb};
+
+/// The `Auctioneer` service over a batch, answering only while `lock` is held.
+#[derive(Debug, Clone)]
+pub struct AuctioneerService {
+    batch: Arc<AuctionBatch>,
+    lock: LockStatus,
+}
+
+impl AuctioneerService {
+    /// A service adding to `batch`, serving while `lock` says held.
+    pub fn new(batch: Arc<AuctionBatch>, lock: LockStatus) -> Self {
+        Self { batch, lock }
+    }
+
+    fn check_lock(&self) -> Result<(), Status> {
+        if self.lock.is_held() {
+            Ok(())
+        } else {
+            Err(ErrorCode::Unavailable
+                .to_status("this auctioneer is standing by: it does not hold the auctioneer lock"))
+        }
+    }
+}
+
+/// The LRP instances of the requests, or the first invalid entry.
+pub fn lrp_work(requests: Vec<pb::LrpStartRequest>) -> Result<Vec<LrpWork>, Status> {
+    let mut work = Vec::new();
+    for (position, request) in requests.into_iter().enumerate() {
+        if request.process_guid.trim().is_empty() {
+            return Err(ErrorCode::InvalidRequest.to_status(format!(
+                "lrp start request {position}: process_guid must not be empty"
+            )));
+        }
+        if let Some(index) = request.indices.iter().find(|i| **i < 0) {
+            return Err(ErrorCode::InvalidRequest.to_status(format!(
+                "lrp start request {position} ({}): index {index} must be >= 0",
+                request.process_guid
+            )));
+        }
+        let resource = resource_from_pb(request.resource.as_ref());
+        let constraint = constraint_from_pb(request.placement_constraint.as_ref());
+        work.extend(request.indices.iter().map(|&index| LrpWork {
+            process_guid: request.process_guid.clone(),
+            index,
+            domain: request.domain.clone(),
+            resource,
+            constraint: constraint.clone(),
+        }));
+    }
+    Ok(work)
+}
+
+/// The tasks of the requests, or the first invalid entry.
+pub fn task_work(requests: Vec<pb::TaskStartRequest>) -> Result<Vec<TaskWork>, Status> {
+    let mut work = Vec::with_capacity(requests.len());
+    for (position, request) in requests.into_iter().enumerate() {
+        if request.task_guid.trim().is_empty() {
+            return Err(ErrorCode::InvalidRequest.to_status(format!(
+                "task start request {position}: task_guid must not be empty"
+            )));
+        }
+        work.push(TaskWork {
+            resource: resource_from_pb(request.resource.as_ref()),
+            constraint: constraint_from_pb(request.placement_constraint.as_ref()),
+            task_guid: request.task_guid,
+            domain: request.domain,
+        });
+    }
+    Ok(work)
+}
+
+#[tonic::async_trait]
+impl pb::auctioneer_server::Auctioneer for AuctioneerService {
+    async fn request_lrp_auctions(
+        &self,
+        request: Request<pb::RequestLrpAuctionsRequest>,
+    ) -> Result<Response<pb::RequestLrpAuctionsResponse>, Status> {
+        self.check_lock()?;
+        let work = lrp_work(request.into_inner().lrp_start_requests)?;
+        for lrp in &work {
+            tracing::debug!(process_guid = %lrp.process_guid, index = lrp.index, "lrp instance queued for auction");
+        }
+        let requested = work.len();
+        let added = self.batch.add_lrps(work);
+        tracing::debug!(requested, added, "lrp auctions requested");
+        Ok(Response::new(pb::RequestLrpAuctionsResponse {}))
+    }
+
+    async fn request_task_auctions(
+        &self,
+        request: Request<pb::RequestTaskAuctionsRequest>,
+    ) -> Result<Response<pb::RequestTaskAuctionsResponse>, Status> {
+        self.check_lock()?;
+        let work = task_work(request.into_inner().task_start_requests)?;
+        for task in &work {
+            tracing::debug!(task_guid = %task.task_guid, "task queued for auction");
+        }
+        let requested = work.len();
+        let added = self.batch.add_tasks(work);
+        tracing::debug!(requested, added, "task auctions requested");
+        Ok(Response::new(pb::RequestTaskAuctionsResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pb::auctioneer_server::Auctioneer;
+    use proto::pb::models::v1 as models_pb;
+
+    use super::*;
+
+    fn lrp_request(guid: &str, indices: &[i32]) -> pb::LrpStartRequest {
+        pb::LrpStartRequest {
+            process_guid: guid.into(),
+            domain: "d".into(),
+            indices: indices.to_vec(),
+            resource: Some(models_pb::Resource {
+                memory_mb: 128,
+                disk_mb: 256,
+                max_pids: 0,
+            }),
+            placement_constraint: Some(models_pb::PlacementConstraint {
+                rootfs: "preloaded:busybox".into(),
+                placement_tags: vec![],
+                volume_drivers: vec![],
+            }),
+        }
+    }
+
+    fn service(held: bool) -> AuctioneerService {
+        let lock = LockStatus::new();
+        lock.set_held(held);
+        AuctioneerService::new(Arc::new(AuctionBatch::new()), lock)
+    }
+
+    #[test]
+    fn each_index_becomes_one_instance() {
+        let work = lrp_work(vec![lrp_request("pg", &[0, 1, 2])]).expect("valid");
+        assert_eq!(work.len(), 3);
+        assert_eq!(work[2].index, 2);
+        assert_eq!(work[2].resource.memory_mb, 128);
+        assert_eq!(work[2].constraint.rootfs, "preloaded:busybox");
+        assert_eq!(work[2].domain, "d");
+    }
+
+    #[test]
+    fn invalid_entries_are_refused_naming_the_entry() {
+        let err =
+            lrp_work(vec![lrp_request("ok", &[0]), lrp_request("", &[0])]).expect_err("empty guid");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("lrp start request 1"),
+            "{}",
+            err.message()
+        );
+        let err = lrp_work(vec![lrp_request("pg", &[0, -1])]).expect_err("negative index");
+        assert!(err.message().contains("index -1"), "{}", err.message());
+        let err = task_work(vec![pb::TaskStartRequest::default()]).expect_err("empty task guid");
+        assert!(err.message().contains("task_guid"), "{}", err.message());
+        assert_eq!(
+            ErrorCode::from_status(&err),
+            Some(ErrorCode::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn missing_resource_and_constraint_are_zero() {
+        let work = task_work(vec![pb::TaskStartRequest {
+            task_guid: "t".into(),
+            ..Default::default()
+        }])
+        .expect("valid");
+        assert_eq!(work[0].resource.memory_mb, 0);
+        assert!(work[0].constraint.rootfs.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_standby_answers_unavailable_and_queues_nothing() {
+        let service = service(false);
+        let err = service
+            .request_lrp_auctions(Request::new(pb::RequestLrpAuctionsRequest {
+                lrp_start_requests: vec![lrp_request("pg", &[0])],
+            }))
+            .await
+            .expect_err("standby");
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert_eq!(ErrorCode::from_status(&err), Some(ErrorCode::Unavailable));
+        assert!(service.batch.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_holder_queues_requests_and_returns_at_once() {
+        let service = service(true);
+        service
+            .request_lrp_auctions(Request::new(pb::RequestLrpAuctionsRequest {
+                lrp_start_requests: vec![lrp_request("pg", &[0, 1]), lrp_request("pg", &[1])],
+            }))
+            .await
+            .expect("queued");
+        service
+            .request_task_auctions(Request::new(pb::RequestTaskAuctionsRequest {
+                task_start_requests: vec![pb::TaskStartRequest {
+                    task_guid: "t".into(),
+                    ..Default::default()
+                }],
+            }))
+            .await
+            .expect("queued");
+        assert_eq!(service.batch.counts(), (2, 1));
+    }
+}
