@@ -6,7 +6,7 @@
 #
 #   DIEGO_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/postgres
 #   DIEGO_TEST_MYSQL_URL     default mysql://root@127.0.0.1:3306/mysql
-#   extra arguments are passed to `cargo test` (e.g. scripts/test.sh -p db)
+#   arguments replace `--workspace` (e.g. scripts/test.sh -p db -p proto)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,8 @@ export DIEGO_TEST_REQUIRE_BACKENDS=1
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo test --workspace "$@" 2>&1 | tee "$log"
+if [ "$#" -eq 0 ]; then set -- --workspace; fi
+cargo test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # The conformance binaries are db/tests/{sqlite,postgres,mysql}.rs: read the result line that

@@ -1,7 +1,269 @@
-//! Conformance tests of the leases store operations.
+//! Conformance tests of the leases store operations (Locket semantics in database time, bbs.md
+//! 7) and of fencing writes by a lease. These run with real time: expiry tests use a 1 s ttl and
+//! sleep just past it.
+
+use std::time::Duration;
+
+use db::sql::leases::{Lease, LeaseType};
+use db::testing::TestDb;
+use db::{Error, Fence, Store, StoreOptions};
+use proto::models::DomainName;
+
+use super::NOW_NS;
 
 macro_rules! leases_tests {
     ($backend:expr) => {
-        suite_module!($backend, leases, []);
+        suite_module!($backend, leases, [
+            acquiring_an_absent_key_grants_term_one_in_database_time,
+            the_same_owner_renews_with_a_new_value_and_the_same_term,
+            another_owner_is_refused_while_the_lease_is_unexpired,
+            an_expired_lease_is_not_fetched_and_is_stolen_with_the_next_term,
+            release_deletes_only_the_owners_lease,
+            fetch_leases_lists_unexpired_leases_of_one_type_by_key,
+            take_expired_leases_deletes_and_returns_expired_ones_of_one_type,
+            concurrent_acquirers_of_an_absent_key_have_exactly_one_winner,
+            a_corrupt_lease_row_is_reported_and_can_be_taken_over,
+            fenced_writes_succeed_while_held_and_fail_once_stolen,
+            fenced_writes_fail_once_the_lease_expires,
+            a_fenced_store_still_renews_its_own_lease,
+        ]);
     };
+}
+
+const TTL: Duration = Duration::from_secs(15);
+const SHORT_TTL: Duration = Duration::from_secs(1);
+
+/// Sleeps just past [`SHORT_TTL`].
+async fn past_short_ttl() {
+    tokio::time::sleep(SHORT_TTL + Duration::from_millis(300)).await;
+}
+
+async fn lock(store: &Store, key: &str, owner: &str, ttl: Duration) -> Result<Lease, Error> {
+    store.acquire_lease(key, owner, &format!("value-of-{owner}"), LeaseType::Lock, ttl).await
+}
+
+async fn presence(store: &Store, key: &str, owner: &str, ttl: Duration) -> Lease {
+    store.acquire_lease(key, owner, "{}", LeaseType::Presence, ttl).await.unwrap()
+}
+
+/// The first acquire gets term 1, and its expiry is the database clock plus the ttl.
+pub async fn acquiring_an_absent_key_grants_term_one_in_database_time(db: &TestDb) {
+    let before = db.store.now_ms().await.unwrap();
+    let lease = lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    let after = db.store.now_ms().await.unwrap();
+    assert_eq!(lease.key, "bbs");
+    assert_eq!(lease.owner, "bbs-a");
+    assert_eq!(lease.value, "value-of-bbs-a");
+    assert_eq!(lease.lease_type, LeaseType::Lock);
+    assert_eq!(lease.term, 1);
+    assert_eq!(lease.ttl_ms, 15_000);
+    assert!(
+        lease.expires_at_ms >= before + 15_000 && lease.expires_at_ms <= after + 15_000,
+        "expiry {} not within [{before}, {after}] + ttl",
+        lease.expires_at_ms
+    );
+    assert_eq!(db.store.fetch_lease("bbs").await.unwrap(), lease);
+}
+
+/// A renewal by the holder keeps the term and replaces the value and the expiry.
+pub async fn the_same_owner_renews_with_a_new_value_and_the_same_term(db: &TestDb) {
+    let first = lock(&db.store, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let renewed = db.store.acquire_lease("bbs", "bbs-a", "new-address", LeaseType::Lock, TTL).await.unwrap();
+    assert_eq!(renewed.term, 1);
+    assert_eq!(renewed.value, "new-address");
+    assert_eq!(renewed.ttl_ms, 15_000);
+    assert!(renewed.expires_at_ms > first.expires_at_ms);
+    // Renewed with the long ttl: still held after the short one would have run out.
+    past_short_ttl().await;
+    assert_eq!(db.store.fetch_lease("bbs").await.unwrap(), renewed);
+}
+
+/// An unexpired lease held by someone else is a collision naming the holder.
+pub async fn another_owner_is_refused_while_the_lease_is_unexpired(db: &TestDb) {
+    let held = lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    let err = lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap_err();
+    assert!(matches!(&err, Error::LeaseHeld { key, owner } if key == "bbs" && owner == "bbs-a"), "{err}");
+    assert_eq!(err.to_string(), "lease bbs is held by bbs-a");
+    assert_eq!(err.code(), proto::error::ErrorCode::LockCollision);
+    assert_eq!(db.store.fetch_lease("bbs").await.unwrap(), held);
+}
+
+/// Past its ttl a lease is gone for readers, and another owner takes it over at term + 1.
+pub async fn an_expired_lease_is_not_fetched_and_is_stolen_with_the_next_term(db: &TestDb) {
+    lock(&db.store, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    past_short_ttl().await;
+    let err = db.store.fetch_lease("bbs").await.unwrap_err();
+    assert!(matches!(&err, Error::NotFound { what: "lease", key } if key == "bbs"), "{err}");
+    let stolen = lock(&db.store, "bbs", "bbs-b", SHORT_TTL).await.unwrap();
+    assert_eq!((stolen.owner.as_str(), stolen.term), ("bbs-b", 2));
+    past_short_ttl().await;
+    let back = lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    assert_eq!((back.owner.as_str(), back.term), ("bbs-a", 3));
+    // The old holder, now deposed, cannot take it while it is held.
+    let err = lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap_err();
+    assert!(matches!(err, Error::LeaseHeld { .. }), "{err}");
+}
+
+/// Release by the holder deletes the lease; absent is NotFound; another owner's is LeaseHeld.
+pub async fn release_deletes_only_the_owners_lease(db: &TestDb) {
+    lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    let err = db.store.release_lease("bbs", "bbs-b").await.unwrap_err();
+    assert!(matches!(&err, Error::LeaseHeld { owner, .. } if owner == "bbs-a"), "{err}");
+    db.store.release_lease("bbs", "bbs-a").await.unwrap();
+    assert!(matches!(db.store.fetch_lease("bbs").await, Err(Error::NotFound { .. })));
+    let err = db.store.release_lease("bbs", "bbs-a").await.unwrap_err();
+    assert!(matches!(&err, Error::NotFound { what: "lease", key } if key == "bbs"), "{err}");
+    // After a release anyone acquires it afresh.
+    let lease = lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap();
+    assert_eq!(lease.term, 1);
+    // An expired lease can still be released by its owner.
+    lock(&db.store, "auctioneer", "auct-a", SHORT_TTL).await.unwrap();
+    past_short_ttl().await;
+    db.store.release_lease("auctioneer", "auct-a").await.unwrap();
+    assert!(db.store.take_expired_leases(LeaseType::Lock).await.unwrap().is_empty());
+}
+
+/// `fetch_leases` returns only unexpired leases of the asked type, sorted by key.
+pub async fn fetch_leases_lists_unexpired_leases_of_one_type_by_key(db: &TestDb) {
+    presence(&db.store, "cell-b", "rep-b", TTL).await;
+    presence(&db.store, "cell-a", "rep-a", TTL).await;
+    presence(&db.store, "cell-C", "rep-c", TTL).await;
+    presence(&db.store, "cell-gone", "rep-x", SHORT_TTL).await;
+    lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    past_short_ttl().await;
+    let cells = db.store.fetch_leases(LeaseType::Presence).await.unwrap();
+    let keys: Vec<&str> = cells.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(keys, ["cell-C", "cell-a", "cell-b"]);
+    assert!(cells.iter().all(|l| l.lease_type == LeaseType::Presence && l.value == "{}"));
+    let locks = db.store.fetch_leases(LeaseType::Lock).await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].key, "bbs");
+}
+
+/// Expired leases of one type are deleted and returned in one go; others stay.
+pub async fn take_expired_leases_deletes_and_returns_expired_ones_of_one_type(db: &TestDb) {
+    presence(&db.store, "cell-2", "rep-2", SHORT_TTL).await;
+    presence(&db.store, "cell-1", "rep-1", SHORT_TTL).await;
+    presence(&db.store, "cell-live", "rep-live", TTL).await;
+    lock(&db.store, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    assert!(db.store.take_expired_leases(LeaseType::Presence).await.unwrap().is_empty());
+    past_short_ttl().await;
+    let lost = db.store.take_expired_leases(LeaseType::Presence).await.unwrap();
+    let lost: Vec<(&str, &str)> = lost.iter().map(|l| (l.key.as_str(), l.owner.as_str())).collect();
+    assert_eq!(lost, [("cell-1", "rep-1"), ("cell-2", "rep-2")]);
+    assert!(db.store.take_expired_leases(LeaseType::Presence).await.unwrap().is_empty());
+    // The expired lock was not touched: its holder can still renew at the same term.
+    assert_eq!(lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap().term, 1);
+    // The taken presences are gone: a new rep gets them at term 1.
+    assert_eq!(presence(&db.store, "cell-1", "rep-1-new", TTL).await.term, 1);
+    assert_eq!(db.store.fetch_leases(LeaseType::Presence).await.unwrap().len(), 2);
+}
+
+/// Of many concurrent acquirers of an absent key, exactly one wins; the rest see it held by the
+/// winner.
+pub async fn concurrent_acquirers_of_an_absent_key_have_exactly_one_winner(db: &TestDb) {
+    let second = Store::connect(&db.url, StoreOptions::default()).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 { db.store.clone() } else { second.clone() };
+        handles.push(tokio::spawn(async move {
+            let owner = format!("owner-{i}");
+            (owner.clone(), lock(&store, "contended", &owner, TTL).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for handle in handles {
+        match handle.await.unwrap() {
+            (owner, Ok(lease)) => {
+                assert_eq!(lease.term, 1);
+                winners.push(owner);
+            }
+            (_, Err(Error::LeaseHeld { owner, .. })) => losers.push(owner),
+            (owner, Err(e)) => panic!("{owner}: unexpected error {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    assert_eq!(losers.len(), 7);
+    assert!(losers.iter().all(|holder| *holder == winners[0]), "{losers:?} vs {winners:?}");
+    assert_eq!(db.store.fetch_lease("contended").await.unwrap().owner, winners[0]);
+}
+
+/// A row with an unknown type code is Corrupt when fetched, and an acquirer replaces it.
+pub async fn a_corrupt_lease_row_is_reported_and_can_be_taken_over(db: &TestDb) {
+    let now = db.store.now_ms().await.unwrap();
+    db.store
+        .backend()
+        .query(
+            "INSERT INTO leases (lease_key, owner, value, type_code, term, ttl_ms, expires_at_ms) \
+             VALUES ('bad', 'someone', '', 9, 4, 15000, ?)",
+        )
+        .bind(now + 60_000)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let err = db.store.fetch_lease("bad").await.unwrap_err();
+    assert!(matches!(&err, Error::Corrupt { what: "lease", key, .. } if key == "bad"), "{err}");
+    let lease = lock(&db.store, "bad", "fixer", TTL).await.unwrap();
+    assert_eq!((lease.owner.as_str(), lease.term, lease.lease_type), ("fixer", 5, LeaseType::Lock));
+    assert_eq!(db.store.fetch_lease("bad").await.unwrap(), lease);
+}
+
+fn fence_of(lease: &Lease) -> Fence {
+    Fence { key: lease.key.clone(), owner: lease.owner.clone(), term: lease.term }
+}
+
+async fn fenced_write(store: &Store) -> Result<(), Error> {
+    store.upsert_domain(&DomainName::parse("cf-apps").unwrap(), Duration::from_secs(60), NOW_NS).await
+}
+
+/// A fenced store commits while its lease is held and is refused once another owner steals it.
+pub async fn fenced_writes_succeed_while_held_and_fail_once_stolen(db: &TestDb) {
+    let lease = lock(&db.store, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    let leader = db.store.fenced(fence_of(&lease));
+    assert_eq!(leader.fence(), Some(&fence_of(&lease)));
+    fenced_write(&leader).await.unwrap();
+    past_short_ttl().await;
+    let stolen = lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap();
+    assert_eq!(stolen.term, 2);
+    let err = fenced_write(&leader).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Fenced { key, owner, term: 1 } if key == "bbs" && owner == "bbs-a"),
+        "{err}"
+    );
+    assert_eq!(err.code(), proto::error::ErrorCode::Unavailable);
+    // The new leader writes under its own fence.
+    fenced_write(&db.store.fenced(fence_of(&stolen))).await.unwrap();
+    // Reads are not fenced.
+    assert_eq!(leader.fresh_domains(NOW_NS).await.unwrap().len(), 1);
+}
+
+/// A lease that simply runs out (nobody steals it) fences its holder too, until it renews.
+pub async fn fenced_writes_fail_once_the_lease_expires(db: &TestDb) {
+    let lease = lock(&db.store, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    let leader = db.store.fenced(fence_of(&lease));
+    fenced_write(&leader).await.unwrap();
+    past_short_ttl().await;
+    assert!(matches!(fenced_write(&leader).await, Err(Error::Fenced { .. })));
+    // Renewing at the same term restores the right to write.
+    assert_eq!(lock(&leader, "bbs", "bbs-a", TTL).await.unwrap().term, 1);
+    fenced_write(&leader).await.unwrap();
+    // A fence with the wrong term never writes.
+    let stale = db.store.fenced(Fence { term: 7, ..fence_of(&lease) });
+    assert!(matches!(fenced_write(&stale).await, Err(Error::Fenced { term: 7, .. })));
+}
+
+/// Lease operations bypass the fence: a deposed store still gets an honest LeaseHeld.
+pub async fn a_fenced_store_still_renews_its_own_lease(db: &TestDb) {
+    let lease = lock(&db.store, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    let leader = db.store.fenced(fence_of(&lease));
+    let renewed = lock(&leader, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    assert_eq!(renewed.term, 1);
+    past_short_ttl().await;
+    lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap();
+    let err = lock(&leader, "bbs", "bbs-a", TTL).await.unwrap_err();
+    assert!(matches!(&err, Error::LeaseHeld { owner, .. } if owner == "bbs-b"), "{err}");
+    // Presence writes through a fenced store are not blocked by the lost lock either.
+    presence(&leader, "cell-1", "rep-1", TTL).await;
 }

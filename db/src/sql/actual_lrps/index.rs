@@ -1,0 +1,340 @@
+//! The index mechanism every lifecycle call uses (bbs.md 4.4): in one write transaction, lock
+//! every row of (process guid, index), apply the change to an in-memory copy, then write only the
+//! differences. The caller gets the rows before and after, from which the BBS computes events.
+
+use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
+use proto::error::ErrorCode;
+use proto::models::validation::validate_actual_lrp;
+use proto::models::{
+    ActualLrp, ActualLrpInstanceKey, ModificationTag, Presence, ProcessGuid, ValidationError,
+};
+
+use super::row::{COLUMNS, SET_MUTABLE, WHAT, bind_mutable, bind_pk, decode, row_key};
+use super::{Shape, cached_query, cached_sql, insert_rows};
+use crate::{Error, Result, Store, Tx};
+
+/// The rows of one index: at most one per presence.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IndexRows {
+    /// The normal row.
+    pub ordinary: Option<ActualLrp>,
+    /// The copy kept on an evacuating cell.
+    pub evacuating: Option<ActualLrp>,
+    /// The copy whose cell went missing.
+    pub suspect: Option<ActualLrp>,
+}
+
+impl IndexRows {
+    /// The row with `presence`.
+    pub fn get(&self, presence: Presence) -> Option<&ActualLrp> {
+        match presence {
+            Presence::Ordinary => self.ordinary.as_ref(),
+            Presence::Evacuating => self.evacuating.as_ref(),
+            Presence::Suspect => self.suspect.as_ref(),
+        }
+    }
+
+    /// The slot of `presence`, to set, change or clear.
+    pub fn slot_mut(&mut self, presence: Presence) -> &mut Option<ActualLrp> {
+        match presence {
+            Presence::Ordinary => &mut self.ordinary,
+            Presence::Evacuating => &mut self.evacuating,
+            Presence::Suspect => &mut self.suspect,
+        }
+    }
+
+    /// The rows that exist, in presence order (ordinary, evacuating, suspect).
+    pub fn iter(&self) -> impl Iterator<Item = &ActualLrp> {
+        [&self.ordinary, &self.evacuating, &self.suspect]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Whether the index has no row at all.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// The first row (in presence order) that carries `instance_key`.
+    pub fn with_instance_key(&self, instance_key: &ActualLrpInstanceKey) -> Option<&ActualLrp> {
+        self.iter()
+            .find(|lrp| lrp.instance_key.as_ref() == Some(instance_key))
+    }
+}
+
+/// What [`Store::modify_index`] did: the callback's value and the rows of the index before and
+/// after (as stored, modification tags included). `before == after` means nothing was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexChange<T> {
+    /// What the callback returned.
+    pub value: T,
+    /// The rows before the transaction.
+    pub before: IndexRows,
+    /// The rows after it.
+    pub after: IndexRows,
+}
+
+impl<T> IndexChange<T> {
+    /// Whether the call changed any row.
+    pub fn changed(&self) -> bool {
+        self.before != self.after
+    }
+}
+
+/// A request from the transaction body to run the callback on these rows, and where to answer.
+type Apply = (IndexRows, oneshot::Sender<Result<IndexRows>>);
+
+impl Store {
+    /// Changes the rows of one index in one write transaction: locks them (`SELECT ... FOR
+    /// UPDATE`), runs `f` on a copy, then writes only the differences:
+    ///
+    /// - a row that appeared is INSERTed;
+    /// - a row that changed is UPDATEd;
+    /// - a row that vanished is DELETEd;
+    /// - an unchanged row is not written.
+    ///
+    /// `f` sets the fields of the rows but not their modification tags, presence or key:
+    /// - every written row gets modification-tag index + 1, or a fresh epoch at index 0 when
+    ///   `f` left its epoch empty (give a new record an empty epoch);
+    /// - a row's presence is its slot's, so moving a row between slots changes its presence;
+    /// - a row whose process guid or index differs from the index's is refused with
+    ///   [`Error::Invalid`], as is a row that breaks the invariants of bbs.md 2.2.
+    ///
+    /// An error from `f` rolls the transaction back and is returned as it is. `f` must be
+    /// repeatable: it runs again when the transaction is retried after a deadlock, on the rows
+    /// as they are then. Two calls that both create a row of the same slot cannot both succeed;
+    /// the loser is retried and sees the winner's row.
+    pub async fn modify_index<T: Send>(
+        &self,
+        op: &'static str,
+        process_guid: &ProcessGuid,
+        index: i32,
+        mut f: impl FnMut(&mut IndexRows) -> Result<T> + Send,
+    ) -> Result<IndexChange<T>> {
+        // The transaction body must not borrow from this call (the store's write helper takes a
+        // body whose futures outlive any borrow). So `f` stays here and the body hands it the
+        // rows through channels; the body and the loop below run joined on this task.
+        let (ask, mut asked) = mpsc::unbounded::<Apply>();
+        let guid = process_guid.clone();
+        let transaction = self.write(op, move |tx| {
+            let (ask, guid) = (ask.clone(), guid.clone());
+            Box::pin(async move {
+                let before = lock_index(tx, op, &guid, index).await?;
+                let (reply, answer) = oneshot::channel();
+                ask.unbounded_send((before.clone(), reply))
+                    .map_err(|_| callback_gone(op))?;
+                let after = answer.await.map_err(|_| callback_gone(op))??;
+                let after = write_changes(tx, op, &guid, index, &before, after).await?;
+                Ok((before, after))
+            })
+        });
+        let mut value = None;
+        let apply = async {
+            // Ends when the transaction is done and its body (holding the sender) is dropped.
+            while let Some((rows, reply)) = asked.next().await {
+                let mut after = rows;
+                let outcome = f(&mut after).map(|v| {
+                    value = Some(v);
+                    after
+                });
+                // The body waits for this answer; it is gone only if the transaction was
+                // dropped, and then nobody needs the answer.
+                let _ = reply.send(outcome);
+            }
+        };
+        let (outcome, ()) = futures::join!(transaction, apply);
+        let (before, after) = outcome?;
+        let value = value.ok_or_else(|| callback_gone(op))?;
+        Ok(IndexChange {
+            value,
+            before,
+            after,
+        })
+    }
+}
+
+fn callback_gone(op: &'static str) -> Error {
+    Error::refused(
+        ErrorCode::Unrecoverable,
+        format!("{op}: the index callback went away mid-transaction"),
+    )
+}
+
+/// Collects decoded rows into their slots; any undecodable row is [`Error::Corrupt`].
+fn collect(rows: &[sqlx::any::AnyRow]) -> Result<IndexRows> {
+    let mut out = IndexRows::default();
+    for row in rows {
+        let lrp = decode(row)?;
+        let presence = lrp.presence;
+        *out.slot_mut(presence) = Some(lrp);
+    }
+    Ok(out)
+}
+
+fn index_sql(backend: crate::Backend, lock: bool) -> std::sync::Arc<str> {
+    cached_sql(backend, Shape::Index { lock }, || {
+        let suffix = if lock { backend.for_update() } else { "" };
+        format!(
+            "SELECT {COLUMNS} FROM actual_lrps WHERE process_guid = ? AND instance_index = ?{suffix}"
+        )
+    })
+}
+
+/// The rows of an index, read on the pool without locks.
+pub(super) async fn read_index(
+    store: &Store,
+    process_guid: &ProcessGuid,
+    index: i32,
+) -> Result<IndexRows> {
+    let rows = cached_query(&index_sql(store.backend, false))
+        .bind(process_guid.as_str().to_owned())
+        .bind(i64::from(index))
+        .fetch_all(&store.pool)
+        .await
+        .map_err(|e| {
+            Error::from_sqlx(
+                "read actual lrp index",
+                WHAT,
+                &row_key(process_guid.as_str(), index, Presence::Ordinary),
+                e,
+            )
+        })?;
+    collect(&rows)
+}
+
+/// The rows of an index, locked until `tx` ends.
+pub(crate) async fn lock_index(
+    tx: &mut Tx,
+    op: &'static str,
+    process_guid: &ProcessGuid,
+    index: i32,
+) -> Result<IndexRows> {
+    let rows = cached_query(&index_sql(tx.backend, true))
+        .bind(process_guid.as_str().to_owned())
+        .bind(i64::from(index))
+        .fetch_all(tx.conn())
+        .await
+        .map_err(|e| {
+            Error::from_sqlx(
+                op,
+                WHAT,
+                &row_key(process_guid.as_str(), index, Presence::Ordinary),
+                e,
+            )
+        })?;
+    collect(&rows)
+}
+
+/// Writes the differences between `before` (as locked) and `after` (as the callback left it)
+/// and returns `after` as stored.
+pub(crate) async fn write_changes(
+    tx: &mut Tx,
+    op: &'static str,
+    process_guid: &ProcessGuid,
+    index: i32,
+    before: &IndexRows,
+    mut after: IndexRows,
+) -> Result<IndexRows> {
+    for presence in Presence::ALL {
+        let old = before.get(presence);
+        let key = row_key(process_guid.as_str(), index, presence);
+        let Some(new) = after.slot_mut(presence).as_mut() else {
+            if old.is_some() {
+                delete_row(tx, op, process_guid, index, presence).await?;
+            }
+            continue;
+        };
+        if new.key.process_guid != *process_guid || new.key.index != index {
+            return Err(Error::Invalid(ValidationError::new(
+                "actual_lrp_key",
+                format!(
+                    "must stay {key}, not {}",
+                    row_key(new.key.process_guid.as_str(), new.key.index, presence)
+                ),
+            )));
+        }
+        new.presence = presence;
+        if old == Some(&*new) {
+            continue;
+        }
+        new.modification_tag = if new.modification_tag.epoch.is_empty() {
+            ModificationTag::new(uuid::Uuid::new_v4().to_string())
+        } else {
+            new.modification_tag.incremented()
+        };
+        validate_actual_lrp(new).map_err(|e| Error::Invalid(e.within(&key)))?;
+        if old.is_some() {
+            update_row(tx, op, new).await?;
+        } else {
+            insert_row(tx, op, new).await?;
+        }
+    }
+    Ok(after)
+}
+
+async fn delete_row(
+    tx: &mut Tx,
+    op: &'static str,
+    process_guid: &ProcessGuid,
+    index: i32,
+    presence: Presence,
+) -> Result<()> {
+    let sql = cached_sql(tx.backend, Shape::Delete, || {
+        "DELETE FROM actual_lrps WHERE process_guid = ? AND instance_index = ? AND presence = ?"
+            .to_owned()
+    });
+    bind_pk(cached_query(&sql), process_guid, index, presence)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| {
+            Error::from_sqlx(
+                op,
+                WHAT,
+                &row_key(process_guid.as_str(), index, presence),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+async fn update_row(tx: &mut Tx, op: &'static str, lrp: &ActualLrp) -> Result<()> {
+    let sql = cached_sql(tx.backend, Shape::Update, || {
+        format!(
+            "UPDATE actual_lrps SET {SET_MUTABLE} WHERE process_guid = ? AND instance_index = ? AND presence = ?"
+        )
+    });
+    let stmt = bind_mutable(cached_query(&sql), lrp);
+    bind_pk(stmt, &lrp.key.process_guid, lrp.key.index, lrp.presence)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| {
+            Error::from_sqlx(
+                op,
+                WHAT,
+                &row_key(lrp.key.process_guid.as_str(), lrp.key.index, lrp.presence),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+/// Inserts a row the locked read did not see. If a concurrent transaction inserted it first (no
+/// row lock can cover a row that does not exist yet), the body is retried like a deadlock and
+/// re-reads the index.
+async fn insert_row(tx: &mut Tx, op: &'static str, lrp: &ActualLrp) -> Result<()> {
+    match insert_rows(tx, op, std::slice::from_ref(lrp)).await {
+        Err(Error::Exists { .. }) => {
+            // Re-raise as retryable; keep a driver error as the source for the final report.
+            Err(Error::Deadlock {
+                op,
+                attempts: 1,
+                source: sqlx::Error::Protocol(format!(
+                    "{} was inserted concurrently",
+                    row_key(lrp.key.process_guid.as_str(), lrp.key.index, lrp.presence)
+                )),
+            })
+        }
+        other => other,
+    }
+}
