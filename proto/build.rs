@@ -17,16 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protos/diego/auctioneer.proto",
         "protos/diego/rep.proto",
     ];
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(out.join("diego_descriptor.bin"))
-        .compile_with_config(
-            config,
-            &files.map(std::path::PathBuf::from),
-            &[
-                std::path::PathBuf::from("protos"),
-                protoc_bin_vendored::include_path()?,
-            ],
-        )?;
+    tonic_prost_build::configure().file_descriptor_set_path(out.join("diego_descriptor.bin")).compile_with_config(
+        config,
+        &files.map(std::path::PathBuf::from),
+        &[std::path::PathBuf::from("protos"), protoc_bin_vendored::include_path()?],
+    )?;
     println!("cargo:rerun-if-changed=protos");
     println!("cargo:rerun-if-env-changed=PROTOC");
     Ok(())

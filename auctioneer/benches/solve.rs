@@ -22,8 +22,7 @@
 use std::time::Instant;
 
 use auctioneer::placement::{
-    CellState, LrpWork, PlacementConfig, PlacementConstraint, Problem, Resources, RootfsProvider,
-    WorkResource, solve,
+    CellState, LrpWork, PlacementConfig, PlacementConstraint, Problem, Resources, RootfsProvider, WorkResource, solve,
 };
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -48,11 +47,7 @@ fn problem() -> Problem {
                     RootfsProvider::fixed("preloaded", ["cflinuxfs4", "cflinuxfs3"]),
                     RootfsProvider::arbitrary("docker"),
                 ],
-                optional_placement_tags: if i % 10 == 0 {
-                    vec!["ssd".into()]
-                } else {
-                    Vec::new()
-                },
+                optional_placement_tags: if i % 10 == 0 { vec!["ssd".into()] } else { Vec::new() },
                 ..CellState::default()
             }
         })
@@ -70,11 +65,7 @@ fn problem() -> Problem {
             } else {
                 "preloaded:cflinuxfs4".into()
             },
-            placement_tags: if app % 50 == 7 {
-                vec!["ssd".into()]
-            } else {
-                Vec::new()
-            },
+            placement_tags: if app % 50 == 7 { vec!["ssd".into()] } else { Vec::new() },
             volume_drivers: Vec::new(),
         };
         for index in 0..instances {
@@ -91,20 +82,11 @@ fn problem() -> Problem {
             });
         }
     }
-    Problem {
-        cells,
-        lrps,
-        tasks: Vec::new(),
-        config: PlacementConfig::default(),
-    }
+    Problem { cells, lrps, tasks: Vec::new(), config: PlacementConfig::default() }
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
     let problem = problem();
     let instances = problem.lrps.len();
     println!(
@@ -133,10 +115,7 @@ fn main() {
     let best = rates[rates.len() - 1];
     println!();
     println!("median {median:.0} placements/s, best {best:.0} placements/s (solve alone)");
-    println!(
-        "vs Nomad C1M 3,750 placements/s (anchors row 11): {:.0}x",
-        median / NOMAD_C1M
-    );
+    println!("vs Nomad C1M 3,750 placements/s (anchors row 11): {:.0}x", median / NOMAD_C1M);
     println!(
         "vs kube-scheduler 100-900 pods/s (anchors row 9, section 2.3): {:.0}x-{:.0}x",
         median / KUBE_HIGH,

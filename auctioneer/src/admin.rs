@@ -59,8 +59,7 @@ pub async fn serve(listener: TcpListener, lock: LockStatus, shutdown: Cancellati
                 async move { Ok::<_, Infallible>(response) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
             tokio::select! {
                 _ = connection => {}
                 _ = shutdown.cancelled() => {}
@@ -72,21 +71,14 @@ pub async fn serve(listener: TcpListener, lock: LockStatus, shutdown: Cancellati
 fn respond(path: &str, handle: &PrometheusHandle, lock: &LockStatus) -> Response<Full<Bytes>> {
     let (status, body) = match path {
         "/healthz" => {
-            let role = if lock.is_held() {
-                "auctioning"
-            } else {
-                "standing by"
-            };
+            let role = if lock.is_held() { "auctioning" } else { "standing by" };
             (StatusCode::OK, format!("ok ({role})\n"))
         }
         "/metrics" => {
             handle.run_upkeep();
             (StatusCode::OK, handle.render())
         }
-        _ => (
-            StatusCode::NOT_FOUND,
-            "not found: try /healthz or /metrics\n".to_owned(),
-        ),
+        _ => (StatusCode::NOT_FOUND, "not found: try /healthz or /metrics\n".to_owned()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

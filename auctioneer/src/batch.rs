@@ -73,10 +73,7 @@ pub struct AuctionBatch {
 impl std::fmt::Debug for AuctionBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (lrps, tasks) = self.counts();
-        f.debug_struct("AuctionBatch")
-            .field("lrps", &lrps)
-            .field("tasks", &tasks)
-            .finish()
+        f.debug_struct("AuctionBatch").field("lrps", &lrps).field("tasks", &tasks).finish()
     }
 }
 
@@ -96,10 +93,7 @@ impl AuctionBatch {
     pub fn add_lrps(&self, lrps: impl IntoIterator<Item = LrpWork>) -> usize {
         let added = {
             let mut pending = self.lock();
-            lrps.into_iter()
-                .map(|l| pending.push_lrp(l))
-                .filter(|&new| new)
-                .count()
+            lrps.into_iter().map(|l| pending.push_lrp(l)).filter(|&new| new).count()
         };
         if added > 0 {
             self.notify.notify_one();
@@ -111,11 +105,7 @@ impl AuctionBatch {
     pub fn add_tasks(&self, tasks: impl IntoIterator<Item = TaskWork>) -> usize {
         let added = {
             let mut pending = self.lock();
-            tasks
-                .into_iter()
-                .map(|t| pending.push_task(t))
-                .filter(|&new| new)
-                .count()
+            tasks.into_iter().map(|t| pending.push_task(t)).filter(|&new| new).count()
         };
         if added > 0 {
             self.notify.notify_one();
@@ -174,36 +164,23 @@ mod tests {
         LrpWork {
             process_guid: guid.into(),
             index,
-            resource: crate::placement::WorkResource {
-                memory_mb,
-                ..Default::default()
-            },
+            resource: crate::placement::WorkResource { memory_mb, ..Default::default() },
             ..LrpWork::default()
         }
     }
 
     fn task(guid: &str) -> TaskWork {
-        TaskWork {
-            task_guid: guid.into(),
-            ..TaskWork::default()
-        }
+        TaskWork { task_guid: guid.into(), ..TaskWork::default() }
     }
 
     #[test]
     fn duplicates_are_dropped_keeping_the_first() {
         let batch = AuctionBatch::new();
-        assert_eq!(
-            batch.add_lrps([lrp("a", 0, 1), lrp("a", 1, 1), lrp("a", 0, 99)]),
-            2
-        );
+        assert_eq!(batch.add_lrps([lrp("a", 0, 1), lrp("a", 1, 1), lrp("a", 0, 99)]), 2);
         assert_eq!(batch.add_lrps([lrp("a", 1, 99), lrp("b", 0, 1)]), 1);
         assert_eq!(batch.add_tasks([task("t1"), task("t1"), task("t2")]), 2);
         let work = batch.drain();
-        let keys: Vec<_> = work
-            .lrps
-            .iter()
-            .map(|l| (l.process_guid.as_str(), l.index, l.resource.memory_mb))
-            .collect();
+        let keys: Vec<_> = work.lrps.iter().map(|l| (l.process_guid.as_str(), l.index, l.resource.memory_mb)).collect();
         assert_eq!(keys, [("a", 0, 1), ("a", 1, 1), ("b", 0, 1)]);
         let tasks: Vec<_> = work.tasks.iter().map(|t| t.task_guid.as_str()).collect();
         assert_eq!(tasks, ["t1", "t2"]);
@@ -230,11 +207,7 @@ mod tests {
         batch.add_tasks([task("t2"), task("t1")]);
         batch.requeue(old);
         let work = batch.drain();
-        let keys: Vec<_> = work
-            .lrps
-            .iter()
-            .map(|l| (l.process_guid.as_str(), l.resource.memory_mb))
-            .collect();
+        let keys: Vec<_> = work.lrps.iter().map(|l| (l.process_guid.as_str(), l.resource.memory_mb)).collect();
         assert_eq!(keys, [("a", 1), ("b", 1)]);
         let tasks: Vec<_> = work.tasks.iter().map(|t| t.task_guid.as_str()).collect();
         assert_eq!(tasks, ["t1", "t2"]);

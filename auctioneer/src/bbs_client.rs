@@ -42,18 +42,10 @@ pub trait BbsClient: Send + Sync + 'static {
 
     /// Records that an UNCLAIMED instance could not be placed (BBS `FailActualLRP`); it stays
     /// UNCLAIMED with `error` as its placement error until convergence auctions it again.
-    fn fail_actual_lrp<'a>(
-        &'a self,
-        key: &'a LrpKey,
-        error: &'a str,
-    ) -> BoxFuture<'a, Result<(), ClientError>>;
+    fn fail_actual_lrp<'a>(&'a self, key: &'a LrpKey, error: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
 
     /// Hands a task back as not placed (BBS `RejectTask`); the BBS retries or fails it.
-    fn reject_task<'a>(
-        &'a self,
-        task_guid: &'a str,
-        reason: &'a str,
-    ) -> BoxFuture<'a, Result<(), ClientError>>;
+    fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
 }
 
 /// The tonic BBS client. A standby BBS refuses writes with UNAVAILABLE and names the leader
@@ -68,10 +60,7 @@ impl GrpcBbsClient {
     /// A client of the BBS at `address` whose calls time out after `timeout`. Checks the
     /// address at once; connects on the first call.
     pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ClientError> {
-        let client = Self {
-            address: address.into(),
-            connector: Connector::new(timeout),
-        };
+        let client = Self { address: address.into(), connector: Connector::new(timeout) };
         // Validate the address now rather than on the first auction.
         crate::connector::check_address(&client.address)?;
         Ok(client)
@@ -124,35 +113,19 @@ fn leader_of(status: &tonic::Status) -> Option<String> {
 
 /// A presence as the auctioneer uses it: the gRPC address, falling back to `rep_url`.
 pub(crate) fn presence_from_pb(p: models_pb::CellPresence) -> CellPresence {
-    let rep_address = if p.rep_address.trim().is_empty() {
-        p.rep_url
-    } else {
-        p.rep_address
-    };
-    CellPresence {
-        cell_id: p.cell_id,
-        rep_address,
-        zone: p.zone,
-    }
+    let rep_address = if p.rep_address.trim().is_empty() { p.rep_url } else { p.rep_address };
+    CellPresence { cell_id: p.cell_id, rep_address, zone: p.zone }
 }
 
 impl BbsClient for GrpcBbsClient {
     fn cells(&self) -> BoxFuture<'_, Result<Vec<CellPresence>, ClientError>> {
         Box::pin(async move {
-            let response = self
-                .call("Cells", |mut c| async move {
-                    c.cells(bbs_pb::CellsRequest {}).await
-                })
-                .await?;
+            let response = self.call("Cells", |mut c| async move { c.cells(bbs_pb::CellsRequest {}).await }).await?;
             Ok(response.cells.into_iter().map(presence_from_pb).collect())
         })
     }
 
-    fn fail_actual_lrp<'a>(
-        &'a self,
-        key: &'a LrpKey,
-        error: &'a str,
-    ) -> BoxFuture<'a, Result<(), ClientError>> {
+    fn fail_actual_lrp<'a>(&'a self, key: &'a LrpKey, error: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
             let request = bbs_pb::FailActualLrpRequest {
                 actual_lrp_key: Some(models_pb::ActualLrpKey {
@@ -171,16 +144,10 @@ impl BbsClient for GrpcBbsClient {
         })
     }
 
-    fn reject_task<'a>(
-        &'a self,
-        task_guid: &'a str,
-        reason: &'a str,
-    ) -> BoxFuture<'a, Result<(), ClientError>> {
+    fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            let request = bbs_pb::RejectTaskRequest {
-                task_guid: task_guid.to_owned(),
-                rejection_reason: reason.to_owned(),
-            };
+            let request =
+                bbs_pb::RejectTaskRequest { task_guid: task_guid.to_owned(), rejection_reason: reason.to_owned() };
             self.call("RejectTask", |mut c| {
                 let request = request.clone();
                 async move { c.reject_task(request).await }
@@ -218,10 +185,9 @@ mod tests {
     fn the_leader_is_read_from_the_status_metadata() {
         let mut status = proto::error::ErrorCode::Unavailable.to_status("not the leader");
         assert_eq!(leader_of(&status), None);
-        status.metadata_mut().insert(
-            proto::error::LEADER_METADATA_KEY,
-            tonic::metadata::MetadataValue::from_static("10.0.0.2:8889"),
-        );
+        status
+            .metadata_mut()
+            .insert(proto::error::LEADER_METADATA_KEY, tonic::metadata::MetadataValue::from_static("10.0.0.2:8889"));
         assert_eq!(leader_of(&status).as_deref(), Some("10.0.0.2:8889"));
     }
 

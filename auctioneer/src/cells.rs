@@ -115,13 +115,7 @@ pub async fn fetch_cell_states(
 
     let duration = started.elapsed();
     metrics::record_fetch_states(duration, left_out.failed + left_out.timed_out);
-    Ok(CellStates {
-        cells,
-        addresses,
-        listed,
-        left_out,
-        duration,
-    })
+    Ok(CellStates { cells, addresses, listed, left_out, duration })
 }
 
 fn classify(

@@ -124,14 +124,9 @@ pub struct ConfigOverrides {
 impl AuctioneerConfig {
     /// Reads a TOML file (every field optional).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
     }
 
     /// The file (or the defaults without one), the flags applied, validated.
@@ -159,12 +154,7 @@ impl AuctioneerConfig {
 
     /// Checks every rule and returns the configuration.
     pub fn validate(self) -> Result<Self, ConfigError> {
-        let invalid = |field, rule: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                rule: rule.into(),
-            })
-        };
+        let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
         for (field, value) in [
             ("bbs_address", &self.bbs_address),
             ("listen_address", &self.listen_address),
@@ -189,10 +179,7 @@ impl AuctioneerConfig {
             return invalid("lock_ttl", "must be at most 24h");
         }
         if self.lock_retry_interval.is_zero() || self.lock_retry_interval >= self.lock_ttl {
-            return invalid(
-                "lock_retry_interval",
-                "must be positive and shorter than lock_ttl",
-            );
+            return invalid("lock_retry_interval", "must be positive and shorter than lock_ttl");
         }
         if !(0.0..=1.0).contains(&self.starting_container_weight) {
             return invalid("starting_container_weight", "must be between 0 and 1");
@@ -212,10 +199,8 @@ impl AuctioneerConfig {
             starting_container_weight: self.starting_container_weight,
             bin_pack_first_fit_weight: self.bin_pack_first_fit_weight,
             // Diego: 0 or negative means unlimited; the placement core spells that 0.
-            max_in_flight_starts: usize::try_from(self.starting_container_count_maximum.max(0))
-                .unwrap_or(usize::MAX),
-            max_starting_per_cell: usize::try_from(self.max_starting_per_cell)
-                .unwrap_or(usize::MAX),
+            max_in_flight_starts: usize::try_from(self.starting_container_count_maximum.max(0)).unwrap_or(usize::MAX),
+            max_starting_per_cell: usize::try_from(self.max_starting_per_cell).unwrap_or(usize::MAX),
         }
     }
 }
@@ -235,26 +220,19 @@ mod duration_text {
 /// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
     let ms = match unit.trim() {
         "ms" => Some(n),
         "s" | "" => n.checked_mul(1_000),
         "m" => n.checked_mul(60_000),
         "h" => n.checked_mul(3_600_000),
         _ => {
-            return Err(format!(
-                "invalid duration unit in {text:?}: use ms, s, m or h"
-            ));
+            return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h"));
         }
     };
-    ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {text:?} is too large"))
+    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -263,9 +241,7 @@ mod tests {
 
     #[test]
     fn defaults_are_diegos_and_valid() {
-        let config = AuctioneerConfig::default()
-            .validate()
-            .expect("defaults are valid");
+        let config = AuctioneerConfig::default().validate().expect("defaults are valid");
         assert_eq!(config.listen_address, "127.0.0.1:9016");
         assert_eq!(config.admin_address, "127.0.0.1:17001");
         assert_eq!(config.cell_state_timeout, Duration::from_secs(1));
@@ -277,8 +253,7 @@ mod tests {
     #[test]
     fn toml_durations_are_human_and_unknown_fields_are_refused() {
         let config: AuctioneerConfig =
-            toml::from_str("cell_state_timeout = \"250ms\"\nlock_ttl = \"2m\"\nseed = 7")
-                .expect("valid toml");
+            toml::from_str("cell_state_timeout = \"250ms\"\nlock_ttl = \"2m\"\nseed = 7").expect("valid toml");
         assert_eq!(config.cell_state_timeout, Duration::from_millis(250));
         assert_eq!(config.lock_ttl, Duration::from_secs(120));
         assert_eq!(config.seed, 7);
@@ -302,26 +277,11 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_field() {
         let cases = [
-            AuctioneerConfig {
-                bbs_address: " ".into(),
-                ..AuctioneerConfig::default()
-            },
-            AuctioneerConfig {
-                cell_state_timeout: Duration::ZERO,
-                ..AuctioneerConfig::default()
-            },
-            AuctioneerConfig {
-                lock_retry_interval: Duration::from_secs(15),
-                ..AuctioneerConfig::default()
-            },
-            AuctioneerConfig {
-                starting_container_weight: f64::NAN,
-                ..AuctioneerConfig::default()
-            },
-            AuctioneerConfig {
-                bin_pack_first_fit_weight: -1.0,
-                ..AuctioneerConfig::default()
-            },
+            AuctioneerConfig { bbs_address: " ".into(), ..AuctioneerConfig::default() },
+            AuctioneerConfig { cell_state_timeout: Duration::ZERO, ..AuctioneerConfig::default() },
+            AuctioneerConfig { lock_retry_interval: Duration::from_secs(15), ..AuctioneerConfig::default() },
+            AuctioneerConfig { starting_container_weight: f64::NAN, ..AuctioneerConfig::default() },
+            AuctioneerConfig { bin_pack_first_fit_weight: -1.0, ..AuctioneerConfig::default() },
         ];
         let fields = [
             "bbs_address",
@@ -338,20 +298,14 @@ mod tests {
 
     #[test]
     fn negative_in_flight_maximum_means_unlimited() {
-        let config = AuctioneerConfig {
-            starting_container_count_maximum: -5,
-            ..AuctioneerConfig::default()
-        };
+        let config = AuctioneerConfig { starting_container_count_maximum: -5, ..AuctioneerConfig::default() };
         assert_eq!(config.placement().max_in_flight_starts, 0);
     }
 
     #[test]
     fn missing_file_is_a_read_error() {
-        let err = AuctioneerConfig::load(
-            Some(Path::new("/nonexistent/auctioneer.toml")),
-            ConfigOverrides::default(),
-        )
-        .expect_err("no file");
+        let err = AuctioneerConfig::load(Some(Path::new("/nonexistent/auctioneer.toml")), ConfigOverrides::default())
+            .expect_err("no file");
         assert!(matches!(err, ConfigError::Read { .. }));
     }
 }

@@ -24,10 +24,7 @@ pub struct Connector {
 impl Connector {
     /// A connector whose connects and calls time out after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            channels: Mutex::new(HashMap::new()),
-        }
+        Self { timeout, channels: Mutex::new(HashMap::new()) }
     }
 
     /// The call timeout.
@@ -42,9 +39,7 @@ impl Connector {
         if let Some(channel) = channels.get(address) {
             return Ok(channel.clone());
         }
-        let endpoint = endpoint(address)?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout);
+        let endpoint = endpoint(address)?.connect_timeout(self.timeout).timeout(self.timeout);
         let channel = endpoint.connect_lazy();
         if channels.len() >= MAX_CACHED_CHANNELS {
             channels.clear();
@@ -61,19 +56,12 @@ pub fn check_address(address: &str) -> Result<(), ClientError> {
 
 /// The endpoint for `address`; `host:port` means plain `http://host:port`.
 fn endpoint(address: &str) -> Result<Endpoint, ClientError> {
-    let bad = |reason: String| ClientError::BadAddress {
-        address: address.to_owned(),
-        reason,
-    };
+    let bad = |reason: String| ClientError::BadAddress { address: address.to_owned(), reason };
     let address = address.trim();
     if address.is_empty() {
         return Err(bad("the address is empty".into()));
     }
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
+    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
     Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))
 }
 

@@ -42,11 +42,7 @@ pub enum ClientError {
 impl ClientError {
     /// A [`ClientError::Call`] from a status.
     pub fn call(peer: impl Into<String>, call: &'static str, status: tonic::Status) -> Self {
-        Self::Call {
-            peer: peer.into(),
-            call,
-            status: Box::new(status),
-        }
+        Self::Call { peer: peer.into(), call, status: Box::new(status) }
     }
 
     /// The status the peer answered with, if the call got that far.

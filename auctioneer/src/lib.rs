@@ -78,28 +78,15 @@ impl Clients {
     /// addresses.
     pub fn grpc(config: &AuctioneerConfig) -> Result<Self, ClientError> {
         Ok(Self {
-            bbs: Arc::new(GrpcBbsClient::new(
-                config.bbs_address.clone(),
-                config.communication_timeout,
-            )?),
-            reps: Arc::new(GrpcRepClient::new(
-                config.cell_state_timeout,
-                config.communication_timeout,
-            )),
-            locker: Arc::new(GrpcLocker::new(
-                config.bbs_address.clone(),
-                config.communication_timeout,
-            )?),
+            bbs: Arc::new(GrpcBbsClient::new(config.bbs_address.clone(), config.communication_timeout)?),
+            reps: Arc::new(GrpcRepClient::new(config.cell_state_timeout, config.communication_timeout)),
+            locker: Arc::new(GrpcLocker::new(config.bbs_address.clone(), config.communication_timeout)?),
         })
     }
 }
 
 /// Runs an auctioneer with the tonic clients until `shutdown`. See [`run_with`].
-pub async fn run(
-    config: AuctioneerConfig,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> Result<(), RunError> {
+pub async fn run(config: AuctioneerConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
     let config = config.validate()?;
     let clients = Clients::grpc(&config)?;
     run_with(config, listeners, clients, shutdown).await
@@ -116,22 +103,10 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = config.validate()?;
-    let grpc_address = listeners
-        .grpc
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let admin_address = listeners
-        .admin
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let admin_address = listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let advertise = if config.advertise_address.trim().is_empty() {
-        if listeners
-            .grpc
-            .local_addr()
-            .is_ok_and(|a| a.ip().is_unspecified())
-        {
+        if listeners.grpc.local_addr().is_ok_and(|a| a.ip().is_unspecified()) {
             tracing::warn!(grpc = %grpc_address, "listening on an unspecified address without advertise_address: the bbs cannot reach this auctioneer from another host");
         }
         grpc_address.clone()
@@ -144,18 +119,8 @@ pub async fn run_with(
     let stop = shutdown.child_token();
     let status = LockStatus::new();
     let batch = Arc::new(AuctionBatch::new());
-    let spec = LockSpec::auctioneer(
-        owner,
-        advertise,
-        config.lock_ttl,
-        config.lock_retry_interval,
-    );
-    let lock_task = tokio::spawn(lock::hold(
-        clients.locker.clone(),
-        spec,
-        status.clone(),
-        stop.clone(),
-    ));
+    let spec = LockSpec::auctioneer(owner, advertise, config.lock_ttl, config.lock_retry_interval);
+    let lock_task = tokio::spawn(lock::hold(clients.locker.clone(), spec, status.clone(), stop.clone()));
     let admin_task = tokio::spawn(admin::serve(listeners.admin, status.clone(), stop.clone()));
     let runner = AuctionRunner::new(
         batch.clone(),
@@ -182,11 +147,7 @@ pub async fn run_with(
 
 /// Runs auctions only while the lock is held: waits for the lock, drives the runner until the
 /// lock is lost (cutting short an auction in flight), drops what was pending, and waits again.
-async fn auction_while_holding(
-    mut runner: AuctionRunner,
-    status: LockStatus,
-    stop: CancellationToken,
-) {
+async fn auction_while_holding(mut runner: AuctionRunner, status: LockStatus, stop: CancellationToken) {
     loop {
         if !status.wait_until(true, &stop).await {
             return;
@@ -204,10 +165,7 @@ async fn auction_while_holding(
         runner = returned;
         let dropped = runner.batch().clear();
         if dropped > 0 {
-            tracing::info!(
-                dropped,
-                "dropped pending work after losing the lock; the bbs re-auctions it"
-            );
+            tracing::info!(dropped, "dropped pending work after losing the lock; the bbs re-auctions it");
         }
     }
 }

@@ -39,9 +39,7 @@ impl Default for LockStatus {
 impl LockStatus {
     /// A status that says "not held".
     pub fn new() -> Self {
-        Self {
-            tx: Arc::new(watch::Sender::new(false)),
-        }
+        Self { tx: Arc::new(watch::Sender::new(false)) }
     }
 
     /// True while the lock is held.
@@ -51,10 +49,7 @@ impl LockStatus {
 
     /// Records whether the lock is held (tests use this as a fake lock holder).
     pub fn set_held(&self, held: bool) {
-        if self
-            .tx
-            .send_if_modified(|current| std::mem::replace(current, held) != held)
-        {
+        if self.tx.send_if_modified(|current| std::mem::replace(current, held) != held) {
             metrics::record_lock_held(held);
         }
     }
@@ -97,13 +92,7 @@ impl LockSpec {
         ttl: Duration,
         retry_interval: Duration,
     ) -> Self {
-        Self {
-            key: LOCK_KEY.to_owned(),
-            owner: owner.into(),
-            value: address.into(),
-            ttl,
-            retry_interval,
-        }
+        Self { key: LOCK_KEY.to_owned(), owner: owner.into(), value: address.into(), ttl, retry_interval }
     }
 }
 
@@ -127,19 +116,11 @@ impl GrpcLocker {
     pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ClientError> {
         let address = address.into();
         crate::connector::check_address(&address)?;
-        Ok(Self {
-            address,
-            connector: Connector::new(timeout),
-        })
+        Ok(Self { address, connector: Connector::new(timeout) })
     }
 
-    fn client(
-        &self,
-    ) -> Result<locket_pb::locket_client::LocketClient<tonic::transport::Channel>, ClientError>
-    {
-        Ok(locket_pb::locket_client::LocketClient::new(
-            self.connector.channel(&self.address)?,
-        ))
+    fn client(&self) -> Result<locket_pb::locket_client::LocketClient<tonic::transport::Channel>, ClientError> {
+        Ok(locket_pb::locket_client::LocketClient::new(self.connector.channel(&self.address)?))
     }
 }
 
@@ -165,35 +146,24 @@ impl Locker for GrpcLocker {
                 .lock(request)
                 .await
                 .map(|_| ())
-                .map_err(|status| {
-                    ClientError::call(format!("locket {}", self.address), "Lock", status)
-                })
+                .map_err(|status| ClientError::call(format!("locket {}", self.address), "Lock", status))
         })
     }
 
     fn release<'a>(&'a self, spec: &'a LockSpec) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            let request = locket_pb::ReleaseRequest {
-                resource: Some(resource(spec)),
-            };
+            let request = locket_pb::ReleaseRequest { resource: Some(resource(spec)) };
             self.client()?
                 .release(request)
                 .await
                 .map(|_| ())
-                .map_err(|status| {
-                    ClientError::call(format!("locket {}", self.address), "Release", status)
-                })
+                .map_err(|status| ClientError::call(format!("locket {}", self.address), "Release", status))
         })
     }
 }
 
 /// Competes for the lock until `shutdown`, keeping `status` up to date; then releases it.
-pub async fn hold(
-    locker: Arc<dyn Locker>,
-    spec: LockSpec,
-    status: LockStatus,
-    shutdown: CancellationToken,
-) {
+pub async fn hold(locker: Arc<dyn Locker>, spec: LockSpec, status: LockStatus, shutdown: CancellationToken) {
     // Whether the last attempt may have left us holding the lease (a cut-short call may have
     // succeeded on the server), so shutdown knows to release it.
     let mut maybe_held = false;
@@ -209,10 +179,7 @@ pub async fn hold(
         let error = match attempt {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!(
-                "lock call timed out after {:?}",
-                spec.retry_interval
-            )),
+            Err(_) => Some(format!("lock call timed out after {:?}", spec.retry_interval)),
         };
         match error {
             None => {

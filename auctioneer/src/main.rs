@@ -43,14 +43,9 @@ async fn main() -> ExitCode {
 
 async fn serve(config: AuctioneerConfig) -> anyhow::Result<()> {
     let bind = |address: String| async move {
-        TcpListener::bind(&address)
-            .await
-            .with_context(|| format!("cannot bind {address}"))
+        TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))
     };
-    let (grpc, admin) = (
-        bind(config.listen_address.clone()).await?,
-        bind(config.admin_address.clone()).await?,
-    );
+    let (grpc, admin) = (bind(config.listen_address.clone()).await?, bind(config.admin_address.clone()).await?);
     let shutdown = CancellationToken::new();
     tokio::spawn(signalled(shutdown.clone()));
     auctioneer::run(config, Listeners { grpc, admin }, shutdown).await?;

@@ -25,29 +25,13 @@ pub const LOCK_HELD: &str = "auctioneer_lock_held";
 /// Registers descriptions and units with the installed recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        AUCTIONS_STARTED,
-        "lrp instances and tasks that entered an auction"
-    );
+    describe_counter!(AUCTIONS_STARTED, "lrp instances and tasks that entered an auction");
     describe_counter!(AUCTIONS_PLACED, "lrp instances and tasks placed on a cell");
-    describe_counter!(
-        AUCTIONS_FAILED,
-        "lrp instances and tasks that could not be placed"
-    );
+    describe_counter!(AUCTIONS_FAILED, "lrp instances and tasks that could not be placed");
     describe_histogram!(AUCTION_DURATION, Unit::Seconds, "duration of one auction");
-    describe_histogram!(
-        FETCH_STATES_DURATION,
-        Unit::Seconds,
-        "duration of listing cells and fetching their states"
-    );
-    describe_counter!(
-        FAILED_CELL_STATE_REQUESTS,
-        "cell state requests that failed or timed out"
-    );
-    describe_gauge!(
-        LOCK_HELD,
-        "1 while this auctioneer holds the auctioneer lock"
-    );
+    describe_histogram!(FETCH_STATES_DURATION, Unit::Seconds, "duration of listing cells and fetching their states");
+    describe_counter!(FAILED_CELL_STATE_REQUESTS, "cell state requests that failed or timed out");
+    describe_gauge!(LOCK_HELD, "1 while this auctioneer holds the auctioneer lock");
 }
 
 /// Records one cell-state fetch.

@@ -20,8 +20,8 @@ mod score;
 use std::collections::HashMap;
 
 pub use model::{
-    CellState, ExistingInstance, LrpWork, PlacementConfig, PlacementConstraint, PlacementError,
-    Problem, Rejections, Resources, RootfsProvider, Solution, TaskWork, WorkResource,
+    CellState, ExistingInstance, LrpWork, PlacementConfig, PlacementConstraint, PlacementError, Problem, Rejections,
+    Resources, RootfsProvider, Solution, TaskWork, WorkResource,
 };
 
 use filter::Classes;
@@ -53,9 +53,7 @@ pub fn solve(problem: &Problem, rng: &mut impl rand::Rng) -> Solution {
                     continue;
                 };
                 match auction.place_lrp(position, i, lrp, tie) {
-                    Ok(cell) => solution
-                        .lrp_placements
-                        .push((lrp.clone(), auction.cell_id(cell))),
+                    Ok(cell) => solution.lrp_placements.push((lrp.clone(), auction.cell_id(cell))),
                     Err(e) => solution.failed_lrps.push((lrp.clone(), e)),
                 }
             }
@@ -64,9 +62,7 @@ pub fn solve(problem: &Problem, rng: &mut impl rand::Rng) -> Solution {
                     continue;
                 };
                 match auction.place_task(position, task, tie) {
-                    Ok(cell) => solution
-                        .task_placements
-                        .push((task.clone(), auction.cell_id(cell))),
+                    Ok(cell) => solution.task_placements.push((task.clone(), auction.cell_id(cell))),
                     Err(e) => solution.failed_tasks.push((task.clone(), e)),
                 }
             }
@@ -134,11 +130,7 @@ impl<'p> Auction<'p> {
                 }
             }
         }
-        let (slots, cold) = cells
-            .iter()
-            .zip(&lrp_static)
-            .map(|(cell, &term)| Slot::new(cell, config, term))
-            .unzip();
+        let (slots, cold) = cells.iter().zip(&lrp_static).map(|(cell, &term)| Slot::new(cell, config, term)).unzip();
 
         let (classes, class_of) = Classes::intern(items.iter().filter_map(|item| match *item {
             Item::Lrp(i) => problem.lrps.get(i).map(|l| &l.constraint),
@@ -167,10 +159,7 @@ impl<'p> Auction<'p> {
             }
         }
 
-        let in_flight = cells
-            .iter()
-            .map(|c| c.starting_containers.max(0) as u64)
-            .fold(0u64, u64::saturating_add);
+        let in_flight = cells.iter().map(|c| c.starting_containers.max(0) as u64).fold(0u64, u64::saturating_add);
         let in_flight_limit = match config.max_in_flight_starts {
             0 => None,
             n => Some(n as u64),
@@ -195,10 +184,7 @@ impl<'p> Auction<'p> {
     }
 
     fn cell_id(&self, cell: u32) -> String {
-        self.cells
-            .get(cell as usize)
-            .map(|c| c.cell_id.clone())
-            .unwrap_or_default()
+        self.cells.get(cell as usize).map(|c| c.cell_id.clone()).unwrap_or_default()
     }
 
     /// The checks every item goes through before scoring (§1.9, no cells).
@@ -207,20 +193,14 @@ impl<'p> Auction<'p> {
             return Err(PlacementError::NoCells);
         }
         match self.in_flight_limit {
-            Some(limit) if self.in_flight >= limit => Err(PlacementError::InFlightLimit {
-                limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            }),
+            Some(limit) if self.in_flight >= limit => {
+                Err(PlacementError::InFlightLimit { limit: usize::try_from(limit).unwrap_or(usize::MAX) })
+            }
             _ => Ok(()),
         }
     }
 
-    fn place_lrp(
-        &mut self,
-        position: usize,
-        index: usize,
-        lrp: &LrpWork,
-        tie: u64,
-    ) -> Result<u32, PlacementError> {
+    fn place_lrp(&mut self, position: usize, index: usize, lrp: &LrpWork, tie: u64) -> Result<u32, PlacementError> {
         self.precheck()?;
         let class_id = self.class_of.get(position).copied().unwrap_or(u32::MAX);
         let app = self.app_of.get(index).copied().unwrap_or(u32::MAX);
@@ -233,13 +213,7 @@ impl<'p> Auction<'p> {
         Ok(cell)
     }
 
-    fn search_lrp(
-        &mut self,
-        class_id: u32,
-        app: u32,
-        lrp: &LrpWork,
-        tie: u64,
-    ) -> Result<u32, PlacementError> {
+    fn search_lrp(&mut self, class_id: u32, app: u32, lrp: &LrpWork, tie: u64) -> Result<u32, PlacementError> {
         let Auction {
             cells,
             slots,
@@ -266,13 +240,10 @@ impl<'p> Auction<'p> {
         // Same-app penalty on the cells holding this app, and its count per zone.
         for &(cell, count) in placed {
             if let Some(slot) = slots.get_mut(cell as usize) {
-                slot.lrp_extra = lrp_static.get(cell as usize).copied().unwrap_or(0.0)
-                    + LOCALITY_PENALTY * f64::from(count);
+                slot.lrp_extra =
+                    lrp_static.get(cell as usize).copied().unwrap_or(0.0) + LOCALITY_PENALTY * f64::from(count);
             }
-            if let Some(z) = zone_of
-                .get(cell as usize)
-                .and_then(|&z| zone_count.get_mut(z as usize))
-            {
+            if let Some(z) = zone_of.get(cell as usize).and_then(|&z| zone_count.get_mut(z as usize)) {
                 *z = z.saturating_add(count);
             }
         }
@@ -308,10 +279,7 @@ impl<'p> Auction<'p> {
             if let Some(slot) = slots.get_mut(cell as usize) {
                 slot.lrp_extra = lrp_static.get(cell as usize).copied().unwrap_or(0.0);
             }
-            if let Some(z) = zone_of
-                .get(cell as usize)
-                .and_then(|&z| zone_count.get_mut(z as usize))
-            {
+            if let Some(z) = zone_of.get(cell as usize).and_then(|&z| zone_count.get_mut(z as usize)) {
                 *z = 0;
             }
         }
@@ -319,21 +287,14 @@ impl<'p> Auction<'p> {
         let Some(cell) = best.cell else {
             return Err(insufficient(short, &class.rejected, &lrp.constraint));
         };
-        if let (Some(slot), Some(cold)) =
-            (slots.get_mut(cell as usize), cold.get_mut(cell as usize))
-        {
+        if let (Some(slot), Some(cold)) = (slots.get_mut(cell as usize), cold.get_mut(cell as usize)) {
             slot.reserve(cold, mem, disk);
         }
         self.in_flight = self.in_flight.saturating_add(1);
         Ok(cell)
     }
 
-    fn place_task(
-        &mut self,
-        position: usize,
-        task: &TaskWork,
-        tie: u64,
-    ) -> Result<u32, PlacementError> {
+    fn place_task(&mut self, position: usize, task: &TaskWork, tie: u64) -> Result<u32, PlacementError> {
         self.precheck()?;
         let class_id = self.class_of.get(position).copied().unwrap_or(u32::MAX);
         let result = self.search_task(class_id, task, tie);
@@ -341,20 +302,8 @@ impl<'p> Auction<'p> {
         result
     }
 
-    fn search_task(
-        &mut self,
-        class_id: u32,
-        task: &TaskWork,
-        tie: u64,
-    ) -> Result<u32, PlacementError> {
-        let Auction {
-            cells,
-            slots,
-            cold,
-            zone_cells,
-            classes,
-            ..
-        } = self;
+    fn search_task(&mut self, class_id: u32, task: &TaskWork, tie: u64) -> Result<u32, PlacementError> {
+        let Auction { cells, slots, cold, zone_cells, classes, .. } = self;
         let Some(class) = classes.get(class_id, &task.constraint, cells, zone_cells) else {
             return Err(no_compatible(&Rejections::default(), &task.constraint));
         };
@@ -370,9 +319,7 @@ impl<'p> Auction<'p> {
         let Some(cell) = best.cell else {
             return Err(insufficient(short, &class.rejected, &task.constraint));
         };
-        if let (Some(slot), Some(cold)) =
-            (slots.get_mut(cell as usize), cold.get_mut(cell as usize))
-        {
+        if let (Some(slot), Some(cold)) = (slots.get_mut(cell as usize), cold.get_mut(cell as usize)) {
             slot.reserve(cold, mem, disk);
             slot.task_extra += LOCALITY_PENALTY;
         }
@@ -389,11 +336,7 @@ fn add_instance(list: &mut Vec<(u32, u32)>, cell: u32) {
     }
 }
 
-fn with_filters(
-    mut r: Rejections,
-    filters: &Rejections,
-    constraint: &PlacementConstraint,
-) -> Rejections {
+fn with_filters(mut r: Rejections, filters: &Rejections, constraint: &PlacementConstraint) -> Rejections {
     r.rootfs = filters.rootfs;
     r.volume_drivers = filters.volume_drivers;
     r.placement_tags = filters.placement_tags;
@@ -403,18 +346,10 @@ fn with_filters(
 }
 
 fn no_compatible(filters: &Rejections, constraint: &PlacementConstraint) -> PlacementError {
-    PlacementError::NoCompatibleCell(Box::new(with_filters(
-        Rejections::default(),
-        filters,
-        constraint,
-    )))
+    PlacementError::NoCompatibleCell(Box::new(with_filters(Rejections::default(), filters, constraint)))
 }
 
-fn insufficient(
-    short: Rejections,
-    filters: &Rejections,
-    constraint: &PlacementConstraint,
-) -> PlacementError {
+fn insufficient(short: Rejections, filters: &Rejections, constraint: &PlacementConstraint) -> PlacementError {
     PlacementError::InsufficientResources(Box::new(with_filters(short, filters, constraint)))
 }
 

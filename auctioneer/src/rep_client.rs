@@ -20,11 +20,7 @@ pub trait RepClient: Send + Sync + 'static {
     fn state<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>>;
 
     /// Asks the cell to reserve `work`; returns the part it could not accept.
-    fn perform<'a>(
-        &'a self,
-        address: &'a str,
-        work: Work,
-    ) -> BoxFuture<'a, Result<Work, ClientError>>;
+    fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>>;
 }
 
 /// The tonic rep client: one lazily connected channel per rep address.
@@ -38,19 +34,11 @@ impl GrpcRepClient {
     /// A client whose `State` calls time out after `state_timeout` and other calls after
     /// `timeout`.
     pub fn new(state_timeout: Duration, timeout: Duration) -> Self {
-        Self {
-            connector: Connector::new(timeout),
-            state_timeout,
-        }
+        Self { connector: Connector::new(timeout), state_timeout }
     }
 
-    fn client(
-        &self,
-        address: &str,
-    ) -> Result<rep_pb::rep_client::RepClient<tonic::transport::Channel>, ClientError> {
-        Ok(rep_pb::rep_client::RepClient::new(
-            self.connector.channel(address)?,
-        ))
+    fn client(&self, address: &str) -> Result<rep_pb::rep_client::RepClient<tonic::transport::Channel>, ClientError> {
+        Ok(rep_pb::rep_client::RepClient::new(self.connector.channel(address)?))
     }
 }
 
@@ -69,11 +57,7 @@ impl RepClient for GrpcRepClient {
         })
     }
 
-    fn perform<'a>(
-        &'a self,
-        address: &'a str,
-        work: Work,
-    ) -> BoxFuture<'a, Result<Work, ClientError>> {
+    fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>> {
         Box::pin(async move {
             let response = self
                 .client(address)?

@@ -138,13 +138,7 @@ impl AuctionRunner {
         config: RunnerConfig,
     ) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
-        Self {
-            batch,
-            bbs,
-            reps,
-            config,
-            rng,
-        }
+        Self { batch, bbs, reps, config, rng }
     }
 
     /// The batch this runner drains.
@@ -162,25 +156,16 @@ impl AuctionRunner {
         if work.is_empty() {
             return AuctionReport::default();
         }
-        let states = match fetch_cell_states(
-            self.bbs.as_ref(),
-            self.reps.as_ref(),
-            self.config.cell_state_timeout,
-        )
-        .await
-        {
-            Ok(states) => states,
-            Err(e) => {
-                let requeued = work.len();
-                tracing::warn!(error = %e, requeued, "cannot list cells; keeping the batch for the next attempt");
-                self.batch.requeue(work);
-                return AuctionReport {
-                    requeued,
-                    duration: started.elapsed(),
-                    ..AuctionReport::default()
-                };
-            }
-        };
+        let states =
+            match fetch_cell_states(self.bbs.as_ref(), self.reps.as_ref(), self.config.cell_state_timeout).await {
+                Ok(states) => states,
+                Err(e) => {
+                    let requeued = work.len();
+                    tracing::warn!(error = %e, requeued, "cannot list cells; keeping the batch for the next attempt");
+                    self.batch.requeue(work);
+                    return AuctionReport { requeued, duration: started.elapsed(), ..AuctionReport::default() };
+                }
+            };
         metrics::record_started(work.lrps.len(), work.tasks.len());
         let mut report = AuctionReport {
             cells_queried: states.listed,
@@ -190,17 +175,12 @@ impl AuctionRunner {
             ..AuctionReport::default()
         };
 
-        let problem = Problem {
-            cells: states.cells,
-            lrps: work.lrps,
-            tasks: work.tasks,
-            config: self.config.placement,
-        };
+        let problem =
+            Problem { cells: states.cells, lrps: work.lrps, tasks: work.tasks, config: self.config.placement };
         let solution = placement::solve(&problem, &mut self.rng);
         drop(problem);
 
-        let mut failures =
-            Vec::with_capacity(solution.failed_lrps.len() + solution.failed_tasks.len());
+        let mut failures = Vec::with_capacity(solution.failed_lrps.len() + solution.failed_tasks.len());
         for (lrp, error) in solution.failed_lrps {
             failures.push(Failure::Lrp(lrp, error.to_string()));
         }
@@ -220,41 +200,27 @@ impl AuctionRunner {
         let addresses = &states.addresses;
         let reps = self.reps.as_ref();
         let timeout = self.config.perform_timeout;
-        let outcomes =
-            futures::future::join_all(per_cell.into_iter().map(|(cell_id, work)| async move {
-                let outcome = match addresses.get(&cell_id) {
-                    Some(address) => {
-                        match tokio::time::timeout(timeout, reps.perform(address, work.clone()))
-                            .await
-                        {
-                            Ok(Ok(refused)) => Ok(refused),
-                            Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err(format!("timed out after {timeout:?}")),
-                        }
-                    }
-                    None => Err("the cell has no known address".to_owned()),
-                };
-                (cell_id, work, outcome)
-            }))
-            .await;
+        let outcomes = futures::future::join_all(per_cell.into_iter().map(|(cell_id, work)| async move {
+            let outcome = match addresses.get(&cell_id) {
+                Some(address) => match tokio::time::timeout(timeout, reps.perform(address, work.clone())).await {
+                    Ok(Ok(refused)) => Ok(refused),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("timed out after {timeout:?}")),
+                },
+                None => Err("the cell has no known address".to_owned()),
+            };
+            (cell_id, work, outcome)
+        }))
+        .await;
         for (cell_id, work, outcome) in outcomes {
             match outcome {
                 Ok(refused) => settle(&cell_id, work, refused, &mut report, &mut failures),
                 Err(error) => {
                     tracing::warn!(cell_id = %cell_id, error = %error, lrps = work.lrps.len(), tasks = work.tasks.len(), "perform failed; reporting the cell's work as not placed");
-                    let message = format!(
-                        "unable to communicate to compatible cells: perform on cell {cell_id} failed: {error}"
-                    );
-                    failures.extend(
-                        work.lrps
-                            .into_iter()
-                            .map(|l| Failure::Lrp(l, message.clone())),
-                    );
-                    failures.extend(
-                        work.tasks
-                            .into_iter()
-                            .map(|t| Failure::Task(t, message.clone())),
-                    );
+                    let message =
+                        format!("unable to communicate to compatible cells: perform on cell {cell_id} failed: {error}");
+                    failures.extend(work.lrps.into_iter().map(|l| Failure::Lrp(l, message.clone())));
+                    failures.extend(work.tasks.into_iter().map(|t| Failure::Task(t, message.clone())));
                 }
             }
         }
@@ -336,21 +302,11 @@ async fn reported(
 }
 
 /// Splits what a cell was sent into placed and refused, by the items' keys.
-fn settle(
-    cell_id: &str,
-    sent: Work,
-    refused: Work,
-    report: &mut AuctionReport,
-    failures: &mut Vec<Failure>,
-) {
+fn settle(cell_id: &str, sent: Work, refused: Work, report: &mut AuctionReport, failures: &mut Vec<Failure>) {
     let message = format!("cell {cell_id} refused the work: it could not reserve a container");
-    let mut refused_lrps: HashSet<(String, i32)> = refused
-        .lrps
-        .into_iter()
-        .map(|l| (l.process_guid, l.index))
-        .collect();
-    let mut refused_tasks: HashSet<String> =
-        refused.tasks.into_iter().map(|t| t.task_guid).collect();
+    let mut refused_lrps: HashSet<(String, i32)> =
+        refused.lrps.into_iter().map(|l| (l.process_guid, l.index)).collect();
+    let mut refused_tasks: HashSet<String> = refused.tasks.into_iter().map(|t| t.task_guid).collect();
     for lrp in sent.lrps {
         if refused_lrps.remove(&(lrp.process_guid.clone(), lrp.index)) {
             tracing::info!(process_guid = %lrp.process_guid, index = lrp.index, cell_id, "cell refused lrp instance");

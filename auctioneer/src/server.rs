@@ -46,13 +46,9 @@ pub async fn serve(
             loop {
                 let held = *changes.borrow_and_update();
                 if held {
-                    health
-                        .set_serving::<AuctioneerServer<AuctioneerService>>()
-                        .await;
+                    health.set_serving::<AuctioneerServer<AuctioneerService>>().await;
                 } else {
-                    health
-                        .set_not_serving::<AuctioneerServer<AuctioneerService>>()
-                        .await;
+                    health.set_not_serving::<AuctioneerServer<AuctioneerService>>().await;
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,

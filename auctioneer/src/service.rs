@@ -45,9 +45,8 @@ pub fn lrp_work(requests: Vec<pb::LrpStartRequest>) -> Result<Vec<LrpWork>, Stat
     let mut work = Vec::new();
     for (position, request) in requests.into_iter().enumerate() {
         if request.process_guid.trim().is_empty() {
-            return Err(ErrorCode::InvalidRequest.to_status(format!(
-                "lrp start request {position}: process_guid must not be empty"
-            )));
+            return Err(ErrorCode::InvalidRequest
+                .to_status(format!("lrp start request {position}: process_guid must not be empty")));
         }
         if let Some(index) = request.indices.iter().find(|i| **i < 0) {
             return Err(ErrorCode::InvalidRequest.to_status(format!(
@@ -73,9 +72,8 @@ pub fn task_work(requests: Vec<pb::TaskStartRequest>) -> Result<Vec<TaskWork>, S
     let mut work = Vec::with_capacity(requests.len());
     for (position, request) in requests.into_iter().enumerate() {
         if request.task_guid.trim().is_empty() {
-            return Err(ErrorCode::InvalidRequest.to_status(format!(
-                "task start request {position}: task_guid must not be empty"
-            )));
+            return Err(ErrorCode::InvalidRequest
+                .to_status(format!("task start request {position}: task_guid must not be empty")));
         }
         work.push(TaskWork {
             resource: resource_from_pb(request.resource.as_ref()),
@@ -132,11 +130,7 @@ mod tests {
             process_guid: guid.into(),
             domain: "d".into(),
             indices: indices.to_vec(),
-            resource: Some(models_pb::Resource {
-                memory_mb: 128,
-                disk_mb: 256,
-                max_pids: 0,
-            }),
+            resource: Some(models_pb::Resource { memory_mb: 128, disk_mb: 256, max_pids: 0 }),
             placement_constraint: Some(models_pb::PlacementConstraint {
                 rootfs: "preloaded:busybox".into(),
                 placement_tags: vec![],
@@ -163,31 +157,20 @@ mod tests {
 
     #[test]
     fn invalid_entries_are_refused_naming_the_entry() {
-        let err =
-            lrp_work(vec![lrp_request("ok", &[0]), lrp_request("", &[0])]).expect_err("empty guid");
+        let err = lrp_work(vec![lrp_request("ok", &[0]), lrp_request("", &[0])]).expect_err("empty guid");
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(
-            err.message().contains("lrp start request 1"),
-            "{}",
-            err.message()
-        );
+        assert!(err.message().contains("lrp start request 1"), "{}", err.message());
         let err = lrp_work(vec![lrp_request("pg", &[0, -1])]).expect_err("negative index");
         assert!(err.message().contains("index -1"), "{}", err.message());
         let err = task_work(vec![pb::TaskStartRequest::default()]).expect_err("empty task guid");
         assert!(err.message().contains("task_guid"), "{}", err.message());
-        assert_eq!(
-            ErrorCode::from_status(&err),
-            Some(ErrorCode::InvalidRequest)
-        );
+        assert_eq!(ErrorCode::from_status(&err), Some(ErrorCode::InvalidRequest));
     }
 
     #[test]
     fn missing_resource_and_constraint_are_zero() {
-        let work = task_work(vec![pb::TaskStartRequest {
-            task_guid: "t".into(),
-            ..Default::default()
-        }])
-        .expect("valid");
+        let work =
+            task_work(vec![pb::TaskStartRequest { task_guid: "t".into(), ..Default::default() }]).expect("valid");
         assert_eq!(work[0].resource.memory_mb, 0);
         assert!(work[0].constraint.rootfs.is_empty());
     }
@@ -217,10 +200,7 @@ mod tests {
             .expect("queued");
         service
             .request_task_auctions(Request::new(pb::RequestTaskAuctionsRequest {
-                task_start_requests: vec![pb::TaskStartRequest {
-                    task_guid: "t".into(),
-                    ..Default::default()
-                }],
+                task_start_requests: vec![pb::TaskStartRequest { task_guid: "t".into(), ..Default::default() }],
             }))
             .await
             .expect("queued");

@@ -13,9 +13,7 @@ use crate::batch::Work;
 use crate::bbs_client::{BbsClient, CellPresence, LrpKey};
 use crate::error::ClientError;
 use crate::lock::{LockSpec, Locker};
-use crate::placement::{
-    CellState, LrpWork, PlacementConstraint, Resources, RootfsProvider, TaskWork, WorkResource,
-};
+use crate::placement::{CellState, LrpWork, PlacementConstraint, Resources, RootfsProvider, TaskWork, WorkResource};
 use crate::rep_client::RepClient;
 
 /// The rootfs every [`cell`] offers and every [`lrp`] / [`task`] asks for.
@@ -44,15 +42,8 @@ pub fn lrp(process_guid: &str, index: i32, memory_mb: i64) -> LrpWork {
         process_guid: process_guid.into(),
         index,
         domain: "d".into(),
-        resource: WorkResource {
-            memory_mb,
-            disk_mb: 1,
-            max_pids: 0,
-        },
-        constraint: PlacementConstraint {
-            rootfs: ROOTFS.into(),
-            ..PlacementConstraint::default()
-        },
+        resource: WorkResource { memory_mb, disk_mb: 1, max_pids: 0 },
+        constraint: PlacementConstraint { rootfs: ROOTFS.into(), ..PlacementConstraint::default() },
     }
 }
 
@@ -61,15 +52,8 @@ pub fn task(task_guid: &str, memory_mb: i64) -> TaskWork {
     TaskWork {
         task_guid: task_guid.into(),
         domain: "d".into(),
-        resource: WorkResource {
-            memory_mb,
-            disk_mb: 1,
-            max_pids: 0,
-        },
-        constraint: PlacementConstraint {
-            rootfs: ROOTFS.into(),
-            ..PlacementConstraint::default()
-        },
+        resource: WorkResource { memory_mb, disk_mb: 1, max_pids: 0 },
+        constraint: PlacementConstraint { rootfs: ROOTFS.into(), ..PlacementConstraint::default() },
     }
 }
 
@@ -129,20 +113,12 @@ impl BbsClient for FakeBbs {
         Box::pin(async move { result })
     }
 
-    fn fail_actual_lrp<'a>(
-        &'a self,
-        key: &'a LrpKey,
-        error: &'a str,
-    ) -> BoxFuture<'a, Result<(), ClientError>> {
+    fn fail_actual_lrp<'a>(&'a self, key: &'a LrpKey, error: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
         locked(&self.failed_lrps).push((key.clone(), error.to_owned()));
         Box::pin(async { Ok(()) })
     }
 
-    fn reject_task<'a>(
-        &'a self,
-        task_guid: &'a str,
-        reason: &'a str,
-    ) -> BoxFuture<'a, Result<(), ClientError>> {
+    fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
         locked(&self.rejected_tasks).push((task_guid.to_owned(), reason.to_owned()));
         Box::pin(async { Ok(()) })
     }
@@ -202,13 +178,7 @@ impl FakeReps {
 
     /// A rep at `address` answering with `state`.
     pub fn add_cell(&self, address: &str, state: CellState) {
-        locked(&self.cells).insert(
-            address.into(),
-            FakeCell {
-                state,
-                ..FakeCell::default()
-            },
-        );
+        locked(&self.cells).insert(address.into(), FakeCell { state, ..FakeCell::default() });
     }
 
     fn with_cell(&self, address: &str, f: impl FnOnce(&mut FakeCell)) {
@@ -282,16 +252,9 @@ impl RepClient for FakeReps {
         })
     }
 
-    fn perform<'a>(
-        &'a self,
-        address: &'a str,
-        work: Work,
-    ) -> BoxFuture<'a, Result<Work, ClientError>> {
+    fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>> {
         locked(&self.performs).push((address.to_owned(), work.clone()));
-        let behaviour = locked(&self.cells)
-            .get(address)
-            .map(|c| c.perform)
-            .unwrap_or(PerformBehaviour::Fail);
+        let behaviour = locked(&self.cells).get(address).map(|c| c.perform).unwrap_or(PerformBehaviour::Fail);
         {
             let mut in_flight = locked(&self.in_flight);
             in_flight.0 += 1;
@@ -305,9 +268,7 @@ impl RepClient for FakeReps {
             match behaviour {
                 PerformBehaviour::Accept => Ok(Work::default()),
                 PerformBehaviour::RefuseAll => Ok(work),
-                PerformBehaviour::Fail => {
-                    Err(ClientError::Other(format!("rep {address} is unreachable")))
-                }
+                PerformBehaviour::Fail => Err(ClientError::Other(format!("rep {address} is unreachable"))),
             }
         })
     }

@@ -7,30 +7,19 @@ use proto::pb::rep::v1 as rep_pb;
 
 use crate::batch::Work;
 use crate::placement::{
-    CellState, ExistingInstance, LrpWork, PlacementConstraint, Resources, RootfsProvider, TaskWork,
-    WorkResource,
+    CellState, ExistingInstance, LrpWork, PlacementConstraint, Resources, RootfsProvider, TaskWork, WorkResource,
 };
 
 /// A work resource from the wire; absent means zero.
 pub(crate) fn resource_from_pb(r: Option<&models_pb::Resource>) -> WorkResource {
     let r = r.copied().unwrap_or_default();
-    WorkResource {
-        memory_mb: i64::from(r.memory_mb),
-        disk_mb: i64::from(r.disk_mb),
-        max_pids: i64::from(r.max_pids),
-    }
+    WorkResource { memory_mb: i64::from(r.memory_mb), disk_mb: i64::from(r.disk_mb), max_pids: i64::from(r.max_pids) }
 }
 
 /// A placement constraint from the wire; absent means no rootfs, tags or drivers.
-pub(crate) fn constraint_from_pb(
-    c: Option<&models_pb::PlacementConstraint>,
-) -> PlacementConstraint {
+pub(crate) fn constraint_from_pb(c: Option<&models_pb::PlacementConstraint>) -> PlacementConstraint {
     let c = c.cloned().unwrap_or_default();
-    PlacementConstraint {
-        rootfs: c.rootfs,
-        placement_tags: c.placement_tags,
-        volume_drivers: c.volume_drivers,
-    }
+    PlacementConstraint { rootfs: c.rootfs, placement_tags: c.placement_tags, volume_drivers: c.volume_drivers }
 }
 
 fn saturate(v: i64) -> i32 {
@@ -55,11 +44,7 @@ fn constraint_to_pb(c: &PlacementConstraint) -> models_pb::PlacementConstraint {
 
 fn resources_from_pb(r: Option<&rep_pb::Resources>) -> Resources {
     let r = r.copied().unwrap_or_default();
-    Resources::new(
-        i64::from(r.memory_mb),
-        i64::from(r.disk_mb),
-        i64::from(r.containers),
-    )
+    Resources::new(i64::from(r.memory_mb), i64::from(r.disk_mb), i64::from(r.containers))
 }
 
 /// A rep's `State` answer as the placement model sees it (reference §2.3): zone, total and
@@ -72,10 +57,7 @@ pub fn cell_state_from_pb(state: rep_pb::CellState) -> CellState {
         rootfs_providers: state
             .rootfs_providers
             .into_iter()
-            .map(|p| RootfsProvider {
-                name: p.name,
-                properties: p.properties,
-            })
+            .map(|p| RootfsProvider { name: p.name, properties: p.properties })
             .collect(),
         volume_drivers: state.volume_drivers,
         placement_tags: state.placement_tags,
@@ -84,9 +66,7 @@ pub fn cell_state_from_pb(state: rep_pb::CellState) -> CellState {
         existing: state
             .lrps
             .into_iter()
-            .map(|l| ExistingInstance {
-                process_guid: l.actual_lrp_key.map(|k| k.process_guid).unwrap_or_default(),
-            })
+            .map(|l| ExistingInstance { process_guid: l.actual_lrp_key.map(|k| k.process_guid).unwrap_or_default() })
             .collect(),
         existing_tasks: i64::try_from(state.tasks.len()).unwrap_or(i64::MAX),
         evacuating: state.evacuating,
@@ -143,21 +123,14 @@ pub fn task_from_pb(task: rep_pb::Task) -> TaskWork {
 
 /// The `Perform` request for `work`.
 pub fn work_to_pb(work: &Work) -> rep_pb::Work {
-    rep_pb::Work {
-        lrps: work.lrps.iter().map(lrp_to_pb).collect(),
-        tasks: work.tasks.iter().map(task_to_pb).collect(),
-    }
+    rep_pb::Work { lrps: work.lrps.iter().map(lrp_to_pb).collect(), tasks: work.tasks.iter().map(task_to_pb).collect() }
 }
 
 /// The work a rep refused, from its `Perform` answer.
 pub fn refused_from_pb(response: rep_pb::PerformResponse) -> Work {
     Work {
         lrps: response.failed_lrps.into_iter().map(lrp_from_pb).collect(),
-        tasks: response
-            .failed_tasks
-            .into_iter()
-            .map(task_from_pb)
-            .collect(),
+        tasks: response.failed_tasks.into_iter().map(task_from_pb).collect(),
     }
 }
 
@@ -170,11 +143,7 @@ mod tests {
             process_guid: "pg".into(),
             index: 3,
             domain: "d".into(),
-            resource: WorkResource {
-                memory_mb: 256,
-                disk_mb: 1024,
-                max_pids: 10,
-            },
+            resource: WorkResource { memory_mb: 256, disk_mb: 1024, max_pids: 10 },
             constraint: PlacementConstraint {
                 rootfs: "preloaded:busybox".into(),
                 placement_tags: vec!["gpu".into()],
@@ -188,22 +157,12 @@ mod tests {
         let task = TaskWork {
             task_guid: "t".into(),
             domain: "d".into(),
-            resource: WorkResource {
-                memory_mb: 1,
-                disk_mb: 2,
-                max_pids: 3,
-            },
+            resource: WorkResource { memory_mb: 1, disk_mb: 2, max_pids: 3 },
             constraint: PlacementConstraint::default(),
         };
-        let work = Work {
-            lrps: vec![lrp()],
-            tasks: vec![task],
-        };
+        let work = Work { lrps: vec![lrp()], tasks: vec![task] };
         let pb = work_to_pb(&work);
-        let back = refused_from_pb(rep_pb::PerformResponse {
-            failed_lrps: pb.lrps,
-            failed_tasks: pb.tasks,
-        });
+        let back = refused_from_pb(rep_pb::PerformResponse { failed_lrps: pb.lrps, failed_tasks: pb.tasks });
         assert_eq!(back, work);
     }
 
@@ -226,21 +185,10 @@ mod tests {
                 name: "preloaded".into(),
                 properties: vec!["busybox".into()],
             }],
-            available_resources: Some(rep_pb::Resources {
-                memory_mb: 100,
-                disk_mb: 200,
-                containers: 3,
-            }),
-            total_resources: Some(rep_pb::Resources {
-                memory_mb: 1000,
-                disk_mb: 2000,
-                containers: 30,
-            }),
+            available_resources: Some(rep_pb::Resources { memory_mb: 100, disk_mb: 200, containers: 3 }),
+            total_resources: Some(rep_pb::Resources { memory_mb: 1000, disk_mb: 2000, containers: 30 }),
             lrps: vec![lrp_to_pb(&lrp())],
-            tasks: vec![
-                task_to_pb(&TaskWork::default()),
-                task_to_pb(&TaskWork::default()),
-            ],
+            tasks: vec![task_to_pb(&TaskWork::default()), task_to_pb(&TaskWork::default())],
             starting_container_count: 2,
             volume_drivers: vec!["nfs".into()],
             placement_tags: vec!["a".into()],
@@ -253,29 +201,18 @@ mod tests {
         assert_eq!(cell.zone, "z1");
         assert_eq!(cell.total, Resources::new(1000, 2000, 30));
         assert_eq!(cell.available, Resources::new(100, 200, 3));
-        assert_eq!(
-            cell.rootfs_providers,
-            [RootfsProvider::fixed("preloaded", ["busybox"])]
-        );
+        assert_eq!(cell.rootfs_providers, [RootfsProvider::fixed("preloaded", ["busybox"])]);
         assert_eq!(cell.volume_drivers, ["nfs"]);
         assert_eq!(cell.placement_tags, ["a"]);
         assert_eq!(cell.optional_placement_tags, ["b"]);
         assert_eq!(cell.starting_containers, 2);
-        assert_eq!(
-            cell.existing,
-            [ExistingInstance {
-                process_guid: "pg".into()
-            }]
-        );
+        assert_eq!(cell.existing, [ExistingInstance { process_guid: "pg".into() }]);
         assert_eq!(cell.existing_tasks, 2);
         assert!(cell.evacuating);
     }
 
     #[test]
     fn an_empty_state_gives_an_empty_cell() {
-        assert_eq!(
-            cell_state_from_pb(rep_pb::CellState::default()),
-            CellState::default()
-        );
+        assert_eq!(cell_state_from_pb(rep_pb::CellState::default()), CellState::default());
     }
 }

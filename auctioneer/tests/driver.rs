@@ -10,23 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn setup() -> (
-    Arc<FakeBbs>,
-    Arc<FakeReps>,
-    Arc<AuctionBatch>,
-    AuctionRunner,
-) {
+fn setup() -> (Arc<FakeBbs>, Arc<FakeReps>, Arc<AuctionBatch>, AuctionRunner) {
     let bbs = Arc::new(FakeBbs::new());
     let reps = Arc::new(FakeReps::new());
     bbs.add_cell("cell-a", "rep-a:1801");
     reps.add_cell("rep-a:1801", cell("cell-a", "z1", 4096, 4096, 100));
     let batch = Arc::new(AuctionBatch::new());
-    let runner = AuctionRunner::new(
-        batch.clone(),
-        bbs.clone(),
-        reps.clone(),
-        RunnerConfig::default(),
-    );
+    let runner = AuctionRunner::new(batch.clone(), bbs.clone(), reps.clone(), RunnerConfig::default());
     (bbs, reps, batch, runner)
 }
 
@@ -45,11 +35,7 @@ async fn auctions_never_overlap_and_work_arriving_meanwhile_waits_for_the_next_o
     batch.add_lrps([lrp("second", 0, 64), lrp("second", 1, 64)]);
     batch.add_lrps([lrp("second", 0, 64)]);
     tokio::task::yield_now().await;
-    assert_eq!(
-        batch.counts(),
-        (2, 0),
-        "pending work is not drained mid-auction"
-    );
+    assert_eq!(batch.counts(), (2, 0), "pending work is not drained mid-auction");
     assert_eq!(reps.performs().len(), 1);
 
     reps.open_gate();
@@ -105,9 +91,7 @@ async fn shutdown_cuts_an_auction_short_and_returns_the_runner() {
     let shutdown = CancellationToken::new();
     let driver = tokio::spawn(runner::run(runner, shutdown.clone()));
     batch.add_lrps([lrp("app", 0, 64)]);
-    tokio::time::timeout(PATIENCE, reps.wait_for_performs(1))
-        .await
-        .expect("the auction should reach its perform");
+    tokio::time::timeout(PATIENCE, reps.wait_for_performs(1)).await.expect("the auction should reach its perform");
     shutdown.cancel();
     let runner = tokio::time::timeout(PATIENCE, driver)
         .await

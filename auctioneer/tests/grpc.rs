@@ -29,37 +29,22 @@ struct Server {
 }
 
 async fn start(held: bool) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let address = listener.local_addr().expect("local address");
     let batch = Arc::new(AuctionBatch::new());
     let lock = LockStatus::new();
     lock.set_held(held);
     let shutdown = CancellationToken::new();
     let service = AuctioneerService::new(batch.clone(), lock.clone());
-    let task = tokio::spawn(server::serve(
-        listener,
-        service,
-        lock.clone(),
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn(server::serve(listener, service, lock.clone(), shutdown.clone()));
     let channel = tokio::time::timeout(
         PATIENCE,
-        tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("valid endpoint")
-            .connect(),
+        tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("valid endpoint").connect(),
     )
     .await
     .expect("connecting should not hang")
     .expect("connect to the server");
-    Server {
-        batch,
-        lock,
-        channel,
-        shutdown,
-        task,
-    }
+    Server { batch, lock, channel, shutdown, task }
 }
 
 async fn stop(server: Server) {
@@ -76,11 +61,7 @@ fn lrp_request(guid: &str, indices: &[i32]) -> pb::LrpStartRequest {
         process_guid: guid.into(),
         domain: "d".into(),
         indices: indices.to_vec(),
-        resource: Some(models_pb::Resource {
-            memory_mb: 64,
-            disk_mb: 64,
-            max_pids: 0,
-        }),
+        resource: Some(models_pb::Resource { memory_mb: 64, disk_mb: 64, max_pids: 0 }),
         placement_constraint: Some(models_pb::PlacementConstraint {
             rootfs: "preloaded:busybox".into(),
             ..Default::default()
@@ -91,9 +72,8 @@ fn lrp_request(guid: &str, indices: &[i32]) -> pb::LrpStartRequest {
 async fn health(channel: &Channel) -> ServingStatus {
     let response = tokio::time::timeout(
         PATIENCE,
-        HealthClient::new(channel.clone()).check(tonic_health::pb::HealthCheckRequest {
-            service: "diego.auctioneer.v1.Auctioneer".into(),
-        }),
+        HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest { service: "diego.auctioneer.v1.Auctioneer".into() }),
     )
     .await
     .expect("health check should not hang")
@@ -138,25 +118,19 @@ async fn a_standby_answers_unavailable() {
     let mut client = AuctioneerClient::new(server.channel.clone());
     let status = tokio::time::timeout(
         PATIENCE,
-        client.request_lrp_auctions(pb::RequestLrpAuctionsRequest {
-            lrp_start_requests: vec![lrp_request("app", &[0])],
-        }),
+        client
+            .request_lrp_auctions(pb::RequestLrpAuctionsRequest { lrp_start_requests: vec![lrp_request("app", &[0])] }),
     )
     .await
     .expect("the call should not hang")
     .expect_err("a standby refuses");
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert_eq!(
-        ErrorCode::from_status(&status),
-        Some(ErrorCode::Unavailable)
-    );
-    let status = tokio::time::timeout(
-        PATIENCE,
-        client.request_task_auctions(pb::RequestTaskAuctionsRequest::default()),
-    )
-    .await
-    .expect("the call should not hang")
-    .expect_err("a standby refuses");
+    assert_eq!(ErrorCode::from_status(&status), Some(ErrorCode::Unavailable));
+    let status =
+        tokio::time::timeout(PATIENCE, client.request_task_auctions(pb::RequestTaskAuctionsRequest::default()))
+            .await
+            .expect("the call should not hang")
+            .expect_err("a standby refuses");
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(server.batch.is_empty());
     assert_eq!(health(&server.channel).await, ServingStatus::NotServing);
@@ -172,9 +146,8 @@ async fn a_standby_answers_unavailable() {
     .expect("health should follow the lock");
     tokio::time::timeout(
         PATIENCE,
-        client.request_lrp_auctions(pb::RequestLrpAuctionsRequest {
-            lrp_start_requests: vec![lrp_request("app", &[0])],
-        }),
+        client
+            .request_lrp_auctions(pb::RequestLrpAuctionsRequest { lrp_start_requests: vec![lrp_request("app", &[0])] }),
     )
     .await
     .expect("the call should not hang")
@@ -196,10 +169,7 @@ async fn an_invalid_request_is_invalid_argument_and_queues_nothing() {
     .expect("the call should not hang")
     .expect_err("a negative index is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert_eq!(
-        ErrorCode::from_status(&status),
-        Some(ErrorCode::InvalidRequest)
-    );
+    assert_eq!(ErrorCode::from_status(&status), Some(ErrorCode::InvalidRequest));
     assert!(status.message().contains("bad"), "{}", status.message());
     assert!(server.batch.is_empty());
     stop(server).await;

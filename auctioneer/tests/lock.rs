@@ -10,23 +10,13 @@ use tokio_util::sync::CancellationToken;
 const PATIENCE: Duration = Duration::from_secs(300);
 
 fn spec() -> LockSpec {
-    LockSpec::auctioneer(
-        "owner-1",
-        "10.0.0.5:9016",
-        Duration::from_secs(15),
-        Duration::from_secs(5),
-    )
+    LockSpec::auctioneer("owner-1", "10.0.0.5:9016", Duration::from_secs(15), Duration::from_secs(5))
 }
 
 fn start(locker: &Arc<FakeLocker>) -> (LockStatus, CancellationToken, tokio::task::JoinHandle<()>) {
     let status = LockStatus::new();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(lock::hold(
-        locker.clone(),
-        spec(),
-        status.clone(),
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn(lock::hold(locker.clone(), spec(), status.clone(), shutdown.clone()));
     (status, shutdown, task)
 }
 
@@ -48,33 +38,23 @@ async fn a_free_lock_is_acquired_with_the_advertised_address_as_its_value() {
     assert_eq!(asked.ttl, Duration::from_secs(15));
 
     // It keeps renewing.
-    tokio::time::timeout(PATIENCE, locker.wait_for_lock_calls(3))
-        .await
-        .expect("the lock should be renewed");
+    tokio::time::timeout(PATIENCE, locker.wait_for_lock_calls(3)).await.expect("the lock should be renewed");
     assert!(status.is_held());
     shutdown.cancel();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("hold should stop")
-        .expect("hold should not panic");
+    tokio::time::timeout(PATIENCE, task).await.expect("hold should stop").expect("hold should not panic");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_standby_keeps_trying_and_takes_over_when_the_lock_frees() {
     let locker = Arc::new(FakeLocker::new(false));
     let (status, shutdown, task) = start(&locker);
-    tokio::time::timeout(PATIENCE, locker.wait_for_lock_calls(3))
-        .await
-        .expect("a standby should retry");
+    tokio::time::timeout(PATIENCE, locker.wait_for_lock_calls(3)).await.expect("a standby should retry");
     assert!(!status.is_held());
 
     locker.set_available(true);
     wait_until(&status, true).await;
     shutdown.cancel();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("hold should stop")
-        .expect("hold should not panic");
+    tokio::time::timeout(PATIENCE, task).await.expect("hold should stop").expect("hold should not panic");
 }
 
 #[tokio::test(start_paused = true)]
@@ -85,10 +65,7 @@ async fn a_failed_renewal_loses_the_lock_at_once() {
     locker.set_available(false);
     wait_until(&status, false).await;
     shutdown.cancel();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("hold should stop")
-        .expect("hold should not panic");
+    tokio::time::timeout(PATIENCE, task).await.expect("hold should stop").expect("hold should not panic");
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,10 +74,7 @@ async fn the_lock_is_released_on_shutdown() {
     let (status, shutdown, task) = start(&locker);
     wait_until(&status, true).await;
     shutdown.cancel();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("hold should stop")
-        .expect("hold should not panic");
+    tokio::time::timeout(PATIENCE, task).await.expect("hold should stop").expect("hold should not panic");
     assert!(!status.is_held());
     let released = locker.releases();
     assert_eq!(released.len(), 1);
@@ -111,15 +85,10 @@ async fn the_lock_is_released_on_shutdown() {
 async fn a_standby_that_never_held_the_lock_does_not_release_it() {
     let locker = Arc::new(FakeLocker::new(false));
     let (_status, shutdown, task) = start(&locker);
-    tokio::time::timeout(PATIENCE, locker.wait_for_lock_calls(2))
-        .await
-        .expect("a standby should retry");
+    tokio::time::timeout(PATIENCE, locker.wait_for_lock_calls(2)).await.expect("a standby should retry");
     // Cancel between attempts, while it sleeps.
     tokio::task::yield_now().await;
     shutdown.cancel();
-    tokio::time::timeout(PATIENCE, task)
-        .await
-        .expect("hold should stop")
-        .expect("hold should not panic");
+    tokio::time::timeout(PATIENCE, task).await.expect("hold should stop").expect("hold should not panic");
     assert!(locker.releases().is_empty());
 }

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use auctioneer::placement::{
-    CellState, ExistingInstance, LrpWork, PlacementConfig, PlacementConstraint, PlacementError,
-    Problem, Resources, RootfsProvider, Solution, TaskWork, WorkResource, solve,
+    CellState, ExistingInstance, LrpWork, PlacementConfig, PlacementConstraint, PlacementError, Problem, Resources,
+    RootfsProvider, Solution, TaskWork, WorkResource, solve,
 };
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -20,10 +20,7 @@ const SEEDS: std::ops::Range<u64> = 0..5;
 const ROOTFS: &str = "preloaded:cflinuxfs4";
 
 fn sim_config() -> PlacementConfig {
-    PlacementConfig {
-        starting_container_weight: 0.5,
-        ..PlacementConfig::default()
-    }
+    PlacementConfig { starting_container_weight: 0.5, ..PlacementConfig::default() }
 }
 
 fn cell_id(i: usize) -> String {
@@ -49,9 +46,7 @@ fn cells(n: usize, zones: usize) -> Vec<CellState> {
 /// Puts `n` instances of distinct apps (1 MB, 1 MB disk) on the cell before the auction.
 fn preload(cell: &mut CellState, n: usize, tag: &str) {
     for k in 0..n {
-        cell.existing.push(ExistingInstance {
-            process_guid: format!("old-{tag}-{k}"),
-        });
+        cell.existing.push(ExistingInstance { process_guid: format!("old-{tag}-{k}") });
     }
     let used = Resources::new(n as i64, n as i64, n as i64);
     cell.available = cell.available.checked_sub(used).unwrap_or_default();
@@ -62,23 +57,14 @@ fn lrp(guid: &str, index: i32, memory_mb: i64) -> LrpWork {
         process_guid: guid.into(),
         index,
         domain: "sim".into(),
-        resource: WorkResource {
-            memory_mb,
-            disk_mb: 1,
-            max_pids: 0,
-        },
-        constraint: PlacementConstraint {
-            rootfs: ROOTFS.into(),
-            ..PlacementConstraint::default()
-        },
+        resource: WorkResource { memory_mb, disk_mb: 1, max_pids: 0 },
+        constraint: PlacementConstraint { rootfs: ROOTFS.into(), ..PlacementConstraint::default() },
     }
 }
 
 /// `n` single-instance apps.
 fn unique_apps(prefix: &str, n: usize, memory_mb: i64) -> Vec<LrpWork> {
-    (0..n)
-        .map(|i| lrp(&format!("{prefix}-{i}"), 0, memory_mb))
-        .collect()
+    (0..n).map(|i| lrp(&format!("{prefix}-{i}"), 0, memory_mb)).collect()
 }
 
 /// One app with `n` instances.
@@ -87,12 +73,7 @@ fn one_app(guid: &str, n: usize, memory_mb: i64) -> Vec<LrpWork> {
 }
 
 fn run(cells: Vec<CellState>, lrps: Vec<LrpWork>, config: PlacementConfig, seed: u64) -> Solution {
-    let problem = Problem {
-        cells,
-        lrps,
-        tasks: Vec::new(),
-        config,
-    };
+    let problem = Problem { cells, lrps, tasks: Vec::new(), config };
     solve(&problem, &mut ChaCha8Rng::seed_from_u64(seed))
 }
 
@@ -128,23 +109,12 @@ fn ordering_boulders_before_pebbles_when_memory_is_low() {
         let s = run(cells(1, 1), lrps, sim_config(), seed);
         assert_eq!(s.lrp_placements.len(), 51);
         assert_eq!(s.failed_lrps.len(), 31);
-        assert!(
-            s.lrp_placements
-                .iter()
-                .any(|(l, _)| l.process_guid == "red" && l.index == 0)
-        );
-        let red_1 = s
-            .failed_lrps
-            .iter()
-            .find(|(l, _)| l.process_guid == "red" && l.index == 1);
+        assert!(s.lrp_placements.iter().any(|(l, _)| l.process_guid == "red" && l.index == 0));
+        let red_1 = s.failed_lrps.iter().find(|(l, _)| l.process_guid == "red" && l.index == 1);
         let Some((_, err)) = red_1 else {
             panic!("red-1 should lose");
         };
-        assert!(
-            err.to_string()
-                .contains("insufficient resources: memory (1 cell)"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("insufficient resources: memory (1 cell)"), "{err}");
     }
 }
 
@@ -153,42 +123,22 @@ fn ordering_index_zero_then_tasks_then_higher_indices_when_scarce() {
     // 10 cells × 100 MB = 1000 MB for 50 apps × 2 instances and 20 tasks of 10 MB each (1200 MB):
     // every index 0 and every task is placed, and the 20 losers are all index 1.
     for seed in SEEDS {
-        let lrps: Vec<LrpWork> = (0..50)
-            .flat_map(|a| one_app(&format!("app-{a}"), 2, 10))
-            .collect();
+        let lrps: Vec<LrpWork> = (0..50).flat_map(|a| one_app(&format!("app-{a}"), 2, 10)).collect();
         let tasks: Vec<TaskWork> = (0..20)
             .map(|i| TaskWork {
                 task_guid: format!("task-{i}"),
                 domain: "sim".into(),
-                resource: WorkResource {
-                    memory_mb: 10,
-                    disk_mb: 1,
-                    max_pids: 0,
-                },
-                constraint: PlacementConstraint {
-                    rootfs: ROOTFS.into(),
-                    ..PlacementConstraint::default()
-                },
+                resource: WorkResource { memory_mb: 10, disk_mb: 1, max_pids: 0 },
+                constraint: PlacementConstraint { rootfs: ROOTFS.into(), ..PlacementConstraint::default() },
             })
             .collect();
-        let problem = Problem {
-            cells: cells(10, 2),
-            lrps,
-            tasks,
-            config: sim_config(),
-        };
+        let problem = Problem { cells: cells(10, 2), lrps, tasks, config: sim_config() };
         let s = solve(&problem, &mut ChaCha8Rng::seed_from_u64(seed));
         assert_eq!(s.task_placements.len(), 20);
         assert!(s.failed_tasks.is_empty());
         assert_eq!(s.failed_lrps.len(), 20);
         assert!(s.failed_lrps.iter().all(|(l, _)| l.index == 1));
-        assert!(
-            s.lrp_placements
-                .iter()
-                .filter(|(l, _)| l.index == 0)
-                .count()
-                == 50
-        );
+        assert!(s.lrp_placements.iter().filter(|(l, _)| l.index == 0).count() == 50);
     }
 }
 
@@ -198,12 +148,7 @@ fn ordering_index_zero_then_tasks_then_higher_indices_when_scarce() {
 fn distribution_small_cold_starts_spread_within_one_per_cell() {
     for (napps, ncells) in [(8, 4), (40, 10), (200, 20), (800, 40), (1000, 100)] {
         for seed in SEEDS {
-            let s = run(
-                cells(ncells, 2),
-                unique_apps("app", napps, 1),
-                sim_config(),
-                seed,
-            );
+            let s = run(cells(ncells, 2), unique_apps("app", napps, 1), sim_config(), seed);
             assert!(s.failed_lrps.is_empty());
             let counts: Vec<usize> = per_cell(&s, ncells).into_values().collect();
             assert_within(&counts, 1.0, &format!("{napps} apps on {ncells} cells"));
@@ -218,24 +163,14 @@ fn distribution_large_cold_starts_of_mixed_sizes_spread_within_ten() {
     for (ncells, scale) in [(25, 1), (100, 4)] {
         for seed in SEEDS {
             let mut lrps = Vec::new();
-            let colors = [
-                "purple", "red", "orange", "teal", "gray", "blue", "pink", "green", "lime", "cyan",
-                "sea", "brown",
-            ];
-            for (n, memory, palette) in [
-                (1800, 1, &colors[..4]),
-                (200, 2, &colors[4..8]),
-                (50, 4, &colors[8..]),
-            ] {
+            let colors =
+                ["purple", "red", "orange", "teal", "gray", "blue", "pink", "green", "lime", "cyan", "sea", "brown"];
+            for (n, memory, palette) in [(1800, 1, &colors[..4]), (200, 2, &colors[4..8]), (50, 4, &colors[8..])] {
                 let n = n * scale;
                 lrps.extend(unique_apps(&format!("u{memory}"), n / 2, memory));
-                lrps.extend((0..n / 2).map(|i| {
-                    lrp(
-                        palette[(i * 7 + seed as usize) % palette.len()],
-                        i as i32,
-                        memory,
-                    )
-                }));
+                lrps.extend(
+                    (0..n / 2).map(|i| lrp(palette[(i * 7 + seed as usize) % palette.len()], i as i32, memory)),
+                );
             }
             let s = run(cells(ncells, 2), lrps, sim_config(), seed);
             assert!(s.failed_lrps.is_empty(), "{:?}", s.failed_lrps.first());
@@ -277,11 +212,7 @@ fn distribution_one_big_app_on_loaded_cells_spreads_within_one() {
             let s = run(cs, one_app("red", napps, 1), sim_config(), seed);
             assert!(s.failed_lrps.is_empty());
             let counts: Vec<usize> = per_cell(&s, ncells).into_values().collect();
-            assert_within(
-                &counts,
-                1.0,
-                &format!("{napps} instances on {ncells} loaded cells"),
-            );
+            assert_within(&counts, 1.0, &format!("{napps} instances on {ncells} loaded cells"));
         }
     }
 }
@@ -316,28 +247,20 @@ fn zones_balance_one_app_across_three_zones_of_unequal_size() {
             }
             .into();
         }
-        let zone_of: BTreeMap<String, String> = cs
-            .iter()
-            .map(|c| (c.cell_id.clone(), c.zone.clone()))
-            .collect();
+        let zone_of: BTreeMap<String, String> = cs.iter().map(|c| (c.cell_id.clone(), c.zone.clone())).collect();
         let s = run(cs, one_app("red", 30, 1), sim_config(), seed);
         let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
         for (_, cell) in &s.lrp_placements {
             *per_zone.entry(zone_of[cell].as_str()).or_default() += 1;
         }
-        assert_eq!(
-            per_zone.values().copied().collect::<Vec<_>>(),
-            vec![10, 10, 10]
-        );
+        assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), vec![10, 10, 10]);
     }
 }
 
 // --- §5 item 5: bin-pack-first-fit ---
 
 fn zones_of(ncells: usize, zones: usize) -> Vec<Vec<String>> {
-    (0..zones)
-        .map(|z| (z..ncells).step_by(zones).map(cell_id).collect())
-        .collect()
+    (0..zones).map(|z| (z..ncells).step_by(zones).map(cell_id).collect()).collect()
 }
 
 #[test]
@@ -345,10 +268,7 @@ fn bin_pack_first_fit_favors_low_index_cells_and_keeps_zones_balanced() {
     for weight in [0.25, 0.5, 0.75] {
         for (napps, ncells) in [(8, 4), (40, 10), (200, 20), (800, 40)] {
             for seed in SEEDS {
-                let config = PlacementConfig {
-                    bin_pack_first_fit_weight: weight,
-                    ..sim_config()
-                };
+                let config = PlacementConfig { bin_pack_first_fit_weight: weight, ..sim_config() };
                 let s = run(cells(ncells, 2), unique_apps("app", napps, 1), config, seed);
                 assert!(s.failed_lrps.is_empty());
                 let counts = per_cell(&s, ncells);
@@ -371,10 +291,7 @@ fn bin_pack_first_fit_favors_low_index_cells_and_keeps_zones_balanced() {
 fn bin_pack_first_fit_still_spreads_a_single_multi_instance_app() {
     for weight in [0.25, 0.5, 0.75] {
         for (napps, ncells) in [(8, 4), (40, 10), (200, 20), (800, 40)] {
-            let config = PlacementConfig {
-                bin_pack_first_fit_weight: weight,
-                ..sim_config()
-            };
+            let config = PlacementConfig { bin_pack_first_fit_weight: weight, ..sim_config() };
             let s = run(cells(ncells, 2), one_app("yellow", napps, 1), config, 1);
             let counts: Vec<usize> = per_cell(&s, ncells).into_values().collect();
             assert_within(&counts, 1.0, &format!("weight {weight}"));
@@ -390,40 +307,24 @@ fn in_flight_cap_holds_and_the_rest_fail_with_the_in_flight_message() {
         let mut cs = cells(10, 2);
         cs[0].starting_containers = 3;
         cs[7].starting_containers = 2;
-        let config = PlacementConfig {
-            max_in_flight_starts: 25,
-            ..sim_config()
-        };
+        let config = PlacementConfig { max_in_flight_starts: 25, ..sim_config() };
         let s = run(cs.clone(), unique_apps("app", 100, 1), config, seed);
-        assert_eq!(
-            s.lrp_placements.len(),
-            20,
-            "25 minus the 5 already starting"
-        );
+        assert_eq!(s.lrp_placements.len(), 20, "25 minus the 5 already starting");
         assert_eq!(s.failed_lrps.len(), 80);
         for (_, err) in &s.failed_lrps {
             assert_eq!(err, &PlacementError::InFlightLimit { limit: 25 });
-            assert!(
-                err.to_string()
-                    .contains("waiting to start instance: reached in-flight start limit")
-            );
+            assert!(err.to_string().contains("waiting to start instance: reached in-flight start limit"));
         }
 
         // The next auction sees those 20 as starting too and places nothing more.
-        let placed: BTreeSet<&str> = s
-            .lrp_placements
-            .iter()
-            .map(|(l, _)| l.process_guid.as_str())
-            .collect();
+        let placed: BTreeSet<&str> = s.lrp_placements.iter().map(|(l, _)| l.process_guid.as_str()).collect();
         for (_, cell) in &s.lrp_placements {
             if let Some(c) = cs.iter_mut().find(|c| &c.cell_id == cell) {
                 c.starting_containers += 1;
             }
         }
-        let retry: Vec<LrpWork> = unique_apps("app", 100, 1)
-            .into_iter()
-            .filter(|l| !placed.contains(l.process_guid.as_str()))
-            .collect();
+        let retry: Vec<LrpWork> =
+            unique_apps("app", 100, 1).into_iter().filter(|l| !placed.contains(l.process_guid.as_str())).collect();
         let again = run(cs, retry, config, seed);
         assert!(again.lrp_placements.is_empty());
         assert_eq!(again.failed_lrps.len(), 80);
@@ -439,17 +340,11 @@ fn in_flight_cap_of_zero_is_unlimited() {
 #[test]
 fn per_cell_start_cap_spreads_a_burst_over_more_cells() {
     for seed in SEEDS {
-        let config = PlacementConfig {
-            max_starting_per_cell: 4,
-            ..sim_config()
-        };
+        let config = PlacementConfig { max_starting_per_cell: 4, ..sim_config() };
         let s = run(cells(10, 2), unique_apps("app", 45, 1), config, seed);
         assert_eq!(s.lrp_placements.len(), 40);
         let counts = per_cell(&s, 10);
         assert!(counts.values().all(|&c| c == 4), "{counts:?}");
-        assert!(s.failed_lrps.iter().all(|(_, e)| {
-            e.to_string()
-                .contains("starting-container limit (10 cells)")
-        }));
+        assert!(s.failed_lrps.iter().all(|(_, e)| { e.to_string().contains("starting-container limit (10 cells)") }));
     }
 }

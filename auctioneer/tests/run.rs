@@ -19,15 +19,9 @@ const PATIENCE: Duration = Duration::from_secs(30);
 async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(address).await.expect("connect admin");
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
+    stream.write_all(request.as_bytes()).await.expect("write request");
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read response");
+    stream.read_to_string(&mut response).await.expect("read response");
     response
 }
 
@@ -50,18 +44,9 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
         lock_ttl: Duration::from_secs(1),
         ..AuctioneerConfig::default()
     };
-    let clients = Clients {
-        bbs: bbs.clone(),
-        reps: reps.clone(),
-        locker: locker.clone(),
-    };
+    let clients = Clients { bbs: bbs.clone(), reps: reps.clone(), locker: locker.clone() };
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(auctioneer::run_with(
-        config,
-        Listeners { grpc, admin },
-        clients,
-        shutdown.clone(),
-    ));
+    let running = tokio::spawn(auctioneer::run_with(config, Listeners { grpc, admin }, clients, shutdown.clone()));
 
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_address}"))
         .expect("valid endpoint")
@@ -72,11 +57,7 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
             process_guid: "app".into(),
             domain: "d".into(),
             indices: vec![0, 1],
-            resource: Some(models_pb::Resource {
-                memory_mb: 64,
-                disk_mb: 1,
-                max_pids: 0,
-            }),
+            resource: Some(models_pb::Resource { memory_mb: 64, disk_mb: 1, max_pids: 0 }),
             placement_constraint: Some(models_pb::PlacementConstraint {
                 rootfs: auctioneer::testing::ROOTFS.into(),
                 ..Default::default()
@@ -91,9 +72,7 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
     })
     .await
     .expect("the auctioneer should take the lock and accept the request");
-    tokio::time::timeout(PATIENCE, reps.wait_for_performs(2))
-        .await
-        .expect("both instances should be performed");
+    tokio::time::timeout(PATIENCE, reps.wait_for_performs(2)).await.expect("both instances should be performed");
     let performs = reps.performs();
     let placed: usize = performs.iter().map(|(_, w)| w.lrps.len()).sum();
     assert_eq!(placed, 2);
@@ -103,22 +82,15 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
     assert_eq!(lock.key, "auctioneer");
     assert_eq!(lock.value, grpc_address.to_string());
 
-    let healthz = tokio::time::timeout(PATIENCE, http_get(admin_address, "/healthz"))
-        .await
-        .expect("healthz should answer");
+    let healthz =
+        tokio::time::timeout(PATIENCE, http_get(admin_address, "/healthz")).await.expect("healthz should answer");
     assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
     assert!(healthz.contains("auctioning"), "{healthz}");
-    let metrics = tokio::time::timeout(PATIENCE, http_get(admin_address, "/metrics"))
-        .await
-        .expect("metrics should answer");
+    let metrics =
+        tokio::time::timeout(PATIENCE, http_get(admin_address, "/metrics")).await.expect("metrics should answer");
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(
-        metrics.contains("auctioneer_auctions_started_total"),
-        "{metrics}"
-    );
-    let missing = tokio::time::timeout(PATIENCE, http_get(admin_address, "/nope"))
-        .await
-        .expect("admin should answer");
+    assert!(metrics.contains("auctioneer_auctions_started_total"), "{metrics}");
+    let missing = tokio::time::timeout(PATIENCE, http_get(admin_address, "/nope")).await.expect("admin should answer");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 
     shutdown.cancel();
@@ -127,27 +99,18 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
         .expect("run should stop on shutdown")
         .expect("run should not panic")
         .expect("run should stop cleanly");
-    assert_eq!(
-        locker.releases().len(),
-        1,
-        "the lock is released on shutdown"
-    );
+    assert_eq!(locker.releases().len(), 1, "the lock is released on shutdown");
 }
 
 #[tokio::test]
 async fn run_refuses_an_invalid_configuration() {
     let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let config = AuctioneerConfig {
-        bbs_address: String::new(),
-        ..AuctioneerConfig::default()
-    };
-    let result = tokio::time::timeout(
-        PATIENCE,
-        auctioneer::run(config, Listeners { grpc, admin }, CancellationToken::new()),
-    )
-    .await
-    .expect("run should return at once");
+    let config = AuctioneerConfig { bbs_address: String::new(), ..AuctioneerConfig::default() };
+    let result =
+        tokio::time::timeout(PATIENCE, auctioneer::run(config, Listeners { grpc, admin }, CancellationToken::new()))
+            .await
+            .expect("run should return at once");
     let err = result.expect_err("an empty bbs address is invalid");
     assert!(err.to_string().contains("bbs_address"), "{err}");
 }

@@ -27,17 +27,9 @@ fn harness_with(cells: Vec<CellState>, seed: u64) -> Harness {
         reps.add_cell(&address(&cell.cell_id), cell);
     }
     let batch = Arc::new(AuctionBatch::new());
-    let config = RunnerConfig {
-        seed,
-        ..RunnerConfig::default()
-    };
+    let config = RunnerConfig { seed, ..RunnerConfig::default() };
     let runner = AuctionRunner::new(batch.clone(), bbs.clone(), reps.clone(), config);
-    Harness {
-        bbs,
-        reps,
-        batch,
-        runner,
-    }
+    Harness { bbs, reps, batch, runner }
 }
 
 fn harness(cells: Vec<CellState>) -> Harness {
@@ -53,9 +45,7 @@ fn three_cells() -> Vec<CellState> {
 }
 
 async fn tick(h: &mut Harness) -> auctioneer::AuctionReport {
-    tokio::time::timeout(Duration::from_secs(600), h.runner.tick())
-        .await
-        .expect("an auction should finish")
+    tokio::time::timeout(Duration::from_secs(600), h.runner.tick()).await.expect("an auction should finish")
 }
 
 #[tokio::test]
@@ -80,10 +70,7 @@ async fn ten_instances_on_three_cells_get_one_perform_per_winning_cell() {
     let mut counts: Vec<usize> = per_cell.values().copied().collect();
     counts.sort_unstable();
     assert_eq!(counts, [3, 3, 4], "instances spread across the zones");
-    let mut indices: Vec<i32> = performs
-        .iter()
-        .flat_map(|(_, w)| w.lrps.iter().map(|l| l.index))
-        .collect();
+    let mut indices: Vec<i32> = performs.iter().flat_map(|(_, w)| w.lrps.iter().map(|l| l.index)).collect();
     indices.sort_unstable();
     assert_eq!(indices, (0..10).collect::<Vec<_>>());
     assert!(h.bbs.failed_lrps().is_empty());
@@ -101,10 +88,7 @@ async fn an_lrp_too_large_for_every_cell_fails_with_insufficient_resources() {
     let failed = h.bbs.failed_lrps();
     assert_eq!(failed.len(), 1);
     let (key, error) = &failed[0];
-    assert_eq!(
-        (key.process_guid.as_str(), key.index, key.domain.as_str()),
-        ("huge", 2, "d")
-    );
+    assert_eq!((key.process_guid.as_str(), key.index, key.domain.as_str()), ("huge", 2, "d"));
     assert!(error.contains("insufficient resources"), "{error}");
     assert!(error.contains("memory (3 cells)"), "{error}");
 }
@@ -121,18 +105,13 @@ async fn an_unknown_rootfs_fails_with_found_no_compatible_cell() {
     let failed = h.bbs.failed_lrps();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0.process_guid, "odd");
-    assert!(
-        failed[0].1.contains("found no compatible cell"),
-        "{}",
-        failed[0].1
-    );
+    assert!(failed[0].1.contains("found no compatible cell"), "{}", failed[0].1);
 }
 
 #[tokio::test]
 async fn work_a_cell_refuses_is_reported_failed() {
     let mut h = harness(vec![cell("cell-a", "z1", 1024, 1024, 100)]);
-    h.reps
-        .set_perform(&address("cell-a"), PerformBehaviour::RefuseAll);
+    h.reps.set_perform(&address("cell-a"), PerformBehaviour::RefuseAll);
     h.batch.add_lrps([lrp("app", 0, 64), lrp("app", 1, 64)]);
     h.batch.add_tasks([task("t1", 64)]);
     let report = tick(&mut h).await;
@@ -142,10 +121,7 @@ async fn work_a_cell_refuses_is_reported_failed() {
     assert_eq!((report.lrps_failed, report.tasks_failed), (2, 1));
     let failed = h.bbs.failed_lrps();
     assert_eq!(failed.len(), 2);
-    assert!(
-        failed.iter().all(|(_, e)| e.contains("cell-a refused")),
-        "{failed:?}"
-    );
+    assert!(failed.iter().all(|(_, e)| e.contains("cell-a refused")), "{failed:?}");
     let rejected = h.bbs.rejected_tasks();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].0, "t1");
@@ -153,12 +129,8 @@ async fn work_a_cell_refuses_is_reported_failed() {
 
 #[tokio::test]
 async fn a_cell_whose_perform_fails_gets_its_work_reported_as_unreachable() {
-    let mut h = harness(vec![
-        cell("cell-a", "z1", 1024, 1024, 100),
-        cell("cell-b", "z1", 1024, 1024, 100),
-    ]);
-    h.reps
-        .set_perform(&address("cell-a"), PerformBehaviour::Fail);
+    let mut h = harness(vec![cell("cell-a", "z1", 1024, 1024, 100), cell("cell-b", "z1", 1024, 1024, 100)]);
+    h.reps.set_perform(&address("cell-a"), PerformBehaviour::Fail);
     h.batch.add_lrps((0..4).map(|i| lrp("app", i, 64)));
     let report = tick(&mut h).await;
 
@@ -167,10 +139,7 @@ async fn a_cell_whose_perform_fails_gets_its_work_reported_as_unreachable() {
     let failed = h.bbs.failed_lrps();
     assert_eq!(failed.len(), 2);
     for (_, error) in &failed {
-        assert!(
-            error.contains("unable to communicate to compatible cells"),
-            "{error}"
-        );
+        assert!(error.contains("unable to communicate to compatible cells"), "{error}");
         assert!(error.contains("cell-a"), "{error}");
     }
 }
@@ -179,21 +148,14 @@ async fn a_cell_whose_perform_fails_gets_its_work_reported_as_unreachable() {
 async fn a_slow_cell_is_left_out_and_the_auction_still_completes() {
     let mut h = harness(three_cells());
     // Far beyond the 1 s state timeout and beyond the outer bound in `tick`.
-    h.reps
-        .delay_state(&address("cell-b"), Duration::from_secs(3600));
+    h.reps.delay_state(&address("cell-b"), Duration::from_secs(3600));
     h.batch.add_lrps((0..4).map(|i| lrp("app", i, 64)));
     let report = tick(&mut h).await;
 
     assert_eq!(report.cells_left_out.timed_out, 1);
     assert_eq!(report.cells_used, 2);
     assert_eq!(report.lrps_placed, 4);
-    assert!(
-        h.reps
-            .performs()
-            .iter()
-            .all(|(address, _)| address != "rep-cell-b:1801"),
-        "the slow cell gets no work"
-    );
+    assert!(h.reps.performs().iter().all(|(address, _)| address != "rep-cell-b:1801"), "the slow cell gets no work");
 }
 
 #[tokio::test]
@@ -202,11 +164,7 @@ async fn failing_evacuating_and_mismatched_cells_are_left_out() {
     evacuating.evacuating = true;
     let mut impostor = cell("cell-other", "z1", 1024, 1024, 100);
     impostor.cell_id = "not-cell-c".into();
-    let mut h = harness(vec![
-        cell("cell-a", "z1", 1024, 1024, 100),
-        evacuating,
-        cell("cell-d", "z1", 1024, 1024, 100),
-    ]);
+    let mut h = harness(vec![cell("cell-a", "z1", 1024, 1024, 100), evacuating, cell("cell-d", "z1", 1024, 1024, 100)]);
     // A presence whose rep names another cell.
     h.bbs.add_cell("cell-c", &address("cell-c"));
     h.reps.add_cell(&address("cell-c"), impostor);
@@ -235,11 +193,7 @@ async fn a_task_that_fits_nowhere_is_rejected() {
     let rejected = h.bbs.rejected_tasks();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].0, "big");
-    assert!(
-        rejected[0].1.contains("insufficient resources"),
-        "{}",
-        rejected[0].1
-    );
+    assert!(rejected[0].1.contains("insufficient resources"), "{}", rejected[0].1);
     assert!(h.bbs.failed_lrps().is_empty());
 }
 
@@ -251,16 +205,8 @@ async fn with_no_cells_everything_fails_as_unreachable() {
     let report = tick(&mut h).await;
 
     assert_eq!((report.lrps_failed, report.tasks_failed), (1, 1));
-    assert!(
-        h.bbs.failed_lrps()[0]
-            .1
-            .contains("unable to communicate to compatible cells")
-    );
-    assert!(
-        h.bbs.rejected_tasks()[0]
-            .1
-            .contains("unable to communicate to compatible cells")
-    );
+    assert!(h.bbs.failed_lrps()[0].1.contains("unable to communicate to compatible cells"));
+    assert!(h.bbs.rejected_tasks()[0].1.contains("unable to communicate to compatible cells"));
 }
 
 #[tokio::test]
@@ -304,11 +250,7 @@ fn performed(reps: &FakeReps) -> BTreeMap<String, Vec<(String, i32)>> {
 #[tokio::test]
 async fn the_same_batch_and_seed_give_the_same_performs() {
     // Many identical cells and single-instance apps: every placement is decided by ties.
-    let cells = || {
-        (0..8)
-            .map(|i| cell(&format!("cell-{i}"), "z1", 4096, 4096, 100))
-            .collect()
-    };
+    let cells = || (0..8).map(|i| cell(&format!("cell-{i}"), "z1", 4096, 4096, 100)).collect();
     let work = || {
         let lrps: Vec<_> = (0..40).map(|i| lrp(&format!("app-{i}"), 0, 64)).collect();
         let tasks: Vec<_> = (0..10).map(|i| task(&format!("task-{i}"), 32)).collect();
@@ -337,8 +279,7 @@ async fn the_cells_are_solved_in_id_order_whatever_order_the_bbs_lists_them() {
     let mut outcomes = Vec::new();
     for cells in [forward, backward] {
         let mut h = harness_with(cells, 7);
-        h.batch
-            .add_lrps((0..20).map(|i| lrp(&format!("app-{i}"), 0, 16)));
+        h.batch.add_lrps((0..20).map(|i| lrp(&format!("app-{i}"), 0, 16)));
         tick(&mut h).await;
         outcomes.push(performed(&h.reps));
     }

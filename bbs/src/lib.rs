@@ -1,4 +1,30 @@
 //! The BBS: the leader-elected gRPC API (`diego.bbs.v1.Bbs` and `diego.locket.v1.Locket`) over
-//! the `db` store, the event hub, and the controllers that apply the lifecycle rules.
+//! the `db` store.
 //!
-//! Not built yet: this crate is filled by the BBS issue. It holds no code that pretends to work.
+//! - [`config`]: the configuration file and its validation.
+//! - [`leader`]: leader election on the `bbs` lease, with fencing.
+//! - [`controllers`]: the lifecycle rules, one module per resource, independent of gRPC.
+//! - [`grpc`]: the thin gRPC adapters; [`server`] assembles the tonic server.
+//! - [`events`], [`lrp_events`]: the event hub and the instance-event calculator.
+//! - [`clients`]: outbound calls to the auctioneer and reps, behind traits.
+//! - [`callbacks`]: task completion callbacks.
+//! - [`admin`]: `/healthz`, `/leader` and `/metrics`.
+
+pub mod admin;
+pub mod callbacks;
+pub mod cells;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod controllers;
+mod error;
+pub mod events;
+pub mod grpc;
+pub mod leader;
+pub mod locket;
+pub mod lrp_events;
+mod run;
+pub mod server;
+
+pub use error::{Error, Result};
+pub use run::{Listeners, Overrides, RunError, lost_cells_sender, run};

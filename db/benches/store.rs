@@ -35,10 +35,7 @@ async fn main() {
     let per_lrp = 100usize;
     println!("store benchmark: {actual} actual LRPs over {cells} cells ({per_lrp} instances per desired LRP)");
     println!();
-    println!(
-        "{:<9} {:<22} {:>12} {:>12} {:>7}",
-        "backend", "operation", "store", "raw sql", "ratio"
-    );
+    println!("{:<9} {:<22} {:>12} {:>12} {:>7}", "backend", "operation", "store", "raw sql", "ratio");
     let mut ran = Vec::new();
     for backend in Backend::ALL {
         let Some(db) = TestDb::create(backend).await else {
@@ -66,7 +63,11 @@ async fn seed(db: &TestDb, actual: usize, cells: usize, per_lrp: usize) {
     let empty_json_list = db::codec::encode_json(&Vec::<String>::new());
     let run_info = db::codec::encode_proto(&proto::pb::models::v1::DesiredLrpRunInfo::default());
     for chunk in (0..desired_count).collect::<Vec<_>>().chunks(500) {
-        let rows = vec!["(?, 'bench', 'log', '', ?, 256, 1024, 0, 'preloaded:busybox', ?, ?, '[]', ?, 'epoch', 0, 0, ?)"; chunk.len()].join(", ");
+        let rows = vec![
+            "(?, 'bench', 'log', '', ?, 256, 1024, 0, 'preloaded:busybox', ?, ?, '[]', ?, 'epoch', 0, 0, ?)";
+            chunk.len()
+        ]
+        .join(", ");
         let sql = format!(
             "INSERT INTO desired_lrps (process_guid, domain, log_guid, annotation, instances, memory_mb, disk_mb, max_pids, rootfs, routes, volume_placement, placement_tags, metric_tags, modification_tag_epoch, modification_tag_index, update_strategy, run_info) VALUES {rows}"
         );
@@ -84,14 +85,19 @@ async fn seed(db: &TestDb, actual: usize, cells: usize, per_lrp: usize) {
     }
     let net_info = db::codec::encode_proto(&proto::pb::models::v1::ActualLrpNetInfo {
         address: "10.0.0.1".into(),
-        ports: vec![proto::pb::models::v1::PortMapping { container_port: 8080, host_port: 61000, ..Default::default() }],
+        ports: vec![proto::pb::models::v1::PortMapping {
+            container_port: 8080,
+            host_port: 61000,
+            ..Default::default()
+        }],
         ..Default::default()
     });
     let empty_net = Vec::<u8>::new();
     let empty_routes = db::codec::encode_json(&Vec::<String>::new());
     let all: Vec<usize> = (0..actual).collect();
     for chunk in all.chunks(1_000) {
-        let rows = vec!["(?, ?, 0, 'bench', ?, ?, ?, '', 0, '', ?, ?, ?, ?, ?, 'z1', 'epoch', 0)"; chunk.len()].join(", ");
+        let rows =
+            vec!["(?, ?, 0, 'bench', ?, ?, ?, '', 0, '', ?, ?, ?, ?, ?, 'z1', 'epoch', 0)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO actual_lrps (process_guid, instance_index, presence, domain, state, instance_guid, cell_id, placement_error, crash_count, crash_reason, since, net_info, internal_routes, metric_tags, routable, availability_zone, modification_tag_epoch, modification_tag_index) VALUES {rows}"
         );
@@ -162,7 +168,10 @@ async fn per_cell_fetch(db: &TestDb, cells: usize) {
     let iterations = 200;
     let cell = |i: usize| format!("cell-{:04}", (i * 7919) % cells);
     // Warm both paths once.
-    let _ = db.store.actual_lrps(&ActualLrpFilter { cell_id: Some(CellId::parse(cell(0)).unwrap()), ..Default::default() }).await;
+    let _ = db
+        .store
+        .actual_lrps(&ActualLrpFilter { cell_id: Some(CellId::parse(cell(0)).unwrap()), ..Default::default() })
+        .await;
     let raw_sql = db::sql::actual_lrps::SELECT_BY_CELL_SQL;
     let raw = median(iterations, |i| {
         let q = backend.query(raw_sql).bind(cell(i));

@@ -31,9 +31,7 @@ impl Backend {
             "postgres" | "postgresql" => Ok(Self::Postgres),
             "mysql" | "mariadb" => Ok(Self::Mysql),
             _ => Err(Error::InvalidUrl {
-                reason: format!(
-                    "unsupported scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
-                ),
+                reason: format!("unsupported scheme {scheme:?}: use sqlite://, postgres:// or mysql://"),
             }),
         }
     }

@@ -160,7 +160,9 @@ impl Error {
         match classify(&err) {
             SqlClass::Duplicate => Self::Exists { what, key: key.to_owned() },
             SqlClass::MissingTable => Self::Unrecoverable { op, source: err },
-            SqlClass::TooLong => Self::Invalid(ValidationError::new(what, format!("has a value too long for its column ({err})"))),
+            SqlClass::TooLong => {
+                Self::Invalid(ValidationError::new(what, format!("has a value too long for its column ({err})")))
+            }
             SqlClass::Connection => Self::Unavailable { op, source: err },
             SqlClass::Retryable => Self::Deadlock { op, attempts: 1, source: err },
             SqlClass::Other => Self::Sql { op, source: err },

@@ -59,28 +59,25 @@ pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
             Backend::Mysql => migration.mysql,
         };
         for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
-                .execute(pool)
-                .await
-                .map_err(sql_err)?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(pool).await.map_err(sql_err)?;
         }
         let record = format!(
             "INSERT INTO diego_schema_migrations (version, description, applied_at_ms) VALUES (?, ?, {now})",
             now = backend.now_ms_sql()
         );
-        let inserted = backend
-            .query(&record)
-            .bind(migration.version)
-            .bind(migration.description)
-            .execute(pool)
-            .await;
+        let inserted = backend.query(&record).bind(migration.version).bind(migration.description).execute(pool).await;
         match inserted {
             Ok(_) => {}
             // A concurrent starter recorded the same version first; the schema is the same.
             Err(e) if matches!(crate::error::classify(&e), crate::error::SqlClass::Duplicate) => {}
             Err(e) => return Err(sql_err(e)),
         }
-        tracing::info!(version = migration.version, description = migration.description, backend = backend.name(), "applied schema migration");
+        tracing::info!(
+            version = migration.version,
+            description = migration.description,
+            backend = backend.name(),
+            "applied schema migration"
+        );
     }
     Ok(())
 }

@@ -88,12 +88,10 @@ impl Store {
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::raw_sql(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
-                    )
-                    .execute(conn)
-                    .await
-                    .map(|_| ())
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
                 })
             });
         }
@@ -103,10 +101,7 @@ impl Store {
         } else {
             url.to_owned()
         };
-        let pool = pool_options
-            .connect(&url)
-            .await
-            .map_err(|source| Error::Unavailable { op: "connect", source })?;
+        let pool = pool_options.connect(&url).await.map_err(|source| Error::Unavailable { op: "connect", source })?;
         migrate::migrate(&pool, backend).await?;
         Ok(Self { pool, backend, fence: None, options })
     }

@@ -55,14 +55,8 @@ pub(crate) mod fixtures {
                 path: path.into(),
                 args: vec!["-c".into(), "./start".into()],
                 dir: "/home/vcap".into(),
-                env: vec![pb::EnvironmentVariable {
-                    name: "PORT".into(),
-                    value: "8080".into(),
-                }],
-                resource_limits: Some(pb::ResourceLimits {
-                    nofile: Some(1024),
-                    nproc: None,
-                }),
+                env: vec![pb::EnvironmentVariable { name: "PORT".into(), value: "8080".into() }],
+                resource_limits: Some(pb::ResourceLimits { nofile: Some(1024), nproc: None }),
                 user: "vcap".into(),
                 log_source: "APP".into(),
                 suppress_log_output: false,
@@ -104,11 +98,7 @@ pub(crate) mod fixtures {
     pub fn check_definition() -> pb::CheckDefinition {
         pb::CheckDefinition {
             checks: vec![pb::Check {
-                tcp_check: Some(pb::TcpCheck {
-                    port: 8080,
-                    connect_timeout_ms: 1000,
-                    interval_ms: 500,
-                }),
+                tcp_check: Some(pb::TcpCheck { port: 8080, connect_timeout_ms: 1000, interval_ms: 500 }),
                 http_check: None,
             }],
             log_source: "HEALTH".into(),

@@ -128,20 +128,13 @@ impl ErrorCode {
     /// A status with this code, the message, and the error type in `x-diego-error`.
     pub fn to_status(self, message: impl Into<String>) -> tonic::Status {
         let mut status = tonic::Status::new(self.grpc_code(), message);
-        status.metadata_mut().insert(
-            ERROR_METADATA_KEY,
-            tonic::metadata::MetadataValue::from_static(self.name()),
-        );
+        status.metadata_mut().insert(ERROR_METADATA_KEY, tonic::metadata::MetadataValue::from_static(self.name()));
         status
     }
 
     /// The error type of a status: from `x-diego-error` when present, else from its code.
     pub fn from_status(status: &tonic::Status) -> Option<Self> {
-        if let Some(name) = status
-            .metadata()
-            .get(ERROR_METADATA_KEY)
-            .and_then(|value| value.to_str().ok())
-        {
+        if let Some(name) = status.metadata().get(ERROR_METADATA_KEY).and_then(|value| value.to_str().ok()) {
             return Self::from_name(name);
         }
         match status.code() {

@@ -15,13 +15,10 @@ mod task;
 pub mod validation;
 
 pub use actual_lrp::{
-    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, NetInfo, PortMapping,
-    PreferredAddress, Presence,
+    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, NetInfo, PortMapping, PreferredAddress, Presence,
 };
 pub use cell::{CellCapacity, CellPresence, RootfsProvider};
-pub use desired_lrp::{
-    DesiredLrp, DesiredLrpUpdate, MetricTagValue, RunInfo, SchedulingInfo, UpdateStrategy,
-};
+pub use desired_lrp::{DesiredLrp, DesiredLrpUpdate, MetricTagValue, RunInfo, SchedulingInfo, UpdateStrategy};
 pub use ids::{CellId, DomainName, InstanceGuid, ProcessGuid, TaskGuid};
 pub use task::{Task, TaskDefinition, TaskState};
 

@@ -46,8 +46,7 @@ pub(crate) fn rootfs_matches(providers: &[RootfsProvider], rootfs: &str) -> bool
         return false;
     };
     providers.iter().any(|p| {
-        p.name.eq_ignore_ascii_case(scheme)
-            && (p.properties.is_empty() || p.properties.iter().any(|s| s == opaque))
+        p.name.eq_ignore_ascii_case(scheme) && (p.properties.is_empty() || p.properties.iter().any(|s| s == opaque))
     })
 }
 
@@ -60,9 +59,7 @@ pub(crate) fn drivers_match(cell_drivers: &[String], requested: &[String]) -> bo
 /// D ⊆ R ∪ O.
 pub(crate) fn tags_match(required: &[String], optional: &[String], requested: &[String]) -> bool {
     required.iter().all(|t| requested.contains(t))
-        && requested
-            .iter()
-            .all(|t| required.contains(t) || optional.contains(t))
+        && requested.iter().all(|t| required.contains(t) || optional.contains(t))
 }
 
 /// Runs the filters in Diego's order, evacuation first.
@@ -73,11 +70,7 @@ pub(crate) fn verdict(cell: &CellState, constraint: &PlacementConstraint) -> Ver
         Verdict::Rootfs
     } else if !drivers_match(&cell.volume_drivers, &constraint.volume_drivers) {
         Verdict::VolumeDrivers
-    } else if !tags_match(
-        &cell.placement_tags,
-        &cell.optional_placement_tags,
-        &constraint.placement_tags,
-    ) {
+    } else if !tags_match(&cell.placement_tags, &cell.optional_placement_tags, &constraint.placement_tags) {
         Verdict::PlacementTags
     } else {
         Verdict::Compatible
@@ -114,19 +107,13 @@ fn key(c: &PlacementConstraint) -> Key<'_> {
         out.dedup();
         out
     }
-    (
-        c.rootfs.as_str(),
-        set(&c.placement_tags),
-        set(&c.volume_drivers),
-    )
+    (c.rootfs.as_str(), set(&c.placement_tags), set(&c.volume_drivers))
 }
 
 impl Classes {
     /// Interns the constraints of the items in processing order; returns the class of each
     /// item, parallel to `constraints`.
-    pub fn intern<'a>(
-        constraints: impl Iterator<Item = &'a PlacementConstraint>,
-    ) -> (Self, Vec<u32>) {
+    pub fn intern<'a>(constraints: impl Iterator<Item = &'a PlacementConstraint>) -> (Self, Vec<u32>) {
         let mut ids: HashMap<Key<'a>, u32> = HashMap::new();
         let mut classes: Vec<Class> = Vec::new();
         let mut of_item = Vec::new();
@@ -156,10 +143,8 @@ impl Classes {
         let class = self.classes.get_mut(id as usize)?;
         if !class.built {
             class.built = true;
-            let mut rejected = Rejections {
-                evacuating: cells.iter().filter(|c| c.evacuating).count(),
-                ..Rejections::default()
-            };
+            let mut rejected =
+                Rejections { evacuating: cells.iter().filter(|c| c.evacuating).count(), ..Rejections::default() };
             for (zone, members) in zone_cells.iter().enumerate() {
                 let start = class.cells.len();
                 for &cell in members {
@@ -175,9 +160,7 @@ impl Classes {
                     }
                 }
                 if class.cells.len() > start {
-                    class
-                        .zones
-                        .push((zone as u32, start as u32, class.cells.len() as u32));
+                    class.zones.push((zone as u32, start as u32, class.cells.len() as u32));
                 }
             }
             class.rejected = rejected;
@@ -205,10 +188,7 @@ mod tests {
     }
 
     fn preloaded() -> Vec<RootfsProvider> {
-        vec![
-            RootfsProvider::fixed("preloaded", ["cflinuxfs4", "busybox"]),
-            RootfsProvider::arbitrary("docker"),
-        ]
+        vec![RootfsProvider::fixed("preloaded", ["cflinuxfs4", "busybox"]), RootfsProvider::arbitrary("docker")]
     }
 
     #[test]
@@ -222,10 +202,7 @@ mod tests {
     #[test]
     fn rootfs_arbitrary_provider_matches_any_rootfs_of_its_scheme() {
         assert!(rootfs_matches(&preloaded(), "docker:///cloudfoundry/grace"));
-        assert!(rootfs_matches(
-            &preloaded(),
-            "docker://index.docker.io/busybox"
-        ));
+        assert!(rootfs_matches(&preloaded(), "docker://index.docker.io/busybox"));
         assert!(rootfs_matches(&preloaded(), "DOCKER:///busybox"));
     }
 
@@ -274,11 +251,7 @@ mod tests {
         assert!(tags_match(&s(&["gpu"]), &s(&["ssd"]), &s(&["gpu", "ssd"])));
         assert!(tags_match(&[], &s(&["ssd"]), &s(&["ssd"])));
         assert!(!tags_match(&[], &[], &s(&["ssd"])));
-        assert!(!tags_match(
-            &s(&["gpu"]),
-            &s(&["ssd"]),
-            &s(&["gpu", "ssd", "x"])
-        ));
+        assert!(!tags_match(&s(&["gpu"]), &s(&["ssd"]), &s(&["gpu", "ssd", "x"])));
     }
 
     #[test]
@@ -294,30 +267,12 @@ mod tests {
             placement_tags: s(tags),
             volume_drivers: s(drivers),
         };
-        assert_eq!(
-            verdict(&cell, &c("preloaded:nope", &[], &["x"])),
-            Verdict::Rootfs
-        );
-        assert_eq!(
-            verdict(&cell, &c("preloaded:busybox", &[], &["x"])),
-            Verdict::VolumeDrivers
-        );
-        assert_eq!(
-            verdict(&cell, &c("preloaded:busybox", &[], &["nfs"])),
-            Verdict::PlacementTags
-        );
-        assert_eq!(
-            verdict(&cell, &c("preloaded:busybox", &["gpu"], &["nfs"])),
-            Verdict::Compatible
-        );
-        let evacuating = CellState {
-            evacuating: true,
-            ..cell
-        };
-        assert_eq!(
-            verdict(&evacuating, &c("preloaded:busybox", &["gpu"], &["nfs"])),
-            Verdict::Evacuating
-        );
+        assert_eq!(verdict(&cell, &c("preloaded:nope", &[], &["x"])), Verdict::Rootfs);
+        assert_eq!(verdict(&cell, &c("preloaded:busybox", &[], &["x"])), Verdict::VolumeDrivers);
+        assert_eq!(verdict(&cell, &c("preloaded:busybox", &[], &["nfs"])), Verdict::PlacementTags);
+        assert_eq!(verdict(&cell, &c("preloaded:busybox", &["gpu"], &["nfs"])), Verdict::Compatible);
+        let evacuating = CellState { evacuating: true, ..cell };
+        assert_eq!(verdict(&evacuating, &c("preloaded:busybox", &["gpu"], &["nfs"])), Verdict::Evacuating);
     }
 
     #[test]
@@ -327,14 +282,8 @@ mod tests {
             placement_tags: s(&["b", "a", "a"]),
             volume_drivers: s(&["n"]),
         };
-        let b = PlacementConstraint {
-            placement_tags: s(&["a", "b"]),
-            ..a.clone()
-        };
-        let other = PlacementConstraint {
-            rootfs: "docker:///y".into(),
-            ..a.clone()
-        };
+        let b = PlacementConstraint { placement_tags: s(&["a", "b"]), ..a.clone() };
+        let other = PlacementConstraint { rootfs: "docker:///y".into(), ..a.clone() };
         let (classes, ids) = Classes::intern([&a, &b, &other, &a].into_iter());
         assert_eq!(ids, vec![0, 0, 1, 0]);
         assert_eq!(classes.classes.len(), 2);

@@ -24,11 +24,7 @@ pub struct Resources {
 impl Resources {
     /// Builds a resource triple.
     pub const fn new(memory_mb: i64, disk_mb: i64, containers: i64) -> Self {
-        Self {
-            memory_mb,
-            disk_mb,
-            containers,
-        }
+        Self { memory_mb, disk_mb, containers }
     }
 
     /// Component-wise sum, or `None` if any component overflows.
@@ -70,21 +66,12 @@ pub struct RootfsProvider {
 impl RootfsProvider {
     /// A provider that accepts every rootfs of its scheme (Diego's "arbitrary" provider).
     pub fn arbitrary(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            properties: Vec::new(),
-        }
+        Self { name: name.into(), properties: Vec::new() }
     }
 
     /// A provider that accepts only the listed rootfs names (Diego's "fixed set" provider).
-    pub fn fixed<S: Into<String>>(
-        name: impl Into<String>,
-        names: impl IntoIterator<Item = S>,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            properties: names.into_iter().map(Into::into).collect(),
-        }
+    pub fn fixed<S: Into<String>>(name: impl Into<String>, names: impl IntoIterator<Item = S>) -> Self {
+        Self { name: name.into(), properties: names.into_iter().map(Into::into).collect() }
     }
 }
 
@@ -304,11 +291,7 @@ struct Cells(usize);
 
 impl fmt::Display for Cells {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 == 1 {
-            write!(f, "(1 cell)")
-        } else {
-            write!(f, "({} cells)", self.0)
-        }
+        if self.0 == 1 { write!(f, "(1 cell)") } else { write!(f, "({} cells)", self.0) }
     }
 }
 
@@ -383,12 +366,7 @@ impl fmt::Display for Rejections {
         }
         if self.rootfs > 0 {
             sep(f)?;
-            write!(
-                f,
-                "found no compatible cell for rootfs {:?} {}",
-                self.constraint.rootfs,
-                Cells(self.rootfs)
-            )?;
+            write!(f, "found no compatible cell for rootfs {:?} {}", self.constraint.rootfs, Cells(self.rootfs))?;
         }
         if self.evacuating > 0 {
             sep(f)?;
@@ -409,16 +387,11 @@ impl fmt::Display for Rejections {
 impl fmt::Display for PlacementError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoCells => {
-                f.write_str("unable to communicate to compatible cells: no cells in the auction")
+            Self::NoCells => f.write_str("unable to communicate to compatible cells: no cells in the auction"),
+            Self::InFlightLimit { limit } => {
+                write!(f, "waiting to start instance: reached in-flight start limit of {limit}")
             }
-            Self::InFlightLimit { limit } => write!(
-                f,
-                "waiting to start instance: reached in-flight start limit of {limit}"
-            ),
-            Self::InsufficientResources(r) | Self::NoCompatibleCell(r) => {
-                fmt::Display::fmt(r.as_ref(), f)
-            }
+            Self::InsufficientResources(r) | Self::NoCompatibleCell(r) => fmt::Display::fmt(r.as_ref(), f),
         }
     }
 }
@@ -441,14 +414,8 @@ mod tests {
     fn resources_checked_arithmetic_reports_overflow() {
         let a = Resources::new(i64::MAX, 1, 1);
         assert_eq!(a.checked_add(Resources::new(1, 0, 0)), None);
-        assert_eq!(
-            Resources::new(i64::MIN, 0, 0).checked_sub(Resources::new(1, 0, 0)),
-            None
-        );
-        assert_eq!(
-            Resources::new(10, 20, 3).checked_sub(Resources::new(4, 5, 1)),
-            Some(Resources::new(6, 15, 2))
-        );
+        assert_eq!(Resources::new(i64::MIN, 0, 0).checked_sub(Resources::new(1, 0, 0)), None);
+        assert_eq!(Resources::new(10, 20, 3).checked_sub(Resources::new(4, 5, 1)), Some(Resources::new(6, 15, 2)));
         assert!(Resources::new(1, 2, 3).fits_in(&Resources::new(1, 2, 3)));
         assert!(!Resources::new(1, 3, 3).fits_in(&Resources::new(1, 2, 3)));
     }
@@ -470,15 +437,9 @@ mod tests {
 
     #[test]
     fn message_sorts_resource_problems_like_diego() {
-        let err = PlacementError::InsufficientResources(Box::new(Rejections {
-            memory: 2,
-            disk: 1,
-            ..Rejections::default()
-        }));
-        assert_eq!(
-            err.to_string(),
-            "insufficient resources: disk (1 cell), memory (2 cells)"
-        );
+        let err =
+            PlacementError::InsufficientResources(Box::new(Rejections { memory: 2, disk: 1, ..Rejections::default() }));
+        assert_eq!(err.to_string(), "insufficient resources: disk (1 cell), memory (2 cells)");
     }
 
     #[test]
@@ -499,35 +460,21 @@ mod tests {
 
     #[test]
     fn message_for_tag_counts_follows_diego_wording() {
-        let none = PlacementError::NoCompatibleCell(Box::new(Rejections {
-            placement_tags: 1,
-            ..Rejections::default()
-        }));
-        assert_eq!(
-            none.to_string(),
-            "found no compatible cell with no placement tags (1 cell)"
-        );
+        let none =
+            PlacementError::NoCompatibleCell(Box::new(Rejections { placement_tags: 1, ..Rejections::default() }));
+        assert_eq!(none.to_string(), "found no compatible cell with no placement tags (1 cell)");
         let three = PlacementError::NoCompatibleCell(Box::new(Rejections {
             placement_tags: 4,
             constraint: constraint("", &["a", "b", "c"], &[]),
             ..Rejections::default()
         }));
-        assert_eq!(
-            three.to_string(),
-            "found no compatible cell with placement tags \"a\", \"b\" and \"c\" (4 cells)"
-        );
+        assert_eq!(three.to_string(), "found no compatible cell with placement tags \"a\", \"b\" and \"c\" (4 cells)");
     }
 
     #[test]
     fn message_when_every_cell_evacuates_still_says_no_compatible_cell() {
-        let err = PlacementError::NoCompatibleCell(Box::new(Rejections {
-            evacuating: 3,
-            ..Rejections::default()
-        }));
-        assert_eq!(
-            err.to_string(),
-            "found no compatible cell: evacuating (3 cells)"
-        );
+        let err = PlacementError::NoCompatibleCell(Box::new(Rejections { evacuating: 3, ..Rejections::default() }));
+        assert_eq!(err.to_string(), "found no compatible cell: evacuating (3 cells)");
     }
 
     #[test]
@@ -537,10 +484,6 @@ mod tests {
                 .to_string()
                 .starts_with("waiting to start instance: reached in-flight start limit")
         );
-        assert!(
-            PlacementError::NoCells
-                .to_string()
-                .starts_with("unable to communicate to compatible cells")
-        );
+        assert!(PlacementError::NoCells.to_string().starts_with("unable to communicate to compatible cells"));
     }
 }

@@ -70,10 +70,7 @@ mod tests {
         LrpWork {
             process_guid: guid.into(),
             index,
-            resource: WorkResource {
-                memory_mb,
-                ..WorkResource::default()
-            },
+            resource: WorkResource { memory_mb, ..WorkResource::default() },
             ..LrpWork::default()
         }
     }
@@ -81,78 +78,36 @@ mod tests {
     fn task(guid: &str, memory_mb: i64) -> TaskWork {
         TaskWork {
             task_guid: guid.into(),
-            resource: WorkResource {
-                memory_mb,
-                ..WorkResource::default()
-            },
+            resource: WorkResource { memory_mb, ..WorkResource::default() },
             ..TaskWork::default()
         }
     }
 
     #[test]
     fn index_zero_lrps_then_tasks_then_higher_indices() {
-        let lrps = vec![
-            lrp("a", 1, 10),
-            lrp("b", 0, 10),
-            lrp("a", 0, 10),
-            lrp("b", 2, 10),
-        ];
+        let lrps = vec![lrp("a", 1, 10), lrp("b", 0, 10), lrp("a", 0, 10), lrp("b", 2, 10)];
         let tasks = vec![task("t", 10)];
-        assert_eq!(
-            order(&lrps, &tasks),
-            vec![
-                Item::Lrp(2),
-                Item::Lrp(1),
-                Item::Task(0),
-                Item::Lrp(0),
-                Item::Lrp(3)
-            ]
-        );
+        assert_eq!(order(&lrps, &tasks), vec![Item::Lrp(2), Item::Lrp(1), Item::Task(0), Item::Lrp(0), Item::Lrp(3)]);
     }
 
     #[test]
     fn higher_indices_go_by_ascending_index_before_memory() {
         let lrps = vec![lrp("a", 2, 4096), lrp("b", 1, 128), lrp("c", 3, 8192)];
-        assert_eq!(
-            order(&lrps, &[]),
-            vec![Item::Lrp(1), Item::Lrp(0), Item::Lrp(2)]
-        );
+        assert_eq!(order(&lrps, &[]), vec![Item::Lrp(1), Item::Lrp(0), Item::Lrp(2)]);
     }
 
     #[test]
     fn boulders_before_pebbles_within_a_group() {
-        let lrps = vec![
-            lrp("small", 0, 128),
-            lrp("big", 0, 4096),
-            lrp("mid", 0, 1024),
-        ];
+        let lrps = vec![lrp("small", 0, 128), lrp("big", 0, 4096), lrp("mid", 0, 1024)];
         let tasks = vec![task("t-small", 1), task("t-big", 100)];
-        assert_eq!(
-            order(&lrps, &tasks),
-            vec![
-                Item::Lrp(1),
-                Item::Lrp(2),
-                Item::Lrp(0),
-                Item::Task(1),
-                Item::Task(0)
-            ]
-        );
+        assert_eq!(order(&lrps, &tasks), vec![Item::Lrp(1), Item::Lrp(2), Item::Lrp(0), Item::Task(1), Item::Task(0)]);
     }
 
     #[test]
     fn equal_items_are_ordered_by_key_then_input_position() {
         let lrps = vec![lrp("b", 0, 64), lrp("a", 0, 64), lrp("a", 0, 64)];
         let tasks = vec![task("y", 1), task("x", 1)];
-        assert_eq!(
-            order(&lrps, &tasks),
-            vec![
-                Item::Lrp(1),
-                Item::Lrp(2),
-                Item::Lrp(0),
-                Item::Task(1),
-                Item::Task(0)
-            ]
-        );
+        assert_eq!(order(&lrps, &tasks), vec![Item::Lrp(1), Item::Lrp(2), Item::Lrp(0), Item::Task(1), Item::Task(0)]);
     }
 
     #[test]
@@ -160,9 +115,6 @@ mod tests {
         let lrps = vec![lrp("a", 1, -5), lrp("b", -1, 10), lrp("c", 1, 0)];
         // Negative index sorts first and counts as the first group; -5 MB counts as 0, so "a"
         // and "c" tie on memory and fall back to the guid.
-        assert_eq!(
-            order(&lrps, &[]),
-            vec![Item::Lrp(1), Item::Lrp(0), Item::Lrp(2)]
-        );
+        assert_eq!(order(&lrps, &[]), vec![Item::Lrp(1), Item::Lrp(0), Item::Lrp(2)]);
     }
 }

@@ -26,11 +26,7 @@ const MAX_WEIGHT: f64 = 1_000_000.0;
 
 /// A weight made safe: NaN, infinite and negative values become 0.
 pub(crate) fn sanitize_weight(w: f64) -> f64 {
-    if w.is_finite() && w > 0.0 {
-        w.min(MAX_WEIGHT)
-    } else {
-        0.0
-    }
+    if w.is_finite() && w > 0.0 { w.min(MAX_WEIGHT) } else { 0.0 }
 }
 
 /// The hot, scoring-ready state of one cell during an auction: exactly one cache line, so
@@ -77,11 +73,7 @@ fn fraction(available: i64, total: i64) -> f64 {
 }
 
 fn weight(total: i64) -> f64 {
-    if total > 0 {
-        1.0 / (3.0 * total as f64)
-    } else {
-        0.0
-    }
+    if total > 0 { 1.0 / (3.0 * total as f64) } else { 0.0 }
 }
 
 impl Slot {
@@ -176,11 +168,7 @@ pub(crate) struct Best {
 
 impl Best {
     pub fn new(tie: u64) -> Self {
-        Best {
-            cell: None,
-            score: f64::INFINITY,
-            tie,
-        }
+        Best { cell: None, score: f64::INFINITY, tie }
     }
 }
 
@@ -216,8 +204,7 @@ pub(crate) fn scan<const LRP: bool>(
             }
             Some(current) => {
                 if score < best.score
-                    || (score == best.score
-                        && mix(best.tie ^ u64::from(cell)) < mix(best.tie ^ u64::from(current)))
+                    || (score == best.score && mix(best.tie ^ u64::from(cell)) < mix(best.tie ^ u64::from(current)))
                 {
                     best.cell = Some(cell);
                     best.score = score;
@@ -233,12 +220,7 @@ mod tests {
     use crate::placement::model::Resources;
 
     fn cell(total: Resources, available: Resources, starting: i64) -> CellState {
-        CellState {
-            total,
-            available,
-            starting_containers: starting,
-            ..CellState::default()
-        }
+        CellState { total, available, starting_containers: starting, ..CellState::default() }
     }
 
     #[test]
@@ -260,28 +242,17 @@ mod tests {
     fn score_grows_with_resource_use() {
         let total = Resources::new(1000, 1000, 10);
         let (empty, _) = Slot::new(&cell(total, total, 0), &PlacementConfig::default(), 0.0);
-        let (half, _) = Slot::new(
-            &cell(total, Resources::new(500, 500, 5), 0),
-            &PlacementConfig::default(),
-            0.0,
-        );
+        let (half, _) = Slot::new(&cell(total, Resources::new(500, 500, 5), 0), &PlacementConfig::default(), 0.0);
         assert!(empty.score(100, 100, 0.0) < half.score(100, 100, 0.0));
         // Full use of every resource scores 1.
-        let (last, _) = Slot::new(
-            &cell(total, Resources::new(100, 100, 1), 0),
-            &PlacementConfig::default(),
-            0.0,
-        );
+        let (last, _) = Slot::new(&cell(total, Resources::new(100, 100, 1), 0), &PlacementConfig::default(), 0.0);
         assert!((last.score(100, 100, 0.0) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn starting_containers_add_the_configured_weight() {
         let total = Resources::new(1000, 1000, 10);
-        let config = PlacementConfig {
-            starting_container_weight: 0.5,
-            ..PlacementConfig::default()
-        };
+        let config = PlacementConfig { starting_container_weight: 0.5, ..PlacementConfig::default() };
         let (idle, _) = Slot::new(&cell(total, total, 0), &config, 0.0);
         let (busy, _) = Slot::new(&cell(total, total, 3), &config, 0.0);
         let delta = busy.score(10, 10, 0.0) - idle.score(10, 10, 0.0);
@@ -291,8 +262,7 @@ mod tests {
     #[test]
     fn reservation_reduces_room_and_raises_the_score() {
         let total = Resources::new(1000, 1000, 2);
-        let (mut slot, mut slot_cold) =
-            Slot::new(&cell(total, total, 0), &PlacementConfig::default(), 0.0);
+        let (mut slot, mut slot_cold) = Slot::new(&cell(total, total, 0), &PlacementConfig::default(), 0.0);
         let before = slot.score(400, 400, 0.0);
         slot.reserve(&mut slot_cold, 400, 400);
         assert_eq!((slot.memory, slot.disk, slot.free), (600, 600, 1));
@@ -304,20 +274,14 @@ mod tests {
     #[test]
     fn fit_checks_memory_disk_slots_and_per_cell_start_cap() {
         let total = Resources::new(100, 100, 5);
-        let config = PlacementConfig {
-            max_starting_per_cell: 2,
-            ..PlacementConfig::default()
-        };
+        let config = PlacementConfig { max_starting_per_cell: 2, ..PlacementConfig::default() };
         let (slot, slot_cold) = Slot::new(&cell(total, total, 1), &config, 0.0);
         assert!(slot.fits(100, 100));
         assert!(!slot.fits(101, 100));
         assert!(!slot.fits(100, 101));
         let mut r = Rejections::default();
         slot.count_shortfalls(&slot_cold, 101, 101, &mut r);
-        assert_eq!(
-            (r.memory, r.disk, r.containers, r.starting_limit),
-            (1, 1, 0, 0)
-        );
+        assert_eq!((r.memory, r.disk, r.containers, r.starting_limit), (1, 1, 0, 0));
         let (capped, _) = Slot::new(&cell(total, total, 2), &config, 0.0);
         assert!(!capped.fits(1, 1));
         let (no_slots, _) = Slot::new(&cell(total, Resources::new(100, 100, 0), 0), &config, 0.0);
@@ -335,11 +299,8 @@ mod tests {
 
     #[test]
     fn cells_without_totals_score_as_full_and_stay_finite() {
-        let (slot, _) = Slot::new(
-            &cell(Resources::default(), Resources::new(10, 10, 1), 0),
-            &PlacementConfig::default(),
-            0.0,
-        );
+        let (slot, _) =
+            Slot::new(&cell(Resources::default(), Resources::new(10, 10, 1), 0), &PlacementConfig::default(), 0.0);
         let s = slot.score(5, 5, 0.0);
         assert!(s.is_finite());
         assert!((s - 1.0).abs() < 1e-12);
@@ -365,22 +326,12 @@ mod tests {
         let total = Resources::new(1000, 1000, 10);
         let config = PlacementConfig::default();
         let (slots, cold): (Vec<Slot>, Vec<Cold>) =
-            vec![Slot::new(&cell(total, total, 0), &config, 0.0); 8]
-                .into_iter()
-                .unzip();
+            vec![Slot::new(&cell(total, total, 0), &config, 0.0); 8].into_iter().unzip();
         let cells: Vec<u32> = (0..8).collect();
         let mut winners = std::collections::BTreeSet::new();
         for tie in 0..64 {
             let mut best = Best::new(mix(tie));
-            scan::<true>(
-                &slots,
-                &cold,
-                &cells,
-                1,
-                1,
-                &mut best,
-                &mut Rejections::default(),
-            );
+            scan::<true>(&slots, &cold, &cells, 1, 1, &mut best, &mut Rejections::default());
             winners.insert(best.cell);
         }
         assert!(winners.len() >= 6, "ties should spread: {winners:?}");

@@ -7,13 +7,7 @@ use super::*;
 
 pub(super) const STACK: &str = "preloaded:cflinuxfs4";
 
-pub(super) fn cell(
-    id: &str,
-    zone: &str,
-    memory_mb: i64,
-    disk_mb: i64,
-    containers: i64,
-) -> CellState {
+pub(super) fn cell(id: &str, zone: &str, memory_mb: i64, disk_mb: i64, containers: i64) -> CellState {
     let total = Resources::new(memory_mb, disk_mb, containers);
     CellState {
         cell_id: id.into(),
@@ -33,15 +27,8 @@ pub(super) fn lrp(guid: &str, index: i32, memory_mb: i64, disk_mb: i64) -> LrpWo
         process_guid: guid.into(),
         index,
         domain: "cf-apps".into(),
-        resource: WorkResource {
-            memory_mb,
-            disk_mb,
-            max_pids: 0,
-        },
-        constraint: PlacementConstraint {
-            rootfs: STACK.into(),
-            ..PlacementConstraint::default()
-        },
+        resource: WorkResource { memory_mb, disk_mb, max_pids: 0 },
+        constraint: PlacementConstraint { rootfs: STACK.into(), ..PlacementConstraint::default() },
     }
 }
 
@@ -49,15 +36,8 @@ pub(super) fn task(guid: &str, memory_mb: i64, disk_mb: i64) -> TaskWork {
     TaskWork {
         task_guid: guid.into(),
         domain: "cf-tasks".into(),
-        resource: WorkResource {
-            memory_mb,
-            disk_mb,
-            max_pids: 0,
-        },
-        constraint: PlacementConstraint {
-            rootfs: STACK.into(),
-            ..PlacementConstraint::default()
-        },
+        resource: WorkResource { memory_mb, disk_mb, max_pids: 0 },
+        constraint: PlacementConstraint { rootfs: STACK.into(), ..PlacementConstraint::default() },
     }
 }
 
@@ -66,10 +46,7 @@ pub(super) fn run(problem: &Problem, seed: u64) -> Solution {
 }
 
 fn placed_on<'a>(s: &'a Solution, guid: &str, index: i32) -> Option<&'a str> {
-    s.lrp_placements
-        .iter()
-        .find(|(l, _)| l.process_guid == guid && l.index == index)
-        .map(|(_, c)| c.as_str())
+    s.lrp_placements.iter().find(|(l, _)| l.process_guid == guid && l.index == index).map(|(_, c)| c.as_str())
 }
 
 fn failure(s: &Solution, guid: &str, index: i32) -> String {
@@ -81,12 +58,7 @@ fn failure(s: &Solution, guid: &str, index: i32) -> String {
 }
 
 fn problem(cells: Vec<CellState>, lrps: Vec<LrpWork>, tasks: Vec<TaskWork>) -> Problem {
-    Problem {
-        cells,
-        lrps,
-        tasks,
-        config: PlacementConfig::default(),
-    }
+    Problem { cells, lrps, tasks, config: PlacementConfig::default() }
 }
 
 fn keys(s: &Solution) -> Vec<String> {
@@ -107,12 +79,7 @@ fn ordering_places_index_zero_then_tasks_then_higher_indices_when_scarce() {
     // Room for three containers: both index-0 instances and the task win over index 1.
     let p = problem(
         vec![cell("c", "z1", 10_000, 10_000, 3)],
-        vec![
-            lrp("a", 1, 10, 10),
-            lrp("b", 1, 10, 10),
-            lrp("a", 0, 10, 10),
-            lrp("b", 0, 10, 10),
-        ],
+        vec![lrp("a", 1, 10, 10), lrp("b", 1, 10, 10), lrp("a", 0, 10, 10), lrp("b", 0, 10, 10)],
         vec![task("t", 10, 10)],
     );
     let s = run(&p, 1);
@@ -124,13 +91,7 @@ fn ordering_places_index_zero_then_tasks_then_higher_indices_when_scarce() {
 fn ordering_gives_every_app_a_second_instance_before_any_gets_a_third() {
     let p = problem(
         vec![cell("c", "z1", 10_000, 10_000, 4)],
-        vec![
-            lrp("a", 2, 10, 10),
-            lrp("a", 1, 10, 10),
-            lrp("b", 1, 10, 10),
-            lrp("a", 0, 10, 10),
-            lrp("b", 0, 10, 10),
-        ],
+        vec![lrp("a", 2, 10, 10), lrp("a", 1, 10, 10), lrp("b", 1, 10, 10), lrp("a", 0, 10, 10), lrp("b", 0, 10, 10)],
         vec![],
     );
     assert_eq!(keys(&run(&p, 1)), vec!["a/0", "a/1", "b/0", "b/1"]);
@@ -141,11 +102,7 @@ fn ordering_puts_boulders_before_pebbles() {
     // 1000 MB: the 600 goes first, the 500 no longer fits, the 300 still does.
     let p = problem(
         vec![cell("c", "z1", 1000, 10_000, 10)],
-        vec![
-            lrp("pebble", 0, 300, 1),
-            lrp("mid", 0, 500, 1),
-            lrp("boulder", 0, 600, 1),
-        ],
+        vec![lrp("pebble", 0, 300, 1), lrp("mid", 0, 500, 1), lrp("boulder", 0, 600, 1)],
         vec![task("t-small", 50, 1), task("t-big", 100, 1)],
     );
     let s = run(&p, 1);
@@ -165,19 +122,10 @@ fn filter_rootfs_unknown_stack_or_scheme_finds_no_compatible_cell() {
     oci.constraint.rootfs = "oci:///x".into();
     let mut docker = lrp("docker", 0, 1, 1);
     docker.constraint.rootfs = "docker:///busybox".into();
-    let p = problem(
-        vec![
-            cell("c1", "z1", 100, 100, 10),
-            cell("c2", "z1", 100, 100, 10),
-        ],
-        vec![nope, oci, docker],
-        vec![],
-    );
+    let p =
+        problem(vec![cell("c1", "z1", 100, 100, 10), cell("c2", "z1", 100, 100, 10)], vec![nope, oci, docker], vec![]);
     let s = run(&p, 1);
-    assert_eq!(
-        failure(&s, "nope", 0),
-        "found no compatible cell for rootfs \"preloaded:nope\" (2 cells)"
-    );
+    assert_eq!(failure(&s, "nope", 0), "found no compatible cell for rootfs \"preloaded:nope\" (2 cells)");
     assert!(failure(&s, "oci", 0).contains("found no compatible cell for rootfs \"oci:///x\""));
     assert!(placed_on(&s, "docker", 0).is_some());
 }
@@ -190,11 +138,7 @@ fn filter_volume_drivers_must_all_be_on_the_cell() {
     wants_nfs.constraint.volume_drivers = vec!["nfs".into()];
     let mut wants_smb = lrp("w", 0, 1, 1);
     wants_smb.constraint.volume_drivers = vec!["nfs".into(), "smb".into()];
-    let p = problem(
-        vec![cell("plain", "z1", 100, 100, 10), with_nfs],
-        vec![wants_nfs, wants_smb],
-        vec![],
-    );
+    let p = problem(vec![cell("plain", "z1", 100, 100, 10), with_nfs], vec![wants_nfs, wants_smb], vec![]);
     let s = run(&p, 1);
     assert_eq!(placed_on(&s, "v", 0), Some("nfs"));
     assert_eq!(
@@ -216,23 +160,12 @@ fn filter_placement_tags_required_and_optional() {
     let mut wants_both = lrp("b", 0, 1, 1);
     wants_both.constraint.placement_tags = vec!["gpu".into(), "ssd".into()];
     let untagged = lrp("u", 0, 1, 1);
-    let p = problem(
-        vec![gpu, ssd],
-        vec![wants_gpu, wants_ssd, wants_both, untagged],
-        vec![],
-    );
+    let p = problem(vec![gpu, ssd], vec![wants_gpu, wants_ssd, wants_both, untagged], vec![]);
     let s = run(&p, 1);
     assert_eq!(placed_on(&s, "g", 0), Some("gpu"));
     assert_eq!(placed_on(&s, "s", 0), Some("ssd"));
-    assert_eq!(
-        placed_on(&s, "u", 0),
-        Some("ssd"),
-        "optional tags do not refuse untagged work"
-    );
-    assert_eq!(
-        failure(&s, "b", 0),
-        "found no compatible cell with placement tags \"gpu\" and \"ssd\" (2 cells)"
-    );
+    assert_eq!(placed_on(&s, "u", 0), Some("ssd"), "optional tags do not refuse untagged work");
+    assert_eq!(failure(&s, "b", 0), "found no compatible cell with placement tags \"gpu\" and \"ssd\" (2 cells)");
 }
 
 #[test]
@@ -241,32 +174,15 @@ fn filter_evacuating_cells_never_win() {
     leaving.evacuating = true;
     let mut busy = cell("busy", "z1", 1000, 1000, 10);
     busy.available = Resources::new(100, 100, 1);
-    let p = problem(
-        vec![leaving.clone(), busy],
-        vec![lrp("a", 0, 50, 50), lrp("b", 0, 50, 50)],
-        vec![],
-    );
+    let p = problem(vec![leaving.clone(), busy], vec![lrp("a", 0, 50, 50), lrp("b", 0, 50, 50)], vec![]);
     let s = run(&p, 1);
     assert_eq!(placed_on(&s, "a", 0), Some("busy"));
-    assert_eq!(
-        failure(&s, "b", 0),
-        "insufficient resources: containers (1 cell); evacuating (1 cell)"
-    );
+    assert_eq!(failure(&s, "b", 0), "insufficient resources: containers (1 cell); evacuating (1 cell)");
 
-    let only_leaving = problem(
-        vec![leaving],
-        vec![lrp("a", 0, 1, 1)],
-        vec![task("t", 1, 1)],
-    );
+    let only_leaving = problem(vec![leaving], vec![lrp("a", 0, 1, 1)], vec![task("t", 1, 1)]);
     let s = run(&only_leaving, 1);
-    assert_eq!(
-        failure(&s, "a", 0),
-        "found no compatible cell: evacuating (1 cell)"
-    );
-    assert!(matches!(
-        s.failed_tasks[0].1,
-        PlacementError::NoCompatibleCell(_)
-    ));
+    assert_eq!(failure(&s, "a", 0), "found no compatible cell: evacuating (1 cell)");
+    assert!(matches!(s.failed_tasks[0].1, PlacementError::NoCompatibleCell(_)));
 }
 
 #[test]
@@ -276,12 +192,7 @@ fn error_names_every_rejecting_reason_with_counts() {
     let mut no_stack = cell("other", "z1", 10_000, 10_000, 10);
     no_stack.rootfs_providers = vec![RootfsProvider::arbitrary("docker")];
     let p = problem(
-        vec![
-            cell("small-1", "z1", 100, 10_000, 10),
-            cell("small-2", "z2", 100, 50, 10),
-            gpu,
-            no_stack,
-        ],
+        vec![cell("small-1", "z1", 100, 10_000, 10), cell("small-2", "z2", 100, 50, 10), gpu, no_stack],
         vec![lrp("big", 0, 1000, 100)],
         vec![],
     );
@@ -304,15 +215,8 @@ fn error_names_every_rejecting_reason_with_counts() {
 fn reservation_makes_later_items_see_earlier_placements() {
     // Each cell fits one 600 MB instance; without reservation both would pick the same cell.
     let p = problem(
-        vec![
-            cell("c1", "z1", 1000, 1000, 10),
-            cell("c2", "z1", 1000, 1000, 10),
-        ],
-        vec![
-            lrp("a", 0, 600, 1),
-            lrp("b", 0, 600, 1),
-            lrp("c", 0, 600, 1),
-        ],
+        vec![cell("c1", "z1", 1000, 1000, 10), cell("c2", "z1", 1000, 1000, 10)],
+        vec![lrp("a", 0, 600, 1), lrp("b", 0, 600, 1), lrp("c", 0, 600, 1)],
         vec![],
     );
     let s = run(&p, 3);
@@ -324,11 +228,7 @@ fn reservation_makes_later_items_see_earlier_placements() {
 fn score_prefers_the_less_used_cell() {
     let mut used = cell("used", "z1", 1000, 1000, 10);
     used.available = Resources::new(500, 500, 5);
-    let p = problem(
-        vec![used, cell("free", "z1", 1000, 1000, 10)],
-        vec![lrp("a", 0, 10, 10)],
-        vec![],
-    );
+    let p = problem(vec![used, cell("free", "z1", 1000, 1000, 10)], vec![lrp("a", 0, 10, 10)], vec![]);
     assert_eq!(placed_on(&run(&p, 1), "a", 0), Some("free"));
 }
 
@@ -339,11 +239,7 @@ fn score_starting_containers_push_work_elsewhere() {
     starting.starting_containers = 2;
     let mut used = cell("used", "z1", 1000, 1000, 10);
     used.available = Resources::new(800, 800, 8);
-    let p = problem(
-        vec![starting.clone(), used.clone()],
-        vec![lrp("a", 0, 10, 10)],
-        vec![],
-    );
+    let p = problem(vec![starting.clone(), used.clone()], vec![lrp("a", 0, 10, 10)], vec![]);
     assert_eq!(placed_on(&run(&p, 1), "a", 0), Some("used"));
 
     let mut p = problem(vec![starting, used], vec![lrp("a", 0, 10, 10)], vec![]);
@@ -356,14 +252,8 @@ fn score_same_app_penalty_beats_any_load() {
     let mut loaded = cell("loaded", "z1", 1000, 1000, 10);
     loaded.available = Resources::new(100, 100, 1);
     let mut holder = cell("holder", "z1", 1000, 1000, 10);
-    holder.existing = vec![ExistingInstance {
-        process_guid: "x".into(),
-    }];
-    let p = problem(
-        vec![holder, loaded],
-        vec![lrp("x", 1, 50, 50), lrp("y", 0, 50, 50)],
-        vec![],
-    );
+    holder.existing = vec![ExistingInstance { process_guid: "x".into() }];
+    let p = problem(vec![holder, loaded], vec![lrp("x", 1, 50, 50), lrp("y", 0, 50, 50)], vec![]);
     let s = run(&p, 1);
     assert_eq!(placed_on(&s, "x", 1), Some("loaded"));
     assert_eq!(placed_on(&s, "y", 0), Some("holder"));
@@ -375,11 +265,7 @@ fn score_tasks_spread_by_task_count() {
     with_task.existing_tasks = 1;
     let mut used = cell("used", "z1", 1000, 1000, 10);
     used.available = Resources::new(200, 200, 2);
-    let p = problem(
-        vec![with_task, used],
-        vec![],
-        vec![task("t1", 10, 10), task("t2", 10, 10)],
-    );
+    let p = problem(vec![with_task, used], vec![], vec![task("t1", 10, 10), task("t2", 10, 10)]);
     let s = run(&p, 1);
     let cells: Vec<&str> = s.task_placements.iter().map(|(_, c)| c.as_str()).collect();
     // Both cells end with one task each: the first goes to "used", the second then ties on
@@ -392,24 +278,14 @@ fn score_tasks_spread_by_task_count() {
 #[test]
 fn zone_balance_worked_example_of_reference_1_13() {
     let mut a = cell("A", "z1", 4096, 10_240, 100);
-    a.existing = vec![ExistingInstance {
-        process_guid: "X".into(),
-    }];
+    a.existing = vec![ExistingInstance { process_guid: "X".into() }];
     a.available = Resources::new(3584, 9216, 99);
     let b = cell("B", "z1", 4096, 10_240, 100);
     let mut c = cell("C", "z2", 4096, 10_240, 100);
     c.starting_containers = 2;
     c.available.containers = 98;
-    let p = problem(
-        vec![a.clone(), b.clone(), c.clone()],
-        vec![lrp("X", 1, 512, 1024)],
-        vec![],
-    );
-    assert_eq!(
-        placed_on(&run(&p, 1), "X", 1),
-        Some("C"),
-        "the emptier zone wins even though B is idle"
-    );
+    let p = problem(vec![a.clone(), b.clone(), c.clone()], vec![lrp("X", 1, 512, 1024)], vec![]);
+    assert_eq!(placed_on(&run(&p, 1), "X", 1), Some("C"), "the emptier zone wins even though B is idle");
 
     // Had C been full, z1 is searched next, and B beats A.
     c.available = Resources::new(0, 0, 0);
@@ -427,23 +303,14 @@ fn zone_balance_counts_instances_placed_earlier_in_the_auction() {
     let lrps = (0..6).map(|i| lrp("app", i, 10, 10)).collect();
     let s = run(&problem(cells, lrps, vec![]), 9);
     for zone in ["a1", "b1", "c1"] {
-        assert_eq!(
-            s.lrp_placements.iter().filter(|(_, c)| c == zone).count(),
-            2
-        );
+        assert_eq!(s.lrp_placements.iter().filter(|(_, c)| c == zone).count(), 2);
     }
 }
 
 #[test]
 fn bin_pack_first_fit_fills_low_index_cells_first() {
-    let cells = vec![
-        cell("c0", "z1", 1000, 1000, 3),
-        cell("c1", "z1", 1000, 1000, 3),
-        cell("c2", "z1", 1000, 1000, 3),
-    ];
-    let lrps: Vec<LrpWork> = (0..5)
-        .map(|i| lrp(&format!("app-{i}"), 0, 10, 10))
-        .collect();
+    let cells = vec![cell("c0", "z1", 1000, 1000, 3), cell("c1", "z1", 1000, 1000, 3), cell("c2", "z1", 1000, 1000, 3)];
+    let lrps: Vec<LrpWork> = (0..5).map(|i| lrp(&format!("app-{i}"), 0, 10, 10)).collect();
     let mut p = problem(cells, lrps, vec![]);
     p.config.bin_pack_first_fit_weight = 10.0;
     let s = run(&p, 1);
@@ -453,13 +320,10 @@ fn bin_pack_first_fit_fills_low_index_cells_first() {
 
 #[test]
 fn ties_are_broken_by_the_seeded_rng() {
-    let cells: Vec<CellState> = (0..8)
-        .map(|i| cell(&format!("c{i}"), "z1", 1000, 1000, 10))
-        .collect();
+    let cells: Vec<CellState> = (0..8).map(|i| cell(&format!("c{i}"), "z1", 1000, 1000, 10)).collect();
     let p = problem(cells, vec![lrp("a", 0, 10, 10)], vec![]);
-    let winners: std::collections::BTreeSet<String> = (0..40)
-        .filter_map(|seed| placed_on(&run(&p, seed), "a", 0).map(str::to_string))
-        .collect();
+    let winners: std::collections::BTreeSet<String> =
+        (0..40).filter_map(|seed| placed_on(&run(&p, seed), "a", 0).map(str::to_string)).collect();
     assert!(winners.len() >= 5, "{winners:?}");
     assert_eq!(run(&p, 7), run(&p, 7));
 }
@@ -490,32 +354,21 @@ fn in_flight_start_limit_fails_the_remaining_items() {
 #[test]
 fn per_cell_starting_cap_moves_work_to_other_cells() {
     let mut p = problem(
-        vec![
-            cell("c1", "z1", 10_000, 10_000, 100),
-            cell("c2", "z1", 10_000, 10_000, 100),
-        ],
+        vec![cell("c1", "z1", 10_000, 10_000, 100), cell("c2", "z1", 10_000, 10_000, 100)],
         (0..5).map(|i| lrp(&format!("a{i}"), 0, 10, 10)).collect(),
         vec![],
     );
     p.config.max_starting_per_cell = 2;
     let s = run(&p, 1);
     assert_eq!(s.lrp_placements.len(), 4);
-    assert!(
-        s.failed_lrps[0]
-            .1
-            .to_string()
-            .contains("starting-container limit (2 cells)")
-    );
+    assert!(s.failed_lrps[0].1.to_string().contains("starting-container limit (2 cells)"));
 }
 
 // --- degenerate input ---
 
 #[test]
 fn no_cells_fails_every_item() {
-    let s = run(
-        &problem(vec![], vec![lrp("a", 0, 1, 1)], vec![task("t", 1, 1)]),
-        1,
-    );
+    let s = run(&problem(vec![], vec![lrp("a", 0, 1, 1)], vec![task("t", 1, 1)]), 1);
     assert_eq!(s.failed_lrps[0].1, PlacementError::NoCells);
     assert_eq!(s.failed_tasks[0].1, PlacementError::NoCells);
 }
@@ -530,10 +383,7 @@ fn hostile_numbers_do_not_panic() {
     huge.starting_containers = i64::MAX;
     let mut p = problem(
         vec![weird, huge],
-        vec![
-            lrp("a", i32::MIN, i64::MIN, i64::MAX),
-            lrp("a", i32::MAX, i64::MAX, -1),
-        ],
+        vec![lrp("a", i32::MIN, i64::MIN, i64::MAX), lrp("a", i32::MAX, i64::MAX, -1)],
         vec![task("t", -1, -1)],
     );
     p.config.starting_container_weight = f64::NAN;
@@ -547,19 +397,10 @@ fn hostile_numbers_do_not_panic() {
 
 #[test]
 fn the_same_problem_and_seed_give_the_same_solution() {
-    let cells: Vec<CellState> = (0..20)
-        .map(|i| cell(&format!("c{i}"), ["z1", "z2", "z3"][i % 3], 4096, 8192, 50))
-        .collect();
-    let lrps: Vec<LrpWork> = (0..200i32)
-        .map(|i| {
-            lrp(
-                &format!("app-{}", i % 17),
-                i / 17,
-                128 + i64::from(i % 5) * 64,
-                256,
-            )
-        })
-        .collect();
+    let cells: Vec<CellState> =
+        (0..20).map(|i| cell(&format!("c{i}"), ["z1", "z2", "z3"][i % 3], 4096, 8192, 50)).collect();
+    let lrps: Vec<LrpWork> =
+        (0..200i32).map(|i| lrp(&format!("app-{}", i % 17), i / 17, 128 + i64::from(i % 5) * 64, 256)).collect();
     let tasks: Vec<TaskWork> = (0..30).map(|i| task(&format!("t{i}"), 256, 256)).collect();
     let p = problem(cells, lrps, tasks);
     assert_eq!(run(&p, 42), run(&p, 42));

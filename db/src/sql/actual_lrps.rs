@@ -60,11 +60,7 @@ pub struct ActualLrpFilter {
 
 /// The per-cell read (the rep's hot path) as [`Store::actual_lrps`] runs it for a filter with
 /// only `cell_id` set, with `?` placeholders; for benchmarks that compare against raw SQL.
-pub const SELECT_BY_CELL_SQL: &str = concat!(
-    "SELECT ",
-    row::columns!(),
-    " FROM actual_lrps WHERE cell_id = ?"
-);
+pub const SELECT_BY_CELL_SQL: &str = concat!("SELECT ", row::columns!(), " FROM actual_lrps WHERE cell_id = ?");
 
 /// Rows per multi-row INSERT: 500 × 18 = 9,000 placeholders, well under SQLite's 32,766 and
 /// PostgreSQL's 65,535.
@@ -93,20 +89,12 @@ type StatementCache = Mutex<HashMap<(Backend, Shape), Arc<str>>>;
 
 /// The statement of `shape` on `backend`, built by `build` (with `?` placeholders) the first
 /// time and kept, rewritten for the backend, for the life of the process.
-pub(crate) fn cached_sql(
-    backend: Backend,
-    shape: Shape,
-    build: impl FnOnce() -> String,
-) -> Arc<str> {
+pub(crate) fn cached_sql(backend: Backend, shape: Shape, build: impl FnOnce() -> String) -> Arc<str> {
     static CACHE: OnceLock<StatementCache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     // A panic while holding the lock cannot leave a half-inserted entry: keep using the map.
-    let mut map = cache
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    map.entry((backend, shape))
-        .or_insert_with(|| Arc::from(backend.sql(&build())))
-        .clone()
+    let mut map = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.entry((backend, shape)).or_insert_with(|| Arc::from(backend.sql(&build()))).clone()
 }
 
 /// A query over a statement from [`cached_sql`].
@@ -122,20 +110,13 @@ impl Store {
         let mut guids: Vec<&ProcessGuid> = filter.process_guids.iter().collect();
         guids.sort_unstable();
         guids.dedup();
-        let chunks: Vec<&[&ProcessGuid]> = if guids.is_empty() {
-            vec![&[]]
-        } else {
-            guids.chunks(GUIDS_PER_QUERY).collect()
-        };
+        let chunks: Vec<&[&ProcessGuid]> =
+            if guids.is_empty() { vec![&[]] } else { guids.chunks(GUIDS_PER_QUERY).collect() };
         let mut out = Vec::new();
         for chunk in chunks {
             // Pad the list to a power of two with its last guid, so a handful of statement
             // shapes serve every list length.
-            let guid_slots = if chunk.is_empty() {
-                0
-            } else {
-                chunk.len().next_power_of_two()
-            };
+            let guid_slots = if chunk.is_empty() { 0 } else { chunk.len().next_power_of_two() };
             let sql = filter_sql(self.backend, filter, guid_slots);
             let mut stmt = cached_query(&sql);
             if let Some(domain) = &filter.domain {
@@ -156,11 +137,7 @@ impl Store {
                 }
             }
             let mut rows = stmt.fetch(&self.pool);
-            while let Some(row) = rows
-                .try_next()
-                .await
-                .map_err(|e| Error::from_sqlx(op, WHAT, "filter", e))?
-            {
+            while let Some(row) = rows.try_next().await.map_err(|e| Error::from_sqlx(op, WHAT, "filter", e))? {
                 match decode(&row) {
                     Ok(lrp) => out.push(lrp),
                     Err(e) => tracing::warn!(error = %e, "skipping undecodable actual lrp"),
@@ -180,11 +157,7 @@ impl Store {
 
     /// The rows of one index (ordinary, evacuating, suspect), read without locking. An index
     /// with no rows gives empty [`IndexRows`]; an undecodable row is [`Error::Corrupt`].
-    pub async fn actual_lrp_index(
-        &self,
-        process_guid: &ProcessGuid,
-        index: i32,
-    ) -> Result<IndexRows> {
+    pub async fn actual_lrp_index(&self, process_guid: &ProcessGuid, index: i32) -> Result<IndexRows> {
         index::read_index(self, process_guid, index).await
     }
 
@@ -221,19 +194,12 @@ pub(crate) async fn insert_unclaimed(
     now_ns: i64,
 ) -> Result<Vec<ActualLrp>> {
     if indices.iter().any(|&i| i < 0) {
-        return Err(Error::Invalid(ValidationError::new(
-            "index",
-            "must be >= 0",
-        )));
+        return Err(Error::Invalid(ValidationError::new("index", "must be >= 0")));
     }
     let rows: Vec<ActualLrp> = indices
         .iter()
         .map(|&index| {
-            let key = ActualLrpKey {
-                process_guid: process_guid.clone(),
-                index,
-                domain: domain.clone(),
-            };
+            let key = ActualLrpKey { process_guid: process_guid.clone(), index, domain: domain.clone() };
             ActualLrp::new_unclaimed(key, uuid::Uuid::new_v4().to_string(), now_ns)
         })
         .collect();
@@ -253,9 +219,7 @@ pub(crate) async fn insert_rows(tx: &mut Tx, op: &'static str, rows: &[ActualLrp
         for lrp in chunk {
             stmt = bind_row(stmt, lrp);
         }
-        stmt.execute(tx.conn())
-            .await
-            .map_err(|e| Error::from_sqlx(op, WHAT, &chunk_key(chunk), e))?;
+        stmt.execute(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, &chunk_key(chunk), e))?;
     }
     Ok(())
 }
@@ -265,13 +229,9 @@ fn chunk_key(chunk: &[ActualLrp]) -> String {
     match chunk {
         [] => String::new(),
         [one] => row::row_key(one.key.process_guid.as_str(), one.key.index, one.presence),
-        [first, .., last] => format!(
-            "{} indices {}..{} ({} rows)",
-            first.key.process_guid,
-            first.key.index,
-            last.key.index,
-            chunk.len()
-        ),
+        [first, .., last] => {
+            format!("{} indices {}..{} ({} rows)", first.key.process_guid, first.key.index, last.key.index, chunk.len())
+        }
     }
 }
 
@@ -313,21 +273,15 @@ mod tests {
 
     #[test]
     fn the_per_cell_read_is_the_published_statement() {
-        let filter = ActualLrpFilter {
-            cell_id: Some(CellId::parse("cell-1").unwrap()),
-            ..Default::default()
-        };
+        let filter = ActualLrpFilter { cell_id: Some(CellId::parse("cell-1").unwrap()), ..Default::default() };
         assert_eq!(&*filter_sql(Backend::Sqlite, &filter, 0), SELECT_BY_CELL_SQL);
         assert!(filter_sql(Backend::Postgres, &filter, 0).ends_with("WHERE cell_id = $1"));
     }
 
     #[test]
     fn filter_statements_are_built_once_per_shape() {
-        let filter = ActualLrpFilter {
-            domain: Some(DomainName::parse("d").unwrap()),
-            index: Some(3),
-            ..Default::default()
-        };
+        let filter =
+            ActualLrpFilter { domain: Some(DomainName::parse("d").unwrap()), index: Some(3), ..Default::default() };
         let first = filter_sql(Backend::Postgres, &filter, 4);
         let again = filter_sql(Backend::Postgres, &filter, 4);
         assert!(Arc::ptr_eq(&first, &again));

@@ -14,8 +14,7 @@ use std::collections::HashSet;
 
 use futures::TryStreamExt;
 use proto::models::{
-    ActualLrp, ActualLrpState, CellId, DomainName, InstanceGuid, ModificationTag, Presence,
-    ProcessGuid,
+    ActualLrp, ActualLrpState, CellId, DomainName, InstanceGuid, ModificationTag, Presence, ProcessGuid,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -119,11 +118,7 @@ impl Store {
     pub async fn lrp_convergence_snapshot(&self, now_ns: i64) -> Result<LrpSnapshot> {
         let op = "read convergence snapshot";
         let sql_err = |what: &'static str| move |e| Error::from_sqlx(op, what, "all", e);
-        let mut tx = self
-            .pool
-            .begin_with(begin_snapshot(self.backend))
-            .await
-            .map_err(sql_err("snapshot"))?;
+        let mut tx = self.pool.begin_with(begin_snapshot(self.backend)).await.map_err(sql_err("snapshot"))?;
 
         let mut desired = Vec::new();
         {
@@ -170,18 +165,10 @@ impl Store {
         // Sorted in memory: the database's collation need not be bytewise.
         desired.sort_by(|a, b| a.process_guid.cmp(&b.process_guid));
         actual.sort_by(|a, b| {
-            (a.process_guid.as_str(), a.index, a.presence).cmp(&(
-                b.process_guid.as_str(),
-                b.index,
-                b.presence,
-            ))
+            (a.process_guid.as_str(), a.index, a.presence).cmp(&(b.process_guid.as_str(), b.index, b.presence))
         });
         fresh_domains.sort();
-        Ok(LrpSnapshot {
-            desired,
-            actual,
-            fresh_domains,
-        })
+        Ok(LrpSnapshot { desired, actual, fresh_domains })
     }
 
     /// Deletes the listed rows (process guid, index, presence) in one transaction, in chunks of
@@ -197,10 +184,7 @@ impl Store {
             Box::pin(async move {
                 let mut deleted = 0;
                 for chunk in rows.chunks(KEY_CHUNK) {
-                    let sql = format!(
-                        "DELETE FROM actual_lrps WHERE {}",
-                        key_list(chunk.len(), true)
-                    );
+                    let sql = format!("DELETE FROM actual_lrps WHERE {}", key_list(chunk.len(), true));
                     let mut stmt = tx.backend.query(&sql);
                     for (guid, index, presence) in chunk {
                         stmt = stmt
@@ -208,10 +192,8 @@ impl Store {
                             .bind(i64::from(*index))
                             .bind(i64::from(presence.as_i32()));
                     }
-                    let done = stmt
-                        .execute(tx.conn())
-                        .await
-                        .map_err(|e| Error::from_sqlx(op, WHAT, &chunk_name(chunk), e))?;
+                    let done =
+                        stmt.execute(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, &chunk_name(chunk), e))?;
                     deleted += done.rows_affected();
                 }
                 Ok(deleted)
@@ -227,33 +209,23 @@ impl Store {
     /// by primary key, checked again and deleted in one write transaction, so the scan never
     /// locks the table and a row that changed meanwhile is left alone. An undecodable
     /// candidate is skipped with a warning.
-    pub async fn delete_evacuating_not_on_cells(
-        &self,
-        live_cells: &[CellId],
-    ) -> Result<Vec<ActualLrp>> {
+    pub async fn delete_evacuating_not_on_cells(&self, live_cells: &[CellId]) -> Result<Vec<ActualLrp>> {
         let op = "delete evacuating actual lrps on missing cells";
         let live: HashSet<String> = live_cells.iter().map(|c| c.as_str().to_owned()).collect();
         let evacuating = i64::from(Presence::Evacuating.as_i32());
         let scan = self
             .backend
-            .query(
-                "SELECT process_guid, instance_index, cell_id FROM actual_lrps WHERE presence = ?",
-            )
+            .query("SELECT process_guid, instance_index, cell_id FROM actual_lrps WHERE presence = ?")
             .bind(evacuating)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| Error::from_sqlx(op, WHAT, "evacuating", e))?;
         let mut candidates: Vec<(String, i64)> = Vec::new();
         for row in &scan {
-            let fields = (
-                row.try_get::<String, usize>(0),
-                row.try_get::<i64, usize>(1),
-                row.try_get::<String, usize>(2),
-            );
+            let fields =
+                (row.try_get::<String, usize>(0), row.try_get::<i64, usize>(1), row.try_get::<String, usize>(2));
             match fields {
-                (Ok(guid), Ok(index), Ok(cell)) if !live.contains(&cell) => {
-                    candidates.push((guid, index))
-                }
+                (Ok(guid), Ok(index), Ok(cell)) if !live.contains(&cell) => candidates.push((guid, index)),
                 (Ok(_), Ok(_), Ok(_)) => {}
                 _ => tracing::warn!("skipping undecodable evacuating actual lrp"),
             }
@@ -276,17 +248,13 @@ impl Store {
                         for (guid, index) in chunk {
                             stmt = stmt.bind(guid.clone()).bind(*index);
                         }
-                        let rows = stmt
-                            .fetch_all(tx.conn())
-                            .await
-                            .map_err(|e| Error::from_sqlx(op, WHAT, "evacuating", e))?;
+                        let rows =
+                            stmt.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "evacuating", e))?;
                         for row in &rows {
                             match decode(row) {
                                 Ok(lrp) => {
-                                    let on_live_cell = lrp
-                                        .instance_key
-                                        .as_ref()
-                                        .is_some_and(|k| live.contains(k.cell_id.as_str()));
+                                    let on_live_cell =
+                                        lrp.instance_key.as_ref().is_some_and(|k| live.contains(k.cell_id.as_str()));
                                     if lrp.presence == Presence::Evacuating && !on_live_cell {
                                         doomed.push(lrp);
                                     }
@@ -311,8 +279,7 @@ impl Store {
             })
             .await?;
         removed.sort_by(|a, b| {
-            (a.key.process_guid.as_str(), a.key.index)
-                .cmp(&(b.key.process_guid.as_str(), b.key.index))
+            (a.key.process_guid.as_str(), a.key.index).cmp(&(b.key.process_guid.as_str(), b.key.index))
         });
         Ok(removed)
     }
@@ -349,14 +316,10 @@ fn decode_desired(row: &AnyRow) -> Result<DesiredSummary, String> {
     let guid = text(row, 0, "process_guid")?;
     let within = |e: String| format!("desired lrp {guid}: {e}");
     let process_guid = ProcessGuid::parse(guid.as_str()).map_err(|e| within(e.to_string()))?;
-    let domain = DomainName::parse(text(row, 1, "domain").map_err(within)?)
-        .map_err(|e| within(e.to_string()))?;
-    let placement_tags: Vec<String> =
-        serde_json::from_str(&text(row, 7, "placement_tags").map_err(within)?)
-            .map_err(|e| within(format!("placement_tags: {e}")))?;
-    let volume_blob: Vec<u8> = row
-        .try_get(8)
-        .map_err(|e| within(format!("volume_placement: {e}")))?;
+    let domain = DomainName::parse(text(row, 1, "domain").map_err(within)?).map_err(|e| within(e.to_string()))?;
+    let placement_tags: Vec<String> = serde_json::from_str(&text(row, 7, "placement_tags").map_err(within)?)
+        .map_err(|e| within(format!("placement_tags: {e}")))?;
+    let volume_blob: Vec<u8> = row.try_get(8).map_err(|e| within(format!("volume_placement: {e}")))?;
     let volume_placement: Vec<String> = if volume_blob.is_empty() {
         Vec::new()
     } else {
@@ -386,11 +349,9 @@ fn decode_actual(row: &AnyRow) -> Result<ActualSummary, String> {
     let process_guid = ProcessGuid::parse(guid.as_str()).map_err(|e| within(e.to_string()))?;
     let presence = Presence::from_i32(int(row, 2, "presence").map_err(within)?)
         .ok_or_else(|| within("unknown presence".to_owned()))?;
-    let domain = DomainName::parse(text(row, 3, "domain").map_err(within)?)
-        .map_err(|e| within(e.to_string()))?;
+    let domain = DomainName::parse(text(row, 3, "domain").map_err(within)?).map_err(|e| within(e.to_string()))?;
     let state_text = text(row, 4, "state").map_err(within)?;
-    let state = ActualLrpState::parse(&state_text)
-        .ok_or_else(|| within(format!("unknown state {state_text:?}")))?;
+    let state = ActualLrpState::parse(&state_text).ok_or_else(|| within(format!("unknown state {state_text:?}")))?;
     let optional = |s: String| if s.is_empty() { None } else { Some(s) };
     let instance_guid = optional(text(row, 5, "instance_guid").map_err(within)?)
         .map(InstanceGuid::parse)

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proto::models::{
-    ActualLrp, DesiredLrp, DesiredLrpUpdate, DomainName, MetricTagValue, ModificationTag, Presence,
-    ProcessGuid, SchedulingInfo,
+    ActualLrp, DesiredLrp, DesiredLrpUpdate, DomainName, MetricTagValue, ModificationTag, Presence, ProcessGuid,
+    SchedulingInfo,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -401,10 +401,7 @@ impl Store {
             for bind in binds {
                 query = query.bind(bind);
             }
-            let rows = query
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| Error::from_sqlx(op, "desired lrp", "*", e))?;
+            let rows = query.fetch_all(&self.pool).await.map_err(|e| Error::from_sqlx(op, "desired lrp", "*", e))?;
             found.extend(rows.iter().filter_map(|row| decode_or_skip(row, decode)));
         }
         // Byte order of the guid, whatever the database's collation.

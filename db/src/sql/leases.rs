@@ -116,11 +116,7 @@ fn ttl_millis(ttl: Duration) -> i64 {
 /// The database clock, read inside `tx`.
 async fn db_now_ms(tx: &mut Tx, op: &'static str, key: &str) -> Result<i64> {
     let sql = format!("SELECT {}", tx.backend.now_ms_sql());
-    tx.backend
-        .query_scalar::<i64>(&sql)
-        .fetch_one(tx.conn())
-        .await
-        .map_err(|e| Error::from_sqlx(op, "lease", key, e))
+    tx.backend.query_scalar::<i64>(&sql).fetch_one(tx.conn()).await.map_err(|e| Error::from_sqlx(op, "lease", key, e))
 }
 
 /// How one acquire attempt ended.
@@ -160,14 +156,7 @@ impl Store {
     }
 
     /// One acquire transaction; [`Attempt::Raced`] when its insert lost to a concurrent one.
-    async fn acquire_once(
-        &self,
-        key: &str,
-        owner: &str,
-        value: &str,
-        lease_type: LeaseType,
-        ttl: Duration,
-    ) -> Attempt {
+    async fn acquire_once(&self, key: &str, owner: &str, value: &str, lease_type: LeaseType, ttl: Duration) -> Attempt {
         let op = "acquire lease";
         let ttl_ms = ttl_millis(ttl);
         // The body must own what it uses: the transaction helper re-runs it on deadlock.
@@ -178,10 +167,8 @@ impl Store {
                 Box::pin(async move {
                     let (key, owner, value) = (key.as_str(), owner.as_str(), value.as_str());
                     let err = |e| Error::from_sqlx(op, "lease", key, e);
-                    let lock = format!(
-                        "SELECT {LEASE_COLUMNS} FROM leases WHERE lease_key = ?{}",
-                        tx.backend.for_update()
-                    );
+                    let lock =
+                        format!("SELECT {LEASE_COLUMNS} FROM leases WHERE lease_key = ?{}", tx.backend.for_update());
                     let row = tx.backend.query(&lock).bind(key).fetch_optional(tx.conn()).await.map_err(err)?;
                     // Read the clock after the row lock: waiting for the lock takes time.
                     let now = db_now_ms(tx, op, key).await?;
@@ -267,13 +254,8 @@ impl Store {
                 let (key, owner) = (key.as_str(), owner.as_str());
                 let err = |e| Error::from_sqlx(op, "lease", key, e);
                 let lock = format!("SELECT owner FROM leases WHERE lease_key = ?{}", tx.backend.for_update());
-                let current = tx
-                    .backend
-                    .query_scalar::<String>(&lock)
-                    .bind(key)
-                    .fetch_optional(tx.conn())
-                    .await
-                    .map_err(err)?;
+                let current =
+                    tx.backend.query_scalar::<String>(&lock).bind(key).fetch_optional(tx.conn()).await.map_err(err)?;
                 match current {
                     None => Err(Error::NotFound { what: "lease", key: key.to_owned() }),
                     Some(current) if current != owner => Err(Error::LeaseHeld { key: key.to_owned(), owner: current }),
@@ -343,13 +325,8 @@ impl Store {
                     tx.backend.now_ms_sql(),
                     tx.backend.for_update()
                 );
-                let rows = tx
-                    .backend
-                    .query(&select)
-                    .bind(lease_type.as_i64())
-                    .fetch_all(tx.conn())
-                    .await
-                    .map_err(err)?;
+                let rows =
+                    tx.backend.query(&select).bind(lease_type.as_i64()).fetch_all(tx.conn()).await.map_err(err)?;
                 let keys: Vec<String> =
                     rows.iter().filter_map(|row| row.try_get::<String, _>("lease_key").ok()).collect();
                 // The selected rows are locked, so they are still expired; delete them by key in

@@ -7,8 +7,8 @@ use db::sql::convergence::{ActualSummary, LrpSnapshot};
 use db::testing::TestDb;
 use proto::lifecycle::crash::CrashPolicy;
 use proto::models::{
-    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, DomainName,
-    InstanceGuid, ModificationTag, NetInfo, Presence, ProcessGuid,
+    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, DomainName, InstanceGuid,
+    ModificationTag, NetInfo, Presence, ProcessGuid,
 };
 use proto::pb::models::v1 as pb;
 
@@ -50,10 +50,7 @@ fn ikey(instance: &str, cell: &str) -> ActualLrpInstanceKey {
 
 fn start_info() -> db::sql::actual_lrps::StartInfo {
     db::sql::actual_lrps::StartInfo {
-        net_info: NetInfo {
-            address: "10.0.0.1".into(),
-            ..Default::default()
-        },
+        net_info: NetInfo { address: "10.0.0.1".into(), ..Default::default() },
         routable: true,
         ..Default::default()
     }
@@ -82,10 +79,7 @@ fn desired(process_guid: &str, domain_name: &str, instances: i32) -> DesiredLrp 
             driver: "nfsv3driver".into(),
             container_dir: "/data".into(),
             mode: "rw".into(),
-            shared: Some(pb::SharedDevice {
-                volume_id: "vol-1".into(),
-                mount_config: String::new(),
-            }),
+            shared: Some(pb::SharedDevice { volume_id: "vol-1".into(), mount_config: String::new() }),
         }],
         ..Default::default()
     })
@@ -93,31 +87,11 @@ fn desired(process_guid: &str, domain_name: &str, instances: i32) -> DesiredLrp 
 }
 
 /// Brings index `index` of `pg` (which exists) to RUNNING under `instance` on `cell`.
-async fn run(
-    db: &TestDb,
-    pg: &str,
-    index: i32,
-    instance: &str,
-    cell: &str,
-    at: i64,
-) -> ActualLrpKey {
+async fn run(db: &TestDb, pg: &str, index: i32, instance: &str, cell: &str, at: i64) -> ActualLrpKey {
     let k = ikey(instance, cell);
-    let key = db
-        .store
-        .actual_lrp_index(&guid(pg), index)
-        .await
-        .unwrap()
-        .ordinary
-        .unwrap()
-        .key;
-    db.store
-        .claim_actual_lrp(&guid(pg), index, &k, at)
-        .await
-        .unwrap();
-    db.store
-        .start_actual_lrp(&key, &k, &start_info(), at)
-        .await
-        .unwrap();
+    let key = db.store.actual_lrp_index(&guid(pg), index).await.unwrap().ordinary.unwrap().key;
+    db.store.claim_actual_lrp(&guid(pg), index, &k, at).await.unwrap();
+    db.store.start_actual_lrp(&key, &k, &start_info(), at).await.unwrap();
     key
 }
 
@@ -125,10 +99,7 @@ async fn add_evacuating(db: &TestDb, pg: &str, index: i32) {
     db.store
         .modify_index("test evacuate", &guid(pg), index, |rows| {
             let copy = rows.ordinary.clone().expect("ordinary row");
-            rows.evacuating = Some(ActualLrp {
-                modification_tag: ModificationTag::default(),
-                ..copy
-            });
+            rows.evacuating = Some(ActualLrp { modification_tag: ModificationTag::default(), ..copy });
             Ok(())
         })
         .await
@@ -151,12 +122,7 @@ fn summary(lrp: &ActualLrp) -> ActualSummary {
 }
 
 async fn count_rows(db: &TestDb) -> i64 {
-    db.store
-        .backend()
-        .query_scalar::<i64>("SELECT COUNT(*) FROM actual_lrps")
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap()
+    db.store.backend().query_scalar::<i64>("SELECT COUNT(*) FROM actual_lrps").fetch_one(db.store.pool()).await.unwrap()
 }
 
 /// Nothing stored, nothing read.
@@ -169,15 +135,9 @@ pub async fn an_empty_store_gives_an_empty_snapshot(db: &TestDb) {
 /// an expired domain: exact counts and exact rows.
 pub async fn the_snapshot_reads_a_seeded_data_set_exactly(db: &TestDb) {
     let s = &db.store;
-    s.upsert_domain(&domain("fresh-a"), Duration::ZERO, NOW_NS)
-        .await
-        .unwrap();
-    s.upsert_domain(&domain("fresh-b"), HOUR, NOW_NS)
-        .await
-        .unwrap();
-    s.upsert_domain(&domain("stale"), HOUR, NOW_NS - 2 * 3600 * SEC)
-        .await
-        .unwrap();
+    s.upsert_domain(&domain("fresh-a"), Duration::ZERO, NOW_NS).await.unwrap();
+    s.upsert_domain(&domain("fresh-b"), HOUR, NOW_NS).await.unwrap();
+    s.upsert_domain(&domain("stale"), HOUR, NOW_NS - 2 * 3600 * SEC).await.unwrap();
     let mut stored_desired = Vec::new();
     for i in 0..20 {
         let domain_name = match i {
@@ -185,63 +145,37 @@ pub async fn the_snapshot_reads_a_seeded_data_set_exactly(db: &TestDb) {
             10..15 => "fresh-b",
             _ => "stale",
         };
-        let (stored, created) = s
-            .desire_lrp(&desired(&format!("lrp-{i:02}"), domain_name, 5), NOW_NS)
-            .await
-            .unwrap();
+        let (stored, created) = s.desire_lrp(&desired(&format!("lrp-{i:02}"), domain_name, 5), NOW_NS).await.unwrap();
         assert_eq!(created.len(), 5);
         stored_desired.push(stored);
     }
     // lrp-00: index 0 CLAIMED on cell-1, index 1 RUNNING on cell-1.
-    s.claim_actual_lrp(&guid("lrp-00"), 0, &ikey("i-00-0", "cell-1"), NOW_NS + SEC)
-        .await
-        .unwrap();
+    s.claim_actual_lrp(&guid("lrp-00"), 0, &ikey("i-00-0", "cell-1"), NOW_NS + SEC).await.unwrap();
     run(db, "lrp-00", 1, "i-00-1", "cell-1", NOW_NS + SEC).await;
     // lrp-01: index 0 RUNNING on cell-2, then its cell went missing: suspect + replacement.
     run(db, "lrp-01", 0, "i-01-0", "cell-2", NOW_NS + SEC).await;
-    s.suspect_and_replace(&guid("lrp-01"), 0, NOW_NS + 2 * SEC)
-        .await
-        .unwrap();
+    s.suspect_and_replace(&guid("lrp-01"), 0, NOW_NS + 2 * SEC).await.unwrap();
     // lrp-02: index 0 RUNNING on cell-3 with an evacuating copy.
     run(db, "lrp-02", 0, "i-02-0", "cell-3", NOW_NS + SEC).await;
     add_evacuating(db, "lrp-02", 0).await;
     // lrp-03: index 4 missing.
-    s.delete_actual_lrp(&guid("lrp-03"), 4, Presence::Ordinary)
-        .await
-        .unwrap();
+    s.delete_actual_lrp(&guid("lrp-03"), 4, Presence::Ordinary).await.unwrap();
     // lrp-04: index 0 crashed three times: CRASHED, count 3.
     for n in 0..3 {
         let at = NOW_NS + (10 + n) * SEC;
         let instance = format!("i-04-{n}");
         let key = run(db, "lrp-04", 0, &instance, "cell-4", at).await;
-        s.crash_actual_lrp(
-            &key,
-            &ikey(&instance, "cell-4"),
-            "exit 1",
-            &CrashPolicy::default(),
-            at,
-        )
-        .await
-        .unwrap();
+        s.crash_actual_lrp(&key, &ikey(&instance, "cell-4"), "exit 1", &CrashPolicy::default(), at).await.unwrap();
     }
     // An orphan: actual rows without a desired LRP.
-    s.create_unclaimed_actual_lrps(&guid("orphan"), &domain("fresh-a"), &[0, 1], NOW_NS)
-        .await
-        .unwrap();
+    s.create_unclaimed_actual_lrps(&guid("orphan"), &domain("fresh-a"), &[0, 1], NOW_NS).await.unwrap();
 
     let snapshot = s.lrp_convergence_snapshot(NOW_NS + 60 * SEC).await.unwrap();
 
-    assert_eq!(
-        snapshot.fresh_domains,
-        vec![domain("fresh-a"), domain("fresh-b")]
-    );
+    assert_eq!(snapshot.fresh_domains, vec![domain("fresh-a"), domain("fresh-b")]);
     // Desired: all 20, sorted, from plain columns.
     assert_eq!(snapshot.desired.len(), 20);
-    let names: Vec<String> = snapshot
-        .desired
-        .iter()
-        .map(|d| d.process_guid.to_string())
-        .collect();
+    let names: Vec<String> = snapshot.desired.iter().map(|d| d.process_guid.to_string()).collect();
     let expected_names: Vec<String> = (0..20).map(|i| format!("lrp-{i:02}")).collect();
     assert_eq!(names, expected_names);
     let lrp07 = &snapshot.desired[7];
@@ -251,15 +185,9 @@ pub async fn the_snapshot_reads_a_seeded_data_set_exactly(db: &TestDb) {
     assert_eq!(lrp07.disk_mb, 1024);
     assert_eq!(lrp07.max_pids, 100);
     assert_eq!(lrp07.rootfs, "preloaded:cflinuxfs4");
-    assert_eq!(
-        lrp07.placement_tags,
-        vec!["zone-a".to_owned(), "gpu".to_owned()]
-    );
+    assert_eq!(lrp07.placement_tags, vec!["zone-a".to_owned(), "gpu".to_owned()]);
     assert_eq!(lrp07.volume_placement, vec!["nfsv3driver".to_owned()]);
-    assert_eq!(
-        lrp07.modification_tag,
-        stored_desired[7].scheduling.modification_tag
-    );
+    assert_eq!(lrp07.modification_tag, stored_desired[7].scheduling.modification_tag);
     assert_eq!(snapshot.desired[17].domain, domain("stale"));
 
     // Actual: 100 - 1 missing + 1 suspect + 1 evacuating + 2 orphans.
@@ -288,10 +216,7 @@ pub async fn the_snapshot_reads_a_seeded_data_set_exactly(db: &TestDb) {
     let suspect = find("lrp-01", 0, Presence::Suspect);
     assert_eq!(suspect.state, ActualLrpState::Running);
     assert_eq!(suspect.cell_id, Some(CellId::parse("cell-2").unwrap()));
-    assert_eq!(
-        suspect.instance_guid,
-        Some(InstanceGuid::parse("i-01-0").unwrap())
-    );
+    assert_eq!(suspect.instance_guid, Some(InstanceGuid::parse("i-01-0").unwrap()));
     let replacement = find("lrp-01", 0, Presence::Ordinary);
     assert_eq!(replacement.state, ActualLrpState::Unclaimed);
     assert_eq!(replacement.cell_id, None);
@@ -317,9 +242,7 @@ pub async fn the_snapshot_reads_a_seeded_data_set_exactly(db: &TestDb) {
 /// Undecodable rows are skipped, not fatal.
 pub async fn the_snapshot_skips_undecodable_rows(db: &TestDb) {
     let s = &db.store;
-    s.desire_lrp(&desired("good", "d", 2), NOW_NS)
-        .await
-        .unwrap();
+    s.desire_lrp(&desired("good", "d", 2), NOW_NS).await.unwrap();
     s.desire_lrp(&desired("bad", "d", 1), NOW_NS).await.unwrap();
     s.backend()
         .query("UPDATE desired_lrps SET placement_tags = 'not json' WHERE process_guid = ?")
@@ -328,26 +251,16 @@ pub async fn the_snapshot_skips_undecodable_rows(db: &TestDb) {
         .await
         .unwrap();
     s.backend()
-        .query(
-            "UPDATE actual_lrps SET state = 'BOGUS' WHERE process_guid = ? AND instance_index = ?",
-        )
+        .query("UPDATE actual_lrps SET state = 'BOGUS' WHERE process_guid = ? AND instance_index = ?")
         .bind("good")
         .bind(1_i64)
         .execute(s.pool())
         .await
         .unwrap();
     let snapshot = s.lrp_convergence_snapshot(NOW_NS).await.unwrap();
-    let desired: Vec<&str> = snapshot
-        .desired
-        .iter()
-        .map(|d| d.process_guid.as_str())
-        .collect();
+    let desired: Vec<&str> = snapshot.desired.iter().map(|d| d.process_guid.as_str()).collect();
     assert_eq!(desired, vec!["good"]);
-    let actual: Vec<(&str, i32)> = snapshot
-        .actual
-        .iter()
-        .map(|a| (a.process_guid.as_str(), a.index))
-        .collect();
+    let actual: Vec<(&str, i32)> = snapshot.actual.iter().map(|a| (a.process_guid.as_str(), a.index)).collect();
     assert_eq!(actual, vec![("bad", 0), ("good", 0)]);
 }
 
@@ -356,15 +269,10 @@ pub async fn delete_actual_lrps_deletes_exactly_the_listed_rows(db: &TestDb) {
     let s = &db.store;
     assert_eq!(s.delete_actual_lrps(&[]).await.unwrap(), 0);
     let indices: Vec<i32> = (0..700).collect();
-    s.create_unclaimed_actual_lrps(&guid("big"), &domain("d"), &indices, NOW_NS)
-        .await
-        .unwrap();
-    s.create_unclaimed_actual_lrps(&guid("keep"), &domain("d"), &[0], NOW_NS)
-        .await
-        .unwrap();
-    let mut doomed: Vec<(ProcessGuid, i32, Presence)> = (0..650)
-        .map(|i| (guid("big"), i, Presence::Ordinary))
-        .collect();
+    s.create_unclaimed_actual_lrps(&guid("big"), &domain("d"), &indices, NOW_NS).await.unwrap();
+    s.create_unclaimed_actual_lrps(&guid("keep"), &domain("d"), &[0], NOW_NS).await.unwrap();
+    let mut doomed: Vec<(ProcessGuid, i32, Presence)> =
+        (0..650).map(|i| (guid("big"), i, Presence::Ordinary)).collect();
     doomed.push((guid("big"), 9999, Presence::Ordinary));
     doomed.push((guid("big"), 0, Presence::Evacuating));
     doomed.push((guid("keep"), 0, Presence::Suspect));
@@ -379,37 +287,17 @@ pub async fn delete_actual_lrps_deletes_exactly_the_listed_rows(db: &TestDb) {
 /// Step 2 of convergence: EVACUATING rows whose cell is gone are deleted and returned.
 pub async fn evacuating_rows_on_missing_cells_are_deleted_and_returned(db: &TestDb) {
     let s = &db.store;
-    assert!(
-        s.delete_evacuating_not_on_cells(&[])
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    for (pg, cell) in [
-        ("c-app", "cell-c"),
-        ("a-app", "cell-a"),
-        ("b-app", "cell-b"),
-        ("d-app", "cell-d"),
-    ] {
-        s.create_unclaimed_actual_lrps(&guid(pg), &domain("d"), &[0], NOW_NS)
-            .await
-            .unwrap();
+    assert!(s.delete_evacuating_not_on_cells(&[]).await.unwrap().is_empty());
+    for (pg, cell) in [("c-app", "cell-c"), ("a-app", "cell-a"), ("b-app", "cell-b"), ("d-app", "cell-d")] {
+        s.create_unclaimed_actual_lrps(&guid(pg), &domain("d"), &[0], NOW_NS).await.unwrap();
         run(db, pg, 0, &format!("i-{pg}"), cell, NOW_NS).await;
         if pg != "d-app" {
             add_evacuating(db, pg, 0).await;
         }
     }
-    let evacuating = |pg: &'static str| async move {
-        s.actual_lrp_index(&guid(pg), 0).await.unwrap().evacuating
-    };
-    let (b, c) = (
-        evacuating("b-app").await.unwrap(),
-        evacuating("c-app").await.unwrap(),
-    );
-    let live = [
-        CellId::parse("cell-a").unwrap(),
-        CellId::parse("cell-x").unwrap(),
-    ];
+    let evacuating = |pg: &'static str| async move { s.actual_lrp_index(&guid(pg), 0).await.unwrap().evacuating };
+    let (b, c) = (evacuating("b-app").await.unwrap(), evacuating("c-app").await.unwrap());
+    let live = [CellId::parse("cell-a").unwrap(), CellId::parse("cell-x").unwrap()];
     let removed = s.delete_evacuating_not_on_cells(&live).await.unwrap();
     assert_eq!(removed, vec![b, c]);
     assert!(evacuating("a-app").await.is_some());
@@ -420,10 +308,5 @@ pub async fn evacuating_rows_on_missing_cells_are_deleted_and_returned(db: &Test
     assert_eq!(removed[0].key.process_guid, guid("a-app"));
     assert_eq!(removed[0].presence, Presence::Evacuating);
     assert_eq!(count_rows(db).await, 4);
-    assert!(
-        s.delete_evacuating_not_on_cells(&[])
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.delete_evacuating_not_on_cells(&[]).await.unwrap().is_empty());
 }

@@ -6,8 +6,8 @@ use db::Error;
 use db::sql::desired_lrps::DesiredLrpFilter;
 use db::testing::TestDb;
 use proto::models::{
-    ActualLrpState, DesiredLrp, DesiredLrpUpdate, DomainName, MetricTagValue, Presence, ProcessGuid,
-    SchedulingInfo, UpdateStrategy,
+    ActualLrpState, DesiredLrp, DesiredLrpUpdate, DomainName, MetricTagValue, Presence, ProcessGuid, SchedulingInfo,
+    UpdateStrategy,
 };
 use proto::pb::models::v1 as pb;
 
@@ -15,25 +15,29 @@ use super::NOW_NS;
 
 macro_rules! desired_lrps_tests {
     ($backend:expr) => {
-        suite_module!($backend, desired_lrps, [
-            desiring_stores_the_lrp_with_a_fresh_tag_and_its_unclaimed_instances,
-            desiring_a_taken_guid_is_exists_and_changes_nothing,
-            a_desire_whose_instances_cannot_be_written_leaves_nothing_behind,
-            listings_filter_by_domain_and_ored_guid_lists,
-            app_guid_patterns_escape_like_wildcards,
-            long_guid_lists_are_split_without_duplicates,
-            the_scheduling_and_routing_views_match_the_stored_lrp,
-            a_corrupt_run_info_only_hides_the_whole_lrp,
-            a_corrupt_scheduling_column_hides_the_row_everywhere,
-            update_applies_only_the_given_fields_and_bumps_the_index,
-            update_re_encodes_image_credentials_in_run_info,
-            half_set_image_credentials_are_invalid_and_change_nothing,
-            growing_instances_creates_unclaimed_rows_for_new_indices_only,
-            shrinking_instances_only_changes_the_count,
-            missing_lrps_are_not_found,
-            remove_returns_the_lrp_and_leaves_its_actual_lrps,
-            concurrent_updates_of_one_lrp_lose_nothing,
-        ]);
+        suite_module!(
+            $backend,
+            desired_lrps,
+            [
+                desiring_stores_the_lrp_with_a_fresh_tag_and_its_unclaimed_instances,
+                desiring_a_taken_guid_is_exists_and_changes_nothing,
+                a_desire_whose_instances_cannot_be_written_leaves_nothing_behind,
+                listings_filter_by_domain_and_ored_guid_lists,
+                app_guid_patterns_escape_like_wildcards,
+                long_guid_lists_are_split_without_duplicates,
+                the_scheduling_and_routing_views_match_the_stored_lrp,
+                a_corrupt_run_info_only_hides_the_whole_lrp,
+                a_corrupt_scheduling_column_hides_the_row_everywhere,
+                update_applies_only_the_given_fields_and_bumps_the_index,
+                update_re_encodes_image_credentials_in_run_info,
+                half_set_image_credentials_are_invalid_and_change_nothing,
+                growing_instances_creates_unclaimed_rows_for_new_indices_only,
+                shrinking_instances_only_changes_the_count,
+                missing_lrps_are_not_found,
+                remove_returns_the_lrp_and_leaves_its_actual_lrps,
+                concurrent_updates_of_one_lrp_lose_nothing,
+            ]
+        );
     };
 }
 

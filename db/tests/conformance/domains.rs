@@ -9,15 +9,19 @@ use super::NOW_NS;
 
 macro_rules! domains_tests {
     ($backend:expr) => {
-        suite_module!($backend, domains, [
-            upserted_domains_are_fresh_until_they_expire,
-            a_zero_ttl_never_expires,
-            upserting_again_moves_the_expiry,
-            fresh_domains_are_sorted_by_name_in_byte_order,
-            delete_expired_domains_removes_only_expired_ones,
-            concurrent_upserts_of_a_new_domain_all_succeed,
-            a_corrupt_domain_row_is_skipped,
-        ]);
+        suite_module!(
+            $backend,
+            domains,
+            [
+                upserted_domains_are_fresh_until_they_expire,
+                a_zero_ttl_never_expires,
+                upserting_again_moves_the_expiry,
+                fresh_domains_are_sorted_by_name_in_byte_order,
+                delete_expired_domains_removes_only_expired_ones,
+                concurrent_upserts_of_a_new_domain_all_succeed,
+                a_corrupt_domain_row_is_skipped,
+            ]
+        );
     };
 }
 

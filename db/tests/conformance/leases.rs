@@ -13,20 +13,24 @@ use super::NOW_NS;
 
 macro_rules! leases_tests {
     ($backend:expr) => {
-        suite_module!($backend, leases, [
-            acquiring_an_absent_key_grants_term_one_in_database_time,
-            the_same_owner_renews_with_a_new_value_and_the_same_term,
-            another_owner_is_refused_while_the_lease_is_unexpired,
-            an_expired_lease_is_not_fetched_and_is_stolen_with_the_next_term,
-            release_deletes_only_the_owners_lease,
-            fetch_leases_lists_unexpired_leases_of_one_type_by_key,
-            take_expired_leases_deletes_and_returns_expired_ones_of_one_type,
-            concurrent_acquirers_of_an_absent_key_have_exactly_one_winner,
-            a_corrupt_lease_row_is_reported_and_can_be_taken_over,
-            fenced_writes_succeed_while_held_and_fail_once_stolen,
-            fenced_writes_fail_once_the_lease_expires,
-            a_fenced_store_still_renews_its_own_lease,
-        ]);
+        suite_module!(
+            $backend,
+            leases,
+            [
+                acquiring_an_absent_key_grants_term_one_in_database_time,
+                the_same_owner_renews_with_a_new_value_and_the_same_term,
+                another_owner_is_refused_while_the_lease_is_unexpired,
+                an_expired_lease_is_not_fetched_and_is_stolen_with_the_next_term,
+                release_deletes_only_the_owners_lease,
+                fetch_leases_lists_unexpired_leases_of_one_type_by_key,
+                take_expired_leases_deletes_and_returns_expired_ones_of_one_type,
+                concurrent_acquirers_of_an_absent_key_have_exactly_one_winner,
+                a_corrupt_lease_row_is_reported_and_can_be_taken_over,
+                fenced_writes_succeed_while_held_and_fail_once_stolen,
+                fenced_writes_fail_once_the_lease_expires,
+                a_fenced_store_still_renews_its_own_lease,
+            ]
+        );
     };
 }
 
@@ -228,10 +232,7 @@ pub async fn fenced_writes_succeed_while_held_and_fail_once_stolen(db: &TestDb) 
     let stolen = lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap();
     assert_eq!(stolen.term, 2);
     let err = fenced_write(&leader).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Fenced { key, owner, term: 1 } if key == "bbs" && owner == "bbs-a"),
-        "{err}"
-    );
+    assert!(matches!(&err, Error::Fenced { key, owner, term: 1 } if key == "bbs" && owner == "bbs-a"), "{err}");
     assert_eq!(err.code(), proto::error::ErrorCode::Unavailable);
     // The new leader writes under its own fence.
     fenced_write(&db.store.fenced(fence_of(&stolen))).await.unwrap();

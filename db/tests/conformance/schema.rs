@@ -5,11 +5,11 @@ use db::{Error, Store, StoreOptions};
 
 macro_rules! schema_tests {
     ($backend:expr) => {
-        suite_module!($backend, schema, [
-            migrations_are_idempotent,
-            a_newer_schema_is_refused,
-            the_database_clock_is_close_to_the_host_clock,
-        ]);
+        suite_module!(
+            $backend,
+            schema,
+            [migrations_are_idempotent, a_newer_schema_is_refused, the_database_clock_is_close_to_the_host_clock,]
+        );
     };
 }
 
@@ -39,9 +39,6 @@ pub async fn a_newer_schema_is_refused(db: &TestDb) {
 pub async fn the_database_clock_is_close_to_the_host_clock(db: &TestDb) {
     let db_ms = db.store.now_ms().await.unwrap();
     #[allow(clippy::disallowed_methods)] // comparing against the host clock is the point
-    let host_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let host_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     assert!((db_ms - host_ms).abs() < 60_000, "db clock {db_ms} vs host {host_ms}");
 }

@@ -11,23 +11,27 @@ use super::NOW_NS;
 
 macro_rules! tasks_tests {
     ($backend:expr) => {
-        suite_module!($backend, tasks, [
-            desiring_stores_a_pending_task,
-            desiring_a_taken_guid_is_exists_and_changes_nothing,
-            listings_filter_by_domain_and_cell,
-            start_moves_pending_to_running_once_per_cell,
-            complete_requires_running_on_the_same_cell,
-            reject_returns_the_task_to_pending_until_retries_run_out,
-            reject_is_only_for_pending_or_running_tasks,
-            reasons_are_truncated_to_1024_characters,
-            cancel_and_fail_complete_a_task_as_failed,
-            resolving_then_delete_removes_a_completed_task,
-            delete_and_resolving_are_refused_in_other_states,
-            lifecycle_calls_on_a_missing_task_are_not_found,
-            a_corrupt_definition_is_skipped_by_listings_and_reported_by_get,
-            summaries_list_every_task_without_its_definition,
-            concurrent_rejections_lose_nothing,
-        ]);
+        suite_module!(
+            $backend,
+            tasks,
+            [
+                desiring_stores_a_pending_task,
+                desiring_a_taken_guid_is_exists_and_changes_nothing,
+                listings_filter_by_domain_and_cell,
+                start_moves_pending_to_running_once_per_cell,
+                complete_requires_running_on_the_same_cell,
+                reject_returns_the_task_to_pending_until_retries_run_out,
+                reject_is_only_for_pending_or_running_tasks,
+                reasons_are_truncated_to_1024_characters,
+                cancel_and_fail_complete_a_task_as_failed,
+                resolving_then_delete_removes_a_completed_task,
+                delete_and_resolving_are_refused_in_other_states,
+                lifecycle_calls_on_a_missing_task_are_not_found,
+                a_corrupt_definition_is_skipped_by_listings_and_reported_by_get,
+                summaries_list_every_task_without_its_definition,
+                concurrent_rejections_lose_nothing,
+            ]
+        );
     };
 }
 

@@ -7,39 +7,25 @@ use crate::pb::models::v1 as pb;
 
 impl From<pb::CellCapacity> for CellCapacity {
     fn from(capacity: pb::CellCapacity) -> Self {
-        Self {
-            memory_mb: capacity.memory_mb,
-            disk_mb: capacity.disk_mb,
-            containers: capacity.containers,
-        }
+        Self { memory_mb: capacity.memory_mb, disk_mb: capacity.disk_mb, containers: capacity.containers }
     }
 }
 
 impl From<CellCapacity> for pb::CellCapacity {
     fn from(capacity: CellCapacity) -> Self {
-        Self {
-            memory_mb: capacity.memory_mb,
-            disk_mb: capacity.disk_mb,
-            containers: capacity.containers,
-        }
+        Self { memory_mb: capacity.memory_mb, disk_mb: capacity.disk_mb, containers: capacity.containers }
     }
 }
 
 impl From<pb::Provider> for RootfsProvider {
     fn from(provider: pb::Provider) -> Self {
-        Self {
-            name: provider.name,
-            properties: provider.properties,
-        }
+        Self { name: provider.name, properties: provider.properties }
     }
 }
 
 impl From<RootfsProvider> for pb::Provider {
     fn from(provider: RootfsProvider) -> Self {
-        Self {
-            name: provider.name,
-            properties: provider.properties,
-        }
+        Self { name: provider.name, properties: provider.properties }
     }
 }
 
@@ -90,24 +76,11 @@ mod tests {
             rep_address: "10.0.16.4:1801".into(),
             rep_url: "https://cell-z1-0.cell.service.cf.internal:1801".into(),
             zone: "z1".into(),
-            capacity: CellCapacity {
-                memory_mb: 16_384,
-                disk_mb: 102_400,
-                containers: 250,
-            },
+            capacity: CellCapacity { memory_mb: 16_384, disk_mb: 102_400, containers: 250 },
             rootfs_providers: vec![
-                RootfsProvider {
-                    name: "preloaded".into(),
-                    properties: vec!["cflinuxfs4".into()],
-                },
-                RootfsProvider {
-                    name: "preloaded+layer".into(),
-                    properties: vec!["cflinuxfs4".into()],
-                },
-                RootfsProvider {
-                    name: "docker".into(),
-                    properties: vec![],
-                },
+                RootfsProvider { name: "preloaded".into(), properties: vec!["cflinuxfs4".into()] },
+                RootfsProvider { name: "preloaded+layer".into(), properties: vec!["cflinuxfs4".into()] },
+                RootfsProvider { name: "docker".into(), properties: vec![] },
             ],
             placement_tags: vec!["isolation-1".into()],
             optional_placement_tags: vec!["gpu".into()],
@@ -125,37 +98,18 @@ mod tests {
 
     #[test]
     fn cell_presence_needs_an_id_and_a_capacity() {
-        let wire = pb::CellPresence {
-            capacity: None,
-            ..cell().into()
-        };
-        assert_eq!(
-            CellPresence::try_from(wire).unwrap_err().to_string(),
-            "capacity is required"
-        );
-        let wire = pb::CellPresence {
-            cell_id: String::new(),
-            ..cell().into()
-        };
-        assert_eq!(
-            CellPresence::try_from(wire).unwrap_err().to_string(),
-            "cell_id must not be empty"
-        );
+        let wire = pb::CellPresence { capacity: None, ..cell().into() };
+        assert_eq!(CellPresence::try_from(wire).unwrap_err().to_string(), "capacity is required");
+        let wire = pb::CellPresence { cell_id: String::new(), ..cell().into() };
+        assert_eq!(CellPresence::try_from(wire).unwrap_err().to_string(), "cell_id must not be empty");
     }
 
     #[test]
     fn cell_presence_conversion_validates() {
         let wire = pb::CellPresence {
-            capacity: Some(pb::CellCapacity {
-                memory_mb: 0,
-                disk_mb: 0,
-                containers: 1,
-            }),
+            capacity: Some(pb::CellCapacity { memory_mb: 0, disk_mb: 0, containers: 1 }),
             ..cell().into()
         };
-        assert_eq!(
-            CellPresence::try_from(wire).unwrap_err().to_string(),
-            "capacity.memory_mb must be > 0"
-        );
+        assert_eq!(CellPresence::try_from(wire).unwrap_err().to_string(), "capacity.memory_mb must be > 0");
     }
 }

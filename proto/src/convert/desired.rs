@@ -10,12 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::ids::modification_tag_from_pb;
 use super::scheduling::{metric_tags_from_pb, metric_tags_to_pb, update_strategy_from_i32};
-use crate::models::validation::{
-    validate_desired_metric_tags, validate_run_info, validate_scheduling_info,
-};
-use crate::models::{
-    DesiredLrp, DomainName, MetricTagValue, ProcessGuid, RunInfo, SchedulingInfo, ValidationError,
-};
+use crate::models::validation::{validate_desired_metric_tags, validate_run_info, validate_scheduling_info};
+use crate::models::{DesiredLrp, DomainName, MetricTagValue, ProcessGuid, RunInfo, SchedulingInfo, ValidationError};
 use crate::pb::models::v1 as pb;
 
 impl TryFrom<pb::DesiredLrpRunInfo> for RunInfo {
@@ -49,11 +45,7 @@ impl TryFrom<pb::DesiredLrp> for DesiredLrp {
     fn try_from(desired: pb::DesiredLrp) -> Result<Self, Self::Error> {
         let process_guid = ProcessGuid::parse(desired.process_guid.as_str())?;
         let domain = DomainName::parse(desired.domain.as_str())?;
-        let volume_placement = desired
-            .volume_mounts
-            .iter()
-            .map(|mount| mount.driver.clone())
-            .collect();
+        let volume_placement = desired.volume_mounts.iter().map(|mount| mount.driver.clone()).collect();
         let scheduling = SchedulingInfo {
             process_guid,
             domain,
@@ -108,21 +100,13 @@ impl TryFrom<pb::DesiredLrp> for DesiredLrp {
         })?;
         let metric_tags = metric_tags_from_pb(desired.metric_tags)?;
         validate_desired_metric_tags(&metric_tags, &run_info.as_pb().metrics_guid)?;
-        Ok(Self {
-            scheduling,
-            run_info,
-            metric_tags,
-        })
+        Ok(Self { scheduling, run_info, metric_tags })
     }
 }
 
 impl From<DesiredLrp> for pb::DesiredLrp {
     fn from(desired: DesiredLrp) -> Self {
-        let DesiredLrp {
-            scheduling: s,
-            run_info,
-            metric_tags,
-        } = desired;
+        let DesiredLrp { scheduling: s, run_info, metric_tags } = desired;
         let r = run_info.into_pb();
         Self {
             process_guid: s.process_guid.into_string(),
@@ -134,8 +118,7 @@ impl From<DesiredLrp> for pb::DesiredLrp {
             action: r.action,
             start_timeout_ms: r.start_timeout_ms,
             // Validation keeps it within u32; saturate rather than panic if it ever is not.
-            deprecated_start_timeout_s: u32::try_from(r.deprecated_start_timeout_s.max(0))
-                .unwrap_or(u32::MAX),
+            deprecated_start_timeout_s: u32::try_from(r.deprecated_start_timeout_s.max(0)).unwrap_or(u32::MAX),
             monitor: r.monitor,
             disk_mb: s.disk_mb,
             memory_mb: s.memory_mb,
@@ -182,11 +165,7 @@ pub fn routing_info_to_pb(
             log_guid: scheduling.log_guid.clone(),
         }),
         instances: scheduling.instances,
-        routes: scheduling
-            .routes
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        routes: scheduling.routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         modification_tag: Some(scheduling.modification_tag.clone().into()),
         metric_tags: metric_tags_to_pb(metric_tags),
     }
@@ -207,10 +186,7 @@ mod tests {
             domain: "cf-apps".into(),
             rootfs: "preloaded:cflinuxfs4".into(),
             instances: 3,
-            environment_variables: vec![pb::EnvironmentVariable {
-                name: "LANG".into(),
-                value: "en_US.UTF-8".into(),
-            }],
+            environment_variables: vec![pb::EnvironmentVariable { name: "LANG".into(), value: "en_US.UTF-8".into() }],
             setup: Some(fixtures::setup()),
             action: Some(fixtures::run("/bin/start")),
             start_timeout_ms: 60_000,
@@ -221,20 +197,13 @@ mod tests {
             cpu_weight: 10,
             privileged: false,
             ports: vec![8080, 2222],
-            routes: [(
-                "cf-router".to_owned(),
-                br#"[{"hostnames":["dora.example"],"port":8080}]"#.to_vec(),
-            )]
-            .into(),
+            routes: [("cf-router".to_owned(), br#"[{"hostnames":["dora.example"],"port":8080}]"#.to_vec())].into(),
             log_source: "CELL".into(),
             log_guid: "log-dora".into(),
             metrics_guid: "dora-metrics".into(),
             annotation: "{\"revision\":3}".into(),
             egress_rules: vec![fixtures::egress_rule()],
-            modification_tag: Some(pb::ModificationTag {
-                epoch: "epoch-1".into(),
-                index: 2,
-            }),
+            modification_tag: Some(pb::ModificationTag { epoch: "epoch-1".into(), index: 2 }),
             cached_dependencies: vec![pb::CachedDependency {
                 name: "lifecycle".into(),
                 from: "http://file-server/lifecycle.tgz".into(),
@@ -245,47 +214,22 @@ mod tests {
             legacy_download_user: "vcap".into(),
             trusted_system_certificates_path: "/etc/cf-system-certificates".into(),
             volume_mounts: vec![fixtures::volume_mount()],
-            network: Some(pb::Network {
-                properties: [("policy_group_id".to_owned(), "g".to_owned())].into(),
-            }),
+            network: Some(pb::Network { properties: [("policy_group_id".to_owned(), "g".to_owned())].into() }),
             placement_tags: vec!["isolation-1".into()],
             max_pids: 1024,
-            certificate_properties: Some(pb::CertificateProperties {
-                organizational_unit: vec!["app:dora".into()],
-            }),
+            certificate_properties: Some(pb::CertificateProperties { organizational_unit: vec!["app:dora".into()] }),
             image_username: String::new(),
             image_password: String::new(),
             check_definition: Some(fixtures::check_definition()),
             image_layers: vec![],
             metric_tags: [
-                (
-                    "source_id".to_owned(),
-                    pb::MetricTagValue {
-                        r#static: "dora-metrics".into(),
-                        dynamic: 0,
-                    },
-                ),
-                (
-                    "instance_id".to_owned(),
-                    pb::MetricTagValue {
-                        r#static: String::new(),
-                        dynamic: 2,
-                    },
-                ),
+                ("source_id".to_owned(), pb::MetricTagValue { r#static: "dora-metrics".into(), dynamic: 0 }),
+                ("instance_id".to_owned(), pb::MetricTagValue { r#static: String::new(), dynamic: 2 }),
             ]
             .into(),
-            sidecars: vec![pb::Sidecar {
-                action: Some(fixtures::run("/bin/envoy")),
-                disk_mb: 10,
-                memory_mb: 20,
-            }],
-            log_rate_limit: Some(pb::LogRateLimit {
-                bytes_per_second: -1,
-            }),
-            volume_mounted_files: vec![pb::File {
-                path: "/etc/app.conf".into(),
-                content: "a=1".into(),
-            }],
+            sidecars: vec![pb::Sidecar { action: Some(fixtures::run("/bin/envoy")), disk_mb: 10, memory_mb: 20 }],
+            log_rate_limit: Some(pb::LogRateLimit { bytes_per_second: -1 }),
+            volume_mounted_files: vec![pb::File { path: "/etc/app.conf".into(), content: "a=1".into() }],
             update_strategy: 0,
         }
     }
@@ -295,38 +239,19 @@ mod tests {
         let desired = DesiredLrp::try_from(wire()).unwrap();
         let s = &desired.scheduling;
         assert_eq!(s.process_guid.as_str(), "dora-1");
-        assert_eq!(
-            (s.instances, s.memory_mb, s.disk_mb, s.max_pids),
-            (3, 256, 1024, 1024)
-        );
+        assert_eq!((s.instances, s.memory_mb, s.disk_mb, s.max_pids), (3, 256, 1024, 1024));
         assert_eq!(s.volume_placement, vec!["nfsv3driver".to_owned()]);
-        assert_eq!(
-            s.modification_tag,
-            ModificationTag {
-                epoch: "epoch-1".into(),
-                index: 2
-            }
-        );
+        assert_eq!(s.modification_tag, ModificationTag { epoch: "epoch-1".into(), index: 2 });
         assert_eq!(s.update_strategy, UpdateStrategy::Rolling);
         let r = desired.run_info.as_pb();
         let key = r.desired_lrp_key.clone().unwrap();
         assert_eq!(
-            (
-                key.process_guid.as_str(),
-                key.domain.as_str(),
-                key.log_guid.as_str()
-            ),
+            (key.process_guid.as_str(), key.domain.as_str(), key.log_guid.as_str()),
             ("dora-1", "cf-apps", "log-dora")
         );
-        assert_eq!(
-            (r.start_timeout_ms, r.deprecated_start_timeout_s),
-            (60_000, 60)
-        );
+        assert_eq!((r.start_timeout_ms, r.deprecated_start_timeout_s), (60_000, 60));
         assert!(r.metric_tags.is_empty());
-        assert_eq!(
-            desired.metric_tags.get("instance_id"),
-            Some(&MetricTagValue::InstanceGuid)
-        );
+        assert_eq!(desired.metric_tags.get("instance_id"), Some(&MetricTagValue::InstanceGuid));
     }
 
     #[test]
@@ -340,34 +265,17 @@ mod tests {
     #[test]
     fn desired_lrp_conversion_validates_every_part() {
         let cases: [Case; 6] = [
-            (
-                |d| d.process_guid = "a b".into(),
-                "process_guid must match [A-Za-z0-9_-]+",
-            ),
+            (|d| d.process_guid = "a b".into(), "process_guid must match [A-Za-z0-9_-]+"),
             (|d| d.domain = String::new(), "domain must not be empty"),
-            (
-                |d| d.rootfs = "cflinuxfs4".into(),
-                "rootfs must be a url with a scheme",
-            ),
+            (|d| d.rootfs = "cflinuxfs4".into(), "rootfs must be a url with a scheme"),
             (|d| d.action = None, "action is required"),
-            (
-                |d| d.update_strategy = 7,
-                "update_strategy must be ROLLING or RECREATE",
-            ),
-            (
-                |d| d.metrics_guid = "other".into(),
-                "metric_tags.source_id must equal metrics_guid",
-            ),
+            (|d| d.update_strategy = 7, "update_strategy must be ROLLING or RECREATE"),
+            (|d| d.metrics_guid = "other".into(), "metric_tags.source_id must equal metrics_guid"),
         ];
         for (mutate, message) in cases {
             let mut bad = wire();
             mutate(&mut bad);
-            assert_eq!(
-                DesiredLrp::try_from(bad)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Err(message.to_owned())
-            );
+            assert_eq!(DesiredLrp::try_from(bad).map(|_| ()).map_err(|e| e.to_string()), Err(message.to_owned()));
         }
     }
 
@@ -378,15 +286,9 @@ mod tests {
         blob.created_at = 1_700_000_000_000_000_000;
         let stamped = run_info_from_pb(blob.clone()).unwrap();
         assert_eq!(stamped.as_pb().created_at, 1_700_000_000_000_000_000);
-        assert_eq!(
-            RunInfo::try_from(pb::DesiredLrpRunInfo::from(stamped.clone())),
-            Ok(stamped)
-        );
+        assert_eq!(RunInfo::try_from(pb::DesiredLrpRunInfo::from(stamped.clone())), Ok(stamped));
         blob.desired_lrp_key = None;
-        assert_eq!(
-            run_info_from_pb(blob).unwrap_err().to_string(),
-            "desired_lrp_key is required"
-        );
+        assert_eq!(run_info_from_pb(blob).unwrap_err().to_string(), "desired_lrp_key is required");
     }
 
     #[test]

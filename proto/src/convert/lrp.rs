@@ -2,9 +2,7 @@
 
 use super::ids::{actual_lrp_key_from_pb, instance_key_from_pb, modification_tag_from_pb};
 use crate::models::validation::validate_actual_lrp;
-use crate::models::{
-    ActualLrp, ActualLrpState, NetInfo, PortMapping, PreferredAddress, Presence, ValidationError,
-};
+use crate::models::{ActualLrp, ActualLrpState, NetInfo, PortMapping, PreferredAddress, Presence, ValidationError};
 use crate::pb::models::v1 as pb;
 
 impl From<pb::PortMapping> for PortMapping {
@@ -55,12 +53,9 @@ impl TryFrom<pb::ActualLrpNetInfo> for NetInfo {
 
     /// Refuses an unknown `preferred_address`.
     fn try_from(net: pb::ActualLrpNetInfo) -> Result<Self, Self::Error> {
-        let preferred_address =
-            pb::actual_lrp_net_info::PreferredAddress::try_from(net.preferred_address)
-                .map_err(|_| {
-                    ValidationError::new("preferred_address", "must be UNKNOWN, INSTANCE or HOST")
-                })?
-                .into();
+        let preferred_address = pb::actual_lrp_net_info::PreferredAddress::try_from(net.preferred_address)
+            .map_err(|_| ValidationError::new("preferred_address", "must be UNKNOWN, INSTANCE or HOST"))?
+            .into();
         Ok(Self {
             address: net.address,
             ports: net.ports.into_iter().map(PortMapping::from).collect(),
@@ -77,9 +72,7 @@ impl From<NetInfo> for pb::ActualLrpNetInfo {
             address: net.address,
             ports: net.ports.into_iter().map(pb::PortMapping::from).collect(),
             instance_address: net.instance_address,
-            preferred_address: pb::actual_lrp_net_info::PreferredAddress::from(
-                net.preferred_address,
-            ) as i32,
+            preferred_address: pb::actual_lrp_net_info::PreferredAddress::from(net.preferred_address) as i32,
             instance_ipv6_address: net.instance_ipv6_address,
         }
     }
@@ -87,15 +80,11 @@ impl From<NetInfo> for pb::ActualLrpNetInfo {
 
 /// An optional `actual_lrp_net_info` field: absent or all-default (how Go clients send "no net
 /// info") is `None`; errors are prefixed `actual_lrp_net_info.`.
-pub fn net_info_from_pb(
-    net: Option<pb::ActualLrpNetInfo>,
-) -> Result<Option<NetInfo>, ValidationError> {
+pub fn net_info_from_pb(net: Option<pb::ActualLrpNetInfo>) -> Result<Option<NetInfo>, ValidationError> {
     match net {
         None => Ok(None),
         Some(net) if net == pb::ActualLrpNetInfo::default() => Ok(None),
-        Some(net) => NetInfo::try_from(net)
-            .map(Some)
-            .map_err(|e| e.within("actual_lrp_net_info")),
+        Some(net) => NetInfo::try_from(net).map(Some).map_err(|e| e.within("actual_lrp_net_info")),
     }
 }
 
@@ -117,18 +106,16 @@ pub fn actual_lrp_state_from_i32(state: i32) -> Result<ActualLrpState, Validatio
         Ok(pb::ActualLrpState::Claimed) => Ok(ActualLrpState::Claimed),
         Ok(pb::ActualLrpState::Running) => Ok(ActualLrpState::Running),
         Ok(pb::ActualLrpState::Crashed) => Ok(ActualLrpState::Crashed),
-        Ok(pb::ActualLrpState::Invalid) | Err(_) => Err(ValidationError::new(
-            "state",
-            "must be one of UNCLAIMED, CLAIMED, RUNNING, CRASHED",
-        )),
+        Ok(pb::ActualLrpState::Invalid) | Err(_) => {
+            Err(ValidationError::new("state", "must be one of UNCLAIMED, CLAIMED, RUNNING, CRASHED"))
+        }
     }
 }
 
 /// The `presence` integer of a wire actual LRP; unknown values are errors.
 fn presence_from_i32(presence: i32) -> Result<Presence, ValidationError> {
-    Presence::from_i32(presence).ok_or_else(|| {
-        ValidationError::new("presence", "must be one of ORDINARY, EVACUATING, SUSPECT")
-    })
+    Presence::from_i32(presence)
+        .ok_or_else(|| ValidationError::new("presence", "must be one of ORDINARY, EVACUATING, SUSPECT"))
 }
 
 impl TryFrom<pb::ActualLrp> for ActualLrp {
@@ -148,11 +135,7 @@ impl TryFrom<pb::ActualLrp> for ActualLrp {
             since: lrp.since,
             modification_tag: modification_tag_from_pb(lrp.modification_tag),
             presence: presence_from_i32(lrp.presence)?,
-            internal_routes: lrp
-                .actual_lrp_internal_routes
-                .into_iter()
-                .map(|route| route.hostname)
-                .collect(),
+            internal_routes: lrp.actual_lrp_internal_routes.into_iter().map(|route| route.hostname).collect(),
             metric_tags: lrp.metric_tags.into_iter().collect(),
             routable: lrp.routable.unwrap_or(false),
             availability_zone: lrp.availability_zone,
@@ -208,19 +191,14 @@ pub fn actual_lrp_info_to_pb(lrp: &ActualLrp) -> pb::ActualLrpInfo {
 mod tests {
     use super::*;
     use crate::models::{
-        ActualLrpInstanceKey, ActualLrpKey, CellId, DomainName, InstanceGuid, ModificationTag,
-        ProcessGuid,
+        ActualLrpInstanceKey, ActualLrpKey, CellId, DomainName, InstanceGuid, ModificationTag, ProcessGuid,
     };
 
     fn net_info() -> NetInfo {
         NetInfo {
             address: "10.0.16.4".into(),
             ports: vec![
-                PortMapping {
-                    container_port: 8080,
-                    host_port: 61001,
-                    ..Default::default()
-                },
+                PortMapping { container_port: 8080, host_port: 61001, ..Default::default() },
                 PortMapping {
                     container_port: 2222,
                     host_port: 61002,
@@ -251,10 +229,7 @@ mod tests {
             state: ActualLrpState::Running,
             placement_error: String::new(),
             since: 1_700_000_000_000_000_000,
-            modification_tag: ModificationTag {
-                epoch: "epoch-1".into(),
-                index: 4,
-            },
+            modification_tag: ModificationTag { epoch: "epoch-1".into(), index: 4 },
             presence: Presence::Evacuating,
             internal_routes: vec!["web-1.apps.internal".into()],
             metric_tags: [("app_name".to_owned(), "dora".to_owned())].into(),
@@ -274,18 +249,12 @@ mod tests {
     #[test]
     fn an_absent_or_empty_net_info_is_none() {
         assert_eq!(net_info_from_pb(None), Ok(None));
-        assert_eq!(
-            net_info_from_pb(Some(pb::ActualLrpNetInfo::default())),
-            Ok(None)
-        );
+        assert_eq!(net_info_from_pb(Some(pb::ActualLrpNetInfo::default())), Ok(None));
     }
 
     #[test]
     fn an_unknown_preferred_address_is_refused() {
-        let wire = pb::ActualLrpNetInfo {
-            preferred_address: 3,
-            ..net_info().into()
-        };
+        let wire = pb::ActualLrpNetInfo { preferred_address: 3, ..net_info().into() };
         assert_eq!(
             net_info_from_pb(Some(wire)).unwrap_err().to_string(),
             "actual_lrp_net_info.preferred_address must be UNKNOWN, INSTANCE or HOST"
@@ -294,11 +263,7 @@ mod tests {
 
     #[test]
     fn every_preferred_address_round_trips() {
-        for address in [
-            PreferredAddress::Unknown,
-            PreferredAddress::Instance,
-            PreferredAddress::Host,
-        ] {
+        for address in [PreferredAddress::Unknown, PreferredAddress::Instance, PreferredAddress::Host] {
             let wire = pb::actual_lrp_net_info::PreferredAddress::from(address);
             assert_eq!(PreferredAddress::from(wire), address);
         }
@@ -334,10 +299,7 @@ mod tests {
     #[test]
     fn an_invalid_or_unknown_state_is_refused() {
         for state in [0, 5, -1] {
-            let wire = pb::ActualLrp {
-                state,
-                ..running().into()
-            };
+            let wire = pb::ActualLrp { state, ..running().into() };
             assert_eq!(
                 ActualLrp::try_from(wire).unwrap_err().to_string(),
                 "state must be one of UNCLAIMED, CLAIMED, RUNNING, CRASHED"
@@ -347,10 +309,7 @@ mod tests {
 
     #[test]
     fn an_unknown_presence_is_refused() {
-        let wire = pb::ActualLrp {
-            presence: 3,
-            ..running().into()
-        };
+        let wire = pb::ActualLrp { presence: 3, ..running().into() };
         assert_eq!(
             ActualLrp::try_from(wire).unwrap_err().to_string(),
             "presence must be one of ORDINARY, EVACUATING, SUSPECT"
@@ -359,31 +318,19 @@ mod tests {
 
     #[test]
     fn a_missing_key_is_required() {
-        let wire = pb::ActualLrp {
-            actual_lrp_key: None,
-            ..running().into()
-        };
-        assert_eq!(
-            ActualLrp::try_from(wire).unwrap_err().to_string(),
-            "actual_lrp_key is required"
-        );
+        let wire = pb::ActualLrp { actual_lrp_key: None, ..running().into() };
+        assert_eq!(ActualLrp::try_from(wire).unwrap_err().to_string(), "actual_lrp_key is required");
     }
 
     #[test]
     fn a_missing_routable_is_false() {
-        let wire = pb::ActualLrp {
-            routable: None,
-            ..running().into()
-        };
+        let wire = pb::ActualLrp { routable: None, ..running().into() };
         assert!(!ActualLrp::try_from(wire).unwrap().routable);
     }
 
     #[test]
     fn conversion_checks_the_state_invariants() {
-        let wire = pb::ActualLrp {
-            actual_lrp_net_info: None,
-            ..running().into()
-        };
+        let wire = pb::ActualLrp { actual_lrp_net_info: None, ..running().into() };
         assert_eq!(
             ActualLrp::try_from(wire).unwrap_err().to_string(),
             "actual_lrp_net_info.address is required when state is RUNNING"

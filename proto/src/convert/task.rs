@@ -2,9 +2,7 @@
 
 use super::required;
 use crate::models::validation::{validate_task, validate_task_definition};
-use crate::models::{
-    CellId, DomainName, Task, TaskDefinition, TaskGuid, TaskState, ValidationError,
-};
+use crate::models::{CellId, DomainName, Task, TaskDefinition, TaskGuid, TaskState, ValidationError};
 use crate::pb::models::v1 as pb;
 
 impl TryFrom<pb::TaskDefinition> for TaskDefinition {
@@ -24,20 +22,14 @@ impl From<TaskDefinition> for pb::TaskDefinition {
 }
 
 /// A task definition from the wire or from the db crate's blob, validated.
-pub fn task_definition_from_pb(
-    definition: pb::TaskDefinition,
-) -> Result<TaskDefinition, ValidationError> {
+pub fn task_definition_from_pb(definition: pb::TaskDefinition) -> Result<TaskDefinition, ValidationError> {
     TaskDefinition::try_from(definition)
 }
 
 /// The `state` integer of a wire task; 0 (invalid) and unknown values are errors.
 pub fn task_state_from_i32(state: i32) -> Result<TaskState, ValidationError> {
-    TaskState::from_i32(state).ok_or_else(|| {
-        ValidationError::new(
-            "state",
-            "must be one of PENDING, RUNNING, COMPLETED, RESOLVING",
-        )
-    })
+    TaskState::from_i32(state)
+        .ok_or_else(|| ValidationError::new("state", "must be one of PENDING, RUNNING, COMPLETED, RESOLVING"))
 }
 
 impl TryFrom<pb::Task> for Task {
@@ -46,14 +38,9 @@ impl TryFrom<pb::Task> for Task {
     /// Needs a valid `task_definition`, task guid and domain and a known state; an empty
     /// `cell_id` is `None`. Checks [`validate_task`].
     fn try_from(task: pb::Task) -> Result<Self, Self::Error> {
-        let definition =
-            TaskDefinition::try_from(required(task.task_definition, "task_definition")?)
-                .map_err(|e| e.within("task_definition"))?;
-        let cell_id = if task.cell_id.is_empty() {
-            None
-        } else {
-            Some(CellId::parse(task.cell_id)?)
-        };
+        let definition = TaskDefinition::try_from(required(task.task_definition, "task_definition")?)
+            .map_err(|e| e.within("task_definition"))?;
+        let cell_id = if task.cell_id.is_empty() { None } else { Some(CellId::parse(task.cell_id)?) };
         let converted = Self {
             task_guid: TaskGuid::parse(task.task_guid)?,
             domain: DomainName::parse(task.domain)?,
@@ -105,10 +92,7 @@ mod tests {
     fn definition_wire() -> pb::TaskDefinition {
         pb::TaskDefinition {
             root_fs: "docker:///cloudfoundry/diego-docker-app".into(),
-            environment_variables: vec![pb::EnvironmentVariable {
-                name: "A".into(),
-                value: "1".into(),
-            }],
+            environment_variables: vec![pb::EnvironmentVariable { name: "A".into(), value: "1".into() }],
             action: Some(fixtures::setup()),
             disk_mb: 1024,
             memory_mb: 512,
@@ -118,8 +102,7 @@ mod tests {
             log_guid: "log-t".into(),
             metrics_guid: "metrics-t".into(),
             result_file: "/tmp/result.json".into(),
-            completion_callback_url: "https://cloud-controller.example/internal/v4/tasks/t-1"
-                .into(),
+            completion_callback_url: "https://cloud-controller.example/internal/v4/tasks/t-1".into(),
             annotation: "{\"task\":\"migrate\"}".into(),
             egress_rules: vec![fixtures::egress_rule()],
             volume_mounts: vec![fixtures::volume_mount()],
@@ -127,17 +110,9 @@ mod tests {
             max_pids: 100,
             image_username: "registry-user".into(),
             image_password: "registry-pass".into(),
-            log_rate_limit: Some(pb::LogRateLimit {
-                bytes_per_second: 4096,
-            }),
-            metric_tags: [(
-                "source_id".to_owned(),
-                pb::MetricTagValue {
-                    r#static: "metrics-t".into(),
-                    dynamic: 0,
-                },
-            )]
-            .into(),
+            log_rate_limit: Some(pb::LogRateLimit { bytes_per_second: 4096 }),
+            metric_tags: [("source_id".to_owned(), pb::MetricTagValue { r#static: "metrics-t".into(), dynamic: 0 })]
+                .into(),
             ..Default::default()
         }
     }
@@ -163,22 +138,10 @@ mod tests {
     #[test]
     fn task_definition_round_trips_and_validates() {
         let definition = task_definition_from_pb(definition_wire()).unwrap();
-        assert_eq!(
-            pb::TaskDefinition::from(definition.clone()),
-            definition_wire()
-        );
-        assert_eq!(
-            TaskDefinition::try_from(pb::TaskDefinition::from(definition.clone())),
-            Ok(definition)
-        );
-        let bad = pb::TaskDefinition {
-            action: None,
-            ..definition_wire()
-        };
-        assert_eq!(
-            task_definition_from_pb(bad).unwrap_err().to_string(),
-            "action is required"
-        );
+        assert_eq!(pb::TaskDefinition::from(definition.clone()), definition_wire());
+        assert_eq!(TaskDefinition::try_from(pb::TaskDefinition::from(definition.clone())), Ok(definition));
+        let bad = pb::TaskDefinition { action: None, ..definition_wire() };
+        assert_eq!(task_definition_from_pb(bad).unwrap_err().to_string(), "action is required");
     }
 
     #[test]
@@ -215,35 +178,18 @@ mod tests {
         let cases: [Case; 6] = [
             (|t| t.task_definition = None, "task_definition is required"),
             (
-                |t| {
-                    t.task_definition = Some(pb::TaskDefinition {
-                        root_fs: String::new(),
-                        ..definition_wire()
-                    })
-                },
+                |t| t.task_definition = Some(pb::TaskDefinition { root_fs: String::new(), ..definition_wire() }),
                 "task_definition.root_fs must not be empty",
             ),
-            (
-                |t| t.task_guid = "t/1".into(),
-                "task_guid must match [A-Za-z0-9_-]+",
-            ),
+            (|t| t.task_guid = "t/1".into(), "task_guid must match [A-Za-z0-9_-]+"),
             (|t| t.domain = String::new(), "domain must not be empty"),
-            (
-                |t| t.state = 0,
-                "state must be one of PENDING, RUNNING, COMPLETED, RESOLVING",
-            ),
-            (
-                |t| t.cell_id = String::new(),
-                "cell_id is required when state is RUNNING",
-            ),
+            (|t| t.state = 0, "state must be one of PENDING, RUNNING, COMPLETED, RESOLVING"),
+            (|t| t.cell_id = String::new(), "cell_id is required when state is RUNNING"),
         ];
         for (mutate, message) in cases {
             let mut bad = pb::Task::from(task());
             mutate(&mut bad);
-            assert_eq!(
-                Task::try_from(bad).map(|_| ()).map_err(|e| e.to_string()),
-                Err(message.to_owned())
-            );
+            assert_eq!(Task::try_from(bad).map(|_| ()).map_err(|e| e.to_string()), Err(message.to_owned()));
         }
     }
 }

@@ -144,12 +144,7 @@ pub fn valid_combination(state: ActualLrpState, presence: Presence) -> bool {
 /// UNCLAIMED for an immediate restart is decided by
 /// [`CrashPolicy::restart_immediately`](crate::lifecycle::crash::CrashPolicy::restart_immediately)
 /// on the new crash count.
-pub fn decide(
-    state: ActualLrpState,
-    presence: Presence,
-    key: KeyMatch,
-    cmd: Command,
-) -> Result<Verdict, ErrorCode> {
+pub fn decide(state: ActualLrpState, presence: Presence, key: KeyMatch, cmd: Command) -> Result<Verdict, ErrorCode> {
     if !valid_combination(state, presence) {
         return Err(ErrorCode::InvalidRecord);
     }
@@ -401,10 +396,7 @@ mod tests {
         let rows = Presence::ALL.len() * ActualLrpState::ALL.len() * Command::ALL.len();
         assert_eq!(TABLE.len(), rows);
         for (i, (p, s, c, _)) in TABLE.iter().enumerate() {
-            let duplicates = TABLE[i + 1..]
-                .iter()
-                .filter(|(p2, s2, c2, _)| (p2, s2, c2) == (p, s, c))
-                .count();
+            let duplicates = TABLE[i + 1..].iter().filter(|(p2, s2, c2, _)| (p2, s2, c2) == (p, s, c)).count();
             assert_eq!(duplicates, 0, "row {p:?} {s:?} {c:?} is listed twice");
         }
     }
@@ -441,21 +433,14 @@ mod tests {
             (EVAC, Unclaimed, false), (EVAC, Claimed, false), (EVAC, Running, true),  (EVAC, Crashed, false),
             (SUSP, Unclaimed, false), (SUSP, Claimed, true),  (SUSP, Running, true),  (SUSP, Crashed, false),
         ];
-        assert_eq!(
-            expected.len(),
-            Presence::ALL.len() * ActualLrpState::ALL.len()
-        );
+        assert_eq!(expected.len(), Presence::ALL.len() * ActualLrpState::ALL.len());
         for presence in Presence::ALL {
             for state in ActualLrpState::ALL {
                 let (_, _, valid) = expected
                     .iter()
                     .find(|(p, s, _)| (*p, *s) == (presence, state))
                     .expect("every combination is listed");
-                assert_eq!(
-                    valid_combination(state, presence),
-                    *valid,
-                    "{presence:?} {state:?}"
-                );
+                assert_eq!(valid_combination(state, presence), *valid, "{presence:?} {state:?}");
             }
         }
     }

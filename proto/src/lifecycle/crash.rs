@@ -54,13 +54,7 @@ impl CrashPolicy {
     /// It is 1 if the row was RUNNING and `now_ns - since_ns` is strictly greater than
     /// [`reset_after`](Self::reset_after); otherwise it is `previous_count + 1`. The result
     /// saturates at `i32::MAX`. A negative stored count, which is invalid, counts as 0.
-    pub fn next_crash_count(
-        &self,
-        was_running: bool,
-        previous_count: i32,
-        since_ns: i64,
-        now_ns: i64,
-    ) -> i32 {
+    pub fn next_crash_count(&self, was_running: bool, previous_count: i32, since_ns: i64, now_ns: i64) -> i32 {
         if was_running && elapsed_ns(since_ns, now_ns) > duration_ns(self.reset_after) {
             1
         } else {
@@ -92,10 +86,8 @@ impl CrashPolicy {
             return None;
         }
         // Non-negative here because crash_count >= immediate_restarts_below.
-        let exponent = crash_count
-            .saturating_sub(self.immediate_restarts_below)
-            .unsigned_abs()
-            .min(self.max_backoff_exponent);
+        let exponent =
+            crash_count.saturating_sub(self.immediate_restarts_below).unsigned_abs().min(self.max_backoff_exponent);
         let wait = 1u32
             .checked_shl(exponent)
             .and_then(|factor| self.base_backoff.checked_mul(factor))
@@ -175,11 +167,7 @@ mod tests {
     fn restart_immediately_and_backoff_follow_the_table() {
         let p = CrashPolicy::default();
         for &(count, immediate, backoff) in COUNTS {
-            assert_eq!(
-                p.restart_immediately(count),
-                immediate,
-                "restart_immediately({count})"
-            );
+            assert_eq!(p.restart_immediately(count), immediate, "restart_immediately({count})");
             assert_eq!(p.backoff(count), backoff, "backoff({count})");
         }
     }
@@ -265,10 +253,7 @@ mod tests {
         assert!(!p.should_restart(8, i64::MAX, i64::MIN));
         assert_eq!(p.next_crash_count(true, 3, i64::MIN, i64::MAX), 1);
         assert_eq!(p.next_crash_count(true, 3, i64::MAX, i64::MIN), 4);
-        assert_eq!(
-            p.next_crash_count(true, i32::MAX, i64::MAX, i64::MIN),
-            i32::MAX
-        );
+        assert_eq!(p.next_crash_count(true, i32::MAX, i64::MAX, i64::MIN), i32::MAX);
         assert!(!p.should_restart(i32::MAX, i64::MIN, i64::MAX));
         assert!(p.should_restart(i32::MIN, i64::MAX, i64::MIN));
     }

@@ -40,12 +40,8 @@ impl TaskEvent {
     pub const ALL: [TaskEvent; 10] = [
         TaskEvent::Start { same_cell: true },
         TaskEvent::Start { same_cell: false },
-        TaskEvent::Reject {
-            retries_exhausted: true,
-        },
-        TaskEvent::Reject {
-            retries_exhausted: false,
-        },
+        TaskEvent::Reject { retries_exhausted: true },
+        TaskEvent::Reject { retries_exhausted: false },
         TaskEvent::Complete { same_cell: true },
         TaskEvent::Complete { same_cell: false },
         TaskEvent::Cancel,
@@ -85,23 +81,15 @@ pub fn decide(state: TaskState, event: TaskEvent) -> Result<TaskVerdict, ErrorCo
         (TaskEvent::Start { .. }, _) => Err(ErrorCode::InvalidStateTransition),
 
         (TaskEvent::Reject { retries_exhausted }, Pending | Running) => {
-            Ok(TaskVerdict::Write(if retries_exhausted {
-                Completed
-            } else {
-                Pending
-            }))
+            Ok(TaskVerdict::Write(if retries_exhausted { Completed } else { Pending }))
         }
         (TaskEvent::Reject { .. }, _) => Err(ErrorCode::InvalidRequest),
 
         (TaskEvent::Complete { same_cell: true }, Running) => Ok(TaskVerdict::Write(Completed)),
-        (TaskEvent::Complete { same_cell: false }, Running) => {
-            Err(ErrorCode::RunningOnDifferentCell)
-        }
+        (TaskEvent::Complete { same_cell: false }, Running) => Err(ErrorCode::RunningOnDifferentCell),
         (TaskEvent::Complete { .. }, _) => Err(ErrorCode::InvalidStateTransition),
 
-        (TaskEvent::Cancel | TaskEvent::Fail, Pending | Running) => {
-            Ok(TaskVerdict::Write(Completed))
-        }
+        (TaskEvent::Cancel | TaskEvent::Fail, Pending | Running) => Ok(TaskVerdict::Write(Completed)),
         (TaskEvent::Cancel | TaskEvent::Fail, _) => Err(ErrorCode::InvalidStateTransition),
 
         (TaskEvent::Resolving, Completed) => Ok(TaskVerdict::Write(Resolving)),
@@ -130,12 +118,8 @@ mod tests {
 
     const START_SAME: TaskEvent = TaskEvent::Start { same_cell: true };
     const START_OTHER: TaskEvent = TaskEvent::Start { same_cell: false };
-    const REJECT_LAST: TaskEvent = TaskEvent::Reject {
-        retries_exhausted: true,
-    };
-    const REJECT: TaskEvent = TaskEvent::Reject {
-        retries_exhausted: false,
-    };
+    const REJECT_LAST: TaskEvent = TaskEvent::Reject { retries_exhausted: true };
+    const REJECT: TaskEvent = TaskEvent::Reject { retries_exhausted: false };
     const COMPLETE_SAME: TaskEvent = TaskEvent::Complete { same_cell: true };
     const COMPLETE_OTHER: TaskEvent = TaskEvent::Complete { same_cell: false };
     const CANCEL: TaskEvent = TaskEvent::Cancel;
@@ -205,10 +189,7 @@ mod tests {
     fn table_lists_every_state_and_event_once() {
         assert_eq!(TABLE.len(), TaskState::ALL.len() * TaskEvent::ALL.len());
         for (i, (s, e, _)) in TABLE.iter().enumerate() {
-            assert!(
-                !TABLE[i + 1..].iter().any(|(s2, e2, _)| (s2, e2) == (s, e)),
-                "row {s:?} {e:?} is listed twice"
-            );
+            assert!(!TABLE[i + 1..].iter().any(|(s2, e2, _)| (s2, e2) == (s, e)), "row {s:?} {e:?} is listed twice");
         }
     }
 
@@ -221,11 +202,7 @@ mod tests {
                     .iter()
                     .find(|(s, e, _)| (*s, *e) == (state, event))
                     .unwrap_or_else(|| panic!("no row for {state:?} {event:?}"));
-                assert_eq!(
-                    decide(state, event),
-                    *expected,
-                    "decide({state:?}, {event:?})"
-                );
+                assert_eq!(decide(state, event), *expected, "decide({state:?}, {event:?})");
                 checked += 1;
             }
         }
@@ -240,11 +217,7 @@ mod tests {
             (0, 0, true), (i32::MAX, 3, true), (i32::MIN, 3, false), (i32::MAX, i32::MAX, true),
         ];
         for (before, max, expected) in cases {
-            assert_eq!(
-                retries_exhausted(before, max),
-                expected,
-                "retries_exhausted({before}, {max})"
-            );
+            assert_eq!(retries_exhausted(before, max), expected, "retries_exhausted({before}, {max})");
         }
     }
 }

@@ -19,8 +19,7 @@ pub enum ActualLrpState {
 
 impl ActualLrpState {
     /// Every state, for exhaustive tests.
-    pub const ALL: [ActualLrpState; 4] =
-        [Self::Unclaimed, Self::Claimed, Self::Running, Self::Crashed];
+    pub const ALL: [ActualLrpState; 4] = [Self::Unclaimed, Self::Claimed, Self::Running, Self::Crashed];
 
     /// Diego's string form, as stored in the `state` column.
     pub fn as_str(self) -> &'static str {

@@ -124,10 +124,7 @@ mod tests {
         assert!(ProcessGuid::parse("abc-DEF_123").is_ok());
         let err = ProcessGuid::parse("a/b").unwrap_err();
         assert_eq!(err.to_string(), "process_guid must match [A-Za-z0-9_-]+");
-        assert_eq!(
-            ProcessGuid::parse("").unwrap_err().to_string(),
-            "process_guid must not be empty"
-        );
+        assert_eq!(ProcessGuid::parse("").unwrap_err().to_string(), "process_guid must not be empty");
         assert!(ProcessGuid::parse("x".repeat(256)).is_err());
         assert!(ProcessGuid::parse("x".repeat(255)).is_ok());
     }

@@ -28,10 +28,7 @@ macro_rules! rule_test {
             #[allow(unused_mut)]
             let mut $v = good;
             $mutate;
-            assert_eq!(
-                $validate(&$v).map_err(|e| e.to_string()),
-                Err(String::from($message))
-            );
+            assert_eq!($validate(&$v).map_err(|e| e.to_string()), Err(String::from($message)));
         }
     };
 }
@@ -47,8 +44,8 @@ pub use action::{validate_action, validate_check_definition};
 pub use cell::validate_cell_presence;
 pub(crate) use desired::check_pb_metric_tag;
 pub use desired::{
-    validate_desired_metric_tags, validate_metric_tag_value, validate_run_info,
-    validate_scheduling_info, validate_update,
+    validate_desired_metric_tags, validate_metric_tag_value, validate_run_info, validate_scheduling_info,
+    validate_update,
 };
 pub use lrp::validate_actual_lrp;
 pub use runtime::{validate_egress_rule, validate_image_credentials};
@@ -78,10 +75,7 @@ pub fn truncate_reason(reason: &str) -> String {
         return reason.to_owned();
     }
     let keep = MAX_REASON_CHARS.saturating_sub(TRUNCATED_SUFFIX.chars().count());
-    let cut = reason
-        .char_indices()
-        .nth(keep)
-        .map_or(reason.len(), |(at, _)| at);
+    let cut = reason.char_indices().nth(keep).map_or(reason.len(), |(at, _)| at);
     let mut truncated = reason.get(..cut).unwrap_or_default().to_owned();
     truncated.push_str(TRUNCATED_SUFFIX);
     truncated
@@ -94,9 +88,7 @@ pub(crate) fn has_url_scheme(url: &str) -> bool {
         return false;
     };
     let mut chars = scheme.chars();
-    chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic())
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
@@ -122,27 +114,17 @@ pub(crate) fn check_rootfs(field: &str, rootfs: &str) -> Result<(), ValidationEr
 /// `annotation` must fit [`MAX_ANNOTATION_BYTES`].
 pub(crate) fn check_annotation(annotation: &str) -> Result<(), ValidationError> {
     if annotation.len() > MAX_ANNOTATION_BYTES {
-        return Err(ValidationError::new(
-            "annotation",
-            "must be at most 10240 bytes",
-        ));
+        return Err(ValidationError::new("annotation", "must be at most 10240 bytes"));
     }
     Ok(())
 }
 
 /// The route values must total at most [`MAX_ROUTES_BYTES`]. Mirrors Diego, which sums the
 /// values (the opaque JSON) and not the provider names.
-pub(crate) fn check_routes<'a>(
-    values: impl IntoIterator<Item = &'a Vec<u8>>,
-) -> Result<(), ValidationError> {
-    let total = values
-        .into_iter()
-        .fold(0_usize, |sum, value| sum.saturating_add(value.len()));
+pub(crate) fn check_routes<'a>(values: impl IntoIterator<Item = &'a Vec<u8>>) -> Result<(), ValidationError> {
+    let total = values.into_iter().fold(0_usize, |sum, value| sum.saturating_add(value.len()));
     if total > MAX_ROUTES_BYTES {
-        return Err(ValidationError::new(
-            "routes",
-            "must total at most 131072 bytes",
-        ));
+        return Err(ValidationError::new("routes", "must total at most 131072 bytes"));
     }
     Ok(())
 }
@@ -150,10 +132,7 @@ pub(crate) fn check_routes<'a>(
 /// `field` must be at most [`MAX_REASON_CHARS`] characters.
 pub(crate) fn check_reason(field: &str, reason: &str) -> Result<(), ValidationError> {
     if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ValidationError::new(
-            field,
-            "must be at most 1024 characters",
-        ));
+        return Err(ValidationError::new(field, "must be at most 1024 characters"));
     }
     Ok(())
 }
@@ -189,22 +168,10 @@ mod tests {
 
     #[test]
     fn url_schemes_follow_go_url_parse() {
-        for good in [
-            "preloaded:cflinuxfs4",
-            "docker:///cloudfoundry/grace",
-            "preloaded+layer:x",
-            "extra:y",
-        ] {
+        for good in ["preloaded:cflinuxfs4", "docker:///cloudfoundry/grace", "preloaded+layer:x", "extra:y"] {
             assert!(has_url_scheme(good), "{good}");
         }
-        for bad in [
-            "",
-            "cflinuxfs4",
-            "/abs/path",
-            ":nothing",
-            "1abc:x",
-            "do cker:x",
-        ] {
+        for bad in ["", "cflinuxfs4", "/abs/path", ":nothing", "1abc:x", "do cker:x"] {
             assert!(!has_url_scheme(bad), "{bad}");
         }
     }
@@ -212,23 +179,15 @@ mod tests {
     #[test]
     fn rootfs_must_be_present_and_have_a_scheme() {
         assert_eq!(check_rootfs("rootfs", "preloaded:busybox"), Ok(()));
-        assert_eq!(
-            check_rootfs("rootfs", "").unwrap_err().to_string(),
-            "rootfs must not be empty"
-        );
-        assert_eq!(
-            check_rootfs("rootfs", "busybox").unwrap_err().to_string(),
-            "rootfs must be a url with a scheme"
-        );
+        assert_eq!(check_rootfs("rootfs", "").unwrap_err().to_string(), "rootfs must not be empty");
+        assert_eq!(check_rootfs("rootfs", "busybox").unwrap_err().to_string(), "rootfs must be a url with a scheme");
     }
 
     #[test]
     fn annotation_is_limited_to_ten_kib() {
         assert_eq!(check_annotation(&"a".repeat(MAX_ANNOTATION_BYTES)), Ok(()));
         assert_eq!(
-            check_annotation(&"a".repeat(MAX_ANNOTATION_BYTES + 1))
-                .unwrap_err()
-                .to_string(),
+            check_annotation(&"a".repeat(MAX_ANNOTATION_BYTES + 1)).unwrap_err().to_string(),
             "annotation must be at most 10240 bytes"
         );
     }
@@ -239,9 +198,7 @@ mod tests {
         assert_eq!(check_routes([&half, &half]), Ok(()));
         let one_more = vec![b'x'; 1];
         assert_eq!(
-            check_routes([&half, &half, &one_more])
-                .unwrap_err()
-                .to_string(),
+            check_routes([&half, &half, &one_more]).unwrap_err().to_string(),
             "routes must total at most 131072 bytes"
         );
     }
@@ -250,9 +207,7 @@ mod tests {
     fn reasons_longer_than_1024_chars_are_refused() {
         assert_eq!(check_reason("failure_reason", &"r".repeat(1024)), Ok(()));
         assert_eq!(
-            check_reason("failure_reason", &"r".repeat(1025))
-                .unwrap_err()
-                .to_string(),
+            check_reason("failure_reason", &"r".repeat(1025)).unwrap_err().to_string(),
             "failure_reason must be at most 1024 characters"
         );
     }
@@ -260,9 +215,6 @@ mod tests {
     #[test]
     fn negative_resources_are_refused() {
         assert_eq!(non_negative("memory_mb", 0), Ok(()));
-        assert_eq!(
-            non_negative("memory_mb", -1).unwrap_err().to_string(),
-            "memory_mb must be >= 0"
-        );
+        assert_eq!(non_negative("memory_mb", -1).unwrap_err().to_string(), "memory_mb must be >= 0");
     }
 }

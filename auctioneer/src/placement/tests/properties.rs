@@ -9,12 +9,7 @@ use crate::placement::filter::{Verdict, verdict};
 
 const GUIDS: [&str; 5] = ["app-a", "app-b", "app-c", "app-d", "app-e"];
 const TAGS: [&str; 3] = ["gpu", "ssd", "edge"];
-const ROOTFS: [&str; 4] = [
-    STACK,
-    "preloaded:busybox",
-    "docker:///busybox",
-    "preloaded:nope",
-];
+const ROOTFS: [&str; 4] = [STACK, "preloaded:busybox", "docker:///busybox", "preloaded:nope"];
 
 fn subset(names: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
     proptest::collection::vec(proptest::sample::select(names), 0..=2).prop_map(|mut v| {
@@ -32,98 +27,62 @@ fn rare(tags: impl Strategy<Value = Vec<String>>) -> impl Strategy<Value = Vec<S
 fn arb_cell() -> impl Strategy<Value = CellState> {
     (
         (0u8..3, 1i64..4000, 1i64..4000, 0i64..40),
-        (
-            prop::sample::select(&[1u8, 1, 1, 3, 3, 2, 0][..]),
-            prop::bool::weighted(0.6),
-        ),
+        (prop::sample::select(&[1u8, 1, 1, 3, 3, 2, 0][..]), prop::bool::weighted(0.6)),
         (rare(subset(&TAGS)), subset(&TAGS), subset(&["nfs", "smb"])),
-        (
-            0i64..4,
-            proptest::collection::vec(proptest::sample::select(&GUIDS[..]), 0..4),
-            0i64..3,
-        ),
+        (0i64..4, proptest::collection::vec(proptest::sample::select(&GUIDS[..]), 0..4), 0i64..3),
         prop::bool::weighted(0.1),
     )
         .prop_flat_map(
-            |(
-                (zone, mem, disk, slots),
-                (p1, p2),
-                (req, opt, drivers),
-                (starting, existing, tasks),
-                evac,
-            )| {
-                (0..=mem, 0..=disk, 0..=slots, prop::bool::weighted(0.5)).prop_map(
-                    move |(am, ad, ac, fresh)| {
-                        let (am, ad, ac) = if fresh {
-                            (mem, disk, slots)
-                        } else {
-                            (am, ad, ac)
-                        };
-                        let mut providers = Vec::new();
-                        if p1 & 1 == 1 {
-                            providers.push(RootfsProvider::fixed("preloaded", ["cflinuxfs4"]));
-                        }
-                        if p1 & 2 == 2 {
-                            providers.push(RootfsProvider::fixed("preloaded", ["busybox"]));
-                        }
-                        if p2 {
-                            providers.push(RootfsProvider::arbitrary("docker"));
-                        }
-                        CellState {
-                            cell_id: String::new(), // numbered below
-                            zone: format!("z{zone}"),
-                            total: Resources::new(mem, disk, slots),
-                            available: Resources::new(am, ad, ac),
-                            rootfs_providers: providers,
-                            volume_drivers: drivers.clone(),
-                            placement_tags: req.clone(),
-                            optional_placement_tags: opt.clone(),
-                            starting_containers: starting,
-                            existing: existing
-                                .iter()
-                                .map(|g| ExistingInstance {
-                                    process_guid: g.to_string(),
-                                })
-                                .collect(),
-                            existing_tasks: tasks,
-                            evacuating: evac,
-                        }
-                    },
-                )
+            |((zone, mem, disk, slots), (p1, p2), (req, opt, drivers), (starting, existing, tasks), evac)| {
+                (0..=mem, 0..=disk, 0..=slots, prop::bool::weighted(0.5)).prop_map(move |(am, ad, ac, fresh)| {
+                    let (am, ad, ac) = if fresh { (mem, disk, slots) } else { (am, ad, ac) };
+                    let mut providers = Vec::new();
+                    if p1 & 1 == 1 {
+                        providers.push(RootfsProvider::fixed("preloaded", ["cflinuxfs4"]));
+                    }
+                    if p1 & 2 == 2 {
+                        providers.push(RootfsProvider::fixed("preloaded", ["busybox"]));
+                    }
+                    if p2 {
+                        providers.push(RootfsProvider::arbitrary("docker"));
+                    }
+                    CellState {
+                        cell_id: String::new(), // numbered below
+                        zone: format!("z{zone}"),
+                        total: Resources::new(mem, disk, slots),
+                        available: Resources::new(am, ad, ac),
+                        rootfs_providers: providers,
+                        volume_drivers: drivers.clone(),
+                        placement_tags: req.clone(),
+                        optional_placement_tags: opt.clone(),
+                        starting_containers: starting,
+                        existing: existing.iter().map(|g| ExistingInstance { process_guid: g.to_string() }).collect(),
+                        existing_tasks: tasks,
+                        evacuating: evac,
+                    }
+                })
             },
         )
 }
 
 fn arb_constraint() -> impl Strategy<Value = PlacementConstraint> {
     (
-        prop::sample::select(
-            &[
-                ROOTFS[0], ROOTFS[0], ROOTFS[0], ROOTFS[0], ROOTFS[1], ROOTFS[2], ROOTFS[3],
-            ][..],
-        ),
+        prop::sample::select(&[ROOTFS[0], ROOTFS[0], ROOTFS[0], ROOTFS[0], ROOTFS[1], ROOTFS[2], ROOTFS[3]][..]),
         prop::bool::weighted(0.8),
         subset(&TAGS),
         prop::bool::weighted(0.85),
         subset(&["nfs", "smb"]),
     )
-        .prop_map(
-            |(rootfs, untagged, tags, no_drivers, drivers)| PlacementConstraint {
-                rootfs: rootfs.to_string(),
-                placement_tags: if untagged { Vec::new() } else { tags },
-                volume_drivers: if no_drivers { Vec::new() } else { drivers },
-            },
-        )
+        .prop_map(|(rootfs, untagged, tags, no_drivers, drivers)| PlacementConstraint {
+            rootfs: rootfs.to_string(),
+            placement_tags: if untagged { Vec::new() } else { tags },
+            volume_drivers: if no_drivers { Vec::new() } else { drivers },
+        })
 }
 
 fn arb_problem() -> impl Strategy<Value = Problem> {
     let lrps = proptest::collection::vec(
-        (
-            prop::sample::select(&GUIDS[..]),
-            0i32..4,
-            0i64..600,
-            0i64..600,
-            arb_constraint(),
-        ),
+        (prop::sample::select(&GUIDS[..]), 0i32..4, 0i64..600, 0i64..600, arb_constraint()),
         0..40,
     );
     let tasks = proptest::collection::vec((0i64..600, 0i64..600, arb_constraint()), 0..10);
@@ -131,10 +90,7 @@ fn arb_problem() -> impl Strategy<Value = Problem> {
     let limit = |min: usize, max: usize| prop_oneof![Just(0usize), min..max];
     let config = (0.0f64..1.0, prop::bool::ANY, limit(10, 100), limit(2, 12));
     // One problem in twenty has no cells at all.
-    let cells = (
-        proptest::collection::vec(arb_cell(), 1..10),
-        prop::bool::weighted(0.05),
-    );
+    let cells = (proptest::collection::vec(arb_cell(), 1..10), prop::bool::weighted(0.05));
     (cells, lrps, tasks, config).prop_map(
         |((mut cells, no_cells), lrps, tasks, (weight, bin_pack, in_flight, per_cell))| {
             if no_cells {
@@ -147,18 +103,12 @@ fn arb_problem() -> impl Strategy<Value = Problem> {
                 cells,
                 lrps: lrps
                     .into_iter()
-                    .map(|(g, index, m, d, constraint)| LrpWork {
-                        constraint,
-                        ..lrp(g, index, m, d)
-                    })
+                    .map(|(g, index, m, d, constraint)| LrpWork { constraint, ..lrp(g, index, m, d) })
                     .collect(),
                 tasks: tasks
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (m, d, constraint))| TaskWork {
-                        constraint,
-                        ..task(&format!("task-{i}"), m, d)
-                    })
+                    .map(|(i, (m, d, constraint))| TaskWork { constraint, ..task(&format!("task-{i}"), m, d) })
                     .collect(),
                 config: PlacementConfig {
                     starting_container_weight: weight,
@@ -173,22 +123,15 @@ fn arb_problem() -> impl Strategy<Value = Problem> {
 
 /// The cells' availability and starting counts after applying every placement.
 fn final_state(p: &Problem, s: &Solution) -> Vec<(Resources, i64)> {
-    let mut state: Vec<(Resources, i64)> = p
-        .cells
-        .iter()
-        .map(|c| (c.available, c.starting_containers.max(0)))
-        .collect();
+    let mut state: Vec<(Resources, i64)> =
+        p.cells.iter().map(|c| (c.available, c.starting_containers.max(0))).collect();
     let needs = s
         .lrp_placements
         .iter()
         .map(|(l, c)| (l.resource, c))
         .chain(s.task_placements.iter().map(|(t, c)| (t.resource, c)));
     for (r, cell_id) in needs {
-        let i = p
-            .cells
-            .iter()
-            .position(|c| &c.cell_id == cell_id)
-            .expect("placed on a known cell");
+        let i = p.cells.iter().position(|c| &c.cell_id == cell_id).expect("placed on a known cell");
         state[i].0.memory_mb -= r.memory_mb.max(0);
         state[i].0.disk_mb -= r.disk_mb.max(0);
         state[i].0.containers -= 1;
@@ -213,9 +156,8 @@ fn check_failure(
     c: &PlacementConstraint,
     e: &PlacementError,
 ) {
-    let compatible: Vec<usize> = (0..p.cells.len())
-        .filter(|&i| verdict(&p.cells[i], c) == Verdict::Compatible)
-        .collect();
+    let compatible: Vec<usize> =
+        (0..p.cells.len()).filter(|&i| verdict(&p.cells[i], c) == Verdict::Compatible).collect();
     let text = e.to_string();
     match e {
         PlacementError::NoCells => assert!(p.cells.is_empty()),
@@ -227,27 +169,17 @@ fn check_failure(
         PlacementError::NoCompatibleCell(rej) => {
             assert!(compatible.is_empty(), "{text}");
             assert!(text.contains("found no compatible cell"), "{text}");
-            assert_eq!(
-                rej.rootfs + rej.volume_drivers + rej.placement_tags + rej.evacuating,
-                p.cells.len()
-            );
+            assert_eq!(rej.rootfs + rej.volume_drivers + rej.placement_tags + rej.evacuating, p.cells.len());
         }
         PlacementError::InsufficientResources(rej) => {
             // Room only shrinks during an auction, so "no room then" means "no room now".
             assert!(!compatible.is_empty(), "{text}");
             for &i in &compatible {
-                assert!(
-                    !fits(p, &state[i], r),
-                    "cell {i} has room for a failed item: {text}"
-                );
+                assert!(!fits(p, &state[i], r), "cell {i} has room for a failed item: {text}");
             }
             assert!(text.starts_with("insufficient resources: "), "{text}");
             assert_eq!(
-                rej.rootfs
-                    + rej.volume_drivers
-                    + rej.placement_tags
-                    + rej.evacuating
-                    + compatible.len(),
+                rej.rootfs + rej.volume_drivers + rej.placement_tags + rej.evacuating + compatible.len(),
                 p.cells.len()
             );
         }
@@ -259,10 +191,7 @@ fn check_failure(
             (rej.containers, "containers ("),
             (rej.starting_limit, "starting-container limit ("),
             (rej.rootfs, "found no compatible cell for rootfs"),
-            (
-                rej.volume_drivers,
-                "found no compatible cell with required volume drivers",
-            ),
+            (rej.volume_drivers, "found no compatible cell with required volume drivers"),
             (rej.placement_tags, "placement tag"),
             (rej.evacuating, "evacuating ("),
         ];

@@ -6,9 +6,7 @@ use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use proto::error::ErrorCode;
 use proto::models::validation::validate_actual_lrp;
-use proto::models::{
-    ActualLrp, ActualLrpInstanceKey, ModificationTag, Presence, ProcessGuid, ValidationError,
-};
+use proto::models::{ActualLrp, ActualLrpInstanceKey, ModificationTag, Presence, ProcessGuid, ValidationError};
 
 use super::row::{COLUMNS, SET_MUTABLE, WHAT, bind_mutable, bind_pk, decode, row_key};
 use super::{Shape, cached_query, cached_sql, insert_rows};
@@ -46,9 +44,7 @@ impl IndexRows {
 
     /// The rows that exist, in presence order (ordinary, evacuating, suspect).
     pub fn iter(&self) -> impl Iterator<Item = &ActualLrp> {
-        [&self.ordinary, &self.evacuating, &self.suspect]
-            .into_iter()
-            .flatten()
+        [&self.ordinary, &self.evacuating, &self.suspect].into_iter().flatten()
     }
 
     /// Whether the index has no row at all.
@@ -58,8 +54,7 @@ impl IndexRows {
 
     /// The first row (in presence order) that carries `instance_key`.
     pub fn with_instance_key(&self, instance_key: &ActualLrpInstanceKey) -> Option<&ActualLrp> {
-        self.iter()
-            .find(|lrp| lrp.instance_key.as_ref() == Some(instance_key))
+        self.iter().find(|lrp| lrp.instance_key.as_ref() == Some(instance_key))
     }
 }
 
@@ -122,8 +117,7 @@ impl Store {
             Box::pin(async move {
                 let before = lock_index(tx, op, &guid, index).await?;
                 let (reply, answer) = oneshot::channel();
-                ask.unbounded_send((before.clone(), reply))
-                    .map_err(|_| callback_gone(op))?;
+                ask.unbounded_send((before.clone(), reply)).map_err(|_| callback_gone(op))?;
                 let after = answer.await.map_err(|_| callback_gone(op))??;
                 let after = write_changes(tx, op, &guid, index, &before, after).await?;
                 Ok((before, after))
@@ -146,19 +140,12 @@ impl Store {
         let (outcome, ()) = futures::join!(transaction, apply);
         let (before, after) = outcome?;
         let value = value.ok_or_else(|| callback_gone(op))?;
-        Ok(IndexChange {
-            value,
-            before,
-            after,
-        })
+        Ok(IndexChange { value, before, after })
     }
 }
 
 fn callback_gone(op: &'static str) -> Error {
-    Error::refused(
-        ErrorCode::Unrecoverable,
-        format!("{op}: the index callback went away mid-transaction"),
-    )
+    Error::refused(ErrorCode::Unrecoverable, format!("{op}: the index callback went away mid-transaction"))
 }
 
 /// Collects decoded rows into their slots; any undecodable row is [`Error::Corrupt`].
@@ -175,18 +162,12 @@ fn collect(rows: &[sqlx::any::AnyRow]) -> Result<IndexRows> {
 fn index_sql(backend: crate::Backend, lock: bool) -> std::sync::Arc<str> {
     cached_sql(backend, Shape::Index { lock }, || {
         let suffix = if lock { backend.for_update() } else { "" };
-        format!(
-            "SELECT {COLUMNS} FROM actual_lrps WHERE process_guid = ? AND instance_index = ?{suffix}"
-        )
+        format!("SELECT {COLUMNS} FROM actual_lrps WHERE process_guid = ? AND instance_index = ?{suffix}")
     })
 }
 
 /// The rows of an index, read on the pool without locks.
-pub(super) async fn read_index(
-    store: &Store,
-    process_guid: &ProcessGuid,
-    index: i32,
-) -> Result<IndexRows> {
+pub(super) async fn read_index(store: &Store, process_guid: &ProcessGuid, index: i32) -> Result<IndexRows> {
     let rows = cached_query(&index_sql(store.backend, false))
         .bind(process_guid.as_str().to_owned())
         .bind(i64::from(index))
@@ -215,14 +196,7 @@ pub(crate) async fn lock_index(
         .bind(i64::from(index))
         .fetch_all(tx.conn())
         .await
-        .map_err(|e| {
-            Error::from_sqlx(
-                op,
-                WHAT,
-                &row_key(process_guid.as_str(), index, Presence::Ordinary),
-                e,
-            )
-        })?;
+        .map_err(|e| Error::from_sqlx(op, WHAT, &row_key(process_guid.as_str(), index, Presence::Ordinary), e))?;
     collect(&rows)
 }
 
@@ -248,10 +222,7 @@ pub(crate) async fn write_changes(
         if new.key.process_guid != *process_guid || new.key.index != index {
             return Err(Error::Invalid(ValidationError::new(
                 "actual_lrp_key",
-                format!(
-                    "must stay {key}, not {}",
-                    row_key(new.key.process_guid.as_str(), new.key.index, presence)
-                ),
+                format!("must stay {key}, not {}", row_key(new.key.process_guid.as_str(), new.key.index, presence)),
             )));
         }
         new.presence = presence;
@@ -281,41 +252,23 @@ async fn delete_row(
     presence: Presence,
 ) -> Result<()> {
     let sql = cached_sql(tx.backend, Shape::Delete, || {
-        "DELETE FROM actual_lrps WHERE process_guid = ? AND instance_index = ? AND presence = ?"
-            .to_owned()
+        "DELETE FROM actual_lrps WHERE process_guid = ? AND instance_index = ? AND presence = ?".to_owned()
     });
     bind_pk(cached_query(&sql), process_guid, index, presence)
         .execute(tx.conn())
         .await
-        .map_err(|e| {
-            Error::from_sqlx(
-                op,
-                WHAT,
-                &row_key(process_guid.as_str(), index, presence),
-                e,
-            )
-        })?;
+        .map_err(|e| Error::from_sqlx(op, WHAT, &row_key(process_guid.as_str(), index, presence), e))?;
     Ok(())
 }
 
 async fn update_row(tx: &mut Tx, op: &'static str, lrp: &ActualLrp) -> Result<()> {
     let sql = cached_sql(tx.backend, Shape::Update, || {
-        format!(
-            "UPDATE actual_lrps SET {SET_MUTABLE} WHERE process_guid = ? AND instance_index = ? AND presence = ?"
-        )
+        format!("UPDATE actual_lrps SET {SET_MUTABLE} WHERE process_guid = ? AND instance_index = ? AND presence = ?")
     });
     let stmt = bind_mutable(cached_query(&sql), lrp);
-    bind_pk(stmt, &lrp.key.process_guid, lrp.key.index, lrp.presence)
-        .execute(tx.conn())
-        .await
-        .map_err(|e| {
-            Error::from_sqlx(
-                op,
-                WHAT,
-                &row_key(lrp.key.process_guid.as_str(), lrp.key.index, lrp.presence),
-                e,
-            )
-        })?;
+    bind_pk(stmt, &lrp.key.process_guid, lrp.key.index, lrp.presence).execute(tx.conn()).await.map_err(|e| {
+        Error::from_sqlx(op, WHAT, &row_key(lrp.key.process_guid.as_str(), lrp.key.index, lrp.presence), e)
+    })?;
     Ok(())
 }
 

@@ -14,9 +14,7 @@ use proto::error::ErrorCode;
 use proto::lifecycle::actual_lrp::{Command, KeyMatch, Verdict, decide};
 use proto::lifecycle::crash::CrashPolicy;
 use proto::models::validation::truncate_reason;
-use proto::models::{
-    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, NetInfo, Presence, ProcessGuid,
-};
+use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, NetInfo, Presence, ProcessGuid};
 
 use super::index::{IndexChange, IndexRows};
 use super::row::{WHAT, presence_name, row_key};
@@ -93,11 +91,7 @@ impl Store {
         let current = self.actual_lrp_index(&key.process_guid, key.index).await?;
         let mut probe = current.clone();
         if apply_start(&mut probe, key, instance_key, start, now_ns).is_ok() && probe == current {
-            return Ok(IndexChange {
-                value: (),
-                before: current.clone(),
-                after: current,
-            });
+            return Ok(IndexChange { value: (), before: current.clone(), after: current });
         }
         self.modify_index("start actual lrp", &key.process_guid, key.index, |rows| {
             apply_start(rows, key, instance_key, start, now_ns)
@@ -164,15 +158,9 @@ impl Store {
     /// Internal unclaim (evacuation, convergence): the ordinary row goes back to UNCLAIMED with
     /// its instance key and net info cleared and `since = now_ns`; the crash count is kept. An
     /// UNCLAIMED row is left as it is. No ordinary row: [`Error::NotFound`].
-    pub async fn unclaim_actual_lrp(
-        &self,
-        key: &ActualLrpKey,
-        now_ns: i64,
-    ) -> Result<IndexChange<()>> {
-        self.modify_index("unclaim actual lrp", &key.process_guid, key.index, |rows| {
-            apply_unclaim(rows, key, now_ns)
-        })
-        .await
+    pub async fn unclaim_actual_lrp(&self, key: &ActualLrpKey, now_ns: i64) -> Result<IndexChange<()>> {
+        self.modify_index("unclaim actual lrp", &key.process_guid, key.index, |rows| apply_unclaim(rows, key, now_ns))
+            .await
     }
 
     /// Deletes the row with `presence` unconditionally (retirement of rows with no container,
@@ -268,17 +256,11 @@ fn refusal(
     why: &str,
 ) -> Error {
     let held = match &row.instance_key {
-        Some(k) => format!(
-            " held by instance {} on cell {}",
-            k.instance_guid, k.cell_id
-        ),
+        Some(k) => format!(" held by instance {} on cell {}", k.instance_guid, k.cell_id),
         None => String::new(),
     };
     let by = match requested {
-        Some(k) => format!(
-            " (requested by instance {} on cell {})",
-            k.instance_guid, k.cell_id
-        ),
+        Some(k) => format!(" (requested by instance {} on cell {})", k.instance_guid, k.cell_id),
         None => String::new(),
     };
     Error::refused(
@@ -295,41 +277,22 @@ fn refusal(
 }
 
 /// Asks the transition table what `cmd` does to `row`.
-fn judge(
-    cmd: Command,
-    row: &ActualLrp,
-    requested: Option<&ActualLrpInstanceKey>,
-) -> Result<Verdict> {
+fn judge(cmd: Command, row: &ActualLrp, requested: Option<&ActualLrpInstanceKey>) -> Result<Verdict> {
     let km = requested.map_or(KeyMatch::Same, |k| key_match(row, k));
     decide(row.state, row.presence, km, cmd).map_err(|code| refusal(code, cmd, row, requested, ""))
 }
 
 fn not_found(process_guid: &ProcessGuid, index: i32, presence: Presence) -> Error {
-    Error::NotFound {
-        what: WHAT,
-        key: row_key(process_guid.as_str(), index, presence),
-    }
+    Error::NotFound { what: WHAT, key: row_key(process_guid.as_str(), index, presence) }
 }
 
 /// A verdict the table never gives for this command on this presence.
 fn unexpected(cmd: Command, row: &ActualLrp, verdict: Verdict) -> Error {
-    refusal(
-        ErrorCode::InvalidStateTransition,
-        cmd,
-        row,
-        None,
-        &format!(" (unexpected verdict {verdict:?})"),
-    )
+    refusal(ErrorCode::InvalidStateTransition, cmd, row, None, &format!(" (unexpected verdict {verdict:?})"))
 }
 
-fn ordinary_mut<'r>(
-    rows: &'r mut IndexRows,
-    process_guid: &ProcessGuid,
-    index: i32,
-) -> Result<&'r mut ActualLrp> {
-    rows.ordinary
-        .as_mut()
-        .ok_or_else(|| not_found(process_guid, index, Presence::Ordinary))
+fn ordinary_mut<'r>(rows: &'r mut IndexRows, process_guid: &ProcessGuid, index: i32) -> Result<&'r mut ActualLrp> {
+    rows.ordinary.as_mut().ok_or_else(|| not_found(process_guid, index, Presence::Ordinary))
 }
 
 pub(super) fn apply_claim(
@@ -395,10 +358,7 @@ pub(super) fn apply_start(
                 let next = running(row.clone());
                 // A RUNNING row re-asserted with every field equal is not written at all.
                 if !(row.state == ActualLrpState::Running && next == *row) {
-                    *row = ActualLrp {
-                        since: now_ns,
-                        ..next
-                    };
+                    *row = ActualLrp { since: now_ns, ..next };
                 }
             }
             Verdict::Unchanged | Verdict::Ignore => {}
@@ -424,10 +384,7 @@ pub(super) fn apply_crash(
             Verdict::Delete => {
                 let crash_count = suspect.crash_count;
                 rows.suspect = None;
-                Ok(CrashOutcome {
-                    restart_now: false,
-                    crash_count,
-                })
+                Ok(CrashOutcome { restart_now: false, crash_count })
             }
             other => Err(unexpected(Command::Crash, suspect, other)),
         };
@@ -436,34 +393,21 @@ pub(super) fn apply_crash(
     match judge(Command::Crash, row, Some(instance_key))? {
         Verdict::Write(_) => {
             let was_running = row.state == ActualLrpState::Running;
-            let crash_count =
-                policy.next_crash_count(was_running, row.crash_count, row.since, now_ns);
+            let crash_count = policy.next_crash_count(was_running, row.crash_count, row.since, now_ns);
             let restart_now = policy.restart_immediately(crash_count);
-            row.state = if restart_now {
-                ActualLrpState::Unclaimed
-            } else {
-                ActualLrpState::Crashed
-            };
+            row.state = if restart_now { ActualLrpState::Unclaimed } else { ActualLrpState::Crashed };
             row.instance_key = None;
             row.net_info = None;
             row.crash_count = crash_count;
             row.crash_reason = truncate_reason(reason);
             row.since = now_ns;
-            Ok(CrashOutcome {
-                restart_now,
-                crash_count,
-            })
+            Ok(CrashOutcome { restart_now, crash_count })
         }
         other => Err(unexpected(Command::Crash, row, other)),
     }
 }
 
-pub(super) fn apply_fail(
-    rows: &mut IndexRows,
-    key: &ActualLrpKey,
-    placement_error: &str,
-    now_ns: i64,
-) -> Result<()> {
+pub(super) fn apply_fail(rows: &mut IndexRows, key: &ActualLrpKey, placement_error: &str, now_ns: i64) -> Result<()> {
     let row = ordinary_mut(rows, &key.process_guid, key.index)?;
     match judge(Command::Fail, row, None)? {
         Verdict::Write(_) => {
@@ -512,10 +456,7 @@ pub(super) fn apply_delete(
     index: i32,
     presence: Presence,
 ) -> Result<()> {
-    rows.slot_mut(presence)
-        .take()
-        .map(|_| ())
-        .ok_or_else(|| not_found(process_guid, index, presence))
+    rows.slot_mut(presence).take().map(|_| ()).ok_or_else(|| not_found(process_guid, index, presence))
 }
 
 pub(super) fn apply_suspect_and_replace(
@@ -540,31 +481,18 @@ pub(super) fn apply_suspect_and_replace(
         Verdict::Write(_) => {
             let replacement = ActualLrp::new_unclaimed(row.key.clone(), String::new(), now_ns);
             let suspect = rows.ordinary.replace(replacement);
-            rows.suspect = suspect.map(|s| ActualLrp {
-                presence: Presence::Suspect,
-                ..s
-            });
+            rows.suspect = suspect.map(|s| ActualLrp { presence: Presence::Suspect, ..s });
             Ok(())
         }
         other => Err(unexpected(Command::Suspect, row, other)),
     }
 }
 
-pub(super) fn apply_promote(
-    rows: &mut IndexRows,
-    process_guid: &ProcessGuid,
-    index: i32,
-) -> Result<()> {
-    let suspect = rows
-        .suspect
-        .as_ref()
-        .ok_or_else(|| not_found(process_guid, index, Presence::Suspect))?;
+pub(super) fn apply_promote(rows: &mut IndexRows, process_guid: &ProcessGuid, index: i32) -> Result<()> {
+    let suspect = rows.suspect.as_ref().ok_or_else(|| not_found(process_guid, index, Presence::Suspect))?;
     match judge(Command::Promote, suspect, None)? {
         Verdict::Write(_) => {
-            let promoted = rows.suspect.take().map(|s| ActualLrp {
-                presence: Presence::Ordinary,
-                ..s
-            });
+            let promoted = rows.suspect.take().map(|s| ActualLrp { presence: Presence::Ordinary, ..s });
             rows.ordinary = promoted;
             Ok(())
         }

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use proto::models::{
-    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DomainName,
-    InstanceGuid, ModificationTag, NetInfo, Presence, ProcessGuid,
+    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DomainName, InstanceGuid, ModificationTag,
+    NetInfo, Presence, ProcessGuid,
 };
 use proto::pb::models::v1 as pb;
 use sqlx::any::{Any, AnyArguments, AnyRow};
@@ -52,11 +52,7 @@ pub(crate) const SET_MUTABLE: &str = "domain = ?, state = ?, instance_guid = ?, 
 pub(crate) type Stmt = Query<'static, Any, AnyArguments>;
 
 /// The key errors name a row by: `pg index 3`, plus the presence when it is not ordinary.
-pub(crate) fn row_key(
-    process_guid: &str,
-    index: impl std::fmt::Display,
-    presence: Presence,
-) -> String {
+pub(crate) fn row_key(process_guid: &str, index: impl std::fmt::Display, presence: Presence) -> String {
     match presence {
         Presence::Ordinary => format!("{process_guid} index {index}"),
         other => format!("{process_guid} index {index} ({})", presence_name(other)),
@@ -73,11 +69,7 @@ pub(crate) fn presence_name(presence: Presence) -> &'static str {
 }
 
 fn corrupt(key: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Corrupt {
-        what: WHAT,
-        key: key.to_owned(),
-        reason: reason.to_string(),
-    }
+    Error::Corrupt { what: WHAT, key: key.to_owned(), reason: reason.to_string() }
 }
 
 /// Column `i` of `row`, or [`Error::Corrupt`] naming `key`.
@@ -85,8 +77,7 @@ fn column<'r, T>(row: &'r AnyRow, i: usize, key: &str) -> Result<T>
 where
     T: Decode<'r, Any> + Type<Any>,
 {
-    row.try_get::<T, usize>(i)
-        .map_err(|e| corrupt(key, format_args!("column {i}: {e}")))
+    row.try_get::<T, usize>(i).map_err(|e| corrupt(key, format_args!("column {i}: {e}")))
 }
 
 /// Decodes a row selected with [`COLUMNS`]; anything that does not parse is
@@ -100,14 +91,11 @@ pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
 
     let process_guid = ProcessGuid::parse(guid.as_str()).map_err(|e| bad(&e))?;
     let index = i32::try_from(raw_index).map_err(|_| bad(&"instance_index is out of range"))?;
-    let presence = i32::try_from(raw_presence)
-        .ok()
-        .and_then(Presence::from_i32)
-        .ok_or_else(|| bad(&"unknown presence"))?;
+    let presence =
+        i32::try_from(raw_presence).ok().and_then(Presence::from_i32).ok_or_else(|| bad(&"unknown presence"))?;
     let domain = DomainName::parse(column::<String>(row, 3, &key)?).map_err(|e| bad(&e))?;
     let state_text: String = column(row, 4, &key)?;
-    let state = ActualLrpState::parse(&state_text)
-        .ok_or_else(|| bad(&format_args!("unknown state {state_text:?}")))?;
+    let state = ActualLrpState::parse(&state_text).ok_or_else(|| bad(&format_args!("unknown state {state_text:?}")))?;
     let instance_guid: String = column(row, 5, &key)?;
     let cell_id: String = column(row, 6, &key)?;
     let instance_key = match (instance_guid.is_empty(), cell_id.is_empty()) {
@@ -117,22 +105,18 @@ pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
             cell_id: CellId::parse(cell_id).map_err(|e| bad(&e))?,
         }),
         _ => {
-            return Err(bad(
-                &"instance_guid and cell_id must be both set or both empty",
-            ));
+            return Err(bad(&"instance_guid and cell_id must be both set or both empty"));
         }
     };
     let placement_error: String = column(row, 7, &key)?;
-    let crash_count = i32::try_from(column::<i64>(row, 8, &key)?)
-        .map_err(|_| bad(&"crash_count is out of range"))?;
+    let crash_count = i32::try_from(column::<i64>(row, 8, &key)?).map_err(|_| bad(&"crash_count is out of range"))?;
     let crash_reason: String = column(row, 9, &key)?;
     let since: i64 = column(row, 10, &key)?;
     let net_blob: Vec<u8> = column(row, 11, &key)?;
     let net_info = if net_blob.is_empty() {
         None
     } else {
-        let wire: pb::ActualLrpNetInfo =
-            decode_proto(&net_blob).map_err(|e| bad(&format_args!("net_info: {e}")))?;
+        let wire: pb::ActualLrpNetInfo = decode_proto(&net_blob).map_err(|e| bad(&format_args!("net_info: {e}")))?;
         Some(NetInfo::try_from(wire).map_err(|e| bad(&format_args!("net_info: {e}")))?)
     };
     let routes_blob: Vec<u8> = column(row, 12, &key)?;
@@ -150,14 +134,10 @@ pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
     let routable = column::<i64>(row, 14, &key)? != 0;
     let availability_zone: String = column(row, 15, &key)?;
     let epoch: String = column(row, 16, &key)?;
-    let tag_index = u32::try_from(column::<i64>(row, 17, &key)?)
-        .map_err(|_| bad(&"modification_tag_index is out of range"))?;
+    let tag_index =
+        u32::try_from(column::<i64>(row, 17, &key)?).map_err(|_| bad(&"modification_tag_index is out of range"))?;
     Ok(ActualLrp {
-        key: ActualLrpKey {
-            process_guid,
-            index,
-            domain,
-        },
+        key: ActualLrpKey { process_guid, index, domain },
         instance_key,
         net_info,
         crash_count,
@@ -165,10 +145,7 @@ pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
         state,
         placement_error,
         since,
-        modification_tag: ModificationTag {
-            epoch,
-            index: tag_index,
-        },
+        modification_tag: ModificationTag { epoch, index: tag_index },
         presence,
         internal_routes,
         metric_tags,
@@ -180,27 +157,13 @@ pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
 /// Binds the columns outside the primary key, in [`SET_MUTABLE`] order.
 pub(crate) fn bind_mutable(stmt: Stmt, lrp: &ActualLrp) -> Stmt {
     let (instance_guid, cell_id) = match &lrp.instance_key {
-        Some(k) => (
-            k.instance_guid.as_str().to_owned(),
-            k.cell_id.as_str().to_owned(),
-        ),
+        Some(k) => (k.instance_guid.as_str().to_owned(), k.cell_id.as_str().to_owned()),
         None => (String::new(), String::new()),
     };
-    let net_info = lrp
-        .net_info
-        .as_ref()
-        .map(|net| encode_proto(&pb::ActualLrpNetInfo::from(net.clone())))
-        .unwrap_or_default();
-    let internal_routes = if lrp.internal_routes.is_empty() {
-        Vec::new()
-    } else {
-        encode_json(&lrp.internal_routes)
-    };
-    let metric_tags = if lrp.metric_tags.is_empty() {
-        Vec::new()
-    } else {
-        encode_json(&lrp.metric_tags)
-    };
+    let net_info =
+        lrp.net_info.as_ref().map(|net| encode_proto(&pb::ActualLrpNetInfo::from(net.clone()))).unwrap_or_default();
+    let internal_routes = if lrp.internal_routes.is_empty() { Vec::new() } else { encode_json(&lrp.internal_routes) };
+    let metric_tags = if lrp.metric_tags.is_empty() { Vec::new() } else { encode_json(&lrp.metric_tags) };
     stmt.bind(lrp.key.domain.as_str().to_owned())
         .bind(lrp.state.as_str())
         .bind(instance_guid)
@@ -219,15 +182,8 @@ pub(crate) fn bind_mutable(stmt: Stmt, lrp: &ActualLrp) -> Stmt {
 }
 
 /// Binds the primary key: process guid, index, presence.
-pub(crate) fn bind_pk(
-    stmt: Stmt,
-    process_guid: &ProcessGuid,
-    index: i32,
-    presence: Presence,
-) -> Stmt {
-    stmt.bind(process_guid.as_str().to_owned())
-        .bind(i64::from(index))
-        .bind(i64::from(presence.as_i32()))
+pub(crate) fn bind_pk(stmt: Stmt, process_guid: &ProcessGuid, index: i32, presence: Presence) -> Stmt {
+    stmt.bind(process_guid.as_str().to_owned()).bind(i64::from(index)).bind(i64::from(presence.as_i32()))
 }
 
 /// Binds every column, in [`COLUMNS`] order (primary key first).

@@ -20,10 +20,7 @@ pub(crate) fn check_action_tree(action: &pb::Action, path: &str) -> Result<(), V
     // Bound the depth first with a walk that stops at the limit, so the recursive walk below
     // never goes deeper than MAX_ACTION_DEPTH.
     if deeper_than(action, MAX_ACTION_DEPTH) {
-        return Err(ValidationError::new(
-            path,
-            "must not nest more than 64 actions deep",
-        ));
+        return Err(ValidationError::new(path, "must not nest more than 64 actions deep"));
     }
     check_action(action, path)
 }
@@ -32,15 +29,12 @@ pub(crate) fn check_action_tree(action: &pb::Action, path: &str) -> Result<(), V
 fn children(action: &pb::Action) -> &[pb::Action] {
     match &action.action {
         Some(Variant::TimeoutAction(a)) => a.action.as_deref().map_or(&[], std::slice::from_ref),
-        Some(Variant::EmitProgressAction(a)) => {
-            a.action.as_deref().map_or(&[], std::slice::from_ref)
-        }
+        Some(Variant::EmitProgressAction(a)) => a.action.as_deref().map_or(&[], std::slice::from_ref),
         Some(Variant::TryAction(a)) => a.action.as_deref().map_or(&[], std::slice::from_ref),
         Some(Variant::ParallelAction(a)) => &a.actions,
         Some(Variant::SerialAction(a)) => &a.actions,
         Some(Variant::CodependentAction(a)) => &a.actions,
-        Some(Variant::DownloadAction(_) | Variant::UploadAction(_) | Variant::RunAction(_))
-        | None => &[],
+        Some(Variant::DownloadAction(_) | Variant::UploadAction(_) | Variant::RunAction(_)) | None => &[],
     }
 }
 
@@ -48,19 +42,14 @@ fn children(action: &pb::Action) -> &[pb::Action] {
 fn deeper_than(action: &pb::Action, levels: usize) -> bool {
     match levels.checked_sub(1) {
         None => true,
-        Some(rest) => children(action)
-            .iter()
-            .any(|child| deeper_than(child, rest)),
+        Some(rest) => children(action).iter().any(|child| deeper_than(child, rest)),
     }
 }
 
 /// `field` must not be empty.
 fn required(path: &str, field: &str, value: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
-        return Err(ValidationError::new(
-            format!("{path}.{field}"),
-            "must not be empty",
-        ));
+        return Err(ValidationError::new(format!("{path}.{field}"), "must not be empty"));
     }
     Ok(())
 }
@@ -72,19 +61,10 @@ pub(crate) fn check_checksum(algorithm: &str, value: &str) -> Result<(), Validat
         return Ok(());
     }
     if value.is_empty() {
-        return Err(ValidationError::new(
-            "checksum_value",
-            "must be set when checksum_algorithm is set",
-        ));
+        return Err(ValidationError::new("checksum_value", "must be set when checksum_algorithm is set"));
     }
-    if !matches!(
-        algorithm.to_ascii_lowercase().as_str(),
-        "md5" | "sha1" | "sha256"
-    ) {
-        return Err(ValidationError::new(
-            "checksum_algorithm",
-            "must be one of md5, sha1, sha256",
-        ));
+    if !matches!(algorithm.to_ascii_lowercase().as_str(), "md5" | "sha1" | "sha256") {
+        return Err(ValidationError::new("checksum_algorithm", "must be one of md5, sha1, sha256"));
     }
     Ok(())
 }
@@ -101,10 +81,7 @@ fn check_wrapped(inner: Option<&pb::Action>, path: &str) -> Result<(), Validatio
 /// The children of a serial, parallel or codependent action: at least one, each valid.
 fn check_list(actions: &[pb::Action], path: &str) -> Result<(), ValidationError> {
     if actions.is_empty() {
-        return Err(ValidationError::new(
-            format!("{path}.actions"),
-            "must not be empty",
-        ));
+        return Err(ValidationError::new(format!("{path}.actions"), "must not be empty"));
     }
     for (i, child) in actions.iter().enumerate() {
         check_action(child, &format!("{path}.actions[{i}]"))?;
@@ -115,10 +92,7 @@ fn check_list(actions: &[pb::Action], path: &str) -> Result<(), ValidationError>
 /// One node and its subtree; the depth is already bounded by [`check_action_tree`].
 fn check_action(action: &pb::Action, path: &str) -> Result<(), ValidationError> {
     match &action.action {
-        None => Err(ValidationError::new(
-            path,
-            "must set one of its action variants",
-        )),
+        None => Err(ValidationError::new(path, "must set one of its action variants")),
         Some(Variant::DownloadAction(a)) => {
             let path = format!("{path}.download_action");
             required(&path, "from", &a.from)?;
@@ -135,26 +109,17 @@ fn check_action(action: &pb::Action, path: &str) -> Result<(), ValidationError> 
             let path = format!("{path}.timeout_action");
             check_wrapped(a.action.as_deref(), &path)?;
             if a.timeout_ms <= 0 {
-                return Err(ValidationError::new(
-                    format!("{path}.timeout_ms"),
-                    "must be > 0",
-                ));
+                return Err(ValidationError::new(format!("{path}.timeout_ms"), "must be > 0"));
             }
             Ok(())
         }
         Some(Variant::EmitProgressAction(a)) => {
             check_wrapped(a.action.as_deref(), &format!("{path}.emit_progress_action"))
         }
-        Some(Variant::TryAction(a)) => {
-            check_wrapped(a.action.as_deref(), &format!("{path}.try_action"))
-        }
-        Some(Variant::ParallelAction(a)) => {
-            check_list(&a.actions, &format!("{path}.parallel_action"))
-        }
+        Some(Variant::TryAction(a)) => check_wrapped(a.action.as_deref(), &format!("{path}.try_action")),
+        Some(Variant::ParallelAction(a)) => check_list(&a.actions, &format!("{path}.parallel_action")),
         Some(Variant::SerialAction(a)) => check_list(&a.actions, &format!("{path}.serial_action")),
-        Some(Variant::CodependentAction(a)) => {
-            check_list(&a.actions, &format!("{path}.codependent_action"))
-        }
+        Some(Variant::CodependentAction(a)) => check_list(&a.actions, &format!("{path}.codependent_action")),
     }
 }
 
@@ -174,10 +139,7 @@ pub fn validate_check_definition(definition: &pb::CheckDefinition) -> Result<(),
 /// A port a check connects to.
 fn check_port(path: &str, port: u32) -> Result<(), ValidationError> {
     if !(1..=65535).contains(&port) {
-        return Err(ValidationError::new(
-            format!("{path}.port"),
-            "must be between 1 and 65535",
-        ));
+        return Err(ValidationError::new(format!("{path}.port"), "must be between 1 and 65535"));
     }
     Ok(())
 }
@@ -191,10 +153,7 @@ fn check_check(check: &pb::Check, path: &str) -> Result<(), ValidationError> {
             check_port(&path, http.port)?;
             required(&path, "path", &http.path)
         }
-        _ => Err(ValidationError::new(
-            path,
-            "must set exactly one of tcp_check and http_check",
-        )),
+        _ => Err(ValidationError::new(path, "must set exactly one of tcp_check and http_check")),
     }
 }
 
@@ -234,12 +193,7 @@ mod tests {
     }
 
     fn serial(actions: Vec<pb::Action>) -> pb::Action {
-        pb::Action {
-            action: Some(Variant::SerialAction(pb::SerialAction {
-                actions,
-                log_source: String::new(),
-            })),
-        }
+        pb::Action { action: Some(Variant::SerialAction(pb::SerialAction { actions, log_source: String::new() })) }
     }
 
     fn message(result: Result<(), ValidationError>) -> String {
@@ -272,23 +226,14 @@ mod tests {
     #[test]
     fn a_run_action_needs_a_path() {
         assert_eq!(validate_action(&run("/bin/sh")), Ok(()));
-        assert_eq!(
-            message(validate_action(&run(""))),
-            "action.run_action.path must not be empty"
-        );
+        assert_eq!(message(validate_action(&run(""))), "action.run_action.path must not be empty");
     }
 
     #[test]
     fn a_download_needs_from_and_to() {
         assert_eq!(validate_action(&download("http://x", "/tmp")), Ok(()));
-        assert_eq!(
-            message(validate_action(&download("", "/tmp"))),
-            "action.download_action.from must not be empty"
-        );
-        assert_eq!(
-            message(validate_action(&download("http://x", ""))),
-            "action.download_action.to must not be empty"
-        );
+        assert_eq!(message(validate_action(&download("", "/tmp"))), "action.download_action.from must not be empty");
+        assert_eq!(message(validate_action(&download("http://x", ""))), "action.download_action.to must not be empty");
     }
 
     #[test]
@@ -327,23 +272,14 @@ mod tests {
             })),
         };
         assert_eq!(validate_action(&upload("/tmp/out", "http://x")), Ok(()));
-        assert_eq!(
-            message(validate_action(&upload("", "http://x"))),
-            "action.upload_action.from must not be empty"
-        );
-        assert_eq!(
-            message(validate_action(&upload("/tmp/out", ""))),
-            "action.upload_action.to must not be empty"
-        );
+        assert_eq!(message(validate_action(&upload("", "http://x"))), "action.upload_action.from must not be empty");
+        assert_eq!(message(validate_action(&upload("/tmp/out", ""))), "action.upload_action.to must not be empty");
     }
 
     #[test]
     fn a_timeout_needs_an_action_and_a_positive_timeout() {
         assert_eq!(validate_action(&timeout(Some(run("/bin/sh")), 1)), Ok(()));
-        assert_eq!(
-            message(validate_action(&timeout(None, 1))),
-            "action.timeout_action.action is required"
-        );
+        assert_eq!(message(validate_action(&timeout(None, 1))), "action.timeout_action.action is required");
         assert_eq!(
             message(validate_action(&timeout(Some(run("/bin/sh")), 0))),
             "action.timeout_action.timeout_ms must be > 0"
@@ -359,18 +295,13 @@ mod tests {
             }))),
         };
         assert_eq!(validate_action(&try_action(Some(run("/bin/sh")))), Ok(()));
-        assert_eq!(
-            message(validate_action(&try_action(None))),
-            "action.try_action.action is required"
-        );
+        assert_eq!(message(validate_action(&try_action(None))), "action.try_action.action is required");
         let emit = pb::Action {
-            action: Some(Variant::EmitProgressAction(Box::new(
-                pb::EmitProgressAction {
-                    action: Some(Box::new(run(""))),
-                    start_message: "starting".into(),
-                    ..Default::default()
-                },
-            ))),
+            action: Some(Variant::EmitProgressAction(Box::new(pb::EmitProgressAction {
+                action: Some(Box::new(run(""))),
+                start_message: "starting".into(),
+                ..Default::default()
+            }))),
         };
         assert_eq!(
             message(validate_action(&emit)),
@@ -380,10 +311,7 @@ mod tests {
 
     #[test]
     fn a_list_action_needs_valid_children() {
-        assert_eq!(
-            message(validate_action(&serial(vec![]))),
-            "action.serial_action.actions must not be empty"
-        );
+        assert_eq!(message(validate_action(&serial(vec![]))), "action.serial_action.actions must not be empty");
         let parallel = pb::Action {
             action: Some(Variant::ParallelAction(pb::ParallelAction {
                 actions: vec![run("/bin/sh"), download("", "/tmp")],
@@ -404,10 +332,7 @@ mod tests {
         }
         assert_eq!(validate_action(&at_limit), Ok(()));
         let too_deep = serial(vec![at_limit]);
-        assert_eq!(
-            message(validate_action(&too_deep)),
-            "action must not nest more than 64 actions deep"
-        );
+        assert_eq!(message(validate_action(&too_deep)), "action must not nest more than 64 actions deep");
     }
 
     #[test]
@@ -416,10 +341,7 @@ mod tests {
         for _ in 0..10_000 {
             deep = serial(vec![deep]);
         }
-        assert_eq!(
-            message(check_action_tree(&deep, "setup")),
-            "setup must not nest more than 64 actions deep"
-        );
+        assert_eq!(message(check_action_tree(&deep, "setup")), "setup must not nest more than 64 actions deep");
         // Dropping a 10 000-deep Box chain recurses in the generated Drop; unwind it by hand.
         let mut node = deep;
         while let Some(Variant::SerialAction(mut s)) = node.action.take() {
@@ -432,11 +354,7 @@ mod tests {
 
     fn tcp(port: u32) -> pb::Check {
         pb::Check {
-            tcp_check: Some(pb::TcpCheck {
-                port,
-                connect_timeout_ms: 1000,
-                interval_ms: 500,
-            }),
+            tcp_check: Some(pb::TcpCheck { port, connect_timeout_ms: 1000, interval_ms: 500 }),
             http_check: None,
         }
     }
@@ -444,47 +362,29 @@ mod tests {
     fn http(port: u32, path: &str) -> pb::Check {
         pb::Check {
             tcp_check: None,
-            http_check: Some(pb::HttpCheck {
-                port,
-                request_timeout_ms: 1000,
-                path: path.into(),
-                interval_ms: 500,
-            }),
+            http_check: Some(pb::HttpCheck { port, request_timeout_ms: 1000, path: path.into(), interval_ms: 500 }),
         }
     }
 
     fn definition(checks: Vec<pb::Check>, readiness_checks: Vec<pb::Check>) -> pb::CheckDefinition {
-        pb::CheckDefinition {
-            checks,
-            log_source: "HEALTH".into(),
-            readiness_checks,
-        }
+        pb::CheckDefinition { checks, log_source: "HEALTH".into(), readiness_checks }
     }
 
     #[test]
     fn valid_checks_pass() {
-        let def = definition(
-            vec![tcp(8080), http(8080, "/health")],
-            vec![http(8081, "/ready")],
-        );
+        let def = definition(vec![tcp(8080), http(8080, "/health")], vec![http(8081, "/ready")]);
         assert_eq!(validate_check_definition(&def), Ok(()));
     }
 
     #[test]
     fn a_check_must_set_exactly_one_kind() {
-        let both = pb::Check {
-            tcp_check: tcp(1).tcp_check,
-            http_check: http(1, "/").http_check,
-        };
+        let both = pb::Check { tcp_check: tcp(1).tcp_check, http_check: http(1, "/").http_check };
         assert_eq!(
             message(validate_check_definition(&definition(vec![both], vec![]))),
             "checks[0] must set exactly one of tcp_check and http_check"
         );
         assert_eq!(
-            message(validate_check_definition(&definition(
-                vec![],
-                vec![pb::Check::default()]
-            ))),
+            message(validate_check_definition(&definition(vec![], vec![pb::Check::default()]))),
             "readiness_checks[0] must set exactly one of tcp_check and http_check"
         );
     }
@@ -496,10 +396,7 @@ mod tests {
             "checks[0].tcp_check.port must be between 1 and 65535"
         );
         assert_eq!(
-            message(validate_check_definition(&definition(
-                vec![http(70000, "/")],
-                vec![]
-            ))),
+            message(validate_check_definition(&definition(vec![http(70000, "/")], vec![]))),
             "checks[0].http_check.port must be between 1 and 65535"
         );
     }
@@ -507,10 +404,7 @@ mod tests {
     #[test]
     fn an_http_check_needs_a_path() {
         assert_eq!(
-            message(validate_check_definition(&definition(
-                vec![tcp(1), http(8080, "")],
-                vec![]
-            ))),
+            message(validate_check_definition(&definition(vec![tcp(1), http(8080, "")], vec![]))),
             "checks[1].http_check.path must not be empty"
         );
     }

@@ -20,24 +20,15 @@ pub fn validate_cell_presence(cell: &CellPresence) -> Result<(), ValidationError
     }
     for (i, provider) in cell.rootfs_providers.iter().enumerate() {
         if provider.name.is_empty() {
-            return Err(ValidationError::new(
-                format!("rootfs_providers[{i}].name"),
-                "must not be empty",
-            ));
+            return Err(ValidationError::new(format!("rootfs_providers[{i}].name"), "must not be empty"));
         }
     }
     for (key, value) in &cell.annotations {
         if key.is_empty() {
-            return Err(ValidationError::new(
-                "annotations",
-                "must not have an empty key",
-            ));
+            return Err(ValidationError::new("annotations", "must not have an empty key"));
         }
         if value.is_empty() {
-            return Err(ValidationError::new(
-                format!("annotations.{key}"),
-                "must not be empty",
-            ));
+            return Err(ValidationError::new(format!("annotations.{key}"), "must not be empty"));
         }
     }
     Ok(())
@@ -54,20 +45,10 @@ mod tests {
             rep_address: "10.0.16.4:1801".into(),
             rep_url: "https://cell-z1-0.cell.service.cf.internal:1801".into(),
             zone: "z1".into(),
-            capacity: CellCapacity {
-                memory_mb: 16_384,
-                disk_mb: 0,
-                containers: 250,
-            },
+            capacity: CellCapacity { memory_mb: 16_384, disk_mb: 0, containers: 250 },
             rootfs_providers: vec![
-                RootfsProvider {
-                    name: "preloaded".into(),
-                    properties: vec!["cflinuxfs4".into()],
-                },
-                RootfsProvider {
-                    name: "docker".into(),
-                    properties: vec![],
-                },
+                RootfsProvider { name: "preloaded".into(), properties: vec!["cflinuxfs4".into()] },
+                RootfsProvider { name: "docker".into(), properties: vec![] },
             ],
             placement_tags: vec!["blue".into()],
             optional_placement_tags: vec!["green".into()],

@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use super::action::{check_action_tree, validate_check_definition};
 use super::runtime::{RuntimeParts, check_runtime, check_sidecars, validate_image_credentials};
 use super::{check_annotation, check_rootfs, check_routes, non_negative};
-use crate::models::{
-    DesiredLrpUpdate, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, ValidationError,
-};
+use crate::models::{DesiredLrpUpdate, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, ValidationError};
 use crate::pb::models::v1 as pb;
 
 /// Validates a run-info blob: a valid `desired_lrp_key`, an `action` (and valid `setup` and
@@ -36,10 +34,7 @@ pub fn validate_run_info(run_info: &pb::DesiredLrpRunInfo) -> Result<(), Validat
         check_action_tree(monitor, "monitor")?;
     }
     if u32::try_from(run_info.deprecated_start_timeout_s).is_err() {
-        return Err(ValidationError::new(
-            "deprecated_start_timeout_s",
-            "must be between 0 and 4294967295",
-        ));
+        return Err(ValidationError::new("deprecated_start_timeout_s", "must be between 0 and 4294967295"));
     }
     if let Some(definition) = &run_info.check_definition {
         validate_check_definition(definition).map_err(|e| e.within("check_definition"))?;
@@ -74,9 +69,7 @@ pub fn validate_scheduling_info(info: &SchedulingInfo) -> Result<(), ValidationE
 /// A domain metric tag value: a static value must not be empty.
 pub fn validate_metric_tag_value(value: &MetricTagValue) -> Result<(), ValidationError> {
     match value {
-        MetricTagValue::Static(s) if s.is_empty() => {
-            Err(ValidationError::new("static", "must not be empty"))
-        }
+        MetricTagValue::Static(s) if s.is_empty() => Err(ValidationError::new("static", "must not be empty")),
         MetricTagValue::Static(_) | MetricTagValue::Index | MetricTagValue::InstanceGuid => Ok(()),
     }
 }
@@ -96,10 +89,7 @@ pub fn validate_desired_metric_tags(
         match tags.get("source_id") {
             Some(MetricTagValue::Static(source_id)) if source_id == metrics_guid => {}
             _ => {
-                return Err(ValidationError::new(
-                    "metric_tags.source_id",
-                    "must equal metrics_guid",
-                ));
+                return Err(ValidationError::new("metric_tags.source_id", "must equal metrics_guid"));
             }
         }
     }
@@ -111,17 +101,13 @@ pub fn validate_desired_metric_tags(
 pub(crate) fn check_pb_metric_tag(value: &pb::MetricTagValue) -> Result<(), ValidationError> {
     use pb::metric_tag_value::DynamicValue;
     match DynamicValue::try_from(value.dynamic) {
-        Err(_) => Err(ValidationError::new(
-            "dynamic",
-            "must be unset, INDEX or INSTANCE_GUID",
-        )),
-        Ok(DynamicValue::Invalid) if value.r#static.is_empty() => Err(ValidationError::new(
-            "static",
-            "must be set when dynamic is unset",
-        )),
-        Ok(DynamicValue::Index | DynamicValue::InstanceGuid) if !value.r#static.is_empty() => Err(
-            ValidationError::new("static", "must be empty when dynamic is set"),
-        ),
+        Err(_) => Err(ValidationError::new("dynamic", "must be unset, INDEX or INSTANCE_GUID")),
+        Ok(DynamicValue::Invalid) if value.r#static.is_empty() => {
+            Err(ValidationError::new("static", "must be set when dynamic is unset"))
+        }
+        Ok(DynamicValue::Index | DynamicValue::InstanceGuid) if !value.r#static.is_empty() => {
+            Err(ValidationError::new("static", "must be empty when dynamic is set"))
+        }
         Ok(_) => Ok(()),
     }
 }
@@ -156,14 +142,8 @@ pub fn validate_update(update: &DesiredLrpUpdate) -> Result<(), ValidationError>
         validate_desired_metric_tags(tags, "")?;
     }
     match (&update.image_username, &update.image_password) {
-        (Some(_), None) => Err(ValidationError::new(
-            "image_password",
-            "must be set when image_username is set",
-        )),
-        (None, Some(_)) => Err(ValidationError::new(
-            "image_username",
-            "must be set when image_password is set",
-        )),
+        (Some(_), None) => Err(ValidationError::new("image_password", "must be set when image_username is set")),
+        (None, Some(_)) => Err(ValidationError::new("image_username", "must be set when image_password is set")),
         (Some(username), Some(password)) => validate_image_credentials(username, password),
         (None, None) => Ok(()),
     }
@@ -188,17 +168,12 @@ mod tests {
             deprecated_start_timeout_s: 60,
             check_definition: Some(pb::CheckDefinition {
                 checks: vec![pb::Check {
-                    tcp_check: Some(pb::TcpCheck {
-                        port: 8080,
-                        ..Default::default()
-                    }),
+                    tcp_check: Some(pb::TcpCheck { port: 8080, ..Default::default() }),
                     http_check: None,
                 }],
                 ..Default::default()
             }),
-            log_rate_limit: Some(pb::LogRateLimit {
-                bytes_per_second: 1024,
-            }),
+            log_rate_limit: Some(pb::LogRateLimit { bytes_per_second: 1024 }),
             metric_tags: [("app".to_owned(), static_tag("dora"))].into(),
             metrics_guid: "guid-elsewhere".into(),
             ..Default::default()
@@ -206,19 +181,11 @@ mod tests {
     }
 
     fn run(path: &str) -> pb::Action {
-        pb::Action {
-            action: Some(Variant::RunAction(pb::RunAction {
-                path: path.into(),
-                ..Default::default()
-            })),
-        }
+        pb::Action { action: Some(Variant::RunAction(pb::RunAction { path: path.into(), ..Default::default() })) }
     }
 
     fn static_tag(value: &str) -> pb::MetricTagValue {
-        pb::MetricTagValue {
-            r#static: value.into(),
-            dynamic: 0,
-        }
+        pb::MetricTagValue { r#static: value.into(), dynamic: 0 }
     }
 
     rule_test!(run_info_needs_a_key: validate_run_info, run_info(),
@@ -264,11 +231,7 @@ mod tests {
             disk_mb: 1024,
             max_pids: 100,
             rootfs: "docker:///cloudfoundry/grace".into(),
-            routes: [(
-                "cf-router".to_owned(),
-                br#"[{"hostnames":["a.example"],"port":8080}]"#.to_vec(),
-            )]
-            .into(),
+            routes: [("cf-router".to_owned(), br#"[{"hostnames":["a.example"],"port":8080}]"#.to_vec())].into(),
             modification_tag: ModificationTag::new("epoch-1"),
             volume_placement: vec!["nfs".into()],
             placement_tags: vec!["blue".into()],
@@ -295,10 +258,7 @@ mod tests {
 
     fn tags(source_id: &str) -> BTreeMap<String, MetricTagValue> {
         [
-            (
-                "source_id".to_owned(),
-                MetricTagValue::Static(source_id.into()),
-            ),
+            ("source_id".to_owned(), MetricTagValue::Static(source_id.into())),
             ("instance_id".to_owned(), MetricTagValue::InstanceGuid),
             ("index".to_owned(), MetricTagValue::Index),
         ]
@@ -307,29 +267,19 @@ mod tests {
 
     #[test]
     fn source_id_must_equal_metrics_guid_when_both_are_present() {
+        assert_eq!(validate_desired_metric_tags(&tags("guid-1"), "guid-1"), Ok(()));
         assert_eq!(
-            validate_desired_metric_tags(&tags("guid-1"), "guid-1"),
-            Ok(())
-        );
-        assert_eq!(
-            validate_desired_metric_tags(&tags("guid-2"), "guid-1")
-                .unwrap_err()
-                .to_string(),
+            validate_desired_metric_tags(&tags("guid-2"), "guid-1").unwrap_err().to_string(),
             "metric_tags.source_id must equal metrics_guid"
         );
         let mut without = tags("guid-1");
         without.remove("source_id");
         assert_eq!(
-            validate_desired_metric_tags(&without, "guid-1")
-                .unwrap_err()
-                .to_string(),
+            validate_desired_metric_tags(&without, "guid-1").unwrap_err().to_string(),
             "metric_tags.source_id must equal metrics_guid"
         );
         // Diego skips the rule when there are no tags or no metrics guid.
-        assert_eq!(
-            validate_desired_metric_tags(&BTreeMap::new(), "guid-1"),
-            Ok(())
-        );
+        assert_eq!(validate_desired_metric_tags(&BTreeMap::new(), "guid-1"), Ok(()));
         assert_eq!(validate_desired_metric_tags(&without, ""), Ok(()));
     }
 
@@ -338,9 +288,7 @@ mod tests {
         let mut bad = tags("guid-1");
         bad.insert("space".into(), MetricTagValue::Static(String::new()));
         assert_eq!(
-            validate_desired_metric_tags(&bad, "guid-1")
-                .unwrap_err()
-                .to_string(),
+            validate_desired_metric_tags(&bad, "guid-1").unwrap_err().to_string(),
             "metric_tags.space.static must not be empty"
         );
     }
@@ -348,27 +296,14 @@ mod tests {
     #[test]
     fn a_wire_tag_sets_exactly_one_of_static_and_dynamic() {
         let check = |r#static: &str, dynamic: i32| {
-            check_pb_metric_tag(&pb::MetricTagValue {
-                r#static: r#static.into(),
-                dynamic,
-            })
-            .map_err(|e| e.to_string())
+            check_pb_metric_tag(&pb::MetricTagValue { r#static: r#static.into(), dynamic }).map_err(|e| e.to_string())
         };
         assert_eq!(check("x", 0), Ok(()));
         assert_eq!(check("", 1), Ok(()));
         assert_eq!(check("", 2), Ok(()));
-        assert_eq!(
-            check("", 0),
-            Err("static must be set when dynamic is unset".into())
-        );
-        assert_eq!(
-            check("x", 2),
-            Err("static must be empty when dynamic is set".into())
-        );
-        assert_eq!(
-            check("", 3),
-            Err("dynamic must be unset, INDEX or INSTANCE_GUID".into())
-        );
+        assert_eq!(check("", 0), Err("static must be set when dynamic is unset".into()));
+        assert_eq!(check("x", 2), Err("static must be empty when dynamic is set".into()));
+        assert_eq!(check("", 3), Err("dynamic must be unset, INDEX or INSTANCE_GUID".into()));
     }
 
     fn update() -> DesiredLrpUpdate {

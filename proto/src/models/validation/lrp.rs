@@ -28,28 +28,19 @@ pub fn validate_actual_lrp(lrp: &ActualLrp) -> Result<(), ValidationError> {
     };
     let require_instance_key = || -> Result<(), ValidationError> {
         if lrp.instance_key.is_none() {
-            return Err(ValidationError::new(
-                "actual_lrp_instance_key",
-                format!("is required when state is {state}"),
-            ));
+            return Err(ValidationError::new("actual_lrp_instance_key", format!("is required when state is {state}")));
         }
         Ok(())
     };
     let forbid_net_info = || -> Result<(), ValidationError> {
         if lrp.net_info.is_some() {
-            return Err(ValidationError::new(
-                "actual_lrp_net_info",
-                format!("must not be set when state is {state}"),
-            ));
+            return Err(ValidationError::new("actual_lrp_net_info", format!("must not be set when state is {state}")));
         }
         Ok(())
     };
     let forbid_placement_error = || -> Result<(), ValidationError> {
         if !lrp.placement_error.trim().is_empty() {
-            return Err(ValidationError::new(
-                "placement_error",
-                format!("must be empty when state is {state}"),
-            ));
+            return Err(ValidationError::new("placement_error", format!("must be empty when state is {state}")));
         }
         Ok(())
     };
@@ -58,10 +49,7 @@ pub fn validate_actual_lrp(lrp: &ActualLrp) -> Result<(), ValidationError> {
             forbid_instance_key()?;
             forbid_net_info()?;
             if lrp.presence != Presence::Ordinary {
-                return Err(ValidationError::new(
-                    "presence",
-                    "must be ORDINARY when state is UNCLAIMED",
-                ));
+                return Err(ValidationError::new("presence", "must be ORDINARY when state is UNCLAIMED"));
             }
         }
         ActualLrpState::Claimed => {
@@ -71,15 +59,8 @@ pub fn validate_actual_lrp(lrp: &ActualLrp) -> Result<(), ValidationError> {
         }
         ActualLrpState::Running => {
             require_instance_key()?;
-            if lrp
-                .net_info
-                .as_ref()
-                .is_none_or(|net| net.address.is_empty())
-            {
-                return Err(ValidationError::new(
-                    "actual_lrp_net_info.address",
-                    "is required when state is RUNNING",
-                ));
+            if lrp.net_info.as_ref().is_none_or(|net| net.address.is_empty()) {
+                return Err(ValidationError::new("actual_lrp_net_info.address", "is required when state is RUNNING"));
             }
             forbid_placement_error()?;
         }
@@ -90,16 +71,10 @@ pub fn validate_actual_lrp(lrp: &ActualLrp) -> Result<(), ValidationError> {
     }
     match (lrp.presence, lrp.state) {
         (Presence::Evacuating, state) if state != ActualLrpState::Running => {
-            return Err(ValidationError::new(
-                "state",
-                "must be RUNNING when presence is EVACUATING",
-            ));
+            return Err(ValidationError::new("state", "must be RUNNING when presence is EVACUATING"));
         }
         (Presence::Suspect, ActualLrpState::Unclaimed | ActualLrpState::Crashed) => {
-            return Err(ValidationError::new(
-                "state",
-                "must be RUNNING or CLAIMED when presence is SUSPECT",
-            ));
+            return Err(ValidationError::new("state", "must be RUNNING or CLAIMED when presence is SUSPECT"));
         }
         _ => {}
     }
@@ -111,8 +86,8 @@ pub fn validate_actual_lrp(lrp: &ActualLrp) -> Result<(), ValidationError> {
 mod tests {
     use super::*;
     use crate::models::{
-        ActualLrpInstanceKey, ActualLrpKey, CellId, DomainName, InstanceGuid, NetInfo, PortMapping,
-        PreferredAddress, ProcessGuid,
+        ActualLrpInstanceKey, ActualLrpKey, CellId, DomainName, InstanceGuid, NetInfo, PortMapping, PreferredAddress,
+        ProcessGuid,
     };
 
     fn key() -> ActualLrpKey {
@@ -133,11 +108,7 @@ mod tests {
     fn net_info() -> NetInfo {
         NetInfo {
             address: "10.0.0.5".into(),
-            ports: vec![PortMapping {
-                container_port: 8080,
-                host_port: 61000,
-                ..Default::default()
-            }],
+            ports: vec![PortMapping { container_port: 8080, host_port: 61000, ..Default::default() }],
             instance_address: "10.255.0.7".into(),
             preferred_address: PreferredAddress::Host,
             instance_ipv6_address: String::new(),
@@ -214,14 +185,8 @@ mod tests {
 
     #[test]
     fn suspect_running_and_suspect_claimed_rows_are_valid() {
-        assert_eq!(
-            validate_actual_lrp(&with_presence(Presence::Suspect, running())),
-            Ok(())
-        );
-        assert_eq!(
-            validate_actual_lrp(&with_presence(Presence::Suspect, claimed())),
-            Ok(())
-        );
+        assert_eq!(validate_actual_lrp(&with_presence(Presence::Suspect, running())), Ok(()));
+        assert_eq!(validate_actual_lrp(&with_presence(Presence::Suspect, claimed())), Ok(()));
     }
 
     fn with_presence(presence: Presence, mut lrp: ActualLrp) -> ActualLrp {

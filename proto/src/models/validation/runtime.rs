@@ -31,11 +31,7 @@ pub(crate) struct RuntimeParts<'a> {
 }
 
 /// Runs `check` on each item, prefixing errors with `field[i]`.
-fn each<T>(
-    field: &str,
-    items: &[T],
-    check: impl Fn(&T) -> Result<(), ValidationError>,
-) -> Result<(), ValidationError> {
+fn each<T>(field: &str, items: &[T], check: impl Fn(&T) -> Result<(), ValidationError>) -> Result<(), ValidationError> {
     for (i, item) in items.iter().enumerate() {
         check(item).map_err(|e| e.within(&format!("{field}[{i}]")))?;
     }
@@ -46,20 +42,13 @@ fn each<T>(
 pub(crate) fn check_runtime(parts: &RuntimeParts<'_>) -> Result<(), ValidationError> {
     each("egress_rules", parts.egress_rules, validate_egress_rule)?;
     each("volume_mounts", parts.volume_mounts, check_volume_mount)?;
-    each(
-        "cached_dependencies",
-        parts.cached_dependencies,
-        check_cached_dependency,
-    )?;
+    each("cached_dependencies", parts.cached_dependencies, check_cached_dependency)?;
     each("image_layers", parts.image_layers, check_image_layer)?;
     validate_image_credentials(parts.image_username, parts.image_password)?;
     if let Some(limit) = parts.log_rate_limit
         && limit.bytes_per_second < -1
     {
-        return Err(ValidationError::new(
-            "log_rate_limit.bytes_per_second",
-            "must be >= -1",
-        ));
+        return Err(ValidationError::new("log_rate_limit.bytes_per_second", "must be >= -1"));
     }
     check_volume_mounted_files(parts.volume_mounted_files)
 }
@@ -68,14 +57,8 @@ pub(crate) fn check_runtime(parts: &RuntimeParts<'_>) -> Result<(), ValidationEr
 /// refused.
 pub fn validate_image_credentials(username: &str, password: &str) -> Result<(), ValidationError> {
     match (username.is_empty(), password.is_empty()) {
-        (false, true) => Err(ValidationError::new(
-            "image_password",
-            "must be set when image_username is set",
-        )),
-        (true, false) => Err(ValidationError::new(
-            "image_username",
-            "must be set when image_password is set",
-        )),
+        (false, true) => Err(ValidationError::new("image_password", "must be set when image_username is set")),
+        (true, false) => Err(ValidationError::new("image_username", "must be set when image_password is set")),
         _ => Ok(()),
     }
 }
@@ -89,18 +72,12 @@ pub fn validate_egress_rule(rule: &pb::SecurityGroupRule) -> Result<(), Validati
         "tcp" | "udp" => {
             check_rule_ports(rule)?;
             if rule.icmp_info.is_some() {
-                return Err(ValidationError::new(
-                    "icmp_info",
-                    "must not be set for tcp or udp",
-                ));
+                return Err(ValidationError::new("icmp_info", "must not be set for tcp or udp"));
             }
         }
         "icmp" => {
             if rule.port_range.is_some() {
-                return Err(ValidationError::new(
-                    "port_range",
-                    "must not be set for icmp",
-                ));
+                return Err(ValidationError::new("port_range", "must not be set for icmp"));
             }
             if !rule.ports.is_empty() {
                 return Err(ValidationError::new("ports", "must not be set for icmp"));
@@ -111,17 +88,11 @@ pub fn validate_egress_rule(rule: &pb::SecurityGroupRule) -> Result<(), Validati
         }
         "all" => {
             if rule.port_range.is_some() || !rule.ports.is_empty() || rule.icmp_info.is_some() {
-                return Err(ValidationError::new(
-                    "protocol",
-                    "all must not set ports, port_range or icmp_info",
-                ));
+                return Err(ValidationError::new("protocol", "all must not set ports, port_range or icmp_info"));
             }
         }
         _ => {
-            return Err(ValidationError::new(
-                "protocol",
-                "must be one of tcp, udp, icmp, all",
-            ));
+            return Err(ValidationError::new("protocol", "must be one of tcp, udp, icmp, all"));
         }
     }
     if rule.destinations.is_empty() {
@@ -142,42 +113,24 @@ pub fn validate_egress_rule(rule: &pb::SecurityGroupRule) -> Result<(), Validati
 fn check_rule_ports(rule: &pb::SecurityGroupRule) -> Result<(), ValidationError> {
     let is_port = |port: u32| (1..=65535).contains(&port);
     match (&rule.port_range, rule.ports.is_empty()) {
-        (None, true) => Err(ValidationError::new(
-            "ports",
-            "or port_range is required for tcp or udp",
-        )),
-        (Some(_), false) => Err(ValidationError::new(
-            "port_range",
-            "must not be set together with ports",
-        )),
+        (None, true) => Err(ValidationError::new("ports", "or port_range is required for tcp or udp")),
+        (Some(_), false) => Err(ValidationError::new("port_range", "must not be set together with ports")),
         (Some(range), true) => {
             if !is_port(range.start) {
-                return Err(ValidationError::new(
-                    "port_range.start",
-                    "must be between 1 and 65535",
-                ));
+                return Err(ValidationError::new("port_range.start", "must be between 1 and 65535"));
             }
             if !is_port(range.end) {
-                return Err(ValidationError::new(
-                    "port_range.end",
-                    "must be between 1 and 65535",
-                ));
+                return Err(ValidationError::new("port_range.end", "must be between 1 and 65535"));
             }
             if range.start > range.end {
-                return Err(ValidationError::new(
-                    "port_range.end",
-                    "must be >= port_range.start",
-                ));
+                return Err(ValidationError::new("port_range.end", "must be >= port_range.start"));
             }
             Ok(())
         }
         (None, false) => {
             for (i, port) in rule.ports.iter().enumerate() {
                 if !is_port(*port) {
-                    return Err(ValidationError::new(
-                        format!("ports[{i}]"),
-                        "must be between 1 and 65535",
-                    ));
+                    return Err(ValidationError::new(format!("ports[{i}]"), "must be between 1 and 65535"));
                 }
             }
             Ok(())
@@ -218,19 +171,12 @@ fn check_volume_mount(mount: &pb::VolumeMount) -> Result<(), ValidationError> {
         return Err(ValidationError::new("shared", "is required"));
     };
     if shared.volume_id.is_empty() {
-        return Err(ValidationError::new(
-            "shared.volume_id",
-            "must not be empty",
-        ));
+        return Err(ValidationError::new("shared.volume_id", "must not be empty"));
     }
     if !shared.mount_config.is_empty()
-        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&shared.mount_config)
-            .is_err()
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&shared.mount_config).is_err()
     {
-        return Err(ValidationError::new(
-            "shared.mount_config",
-            "must be a json object",
-        ));
+        return Err(ValidationError::new("shared.mount_config", "must be a json object"));
     }
     Ok(())
 }
@@ -254,38 +200,23 @@ fn check_image_layer(layer: &pb::ImageLayer) -> Result<(), ValidationError> {
         return Err(ValidationError::new("url", "must not be empty"));
     }
     if layer.destination_path.is_empty() {
-        return Err(ValidationError::new(
-            "destination_path",
-            "must not be empty",
-        ));
+        return Err(ValidationError::new("destination_path", "must not be empty"));
     }
     let exclusive = match Type::try_from(layer.layer_type) {
         Ok(Type::Shared) => false,
         Ok(Type::Exclusive) => true,
         _ => {
-            return Err(ValidationError::new(
-                "layer_type",
-                "must be SHARED or EXCLUSIVE",
-            ));
+            return Err(ValidationError::new("layer_type", "must be SHARED or EXCLUSIVE"));
         }
     };
-    if !matches!(
-        MediaType::try_from(layer.media_type),
-        Ok(MediaType::Tgz | MediaType::Tar | MediaType::Zip)
-    ) {
-        return Err(ValidationError::new(
-            "media_type",
-            "must be TGZ, TAR or ZIP",
-        ));
+    if !matches!(MediaType::try_from(layer.media_type), Ok(MediaType::Tgz | MediaType::Tar | MediaType::Zip)) {
+        return Err(ValidationError::new("media_type", "must be TGZ, TAR or ZIP"));
     }
     let has_algorithm = match DigestAlgorithm::try_from(layer.digest_algorithm) {
         Ok(DigestAlgorithm::Invalid) => false,
         Ok(DigestAlgorithm::Sha256 | DigestAlgorithm::Sha512) => true,
         Err(_) => {
-            return Err(ValidationError::new(
-                "digest_algorithm",
-                "must be unset, SHA256 or SHA512",
-            ));
+            return Err(ValidationError::new("digest_algorithm", "must be unset, SHA256 or SHA512"));
         }
     };
     if (exclusive || !layer.digest_value.is_empty()) && !has_algorithm {
@@ -308,18 +239,12 @@ fn check_volume_mounted_files(files: &[pb::File]) -> Result<(), ValidationError>
     let mut total = 0_usize;
     for (i, file) in files.iter().enumerate() {
         if file.path.is_empty() {
-            return Err(ValidationError::new(
-                format!("volume_mounted_files[{i}].path"),
-                "must not be empty",
-            ));
+            return Err(ValidationError::new(format!("volume_mounted_files[{i}].path"), "must not be empty"));
         }
         total = total.saturating_add(file.content.len());
     }
     if total > MAX_VOLUME_MOUNTED_FILES_BYTES {
-        return Err(ValidationError::new(
-            "volume_mounted_files",
-            "must total at most 1048576 bytes",
-        ));
+        return Err(ValidationError::new("volume_mounted_files", "must total at most 1048576 bytes"));
     }
     Ok(())
 }
@@ -330,10 +255,7 @@ pub(crate) fn check_sidecars(sidecars: &[pb::Sidecar]) -> Result<(), ValidationE
         let path = format!("sidecars[{i}]");
         match &sidecar.action {
             None => {
-                return Err(ValidationError::new(
-                    format!("{path}.action"),
-                    "is required",
-                ));
+                return Err(ValidationError::new(format!("{path}.action"), "is required"));
             }
             Some(action) => check_action_tree(action, &format!("{path}.action"))?,
         }
@@ -406,19 +328,11 @@ mod tests {
             }],
             image_username: "user".into(),
             image_password: "secret".into(),
-            log_rate_limit: Some(pb::LogRateLimit {
-                bytes_per_second: -1,
-            }),
-            volume_mounted_files: vec![pb::File {
-                path: "/etc/cfg".into(),
-                content: "a=b".into(),
-            }],
+            log_rate_limit: Some(pb::LogRateLimit { bytes_per_second: -1 }),
+            volume_mounted_files: vec![pb::File { path: "/etc/cfg".into(), content: "a=b".into() }],
             sidecars: vec![pb::Sidecar {
                 action: Some(pb::Action {
-                    action: Some(Variant::RunAction(pb::RunAction {
-                        path: "/bin/envoy".into(),
-                        ..Default::default()
-                    })),
+                    action: Some(Variant::RunAction(pb::RunAction { path: "/bin/envoy".into(), ..Default::default() })),
                 }),
                 disk_mb: 64,
                 memory_mb: 32,
@@ -429,12 +343,7 @@ mod tests {
     fn tcp_rule() -> pb::SecurityGroupRule {
         pb::SecurityGroupRule {
             protocol: "tcp".into(),
-            destinations: vec![
-                "10.0.0.1".into(),
-                "10.0.0.0/8".into(),
-                "10.0.0.1-10.0.0.9".into(),
-                "::1".into(),
-            ],
+            destinations: vec!["10.0.0.1".into(), "10.0.0.0/8".into(), "10.0.0.1-10.0.0.9".into(), "::1".into()],
             ports: vec![80, 443],
             ..Default::default()
         }
@@ -495,23 +404,10 @@ mod tests {
 
     #[test]
     fn destinations_accept_ips_cidrs_and_ranges_only() {
-        for good in [
-            "1.2.3.4",
-            "10.0.0.0/8",
-            "::/0",
-            "1.1.1.1-1.1.1.1",
-            "fe80::1-fe80::2",
-        ] {
+        for good in ["1.2.3.4", "10.0.0.0/8", "::/0", "1.1.1.1-1.1.1.1", "fe80::1-fe80::2"] {
             assert!(is_destination(good), "{good}");
         }
-        for bad in [
-            "",
-            "host.example",
-            "10.0.0.0/33",
-            "1.1.1.1-::1",
-            "1.1.1.1/",
-            "a-b",
-        ] {
+        for bad in ["", "host.example", "10.0.0.0/33", "1.1.1.1-::1", "1.1.1.1/", "a-b"] {
             assert!(!is_destination(bad), "{bad}");
         }
     }

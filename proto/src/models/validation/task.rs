@@ -23,12 +23,8 @@ pub fn validate_task_definition(definition: &pb::TaskDefinition) -> Result<(), V
     non_negative("max_pids", definition.max_pids)?;
     check_annotation(&definition.annotation)?;
     let callback = definition.completion_callback_url.to_ascii_lowercase();
-    if !callback.is_empty() && !callback.starts_with("http://") && !callback.starts_with("https://")
-    {
-        return Err(ValidationError::new(
-            "completion_callback_url",
-            "must be an http or https url",
-        ));
+    if !callback.is_empty() && !callback.starts_with("http://") && !callback.starts_with("https://") {
+        return Err(ValidationError::new("completion_callback_url", "must be an http or https url"));
     }
     check_runtime(&RuntimeParts {
         egress_rules: &definition.egress_rules,
@@ -46,14 +42,9 @@ pub fn validate_task_definition(definition: &pb::TaskDefinition) -> Result<(), V
         let matches = definition
             .metric_tags
             .get("source_id")
-            .is_some_and(|source_id| {
-                source_id.dynamic == 0 && source_id.r#static == definition.metrics_guid
-            });
+            .is_some_and(|source_id| source_id.dynamic == 0 && source_id.r#static == definition.metrics_guid);
         if !matches {
-            return Err(ValidationError::new(
-                "metric_tags.source_id",
-                "must equal metrics_guid",
-            ));
+            return Err(ValidationError::new("metric_tags.source_id", "must equal metrics_guid"));
         }
     }
     Ok(())
@@ -63,10 +54,7 @@ pub fn validate_task_definition(definition: &pb::TaskDefinition) -> Result<(), V
 /// and `failure_reason` and `rejection_reason` are at most 1024 characters.
 pub fn validate_task(task: &Task) -> Result<(), ValidationError> {
     if task.state == TaskState::Running && task.cell_id.is_none() {
-        return Err(ValidationError::new(
-            "cell_id",
-            "is required when state is RUNNING",
-        ));
+        return Err(ValidationError::new("cell_id", "is required when state is RUNNING"));
     }
     check_reason("failure_reason", &task.failure_reason)?;
     check_reason("rejection_reason", &task.rejection_reason)
@@ -82,10 +70,7 @@ mod tests {
         pb::TaskDefinition {
             root_fs: "preloaded:cflinuxfs4".into(),
             action: Some(pb::Action {
-                action: Some(Variant::RunAction(pb::RunAction {
-                    path: "/bin/migrate".into(),
-                    ..Default::default()
-                })),
+                action: Some(Variant::RunAction(pb::RunAction { path: "/bin/migrate".into(), ..Default::default() })),
             }),
             memory_mb: 512,
             disk_mb: 1024,
@@ -95,14 +80,8 @@ mod tests {
             result_file: "/tmp/result".into(),
             completion_callback_url: "https://cc.example/tasks/t-1/completed".into(),
             annotation: "migration".into(),
-            metric_tags: [(
-                "source_id".to_owned(),
-                pb::MetricTagValue {
-                    r#static: "guid-1".into(),
-                    dynamic: 0,
-                },
-            )]
-            .into(),
+            metric_tags: [("source_id".to_owned(), pb::MetricTagValue { r#static: "guid-1".into(), dynamic: 0 })]
+                .into(),
             ..Default::default()
         }
     }

@@ -1,0 +1,306 @@
+//! Outbound calls: start requests to the auctioneer and stop / cancel / update calls to reps.
+//! Controllers see only the traits; the tonic implementations (one connector each) live here,
+//! and recording fakes live in [`crate::testing`]. Every call has a timeout, so a slow or dead
+//! peer never stalls an API call for long; callers fire rep calls concurrently and off the
+//! request path where Diego does.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use proto::pb::auctioneer::v1 as auction_pb;
+use proto::pb::models::v1 as models_pb;
+use proto::pb::rep::v1 as rep_pb;
+use tonic::transport::{Channel, Endpoint};
+
+/// A failed outbound call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The peer's address is unknown (no auctioneer holds its lock, no such cell).
+    #[error("no address for {0}")]
+    NoAddress(String),
+    /// The address cannot be used.
+    #[error("invalid address {address}: {reason}")]
+    BadAddress {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The call failed.
+    #[error("{peer} {call}: {status}")]
+    Call {
+        /// Who was called.
+        peer: String,
+        /// What was called.
+        call: &'static str,
+        /// The status it failed with.
+        status: tonic::Status,
+    },
+}
+
+/// Where the work may go and what it needs: one start request for some indices of an LRP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LrpStartRequest {
+    /// The desired LRP.
+    pub process_guid: String,
+    /// Its domain.
+    pub domain: String,
+    /// The indices to start.
+    pub indices: Vec<i32>,
+    /// Memory per instance.
+    pub memory_mb: i32,
+    /// Disk per instance.
+    pub disk_mb: i32,
+    /// Process limit per instance.
+    pub max_pids: i32,
+    /// Root filesystem URL.
+    pub rootfs: String,
+    /// Placement tags.
+    pub placement_tags: Vec<String>,
+    /// Volume drivers.
+    pub volume_drivers: Vec<String>,
+}
+
+/// One task to place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStartRequest {
+    /// The task.
+    pub task_guid: String,
+    /// Its domain.
+    pub domain: String,
+    /// Memory.
+    pub memory_mb: i32,
+    /// Disk.
+    pub disk_mb: i32,
+    /// Process limit.
+    pub max_pids: i32,
+    /// Root filesystem URL.
+    pub rootfs: String,
+    /// Placement tags.
+    pub placement_tags: Vec<String>,
+    /// Volume drivers.
+    pub volume_drivers: Vec<String>,
+}
+
+/// The auctioneer, as the BBS calls it: one call per API request or convergence pass.
+pub trait AuctioneerClient: Send + Sync + 'static {
+    /// Enqueues LRP instances for the next auction.
+    fn request_lrp_auctions(&self, requests: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), ClientError>>;
+    /// Enqueues tasks for the next auction.
+    fn request_task_auctions(&self, requests: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), ClientError>>;
+}
+
+/// A rep, addressed by its `rep_address`.
+pub trait RepClient: Send + Sync + 'static {
+    /// Stops an LRP instance; the rep then removes the actual LRP itself.
+    fn stop_lrp_instance<'a>(
+        &'a self,
+        rep_address: &'a str,
+        process_guid: &'a str,
+        instance_guid: &'a str,
+        index: i32,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// Cancels a task.
+    fn cancel_task<'a>(&'a self, rep_address: &'a str, task_guid: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// Pushes new internal routes and metric tags to a running instance.
+    fn update_lrp_instance<'a>(
+        &'a self,
+        rep_address: &'a str,
+        process_guid: &'a str,
+        instance_guid: &'a str,
+        internal_routes: Vec<String>,
+        metric_tags: std::collections::BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+}
+
+/// Cached lazy channels by address: the one place outbound connections are built (TLS and
+/// message-size limits get switched on here).
+pub struct Connector {
+    timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Connector {
+    /// A connector whose calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// The channel to `address` (`host:port`), created lazily and reused.
+    pub fn channel(&self, address: &str) -> Result<Channel, ClientError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| ClientError::BadAddress { address: address.to_owned(), reason: e.to_string() })?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+/// Finds the auctioneer's address: fixed by configuration, or the value of its Locket lock.
+pub trait AuctioneerLocator: Send + Sync + 'static {
+    /// The current address.
+    fn locate(&self) -> BoxFuture<'_, Result<String, ClientError>>;
+}
+
+/// The tonic auctioneer client.
+pub struct GrpcAuctioneerClient<L> {
+    locator: L,
+    connector: Connector,
+}
+
+impl<L: AuctioneerLocator> GrpcAuctioneerClient<L> {
+    /// A client that finds the auctioneer through `locator`.
+    pub fn new(locator: L, timeout: Duration) -> Self {
+        Self { locator, connector: Connector::new(timeout) }
+    }
+
+    async fn client(&self) -> Result<(String, auction_pb::auctioneer_client::AuctioneerClient<Channel>), ClientError> {
+        let address = self.locator.locate().await?;
+        let channel = self.connector.channel(&address)?;
+        Ok((address, auction_pb::auctioneer_client::AuctioneerClient::new(channel)))
+    }
+}
+
+fn resource(memory_mb: i32, disk_mb: i32, max_pids: i32) -> Option<models_pb::Resource> {
+    Some(models_pb::Resource { memory_mb, disk_mb, max_pids })
+}
+
+fn constraint(rootfs: &str, tags: &[String], drivers: &[String]) -> Option<models_pb::PlacementConstraint> {
+    Some(models_pb::PlacementConstraint {
+        rootfs: rootfs.to_owned(),
+        placement_tags: tags.to_vec(),
+        volume_drivers: drivers.to_vec(),
+    })
+}
+
+impl<L: AuctioneerLocator> AuctioneerClient for GrpcAuctioneerClient<L> {
+    fn request_lrp_auctions(&self, requests: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move {
+            let (address, mut client) = self.client().await?;
+            let lrp_start_requests = requests
+                .iter()
+                .map(|r| auction_pb::LrpStartRequest {
+                    process_guid: r.process_guid.clone(),
+                    domain: r.domain.clone(),
+                    indices: r.indices.clone(),
+                    resource: resource(r.memory_mb, r.disk_mb, r.max_pids),
+                    placement_constraint: constraint(&r.rootfs, &r.placement_tags, &r.volume_drivers),
+                })
+                .collect();
+            client
+                .request_lrp_auctions(auction_pb::RequestLrpAuctionsRequest { lrp_start_requests })
+                .await
+                .map(|_| ())
+                .map_err(|status| ClientError::Call {
+                    peer: format!("auctioneer {address}"),
+                    call: "RequestLRPAuctions",
+                    status,
+                })
+        })
+    }
+
+    fn request_task_auctions(&self, requests: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async move {
+            let (address, mut client) = self.client().await?;
+            let task_start_requests = requests
+                .iter()
+                .map(|r| auction_pb::TaskStartRequest {
+                    task_guid: r.task_guid.clone(),
+                    domain: r.domain.clone(),
+                    resource: resource(r.memory_mb, r.disk_mb, r.max_pids),
+                    placement_constraint: constraint(&r.rootfs, &r.placement_tags, &r.volume_drivers),
+                })
+                .collect();
+            client
+                .request_task_auctions(auction_pb::RequestTaskAuctionsRequest { task_start_requests })
+                .await
+                .map(|_| ())
+                .map_err(|status| ClientError::Call {
+                    peer: format!("auctioneer {address}"),
+                    call: "RequestTaskAuctions",
+                    status,
+                })
+        })
+    }
+}
+
+/// The tonic rep client.
+pub struct GrpcRepClient {
+    connector: Connector,
+}
+
+impl GrpcRepClient {
+    /// A client whose calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self { connector: Connector::new(timeout) }
+    }
+
+    fn client(&self, address: &str) -> Result<rep_pb::rep_client::RepClient<Channel>, ClientError> {
+        Ok(rep_pb::rep_client::RepClient::new(self.connector.channel(address)?))
+    }
+}
+
+impl RepClient for GrpcRepClient {
+    fn stop_lrp_instance<'a>(
+        &'a self,
+        rep_address: &'a str,
+        process_guid: &'a str,
+        instance_guid: &'a str,
+        index: i32,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async move {
+            let request = rep_pb::StopLrpInstanceRequest {
+                process_guid: process_guid.to_owned(),
+                instance_guid: instance_guid.to_owned(),
+                index,
+            };
+            self.client(rep_address)?.stop_lrp_instance(request).await.map(|_| ()).map_err(|status| ClientError::Call {
+                peer: format!("rep {rep_address}"),
+                call: "StopLRPInstance",
+                status,
+            })
+        })
+    }
+
+    fn cancel_task<'a>(&'a self, rep_address: &'a str, task_guid: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async move {
+            self.client(rep_address)?
+                .cancel_task(rep_pb::CancelTaskRequest { task_guid: task_guid.to_owned() })
+                .await
+                .map(|_| ())
+                .map_err(|status| ClientError::Call { peer: format!("rep {rep_address}"), call: "CancelTask", status })
+        })
+    }
+
+    fn update_lrp_instance<'a>(
+        &'a self,
+        rep_address: &'a str,
+        process_guid: &'a str,
+        instance_guid: &'a str,
+        internal_routes: Vec<String>,
+        metric_tags: std::collections::BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async move {
+            let request = rep_pb::UpdateLrpInstanceRequest {
+                process_guid: process_guid.to_owned(),
+                instance_guid: instance_guid.to_owned(),
+                internal_routes: internal_routes
+                    .into_iter()
+                    .map(|hostname| models_pb::ActualLrpInternalRoute { hostname })
+                    .collect(),
+                metric_tags: metric_tags.into_iter().collect(),
+            };
+            self.client(rep_address)?.update_lrp_instance(request).await.map(|_| ()).map_err(|status| {
+                ClientError::Call { peer: format!("rep {rep_address}"), call: "UpdateLRPInstance", status }
+            })
+        })
+    }
+}

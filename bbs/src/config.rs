@@ -1,0 +1,205 @@
+//! The BBS configuration: a TOML file (`--config FILE`) whose every field a flag can override,
+//! validated once at start. Intervals are fields so tests shorten them without special cases.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A value breaks a rule.
+    #[error("invalid config: {field} {rule}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule.
+        rule: String,
+    },
+}
+
+/// The BBS configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BbsConfig {
+    /// Database URL; empty means a SQLite file `bbs.db` in `data_dir`.
+    pub database_url: String,
+    /// Directory for the default SQLite database.
+    pub data_dir: PathBuf,
+    /// gRPC listen address (Bbs, Locket, health, reflection).
+    pub listen_address: String,
+    /// Admin listen address (`/healthz`, `/metrics`).
+    pub admin_address: String,
+    /// The address other components reach this BBS at; stored in the `bbs` lease so standbys can
+    /// name the leader. Defaults to the bound gRPC address.
+    pub advertise_address: String,
+    /// The auctioneer's gRPC address; empty means: look it up in the `auctioneer` lock's value.
+    pub auctioneer_address: String,
+    /// Identity of this BBS in the `bbs` lease; empty means a random one per process.
+    pub instance_id: String,
+    /// `bbs` lease TTL.
+    #[serde(with = "humantime_serde_compat")]
+    pub lock_ttl: Duration,
+    /// How often the lease is renewed (or retried while standing by).
+    #[serde(with = "humantime_serde_compat")]
+    pub lock_retry_interval: Duration,
+    /// How often expired cell presences are looked for (fast lost-cell detection).
+    #[serde(with = "humantime_serde_compat")]
+    pub presence_check_interval: Duration,
+    /// Timeout of calls to reps and the auctioneer.
+    #[serde(with = "humantime_serde_compat")]
+    pub communication_timeout: Duration,
+    /// Events a subscriber may fall behind before it is closed.
+    pub event_buffer: usize,
+    /// Task rejections before a task is failed.
+    pub max_task_retries: i32,
+    /// Concurrent task completion callbacks.
+    pub callback_workers: usize,
+}
+
+impl Default for BbsConfig {
+    fn default() -> Self {
+        Self {
+            database_url: String::new(),
+            data_dir: PathBuf::from("."),
+            listen_address: "127.0.0.1:8889".into(),
+            admin_address: "127.0.0.1:8890".into(),
+            advertise_address: String::new(),
+            auctioneer_address: String::new(),
+            instance_id: String::new(),
+            lock_ttl: Duration::from_secs(15),
+            lock_retry_interval: Duration::from_secs(5),
+            presence_check_interval: Duration::from_secs(1),
+            communication_timeout: Duration::from_secs(10),
+            event_buffer: 1024,
+            max_task_retries: 3,
+            callback_workers: 64,
+        }
+    }
+}
+
+impl BbsConfig {
+    /// Reads a TOML file (every field optional).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    }
+
+    /// The database URL to use: the configured one, or the SQLite file in `data_dir`.
+    pub fn effective_database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("bbs.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// Checks every rule and returns the configuration.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
+        if self.lock_ttl.is_zero() {
+            return invalid("lock_ttl", "must be positive");
+        }
+        if self.lock_retry_interval.is_zero() || self.lock_retry_interval >= self.lock_ttl {
+            return invalid("lock_retry_interval", "must be positive and shorter than lock_ttl");
+        }
+        if self.presence_check_interval.is_zero() {
+            return invalid("presence_check_interval", "must be positive");
+        }
+        if self.communication_timeout.is_zero() {
+            return invalid("communication_timeout", "must be positive");
+        }
+        if self.event_buffer == 0 {
+            return invalid("event_buffer", "must be at least 1");
+        }
+        if self.max_task_retries < 0 {
+            return invalid("max_task_retries", "must be >= 0");
+        }
+        if self.callback_workers == 0 {
+            return invalid("callback_workers", "must be at least 1");
+        }
+        if self.listen_address.is_empty() {
+            return invalid("listen_address", "must not be empty");
+        }
+        Ok(self)
+    }
+}
+
+/// Durations in the TOML file are human strings: `"15s"`, `"500ms"`, `"2m"`.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" | "" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h")),
+    };
+    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_diegos_and_valid() {
+        let config = BbsConfig::default().validate().unwrap();
+        assert_eq!(config.lock_ttl, Duration::from_secs(15));
+        assert_eq!(config.lock_retry_interval, Duration::from_secs(5));
+        assert_eq!(config.event_buffer, 1024);
+        assert_eq!(config.listen_address, "127.0.0.1:8889");
+        assert!(config.effective_database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn toml_durations_and_unknown_fields() {
+        let config: BbsConfig = toml::from_str("lock_ttl = \"2s\"\nlock_retry_interval = \"500ms\"").unwrap();
+        assert_eq!(config.lock_ttl, Duration::from_secs(2));
+        assert_eq!(config.lock_retry_interval, Duration::from_millis(500));
+        assert!(toml::from_str::<BbsConfig>("no_such_field = 1").is_err());
+        assert!(toml::from_str::<BbsConfig>("lock_ttl = \"2 fortnights\"").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field() {
+        let config = BbsConfig { lock_retry_interval: Duration::from_secs(20), ..BbsConfig::default() };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("lock_retry_interval"), "{err}");
+        let err = BbsConfig { event_buffer: 0, ..BbsConfig::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("event_buffer"));
+    }
+}

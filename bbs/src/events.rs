@@ -1,0 +1,261 @@
+//! The event hub: fans out instance and task events to `SubscribeTo*Events` streams.
+//!
+//! - Controllers publish *after* their transaction commits, while holding the [`KeyLocks`] stripe
+//!   of the record they changed, so the events of one key leave in commit order.
+//! - Every subscriber has a buffer of `event_buffer` (1024) events. One that falls further behind
+//!   is closed with RESOURCE_EXHAUSTED and must re-list, as in Diego; nothing is replayed.
+//! - Each delivered message carries a `sequence` that starts at 1 and increases by one per stream,
+//!   so a consumer can tell it missed nothing while its stream stays open.
+//! - When this BBS stops leading, [`EventHub::close_all`] ends every stream with UNAVAILABLE.
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use futures::Stream;
+use proto::pb::models::v1 as pb;
+use tokio::sync::broadcast;
+
+/// One published instance event and the cells it concerns (for the cell filter).
+#[derive(Debug, Clone)]
+pub struct InstanceEnvelope {
+    /// The event.
+    pub event: pb::instance_event::Event,
+    /// Cells of the instance keys involved; empty for desired-LRP events, which every
+    /// subscriber receives.
+    pub cells: Vec<String>,
+}
+
+/// Fans events out to subscribers.
+pub struct EventHub {
+    buffer: usize,
+    instance: Mutex<broadcast::Sender<Arc<InstanceEnvelope>>>,
+    task: Mutex<broadcast::Sender<Arc<pb::task_event::Event>>>,
+}
+
+impl EventHub {
+    /// A hub whose subscribers may fall `buffer` events behind.
+    pub fn new(buffer: usize) -> Self {
+        let buffer = buffer.max(1);
+        Self {
+            buffer,
+            instance: Mutex::new(broadcast::channel(buffer).0),
+            task: Mutex::new(broadcast::channel(buffer).0),
+        }
+    }
+
+    /// Publishes an instance or desired-LRP event.
+    pub fn publish_instance(&self, event: pb::instance_event::Event, cells: Vec<String>) {
+        metrics::counter!("bbs_events_published_total", "stream" => "instance").increment(1);
+        let sender = lock(&self.instance).clone();
+        // No subscribers is not an error.
+        let _ = sender.send(Arc::new(InstanceEnvelope { event, cells }));
+    }
+
+    /// Publishes a task event.
+    pub fn publish_task(&self, event: pb::task_event::Event) {
+        metrics::counter!("bbs_events_published_total", "stream" => "task").increment(1);
+        let sender = lock(&self.task).clone();
+        let _ = sender.send(Arc::new(event));
+    }
+
+    /// Current number of subscribers of both streams.
+    pub fn subscribers(&self) -> usize {
+        lock(&self.instance).receiver_count() + lock(&self.task).receiver_count()
+    }
+
+    /// Ends every open stream (this BBS stopped leading); new subscriptions start afresh.
+    pub fn close_all(&self) {
+        *lock(&self.instance) = broadcast::channel(self.buffer).0;
+        *lock(&self.task) = broadcast::channel(self.buffer).0;
+    }
+
+    /// A stream of instance events; `cell_id` empty means every cell.
+    pub fn subscribe_instances(
+        &self,
+        cell_id: String,
+    ) -> impl Stream<Item = Result<pb::InstanceEvent, tonic::Status>> + Send + 'static {
+        let rx = lock(&self.instance).subscribe();
+        let buffer = self.buffer;
+        let filter = move |envelope: &InstanceEnvelope| {
+            cell_id.is_empty() || envelope.cells.is_empty() || envelope.cells.contains(&cell_id)
+        };
+        sequenced(rx, buffer, filter, |sequence, envelope: Arc<InstanceEnvelope>| pb::InstanceEvent {
+            sequence,
+            event: Some(envelope.event.clone()),
+        })
+    }
+
+    /// A stream of task events.
+    pub fn subscribe_tasks(&self) -> impl Stream<Item = Result<pb::TaskEvent, tonic::Status>> + Send + 'static {
+        let rx = lock(&self.task).subscribe();
+        sequenced(
+            rx,
+            self.buffer,
+            |_| true,
+            |sequence, event: Arc<pb::task_event::Event>| pb::TaskEvent { sequence, event: Some((*event).clone()) },
+        )
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while swapping a sender; the sender
+    // inside is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Turns a broadcast receiver into a numbered, filtered stream that ends with a status when the
+/// subscriber lags or the hub closes.
+fn sequenced<T, M, F, W>(
+    rx: broadcast::Receiver<T>,
+    buffer: usize,
+    filter: F,
+    wrap: W,
+) -> impl Stream<Item = Result<M, tonic::Status>> + Send + 'static
+where
+    T: Clone + Send + 'static + std::ops::Deref,
+    T::Target: Sized,
+    M: Send + 'static,
+    F: Fn(&T::Target) -> bool + Send + 'static,
+    W: Fn(u64, T) -> M + Send + 'static,
+{
+    struct State<T, F, W> {
+        rx: broadcast::Receiver<T>,
+        sequence: u64,
+        done: bool,
+        filter: F,
+        wrap: W,
+    }
+    let gauge = metrics::gauge!("bbs_event_subscribers");
+    gauge.increment(1.0);
+    let guard = SubscriberGuard(gauge);
+    let state = State { rx, sequence: 0, done: false, filter, wrap };
+    futures::stream::unfold((state, guard), move |(mut state, guard)| async move {
+        if state.done {
+            return None;
+        }
+        loop {
+            match state.rx.recv().await {
+                Ok(item) => {
+                    if !(state.filter)(&item) {
+                        continue;
+                    }
+                    state.sequence += 1;
+                    let message = (state.wrap)(state.sequence, item);
+                    return Some((Ok(message), (state, guard)));
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    state.done = true;
+                    metrics::counter!("bbs_event_subscribers_closed_slow_total").increment(1);
+                    let status = tonic::Status::resource_exhausted(format!(
+                        "slow consumer: fell more than {buffer} events behind ({missed} missed); re-list and subscribe again"
+                    ));
+                    return Some((Err(status), (state, guard)));
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    state.done = true;
+                    let status = tonic::Status::unavailable(
+                        "event stream ended: this bbs stopped leading; subscribe to the leader and re-list",
+                    );
+                    return Some((Err(status), (state, guard)));
+                }
+            }
+        }
+    })
+}
+
+/// Decrements the subscriber gauge when a stream is dropped.
+struct SubscriberGuard(metrics::Gauge);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Striped async locks by key: a controller holds the stripe of the record it changes from
+/// before its transaction until its events are published, so per-key event order is commit order.
+pub struct KeyLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl KeyLocks {
+    /// `n` stripes.
+    pub fn new(n: usize) -> Self {
+        Self { stripes: (0..n.max(1)).map(|_| tokio::sync::Mutex::new(())).collect() }
+    }
+
+    /// Locks the stripe of `key`.
+    pub async fn lock(&self, key: impl Hash) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let stripe = (hasher.finish() % self.stripes.len() as u64) as usize;
+        self.stripes[stripe].lock().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn removed(guid: &str) -> pb::instance_event::Event {
+        pb::instance_event::Event::DesiredLrpRemoved(pb::DesiredLrpRemovedEvent {
+            desired_lrp: Some(pb::DesiredLrp { process_guid: guid.into(), ..Default::default() }),
+            trace_id: String::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn sequences_start_at_one_and_increase_per_stream() {
+        let hub = EventHub::new(16);
+        let mut stream = Box::pin(hub.subscribe_instances(String::new()));
+        for i in 0..3 {
+            hub.publish_instance(removed(&format!("p{i}")), vec![]);
+        }
+        for expected in 1..=3u64 {
+            let event = stream.next().await.unwrap().unwrap();
+            assert_eq!(event.sequence, expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn cell_filter_passes_desired_events_and_matching_cells_only() {
+        let hub = EventHub::new(16);
+        let mut stream = Box::pin(hub.subscribe_instances("cell-a".into()));
+        hub.publish_instance(removed("other-cell"), vec!["cell-b".into()]);
+        hub.publish_instance(removed("mine"), vec!["cell-a".into()]);
+        hub.publish_instance(removed("desired"), vec![]);
+        let guids: Vec<String> = (0..2)
+            .map(|_| futures::executor::block_on(stream.next()).unwrap().unwrap())
+            .map(|e| match e.event {
+                Some(pb::instance_event::Event::DesiredLrpRemoved(r)) => r.desired_lrp.unwrap().process_guid,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(guids, ["mine", "desired"]);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_closed_with_resource_exhausted() {
+        let hub = EventHub::new(4);
+        let mut stream = Box::pin(hub.subscribe_tasks());
+        for _ in 0..10 {
+            hub.publish_task(pb::task_event::Event::TaskRemoved(pb::TaskRemovedEvent::default()));
+        }
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(err.message().contains("slow consumer"));
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn close_all_ends_streams_with_unavailable() {
+        let hub = EventHub::new(4);
+        let mut stream = Box::pin(hub.subscribe_tasks());
+        hub.close_all();
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(stream.next().await.is_none());
+    }
+}

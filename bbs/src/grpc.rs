@@ -1,0 +1,580 @@
+//! The gRPC adapter of `diego.bbs.v1.Bbs`: each method decodes its request into domain types
+//! (validation errors become INVALID_ARGUMENT naming the field, and nothing is written), calls
+//! one controller method, and encodes the result. Request count and latency per RPC are
+//! recorded here.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use db::sql::actual_lrps::{ActualLrpFilter, StartInfo};
+use db::sql::desired_lrps::DesiredLrpFilter;
+use db::sql::tasks::TaskFilter;
+use futures::Stream;
+use proto::convert::{actual_lrp_key_from_pb, instance_key_from_pb, net_info_from_pb, routing_info_to_pb};
+use proto::models::{
+    ActualLrpInstanceKey, CellId, DesiredLrp, DesiredLrpUpdate, DomainName, ProcessGuid, TaskDefinition, TaskGuid,
+    ValidationError,
+};
+use proto::pb::bbs::v1 as api;
+use proto::pb::bbs::v1::bbs_server::Bbs;
+use proto::pb::models::v1 as pb;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use crate::controllers::Context;
+use crate::controllers::actual_lrps::ActualLrps;
+use crate::controllers::desired_lrps::DesiredLrps;
+use crate::controllers::evacuation::Evacuation;
+use crate::controllers::tasks::Tasks;
+use crate::{Error, Result};
+
+/// The `Bbs` service.
+pub struct BbsService {
+    ctx: Context,
+    fatal: tokio_util::sync::CancellationToken,
+}
+
+impl BbsService {
+    /// A service over `ctx`; `fatal` is cancelled when a request hits an unrecoverable store
+    /// error (a table is gone), so the process steps down and its supervisor restarts it.
+    pub fn new(ctx: Context, fatal: tokio_util::sync::CancellationToken) -> Self {
+        Self { ctx, fatal }
+    }
+
+    async fn observe<T>(&self, rpc: &'static str, body: impl Future<Output = Result<T>>) -> GrpcResult<T> {
+        let result = observe(rpc, body).await;
+        if let Err(status) = &result
+            && status.code() == tonic::Code::Internal
+        {
+            self.fatal.cancel();
+        }
+        result
+    }
+}
+
+type GrpcResult<T> = std::result::Result<Response<T>, Status>;
+
+/// Runs one RPC body, recording its count, outcome and latency, and mapping its error.
+async fn observe<T>(rpc: &'static str, body: impl Future<Output = Result<T>>) -> GrpcResult<T> {
+    let start = Instant::now();
+    let result = body.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code().name(),
+    };
+    metrics::counter!("bbs_requests_total", "rpc" => rpc, "outcome" => outcome).increment(1);
+    metrics::histogram!("bbs_request_duration_seconds", "rpc" => rpc).record(start.elapsed().as_secs_f64());
+    match result {
+        Ok(value) => Ok(Response::new(value)),
+        Err(e) => {
+            if e.is_unrecoverable() {
+                tracing::error!(rpc, error = %e, "unrecoverable store error");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn invalid(field: &str, rule: &str) -> Error {
+    Error::Invalid(ValidationError::new(field, rule))
+}
+
+fn process_guid(value: String) -> Result<ProcessGuid> {
+    Ok(ProcessGuid::parse(value)?)
+}
+
+fn task_guid(value: String) -> Result<TaskGuid> {
+    Ok(TaskGuid::parse(value)?)
+}
+
+fn cell_id(value: String) -> Result<CellId> {
+    Ok(CellId::parse(value)?)
+}
+
+fn optional<T>(
+    value: String,
+    parse: impl FnOnce(String) -> std::result::Result<T, ValidationError>,
+) -> Result<Option<T>> {
+    if value.is_empty() { Ok(None) } else { Ok(Some(parse(value)?)) }
+}
+
+fn required_instance_key(key: Option<pb::ActualLrpInstanceKey>) -> Result<ActualLrpInstanceKey> {
+    instance_key_from_pb(key)?.ok_or_else(|| invalid("actual_lrp_instance_key", "is required"))
+}
+
+fn index(value: i32) -> Result<i32> {
+    if value < 0 { Err(invalid("index", "must be >= 0")) } else { Ok(value) }
+}
+
+fn desired_filter(request: api::DesiredLrPsRequest) -> Result<DesiredLrpFilter> {
+    Ok(DesiredLrpFilter {
+        domain: optional(request.domain, DomainName::parse)?,
+        process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
+        app_guids: request.app_guids,
+    })
+}
+
+fn start_info(
+    net_info: Option<pb::ActualLrpNetInfo>,
+    routes: Vec<pb::ActualLrpInternalRoute>,
+    metric_tags: std::collections::HashMap<String, String>,
+    routable: Option<bool>,
+    availability_zone: String,
+) -> Result<StartInfo> {
+    let net_info = net_info_from_pb(net_info)?.ok_or_else(|| invalid("actual_lrp_net_info", "is required"))?;
+    if net_info.address.is_empty() {
+        return Err(invalid("actual_lrp_net_info.address", "must not be empty"));
+    }
+    Ok(StartInfo {
+        net_info,
+        internal_routes: routes.into_iter().map(|r| r.hostname).collect(),
+        metric_tags: metric_tags.into_iter().collect(),
+        // An unset routable means true (Diego's StartActualLRP).
+        routable: routable.unwrap_or(true),
+        availability_zone,
+    })
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Bbs for BbsService {
+    async fn ping(&self, _: Request<api::PingRequest>) -> GrpcResult<api::PingResponse> {
+        self.observe("Ping", async { Ok(api::PingResponse { available: true }) }).await
+    }
+
+    async fn domains(&self, _: Request<api::DomainsRequest>) -> GrpcResult<api::DomainsResponse> {
+        self.observe("Domains", async {
+            let domains = self.ctx.reader().fresh_domains(self.ctx.now_ns()).await?;
+            Ok(api::DomainsResponse { domains: domains.into_iter().map(|d| d.name.into_string()).collect() })
+        })
+        .await
+    }
+
+    async fn upsert_domain(&self, request: Request<api::UpsertDomainRequest>) -> GrpcResult<api::UpsertDomainResponse> {
+        self.observe("UpsertDomain", async {
+            let request = request.into_inner();
+            let domain = DomainName::parse(request.domain)?;
+            let ttl = Duration::from_secs(u64::from(request.ttl));
+            self.ctx.writer()?.upsert_domain(&domain, ttl, self.ctx.now_ns()).await?;
+            Ok(api::UpsertDomainResponse {})
+        })
+        .await
+    }
+
+    async fn cells(&self, _: Request<api::CellsRequest>) -> GrpcResult<api::CellsResponse> {
+        self.observe("Cells", async {
+            let cells = crate::cells::live_cells(self.ctx.reader()).await?;
+            Ok(api::CellsResponse { cells: cells.into_iter().map(Into::into).collect() })
+        })
+        .await
+    }
+
+    async fn actual_lr_ps(&self, request: Request<api::ActualLrPsRequest>) -> GrpcResult<api::ActualLrPsResponse> {
+        self.observe("ActualLRPs", async {
+            let request = request.into_inner();
+            let filter = ActualLrpFilter {
+                domain: optional(request.domain, DomainName::parse)?,
+                cell_id: optional(request.cell_id, CellId::parse)?,
+                process_guid: optional(request.process_guid, ProcessGuid::parse)?,
+                index: request.index.map(index).transpose()?,
+                process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
+            };
+            let lrps = ActualLrps(&self.ctx).list(&filter).await?;
+            Ok(api::ActualLrPsResponse { actual_lrps: lrps.into_iter().map(Into::into).collect() })
+        })
+        .await
+    }
+
+    async fn claim_actual_lrp(
+        &self,
+        request: Request<api::ClaimActualLrpRequest>,
+    ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        self.observe("ClaimActualLRP", async {
+            let request = request.into_inner();
+            let guid = process_guid(request.process_guid)?;
+            let key = required_instance_key(request.actual_lrp_instance_key)?;
+            ActualLrps(&self.ctx).claim(&guid, index(request.index)?, &key).await?;
+            Ok(api::ActualLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn start_actual_lrp(
+        &self,
+        request: Request<api::StartActualLrpRequest>,
+    ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        self.observe("StartActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            let start = start_info(
+                request.actual_lrp_net_info,
+                request.actual_lrp_internal_routes,
+                request.metric_tags,
+                request.routable,
+                request.availability_zone,
+            )?;
+            ActualLrps(&self.ctx).start(&key, &instance_key, &start).await?;
+            Ok(api::ActualLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn crash_actual_lrp(
+        &self,
+        request: Request<api::CrashActualLrpRequest>,
+    ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        self.observe("CrashActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            ActualLrps(&self.ctx).crash(&key, &instance_key, &request.error_message).await?;
+            Ok(api::ActualLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn fail_actual_lrp(
+        &self,
+        request: Request<api::FailActualLrpRequest>,
+    ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        self.observe("FailActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            ActualLrps(&self.ctx).fail(&key, &request.error_message).await?;
+            Ok(api::ActualLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn remove_actual_lrp(
+        &self,
+        request: Request<api::RemoveActualLrpRequest>,
+    ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        self.observe("RemoveActualLRP", async {
+            let request = request.into_inner();
+            let guid = process_guid(request.process_guid)?;
+            let instance_key = instance_key_from_pb(request.actual_lrp_instance_key)?;
+            ActualLrps(&self.ctx).remove(&guid, index(request.index)?, instance_key.as_ref()).await?;
+            Ok(api::ActualLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn retire_actual_lrp(
+        &self,
+        request: Request<api::RetireActualLrpRequest>,
+    ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        self.observe("RetireActualLRP", async {
+            let key = actual_lrp_key_from_pb(request.into_inner().actual_lrp_key)?;
+            ActualLrps(&self.ctx).retire(&key).await?;
+            Ok(api::ActualLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn evacuate_claimed_actual_lrp(
+        &self,
+        request: Request<api::EvacuateClaimedActualLrpRequest>,
+    ) -> GrpcResult<api::EvacuationResponse> {
+        self.observe("EvacuateClaimedActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            let keep_container = Evacuation(&self.ctx).evacuate_claimed(&key, &instance_key).await?;
+            Ok(api::EvacuationResponse { keep_container })
+        })
+        .await
+    }
+
+    async fn evacuate_running_actual_lrp(
+        &self,
+        request: Request<api::EvacuateRunningActualLrpRequest>,
+    ) -> GrpcResult<api::EvacuationResponse> {
+        self.observe("EvacuateRunningActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            let start = start_info(
+                request.actual_lrp_net_info,
+                request.actual_lrp_internal_routes,
+                request.metric_tags,
+                request.routable,
+                request.availability_zone,
+            )?;
+            let keep_container = Evacuation(&self.ctx).evacuate_running(&key, &instance_key, &start).await?;
+            Ok(api::EvacuationResponse { keep_container })
+        })
+        .await
+    }
+
+    async fn evacuate_stopped_actual_lrp(
+        &self,
+        request: Request<api::EvacuateStoppedActualLrpRequest>,
+    ) -> GrpcResult<api::EvacuationResponse> {
+        self.observe("EvacuateStoppedActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            let keep_container = Evacuation(&self.ctx).evacuate_stopped(&key, &instance_key).await?;
+            Ok(api::EvacuationResponse { keep_container })
+        })
+        .await
+    }
+
+    async fn evacuate_crashed_actual_lrp(
+        &self,
+        request: Request<api::EvacuateCrashedActualLrpRequest>,
+    ) -> GrpcResult<api::EvacuationResponse> {
+        self.observe("EvacuateCrashedActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            let keep_container =
+                Evacuation(&self.ctx).evacuate_crashed(&key, &instance_key, &request.error_message).await?;
+            Ok(api::EvacuationResponse { keep_container })
+        })
+        .await
+    }
+
+    async fn remove_evacuating_actual_lrp(
+        &self,
+        request: Request<api::RemoveEvacuatingActualLrpRequest>,
+    ) -> GrpcResult<api::RemoveEvacuatingActualLrpResponse> {
+        self.observe("RemoveEvacuatingActualLRP", async {
+            let request = request.into_inner();
+            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
+            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+            Evacuation(&self.ctx).remove_evacuating(&key, &instance_key).await?;
+            Ok(api::RemoveEvacuatingActualLrpResponse {})
+        })
+        .await
+    }
+
+    async fn desired_lr_ps(&self, request: Request<api::DesiredLrPsRequest>) -> GrpcResult<api::DesiredLrPsResponse> {
+        self.observe("DesiredLRPs", async {
+            let filter = desired_filter(request.into_inner())?;
+            let lrps = DesiredLrps(&self.ctx).list(&filter).await?;
+            Ok(api::DesiredLrPsResponse { desired_lrps: lrps.into_iter().map(Into::into).collect() })
+        })
+        .await
+    }
+
+    async fn desired_lrp_by_process_guid(
+        &self,
+        request: Request<api::DesiredLrpByProcessGuidRequest>,
+    ) -> GrpcResult<api::DesiredLrpResponse> {
+        self.observe("DesiredLRPByProcessGuid", async {
+            let guid = process_guid(request.into_inner().process_guid)?;
+            let lrp = DesiredLrps(&self.ctx).get(&guid).await?;
+            Ok(api::DesiredLrpResponse { desired_lrp: Some(lrp.into()) })
+        })
+        .await
+    }
+
+    async fn desired_lrp_scheduling_infos(
+        &self,
+        request: Request<api::DesiredLrPsRequest>,
+    ) -> GrpcResult<api::DesiredLrpSchedulingInfosResponse> {
+        self.observe("DesiredLRPSchedulingInfos", async {
+            let filter = desired_filter(request.into_inner())?;
+            let infos = DesiredLrps(&self.ctx).scheduling_infos(&filter).await?;
+            Ok(api::DesiredLrpSchedulingInfosResponse {
+                desired_lrp_scheduling_infos: infos.into_iter().map(Into::into).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn desired_lrp_scheduling_info_by_process_guid(
+        &self,
+        request: Request<api::DesiredLrpByProcessGuidRequest>,
+    ) -> GrpcResult<api::DesiredLrpSchedulingInfoByProcessGuidResponse> {
+        self.observe("DesiredLRPSchedulingInfoByProcessGuid", async {
+            let guid = process_guid(request.into_inner().process_guid)?;
+            let info = DesiredLrps(&self.ctx).scheduling_info(&guid).await?;
+            Ok(api::DesiredLrpSchedulingInfoByProcessGuidResponse { desired_lrp_scheduling_info: Some(info.into()) })
+        })
+        .await
+    }
+
+    async fn desired_lrp_routing_infos(
+        &self,
+        request: Request<api::DesiredLrPsRequest>,
+    ) -> GrpcResult<api::DesiredLrpRoutingInfosResponse> {
+        self.observe("DesiredLRPRoutingInfos", async {
+            let filter = desired_filter(request.into_inner())?;
+            let infos = DesiredLrps(&self.ctx).routing_infos(&filter).await?;
+            Ok(api::DesiredLrpRoutingInfosResponse {
+                desired_lrps: infos.iter().map(|(info, tags)| routing_info_to_pb(info, tags)).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn desire_lrp(
+        &self,
+        request: Request<api::DesireLrpRequest>,
+    ) -> GrpcResult<api::DesiredLrpLifecycleResponse> {
+        self.observe("DesireLRP", async {
+            let lrp = request.into_inner().desired_lrp.ok_or_else(|| invalid("desired_lrp", "is required"))?;
+            let lrp = DesiredLrp::try_from(lrp).map_err(|e| e.within("desired_lrp"))?;
+            DesiredLrps(&self.ctx).desire(lrp).await?;
+            Ok(api::DesiredLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn update_desired_lrp(
+        &self,
+        request: Request<api::UpdateDesiredLrpRequest>,
+    ) -> GrpcResult<api::DesiredLrpLifecycleResponse> {
+        self.observe("UpdateDesiredLRP", async {
+            let request = request.into_inner();
+            let guid = process_guid(request.process_guid)?;
+            let update = request.update.ok_or_else(|| invalid("update", "is required"))?;
+            let update = DesiredLrpUpdate::try_from(update).map_err(|e| e.within("update"))?;
+            DesiredLrps(&self.ctx).update(&guid, &update).await?;
+            Ok(api::DesiredLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn remove_desired_lrp(
+        &self,
+        request: Request<api::RemoveDesiredLrpRequest>,
+    ) -> GrpcResult<api::DesiredLrpLifecycleResponse> {
+        self.observe("RemoveDesiredLRP", async {
+            let guid = process_guid(request.into_inner().process_guid)?;
+            DesiredLrps(&self.ctx).remove(&guid).await?;
+            Ok(api::DesiredLrpLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn tasks(&self, request: Request<api::TasksRequest>) -> GrpcResult<api::TasksResponse> {
+        self.observe("Tasks", async {
+            let request = request.into_inner();
+            let filter = TaskFilter {
+                domain: optional(request.domain, DomainName::parse)?,
+                cell_id: optional(request.cell_id, CellId::parse)?,
+            };
+            let tasks = Tasks(&self.ctx).list(&filter).await?;
+            Ok(api::TasksResponse { tasks: tasks.into_iter().map(Into::into).collect() })
+        })
+        .await
+    }
+
+    async fn task_by_guid(&self, request: Request<api::TaskByGuidRequest>) -> GrpcResult<api::TaskResponse> {
+        self.observe("TaskByGuid", async {
+            let guid = task_guid(request.into_inner().task_guid)?;
+            let task = Tasks(&self.ctx).get(&guid).await?;
+            Ok(api::TaskResponse { task: Some(task.into()) })
+        })
+        .await
+    }
+
+    async fn desire_task(&self, request: Request<api::DesireTaskRequest>) -> GrpcResult<api::TaskLifecycleResponse> {
+        self.observe("DesireTask", async {
+            let request = request.into_inner();
+            let guid = task_guid(request.task_guid)?;
+            let domain = DomainName::parse(request.domain)?;
+            let definition = request.task_definition.ok_or_else(|| invalid("task_definition", "is required"))?;
+            let definition = TaskDefinition::try_from(definition).map_err(|e| e.within("task_definition"))?;
+            Tasks(&self.ctx).desire(&guid, &domain, &definition).await?;
+            Ok(api::TaskLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn start_task(&self, request: Request<api::StartTaskRequest>) -> GrpcResult<api::StartTaskResponse> {
+        self.observe("StartTask", async {
+            let request = request.into_inner();
+            let guid = task_guid(request.task_guid)?;
+            let cell = cell_id(request.cell_id)?;
+            let should_start = Tasks(&self.ctx).start(&guid, &cell).await?;
+            Ok(api::StartTaskResponse { should_start })
+        })
+        .await
+    }
+
+    async fn cancel_task(&self, request: Request<api::TaskGuidRequest>) -> GrpcResult<api::TaskLifecycleResponse> {
+        self.observe("CancelTask", async {
+            let guid = task_guid(request.into_inner().task_guid)?;
+            Tasks(&self.ctx).cancel(&guid).await?;
+            Ok(api::TaskLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn reject_task(&self, request: Request<api::RejectTaskRequest>) -> GrpcResult<api::TaskLifecycleResponse> {
+        self.observe("RejectTask", async {
+            let request = request.into_inner();
+            let guid = task_guid(request.task_guid)?;
+            Tasks(&self.ctx).reject(&guid, &request.rejection_reason).await?;
+            Ok(api::TaskLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<api::CompleteTaskRequest>,
+    ) -> GrpcResult<api::TaskLifecycleResponse> {
+        self.observe("CompleteTask", async {
+            let request = request.into_inner();
+            let guid = task_guid(request.task_guid)?;
+            let cell = cell_id(request.cell_id)?;
+            Tasks(&self.ctx).complete(&guid, &cell, request.failed, &request.failure_reason, &request.result).await?;
+            Ok(api::TaskLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn resolving_task(&self, request: Request<api::TaskGuidRequest>) -> GrpcResult<api::TaskLifecycleResponse> {
+        self.observe("ResolvingTask", async {
+            let guid = task_guid(request.into_inner().task_guid)?;
+            Tasks(&self.ctx).resolving(&guid).await?;
+            Ok(api::TaskLifecycleResponse {})
+        })
+        .await
+    }
+
+    async fn delete_task(&self, request: Request<api::TaskGuidRequest>) -> GrpcResult<api::TaskLifecycleResponse> {
+        self.observe("DeleteTask", async {
+            let guid = task_guid(request.into_inner().task_guid)?;
+            Tasks(&self.ctx).delete(&guid).await?;
+            Ok(api::TaskLifecycleResponse {})
+        })
+        .await
+    }
+
+    type SubscribeToInstanceEventsStream = EventStream<pb::InstanceEvent>;
+
+    async fn subscribe_to_instance_events(
+        &self,
+        request: Request<api::SubscribeToInstanceEventsRequest>,
+    ) -> GrpcResult<Self::SubscribeToInstanceEventsStream> {
+        // Streams need the leader: only it publishes.
+        self.observe("SubscribeToInstanceEvents", async {
+            self.ctx.writer()?;
+            let stream = self.ctx.events.subscribe_instances(request.into_inner().cell_id);
+            Ok(Box::pin(stream) as EventStream<pb::InstanceEvent>)
+        })
+        .await
+    }
+
+    type SubscribeToTaskEventsStream = EventStream<pb::TaskEvent>;
+
+    async fn subscribe_to_task_events(
+        &self,
+        _: Request<api::SubscribeToTaskEventsRequest>,
+    ) -> GrpcResult<Self::SubscribeToTaskEventsStream> {
+        self.observe("SubscribeToTaskEvents", async {
+            self.ctx.writer()?;
+            Ok(Box::pin(self.ctx.events.subscribe_tasks()) as EventStream<pb::TaskEvent>)
+        })
+        .await
+    }
+}

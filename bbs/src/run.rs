@@ -1,0 +1,204 @@
+//! Wiring: `run()` starts every part of a BBS on the listeners it is given.
+
+use std::sync::Arc;
+
+use db::sql::leases::LeaseType;
+use db::{Store, StoreOptions};
+use proto::lifecycle::crash::CrashPolicy;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::{
+    AuctioneerClient, AuctioneerLocator, ClientError, GrpcAuctioneerClient, GrpcRepClient, RepClient,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::config::BbsConfig;
+use crate::controllers::Context;
+use crate::events::{EventHub, KeyLocks};
+use crate::leader::Leadership;
+use crate::{admin, callbacks, grpc, locket, server};
+
+/// The already-bound listeners the BBS serves on.
+pub struct Listeners {
+    /// gRPC (Bbs, Locket, health, reflection).
+    pub grpc: TcpListener,
+    /// Admin HTTP (`/healthz`, `/leader`, `/metrics`).
+    pub admin: TcpListener,
+}
+
+/// Seams tests replace; `Default` gives the real ones.
+#[derive(Default)]
+pub struct Overrides {
+    /// The auctioneer client (default: gRPC, address from config or the `auctioneer` lock).
+    pub auctioneer: Option<Arc<dyn AuctioneerClient>>,
+    /// The rep client (default: gRPC).
+    pub reps: Option<Arc<dyn RepClient>>,
+    /// The wall clock (default: the host's).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// Why the BBS stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] db::Error),
+    /// The gRPC server failed.
+    #[error("grpc server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+    /// A request hit an unrecoverable store error; the process steps down.
+    #[error("stepping down after an unrecoverable database error")]
+    Unrecoverable,
+}
+
+/// Finds the auctioneer: a fixed address, or the value of the `auctioneer` lock.
+struct Locator {
+    fixed: String,
+    store: Store,
+}
+
+impl AuctioneerLocator for Locator {
+    fn locate(&self) -> futures::future::BoxFuture<'_, Result<String, ClientError>> {
+        Box::pin(async move {
+            if !self.fixed.is_empty() {
+                return Ok(self.fixed.clone());
+            }
+            match self.store.fetch_lease("auctioneer").await {
+                Ok(lease) if !lease.value.is_empty() => Ok(lease.value),
+                _ => Err(ClientError::NoAddress("the auctioneer (nobody holds the auctioneer lock)".into())),
+            }
+        })
+    }
+}
+
+/// Runs a BBS until `shutdown`: competes for the `bbs` lease, serves reads, Locket and health
+/// at once, writes and event streams while it leads, and releases the lease on the way out.
+pub async fn run(
+    config: BbsConfig,
+    listeners: Listeners,
+    overrides: Overrides,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let store = Store::connect(&config.effective_database_url(), StoreOptions::default()).await?;
+    let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let advertise =
+        if config.advertise_address.is_empty() { grpc_address.clone() } else { config.advertise_address.clone() };
+    let owner =
+        if config.instance_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { config.instance_id.clone() };
+    tracing::info!(grpc = %grpc_address, advertise = %advertise, owner = %owner, backend = store.backend().name(), "bbs starting");
+
+    let leadership = Leadership::new(store.clone(), owner, advertise, config.lock_ttl, config.lock_retry_interval);
+    let events = Arc::new(EventHub::new(config.event_buffer));
+    let (callbacks, callback_rx) = callbacks::Callbacks::channel();
+    let ctx = Context {
+        leadership: leadership.clone(),
+        events: events.clone(),
+        locks: Arc::new(KeyLocks::new(256)),
+        auctioneer: overrides.auctioneer.unwrap_or_else(|| {
+            let locator = Locator { fixed: config.auctioneer_address.clone(), store: store.clone() };
+            Arc::new(GrpcAuctioneerClient::new(locator, config.communication_timeout))
+        }),
+        reps: overrides.reps.unwrap_or_else(|| Arc::new(GrpcRepClient::new(config.communication_timeout))),
+        clock: overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        crash_policy: CrashPolicy::default(),
+        max_task_retries: config.max_task_retries,
+        callbacks,
+    };
+
+    let stop = shutdown.child_token();
+    let fatal = CancellationToken::new();
+    let election = tokio::spawn(leadership.clone().run(stop.clone()));
+    let callback_pool = callbacks::spawn_workers(
+        ctx.clone(),
+        callback_rx,
+        config.callback_workers,
+        config.communication_timeout,
+        stop.clone(),
+    );
+    tokio::spawn(watch_leadership(leadership.clone(), events.clone(), stop.clone()));
+    tokio::spawn(watch_presences(
+        leadership.clone(),
+        config.presence_check_interval,
+        lost_cells_sender(),
+        stop.clone(),
+    ));
+    tokio::spawn(admin::serve(listeners.admin, leadership.clone(), stop.clone()));
+
+    let server = server::serve(
+        listeners.grpc,
+        grpc::BbsService::new(ctx, fatal.clone()),
+        locket::LocketService::new(store.clone()),
+        stop.clone(),
+    );
+    tokio::pin!(server);
+    let outcome = tokio::select! {
+        result = &mut server => result.map_err(RunError::from),
+        _ = fatal.cancelled() => Err(RunError::Unrecoverable),
+        _ = stop.cancelled() => Ok(()),
+    };
+    stop.cancel();
+    // Let the server drain and the election release the lease.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let _ = (&mut server).await;
+        let _ = election.await;
+        let _ = callback_pool.await;
+    })
+    .await;
+    store.close().await;
+    tracing::info!("bbs stopped");
+    outcome
+}
+
+/// Ends every event stream whenever this process stops leading.
+async fn watch_leadership(leadership: Arc<Leadership>, events: Arc<EventHub>, stop: CancellationToken) {
+    let mut changes = leadership.subscribe();
+    let mut was_leader = leadership.is_leader();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        let leading = leadership.is_leader();
+        if was_leader && !leading {
+            events.close_all();
+        }
+        was_leader = leading;
+    }
+}
+
+/// The process-wide notification of lost cells (expired presences), which the converger
+/// subscribes to for fast lost-cell recovery.
+pub fn lost_cells_sender() -> broadcast::Sender<String> {
+    static SENDER: std::sync::OnceLock<broadcast::Sender<String>> = std::sync::OnceLock::new();
+    SENDER.get_or_init(|| broadcast::channel(1024).0).clone()
+}
+
+/// While leading, notices expired cell presences every `interval` (instead of waiting for a
+/// 30 s convergence poll), removes them and announces each lost cell.
+async fn watch_presences(
+    leadership: Arc<Leadership>,
+    interval: std::time::Duration,
+    lost: broadcast::Sender<String>,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let Ok(store) = leadership.writer() else { continue };
+        match store.take_expired_leases(LeaseType::Presence).await {
+            Ok(expired) => {
+                for lease in expired {
+                    tracing::warn!(cell_id = %lease.key, "cell presence expired: the cell is lost");
+                    metrics::counter!("bbs_cells_lost_total").increment(1);
+                    let _ = lost.send(lease.key);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check cell presences"),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The gRPC server, assembled in one place: `Bbs`, `Locket`, `grpc.health.v1.Health` and server
+//! reflection, so grpcurl and generated clients in any language work without our `.proto` files.
+//! TLS and request-size limits get switched on here.
+
+use proto::pb::bbs::v1::bbs_server::BbsServer;
+use proto::pb::locket::v1::locket_server::LocketServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc::BbsService;
+use crate::locket::LocketService;
+
+/// Largest request the BBS accepts: a desired LRP is bounded by its own limits (routes 128 KiB,
+/// volume-mounted files 1 MiB, annotation 10 KiB) well below this.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Serves the services on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    bbs: BbsService,
+    locket: LocketService,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<BbsServer<BbsService>>().await;
+    health.set_serving::<LocketServer<LocketService>>().await;
+    // Advertise exactly what this port serves (the shared descriptor set also describes the
+    // auctioneer's and rep's services).
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("diego.bbs.v1.Bbs")
+        .with_service_name("diego.locket.v1.Locket")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()
+        .unwrap_or_else(|e| unreachable!("the embedded descriptor set is valid: {e}"));
+    tonic::transport::Server::builder()
+        // Keep idle streams (event subscribers) alive through middleboxes.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(BbsServer::new(bbs).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(LocketServer::new(locket))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+}
