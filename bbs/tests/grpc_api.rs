@@ -644,3 +644,42 @@ async fn a_deposed_leader_cannot_commit() {
         eprintln!("{}: deposed leader fenced", backend.name());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_releases_the_lease_so_a_standby_takes_over_at_once() {
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let server = Server::start(&db.url, |c| c.lock_ttl = Duration::from_secs(60)).await;
+    let _ = server.leader_client().await;
+    assert!(db.store.fetch_lease(bbs::leader::BBS_LOCK_KEY).await.is_ok());
+    server.stop().await;
+    // With a 60 s TTL, only an explicit release frees the lease this quickly.
+    let err = db.store.fetch_lease(bbs::leader::BBS_LOCK_KEY).await.unwrap_err();
+    assert!(matches!(err, db::Error::NotFound { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_cell_presence_is_noticed_without_waiting_for_convergence() {
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let mut lost = bbs::lost_cells_sender().subscribe();
+    let server = Server::start(&db.url, |c| c.presence_check_interval = Duration::from_millis(200)).await;
+    let _ = server.leader_client().await;
+    db.store
+        .acquire_lease("doomed-cell", "rep-x", "{}", db::sql::leases::LeaseType::Presence, Duration::from_secs(1))
+        .await
+        .unwrap();
+    // The rep stops renewing; the leader notices the expiry on its next presence check.
+    let cell = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match lost.recv().await {
+                Ok(cell) if cell == "doomed-cell" => return cell,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("lost-cell channel closed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the expired presence was never noticed");
+    assert_eq!(cell, "doomed-cell");
+    assert!(db.store.fetch_lease("doomed-cell").await.is_err());
+    server.stop().await;
+}
