@@ -14,6 +14,8 @@ export DIEGO_TEST_POSTGRES_URL="${DIEGO_TEST_POSTGRES_URL:-postgres://postgres@1
 export DIEGO_TEST_MYSQL_URL="${DIEGO_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
 # With this set, a conformance test whose backend URL is missing fails instead of skipping.
 export DIEGO_TEST_REQUIRE_BACKENDS=1
+# The runc runtime tests must run, not skip (.ci/run installs runc and busybox-static; they run as root).
+export DIEGO_TEST_REQUIRE_RUNC="${DIEGO_TEST_REQUIRE_RUNC:-1}"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

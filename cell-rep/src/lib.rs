@@ -1,4 +1,49 @@
 //! The cell rep: presence heartbeat, capacity accounting, container lifecycle through the
 //! `process`, `runc` and `sim` runtimes, health checks, bulk sync with the BBS and evacuation.
 //!
-//! Not built yet: this crate is filled by the cell-rep issue. It holds no code that pretends to work.
+//! - [`resources`]: pure capacity arithmetic (memory, disk, container slots).
+//! - [`container`]: the container record and its lifecycle state machine.
+//! - [`runtime`]: the `ContainerRuntime` seam and its `process`, `runc` and `sim` implementations.
+//! - [`actions`]: the action tree (run, download, timeout, try, serial, parallel, ...) as steps.
+//! - [`checks`]: declarative TCP / HTTP health checks and the startup, liveness and readiness loops.
+//! - [`executor`]: the in-memory container registry that reserves, runs, stops and deletes.
+//!
+//! The rep around the executor:
+//!
+//! - [`config`]: the TOML file and flags; [`rep`]: [`run`] and [`run_with`], which wire
+//!   everything on listeners they are given (they bind nothing).
+//! - [`service`] and [`server`]: the `Rep` gRPC service (`State`, `Perform`, stop, cancel,
+//!   update, `Evacuate`, `Ping`) with health and reflection.
+//! - [`context`]: what the parts share (cell identity, executor, BBS client, evacuation flag).
+//! - [`generator`]: container events and bulk-sync passes → BBS lifecycle calls.
+//! - [`bulk_sync`]: the periodic reconciliation with the BBS; [`evacuation`]: the drain.
+//! - [`presence`]: the Locket cell presence; [`bbs_client`]: the BBS seam and its tonic client.
+//! - [`admin`] (`/healthz`, `/metrics`), [`metrics`], [`rootfs`] (the default busybox rootfs).
+//! - `testing` (feature `testing`): the recording BBS fake and builders.
+
+pub mod actions;
+pub mod checks;
+pub mod container;
+pub mod executor;
+pub mod resources;
+pub mod runtime;
+
+pub mod admin;
+pub mod bbs_client;
+pub mod bulk_sync;
+pub mod config;
+pub mod context;
+pub mod evacuation;
+pub mod generator;
+pub mod metrics;
+pub mod presence;
+pub mod rep;
+pub mod rootfs;
+pub mod server;
+pub mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use bbs_client::{BbsClient, BbsError, GrpcBbsClient};
+pub use config::{ConfigOverrides, RepConfig, RuntimeKind};
+pub use rep::{Deps, Listeners, RunError, run, run_with};

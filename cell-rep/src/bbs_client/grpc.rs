@@ -1,0 +1,503 @@
+//! [`GrpcBbsClient`]: the tonic implementation of [`BbsClient`], the only place the rep's
+//! BBS requests become `pb` messages and back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use proto::error::ErrorCode;
+use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, DesiredLrp, Task};
+use proto::pb::bbs::v1 as bbs_pb;
+use proto::pb::locket::v1 as locket_pb;
+use proto::pb::models::v1 as models_pb;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{BbsClient, BbsError, PresenceLease, RunningLrp, TaskCompletion};
+
+/// The tonic client of the BBS (and the Locket it serves). Channels are lazy (nothing
+/// connects until the first call) and every call times out after the configured timeout.
+/// A standby BBS refuses writes with UNAVAILABLE and names the leader in `x-diego-leader`;
+/// such a call is retried once on the leader.
+#[derive(Debug)]
+pub struct GrpcBbsClient {
+    address: String,
+    timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+/// More cached channels than this and the cache is emptied (only leader churn adds entries).
+const MAX_CACHED_CHANNELS: usize = 64;
+
+impl GrpcBbsClient {
+    /// A client of the BBS at `address` (`host:port` or an `http://` URL) whose connects and
+    /// calls time out after `timeout`. Checks the address now; connects on the first call.
+    pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, BbsError> {
+        let address = address.into();
+        endpoint(&address)?;
+        Ok(Self { address, timeout, channels: Mutex::new(HashMap::new()) })
+    }
+
+    /// The configured BBS address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, BbsError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = endpoint(address)?.connect_timeout(self.timeout).timeout(self.timeout).connect_lazy();
+        if channels.len() >= MAX_CACHED_CHANNELS {
+            channels.clear();
+        }
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Runs `f` against the configured address, following a standby's redirect once.
+    async fn call<T, F, Fut>(&self, call: &'static str, f: F) -> Result<T, BbsError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut address = self.address.clone();
+        let mut redirected = false;
+        loop {
+            let channel = self.channel(&address).map_err(|mut e| {
+                e.call = call;
+                e
+            })?;
+            match f(channel).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    if !redirected
+                        && status.code() == tonic::Code::Unavailable
+                        && let Some(leader) = leader_of(&status)
+                        && leader != address
+                    {
+                        tracing::debug!(bbs = %address, leader = %leader, call, "following the bbs leader");
+                        address = leader;
+                        redirected = true;
+                        continue;
+                    }
+                    return Err(BbsError::from_status(call, &status));
+                }
+            }
+        }
+    }
+
+    fn bbs(channel: Channel) -> bbs_pb::bbs_client::BbsClient<Channel> {
+        bbs_pb::bbs_client::BbsClient::new(channel)
+    }
+}
+
+/// The endpoint for `address`; `host:port` means plain `http://host:port`.
+fn endpoint(address: &str) -> Result<Endpoint, BbsError> {
+    let bad = |reason: String| {
+        BbsError::new("connect", Some(ErrorCode::InvalidRequest), format!("invalid bbs address {address:?}: {reason}"))
+    };
+    let trimmed = address.trim();
+    if trimmed.is_empty() {
+        return Err(bad("the address is empty".into()));
+    }
+    let uri = if trimmed.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
+    Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))
+}
+
+/// The leader a standby named in its refusal.
+fn leader_of(status: &tonic::Status) -> Option<String> {
+    status
+        .metadata()
+        .get(proto::error::LEADER_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn key_pb(key: &ActualLrpKey) -> models_pb::ActualLrpKey {
+    key.clone().into()
+}
+
+fn instance_pb(instance: &ActualLrpInstanceKey) -> models_pb::ActualLrpInstanceKey {
+    instance.clone().into()
+}
+
+fn internal_routes_pb(routes: &[String]) -> Vec<models_pb::ActualLrpInternalRoute> {
+    routes.iter().map(|hostname| models_pb::ActualLrpInternalRoute { hostname: hostname.clone() }).collect()
+}
+
+fn metric_tags_pb(tags: &BTreeMap<String, String>) -> HashMap<String, String> {
+    tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn invalid(call: &'static str, what: impl std::fmt::Display) -> BbsError {
+    BbsError::new(call, Some(ErrorCode::InvalidRecord), format!("invalid answer: {what}"))
+}
+
+impl BbsClient for GrpcBbsClient {
+    fn claim_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+    ) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = bbs_pb::ClaimActualLrpRequest {
+            process_guid: key.process_guid.to_string(),
+            index: key.index,
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+        };
+        Box::pin(async move {
+            self.call("ClaimActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).claim_actual_lrp(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn start_actual_lrp<'a>(&'a self, lrp: &'a RunningLrp) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = bbs_pb::StartActualLrpRequest {
+            actual_lrp_key: Some(key_pb(&lrp.key)),
+            actual_lrp_instance_key: Some(instance_pb(&lrp.instance_key)),
+            actual_lrp_net_info: Some(lrp.net_info.clone().into()),
+            actual_lrp_internal_routes: internal_routes_pb(&lrp.internal_routes),
+            metric_tags: metric_tags_pb(&lrp.metric_tags),
+            routable: Some(lrp.routable),
+            availability_zone: lrp.availability_zone.clone(),
+        };
+        Box::pin(async move {
+            self.call("StartActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).start_actual_lrp(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn crash_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = bbs_pb::CrashActualLrpRequest {
+            actual_lrp_key: Some(key_pb(key)),
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+            error_message: reason.to_owned(),
+        };
+        Box::pin(async move {
+            self.call("CrashActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).crash_actual_lrp(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn remove_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+    ) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = bbs_pb::RemoveActualLrpRequest {
+            process_guid: key.process_guid.to_string(),
+            index: key.index,
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+        };
+        Box::pin(async move {
+            self.call("RemoveActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).remove_actual_lrp(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn evacuate_claimed_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+    ) -> BoxFuture<'a, Result<bool, BbsError>> {
+        let request = bbs_pb::EvacuateClaimedActualLrpRequest {
+            actual_lrp_key: Some(key_pb(key)),
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+        };
+        Box::pin(async move {
+            self.call("EvacuateClaimedActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).evacuate_claimed_actual_lrp(request).await }
+            })
+            .await
+            .map(|r| r.keep_container)
+        })
+    }
+
+    fn evacuate_running_actual_lrp<'a>(&'a self, lrp: &'a RunningLrp) -> BoxFuture<'a, Result<bool, BbsError>> {
+        let request = bbs_pb::EvacuateRunningActualLrpRequest {
+            actual_lrp_key: Some(key_pb(&lrp.key)),
+            actual_lrp_instance_key: Some(instance_pb(&lrp.instance_key)),
+            actual_lrp_net_info: Some(lrp.net_info.clone().into()),
+            actual_lrp_internal_routes: internal_routes_pb(&lrp.internal_routes),
+            metric_tags: metric_tags_pb(&lrp.metric_tags),
+            routable: Some(lrp.routable),
+            availability_zone: lrp.availability_zone.clone(),
+        };
+        Box::pin(async move {
+            self.call("EvacuateRunningActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).evacuate_running_actual_lrp(request).await }
+            })
+            .await
+            .map(|r| r.keep_container)
+        })
+    }
+
+    fn evacuate_stopped_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+    ) -> BoxFuture<'a, Result<bool, BbsError>> {
+        let request = bbs_pb::EvacuateStoppedActualLrpRequest {
+            actual_lrp_key: Some(key_pb(key)),
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+        };
+        Box::pin(async move {
+            self.call("EvacuateStoppedActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).evacuate_stopped_actual_lrp(request).await }
+            })
+            .await
+            .map(|r| r.keep_container)
+        })
+    }
+
+    fn evacuate_crashed_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<bool, BbsError>> {
+        let request = bbs_pb::EvacuateCrashedActualLrpRequest {
+            actual_lrp_key: Some(key_pb(key)),
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+            error_message: reason.to_owned(),
+        };
+        Box::pin(async move {
+            self.call("EvacuateCrashedActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).evacuate_crashed_actual_lrp(request).await }
+            })
+            .await
+            .map(|r| r.keep_container)
+        })
+    }
+
+    fn remove_evacuating_actual_lrp<'a>(
+        &'a self,
+        key: &'a ActualLrpKey,
+        instance: &'a ActualLrpInstanceKey,
+    ) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = bbs_pb::RemoveEvacuatingActualLrpRequest {
+            actual_lrp_key: Some(key_pb(key)),
+            actual_lrp_instance_key: Some(instance_pb(instance)),
+        };
+        Box::pin(async move {
+            self.call("RemoveEvacuatingActualLRP", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).remove_evacuating_actual_lrp(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn actual_lrps_by_cell<'a>(&'a self, cell_id: &'a str) -> BoxFuture<'a, Result<Vec<ActualLrp>, BbsError>> {
+        let request = bbs_pb::ActualLrPsRequest { cell_id: cell_id.to_owned(), ..Default::default() };
+        Box::pin(async move {
+            let response = self
+                .call("ActualLRPs", |c| {
+                    let request = request.clone();
+                    async move { Self::bbs(c).actual_lr_ps(request).await }
+                })
+                .await?;
+            let mut lrps = Vec::with_capacity(response.actual_lrps.len());
+            for lrp in response.actual_lrps {
+                match ActualLrp::try_from(lrp) {
+                    Ok(lrp) => lrps.push(lrp),
+                    // One bad record must not stop the sync of every other one.
+                    Err(e) => {
+                        tracing::warn!(cell_id, error = %e, "skipping an actual lrp the bbs sent that does not validate")
+                    }
+                }
+            }
+            Ok(lrps)
+        })
+    }
+
+    fn desired_lrp<'a>(&'a self, process_guid: &'a str) -> BoxFuture<'a, Result<DesiredLrp, BbsError>> {
+        let request = bbs_pb::DesiredLrpByProcessGuidRequest { process_guid: process_guid.to_owned() };
+        Box::pin(async move {
+            let response = self
+                .call("DesiredLRPByProcessGuid", |c| {
+                    let request = request.clone();
+                    async move { Self::bbs(c).desired_lrp_by_process_guid(request).await }
+                })
+                .await?;
+            let desired =
+                response.desired_lrp.ok_or_else(|| invalid("DesiredLRPByProcessGuid", "desired_lrp is missing"))?;
+            DesiredLrp::try_from(desired).map_err(|e| invalid("DesiredLRPByProcessGuid", e))
+        })
+    }
+
+    fn start_task<'a>(&'a self, task_guid: &'a str, cell_id: &'a str) -> BoxFuture<'a, Result<bool, BbsError>> {
+        let request = bbs_pb::StartTaskRequest { task_guid: task_guid.to_owned(), cell_id: cell_id.to_owned() };
+        Box::pin(async move {
+            self.call("StartTask", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).start_task(request).await }
+            })
+            .await
+            .map(|r| r.should_start)
+        })
+    }
+
+    fn complete_task<'a>(&'a self, completion: &'a TaskCompletion) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = bbs_pb::CompleteTaskRequest {
+            task_guid: completion.task_guid.clone(),
+            cell_id: completion.cell_id.clone(),
+            failed: completion.failed,
+            failure_reason: completion.failure_reason.clone(),
+            result: completion.result.clone(),
+        };
+        Box::pin(async move {
+            self.call("CompleteTask", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).complete_task(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request =
+            bbs_pb::RejectTaskRequest { task_guid: task_guid.to_owned(), rejection_reason: reason.to_owned() };
+        Box::pin(async move {
+            self.call("RejectTask", |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).reject_task(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn tasks_by_cell<'a>(&'a self, cell_id: &'a str) -> BoxFuture<'a, Result<Vec<Task>, BbsError>> {
+        let request = bbs_pb::TasksRequest { cell_id: cell_id.to_owned(), ..Default::default() };
+        Box::pin(async move {
+            let response = self
+                .call("Tasks", |c| {
+                    let request = request.clone();
+                    async move { Self::bbs(c).tasks(request).await }
+                })
+                .await?;
+            let mut tasks = Vec::with_capacity(response.tasks.len());
+            for task in response.tasks {
+                match Task::try_from(task) {
+                    Ok(task) => tasks.push(task),
+                    Err(e) => {
+                        tracing::warn!(cell_id, error = %e, "skipping a task the bbs sent that does not validate")
+                    }
+                }
+            }
+            Ok(tasks)
+        })
+    }
+
+    fn task_by_guid<'a>(&'a self, task_guid: &'a str) -> BoxFuture<'a, Result<Task, BbsError>> {
+        let request = bbs_pb::TaskByGuidRequest { task_guid: task_guid.to_owned() };
+        Box::pin(async move {
+            let response = self
+                .call("TaskByGuid", |c| {
+                    let request = request.clone();
+                    async move { Self::bbs(c).task_by_guid(request).await }
+                })
+                .await?;
+            let task = response.task.ok_or_else(|| invalid("TaskByGuid", "task is missing"))?;
+            Task::try_from(task).map_err(|e| invalid("TaskByGuid", e))
+        })
+    }
+
+    fn lock_presence<'a>(&'a self, lease: &'a PresenceLease, ttl: Duration) -> BoxFuture<'a, Result<(), BbsError>> {
+        // Whole seconds on the wire; round up so the lease never lives shorter than asked.
+        let ttl = i64::try_from(ttl.as_millis().div_ceil(1000).max(1)).unwrap_or(i64::MAX);
+        let request = locket_pb::LockRequest { resource: Some(presence_resource(lease)), ttl_in_seconds: ttl };
+        Box::pin(async move {
+            self.call("Lock", |c| {
+                let request = request.clone();
+                async move { locket_pb::locket_client::LocketClient::new(c).lock(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn release_presence<'a>(&'a self, lease: &'a PresenceLease) -> BoxFuture<'a, Result<(), BbsError>> {
+        let request = locket_pb::ReleaseRequest { resource: Some(presence_resource(lease)) };
+        Box::pin(async move {
+            self.call("Release", |c| {
+                let request = request.clone();
+                async move { locket_pb::locket_client::LocketClient::new(c).release(request).await }
+            })
+            .await
+            .map(drop)
+        })
+    }
+}
+
+fn presence_resource(lease: &PresenceLease) -> locket_pb::Resource {
+    locket_pb::Resource {
+        key: lease.key.clone(),
+        owner: lease.owner.clone(),
+        value: lease.value.clone(),
+        type_code: locket_pb::TypeCode::Presence as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leader_is_read_from_the_status_metadata() {
+        let mut status = ErrorCode::Unavailable.to_status("not the leader");
+        assert_eq!(leader_of(&status), None);
+        status
+            .metadata_mut()
+            .insert(proto::error::LEADER_METADATA_KEY, tonic::metadata::MetadataValue::from_static("10.0.0.2:8889"));
+        assert_eq!(leader_of(&status).as_deref(), Some("10.0.0.2:8889"));
+    }
+
+    #[test]
+    fn a_malformed_bbs_address_is_refused_up_front() {
+        assert!(GrpcBbsClient::new("", Duration::from_secs(1)).is_err());
+        assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1)).is_err());
+        assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_bbs_is_an_unavailable_error() {
+        // Port 1 on loopback refuses connections.
+        let client = GrpcBbsClient::new("127.0.0.1:1", Duration::from_secs(2)).expect("valid address");
+        let error = client.tasks_by_cell("cell-1").await.expect_err("nothing listens on port 1");
+        assert_eq!(error.call, "Tasks");
+        assert!(error.is(ErrorCode::Unavailable), "{error:?}");
+    }
+}

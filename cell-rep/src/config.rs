@@ -1,0 +1,432 @@
+//! The rep configuration: a TOML file (`--config FILE`) whose fields the flags of
+//! architecture.md ("Command lines") override, validated once at start. Intervals and timeouts
+//! are fields, so tests shorten them without special cases.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: toml::de::Error,
+    },
+    /// A value breaks a rule.
+    #[error("invalid config: {field} {rule}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule it breaks.
+        rule: String,
+    },
+}
+
+/// Which container runtime runs the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Child process groups in per-container directories under `data_dir`.
+    #[default]
+    Process,
+    /// OCI containers run with the `runc` binary.
+    Runc,
+    /// No processes: containers turn healthy after `sim_start_delay`.
+    Sim,
+}
+
+/// The rep configuration. Every field is optional in the file; [`Default`] gives Diego's values
+/// (reference section 4) where Diego has one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepConfig {
+    /// The BBS gRPC address (`host:port`); its `Locket` service holds the presence.
+    pub bbs_address: String,
+    /// This cell's id: the presence key and the `cell_id` of every record it owns (required).
+    pub cell_id: String,
+    /// Availability zone.
+    pub zone: String,
+    /// Container runtime.
+    pub runtime: RuntimeKind,
+    /// gRPC listen address (`Rep`, health, reflection).
+    pub listen_address: String,
+    /// Admin listen address (`/healthz`, `/metrics`).
+    pub admin_address: String,
+    /// The address the BBS and auctioneers reach this rep at, advertised in the presence.
+    /// Empty means the bound gRPC address.
+    pub advertise_address: String,
+    /// The host address reported in net info (where containers' host ports are reachable).
+    /// Empty means the host part of the advertised address.
+    pub host_address: String,
+    /// Memory capacity in MB.
+    pub memory_mb: i32,
+    /// Disk capacity in MB.
+    pub disk_mb: i32,
+    /// Container slots.
+    pub containers: i32,
+    /// Where container directories, rootfses and logs live.
+    pub data_dir: PathBuf,
+    /// Preloaded root filesystems by name (`preloaded:NAME`) mapped to directories. Empty
+    /// means the cell offers `busybox` (for runc prepared from the machine's busybox-static).
+    pub rootfs: BTreeMap<String, PathBuf>,
+    /// Tags every LRP placed here must carry.
+    pub placement_tags: Vec<String>,
+    /// Tags LRPs placed here may carry.
+    pub optional_placement_tags: Vec<String>,
+    /// Bulk sync interval (Diego's `polling_interval`).
+    #[serde(with = "duration_text")]
+    pub polling_interval: Duration,
+    /// Bulk sync interval while evacuating.
+    #[serde(with = "duration_text")]
+    pub evacuation_polling_interval: Duration,
+    /// How long evacuation waits for replacements and tasks before giving up.
+    #[serde(with = "duration_text")]
+    pub evacuation_timeout: Duration,
+    /// Timeout of every BBS call.
+    #[serde(with = "duration_text")]
+    pub communication_timeout: Duration,
+    /// TTL of the cell presence.
+    #[serde(with = "duration_text")]
+    pub presence_ttl: Duration,
+    /// How often the presence is renewed (or retried while the BBS is unreachable).
+    #[serde(with = "duration_text")]
+    pub presence_retry_interval: Duration,
+    /// SIGTERM to SIGKILL on stop.
+    #[serde(with = "duration_text")]
+    pub graceful_shutdown_interval: Duration,
+    /// A reservation never run is completed as expired after this long.
+    #[serde(with = "duration_text")]
+    pub reserved_expiration_time: Duration,
+    /// The `sim` runtime's time from start to healthy.
+    #[serde(with = "duration_text")]
+    pub sim_start_delay: Duration,
+}
+
+impl Default for RepConfig {
+    fn default() -> Self {
+        Self {
+            bbs_address: "127.0.0.1:8889".into(),
+            cell_id: String::new(),
+            zone: "z1".into(),
+            runtime: RuntimeKind::Process,
+            listen_address: "127.0.0.1:1801".into(),
+            admin_address: "127.0.0.1:1800".into(),
+            advertise_address: String::new(),
+            host_address: String::new(),
+            memory_mb: 8192,
+            disk_mb: 65_536,
+            containers: 249,
+            data_dir: PathBuf::from("./cell-rep-data"),
+            rootfs: BTreeMap::new(),
+            placement_tags: Vec::new(),
+            optional_placement_tags: Vec::new(),
+            polling_interval: Duration::from_secs(30),
+            evacuation_polling_interval: Duration::from_secs(10),
+            evacuation_timeout: Duration::from_secs(600),
+            communication_timeout: Duration::from_secs(10),
+            presence_ttl: Duration::from_secs(15),
+            presence_retry_interval: Duration::from_secs(5),
+            graceful_shutdown_interval: Duration::from_secs(10),
+            reserved_expiration_time: Duration::from_secs(60),
+            sim_start_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Values given on the command line (the binary flattens these into its flags); each one that
+/// is set replaces the file's. Repeatable flags replace the file's list when given at least once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct ConfigOverrides {
+    /// BBS gRPC address (host:port), also used for the Locket [default: 127.0.0.1:8889].
+    #[arg(long, value_name = "ADDR")]
+    pub bbs_address: Option<String>,
+    /// This cell's id (required, here or in the file).
+    #[arg(long, value_name = "ID")]
+    pub cell_id: Option<String>,
+    /// Availability zone [default: z1].
+    #[arg(long, value_name = "Z")]
+    pub zone: Option<String>,
+    /// Container runtime [default: process].
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeKind>,
+    /// gRPC listen address [default: 127.0.0.1:1801].
+    #[arg(long, value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// Admin (/healthz, /metrics) listen address [default: 127.0.0.1:1800].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_address: Option<String>,
+    /// Memory capacity in MB [default: 8192].
+    #[arg(long, value_name = "N")]
+    pub memory_mb: Option<i32>,
+    /// Disk capacity in MB [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub disk_mb: Option<i32>,
+    /// Container slots [default: 249].
+    #[arg(long, value_name = "N")]
+    pub containers: Option<i32>,
+    /// Data directory for containers and rootfses.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A preloaded rootfs, NAME=DIR (repeatable; none means `busybox`).
+    #[arg(long = "rootfs", value_name = "NAME=DIR", value_parser = parse_rootfs)]
+    pub rootfs: Vec<(String, PathBuf)>,
+    /// A required placement tag (repeatable).
+    #[arg(long = "placement-tag", value_name = "T")]
+    pub placement_tags: Vec<String>,
+    /// An optional placement tag (repeatable).
+    #[arg(long = "optional-placement-tag", value_name = "T")]
+    pub optional_placement_tags: Vec<String>,
+}
+
+/// Parses `NAME=DIR`.
+pub fn parse_rootfs(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, dir)) if !name.trim().is_empty() && !dir.trim().is_empty() => {
+            Ok((name.trim().to_owned(), PathBuf::from(dir.trim())))
+        }
+        _ => Err(format!("invalid rootfs {text:?}: expected NAME=DIR")),
+    }
+}
+
+/// The stack every cell offers when no rootfs is configured.
+pub const DEFAULT_ROOTFS: &str = "busybox";
+
+impl RepConfig {
+    /// Reads a TOML file (every field optional).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    }
+
+    /// The file (or the defaults without one), the flags applied, validated.
+    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
+        let config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.with_overrides(overrides).validate()
+    }
+
+    /// Applies the flags that are set.
+    pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
+        fn set<T>(field: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *field = value;
+            }
+        }
+        set(&mut self.bbs_address, o.bbs_address);
+        set(&mut self.cell_id, o.cell_id);
+        set(&mut self.zone, o.zone);
+        set(&mut self.runtime, o.runtime);
+        set(&mut self.listen_address, o.listen_address);
+        set(&mut self.admin_address, o.admin_address);
+        set(&mut self.memory_mb, o.memory_mb);
+        set(&mut self.disk_mb, o.disk_mb);
+        set(&mut self.containers, o.containers);
+        set(&mut self.data_dir, o.data_dir);
+        if !o.rootfs.is_empty() {
+            self.rootfs = o.rootfs.into_iter().collect();
+        }
+        if !o.placement_tags.is_empty() {
+            self.placement_tags = o.placement_tags;
+        }
+        if !o.optional_placement_tags.is_empty() {
+            self.optional_placement_tags = o.optional_placement_tags;
+        }
+        self
+    }
+
+    /// Checks every rule and returns the configuration.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
+        for (field, value) in [
+            ("bbs_address", &self.bbs_address),
+            ("cell_id", &self.cell_id),
+            ("listen_address", &self.listen_address),
+            ("admin_address", &self.admin_address),
+        ] {
+            if value.trim().is_empty() {
+                return invalid(field, "must not be empty");
+            }
+        }
+        if let Err(e) = proto::models::CellId::parse(self.cell_id.clone()) {
+            return invalid("cell_id", &e.rule);
+        }
+        if self.memory_mb <= 0 {
+            return invalid("memory_mb", "must be positive");
+        }
+        if self.disk_mb < 0 {
+            return invalid("disk_mb", "must not be negative");
+        }
+        if self.containers <= 0 {
+            return invalid("containers", "must be positive");
+        }
+        for (field, value) in [
+            ("polling_interval", self.polling_interval),
+            ("evacuation_polling_interval", self.evacuation_polling_interval),
+            ("communication_timeout", self.communication_timeout),
+            ("presence_ttl", self.presence_ttl),
+            ("reserved_expiration_time", self.reserved_expiration_time),
+        ] {
+            if value.is_zero() {
+                return invalid(field, "must be positive");
+            }
+        }
+        if self.presence_ttl > Duration::from_secs(86_400) {
+            // The Locket refuses longer leases.
+            return invalid("presence_ttl", "must be at most 24h");
+        }
+        if self.presence_retry_interval.is_zero() || self.presence_retry_interval >= self.presence_ttl {
+            return invalid("presence_retry_interval", "must be positive and shorter than presence_ttl");
+        }
+        for name in self.rootfs.keys() {
+            if name.trim().is_empty() || name.contains(['/', ':']) {
+                return invalid("rootfs", "names must be non-empty and contain no '/' or ':'");
+            }
+        }
+        for tag in self.placement_tags.iter().chain(&self.optional_placement_tags) {
+            if tag.trim().is_empty() {
+                return invalid("placement_tags", "must not contain empty tags");
+            }
+        }
+        Ok(self)
+    }
+
+    /// The preloaded rootfs names this cell offers: the configured ones, or `busybox`.
+    pub fn rootfs_names(&self) -> Vec<String> {
+        if self.rootfs.is_empty() { vec![DEFAULT_ROOTFS.to_owned()] } else { self.rootfs.keys().cloned().collect() }
+    }
+}
+
+/// Durations in the TOML file are human strings: `"15s"`, `"500ms"`, `"2m"`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
+    let ms = match unit.trim() {
+        "ms" => Some(n),
+        "s" | "" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h")),
+    };
+    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> RepConfig {
+        RepConfig { cell_id: "cell-1".into(), ..RepConfig::default() }
+    }
+
+    #[test]
+    fn defaults_are_diegos_and_need_only_a_cell_id() {
+        let config = valid().validate().expect("valid");
+        assert_eq!(config.listen_address, "127.0.0.1:1801");
+        assert_eq!(config.admin_address, "127.0.0.1:1800");
+        assert_eq!(config.polling_interval, Duration::from_secs(30));
+        assert_eq!(config.evacuation_polling_interval, Duration::from_secs(10));
+        assert_eq!(config.evacuation_timeout, Duration::from_secs(600));
+        assert_eq!(config.presence_ttl, Duration::from_secs(15));
+        assert_eq!(config.presence_retry_interval, Duration::from_secs(5));
+        assert_eq!(config.rootfs_names(), vec!["busybox".to_owned()]);
+        let err = RepConfig::default().validate().expect_err("no cell id").to_string();
+        assert!(err.contains("cell_id"), "{err}");
+    }
+
+    #[test]
+    fn toml_is_read_and_unknown_fields_are_refused() {
+        let config: RepConfig = toml::from_str(
+            "cell_id = \"c1\"\nruntime = \"sim\"\npolling_interval = \"1s\"\n[rootfs]\ncflinuxfs4 = \"/var/rootfs/cflinuxfs4\"\n",
+        )
+        .expect("valid toml");
+        assert_eq!(config.runtime, RuntimeKind::Sim);
+        assert_eq!(config.polling_interval, Duration::from_secs(1));
+        assert_eq!(config.rootfs_names(), vec!["cflinuxfs4".to_owned()]);
+        assert!(toml::from_str::<RepConfig>("no_such_field = 1").is_err());
+        assert!(toml::from_str::<RepConfig>("runtime = \"docker\"").is_err());
+        assert!(toml::from_str::<RepConfig>("presence_ttl = \"2 fortnights\"").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let config = RepConfig { placement_tags: vec!["old".into()], ..valid() }.with_overrides(ConfigOverrides {
+            cell_id: Some("cell-9".into()),
+            runtime: Some(RuntimeKind::Runc),
+            memory_mb: Some(1024),
+            rootfs: vec![("busybox".into(), PathBuf::from("/rootfs/busybox"))],
+            placement_tags: vec!["gpu".into()],
+            ..ConfigOverrides::default()
+        });
+        assert_eq!(config.cell_id, "cell-9");
+        assert_eq!(config.runtime, RuntimeKind::Runc);
+        assert_eq!(config.memory_mb, 1024);
+        assert_eq!(config.placement_tags, vec!["gpu".to_owned()]);
+        assert_eq!(config.rootfs.get("busybox"), Some(&PathBuf::from("/rootfs/busybox")));
+        assert_eq!(config.zone, "z1");
+    }
+
+    #[test]
+    fn rootfs_flags_parse_name_equals_dir() {
+        assert_eq!(parse_rootfs("busybox=/r/bb"), Ok(("busybox".into(), PathBuf::from("/r/bb"))));
+        assert!(parse_rootfs("busybox").is_err());
+        assert!(parse_rootfs("=/dir").is_err());
+        assert!(parse_rootfs("name=").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field() {
+        let cases: Vec<(RepConfig, &str)> = vec![
+            (RepConfig { bbs_address: " ".into(), ..valid() }, "bbs_address"),
+            (RepConfig { memory_mb: 0, ..valid() }, "memory_mb"),
+            (RepConfig { disk_mb: -1, ..valid() }, "disk_mb"),
+            (RepConfig { containers: 0, ..valid() }, "containers"),
+            (RepConfig { polling_interval: Duration::ZERO, ..valid() }, "polling_interval"),
+            (RepConfig { presence_retry_interval: Duration::from_secs(15), ..valid() }, "presence_retry_interval"),
+            (RepConfig { rootfs: [("a/b".to_owned(), PathBuf::from("/x"))].into(), ..valid() }, "rootfs"),
+            (RepConfig { placement_tags: vec![String::new()], ..valid() }, "placement_tags"),
+        ];
+        for (config, field) in cases {
+            let err = config.validate().expect_err("invalid").to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err =
+            RepConfig::load(Some(Path::new("/nonexistent/rep.toml")), ConfigOverrides::default()).expect_err("no file");
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

@@ -1,0 +1,259 @@
+//! Container events → BBS calls (reference 2.5).
+//!
+//! Every lifecycle event of the executor (reserved, running, readiness, completed) and every
+//! bulk-sync pass queues a *container operation* for the container's guid. Operations on one guid
+//! run one at a time; while one runs, at most one more waits, and later requests join the waiting
+//! one (Diego's operation queue). An operation re-reads the container, so it acts on the current
+//! state whatever event queued it, and dispatches on the `lifecycle` tag:
+//!
+//! - `generator/lrp.rs`: the LRP processor (claim and run, start, crash or remove) and, while
+//!   the cell evacuates, the evacuation processor;
+//! - `generator/task.rs`: the task processor (start and run, complete or reject);
+//! - `generator/run_request.rs`: run requests built from desired LRPs and task definitions.
+//!
+//! Every log line carries the container guid and the instance's process guid and index or task
+//! guid, so one container's life can be followed.
+
+mod lrp;
+mod run_request;
+mod task;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::sync::{Notify, broadcast, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::RepContext;
+use crate::executor::{ContainerEvent, tags};
+
+pub use run_request::{internal_routes, lrp_run_request, resolve_metric_tags, task_run_request};
+
+/// Completes when the queued operation (or the one it joined) has run.
+pub type OperationDone = Shared<BoxFuture<'static, ()>>;
+
+/// Longest task result reported to the BBS (bbs.md 2.3: "the rep returns at most the first
+/// 10 KB").
+pub const MAX_RESULT_BYTES: usize = 10 * 1024;
+
+#[derive(Default)]
+struct Slot {
+    /// The operation waiting behind the running one, and the sender that completes it.
+    waiting: Option<(OperationDone, oneshot::Sender<()>)>,
+}
+
+/// Drives the BBS from container state. Cheap to share (`Arc`).
+pub struct Generator {
+    ctx: Arc<RepContext>,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Instances whose replacement was already requested (logged once).
+    replacement_requested: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator").field("cell_id", &self.ctx.cell.cell_id).finish_non_exhaustive()
+    }
+}
+
+/// Removes a guid's slot if its driver ends abnormally (a panic), so the guid is not stuck.
+struct SlotGuard<'a> {
+    generator: &'a Generator,
+    guid: &'a str,
+    armed: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.generator.slots().remove(self.guid);
+        }
+    }
+}
+
+impl Generator {
+    /// A generator over the rep's shared state.
+    pub fn new(ctx: Arc<RepContext>) -> Arc<Self> {
+        Arc::new(Self { ctx, slots: Mutex::new(HashMap::new()), replacement_requested: Mutex::new(HashSet::new()) })
+    }
+
+    /// The shared state.
+    pub fn context(&self) -> &Arc<RepContext> {
+        &self.ctx
+    }
+
+    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an operation for container `guid` and returns a future that completes once it ran.
+    /// Dropping the future does not cancel the operation.
+    pub fn enqueue(self: &Arc<Self>, guid: &str) -> OperationDone {
+        let (tx, rx) = oneshot::channel::<()>();
+        let done: OperationDone = async move {
+            let _ = rx.await;
+        }
+        .boxed()
+        .shared();
+        let mut slots = self.slots();
+        match slots.get_mut(guid) {
+            Some(slot) => {
+                if let Some((waiting, _)) = &slot.waiting {
+                    return waiting.clone();
+                }
+                slot.waiting = Some((done.clone(), tx));
+            }
+            None => {
+                slots.insert(guid.to_owned(), Slot::default());
+                let this = Arc::clone(self);
+                let guid = guid.to_owned();
+                tokio::spawn(async move { this.drive(guid, tx).await });
+            }
+        }
+        done
+    }
+
+    /// Runs the operations of one guid until none waits.
+    async fn drive(&self, guid: String, mut done: oneshot::Sender<()>) {
+        let mut guard = SlotGuard { generator: self, guid: &guid, armed: true };
+        loop {
+            self.process(&guid).await;
+            let _ = done.send(());
+            let mut slots = self.slots();
+            match slots.get_mut(&guid).and_then(|slot| slot.waiting.take()) {
+                Some((_, next)) => done = next,
+                None => {
+                    slots.remove(&guid);
+                    guard.armed = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One operation: re-reads the container and hands it to its processor.
+    pub async fn process(&self, guid: &str) {
+        let Some(container) = self.ctx.executor.get(guid) else {
+            tracing::debug!(container_guid = %guid, "container gone; nothing to do");
+            return;
+        };
+        match tags::get(&container.tags, tags::LIFECYCLE) {
+            tags::LRP => {
+                let Some(identity) = self.ctx.lrp_identity(&container) else { return };
+                if self.ctx.evacuation.is_set() {
+                    self.evacuate_lrp(container, identity).await;
+                } else {
+                    self.process_lrp(container, identity).await;
+                }
+            }
+            tags::TASK => self.process_task(container).await,
+            other => {
+                tracing::warn!(container_guid = %guid, lifecycle = %other, "container with an unknown lifecycle tag; leaving it alone");
+            }
+        }
+    }
+
+    /// Queues an operation for every container event until `shutdown`. When the receiver lags
+    /// it notifies `resync` so a bulk sync repairs what was missed.
+    pub async fn run(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<ContainerEvent>,
+        resync: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(ContainerEvent::Deleted(guid)) => {
+                    self.ctx.forget_instance(&guid);
+                    self.replacement_requested().remove(&guid);
+                }
+                // Creation is not a lifecycle step the BBS hears about (reference 2.5).
+                Ok(ContainerEvent::Created(_)) => {}
+                Ok(event) => {
+                    // The operation runs on its own; nobody waits for it here.
+                    drop(self.enqueue(event.guid()));
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(cell_id = %self.ctx.cell.cell_id, missed, "missed container events; asking for a bulk sync");
+                    resync.notify_one();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn replacement_requested(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.replacement_requested.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes a container, logging (not failing) when that does not work.
+    async fn delete(&self, guid: &str, why: &'static str) {
+        match self.ctx.executor.delete(guid).await {
+            Ok(()) => tracing::debug!(container_guid = %guid, why, "container deleted"),
+            Err(crate::executor::ExecutorError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(container_guid = %guid, why, error = %e, "cannot delete container"),
+        }
+    }
+
+    /// Stops a container in the background (a graceful stop can take the whole graceful
+    /// interval; the operation for this guid need not wait for it). Its completion comes back
+    /// as an event.
+    pub(crate) fn stop_in_background(&self, guid: &str, why: &'static str) {
+        let executor = self.ctx.executor.clone();
+        let guid = guid.to_owned();
+        tokio::spawn(async move {
+            tracing::info!(container_guid = %guid, why, "stopping container");
+            if let Err(e) = executor.stop(&guid).await {
+                tracing::debug!(container_guid = %guid, error = %e, "stop failed");
+            }
+        });
+    }
+}
+
+/// Whether a BBS error is a definitive refusal (the record says no) rather than a failure to
+/// reach or hear from the BBS, after which the operation is simply retried on the next pass.
+pub(crate) fn is_definitive(error: &crate::bbs_client::BbsError) -> bool {
+    use proto::error::ErrorCode::{Deadlock, ResourceConflict, Timeout, Unavailable, Unrecoverable};
+    !matches!(error.code, None | Some(Unavailable | Timeout | Deadlock | ResourceConflict | Unrecoverable))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+pub(crate) fn truncate_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_cut_on_a_character_boundary() {
+        assert_eq!(truncate_bytes("abc", 10), "abc");
+        assert_eq!(truncate_bytes("abcdef", 3), "abc");
+        assert_eq!(truncate_bytes("ééé", 3), "é");
+        assert_eq!(truncate_bytes("", 0), "");
+    }
+
+    #[test]
+    fn only_refusals_are_definitive() {
+        use crate::bbs_client::BbsError;
+        use proto::error::ErrorCode;
+        assert!(is_definitive(&BbsError::new("c", Some(ErrorCode::ActualLrpCannotBeClaimed), "")));
+        assert!(is_definitive(&BbsError::new("c", Some(ErrorCode::ResourceNotFound), "")));
+        assert!(!is_definitive(&BbsError::new("c", Some(ErrorCode::Unavailable), "")));
+        assert!(!is_definitive(&BbsError::new("c", None, "")));
+    }
+}
