@@ -1,4 +1,53 @@
-//! The `diego` CLI: `diego dev` (a whole cluster in one process on SQLite) and the subcommands
-//! that talk to a BBS.
+//! The `diego` CLI: operator commands that talk to a BBS (desire, scale, list, events, tasks,
+//! cells, domains), and `diego dev` (a whole cluster in one process, wired by its own module).
 //!
-//! Not built yet: this crate is filled by the CLI issue. It holds no code that pretends to work.
+//! - [`commands`]: the clap subcommands and their implementations, one module per group.
+//! - [`client`]: the one connector to a BBS and the classification of failures.
+//! - [`error`]: the error type and the exit codes scripts rely on.
+//! - [`lrp_file`]: the JSON/YAML desired LRP file format.
+//! - [`output`] and [`views`]: tables for people, JSON for scripts.
+//!
+//! The binary `diego-demo-app` (`src/bin/diego-demo-app.rs`) is the demo program a cluster runs.
+
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod lrp_file;
+pub mod output;
+pub mod views;
+
+/// The BBS address used when neither `--bbs-address` nor `DIEGO_BBS_ADDRESS` is set.
+pub const DEFAULT_BBS_ADDRESS: &str = "127.0.0.1:8889";
+
+/// The long help's closing text: the environment and the exit codes.
+pub const AFTER_LONG_HELP: &str = "\
+Environment:
+  DIEGO_BBS_ADDRESS   the BBS address (host:port) when --bbs-address is not given
+
+Exit codes:
+  0  success
+  1  the BBS refused the request; the Diego error type and message are printed,
+     e.g. 'error: ResourceNotFound: desired lrp not found: nope'
+  2  usage or invalid input: an unknown flag, a missing argument, an unreadable
+     or invalid file, a malformed --bbs-address
+  3  the BBS is unreachable, did not answer in time, or ended an event stream
+
+Errors are one line on standard error, starting with 'error:'.";
+
+/// Options every subcommand accepts (before or after the subcommand name).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// The BBS gRPC address, host:port.
+    #[arg(
+        long,
+        visible_alias = "bbs-url",
+        env = "DIEGO_BBS_ADDRESS",
+        default_value = DEFAULT_BBS_ADDRESS,
+        global = true,
+        value_name = "ADDR"
+    )]
+    pub bbs_address: String,
+    /// Print JSON for scripts instead of tables (one object per line for `events`).
+    #[arg(long, global = true)]
+    pub json: bool,
+}

@@ -1,4 +1,8 @@
-//! Whole-cluster integration tests: in-process clusters and fault scenarios, one suite per
-//! backend.
-//!
-//! Not built yet: the harness is filled by the CLI / end-to-end issue.
+//! Whole-cluster test harness: [`cluster::Cluster`] starts a BBS, an auctioneer and N cell reps in
+//! one process on loopback over a fresh test database, with every interval shortened by config,
+//! and offers the faults the end-to-end suite needs (kill a rep, bring it back, evacuate one,
+//! stop the auctioneer). [`eventually`] polls with bounded patience.
+
+pub mod cluster;
+pub mod eventually;
+pub mod fixtures;

@@ -1,0 +1,42 @@
+//! Domain commands: `domains` and `upsert-domain`.
+
+use clap::Args;
+use proto::pb::bbs::v1 as api;
+
+use crate::client::Bbs;
+use crate::error::Error;
+use crate::output::{self, Format, Table};
+
+/// `upsert-domain NAME [--ttl SECONDS]`.
+#[derive(Debug, Clone, Args)]
+pub struct UpsertDomainArgs {
+    /// The domain.
+    pub name: String,
+    /// Seconds until the domain goes stale; 0 means it never expires.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub ttl: u32,
+}
+
+/// Lists the fresh domains.
+pub async fn list(bbs: &Bbs, format: Format) -> Result<(), Error> {
+    let mut domains = bbs.unary(bbs.raw().domains(api::DomainsRequest {})).await?.domains;
+    domains.sort();
+    if format == Format::Json {
+        return output::print_json(&domains);
+    }
+    let mut table = Table::new(&["DOMAIN"]);
+    for domain in domains {
+        table.row(vec![domain]);
+    }
+    output::print(&table.render())
+}
+
+/// Marks a domain fresh.
+pub async fn upsert(bbs: &Bbs, args: &UpsertDomainArgs, format: Format) -> Result<(), Error> {
+    bbs.unary(bbs.raw().upsert_domain(api::UpsertDomainRequest { domain: args.name.clone(), ttl: args.ttl })).await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({ "domain": args.name, "ttl": args.ttl })),
+        Format::Table if args.ttl == 0 => output::print(&format!("domain {} is fresh and never expires", args.name)),
+        Format::Table => output::print(&format!("domain {} is fresh for {} s", args.name, args.ttl)),
+    }
+}

@@ -1,0 +1,396 @@
+//! LRP commands: `desire-lrp`, `scale`, `remove-lrp`, `retire`, `lrps` and `lrp`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use proto::pb::bbs::v1 as api;
+use proto::pb::models::v1 as pb;
+use serde::Serialize;
+
+use crate::client::Bbs;
+use crate::error::Error;
+use crate::lrp_file::{
+    Action, Check, CheckDefinition, DEFAULT_DOMAIN, DEFAULT_ROOTFS, DesiredLrpFile, EnvVar, actions,
+};
+use crate::output::{self, Format, Table, or_dash};
+use crate::views::InstanceView;
+
+/// The health check `desire-lrp` gives an LRP desired with flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HealthCheck {
+    /// Connect to the first port.
+    Tcp,
+    /// GET `--health-check-path` on the first port; healthy on a 200.
+    Http,
+    /// No check: the instance is RUNNING once its process starts.
+    None,
+}
+
+/// `desire-lrp`: from a file, or from flags for the common case.
+#[derive(Debug, Clone, Args)]
+pub struct DesireLrpArgs {
+    /// A JSON (or .yaml / .yml) file holding a DesiredLRP in the proto's JSON shape; `-` reads
+    /// JSON from standard input. Conflicts with the flags below.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The process guid (letters, digits, `-` and `_`).
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub guid: Option<String>,
+    /// The command, run as `/bin/sh -c COMMAND`.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub command: Option<String>,
+    /// Number of instances.
+    #[arg(long, default_value_t = 1, conflicts_with = "file", value_parser = clap::value_parser!(i32).range(0..))]
+    pub instances: i32,
+    /// Memory per instance, in MB.
+    #[arg(long, default_value_t = 128, conflicts_with = "file", value_parser = clap::value_parser!(i32).range(0..))]
+    pub memory_mb: i32,
+    /// Disk per instance, in MB.
+    #[arg(long, default_value_t = 256, conflicts_with = "file", value_parser = clap::value_parser!(i32).range(0..))]
+    pub disk_mb: i32,
+    /// A container port to expose (repeatable); the first one gets `$PORT`.
+    #[arg(long = "port", value_name = "PORT", conflicts_with = "file")]
+    pub ports: Vec<u32>,
+    /// The root filesystem.
+    #[arg(long, default_value = DEFAULT_ROOTFS, conflicts_with = "file")]
+    pub rootfs: String,
+    /// The domain.
+    #[arg(long, default_value = DEFAULT_DOMAIN, conflicts_with = "file")]
+    pub domain: String,
+    /// The health check on the first port [default: tcp with a port, none without].
+    #[arg(long, value_enum, conflicts_with = "file")]
+    pub health_check: Option<HealthCheck>,
+    /// The path of an http health check.
+    #[arg(long, default_value = "/", value_name = "PATH", conflicts_with = "file")]
+    pub health_check_path: String,
+    /// An environment variable NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", conflicts_with = "file")]
+    pub env: Vec<String>,
+    /// The user the command runs as.
+    #[arg(long, default_value = "root", conflicts_with = "file")]
+    pub user: String,
+}
+
+impl DesireLrpArgs {
+    /// The desired LRP these arguments describe; a file's problems are reported here, before
+    /// any connection is made.
+    pub fn build(&self) -> Result<pb::DesiredLrp, Error> {
+        if let Some(path) = &self.file {
+            return Ok(DesiredLrpFile::load(path)?.into_pb());
+        }
+        let environment_variables = parse_env(&self.env)?;
+        let check = match (self.health_check, self.ports.first()) {
+            (Some(HealthCheck::None), _) | (None, None) => None,
+            (Some(HealthCheck::Tcp) | None, Some(&port)) => {
+                Some(Check { tcp_check: Some(actions::TcpCheck { port, ..Default::default() }), http_check: None })
+            }
+            (Some(HealthCheck::Http), Some(&port)) => Some(Check {
+                tcp_check: None,
+                http_check: Some(actions::HttpCheck {
+                    port,
+                    path: self.health_check_path.clone(),
+                    ..Default::default()
+                }),
+            }),
+            (Some(_), None) => {
+                return Err(Error::InvalidFlag {
+                    flag: "--health-check",
+                    reason: "a tcp or http check needs a --port to probe".into(),
+                });
+            }
+        };
+        let file = DesiredLrpFile {
+            process_guid: self.guid.clone().unwrap_or_default(),
+            domain: self.domain.clone(),
+            rootfs: self.rootfs.clone(),
+            instances: self.instances,
+            memory_mb: self.memory_mb,
+            disk_mb: self.disk_mb,
+            ports: self.ports.clone(),
+            environment_variables,
+            action: Some(shell_action(self.command.as_deref().unwrap_or_default(), &self.user)),
+            check_definition: check.map(|c| CheckDefinition { checks: vec![c], ..Default::default() }),
+            ..DesiredLrpFile::default()
+        };
+        Ok(file.into_pb())
+    }
+}
+
+/// `/bin/sh -c COMMAND` as a run action.
+pub fn shell_action(command: &str, user: &str) -> Action {
+    Action::RunAction(actions::RunAction {
+        path: "/bin/sh".into(),
+        args: vec!["-c".into(), command.into()],
+        user: user.into(),
+        ..Default::default()
+    })
+}
+
+/// Parses `--env NAME=VALUE` flags.
+pub fn parse_env(pairs: &[String]) -> Result<Vec<EnvVar>, Error> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if !name.is_empty() => Ok(EnvVar { name: name.into(), value: value.into() }),
+            _ => Err(Error::InvalidFlag { flag: "--env", reason: format!("{pair:?} is not NAME=VALUE") }),
+        })
+        .collect()
+}
+
+/// `scale GUID N`.
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// The process guid.
+    pub guid: String,
+    /// The new number of instances.
+    #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+    pub instances: i32,
+}
+
+/// `retire GUID INDEX`.
+#[derive(Debug, Clone, Args)]
+pub struct RetireArgs {
+    /// The process guid.
+    pub guid: String,
+    /// The instance index.
+    #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+    pub index: i32,
+}
+
+/// A command that takes one process guid.
+#[derive(Debug, Clone, Args)]
+pub struct LrpGuidArg {
+    /// The process guid.
+    pub guid: String,
+}
+
+/// `lrps [--domain D]`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only desired LRPs of this domain.
+    #[arg(long)]
+    pub domain: Option<String>,
+}
+
+/// Desires `lrp`.
+pub async fn desire(bbs: &Bbs, lrp: pb::DesiredLrp, format: Format) -> Result<(), Error> {
+    let (guid, instances, domain, memory) =
+        (lrp.process_guid.clone(), lrp.instances, lrp.domain.clone(), lrp.memory_mb);
+    bbs.unary(bbs.raw().desire_lrp(api::DesireLrpRequest { desired_lrp: Some(lrp) })).await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "process_guid": guid, "domain": domain, "instances": instances,
+        })),
+        Format::Table => output::print(&format!(
+            "desired lrp {guid}: {instances} instance(s) of {memory} MB in domain {domain}; watch them with 'diego lrp {guid}'"
+        )),
+    }
+}
+
+/// Changes the number of instances.
+pub async fn scale(bbs: &Bbs, args: &ScaleArgs, format: Format) -> Result<(), Error> {
+    let update = pb::DesiredLrpUpdate { instances: Some(args.instances), ..Default::default() };
+    let request = api::UpdateDesiredLrpRequest { process_guid: args.guid.clone(), update: Some(update) };
+    bbs.unary(bbs.raw().update_desired_lrp(request)).await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "process_guid": args.guid, "instances": args.instances,
+        })),
+        Format::Table => output::print(&format!("scaled {} to {} instance(s)", args.guid, args.instances)),
+    }
+}
+
+/// Removes a desired LRP (its instances are stopped).
+pub async fn remove(bbs: &Bbs, args: &LrpGuidArg, format: Format) -> Result<(), Error> {
+    let request = api::RemoveDesiredLrpRequest { process_guid: args.guid.clone() };
+    bbs.unary(bbs.raw().remove_desired_lrp(request)).await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({ "process_guid": args.guid, "removed": true })),
+        Format::Table => output::print(&format!("removed desired lrp {}; its instances are being stopped", args.guid)),
+    }
+}
+
+/// Retires one instance; convergence starts a replacement while the LRP is still desired.
+pub async fn retire(bbs: &Bbs, args: &RetireArgs, format: Format) -> Result<(), Error> {
+    let filter =
+        api::ActualLrPsRequest { process_guid: args.guid.clone(), index: Some(args.index), ..Default::default() };
+    let found = bbs.unary(bbs.raw().actual_lr_ps(filter)).await?.actual_lrps;
+    let Some(instance) = found.iter().map(InstanceView::new).min_by_key(|i| i.presence != "ORDINARY") else {
+        return Err(Error::Refused {
+            kind: "ResourceNotFound".into(),
+            message: format!("actual lrp not found: {} index {}", args.guid, args.index),
+        });
+    };
+    let key = pb::ActualLrpKey { process_guid: args.guid.clone(), index: args.index, domain: instance.domain.clone() };
+    bbs.unary(bbs.raw().retire_actual_lrp(api::RetireActualLrpRequest { actual_lrp_key: Some(key) })).await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "process_guid": args.guid, "index": args.index, "instance_guid": instance.instance_guid,
+            "cell_id": instance.cell_id, "state": instance.state,
+        })),
+        Format::Table => output::print(&format!(
+            "retired {} index {} ({} on {}); convergence starts a replacement while it is desired",
+            args.guid,
+            args.index,
+            instance.state,
+            or_dash(&instance.cell_id)
+        )),
+    }
+}
+
+/// One row of `lrps`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LrpSummary {
+    /// The process guid.
+    pub process_guid: String,
+    /// The domain.
+    pub domain: String,
+    /// Desired instances.
+    pub desired: i32,
+    /// Indices with a RUNNING instance.
+    pub running: usize,
+    /// Indices placed but not yet running.
+    pub claimed: usize,
+    /// Indices waiting for a cell.
+    pub unclaimed: usize,
+    /// Indices CRASHED.
+    pub crashed: usize,
+    /// Memory per instance.
+    pub memory_mb: i32,
+    /// Disk per instance.
+    pub disk_mb: i32,
+    /// Root filesystem.
+    pub rootfs: String,
+}
+
+/// Counts the indices in each state (an index with an evacuating and an ordinary instance is
+/// counted once, in the better state).
+fn count_states(summary: &mut LrpSummary, instances: &[InstanceView]) {
+    let mut best: BTreeMap<i32, u8> = BTreeMap::new();
+    for instance in instances {
+        let rank = match instance.state {
+            "RUNNING" => 3,
+            "CLAIMED" => 2,
+            "UNCLAIMED" => 1,
+            _ => 0,
+        };
+        let entry = best.entry(instance.index).or_insert(rank);
+        *entry = (*entry).max(rank);
+    }
+    for rank in best.values() {
+        match rank {
+            3 => summary.running += 1,
+            2 => summary.claimed += 1,
+            1 => summary.unclaimed += 1,
+            _ => summary.crashed += 1,
+        }
+    }
+}
+
+/// Lists desired LRPs with their running and desired counts.
+pub async fn list(bbs: &Bbs, args: &ListArgs, format: Format) -> Result<(), Error> {
+    let domain = args.domain.clone().unwrap_or_default();
+    let infos = bbs
+        .unary(
+            bbs.raw()
+                .desired_lrp_scheduling_infos(api::DesiredLrPsRequest { domain: domain.clone(), ..Default::default() }),
+        )
+        .await?
+        .desired_lrp_scheduling_infos;
+    let actual = bbs.unary(bbs.raw().actual_lr_ps(api::ActualLrPsRequest { domain, ..Default::default() })).await?;
+    let mut by_guid: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
+    for lrp in &actual.actual_lrps {
+        let view = InstanceView::new(lrp);
+        by_guid.entry(view.process_guid.clone()).or_default().push(view);
+    }
+    let mut rows: Vec<LrpSummary> = infos
+        .into_iter()
+        .map(|info| {
+            let key = info.desired_lrp_key.unwrap_or_default();
+            let resource = info.desired_lrp_resource.unwrap_or_default();
+            let mut summary = LrpSummary {
+                desired: info.instances,
+                memory_mb: resource.memory_mb,
+                disk_mb: resource.disk_mb,
+                rootfs: resource.rootfs,
+                domain: key.domain,
+                ..Default::default()
+            };
+            count_states(&mut summary, by_guid.get(&key.process_guid).map_or(&[], Vec::as_slice));
+            summary.process_guid = key.process_guid;
+            summary
+        })
+        .collect();
+    rows.sort_by(|a, b| a.process_guid.cmp(&b.process_guid));
+    if format == Format::Json {
+        return output::print_json(&rows);
+    }
+    let mut table = Table::new(&["GUID", "DOMAIN", "INSTANCES", "STARTING", "CRASHED", "MEMORY", "DISK", "ROOTFS"]);
+    for row in &rows {
+        table.row(vec![
+            row.process_guid.clone(),
+            row.domain.clone(),
+            format!("{}/{}", row.running, row.desired),
+            (row.claimed + row.unclaimed).to_string(),
+            row.crashed.to_string(),
+            format!("{} MB", row.memory_mb),
+            format!("{} MB", row.disk_mb),
+            row.rootfs.clone(),
+        ]);
+    }
+    output::print(&table.render())
+}
+
+/// Shows one desired LRP and its instances.
+pub async fn show(bbs: &Bbs, args: &LrpGuidArg, format: Format) -> Result<(), Error> {
+    let request = api::DesiredLrpByProcessGuidRequest { process_guid: args.guid.clone() };
+    let desired = bbs.unary(bbs.raw().desired_lrp_by_process_guid(request)).await?.desired_lrp.unwrap_or_default();
+    let filter = api::ActualLrPsRequest { process_guid: args.guid.clone(), ..Default::default() };
+    let actual = bbs.unary(bbs.raw().actual_lr_ps(filter)).await?.actual_lrps;
+    let mut instances: Vec<InstanceView> = actual.iter().map(InstanceView::new).collect();
+    instances.sort_by(|a, b| (a.index, a.presence).cmp(&(b.index, b.presence)));
+    let mut summary = LrpSummary::default();
+    count_states(&mut summary, &instances);
+    let desired = DesiredLrpFile::from_pb(desired);
+    if format == Format::Json {
+        return output::print_json(&serde_json::json!({
+            "desired_lrp": desired, "running": summary.running, "instances": instances,
+        }));
+    }
+    let now = output::now_ns();
+    let ports: Vec<String> = desired.ports.iter().map(u32::to_string).collect();
+    let mut text = vec![
+        format!("process guid:  {}", desired.process_guid),
+        format!("domain:        {}", desired.domain),
+        format!("instances:     {} running / {} desired", summary.running, desired.instances),
+        format!("resources:     {} MB memory, {} MB disk", desired.memory_mb, desired.disk_mb),
+        format!("rootfs:        {}", desired.rootfs),
+        format!("ports:         {}", or_dash(&ports.join(", "))),
+        format!("command:       {}", or_dash(&desired.action.as_ref().map(Action::summary).unwrap_or_default())),
+        format!(
+            "health check:  {}",
+            desired.check_definition.as_ref().map_or_else(|| "none".to_owned(), CheckDefinition::summary)
+        ),
+        String::new(),
+    ];
+    let mut table = Table::new(&["INDEX", "STATE", "CELL", "ADDRESS", "CRASHES", "SINCE", "DETAILS"]);
+    for instance in &instances {
+        let details = match (instance.placement_error.is_empty(), instance.crash_reason.is_empty()) {
+            (false, _) => format!("placement error: {}", instance.placement_error),
+            (true, false) => format!("last crash: {}", instance.crash_reason),
+            (true, true) => String::new(),
+        };
+        table.row(vec![
+            instance.index.to_string(),
+            instance.state_label(),
+            or_dash(&instance.cell_id),
+            or_dash(&instance.endpoints()),
+            instance.crash_count.to_string(),
+            output::age(instance.since, now),
+            details,
+        ]);
+    }
+    text.push(table.render());
+    output::print(&text.join("\n"))
+}

@@ -1,0 +1,202 @@
+//! The CLI's one error type and its exit codes, which scripts rely on:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | the BBS refused the request (the Diego error type and message are printed) |
+//! | 2 | usage or invalid input: a bad flag (clap's own), an unreadable or invalid file |
+//! | 3 | the BBS could not be reached, did not answer in time, or ended an event stream |
+
+use proto::error::{ERROR_METADATA_KEY, ErrorCode, LEADER_METADATA_KEY};
+
+/// Exit code: the BBS refused the request.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code: usage error or invalid input (also clap's own code for bad flags).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: the BBS is unreachable.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+/// Why a command failed. Every message is one line that says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The BBS answered with an error: `kind` is the Diego error type (`ResourceNotFound`).
+    #[error("{kind}: {message}")]
+    Refused {
+        /// The Diego error type, or the gRPC code when the server sent none.
+        kind: String,
+        /// The server's message, with a hint appended when one helps.
+        message: String,
+    },
+    /// No connection to the BBS could be made, or it broke.
+    #[error("cannot reach the bbs at {address}: {reason}; start one with 'diego dev' or set --bbs-address")]
+    Unreachable {
+        /// The address tried.
+        address: String,
+        /// The lowest-level cause (`connection refused`).
+        reason: String,
+    },
+    /// An event stream ended without a Diego error: the BBS stopped, or stopped leading.
+    #[error("lost the event stream of the bbs at {address}: {reason}")]
+    StreamEnded {
+        /// The address subscribed to.
+        address: String,
+        /// Why it ended, as far as known.
+        reason: String,
+    },
+    /// The BBS did not answer in time.
+    #[error("the bbs at {address} did not answer within {seconds} s; check that it is running and reachable")]
+    Timeout {
+        /// The address tried.
+        address: String,
+        /// The deadline.
+        seconds: u64,
+    },
+    /// `--bbs-address` is not `host:port`.
+    #[error("invalid bbs address {address:?}: {reason}")]
+    InvalidAddress {
+        /// The address given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An input file cannot be read.
+    #[error("cannot read {path}: {reason}")]
+    ReadFile {
+        /// The file.
+        path: String,
+        /// The IO error.
+        reason: String,
+    },
+    /// An input file is not a valid desired LRP.
+    #[error("invalid desired lrp file {path}: {reason}")]
+    ParseFile {
+        /// The file.
+        path: String,
+        /// The parser's error, with line and column.
+        reason: String,
+    },
+    /// A flag's value is invalid in a way clap cannot check.
+    #[error("invalid {flag}: {reason}")]
+    InvalidFlag {
+        /// The flag (`--env`).
+        flag: &'static str,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+    /// Standard output could not be written (a closed pipe ends the command quietly).
+    #[error("cannot write to standard output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Refused { .. } => EXIT_REFUSED,
+            Error::Unreachable { .. } | Error::StreamEnded { .. } | Error::Timeout { .. } => EXIT_UNREACHABLE,
+            Error::InvalidAddress { .. }
+            | Error::ReadFile { .. }
+            | Error::ParseFile { .. }
+            | Error::InvalidFlag { .. }
+            | Error::Output(_) => EXIT_USAGE,
+        }
+    }
+
+    /// Whether this is a closed standard output (`diego events | head`), which is no failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// Classifies a failed RPC: a status that carries a Diego error type is a refusal; one
+    /// without it that reports a transport failure means the BBS is unreachable.
+    pub fn from_status(status: &tonic::Status, address: &str) -> Error {
+        let typed = status.metadata().get(ERROR_METADATA_KEY).is_some();
+        if !typed && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+            let reason = match std::error::Error::source(status) {
+                Some(source) => root_cause(source),
+                None => lower_first(status.message()),
+            };
+            return Error::Unreachable { address: address.to_owned(), reason };
+        }
+        let kind = match status.metadata().get(ERROR_METADATA_KEY).and_then(|v| v.to_str().ok()) {
+            Some(name) => name.to_owned(),
+            None => match ErrorCode::from_status(status) {
+                Some(code) => code.name().to_owned(),
+                None => format!("{:?}", status.code()),
+            },
+        };
+        let mut message = status.message().to_owned();
+        if let Some(leader) = status.metadata().get(LEADER_METADATA_KEY).and_then(|v| v.to_str().ok())
+            && !leader.is_empty()
+        {
+            message.push_str(&format!("; the leader is at {leader}: use --bbs-address {leader}"));
+        }
+        Error::Refused { kind, message }
+    }
+}
+
+/// The innermost cause of an error chain, lowercased at the start and without the OS error
+/// number: `connection refused`.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    lower_first(&strip_os_error(&current.to_string()))
+}
+
+/// An IO error as a short reason: `no such file or directory`.
+pub fn io_reason(error: &std::io::Error) -> String {
+    lower_first(&strip_os_error(&error.to_string()))
+}
+
+fn strip_os_error(text: &str) -> String {
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_status_is_a_refusal_with_the_diego_error_type() {
+        let status = ErrorCode::ResourceNotFound.to_status("desired lrp not found: nope");
+        let error = Error::from_status(&status, "127.0.0.1:1");
+        assert_eq!(error.to_string(), "ResourceNotFound: desired lrp not found: nope");
+        assert_eq!(error.exit_code(), EXIT_REFUSED);
+    }
+
+    #[test]
+    fn a_standby_refusal_names_the_leader() {
+        let mut status = ErrorCode::Unavailable.to_status("not the leader");
+        status.metadata_mut().insert(LEADER_METADATA_KEY, "10.0.0.2:8889".parse().unwrap());
+        let error = Error::from_status(&status, "127.0.0.1:1");
+        assert_eq!(error.exit_code(), EXIT_REFUSED);
+        assert!(error.to_string().ends_with("use --bbs-address 10.0.0.2:8889"), "{error}");
+    }
+
+    #[test]
+    fn an_untyped_unavailable_means_unreachable() {
+        let error = Error::from_status(&tonic::Status::unavailable("Connection reset"), "h:1");
+        assert_eq!(error.exit_code(), EXIT_UNREACHABLE);
+        assert!(error.to_string().starts_with("cannot reach the bbs at h:1: connection reset;"), "{error}");
+    }
+
+    #[test]
+    fn os_error_numbers_are_dropped() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!io_reason(&io).contains("os error"));
+        assert_eq!(strip_os_error("Connection refused (os error 111)"), "Connection refused");
+    }
+}

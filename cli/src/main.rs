@@ -1,0 +1,48 @@
+//! `diego`: parses the command line, runs one subcommand on a single-threaded runtime, prints a
+//! one-line error and exits with the code [`cli::error`] documents.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Operate a diego-rs cluster: desire and scale LRPs, run tasks, inspect cells and follow events.
+#[derive(Debug, Parser)]
+#[command(name = "diego", version, after_long_help = cli::AFTER_LONG_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: cli::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The subcommands that talk to a BBS.
+    #[command(flatten)]
+    Bbs(cli::commands::BbsCommand),
+    // `diego dev` joins here as one variant, `Dev(cli::dev::DevArgs)`, with one arm below.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Bbs(command) => cli::commands::run(command, &cli.global).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    }
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,119 @@
+//! Exit codes and one-line errors that hold for every command: an unreachable BBS (3), usage
+//! errors (2), the address from the environment or either flag spelling, and the help text.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use harness::{Bbs, diego, diego_with_env};
+
+/// One invocation of every command that talks to a BBS.
+const EVERY_COMMAND: &[&[&str]] = &[
+    &["desire-lrp", "--guid", "web", "--command", "true"],
+    &["scale", "web", "2"],
+    &["remove-lrp", "web"],
+    &["retire", "web", "0"],
+    &["lrps"],
+    &["lrp", "web"],
+    &["desire-task", "--guid", "t1", "--command", "true"],
+    &["tasks"],
+    &["task", "t1"],
+    &["cancel-task", "t1"],
+    &["cells"],
+    &["domains"],
+    &["upsert-domain", "apps"],
+    &["events"],
+    &["events", "--tasks"],
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_exits_3_with_one_line_when_the_bbs_is_unreachable() {
+    let address = harness::dead_address();
+    for command in EVERY_COMMAND {
+        for json in [false, true] {
+            let mut args = vec!["--bbs-address", address.as_str()];
+            args.extend_from_slice(command);
+            if json {
+                args.push("--json");
+            }
+            let out = diego(&args).await;
+            let line = out.fails(3);
+            assert_eq!(
+                line,
+                format!(
+                    "error: cannot reach the bbs at {address}: connection refused; \
+                     start one with 'diego dev' or set --bbs-address"
+                ),
+                "{command:?}"
+            );
+            assert!(out.stdout.is_empty(), "{command:?}: {out:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_comes_from_either_flag_or_the_environment() {
+    let bbs = Bbs::start().await;
+    diego(&["--bbs-address", &bbs.address, "upsert-domain", "a"]).await.ok();
+    diego(&["--bbs-url", &bbs.address, "upsert-domain", "b"]).await.ok();
+    diego(&["domains", "--bbs-url", &format!("http://{}", bbs.address)]).await.ok();
+    let out = diego_with_env(&["domains", "--json"], &[("DIEGO_BBS_ADDRESS", &bbs.address)]).await;
+    assert_eq!(out.json(), serde_json::json!(["a", "b"]));
+    // The flag wins over the environment.
+    let dead = harness::dead_address();
+    let out = diego_with_env(&["--bbs-address", &bbs.address, "domains"], &[("DIEGO_BBS_ADDRESS", &dead)]).await;
+    out.ok();
+    let out = diego_with_env(&["domains"], &[("DIEGO_BBS_ADDRESS", &dead)]).await;
+    assert!(out.fails(3).contains(&dead), "{out:?}");
+    bbs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_address_is_a_usage_error() {
+    for address in ["nope", "host:port", "https://127.0.0.1:8889", ":8889"] {
+        let out = diego(&["--bbs-address", address, "lrps"]).await;
+        let line = out.fails(2);
+        assert!(line.starts_with(&format!("error: invalid bbs address {address:?}: ")), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_help_exits_0_with_the_exit_codes() {
+    for args in [
+        &[][..],
+        &["no-such-command"][..],
+        &["lrps", "--no-such-flag"][..],
+        &["scale", "web"][..],
+        &["scale", "web", "lots"][..],
+        &["retire", "web", "-1"][..],
+        &["desire-lrp", "--guid", "web"][..],
+        &["desire-lrp", "--guid", "web", "--command", "x", "--health-check", "grpc"][..],
+        &["events", "--tasks", "--cell", "c"][..],
+        &["lrp"][..],
+    ] {
+        let out = diego(args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(out.stderr.starts_with("error: ") || out.stderr.contains("Usage: "), "{args:?}: {out:?}");
+    }
+    let help = diego(&["--help"]).await;
+    let text = help.ok();
+    for expected in
+        ["Exit codes:", "1  the BBS refused", "3  the BBS is unreachable", "DIEGO_BBS_ADDRESS", "desire-lrp"]
+    {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    let help = diego(&["desire-lrp", "--help"]).await;
+    assert!(help.ok().contains("--bbs-url"), "{help:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_output_pipe_ends_quietly() {
+    // `diego domains | true`: the reader is gone before diego writes.
+    let bbs = Bbs::start().await;
+    diego(&["--bbs-address", &bbs.address, "upsert-domain", "apps"]).await.ok();
+    let mut child = bbs.spawn_diego(&["domains"]);
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    harness::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    bbs.stop().await;
+}

@@ -1,0 +1,270 @@
+//! Shared harness of the CLI tests: an in-process BBS (`bbs::run` on 127.0.0.1:0 over a fresh
+//! SQLite test database), a tonic client for the setup no CLI command does (claiming and
+//! starting instances as a rep would, cell presences), and [`diego`], which runs the real
+//! binary and checks that it never panics.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bbs::config::BbsConfig;
+use db::Backend;
+use db::testing::TestDb;
+use proto::pb::bbs::v1 as api;
+use proto::pb::bbs::v1::bbs_client::BbsClient;
+use proto::pb::locket::v1 as locket;
+use proto::pb::locket::v1::locket_client::LocketClient;
+use proto::pb::models::v1 as pb;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// The path of the `diego` binary under test.
+pub const DIEGO: &str = env!("CARGO_BIN_EXE_diego");
+
+/// One in-process BBS.
+pub struct Bbs {
+    /// Its gRPC address, `127.0.0.1:PORT`.
+    pub address: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), bbs::RunError>>,
+    _db: TestDb,
+}
+
+impl Bbs {
+    /// Starts a BBS and waits until it leads (accepts writes).
+    pub async fn start() -> Bbs {
+        let db = TestDb::create(Backend::Sqlite).await.expect("sqlite test databases are always available");
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = grpc.local_addr().unwrap().to_string();
+        let config = BbsConfig {
+            database_url: db.url.clone(),
+            lock_ttl: Duration::from_secs(2),
+            lock_retry_interval: Duration::from_millis(200),
+            ..BbsConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(bbs::run(
+            config.validate().unwrap(),
+            bbs::Listeners { grpc, admin },
+            bbs::Overrides::default(),
+            shutdown.clone(),
+        ));
+        let server = Bbs { address, shutdown, task, _db: db };
+        server.wait_until_leading().await;
+        server
+    }
+
+    async fn wait_until_leading(&self) {
+        let mut client = self.client().await;
+        for _ in 0..200 {
+            // Cancelling a task that does not exist is a write with no effect: NotFound once this
+            // BBS leads, Unavailable before.
+            match client.cancel_task(api::TaskGuidRequest { task_guid: "leadership-probe".into() }).await {
+                Err(status) if status.code() == tonic::Code::NotFound => return,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("bbs at {} never became the leader", self.address);
+    }
+
+    /// A gRPC client.
+    pub async fn client(&self) -> BbsClient<Channel> {
+        let endpoint = format!("http://{}", self.address);
+        for _ in 0..100 {
+            if let Ok(client) = BbsClient::connect(endpoint.clone()).await {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bbs at {} never accepted connections", self.address);
+    }
+
+    /// Runs `diego --bbs-address ADDR ARGS...`.
+    pub async fn diego(&self, args: &[&str]) -> Run {
+        let mut full = vec!["--bbs-address", self.address.as_str()];
+        full.extend_from_slice(args);
+        diego(&full).await
+    }
+
+    /// Starts `diego --bbs-address ADDR ARGS...` without waiting (for `events`).
+    pub fn spawn_diego(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(DIEGO)
+            .arg("--bbs-address")
+            .arg(&self.address)
+            .args(args)
+            .env_remove("DIEGO_BBS_ADDRESS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("cannot start diego")
+    }
+
+    /// Claims instance `index` of `guid` on `cell` as a rep would.
+    pub async fn claim(&self, guid: &str, index: i32, instance: &str, cell: &str) {
+        self.client()
+            .await
+            .claim_actual_lrp(api::ClaimActualLrpRequest {
+                process_guid: guid.into(),
+                index,
+                actual_lrp_instance_key: Some(instance_key(instance, cell)),
+            })
+            .await
+            .expect("claim failed");
+    }
+
+    /// Claims and starts instance `index` with net info `10.0.0.1:HOST_PORT->8080`.
+    pub async fn run_instance(&self, guid: &str, index: i32, instance: &str, cell: &str, host_port: u32) {
+        self.claim(guid, index, instance, cell).await;
+        self.client()
+            .await
+            .start_actual_lrp(api::StartActualLrpRequest {
+                actual_lrp_key: Some(lrp_key(guid, index)),
+                actual_lrp_instance_key: Some(instance_key(instance, cell)),
+                actual_lrp_net_info: Some(pb::ActualLrpNetInfo {
+                    address: "10.0.0.1".into(),
+                    ports: vec![pb::PortMapping { container_port: 8080, host_port, ..Default::default() }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("start failed");
+    }
+
+    /// Registers a live cell through Locket, as a rep's presence loop does.
+    pub async fn register_cell(&self, cell: &str, memory_mb: i32, disk_mb: i32, containers: i32) {
+        let presence = serde_json::json!({
+            "cell_id": cell,
+            "rep_address": "127.0.0.1:1801",
+            "zone": "z1",
+            "capacity": { "memory_mb": memory_mb, "disk_mb": disk_mb, "containers": containers },
+            "rootfs_providers": [{ "name": "preloaded", "properties": ["busybox"] }],
+        });
+        let mut client = LocketClient::connect(format!("http://{}", self.address)).await.unwrap();
+        client
+            .lock(locket::LockRequest {
+                resource: Some(locket::Resource {
+                    key: cell.into(),
+                    owner: cell.into(),
+                    value: presence.to_string(),
+                    type_code: locket::TypeCode::Presence as i32,
+                }),
+                ttl_in_seconds: 120,
+            })
+            .await
+            .expect("presence lock failed");
+    }
+
+    /// The stored desired LRP.
+    pub async fn desired(&self, guid: &str) -> pb::DesiredLrp {
+        let request = api::DesiredLrpByProcessGuidRequest { process_guid: guid.into() };
+        self.client().await.desired_lrp_by_process_guid(request).await.unwrap().into_inner().desired_lrp.unwrap()
+    }
+
+    /// The stored actual LRPs of `guid`.
+    pub async fn actual(&self, guid: &str) -> Vec<pb::ActualLrp> {
+        let request = api::ActualLrPsRequest { process_guid: guid.into(), ..Default::default() };
+        self.client().await.actual_lr_ps(request).await.unwrap().into_inner().actual_lrps
+    }
+
+    /// Stops the BBS.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("bbs did not shut down");
+    }
+}
+
+/// An instance key.
+pub fn instance_key(guid: &str, cell: &str) -> pb::ActualLrpInstanceKey {
+    pb::ActualLrpInstanceKey { instance_guid: guid.into(), cell_id: cell.into() }
+}
+
+/// An actual LRP key in the CLI's default domain.
+pub fn lrp_key(guid: &str, index: i32) -> pb::ActualLrpKey {
+    pb::ActualLrpKey { process_guid: guid.into(), index, domain: "diego".into() }
+}
+
+/// The outcome of one `diego` run.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns standard output.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "diego failed: {self:?}");
+        &self.stdout
+    }
+
+    /// Standard output parsed as JSON, after asserting success.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts exit code `code` and a one-line error on standard error, and returns that line.
+    pub fn fails(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "unexpected exit code: {self:?}");
+        let line = self.stderr.trim_end();
+        assert!(line.starts_with("error: "), "the error does not start with 'error: ': {self:?}");
+        assert_eq!(line.lines().count(), 1, "the error is not one line: {self:?}");
+        line
+    }
+}
+
+/// Runs `diego ARGS...` with `DIEGO_BBS_ADDRESS` unset, and asserts it did not panic.
+pub async fn diego(args: &[&str]) -> Run {
+    diego_with_env(args, &[]).await
+}
+
+/// Runs `diego ARGS...` with extra environment variables.
+pub async fn diego_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new(DIEGO);
+    command.args(args).env_remove("DIEGO_BBS_ADDRESS").stdin(Stdio::null()).kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("diego {args:?} did not finish within 60 s"))
+        .expect("cannot run diego");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_no_panic(&run.stderr);
+    run
+}
+
+/// Fails the test when a process's standard error shows a panic.
+pub fn assert_no_panic(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "diego panicked: {stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "diego printed a backtrace hint: {stderr}");
+}
+
+/// A fresh scratch directory for files a test writes.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A loopback address nothing listens on.
+pub fn dead_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
