@@ -72,6 +72,25 @@ pub struct BbsConfig {
     pub max_task_retries: i32,
     /// Concurrent task completion callbacks.
     pub callback_workers: usize,
+    /// Time between convergence passes (a lost cell or a new leader kicks one at once).
+    #[serde(with = "humantime_serde_compat")]
+    pub convergence_interval: Duration,
+    /// An UNCLAIMED instance older than this is auctioned again.
+    #[serde(with = "humantime_serde_compat")]
+    pub stale_unclaimed: Duration,
+    /// A PENDING task older than this fails with "not started within time limit".
+    #[serde(with = "humantime_serde_compat")]
+    pub expire_pending_task: Duration,
+    /// A COMPLETED task is deleted this long after it first completed.
+    #[serde(with = "humantime_serde_compat")]
+    pub expire_completed_task: Duration,
+    /// Wait before restarting an instance after its 3rd consecutive crash; doubles per crash up to
+    /// 32 times this (Diego: 30 s, capped at 16 min).
+    #[serde(with = "humantime_serde_compat")]
+    pub crash_backoff_base: Duration,
+    /// A RESOLVING task stuck this long is demoted to COMPLETED (and its callback retried).
+    #[serde(with = "humantime_serde_compat")]
+    pub kick_task: Duration,
 }
 
 impl Default for BbsConfig {
@@ -91,11 +110,40 @@ impl Default for BbsConfig {
             event_buffer: 1024,
             max_task_retries: 3,
             callback_workers: 64,
+            convergence_interval: Duration::from_secs(30),
+            stale_unclaimed: Duration::from_secs(30),
+            expire_pending_task: Duration::from_secs(30 * 60),
+            expire_completed_task: Duration::from_secs(120),
+            kick_task: Duration::from_secs(30),
+            crash_backoff_base: Duration::from_secs(30),
         }
     }
 }
 
 impl BbsConfig {
+    /// The converger's configuration: Diego's defaults with this file's intervals.
+    pub fn convergence(&self) -> converger::config::ConvergenceConfig {
+        converger::config::ConvergenceConfig {
+            interval: self.convergence_interval,
+            stale_unclaimed: self.stale_unclaimed,
+            expire_pending_task: self.expire_pending_task,
+            expire_completed_task: self.expire_completed_task,
+            kick_task: self.kick_task,
+            crash_policy: self.crash_policy(),
+            ..converger::config::ConvergenceConfig::default()
+        }
+    }
+
+    /// The crash restart policy: Diego's, with this file's backoff base (the cap stays 32x it).
+    pub fn crash_policy(&self) -> proto::lifecycle::crash::CrashPolicy {
+        let default = proto::lifecycle::crash::CrashPolicy::default();
+        proto::lifecycle::crash::CrashPolicy {
+            base_backoff: self.crash_backoff_base,
+            max_backoff: self.crash_backoff_base.saturating_mul(32),
+            ..default
+        }
+    }
+
     /// Reads a TOML file (every field optional).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text =
@@ -135,6 +183,9 @@ impl BbsConfig {
         }
         if self.callback_workers == 0 {
             return invalid("callback_workers", "must be at least 1");
+        }
+        if self.convergence_interval.is_zero() {
+            return invalid("convergence_interval", "must be positive");
         }
         if self.listen_address.is_empty() {
             return invalid("listen_address", "must not be empty");

@@ -17,6 +17,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod controllers;
+pub mod convergence;
 mod error;
 pub mod events;
 pub mod grpc;

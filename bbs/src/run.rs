@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use db::sql::leases::LeaseType;
 use db::{Store, StoreOptions};
-use proto::lifecycle::crash::CrashPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,7 @@ use crate::config::BbsConfig;
 use crate::controllers::Context;
 use crate::events::{EventHub, KeyLocks};
 use crate::leader::Leadership;
-use crate::{admin, callbacks, grpc, locket, server};
+use crate::{admin, callbacks, convergence, grpc, locket, server};
 
 /// The already-bound listeners the BBS serves on.
 pub struct Listeners {
@@ -101,7 +100,7 @@ pub async fn run(
         }),
         reps: overrides.reps.unwrap_or_else(|| Arc::new(GrpcRepClient::new(config.communication_timeout))),
         clock: overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-        crash_policy: CrashPolicy::default(),
+        crash_policy: config.crash_policy(),
         max_task_retries: config.max_task_retries,
         callbacks,
     };
@@ -124,6 +123,20 @@ pub async fn run(
         stop.clone(),
     ));
     tokio::spawn(admin::serve(listeners.admin, leadership.clone(), stop.clone()));
+
+    // Convergence: acts only while this process leads (the provider hands out the fenced
+    // writer), is kicked by every lost cell and by winning the lease.
+    let provider_leadership = leadership.clone();
+    let provider: converger::StoreProvider = Arc::new(move || provider_leadership.writer().ok());
+    let converger = converger::spawn(
+        provider,
+        Arc::new(convergence::ContextEffects(ctx.clone())),
+        Arc::new(convergence::ContextClock(ctx.clock.clone())),
+        config.convergence(),
+        stop.clone().cancelled_owned(),
+    );
+    let converger = Arc::new(converger);
+    tokio::spawn(kick_converger(leadership.clone(), converger.clone(), lost_cells_sender().subscribe(), stop.clone()));
 
     let server = server::serve(
         listeners.grpc,
@@ -148,6 +161,35 @@ pub async fn run(
     store.close().await;
     tracing::info!("bbs stopped");
     outcome
+}
+
+/// Kicks a convergence pass when this process becomes the leader and for every lost cell.
+async fn kick_converger(
+    leadership: Arc<Leadership>,
+    converger: Arc<converger::ConvergerHandle>,
+    mut lost: broadcast::Receiver<String>,
+    stop: CancellationToken,
+) {
+    let mut changes = leadership.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() { return }
+                if leadership.is_leader() {
+                    converger.kick();
+                }
+            }
+            cell = lost.recv() => match cell {
+                Ok(cell) => match proto::models::CellId::parse(cell) {
+                    Ok(cell) => converger.report_lost_cell(cell),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a lost cell with an invalid id"),
+                },
+                Err(broadcast::error::RecvError::Lagged(_)) => converger.kick(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 /// Ends every event stream whenever this process stops leading.

@@ -83,6 +83,9 @@ pub enum Error {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// `diego dev` could not start or run its cluster.
+    #[error("diego dev: {0}")]
+    Dev(String),
     /// Standard output could not be written (a closed pipe ends the command quietly).
     #[error("cannot write to standard output: {0}")]
     Output(#[source] std::io::Error),
@@ -92,7 +95,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Refused { .. } => EXIT_REFUSED,
+            Error::Refused { .. } | Error::Dev(_) => EXIT_REFUSED,
             Error::Unreachable { .. } | Error::StreamEnded { .. } | Error::Timeout { .. } => EXIT_UNREACHABLE,
             Error::InvalidAddress { .. }
             | Error::ReadFile { .. }

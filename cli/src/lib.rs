@@ -10,7 +10,9 @@
 //! The binary `diego-demo-app` (`src/bin/diego-demo-app.rs`) is the demo program a cluster runs.
 
 pub mod client;
+pub mod cluster;
 pub mod commands;
+pub mod dev;
 pub mod error;
 pub mod lrp_file;
 pub mod output;

@@ -21,18 +21,20 @@ enum Command {
     /// The subcommands that talk to a BBS.
     #[command(flatten)]
     Bbs(cli::commands::BbsCommand),
-    // `diego dev` joins here as one variant, `Dev(cli::dev::DevArgs)`, with one arm below.
+    /// Start a whole cluster in this process: a BBS (SQLite), an auctioneer and N cells.
+    Dev(cli::dev::DevArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
     };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bbs(command) => cli::commands::run(command, &cli.global).await,
+            Command::Dev(args) => cli::dev::run(args).await,
         }
     });
     match result {

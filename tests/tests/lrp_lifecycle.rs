@@ -8,7 +8,7 @@ use db::Backend;
 use futures::StreamExt;
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
-use tests::cluster::{Cluster, ClusterSpec};
+use tests::cluster::Cluster;
 use tests::eventually::eventually;
 use tests::fixtures;
 
@@ -38,7 +38,7 @@ async fn http_get(address: &str) -> Option<String> {
 }
 
 async fn a1_instances_run_serve_and_tell_their_story(backend: Backend) {
-    let Some(cluster) = Cluster::start(ClusterSpec::new(backend, 2, RuntimeKind::Process)).await else { return };
+    let Some(cluster) = Cluster::start(backend, 2, RuntimeKind::Process, |_| {}).await else { return };
     let mut client = cluster.bbs();
     let mut events = client
         .subscribe_to_instance_events(api::SubscribeToInstanceEventsRequest::default())

@@ -1,0 +1,365 @@
+//! A whole cluster in one process: a BBS, an auctioneer and N cell reps on loopback, over one
+//! database. `diego dev` runs one with Diego's timings; the end-to-end suite runs them with
+//! intervals shortened so tests take seconds.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auctioneer::config::AuctioneerConfig;
+use bbs::config::BbsConfig;
+use cell_rep::{RepConfig, RuntimeKind};
+use proto::pb::bbs::v1::bbs_client::BbsClient;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// How a cluster is built.
+pub struct ClusterSpec {
+    /// The BBS's database URL.
+    pub database_url: String,
+    /// Where reps keep their containers (each in `cell-N/`).
+    pub data_dir: PathBuf,
+    /// The BBS's gRPC listen address (`127.0.0.1:0` picks a free port).
+    pub bbs_listen: String,
+    /// Number of cells.
+    pub cells: usize,
+    /// Container runtime of every cell.
+    pub runtime: RuntimeKind,
+    /// Memory per cell in MB.
+    pub cell_memory_mb: i32,
+    /// Changes to the BBS configuration.
+    pub bbs: Box<dyn FnOnce(&mut BbsConfig) + Send>,
+    /// Changes to every rep's configuration.
+    pub rep: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
+    /// Whether to start the auctioneer.
+    pub auctioneer: bool,
+    /// Test timings (short leases, TTLs, polling and convergence intervals) instead of Diego's.
+    pub fast: bool,
+}
+
+impl ClusterSpec {
+    /// `cells` cells of `runtime` over `database_url`, with test timings on a free port.
+    pub fn new(database_url: String, data_dir: PathBuf, cells: usize, runtime: RuntimeKind) -> Self {
+        Self {
+            database_url,
+            data_dir,
+            bbs_listen: "127.0.0.1:0".into(),
+            cells,
+            runtime,
+            cell_memory_mb: 4096,
+            bbs: Box::new(|_| {}),
+            rep: Arc::new(|_| {}),
+            auctioneer: true,
+            fast: true,
+        }
+    }
+}
+
+/// One running rep.
+pub struct Rep {
+    /// Its cell id.
+    pub cell_id: String,
+    /// Its gRPC address.
+    pub address: String,
+    config: RepConfig,
+    evacuate: CancellationToken,
+    stop: CancellationToken,
+    task: Option<JoinHandle<Result<(), cell_rep::RunError>>>,
+}
+
+/// A running cluster. Dropping it stops everything.
+pub struct Cluster {
+    /// The BBS gRPC address.
+    pub bbs_address: String,
+    /// The auctioneer gRPC address, when started.
+    pub auctioneer_address: Option<String>,
+    /// The reps, by index.
+    pub reps: Vec<Rep>,
+    /// Where reps keep their containers.
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    auctioneer_stop: Option<CancellationToken>,
+    rep_spec: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
+    runtime: RuntimeKind,
+    cell_memory_mb: i32,
+    fast: bool,
+}
+
+/// Why a cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A port could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// A component's configuration was refused.
+    #[error("invalid {component} configuration: {message}")]
+    Config {
+        /// Which component.
+        component: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// A component did not come up in time.
+    #[error("{0}")]
+    Timeout(String),
+}
+
+async fn bind(address: &str) -> Result<TcpListener, ClusterError> {
+    TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { address: address.to_owned(), source })
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, or fails after `limit`.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::Timeout(format!("gave up after {limit:?} waiting for {what}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Cluster {
+    /// Starts a cluster and returns once the BBS leads, the auctioneer serves and every cell
+    /// has registered.
+    pub async fn start(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        let shutdown = CancellationToken::new();
+        let data_dir = spec.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| ClusterError::DataDir { path: data_dir.clone(), source })?;
+
+        let grpc = bind(&spec.bbs_listen).await?;
+        let admin = bind("127.0.0.1:0").await?;
+        let bbs_address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut bbs_config = BbsConfig { database_url: spec.database_url.clone(), ..BbsConfig::default() };
+        if spec.fast {
+            bbs_config.lock_ttl = Duration::from_secs(5);
+            bbs_config.lock_retry_interval = Duration::from_millis(500);
+            bbs_config.presence_check_interval = Duration::from_millis(250);
+            bbs_config.communication_timeout = Duration::from_secs(5);
+            shorten_convergence(&mut bbs_config);
+        }
+        (spec.bbs)(&mut bbs_config);
+        let bbs_config =
+            bbs_config.validate().map_err(|e| ClusterError::Config { component: "bbs", message: e.to_string() })?;
+        tokio::spawn(bbs::run(bbs_config, bbs::Listeners { grpc, admin }, bbs::Overrides::default(), shutdown.clone()));
+
+        let mut cluster = Cluster {
+            bbs_address,
+            auctioneer_address: None,
+            reps: Vec::new(),
+            data_dir,
+            shutdown,
+            auctioneer_stop: None,
+            rep_spec: spec.rep.clone(),
+            fast: spec.fast,
+            runtime: spec.runtime,
+            cell_memory_mb: spec.cell_memory_mb,
+        };
+        cluster.wait_for_bbs().await?;
+        if spec.auctioneer {
+            cluster.start_auctioneer().await?;
+        }
+        for i in 0..spec.cells {
+            cluster.add_rep(i).await?;
+        }
+        cluster.wait_for_cells(spec.cells).await?;
+        Ok(cluster)
+    }
+
+    /// A client of the BBS.
+    pub fn bbs(&self) -> BbsClient<Channel> {
+        let endpoint = Channel::from_shared(format!("http://{}", self.bbs_address))
+            .unwrap_or_else(|_| Channel::from_static("http://127.0.0.1:8889"));
+        BbsClient::new(endpoint.connect_lazy())
+    }
+
+    async fn wait_for_bbs(&self) -> Result<(), ClusterError> {
+        let client = self.bbs();
+        wait_for("the bbs to lead", Duration::from_secs(30), || {
+            let mut c = client.clone();
+            async move {
+                c.upsert_domain(proto::pb::bbs::v1::UpsertDomainRequest { domain: "probe".into(), ttl: 1 }).await.ok()
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Waits until `n` cells have live presences.
+    pub async fn wait_for_cells(&self, n: usize) -> Result<(), ClusterError> {
+        let client = self.bbs();
+        wait_for(&format!("{n} cells to register"), Duration::from_secs(30), || {
+            let mut c = client.clone();
+            async move {
+                let cells = c.cells(proto::pb::bbs::v1::CellsRequest {}).await.ok()?.into_inner().cells;
+                (cells.len() >= n).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// Starts the auctioneer and waits until it serves.
+    pub async fn start_auctioneer(&mut self) -> Result<(), ClusterError> {
+        let grpc = bind("127.0.0.1:0").await?;
+        let admin = bind("127.0.0.1:0").await?;
+        let address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut config = AuctioneerConfig { bbs_address: self.bbs_address.clone(), ..AuctioneerConfig::default() };
+        if self.fast {
+            config.lock_ttl = Duration::from_secs(5);
+            config.lock_retry_interval = Duration::from_millis(500);
+        }
+        let stop = self.shutdown.child_token();
+        tokio::spawn(auctioneer::run(config, auctioneer::Listeners { grpc, admin }, stop.clone()));
+        wait_for("the auctioneer to hold its lock", Duration::from_secs(30), || {
+            let address = address.clone();
+            async move {
+                let mut client = proto::pb::auctioneer::v1::auctioneer_client::AuctioneerClient::connect(format!(
+                    "http://{address}"
+                ))
+                .await
+                .ok()?;
+                client.request_lrp_auctions(proto::pb::auctioneer::v1::RequestLrpAuctionsRequest::default()).await.ok()
+            }
+        })
+        .await?;
+        self.auctioneer_address = Some(address);
+        self.auctioneer_stop = Some(stop);
+        Ok(())
+    }
+
+    /// Stops the auctioneer (it releases its lock).
+    pub async fn stop_auctioneer(&mut self) {
+        if let Some(stop) = self.auctioneer_stop.take() {
+            stop.cancel();
+        }
+        self.auctioneer_address = None;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    fn rep_config(&self, i: usize) -> RepConfig {
+        let mut config = RepConfig {
+            bbs_address: self.bbs_address.clone(),
+            cell_id: format!("cell-{i}"),
+            zone: format!("z{}", i % 2 + 1),
+            runtime: self.runtime,
+            memory_mb: self.cell_memory_mb,
+            disk_mb: 16_384,
+            containers: 100,
+            data_dir: self.data_dir.join(format!("cell-{i}")),
+            ..RepConfig::default()
+        };
+        if self.fast {
+            config.polling_interval = Duration::from_secs(2);
+            config.evacuation_polling_interval = Duration::from_millis(500);
+            config.evacuation_timeout = Duration::from_secs(60);
+            config.presence_ttl = Duration::from_secs(3);
+            config.presence_retry_interval = Duration::from_millis(500);
+            config.graceful_shutdown_interval = Duration::from_secs(2);
+            config.sim_start_delay = Duration::from_millis(100);
+        }
+        (self.rep_spec)(&mut config);
+        config
+    }
+
+    /// Starts rep `i` (a new one, or one that was killed) and returns once it listens.
+    pub async fn add_rep(&mut self, i: usize) -> Result<(), ClusterError> {
+        let config = self.rep_config(i);
+        let grpc = bind("127.0.0.1:0").await?;
+        let admin = bind("127.0.0.1:0").await?;
+        let address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let invalid = |e: String| ClusterError::Config { component: "cell rep", message: e };
+        let config = RepConfig { advertise_address: address.clone(), ..config }
+            .validate()
+            .map_err(|e| invalid(e.to_string()))?;
+        let deps = cell_rep::Deps::from_config(&config).map_err(|e| invalid(e.to_string()))?;
+        let (evacuate, stop) = (self.shutdown.child_token(), deps.stop.clone());
+        let task = tokio::spawn(cell_rep::run_with(
+            config.clone(),
+            cell_rep::Listeners { grpc, admin },
+            deps,
+            evacuate.clone(),
+        ));
+        let rep = Rep { cell_id: config.cell_id.clone(), address, config, evacuate, stop, task: Some(task) };
+        if i < self.reps.len() {
+            self.reps[i] = rep;
+        } else {
+            self.reps.push(rep);
+        }
+        Ok(())
+    }
+
+    /// Kills rep `i` like SIGKILL: its tasks are aborted, its presence is not released (it
+    /// expires), and its containers' processes keep running.
+    pub fn kill_rep(&mut self, i: usize) {
+        if let Some(task) = self.reps[i].task.take() {
+            task.abort();
+        }
+    }
+
+    /// Asks rep `i` to evacuate (as SIGTERM would) and returns once it has exited.
+    pub async fn evacuate_rep(&mut self, i: usize) -> Result<(), cell_rep::RunError> {
+        self.reps[i].evacuate.cancel();
+        match self.reps[i].task.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+
+    /// The config rep `i` runs with.
+    pub fn rep_config_of(&self, i: usize) -> &RepConfig {
+        &self.reps[i].config
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        for rep in &mut self.reps {
+            rep.stop.cancel();
+            if let Some(task) = rep.task.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            }
+        }
+        self.shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for rep in &self.reps {
+            rep.stop.cancel();
+        }
+        self.shutdown.cancel();
+    }
+}
+
+/// Convergence settings fit for tests: a pass every second, stale instances re-auctioned after
+/// 2 s, crash backoff from 1 s.
+fn shorten_convergence(config: &mut BbsConfig) {
+    config.convergence_interval = Duration::from_secs(1);
+    config.stale_unclaimed = Duration::from_secs(2);
+    config.crash_backoff_base = Duration::from_secs(1);
+    config.kick_task = Duration::from_secs(2);
+}

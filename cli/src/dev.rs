@@ -1,0 +1,153 @@
+//! `diego dev`: a whole cluster in one process on loopback: a BBS on a SQLite file under the data
+//! directory, an auctioneer, and N cell reps (default 3, `process` runtime). Prints the addresses
+//! and a next step; Ctrl-C stops everything and leaves no container or child process running.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cell_rep::RuntimeKind;
+use proto::pb::bbs::v1 as api;
+
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::error::Error as CliError;
+
+/// Flags of `diego dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Number of cells.
+    #[arg(long, default_value_t = 3)]
+    pub cells: usize,
+    /// Container runtime of the cells: process, runc or sim.
+    #[arg(long, default_value = "process", value_parser = ["process", "runc", "sim"])]
+    pub runtime: String,
+    /// Also desire the demo app with 3 instances.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where the SQLite database and the containers live.
+    #[arg(long, default_value = ".diego-dev")]
+    pub data_dir: PathBuf,
+    /// The BBS's gRPC address (what `--bbs-address` of the other commands defaults to).
+    #[arg(long, default_value = "127.0.0.1:8889")]
+    pub listen_address: String,
+    /// Memory of each cell in MB.
+    #[arg(long, default_value_t = 4096)]
+    pub memory_mb: i32,
+}
+
+/// Runs the cluster until Ctrl-C or SIGTERM.
+pub async fn run(args: DevArgs) -> Result<(), CliError> {
+    let runtime = match args.runtime.as_str() {
+        "runc" => RuntimeKind::Runc,
+        "sim" => RuntimeKind::Sim,
+        _ => RuntimeKind::Process,
+    };
+    let data_dir = if args.data_dir.is_absolute() {
+        args.data_dir.clone()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| CliError::Dev(format!("cannot read the current directory: {e}")))?
+            .join(&args.data_dir)
+    };
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| CliError::Dev(format!("cannot create {}: {e}", data_dir.display())))?;
+    let database_url = format!("sqlite://{}", data_dir.join("bbs.db").display());
+    let mut spec = ClusterSpec::new(database_url, data_dir.join("cells"), args.cells, runtime);
+    spec.bbs_listen = args.listen_address.clone();
+    spec.cell_memory_mb = args.memory_mb;
+    spec.fast = false;
+    eprintln!(
+        "starting a bbs, an auctioneer and {} {} cell(s) in {} ...",
+        args.cells,
+        args.runtime,
+        data_dir.display()
+    );
+    let cluster = Cluster::start(spec).await.map_err(|e| CliError::Dev(e.to_string()))?;
+    println!("bbs: {}", cluster.bbs_address);
+    if let Some(address) = &cluster.auctioneer_address {
+        println!("auctioneer: {address}");
+    }
+    for rep in &cluster.reps {
+        println!("cell {}: {}", rep.cell_id, rep.address);
+    }
+    if args.demo {
+        desire_demo(&cluster, runtime).await?;
+        println!("demo: desired 3 instances of the demo app; watch them with 'diego lrp demo'");
+    } else {
+        println!(
+            "next: diego desire-lrp --guid hello --command 'exec busybox httpd -f -p $PORT' --port 8080 && diego lrp hello"
+        );
+    }
+    println!("press ctrl-c to stop");
+    wait_for_signal().await;
+    eprintln!("stopping ...");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Desires the demo app (the `diego-demo-app` binary next to this one) with 3 instances.
+async fn desire_demo(cluster: &Cluster, runtime: RuntimeKind) -> Result<(), CliError> {
+    let demo = demo_app_path()?;
+    if runtime == RuntimeKind::Runc {
+        eprintln!("note: the demo app is linked against the host's libc; under runc it needs a rootfs that has it");
+    }
+    let lrp = proto::pb::models::v1::DesiredLrp {
+        process_guid: "demo".into(),
+        domain: "diego".into(),
+        rootfs: "preloaded:busybox".into(),
+        instances: 3,
+        memory_mb: 64,
+        disk_mb: 64,
+        ports: vec![8080],
+        action: Some(proto::pb::models::v1::Action {
+            action: Some(proto::pb::models::v1::action::Action::RunAction(proto::pb::models::v1::RunAction {
+                path: demo.display().to_string(),
+                user: "root".into(),
+                log_source: "APP".into(),
+                ..Default::default()
+            })),
+        }),
+        check_definition: Some(proto::pb::models::v1::CheckDefinition {
+            checks: vec![proto::pb::models::v1::Check {
+                tcp_check: None,
+                http_check: Some(proto::pb::models::v1::HttpCheck {
+                    port: 8080,
+                    path: "/health".into(),
+                    request_timeout_ms: 1000,
+                    interval_ms: 1000,
+                }),
+            }],
+            ..Default::default()
+        }),
+        start_timeout_ms: 60_000,
+        ..Default::default()
+    };
+    let mut client = cluster.bbs();
+    match client.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(lrp) }).await {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            // A previous `diego dev --demo` left it in the database; it keeps running.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(())
+        }
+        Err(status) => Err(CliError::from_status(&status, &cluster.bbs_address)),
+    }
+}
+
+/// `diego-demo-app` next to the running `diego` binary.
+pub fn demo_app_path() -> Result<PathBuf, CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::Dev(format!("cannot locate the diego binary: {e}")))?;
+    let demo = exe.with_file_name("diego-demo-app");
+    if demo.exists() {
+        Ok(demo)
+    } else {
+        Err(CliError::Dev(format!("{} not found: build it with 'cargo build -p cli'", demo.display())))
+    }
+}

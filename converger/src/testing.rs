@@ -1,0 +1,163 @@
+//! Test doubles (feature `testing`): [`RecordingEffects`], an [`Effects`] that records every
+//! call and can be told to fail, and [`ManualClock`].
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use db::sql::actual_lrps::IndexChange;
+use futures::future::BoxFuture;
+use proto::models::{ActualLrp, Task};
+
+use crate::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStart, StopInstance, TaskStart};
+
+/// Everything [`RecordingEffects`] saw, in call order per kind.
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    /// Each LRP auction call.
+    pub lrp_auctions: Vec<Vec<LrpStart>>,
+    /// Each task auction call.
+    pub task_auctions: Vec<Vec<TaskStart>>,
+    /// Each rep stop.
+    pub stops: Vec<StopInstance>,
+    /// Each callback queued.
+    pub callbacks: Vec<Task>,
+    /// Each index change published.
+    pub index_changes: Vec<IndexChange<()>>,
+    /// Each removal published.
+    pub removed: Vec<ActualLrp>,
+    /// Each task change published.
+    pub task_changes: Vec<(Task, Option<Task>)>,
+    /// How many key locks were taken.
+    pub locks: usize,
+}
+
+impl Recorded {
+    /// Every LRP start of every call, flattened to (process guid, index), sorted.
+    pub fn started(&self) -> Vec<(String, i32)> {
+        let mut out: Vec<(String, i32)> = self
+            .lrp_auctions
+            .iter()
+            .flatten()
+            .flat_map(|s| s.indices.iter().map(|i| (s.process_guid.to_string(), *i)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every rep stop as (cell, process guid, index), sorted.
+    pub fn stopped(&self) -> Vec<(String, String, i32)> {
+        let mut out: Vec<(String, String, i32)> =
+            self.stops.iter().map(|s| (s.cell_id.to_string(), s.process_guid.to_string(), s.index)).collect();
+        out.sort();
+        out
+    }
+}
+
+/// An [`Effects`] that records every call. Cheap to clone; clones share the record.
+#[derive(Debug, Default, Clone)]
+pub struct RecordingEffects {
+    recorded: Arc<Mutex<Recorded>>,
+    fail_auctions: Arc<AtomicBool>,
+    fail_stops: Arc<AtomicBool>,
+}
+
+impl RecordingEffects {
+    /// A fake that succeeds at everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes auction calls fail (after recording them).
+    pub fn fail_auctions(&self, fail: bool) {
+        self.fail_auctions.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes rep stops fail (after recording them).
+    pub fn fail_stops(&self, fail: bool) {
+        self.fail_stops.store(fail, Ordering::SeqCst);
+    }
+
+    /// A copy of what was recorded so far.
+    pub fn recorded(&self) -> Recorded {
+        self.lock().clone()
+    }
+
+    /// Forgets what was recorded.
+    pub fn clear(&self) {
+        *self.lock() = Recorded::default();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn outcome(flag: &AtomicBool, what: &str) -> Result<(), EffectError> {
+        if flag.load(Ordering::SeqCst) { Err(EffectError::new(format!("{what} failed (test)"))) } else { Ok(()) }
+    }
+}
+
+impl Effects for RecordingEffects {
+    fn request_lrp_auctions(&self, starts: Vec<LrpStart>) -> BoxFuture<'_, Result<(), EffectError>> {
+        self.lock().lrp_auctions.push(starts);
+        Box::pin(async { Self::outcome(&self.fail_auctions, "lrp auction") })
+    }
+
+    fn request_task_auctions(&self, starts: Vec<TaskStart>) -> BoxFuture<'_, Result<(), EffectError>> {
+        self.lock().task_auctions.push(starts);
+        Box::pin(async { Self::outcome(&self.fail_auctions, "task auction") })
+    }
+
+    fn stop_instance(&self, stop: StopInstance) -> BoxFuture<'_, Result<(), EffectError>> {
+        self.lock().stops.push(stop);
+        Box::pin(async { Self::outcome(&self.fail_stops, "stop") })
+    }
+
+    fn retry_callback(&self, task: Task) {
+        self.lock().callbacks.push(task);
+    }
+
+    fn publish_index_change(&self, change: &IndexChange<()>) {
+        self.lock().index_changes.push(change.clone());
+    }
+
+    fn publish_removed(&self, lrp: &ActualLrp) {
+        self.lock().removed.push(lrp.clone());
+    }
+
+    fn publish_task_change(&self, before: &Task, after: Option<&Task>) {
+        self.lock().task_changes.push((before.clone(), after.cloned()));
+    }
+
+    fn lock_key<'a>(&'a self, _key: LockKey<'a>) -> BoxFuture<'a, KeyGuard<'a>> {
+        self.lock().locks += 1;
+        Box::pin(async { Box::new(()) as KeyGuard<'a> })
+    }
+}
+
+/// A clock tests set by hand. Cheap to clone; clones share the time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A clock reading `now_ns`.
+    pub fn new(now_ns: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(now_ns)))
+    }
+
+    /// Moves the clock by `by` (saturating).
+    pub fn advance(&self, by: std::time::Duration) {
+        let by = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(by)));
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, now_ns: i64) {
+        self.0.store(now_ns, Ordering::SeqCst);
+    }
+}
+
+impl crate::Clock for ManualClock {
+    fn now_ns(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
