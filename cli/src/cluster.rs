@@ -311,11 +311,13 @@ impl Cluster {
         Ok(())
     }
 
-    /// Kills rep `i` like SIGKILL: its tasks are aborted, its presence is not released (it
-    /// expires), and its containers' processes keep running.
-    pub fn kill_rep(&mut self, i: usize) {
+    /// Stops rep `i` at once, without evacuating: no instance is handed over and the cell
+    /// vanishes from the presence set (its presence is released), as when its machine dies.
+    /// Returns once it has stopped.
+    pub async fn kill_rep(&mut self, i: usize) {
+        self.reps[i].stop.cancel();
         if let Some(task) = self.reps[i].task.take() {
-            task.abort();
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
     }
 

@@ -6,3 +6,4 @@
 pub mod cluster;
 pub mod eventually;
 pub mod fixtures;
+pub mod probe;

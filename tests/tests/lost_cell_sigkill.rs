@@ -1,0 +1,143 @@
+//! Issue "Converger" acceptance: a cell *process* (the real `cell-rep` binary) is killed with
+//! SIGKILL while it runs instances of an LRP. Its presence is not released; it expires after its
+//! TTL (3 s here), the BBS notices at once and kicks convergence, the instances turn SUSPECT and
+//! replacements run on the other cell. When the lost cell comes back, the suspects are resolved
+//! and every index has exactly one ordinary instance.
+//!
+//! Needs the `cell-rep` binary next to the test binary (`cargo test --workspace`, as
+//! `scripts/test.sh` runs, builds it); skipped with a message otherwise, unless
+//! `DIEGO_TEST_REQUIRE_BACKENDS` is set.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cell_rep::RuntimeKind;
+use db::Backend;
+use proto::pb::bbs::v1 as api;
+use proto::pb::models::v1 as pb;
+use tests::cluster::Cluster;
+use tests::eventually::eventually;
+use tests::{fixtures, probe};
+
+const PRESENCE_TTL: Duration = Duration::from_secs(3);
+
+fn cell_rep_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.parent()?.join("cell-rep");
+    candidate.exists().then_some(candidate)
+}
+
+struct RepProcess(Child);
+
+impl Drop for RepProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_rep(binary: &std::path::Path, bbs: &str, dir: &std::path::Path) -> RepProcess {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("rep.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "presence_ttl = \"{}ms\"\npresence_retry_interval = \"500ms\"\npolling_interval = \"1s\"\nsim_start_delay = \"100ms\"\n",
+            PRESENCE_TTL.as_millis()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(binary)
+        .args(["--config", config.to_str().unwrap(), "--bbs-address", bbs, "--cell-id", "cell-x", "--zone", "z2"])
+        .args(["--runtime", "sim", "--listen-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"])
+        .args(["--memory-mb", "4096", "--data-dir", dir.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start cell-rep");
+    RepProcess(child)
+}
+
+async fn the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s(backend: Backend) {
+    let Some(binary) = cell_rep_binary() else {
+        assert!(
+            std::env::var_os(db::testing::REQUIRE_VAR).is_none(),
+            "the cell-rep binary is not built next to the tests"
+        );
+        eprintln!("skipping: build the cell-rep binary first (cargo build -p cell-rep)");
+        return;
+    };
+    let Some(cluster) = Cluster::start(backend, 1, RuntimeKind::Sim, |_| {}).await else { return };
+    let dir = std::env::temp_dir().join(format!("diego-sigkill-{}", uuid::Uuid::new_v4().simple()));
+    let mut rep = spawn_rep(&binary, &cluster.bbs_address, &dir);
+    cluster.wait_for_cells(2).await.expect("the process cell registers");
+
+    let client = cluster.bbs();
+    client.clone().desire_lrp(api::DesireLrpRequest { desired_lrp: Some(fixtures::http_lrp("svc", 6)) }).await.unwrap();
+    let on_victim = eventually("6 RUNNING instances with some on cell-x", Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            let running = probe::running(&client, "svc").await;
+            let on_x = running.iter().filter(|a| probe::cell(a) == "cell-x").count();
+            (running.len() == 6 && on_x > 0).then_some(on_x)
+        }
+    })
+    .await;
+
+    rep.0.kill().expect("SIGKILL the cell");
+    let _ = rep.0.wait();
+    let killed_at = tokio::time::Instant::now();
+    let saw_suspect = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = saw_suspect.clone();
+    eventually("every instance RUNNING on the surviving cell", Duration::from_secs(60), || {
+        let (client, seen) = (client.clone(), seen.clone());
+        async move {
+            let all = probe::instances(&client, "svc").await;
+            if all.iter().any(|a| a.presence == pb::Presence::Suspect as i32) {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let running = probe::running(&client, "svc").await;
+            (running.len() == 6 && running.iter().all(|a| probe::cell(a) != "cell-x")).then_some(())
+        }
+    })
+    .await;
+    let recovery = killed_at.elapsed();
+    eprintln!(
+        "{}: {on_victim} instance(s) of a SIGKILLed cell RUNNING elsewhere after {recovery:?} (presence ttl {PRESENCE_TTL:?})",
+        backend.name()
+    );
+    assert!(recovery <= PRESENCE_TTL + Duration::from_secs(10), "recovery took {recovery:?}");
+    assert!(saw_suspect.load(std::sync::atomic::Ordering::Relaxed), "the lost instances were never marked SUSPECT");
+
+    // The lost cell comes back: nothing runs twice, suspects are gone, every index has one
+    // ordinary instance.
+    let _rep = spawn_rep(&binary, &cluster.bbs_address, &dir);
+    cluster.wait_for_cells(2).await.expect("the cell re-registers");
+    eventually("one ordinary RUNNING instance per index and no suspects", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let all = probe::instances(&client, "svc").await;
+            let ordinary_running = all
+                .iter()
+                .filter(|a| {
+                    a.presence == pb::Presence::Ordinary as i32 && a.state == pb::ActualLrpState::Running as i32
+                })
+                .count();
+            (all.len() == 6 && ordinary_running == 6).then_some(())
+        }
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster.shutdown().await;
+}
+
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
+        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
+    };
+}
+
+on_every_backend!(the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s);
