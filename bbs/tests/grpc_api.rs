@@ -683,3 +683,218 @@ async fn an_expired_cell_presence_is_noticed_without_waiting_for_convergence() {
     assert!(db.store.fetch_lease("doomed-cell").await.is_err());
     server.stop().await;
 }
+
+/// Every remaining Bbs RPC once over the wire, with an error case each where one exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remaining_rpcs_work_over_the_wire() {
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let server = Server::start(&db.url, |_| {}).await;
+    let mut client = server.leader_client().await;
+    assert!(client.ping(api::PingRequest {}).await.unwrap().into_inner().available);
+    client.upsert_domain(api::UpsertDomainRequest { domain: "apps".into(), ttl: 60 }).await.unwrap();
+    let domains = client.domains(api::DomainsRequest {}).await.unwrap().into_inner().domains;
+    assert!(domains.contains(&"apps".to_owned()), "{domains:?}");
+    let status = client.upsert_domain(api::UpsertDomainRequest { domain: String::new(), ttl: 1 }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+    // Desired LRP reads and update.
+    let mut lrp = desired("app", 2);
+    lrp.routes.insert("cf-router".into(), br#"[{"hostnames":["app.example.com"],"port":8080}]"#.to_vec());
+    client.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(lrp) }).await.unwrap();
+    let info = client
+        .desired_lrp_scheduling_info_by_process_guid(api::DesiredLrpByProcessGuidRequest { process_guid: "app".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .desired_lrp_scheduling_info
+        .unwrap();
+    assert_eq!(info.instances, 2);
+    let routing =
+        client.desired_lrp_routing_infos(api::DesiredLrPsRequest::default()).await.unwrap().into_inner().desired_lrps;
+    assert_eq!(routing.len(), 1);
+    assert!(routing[0].routes.contains_key("cf-router"));
+    let update = pb::DesiredLrpUpdate { instances: Some(3), annotation: Some("v2".into()), ..Default::default() };
+    client
+        .update_desired_lrp(api::UpdateDesiredLrpRequest { process_guid: "app".into(), update: Some(update) })
+        .await
+        .unwrap();
+    let actual = client
+        .actual_lr_ps(api::ActualLrPsRequest { process_guid: "app".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(actual.actual_lrps.len(), 3, "scale-up created index 2");
+    let bad = pb::DesiredLrpUpdate { instances: Some(-1), ..Default::default() };
+    let status = client
+        .update_desired_lrp(api::UpdateDesiredLrpRequest { process_guid: "app".into(), update: Some(bad) })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let status = client
+        .update_desired_lrp(api::UpdateDesiredLrpRequest {
+            process_guid: "nope".into(),
+            update: Some(pb::DesiredLrpUpdate::default()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // Fail (auctioneer), then claim, remove and retire.
+    client
+        .fail_actual_lrp(api::FailActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 2)),
+            error_message: "insufficient resources: memory".into(),
+        })
+        .await
+        .unwrap();
+    let failed = client
+        .actual_lr_ps(api::ActualLrPsRequest { process_guid: "app".into(), index: Some(2), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(failed.actual_lrps[0].placement_error, "insufficient resources: memory");
+    let claim = |index: i32, guid: &str| api::ClaimActualLrpRequest {
+        process_guid: "app".into(),
+        index,
+        actual_lrp_instance_key: Some(instance_key(guid, "cell-1")),
+    };
+    client.claim_actual_lrp(claim(2, "ig-2")).await.unwrap();
+    let status = client
+        .fail_actual_lrp(api::FailActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 2)),
+            error_message: "x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(diego_error(&status), "ActualLRPCannotBeFailed");
+    let status = client
+        .remove_actual_lrp(api::RemoveActualLrpRequest {
+            process_guid: "app".into(),
+            index: 2,
+            actual_lrp_instance_key: Some(instance_key("other", "cell-1")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    client
+        .remove_actual_lrp(api::RemoveActualLrpRequest {
+            process_guid: "app".into(),
+            index: 2,
+            actual_lrp_instance_key: Some(instance_key("ig-2", "cell-1")),
+        })
+        .await
+        .unwrap();
+    client.retire_actual_lrp(api::RetireActualLrpRequest { actual_lrp_key: Some(lrp_key("app", 1)) }).await.unwrap();
+    let status = client
+        .retire_actual_lrp(api::RetireActualLrpRequest { actual_lrp_key: Some(lrp_key("app", 1)) })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // Evacuation: index 0 runs on cell-1, which evacuates it.
+    client.claim_actual_lrp(claim(0, "ig-0")).await.unwrap();
+    let running = api::StartActualLrpRequest {
+        actual_lrp_key: Some(lrp_key("app", 0)),
+        actual_lrp_instance_key: Some(instance_key("ig-0", "cell-1")),
+        actual_lrp_net_info: Some(net_info()),
+        ..Default::default()
+    };
+    client.start_actual_lrp(running).await.unwrap();
+    let keep = client
+        .evacuate_running_actual_lrp(api::EvacuateRunningActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 0)),
+            actual_lrp_instance_key: Some(instance_key("ig-0", "cell-1")),
+            actual_lrp_net_info: Some(net_info()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .keep_container;
+    assert!(keep, "the evacuating copy keeps serving until its replacement runs");
+    let rows = client
+        .actual_lr_ps(api::ActualLrPsRequest { process_guid: "app".into(), index: Some(0), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .actual_lrps;
+    assert_eq!(rows.len(), 2, "an evacuating copy plus an unclaimed replacement: {rows:?}");
+    let keep = client
+        .evacuate_stopped_actual_lrp(api::EvacuateStoppedActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 0)),
+            actual_lrp_instance_key: Some(instance_key("ig-0", "cell-1")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .keep_container;
+    assert!(!keep);
+    let status = client
+        .remove_evacuating_actual_lrp(api::RemoveEvacuatingActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 0)),
+            actual_lrp_instance_key: Some(instance_key("ig-0", "cell-1")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "the evacuating row is already gone");
+    // A claimed instance on an evacuating cell is handed back; a crash is recorded.
+    client.claim_actual_lrp(claim(0, "ig-0b")).await.unwrap();
+    let keep = client
+        .evacuate_claimed_actual_lrp(api::EvacuateClaimedActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 0)),
+            actual_lrp_instance_key: Some(instance_key("ig-0b", "cell-1")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .keep_container;
+    assert!(!keep);
+    client.claim_actual_lrp(claim(0, "ig-0c")).await.unwrap();
+    client
+        .evacuate_crashed_actual_lrp(api::EvacuateCrashedActualLrpRequest {
+            actual_lrp_key: Some(lrp_key("app", 0)),
+            actual_lrp_instance_key: Some(instance_key("ig-0c", "cell-1")),
+            error_message: "oom".into(),
+        })
+        .await
+        .unwrap();
+    let rows = client
+        .actual_lr_ps(api::ActualLrPsRequest { process_guid: "app".into(), index: Some(0), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .actual_lrps;
+    assert_eq!(rows[0].crash_count, 1);
+
+    // Tasks: reject (retried) and cancel.
+    let definition =
+        pb::TaskDefinition { root_fs: "preloaded:busybox".into(), action: Some(run_action()), ..Default::default() };
+    client
+        .desire_task(api::DesireTaskRequest {
+            task_definition: Some(definition),
+            task_guid: "t".into(),
+            domain: "d".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .reject_task(api::RejectTaskRequest { task_guid: "t".into(), rejection_reason: "no room".into() })
+        .await
+        .unwrap();
+    let task =
+        client.task_by_guid(api::TaskByGuidRequest { task_guid: "t".into() }).await.unwrap().into_inner().task.unwrap();
+    assert_eq!((task.state, task.rejection_count), (pb::task::State::Pending as i32, 1));
+    client.cancel_task(api::TaskGuidRequest { task_guid: "t".into() }).await.unwrap();
+    let task =
+        client.task_by_guid(api::TaskByGuidRequest { task_guid: "t".into() }).await.unwrap().into_inner().task.unwrap();
+    assert_eq!(task.failure_reason, "task was cancelled");
+    let status = client
+        .reject_task(api::RejectTaskRequest { task_guid: "t".into(), rejection_reason: "late".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let tasks =
+        client.tasks(api::TasksRequest { domain: "d".into(), ..Default::default() }).await.unwrap().into_inner().tasks;
+    assert_eq!(tasks.len(), 1);
+    server.stop().await;
+}

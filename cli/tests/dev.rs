@@ -1,0 +1,96 @@
+//! `diego dev --demo`: a whole cluster from the real binary; 3 demo instances RUNNING and
+//! answering HTTP; `diego lrp demo` shows them; Ctrl-C (SIGINT) exits 0 and leaves no process
+//! running in the cluster's data directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Processes whose working directory is inside `dir`.
+fn processes_in(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                found.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn diego_dev_demo_runs_three_instances_and_stops_cleanly() {
+    let dir = std::env::temp_dir().join(format!("diego-dev-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bbs = format!("127.0.0.1:{}", free_port());
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_diego"))
+        .args(["dev", "--demo", "--cells", "2", "--data-dir", dir.to_str().unwrap(), "--listen-address", &bbs])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start diego dev");
+    let mut stdout = BufReader::new(dev.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first.trim(), format!("bbs: {bbs}"), "the first line names the bbs");
+
+    // `diego lrp demo` shows 3 RUNNING instances.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let instances = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_diego"))
+            .args(["--bbs-address", &bbs, "lrp", "demo", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let running: Vec<serde_json::Value> =
+                json["instances"].as_array().unwrap().iter().filter(|i| i["state"] == "RUNNING").cloned().collect();
+            if running.len() == 3 {
+                break running;
+            }
+        }
+        assert!(Instant::now() < deadline, "the demo never had 3 RUNNING instances");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let table =
+        Command::new(env!("CARGO_BIN_EXE_diego")).args(["--bbs-address", &bbs, "lrp", "demo"]).output().unwrap();
+    assert!(table.status.success());
+    assert_eq!(String::from_utf8_lossy(&table.stdout).matches("RUNNING").count(), 3);
+
+    // Each answers HTTP on its host port.
+    for instance in &instances {
+        let address =
+            instance["address"].as_str().or_else(|| instance["net_info"]["address"].as_str()).unwrap_or("127.0.0.1");
+        let port = instance["ports"][0]["host_port"].as_u64().or_else(|| instance["host_port"].as_u64());
+        let Some(port) = port else { panic!("no host port in {instance}") };
+        let mut stream = std::net::TcpStream::connect((address, port as u16)).expect("the instance listens");
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        assert!(body.contains("diego demo app"), "{body}");
+    }
+
+    // Ctrl-C: a clean exit and nothing left running.
+    let status = Command::new("kill").args(["-INT", &dev.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = dev.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "diego dev did not stop after ctrl-c");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    dev.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(exit.success(), "diego dev exited {exit}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(processes_in(&dir), Vec::<String>::new(), "processes left running in the cluster's directory");
+    let _ = std::fs::remove_dir_all(&dir);
+}
