@@ -1,0 +1,184 @@
+//! [`Config`]: what one `benchmark-bbs` run simulates and against what. The flags in
+//! [`crate::cli`] map onto it one to one; tests build it directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How the desired LRPs and their RUNNING instances are created before the trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedVia {
+    /// Through the BBS: `DesireLRP`, then `StartActualLRP` on a random cell, per LRP, from
+    /// `seed_workers` concurrent workers (Diego's seeding). Seeding latencies are reported.
+    Grpc,
+    /// Straight into the database through `db::Store` (`desire_lrp` + `start_actual_lrp`), for
+    /// large runs where seeding through the API takes too long. Needs the database URL.
+    Store,
+}
+
+/// Which route emitters are simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteEmitters {
+    /// One global route emitter: all actual LRPs + all scheduling infos per trial.
+    Global,
+    /// One route emitter per cell (Diego's `local_route_emitters`): that cell's actual LRPs +
+    /// the scheduling infos of their process guids, and a per-cell event subscriber.
+    Local,
+    /// Both.
+    Both,
+}
+
+impl RouteEmitters {
+    /// Whether the global route emitter runs.
+    pub fn global(self) -> bool {
+        matches!(self, Self::Global | Self::Both)
+    }
+
+    /// Whether the per-cell route emitters run.
+    pub fn local(self) -> bool {
+        matches!(self, Self::Local | Self::Both)
+    }
+}
+
+/// One benchmark run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Drive this BBS (`host:port`) instead of starting one. With `database_url` too, that URL
+    /// must be the same BBS's database: it is used for the raw-SQL baselines, the convergence
+    /// pass and store seeding, and no BBS is started.
+    pub bbs_address: Option<String>,
+    /// Start a BBS in this process on this database (`sqlite://FILE`, `postgres://…`,
+    /// `mysql://…`). A PostgreSQL or MySQL URL without a database name gets a fresh database
+    /// `benchmark_bbs_<seed>` created on that server (and dropped afterwards unless
+    /// `keep_database`). With neither this nor `bbs_address`: a fresh SQLite file in `output`.
+    /// Serialized without its password.
+    #[serde(serialize_with = "redacted")]
+    pub database_url: Option<String>,
+    /// Simulated cells (reps), Diego's `num_reps`.
+    pub cells: usize,
+    /// Desired LRPs, one instance each, Diego's `desired_lrps`.
+    pub desired_lrps: usize,
+    /// Rounds of the workload, Diego's `num_trials`.
+    pub trials: usize,
+    /// Percent of the instances written per rep loop (half claims, half the starts that follow
+    /// them), Diego's `percent_writes`.
+    pub percent_writes: f64,
+    /// Seed of every random choice (records, placement, claims).
+    pub seed: u64,
+    /// Directory for the table, the JSON and the charts (created).
+    pub output: PathBuf,
+    /// How to seed.
+    pub seed_via: SeedVia,
+    /// Concurrent seeding workers (Diego's `num_populate_workers`).
+    pub seed_workers: usize,
+    /// HTTP/2 connections to the BBS the simulator spreads its calls over.
+    pub connections: usize,
+    /// Calls in flight at once across the whole simulator (Diego's semaphore; latencies are
+    /// measured from when a call gets its slot, so waiting for a slot is not counted).
+    pub max_in_flight: usize,
+    /// Operations in flight at once within one rep's bulk loop.
+    pub cell_concurrency: usize,
+    /// Which route emitters run.
+    pub route_emitters: RouteEmitters,
+    /// Accepted relative difference between received and expected events (and seeding errors).
+    pub error_tolerance: f64,
+    /// How long to wait after the trials for the expected events.
+    #[serde(with = "secs")]
+    pub event_timeout: Duration,
+    /// Deadline of one call.
+    #[serde(with = "secs")]
+    pub request_timeout: Duration,
+    /// Event buffer per subscriber of a BBS this process starts (the BBS default is 1024).
+    pub event_buffer: usize,
+    /// Give the in-process BBS a listening socket with TCP_NODELAY (inherited by accepted
+    /// connections); see [`crate::target::TargetSpec::nodelay_listener`].
+    pub nodelay_listener: bool,
+    /// LRP convergence passes timed on the seeded data.
+    pub convergence_passes: usize,
+    /// Wipe the benchmark's tables first when the named database already holds desired LRPs
+    /// (refused otherwise).
+    pub reseed: bool,
+    /// Keep a database this run created.
+    pub keep_database: bool,
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+}
+
+impl Default for Config {
+    /// Defaults that finish in about a minute on a 2-core machine on SQLite.
+    fn default() -> Self {
+        Self {
+            bbs_address: None,
+            database_url: None,
+            cells: 50,
+            desired_lrps: 5_000,
+            trials: 2,
+            percent_writes: 5.0,
+            seed: 1,
+            output: PathBuf::from("benchmark-bbs-output"),
+            seed_via: SeedVia::Grpc,
+            seed_workers: 32,
+            connections: 8,
+            max_in_flight: 256,
+            cell_concurrency: 16,
+            route_emitters: RouteEmitters::Both,
+            error_tolerance: 0.05,
+            event_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(600),
+            event_buffer: 1024,
+            nodelay_listener: true,
+            convergence_passes: 3,
+            reseed: false,
+            keep_database: false,
+            progress: true,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values that would make a run meaningless.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.cells >= 1, "--cells must be at least 1");
+        anyhow::ensure!(self.desired_lrps >= 1, "--desired-lrps must be at least 1");
+        anyhow::ensure!(self.desired_lrps < 1_000_000, "--desired-lrps must be below 1,000,000 (guid format)");
+        anyhow::ensure!(self.trials >= 1, "--trials must be at least 1");
+        anyhow::ensure!((0.0..=100.0).contains(&self.percent_writes), "--percent-writes must be between 0 and 100");
+        anyhow::ensure!(self.seed_workers >= 1, "--seed-workers must be at least 1");
+        anyhow::ensure!(self.connections >= 1, "--connections must be at least 1");
+        anyhow::ensure!(self.max_in_flight >= 1, "--max-in-flight must be at least 1");
+        anyhow::ensure!(self.cell_concurrency >= 1, "--cell-concurrency must be at least 1");
+        anyhow::ensure!((0.0..=1.0).contains(&self.error_tolerance), "--error-tolerance must be between 0 and 1");
+        anyhow::ensure!(self.event_buffer >= 1, "--event-buffer must be at least 1");
+        if self.seed_via == SeedVia::Store {
+            anyhow::ensure!(
+                self.database_url.is_some() || self.bbs_address.is_none(),
+                "--seed-via store needs --database-url when driving an external BBS"
+            );
+        }
+        Ok(())
+    }
+
+    /// The probability that a rep claims an instance right after re-asserting it.
+    pub fn claim_probability(&self) -> f64 {
+        (self.percent_writes / 200.0).clamp(0.0, 1.0)
+    }
+}
+
+/// Serializes a database URL without its password.
+pub fn redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&crate::target::redact(url)),
+        None => s.serialize_none(),
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}

@@ -1,0 +1,388 @@
+//! The report of a run: the table printed at the end (per operation: count, errors, mean, p50,
+//! p90, p99, max; then every figure next to Diego's 2016 figure and the same run's raw-SQL
+//! baseline, as ratios), the JSON file with the raw histograms, and the SVG charts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::baseline::ops as raw;
+use crate::config::Config;
+use crate::convergence::{ConvergenceReport, ops as conv};
+use crate::events::EventCheck;
+use crate::seed::{SeedingReport, ops as seed};
+use crate::stats::{OpStats, RawHistogram, Summary};
+use crate::target::TargetInfo;
+use crate::workload::{TrialsReport, ops as work};
+
+/// Diego's 2016 benchmark-bbs averages (200,000 LRPs, 1,000 reps, CF-MySQL; performance-anchors.md
+/// anchor 4 and bbs.md section 8), in milliseconds, by operation.
+pub const DIEGO_2016_MS: [(&str, f64); 7] = [
+    (work::REP_BULK_FETCHING, 78.0),
+    (work::REP_BULK_LOOP, 89.0),
+    (work::REP_START, 163.0),
+    (work::REP_CLAIM, 434.0),
+    (work::NSYNC_BULKER, 15_100.0),
+    (work::ROUTE_EMITTER, 37_400.0),
+    (conv::GATHER, 27_000.0),
+];
+
+/// The raw-SQL baseline each BBS operation is compared with.
+pub const BASELINE_OF: [(&str, &str); 8] = [
+    (work::REP_BULK_FETCHING, raw::PER_CELL),
+    (raw::QUIET_PER_CELL, raw::PER_CELL),
+    (work::NSYNC_BULKER, raw::SCHEDULING_SCAN),
+    (raw::QUIET_NSYNC, raw::SCHEDULING_SCAN),
+    (work::ROUTE_EMITTER, raw::ROUTE_EMITTER),
+    (raw::QUIET_ROUTE_EMITTER, raw::ROUTE_EMITTER),
+    (conv::GATHER, raw::CONVERGENCE),
+    (conv::PASS, raw::CONVERGENCE),
+];
+
+/// The order operations are listed in, with their phase.
+const ORDER: &[(&str, &str)] = &[
+    ("setup", seed::CELL_PRESENCE_SETTING),
+    ("setup", seed::SEED_DESIRE),
+    ("setup", seed::SEED_START),
+    ("convergence", conv::PASS),
+    ("convergence", conv::GATHER),
+    ("trials", work::REP_BULK_LOOP),
+    ("trials", work::REP_BULK_FETCHING),
+    ("trials", work::REP_START),
+    ("trials", work::REP_CLAIM),
+    ("trials", work::NSYNC_BULKER),
+    ("trials", work::ROUTE_EMITTER),
+    ("trials", work::ROUTE_EMITTER_LOCAL),
+    ("trials", work::CELL_PRESENCE_FETCHING),
+    ("quiet", raw::QUIET_PER_CELL),
+    ("quiet", raw::QUIET_NSYNC),
+    ("quiet", raw::QUIET_ROUTE_EMITTER),
+    ("baseline", raw::PER_CELL),
+    ("baseline", raw::ACTUAL_SCAN),
+    ("baseline", raw::SCHEDULING_SCAN),
+    ("baseline", raw::ROUTE_EMITTER),
+    ("baseline", raw::CONVERGENCE),
+    ("smoke", crate::smoke::ops::DESIRE),
+    ("smoke", crate::smoke::ops::TO_UNCLAIMED),
+    ("smoke", crate::smoke::ops::TO_CLAIMED),
+    ("smoke", crate::smoke::ops::TO_RUNNING),
+    ("smoke", crate::smoke::ops::DESIRED_TO_RUNNING),
+];
+
+/// One operation in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationReport {
+    /// Diego's metric name where it had one.
+    pub name: String,
+    /// `setup`, `convergence`, `trials`, `quiet` or `baseline`.
+    pub phase: String,
+    /// Count, errors and latency figures.
+    pub summary: Summary,
+    /// Diego's 2016 average for this operation, in ms.
+    pub diego_2016_mean_ms: Option<f64>,
+    /// The raw-SQL baseline this operation is compared with.
+    pub baseline: Option<String>,
+    /// The first few error messages.
+    pub error_samples: Vec<String>,
+    /// The recorded latencies.
+    pub histogram: RawHistogram,
+}
+
+/// Peak memory of this process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// `VmHWM` from `/proc/self/status`, in KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// What the figure covers.
+    pub note: String,
+}
+
+/// Where the report was written.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Files {
+    /// The printed table.
+    pub table: PathBuf,
+    /// The JSON report with the raw histograms.
+    pub json: PathBuf,
+    /// The SVG charts.
+    pub charts: Vec<PathBuf>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The configuration.
+    pub config: Config,
+    /// What was driven.
+    pub target: TargetInfo,
+    /// Seeding.
+    pub seeding: SeedingReport,
+    /// The trials.
+    pub trials: TrialsReport,
+    /// Every operation (including the baselines), in report order.
+    pub operations: Vec<OperationReport>,
+    /// The event count check.
+    pub events: EventCheck,
+    /// The convergence passes, when the database was known.
+    pub convergence: Option<ConvergenceReport>,
+    /// Peak memory.
+    pub memory: Memory,
+    /// Wall time of the run, in seconds.
+    pub wall_time_s: f64,
+    /// Where the files are.
+    pub files: Files,
+}
+
+impl Report {
+    /// Orders the recorded operations and attaches Diego's figures and the baselines.
+    pub fn operations_of(stats: &BTreeMap<&'static str, OpStats>) -> Vec<OperationReport> {
+        let diego: BTreeMap<&str, f64> = DIEGO_2016_MS.into_iter().collect();
+        let baseline: BTreeMap<&str, &str> = BASELINE_OF.into_iter().collect();
+        let phase_of: BTreeMap<&str, &str> = ORDER.iter().map(|(phase, name)| (*name, *phase)).collect();
+        let mut names: Vec<&str> = stats.keys().copied().collect();
+        let rank = |name: &str| ORDER.iter().position(|(_, n)| *n == name).unwrap_or(ORDER.len());
+        names.sort_by_key(|n| (rank(n), *n));
+        names
+            .into_iter()
+            .map(|name| {
+                let s = &stats[name];
+                OperationReport {
+                    name: name.to_owned(),
+                    phase: phase_of.get(name).copied().unwrap_or("other").to_owned(),
+                    summary: s.summary(),
+                    diego_2016_mean_ms: diego.get(name).copied(),
+                    baseline: baseline.get(name).map(|b| (*b).to_owned()),
+                    error_samples: s.error_samples.clone(),
+                    histogram: s.raw(),
+                }
+            })
+            .collect()
+    }
+
+    /// The operation `name`, if it was recorded.
+    pub fn operation(&self, name: &str) -> Option<&OperationReport> {
+        self.operations.iter().find(|o| o.name == name)
+    }
+
+    /// Failed calls and failed count checks over every operation.
+    pub fn errors(&self) -> u64 {
+        self.operations.iter().map(|o| o.summary.errors).sum()
+    }
+
+    /// Whether the run passed: no errors and the event counts within the tolerance.
+    pub fn ok(&self) -> bool {
+        self.errors() == 0 && self.events.ok()
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let c = &self.config;
+        let _ = writeln!(
+            out,
+            "benchmark-bbs: {} cells, {} desired LRPs, {} trials, {}% writes, seed {}",
+            c.cells, c.desired_lrps, c.trials, c.percent_writes, c.seed
+        );
+        let t = &self.target;
+        let _ = writeln!(
+            out,
+            "target: {} BBS at {}{}{}",
+            t.kind,
+            t.bbs_address,
+            t.database.as_ref().map(|d| format!(" on {d}")).unwrap_or_default(),
+            if t.nodelay { " (TCP_NODELAY set on its listener)" } else { "" }
+        );
+        let s = &self.seeding;
+        let _ = writeln!(
+            out,
+            "seeding ({:?}): {} LRPs in {:.1} s ({:.0} LRPs/s), {} errors",
+            s.via, s.seeded, s.duration_s, s.lrps_per_s, s.errors
+        );
+        let trials: Vec<String> = self.trials.trial_durations_s.iter().map(|d| format!("{d:.1} s")).collect();
+        let _ = writeln!(
+            out,
+            "trials: {} ({}); {} claims, {} writing starts",
+            trials.len(),
+            trials.join(", "),
+            self.trials.claims,
+            self.trials.writing_starts
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<12} {:<40} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "phase", "operation", "count", "errors", "mean", "p50", "p90", "p99", "max"
+        );
+        for op in &self.operations {
+            let m = &op.summary;
+            let _ = writeln!(
+                out,
+                "{:<12} {:<40} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                op.phase,
+                op.name,
+                m.count,
+                m.errors,
+                ms(m.mean_ms),
+                ms(m.p50_ms),
+                ms(m.p90_ms),
+                ms(m.p99_ms),
+                ms(m.max_ms)
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<40} {:>10} {:>10} {:>12} {:>9}   {:<32} {:>10} {:>9} {:>10} {:>9}",
+            "comparison",
+            "mean",
+            "p50",
+            "Diego 2016",
+            "÷Diego",
+            "raw SQL (same run)",
+            "raw p50",
+            "p50÷raw",
+            "raw mean",
+            "mean÷raw"
+        );
+        for op in &self.operations {
+            if op.diego_2016_mean_ms.is_none() && op.baseline.is_none() {
+                continue;
+            }
+            let m = &op.summary;
+            let (d, dr) = match op.diego_2016_mean_ms {
+                Some(d) => (ms(d), ratio(m.mean_ms, d)),
+                None => ("-".into(), "-".into()),
+            };
+            let base = op.baseline.as_deref().and_then(|b| self.operation(b)).filter(|b| b.summary.count > 0);
+            let (bname, bp50, rp50, bmean, rmean) = match base {
+                Some(b) => (
+                    b.name.clone(),
+                    ms(b.summary.p50_ms),
+                    ratio(m.p50_ms, b.summary.p50_ms),
+                    ms(b.summary.mean_ms),
+                    ratio(m.mean_ms, b.summary.mean_ms),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                out,
+                "{:<40} {:>10} {:>10} {:>12} {:>9}   {:<32} {:>10} {:>9} {:>10} {:>9}",
+                op.name,
+                ms(m.mean_ms),
+                ms(m.p50_ms),
+                d,
+                dr,
+                bname,
+                bp50,
+                rp50,
+                bmean,
+                rmean
+            );
+        }
+        let _ = writeln!(
+            out,
+            "(Diego 2016: averages at 200,000 LRPs / 1,000 reps on CF-MySQL. Raw SQL: the same database in this run, \
+             one statement at a time after the trials; \"(quiet)\": the same BBS call, one at a time after the trials. \
+             RepBulkLoop here lasts until every start and claim of the loop has returned; Diego's timed the fetch \
+             plus enqueueing them.)"
+        );
+        let _ = writeln!(out);
+        let e = &self.events;
+        let _ = writeln!(
+            out,
+            "events: expected {}, received {} ({:+.2}%), tolerance ±{:.1}%: {}{}",
+            e.expected,
+            e.received,
+            e.relative_difference * 100.0,
+            e.tolerance * 100.0,
+            if e.within_tolerance { "OK" } else { "FAILED" },
+            e.per_cell
+                .as_ref()
+                .map(|p| format!(
+                    "; per-cell subscribers: expected {}, received {}, {}/{} cells within tolerance",
+                    p.expected, p.received, p.cells_within_tolerance, p.cells
+                ))
+                .unwrap_or_default()
+        );
+        for closed in &e.closed_streams {
+            let _ = writeln!(out, "  stream closed early: {closed}");
+        }
+        if let Some(conv) = &self.convergence {
+            let p = conv.phases_s;
+            let _ = writeln!(
+                out,
+                "convergence: {} passes; last: cells {:.3} s, snapshot {:.3} s, plan {:.3} s, writes {:.3} s, calls {:.3} s; {} actions",
+                conv.passes, p[0], p[1], p[2], p[3], p[4], conv.actions
+            );
+        } else {
+            let _ = writeln!(out, "convergence: not timed (the database is unknown: pass --database-url)");
+        }
+        match self.memory.peak_rss_kib {
+            Some(kib) => {
+                let _ = writeln!(out, "peak memory: {:.1} MiB ({})", kib as f64 / 1024.0, self.memory.note);
+            }
+            None => {
+                let _ = writeln!(out, "peak memory: unknown ({})", self.memory.note);
+            }
+        }
+        let _ =
+            writeln!(out, "wall time: {:.1} s; result: {}", self.wall_time_s, if self.ok() { "OK" } else { "FAILED" });
+        for op in self.operations.iter().filter(|o| !o.error_samples.is_empty()) {
+            let _ = writeln!(out, "  {} errors, e.g.: {}", op.name, op.error_samples[0]);
+        }
+        out
+    }
+
+    /// Writes `table.txt`, `report.json` and the charts into `dir`, and records their paths.
+    pub fn write(&mut self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        self.files.table = dir.join("table.txt");
+        self.files.json = dir.join("report.json");
+        self.files.charts = crate::charts::write_all(self, &dir.join("charts"))?;
+        std::fs::write(&self.files.table, self.table())?;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(&self.files.json, json)?;
+        Ok(())
+    }
+}
+
+/// A duration in milliseconds, in the unit that reads best.
+pub fn ms(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v < 1.0 {
+        format!("{v:.3} ms")
+    } else if v < 100.0 {
+        format!("{v:.1} ms")
+    } else if v < 1_000.0 {
+        format!("{v:.0} ms")
+    } else {
+        format!("{:.2} s", v / 1_000.0)
+    }
+}
+
+/// `a / b` as a factor.
+pub fn ratio(a: f64, b: f64) -> String {
+    if b <= 0.0 {
+        "-".into()
+    } else {
+        let r = a / b;
+        if r >= 0.1 {
+            format!("{r:.2}x")
+        } else if r > 0.0 {
+            format!("1/{:.0}", 1.0 / r)
+        } else {
+            "0x".into()
+        }
+    }
+}
+
+/// This process's peak resident set size (`VmHWM`), in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

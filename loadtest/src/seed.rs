@@ -1,0 +1,225 @@
+//! Setup: the cells' presences through Locket, then D desired LRPs with their single instance
+//! RUNNING on a random cell, through the BBS (Diego's way) or straight through `db::Store`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bbs::clock::{Clock, SystemClock};
+use db::Store;
+use db::sql::actual_lrps::StartInfo;
+use proto::pb::locket::v1 as locket;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::{Config, SeedVia};
+use crate::generator::{self, Placement, cell_id};
+use crate::progress::Progress;
+use crate::stats::Recorder;
+use crate::target::Clients;
+
+/// Presence TTL: the longest Locket accepts (Diego's benchmark used 10 days).
+const PRESENCE_TTL_S: i64 = 86_400;
+
+/// Operation names of the setup phase.
+pub mod ops {
+    /// One Locket `Lock` of a cell presence.
+    pub const CELL_PRESENCE_SETTING: &str = "CellPresenceSetting";
+    /// One `DesireLRP` while seeding.
+    pub const SEED_DESIRE: &str = "SeedDesireLRP";
+    /// One `StartActualLRP` of a fresh UNCLAIMED instance while seeding.
+    pub const SEED_START: &str = "SeedStartActualLRP";
+}
+
+/// How seeding went.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedingReport {
+    /// `grpc` or `store`.
+    pub via: SeedVia,
+    /// LRPs seeded without error.
+    pub seeded: usize,
+    /// LRPs whose desire or start failed.
+    pub errors: usize,
+    /// Wall time of the whole seeding, presences excluded.
+    pub duration_s: f64,
+    /// Seeded LRPs per second.
+    pub lrps_per_s: f64,
+}
+
+/// The owner of simulated cell `c`'s presence.
+pub fn presence_owner(c: usize) -> String {
+    format!("benchmark-bbs-rep-{c}")
+}
+
+fn presence_resource(c: usize) -> locket::Resource {
+    let presence = generator::cell_presence(c);
+    locket::Resource {
+        key: cell_id(c),
+        owner: presence_owner(c),
+        value: serde_json::to_string(&presence).unwrap_or_else(|e| unreachable!("a presence serializes: {e}")),
+        type_code: locket::TypeCode::Presence as i32,
+    }
+}
+
+/// Registers every cell's presence (one Locket `Lock` per cell, `CellPresenceSetting`).
+pub async fn register_presences(config: &Config, clients: &Clients, recorder: &Recorder) -> anyhow::Result<()> {
+    let results = futures::future::join_all((0..config.cells).map(|c| {
+        let mut locket = clients.locket();
+        let recorder = recorder.clone();
+        async move {
+            let request = locket::LockRequest { resource: Some(presence_resource(c)), ttl_in_seconds: PRESENCE_TTL_S };
+            recorder.time(ops::CELL_PRESENCE_SETTING, locket.lock(request)).await
+        }
+    }))
+    .await;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    anyhow::ensure!(failed == 0, "{failed} of {} cell presences could not be registered", config.cells);
+    Ok(())
+}
+
+/// Releases every cell's presence (end of run).
+pub async fn release_presences(config: &Config, clients: &Clients) {
+    futures::future::join_all((0..config.cells).map(|c| {
+        let mut locket = clients.locket();
+        async move {
+            let _ = locket.release(locket::ReleaseRequest { resource: Some(presence_resource(c)) }).await;
+        }
+    }))
+    .await;
+}
+
+/// Seeds every LRP of `placement`: desired with one instance, RUNNING on its cell.
+pub async fn seed(
+    config: &Config,
+    clients: &Clients,
+    store: Option<&Store>,
+    placement: &Arc<Placement>,
+    recorder: &Recorder,
+    progress: &Progress,
+) -> anyhow::Result<SeedingReport> {
+    let bar = progress.bar(config.desired_lrps as u64, "seeding desired LRPs (RUNNING)");
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let store = match config.seed_via {
+        SeedVia::Store => Some(store.context("--seed-via store needs the database (--database-url)")?.clone()),
+        SeedVia::Grpc => None,
+    };
+    let workers: Vec<_> = (0..config.seed_workers)
+        .map(|_| {
+            let (next, errors, placement, clients, recorder, bar, store) = (
+                next.clone(),
+                errors.clone(),
+                placement.clone(),
+                clients.clone(),
+                recorder.clone(),
+                bar.clone(),
+                store.clone(),
+            );
+            let (seed, total) = (config.seed, config.desired_lrps);
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let ok = match &store {
+                        None => seed_one_grpc(seed, i, &placement, &clients, &recorder).await,
+                        Some(store) => seed_one_store(seed, i, &placement, store).await,
+                    };
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    bar.inc(1);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.context("a seeding worker panicked")?;
+    }
+    bar.finish();
+    let duration = started.elapsed();
+    let errors = errors.load(Ordering::Relaxed);
+    let report = SeedingReport {
+        via: config.seed_via,
+        seeded: config.desired_lrps - errors,
+        errors,
+        duration_s: duration.as_secs_f64(),
+        lrps_per_s: config.desired_lrps as f64 / duration.as_secs_f64().max(1e-9),
+    };
+    let allowed = (config.error_tolerance * config.desired_lrps as f64).floor() as usize;
+    anyhow::ensure!(
+        errors <= allowed,
+        "seeding failed for {errors} of {} LRPs (tolerance {allowed}); see the log",
+        config.desired_lrps
+    );
+    Ok(report)
+}
+
+async fn seed_one_grpc(seed: u64, i: usize, placement: &Placement, clients: &Clients, recorder: &Recorder) -> bool {
+    let desire = recorder.time(ops::SEED_DESIRE, clients.bbs().desire_lrp(generator::desire_request(seed, i))).await;
+    if let Err(e) = desire {
+        tracing::warn!(lrp = i, error = %e, "seeding: DesireLRP failed");
+        return false;
+    }
+    let cell = placement.cell_of[i];
+    let start = generator::start_request(i, cell, &placement.instance_guid[i]);
+    match recorder.time(ops::SEED_START, clients.bbs().start_actual_lrp(start)).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(lrp = i, error = %e, "seeding: StartActualLRP failed");
+            false
+        }
+    }
+}
+
+async fn seed_one_store(seed: u64, i: usize, placement: &Placement, store: &Store) -> bool {
+    let result: anyhow::Result<()> = async {
+        let lrp = proto::models::DesiredLrp::try_from(generator::desired_lrp(seed, i))?;
+        let now = SystemClock.now_ns();
+        store.desire_lrp(&lrp, now).await?;
+        let request = generator::start_request(i, placement.cell_of[i], &placement.instance_guid[i]);
+        let key = proto::convert::actual_lrp_key_from_pb(request.actual_lrp_key)?;
+        let instance_key =
+            proto::convert::instance_key_from_pb(request.actual_lrp_instance_key)?.context("instance key")?;
+        let net_info = proto::convert::net_info_from_pb(request.actual_lrp_net_info)?.context("net info")?;
+        let start = StartInfo {
+            net_info,
+            internal_routes: vec![],
+            metric_tags: Default::default(),
+            routable: request.routable.unwrap_or(true),
+            availability_zone: request.availability_zone,
+        };
+        store.start_actual_lrp(&key, &instance_key, &start, SystemClock.now_ns()).await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(lrp = i, error = %e, "seeding through the store failed");
+            false
+        }
+    }
+}
+
+/// Waits until the BBS serves exactly the seeded instances (they were all written before this
+/// is called; this guards against a BBS that silently lost some).
+pub async fn verify(config: &Config, clients: &Clients) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let all = clients
+        .bbs()
+        .actual_lr_ps(proto::pb::bbs::v1::ActualLrPsRequest { domain: generator::DOMAIN.into(), ..Default::default() })
+        .await?
+        .into_inner()
+        .actual_lrps;
+    let running = all.iter().filter(|a| a.state == proto::pb::models::v1::ActualLrpState::Running as i32).count();
+    anyhow::ensure!(
+        running + (config.error_tolerance * config.desired_lrps as f64) as usize >= config.desired_lrps,
+        "after seeding only {running} of {} instances are RUNNING",
+        config.desired_lrps
+    );
+    Ok(started.elapsed())
+}

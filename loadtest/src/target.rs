@@ -1,0 +1,411 @@
+//! What a run drives: an external BBS by address, or a BBS this process starts on a database
+//! URL; plus, when the database is known, a `db::Store` on it for seeding, the raw-SQL
+//! baselines and the convergence pass.
+//!
+//! Database URLs:
+//! - `sqlite://FILE`: used as given (the file is created).
+//! - `postgres://…/NAME`, `mysql://…/NAME`: the database must exist.
+//! - `postgres://host:port`, `mysql://host:port` (no database name): a fresh database
+//!   `benchmark_bbs_<seed>` is created on that server (dropped first if a previous run left it)
+//!   and dropped at the end unless `--keep-database`.
+//! - none at all: a fresh SQLite file `benchmark-bbs.db` in the output directory.
+//!
+//! A named database that already holds desired LRPs is refused unless `--reseed`, which deletes
+//! every desired LRP, actual LRP and cell presence first (Diego's benchmark truncated the same
+//! tables on reseed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bbs::clients::{AuctioneerClient, ClientError, LrpStartRequest, TaskStartRequest};
+use db::sql::leases::LeaseType;
+use db::{Backend, Store, StoreOptions};
+use futures::future::BoxFuture;
+use proto::pb::bbs::v1 as api;
+use proto::pb::bbs::v1::bbs_client::BbsClient;
+use proto::pb::locket::v1::locket_client::LocketClient;
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::Config;
+use crate::generator::DOMAIN;
+
+/// An auctioneer that accepts every start request and does nothing (the benchmark measures the
+/// BBS alone; Diego's benchmark required the brain to be stopped).
+struct NoAuctioneer;
+
+impl AuctioneerClient for NoAuctioneer {
+    fn request_lrp_auctions(&self, _: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn request_task_auctions(&self, _: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What the run drives, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetInfo {
+    /// `in-process` (this process started the BBS) or `external`.
+    pub kind: String,
+    /// The BBS's gRPC address.
+    pub bbs_address: String,
+    /// `sqlite`, `postgres` or `mysql` when the database is known.
+    pub backend: Option<String>,
+    /// The database URL without its password, when known.
+    pub database: Option<String>,
+    /// Whether this run created the database.
+    pub created_database: bool,
+    /// Whether the in-process BBS's connections have TCP_NODELAY (set through its listener).
+    pub nodelay: bool,
+}
+
+/// A database this run created on a server, to drop at the end.
+struct CreatedDatabase {
+    admin_url: String,
+    name: String,
+}
+
+/// The BBS and database of a run.
+pub struct Target {
+    /// For the report.
+    pub info: TargetInfo,
+    /// The store on the BBS's database, when known.
+    pub store: Option<Store>,
+    bbs: Option<(CancellationToken, tokio::task::JoinHandle<Result<(), bbs::RunError>>)>,
+    created: Option<CreatedDatabase>,
+    owned_file: Option<std::path::PathBuf>,
+    keep: bool,
+}
+
+/// What to drive: the parts of a [`Config`] (or of the smoke benchmark's configuration) that
+/// pick and prepare the BBS and its database.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// An external BBS.
+    pub bbs_address: Option<String>,
+    /// The database (see the module documentation).
+    pub database_url: Option<String>,
+    /// Names a database this run creates.
+    pub seed: u64,
+    /// Where the default SQLite file goes.
+    pub output: std::path::PathBuf,
+    /// Wipe a named database that holds desired LRPs.
+    pub reseed: bool,
+    /// Keep a database this run created.
+    pub keep_database: bool,
+    /// Event buffer per subscriber of an in-process BBS.
+    pub event_buffer: usize,
+    /// Give an in-process BBS an auctioneer that accepts and drops every start request (the
+    /// BBS workload), instead of the real one found through the `auctioneer` lock (the smoke
+    /// benchmark).
+    pub stub_auctioneer: bool,
+    /// Set TCP_NODELAY on the in-process BBS's listening socket, which Linux copies to every
+    /// accepted connection. The BBS serves through `serve_with_incoming`, where tonic ignores
+    /// its own `tcp_nodelay`, so without this every response written in more than one segment
+    /// waits for the client's delayed ACK (~40 ms).
+    pub nodelay_listener: bool,
+}
+
+/// A loopback listener on port 0 whose accepted connections inherit TCP_NODELAY (Linux).
+pub fn nodelay_listener() -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_nodelay(true)?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    socket.listen(4096)
+}
+
+impl From<&Config> for TargetSpec {
+    fn from(config: &Config) -> Self {
+        Self {
+            bbs_address: config.bbs_address.clone(),
+            database_url: config.database_url.clone(),
+            seed: config.seed,
+            output: config.output.clone(),
+            reseed: config.reseed,
+            keep_database: config.keep_database,
+            event_buffer: config.event_buffer,
+            stub_auctioneer: true,
+            nodelay_listener: config.nodelay_listener,
+        }
+    }
+}
+
+impl Target {
+    /// Prepares the database (creating or checking it) and starts a BBS when `config` asks for
+    /// one. Returns once the BBS accepts connections (not necessarily leading yet).
+    pub async fn start(config: &TargetSpec) -> anyhow::Result<Target> {
+        let (url, created, owned_file) = match (&config.database_url, &config.bbs_address) {
+            (Some(url), _) => {
+                let (url, created) = resolve_server_url(url, config.seed).await?;
+                (Some(url), created, false)
+            }
+            (None, Some(_)) => (None, None, false),
+            (None, None) => {
+                let path = config.output.join("benchmark-bbs.db");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                (Some(format!("sqlite://{}", path.display())), None, true)
+            }
+        };
+        let store = match &url {
+            Some(url) => {
+                let options = StoreOptions { max_connections: 16, ..StoreOptions::default() };
+                let store =
+                    Store::connect(url, options).await.with_context(|| format!("cannot open {}", redact(url)))?;
+                if created.is_none() && !owned_file {
+                    check_or_wipe(&store, config.reseed).await?;
+                }
+                Some(store)
+            }
+            None => None,
+        };
+        let info = TargetInfo {
+            kind: if config.bbs_address.is_some() { "external" } else { "in-process" }.into(),
+            bbs_address: config.bbs_address.clone().unwrap_or_default(),
+            backend: store.as_ref().map(|s| s.backend().name().to_owned()),
+            database: url.as_deref().map(redact),
+            created_database: created.is_some(),
+            nodelay: config.bbs_address.is_none() && config.nodelay_listener,
+        };
+        let owned_file = owned_file.then(|| config.output.join("benchmark-bbs.db"));
+        let mut target = Target { info, store, bbs: None, created, owned_file, keep: config.keep_database };
+        if config.bbs_address.is_none() {
+            let url = url.unwrap_or_default();
+            let grpc = if config.nodelay_listener {
+                nodelay_listener()?
+            } else {
+                tokio::net::TcpListener::bind("127.0.0.1:0").await?
+            };
+            let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            target.info.bbs_address = grpc.local_addr()?.to_string();
+            let bbs_config = bbs::config::BbsConfig {
+                database_url: url,
+                event_buffer: config.event_buffer,
+                ..bbs::config::BbsConfig::default()
+            }
+            .validate()?;
+            let overrides = if config.stub_auctioneer {
+                bbs::Overrides { auctioneer: Some(Arc::new(NoAuctioneer)), ..Default::default() }
+            } else {
+                bbs::Overrides::default()
+            };
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(bbs::run(bbs_config, bbs::Listeners { grpc, admin }, overrides, shutdown.clone()));
+            target.bbs = Some((shutdown, task));
+        }
+        Ok(target)
+    }
+
+    /// Whether this process runs the BBS (so its peak memory is the BBS's, plus the simulator's).
+    pub fn in_process(&self) -> bool {
+        self.bbs.is_some()
+    }
+
+    /// Stops a BBS this process started, closes the store and drops a database this run
+    /// created (unless kept).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some((shutdown, task)) = self.bbs.take() {
+            shutdown.cancel();
+            match tokio::time::timeout(Duration::from_secs(30), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the in-process bbs stopped with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the in-process bbs panicked"),
+                Err(_) => tracing::warn!("the in-process bbs did not stop within 30 s"),
+            }
+        }
+        if let Some(store) = self.store.take() {
+            store.close().await;
+        }
+        if let Some(path) = self.owned_file.take()
+            && !self.keep
+        {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+        if let Some(created) = self.created.take() {
+            if self.keep {
+                eprintln!("kept database {}", created.name);
+            } else {
+                let drop_sql = if created.admin_url.starts_with("postgres") {
+                    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", created.name)
+                } else {
+                    format!("DROP DATABASE IF EXISTS {}", created.name)
+                };
+                server_exec(&created.admin_url, &drop_sql).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a PostgreSQL / MySQL URL without a database name: creates `benchmark_bbs_<seed>` there
+/// and returns its URL. Other URLs are returned as they are.
+async fn resolve_server_url(url: &str, seed: u64) -> anyhow::Result<(String, Option<CreatedDatabase>)> {
+    let backend = Backend::from_url(url)?;
+    if backend == Backend::Sqlite || !database_name(url).is_empty() {
+        return Ok((url.to_owned(), None));
+    }
+    let name = format!("benchmark_bbs_{seed}");
+    let drop_sql = if backend == Backend::Postgres {
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    } else {
+        format!("DROP DATABASE IF EXISTS {name}")
+    };
+    server_exec(url, &drop_sql).await?;
+    server_exec(url, &format!("CREATE DATABASE {name}")).await?;
+    Ok((with_database(url, &name), Some(CreatedDatabase { admin_url: url.to_owned(), name })))
+}
+
+/// The database name in a server URL's path (empty when none).
+pub fn database_name(url: &str) -> &str {
+    let base = url.split_once('?').map_or(url, |(base, _)| base);
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    match base[authority_start..].find('/') {
+        Some(i) => &base[authority_start + i + 1..],
+        None => "",
+    }
+}
+
+/// `url` with its database path replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{name}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// `url` without the password.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+async fn server_exec(admin_url: &str, sql: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .with_context(|| format!("cannot reach the database server {}", redact(admin_url)))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("{sql} on {}", redact(admin_url)))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Refuses a database that already holds desired LRPs, or wipes it when `reseed`.
+async fn check_or_wipe(store: &Store, reseed: bool) -> anyhow::Result<()> {
+    let count: i64 = store.backend().query_scalar("SELECT COUNT(*) FROM desired_lrps").fetch_one(store.pool()).await?;
+    if count == 0 {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        reseed,
+        "the database already holds {count} desired LRPs: pass --reseed to delete every desired LRP, actual LRP \
+         and cell presence first, or give a server URL without a database name for a fresh one"
+    );
+    eprintln!("reseeding: deleting {count} desired LRPs, their actual LRPs and every cell presence");
+    for sql in ["DELETE FROM actual_lrps", "DELETE FROM desired_lrps"] {
+        store.backend().query(sql).execute(store.pool()).await?;
+    }
+    store
+        .backend()
+        .query("DELETE FROM leases WHERE type_code = ?")
+        .bind(LeaseType::Presence.as_i64())
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// Clients of one BBS, spread over several HTTP/2 connections.
+#[derive(Clone)]
+pub struct Clients {
+    bbs: Arc<Vec<BbsClient<Channel>>>,
+    locket: LocketClient<Channel>,
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Clients {
+    /// Lazily connecting clients of the BBS at `address`, over `connections` connections.
+    pub fn new(address: &str, connections: usize, timeout: Duration) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))?
+            .tcp_nodelay(true)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(32 * 1024 * 1024));
+        let bbs = (0..connections.max(1))
+            .map(|_| {
+                BbsClient::new(endpoint.connect_lazy())
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX)
+            })
+            .collect();
+        let locket = LocketClient::new(endpoint.connect_lazy());
+        Ok(Self { bbs: Arc::new(bbs), locket, next: Default::default() })
+    }
+
+    /// A BBS client, round robin over the connections.
+    pub fn bbs(&self) -> BbsClient<Channel> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.bbs[i % self.bbs.len()].clone()
+    }
+
+    /// The Locket client.
+    pub fn locket(&self) -> LocketClient<Channel> {
+        self.locket.clone()
+    }
+
+    /// Waits until the BBS leads (accepts a write: upserting the benchmark's domain).
+    pub async fn wait_for_leader(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let upsert = api::UpsertDomainRequest { domain: DOMAIN.into(), ttl: 0 };
+            match self.bbs().upsert_domain(upsert).await {
+                Ok(_) => return Ok(()),
+                Err(status) if Instant::now() >= deadline => {
+                    anyhow::bail!("the bbs did not accept writes within {within:?}: {status}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(database_name("postgres://postgres@127.0.0.1:5432"), "");
+        assert_eq!(database_name("postgres://postgres@127.0.0.1:5432/"), "");
+        assert_eq!(database_name("mysql://root@127.0.0.1:3306/diego?x=1"), "diego");
+        assert_eq!(with_database("mysql://root@127.0.0.1:3306", "b"), "mysql://root@127.0.0.1:3306/b");
+        assert_eq!(with_database("postgres://h:1/?sslmode=disable", "b"), "postgres://h:1/b?sslmode=disable");
+        assert_eq!(redact("postgres://u:secret@h:1/db"), "postgres://u:***@h:1/db");
+        assert_eq!(redact("postgres://u@h:1/db"), "postgres://u@h:1/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

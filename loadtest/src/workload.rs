@@ -1,0 +1,343 @@
+//! The measured phase: `trials` rounds; in each, concurrently,
+//!
+//! - every cell's rep bulk loop (`RepBulkLoop`): fetch its actual LRPs (`RepBulkFetching`,
+//!   checked against the seeded count), then for each `StartActualLRP` (`RepStartActualLRP`, the
+//!   heartbeat re-assert: a write only when the instance was CLAIMED) and, with probability
+//!   `percent_writes / 2` %, `ClaimActualLRP` right after it (`RepClaimActualLRP`), which flips
+//!   the instance RUNNING → CLAIMED so the next round's start writes;
+//! - the nsync bulker: all scheduling infos (`NsyncBulkerFetching`, count checked);
+//! - the global route emitter: all actual LRPs + all scheduling infos
+//!   (`FetchActualLRPsAndSchedulingInfos`, counts checked);
+//! - the per-cell route emitters: each cell's actual LRPs + the scheduling infos of their process
+//!   guids (`FetchActualLRPsAndSchedulingInfosLocal`);
+//! - the cell presence fetch (`CellPresenceFetching`, count checked).
+//!
+//! Every call waits for a slot of one simulator-wide semaphore (`max_in_flight`, Diego's 25,000
+//! semaphore); its latency is measured from when it holds the slot. Claim decisions come from a
+//! random stream per (trial, LRP), so a run is reproducible whatever order the calls finish in.
+//! The expected event count is tallied from what the writes did: one per successful claim and
+//! one per start of an instance the rep's fetch found CLAIMED.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use proto::pb::bbs::v1 as api;
+use proto::pb::models::v1 as pb;
+use rand::RngExt;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::generator::{self, DOMAIN, Placement, cell_id, stream};
+use crate::progress::Progress;
+use crate::stats::Recorder;
+use crate::target::Clients;
+
+/// Operation names of the measured phase (Diego's metric names where it had one).
+pub mod ops {
+    /// One rep bulk loop: fetch plus every start (and claim) it issued.
+    pub const REP_BULK_LOOP: &str = "RepBulkLoop";
+    /// `ActualLRPs(cell_id)`.
+    pub const REP_BULK_FETCHING: &str = "RepBulkFetching";
+    /// `StartActualLRP` of an instance the rep runs.
+    pub const REP_START: &str = "RepStartActualLRP";
+    /// `ClaimActualLRP` of a running instance (makes the next start a write).
+    pub const REP_CLAIM: &str = "RepClaimActualLRP";
+    /// All scheduling infos.
+    pub const NSYNC_BULKER: &str = "NsyncBulkerFetching";
+    /// All actual LRPs + all scheduling infos.
+    pub const ROUTE_EMITTER: &str = "FetchActualLRPsAndSchedulingInfos";
+    /// One cell's actual LRPs + their scheduling infos.
+    pub const ROUTE_EMITTER_LOCAL: &str = "FetchActualLRPsAndSchedulingInfosLocal";
+    /// `Cells()`.
+    pub const CELL_PRESENCE_FETCHING: &str = "CellPresenceFetching";
+}
+
+/// What the trials did, beyond the latencies.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialsReport {
+    /// Wall time of each trial, in seconds.
+    pub trial_durations_s: Vec<f64>,
+    /// Successful claims.
+    pub claims: u64,
+    /// Starts that wrote (the instance was CLAIMED).
+    pub writing_starts: u64,
+    /// Instance events the writes caused (what the global subscriber should receive).
+    pub expected_events: u64,
+    /// The same per cell, by cell index.
+    #[serde(skip)]
+    pub expected_events_by_cell: Vec<u64>,
+}
+
+struct Shared {
+    config: Config,
+    clients: Clients,
+    recorder: Recorder,
+    placement: Arc<Placement>,
+    slots: Semaphore,
+    claims: AtomicU64,
+    writing_starts: AtomicU64,
+    expected_by_cell: Vec<AtomicU64>,
+    bar: ProgressBar,
+}
+
+impl Shared {
+    fn expect_event(&self, cell: usize) {
+        self.expected_by_cell[cell].fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.slots.acquire().await.unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
+    }
+}
+
+/// Runs every trial.
+pub async fn run(
+    config: &Config,
+    clients: &Clients,
+    placement: &Arc<Placement>,
+    recorder: &Recorder,
+    progress: &Progress,
+) -> TrialsReport {
+    let steps_per_trial = (config.desired_lrps + config.cells) as u64;
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        clients: clients.clone(),
+        recorder: recorder.clone(),
+        placement: placement.clone(),
+        slots: Semaphore::new(config.max_in_flight),
+        claims: AtomicU64::new(0),
+        writing_starts: AtomicU64::new(0),
+        expected_by_cell: (0..config.cells).map(|_| AtomicU64::new(0)).collect(),
+        bar: progress.bar(steps_per_trial * config.trials as u64, "trials: rep loops, bulkers, route emitters"),
+    });
+    let mut trial_durations_s = Vec::new();
+    for trial in 0..config.trials {
+        shared.bar.set_message(format!("trial {}/{}", trial + 1, config.trials));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for cell in 0..config.cells {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move { rep_bulk_loop(&shared, trial, cell).await }));
+        }
+        let periodic = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let local = async {
+                    if shared.config.route_emitters.local() {
+                        futures::future::join_all((0..shared.config.cells).map(|c| local_route_emitter(&shared, c)))
+                            .await;
+                    }
+                };
+                let global = async {
+                    if shared.config.route_emitters.global() {
+                        global_route_emitter(&shared).await;
+                    }
+                };
+                futures::join!(nsync_bulker(&shared), global, local, cell_presences(&shared));
+            })
+        };
+        for task in tasks {
+            if let Err(e) = task.await {
+                recorder.fail(ops::REP_BULK_LOOP, format!("a rep loop panicked: {e}"));
+            }
+        }
+        if let Err(e) = periodic.await {
+            recorder.fail(ops::NSYNC_BULKER, format!("a periodic fetcher panicked: {e}"));
+        }
+        trial_durations_s.push(started.elapsed().as_secs_f64());
+    }
+    shared.bar.finish();
+    let expected_events_by_cell: Vec<u64> = shared.expected_by_cell.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    TrialsReport {
+        trial_durations_s,
+        claims: shared.claims.load(Ordering::Relaxed),
+        writing_starts: shared.writing_starts.load(Ordering::Relaxed),
+        expected_events: expected_events_by_cell.iter().sum(),
+        expected_events_by_cell,
+    }
+}
+
+/// The index of a benchmark process guid (`BENCHMARK-BBS-GUID-000042` → 42).
+fn lrp_index(process_guid: &str) -> Option<usize> {
+    process_guid.strip_prefix("BENCHMARK-BBS-GUID-")?.parse().ok()
+}
+
+async fn rep_bulk_loop(shared: &Shared, trial: usize, cell: usize) {
+    let recorder = &shared.recorder;
+    let loop_started = Instant::now();
+    let fetched = {
+        let _slot = shared.slot().await;
+        let request = api::ActualLrPsRequest { cell_id: cell_id(cell), ..Default::default() };
+        recorder.time(ops::REP_BULK_FETCHING, shared.clients.bbs().actual_lr_ps(request)).await
+    };
+    shared.bar.inc(1);
+    let actuals = match fetched {
+        Ok(response) => response.into_inner().actual_lrps,
+        Err(e) => {
+            recorder.fail(ops::REP_BULK_LOOP, format!("{}: fetch failed: {e}", cell_id(cell)));
+            shared.bar.inc(shared.placement.lrps_of[cell].len() as u64);
+            return;
+        }
+    };
+    let expected = shared.placement.lrps_of[cell].len();
+    if actuals.len() != expected {
+        recorder.fail(
+            ops::REP_BULK_FETCHING,
+            format!("{}: fetched {} actual LRPs, expected {expected}", cell_id(cell), actuals.len()),
+        );
+    }
+    let failures = AtomicU64::new(0);
+    futures::stream::iter(actuals)
+        .for_each_concurrent(shared.config.cell_concurrency, |actual| {
+            let failures = &failures;
+            async move {
+                if !operate(shared, trial, cell, actual).await {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                shared.bar.inc(1);
+            }
+        })
+        .await;
+    let failures = failures.load(Ordering::Relaxed);
+    if failures == 0 {
+        recorder.record(ops::REP_BULK_LOOP, loop_started.elapsed());
+    } else {
+        recorder.fail(ops::REP_BULK_LOOP, format!("{}: {failures} operations failed", cell_id(cell)));
+    }
+}
+
+/// The operation a rep enqueues for one of its actual LRPs: start (re-assert), maybe claim.
+/// Returns whether every call succeeded.
+async fn operate(shared: &Shared, trial: usize, cell: usize, actual: pb::ActualLrp) -> bool {
+    let recorder = &shared.recorder;
+    let guid = actual.actual_lrp_key.as_ref().map(|k| k.process_guid.as_str()).unwrap_or_default();
+    let Some(i) = lrp_index(guid).filter(|&i| i < shared.placement.cell_of.len()) else {
+        recorder.fail(ops::REP_START, format!("{}: unexpected actual LRP {guid:?}", cell_id(cell)));
+        return false;
+    };
+    let instance_guid = &shared.placement.instance_guid[i];
+    let was_claimed = actual.state == pb::ActualLrpState::Claimed as i32;
+    let start = {
+        let _slot = shared.slot().await;
+        let request = generator::start_request(i, cell, instance_guid);
+        recorder.time(ops::REP_START, shared.clients.bbs().start_actual_lrp(request)).await
+    };
+    if start.is_err() {
+        return false;
+    }
+    if was_claimed {
+        shared.writing_starts.fetch_add(1, Ordering::Relaxed);
+        shared.expect_event(cell);
+    }
+    let claim = stream(shared.config.seed, &[5, trial as u64, i as u64]).random_bool(shared.config.claim_probability());
+    if !claim {
+        return true;
+    }
+    let claimed = {
+        let _slot = shared.slot().await;
+        let request = generator::claim_request(i, cell, instance_guid);
+        recorder.time(ops::REP_CLAIM, shared.clients.bbs().claim_actual_lrp(request)).await
+    };
+    if claimed.is_err() {
+        return false;
+    }
+    shared.claims.fetch_add(1, Ordering::Relaxed);
+    shared.expect_event(cell);
+    true
+}
+
+async fn nsync_bulker(shared: &Shared) {
+    let recorder = &shared.recorder;
+    let fetched = {
+        let _slot = shared.slot().await;
+        let request = api::DesiredLrPsRequest { domain: DOMAIN.into(), ..Default::default() };
+        recorder.time(ops::NSYNC_BULKER, shared.clients.bbs().desired_lrp_scheduling_infos(request)).await
+    };
+    if let Ok(response) = fetched {
+        let got = response.into_inner().desired_lrp_scheduling_infos.len();
+        if got != shared.config.desired_lrps {
+            recorder
+                .fail(ops::NSYNC_BULKER, format!("{got} scheduling infos, expected {}", shared.config.desired_lrps));
+        }
+    }
+}
+
+async fn global_route_emitter(shared: &Shared) {
+    let recorder = &shared.recorder;
+    let _slot = shared.slot().await;
+    let mut client = shared.clients.bbs();
+    let body = async {
+        let actuals = client.actual_lr_ps(api::ActualLrPsRequest::default()).await?.into_inner().actual_lrps.len();
+        let infos = client
+            .desired_lrp_scheduling_infos(api::DesiredLrPsRequest::default())
+            .await?
+            .into_inner()
+            .desired_lrp_scheduling_infos
+            .len();
+        Ok::<_, tonic::Status>((actuals, infos))
+    };
+    if let Ok((actuals, infos)) = recorder.time(ops::ROUTE_EMITTER, body).await {
+        let expected = shared.config.desired_lrps;
+        if actuals != expected || infos != expected {
+            recorder.fail(
+                ops::ROUTE_EMITTER,
+                format!("{actuals} actual LRPs and {infos} scheduling infos, expected {expected} of each"),
+            );
+        }
+    }
+}
+
+async fn local_route_emitter(shared: &Shared, cell: usize) {
+    let recorder = &shared.recorder;
+    let _slot = shared.slot().await;
+    let mut client = shared.clients.bbs();
+    let body = async {
+        let request = api::ActualLrPsRequest { cell_id: cell_id(cell), ..Default::default() };
+        let actuals = client.actual_lr_ps(request).await?.into_inner().actual_lrps;
+        let process_guids: Vec<String> =
+            actuals.iter().filter_map(|a| a.actual_lrp_key.as_ref().map(|k| k.process_guid.clone())).collect();
+        let infos = if process_guids.is_empty() {
+            0
+        } else {
+            let request = api::DesiredLrPsRequest { process_guids, ..Default::default() };
+            client.desired_lrp_scheduling_infos(request).await?.into_inner().desired_lrp_scheduling_infos.len()
+        };
+        Ok::<_, tonic::Status>((actuals.len(), infos))
+    };
+    if let Ok((actuals, infos)) = recorder.time(ops::ROUTE_EMITTER_LOCAL, body).await {
+        let expected = shared.placement.lrps_of[cell].len();
+        if actuals != expected || infos != expected {
+            recorder.fail(
+                ops::ROUTE_EMITTER_LOCAL,
+                format!("{}: {actuals} actual LRPs and {infos} scheduling infos, expected {expected}", cell_id(cell)),
+            );
+        }
+    }
+}
+
+async fn cell_presences(shared: &Shared) {
+    let recorder = &shared.recorder;
+    let fetched = {
+        let _slot = shared.slot().await;
+        recorder.time(ops::CELL_PRESENCE_FETCHING, shared.clients.bbs().cells(api::CellsRequest {})).await
+    };
+    if let Ok(response) = fetched {
+        let got = response.into_inner().cells.iter().filter(|c| c.cell_id.starts_with("cell-")).count();
+        if got != shared.config.cells {
+            recorder.fail(ops::CELL_PRESENCE_FETCHING, format!("{got} cells, expected {}", shared.config.cells));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn guid_indices() {
+        assert_eq!(super::lrp_index("BENCHMARK-BBS-GUID-000042"), Some(42));
+        assert_eq!(super::lrp_index("other"), None);
+    }
+}
