@@ -145,15 +145,21 @@ pub async fn run(
         stop.clone(),
     );
     tokio::pin!(server);
+    let mut server_done = false;
     let outcome = tokio::select! {
-        result = &mut server => result.map_err(RunError::from),
+        result = &mut server => {
+            server_done = true;
+            result.map_err(RunError::from)
+        }
         _ = fatal.cancelled() => Err(RunError::Unrecoverable),
         _ = stop.cancelled() => Ok(()),
     };
     stop.cancel();
-    // Let the server drain and the election release the lease.
+    // Let the server drain (unless it already ended) and the election release the lease.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        let _ = (&mut server).await;
+        if !server_done {
+            let _ = (&mut server).await;
+        }
         let _ = election.await;
         let _ = callback_pool.await;
     })

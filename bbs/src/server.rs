@@ -5,7 +5,6 @@
 use proto::pb::bbs::v1::bbs_server::BbsServer;
 use proto::pb::locket::v1::locket_server::LocketServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::grpc::BbsService;
@@ -43,6 +42,9 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(BbsServer::new(bbs).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(LocketServer::new(locket))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.cancelled_owned(),
+        )
         .await
 }

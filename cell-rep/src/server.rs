@@ -7,7 +7,6 @@
 
 use proto::pb::rep::v1::rep_server::RepServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::EvacuationFlag;
@@ -52,7 +51,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_service(RepServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.cancelled_owned(),
+        )
         .await;
     follower.abort();
     result
