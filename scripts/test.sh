@@ -20,7 +20,8 @@ export DIEGO_TEST_REQUIRE_RUNC="${DIEGO_TEST_REQUIRE_RUNC:-1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 if [ "$#" -eq 0 ]; then set -- --workspace; fi
-cargo test "$@" 2>&1 | tee "$log"
+# --no-fail-fast: one failing suite must not hide the others (and their counts).
+cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # The conformance binaries are db/tests/{sqlite,postgres,mysql}.rs: read the result line that
