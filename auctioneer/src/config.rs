@@ -63,6 +63,12 @@ pub struct AuctioneerConfig {
     /// batch is kept meanwhile).
     #[serde(with = "duration_text")]
     pub cells_retry_interval: Duration,
+    /// How long each auction waits, once there is work, for more requests to join it (not in
+    /// Diego, whose value is 0: auction at once). A window lets one auction see a burst of
+    /// desires together, so its ordering (index 0 before tasks before higher indices, larger
+    /// first) applies across the whole burst; it also bounds the auction rate to one per window.
+    #[serde(with = "duration_text")]
+    pub batch_window: Duration,
     /// TTL of the `auctioneer` lock.
     #[serde(with = "duration_text")]
     pub lock_ttl: Duration,
@@ -94,6 +100,7 @@ impl Default for AuctioneerConfig {
             cell_state_timeout: Duration::from_secs(1),
             communication_timeout: Duration::from_secs(10),
             cells_retry_interval: Duration::from_secs(1),
+            batch_window: Duration::ZERO,
             lock_ttl: Duration::from_secs(15),
             lock_retry_interval: Duration::from_secs(5),
             seed: 0,
@@ -190,6 +197,10 @@ impl AuctioneerConfig {
         if self.report_concurrency == 0 {
             return invalid("report_concurrency", "must be at least 1");
         }
+        if self.batch_window > Duration::from_secs(60) {
+            // Work would wait that long before it is even scored.
+            return invalid("batch_window", "must be at most 60s");
+        }
         Ok(self)
     }
 
@@ -253,10 +264,12 @@ mod tests {
     #[test]
     fn toml_durations_are_human_and_unknown_fields_are_refused() {
         let config: AuctioneerConfig =
-            toml::from_str("cell_state_timeout = \"250ms\"\nlock_ttl = \"2m\"\nseed = 7").expect("valid toml");
+            toml::from_str("cell_state_timeout = \"250ms\"\nlock_ttl = \"2m\"\nseed = 7\nbatch_window = \"1s\"")
+                .expect("valid toml");
         assert_eq!(config.cell_state_timeout, Duration::from_millis(250));
         assert_eq!(config.lock_ttl, Duration::from_secs(120));
         assert_eq!(config.seed, 7);
+        assert_eq!(config.batch_window, Duration::from_secs(1));
         assert!(toml::from_str::<AuctioneerConfig>("no_such_field = 1").is_err());
         assert!(toml::from_str::<AuctioneerConfig>("lock_ttl = \"2 fortnights\"").is_err());
         assert!(toml::from_str::<AuctioneerConfig>("lock_ttl = \"99999999999999999h\"").is_err());
@@ -282,6 +295,7 @@ mod tests {
             AuctioneerConfig { lock_retry_interval: Duration::from_secs(15), ..AuctioneerConfig::default() },
             AuctioneerConfig { starting_container_weight: f64::NAN, ..AuctioneerConfig::default() },
             AuctioneerConfig { bin_pack_first_fit_weight: -1.0, ..AuctioneerConfig::default() },
+            AuctioneerConfig { batch_window: Duration::from_secs(61), ..AuctioneerConfig::default() },
         ];
         let fields = [
             "bbs_address",
@@ -289,6 +303,7 @@ mod tests {
             "lock_retry_interval",
             "starting_container_weight",
             "bin_pack_first_fit_weight",
+            "batch_window",
         ];
         for (config, field) in cases.into_iter().zip(fields) {
             let err = config.validate().expect_err("invalid").to_string();

@@ -39,6 +39,8 @@ pub struct RunnerConfig {
     pub perform_timeout: Duration,
     /// Pause before retrying when the BBS could not list the cells.
     pub cells_retry_interval: Duration,
+    /// Pause before each auction once there is work, so a burst joins one auction.
+    pub batch_window: Duration,
     /// BBS failure reports in flight at once.
     pub report_concurrency: usize,
     /// Scoring weights and limits.
@@ -60,6 +62,7 @@ impl RunnerConfig {
             cell_state_timeout: config.cell_state_timeout,
             perform_timeout: config.communication_timeout,
             cells_retry_interval: config.cells_retry_interval,
+            batch_window: config.batch_window,
             report_concurrency: config.report_concurrency.max(1),
             placement: config.placement(),
             seed: config.seed,
@@ -346,6 +349,13 @@ pub async fn run(mut runner: AuctionRunner, shutdown: CancellationToken) -> Auct
             tokio::select! {
                 _ = shutdown.cancelled() => return runner,
                 _ = batch.wait() => {}
+            }
+        }
+        if !runner.config.batch_window.is_zero() {
+            // Let more requests join this auction.
+            tokio::select! {
+                _ = shutdown.cancelled() => return runner,
+                _ = tokio::time::sleep(runner.config.batch_window) => {}
             }
         }
         let report = tokio::select! {

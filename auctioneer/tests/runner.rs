@@ -285,3 +285,30 @@ async fn the_cells_are_solved_in_id_order_whatever_order_the_bbs_lists_them() {
     }
     assert_eq!(outcomes[0], outcomes[1]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_window_gathers_a_burst_into_one_auction() {
+    let bbs = Arc::new(FakeBbs::new());
+    let reps = Arc::new(FakeReps::new());
+    bbs.add_cell("cell-a", &address("cell-a"));
+    reps.add_cell(&address("cell-a"), cell("cell-a", "z1", 1024, 1024, 100));
+    let batch = Arc::new(AuctionBatch::new());
+    let config = RunnerConfig { batch_window: Duration::from_secs(2), ..RunnerConfig::default() };
+    let runner = AuctionRunner::new(batch.clone(), bbs.clone(), reps.clone(), config);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(auctioneer::runner::run(runner, shutdown.clone()));
+
+    batch.add_lrps([lrp("app", 0, 64)]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(reps.performs().is_empty(), "no auction inside the window");
+    assert_eq!(bbs.cells_calls(), 0);
+    batch.add_tasks([task("t", 64)]);
+    tokio::time::timeout(Duration::from_secs(60), reps.wait_for_performs(1)).await.expect("one auction");
+
+    let performs = reps.performs();
+    assert_eq!(performs.len(), 1, "one perform carries the whole burst: {performs:?}");
+    assert_eq!((performs[0].1.lrps.len(), performs[0].1.tasks.len()), (1, 1));
+    assert_eq!(bbs.cells_calls(), 1, "one auction");
+    shutdown.cancel();
+    running.await.expect("the runner stops");
+}

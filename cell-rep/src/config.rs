@@ -115,6 +115,10 @@ pub struct RepConfig {
     /// The `sim` runtime's time from start to healthy.
     #[serde(with = "duration_text")]
     pub sim_start_delay: Duration,
+    /// How often a healthy instance's monitor action runs, and the liveness interval of checks
+    /// without an `interval_ms` (Diego's `healthy_monitoring_interval`, 30 s).
+    #[serde(with = "duration_text")]
+    pub healthy_monitoring_interval: Duration,
 }
 
 impl Default for RepConfig {
@@ -144,6 +148,7 @@ impl Default for RepConfig {
             graceful_shutdown_interval: Duration::from_secs(10),
             reserved_expiration_time: Duration::from_secs(60),
             sim_start_delay: Duration::from_millis(500),
+            healthy_monitoring_interval: Duration::from_secs(30),
         }
     }
 }
@@ -283,10 +288,15 @@ impl RepConfig {
             ("communication_timeout", self.communication_timeout),
             ("presence_ttl", self.presence_ttl),
             ("reserved_expiration_time", self.reserved_expiration_time),
+            ("healthy_monitoring_interval", self.healthy_monitoring_interval),
         ] {
             if value.is_zero() {
                 return invalid(field, "must be positive");
             }
+        }
+        if self.healthy_monitoring_interval > Duration::from_secs(86_400) {
+            // A sleep that long would overflow the clock.
+            return invalid("healthy_monitoring_interval", "must be at most 24h");
         }
         if self.presence_ttl > Duration::from_secs(86_400) {
             // The Locket refuses longer leases.
@@ -413,6 +423,7 @@ mod tests {
             (RepConfig { disk_mb: -1, ..valid() }, "disk_mb"),
             (RepConfig { containers: 0, ..valid() }, "containers"),
             (RepConfig { polling_interval: Duration::ZERO, ..valid() }, "polling_interval"),
+            (RepConfig { healthy_monitoring_interval: Duration::ZERO, ..valid() }, "healthy_monitoring_interval"),
             (RepConfig { presence_retry_interval: Duration::from_secs(15), ..valid() }, "presence_retry_interval"),
             (RepConfig { rootfs: [("a/b".to_owned(), PathBuf::from("/x"))].into(), ..valid() }, "rootfs"),
             (RepConfig { placement_tags: vec![String::new()], ..valid() }, "placement_tags"),

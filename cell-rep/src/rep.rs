@@ -148,6 +148,7 @@ pub async fn run_with(
         ExecutorConfig {
             reservation_timeout: config.reserved_expiration_time,
             graceful_stop: config.graceful_shutdown_interval,
+            healthy_interval: config.healthy_monitoring_interval,
             rootfs,
             ..ExecutorConfig::new(total, config.data_dir.join("executor"))
         },

@@ -35,6 +35,8 @@ pub struct ClusterSpec {
     pub rep: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
     /// Whether to start the auctioneer.
     pub auctioneer: bool,
+    /// Changes to the auctioneer's configuration (also applied when it is started later).
+    pub auctioneer_config: Arc<dyn Fn(&mut AuctioneerConfig) + Send + Sync>,
     /// Test timings (short leases, TTLs, polling and convergence intervals) instead of Diego's.
     pub fast: bool,
 }
@@ -52,6 +54,7 @@ impl ClusterSpec {
             bbs: Box::new(|_| {}),
             rep: Arc::new(|_| {}),
             auctioneer: true,
+            auctioneer_config: Arc::new(|_| {}),
             fast: true,
         }
     }
@@ -82,6 +85,7 @@ pub struct Cluster {
     shutdown: CancellationToken,
     auctioneer_stop: Option<CancellationToken>,
     rep_spec: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
+    auctioneer_spec: Arc<dyn Fn(&mut AuctioneerConfig) + Send + Sync>,
     runtime: RuntimeKind,
     cell_memory_mb: i32,
     fast: bool,
@@ -174,6 +178,7 @@ impl Cluster {
             shutdown,
             auctioneer_stop: None,
             rep_spec: spec.rep.clone(),
+            auctioneer_spec: spec.auctioneer_config.clone(),
             fast: spec.fast,
             runtime: spec.runtime,
             cell_memory_mb: spec.cell_memory_mb,
@@ -231,6 +236,9 @@ impl Cluster {
             config.lock_ttl = Duration::from_secs(5);
             config.lock_retry_interval = Duration::from_millis(500);
         }
+        (self.auctioneer_spec)(&mut config);
+        let config =
+            config.validate().map_err(|e| ClusterError::Config { component: "auctioneer", message: e.to_string() })?;
         let stop = self.shutdown.child_token();
         tokio::spawn(auctioneer::run(config, auctioneer::Listeners { grpc, admin }, stop.clone()));
         wait_for("the auctioneer to hold its lock", Duration::from_secs(30), || {

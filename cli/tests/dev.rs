@@ -2,6 +2,9 @@
 //! answering HTTP; `diego lrp demo` shows them; Ctrl-C (SIGINT) exits 0 and leaves no process
 //! running in the cluster's data directory.
 
+// A blocking test of a child process: std's clock is the right one for its deadlines.
+#![allow(clippy::disallowed_types)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,10 +17,10 @@ fn free_port() -> u16 {
 fn processes_in(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
-            if cwd.starts_with(dir) {
-                found.push(entry.file_name().to_string_lossy().into_owned());
-            }
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd"))
+            && cwd.starts_with(dir)
+        {
+            found.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
     found

@@ -7,3 +7,14 @@ pub mod cluster;
 pub mod eventually;
 pub mod fixtures;
 pub mod probe;
+
+/// Runs each `async fn case(backend: db::Backend)` named as a test on SQLite, PostgreSQL and
+/// MySQL (modules `sqlite`, `postgres`, `mysql`), each on a two-thread runtime.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
+        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
+    };
+}

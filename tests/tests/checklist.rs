@@ -15,15 +15,7 @@ use tests::{fixtures, probe};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
-}
-
-on_every_backend!(
+tests::on_every_backend!(
     b12_b15_scale_up_down_to_zero_and_back_and_retire_restarts_an_instance,
     a6_unplaceable_lrps_say_why,
     c22_crashes_restart_at_once_twice_then_back_off,

@@ -16,15 +16,7 @@ use tests::{fixtures, probe};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
-}
-
-on_every_backend!(
+tests::on_every_backend!(
     a7_an_oversized_task_fails_with_the_placement_reason,
     a8_placement_tags_pick_the_cell,
     b16_the_instance_environment_matches_the_actual_lrp,

@@ -132,12 +132,4 @@ async fn the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s
     cluster.shutdown().await;
 }
 
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
-}
-
-on_every_backend!(the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s);
+tests::on_every_backend!(the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s);

@@ -106,12 +106,4 @@ async fn a1_instances_run_serve_and_tell_their_story(backend: Backend) {
     cluster.shutdown().await;
 }
 
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
-}
-
-on_every_backend!(a1_instances_run_serve_and_tell_their_story);
+tests::on_every_backend!(a1_instances_run_serve_and_tell_their_story);
