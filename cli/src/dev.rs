@@ -9,6 +9,7 @@ use cell_rep::RuntimeKind;
 use proto::pb::bbs::v1 as api;
 
 use crate::cluster::{Cluster, ClusterSpec};
+use crate::demo_rootfs::{DEMO_APP_IN_ROOTFS, prepare_demo_rootfs};
 use crate::error::Error as CliError;
 
 /// Flags of `diego dev`.
@@ -55,6 +56,21 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     spec.bbs_listen = args.listen_address.clone();
     spec.cell_memory_mb = args.memory_mb;
     spec.fast = false;
+    if runtime == RuntimeKind::Runc {
+        // Runc cells offer the busybox rootfs and, with the demo app inside, the demo rootfs.
+        let mut rootfs = std::collections::BTreeMap::new();
+        let busybox = data_dir.join("rootfs").join("busybox");
+        let busybox = cell_rep::rootfs::prepare_busybox_rootfs(&busybox, cell_rep::rootfs::HOST_BUSYBOX.as_ref())
+            .map_err(|e| CliError::Dev(e.to_string()))?;
+        rootfs.insert("busybox".to_owned(), busybox);
+        if args.demo {
+            let demo = data_dir.join("rootfs").join("demo");
+            let demo = prepare_demo_rootfs(&demo, cell_rep::rootfs::HOST_BUSYBOX.as_ref(), &demo_app_path()?)
+                .map_err(|e| CliError::Dev(e.to_string()))?;
+            rootfs.insert("demo".to_owned(), demo);
+        }
+        spec.rep = std::sync::Arc::new(move |config| config.rootfs = rootfs.clone());
+    }
     eprintln!(
         "starting a bbs, an auctioneer and {} {} cell(s) in {} ...",
         args.cells,
@@ -94,21 +110,23 @@ async fn wait_for_signal() {
 
 /// Desires the demo app (the `diego-demo-app` binary next to this one) with 3 instances.
 async fn desire_demo(cluster: &Cluster, runtime: RuntimeKind) -> Result<(), CliError> {
-    let demo = demo_app_path()?;
-    if runtime == RuntimeKind::Runc {
-        eprintln!("note: the demo app is linked against the host's libc; under runc it needs a rootfs that has it");
-    }
+    // Under runc the app runs from the demo rootfs; elsewhere from the host.
+    let (rootfs, path) = if runtime == RuntimeKind::Runc {
+        ("preloaded:demo".to_owned(), DEMO_APP_IN_ROOTFS.to_owned())
+    } else {
+        ("preloaded:busybox".to_owned(), demo_app_path()?.display().to_string())
+    };
     let lrp = proto::pb::models::v1::DesiredLrp {
         process_guid: "demo".into(),
         domain: "diego".into(),
-        rootfs: "preloaded:busybox".into(),
+        rootfs,
         instances: 3,
         memory_mb: 64,
         disk_mb: 64,
         ports: vec![8080],
         action: Some(proto::pb::models::v1::Action {
             action: Some(proto::pb::models::v1::action::Action::RunAction(proto::pb::models::v1::RunAction {
-                path: demo.display().to_string(),
+                path,
                 user: "root".into(),
                 log_source: "APP".into(),
                 ..Default::default()

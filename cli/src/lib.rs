@@ -12,6 +12,7 @@
 pub mod client;
 pub mod cluster;
 pub mod commands;
+pub mod demo_rootfs;
 pub mod dev;
 pub mod error;
 pub mod lrp_file;

@@ -26,13 +26,63 @@ fn processes_in(dir: &std::path::Path) -> Vec<String> {
     found
 }
 
+/// Whether `diego dev --runtime runc` can run here (root, runc, busybox-static); panics when it
+/// must (`DIEGO_TEST_REQUIRE_RUNC`, set by CI) but cannot.
+fn runc_ready() -> bool {
+    let mut missing = Vec::new();
+    if !cell_rep::runtime::runc::runc_available(std::path::Path::new("runc")) {
+        missing.push("runc is not on PATH (apt-get install runc)");
+    }
+    if !std::path::Path::new(cell_rep::rootfs::HOST_BUSYBOX).is_file() {
+        missing.push("no /bin/busybox (apt-get install busybox-static)");
+    }
+    // /proc/self belongs to the process's effective uid.
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").expect("/proc/self"));
+    if uid != 0 {
+        missing.push("not running as root");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let required = std::env::var_os("DIEGO_TEST_REQUIRE_RUNC").is_some();
+    assert!(!required, "DIEGO_TEST_REQUIRE_RUNC is set but the runc demo cannot run: {}", missing.join("; "));
+    println!("skipping the runc demo: {}", missing.join("; "));
+    false
+}
+
+/// The runc containers left in a `diego dev` data directory (every cell's runc state root).
+fn runc_containers_in(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for cell in std::fs::read_dir(dir.join("cells")).into_iter().flatten().flatten() {
+        let root = cell.path().join("runc").join("root");
+        if !root.is_dir() {
+            continue;
+        }
+        let out = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output().expect("runc list");
+        found.extend(String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned));
+    }
+    found
+}
+
 #[test]
 fn diego_dev_demo_runs_three_instances_and_stops_cleanly() {
-    let dir = std::env::temp_dir().join(format!("diego-dev-test-{}", std::process::id()));
+    demo_runs_three_instances_and_stops_cleanly("process");
+}
+
+#[test]
+fn diego_dev_demo_runs_under_runc_too() {
+    if runc_ready() {
+        demo_runs_three_instances_and_stops_cleanly("runc");
+    }
+}
+
+fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
+    let dir = std::env::temp_dir().join(format!("diego-dev-test-{runtime}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let bbs = format!("127.0.0.1:{}", free_port());
     let mut dev = Command::new(env!("CARGO_BIN_EXE_diego"))
-        .args(["dev", "--demo", "--cells", "2", "--data-dir", dir.to_str().unwrap(), "--listen-address", &bbs])
+        .args(["dev", "--demo", "--cells", "2", "--runtime", runtime, "--data-dir", dir.to_str().unwrap()])
+        .args(["--listen-address", &bbs])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -95,5 +145,8 @@ fn diego_dev_demo_runs_three_instances_and_stops_cleanly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(processes_in(&dir), Vec::<String>::new(), "processes left running in the cluster's directory");
+    if runtime == "runc" {
+        assert_eq!(runc_containers_in(&dir), Vec::<String>::new(), "runc containers left behind");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
