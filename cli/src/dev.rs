@@ -62,7 +62,7 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
         let busybox = data_dir.join("rootfs").join("busybox");
         let busybox = cell_rep::rootfs::prepare_busybox_rootfs(&busybox, cell_rep::rootfs::HOST_BUSYBOX.as_ref())
             .map_err(|e| CliError::Dev(e.to_string()))?;
-        rootfs.insert("busybox".to_owned(), busybox);
+        rootfs.insert(cell_rep::config::DEFAULT_ROOTFS.to_owned(), busybox);
         if args.demo {
             let demo = data_dir.join("rootfs").join("demo");
             let demo = prepare_demo_rootfs(&demo, cell_rep::rootfs::HOST_BUSYBOX.as_ref(), &demo_app_path()?)

@@ -2,14 +2,12 @@
 //! asks the pure [`plan::plan`] what to do, and applies it.
 //!
 //! - [`plan`]: the rules, with case-by-case tests.
-//! - [`gaps`]: the two writes the store does not offer yet (interim implementation).
 //!
 //! Execution: failures (expired pending, lost cells) one task at a time under its key lock,
 //! `workers` at once, each re-read under the lock and skipped if the task moved on; demotion and
 //! deletion as set-based statements; one auction call with every pending task; callbacks handed
 //! to the BBS's callback pool.
 
-pub mod gaps;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +20,6 @@ use futures::{StreamExt, stream};
 use proto::models::{Task, TaskGuid, TaskState};
 use tokio::time::Instant;
 
-use self::gaps::TaskStoreGaps;
 use self::plan::{EXPIRED_PENDING_REASON, LOST_CELL_REASON, TaskAction, TaskPlan};
 use crate::cells::{CellBaseline, LostCells, read_cells};
 use crate::config::nanos;

@@ -30,6 +30,7 @@ macro_rules! tasks_tests {
                 a_corrupt_definition_is_skipped_by_listings_and_reported_by_get,
                 summaries_list_every_task_without_its_definition,
                 concurrent_rejections_lose_nothing,
+                convergence_sweeps_change_only_listed_tasks_past_the_cutoff,
             ]
         );
     };
@@ -376,4 +377,58 @@ pub async fn concurrent_rejections_lose_nothing(db: &TestDb) {
     assert_eq!(counts, (1..=8).collect::<Vec<i32>>());
     let task = db.store.task(&guid("task-1")).await.unwrap();
     assert_eq!((task.state, task.rejection_count), (TaskState::Pending, 8));
+}
+
+/// Task convergence's two sweeps: RESOLVING tasks not updated since the cutoff go back to
+/// COMPLETED (keeping `updated_at`); COMPLETED tasks first completed before the cutoff are
+/// deleted. Only listed guids in the right state and past the cutoff change.
+pub async fn convergence_sweeps_change_only_listed_tasks_past_the_cutoff(db: &TestDb) {
+    for name in ["stale-resolving", "fresh-resolving", "old-completed", "new-completed", "pending"] {
+        desire(db, name, "cf-tasks").await;
+    }
+    for (name, completed_at) in [
+        ("stale-resolving", NOW_NS),
+        ("fresh-resolving", NOW_NS),
+        ("old-completed", NOW_NS + 5),
+        ("new-completed", NOW_NS + 200),
+    ] {
+        db.store.cancel_task(&guid(name), completed_at).await.unwrap();
+    }
+    db.store.resolving_task(&guid("stale-resolving"), NOW_NS + 10).await.unwrap();
+    db.store.resolving_task(&guid("fresh-resolving"), NOW_NS + 100).await.unwrap();
+    let all: Vec<TaskGuid> =
+        ["stale-resolving", "fresh-resolving", "old-completed", "new-completed", "pending", "ghost"]
+            .into_iter()
+            .map(guid)
+            .collect();
+    let cutoff = NOW_NS + 50;
+
+    assert_eq!(db.store.demote_resolving_tasks(&[], cutoff).await.unwrap(), []);
+    assert_eq!(db.store.demote_resolving_tasks(&all, cutoff).await.unwrap(), [guid("stale-resolving")]);
+    let demoted = db.store.task(&guid("stale-resolving")).await.unwrap();
+    assert_eq!((demoted.state, demoted.updated_at), (TaskState::Completed, NOW_NS + 10));
+    assert_eq!(db.store.task(&guid("fresh-resolving")).await.unwrap().state, TaskState::Resolving);
+
+    // The demoted task was first completed at NOW_NS, so it expires with the old one.
+    let deleted = db.store.delete_completed_tasks(&all, cutoff).await.unwrap();
+    assert_eq!(deleted, [guid("old-completed"), guid("stale-resolving")]);
+    let left = db.store.tasks(&TaskFilter::default()).await.unwrap();
+    let mut left = guids(&left);
+    left.sort_unstable();
+    assert_eq!(left, ["fresh-resolving", "new-completed", "pending"]);
+
+    // Unlisted tasks are never touched, listed ones in another state neither.
+    let late = NOW_NS + 10_000;
+    assert_eq!(db.store.delete_completed_tasks(&[guid("pending")], late).await.unwrap(), []);
+    assert_eq!(db.store.demote_resolving_tasks(&[guid("new-completed")], late).await.unwrap(), []);
+    assert_eq!(db.store.delete_completed_tasks(&[guid("new-completed")], late).await.unwrap(), [guid("new-completed")]);
+    let left = db.store.tasks(&TaskFilter::default()).await.unwrap();
+    let mut left = guids(&left);
+    left.sort_unstable();
+    assert_eq!(left, ["fresh-resolving", "pending"]);
+
+    // Many guids at once span several statements.
+    let many: Vec<TaskGuid> =
+        (0..1_200).map(|i| guid(&format!("absent-{i}"))).chain([guid("fresh-resolving")]).collect();
+    assert_eq!(db.store.demote_resolving_tasks(&many, late).await.unwrap(), [guid("fresh-resolving")]);
 }
