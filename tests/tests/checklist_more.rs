@@ -1,7 +1,7 @@
 //! More of the auction-rep.md section 5 checklist end to end, on every backend: A7 (an oversized
-//! task fails with the placement reason), A8 (placement tags), B16 (the instance environment
-//! matches the actual LRP), D30 (completion callbacks resolve and delete the task), E34 (a task
-//! whose cell disappears fails).
+//! task, and one for a stack no cell offers, fail with the placement reason), A8 (placement
+//! tags), B16 (the instance environment matches the actual LRP), D30 (completion callbacks resolve
+//! and delete the task), E34 (a task whose cell disappears fails).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +50,21 @@ async fn a7_an_oversized_task_fails_with_the_placement_reason(backend: Backend) 
     let task = wait_task(&cluster, "big", pb::task::State::Completed).await;
     assert!(task.failed);
     assert!(task.failure_reason.contains("insufficient resources"), "{}", task.failure_reason);
+    // A stack no cell offers fails the same way, with the compatibility reason.
+    let mut alien = fixtures::task("true");
+    alien.root_fs = "preloaded:no-such-stack".into();
+    cluster
+        .bbs()
+        .desire_task(api::DesireTaskRequest {
+            task_definition: Some(alien),
+            task_guid: "alien".into(),
+            domain: "d".into(),
+        })
+        .await
+        .unwrap();
+    let task = wait_task(&cluster, "alien", pb::task::State::Completed).await;
+    assert!(task.failed);
+    assert!(task.failure_reason.contains("found no compatible cell"), "{}", task.failure_reason);
     cluster.shutdown().await;
 }
 
