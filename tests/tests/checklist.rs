@@ -23,7 +23,7 @@ tests::on_every_backend!(
     d28_d29_tasks_return_results_and_cancel_stops_them,
     d31_a_pending_task_with_no_cell_expires,
     e33_a_lost_cell_s_instances_turn_suspect_and_are_replaced,
-    e35_nothing_runs_without_an_auctioneer_until_it_starts,
+    e35_nothing_runs_without_an_auctioneer_or_a_rep_until_it_starts,
     e36_evacuation_hands_instances_over_before_the_old_ones_stop,
 );
 
@@ -285,7 +285,7 @@ async fn e33_a_lost_cell_s_instances_turn_suspect_and_are_replaced(backend: Back
     cluster.shutdown().await;
 }
 
-async fn e35_nothing_runs_without_an_auctioneer_until_it_starts(backend: Backend) {
+async fn e35_nothing_runs_without_an_auctioneer_or_a_rep_until_it_starts(backend: Backend) {
     let Some(mut cluster) = Cluster::start(backend, 1, RuntimeKind::Sim, |spec| spec.auctioneer = false).await else {
         return;
     };
@@ -295,6 +295,16 @@ async fn e35_nothing_runs_without_an_auctioneer_until_it_starts(backend: Backend
     cluster.start_auctioneer().await.expect("auctioneer");
     // Convergence re-auctions the stale UNCLAIMED instances.
     wait_running(&cluster, "waiting", 2).await;
+    cluster.shutdown().await;
+
+    // The same with no rep at all: nothing runs until a cell registers.
+    let Some(mut cluster) = Cluster::start(backend, 0, RuntimeKind::Sim, |_| {}).await else { return };
+    desire(&cluster, fixtures::http_lrp("homeless", 2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(probe::running(&cluster.bbs(), "homeless").await.is_empty(), "nothing can run without a cell");
+    cluster.add_rep(0).await.expect("rep");
+    cluster.wait_for_cells(1).await.expect("the cell registers");
+    wait_running(&cluster, "homeless", 2).await;
     cluster.shutdown().await;
 }
 
