@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod eventually;
 pub mod fixtures;
 pub mod probe;
+pub mod scratch;
 
 /// Runs each `async fn case(backend: db::Backend)` named as a test on SQLite, PostgreSQL and
 /// MySQL (modules `sqlite`, `postgres`, `mysql`), each on a two-thread runtime.

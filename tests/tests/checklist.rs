@@ -11,6 +11,7 @@ use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 use tests::cluster::Cluster;
 use tests::eventually::eventually;
+use tests::scratch::{Scratch, process_gone};
 use tests::{fixtures, probe};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -196,9 +197,12 @@ async fn d28_d29_tasks_return_results_and_cancel_stops_them(backend: Backend) {
     assert!(!done.failed, "{}", done.failure_reason);
     assert_eq!(done.result, "answer 42");
 
+    let scratch = Scratch::new();
+    let mut forever = fixtures::task("echo $$ > \"$SCRATCH/pid\"; exec sleep 1000");
+    forever.environment_variables = scratch.env();
     client
         .desire_task(api::DesireTaskRequest {
-            task_definition: Some(fixtures::task("sleep 1000")),
+            task_definition: Some(forever),
             task_guid: "forever".into(),
             domain: "d".into(),
         })
@@ -216,6 +220,10 @@ async fn d28_d29_tasks_return_results_and_cancel_stops_them(backend: Backend) {
     assert_eq!(cancelled.failure_reason, "task was cancelled");
     let status = client.cancel_task(api::TaskGuidRequest { task_guid: "forever".into() }).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "cancelling a completed task errors");
+    // And the process really stops.
+    let pid = scratch.pid("pid").expect("the task wrote its pid");
+    eventually("the cancelled task's process to stop", PATIENCE, || async move { process_gone(pid).then_some(()) })
+        .await;
     cluster.shutdown().await;
 }
 

@@ -20,7 +20,7 @@ tests::on_every_backend!(
     a7_an_oversized_task_fails_with_the_placement_reason,
     a8_placement_tags_pick_the_cell,
     b16_the_instance_environment_matches_the_actual_lrp,
-    d30_a_completion_callback_resolves_and_deletes_the_task,
+    d30_a_completion_callback_is_retried_past_503s_then_resolves_and_deletes_the_task,
     e34_a_task_whose_cell_disappears_fails,
 );
 
@@ -151,8 +151,9 @@ async fn b16_the_instance_environment_matches_the_actual_lrp(backend: Backend) {
     cluster.shutdown().await;
 }
 
-/// A callback receiver on 127.0.0.1:0 that records the bodies it receives.
-async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
+/// A callback receiver on 127.0.0.1:0 that records the bodies it receives and answers the
+/// first `unavailable` requests with 503, the rest with 200.
+async fn callback_server(unavailable: usize) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let bodies = Arc::new(Mutex::new(Vec::new()));
@@ -167,10 +168,17 @@ async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
                     async move {
                         use http_body_util::BodyExt;
                         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        seen.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
-                            hyper::body::Bytes::from("ok"),
-                        )))
+                        let count = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(String::from_utf8_lossy(&body).into_owned());
+                            seen.len()
+                        };
+                        let mut response =
+                            hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from("ok")));
+                        if count <= unavailable {
+                            *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -182,9 +190,10 @@ async fn callback_server() -> (String, Arc<Mutex<Vec<String>>>) {
     (address, bodies)
 }
 
-async fn d30_a_completion_callback_resolves_and_deletes_the_task(backend: Backend) {
+async fn d30_a_completion_callback_is_retried_past_503s_then_resolves_and_deletes_the_task(backend: Backend) {
     let Some(cluster) = Cluster::start(backend, 1, RuntimeKind::Process, |_| {}).await else { return };
-    let (address, bodies) = callback_server().await;
+    // Two 503s first: the callback is retried until it gets its 200.
+    let (address, bodies) = callback_server(2).await;
     let mut definition = fixtures::task("echo -n done > out");
     definition.result_file = "out".into();
     definition.completion_callback_url = format!("http://{address}/done");
@@ -212,6 +221,9 @@ async fn d30_a_completion_callback_resolves_and_deletes_the_task(backend: Backen
         async move { probe::task(&client, "cb").await.is_none().then_some(()) }
     })
     .await;
+    let bodies = bodies.lock().unwrap().clone();
+    assert!(bodies.len() >= 3, "two 503s, then the 200: {} calls", bodies.len());
+    assert!(bodies.iter().all(|b| b == &body), "every attempt carries the same task");
     cluster.shutdown().await;
 }
 

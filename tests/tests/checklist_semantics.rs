@@ -6,7 +6,6 @@
 //! through a whole cluster).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use proto::pb::models::v1 as pb;
 use proto::pb::rep::v1 as rep_pb;
 use tests::cluster::Cluster;
 use tests::eventually::eventually;
+use tests::scratch::{Scratch, process_gone};
 use tests::{fixtures, probe};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -84,39 +84,6 @@ fn codependent(actions: Vec<pb::Action>) -> pb::Action {
             actions,
             log_source: String::new(),
         })),
-    }
-}
-
-/// A scratch directory the test and the `process` runtime's containers share (marker files).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = std::env::temp_dir().join(format!("diego-e2e-scratch-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn env(&self) -> Vec<pb::EnvironmentVariable> {
-        vec![pb::EnvironmentVariable { name: "SCRATCH".into(), value: self.0.display().to_string() }]
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Whether process `pid` is gone (no such process, or a zombie nobody has reaped yet).
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
     }
 }
 
