@@ -8,7 +8,8 @@
 //!
 //! - [`run`](run::run_step): a process in the container with the environment of §3.3;
 //! - [`download`](download::download_step) / upload: HTTP or `file://`, checksum verified;
-//! - [`flow`]: timeout, try, serial, parallel, codependent, emit-progress.
+//! - [`flow`]: timeout, try, serial, parallel, codependent, emit-progress;
+//! - [`preflight`]: checks of a whole tree before it starts (exec limits, `max_pids`).
 //!
 //! What does not live here: the composition of setup, action, monitor and checks into a
 //! container's lifetime, which is the executor's (`executor/lifecycle.rs`).
@@ -16,6 +17,7 @@
 pub mod build;
 pub mod download;
 pub mod flow;
+pub mod preflight;
 pub mod run;
 
 use std::path::PathBuf;

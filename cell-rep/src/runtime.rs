@@ -8,7 +8,8 @@
 //!
 //! Implementations:
 //! - [`process::ProcessRuntime`]: each container is a directory under the data dir and each
-//!   process a child process group; no isolation.
+//!   process a child process group; no filesystem or network isolation, but memory, pids and CPU
+//!   weight are limited (a cgroup v2 per container where usable, rlimits otherwise).
 //! - [`runc::RuncRuntime`]: an OCI bundle per container run with the `runc` binary, with memory,
 //!   pids and CPU-share limits in cgroups.
 //! - [`sim::SimRuntime`]: no processes at all; for scale tests and unit tests of the executor.
@@ -16,6 +17,7 @@
 //! What does not live here: the action tree (see `actions`), the check loops (see `checks`) and
 //! the registry (see `executor`).
 
+pub mod exec_limits;
 pub mod process;
 pub mod runc;
 pub mod sim;
@@ -228,6 +230,15 @@ pub enum RuntimeError {
         runtime: &'static str,
         /// What was asked.
         what: String,
+    },
+    /// The process was not started: its command line or environment cannot be exec'd, or the
+    /// container's limits allow no more processes. The reason is what users see.
+    #[error("{reason}")]
+    Refused {
+        /// The container guid.
+        guid: String,
+        /// Why, e.g. `environment too large to exec: ...` or `max_pids 10 reached: ...`.
+        reason: String,
     },
     /// A filesystem or process operation failed.
     #[error("{op} for {guid}: {source}")]

@@ -25,9 +25,7 @@ pub async fn run_step(
     mut ready: Ready,
 ) -> Result<(), StepError> {
     let source = if run.log_source.is_empty() { ctx.log_source.clone() } else { run.log_source.clone() };
-    let mut env = ctx.env_before.clone();
-    env.extend(run.env.iter().map(|v| (v.name.clone(), v.value.clone())));
-    env.extend(ctx.env_after.iter().cloned());
+    let env = run_env(ctx, run);
     let spec = ProcessSpec {
         id: ctx.next_process_id(),
         path: run.path.clone(),
@@ -47,6 +45,14 @@ pub async fn run_step(
         .map_err(|e| StepError::failed(format!("failed to start process: {e}")))?;
     ready.fire();
     wait_or_stop(ctx, process, &source, cancel).await
+}
+
+/// The environment of `run`'s process: `env_before`, the action's own, then `env_after`.
+pub fn run_env(ctx: &StepContext, run: &pb::RunAction) -> Vec<(String, String)> {
+    let mut env = ctx.env_before.clone();
+    env.extend(run.env.iter().map(|v| (v.name.clone(), v.value.clone())));
+    env.extend(ctx.env_after.iter().cloned());
+    env
 }
 
 /// Waits for `process`; on cancellation stops it gracefully and returns `Cancelled`.

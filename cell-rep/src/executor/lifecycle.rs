@@ -1,7 +1,9 @@
 //! One container's life after `run` (reference §3.2-3.5, `depot/containerstore/storenode.go`,
 //! `depot/steps/*`): create it in the runtime, run the setup action, then the long-lived part
 //! (the action with its monitor or checks and its readiness checks), read the task result file
-//! and complete it.
+//! and complete it. Before anything runs, the whole request is checked (`preflight`): a process
+//! that cannot be exec'd or more processes at once than `max_pids` fail the container at once,
+//! not retryable, with the reason.
 //!
 //! The long-lived part behaves like Diego's `codependent(action, health…, readiness…)` with
 //! error-on-exit off: a failure of either side ends the other, but a clean exit of the action
@@ -21,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Container, ContainerEvent, Entry, Inner, LifecycleEvent, RunRequest, RunResult, env, tags};
-use crate::actions::{LogFields, Ready, StepContext, StepError, run_action};
+use crate::actions::{LogFields, Ready, StepContext, StepError, preflight, run_action};
 use crate::checks::{CheckDefaults, CheckSpec, CheckTarget, never_healthy};
+use crate::runtime::exec_limits::ExecLimits;
 use crate::runtime::{ContainerInfo, ContainerSpec, ProcessRole};
 
 /// Marks the entry finished when the lifecycle task ends, however it ends.
@@ -135,6 +138,12 @@ async fn drive(
         sequence: Arc::default(),
     };
 
+    if let Err(reason) = preflight(&ctx, request) {
+        // Not retryable: every cell would refuse it the same way.
+        tracing::warn!(%reason, "refusing to start the container's processes");
+        inner.complete(&guid, RunResult::failure(reason, false, false));
+        return;
+    }
     let mut outcome = Ok(());
     if let Some(setup) = &request.setup {
         outcome = run_action(&ctx, setup, cancel.clone(), Ready::none()).await;
@@ -148,6 +157,21 @@ async fn drive(
         Err(StepError::Failed(reason)) => RunResult::failure(reason, false, false),
     };
     inner.complete(&guid, result);
+}
+
+/// Refuses a request before any process starts when one of its run actions cannot be exec'd or
+/// its actions start more processes at once than `max_pids` (see `actions::preflight`). The
+/// monitor runs beside the action; the setup runs before both.
+fn preflight(ctx: &StepContext, request: &RunRequest) -> Result<(), String> {
+    let monitor = if request.checks.is_empty() { request.monitor.as_ref() } else { None };
+    let limits = ExecLimits::host();
+    for action in request.setup.iter().chain(std::iter::once(&request.action)).chain(monitor) {
+        preflight::check_exec_tree(ctx, action, limits)?;
+    }
+    let setup = request.setup.as_ref().map_or(0, preflight::concurrent_processes);
+    let long_lived =
+        preflight::concurrent_processes(&request.action) + monitor.map_or(0, preflight::concurrent_processes);
+    preflight::check_pids(setup.max(long_lived), request.max_pids)
 }
 
 /// The result of a successful tree: not failed, with the task result file when there is one.

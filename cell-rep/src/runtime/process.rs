@@ -2,11 +2,19 @@
 //! process a child process group (`process_group(0)`) running on the host, with stdout / stderr
 //! captured to `<dir>/<process id>.stdout.log` / `.stderr.log` and logged.
 //!
-//! There is no isolation: no memory limit, no rootfs, host networking. Container paths map into
-//! the container directory (`/tmp/app` is `<dir>/tmp/app`), so downloads land there and the
+//! There is no filesystem or network isolation: no rootfs, host networking. Container paths map
+//! into the container directory (`/tmp/app` is `<dir>/tmp/app`), so downloads land there and the
 //! working directory is there; an absolute executable path is looked up in the container
-//! directory first and on the host otherwise. Process groups are recorded in `<dir>/pgids`, so a
-//! destroy after a rep restart still kills what the previous rep started.
+//! directory first and on the host otherwise. Process groups are recorded in `<dir>/pgids` (and
+//! the container's cgroup in `<dir>/cgroup`), so a destroy after a rep restart still kills what
+//! the previous rep started.
+//!
+//! Resources are limited (see [`limits`]): `memory_mb`, `max_pids` and the CPU weight through a
+//! cgroup v2 per container where the host allows it, through `RLIMIT_AS`, `nice` and a process
+//! count otherwise. A process whose command line or environment cannot be exec'd is refused
+//! before anything is spawned (see [`super::exec_limits`]).
+
+pub mod limits;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +28,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::watch;
 
+pub use self::limits::LimitMode;
+use super::exec_limits::{ExecLimits, check_exec};
 use super::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ExitStatus, PortAllocator, ProcessSpec, RuntimeError,
     RuntimeProcess, StopSignal, exit_code, join_inside, pump_output, validate_guid,
@@ -29,28 +39,81 @@ use crate::container::PortMapping;
 /// The default `PATH` of processes whose environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Configuration of the process runtime.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// Containers live under `<data_dir>/containers`.
+    pub data_dir: PathBuf,
+    /// The cgroup v2 directory, relative to the cgroup2 mount, holding one cgroup per container
+    /// (`diego-rs`, shared with the runc runtime's cgroups). Empty: never use cgroups.
+    pub cgroup_parent: String,
+    /// The cgroup2 mount; `None` finds it in `/proc/self/mountinfo`.
+    pub cgroup_mount: Option<PathBuf>,
+    /// Address space allowed over `memory_mb` when memory is limited with `RLIMIT_AS` (128 MiB).
+    pub address_space_headroom_mb: u64,
+}
+
+impl ProcessConfig {
+    /// Defaults: cgroups under `diego-rs` when usable, 128 MiB of address-space headroom.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            cgroup_parent: "diego-rs".into(),
+            cgroup_mount: None,
+            address_space_headroom_mb: 128,
+        }
+    }
+}
+
 /// Runs containers as host process groups in per-container directories.
 #[derive(Debug)]
 pub struct ProcessRuntime {
     root: PathBuf,
     ports: PortAllocator,
     containers: Mutex<HashMap<String, ProcContainer>>,
+    mode: LimitMode,
+    /// Distinguishes this runtime's cgroups from another's under the same parent.
+    instance: String,
+    headroom_mb: u64,
 }
 
 #[derive(Debug, Default)]
 struct ProcContainer {
     ports: Vec<PortMapping>,
     pgids: Vec<i32>,
+    memory_mb: i32,
+    max_pids: i32,
+    cpu_weight: u32,
+    /// The container's cgroup, in cgroup mode.
+    cgroup: Option<PathBuf>,
+    /// Serializes spawns, so concurrent ones (a parallel action) see each other in the count.
+    spawning: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ProcessRuntime {
-    /// A runtime keeping its containers under `<data_dir>/containers`.
+    /// A runtime keeping its containers under `<data_dir>/containers`, with the default limits
+    /// configuration.
     pub fn new(data_dir: impl AsRef<Path>) -> Self {
+        Self::with_config(ProcessConfig::new(data_dir.as_ref()))
+    }
+
+    /// A runtime with `config`; decides here whether limits use cgroups or rlimits.
+    pub fn with_config(config: ProcessConfig) -> Self {
+        let instance = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let mode = limits::detect(&config.cgroup_parent, config.cgroup_mount.as_deref(), &instance);
         Self {
-            root: data_dir.as_ref().join("containers"),
+            root: config.data_dir.join("containers"),
             ports: PortAllocator::default(),
             containers: Mutex::new(HashMap::new()),
+            mode,
+            instance,
+            headroom_mb: config.address_space_headroom_mb,
         }
+    }
+
+    /// How this runtime enforces memory, pids and CPU weight.
+    pub fn limit_mode(&self) -> &LimitMode {
+        &self.mode
     }
 
     /// The directory of container `guid`.
@@ -72,6 +135,8 @@ impl ProcessRuntime {
         if !self.lock().contains_key(guid) && !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
             return Err(RuntimeError::NotFound { guid: guid.to_owned() });
         }
+        let refused = |reason: String| RuntimeError::Refused { guid: guid.to_owned(), reason };
+        check_exec(&spec.path, &spec.args, &spec.env, ExecLimits::host()).map_err(|e| refused(e.to_string()))?;
         let cwd = if spec.dir.is_empty() { Some(dir.clone()) } else { join_inside(&dir, &spec.dir) };
         let cwd = cwd.ok_or_else(|| RuntimeError::Unsupported {
             runtime: "process",
@@ -79,8 +144,46 @@ impl ProcessRuntime {
         })?;
         tokio::fs::create_dir_all(&cwd).await.map_err(Self::io("create working directory", guid))?;
 
+        // A container recovered after a restart has no limits on record.
+        let (limits, spawning) = {
+            let containers = self.lock();
+            match containers.get(guid) {
+                Some(c) => ((c.memory_mb, c.max_pids, c.cpu_weight, c.cgroup.clone()), Arc::clone(&c.spawning)),
+                None => ((0, 0, 0, None), Arc::default()),
+            }
+        };
+        let (memory_mb, max_pids, cpu_weight, cgroup) = limits;
+        let spawn_guard = spawning.lock().await;
+        if max_pids > 0 {
+            let running = match &cgroup {
+                Some(cgroup) => limits::cgroup_pids(cgroup),
+                None => limits::processes_in_groups(&self.pgids(guid)).len(),
+            };
+            if running >= usize::try_from(max_pids).unwrap_or(0) {
+                return Err(refused(format!(
+                    "max_pids {max_pids} reached: the container already runs {running} processes"
+                )));
+            }
+        }
+
         let program = resolve_program(&dir, &spec.path).await;
-        let mut command = Command::new(&program);
+        let path_env = spec.env.iter().rev().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        let wrappers = self.wrappers(memory_mb, cpu_weight);
+        let mut command = if wrappers.is_empty() {
+            Command::new(&program)
+        } else {
+            // The wrappers exec the program by path: resolve it now, so a missing program fails
+            // the spawn as it does without them.
+            let program =
+                program.to_str().and_then(|p| limits::search_path(p, path_env)).ok_or_else(|| RuntimeError::Io {
+                    op: "spawn process",
+                    guid: guid.to_owned(),
+                    source: std::io::Error::from_raw_os_error(2),
+                })?;
+            let mut command = Command::new(&wrappers[0]);
+            command.args(&wrappers[1..]).arg(program);
+            command
+        };
         command.args(&spec.args).current_dir(&cwd).env_clear();
         if !spec.env.iter().any(|(k, _)| k == "PATH") {
             command.env("PATH", DEFAULT_PATH);
@@ -97,6 +200,7 @@ impl ProcessRuntime {
         }
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(false);
 
+        let oom_before = cgroup.as_deref().map_or(0, limits::cgroup_oom_kills);
         let mut child = command.spawn().map_err(Self::io("spawn process", guid))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         if pid > 0 {
@@ -104,7 +208,18 @@ impl ProcessRuntime {
                 container.pgids.push(pid);
             }
             record_pgid(&dir, pid).await;
+            if let Some(cgroup) = &cgroup
+                && let Err(source) = limits::join_cgroup(cgroup, pid)
+            {
+                let _ = signal_group(pid, StopSignal::Kill);
+                return Err(RuntimeError::Io {
+                    op: "move process into the container cgroup",
+                    guid: guid.to_owned(),
+                    source,
+                });
+            }
         }
+        drop(spawn_guard);
         let id = if spec.id.is_empty() { format!("process-{pid}") } else { spec.id.clone() };
         if let Some(stdout) = child.stdout.take() {
             pump_output(
@@ -138,11 +253,50 @@ impl ProcessRuntime {
                     255
                 }
             };
-            tracing::debug!(container_guid = %guid_owned, pid, code, "process exited");
-            let _ = tx.send(Some(ExitStatus { code, out_of_memory: false }));
+            // SIGKILL while the cgroup counted a new OOM kill: the kernel killed it for memory.
+            let out_of_memory =
+                code == 137 && cgroup.as_deref().is_some_and(|c| limits::cgroup_oom_kills(c) > oom_before);
+            tracing::debug!(container_guid = %guid_owned, pid, code, out_of_memory, "process exited");
+            let _ = tx.send(Some(ExitStatus { code, out_of_memory }));
         });
         let signaller = Arc::new(move |signal: StopSignal| signal_group(pid, signal));
         Ok(RuntimeProcess::new(signaller, rx))
+    }
+}
+
+impl ProcessRuntime {
+    /// The process groups started in `guid` (in memory and on disk).
+    fn pgids(&self, guid: &str) -> Vec<i32> {
+        let mut pgids = self.lock().get(guid).map(|c| c.pgids.clone()).unwrap_or_default();
+        let recorded = std::fs::read_to_string(self.container_dir(guid).join("pgids")).unwrap_or_default();
+        pgids.extend(recorded.lines().filter_map(|l| l.trim().parse::<i32>().ok()).filter(|p| *p > 0));
+        pgids.sort_unstable();
+        pgids.dedup();
+        pgids
+    }
+
+    /// In rlimit mode, the programs and arguments the process runs under before its own
+    /// executable: `prlimit --as=<bytes> --` for memory, `nice -n <n> --` for CPU weight.
+    fn wrappers(&self, memory_mb: i32, cpu_weight: u32) -> Vec<std::ffi::OsString> {
+        let LimitMode::Rlimit { prlimit, nice, .. } = &self.mode else { return Vec::new() };
+        let mut out: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(bytes) = limits::address_space_bytes(memory_mb, self.headroom_mb) {
+            match prlimit {
+                Some(prlimit) => {
+                    out.extend([prlimit.clone().into_os_string(), format!("--as={bytes}").into(), "--".into()]);
+                }
+                None => tracing::warn!(memory_mb, "prlimit not found; the memory limit is not enforced"),
+            }
+        }
+        if let Some(level) = limits::nice_for(cpu_weight) {
+            match nice {
+                Some(nice) => {
+                    out.extend([nice.clone().into_os_string(), "-n".into(), level.to_string().into(), "--".into()])
+                }
+                None => tracing::warn!(cpu_weight, "nice not found; the cpu weight is not enforced"),
+            }
+        }
+        out
     }
 }
 
@@ -154,6 +308,12 @@ impl Drop for ProcessRuntime {
         for container in containers.values() {
             for &pgid in &container.pgids {
                 let _ = signal_group(pgid, StopSignal::Kill);
+            }
+            if let Some(cgroup) = &container.cgroup {
+                // Kill what escaped the process groups; the directory goes once they are reaped
+                // (or with the next destroy of this guid).
+                let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+                let _ = std::fs::remove_dir(cgroup);
             }
         }
     }
@@ -175,8 +335,37 @@ impl ContainerRuntime for ProcessRuntime {
             for sub in ["tmp", "home"] {
                 tokio::fs::create_dir_all(dir.join(sub)).await.map_err(Self::io("create container directory", guid))?;
             }
-            let ports = self.ports.allocate(&spec.ports).map_err(Self::io("allocate host ports", guid))?;
-            self.lock().insert(guid.to_owned(), ProcContainer { ports: ports.clone(), pgids: Vec::new() });
+            let cgroup = match &self.mode {
+                LimitMode::Cgroup { parent } => {
+                    let cgroup = parent.join(format!("{}-{guid}", self.instance));
+                    limits::create_container_cgroup(&cgroup, spec.memory_mb, spec.max_pids, spec.cpu_weight)
+                        .map_err(Self::io("create container cgroup", guid))?;
+                    let recorded = cgroup.to_string_lossy().into_owned();
+                    tokio::fs::write(dir.join("cgroup"), recorded)
+                        .await
+                        .map_err(Self::io("record container cgroup", guid))?;
+                    Some(cgroup)
+                }
+                LimitMode::Rlimit { .. } => None,
+            };
+            let ports = match self.ports.allocate(&spec.ports) {
+                Ok(ports) => ports,
+                Err(source) => {
+                    if let Some(cgroup) = &cgroup {
+                        let _ = limits::remove_cgroup(cgroup).await;
+                    }
+                    return Err(RuntimeError::Io { op: "allocate host ports", guid: guid.to_owned(), source });
+                }
+            };
+            let container = ProcContainer {
+                ports: ports.clone(),
+                memory_mb: spec.memory_mb,
+                max_pids: spec.max_pids,
+                cpu_weight: spec.cpu_weight,
+                cgroup,
+                ..ProcContainer::default()
+            };
+            self.lock().insert(guid.to_owned(), container);
             Ok(ContainerInfo { host_ip: "127.0.0.1".into(), internal_ip: "127.0.0.1".into(), ports })
         })
     }
@@ -196,6 +385,15 @@ impl ContainerRuntime for ProcessRuntime {
             pgids.dedup();
             for pgid in pgids {
                 let _ = signal_group(pgid, StopSignal::Kill);
+            }
+            let mut cgroup = removed.as_ref().and_then(|c| c.cgroup.clone());
+            if cgroup.is_none() {
+                cgroup = tokio::fs::read_to_string(dir.join("cgroup")).await.ok().map(|p| PathBuf::from(p.trim()));
+            }
+            if let Some(cgroup) = cgroup.filter(|c| c.is_absolute())
+                && let Err(source) = limits::remove_cgroup(&cgroup).await
+            {
+                tracing::warn!(container_guid = %guid, cgroup = %cgroup.display(), error = %source, "removing the container cgroup failed");
             }
             if let Some(container) = removed {
                 self.ports.release(&container.ports);

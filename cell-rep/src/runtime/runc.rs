@@ -26,6 +26,7 @@ use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::exec_limits::{ExecLimits, check_exec};
 use super::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ExitStatus, PortAllocator, ProcessSpec, RuntimeError,
     RuntimeProcess, StopSignal, exit_code, join_inside, pump_output, validate_guid,
@@ -207,6 +208,8 @@ impl RuncRuntime {
         {
             let _ = tokio::fs::create_dir_all(host_dir).await;
         }
+        check_exec(&process.path, &process.args, &process.env, ExecLimits::host())
+            .map_err(|e| RuntimeError::Refused { guid: guid.to_owned(), reason: e.to_string() })?;
         let user = resolve_user(&container.rootfs, &process.user).await;
         let mut args = vec![process.path.clone()];
         args.extend(process.args.iter().cloned());
