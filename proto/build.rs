@@ -1,15 +1,27 @@
-//! Generates the prost messages and tonic services from `protos/`. protoc comes from the
-//! `protoc-bin-vendored` crate unless `$PROTOC` names another one, so a fresh machine needs no
-//! system protoc.
+//! Generates the prost messages and tonic services from `protos/`, and the wire schema that
+//! [`bounds`](src/bounds.rs) walks to bound every request before it is decoded. protoc comes from
+//! the `protoc-bin-vendored` crate unless `$PROTOC` names another one, so a fresh machine needs
+//! no system protoc.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use prost::Message as _;
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FileDescriptorSet};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = match std::env::var_os("PROTOC") {
-        Some(path) => std::path::PathBuf::from(path),
+        Some(path) => PathBuf::from(path),
         None => protoc_bin_vendored::protoc_bin_path()?,
     };
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
-    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    // `prost::Name` on every message: the codec finds a request's schema by its full name.
+    config.enable_type_names();
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_path = out.join("diego_descriptor.bin");
     let files = [
         "protos/diego/models.proto",
         "protos/diego/bbs.proto",
@@ -17,12 +29,96 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protos/diego/auctioneer.proto",
         "protos/diego/rep.proto",
     ];
-    tonic_prost_build::configure().file_descriptor_set_path(out.join("diego_descriptor.bin")).compile_with_config(
-        config,
-        &files.map(std::path::PathBuf::from),
-        &[std::path::PathBuf::from("protos"), protoc_bin_vendored::include_path()?],
-    )?;
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(&descriptor_path)
+        // Every client and server decodes through the bounding codec (src/codec.rs).
+        .codec_path("crate::codec::BoundedCodec")
+        .compile_with_config(
+            config,
+            &files.map(PathBuf::from),
+            &[PathBuf::from("protos"), protoc_bin_vendored::include_path()?],
+        )?;
+    let set = FileDescriptorSet::decode(std::fs::read(&descriptor_path)?.as_slice())?;
+    std::fs::write(out.join("wire_schema.rs"), wire_schema(&set)?)?;
     println!("cargo:rerun-if-changed=protos");
     println!("cargo:rerun-if-env-changed=PROTOC");
     Ok(())
+}
+
+/// One field as the generated schema writes it.
+struct Field {
+    number: i32,
+    name: String,
+    kind: String,
+    repeated: bool,
+}
+
+/// Collects `message` and its nested messages under `prefix` (`diego.models.v1`).
+fn collect(prefix: &str, message: &DescriptorProto, into: &mut BTreeMap<String, Vec<Field>>) -> Result<(), String> {
+    let name = format!("{prefix}.{}", message.name());
+    for nested in &message.nested_type {
+        collect(&name, nested, into)?;
+    }
+    let mut fields = Vec::new();
+    for field in &message.field {
+        let kind = match field.r#type() {
+            Type::String => "Kind::String".to_owned(),
+            Type::Bytes => "Kind::Bytes".to_owned(),
+            Type::Message => format!("Kind::Message({:?})", field.type_name().trim_start_matches('.')),
+            Type::Group => return Err(format!("{name}.{}: groups are not supported", field.name())),
+            Type::Double | Type::Fixed64 | Type::Sfixed64 => "Kind::Fixed64".to_owned(),
+            Type::Float | Type::Fixed32 | Type::Sfixed32 => "Kind::Fixed32".to_owned(),
+            Type::Int32 | Type::Int64 => "Kind::Int".to_owned(),
+            Type::Uint32 | Type::Uint64 | Type::Bool | Type::Enum => "Kind::Uint".to_owned(),
+            Type::Sint32 | Type::Sint64 => "Kind::Sint".to_owned(),
+        };
+        fields.push(Field {
+            number: field.number(),
+            name: field.name().to_owned(),
+            kind,
+            repeated: field.label() == Label::Repeated,
+        });
+    }
+    fields.sort_by_key(|f| f.number);
+    if fields.len() > 64 {
+        return Err(format!("{name} has more than 64 fields; raise the walker's counter array"));
+    }
+    into.insert(name, fields);
+    Ok(())
+}
+
+/// Rust source of `MESSAGES` (sorted by full name) and `REQUESTS` (every RPC's input type).
+fn wire_schema(set: &FileDescriptorSet) -> Result<String, Box<dyn std::error::Error>> {
+    let mut messages = BTreeMap::new();
+    let mut requests = std::collections::BTreeSet::new();
+    for file in &set.file {
+        for message in &file.message_type {
+            collect(file.package(), message, &mut messages)?;
+        }
+        for service in &file.service {
+            for method in &service.method {
+                requests.insert(method.input_type().trim_start_matches('.').to_owned());
+            }
+        }
+    }
+    let mut src = String::from("// @generated by proto/build.rs from the descriptor set.\n\n");
+    src.push_str("/// Every message of the diego packages, sorted by full name.\n");
+    src.push_str("pub(crate) static MESSAGES: &[Schema] = &[\n");
+    for (name, fields) in &messages {
+        writeln!(src, "    Schema {{ name: {name:?}, fields: &[")?;
+        for f in fields {
+            writeln!(
+                src,
+                "        FieldSchema {{ number: {}, name: {:?}, kind: {}, repeated: {} }},",
+                f.number, f.name, f.kind, f.repeated
+            )?;
+        }
+        src.push_str("    ] },\n");
+    }
+    src.push_str("];\n\n/// The input type of every RPC, sorted.\npub(crate) static REQUESTS: &[&str] = &[\n");
+    for name in &requests {
+        writeln!(src, "    {name:?},")?;
+    }
+    src.push_str("];\n");
+    Ok(src)
 }

@@ -8,9 +8,14 @@
 //! - [`convert`]: `TryFrom<pb::X> for models::X` and `From<models::X> for pb::X`.
 //! - [`lifecycle`]: the ActualLRP, crash-restart and Task state machines as pure functions.
 //! - [`error`]: the Diego error types and their single mapping to gRPC status codes.
+//! - [`limits`]: the one table of request limits; [`bounds`] applies it to every request's wire
+//!   bytes and [`codec`] does so for every service before decoding.
 
+pub mod bounds;
+pub mod codec;
 pub mod convert;
 pub mod error;
 pub mod lifecycle;
+pub mod limits;
 pub mod models;
 pub mod pb;

@@ -53,8 +53,9 @@ pub use task::{validate_task, validate_task_definition};
 
 use super::ValidationError;
 
-/// Deepest action tree accepted, so a hostile tree cannot exhaust the stack while being walked.
-pub const MAX_ACTION_DEPTH: usize = 64;
+/// Deepest action tree accepted, so a hostile tree cannot exhaust the stack while being walked
+/// (one row of the limits table).
+pub use crate::limits::MAX_ACTION_DEPTH;
 /// Largest annotation, in bytes (Diego's `maximumAnnotationLength`).
 pub const MAX_ANNOTATION_BYTES: usize = 10 * 1024;
 /// Largest total size of a route map's values, in bytes (Diego's `maximumRouteLength`).

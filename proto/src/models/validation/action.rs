@@ -2,6 +2,8 @@
 //! `models/actions.go` and `models/check_definition.go`.
 
 use super::MAX_ACTION_DEPTH;
+use super::runtime::check_env;
+use crate::limits::MAX_ENV_BYTES;
 use crate::models::ValidationError;
 use crate::pb::models::v1 as pb;
 use pb::action::Action as Variant;
@@ -20,7 +22,7 @@ pub(crate) fn check_action_tree(action: &pb::Action, path: &str) -> Result<(), V
     // Bound the depth first with a walk that stops at the limit, so the recursive walk below
     // never goes deeper than MAX_ACTION_DEPTH.
     if deeper_than(action, MAX_ACTION_DEPTH) {
-        return Err(ValidationError::new(path, "must not nest more than 64 actions deep"));
+        return Err(ValidationError::new(path, format!("must not nest more than {MAX_ACTION_DEPTH} actions deep")));
     }
     check_action(action, path)
 }
@@ -104,7 +106,19 @@ fn check_action(action: &pb::Action, path: &str) -> Result<(), ValidationError> 
             required(&path, "from", &a.from)?;
             required(&path, "to", &a.to)
         }
-        Some(Variant::RunAction(a)) => required(&format!("{path}.run_action"), "path", &a.path),
+        Some(Variant::RunAction(a)) => {
+            let path = format!("{path}.run_action");
+            required(&path, "path", &a.path)?;
+            check_env(&format!("{path}.env"), &a.env)?;
+            let args = a.args.iter().fold(a.path.len() + 1, |sum, arg| sum.saturating_add(arg.len() + 1));
+            if args > MAX_ENV_BYTES {
+                return Err(ValidationError::new(
+                    format!("{path}.args"),
+                    format!("must total at most {MAX_ENV_BYTES} bytes"),
+                ));
+            }
+            Ok(())
+        }
         Some(Variant::TimeoutAction(a)) => {
             let path = format!("{path}.timeout_action");
             check_wrapped(a.action.as_deref(), &path)?;
@@ -332,7 +346,10 @@ mod tests {
         }
         assert_eq!(validate_action(&at_limit), Ok(()));
         let too_deep = serial(vec![at_limit]);
-        assert_eq!(message(validate_action(&too_deep)), "action must not nest more than 64 actions deep");
+        assert_eq!(
+            message(validate_action(&too_deep)),
+            format!("action must not nest more than {MAX_ACTION_DEPTH} actions deep")
+        );
     }
 
     #[test]
@@ -341,7 +358,10 @@ mod tests {
         for _ in 0..10_000 {
             deep = serial(vec![deep]);
         }
-        assert_eq!(message(check_action_tree(&deep, "setup")), "setup must not nest more than 64 actions deep");
+        assert_eq!(
+            message(check_action_tree(&deep, "setup")),
+            format!("setup must not nest more than {MAX_ACTION_DEPTH} actions deep")
+        );
         // Dropping a 10 000-deep Box chain recurses in the generated Drop; unwind it by hand.
         let mut node = deep;
         while let Some(Variant::SerialAction(mut s)) = node.action.take() {

@@ -48,9 +48,21 @@ pub fn validate_run_info(run_info: &pb::DesiredLrpRunInfo) -> Result<(), Validat
         image_password: &run_info.image_password,
         log_rate_limit: run_info.log_rate_limit.as_ref(),
         volume_mounted_files: &run_info.volume_mounted_files,
+        environment_variables: &run_info.environment_variables,
     })?;
     check_sidecars(&run_info.sidecars)?;
+    check_unique_ports(&run_info.ports)?;
     check_pb_metric_tags(&run_info.metric_tags)
+}
+
+/// Each exposed port at most once: two mappings of one container port cannot both be routed.
+fn check_unique_ports(ports: &[u32]) -> Result<(), ValidationError> {
+    for (i, port) in ports.iter().enumerate() {
+        if let Some(first) = ports.iter().take(i).position(|p| p == port) {
+            return Err(ValidationError::new(format!("ports[{i}]"), format!("duplicates ports[{first}] ({port})")));
+        }
+    }
+    Ok(())
 }
 
 /// Validates the scheduling columns: `instances`, `memory_mb`, `disk_mb` and `max_pids` >= 0,
@@ -188,6 +200,20 @@ mod tests {
         pb::MetricTagValue { r#static: value.into(), dynamic: 0 }
     }
 
+    rule_test!(ports_must_be_unique: validate_run_info, run_info(),
+        |v| v.ports = vec![8080, 9090, 8080] => "ports[2] duplicates ports[0] (8080)");
+    rule_test!(a_run_action_env_name_must_not_be_empty: validate_run_info, run_info(),
+        |v| v.action = Some(pb::Action { action: Some(Variant::RunAction(pb::RunAction {
+            path: "/bin/start".into(),
+            env: vec![pb::EnvironmentVariable { name: String::new(), value: "x".into() }],
+            ..Default::default()
+        })) }) => "action.run_action.env[0].name must not be empty");
+    rule_test!(a_run_action_s_arguments_must_fit_an_exec: validate_run_info, run_info(),
+        |v| v.action = Some(pb::Action { action: Some(Variant::RunAction(pb::RunAction {
+            path: "/bin/start".into(),
+            args: vec!["x".repeat(100_000); 6],
+            ..Default::default()
+        })) }) => "action.run_action.args must total at most 524288 bytes");
     rule_test!(run_info_needs_a_key: validate_run_info, run_info(),
         |v| v.desired_lrp_key = None => "desired_lrp_key is required");
     rule_test!(run_info_key_needs_a_valid_process_guid: validate_run_info, run_info(),

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use super::action::{check_action_tree, check_checksum};
 use super::{MAX_VOLUME_MOUNTED_FILES_BYTES, non_negative};
+use crate::limits::MAX_ENV_BYTES;
 use crate::models::ValidationError;
 use crate::pb::models::v1 as pb;
 
@@ -28,6 +29,28 @@ pub(crate) struct RuntimeParts<'a> {
     pub log_rate_limit: Option<&'a pb::LogRateLimit>,
     /// `volume_mounted_files`.
     pub volume_mounted_files: &'a [pb::File],
+    /// `environment_variables`.
+    pub environment_variables: &'a [pb::EnvironmentVariable],
+}
+
+/// Environment variables a process can be given: each name non-empty without `=`, and all of
+/// them together (as `NAME=value\0`) within [`MAX_ENV_BYTES`], so `execve` never fails with
+/// "argument list too long".
+pub(crate) fn check_env(field: &str, env: &[pb::EnvironmentVariable]) -> Result<(), ValidationError> {
+    let mut total = 0_usize;
+    for (i, var) in env.iter().enumerate() {
+        if var.name.is_empty() {
+            return Err(ValidationError::new(format!("{field}[{i}].name"), "must not be empty"));
+        }
+        if var.name.contains('=') {
+            return Err(ValidationError::new(format!("{field}[{i}].name"), "must not contain '='"));
+        }
+        total = total.saturating_add(var.name.len() + var.value.len() + 2);
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(ValidationError::new(field, format!("must total at most {MAX_ENV_BYTES} bytes")));
+    }
+    Ok(())
 }
 
 /// Runs `check` on each item, prefixing errors with `field[i]`.
@@ -40,6 +63,7 @@ fn each<T>(field: &str, items: &[T], check: impl Fn(&T) -> Result<(), Validation
 
 /// Validates the shared run-time fields.
 pub(crate) fn check_runtime(parts: &RuntimeParts<'_>) -> Result<(), ValidationError> {
+    check_env("environment_variables", parts.environment_variables)?;
     each("egress_rules", parts.egress_rules, validate_egress_rule)?;
     each("volume_mounts", parts.volume_mounts, check_volume_mount)?;
     each("cached_dependencies", parts.cached_dependencies, check_cached_dependency)?;
@@ -282,6 +306,7 @@ mod tests {
         log_rate_limit: Option<pb::LogRateLimit>,
         volume_mounted_files: Vec<pb::File>,
         sidecars: Vec<pb::Sidecar>,
+        environment_variables: Vec<pb::EnvironmentVariable>,
     }
 
     fn validate(owned: &Owned) -> Result<(), ValidationError> {
@@ -294,6 +319,7 @@ mod tests {
             image_password: &owned.image_password,
             log_rate_limit: owned.log_rate_limit.as_ref(),
             volume_mounted_files: &owned.volume_mounted_files,
+            environment_variables: &owned.environment_variables,
         })?;
         check_sidecars(&owned.sidecars)
     }
@@ -337,8 +363,23 @@ mod tests {
                 disk_mb: 64,
                 memory_mb: 32,
             }],
+            environment_variables: vec![pb::EnvironmentVariable { name: "PORT".into(), value: "8080".into() }],
         }
     }
+
+    fn env(name: &str, value: &str) -> pb::EnvironmentVariable {
+        pb::EnvironmentVariable { name: name.into(), value: value.into() }
+    }
+
+    rule_test!(an_env_name_must_not_be_empty: validate, good(),
+        |v| v.environment_variables.push(env("", "x"))
+        => "environment_variables[1].name must not be empty");
+    rule_test!(an_env_name_must_not_hold_an_equals_sign: validate, good(),
+        |v| v.environment_variables = vec![env("A=B", "x")]
+        => "environment_variables[0].name must not contain '='");
+    rule_test!(the_environment_must_fit_an_exec: validate, good(),
+        |v| v.environment_variables = (0..8).map(|i| env(&format!("V{i}"), &"x".repeat(100_000))).collect()
+        => "environment_variables must total at most 524288 bytes");
 
     fn tcp_rule() -> pb::SecurityGroupRule {
         pb::SecurityGroupRule {

@@ -35,6 +35,7 @@ pub fn validate_task_definition(definition: &pb::TaskDefinition) -> Result<(), V
         image_password: &definition.image_password,
         log_rate_limit: definition.log_rate_limit.as_ref(),
         volume_mounted_files: &definition.volume_mounted_files,
+        environment_variables: &definition.environment_variables,
     })?;
     check_pb_metric_tags(&definition.metric_tags)?;
     // Diego's validateMetricTags: only when there are tags and a metrics guid.

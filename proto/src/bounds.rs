@@ -1,0 +1,373 @@
+//! Bounds every request on the wire, before it is decoded: one walk over the protobuf bytes,
+//! guided by the schema `build.rs` generates from the descriptor set, applies the table in
+//! [`crate::limits`] to every string, bytes, repeated, map and integer field at any depth, and
+//! bounds message nesting and action trees. It allocates nothing but the path it reports and
+//! recurses at most [`MAX_MESSAGE_DEPTH`] deep, so no input can exhaust a server's memory or
+//! stack, and the decoder afterwards never meets a message it would choke on.
+//!
+//! A refusal is a [`ValidationError`] naming the field path and the limit
+//! (`desired_lrp.action.serial_action.actions[3].run_action.args[0] must be at most 131071 bytes`);
+//! bytes that are not protobuf at all are refused too, naming the field where the walk stopped.
+
+use crate::limits::{self, MAX_ACTION_DEPTH, MAX_MESSAGE_DEPTH, MAX_REQUEST_BYTES, Text};
+use crate::models::ValidationError;
+
+/// A message of the generated schema.
+#[derive(Debug)]
+pub(crate) struct Schema {
+    /// Full name (`diego.models.v1.DesiredLRP`).
+    name: &'static str,
+    /// Fields, sorted by number.
+    fields: &'static [FieldSchema],
+}
+
+/// A field of the generated schema.
+#[derive(Debug)]
+pub(crate) struct FieldSchema {
+    number: i32,
+    name: &'static str,
+    kind: Kind,
+    repeated: bool,
+}
+
+/// How a field is encoded. Every protobuf encoding has a kind, whether or not today's schema
+/// uses it.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)]
+pub(crate) enum Kind {
+    String,
+    Bytes,
+    /// A message, by full name (a map's entries are messages too).
+    Message(&'static str),
+    /// `int32`, `int64`: two's complement varints.
+    Int,
+    /// `uint32`, `uint64`, `bool`, enums.
+    Uint,
+    /// `sint32`, `sint64`: zigzag varints.
+    Sint,
+    Fixed32,
+    Fixed64,
+}
+
+include!(concat!(env!("OUT_DIR"), "/wire_schema.rs"));
+
+const ACTION: &str = "diego.models.v1.Action";
+
+fn schema(name: &str) -> Option<&'static Schema> {
+    MESSAGES.binary_search_by(|s| s.name.cmp(name)).ok().and_then(|at| MESSAGES.get(at))
+}
+
+/// Whether `full_name` is the input type of some RPC of the diego services.
+pub fn is_request(full_name: &str) -> bool {
+    REQUESTS.binary_search(&full_name).is_ok()
+}
+
+/// Checks `bytes`, an encoded `full_name`, against the limits when it is a request type; other
+/// messages (responses, events) pass unchecked.
+pub fn check_request(full_name: &str, bytes: &[u8]) -> Result<(), ValidationError> {
+    if !is_request(full_name) {
+        return Ok(());
+    }
+    check_message(full_name, bytes)
+}
+
+/// Checks `bytes`, an encoded `full_name`, against the limits. A name outside the diego
+/// packages passes.
+pub fn check_message(full_name: &str, bytes: &[u8]) -> Result<(), ValidationError> {
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return Err(ValidationError::new("request", format!("must be at most {MAX_REQUEST_BYTES} bytes")));
+    }
+    let Some(schema) = schema(full_name) else {
+        return Ok(());
+    };
+    Walk::default().message(schema, None, bytes, 1)
+}
+
+/// One step of a field path.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Field(&'static str),
+    Index(usize),
+}
+
+#[derive(Debug, Default)]
+struct Walk {
+    path: Vec<Step>,
+    /// `Action` messages on the current path.
+    action_depth: usize,
+    /// Path length at the outermost `Action`, where a too-deep tree is reported.
+    action_root: usize,
+}
+
+/// The short name of a full message name (`DesiredLRP`, `RoutesEntry`).
+fn short(full_name: &str) -> &str {
+    full_name.rsplit('.').next().unwrap_or(full_name)
+}
+
+/// The message a map entry type belongs to: `diego.models.v1.DesiredLRP.RoutesEntry` is an
+/// entry of `DesiredLRP`'s `routes` map.
+fn is_map_entry(schema: &Schema) -> bool {
+    schema.name.ends_with("Entry")
+        && schema.fields.len() == 2
+        && schema.fields.first().is_some_and(|f| f.number == 1 && f.name == "key")
+        && schema.fields.get(1).is_some_and(|f| f.number == 2 && f.name == "value")
+}
+
+fn read_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0_u64;
+    for shift in 0..10 {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << (shift * 7);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
+    if buf.len() < len {
+        return None;
+    }
+    let (head, rest) = buf.split_at(len);
+    *buf = rest;
+    Some(head)
+}
+
+fn length_delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(read_varint(buf)?).ok()?;
+    take(buf, len)
+}
+
+/// Skips one value of wire type `wire`.
+fn skip(wire: u64, buf: &mut &[u8]) -> Option<()> {
+    match wire {
+        0 => read_varint(buf).map(drop),
+        1 => take(buf, 8).map(drop),
+        2 => length_delimited(buf).map(drop),
+        5 => take(buf, 4).map(drop),
+        _ => None,
+    }
+}
+
+/// A varint of `kind` as an `i64`, saturating.
+fn integer(kind: Kind, raw: u64) -> i64 {
+    match kind {
+        Kind::Sint => ((raw >> 1) as i64) ^ -((raw & 1) as i64),
+        Kind::Uint => i64::try_from(raw).unwrap_or(i64::MAX),
+        _ => raw as i64,
+    }
+}
+
+impl Walk {
+    fn path(&self, len: usize) -> String {
+        let mut out = String::new();
+        for step in self.path.iter().take(len) {
+            match step {
+                Step::Field(name) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(name);
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        if out.is_empty() { "request".to_owned() } else { out }
+    }
+
+    fn refuse(&self, rule: impl Into<String>) -> ValidationError {
+        ValidationError::new(self.path(self.path.len()), rule)
+    }
+
+    fn malformed(&self) -> ValidationError {
+        self.refuse("is not valid protobuf (truncated or wrong wire type)")
+    }
+
+    /// Walks one message. `owner` is the `(message, field)` a map entry belongs to, so its
+    /// value takes that field's rule.
+    fn message(
+        &mut self,
+        schema: &'static Schema,
+        owner: Option<(&'static str, &'static str)>,
+        mut buf: &[u8],
+        depth: usize,
+    ) -> Result<(), ValidationError> {
+        if depth > MAX_MESSAGE_DEPTH {
+            return Err(self.refuse(format!("must not nest more than {MAX_MESSAGE_DEPTH} messages deep")));
+        }
+        let is_action = schema.name == ACTION;
+        if is_action {
+            if self.action_depth == 0 {
+                self.action_root = self.path.len();
+            }
+            self.action_depth += 1;
+            if self.action_depth > MAX_ACTION_DEPTH {
+                return Err(ValidationError::new(
+                    self.path(self.action_root),
+                    format!("must not nest more than {MAX_ACTION_DEPTH} actions deep"),
+                ));
+            }
+        }
+        let message = short(schema.name);
+        let map_entry = is_map_entry(schema);
+        let mut counts = [0_usize; 64];
+        while !buf.is_empty() {
+            let key = read_varint(&mut buf).ok_or_else(|| self.malformed())?;
+            let (number, wire) = (key >> 3, key & 7);
+            let field = i32::try_from(number)
+                .ok()
+                .filter(|n| *n > 0)
+                .and_then(|n| schema.fields.binary_search_by_key(&n, |f| f.number).ok());
+            let Some(at) = field else {
+                if number == 0 {
+                    return Err(self.malformed());
+                }
+                // Unknown fields are skipped (a newer client's), bounded by the request size.
+                skip(wire, &mut buf).ok_or_else(|| self.malformed())?;
+                continue;
+            };
+            let Some(f) = schema.fields.get(at) else { continue };
+            // A map's value takes the rule of the map field itself.
+            let (rule_message, rule_field) = match owner {
+                Some(owner) if map_entry && f.name == "value" => owner,
+                _ => (message, f.name),
+            };
+            self.path.push(Step::Field(f.name));
+            let first = counts.get(at).copied().unwrap_or(0);
+            let walked = self.field(f, (rule_message, rule_field), wire, &mut buf, first, depth)?;
+            if f.repeated {
+                let total = first + walked;
+                let max = limits::count_limit(rule_message, rule_field);
+                if total > max {
+                    return Err(self.refuse(format!("must have at most {max} elements")));
+                }
+                if let Some(slot) = counts.get_mut(at) {
+                    *slot = total;
+                }
+            }
+            self.path.pop();
+        }
+        if is_action {
+            self.action_depth -= 1;
+        }
+        Ok(())
+    }
+
+    /// Walks one occurrence of `f` (several elements when packed); returns how many elements
+    /// it held. `first` is the index of its first element.
+    fn field(
+        &mut self,
+        f: &'static FieldSchema,
+        rule: (&'static str, &'static str),
+        wire: u64,
+        buf: &mut &[u8],
+        first: usize,
+        depth: usize,
+    ) -> Result<usize, ValidationError> {
+        let indexed = |walk: &mut Self, i: usize| {
+            if f.repeated {
+                walk.path.push(Step::Index(i));
+            }
+        };
+        let unindex = |walk: &mut Self| {
+            if f.repeated {
+                walk.path.pop();
+            }
+        };
+        match (f.kind, wire) {
+            (Kind::String | Kind::Bytes | Kind::Message(_), 2) => {
+                let value = length_delimited(buf).ok_or_else(|| self.malformed())?;
+                indexed(self, first);
+                match f.kind {
+                    Kind::Message(name) => {
+                        let inner = schema(name).ok_or_else(|| self.malformed())?;
+                        let owner = if f.repeated && is_map_entry(inner) { Some(rule) } else { None };
+                        self.message(inner, owner, value, depth + 1)?;
+                    }
+                    Kind::String => self.text(rule, value)?,
+                    _ => self.bytes(rule, value)?,
+                }
+                unindex(self);
+                Ok(1)
+            }
+            (Kind::Int | Kind::Uint | Kind::Sint, 0) => {
+                let raw = read_varint(buf).ok_or_else(|| self.malformed())?;
+                indexed(self, first);
+                self.range(rule, integer(f.kind, raw))?;
+                unindex(self);
+                Ok(1)
+            }
+            (Kind::Fixed32, 5) => take(buf, 4).map(|_| 1).ok_or_else(|| self.malformed()),
+            (Kind::Fixed64, 1) => take(buf, 8).map(|_| 1).ok_or_else(|| self.malformed()),
+            // A packed repeated scalar: every element is checked and counted.
+            (Kind::Int | Kind::Uint | Kind::Sint | Kind::Fixed32 | Kind::Fixed64, 2) if f.repeated => {
+                let mut packed = length_delimited(buf).ok_or_else(|| self.malformed())?;
+                let mut n = 0;
+                while !packed.is_empty() {
+                    match f.kind {
+                        Kind::Fixed32 => drop(take(&mut packed, 4).ok_or_else(|| self.malformed())?),
+                        Kind::Fixed64 => drop(take(&mut packed, 8).ok_or_else(|| self.malformed())?),
+                        _ => {
+                            let raw = read_varint(&mut packed).ok_or_else(|| self.malformed())?;
+                            indexed(self, first + n);
+                            self.range(rule, integer(f.kind, raw))?;
+                            unindex(self);
+                        }
+                    }
+                    n += 1;
+                    // Refuse a huge packed field as soon as it passes its limit.
+                    let max = limits::count_limit(rule.0, rule.1);
+                    if first + n > max {
+                        return Err(self.refuse(format!("must have at most {max} elements")));
+                    }
+                }
+                Ok(n)
+            }
+            _ => Err(self.malformed()),
+        }
+    }
+
+    fn text(&self, (message, field): (&str, &str), value: &[u8]) -> Result<(), ValidationError> {
+        let (max, text) = limits::string_limit(message, field);
+        if value.len() > max {
+            return Err(self.refuse(format!("must be at most {max} bytes")));
+        }
+        if std::str::from_utf8(value).is_err() {
+            return Err(self.refuse("must be valid UTF-8"));
+        }
+        // UTF-8 continuation and lead bytes are all >= 0x80, so a byte scan finds every ASCII
+        // control character.
+        for &b in value {
+            if b == 0 {
+                return Err(self.refuse("must not contain NUL characters"));
+            }
+            let control = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r') || b == 0x7f;
+            if control && text != Text::Raw {
+                return Err(self.refuse("must not contain control characters"));
+            }
+            if text == Text::EnvName && b == b'=' {
+                return Err(self.refuse("must not contain '='"));
+            }
+        }
+        Ok(())
+    }
+
+    fn bytes(&self, (message, field): (&str, &str), value: &[u8]) -> Result<(), ValidationError> {
+        let max = limits::bytes_limit(message, field);
+        if value.len() > max {
+            return Err(self.refuse(format!("must be at most {max} bytes")));
+        }
+        Ok(())
+    }
+
+    fn range(&self, (message, field): (&str, &str), value: i64) -> Result<(), ValidationError> {
+        if let Some((min, max)) = limits::range_limit(message, field)
+            && !(min..=max).contains(&value)
+        {
+            return Err(self.refuse(format!("must be between {min} and {max}")));
+        }
+        Ok(())
+    }
+}
