@@ -6,4 +6,5 @@ pub mod convergence;
 pub mod desired_lrps;
 pub mod domains;
 pub mod leases;
+pub mod page;
 pub mod tasks;

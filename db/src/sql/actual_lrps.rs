@@ -27,6 +27,7 @@
 
 mod index;
 mod lifecycle;
+mod page;
 pub(crate) mod row;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use sqlx::AssertSqlSafe;
 
 pub use self::index::{IndexChange, IndexRows};
 pub use self::lifecycle::{CrashOutcome, StartInfo};
+pub use self::page::MAX_PAGED_GUIDS;
 use self::row::{COLUMNS, WHAT, bind_row, decode, row_placeholders};
 use crate::backend::placeholders;
 use crate::{Backend, Error, Result, Store, Tx};

@@ -10,6 +10,7 @@
 //! [`crate::sql::actual_lrps::insert_unclaimed`]; so does growing `instances`. Shrinking,
 //! removal and the events are the caller's. Row decoding lives in [`rows`].
 
+mod page;
 mod rows;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use proto::models::{
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+pub use self::page::MAX_PAGED_GUIDS;
 use self::rows::{decode_desired, decode_routing, decode_scheduling, encode_routes};
 use crate::backend::placeholders;
 use crate::codec::{encode_json, encode_proto};

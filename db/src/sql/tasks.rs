@@ -7,6 +7,7 @@
 //! columns only, for task convergence. Not here: auctions, completion callbacks and rep calls,
 //! which the BBS task controller does after these return. Row decoding lives in [`rows`].
 
+mod page;
 mod rows;
 
 use std::sync::Arc;

@@ -76,11 +76,11 @@ fn key(process_guid: &str, index: i32) -> ActualLrpKey {
     ActualLrpKey { process_guid: guid(process_guid), index, domain: domain("cf-apps") }
 }
 
-fn ikey(instance: &str, cell_id: &str) -> ActualLrpInstanceKey {
+pub fn ikey(instance: &str, cell_id: &str) -> ActualLrpInstanceKey {
     ActualLrpInstanceKey { instance_guid: InstanceGuid::parse(instance).unwrap(), cell_id: cell(cell_id) }
 }
 
-fn start_info(address: &str) -> StartInfo {
+pub fn start_info(address: &str) -> StartInfo {
     StartInfo {
         net_info: NetInfo {
             address: address.into(),

@@ -50,7 +50,7 @@ fn domain(s: &str) -> DomainName {
 }
 
 /// A realistic desired LRP of `instances` instances.
-fn desired(process_guid: &str, domain_name: &str, instances: i32) -> DesiredLrp {
+pub fn desired(process_guid: &str, domain_name: &str, instances: i32) -> DesiredLrp {
     let run_action = pb::Action {
         action: Some(pb::action::Action::RunAction(pb::RunAction {
             path: "/home/vcap/app/start".into(),

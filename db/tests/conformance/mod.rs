@@ -35,6 +35,8 @@ pub mod actual_lrps;
 pub mod convergence;
 #[macro_use]
 pub mod schema;
+#[macro_use]
+pub mod paging;
 
 /// Every conformance test, for one backend.
 macro_rules! conformance_suite {
@@ -46,6 +48,7 @@ macro_rules! conformance_suite {
         tasks_tests!($backend);
         actual_lrps_tests!($backend);
         convergence_tests!($backend);
+        paging_tests!($backend);
     };
 }
 

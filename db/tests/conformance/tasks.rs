@@ -48,7 +48,7 @@ fn cell(s: &str) -> CellId {
     CellId::parse(s).unwrap()
 }
 
-fn definition() -> TaskDefinition {
+pub fn definition() -> TaskDefinition {
     proto::convert::task_definition_from_pb(pb::TaskDefinition {
         root_fs: "preloaded:cflinuxfs4".into(),
         action: Some(pb::Action {
