@@ -43,6 +43,9 @@ pub enum ErrorCode {
     Deadlock,
     /// The server cannot go on (e.g. a table is missing); it steps down.
     Unrecoverable,
+    /// A failure nobody classified (an unexpected database error): the call failed, the server
+    /// goes on. Diego's `UnknownError`.
+    Unknown,
     /// A lock or presence is held by another owner.
     LockCollision,
     /// The operation timed out.
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every error code, for exhaustive tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::InvalidRecord,
         Self::InvalidRequest,
         Self::InvalidStateTransition,
@@ -69,6 +72,7 @@ impl ErrorCode {
         Self::RunningOnDifferentCell,
         Self::Deadlock,
         Self::Unrecoverable,
+        Self::Unknown,
         Self::LockCollision,
         Self::Timeout,
         Self::Unavailable,
@@ -92,6 +96,7 @@ impl ErrorCode {
             Self::RunningOnDifferentCell => "RunningOnDifferentCell",
             Self::Deadlock => "Deadlock",
             Self::Unrecoverable => "Unrecoverable",
+            Self::Unknown => "UnknownError",
             Self::LockCollision => "LockCollision",
             Self::Timeout => "Timeout",
             Self::Unavailable => "Unavailable",
@@ -122,6 +127,8 @@ impl ErrorCode {
             Self::Unavailable => Code::Unavailable,
             Self::Timeout => Code::DeadlineExceeded,
             Self::Unrecoverable => Code::Internal,
+            // Not INTERNAL: that one means "unrecoverable, the server steps down".
+            Self::Unknown => Code::Unknown,
         }
     }
 
@@ -181,6 +188,7 @@ mod tests {
         assert_eq!(ErrorCode::ActualLrpCannotBeClaimed.grpc_code(), Code::FailedPrecondition);
         assert_eq!(ErrorCode::Deadlock.grpc_code(), Code::Aborted);
         assert_eq!(ErrorCode::Unrecoverable.grpc_code(), Code::Internal);
+        assert_eq!(ErrorCode::Unknown.grpc_code(), Code::Unknown);
         assert_eq!(ErrorCode::Unavailable.grpc_code(), Code::Unavailable);
     }
 
