@@ -18,6 +18,11 @@ use cell_rep::executor::{
 };
 use cell_rep::runtime::process::{LimitMode, ProcessRuntime};
 use cell_rep::runtime::{ContainerRuntime, ContainerSpec, ProcessSpec, RuntimeError, StopSignal};
+use cell_rep::testing::{
+    BbsCall, FakeBbs, TestCell, TestCellOptions, desired_lrp_with, eventually, lrp_work, task, task_work,
+};
+use proto::models::{Presence, TaskDefinition};
+use proto::pb::models::v1 as pb;
 use tokio::sync::broadcast;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -344,4 +349,80 @@ async fn a_nul_byte_in_the_environment_fails_the_task_with_a_clear_reason() {
         "environment variable \"BAD\" contains a NUL byte, which cannot be passed to exec"
     );
     cell.finish().await;
+}
+
+/// Through the rep: an LRP instance whose environment holds a value over `MAX_ARG_STRLEN` is
+/// reported to the BBS as a crash with the reason, never as started, and its container is
+/// deleted; the next placement (the BBS's restart) is refused the same way without a process
+/// ever starting. How often the BBS restarts it is its crash policy's business. (A 1 MB value
+/// no longer gets this far: the desired LRP's environment must total at most 512 KiB. A single
+/// 200 KB value fits that total, and no exec accepts it.)
+#[tokio::test]
+async fn through_the_rep_an_environment_value_over_max_arg_strlen_crashes_the_instance_with_the_reason() {
+    let bbs = Arc::new(FakeBbs::new());
+    let dir = scratch();
+    let marker = dir.join("started");
+    let desired = desired_lrp_with("big-env", 1, 64, |d| {
+        d.environment_variables = vec![pb::EnvironmentVariable { name: "BIG".into(), value: "x".repeat(200_000) }];
+        d.action = Some(build::sh(&format!("touch {}; sleep 30", marker.display())));
+    });
+    bbs.desire_lrp(desired.clone());
+    let runtime = Arc::new(ProcessRuntime::new(&dir));
+    let cell = TestCell::start_on("cell-1", bbs.clone(), TestCellOptions::default(), runtime, None);
+    let want = "environment too large to exec: variable \"BIG\" is 200005 bytes, limit 131072 bytes per variable";
+    let crashes =
+        |bbs: &FakeBbs| bbs.calls().into_iter().filter(|c| matches!(c, BbsCall::Crash { .. })).collect::<Vec<_>>();
+
+    for placement in 1..=2 {
+        let response = cell.perform(vec![lrp_work(&desired, 0)], Vec::new());
+        assert!(response.failed_lrps.is_empty(), "placement {placement} is accepted");
+        tokio::time::timeout(PATIENCE, bbs.wait_until(|b| crashes(b).len() == placement))
+            .await
+            .expect("the instance is reported crashed");
+        tokio::time::timeout(PATIENCE, eventually(|| cell.containers().is_empty()))
+            .await
+            .expect("the container is deleted");
+        let BbsCall::Crash { reason, .. } = &crashes(&bbs)[placement - 1] else { unreachable!() };
+        assert_eq!(reason, want);
+        let lrp = bbs.actual_lrp("big-env", 0, Presence::Ordinary).expect("actual lrp");
+        assert_eq!(lrp.crash_reason, want);
+        assert_eq!(lrp.crash_count, i32::try_from(placement).expect("small"));
+    }
+    assert!(!bbs.calls().iter().any(|c| matches!(c, BbsCall::Start { .. })), "never reported running");
+    assert!(!marker.exists(), "no process started");
+    drop(cell);
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+}
+
+/// Through the rep: a task whose environment holds a NUL byte completes failed with the reason
+/// (it is not rejected for another cell to try).
+#[tokio::test]
+async fn through_the_rep_a_nul_byte_in_the_environment_fails_the_task() {
+    let bbs = Arc::new(FakeBbs::new());
+    let dir = scratch();
+    let mut bad = task("nul-task", 64);
+    let mut definition = bad.definition.clone().into_pb();
+    definition.environment_variables = vec![pb::EnvironmentVariable { name: "BAD".into(), value: "x\0y".into() }];
+    bad.definition = TaskDefinition::try_from(definition).expect("the model accepts it; exec does not");
+    bbs.desire_task(bad.clone());
+    let runtime = Arc::new(ProcessRuntime::new(&dir));
+    let cell = TestCell::start_on("cell-1", bbs.clone(), TestCellOptions::default(), runtime, None);
+    let response = cell.perform(Vec::new(), vec![task_work(&bad)]);
+    assert!(response.failed_tasks.is_empty());
+    let completed = |bbs: &FakeBbs| {
+        bbs.calls().into_iter().find_map(|c| match c {
+            BbsCall::CompleteTask(completion) => Some(completion),
+            _ => None,
+        })
+    };
+    tokio::time::timeout(PATIENCE, bbs.wait_until(|b| completed(b).is_some())).await.expect("the task completes");
+    let completion = completed(&bbs).expect("completion");
+    assert!(completion.failed);
+    assert_eq!(
+        completion.failure_reason,
+        "environment variable \"BAD\" contains a NUL byte, which cannot be passed to exec"
+    );
+    assert!(!bbs.calls().iter().any(|c| matches!(c, BbsCall::RejectTask(..))), "not handed to another cell");
+    drop(cell);
+    let _ = tokio::fs::remove_dir_all(&dir).await;
 }
