@@ -3,6 +3,8 @@
 //!
 //! - [`Store`] ([`store`]): the pool, migrations, and the write-transaction helper (bounded
 //!   retry on deadlock, lease fencing inside the transaction).
+//! - [`health`]: the database's reachability; every pool is gated by it, so requests fail fast
+//!   while the database is down.
 //! - [`backend`]: the dialect differences (placeholders, row locks, the database clock).
 //! - [`codec`]: the one codec every blob goes through.
 //! - [`sql`]: hand-written SQL, one module per table, each adding methods to [`Store`].
@@ -13,6 +15,7 @@
 pub mod backend;
 pub mod codec;
 mod error;
+pub mod health;
 pub mod migrate;
 pub mod sql;
 mod store;

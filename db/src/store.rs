@@ -2,7 +2,13 @@
 //! write goes through. That helper retries deadlocks and serialization failures (bounded), and,
 //! when the store is fenced, checks inside the same transaction that the lease it writes under
 //! is still held, so a deposed leader can never commit.
+//!
+//! Every pool is gated by the database's reachability ([`crate::health`]): while the database is
+//! known to be down, operations fail at once with UNAVAILABLE instead of waiting for a
+//! connection. [`Store::dedicated`] opens a separate small pool on the same database, so lease
+//! renewals never queue behind request work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -10,6 +16,7 @@ use sqlx::any::{Any, AnyPoolOptions};
 use sqlx::{AnyPool, Transaction};
 
 use crate::error::{SqlClass, classify};
+use crate::health::{Health, Pool, ProbeOptions};
 use crate::{Backend, Error, Result, migrate};
 
 /// How the store connects.
@@ -24,6 +31,10 @@ pub struct StoreOptions {
     pub max_attempts: u32,
     /// Pause before the first retry; doubles per attempt.
     pub retry_backoff: Duration,
+    /// While the database is unreachable, how often a probe checks whether it is back.
+    pub probe_interval: Duration,
+    /// How long one reachability probe (connect and `SELECT 1`) may take.
+    pub probe_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -33,6 +44,8 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(10),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(20),
+            probe_interval: Duration::from_millis(500),
+            probe_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -52,10 +65,12 @@ pub struct Fence {
 /// The relational store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub(crate) pool: AnyPool,
+    pub(crate) pool: Pool,
     pub(crate) backend: Backend,
     fence: Option<Fence>,
     options: StoreOptions,
+    /// The URL the pool connects with (for dedicated pools).
+    url: Arc<str>,
 }
 
 /// An open write transaction.
@@ -77,33 +92,54 @@ impl Store {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
-        let in_memory = backend == Backend::Sqlite && url.contains(":memory:");
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(if in_memory { 1 } else { options.max_connections.max(1) })
-            .acquire_timeout(options.acquire_timeout);
-        if in_memory {
-            // Every pooled connection to :memory: would be its own database: keep exactly one.
-            pool_options = pool_options.idle_timeout(None).max_lifetime(None).min_connections(1);
-        }
-        if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
-                        .execute(conn)
-                        .await
-                        .map(|_| ())
-                })
-            });
-        }
+        let in_memory = is_in_memory(backend, url);
         let url = if backend == Backend::Sqlite && !in_memory && !url.contains("mode=") {
             // Create the file on first start.
             format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
         } else {
             url.to_owned()
         };
-        let pool = pool_options.connect(&url).await.map_err(|source| Error::Unavailable { op: "connect", source })?;
+        let pool = pool_options(backend, in_memory, options.max_connections, options.acquire_timeout)
+            .connect(&url)
+            .await
+            .map_err(|source| Error::Unavailable { op: "connect", source })?;
         migrate::migrate(&pool, backend).await?;
-        Ok(Self { pool, backend, fence: None, options })
+        // An in-memory database cannot become unreachable (and a probe would open another one).
+        let health = (!in_memory).then(|| {
+            Health::spawn(&url, ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout })
+        });
+        Ok(Self { pool: Pool::new(pool, health), backend, fence: None, options, url: url.into() })
+    }
+
+    /// A store on the same database with its own pool of at most `max_connections`, waiting at
+    /// most `acquire_timeout` for one of them: lease renewals use one so that they never queue
+    /// behind request work. It shares this store's reachability state (fails fast while the
+    /// database is down) unless made [`Store::ungated`]. In-memory SQLite has one connection
+    /// only, so there the pool is shared. Close it with [`Store::close`] when done.
+    pub async fn dedicated(&self, max_connections: u32, acquire_timeout: Duration) -> Result<Self> {
+        if is_in_memory(self.backend, &self.url) {
+            return Ok(self.clone());
+        }
+        let pool = pool_options(self.backend, false, max_connections, acquire_timeout)
+            .min_connections(1)
+            .connect(&self.url)
+            .await
+            .map_err(|source| Error::Unavailable { op: "connect", source })?;
+        let options = StoreOptions { max_connections, acquire_timeout, ..self.options.clone() };
+        Ok(Self { pool: Pool::new(pool, self.pool.health().cloned()), options, ..self.clone() })
+    }
+
+    /// A copy of this store that never fails fast: it always tries the database, and its
+    /// failures do not mark the database unreachable. For the leader's own lease renewal, which
+    /// must keep trying on its own connection whatever the request pools see.
+    pub fn ungated(&self) -> Self {
+        Self { pool: self.pool.ungated(), ..self.clone() }
+    }
+
+    /// `Some(since)` while this store knows its database is unreachable (and fails every
+    /// operation at once with UNAVAILABLE "database unreachable since ...").
+    pub fn unreachable_since(&self) -> Option<std::time::SystemTime> {
+        self.pool.health().and_then(|h| h.down_since())
     }
 
     /// Which database this store talks to.
@@ -172,7 +208,12 @@ impl Store {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.try_write(op, fence, &mut body).await {
+            let outcome = self.try_write(op, fence, &mut body).await;
+            if let (Err(Error::Unavailable { source, .. }), Some(health)) = (&outcome, self.pool.health()) {
+                // A statement inside the transaction lost its connection: let the probe look.
+                health.observe(source);
+            }
+            match outcome {
                 Err(Error::Deadlock { source, .. }) if attempt < self.options.max_attempts.max(1) => {
                     tracing::debug!(op, attempt, error = %source, "retrying transaction");
                     let pause = self.options.retry_backoff.saturating_mul(1 << (attempt - 1).min(6));
@@ -207,6 +248,33 @@ impl Store {
         tx.inner.commit().await.map_err(sql_err)?;
         Ok(value)
     }
+}
+
+/// Whether `url` names a private in-memory SQLite database.
+fn is_in_memory(backend: Backend, url: &str) -> bool {
+    backend == Backend::Sqlite && url.contains(":memory:")
+}
+
+/// The pool options every pool of a store uses.
+fn pool_options(backend: Backend, in_memory: bool, max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+    let mut pool_options = AnyPoolOptions::new()
+        .max_connections(if in_memory { 1 } else { max_connections.max(1) })
+        .acquire_timeout(acquire_timeout);
+    if in_memory {
+        // Every pooled connection to :memory: would be its own database: keep exactly one.
+        pool_options = pool_options.idle_timeout(None).max_lifetime(None).min_connections(1);
+    }
+    if backend == Backend::Sqlite {
+        pool_options = pool_options.after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        });
+    }
+    pool_options
 }
 
 /// Fails with [`Error::Fenced`] unless `fence` is held, unexpired, at its term. The row is

@@ -1,0 +1,416 @@
+//! Database reachability, and the gated pool every store operation goes through.
+//!
+//! Without this, a request made while the database is down waits for the pool's whole acquire
+//! timeout (sqlx keeps retrying a refused connect until then), so clients pile up. Instead:
+//!
+//! - every [`Pool`] of one database shares a [`Health`]: up, or down since some instant;
+//! - while it is down, every operation fails at once, before acquiring a connection, with an
+//!   UNAVAILABLE error saying `database unreachable since <T>` (RFC 3339, UTC);
+//! - an operation that fails the way an unreachable database fails (I/O, TLS, pool timeout,
+//!   connection-class SQLSTATE), or that is still waiting for its first result after
+//!   [`SUSPECT_AFTER`] (sqlx retries a refused connect silently inside `acquire`), wakes the
+//!   background probe, which opens a fresh connection
+//!   outside the pool and runs `SELECT 1`. Only a probe that cannot reach the server flips the
+//!   state to down (a busy pool alone never does); requests still waiting for a pooled
+//!   connection then fail at once too;
+//! - while down, the probe retries every `probe_interval`; the first success flips the state
+//!   back to up, so recovery needs no restart.
+
+use std::ops::Deref;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream};
+use sqlx::any::{Any, AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::{AnyPool, Connection, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
+use tokio::sync::{Notify, watch};
+
+/// Gauge: 1 while the store can reach its database, 0 while it is known to be unreachable.
+pub const DATABASE_REACHABLE: &str = "db_database_reachable";
+
+/// How long an operation may wait for its first result before the probe is woken to check that
+/// the database is still there (the operation itself goes on waiting unless the probe fails).
+pub const SUSPECT_AFTER: Duration = Duration::from_secs(1);
+
+/// How often the probe runs while the database is down, and how long one probe may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProbeOptions {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Whether the database is reachable, shared by every pool of one store.
+#[derive(Debug)]
+pub(crate) struct Health {
+    /// `Some(since)` while the database is known to be unreachable.
+    down: watch::Sender<Option<SystemTime>>,
+    /// When the first suspicious failure since the last good probe happened.
+    suspect_since: Mutex<Option<SystemTime>>,
+    /// Wakes the probe.
+    wake: Notify,
+}
+
+impl Health {
+    /// A reachable database, and its probe task (on the current runtime) connecting with `url`.
+    /// The task ends a few seconds after the last handle to the returned health is dropped.
+    pub(crate) fn spawn(url: &str, options: ProbeOptions) -> Arc<Health> {
+        let health =
+            Arc::new(Health { down: watch::Sender::new(None), suspect_since: Mutex::new(None), wake: Notify::new() });
+        match AnyConnectOptions::from_str(url) {
+            Ok(connect) => {
+                tokio::spawn(probe_loop(Arc::downgrade(&health), connect, options));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the database probe; the store will not fail fast while the database is down")
+            }
+        }
+        health
+    }
+
+    /// When the database became unreachable, while it is.
+    pub(crate) fn down_since(&self) -> Option<SystemTime> {
+        *self.down.borrow()
+    }
+
+    /// Fails at once while the database is down.
+    fn check(&self) -> Result<(), sqlx::Error> {
+        match self.down_since() {
+            Some(since) => Err(unreachable(since)),
+            None => Ok(()),
+        }
+    }
+
+    /// Wakes the probe after a failure that an unreachable database would cause.
+    pub(crate) fn observe(&self, err: &sqlx::Error) {
+        if is_suspicious(err) {
+            self.suspect();
+        }
+    }
+
+    /// Wakes the probe: something looks like the database may be gone.
+    fn suspect(&self) {
+        if self.down_since().is_some() {
+            return;
+        }
+        if let Ok(mut since) = self.suspect_since.lock() {
+            since.get_or_insert_with(SystemTime::now);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Resolves when the database is (or becomes) down, with the instant it went down.
+    fn went_down(self: &Arc<Self>) -> BoxFuture<'static, SystemTime> {
+        let mut rx = self.down.subscribe();
+        Box::pin(async move {
+            let since = rx.wait_for(Option::is_some).await.map(|since| *since);
+            match since {
+                Ok(since) => since.unwrap_or_else(SystemTime::now),
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+
+    fn set_down(&self, reason: &str) {
+        let since = self.suspect_since.lock().ok().and_then(|s| *s).unwrap_or_else(SystemTime::now);
+        let changed = self.down.send_if_modified(|down| {
+            if down.is_some() {
+                return false;
+            }
+            *down = Some(since);
+            true
+        });
+        if changed {
+            tracing::warn!(since = %rfc3339(since), error = reason, "database unreachable; failing requests at once until a probe succeeds");
+            metrics::gauge!(DATABASE_REACHABLE).set(0.0);
+        }
+    }
+
+    fn set_up(&self) {
+        if let Ok(mut since) = self.suspect_since.lock() {
+            *since = None;
+        }
+        let was = self.down.send_replace(None);
+        if let Some(since) = was {
+            tracing::info!(since = %rfc3339(since), "database reachable again");
+            metrics::gauge!(DATABASE_REACHABLE).set(1.0);
+        }
+    }
+}
+
+/// The error every operation fails with while the database is down. It is an I/O error, so the
+/// store classifies it as [`crate::Error::Unavailable`] (gRPC UNAVAILABLE).
+fn unreachable(since: SystemTime) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        format!("database unreachable since {}", rfc3339(since)),
+    ))
+}
+
+/// Whether `err` is what an unreachable database would cause (the probe then decides).
+fn is_suspicious(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => is_connection_sqlstate(db.code().as_deref()),
+        _ => false,
+    }
+}
+
+/// SQLSTATE classes that mean "the server is not there for us" (PostgreSQL: connection
+/// exceptions and shutdown / start-up in progress).
+fn is_connection_sqlstate(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
+}
+
+/// One probe: a fresh connection outside the pool and `SELECT 1`. A server that answers with an
+/// ordinary database error (too many connections, bad password) is reachable.
+async fn probe(connect: &AnyConnectOptions, timeout: Duration) -> Result<(), String> {
+    let attempt = async {
+        let mut conn = sqlx::AnyConnection::connect_with(connect).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        let _ = conn.close().await;
+        Ok::<(), sqlx::Error>(())
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(sqlx::Error::Database(db))) if !is_connection_sqlstate(db.code().as_deref()) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("probe timed out after {timeout:?}")),
+    }
+}
+
+/// Probes when woken by a suspicious failure, and every `interval` while the database is down.
+async fn probe_loop(health: Weak<Health>, connect: AnyConnectOptions, options: ProbeOptions) {
+    /// How often an idle probe task checks that its store still exists.
+    const IDLE: Duration = Duration::from_secs(5);
+    loop {
+        let Some(h) = health.upgrade() else { return };
+        let down = h.down_since().is_some();
+        let woken = tokio::select! {
+            _ = h.wake.notified() => true,
+            _ = tokio::time::sleep(if down { options.interval } else { IDLE }) => false,
+        };
+        if !down && !woken {
+            continue;
+        }
+        let started = tokio::time::Instant::now();
+        match probe(&connect, options.timeout).await {
+            Ok(()) => h.set_up(),
+            Err(reason) => h.set_down(&reason),
+        }
+        drop(h);
+        // At most one probe per interval (per second while up), however many requests fail or
+        // wait meanwhile.
+        let gap = if down { options.interval } else { options.interval.max(SUSPECT_AFTER) };
+        tokio::time::sleep_until(started + gap).await;
+    }
+}
+
+/// A connection pool whose every use first checks [`Health`]. It dereferences to the sqlx pool
+/// and is an [`Executor`] like it, so `query.fetch_all(&self.pool)` is gated without change.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool {
+    inner: AnyPool,
+    /// `None`: never gated (the leader's own lease connection, in-memory SQLite).
+    health: Option<Arc<Health>>,
+}
+
+impl Deref for Pool {
+    type Target = AnyPool;
+
+    fn deref(&self) -> &AnyPool {
+        &self.inner
+    }
+}
+
+impl Pool {
+    /// `inner`, gated by `health`.
+    pub(crate) fn new(inner: AnyPool, health: Option<Arc<Health>>) -> Self {
+        Self { inner, health }
+    }
+
+    /// The shared health, if gated.
+    pub(crate) fn health(&self) -> Option<&Arc<Health>> {
+        self.health.as_ref()
+    }
+
+    /// The same pool, never gated and never reporting failures.
+    pub(crate) fn ungated(&self) -> Self {
+        Self { inner: self.inner.clone(), health: None }
+    }
+
+    /// Begins a transaction with `statement`, failing at once while the database is down.
+    pub(crate) async fn begin_with(
+        &self,
+        statement: impl SqlSafeStr,
+    ) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        gated(self.health.clone(), self.inner.begin_with(statement)).await
+    }
+}
+
+/// Runs `work` unless the database is down, and fails it as soon as the database goes down.
+async fn gated<T>(
+    health: Option<Arc<Health>>,
+    work: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    let Some(health) = health else { return work.await };
+    health.check()?;
+    tokio::pin!(work);
+    let went_down = health.went_down();
+    tokio::pin!(went_down);
+    let mut slow = true;
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = &mut work => break result,
+            since = &mut went_down => break Err(unreachable(since)),
+            _ = tokio::time::sleep(SUSPECT_AFTER), if slow => {
+                slow = false;
+                health.suspect();
+            }
+        }
+    };
+    if let Err(e) = &result {
+        health.observe(e);
+    }
+    result
+}
+
+impl<'p> Executor<'p> for &'_ Pool {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let Some(health) = self.health.clone() else { return (&self.inner).fetch_many(query) };
+        if let Err(e) = health.check() {
+            return Box::pin(futures::stream::once(async move { Err(e) }));
+        }
+        Box::pin(GatedStream {
+            down: health.went_down(),
+            slow: Some(Box::pin(tokio::time::sleep(SUSPECT_AFTER))),
+            health,
+            inner: (&self.inner).fetch_many(query),
+            done: false,
+        })
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        gated(self.health.clone(), (&self.inner).fetch_optional(query)).boxed()
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        gated(self.health.clone(), (&self.inner).prepare_with(sql, parameters)).boxed()
+    }
+}
+
+/// A result stream that ends with the unreachable error as soon as the database goes down.
+struct GatedStream<'e, T> {
+    inner: BoxStream<'e, Result<T, sqlx::Error>>,
+    down: BoxFuture<'static, SystemTime>,
+    /// Until the first item: fires after [`SUSPECT_AFTER`].
+    slow: Option<Pin<Box<tokio::time::Sleep>>>,
+    health: Arc<Health>,
+    done: bool,
+}
+
+impl<T> Stream for GatedStream<'_, T> {
+    type Item = Result<T, sqlx::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(since) = self.down.poll_unpin(cx) {
+            self.done = true;
+            return Poll::Ready(Some(Err(unreachable(since))));
+        }
+        let next = self.inner.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Err(e))) => self.health.observe(e),
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Pending => {
+                if self.slow.as_mut().is_some_and(|slow| slow.as_mut().poll(cx).is_ready()) {
+                    self.slow = None;
+                    self.health.suspect();
+                }
+                return Poll::Pending;
+            }
+        }
+        self.slow = None;
+        next
+    }
+}
+
+/// `at` as RFC 3339 in UTC with milliseconds, e.g. `2026-12-03T08:21:30.123Z`.
+pub(crate) fn rfc3339(at: SystemTime) -> String {
+    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:03}Z", since_epoch.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_767_225_600_123);
+        assert_eq!(rfc3339(at), "2026-01-01T00:00:00.123Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400 + 86_399);
+        assert_eq!(rfc3339(leap), "2000-02-29T23:59:59.000Z");
+    }
+
+    #[test]
+    fn only_connection_failures_are_suspicious() {
+        assert!(is_suspicious(&sqlx::Error::PoolTimedOut));
+        assert!(is_suspicious(&sqlx::Error::Io(std::io::Error::other("reset"))));
+        assert!(!is_suspicious(&sqlx::Error::RowNotFound));
+        assert!(is_connection_sqlstate(Some("08006")));
+        assert!(is_connection_sqlstate(Some("57P01")));
+        assert!(!is_connection_sqlstate(Some("53300")));
+        assert!(!is_connection_sqlstate(None));
+    }
+
+    #[tokio::test]
+    async fn the_unreachable_error_names_the_instant() {
+        let err = unreachable(SystemTime::UNIX_EPOCH);
+        assert!(err.to_string().contains("database unreachable since 1970-01-01T00:00:00.000Z"), "{err}");
+        assert!(matches!(crate::Error::from_sqlx("op", "x", "k", err), crate::Error::Unavailable { .. }));
+    }
+}
