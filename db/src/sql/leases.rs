@@ -8,7 +8,17 @@
 //! - absent key: the acquirer gets it at term 1;
 //! - same owner: a renewal (new value, new expiry, same term);
 //! - other owner, expired: a steal (owner replaced, term + 1), which deposes a fenced writer;
+//! - released or taken as expired: whoever acquires it next gets term + 1, the previous owner
+//!   included;
 //! - other owner, unexpired: [`Error::LeaseHeld`].
+//!
+//! Terms only ever increase for a key, so a fence (key, owner, term) is never valid twice: a
+//! release or an expiry does not delete the row but empties its owner (a *free* row, expired
+//! since the epoch), which keeps the term for the next holder. Free rows stay, one per key ever
+//! used; every read skips them (they are expired), and an owner is never empty otherwise.
+//!
+//! Time to live: at least [`MIN_LEASE_TTL`] and at most [`MAX_LEASE_TTL`] for any lease; the
+//! Locket service applies its configured, tighter limits per type and per key before calling.
 //!
 //! Lease operations write through [`Store::write_unfenced`]: a leader must be able to renew the
 //! very lease that fences it. Not here: the lock / presence runners that call these on a timer.
@@ -17,6 +27,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
+use proto::models::ValidationError;
 
 use crate::backend::placeholders;
 use crate::{Error, Result, Store, Tx};
@@ -60,7 +72,8 @@ pub struct Lease {
     pub value: String,
     /// Lock or presence.
     pub lease_type: LeaseType,
-    /// Starts at 1 and grows by one each time another owner takes the lease over.
+    /// Starts at 1 and grows by one each time the lease changes hands: another owner takes it
+    /// over, or anyone takes it after a release or an expiry. Never decreases for a key.
     pub term: i64,
     /// The time to live the holder asked for, in milliseconds.
     pub ttl_ms: i64,
@@ -70,6 +83,17 @@ pub struct Lease {
 
 /// The columns every lease query selects, in [`decode_lease`]'s order.
 const LEASE_COLUMNS: &str = "lease_key, owner, value, type_code, term, ttl_ms, expires_at_ms";
+
+/// The shortest time to live a lease may have.
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(1);
+
+/// The longest time to live a lease may have, whoever asks: a day (the Locket service applies
+/// tighter, configured limits).
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Frees lease rows (the caller adds the `WHERE`): no owner, no value, expired since the epoch;
+/// the key, type and term stay.
+const FREE_LEASE: &str = "UPDATE leases SET owner = '', value = '', expires_at_ms = 0";
 
 /// How many times an acquire is attempted when a concurrent acquirer inserts the key first.
 const ACQUIRE_ATTEMPTS: u32 = 3;
@@ -113,6 +137,24 @@ fn ttl_millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Refuses what no lease may be: an empty key or owner (an empty owner marks a free row), a
+/// time to live outside [`MIN_LEASE_TTL`]..=[`MAX_LEASE_TTL`].
+fn check_acquire(key: &str, owner: &str, ttl: Duration) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::Invalid(ValidationError::new("key", "must not be empty")));
+    }
+    if owner.is_empty() {
+        return Err(Error::Invalid(ValidationError::new("owner", "must not be empty")));
+    }
+    if !(MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&ttl) {
+        return Err(Error::Invalid(ValidationError::new(
+            "ttl",
+            format!("must be between 1 ms and {} s (got {} ms)", MAX_LEASE_TTL.as_secs(), ttl.as_millis()),
+        )));
+    }
+    Ok(())
+}
+
 /// The database clock, read inside `tx`.
 async fn db_now_ms(tx: &mut Tx, op: &'static str, key: &str) -> Result<i64> {
     let sql = format!("SELECT {}", tx.backend.now_ms_sql());
@@ -130,7 +172,8 @@ enum Attempt {
 impl Store {
     /// Acquires or renews the lease `key` for `owner` for `ttl` (database time); see the module
     /// docs for the rules. Fails with [`Error::LeaseHeld`] naming the current owner while another
-    /// owner holds it unexpired. Of concurrent acquirers of an absent key exactly one wins.
+    /// owner holds it unexpired, and with [`Error::Invalid`] (nothing written) for an empty key or
+    /// owner or a ttl out of bounds. Of concurrent acquirers of an absent key exactly one wins.
     pub async fn acquire_lease(
         &self,
         key: &str,
@@ -139,6 +182,7 @@ impl Store {
         lease_type: LeaseType,
         ttl: Duration,
     ) -> Result<Lease> {
+        check_acquire(key, owner, ttl)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -201,7 +245,8 @@ impl Store {
                         return Ok(lease);
                     };
                     // A row that cannot be decoded is taken over like an expired one: a lease
-                    // must never become impossible to acquire.
+                    // must never become impossible to acquire. A free row (released, or taken
+                    // as expired) has an empty owner and has expired since the epoch.
                     let (current_owner, current_term, current_expiry) = match decode_lease(&row) {
                         Ok(current) => (current.owner, current.term, current.expires_at_ms),
                         Err(reason) => {
@@ -211,6 +256,8 @@ impl Store {
                         }
                     };
                     if current_owner == owner {
+                        // A renewal, even past the expiry: nobody held it in between, or the
+                        // owner would differ.
                         lease.term = current_term;
                     } else if current_expiry <= now {
                         lease.term = current_term.saturating_add(1);
@@ -243,8 +290,9 @@ impl Store {
         }
     }
 
-    /// Releases the lease `key` held by `owner` (expired or not). [`Error::NotFound`] when there
-    /// is no such lease; [`Error::LeaseHeld`] when another owner has it.
+    /// Releases the lease `key` held by `owner` (expired or not): its row is kept, free, with its
+    /// term, so the next holder gets a higher one. [`Error::NotFound`] when there is no such
+    /// lease (or it is already free); [`Error::LeaseHeld`] when another owner has it.
     pub async fn release_lease(&self, key: &str, owner: &str) -> Result<()> {
         let op = "release lease";
         let (key, owner) = (key.to_owned(), owner.to_owned());
@@ -258,10 +306,11 @@ impl Store {
                     tx.backend.query_scalar::<String>(&lock).bind(key).fetch_optional(tx.conn()).await.map_err(err)?;
                 match current {
                     None => Err(Error::NotFound { what: "lease", key: key.to_owned() }),
+                    Some(current) if current.is_empty() => Err(Error::NotFound { what: "lease", key: key.to_owned() }),
                     Some(current) if current != owner => Err(Error::LeaseHeld { key: key.to_owned(), owner: current }),
                     Some(_) => {
                         tx.backend
-                            .query("DELETE FROM leases WHERE lease_key = ? AND owner = ?")
+                            .query(&format!("{FREE_LEASE} WHERE lease_key = ? AND owner = ?"))
                             .bind(key)
                             .bind(owner)
                             .execute(tx.conn())
@@ -312,16 +361,17 @@ impl Store {
         Ok(decode_listing(&rows))
     }
 
-    /// Deletes the expired leases of `lease_type` and returns them, sorted by key, in one
-    /// transaction: the BBS uses it to notice lost cells at once. Undecodable expired rows are
-    /// deleted too but not returned.
+    /// Frees the expired leases of `lease_type` and returns them as they were, sorted by key, in
+    /// one transaction: the BBS uses it to notice lost cells at once. Each is returned once (a
+    /// freed row is no longer held by anyone); its term is kept for the next holder.
+    /// Undecodable expired rows are freed too but not returned.
     pub async fn take_expired_leases(&self, lease_type: LeaseType) -> Result<Vec<Lease>> {
         let op = "take expired leases";
         self.write_unfenced(op, |tx| {
             Box::pin(async move {
                 let err = |e| Error::from_sqlx(op, "lease", "*", e);
                 let select = format!(
-                    "SELECT {LEASE_COLUMNS} FROM leases WHERE type_code = ? AND expires_at_ms <= {}{}",
+                    "SELECT {LEASE_COLUMNS} FROM leases WHERE type_code = ? AND owner <> '' AND expires_at_ms <= {}{}",
                     tx.backend.now_ms_sql(),
                     tx.backend.for_update()
                 );
@@ -329,11 +379,11 @@ impl Store {
                     tx.backend.query(&select).bind(lease_type.as_i64()).fetch_all(tx.conn()).await.map_err(err)?;
                 let keys: Vec<String> =
                     rows.iter().filter_map(|row| row.try_get::<String, _>("lease_key").ok()).collect();
-                // The selected rows are locked, so they are still expired; delete them by key in
+                // The selected rows are locked, so they are still expired; free them by key in
                 // batches that stay far below every backend's bind limit.
                 for chunk in keys.chunks(500) {
-                    let delete = format!("DELETE FROM leases WHERE lease_key IN ({})", placeholders(chunk.len()));
-                    let mut query = tx.backend.query(&delete);
+                    let free = format!("{FREE_LEASE} WHERE lease_key IN ({})", placeholders(chunk.len()));
+                    let mut query = tx.backend.query(&free);
                     for key in chunk {
                         query = query.bind(key.clone());
                     }
@@ -356,6 +406,23 @@ mod tests {
             assert_eq!(LeaseType::from_i64(lease_type.as_i64()), Some(lease_type));
         }
         assert_eq!(LeaseType::from_i64(0), None);
+    }
+
+    #[test]
+    fn acquires_without_an_owner_or_with_a_ttl_out_of_bounds_are_invalid() {
+        assert!(check_acquire("bbs", "bbs-a", Duration::from_secs(15)).is_ok());
+        assert!(check_acquire("bbs", "bbs-a", MAX_LEASE_TTL).is_ok());
+        for (key, owner, ttl, field) in [
+            ("", "bbs-a", Duration::from_secs(15), "key"),
+            ("bbs", "", Duration::from_secs(15), "owner"),
+            ("bbs", "bbs-a", Duration::ZERO, "ttl"),
+            ("bbs", "bbs-a", MAX_LEASE_TTL + Duration::from_millis(1), "ttl"),
+        ] {
+            match check_acquire(key, owner, ttl) {
+                Err(Error::Invalid(e)) => assert_eq!(e.field, field),
+                other => panic!("{key:?} {owner:?} {ttl:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ macro_rules! leases_tests {
                 fenced_writes_succeed_while_held_and_fail_once_stolen,
                 fenced_writes_fail_once_the_lease_expires,
                 a_fenced_store_still_renews_its_own_lease,
+                terms_only_increase_across_release_and_expiry,
+                a_released_lease_never_fences_for_its_old_term_again,
+                an_empty_owner_or_a_ttl_out_of_bounds_is_invalid_and_writes_nothing,
             ]
         );
     };
@@ -109,7 +112,7 @@ pub async fn an_expired_lease_is_not_fetched_and_is_stolen_with_the_next_term(db
     assert!(matches!(err, Error::LeaseHeld { .. }), "{err}");
 }
 
-/// Release by the holder deletes the lease; absent is NotFound; another owner's is LeaseHeld.
+/// Release by the holder frees the lease; absent is NotFound; another owner's is LeaseHeld.
 pub async fn release_deletes_only_the_owners_lease(db: &TestDb) {
     lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
     let err = db.store.release_lease("bbs", "bbs-b").await.unwrap_err();
@@ -118,9 +121,9 @@ pub async fn release_deletes_only_the_owners_lease(db: &TestDb) {
     assert!(matches!(db.store.fetch_lease("bbs").await, Err(Error::NotFound { .. })));
     let err = db.store.release_lease("bbs", "bbs-a").await.unwrap_err();
     assert!(matches!(&err, Error::NotFound { what: "lease", key } if key == "bbs"), "{err}");
-    // After a release anyone acquires it afresh.
+    // After a release anyone acquires it, at the next term.
     let lease = lock(&db.store, "bbs", "bbs-b", TTL).await.unwrap();
-    assert_eq!(lease.term, 1);
+    assert_eq!(lease.term, 2);
     // An expired lease can still be released by its owner.
     lock(&db.store, "auctioneer", "auct-a", SHORT_TTL).await.unwrap();
     past_short_ttl().await;
@@ -159,8 +162,8 @@ pub async fn take_expired_leases_deletes_and_returns_expired_ones_of_one_type(db
     assert!(db.store.take_expired_leases(LeaseType::Presence).await.unwrap().is_empty());
     // The expired lock was not touched: its holder can still renew at the same term.
     assert_eq!(lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap().term, 1);
-    // The taken presences are gone: a new rep gets them at term 1.
-    assert_eq!(presence(&db.store, "cell-1", "rep-1-new", TTL).await.term, 1);
+    // The taken presences are gone: a new rep gets them, at the next term.
+    assert_eq!(presence(&db.store, "cell-1", "rep-1-new", TTL).await.term, 2);
     assert_eq!(db.store.fetch_leases(LeaseType::Presence).await.unwrap().len(), 2);
 }
 
@@ -267,4 +270,74 @@ pub async fn a_fenced_store_still_renews_its_own_lease(db: &TestDb) {
     assert!(matches!(&err, Error::LeaseHeld { owner, .. } if owner == "bbs-b"), "{err}");
     // Presence writes through a fenced store are not blocked by the lost lock either.
     presence(&leader, "cell-1", "rep-1", TTL).await;
+}
+
+/// A term never goes back for a key: a release or an expiry frees the lease but keeps its term,
+/// so whoever takes it next, its old holder included, gets a higher one.
+pub async fn terms_only_increase_across_release_and_expiry(db: &TestDb) {
+    let mut terms = Vec::new();
+    terms.push(lock(&db.store, "auctioneer", "auct-a", TTL).await.unwrap().term);
+    db.store.release_lease("auctioneer", "auct-a").await.unwrap();
+    // The same owner again, after its own release.
+    terms.push(lock(&db.store, "auctioneer", "auct-a", TTL).await.unwrap().term);
+    db.store.release_lease("auctioneer", "auct-a").await.unwrap();
+    terms.push(lock(&db.store, "auctioneer", "auct-b", SHORT_TTL).await.unwrap().term);
+    past_short_ttl().await;
+    // Taken over after it expired.
+    terms.push(lock(&db.store, "auctioneer", "auct-a", TTL).await.unwrap().term);
+    assert_eq!(terms, [1, 2, 3, 4]);
+    // A released lease is not fetched, listed, or released again.
+    db.store.release_lease("auctioneer", "auct-a").await.unwrap();
+    assert!(matches!(db.store.fetch_lease("auctioneer").await, Err(Error::NotFound { .. })));
+    assert!(db.store.fetch_leases(LeaseType::Lock).await.unwrap().is_empty());
+    assert!(matches!(db.store.release_lease("auctioneer", "auct-a").await, Err(Error::NotFound { .. })));
+    assert!(matches!(db.store.release_lease("auctioneer", "").await, Err(Error::NotFound { .. })));
+
+    // Presences: an expired one taken by the BBS comes back at the next term, even for the same
+    // rep, and is taken only once.
+    assert_eq!(presence(&db.store, "cell-1", "rep-1", SHORT_TTL).await.term, 1);
+    past_short_ttl().await;
+    assert_eq!(db.store.take_expired_leases(LeaseType::Presence).await.unwrap().len(), 1);
+    assert!(db.store.take_expired_leases(LeaseType::Presence).await.unwrap().is_empty());
+    assert!(db.store.fetch_leases(LeaseType::Presence).await.unwrap().is_empty());
+    assert_eq!(presence(&db.store, "cell-1", "rep-1", TTL).await.term, 2);
+}
+
+/// The fence of a released lease stays dead even when its old owner takes the lease again: the
+/// re-acquired lease has a new term (before, it restarted at 1 and revived the old fence).
+pub async fn a_released_lease_never_fences_for_its_old_term_again(db: &TestDb) {
+    let first = lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    let old = db.store.fenced(fence_of(&first));
+    fenced_write(&old).await.unwrap();
+    db.store.release_lease("bbs", "bbs-a").await.unwrap();
+    assert!(matches!(fenced_write(&old).await, Err(Error::Fenced { .. })));
+    // Someone else holds it for a while, releases it, and the old owner comes back.
+    lock(&db.store, "bbs", "intruder", TTL).await.unwrap();
+    db.store.release_lease("bbs", "intruder").await.unwrap();
+    let again = lock(&db.store, "bbs", "bbs-a", TTL).await.unwrap();
+    assert_eq!(again.term, 3);
+    let err = fenced_write(&old).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { term: 1, .. }), "{err}");
+    fenced_write(&db.store.fenced(fence_of(&again))).await.unwrap();
+}
+
+/// An acquire with an empty key or owner, or a ttl of zero or over a day, is InvalidRequest
+/// naming the field, and writes nothing.
+pub async fn an_empty_owner_or_a_ttl_out_of_bounds_is_invalid_and_writes_nothing(db: &TestDb) {
+    let cases = [
+        ("", "bbs-a", TTL, "key"),
+        ("bbs", "", TTL, "owner"),
+        ("bbs", "bbs-a", Duration::ZERO, "ttl"),
+        ("bbs", "bbs-a", db::sql::leases::MAX_LEASE_TTL + Duration::from_secs(1), "ttl"),
+        ("bbs", "bbs-a", Duration::MAX, "ttl"),
+    ];
+    for (key, owner, ttl, field) in cases {
+        let err = lock(&db.store, key, owner, ttl).await.unwrap_err();
+        assert_eq!(err.code(), proto::error::ErrorCode::InvalidRequest, "{err}");
+        assert!(matches!(&err, Error::Invalid(e) if e.field == field), "{key:?} {owner:?} {ttl:?}: {err}");
+    }
+    assert!(matches!(db.store.fetch_lease("bbs").await, Err(Error::NotFound { .. })));
+    assert!(db.store.fetch_leases(LeaseType::Lock).await.unwrap().is_empty());
+    // A day is allowed.
+    assert_eq!(lock(&db.store, "bbs", "bbs-a", db::sql::leases::MAX_LEASE_TTL).await.unwrap().term, 1);
 }

@@ -36,6 +36,8 @@ pub mod convergence;
 #[macro_use]
 pub mod schema;
 #[macro_use]
+pub mod values;
+#[macro_use]
 pub mod paging;
 
 /// Every conformance test, for one backend.
@@ -49,6 +51,7 @@ macro_rules! conformance_suite {
         actual_lrps_tests!($backend);
         convergence_tests!($backend);
         paging_tests!($backend);
+        values_tests!($backend);
     };
 }
 
