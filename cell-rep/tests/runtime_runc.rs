@@ -228,3 +228,57 @@ async fn downloads_land_in_the_container_and_task_results_come_back() {
     assert_eq!(result.result, "abc ", "tasks get no instance index");
     cell.finish().await;
 }
+
+/// The OCI spec carries the container's memory limit, `max_pids` and CPU shares, and the kernel
+/// holds a forking process to `max_pids`: a loop forking 30 sleepers fails, leaving at most 8
+/// processes in the container's cgroup.
+#[tokio::test]
+async fn the_bundle_carries_the_limits_and_forks_stop_at_max_pids() {
+    if !runc_ready() {
+        return;
+    }
+    let mut cell = cell(Duration::from_secs(2));
+    let tags = BTreeMap::from([("lifecycle".to_owned(), "lrp".to_owned()), ("index".to_owned(), "0".to_owned())]);
+    cell.executor.reserve("runc-pids", AllocationRequest { memory_mb: 64, disk_mb: 64, tags }).expect("reserve");
+    let sleepers = (0..30).map(|_| "sleep 30 >/dev/null 2>&1 &").collect::<Vec<_>>().join(" ");
+    let request = RunRequest {
+        rootfs: "preloaded:busybox".into(),
+        action: build::sh(&format!("{sleepers} echo done > /tmp/forked; wait")),
+        max_pids: 8,
+        cpu_weight: 25,
+        log_source: "APP".into(),
+        ..RunRequest::default()
+    };
+    cell.executor.run("runc-pids", request).expect("run");
+    // busybox sh gives up at the first fork the pids limit refuses, leaving what it forked.
+    let result = cell.completed("runc-pids").await;
+    assert!(result.failed, "{result:?}");
+    println!("the fork loop ended with: {}", result.failure_reason);
+    let forked = cell.runtime.host_path("runc-pids", "/tmp/forked").expect("path").expect("a host path");
+    assert!(!forked.exists(), "30 forks succeeded in a container limited to 8 processes");
+
+    let config = std::fs::read_to_string(cell.dir.join("runc/bundles/runc-pids/config.json")).expect("config.json");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("json");
+    let resources = &config["linux"]["resources"];
+    assert_eq!(resources["memory"]["limit"], 64 * 1024 * 1024);
+    assert_eq!(resources["pids"]["limit"], 8);
+    assert_eq!(resources["cpu"]["shares"], 256);
+
+    let relative = config["linux"]["cgroupsPath"].as_str().expect("cgroups path").trim_start_matches('/').to_owned();
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let cgroup = if unified {
+        Path::new("/sys/fs/cgroup").join(&relative)
+    } else {
+        Path::new("/sys/fs/cgroup/pids").join(&relative)
+    };
+    let read = |file: &str| {
+        std::fs::read_to_string(cgroup.join(file)).unwrap_or_else(|e| panic!("{file}: {e}")).trim().to_owned()
+    };
+    assert_eq!(read("pids.max"), "8");
+    let current: usize = read("pids.current").parse().expect("a count");
+    assert!(current <= 8, "{current} processes in a container limited to 8");
+    assert!(current >= 2, "the shell and its sleepers are counted ({current})");
+
+    cell.executor.delete("runc-pids").await.expect("delete");
+    cell.finish().await;
+}
