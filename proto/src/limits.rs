@@ -105,8 +105,26 @@ const fn range(field: &'static str, min: i64, max: i64, why: &'static str) -> Ra
     RangeLimit { field, min, max, why }
 }
 
+/// Longest identifier (guids, cell ids, domains, lease keys and owners): the `VARCHAR(255)`
+/// columns they are stored in, so the database never refuses one.
+pub const MAX_ID_BYTES: usize = 255;
+
 /// String and bytes fields that differ from [`MAX_STRING_BYTES`] / [`Text::Printable`].
 pub static STRINGS: &[StringLimit] = &[
+    string("*.process_guid", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.process_guids", MAX_ID_BYTES, Text::Printable, "each names a process_guid"),
+    string("*.task_guid", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.instance_guid", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.cell_id", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.domain", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.log_guid", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.availability_zone", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("*.epoch", MAX_ID_BYTES, Text::Printable, "stored in a VARCHAR(255) column"),
+    string("Resource.key", MAX_ID_BYTES, Text::Printable, "a lease key, stored in a VARCHAR(255) column"),
+    string("FetchRequest.key", MAX_ID_BYTES, Text::Printable, "a lease key"),
+    string("Resource.owner", MAX_ID_BYTES, Text::Printable, "a lease owner, stored in a VARCHAR(255) column"),
+    string("*.rootfs", 1024, Text::Printable, "stored in a VARCHAR(1024) column"),
+    string("*.root_fs", 1024, Text::Printable, "as rootfs"),
     string("EnvironmentVariable.name", 1024, Text::EnvName, "a name ends at the first `=`; kept short"),
     string(
         "EnvironmentVariable.value",

@@ -131,8 +131,8 @@ fn resources_and_timeouts_have_ranges() {
 fn megabyte_strings_are_refused_with_their_limit() {
     let big = "a".repeat(1024 * 1024);
     let cases: Vec<(Box<dyn Fn(&mut pb::DesiredLrp)>, &str)> = vec![
-        (Box::new(|l| l.process_guid = big.clone()), "desired_lrp.process_guid must be at most 4096 bytes"),
-        (Box::new(|l| l.rootfs = big.clone()), "desired_lrp.rootfs must be at most 4096 bytes"),
+        (Box::new(|l| l.process_guid = big.clone()), "desired_lrp.process_guid must be at most 255 bytes"),
+        (Box::new(|l| l.rootfs = big.clone()), "desired_lrp.rootfs must be at most 1024 bytes"),
         (
             Box::new(|l| l.placement_tags = vec![big.clone()]),
             "desired_lrp.placement_tags[0] must be at most 4096 bytes",
