@@ -81,6 +81,10 @@ pub struct RepConfig {
     pub containers: i32,
     /// Where container directories, rootfses and logs live.
     pub data_dir: PathBuf,
+    /// The cgroup v2 directory, relative to the cgroup2 mount, under which the `process` and
+    /// `runc` runtimes create one cgroup per container (`diego-rs`). Empty: the `process` runtime
+    /// never uses cgroups and limits containers with rlimits (runc keeps `diego-rs`).
+    pub cgroup_parent: String,
     /// Preloaded root filesystems by name (`preloaded:NAME`) mapped to directories. Empty
     /// means the cell offers `busybox` (for runc prepared from the machine's busybox-static).
     pub rootfs: BTreeMap<String, PathBuf>,
@@ -136,6 +140,7 @@ impl Default for RepConfig {
             disk_mb: 65_536,
             containers: 249,
             data_dir: PathBuf::from("./cell-rep-data"),
+            cgroup_parent: "diego-rs".into(),
             rootfs: BTreeMap::new(),
             placement_tags: Vec::new(),
             optional_placement_tags: Vec::new(),

@@ -29,7 +29,7 @@ use crate::metrics::CellSnapshot;
 use crate::presence::{CellAdvert, Presence};
 use crate::rootfs::{HOST_BUSYBOX, RootfsError, prepare_busybox_rootfs};
 use crate::runtime::ContainerRuntime;
-use crate::runtime::process::ProcessRuntime;
+use crate::runtime::process::{ProcessConfig, ProcessRuntime};
 use crate::runtime::runc::{RuncConfig, RuncRuntime};
 use crate::runtime::sim::{SimConfig, SimRuntime};
 use crate::server;
@@ -67,8 +67,17 @@ impl Deps {
         let bbs: Arc<dyn BbsClient> =
             Arc::new(GrpcBbsClient::new(config.bbs_address.clone(), config.communication_timeout)?);
         let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
-            RuntimeKind::Process => Arc::new(ProcessRuntime::new(&config.data_dir)),
-            RuntimeKind::Runc => Arc::new(RuncRuntime::new(RuncConfig::new(config.data_dir.clone()))),
+            RuntimeKind::Process => Arc::new(ProcessRuntime::with_config(ProcessConfig {
+                cgroup_parent: config.cgroup_parent.clone(),
+                ..ProcessConfig::new(&config.data_dir)
+            })),
+            RuntimeKind::Runc => {
+                let mut runc = RuncConfig::new(config.data_dir.clone());
+                if !config.cgroup_parent.trim_matches('/').is_empty() {
+                    runc.cgroup_parent = config.cgroup_parent.trim_matches('/').to_owned();
+                }
+                Arc::new(RuncRuntime::new(runc))
+            }
             RuntimeKind::Sim => {
                 Arc::new(SimRuntime::new(SimConfig { healthy_after: config.sim_start_delay, ..SimConfig::default() }))
             }
