@@ -18,6 +18,10 @@ use crate::events::{EventHub, KeyLocks};
 use crate::leader::Leadership;
 use crate::{admin, callbacks, convergence, grpc, locket, server};
 
+/// Connections in the pool that serves Locket (reps' presences, the auctioneer's lock): its own,
+/// so lease traffic never queues behind request work on the request pool.
+const LOCKET_POOL_CONNECTIONS: u32 = 8;
+
 /// The already-bound listeners the BBS serves on.
 pub struct Listeners {
     /// gRPC (Bbs, Locket, health, reflection).
@@ -80,6 +84,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let store = Store::connect(&config.effective_database_url(), StoreOptions::default()).await?;
+    let locket_store = store.dedicated(LOCKET_POOL_CONNECTIONS, config.lock_retry_interval).await?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let advertise =
         if config.advertise_address.is_empty() { grpc_address.clone() } else { config.advertise_address.clone() };
@@ -95,7 +100,7 @@ pub async fn run(
         events: events.clone(),
         locks: Arc::new(KeyLocks::new(256)),
         auctioneer: overrides.auctioneer.unwrap_or_else(|| {
-            let locator = Locator { fixed: config.auctioneer_address.clone(), store: store.clone() };
+            let locator = Locator { fixed: config.auctioneer_address.clone(), store: locket_store.clone() };
             Arc::new(GrpcAuctioneerClient::new(locator, config.communication_timeout))
         }),
         reps: overrides.reps.unwrap_or_else(|| Arc::new(GrpcRepClient::new(config.communication_timeout))),
@@ -107,7 +112,8 @@ pub async fn run(
 
     let stop = shutdown.child_token();
     let fatal = CancellationToken::new();
-    let election = tokio::spawn(leadership.clone().run(stop.clone()));
+    // The election renews the bbs lease on a thread, runtime and pool of its own.
+    let election = leadership.clone().spawn(stop.clone());
     let callback_pool = callbacks::spawn_workers(
         ctx.clone(),
         callback_rx,
@@ -141,7 +147,7 @@ pub async fn run(
     let server = server::serve(
         listeners.grpc,
         grpc::BbsService::new(ctx, fatal.clone()),
-        locket::LocketService::new(store.clone()),
+        locket::LocketService::new(locket_store.clone()),
         stop.clone(),
     );
     tokio::pin!(server);
@@ -164,6 +170,7 @@ pub async fn run(
         let _ = callback_pool.await;
     })
     .await;
+    locket_store.close().await;
     store.close().await;
     tracing::info!("bbs stopped");
     outcome
