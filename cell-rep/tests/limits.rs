@@ -426,3 +426,20 @@ async fn through_the_rep_a_nul_byte_in_the_environment_fails_the_task() {
     drop(cell);
     let _ = tokio::fs::remove_dir_all(&dir).await;
 }
+
+/// Limits change nothing about a program that cannot run: the spawn itself fails, as it does
+/// without them.
+#[tokio::test]
+async fn a_missing_program_fails_the_spawn_under_limits_too() {
+    let dir = scratch();
+    let runtime = ProcessRuntime::new(&dir);
+    let spec = ContainerSpec { guid: "missing".into(), memory_mb: 64, cpu_weight: 10, ..ContainerSpec::default() };
+    runtime.create(spec).await.expect("create");
+    for path in ["/no/such/program", "no-such-program-on-path"] {
+        let process = ProcessSpec { id: "p".into(), path: path.into(), ..ProcessSpec::default() };
+        let error = runtime.spawn("missing", process).await.expect_err("nothing to run");
+        assert_eq!(error.to_string(), "spawn process for missing: No such file or directory (os error 2)");
+    }
+    runtime.destroy("missing").await.expect("destroy");
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+}

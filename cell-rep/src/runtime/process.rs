@@ -172,14 +172,15 @@ impl ProcessRuntime {
         let mut command = if wrappers.is_empty() {
             Command::new(&program)
         } else {
-            // The wrappers exec the program by path: resolve it now, so a missing program fails
-            // the spawn as it does without them.
-            let program =
-                program.to_str().and_then(|p| limits::search_path(p, path_env)).ok_or_else(|| RuntimeError::Io {
-                    op: "spawn process",
-                    guid: guid.to_owned(),
-                    source: std::io::Error::from_raw_os_error(2),
-                })?;
+            // The wrappers exec the program: resolve and check it now, so a missing or
+            // non-executable program fails the spawn as it does without them.
+            let program = program.to_str().and_then(|p| limits::search_path(p, path_env));
+            let program = program.ok_or(nix::errno::Errno::ENOENT).and_then(|p| executable(&cwd.join(&p)).map(|()| p));
+            let program = program.map_err(|errno| RuntimeError::Io {
+                op: "spawn process",
+                guid: guid.to_owned(),
+                source: std::io::Error::from_raw_os_error(errno as i32),
+            })?;
             let mut command = Command::new(&wrappers[0]);
             command.args(&wrappers[1..]).arg(program);
             command
@@ -310,11 +311,22 @@ impl Drop for ProcessRuntime {
                 let _ = signal_group(pgid, StopSignal::Kill);
             }
             if let Some(cgroup) = &container.cgroup {
-                // Kill what escaped the process groups; the directory goes once they are reaped
-                // (or with the next destroy of this guid).
+                // Kill what escaped the process groups too.
                 let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
-                let _ = std::fs::remove_dir(cgroup);
             }
+        }
+        // The cgroups can go once their processes are gone: a moment after the kill. (A destroy
+        // of the guid after a restart removes any left behind.)
+        let cgroups: Vec<PathBuf> = containers.into_values().filter_map(|c| c.cgroup).collect();
+        if !cgroups.is_empty() {
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    if cgroups.iter().all(|c| std::fs::remove_dir(c).is_ok() || !c.exists()) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            });
         }
     }
 }
@@ -465,6 +477,16 @@ fn signal_group(pgid: i32, signal: StopSignal) -> Result<(), RuntimeError> {
         Err(errno) => {
             Err(RuntimeError::Io { op: "signal process group", guid: pgid.to_string(), source: errno.into() })
         }
+    }
+}
+
+/// Whether `path` could be exec'd: `ENOENT` when missing, `EACCES` when not an executable file.
+fn executable(path: &Path) -> Result<(), nix::errno::Errno> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Err(_) => Err(nix::errno::Errno::ENOENT),
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(nix::errno::Errno::EACCES),
     }
 }
 
