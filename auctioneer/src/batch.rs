@@ -63,11 +63,36 @@ impl Pending {
 }
 
 /// The pending start requests, shared by the gRPC service (which adds) and the auction runner
-/// (which drains).
-#[derive(Default)]
+/// (which drains). It holds at most `capacity` items, so no stream of requests can grow the
+/// auctioneer's memory without bound: a request that would pass it is refused whole.
 pub struct AuctionBatch {
     pending: Mutex<Pending>,
     notify: Notify,
+    capacity: usize,
+}
+
+impl Default for AuctionBatch {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+}
+
+/// How many LRP instances and tasks a batch holds unless configured otherwise: a whole
+/// Diego-scale cluster (250 000 instances) starting at once.
+pub const DEFAULT_CAPACITY: usize = 250_000;
+
+/// A request was refused because the batch would pass its capacity; nothing was added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the auction batch is full: {pending} starts pending, {incoming} more requested, capacity {capacity}; retry later"
+)]
+pub struct BatchFull {
+    /// Items pending now.
+    pub pending: usize,
+    /// Items the request carried.
+    pub incoming: usize,
+    /// The batch's capacity.
+    pub capacity: usize,
 }
 
 impl std::fmt::Debug for AuctionBatch {
@@ -78,9 +103,28 @@ impl std::fmt::Debug for AuctionBatch {
 }
 
 impl AuctionBatch {
-    /// An empty batch.
+    /// An empty batch of [`DEFAULT_CAPACITY`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty batch holding at most `capacity` items.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { pending: Mutex::default(), notify: Notify::new(), capacity }
+    }
+
+    /// Refuses `incoming` more items when they would not fit (duplicates count: the check
+    /// comes before anything is built or added).
+    pub fn check_room(&self, incoming: usize) -> Result<(), BatchFull> {
+        let pending = self.lock().work.len();
+        self.fits(pending, incoming)
+    }
+
+    fn fits(&self, pending: usize, incoming: usize) -> Result<(), BatchFull> {
+        if pending.saturating_add(incoming) > self.capacity {
+            return Err(BatchFull { pending, incoming, capacity: self.capacity });
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -90,6 +134,35 @@ impl AuctionBatch {
     }
 
     /// Adds LRP instances not already pending and wakes the runner; returns how many were new.
+    /// Adds nothing when they would not fit (what the gRPC service calls).
+    pub fn try_add_lrps(&self, lrps: Vec<LrpWork>) -> Result<usize, BatchFull> {
+        let added = {
+            let mut pending = self.lock();
+            self.fits(pending.work.len(), lrps.len())?;
+            lrps.into_iter().map(|l| pending.push_lrp(l)).filter(|&new| new).count()
+        };
+        if added > 0 {
+            self.notify.notify_one();
+        }
+        Ok(added)
+    }
+
+    /// Adds tasks not already pending and wakes the runner; returns how many were new. Adds
+    /// nothing when they would not fit (what the gRPC service calls).
+    pub fn try_add_tasks(&self, tasks: Vec<TaskWork>) -> Result<usize, BatchFull> {
+        let added = {
+            let mut pending = self.lock();
+            self.fits(pending.work.len(), tasks.len())?;
+            tasks.into_iter().map(|t| pending.push_task(t)).filter(|&new| new).count()
+        };
+        if added > 0 {
+            self.notify.notify_one();
+        }
+        Ok(added)
+    }
+
+    /// Adds LRP instances not already pending and wakes the runner, whatever the capacity;
+    /// returns how many were new.
     pub fn add_lrps(&self, lrps: impl IntoIterator<Item = LrpWork>) -> usize {
         let added = {
             let mut pending = self.lock();
@@ -101,7 +174,8 @@ impl AuctionBatch {
         added
     }
 
-    /// Adds tasks not already pending and wakes the runner; returns how many were new.
+    /// Adds tasks not already pending and wakes the runner, whatever the capacity; returns how
+    /// many were new.
     pub fn add_tasks(&self, tasks: impl IntoIterator<Item = TaskWork>) -> usize {
         let added = {
             let mut pending = self.lock();
@@ -159,6 +233,22 @@ impl AuctionBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_that_would_pass_the_capacity_is_refused_whole() {
+        let batch = AuctionBatch::with_capacity(3);
+        assert_eq!(batch.try_add_lrps(vec![lrp("a", 0, 1), lrp("a", 1, 1)]), Ok(2));
+        assert_eq!(batch.check_room(2), Err(BatchFull { pending: 2, incoming: 2, capacity: 3 }));
+        assert_eq!(
+            batch.try_add_lrps(vec![lrp("b", 0, 1), lrp("b", 1, 1)]),
+            Err(BatchFull { pending: 2, incoming: 2, capacity: 3 })
+        );
+        assert_eq!(batch.try_add_tasks(vec![task("t1"), task("t2")]).map_err(|e| e.pending), Err(2));
+        assert_eq!(batch.counts(), (2, 0), "nothing of a refused request was added");
+        assert_eq!(batch.try_add_tasks(vec![task("t1")]), Ok(1));
+        assert_eq!(batch.drain().len(), 3);
+        assert_eq!(batch.check_room(3), Ok(()));
+    }
 
     fn lrp(guid: &str, index: i32, memory_mb: i64) -> LrpWork {
         LrpWork {

@@ -88,6 +88,10 @@ pub struct AuctioneerConfig {
     pub max_starting_per_cell: u64,
     /// BBS failure reports (`FailActualLRP`, `RejectTask`) in flight at once after an auction.
     pub report_concurrency: usize,
+    /// Most LRP instances and tasks waiting for an auction (not in Diego, which has no bound);
+    /// a request that would pass it is refused with RESOURCE_EXHAUSTED and asked again by the
+    /// BBS's convergence.
+    pub max_pending_starts: usize,
 }
 
 impl Default for AuctioneerConfig {
@@ -109,6 +113,7 @@ impl Default for AuctioneerConfig {
             starting_container_count_maximum: 0,
             max_starting_per_cell: 0,
             report_concurrency: 32,
+            max_pending_starts: crate::batch::DEFAULT_CAPACITY,
         }
     }
 }
@@ -193,6 +198,9 @@ impl AuctioneerConfig {
         }
         if !self.bin_pack_first_fit_weight.is_finite() || self.bin_pack_first_fit_weight < 0.0 {
             return invalid("bin_pack_first_fit_weight", "must be a number >= 0");
+        }
+        if self.max_pending_starts == 0 {
+            return invalid("max_pending_starts", "must be at least 1");
         }
         if self.report_concurrency == 0 {
             return invalid("report_concurrency", "must be at least 1");

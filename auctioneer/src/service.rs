@@ -12,7 +12,7 @@ use proto::error::ErrorCode;
 use proto::pb::auctioneer::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::batch::AuctionBatch;
+use crate::batch::{AuctionBatch, BatchFull};
 use crate::lock::LockStatus;
 use crate::placement::{LrpWork, TaskWork};
 use crate::wire::{constraint_from_pb, resource_from_pb};
@@ -38,6 +38,13 @@ impl AuctioneerService {
                 .to_status("this auctioneer is standing by: it does not hold the auctioneer lock"))
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED for a request the batch has no room for; the BBS's convergence asks
+/// again later.
+fn full(err: BatchFull) -> Status {
+    metrics::counter!("auctioneer_requests_refused_full_total").increment(1);
+    Status::resource_exhausted(err.to_string())
 }
 
 /// The LRP instances of the requests, or the first invalid entry.
@@ -92,12 +99,16 @@ impl pb::auctioneer_server::Auctioneer for AuctioneerService {
         request: Request<pb::RequestLrpAuctionsRequest>,
     ) -> Result<Response<pb::RequestLrpAuctionsResponse>, Status> {
         self.check_lock()?;
-        let work = lrp_work(request.into_inner().lrp_start_requests)?;
+        let requests = request.into_inner().lrp_start_requests;
+        // Refuse before expanding indices into work items: a small request can name many.
+        let incoming = requests.iter().map(|r| r.indices.len()).sum();
+        self.batch.check_room(incoming).map_err(full)?;
+        let work = lrp_work(requests)?;
         for lrp in &work {
             tracing::debug!(process_guid = %lrp.process_guid, index = lrp.index, "lrp instance queued for auction");
         }
         let requested = work.len();
-        let added = self.batch.add_lrps(work);
+        let added = self.batch.try_add_lrps(work).map_err(full)?;
         tracing::debug!(requested, added, "lrp auctions requested");
         Ok(Response::new(pb::RequestLrpAuctionsResponse {}))
     }
@@ -107,12 +118,14 @@ impl pb::auctioneer_server::Auctioneer for AuctioneerService {
         request: Request<pb::RequestTaskAuctionsRequest>,
     ) -> Result<Response<pb::RequestTaskAuctionsResponse>, Status> {
         self.check_lock()?;
-        let work = task_work(request.into_inner().task_start_requests)?;
+        let requests = request.into_inner().task_start_requests;
+        self.batch.check_room(requests.len()).map_err(full)?;
+        let work = task_work(requests)?;
         for task in &work {
             tracing::debug!(task_guid = %task.task_guid, "task queued for auction");
         }
         let requested = work.len();
-        let added = self.batch.add_tasks(work);
+        let added = self.batch.try_add_tasks(work).map_err(full)?;
         tracing::debug!(requested, added, "task auctions requested");
         Ok(Response::new(pb::RequestTaskAuctionsResponse {}))
     }
@@ -143,6 +156,30 @@ mod tests {
         let lock = LockStatus::new();
         lock.set_held(held);
         AuctioneerService::new(Arc::new(AuctionBatch::new()), lock)
+    }
+
+    #[tokio::test]
+    async fn a_request_the_batch_has_no_room_for_is_resource_exhausted_and_adds_nothing() {
+        let lock = LockStatus::new();
+        lock.set_held(true);
+        let batch = Arc::new(AuctionBatch::with_capacity(4));
+        let service = AuctioneerService::new(batch.clone(), lock);
+        let request = |indices: Vec<i32>| {
+            Request::new(pb::RequestLrpAuctionsRequest { lrp_start_requests: vec![lrp_request("pg", &indices)] })
+        };
+        service.request_lrp_auctions(request(vec![0, 1, 2])).await.expect("fits");
+        let status = service.request_lrp_auctions(request((10..1000).collect())).await.expect_err("too many");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("capacity 4"), "{}", status.message());
+        assert_eq!(batch.counts(), (3, 0));
+        let tasks = Request::new(pb::RequestTaskAuctionsRequest {
+            task_start_requests: vec![pb::TaskStartRequest { task_guid: "t".into(), ..Default::default() }; 2],
+        });
+        assert_eq!(
+            service.request_task_auctions(tasks).await.expect_err("full").code(),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(batch.counts(), (3, 0));
     }
 
     #[test]
