@@ -247,7 +247,8 @@ mod tests {
 
     #[test]
     fn nul_bytes_and_bad_names_are_refused() {
-        let cases: [(&str, Vec<String>, Vec<(String, String)>, &str); 6] = [
+        type Case = (&'static str, Vec<String>, Vec<(String, String)>, &'static str);
+        let cases: [Case; 6] = [
             (
                 "/bin/sh",
                 vec![],
