@@ -91,6 +91,8 @@ pub struct BbsConfig {
     /// A RESOLVING task stuck this long is demoted to COMPLETED (and its callback retried).
     #[serde(with = "humantime_serde_compat")]
     pub kick_task: Duration,
+    /// What Locket clients may lock, and for how long (`[locket]`).
+    pub locket: crate::locket::LocketConfig,
 }
 
 impl Default for BbsConfig {
@@ -116,6 +118,7 @@ impl Default for BbsConfig {
             expire_completed_task: Duration::from_secs(120),
             kick_task: Duration::from_secs(30),
             crash_backoff_base: Duration::from_secs(30),
+            locket: crate::locket::LocketConfig::default(),
         }
     }
 }
@@ -190,6 +193,7 @@ impl BbsConfig {
         if self.listen_address.is_empty() {
             return invalid("listen_address", "must not be empty");
         }
+        self.locket.validate()?;
         Ok(self)
     }
 }
@@ -243,6 +247,20 @@ mod tests {
         assert_eq!(config.lock_retry_interval, Duration::from_millis(500));
         assert!(toml::from_str::<BbsConfig>("no_such_field = 1").is_err());
         assert!(toml::from_str::<BbsConfig>("lock_ttl = \"2 fortnights\"").is_err());
+    }
+
+    #[test]
+    fn the_locket_section_sets_the_lease_limits() {
+        let config: BbsConfig = toml::from_str(
+            "[locket]\nmax_lock_ttl = \"30s\"\nmax_presence_ttl = \"1m\"\nauctioneer_lock_ttl = \"20s\"",
+        )
+        .unwrap();
+        assert_eq!(config.locket.max_lock_ttl, Duration::from_secs(30));
+        assert_eq!(config.locket.max_presence_ttl, Duration::from_secs(60));
+        assert_eq!(config.locket.auctioneer_lock_ttl, Duration::from_secs(20));
+        assert!(toml::from_str::<BbsConfig>("[locket]\nmax_ttl = \"1m\"").is_err());
+        let err = toml::from_str::<BbsConfig>("[locket]\nmax_lock_ttl = \"0s\"").unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("locket.max_lock_ttl"), "{err}");
     }
 
     #[test]
