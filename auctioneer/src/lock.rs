@@ -1,7 +1,10 @@
 //! Leadership: only the auctioneer holding the `auctioneer` lock in the BBS's Locket auctions.
 //!
 //! [`hold`] acquires the lock and renews it every retry interval (reference §1.1; TTL 15 s,
-//! retry 5 s by default). The lock's value is this auctioneer's advertised gRPC address, which
+//! retry 5 s by default), at most a third of the TTL apart, measured from the start of each
+//! attempt; a renewal that fails while the lease may still be ours is retried after a tenth of
+//! the TTL instead of a whole interval, so a blip does not cost the lease. Every attempt's
+//! duration goes to [`LEASE_RENEWAL_DURATION`] (label `key`). The lock's value is this auctioneer's advertised gRPC address, which
 //! is how the BBS finds the active auctioneer. [`LockStatus`] tells the rest of the process
 //! whether the lock is held: the gRPC service refuses start requests with UNAVAILABLE while
 //! standing by, and the auction loop stops at once when the lock is lost. A renewal that fails
@@ -23,6 +26,12 @@ use crate::metrics;
 
 /// The Locket key the active auctioneer holds.
 pub const LOCK_KEY: &str = "auctioneer";
+
+/// Histogram: how long one acquire-or-renew `Lock` call took, in seconds; label `key`.
+pub const LEASE_RENEWAL_DURATION: &str = "lease_renewal_duration_seconds";
+/// Counter: renewals that failed or timed out while the lease may still have been ours; label
+/// `key`.
+pub const LEASE_RENEWAL_FAILURES: &str = "lease_renewal_failures_total";
 
 /// Whether this process holds the lock, observable by every part of it. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -85,6 +94,16 @@ pub struct LockSpec {
 }
 
 impl LockSpec {
+    /// How often a holder renews: the retry interval, but at most a third of the TTL.
+    pub fn renew_interval(&self) -> Duration {
+        self.retry_interval.min(self.ttl / 3).max(Duration::from_millis(1))
+    }
+
+    /// How soon a renewal that failed while the lease may still be ours is retried.
+    pub fn retry_after_failure(&self) -> Duration {
+        (self.ttl / 10).clamp(Duration::from_millis(1), self.renew_interval())
+    }
+
     /// The `auctioneer` lock for `owner`, advertising `address`.
     pub fn auctioneer(
         owner: impl Into<String>,
@@ -169,18 +188,27 @@ pub async fn hold(locker: Arc<dyn Locker>, spec: LockSpec, status: LockStatus, s
     let mut maybe_held = false;
     let mut standing_by_logged = false;
     loop {
+        let started = tokio::time::Instant::now();
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => {
                 maybe_held = true;
                 break;
             }
-            attempt = tokio::time::timeout(spec.retry_interval, locker.lock(&spec)) => attempt,
+            attempt = tokio::time::timeout(spec.renew_interval(), locker.lock(&spec)) => attempt,
         };
+        ::metrics::histogram!(LEASE_RENEWAL_DURATION, "key" => spec.key.clone())
+            .record(started.elapsed().as_secs_f64());
         let error = match attempt {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("lock call timed out after {:?}", spec.retry_interval)),
+            Err(_) => Some(format!("lock call timed out after {:?}", spec.renew_interval())),
         };
+        let failed = error.is_some();
+        if failed && maybe_held {
+            ::metrics::counter!(LEASE_RENEWAL_FAILURES, "key" => spec.key.clone()).increment(1);
+        }
+        // A failure while the lease may still be ours is retried soon: the lease outlives it.
+        let pause = if failed && maybe_held { spec.retry_after_failure() } else { spec.renew_interval() };
         match error {
             None => {
                 maybe_held = true;
@@ -208,7 +236,7 @@ pub async fn hold(locker: Arc<dyn Locker>, spec: LockSpec, status: LockStatus, s
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(spec.retry_interval) => {}
+            _ = tokio::time::sleep_until(started + pause) => {}
         }
     }
     let was_held = status.is_held();
