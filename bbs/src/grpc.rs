@@ -1,16 +1,15 @@
 //! The gRPC adapter of `diego.bbs.v1.Bbs`: each method decodes its request into domain types
 //! (validation errors become INVALID_ARGUMENT naming the field, and nothing is written), calls
 //! one controller method, and encodes the result. Request count and latency per RPC are
-//! recorded here.
+//! recorded here. The list RPCs are paged, in [`listings`].
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use db::sql::actual_lrps::{ActualLrpFilter, StartInfo};
+use db::sql::actual_lrps::StartInfo;
 use db::sql::desired_lrps::DesiredLrpFilter;
-use db::sql::tasks::TaskFilter;
 use futures::Stream;
-use proto::convert::{actual_lrp_key_from_pb, instance_key_from_pb, net_info_from_pb, routing_info_to_pb};
+use proto::convert::{actual_lrp_key_from_pb, instance_key_from_pb, net_info_from_pb};
 use proto::models::{
     ActualLrpInstanceKey, CellId, DesiredLrp, DesiredLrpUpdate, DomainName, ProcessGuid, TaskDefinition, TaskGuid,
     ValidationError,
@@ -135,6 +134,8 @@ fn start_info(
     })
 }
 
+mod listings;
+
 type EventStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -171,19 +172,7 @@ impl Bbs for BbsService {
     }
 
     async fn actual_lr_ps(&self, request: Request<api::ActualLrPsRequest>) -> GrpcResult<api::ActualLrPsResponse> {
-        self.observe("ActualLRPs", async {
-            let request = request.into_inner();
-            let filter = ActualLrpFilter {
-                domain: optional(request.domain, DomainName::parse)?,
-                cell_id: optional(request.cell_id, CellId::parse)?,
-                process_guid: optional(request.process_guid, ProcessGuid::parse)?,
-                index: request.index.map(index).transpose()?,
-                process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
-            };
-            let lrps = ActualLrps(&self.ctx).list(&filter).await?;
-            Ok(api::ActualLrPsResponse { actual_lrps: lrps.into_iter().map(Into::into).collect() })
-        })
-        .await
+        self.observe("ActualLRPs", listings::actual_lrps(&self.ctx, request.into_inner())).await
     }
 
     async fn claim_actual_lrp(
@@ -353,12 +342,7 @@ impl Bbs for BbsService {
     }
 
     async fn desired_lr_ps(&self, request: Request<api::DesiredLrPsRequest>) -> GrpcResult<api::DesiredLrPsResponse> {
-        self.observe("DesiredLRPs", async {
-            let filter = desired_filter(request.into_inner())?;
-            let lrps = DesiredLrps(&self.ctx).list(&filter).await?;
-            Ok(api::DesiredLrPsResponse { desired_lrps: lrps.into_iter().map(Into::into).collect() })
-        })
-        .await
+        self.observe("DesiredLRPs", listings::desired_lrps(&self.ctx, request.into_inner())).await
     }
 
     async fn desired_lrp_by_process_guid(
@@ -377,14 +361,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::DesiredLrPsRequest>,
     ) -> GrpcResult<api::DesiredLrpSchedulingInfosResponse> {
-        self.observe("DesiredLRPSchedulingInfos", async {
-            let filter = desired_filter(request.into_inner())?;
-            let infos = DesiredLrps(&self.ctx).scheduling_infos(&filter).await?;
-            Ok(api::DesiredLrpSchedulingInfosResponse {
-                desired_lrp_scheduling_infos: infos.into_iter().map(Into::into).collect(),
-            })
-        })
-        .await
+        self.observe("DesiredLRPSchedulingInfos", listings::scheduling_infos(&self.ctx, request.into_inner())).await
     }
 
     async fn desired_lrp_scheduling_info_by_process_guid(
@@ -403,14 +380,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::DesiredLrPsRequest>,
     ) -> GrpcResult<api::DesiredLrpRoutingInfosResponse> {
-        self.observe("DesiredLRPRoutingInfos", async {
-            let filter = desired_filter(request.into_inner())?;
-            let infos = DesiredLrps(&self.ctx).routing_infos(&filter).await?;
-            Ok(api::DesiredLrpRoutingInfosResponse {
-                desired_lrps: infos.iter().map(|(info, tags)| routing_info_to_pb(info, tags)).collect(),
-            })
-        })
-        .await
+        self.observe("DesiredLRPRoutingInfos", listings::routing_infos(&self.ctx, request.into_inner())).await
     }
 
     async fn desire_lrp(
@@ -454,16 +424,7 @@ impl Bbs for BbsService {
     }
 
     async fn tasks(&self, request: Request<api::TasksRequest>) -> GrpcResult<api::TasksResponse> {
-        self.observe("Tasks", async {
-            let request = request.into_inner();
-            let filter = TaskFilter {
-                domain: optional(request.domain, DomainName::parse)?,
-                cell_id: optional(request.cell_id, CellId::parse)?,
-            };
-            let tasks = Tasks(&self.ctx).list(&filter).await?;
-            Ok(api::TasksResponse { tasks: tasks.into_iter().map(Into::into).collect() })
-        })
-        .await
+        self.observe("Tasks", listings::tasks(&self.ctx, request.into_inner())).await
     }
 
     async fn task_by_guid(&self, request: Request<api::TaskByGuidRequest>) -> GrpcResult<api::TaskResponse> {

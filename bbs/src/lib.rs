@@ -8,6 +8,7 @@
 //! - [`events`], [`lrp_events`]: the event hub and the instance-event calculator.
 //! - [`clients`]: outbound calls to the auctioneer and reps, behind traits.
 //! - [`callbacks`]: task completion callbacks.
+//! - [`paging`]: the list RPCs' pages (size caps and continuation tokens).
 //! - [`admin`]: `/healthz`, `/leader` and `/metrics`.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod grpc;
 pub mod leader;
 pub mod locket;
 pub mod lrp_events;
+pub mod paging;
 mod run;
 pub mod server;
 

@@ -1,11 +1,14 @@
 //! The one connector of the CLI to a BBS: address parsing, an eager connection (so an
 //! unreachable BBS is reported as such, exit code 3), and unary calls with a deadline whose
-//! failures are classified by [`Error::from_status`].
+//! failures are classified by [`Error::from_status`]; [`Bbs::all`] reads a list RPC page after
+//! page.
 
 use std::future::Future;
 use std::time::Duration;
 
+use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
+use proto::pb::models::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, root_cause};
@@ -65,7 +68,95 @@ impl Bbs {
     pub fn status_error(&self, status: &tonic::Status) -> Error {
         Error::from_status(status, &self.address)
     }
+
+    /// One page of a list RPC: `call(client, request)` with `request`'s page size and token
+    /// set; returns its items and the token of the next page (empty after the last).
+    pub async fn page<Req, Resp, Fut>(
+        &self,
+        request: &Req,
+        page_size: u32,
+        page_token: String,
+        call: impl Fn(BbsClient<Channel>, Req) -> Fut,
+    ) -> Result<(Vec<Resp::Item>, String), Error>
+    where
+        Req: PagedRequest,
+        Resp: PagedResponse,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let mut request = request.clone();
+        request.set_page(page_size, page_token);
+        Ok(self.unary(call(self.raw(), request)).await?.into_page())
+    }
+
+    /// Every item of a list RPC, read page after page (the BBS caps each page at about 3.5 MB,
+    /// so a big listing never passes the 4 MB message limit) until no token is left. Each page
+    /// is one call with its own deadline.
+    pub async fn all<Req, Resp, Fut>(
+        &self,
+        request: Req,
+        call: impl Fn(BbsClient<Channel>, Req) -> Fut,
+    ) -> Result<Vec<Resp::Item>, Error>
+    where
+        Req: PagedRequest,
+        Resp: PagedResponse,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let (mut items, mut token) = (Vec::new(), String::new());
+        loop {
+            let (page, next) = self.page(&request, 0, token, &call).await?;
+            items.extend(page);
+            if next.is_empty() {
+                return Ok(items);
+            }
+            token = next;
+        }
+    }
 }
+
+/// A list request that takes a page size and a continuation token.
+pub trait PagedRequest: Clone {
+    /// Sets the page size (0: as many as fit) and the token of the page to read.
+    fn set_page(&mut self, page_size: u32, page_token: String);
+}
+
+/// A list response: one page of items and the next page's token.
+pub trait PagedResponse {
+    /// What the listing lists.
+    type Item;
+    /// The items and the next page's token (empty after the last page).
+    fn into_page(self) -> (Vec<Self::Item>, String);
+}
+
+macro_rules! paged_request {
+    ($($request:ty),*) => {$(
+        impl PagedRequest for $request {
+            fn set_page(&mut self, page_size: u32, page_token: String) {
+                self.page_size = page_size;
+                self.page_token = page_token;
+            }
+        }
+    )*};
+}
+
+macro_rules! paged_response {
+    ($($response:ty => $field:ident: $item:ty),*) => {$(
+        impl PagedResponse for $response {
+            type Item = $item;
+            fn into_page(self) -> (Vec<$item>, String) {
+                (self.$field, self.next_page_token)
+            }
+        }
+    )*};
+}
+
+paged_request!(api::ActualLrPsRequest, api::DesiredLrPsRequest, api::TasksRequest);
+paged_response!(
+    api::ActualLrPsResponse => actual_lrps: pb::ActualLrp,
+    api::DesiredLrPsResponse => desired_lrps: pb::DesiredLrp,
+    api::DesiredLrpSchedulingInfosResponse => desired_lrp_scheduling_infos: pb::DesiredLrpSchedulingInfo,
+    api::DesiredLrpRoutingInfosResponse => desired_lrps: pb::DesiredLrpRoutingInfo,
+    api::TasksResponse => tasks: pb::Task
+);
 
 /// The URI of a BBS address; `host:port` gets `http://` in front. TLS is not offered yet.
 pub fn endpoint_uri(address: &str) -> Result<String, Error> {

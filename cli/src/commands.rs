@@ -5,6 +5,7 @@
 pub mod cells;
 pub mod domains;
 pub mod events;
+pub mod lrp;
 pub mod lrps;
 pub mod tasks;
 
@@ -29,8 +30,9 @@ pub enum BbsCommand {
     Retire(lrps::RetireArgs),
     /// List desired LRPs with running/desired instance counts.
     Lrps(lrps::ListArgs),
-    /// Show a desired LRP and each instance's state, cell, address, crashes and errors.
-    Lrp(lrps::LrpGuidArg),
+    /// Show a desired LRP, its indices per state, and each instance's state, cell, address,
+    /// crashes and errors (the first 100 instances; --all shows every one).
+    Lrp(lrp::ShowArgs),
     /// Desire a one-off task running a shell command.
     DesireTask(tasks::DesireTaskArgs),
     /// List tasks.
@@ -64,7 +66,7 @@ pub async fn run(command: BbsCommand, global: &GlobalArgs) -> Result<(), Error> 
         BbsCommand::RemoveLrp(args) => lrps::remove(&connect().await?, &args, format).await,
         BbsCommand::Retire(args) => lrps::retire(&connect().await?, &args, format).await,
         BbsCommand::Lrps(args) => lrps::list(&connect().await?, &args, format).await,
-        BbsCommand::Lrp(args) => lrps::show(&connect().await?, &args, format).await,
+        BbsCommand::Lrp(args) => lrp::show(&connect().await?, &args, format).await,
         BbsCommand::DesireTask(args) => {
             let request = args.build()?;
             tasks::desire(&connect().await?, request, format).await

@@ -123,12 +123,10 @@ pub fn compute(
 /// Lists live cells with capacity and use.
 pub async fn list(bbs: &Bbs, format: Format) -> Result<(), Error> {
     let cells = bbs.unary(bbs.raw().cells(api::CellsRequest {})).await?.cells;
-    let actual = bbs.unary(bbs.raw().actual_lr_ps(api::ActualLrPsRequest::default())).await?.actual_lrps;
-    let infos = bbs
-        .unary(bbs.raw().desired_lrp_scheduling_infos(api::DesiredLrPsRequest::default()))
-        .await?
-        .desired_lrp_scheduling_infos;
-    let tasks = bbs.unary(bbs.raw().tasks(api::TasksRequest::default())).await?.tasks;
+    let actual = bbs.all(api::ActualLrPsRequest::default(), |mut c, r| async move { c.actual_lr_ps(r).await }).await?;
+    let request = api::DesiredLrPsRequest::default();
+    let infos = bbs.all(request, |mut c, r| async move { c.desired_lrp_scheduling_infos(r).await }).await?;
+    let tasks = bbs.all(api::TasksRequest::default(), |mut c, r| async move { c.tasks(r).await }).await?;
     let views = compute(cells, &actual, &infos, &tasks);
     if format == Format::Json {
         return output::print_json(&views);

@@ -1,4 +1,5 @@
-//! LRP commands: `desire-lrp`, `scale`, `remove-lrp`, `retire`, `lrps` and `lrp`.
+//! LRP commands: `desire-lrp`, `scale`, `remove-lrp`, `retire` and `lrps` (`lrp` is in
+//! [`super::lrp`]). Listings read every page of the list RPCs ([`Bbs::all`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -215,7 +216,7 @@ pub async fn remove(bbs: &Bbs, args: &LrpGuidArg, format: Format) -> Result<(), 
 pub async fn retire(bbs: &Bbs, args: &RetireArgs, format: Format) -> Result<(), Error> {
     let filter =
         api::ActualLrPsRequest { process_guid: args.guid.clone(), index: Some(args.index), ..Default::default() };
-    let found = bbs.unary(bbs.raw().actual_lr_ps(filter)).await?.actual_lrps;
+    let found = bbs.all(filter, |mut c, r| async move { c.actual_lr_ps(r).await }).await?;
     let Some(instance) = found.iter().map(InstanceView::new).min_by_key(|i| i.presence != "ORDINARY") else {
         return Err(Error::Refused {
             kind: "ResourceNotFound".into(),
@@ -264,26 +265,34 @@ pub struct LrpSummary {
     pub rootfs: String,
 }
 
-/// Counts the indices in each state (an index with an evacuating and an ordinary instance is
-/// counted once, in the better state).
-fn count_states(summary: &mut LrpSummary, instances: &[InstanceView]) {
-    let mut best: BTreeMap<i32, u8> = BTreeMap::new();
-    for instance in instances {
+/// The best state of each index seen so far (an index with an evacuating and an ordinary
+/// instance counts once, in the better state), fed one instance at a time so a listing of any
+/// size can be counted page by page.
+#[derive(Debug, Default)]
+pub struct IndexStates(BTreeMap<i32, u8>);
+
+impl IndexStates {
+    /// Counts one instance.
+    pub fn add(&mut self, instance: &InstanceView) {
         let rank = match instance.state {
             "RUNNING" => 3,
             "CLAIMED" => 2,
             "UNCLAIMED" => 1,
             _ => 0,
         };
-        let entry = best.entry(instance.index).or_insert(rank);
+        let entry = self.0.entry(instance.index).or_insert(rank);
         *entry = (*entry).max(rank);
     }
-    for rank in best.values() {
-        match rank {
-            3 => summary.running += 1,
-            2 => summary.claimed += 1,
-            1 => summary.unclaimed += 1,
-            _ => summary.crashed += 1,
+
+    /// Adds the per-state index counts to `summary`.
+    pub fn count_into(&self, summary: &mut LrpSummary) {
+        for rank in self.0.values() {
+            match rank {
+                3 => summary.running += 1,
+                2 => summary.claimed += 1,
+                1 => summary.unclaimed += 1,
+                _ => summary.crashed += 1,
+            }
         }
     }
 }
@@ -291,18 +300,14 @@ fn count_states(summary: &mut LrpSummary, instances: &[InstanceView]) {
 /// Lists desired LRPs with their running and desired counts.
 pub async fn list(bbs: &Bbs, args: &ListArgs, format: Format) -> Result<(), Error> {
     let domain = args.domain.clone().unwrap_or_default();
-    let infos = bbs
-        .unary(
-            bbs.raw()
-                .desired_lrp_scheduling_infos(api::DesiredLrPsRequest { domain: domain.clone(), ..Default::default() }),
-        )
-        .await?
-        .desired_lrp_scheduling_infos;
-    let actual = bbs.unary(bbs.raw().actual_lr_ps(api::ActualLrPsRequest { domain, ..Default::default() })).await?;
-    let mut by_guid: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
-    for lrp in &actual.actual_lrps {
+    let request = api::DesiredLrPsRequest { domain: domain.clone(), ..Default::default() };
+    let infos = bbs.all(request, |mut c, r| async move { c.desired_lrp_scheduling_infos(r).await }).await?;
+    let request = api::ActualLrPsRequest { domain, ..Default::default() };
+    let actual = bbs.all(request, |mut c, r| async move { c.actual_lr_ps(r).await }).await?;
+    let mut by_guid: BTreeMap<String, IndexStates> = BTreeMap::new();
+    for lrp in &actual {
         let view = InstanceView::new(lrp);
-        by_guid.entry(view.process_guid.clone()).or_default().push(view);
+        by_guid.entry(view.process_guid.clone()).or_default().add(&view);
     }
     let mut rows: Vec<LrpSummary> = infos
         .into_iter()
@@ -317,7 +322,9 @@ pub async fn list(bbs: &Bbs, args: &ListArgs, format: Format) -> Result<(), Erro
                 domain: key.domain,
                 ..Default::default()
             };
-            count_states(&mut summary, by_guid.get(&key.process_guid).map_or(&[], Vec::as_slice));
+            if let Some(states) = by_guid.get(&key.process_guid) {
+                states.count_into(&mut summary);
+            }
             summary.process_guid = key.process_guid;
             summary
         })
@@ -340,57 +347,4 @@ pub async fn list(bbs: &Bbs, args: &ListArgs, format: Format) -> Result<(), Erro
         ]);
     }
     output::print(&table.render())
-}
-
-/// Shows one desired LRP and its instances.
-pub async fn show(bbs: &Bbs, args: &LrpGuidArg, format: Format) -> Result<(), Error> {
-    let request = api::DesiredLrpByProcessGuidRequest { process_guid: args.guid.clone() };
-    let desired = bbs.unary(bbs.raw().desired_lrp_by_process_guid(request)).await?.desired_lrp.unwrap_or_default();
-    let filter = api::ActualLrPsRequest { process_guid: args.guid.clone(), ..Default::default() };
-    let actual = bbs.unary(bbs.raw().actual_lr_ps(filter)).await?.actual_lrps;
-    let mut instances: Vec<InstanceView> = actual.iter().map(InstanceView::new).collect();
-    instances.sort_by(|a, b| (a.index, a.presence).cmp(&(b.index, b.presence)));
-    let mut summary = LrpSummary::default();
-    count_states(&mut summary, &instances);
-    let desired = DesiredLrpFile::from_pb(desired);
-    if format == Format::Json {
-        return output::print_json(&serde_json::json!({
-            "desired_lrp": desired, "running": summary.running, "instances": instances,
-        }));
-    }
-    let now = output::now_ns();
-    let ports: Vec<String> = desired.ports.iter().map(u32::to_string).collect();
-    let mut text = vec![
-        format!("process guid:  {}", desired.process_guid),
-        format!("domain:        {}", desired.domain),
-        format!("instances:     {} running / {} desired", summary.running, desired.instances),
-        format!("resources:     {} MB memory, {} MB disk", desired.memory_mb, desired.disk_mb),
-        format!("rootfs:        {}", desired.rootfs),
-        format!("ports:         {}", or_dash(&ports.join(", "))),
-        format!("command:       {}", or_dash(&desired.action.as_ref().map(Action::summary).unwrap_or_default())),
-        format!(
-            "health check:  {}",
-            desired.check_definition.as_ref().map_or_else(|| "none".to_owned(), CheckDefinition::summary)
-        ),
-        String::new(),
-    ];
-    let mut table = Table::new(&["INDEX", "STATE", "CELL", "ADDRESS", "CRASHES", "SINCE", "DETAILS"]);
-    for instance in &instances {
-        let details = match (instance.placement_error.is_empty(), instance.crash_reason.is_empty()) {
-            (false, _) => format!("placement error: {}", instance.placement_error),
-            (true, false) => format!("last crash: {}", instance.crash_reason),
-            (true, true) => String::new(),
-        };
-        table.row(vec![
-            instance.index.to_string(),
-            instance.state_label(),
-            or_dash(&instance.cell_id),
-            or_dash(&instance.endpoints()),
-            instance.crash_count.to_string(),
-            output::age(instance.since, now),
-            details,
-        ]);
-    }
-    text.push(table.render());
-    output::print(&text.join("\n"))
 }

@@ -102,8 +102,10 @@ pub async fn list(bbs: &Bbs, args: &ListArgs, format: Format) -> Result<(), Erro
     let request = api::TasksRequest {
         domain: args.domain.clone().unwrap_or_default(),
         cell_id: args.cell.clone().unwrap_or_default(),
+        ..Default::default()
     };
-    let mut tasks: Vec<TaskView> = bbs.unary(bbs.raw().tasks(request)).await?.tasks.iter().map(TaskView::new).collect();
+    let tasks = bbs.all(request, |mut c, r| async move { c.tasks(r).await }).await?;
+    let mut tasks: Vec<TaskView> = tasks.iter().map(TaskView::new).collect();
     tasks.sort_by(|a, b| (a.created_at, &a.task_guid).cmp(&(b.created_at, &b.task_guid)));
     if format == Format::Json {
         return output::print_json(&tasks);

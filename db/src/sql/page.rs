@@ -26,6 +26,11 @@ impl<T, K> Page<T, K> {
     pub fn empty() -> Self {
         Page { items: Vec::new(), resume_after: None }
     }
+
+    /// The same batch with its resume key converted by `f`.
+    pub fn map_key<K2>(self, f: impl FnOnce(K) -> K2) -> Page<T, K2> {
+        Page { items: self.items, resume_after: self.resume_after.map(f) }
+    }
 }
 
 /// Where an actual-LRP listing resumes: the primary key of the last row read.

@@ -1,0 +1,133 @@
+//! The list RPCs of `Bbs`, one page each ([`crate::paging`]): each decodes its filter and page,
+//! reads the store's keyset-paged listing (served by standbys too) and encodes the items until
+//! the page is full.
+
+use db::sql::actual_lrps::ActualLrpFilter;
+use db::sql::page::ActualLrpCursor;
+use db::sql::tasks::TaskFilter;
+use proto::convert::routing_info_to_pb;
+use proto::models::{ActualLrp, CellId, DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, Task};
+use proto::pb::bbs::v1 as api;
+use proto::pb::models::v1 as pb;
+
+use super::{desired_filter, index, optional, process_guid};
+use crate::Result;
+use crate::controllers::Context;
+use crate::paging::{DesiredCursor, PageRequest, TaskCursor, collect};
+
+/// One row of the routing view: the scheduling half and the metric tags.
+type RoutingRow = (SchedulingInfo, std::collections::BTreeMap<String, MetricTagValue>);
+
+/// ActualLRPs: every presence, by (process guid, index, presence).
+pub(super) async fn actual_lrps(ctx: &Context, request: api::ActualLrPsRequest) -> Result<api::ActualLrPsResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = ActualLrpFilter {
+        domain: optional(request.domain, DomainName::parse)?,
+        cell_id: optional(request.cell_id, CellId::parse)?,
+        process_guid: optional(request.process_guid, ProcessGuid::parse)?,
+        index: request.index.map(index).transpose()?,
+        process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
+    };
+    let (filter, store) = (&filter, ctx.reader());
+    let (actual_lrps, next_page_token) =
+        collect(
+            page,
+            |after: Option<ActualLrpCursor>, limit| async move {
+                store.actual_lrps_page(filter, after.as_ref(), limit).await
+            },
+            |lrp: &ActualLrp| ActualLrpCursor {
+                process_guid: lrp.key.process_guid.to_string(),
+                index: i64::from(lrp.key.index),
+                presence: i64::from(lrp.presence.as_i32()),
+            },
+            pb::ActualLrp::from,
+        )
+        .await?;
+    Ok(api::ActualLrPsResponse { actual_lrps, next_page_token })
+}
+
+/// DesiredLRPs: whole records, by process guid.
+pub(super) async fn desired_lrps(ctx: &Context, request: api::DesiredLrPsRequest) -> Result<api::DesiredLrPsResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = desired_filter(request)?;
+    let (filter, store) = (&filter, ctx.reader());
+    let (desired_lrps, next_page_token) = collect(
+        page,
+        |after: Option<DesiredCursor>, limit| async move {
+            store
+                .desired_lrps_page(filter, after.as_ref().map(|c| c.0.as_str()), limit)
+                .await
+                .map(|p| p.map_key(DesiredCursor))
+        },
+        |lrp: &DesiredLrp| DesiredCursor(lrp.scheduling.process_guid.to_string()),
+        pb::DesiredLrp::from,
+    )
+    .await?;
+    Ok(api::DesiredLrPsResponse { desired_lrps, next_page_token })
+}
+
+/// DesiredLRPSchedulingInfos: the scheduling halves, by process guid.
+pub(super) async fn scheduling_infos(
+    ctx: &Context,
+    request: api::DesiredLrPsRequest,
+) -> Result<api::DesiredLrpSchedulingInfosResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = desired_filter(request)?;
+    let (filter, store) = (&filter, ctx.reader());
+    let (desired_lrp_scheduling_infos, next_page_token) = collect(
+        page,
+        |after: Option<DesiredCursor>, limit| async move {
+            store
+                .scheduling_infos_page(filter, after.as_ref().map(|c| c.0.as_str()), limit)
+                .await
+                .map(|p| p.map_key(DesiredCursor))
+        },
+        |info: &SchedulingInfo| DesiredCursor(info.process_guid.to_string()),
+        pb::DesiredLrpSchedulingInfo::from,
+    )
+    .await?;
+    Ok(api::DesiredLrpSchedulingInfosResponse { desired_lrp_scheduling_infos, next_page_token })
+}
+
+/// DesiredLRPRoutingInfos: the routing view, by process guid.
+pub(super) async fn routing_infos(
+    ctx: &Context,
+    request: api::DesiredLrPsRequest,
+) -> Result<api::DesiredLrpRoutingInfosResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = desired_filter(request)?;
+    let (filter, store) = (&filter, ctx.reader());
+    let (desired_lrps, next_page_token) = collect(
+        page,
+        |after: Option<DesiredCursor>, limit| async move {
+            store
+                .routing_infos_page(filter, after.as_ref().map(|c| c.0.as_str()), limit)
+                .await
+                .map(|p| p.map_key(DesiredCursor))
+        },
+        |(info, _): &RoutingRow| DesiredCursor(info.process_guid.to_string()),
+        |(info, tags): RoutingRow| routing_info_to_pb(&info, &tags),
+    )
+    .await?;
+    Ok(api::DesiredLrpRoutingInfosResponse { desired_lrps, next_page_token })
+}
+
+/// Tasks: by task guid.
+pub(super) async fn tasks(ctx: &Context, request: api::TasksRequest) -> Result<api::TasksResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = TaskFilter {
+        domain: optional(request.domain, DomainName::parse)?,
+        cell_id: optional(request.cell_id, CellId::parse)?,
+    };
+    let (filter, store) = (&filter, ctx.reader());
+    let (tasks, next_page_token) = collect(
+        page,
+        |after: Option<TaskCursor>, limit| async move {
+            store.tasks_page(filter, after.as_ref().map(|c| c.0.as_str()), limit).await.map(|p| p.map_key(TaskCursor))
+        },
+        |task: &Task| TaskCursor(task.task_guid.to_string()),
+        pb::Task::from,
+    )
+    .await?;
+    Ok(api::TasksResponse { tasks, next_page_token })
+}
