@@ -1,7 +1,11 @@
 //! The cell presence (reference 2.7): a Locket lease of type PRESENCE keyed by the cell id,
 //! whose value is the cell's [`CellPresence`] as JSON, owned by a random uuid per process and
-//! renewed every retry interval (5 s) with a TTL of 15 s. Auctioneers find cells through these
-//! presences, and the converger treats a cell whose presence expired as lost.
+//! renewed every retry interval (5 s, at most a third of the TTL, measured from the start of each
+//! attempt) with a TTL of 15 s, in a task of its own. A renewal that fails while the presence
+//! may still be ours is retried after a tenth of the TTL, so one slow or failed call does not
+//! lose the cell. Each attempt's duration goes to [`LEASE_RENEWAL_DURATION`] (label `key`, the
+//! cell id). Auctioneers find cells through these presences, and the converger treats a cell
+//! whose presence expired as lost.
 //!
 //! Losing the presence (the BBS unreachable, another owner still holding the key after a
 //! restart) only flips [`PresenceStatus`] and is retried forever: containers keep running, since
@@ -15,6 +19,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::bbs_client::{BbsClient, PresenceLease};
+
+/// Histogram: how long one acquire-or-renew of the presence took, in seconds; label `key`.
+pub const LEASE_RENEWAL_DURATION: &str = "lease_renewal_duration_seconds";
+/// Counter: renewals that failed or timed out while the presence may still have been ours;
+/// label `key`.
+pub const LEASE_RENEWAL_FAILURES: &str = "lease_renewal_failures_total";
 
 /// Whether the presence is currently held, observable by the rest of the process.
 #[derive(Debug, Clone)]
@@ -144,10 +154,23 @@ impl Presence {
         self.status.clone()
     }
 
-    /// One acquire-or-renew attempt, bounded by the retry interval; returns whether the
-    /// presence is held afterwards.
+    /// How often the presence is renewed: the retry interval, but at most a third of the TTL.
+    pub fn renew_interval(&self) -> Duration {
+        self.retry_interval.min(self.ttl / 3).max(Duration::from_millis(1))
+    }
+
+    /// How soon a renewal that failed while the presence may still be ours is retried.
+    fn retry_after_failure(&self) -> Duration {
+        (self.ttl / 10).clamp(Duration::from_millis(1), self.renew_interval())
+    }
+
+    /// One acquire-or-renew attempt, bounded by [`Presence::renew_interval`]; returns whether
+    /// the presence is held afterwards.
     pub async fn tick(&mut self) -> bool {
-        let attempt = tokio::time::timeout(self.retry_interval, self.bbs.lock_presence(&self.lease, self.ttl)).await;
+        let started = tokio::time::Instant::now();
+        let attempt = tokio::time::timeout(self.renew_interval(), self.bbs.lock_presence(&self.lease, self.ttl)).await;
+        ::metrics::histogram!(LEASE_RENEWAL_DURATION, "key" => self.lease.key.clone())
+            .record(started.elapsed().as_secs_f64());
         let error = match attempt {
             Ok(Ok(())) => {
                 self.maybe_held = true;
@@ -159,9 +182,12 @@ impl Presence {
             }
             Err(_) => {
                 self.maybe_held = true;
-                Some(format!("lock call timed out after {:?}", self.retry_interval))
+                Some(format!("lock call timed out after {:?}", self.renew_interval()))
             }
         };
+        if error.is_some() && (self.maybe_held || self.status.is_held()) {
+            ::metrics::counter!(LEASE_RENEWAL_FAILURES, "key" => self.lease.key.clone()).increment(1);
+        }
         let was_held = self.status.is_held();
         match error {
             None => {
@@ -187,17 +213,23 @@ impl Presence {
         self.status.is_held()
     }
 
-    /// Renews every retry interval until `shutdown`, then releases the presence (bounded by
-    /// the retry interval; if that fails it expires after its TTL).
+    /// Renews every [`Presence::renew_interval`] until `shutdown`, retrying a failed renewal
+    /// of a presence that may still be ours after a tenth of the TTL; then releases the
+    /// presence (bounded by the retry interval; if that fails it expires after its TTL).
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
+            let started = tokio::time::Instant::now();
+            let was_held = self.status.is_held();
+            let held = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                held = self.tick() => held,
+            };
+            // The presence outlives a failed renewal by most of its TTL: retry soon.
+            let pause =
+                if !held && (was_held || self.maybe_held) { self.retry_after_failure() } else { self.renew_interval() };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.tick() => {}
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.retry_interval) => {}
+                _ = tokio::time::sleep_until(started + pause) => {}
             }
         }
         self.status.set(false);
