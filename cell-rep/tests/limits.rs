@@ -191,28 +191,25 @@ async fn forks_beyond_max_pids_fail_in_a_cgroup() {
         .create(ContainerSpec { guid: "forker".into(), max_pids: 5, ..ContainerSpec::default() })
         .await
         .expect("create");
-    let script = "i=0; while [ $i -lt 20 ]; do sleep 30 & i=$((i+1)); done; touch forked; wait";
+    // The process joins its cgroup just after it started: wait for that, then fork 20 sleepers.
+    // busybox sh gives up at the first fork the kernel refuses.
+    let script = "while ! grep -q -- -forker /proc/$$/cgroup; do sleep 0.05; done; \
+                  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do sleep 30 >/dev/null 2>&1 & done; \
+                  touch forked; wait";
     let spec = ProcessSpec {
         id: "forker".into(),
         path: "busybox".into(),
         args: vec!["sh".into(), "-c".into(), script.into()],
         ..ProcessSpec::default()
     };
-    let _process = runtime.spawn("forker", spec).await.expect("spawn");
-    let forked = runtime.container_dir("forker").join("forked");
-    tokio::time::timeout(PATIENCE, async {
-        while !forked.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the loop finished");
-    let cgroup = std::fs::read_dir(&parent)
-        .expect("parent")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-forker"))
-        .expect("the container's cgroup");
+    let mut process = runtime.spawn("forker", spec).await.expect("spawn");
+    let status = tokio::time::timeout(PATIENCE, process.wait()).await.expect("the shell gave up");
+    assert_ne!(status.code, 0, "20 forks succeeded in a container limited to 5 processes");
+    assert!(!runtime.container_dir("forker").join("forked").exists(), "the fork loop did not finish");
+    let recorded = std::fs::read_to_string(runtime.container_dir("forker").join("cgroup")).expect("cgroup recorded");
+    let cgroup = PathBuf::from(recorded.trim());
+    assert!(cgroup.starts_with(&parent), "{} is under {}", cgroup.display(), parent.display());
+    assert_eq!(std::fs::read_to_string(cgroup.join("pids.max")).expect("pids.max").trim(), "5");
     let current: usize =
         std::fs::read_to_string(cgroup.join("pids.current")).expect("pids.current").trim().parse().expect("n");
     assert!(current <= 5, "{current} processes in a container limited to 5");
@@ -252,10 +249,18 @@ async fn a_process_allocating_beyond_memory_mb_is_killed_or_fails() {
 #[tokio::test]
 async fn processes_run_under_the_containers_memory_pids_and_cpu_limits() {
     let mut cell = cell();
-    let script = "cat /proc/$$/limits > limits.txt; cat /proc/$$/cgroup > cgroup.txt; \
-                  read -r stat < /proc/$$/stat; set -- $stat; echo ${19} > nice.txt";
+    // In a cgroup, the process joins it just after it started: wait for that to show.
+    let wait_for_cgroup = if cell.runtime.limit_mode().is_cgroup() {
+        "while ! grep -q -- -limited /proc/$$/cgroup; do sleep 0.05; done; "
+    } else {
+        ""
+    };
+    let script = format!(
+        "{wait_for_cgroup}cat /proc/$$/limits > limits.txt; cat /proc/$$/cgroup > cgroup.txt; \
+         read -r stat < /proc/$$/stat; set -- $stat; echo ${{19}} > nice.txt"
+    );
     let request = RunRequest {
-        action: build::run("busybox", &["sh", "-c", script]),
+        action: build::run("busybox", &["sh", "-c", &script]),
         max_pids: 7,
         cpu_weight: 50,
         ..RunRequest::default()
