@@ -525,3 +525,52 @@ async fn read_pgids(dir: &Path) -> Vec<i32> {
     let text = tokio::fs::read_to_string(dir.join("pgids")).await.unwrap_or_default();
     text.lines().filter_map(|l| l.trim().parse().ok()).filter(|p: &i32| *p > 0).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cgroup plumbing against a plain directory standing in for the cgroup parent (no
+    /// kernel behind it: the limit files are just written and read back). The kernel side is
+    /// covered by `tests/limits.rs` where cgroup v2 is usable.
+    #[tokio::test]
+    async fn in_cgroup_mode_a_container_gets_a_cgroup_with_its_limits_and_its_processes() {
+        let root = std::env::temp_dir().join(format!("cell-rep-fake-cgroup-{}", uuid::Uuid::new_v4().simple()));
+        let parent = root.join("cgroup").join("diego-rs");
+        std::fs::create_dir_all(&parent).expect("fake parent");
+        let mut runtime =
+            ProcessRuntime::with_config(ProcessConfig { cgroup_parent: String::new(), ..ProcessConfig::new(&root) });
+        runtime.mode = LimitMode::Cgroup { parent: parent.clone() };
+        runtime.instance = "inst".into();
+        let spec =
+            ContainerSpec { guid: "g1".into(), memory_mb: 64, max_pids: 7, cpu_weight: 50, ..ContainerSpec::default() };
+        runtime.create(spec).await.expect("create");
+        let cgroup = parent.join("inst-g1");
+        let read = |file: &str| std::fs::read_to_string(cgroup.join(file)).unwrap_or_default();
+        assert_eq!(read("pids.max"), "7");
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("memory.swap.max"), "0");
+        assert_eq!(read("cpu.weight"), "20");
+        let recorded = std::fs::read_to_string(runtime.container_dir("g1").join("cgroup")).expect("recorded");
+        assert_eq!(PathBuf::from(recorded), cgroup);
+
+        let process = ProcessSpec {
+            id: "p".into(),
+            path: "/bin/sh".into(),
+            args: vec!["-c".into(), "exit 0".into()],
+            ..ProcessSpec::default()
+        };
+        let mut process = runtime.spawn("g1", process).await.expect("spawn");
+        assert_eq!(process.wait().await.code, 0);
+        let pid = read("cgroup.procs");
+        assert!(pid.trim().parse::<i32>().is_ok_and(|p| p > 0), "the process joined: {pid:?}");
+        // The count comes from the cgroup.
+        std::fs::write(cgroup.join("pids.current"), "7\n").expect("fake count");
+        let full = ProcessSpec { id: "q".into(), path: "/bin/true".into(), ..ProcessSpec::default() };
+        let refused = runtime.spawn("g1", full).await.expect_err("the cgroup is full");
+        assert_eq!(refused.to_string(), "max_pids 7 reached: the container already runs 7 processes");
+        // No wrappers in cgroup mode: the kernel enforces the limits.
+        assert!(runtime.wrappers(64, 50).is_empty());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
