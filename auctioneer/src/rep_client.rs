@@ -2,6 +2,7 @@
 //! sees only the [`RepClient`] trait; [`GrpcRepClient`] is the tonic implementation, and
 //! `testing::FakeReps` the recording fake. Conversions to and from the wire live in `wire.rs`.
 
+use proto::bounds::{CHUNK_BYTES, chunk_by_size};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -59,12 +60,41 @@ impl RepClient for GrpcRepClient {
 
     fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>> {
         Box::pin(async move {
-            let response = self
-                .client(address)?
-                .perform(wire::work_to_pb(&work))
-                .await
-                .map_err(|status| ClientError::call(format!("rep {address}"), "Perform", status))?;
-            Ok(wire::refused_from_pb(response.into_inner()))
+            // More work than one request carries goes in several: LRPs first, then tasks.
+            let whole = wire::work_to_pb(&work);
+            let lrps = chunk_by_size(whole.lrps, CHUNK_BYTES, ("Work", "lrps"));
+            let tasks = chunk_by_size(whole.tasks, CHUNK_BYTES, ("Work", "tasks"));
+            let requests = lrps
+                .into_iter()
+                .map(|lrps| rep_pb::Work { lrps, tasks: Vec::new() })
+                .chain(tasks.into_iter().map(|tasks| rep_pb::Work { lrps: Vec::new(), tasks }));
+            let mut refused = Work::default();
+            let mut client = self.client(address)?;
+            let mut sent_any = false;
+            let mut requests = requests.peekable();
+            while let Some(request) = requests.next() {
+                let part = match client.perform(request.clone()).await {
+                    Ok(response) => wire::refused_from_pb(response.into_inner()),
+                    Err(status) if !sent_any => {
+                        return Err(ClientError::call(format!("rep {address}"), "Perform", status));
+                    }
+                    // The cell took earlier parts: this one and the rest count as refused.
+                    Err(status) => {
+                        tracing::warn!(%address, %status, "perform failed part-way; the rest counts as refused");
+                        let rest = std::iter::once(request).chain(requests.by_ref());
+                        let (lrps, tasks): (Vec<_>, Vec<_>) = rest.map(|w| (w.lrps, w.tasks)).unzip();
+                        let unsent = rep_pb::PerformResponse {
+                            failed_lrps: lrps.into_iter().flatten().collect(),
+                            failed_tasks: tasks.into_iter().flatten().collect(),
+                        };
+                        wire::refused_from_pb(unsent)
+                    }
+                };
+                sent_any = true;
+                refused.lrps.extend(part.lrps);
+                refused.tasks.extend(part.tasks);
+            }
+            Ok(refused)
         })
     }
 }

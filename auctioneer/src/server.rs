@@ -12,8 +12,11 @@ use tokio_util::sync::CancellationToken;
 use crate::lock::LockStatus;
 use crate::service::AuctioneerService;
 
-/// Largest request accepted: about 100,000 LRP start requests, far above any one BBS call.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body the transport reads: twice the limit every request is held to
+/// (`proto::limits::MAX_REQUEST_BYTES`, 4 MiB), so a body up to this size is refused by the
+/// codec with INVALID_ARGUMENT naming the limit, and only a larger one by the transport
+/// (OUT_OF_RANGE) without being buffered.
+pub const MAX_REQUEST_BYTES: usize = 2 * proto::limits::MAX_REQUEST_BYTES;
 
 /// Serves the services on `listener` until `shutdown`. The health status of the `Auctioneer`
 /// service follows `lock`: SERVING while the lock is held, NOT_SERVING while standing by; the

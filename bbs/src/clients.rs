@@ -4,6 +4,7 @@
 //! peer never stalls an API call for long; callers fire rep calls concurrently and off the
 //! request path where Diego does.
 
+use proto::bounds::{CHUNK_BYTES, chunk_by_size};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -195,15 +196,20 @@ impl<L: AuctioneerLocator> AuctioneerClient for GrpcAuctioneerClient<L> {
                     placement_constraint: constraint(&r.rootfs, &r.placement_tags, &r.volume_drivers),
                 })
                 .collect();
-            client
-                .request_lrp_auctions(auction_pb::RequestLrpAuctionsRequest { lrp_start_requests })
-                .await
-                .map(|_| ())
-                .map_err(|status| ClientError::Call {
-                    peer: format!("auctioneer {address}"),
-                    call: "RequestLRPAuctions",
-                    status,
-                })
+            // A convergence pass may start more than one request can carry: split the batch.
+            for lrp_start_requests in
+                chunk_by_size(lrp_start_requests, CHUNK_BYTES, ("RequestLRPAuctionsRequest", "lrp_start_requests"))
+            {
+                client
+                    .request_lrp_auctions(auction_pb::RequestLrpAuctionsRequest { lrp_start_requests })
+                    .await
+                    .map_err(|status| ClientError::Call {
+                        peer: format!("auctioneer {address}"),
+                        call: "RequestLRPAuctions",
+                        status,
+                    })?;
+            }
+            Ok(())
         })
     }
 
@@ -219,15 +225,19 @@ impl<L: AuctioneerLocator> AuctioneerClient for GrpcAuctioneerClient<L> {
                     placement_constraint: constraint(&r.rootfs, &r.placement_tags, &r.volume_drivers),
                 })
                 .collect();
-            client
-                .request_task_auctions(auction_pb::RequestTaskAuctionsRequest { task_start_requests })
-                .await
-                .map(|_| ())
-                .map_err(|status| ClientError::Call {
-                    peer: format!("auctioneer {address}"),
-                    call: "RequestTaskAuctions",
-                    status,
-                })
+            for task_start_requests in
+                chunk_by_size(task_start_requests, CHUNK_BYTES, ("RequestTaskAuctionsRequest", "task_start_requests"))
+            {
+                client
+                    .request_task_auctions(auction_pb::RequestTaskAuctionsRequest { task_start_requests })
+                    .await
+                    .map_err(|status| ClientError::Call {
+                        peer: format!("auctioneer {address}"),
+                        call: "RequestTaskAuctions",
+                        status,
+                    })?;
+            }
+            Ok(())
         })
     }
 }

@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 use crate::grpc::BbsService;
 use crate::locket::LocketService;
 
-/// Largest request the BBS accepts: a desired LRP is bounded by its own limits (routes 128 KiB,
-/// volume-mounted files 1 MiB, annotation 10 KiB) well below this.
-pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest request body the transport reads: twice the limit every request is held to
+/// (`proto::limits::MAX_REQUEST_BYTES`, 4 MiB), so a body up to this size is refused by the
+/// codec with INVALID_ARGUMENT naming the limit, and only a larger one by the transport
+/// (OUT_OF_RANGE) without being buffered.
+pub const MAX_REQUEST_BYTES: usize = 2 * proto::limits::MAX_REQUEST_BYTES;
 
 /// Serves the services on `listener` until `shutdown`.
 pub async fn serve(
@@ -41,7 +43,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(BbsServer::new(bbs).max_decoding_message_size(MAX_REQUEST_BYTES))
-        .add_service(LocketServer::new(locket))
+        .add_service(LocketServer::new(locket).max_decoding_message_size(MAX_REQUEST_BYTES))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled_owned(),

@@ -12,8 +12,11 @@ use tokio_util::sync::CancellationToken;
 use crate::context::EvacuationFlag;
 use crate::service::RepService;
 
-/// Largest request accepted: a `Perform` of some 50,000 instances, far above one auction.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body the transport reads: twice the limit every request is held to
+/// (`proto::limits::MAX_REQUEST_BYTES`, 4 MiB), so a body up to this size is refused by the
+/// codec with INVALID_ARGUMENT naming the limit, and only a larger one by the transport
+/// (OUT_OF_RANGE) without being buffered.
+pub const MAX_REQUEST_BYTES: usize = 2 * proto::limits::MAX_REQUEST_BYTES;
 
 /// Serves the services on `listener` until `shutdown`. The health of the `Rep` service is
 /// SERVING until the cell evacuates, NOT_SERVING after; the overall status (`""`) is SERVING

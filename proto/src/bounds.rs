@@ -83,6 +83,38 @@ pub fn check_message(full_name: &str, bytes: &[u8]) -> Result<(), ValidationErro
     Walk::default().message(schema, None, bytes, 1)
 }
 
+/// Splits `items`, the elements of the repeated field `message.field` of a request, into runs
+/// a server accepts: each within `max_bytes` encoded and within the field's count limit (a run
+/// holds at least one item). Senders use it to split large batches into several requests.
+pub fn chunk_by_size<T: prost::Message>(
+    items: Vec<T>,
+    max_bytes: usize,
+    (message, field): (&str, &str),
+) -> Vec<Vec<T>> {
+    let max_count = limits::count_limit(message, field).max(1);
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 0_usize;
+    for item in items {
+        // Each element costs its length, a length prefix (at most 5 bytes here) and a tag.
+        let cost = item.encoded_len() + 6;
+        if !current.is_empty() && (size + cost > max_bytes || current.len() == max_count) {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += cost;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// The size a sender splits batches at: three quarters of [`MAX_REQUEST_BYTES`], leaving room
+/// for the rest of the request.
+pub const CHUNK_BYTES: usize = MAX_REQUEST_BYTES / 4 * 3;
+
 /// One step of a field path.
 #[derive(Debug, Clone, Copy)]
 enum Step {

@@ -226,6 +226,66 @@ pub fn range_limit(message: &str, field: &str) -> Option<(i64, i64)> {
     find(RANGES, |r| r.field, message, field).map(|r| (r.min, r.max))
 }
 
+/// The limits as a Markdown page: what `docs/limits.md` holds (a test keeps the two equal).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Request limits\n\n\
+         Generated from `proto/src/limits.rs` (`cargo test -p proto --test limits_doc` checks it; \
+         `DIEGO_BLESS=1` rewrites it). Every request of every service (Bbs, Locket, Auctioneer, \
+         Rep) is checked against these before it is decoded; a refusal is INVALID_ARGUMENT naming \
+         the field path and the limit, and nothing is written. A row names `Message.field` or \
+         `*.field` (that field in every message).\n\n## Whole requests\n\n| limit | value | why |\n|---|---|---|\n",
+    );
+    let whole: [(&str, String, &str); 9] = [
+        ("request size", format!("{MAX_REQUEST_BYTES} bytes"), "the gRPC default every client accepts"),
+        ("message nesting", format!("{MAX_MESSAGE_DEPTH} levels"), "below the decoder's recursion limit of 100"),
+        (
+            "action tree depth",
+            format!("{MAX_ACTION_DEPTH} actions"),
+            "two messages per level, well inside the nesting limit",
+        ),
+        ("children of one action", format!("{MAX_ACTIONS_PER_LIST}"), "one process per parallel child"),
+        (
+            "string, default",
+            format!("{MAX_STRING_BYTES} bytes"),
+            "PATH_MAX; no NUL, no control characters but tab and newlines",
+        ),
+        ("bytes, default", format!("{MAX_BYTES_BYTES} bytes"), "route values and other opaque blobs"),
+        ("repeated field or map, default", format!("{MAX_REPEATED} elements"), "no list a scheduler needs is longer"),
+        (
+            "environment of an LRP or task; arguments plus env of a run action",
+            format!("{MAX_ENV_BYTES} bytes"),
+            "half of Linux's default ARG_MAX, so every process can be exec'd",
+        ),
+        (
+            "instances of one desired LRP",
+            format!("{MAX_LRP_INSTANCES}"),
+            "hard cap; the BBS's `max_lrp_instances` (default 100000) lowers it",
+        ),
+    ];
+    for (what, value, why) in whole {
+        out.push_str(&format!("| {what} | {value} | {why} |\n"));
+    }
+    out.push_str("\n## Strings and bytes\n\n| field | at most (bytes) | characters | why |\n|---|---|---|---|\n");
+    for r in STRINGS {
+        let text = match r.text {
+            Text::Printable => "printable",
+            Text::Raw => "any but NUL",
+            Text::EnvName => "printable, no `=`",
+        };
+        out.push_str(&format!("| `{}` | {} | {text} | {} |\n", r.field, r.max_bytes, r.why));
+    }
+    out.push_str("\n## Repeated fields and maps\n\n| field | at most | why |\n|---|---|---|\n");
+    for r in COUNTS {
+        out.push_str(&format!("| `{}` | {} | {} |\n", r.field, r.max, r.why));
+    }
+    out.push_str("\n## Integer ranges\n\n| field | from | to | why |\n|---|---|---|---|\n");
+    for r in RANGES {
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", r.field, r.min, r.max, r.why));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

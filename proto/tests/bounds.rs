@@ -313,3 +313,36 @@ fn packed_indices_are_counted_and_ranged() {
         Some("lrp_start_requests[0].indices[1] must be between 0 and 999999")
     );
 }
+
+#[test]
+fn batches_split_into_requests_every_server_accepts() {
+    use proto::pb::auctioneer::v1 as auction;
+    let start = |i: usize| auction::LrpStartRequest {
+        process_guid: format!("app-{i}"),
+        domain: "apps".into(),
+        indices: (0..1000).collect(),
+        placement_constraint: Some(pb::PlacementConstraint {
+            rootfs: "preloaded:busybox".into(),
+            placement_tags: (0..60).map(|t| format!("tag-{t}-{}", "x".repeat(200))).collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let all: Vec<_> = (0..300).map(start).collect();
+    let whole = auction::RequestLrpAuctionsRequest { lrp_start_requests: all.clone() };
+    assert!(refusal(&whole).is_some(), "the unsplit batch is over the limit");
+    let chunks = proto::bounds::chunk_by_size(
+        all,
+        proto::bounds::CHUNK_BYTES,
+        ("RequestLRPAuctionsRequest", "lrp_start_requests"),
+    );
+    assert!(chunks.len() > 1);
+    assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 300);
+    for chunk in chunks {
+        assert_eq!(refusal(&auction::RequestLrpAuctionsRequest { lrp_start_requests: chunk }), None);
+    }
+    assert!(proto::bounds::chunk_by_size(Vec::<pb::Action>::new(), 10, ("SerialAction", "actions")).is_empty());
+    let counted =
+        proto::bounds::chunk_by_size(vec![pb::Action::default(); 250], usize::MAX, ("SerialAction", "actions"));
+    assert_eq!(counted.iter().map(Vec::len).collect::<Vec<_>>(), vec![100, 100, 50]);
+}
