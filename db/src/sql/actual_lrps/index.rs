@@ -144,8 +144,10 @@ impl Store {
     }
 }
 
+/// An internal fault, not a broken database: the call fails, the server goes on (only a lost
+/// schema is Unrecoverable).
 fn callback_gone(op: &'static str) -> Error {
-    Error::refused(ErrorCode::Unrecoverable, format!("{op}: the index callback went away mid-transaction"))
+    Error::refused(ErrorCode::Unknown, format!("{op}: the index callback went away mid-transaction"))
 }
 
 /// Collects decoded rows into their slots; any undecodable row is [`Error::Corrupt`].
