@@ -30,7 +30,7 @@ fn slow_query(backend: Backend) -> &'static str {
 /// Keeps a worker thread busy until `until`, yielding every 20 ms like a CPU-heavy request.
 async fn burn_cpu(until: Instant) {
     while Instant::now() < until {
-        let slice = std::time::Instant::now();
+        let slice = Instant::now();
         while slice.elapsed() < Duration::from_millis(20) {
             std::hint::spin_loop();
         }

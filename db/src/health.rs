@@ -98,7 +98,7 @@ impl Health {
             return;
         }
         if let Ok(mut since) = self.suspect_since.lock() {
-            since.get_or_insert_with(SystemTime::now);
+            since.get_or_insert_with(wall_clock_now);
         }
         self.wake.notify_one();
     }
@@ -109,14 +109,14 @@ impl Health {
         Box::pin(async move {
             let since = rx.wait_for(Option::is_some).await.map(|since| *since);
             match since {
-                Ok(since) => since.unwrap_or_else(SystemTime::now),
+                Ok(since) => since.unwrap_or_else(wall_clock_now),
                 Err(_) => std::future::pending().await,
             }
         })
     }
 
     fn set_down(&self, reason: &str) {
-        let since = self.suspect_since.lock().ok().and_then(|s| *s).unwrap_or_else(SystemTime::now);
+        let since = self.suspect_since.lock().ok().and_then(|s| *s).unwrap_or_else(wall_clock_now);
         let changed = self.down.send_if_modified(|down| {
             if down.is_some() {
                 return false;
@@ -362,6 +362,13 @@ impl<T> Stream for GatedStream<'_, T> {
         self.slow = None;
         next
     }
+}
+
+/// The host's wall clock: only for naming, in errors and logs, when the database became
+/// unreachable; nothing is decided on it.
+#[allow(clippy::disallowed_methods)] // an operator-facing timestamp, not a decision
+fn wall_clock_now() -> SystemTime {
+    SystemTime::now()
 }
 
 /// `at` as RFC 3339 in UTC with milliseconds, e.g. `2026-12-03T08:21:30.123Z`.
