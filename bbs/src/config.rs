@@ -166,8 +166,9 @@ impl BbsConfig {
     /// Checks every rule and returns the configuration.
     pub fn validate(self) -> Result<Self, ConfigError> {
         let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
-        if self.lock_ttl.is_zero() {
-            return invalid("lock_ttl", "must be positive");
+        // The store refuses leases over a day; a longer lock_ttl could never be acquired.
+        if self.lock_ttl.is_zero() || self.lock_ttl > db::sql::leases::MAX_LEASE_TTL {
+            return invalid("lock_ttl", "must be positive and at most 24h");
         }
         if self.lock_retry_interval.is_zero() || self.lock_retry_interval >= self.lock_ttl {
             return invalid("lock_retry_interval", "must be positive and shorter than lock_ttl");
@@ -247,6 +248,13 @@ mod tests {
         assert_eq!(config.lock_retry_interval, Duration::from_millis(500));
         assert!(toml::from_str::<BbsConfig>("no_such_field = 1").is_err());
         assert!(toml::from_str::<BbsConfig>("lock_ttl = \"2 fortnights\"").is_err());
+    }
+
+    #[test]
+    fn a_lock_ttl_the_store_would_refuse_is_refused_up_front() {
+        let err =
+            BbsConfig { lock_ttl: Duration::from_secs(25 * 3600), ..BbsConfig::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("lock_ttl must be positive and at most 24h"), "{err}");
     }
 
     #[test]
