@@ -10,8 +10,8 @@
 //!   connection-class SQLSTATE), or that is still waiting for its first result after
 //!   [`SUSPECT_AFTER`] (sqlx retries a refused connect silently inside `acquire`), wakes the
 //!   background probe, which opens a fresh connection
-//!   outside the pool and runs `SELECT 1`. Only a probe that cannot reach the server flips the
-//!   state to down (a busy pool alone never does); requests still waiting for a pooled
+//!   outside the pool and runs `SELECT 1`. Only probes that cannot reach the server (twice in a
+//!   row) flip the state to down (a busy pool alone never does); requests still waiting for a pooled
 //!   connection then fail at once too;
 //! - while down, the probe retries every `probe_interval`; the first success flips the state
 //!   back to up, so recovery needs no restart.
@@ -188,28 +188,46 @@ async fn probe(connect: &AnyConnectOptions, timeout: Duration) -> Result<(), Str
 }
 
 /// Probes when woken by a suspicious failure, and every `interval` while the database is down.
+/// While up, one failed probe could be a busy host rather than a lost database: only a second
+/// failure in a row, an interval later, marks the database unreachable.
 async fn probe_loop(health: Weak<Health>, connect: AnyConnectOptions, options: ProbeOptions) {
     /// How often an idle probe task checks that its store still exists.
     const IDLE: Duration = Duration::from_secs(5);
+    /// Failed probes in a row that mark a reachable database unreachable.
+    const CONFIRMATIONS: u32 = 2;
+    let mut failures = 0u32;
     loop {
         let Some(h) = health.upgrade() else { return };
         let down = h.down_since().is_some();
-        let woken = tokio::select! {
-            _ = h.wake.notified() => true,
-            _ = tokio::time::sleep(if down { options.interval } else { IDLE }) => false,
-        };
-        if !down && !woken {
-            continue;
+        if !down && failures == 0 {
+            // Up: wait for a suspicious failure (checking now and then that the store exists).
+            let woken = tokio::select! {
+                _ = h.wake.notified() => true,
+                _ = tokio::time::sleep(IDLE) => false,
+            };
+            if !woken {
+                continue;
+            }
         }
         let started = tokio::time::Instant::now();
         match probe(&connect, options.timeout).await {
-            Ok(()) => h.set_up(),
-            Err(reason) => h.set_down(&reason),
+            Ok(()) => {
+                failures = 0;
+                h.set_up();
+            }
+            Err(reason) => {
+                failures = failures.saturating_add(1);
+                if down || failures >= CONFIRMATIONS {
+                    h.set_down(&reason);
+                } else {
+                    tracing::debug!(error = reason, "database probe failed; probing again to confirm");
+                }
+            }
         }
         drop(h);
         // At most one probe per interval (per second while up), however many requests fail or
         // wait meanwhile.
-        let gap = if down { options.interval } else { options.interval.max(SUSPECT_AFTER) };
+        let gap = if down || failures > 0 { options.interval } else { options.interval.max(SUSPECT_AFTER) };
         tokio::time::sleep_until(started + gap).await;
     }
 }
