@@ -14,6 +14,7 @@ use proto::pb::bbs::v1 as api;
 
 use crate::config::Config;
 use crate::generator::{DOMAIN, Placement, cell_id};
+use crate::listing;
 use crate::progress::Progress;
 use crate::stats::Recorder;
 use crate::target::Clients;
@@ -117,12 +118,14 @@ pub async fn run_quiet(
 ) {
     let samples = config.trials.max(3);
     let bar = progress.bar((config.cells * config.trials + samples * 2) as u64, "BBS reads one at a time");
-    let mut client = clients.bbs();
+    let client = clients.bbs();
     for _ in 0..config.trials {
         for c in 0..config.cells {
             let request = api::ActualLrPsRequest { cell_id: cell_id(c), ..Default::default() };
-            if let Ok(response) = recorder.time(ops::QUIET_PER_CELL, client.actual_lr_ps(request)).await {
-                let got = response.into_inner().actual_lrps.len();
+            if let Ok(response) =
+                recorder.time(ops::QUIET_PER_CELL, listing::actual_lrps(client.clone(), request)).await
+            {
+                let got = response.len();
                 if got != placement.lrps_of[c].len() {
                     recorder.fail(
                         ops::QUIET_PER_CELL,
@@ -135,22 +138,18 @@ pub async fn run_quiet(
     }
     for _ in 0..samples {
         let request = api::DesiredLrPsRequest { domain: DOMAIN.into(), ..Default::default() };
-        if let Ok(response) = recorder.time(ops::QUIET_NSYNC, client.desired_lrp_scheduling_infos(request)).await {
-            let got = response.into_inner().desired_lrp_scheduling_infos.len();
+        if let Ok(response) = recorder.time(ops::QUIET_NSYNC, listing::scheduling_infos(client.clone(), request)).await
+        {
+            let got = response.len();
             if got != config.desired_lrps {
                 recorder.fail(ops::QUIET_NSYNC, format!("{got} scheduling infos, expected {}", config.desired_lrps));
             }
         }
         bar.inc(1);
-        let mut c2 = client.clone();
+        let c2 = client.clone();
         let both = async move {
-            let actuals = c2.actual_lr_ps(api::ActualLrPsRequest::default()).await?.into_inner().actual_lrps.len();
-            let infos = c2
-                .desired_lrp_scheduling_infos(api::DesiredLrPsRequest::default())
-                .await?
-                .into_inner()
-                .desired_lrp_scheduling_infos
-                .len();
+            let actuals = listing::actual_lrps(c2.clone(), api::ActualLrPsRequest::default()).await?.len();
+            let infos = listing::scheduling_infos(c2, api::DesiredLrPsRequest::default()).await?.len();
             Ok::<_, tonic::Status>(actuals.min(infos))
         };
         if let Ok(got) = recorder.time(ops::QUIET_ROUTE_EMITTER, both).await

@@ -26,6 +26,7 @@ pub mod config;
 pub mod convergence;
 pub mod events;
 pub mod generator;
+pub mod listing;
 pub mod progress;
 pub mod report;
 pub mod seed;

@@ -209,12 +209,8 @@ async fn seed_one_store(seed: u64, i: usize, placement: &Placement, store: &Stor
 /// is called; this guards against a BBS that silently lost some).
 pub async fn verify(config: &Config, clients: &Clients) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let all = clients
-        .bbs()
-        .actual_lr_ps(proto::pb::bbs::v1::ActualLrPsRequest { domain: generator::DOMAIN.into(), ..Default::default() })
-        .await?
-        .into_inner()
-        .actual_lrps;
+    let request = proto::pb::bbs::v1::ActualLrPsRequest { domain: generator::DOMAIN.into(), ..Default::default() };
+    let all = crate::listing::actual_lrps(clients.bbs(), request).await?;
     let running = all.iter().filter(|a| a.state == proto::pb::models::v1::ActualLrpState::Running as i32).count();
     anyhow::ensure!(
         running + (config.error_tolerance * config.desired_lrps as f64) as usize >= config.desired_lrps,

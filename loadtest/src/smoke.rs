@@ -513,8 +513,7 @@ async fn run_on(
     let mut running = 0;
     loop {
         let request = api::ActualLrPsRequest { domain: DOMAIN.into(), ..Default::default() };
-        if let Ok(response) = clients.bbs().actual_lr_ps(request).await {
-            let lrps = response.into_inner().actual_lrps;
+        if let Ok(lrps) = crate::listing::actual_lrps(clients.bbs(), request).await {
             running = lrps.iter().filter(|l| l.state == pb::ActualLrpState::Running as i32).count();
             bar.set_position(running as u64);
             if running >= config.instances {

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::generator::{self, DOMAIN, Placement, cell_id, stream};
+use crate::listing;
 use crate::progress::Progress;
 use crate::stats::Recorder;
 use crate::target::Clients;
@@ -172,11 +173,11 @@ async fn rep_bulk_loop(shared: &Shared, trial: usize, cell: usize) {
     let fetched = {
         let _slot = shared.slot().await;
         let request = api::ActualLrPsRequest { cell_id: cell_id(cell), ..Default::default() };
-        recorder.time(ops::REP_BULK_FETCHING, shared.clients.bbs().actual_lr_ps(request)).await
+        recorder.time(ops::REP_BULK_FETCHING, listing::actual_lrps(shared.clients.bbs(), request)).await
     };
     shared.bar.inc(1);
     let actuals = match fetched {
-        Ok(response) => response.into_inner().actual_lrps,
+        Ok(actuals) => actuals,
         Err(e) => {
             recorder.fail(ops::REP_BULK_LOOP, format!("{}: fetch failed: {e}", cell_id(cell)));
             shared.bar.inc(shared.placement.lrps_of[cell].len() as u64);
@@ -255,10 +256,10 @@ async fn nsync_bulker(shared: &Shared) {
     let fetched = {
         let _slot = shared.slot().await;
         let request = api::DesiredLrPsRequest { domain: DOMAIN.into(), ..Default::default() };
-        recorder.time(ops::NSYNC_BULKER, shared.clients.bbs().desired_lrp_scheduling_infos(request)).await
+        recorder.time(ops::NSYNC_BULKER, listing::scheduling_infos(shared.clients.bbs(), request)).await
     };
-    if let Ok(response) = fetched {
-        let got = response.into_inner().desired_lrp_scheduling_infos.len();
+    if let Ok(infos) = fetched {
+        let got = infos.len();
         if got != shared.config.desired_lrps {
             recorder
                 .fail(ops::NSYNC_BULKER, format!("{got} scheduling infos, expected {}", shared.config.desired_lrps));
@@ -269,15 +270,10 @@ async fn nsync_bulker(shared: &Shared) {
 async fn global_route_emitter(shared: &Shared) {
     let recorder = &shared.recorder;
     let _slot = shared.slot().await;
-    let mut client = shared.clients.bbs();
+    let client = shared.clients.bbs();
     let body = async {
-        let actuals = client.actual_lr_ps(api::ActualLrPsRequest::default()).await?.into_inner().actual_lrps.len();
-        let infos = client
-            .desired_lrp_scheduling_infos(api::DesiredLrPsRequest::default())
-            .await?
-            .into_inner()
-            .desired_lrp_scheduling_infos
-            .len();
+        let actuals = listing::actual_lrps(client.clone(), api::ActualLrPsRequest::default()).await?.len();
+        let infos = listing::scheduling_infos(client.clone(), api::DesiredLrPsRequest::default()).await?.len();
         Ok::<_, tonic::Status>((actuals, infos))
     };
     if let Ok((actuals, infos)) = recorder.time(ops::ROUTE_EMITTER, body).await {
@@ -294,17 +290,17 @@ async fn global_route_emitter(shared: &Shared) {
 async fn local_route_emitter(shared: &Shared, cell: usize) {
     let recorder = &shared.recorder;
     let _slot = shared.slot().await;
-    let mut client = shared.clients.bbs();
+    let client = shared.clients.bbs();
     let body = async {
         let request = api::ActualLrPsRequest { cell_id: cell_id(cell), ..Default::default() };
-        let actuals = client.actual_lr_ps(request).await?.into_inner().actual_lrps;
+        let actuals = listing::actual_lrps(client.clone(), request).await?;
         let process_guids: Vec<String> =
             actuals.iter().filter_map(|a| a.actual_lrp_key.as_ref().map(|k| k.process_guid.clone())).collect();
         let infos = if process_guids.is_empty() {
             0
         } else {
             let request = api::DesiredLrPsRequest { process_guids, ..Default::default() };
-            client.desired_lrp_scheduling_infos(request).await?.into_inner().desired_lrp_scheduling_infos.len()
+            listing::scheduling_infos(client.clone(), request).await?.len()
         };
         Ok::<_, tonic::Status>((actuals.len(), infos))
     };

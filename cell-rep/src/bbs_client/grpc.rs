@@ -319,16 +319,26 @@ impl BbsClient for GrpcBbsClient {
     }
 
     fn actual_lrps_by_cell<'a>(&'a self, cell_id: &'a str) -> BoxFuture<'a, Result<Vec<ActualLrp>, BbsError>> {
-        let request = bbs_pb::ActualLrPsRequest { cell_id: cell_id.to_owned(), ..Default::default() };
         Box::pin(async move {
-            let response = self
-                .call("ActualLRPs", |c| {
-                    let request = request.clone();
-                    async move { Self::bbs(c).actual_lr_ps(request).await }
-                })
-                .await?;
-            let mut lrps = Vec::with_capacity(response.actual_lrps.len());
-            for lrp in response.actual_lrps {
+            // Every page: the BBS caps each response at about 3.5 MB and hands back a token.
+            let (mut all, mut page_token) = (Vec::new(), String::new());
+            loop {
+                let request =
+                    bbs_pb::ActualLrPsRequest { cell_id: cell_id.to_owned(), page_token, ..Default::default() };
+                let response = self
+                    .call("ActualLRPs", |c| {
+                        let request = request.clone();
+                        async move { Self::bbs(c).actual_lr_ps(request).await }
+                    })
+                    .await?;
+                all.extend(response.actual_lrps);
+                if response.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = response.next_page_token;
+            }
+            let mut lrps = Vec::with_capacity(all.len());
+            for lrp in all {
                 match ActualLrp::try_from(lrp) {
                     Ok(lrp) => lrps.push(lrp),
                     // One bad record must not stop the sync of every other one.
@@ -400,16 +410,25 @@ impl BbsClient for GrpcBbsClient {
     }
 
     fn tasks_by_cell<'a>(&'a self, cell_id: &'a str) -> BoxFuture<'a, Result<Vec<Task>, BbsError>> {
-        let request = bbs_pb::TasksRequest { cell_id: cell_id.to_owned(), ..Default::default() };
         Box::pin(async move {
-            let response = self
-                .call("Tasks", |c| {
-                    let request = request.clone();
-                    async move { Self::bbs(c).tasks(request).await }
-                })
-                .await?;
-            let mut tasks = Vec::with_capacity(response.tasks.len());
-            for task in response.tasks {
+            // Every page, as for actual LRPs.
+            let (mut all, mut page_token) = (Vec::new(), String::new());
+            loop {
+                let request = bbs_pb::TasksRequest { cell_id: cell_id.to_owned(), page_token, ..Default::default() };
+                let response = self
+                    .call("Tasks", |c| {
+                        let request = request.clone();
+                        async move { Self::bbs(c).tasks(request).await }
+                    })
+                    .await?;
+                all.extend(response.tasks);
+                if response.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = response.next_page_token;
+            }
+            let mut tasks = Vec::with_capacity(all.len());
+            for task in all {
                 match Task::try_from(task) {
                     Ok(task) => tasks.push(task),
                     Err(e) => {
