@@ -93,6 +93,10 @@ pub struct BbsConfig {
     pub kick_task: Duration,
     /// What Locket clients may lock, and for how long (`[locket]`).
     pub locket: crate::locket::LocketConfig,
+    /// Most instances one desired LRP may ask for (default 100 000; at most the hard cap of
+    /// `proto::limits::MAX_LRP_INSTANCES`, 1 000 000). Each instance is a row every convergence
+    /// pass reads.
+    pub max_lrp_instances: i32,
 }
 
 impl Default for BbsConfig {
@@ -119,6 +123,7 @@ impl Default for BbsConfig {
             kick_task: Duration::from_secs(30),
             crash_backoff_base: Duration::from_secs(30),
             locket: crate::locket::LocketConfig::default(),
+            max_lrp_instances: 100_000,
         }
     }
 }
@@ -181,6 +186,12 @@ impl BbsConfig {
         }
         if self.event_buffer == 0 {
             return invalid("event_buffer", "must be at least 1");
+        }
+        if !(1..=proto::limits::MAX_LRP_INSTANCES).contains(&i64::from(self.max_lrp_instances)) {
+            return invalid(
+                "max_lrp_instances",
+                &format!("must be between 1 and {}", proto::limits::MAX_LRP_INSTANCES),
+            );
         }
         if self.max_task_retries < 0 {
             return invalid("max_task_retries", "must be >= 0");

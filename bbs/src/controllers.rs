@@ -41,6 +41,8 @@ pub struct Context {
     pub crash_policy: CrashPolicy,
     /// Task rejections before a task fails.
     pub max_task_retries: i32,
+    /// Most instances one desired LRP may ask for (the operator's `max_lrp_instances`).
+    pub max_lrp_instances: i32,
     /// Task completion callbacks.
     pub callbacks: Callbacks,
 }
@@ -49,6 +51,17 @@ impl Context {
     /// The fenced store to write with, or NotLeader.
     pub fn writer(&self) -> Result<Store> {
         self.leadership.writer()
+    }
+
+    /// Refuses more instances than the operator allows, naming `field` and the limit.
+    pub fn check_instances(&self, field: &str, instances: i32) -> Result<()> {
+        if instances > self.max_lrp_instances {
+            return Err(crate::Error::Invalid(proto::models::ValidationError::new(
+                field,
+                format!("must be at most {} (the bbs's max_lrp_instances)", self.max_lrp_instances),
+            )));
+        }
+        Ok(())
     }
 
     /// The store to read with (works on standbys).

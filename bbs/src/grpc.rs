@@ -41,20 +41,20 @@ impl BbsService {
     }
 
     async fn observe<T>(&self, rpc: &'static str, body: impl Future<Output = Result<T>>) -> GrpcResult<T> {
-        let result = observe(rpc, body).await;
-        if let Err(status) = &result
-            && status.code() == tonic::Code::Internal
-        {
-            self.fatal.cancel();
-        }
-        result
+        observe(rpc, body, &self.fatal).await
     }
 }
 
 type GrpcResult<T> = std::result::Result<Response<T>, Status>;
 
-/// Runs one RPC body, recording its count, outcome and latency, and mapping its error.
-async fn observe<T>(rpc: &'static str, body: impl Future<Output = Result<T>>) -> GrpcResult<T> {
+/// Runs one RPC body, recording its count, outcome and latency, and mapping its error. An
+/// unrecoverable store error (the schema is broken) cancels `fatal`, and nothing else does: no
+/// request, whatever its content, can make the server step down.
+async fn observe<T>(
+    rpc: &'static str,
+    body: impl Future<Output = Result<T>>,
+    fatal: &tokio_util::sync::CancellationToken,
+) -> GrpcResult<T> {
     let start = Instant::now();
     let result = body.await;
     let outcome = match &result {
@@ -67,7 +67,8 @@ async fn observe<T>(rpc: &'static str, body: impl Future<Output = Result<T>>) ->
         Ok(value) => Ok(Response::new(value)),
         Err(e) => {
             if e.is_unrecoverable() {
-                tracing::error!(rpc, error = %e, "unrecoverable store error");
+                tracing::error!(rpc, error = %e, "unrecoverable store error; stepping down");
+                fatal.cancel();
             }
             Err(e.into())
         }

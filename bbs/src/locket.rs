@@ -24,10 +24,8 @@ use crate::leader::BBS_LOCK_KEY;
 /// The lock key the auctioneer leads by.
 pub const AUCTIONEER_LOCK_KEY: &str = "auctioneer";
 
-/// The most bytes a resource's key or owner may have (the column is `VARCHAR(255)`).
-const MAX_ID_BYTES: usize = 255;
-
-/// The most bytes a resource's value may have: a cell presence is a few KiB; every `FetchAll`
+/// The most bytes a resource's value may have (a row of the request limits table, applied by the
+/// codec before this service sees a request): a cell presence is a few KiB; every `FetchAll`
 /// returns every value, so one client must not make that reply huge.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
@@ -194,25 +192,22 @@ fn status(err: db::Error) -> Status {
     err.code().to_status(err.to_string())
 }
 
+/// The resource of a Lock or Release. Lengths and characters were bounded by the codec; the key
+/// and owner must be set, and the key must not be the BBS's own lease, which the BBS takes
+/// through its database and no client may lock or release (a client that learnt the leader's
+/// owner id could otherwise depose it).
 fn required_resource(resource: Option<api::Resource>) -> Result<api::Resource, Status> {
     let resource = resource.ok_or_else(|| invalid(ValidationError::new("resource", "is required")))?;
     for (field, value) in [("resource.key", &resource.key), ("resource.owner", &resource.owner)] {
-        if value.is_empty() || value.len() > MAX_ID_BYTES {
-            return Err(invalid(ValidationError::new(field, format!("must be 1 to {MAX_ID_BYTES} bytes"))));
+        if value.is_empty() {
+            return Err(invalid(ValidationError::new(field, "must not be empty")));
         }
     }
-    if resource.value.len() > MAX_VALUE_BYTES {
+    if resource.key == BBS_LOCK_KEY {
         return Err(invalid(ValidationError::new(
-            "resource.value",
-            format!("must be at most {MAX_VALUE_BYTES} bytes"),
+            "resource.key",
+            format!("must not be {BBS_LOCK_KEY}: the BBS holds that lease itself, through its database"),
         )));
-    }
-    for (field, value) in
-        [("resource.key", &resource.key), ("resource.owner", &resource.owner), ("resource.value", &resource.value)]
-    {
-        if value.contains('\0') {
-            return Err(invalid(ValidationError::new(field, "must not contain NUL")));
-        }
     }
     Ok(resource)
 }
@@ -240,8 +235,8 @@ impl Locket for LocketService {
 
     async fn fetch(&self, request: Request<api::FetchRequest>) -> Result<Response<api::FetchResponse>, Status> {
         let key = request.into_inner().key;
-        if key.is_empty() || key.len() > MAX_ID_BYTES || key.contains('\0') {
-            return Err(invalid(ValidationError::new("key", format!("must be 1 to {MAX_ID_BYTES} bytes without NUL"))));
+        if key.is_empty() {
+            return Err(invalid(ValidationError::new("key", "must not be empty")));
         }
         let lease = self.store.fetch_lease(&key).await.map_err(status)?;
         Ok(Response::new(api::FetchResponse { resource: Some(to_resource(lease)) }))

@@ -107,6 +107,7 @@ pub async fn run(
         clock: overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         crash_policy: config.crash_policy(),
         max_task_retries: config.max_task_retries,
+        max_lrp_instances: config.max_lrp_instances,
         callbacks,
     };
 
@@ -147,7 +148,7 @@ pub async fn run(
     let server = server::serve(
         listeners.grpc,
         grpc::BbsService::new(ctx, fatal.clone()),
-        locket::LocketService::new(locket_store.clone()),
+        locket::LocketService::with_limits(locket_store.clone(), locket::LocketLimits::from_config(&config)),
         stop.clone(),
     );
     tokio::pin!(server);

@@ -157,12 +157,17 @@ async fn desire_read_and_validation_over_the_wire(backend: Backend) {
     let mut client = server.leader_client().await;
 
     // A bad request is refused naming the field and leaves nothing behind.
-    let mut bad = desired("bad/guid", 2);
-    bad.memory_mb = -1;
+    let bad = desired("bad/guid", 2);
     let status = client.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(bad) }).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(diego_error(&status), "InvalidRequest");
     assert!(status.message().contains("process_guid must match [A-Za-z0-9_-]+"), "{}", status.message());
+    // A request breaking a limit of the request table is refused the same way, before decoding.
+    let negative = pb::DesiredLrp { memory_mb: -1, ..desired("negative", 2) };
+    let status = client.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(negative) }).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(diego_error(&status), "InvalidRequest");
+    assert!(status.message().contains("desired_lrp.memory_mb must be between 0 and"), "{}", status.message());
     let missing_action = pb::DesiredLrp { action: None, ..desired("no-action", 1) };
     let status = client.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(missing_action) }).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);

@@ -105,7 +105,7 @@ macro_rules! on_every_backend {
 on_every_backend!(
     ttls_are_bounded_by_type_and_config,
     the_leaders_keys_are_locks_no_longer_than_their_leaders_ttl,
-    a_client_naming_the_leader_cannot_hold_its_lease_past_the_leaders_ttl,
+    a_client_naming_the_leader_can_neither_release_nor_take_its_lease,
     terms_only_increase_across_release_and_expiry_over_grpc,
     a_running_bbs_refuses_a_day_long_lock_on_its_own_key,
 );
@@ -151,12 +151,12 @@ async fn the_leaders_keys_are_locks_no_longer_than_their_leaders_ttl(backend: Ba
     let Some(db) = TestDb::create(backend).await else { return };
     let (mut client, stop) = serve(&db, &config()).await;
 
-    let status = client.lock(lock_request("bbs", "intruder", 6)).await.unwrap_err();
-    assert_invalid(&status, &["ttl_in_seconds", "at most 5", "lock bbs", "lock_ttl"]);
+    let status = client.lock(lock_request("bbs", "intruder", 1)).await.unwrap_err();
+    assert_invalid(&status, &["resource.key", "must not be bbs", "the BBS holds that lease itself"]);
     let status = client.lock(lock_request("auctioneer", "intruder", 11)).await.unwrap_err();
     assert_invalid(&status, &["ttl_in_seconds", "at most 10", "lock auctioneer", "locket.auctioneer_lock_ttl"]);
-    let status = client.lock(presence_request("bbs", "intruder", 1)).await.unwrap_err();
-    assert_invalid(&status, &["resource.type_code", "LOCK", "bbs"]);
+    let status = client.lock(presence_request("auctioneer", "intruder", 1)).await.unwrap_err();
+    assert_invalid(&status, &["resource.type_code", "LOCK", "auctioneer"]);
     assert!(db.store.fetch_leases(LeaseType::Lock).await.unwrap().is_empty());
     assert!(db.store.fetch_leases(LeaseType::Presence).await.unwrap().is_empty());
 
@@ -166,24 +166,26 @@ async fn the_leaders_keys_are_locks_no_longer_than_their_leaders_ttl(backend: Ba
 }
 
 /// The probe that found the hole: a client that knows the leader's owner id releases the `bbs`
-/// lease and locks it for itself for a day. Now the day is refused, and whatever it holds, for
-/// at most the leader's own ttl, ends with a higher term, so the leader's old fence stays dead.
-async fn a_client_naming_the_leader_cannot_hold_its_lease_past_the_leaders_ttl(backend: Backend) {
+/// lease and locks it for itself for a day. Now it can do neither: the BBS takes that lease
+/// through its database, and Locket refuses the key, so the leader keeps its lease and term.
+async fn a_client_naming_the_leader_can_neither_release_nor_take_its_lease(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
     let (mut client, stop) = serve(&db, &config()).await;
     let leader = db.store.acquire_lease("bbs", "bbs-leader", "10.0.0.1:8889", LeaseType::Lock, Duration::from_secs(5));
     let leader = leader.await.unwrap();
     assert_eq!(leader.term, 1);
 
-    client.release(release_request("bbs", "bbs-leader")).await.unwrap();
-    let status = client.lock(lock_request("bbs", "intruder", 86_400)).await.unwrap_err();
-    assert_invalid(&status, &["ttl_in_seconds", "lock bbs"]);
-    let held = client.lock(lock_request("bbs", "intruder", 1)).await.unwrap().into_inner();
-    assert_eq!(held.term, 2);
-    client.release(release_request("bbs", "intruder")).await.unwrap();
-
-    let back = db.store.acquire_lease("bbs", "bbs-leader", "10.0.0.1:8889", LeaseType::Lock, Duration::from_secs(5));
-    assert_eq!(back.await.unwrap().term, 3);
+    let status = client.release(release_request("bbs", "bbs-leader")).await.unwrap_err();
+    assert_invalid(&status, &["resource.key", "must not be bbs"]);
+    for ttl in [86_400, 1] {
+        let status = client.lock(lock_request("bbs", "intruder", ttl)).await.unwrap_err();
+        assert_invalid(&status, &["resource.key", "must not be bbs"]);
+    }
+    let held = db.store.fetch_lease("bbs").await.unwrap();
+    assert_eq!((held.owner.as_str(), held.term), ("bbs-leader", 1));
+    // Reading it stays open: that is how anyone finds the leader.
+    let fetched = client.fetch(locket::FetchRequest { key: "bbs".into() }).await.unwrap().into_inner();
+    assert_eq!(fetched.resource.unwrap().owner, "bbs-leader");
     stop.cancel();
 }
 

@@ -219,8 +219,8 @@ impl Generator {
 /// Whether a BBS error is a definitive refusal (the record says no) rather than a failure to
 /// reach or hear from the BBS, after which the operation is simply retried on the next pass.
 pub(crate) fn is_definitive(error: &crate::bbs_client::BbsError) -> bool {
-    use proto::error::ErrorCode::{Deadlock, ResourceConflict, Timeout, Unavailable, Unrecoverable};
-    !matches!(error.code, None | Some(Unavailable | Timeout | Deadlock | ResourceConflict | Unrecoverable))
+    use proto::error::ErrorCode::{Deadlock, ResourceConflict, Timeout, Unavailable, Unknown, Unrecoverable};
+    !matches!(error.code, None | Some(Unavailable | Timeout | Deadlock | ResourceConflict | Unrecoverable | Unknown))
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.

@@ -14,6 +14,7 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
 use crate::bounds;
+use crate::error::ErrorCode;
 
 /// A prost codec whose decoder bounds requests before decoding them.
 #[derive(Debug, Clone)]
@@ -71,15 +72,20 @@ pub fn decode<U: Message + Name + Default>(buf: &mut impl bytes_buf::Buf) -> Res
     let name = U::full_name();
     let request = bounds::is_request(&name);
     if request {
-        bounds::check_message(&name, &bytes).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        bounds::check_message(&name, &bytes).map_err(|e| invalid(e.to_string()))?;
     }
     U::decode(bytes).map(Some).map_err(|e| {
         if request {
-            Status::invalid_argument(format!("request is not a valid {name}: {e}"))
+            invalid(format!("request is not a valid {name}: {e}"))
         } else {
             Status::internal(format!("response is not a valid {name}: {e}"))
         }
     })
+}
+
+/// INVALID_ARGUMENT carrying the Diego error type, as every other refusal of input does.
+fn invalid(reason: String) -> Status {
+    ErrorCode::InvalidRequest.to_status(format!("invalid request: {reason}"))
 }
 
 /// `bytes::Buf`, through prost's re-export.

@@ -143,7 +143,12 @@ pub static STRINGS: &[StringLimit] = &[
     string("*.rejection_reason", 64 * 1024, Text::Raw, "process output; stored cut to 1024 characters"),
     string("*.placement_error", 64 * 1024, Text::Raw, "stored cut to 1024 characters"),
     string("SharedDevice.mount_config", 64 * 1024, Text::Printable, "a JSON object for the volume driver"),
-    string("Resource.value", 64 * 1024, Text::Printable, "a Locket value: a cell presence as JSON"),
+    string(
+        "Resource.value",
+        64 * 1024,
+        Text::Printable,
+        "a Locket value (a cell presence as JSON); FetchAll returns every one",
+    ),
     string("*.image_password", MAX_STRING_BYTES, Text::Raw, "registry tokens may hold any printable byte"),
 ];
 

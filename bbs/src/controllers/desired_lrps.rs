@@ -59,6 +59,7 @@ impl DesiredLrps<'_> {
         let store = ctx.writer()?;
         let now = ctx.now_ns();
         let lrp = stamp_created_at(lrp, now)?;
+        ctx.check_instances("desired_lrp.instances", lrp.scheduling.instances)?;
         let _guard = ctx.locks.lock(lrp.scheduling.process_guid.as_str()).await;
         let (stored, created) = store.desire_lrp(&lrp, now).await?;
         tracing::info!(instances = stored.scheduling.instances, "desired lrp created");
@@ -77,6 +78,9 @@ impl DesiredLrps<'_> {
         let ctx = self.0;
         let store = ctx.writer()?;
         let now = ctx.now_ns();
+        if let Some(instances) = update.instances {
+            ctx.check_instances("update.instances", instances)?;
+        }
         let guard = ctx.locks.lock(guid.as_str()).await;
         let updated = store.update_desired_lrp(guid, update, now).await?;
         let (before, after) = (&updated.before, &updated.after);

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,6 +269,7 @@ impl Harness {
             clock: Arc::new(clock.clone()),
             crash_policy: CrashPolicy::default(),
             max_task_retries: 3,
+            max_lrp_instances: 100_000,
             callbacks: Callbacks::channel().0,
         };
         Some(Harness { db, ctx, auctioneer, reps, clock })
