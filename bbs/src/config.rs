@@ -97,6 +97,9 @@ pub struct BbsConfig {
     /// `proto::limits::MAX_LRP_INSTANCES`, 1 000 000). Each instance is a row every convergence
     /// pass reads.
     pub max_lrp_instances: i32,
+    /// Most event streams (`SubscribeToInstanceEvents`, `SubscribeToTaskEvents`) open at once;
+    /// one more is refused with UNAVAILABLE (default 1024; a cluster has a few dozen consumers).
+    pub max_event_subscribers: usize,
 }
 
 impl Default for BbsConfig {
@@ -124,6 +127,7 @@ impl Default for BbsConfig {
             crash_backoff_base: Duration::from_secs(30),
             locket: crate::locket::LocketConfig::default(),
             max_lrp_instances: 100_000,
+            max_event_subscribers: 1024,
         }
     }
 }
@@ -186,6 +190,9 @@ impl BbsConfig {
         }
         if self.event_buffer == 0 {
             return invalid("event_buffer", "must be at least 1");
+        }
+        if self.max_event_subscribers == 0 {
+            return invalid("max_event_subscribers", "must be at least 1");
         }
         if !(1..=proto::limits::MAX_LRP_INSTANCES).contains(&i64::from(self.max_lrp_instances)) {
             return invalid(

@@ -28,6 +28,8 @@ pub struct InstanceEnvelope {
 /// Fans events out to subscribers.
 pub struct EventHub {
     buffer: usize,
+    /// Most open streams (both kinds together); each holds a task and a place in the buffers.
+    max_subscribers: usize,
     instance: Mutex<broadcast::Sender<Arc<InstanceEnvelope>>>,
     task: Mutex<broadcast::Sender<Arc<pb::task_event::Event>>>,
 }
@@ -38,6 +40,7 @@ impl EventHub {
         let buffer = buffer.max(1);
         Self {
             buffer,
+            max_subscribers: usize::MAX,
             instance: Mutex::new(broadcast::channel(buffer).0),
             task: Mutex::new(broadcast::channel(buffer).0),
         }
@@ -56,6 +59,28 @@ impl EventHub {
         metrics::counter!("bbs_events_published_total", "stream" => "task").increment(1);
         let sender = lock(&self.task).clone();
         let _ = sender.send(Arc::new(event));
+    }
+
+    /// The same hub, admitting at most `max` open streams.
+    pub fn with_max_subscribers(mut self, max: usize) -> Self {
+        self.max_subscribers = max;
+        self
+    }
+
+    /// Refuses a new stream when `max_subscribers` are open (UNAVAILABLE: retry later), so no
+    /// client can open streams without bound.
+    pub fn admit(&self) -> crate::Result<()> {
+        let open = self.subscribers();
+        if open >= self.max_subscribers {
+            metrics::counter!("bbs_event_subscribers_refused_total").increment(1);
+            return Err(crate::Error::Refused {
+                code: proto::error::ErrorCode::Unavailable,
+                message: format!(
+                    "{open} event streams are open, the most this bbs serves (max_event_subscribers); retry later"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Current number of subscribers of both streams.
@@ -198,6 +223,20 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+
+    #[test]
+    fn streams_beyond_the_maximum_are_refused_until_one_closes() {
+        let hub = EventHub::new(4).with_max_subscribers(2);
+        let first = hub.subscribe_instances(String::new());
+        assert!(hub.admit().is_ok());
+        let second = hub.subscribe_tasks();
+        let refused = hub.admit().unwrap_err();
+        assert_eq!(refused.code(), proto::error::ErrorCode::Unavailable);
+        assert!(refused.to_string().contains("max_event_subscribers"), "{refused}");
+        drop(first);
+        assert!(hub.admit().is_ok());
+        drop(second);
+    }
 
     fn removed(guid: &str) -> pb::instance_event::Event {
         pb::instance_event::Event::DesiredLrpRemoved(pb::DesiredLrpRemovedEvent {

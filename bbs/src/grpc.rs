@@ -164,12 +164,8 @@ impl Bbs for BbsService {
         .await
     }
 
-    async fn cells(&self, _: Request<api::CellsRequest>) -> GrpcResult<api::CellsResponse> {
-        self.observe("Cells", async {
-            let cells = crate::cells::live_cells(self.ctx.reader()).await?;
-            Ok(api::CellsResponse { cells: cells.into_iter().map(Into::into).collect() })
-        })
-        .await
+    async fn cells(&self, request: Request<api::CellsRequest>) -> GrpcResult<api::CellsResponse> {
+        self.observe("Cells", listings::cells(&self.ctx, request.into_inner())).await
     }
 
     async fn actual_lr_ps(&self, request: Request<api::ActualLrPsRequest>) -> GrpcResult<api::ActualLrPsResponse> {
@@ -521,6 +517,7 @@ impl Bbs for BbsService {
         // Streams need the leader: only it publishes.
         self.observe("SubscribeToInstanceEvents", async {
             self.ctx.writer()?;
+            self.ctx.events.admit()?;
             let stream = self.ctx.events.subscribe_instances(request.into_inner().cell_id);
             Ok(Box::pin(stream) as EventStream<pb::InstanceEvent>)
         })
@@ -535,6 +532,7 @@ impl Bbs for BbsService {
     ) -> GrpcResult<Self::SubscribeToTaskEventsStream> {
         self.observe("SubscribeToTaskEvents", async {
             self.ctx.writer()?;
+            self.ctx.events.admit()?;
             Ok(Box::pin(self.ctx.events.subscribe_tasks()) as EventStream<pb::TaskEvent>)
         })
         .await

@@ -28,6 +28,7 @@ on_every_backend!(
     hostile_desires_are_refused_naming_field_and_limit,
     undecodable_and_too_deep_bodies_are_invalid_argument,
     only_a_lost_table_makes_the_bbs_step_down,
+    event_streams_are_bounded,
 );
 
 fn run(path: &str) -> pb::Action {
@@ -326,4 +327,29 @@ async fn only_a_lost_table_makes_the_bbs_step_down(backend: Backend) {
     assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
     let ended = server.exited(std::time::Duration::from_secs(15)).await;
     assert!(matches!(ended, Err(bbs::RunError::Unrecoverable)), "{ended:?}");
+}
+
+async fn event_streams_are_bounded(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let server = Server::start(&db.url, |c| c.max_event_subscribers = 2).await;
+    let mut client = server.leader_client().await;
+    let first = client.subscribe_to_instance_events(api::SubscribeToInstanceEventsRequest::default()).await.unwrap();
+    let second = client.subscribe_to_task_events(api::SubscribeToTaskEventsRequest {}).await.unwrap();
+    let status = client.subscribe_to_task_events(api::SubscribeToTaskEventsRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("max_event_subscribers"), "{status:?}");
+    drop(first);
+    // The server notices the closed stream once its next send fails or the stream is dropped.
+    let mut admitted = false;
+    for _ in 0..100 {
+        client.upsert_domain(api::UpsertDomainRequest { domain: "nudge".into(), ttl: 0 }).await.unwrap();
+        if client.subscribe_to_task_events(api::SubscribeToTaskEventsRequest {}).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "a closed stream's place was never given back");
+    drop(second);
+    server.stop().await;
 }
