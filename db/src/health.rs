@@ -9,10 +9,9 @@
 //! - an operation that fails the way an unreachable database fails (I/O, TLS, pool timeout,
 //!   connection-class SQLSTATE), or that is still waiting for its first result after
 //!   [`SUSPECT_AFTER`] (sqlx retries a refused connect silently inside `acquire`), wakes the
-//!   background probe, which opens a fresh connection
-//!   outside the pool and runs `SELECT 1`. Only probes that cannot reach the server (twice in a
-//!   row) flip the state to down (a busy pool alone never does); requests still waiting for a pooled
-//!   connection then fail at once too;
+//!   background probe, which opens a fresh connection outside the pool and runs `SELECT 1`.
+//!   Only probes that cannot reach the server, twice in a row, flip the state to down (a busy
+//!   pool alone never does); requests still waiting for a pooled connection then fail at once;
 //! - while down, the probe retries every `probe_interval`; the first success flips the state
 //!   back to up, so recovery needs no restart.
 
