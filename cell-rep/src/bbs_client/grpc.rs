@@ -188,7 +188,7 @@ impl BbsClient for GrpcBbsClient {
         let request = bbs_pb::CrashActualLrpRequest {
             actual_lrp_key: Some(key_pb(key)),
             actual_lrp_instance_key: Some(instance_pb(instance)),
-            error_message: reason.to_owned(),
+            error_message: wire_text(reason),
         };
         Box::pin(async move {
             self.call("CrashActualLRP", |c| {
@@ -287,7 +287,7 @@ impl BbsClient for GrpcBbsClient {
         let request = bbs_pb::EvacuateCrashedActualLrpRequest {
             actual_lrp_key: Some(key_pb(key)),
             actual_lrp_instance_key: Some(instance_pb(instance)),
-            error_message: reason.to_owned(),
+            error_message: wire_text(reason),
         };
         Box::pin(async move {
             self.call("EvacuateCrashedActualLRP", |c| {
@@ -383,8 +383,8 @@ impl BbsClient for GrpcBbsClient {
             task_guid: completion.task_guid.clone(),
             cell_id: completion.cell_id.clone(),
             failed: completion.failed,
-            failure_reason: completion.failure_reason.clone(),
-            result: completion.result.clone(),
+            failure_reason: wire_text(&completion.failure_reason),
+            result: completion.result.replace('\0', "\u{fffd}"),
         };
         Box::pin(async move {
             self.call("CompleteTask", |c| {
@@ -398,7 +398,7 @@ impl BbsClient for GrpcBbsClient {
 
     fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), BbsError>> {
         let request =
-            bbs_pb::RejectTaskRequest { task_guid: task_guid.to_owned(), rejection_reason: reason.to_owned() };
+            bbs_pb::RejectTaskRequest { task_guid: task_guid.to_owned(), rejection_reason: wire_text(reason) };
         Box::pin(async move {
             self.call("RejectTask", |c| {
                 let request = request.clone();
@@ -490,9 +490,25 @@ fn presence_resource(lease: &PresenceLease) -> locket_pb::Resource {
     }
 }
 
+/// A reason as the BBS accepts it: process output may hold NUL, which no request may carry, and
+/// any length, which the BBS stores cut to `MAX_REASON_CHARS`; cut it here so it always fits.
+fn wire_text(reason: &str) -> String {
+    proto::models::validation::truncate_reason(&reason.replace('\0', "\u{fffd}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_reach_the_bbs_without_nul_and_within_its_limit() {
+        assert_eq!(wire_text("exit status 1"), "exit status 1");
+        assert_eq!(wire_text("bad\0byte"), "bad\u{fffd}byte");
+        let long = wire_text(&"x".repeat(100_000));
+        assert_eq!(long.chars().count(), proto::models::validation::MAX_REASON_CHARS);
+        let (max, _) = proto::limits::string_limit("CrashActualLRPRequest", "error_message");
+        assert!(long.len() <= max);
+    }
 
     #[test]
     fn the_leader_is_read_from_the_status_metadata() {
