@@ -77,6 +77,7 @@ async fn run_on(config: &Config, target: &Target, progress: &Progress, started: 
 
     progress.println(&format!("registering {} cell presences", config.cells));
     seed::register_presences(config, &clients, &recorder).await?;
+    let presences = seed::keep_presences(config, &clients);
     let seeding = seed::seed(config, &clients, target.store.as_ref(), &placement, &recorder, progress).await?;
     seed::verify(config, &clients).await?;
     progress.println(&format!(
@@ -108,6 +109,7 @@ async fn run_on(config: &Config, target: &Target, progress: &Progress, started: 
     if let Some(store) = &target.store {
         baseline::run(config, store, &placement, &recorder, progress).await;
     }
+    drop(presences);
     seed::release_presences(config, &clients).await;
 
     let memory = Memory {

@@ -19,8 +19,13 @@ use crate::progress::Progress;
 use crate::stats::Recorder;
 use crate::target::Clients;
 
-/// Presence TTL: the longest Locket accepts (Diego's benchmark used 10 days).
-const PRESENCE_TTL_S: i64 = 86_400;
+/// Presence TTL: within the BBS's default `locket.max_presence_ttl` (2 min). Diego's benchmark
+/// locked presences for 10 days; the BBS bounds them now, so the simulator renews them
+/// ([`keep_presences`]) like a real rep does.
+const PRESENCE_TTL_S: i64 = 120;
+
+/// How often [`keep_presences`] renews every presence: a third of its TTL.
+const PRESENCE_RENEWAL: Duration = Duration::from_secs(40);
 
 /// Operation names of the setup phase.
 pub mod ops {
@@ -76,6 +81,38 @@ pub async fn register_presences(config: &Config, clients: &Clients, recorder: &R
     let failed = results.iter().filter(|r| r.is_err()).count();
     anyhow::ensure!(failed == 0, "{failed} of {} cell presences could not be registered", config.cells);
     Ok(())
+}
+
+/// Renews every cell's presence every [`PRESENCE_RENEWAL`] until the returned guard is
+/// dropped, so the simulated cells stay present however long the run takes.
+pub fn keep_presences(config: &Config, clients: &Clients) -> PresenceKeeper {
+    let cells = config.cells;
+    let clients = clients.clone();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRESENCE_RENEWAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for c in 0..cells {
+                let mut locket = clients.locket();
+                let request =
+                    locket::LockRequest { resource: Some(presence_resource(c)), ttl_in_seconds: PRESENCE_TTL_S };
+                if let Err(status) = locket.lock(request).await {
+                    tracing::warn!(cell = c, %status, "renewing a simulated cell's presence failed");
+                }
+            }
+        }
+    });
+    PresenceKeeper(task)
+}
+
+/// Stops renewing the presences when dropped.
+pub struct PresenceKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for PresenceKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Releases every cell's presence (end of run).
