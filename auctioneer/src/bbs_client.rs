@@ -120,8 +120,22 @@ pub(crate) fn presence_from_pb(p: models_pb::CellPresence) -> CellPresence {
 impl BbsClient for GrpcBbsClient {
     fn cells(&self) -> BoxFuture<'_, Result<Vec<CellPresence>, ClientError>> {
         Box::pin(async move {
-            let response = self.call("Cells", |mut c| async move { c.cells(bbs_pb::CellsRequest {}).await }).await?;
-            Ok(response.cells.into_iter().map(presence_from_pb).collect())
+            // Every page: the BBS caps each response at about 3.5 MB and hands back a token.
+            let (mut cells, mut page_token) = (Vec::new(), String::new());
+            loop {
+                let request = bbs_pb::CellsRequest { page_token, ..Default::default() };
+                let response = self
+                    .call("Cells", |mut c| {
+                        let request = request.clone();
+                        async move { c.cells(request).await }
+                    })
+                    .await?;
+                cells.extend(response.cells.into_iter().map(presence_from_pb));
+                if response.next_page_token.is_empty() {
+                    return Ok(cells);
+                }
+                page_token = response.next_page_token;
+            }
         })
     }
 

@@ -1,6 +1,7 @@
 //! Paged listings: every list RPC (DesiredLRPs, DesiredLRPSchedulingInfos,
-//! DesiredLRPRoutingInfos, ActualLRPs, Tasks) answers one page and, when more items follow, a
-//! `next_page_token` to pass back as `page_token`.
+//! DesiredLRPRoutingInfos, ActualLRPs, Tasks, Cells) answers one page and, when more items
+//! follow, a `next_page_token` to pass back as `page_token`. (Domains lists names only and is
+//! not paged.)
 //!
 //! - **Size.** A page stops before its encoded size would pass [`MAX_PAGE_BYTES`] (3.5 MiB), so
 //!   a response always fits the default 4 MiB gRPC message limit of every client, whatever the
@@ -12,7 +13,7 @@
 //!   request limits, which refuses it even before decoding). A page may hold fewer items than
 //!   `page_size` asks (the size cap) and still have a token.
 //! - **Order and tokens.** Items come in primary-key order (keyset paging in the store,
-//!   `db::sql::page`). A token is the hex of a small JSON array naming the listing and the last
+//!   `db::sql::page`; cells, read whole from their presences, by cell id). A token is the hex of a small JSON array naming the listing and the last
 //!   key returned; it names a key, not a row, so it stays valid when that row is deleted, and it
 //!   does not expire. A token of another listing, or garbage, is INVALID_ARGUMENT on
 //!   `page_token`. Callers must send the same filter with every page.
@@ -53,6 +54,10 @@ pub struct DesiredCursor(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskCursor(pub String);
 
+/// The cursor of the cell listing (a cell id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellCursor(pub String);
+
 impl Cursor for DesiredCursor {
     const LISTING: &'static str = "desired_lrps";
     fn to_json(&self) -> Vec<serde_json::Value> {
@@ -74,6 +79,19 @@ impl Cursor for TaskCursor {
     fn from_json(values: &[serde_json::Value]) -> Option<Self> {
         match values {
             [guid] => Some(Self(guid.as_str()?.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+impl Cursor for CellCursor {
+    const LISTING: &'static str = "cells";
+    fn to_json(&self) -> Vec<serde_json::Value> {
+        vec![self.0.clone().into()]
+    }
+    fn from_json(values: &[serde_json::Value]) -> Option<Self> {
+        match values {
+            [id] => Some(Self(id.as_str()?.to_owned())),
             _ => None,
         }
     }

@@ -483,7 +483,7 @@ async fn locket_locks_presences_and_cells(backend: Backend) {
     assert_eq!(all.resources.len(), 1);
 
     let mut client = server.client().await;
-    let cells = client.cells(api::CellsRequest {}).await.unwrap().into_inner().cells;
+    let cells = client.cells(api::CellsRequest::default()).await.unwrap().into_inner().cells;
     assert_eq!(cells.len(), 1);
     assert_eq!((cells[0].cell_id.as_str(), cells[0].zone.as_str()), ("cell-1", "z1"));
 

@@ -12,6 +12,7 @@ use prost::Message;
 use proto::models::{DomainName, ProcessGuid};
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
+use proto::pb::locket::v1 as locket;
 use proto::pb::models::v1 as pb;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -23,6 +24,14 @@ const DEFAULT_LIMIT: usize = 4 * 1024 * 1024;
 async fn start(
     url: &str,
 ) -> (CancellationToken, tokio::task::JoinHandle<Result<(), bbs::RunError>>, BbsClient<Channel>) {
+    let (shutdown, task, client, _) = start_with_address(url).await;
+    (shutdown, task, client)
+}
+
+/// As [`start`], with the server's URL too.
+async fn start_with_address(
+    url: &str,
+) -> (CancellationToken, tokio::task::JoinHandle<Result<(), bbs::RunError>>, BbsClient<Channel>, String) {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", grpc.local_addr().unwrap());
@@ -43,7 +52,7 @@ async fn start(
         if let Ok(mut client) = BbsClient::connect(endpoint.clone()).await {
             let upsert = api::UpsertDomainRequest { domain: "probe".into(), ttl: 0 };
             if client.upsert_domain(upsert).await.is_ok() {
-                return (shutdown, task, client);
+                return (shutdown, task, client, endpoint);
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -89,6 +98,7 @@ on_every_backend!(
     desired_lrps_over_4_mb_come_back_in_pages_under_4_mb,
     a_hundred_thousand_instances_page_by_size_and_by_count,
     tasks_page_by_count_and_bad_tokens_are_invalid,
+    cells_over_4_mb_come_back_in_pages_under_4_mb,
 );
 
 /// Twelve desired LRPs of ~400 KB each (4.8 MB in all): a default client reads them all, page
@@ -238,6 +248,49 @@ async fn tasks_page_by_count_and_bad_tokens_are_invalid(backend: Backend) {
     }
     // No actual LRPs exist, so ActualLRPs issued no token to misuse; an empty token is the first page.
     assert_eq!(actual_token, "");
+
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// Eighty cells whose presences carry ~55 KB of placement tags (4.4 MB in all): Cells answers in
+/// pages under 4 MiB that together list every cell once, by cell id.
+async fn cells_over_4_mb_come_back_in_pages_under_4_mb(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let (shutdown, task, mut client, endpoint) = start_with_address(&db.url).await;
+    let mut locket = locket::locket_client::LocketClient::connect(endpoint).await.unwrap();
+    let ids: Vec<String> = (0..80).map(|i| format!("cell-{i:02}")).collect();
+    for id in ids.iter().rev() {
+        let presence = serde_json::json!({
+            "cell_id": id,
+            "rep_address": "127.0.0.1:1801",
+            "capacity": { "memory_mb": 1024, "disk_mb": 1024, "containers": 10 },
+            "placement_tags": [format!("{id}-{}", "t".repeat(55_000))],
+        });
+        let resource = locket::Resource {
+            key: id.clone(),
+            owner: id.clone(),
+            value: presence.to_string(),
+            type_code: locket::TypeCode::Presence as i32,
+        };
+        locket.lock(locket::LockRequest { resource: Some(resource), ttl_in_seconds: 60 }).await.unwrap();
+    }
+    let (mut seen, mut token, mut total) = (Vec::new(), String::new(), 0);
+    loop {
+        let request = api::CellsRequest { page_token: token, ..Default::default() };
+        let page = client.cells(request).await.expect("every page fits the default limit").into_inner();
+        assert!(page.encoded_len() < DEFAULT_LIMIT, "a page of {} bytes", page.encoded_len());
+        total += page.encoded_len();
+        seen.extend(page.cells.into_iter().map(|c| c.cell_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(total > DEFAULT_LIMIT, "the listing is {total} bytes: too small to prove anything");
+    assert_eq!(seen, ids, "every cell once, by cell id");
+    let page = client.cells(api::CellsRequest { page_size: 30, ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!((page.cells.len(), page.cells[29].cell_id.as_str()), (30, "cell-29"));
 
     shutdown.cancel();
     task.await.unwrap().unwrap();

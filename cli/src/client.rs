@@ -149,13 +149,14 @@ macro_rules! paged_response {
     )*};
 }
 
-paged_request!(api::ActualLrPsRequest, api::DesiredLrPsRequest, api::TasksRequest);
+paged_request!(api::ActualLrPsRequest, api::DesiredLrPsRequest, api::TasksRequest, api::CellsRequest);
 paged_response!(
     api::ActualLrPsResponse => actual_lrps: pb::ActualLrp,
     api::DesiredLrPsResponse => desired_lrps: pb::DesiredLrp,
     api::DesiredLrpSchedulingInfosResponse => desired_lrp_scheduling_infos: pb::DesiredLrpSchedulingInfo,
     api::DesiredLrpRoutingInfosResponse => desired_lrps: pb::DesiredLrpRoutingInfo,
-    api::TasksResponse => tasks: pb::Task
+    api::TasksResponse => tasks: pb::Task,
+    api::CellsResponse => cells: pb::CellPresence
 );
 
 /// The URI of a BBS address; `host:port` gets `http://` in front. TLS is not offered yet.

@@ -219,7 +219,7 @@ impl Cluster {
         wait_for(&format!("{n} cells to register"), Duration::from_secs(30), || {
             let mut c = client.clone();
             async move {
-                let cells = c.cells(proto::pb::bbs::v1::CellsRequest {}).await.ok()?.into_inner().cells;
+                let cells = c.cells(proto::pb::bbs::v1::CellsRequest::default()).await.ok()?.into_inner().cells;
                 (cells.len() >= n).then_some(())
             }
         })

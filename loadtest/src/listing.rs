@@ -24,6 +24,19 @@ pub async fn actual_lrps(
     }
 }
 
+/// Every live cell.
+pub async fn cells(mut client: BbsClient<Channel>) -> Result<Vec<pb::CellPresence>, tonic::Status> {
+    let (mut all, mut request) = (Vec::new(), api::CellsRequest::default());
+    loop {
+        let page = client.cells(request.clone()).await?.into_inner();
+        all.extend(page.cells);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
 /// Every scheduling info `request` selects.
 pub async fn scheduling_infos(
     mut client: BbsClient<Channel>,

@@ -641,7 +641,7 @@ fn observe(tracker: &Shared, event: pb::InstanceEvent, at: f64) {
 async fn wait_for_cells(clients: &Clients, n: usize, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
-        let cells = clients.bbs().cells(api::CellsRequest {}).await.map(|r| r.into_inner().cells.len()).unwrap_or(0);
+        let cells = crate::listing::cells(clients.bbs()).await.map(|cells| cells.len()).unwrap_or(0);
         if cells >= n {
             return Ok(());
         }

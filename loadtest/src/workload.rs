@@ -319,10 +319,10 @@ async fn cell_presences(shared: &Shared) {
     let recorder = &shared.recorder;
     let fetched = {
         let _slot = shared.slot().await;
-        recorder.time(ops::CELL_PRESENCE_FETCHING, shared.clients.bbs().cells(api::CellsRequest {})).await
+        recorder.time(ops::CELL_PRESENCE_FETCHING, listing::cells(shared.clients.bbs())).await
     };
-    if let Ok(response) = fetched {
-        let got = response.into_inner().cells.iter().filter(|c| c.cell_id.starts_with("cell-")).count();
+    if let Ok(cells) = fetched {
+        let got = cells.iter().filter(|c| c.cell_id.starts_with("cell-")).count();
         if got != shared.config.cells {
             recorder.fail(ops::CELL_PRESENCE_FETCHING, format!("{got} cells, expected {}", shared.config.cells));
         }

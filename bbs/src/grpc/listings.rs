@@ -3,17 +3,19 @@
 //! the page is full.
 
 use db::sql::actual_lrps::ActualLrpFilter;
-use db::sql::page::ActualLrpCursor;
+use db::sql::page::{ActualLrpCursor, Page};
 use db::sql::tasks::TaskFilter;
 use proto::convert::routing_info_to_pb;
-use proto::models::{ActualLrp, CellId, DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, Task};
+use proto::models::{
+    ActualLrp, CellId, CellPresence, DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, Task,
+};
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
 use super::{desired_filter, index, optional, process_guid};
 use crate::Result;
 use crate::controllers::Context;
-use crate::paging::{DesiredCursor, PageRequest, TaskCursor, collect};
+use crate::paging::{CellCursor, DesiredCursor, PageRequest, TaskCursor, collect};
 
 /// One row of the routing view: the scheduling half and the metric tags.
 type RoutingRow = (SchedulingInfo, std::collections::BTreeMap<String, MetricTagValue>);
@@ -130,4 +132,31 @@ pub(super) async fn tasks(ctx: &Context, request: api::TasksRequest) -> Result<a
     )
     .await?;
     Ok(api::TasksResponse { tasks, next_page_token })
+}
+
+/// Cells: the live presences, by cell id. They are read whole from Locket's leases (a few
+/// thousand at most), then paged like the store's listings.
+pub(super) async fn cells(ctx: &Context, request: api::CellsRequest) -> Result<api::CellsResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let mut live = crate::cells::live_cells(ctx.reader()).await?;
+    live.sort_by(|a, b| a.cell_id.as_str().cmp(b.cell_id.as_str()));
+    let live = &live;
+    let (cells, next_page_token) = collect(
+        page,
+        |after: Option<CellCursor>, limit| {
+            let rest: Vec<_> = live
+                .iter()
+                .filter(|cell| after.as_ref().is_none_or(|a| cell.cell_id.as_str() > a.0.as_str()))
+                .take(limit.max(1))
+                .cloned()
+                .collect();
+            let resume_after =
+                (rest.len() == limit.max(1)).then(|| CellCursor(rest[rest.len() - 1].cell_id.to_string()));
+            std::future::ready(Ok(Page { items: rest, resume_after }))
+        },
+        |cell: &CellPresence| CellCursor(cell.cell_id.to_string()),
+        pb::CellPresence::from,
+    )
+    .await?;
+    Ok(api::CellsResponse { cells, next_page_token })
 }

@@ -122,7 +122,7 @@ pub fn compute(
 
 /// Lists live cells with capacity and use.
 pub async fn list(bbs: &Bbs, format: Format) -> Result<(), Error> {
-    let cells = bbs.unary(bbs.raw().cells(api::CellsRequest {})).await?.cells;
+    let cells = bbs.all(api::CellsRequest::default(), |mut c, r| async move { c.cells(r).await }).await?;
     let actual = bbs.all(api::ActualLrPsRequest::default(), |mut c, r| async move { c.actual_lr_ps(r).await }).await?;
     let request = api::DesiredLrPsRequest::default();
     let infos = bbs.all(request, |mut c, r| async move { c.desired_lrp_scheduling_infos(r).await }).await?;
