@@ -128,7 +128,7 @@ pub fn decode_token<K: Cursor>(token: &str) -> Result<Option<K>> {
         return Ok(None);
     }
     let invalid = || Error::Invalid(ValidationError::new("page_token", "is not a token this listing issued"));
-    if token.len() % 2 != 0 || !token.is_ascii() {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
         return Err(invalid());
     }
     let bytes: Vec<u8> = (0..token.len())
