@@ -17,17 +17,28 @@ use crate::models::ValidationError;
 pub(crate) struct Schema {
     /// Full name (`diego.models.v1.DesiredLRP`).
     name: &'static str,
+    /// Whether this is `diego.models.v1.Action`, whose nesting is bounded.
+    action: bool,
     /// Fields, sorted by number.
     fields: &'static [FieldSchema],
 }
 
-/// A field of the generated schema.
+/// A field of the generated schema, with its limits resolved from [`crate::limits`] at build
+/// time (a map's value field carries the map field's rules).
 #[derive(Debug)]
 pub(crate) struct FieldSchema {
     number: i32,
     name: &'static str,
     kind: Kind,
     repeated: bool,
+    /// Most bytes of a string or bytes value.
+    max_bytes: usize,
+    /// Which characters a string may hold.
+    text: Text,
+    /// Most elements, when repeated.
+    max_count: usize,
+    /// The range of an integer (each element, when repeated).
+    range: Option<(i64, i64)>,
 }
 
 /// How a field is encoded. Every protobuf encoding has a kind, whether or not today's schema
@@ -37,8 +48,8 @@ pub(crate) struct FieldSchema {
 pub(crate) enum Kind {
     String,
     Bytes,
-    /// A message, by full name (a map's entries are messages too).
-    Message(&'static str),
+    /// A message, by its index in `MESSAGES` (a map's entries are messages too).
+    Message(usize),
     /// `int32`, `int64`: two's complement varints.
     Int,
     /// `uint32`, `uint64`, `bool`, enums.
@@ -50,8 +61,6 @@ pub(crate) enum Kind {
 }
 
 include!(concat!(env!("OUT_DIR"), "/wire_schema.rs"));
-
-const ACTION: &str = "diego.models.v1.Action";
 
 fn schema(name: &str) -> Option<&'static Schema> {
     MESSAGES.binary_search_by(|s| s.name.cmp(name)).ok().and_then(|at| MESSAGES.get(at))
@@ -80,7 +89,7 @@ pub fn check_message(full_name: &str, bytes: &[u8]) -> Result<(), ValidationErro
     let Some(schema) = schema(full_name) else {
         return Ok(());
     };
-    Walk::default().message(schema, None, bytes, 1)
+    Walk::default().message(schema, bytes, 1)
 }
 
 /// Splits `items`, the elements of the repeated field `message.field` of a request, into runs
@@ -129,20 +138,6 @@ struct Walk {
     action_depth: usize,
     /// Path length at the outermost `Action`, where a too-deep tree is reported.
     action_root: usize,
-}
-
-/// The short name of a full message name (`DesiredLRP`, `RoutesEntry`).
-fn short(full_name: &str) -> &str {
-    full_name.rsplit('.').next().unwrap_or(full_name)
-}
-
-/// The message a map entry type belongs to: `diego.models.v1.DesiredLRP.RoutesEntry` is an
-/// entry of `DesiredLRP`'s `routes` map.
-fn is_map_entry(schema: &Schema) -> bool {
-    schema.name.ends_with("Entry")
-        && schema.fields.len() == 2
-        && schema.fields.first().is_some_and(|f| f.number == 1 && f.name == "key")
-        && schema.fields.get(1).is_some_and(|f| f.number == 2 && f.name == "value")
 }
 
 fn read_varint(buf: &mut &[u8]) -> Option<u64> {
@@ -217,20 +212,12 @@ impl Walk {
         self.refuse("is not valid protobuf (truncated or wrong wire type)")
     }
 
-    /// Walks one message. `owner` is the `(message, field)` a map entry belongs to, so its
-    /// value takes that field's rule.
-    fn message(
-        &mut self,
-        schema: &'static Schema,
-        owner: Option<(&'static str, &'static str)>,
-        mut buf: &[u8],
-        depth: usize,
-    ) -> Result<(), ValidationError> {
+    /// Walks one message.
+    fn message(&mut self, schema: &'static Schema, mut buf: &[u8], depth: usize) -> Result<(), ValidationError> {
         if depth > MAX_MESSAGE_DEPTH {
             return Err(self.refuse(format!("must not nest more than {MAX_MESSAGE_DEPTH} messages deep")));
         }
-        let is_action = schema.name == ACTION;
-        if is_action {
+        if schema.action {
             if self.action_depth == 0 {
                 self.action_root = self.path.len();
             }
@@ -242,8 +229,6 @@ impl Walk {
                 ));
             }
         }
-        let message = short(schema.name);
-        let map_entry = is_map_entry(schema);
         let mut counts = [0_usize; 64];
         while !buf.is_empty() {
             let key = read_varint(&mut buf).ok_or_else(|| self.malformed())?;
@@ -261,19 +246,13 @@ impl Walk {
                 continue;
             };
             let Some(f) = schema.fields.get(at) else { continue };
-            // A map's value takes the rule of the map field itself.
-            let (rule_message, rule_field) = match owner {
-                Some(owner) if map_entry && f.name == "value" => owner,
-                _ => (message, f.name),
-            };
             self.path.push(Step::Field(f.name));
             let first = counts.get(at).copied().unwrap_or(0);
-            let walked = self.field(f, (rule_message, rule_field), wire, &mut buf, first, depth)?;
+            let walked = self.field(f, wire, &mut buf, first, depth)?;
             if f.repeated {
                 let total = first + walked;
-                let max = limits::count_limit(rule_message, rule_field);
-                if total > max {
-                    return Err(self.refuse(format!("must have at most {max} elements")));
+                if total > f.max_count {
+                    return Err(self.refuse(format!("must have at most {} elements", f.max_count)));
                 }
                 if let Some(slot) = counts.get_mut(at) {
                     *slot = total;
@@ -281,7 +260,7 @@ impl Walk {
             }
             self.path.pop();
         }
-        if is_action {
+        if schema.action {
             self.action_depth -= 1;
         }
         Ok(())
@@ -292,7 +271,6 @@ impl Walk {
     fn field(
         &mut self,
         f: &'static FieldSchema,
-        rule: (&'static str, &'static str),
         wire: u64,
         buf: &mut &[u8],
         first: usize,
@@ -313,13 +291,12 @@ impl Walk {
                 let value = length_delimited(buf).ok_or_else(|| self.malformed())?;
                 indexed(self, first);
                 match f.kind {
-                    Kind::Message(name) => {
-                        let inner = schema(name).ok_or_else(|| self.malformed())?;
-                        let owner = if f.repeated && is_map_entry(inner) { Some(rule) } else { None };
-                        self.message(inner, owner, value, depth + 1)?;
+                    Kind::Message(at) => {
+                        let inner = MESSAGES.get(at).ok_or_else(|| self.malformed())?;
+                        self.message(inner, value, depth + 1)?;
                     }
-                    Kind::String => self.text(rule, value)?,
-                    _ => self.bytes(rule, value)?,
+                    Kind::String => self.text(f, value)?,
+                    _ => self.bytes(f, value)?,
                 }
                 unindex(self);
                 Ok(1)
@@ -327,7 +304,7 @@ impl Walk {
             (Kind::Int | Kind::Uint | Kind::Sint, 0) => {
                 let raw = read_varint(buf).ok_or_else(|| self.malformed())?;
                 indexed(self, first);
-                self.range(rule, integer(f.kind, raw))?;
+                self.range(f, integer(f.kind, raw))?;
                 unindex(self);
                 Ok(1)
             }
@@ -344,15 +321,14 @@ impl Walk {
                         _ => {
                             let raw = read_varint(&mut packed).ok_or_else(|| self.malformed())?;
                             indexed(self, first + n);
-                            self.range(rule, integer(f.kind, raw))?;
+                            self.range(f, integer(f.kind, raw))?;
                             unindex(self);
                         }
                     }
                     n += 1;
                     // Refuse a huge packed field as soon as it passes its limit.
-                    let max = limits::count_limit(rule.0, rule.1);
-                    if first + n > max {
-                        return Err(self.refuse(format!("must have at most {max} elements")));
+                    if first + n > f.max_count {
+                        return Err(self.refuse(format!("must have at most {} elements", f.max_count)));
                     }
                 }
                 Ok(n)
@@ -361,10 +337,9 @@ impl Walk {
         }
     }
 
-    fn text(&self, (message, field): (&str, &str), value: &[u8]) -> Result<(), ValidationError> {
-        let (max, text) = limits::string_limit(message, field);
-        if value.len() > max {
-            return Err(self.refuse(format!("must be at most {max} bytes")));
+    fn text(&self, f: &FieldSchema, value: &[u8]) -> Result<(), ValidationError> {
+        if value.len() > f.max_bytes {
+            return Err(self.refuse(format!("must be at most {} bytes", f.max_bytes)));
         }
         if std::str::from_utf8(value).is_err() {
             return Err(self.refuse("must be valid UTF-8"));
@@ -376,26 +351,25 @@ impl Walk {
                 return Err(self.refuse("must not contain NUL characters"));
             }
             let control = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r') || b == 0x7f;
-            if control && text != Text::Raw {
+            if control && f.text != Text::Raw {
                 return Err(self.refuse("must not contain control characters"));
             }
-            if text == Text::EnvName && b == b'=' {
+            if f.text == Text::EnvName && b == b'=' {
                 return Err(self.refuse("must not contain '='"));
             }
         }
         Ok(())
     }
 
-    fn bytes(&self, (message, field): (&str, &str), value: &[u8]) -> Result<(), ValidationError> {
-        let max = limits::bytes_limit(message, field);
-        if value.len() > max {
-            return Err(self.refuse(format!("must be at most {max} bytes")));
+    fn bytes(&self, f: &FieldSchema, value: &[u8]) -> Result<(), ValidationError> {
+        if value.len() > f.max_bytes {
+            return Err(self.refuse(format!("must be at most {} bytes", f.max_bytes)));
         }
         Ok(())
     }
 
-    fn range(&self, (message, field): (&str, &str), value: i64) -> Result<(), ValidationError> {
-        if let Some((min, max)) = limits::range_limit(message, field)
+    fn range(&self, f: &FieldSchema, value: i64) -> Result<(), ValidationError> {
+        if let Some((min, max)) = f.range
             && !(min..=max).contains(&value)
         {
             return Err(self.refuse(format!("must be between {min} and {max}")));
