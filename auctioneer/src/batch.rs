@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::placement::{LrpWork, TaskWork};
+use crate::placement::{LrpWork, PlacementConstraint, TaskWork};
 
 /// A set of LRP instances and tasks: what a batch drains, what one cell is asked to perform,
 /// and what a cell refuses.
@@ -40,11 +40,14 @@ struct Pending {
     work: Work,
     lrp_keys: HashSet<(String, i32)>,
     task_keys: HashSet<String>,
+    /// What the pending items hold in memory, by [`footprint`].
+    bytes: usize,
 }
 
 impl Pending {
     fn push_lrp(&mut self, lrp: LrpWork) -> bool {
         if self.lrp_keys.insert((lrp.process_guid.clone(), lrp.index)) {
+            self.bytes += footprint(&lrp.process_guid, &lrp.domain, &lrp.constraint);
             self.work.lrps.push(lrp);
             true
         } else {
@@ -54,12 +57,28 @@ impl Pending {
 
     fn push_task(&mut self, task: TaskWork) -> bool {
         if self.task_keys.insert(task.task_guid.clone()) {
+            self.bytes += footprint(&task.task_guid, &task.domain, &task.constraint);
             self.work.tasks.push(task);
             true
         } else {
             false
         }
     }
+}
+
+/// About what one pending item holds in memory: the item, its key and its strings. Each item
+/// holds its own copy of the placement constraint, so a request naming many indices of one LRP
+/// costs its constraint once per index; this is what the byte capacity counts.
+pub fn footprint(guid: &str, domain: &str, constraint: &PlacementConstraint) -> usize {
+    const STRING: usize = std::mem::size_of::<String>();
+    let strings = |items: &[String]| items.iter().map(|s| s.len() + STRING).sum::<usize>();
+    std::mem::size_of::<LrpWork>()
+        + 2 * guid.len()
+        + domain.len()
+        + constraint.rootfs.len()
+        + strings(&constraint.placement_tags)
+        + strings(&constraint.volume_drivers)
+        + 64
 }
 
 /// The pending start requests, shared by the gRPC service (which adds) and the auction runner
@@ -69,6 +88,7 @@ pub struct AuctionBatch {
     pending: Mutex<Pending>,
     notify: Notify,
     capacity: usize,
+    capacity_bytes: usize,
 }
 
 impl Default for AuctionBatch {
@@ -81,18 +101,29 @@ impl Default for AuctionBatch {
 /// Diego-scale cluster (250 000 instances) starting at once.
 pub const DEFAULT_CAPACITY: usize = 250_000;
 
+/// How much memory the pending items may hold (by [`footprint`]) unless configured otherwise;
+/// 250 000 ordinary instances take about 60 MiB.
+pub const DEFAULT_CAPACITY_BYTES: usize = 256 * 1024 * 1024;
+
 /// A request was refused because the batch would pass its capacity; nothing was added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the auction batch is full: {pending} starts pending, {incoming} more requested, capacity {capacity}; retry later"
+    "the auction batch is full: {pending} starts ({pending_bytes} bytes) pending, {incoming} more ({incoming_bytes} \
+     bytes) requested, capacity {capacity} starts or {capacity_bytes} bytes; retry later"
 )]
 pub struct BatchFull {
     /// Items pending now.
     pub pending: usize,
+    /// Their footprint.
+    pub pending_bytes: usize,
     /// Items the request carried.
     pub incoming: usize,
-    /// The batch's capacity.
+    /// Their footprint once expanded.
+    pub incoming_bytes: usize,
+    /// The batch's capacity in items.
     pub capacity: usize,
+    /// The batch's capacity in bytes.
+    pub capacity_bytes: usize,
 }
 
 impl std::fmt::Debug for AuctionBatch {
@@ -108,21 +139,36 @@ impl AuctionBatch {
         Self::default()
     }
 
-    /// An empty batch holding at most `capacity` items.
+    /// An empty batch holding at most `capacity` items (and [`DEFAULT_CAPACITY_BYTES`]).
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { pending: Mutex::default(), notify: Notify::new(), capacity }
+        Self::with_limits(capacity, DEFAULT_CAPACITY_BYTES)
     }
 
-    /// Refuses `incoming` more items when they would not fit (duplicates count: the check
-    /// comes before anything is built or added).
-    pub fn check_room(&self, incoming: usize) -> Result<(), BatchFull> {
-        let pending = self.lock().work.len();
-        self.fits(pending, incoming)
+    /// An empty batch holding at most `capacity` items whose [`footprint`]s total at most
+    /// `capacity_bytes`.
+    pub fn with_limits(capacity: usize, capacity_bytes: usize) -> Self {
+        Self { pending: Mutex::default(), notify: Notify::new(), capacity, capacity_bytes }
     }
 
-    fn fits(&self, pending: usize, incoming: usize) -> Result<(), BatchFull> {
-        if pending.saturating_add(incoming) > self.capacity {
-            return Err(BatchFull { pending, incoming, capacity: self.capacity });
+    /// Refuses `incoming` more items of `incoming_bytes` when they would not fit (duplicates
+    /// count: the check comes before anything is built or added).
+    pub fn check_room(&self, incoming: usize, incoming_bytes: usize) -> Result<(), BatchFull> {
+        let pending = self.lock();
+        self.fits(&pending, incoming, incoming_bytes)
+    }
+
+    fn fits(&self, pending: &Pending, incoming: usize, incoming_bytes: usize) -> Result<(), BatchFull> {
+        let (items, bytes) = (pending.work.len(), pending.bytes);
+        if items.saturating_add(incoming) > self.capacity || bytes.saturating_add(incoming_bytes) > self.capacity_bytes
+        {
+            return Err(BatchFull {
+                pending: items,
+                pending_bytes: bytes,
+                incoming,
+                incoming_bytes,
+                capacity: self.capacity,
+                capacity_bytes: self.capacity_bytes,
+            });
         }
         Ok(())
     }
@@ -138,7 +184,8 @@ impl AuctionBatch {
     pub fn try_add_lrps(&self, lrps: Vec<LrpWork>) -> Result<usize, BatchFull> {
         let added = {
             let mut pending = self.lock();
-            self.fits(pending.work.len(), lrps.len())?;
+            let bytes = lrps.iter().map(|l| footprint(&l.process_guid, &l.domain, &l.constraint)).sum();
+            self.fits(&pending, lrps.len(), bytes)?;
             lrps.into_iter().map(|l| pending.push_lrp(l)).filter(|&new| new).count()
         };
         if added > 0 {
@@ -152,7 +199,8 @@ impl AuctionBatch {
     pub fn try_add_tasks(&self, tasks: Vec<TaskWork>) -> Result<usize, BatchFull> {
         let added = {
             let mut pending = self.lock();
-            self.fits(pending.work.len(), tasks.len())?;
+            let bytes = tasks.iter().map(|t| footprint(&t.task_guid, &t.domain, &t.constraint)).sum();
+            self.fits(&pending, tasks.len(), bytes)?;
             tasks.into_iter().map(|t| pending.push_task(t)).filter(|&new| new).count()
         };
         if added > 0 {
@@ -238,16 +286,34 @@ mod tests {
     fn a_request_that_would_pass_the_capacity_is_refused_whole() {
         let batch = AuctionBatch::with_capacity(3);
         assert_eq!(batch.try_add_lrps(vec![lrp("a", 0, 1), lrp("a", 1, 1)]), Ok(2));
-        assert_eq!(batch.check_room(2), Err(BatchFull { pending: 2, incoming: 2, capacity: 3 }));
+        assert_eq!(batch.check_room(2, 0).map_err(|e| (e.pending, e.incoming, e.capacity)), Err((2, 2, 3)));
         assert_eq!(
-            batch.try_add_lrps(vec![lrp("b", 0, 1), lrp("b", 1, 1)]),
-            Err(BatchFull { pending: 2, incoming: 2, capacity: 3 })
+            batch.try_add_lrps(vec![lrp("b", 0, 1), lrp("b", 1, 1)]).map_err(|e| (e.pending, e.incoming)),
+            Err((2, 2))
         );
         assert_eq!(batch.try_add_tasks(vec![task("t1"), task("t2")]).map_err(|e| e.pending), Err(2));
         assert_eq!(batch.counts(), (2, 0), "nothing of a refused request was added");
         assert_eq!(batch.try_add_tasks(vec![task("t1")]), Ok(1));
         assert_eq!(batch.drain().len(), 3);
-        assert_eq!(batch.check_room(3), Ok(()));
+        assert_eq!(batch.check_room(3, 0), Ok(()));
+    }
+
+    #[test]
+    fn the_memory_of_pending_items_is_bounded_too() {
+        let big = |index| {
+            let mut l = lrp("app", index, 1);
+            l.constraint.volume_drivers = vec!["d".repeat(4000); 10];
+            l
+        };
+        let one = footprint("app", &big(0).domain, &big(0).constraint);
+        assert!(one > 40_000, "{one}");
+        let batch = AuctionBatch::with_limits(1000, 3 * one);
+        assert_eq!(batch.try_add_lrps(vec![big(0), big(1), big(2)]), Ok(3));
+        let refused = batch.try_add_lrps(vec![big(3)]).unwrap_err();
+        assert_eq!((refused.pending, refused.pending_bytes, refused.incoming_bytes), (3, 3 * one, one));
+        assert_eq!(batch.counts(), (3, 0));
+        batch.drain();
+        assert_eq!(batch.try_add_lrps(vec![big(3)]), Ok(1), "draining gives the room back");
     }
 
     fn lrp(guid: &str, index: i32, memory_mb: i64) -> LrpWork {

@@ -92,6 +92,9 @@ pub struct AuctioneerConfig {
     /// a request that would pass it is refused with RESOURCE_EXHAUSTED and asked again by the
     /// BBS's convergence.
     pub max_pending_starts: usize,
+    /// Most memory those pending starts may hold, in bytes (default 256 MiB; each start holds
+    /// its own copy of its placement constraint).
+    pub max_pending_bytes: usize,
 }
 
 impl Default for AuctioneerConfig {
@@ -114,6 +117,7 @@ impl Default for AuctioneerConfig {
             max_starting_per_cell: 0,
             report_concurrency: 32,
             max_pending_starts: crate::batch::DEFAULT_CAPACITY,
+            max_pending_bytes: crate::batch::DEFAULT_CAPACITY_BYTES,
         }
     }
 }
@@ -201,6 +205,9 @@ impl AuctioneerConfig {
         }
         if self.max_pending_starts == 0 {
             return invalid("max_pending_starts", "must be at least 1");
+        }
+        if self.max_pending_bytes < 1024 * 1024 {
+            return invalid("max_pending_bytes", "must be at least 1 MiB");
         }
         if self.report_concurrency == 0 {
             return invalid("report_concurrency", "must be at least 1");

@@ -118,7 +118,7 @@ pub async fn run_with(
 
     let stop = shutdown.child_token();
     let status = LockStatus::new();
-    let batch = Arc::new(AuctionBatch::with_capacity(config.max_pending_starts));
+    let batch = Arc::new(AuctionBatch::with_limits(config.max_pending_starts, config.max_pending_bytes));
     let spec = LockSpec::auctioneer(owner, advertise, config.lock_ttl, config.lock_retry_interval);
     let lock_task = tokio::spawn(lock::hold(clients.locker.clone(), spec, status.clone(), stop.clone()));
     let admin_task = tokio::spawn(admin::serve(listeners.admin, status.clone(), stop.clone()));

@@ -12,7 +12,7 @@ use proto::error::ErrorCode;
 use proto::pb::auctioneer::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::batch::{AuctionBatch, BatchFull};
+use crate::batch::{AuctionBatch, BatchFull, footprint};
 use crate::lock::LockStatus;
 use crate::placement::{LrpWork, TaskWork};
 use crate::wire::{constraint_from_pb, resource_from_pb};
@@ -100,9 +100,15 @@ impl pb::auctioneer_server::Auctioneer for AuctioneerService {
     ) -> Result<Response<pb::RequestLrpAuctionsResponse>, Status> {
         self.check_lock()?;
         let requests = request.into_inner().lrp_start_requests;
-        // Refuse before expanding indices into work items: a small request can name many.
-        let incoming = requests.iter().map(|r| r.indices.len()).sum();
-        self.batch.check_room(incoming).map_err(full)?;
+        // Refuse before expanding indices into work items: a small request can name many, each
+        // with its own copy of the placement constraint.
+        let (mut incoming, mut incoming_bytes) = (0_usize, 0_usize);
+        for r in &requests {
+            let each = footprint(&r.process_guid, &r.domain, &constraint_from_pb(r.placement_constraint.as_ref()));
+            incoming = incoming.saturating_add(r.indices.len());
+            incoming_bytes = incoming_bytes.saturating_add(each.saturating_mul(r.indices.len()));
+        }
+        self.batch.check_room(incoming, incoming_bytes).map_err(full)?;
         let work = lrp_work(requests)?;
         for lrp in &work {
             tracing::debug!(process_guid = %lrp.process_guid, index = lrp.index, "lrp instance queued for auction");
@@ -119,7 +125,11 @@ impl pb::auctioneer_server::Auctioneer for AuctioneerService {
     ) -> Result<Response<pb::RequestTaskAuctionsResponse>, Status> {
         self.check_lock()?;
         let requests = request.into_inner().task_start_requests;
-        self.batch.check_room(requests.len()).map_err(full)?;
+        let incoming_bytes = requests
+            .iter()
+            .map(|r| footprint(&r.task_guid, &r.domain, &constraint_from_pb(r.placement_constraint.as_ref())))
+            .sum();
+        self.batch.check_room(requests.len(), incoming_bytes).map_err(full)?;
         let work = task_work(requests)?;
         for task in &work {
             tracing::debug!(task_guid = %task.task_guid, "task queued for auction");
@@ -180,6 +190,23 @@ mod tests {
             tonic::Code::ResourceExhausted
         );
         assert_eq!(batch.counts(), (3, 0));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/requests/oom-auctioneer-lrp-work-amplification): a
+    /// 100 KB request of one LRP with 60 000 indices and 40 KB of volume drivers asked for 2.4 GB
+    /// once each index got its own copy of the constraint. It is refused before expanding.
+    #[tokio::test]
+    async fn a_request_that_would_expand_past_the_memory_capacity_is_refused_before_expanding() {
+        let service = service(true);
+        let mut request = lrp_request("web", &(0..60_000).map(|i| i % 100).collect::<Vec<_>>());
+        request.placement_constraint.as_mut().unwrap().volume_drivers = vec!["d".repeat(4000); 10];
+        let status = service
+            .request_lrp_auctions(Request::new(pb::RequestLrpAuctionsRequest { lrp_start_requests: vec![request] }))
+            .await
+            .expect_err("too much memory");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("bytes) requested"), "{}", status.message());
+        assert!(service.batch.is_empty());
     }
 
     #[test]
