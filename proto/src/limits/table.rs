@@ -30,6 +30,9 @@ pub const MAX_ARG_BYTES: usize = 131_072;
 /// arguments plus environment of one run action: the two together stay within half of
 /// Linux's default `ARG_MAX` (2 MiB), so every process can be exec'd.
 pub const MAX_ENV_BYTES: usize = 512 * 1024;
+/// Most guids one listing filter names (process guids plus app guids): a paged listing binds
+/// the whole filter in one statement.
+pub const MAX_FILTER_GUIDS: usize = 10_000;
 /// Most instances one desired LRP may ask for, whatever the operator configures.
 pub const MAX_LRP_INSTANCES: i64 = 1_000_000;
 /// Longest timeout or interval, in milliseconds: 7 days.
@@ -152,8 +155,8 @@ pub static COUNTS: &[CountLimit] = &[
     count("SerialAction.actions", MAX_ACTIONS_PER_LIST, "as parallel actions"),
     count("CodependentAction.actions", MAX_ACTIONS_PER_LIST, "as parallel actions"),
     count("*.sidecars", 16, "each sidecar is a process tree of its own"),
-    count("*.process_guids", 100_000, "filters name many LRPs at once"),
-    count("*.app_guids", 100_000, "filters name many apps at once"),
+    count("*.process_guids", MAX_FILTER_GUIDS, "one statement binds the whole filter"),
+    count("*.app_guids", MAX_FILTER_GUIDS, "one statement binds the whole filter"),
     count("LRPStartRequest.indices", MAX_LRP_INSTANCES as usize, "every index of the largest LRP"),
     count("RequestLRPAuctionsRequest.lrp_start_requests", 100_000, "one convergence pass may start many"),
     count("RequestTaskAuctionsRequest.task_start_requests", 100_000, "one convergence pass may start many"),

@@ -13,7 +13,7 @@ use crate::{Error, Result, Store};
 
 /// Most process guids a paged listing binds: one statement carries the whole filter, so the
 /// database orders and limits the union itself.
-pub const MAX_PAGED_GUIDS: usize = 10_000;
+pub const MAX_PAGED_GUIDS: usize = proto::limits::MAX_FILTER_GUIDS;
 
 /// The primary key, leading column first.
 const KEY: [&str; 3] = ["process_guid", "instance_index", "presence"];

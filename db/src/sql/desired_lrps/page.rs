@@ -14,7 +14,7 @@ use crate::{Error, Result, Store};
 
 /// Most process guids plus app guids a paged listing binds: one statement carries the whole
 /// filter, so the database orders and limits the union itself.
-pub const MAX_PAGED_GUIDS: usize = 10_000;
+pub const MAX_PAGED_GUIDS: usize = proto::limits::MAX_FILTER_GUIDS;
 
 impl Store {
     /// At most `limit` desired LRPs (clamped to 1..=[`MAX_BATCH`](crate::sql::page::MAX_BATCH))
