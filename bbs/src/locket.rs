@@ -25,9 +25,8 @@ use crate::leader::BBS_LOCK_KEY;
 pub const AUCTIONEER_LOCK_KEY: &str = "auctioneer";
 
 /// The most bytes a resource's value may have (a row of the request limits table, applied by the
-/// codec before this service sees a request): a cell presence is a few KiB; every `FetchAll`
-/// returns every value, so one client must not make that reply huge.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// codec before this service sees a request).
+pub const MAX_VALUE_BYTES: usize = proto::limits::MAX_LOCKET_VALUE_BYTES;
 
 /// The `[locket]` section of the BBS config: how long a client may hold a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -89,7 +89,7 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_millis(1);
 
 /// The longest time to live a lease may have, whoever asks: a day (the Locket service applies
 /// tighter, configured limits).
-pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(proto::limits::MAX_LEASE_TTL_S.unsigned_abs());
 
 /// Frees lease rows (the caller adds the `WHERE`): no owner, no value, expired since the epoch;
 /// the key, type and term stay.

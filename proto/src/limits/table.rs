@@ -30,6 +30,10 @@ pub const MAX_ARG_BYTES: usize = 131_072;
 /// arguments plus environment of one run action: the two together stay within half of
 /// Linux's default `ARG_MAX` (2 MiB), so every process can be exec'd.
 pub const MAX_ENV_BYTES: usize = 512 * 1024;
+/// Longest time to live of any lease, in seconds (a day): the store refuses longer ones.
+pub const MAX_LEASE_TTL_S: i64 = 24 * 60 * 60;
+/// Largest Locket value: a cell presence is a few KiB, and every `FetchAll` returns every value.
+pub const MAX_LOCKET_VALUE_BYTES: usize = 64 * 1024;
 /// Most guids one listing filter names (process guids plus app guids): a paged listing binds
 /// the whole filter in one statement.
 pub const MAX_FILTER_GUIDS: usize = 10_000;
@@ -139,7 +143,7 @@ pub static STRINGS: &[StringLimit] = &[
     string("SharedDevice.mount_config", 64 * 1024, Text::Printable, "a JSON object for the volume driver"),
     string(
         "Resource.value",
-        64 * 1024,
+        MAX_LOCKET_VALUE_BYTES,
         Text::Printable,
         "a Locket value (a cell presence as JSON); FetchAll returns every one",
     ),
@@ -190,7 +194,7 @@ pub static RANGES: &[RangeLimit] = &[
     range("*.interval_ms", 0, MAX_TIMEOUT_MS, "at most 7 days"),
     range("*.deprecated_start_timeout_s", 0, MAX_TIMEOUT_MS / 1000, "at most 7 days"),
     range("UpsertDomainRequest.ttl", 0, 366 * 24 * 3600, "at most a year; 0 is forever"),
-    range("LockRequest.ttl_in_seconds", 0, 366 * 24 * 3600, "hard cap; the BBS bounds it further by type"),
+    range("LockRequest.ttl_in_seconds", 0, MAX_LEASE_TTL_S, "a lease's longest life; the BBS bounds it by type"),
     range("*.page_size", 0, 100_000, "a page is bounded by bytes too"),
     range("*.crash_count", 0, i32::MAX as i64, "a count"),
     range("*.rejection_count", 0, i32::MAX as i64, "a count"),
