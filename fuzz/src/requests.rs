@@ -143,22 +143,16 @@ fn lease_type(code: i32) -> Result<LeaseType, ValidationError> {
     }
 }
 
-/// `bbs/src/locket.rs`'s `required_resource`.
+/// `bbs/src/locket.rs`'s `required_resource` (sizes and NULs are the bounds' job).
 fn required_resource(resource: Option<locket::Resource>) -> Result<locket::Resource, ValidationError> {
-    const MAX_ID_BYTES: usize = 255;
     let resource = resource.ok_or_else(|| ValidationError::new("resource", "is required"))?;
     for (field, value) in [("resource.key", &resource.key), ("resource.owner", &resource.owner)] {
-        if value.is_empty() || value.len() > MAX_ID_BYTES {
-            return Err(ValidationError::new(field, format!("must be 1 to {MAX_ID_BYTES} bytes")));
+        if value.is_empty() {
+            return Err(ValidationError::new(field, "must not be empty"));
         }
     }
-    if resource.value.len() > bbs::locket::MAX_VALUE_BYTES {
-        return Err(ValidationError::new("resource.value", "too long"));
-    }
-    for value in [&resource.key, &resource.owner, &resource.value] {
-        if value.contains('\0') {
-            return Err(ValidationError::new("resource", "must not contain NUL"));
-        }
+    if resource.key == bbs::leader::BBS_LOCK_KEY {
+        return Err(ValidationError::new("resource.key", "must not be bbs"));
     }
     Ok(resource)
 }
@@ -511,7 +505,9 @@ pub static RPCS: &[Rpc] = &[
     Rpc {
         path: "/diego.locket.v1.Locket/Fetch",
         run: |b| {
-            decode::<locket::FetchRequest>(b);
+            if let Some(r) = decode::<locket::FetchRequest>(b) {
+                let _ = r.key.is_empty();
+            }
         },
     },
     Rpc {

@@ -269,8 +269,8 @@ pub fn request_bodies() -> Vec<(&'static str, Vec<u8>)> {
             "/diego.locket.v1.Locket/Lock",
             locket::LockRequest {
                 resource: Some(locket::Resource {
-                    key: "bbs".into(),
-                    owner: "bbs-1".into(),
+                    key: "auctioneer".into(),
+                    owner: "auctioneer-1".into(),
                     value: "10.0.0.1:8889".into(),
                     type_code: locket::TypeCode::Lock as i32,
                 }),
