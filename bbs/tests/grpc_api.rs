@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bbs::config::BbsConfig;
-use common::RecordingAuctioneer;
+use common::wire::Server;
 use db::Backend;
 use db::testing::TestDb;
 use futures::StreamExt;
@@ -19,74 +17,7 @@ use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::locket::v1 as locket;
 use proto::pb::locket::v1::locket_client::LocketClient;
 use proto::pb::models::v1 as pb;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-
-/// One in-process BBS.
-struct Server {
-    address: String,
-    auctioneer: Arc<RecordingAuctioneer>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), bbs::RunError>>,
-}
-
-impl Server {
-    async fn start(url: &str, tweak: impl FnOnce(&mut BbsConfig)) -> Server {
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = grpc.local_addr().unwrap().to_string();
-        let mut config = BbsConfig {
-            database_url: url.to_owned(),
-            lock_ttl: Duration::from_secs(2),
-            lock_retry_interval: Duration::from_millis(200),
-            ..BbsConfig::default()
-        };
-        tweak(&mut config);
-        let auctioneer = Arc::new(RecordingAuctioneer::default());
-        let overrides = bbs::Overrides { auctioneer: Some(auctioneer.clone()), ..Default::default() };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bbs::run(
-            config.validate().unwrap(),
-            bbs::Listeners { grpc, admin },
-            overrides,
-            shutdown.clone(),
-        ));
-        Server { address, auctioneer, shutdown, task }
-    }
-
-    async fn client(&self) -> BbsClient<Channel> {
-        let endpoint = format!("http://{}", self.address);
-        for _ in 0..100 {
-            if let Ok(client) = BbsClient::connect(endpoint.clone()).await {
-                return client;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("bbs at {} never accepted connections", self.address);
-    }
-
-    /// A client once this server leads (it accepts a write).
-    async fn leader_client(&self) -> BbsClient<Channel> {
-        let mut client = self.client().await;
-        for _ in 0..200 {
-            let upsert = api::UpsertDomainRequest { domain: "probe".into(), ttl: 0 };
-            match client.upsert_domain(upsert).await {
-                Ok(_) => return client,
-                Err(status) if status.code() == tonic::Code::Unavailable => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(status) => panic!("unexpected error while waiting for leadership: {status}"),
-            }
-        }
-        panic!("bbs at {} never became the leader", self.address);
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let result = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("bbs did not shut down");
-        result.expect("bbs task panicked").expect("bbs run failed");
-    }
-}
 
 fn run_action() -> pb::Action {
     pb::Action {
