@@ -47,6 +47,28 @@ fn full(err: BatchFull) -> Status {
     Status::resource_exhausted(err.to_string())
 }
 
+/// How many work items the requests become, and their [`footprint`] in bytes, computed
+/// before anything is expanded: a small request can name many indices, each of which gets its
+/// own copy of the placement constraint. The service checks it against the batch's room first.
+pub fn lrp_expansion(requests: &[pb::LrpStartRequest]) -> (usize, usize) {
+    let (mut items, mut bytes) = (0_usize, 0_usize);
+    for r in requests {
+        let each = footprint(&r.process_guid, &r.domain, &constraint_from_pb(r.placement_constraint.as_ref()));
+        items = items.saturating_add(r.indices.len());
+        bytes = bytes.saturating_add(each.saturating_mul(r.indices.len()));
+    }
+    (items, bytes)
+}
+
+/// [`lrp_expansion`] for task start requests: one item each.
+pub fn task_expansion(requests: &[pb::TaskStartRequest]) -> (usize, usize) {
+    let bytes = requests
+        .iter()
+        .map(|r| footprint(&r.task_guid, &r.domain, &constraint_from_pb(r.placement_constraint.as_ref())))
+        .sum();
+    (requests.len(), bytes)
+}
+
 /// The LRP instances of the requests, or the first invalid entry.
 pub fn lrp_work(requests: Vec<pb::LrpStartRequest>) -> Result<Vec<LrpWork>, Status> {
     let mut work = Vec::new();
@@ -100,14 +122,7 @@ impl pb::auctioneer_server::Auctioneer for AuctioneerService {
     ) -> Result<Response<pb::RequestLrpAuctionsResponse>, Status> {
         self.check_lock()?;
         let requests = request.into_inner().lrp_start_requests;
-        // Refuse before expanding indices into work items: a small request can name many, each
-        // with its own copy of the placement constraint.
-        let (mut incoming, mut incoming_bytes) = (0_usize, 0_usize);
-        for r in &requests {
-            let each = footprint(&r.process_guid, &r.domain, &constraint_from_pb(r.placement_constraint.as_ref()));
-            incoming = incoming.saturating_add(r.indices.len());
-            incoming_bytes = incoming_bytes.saturating_add(each.saturating_mul(r.indices.len()));
-        }
+        let (incoming, incoming_bytes) = lrp_expansion(&requests);
         self.batch.check_room(incoming, incoming_bytes).map_err(full)?;
         let work = lrp_work(requests)?;
         for lrp in &work {
@@ -125,11 +140,8 @@ impl pb::auctioneer_server::Auctioneer for AuctioneerService {
     ) -> Result<Response<pb::RequestTaskAuctionsResponse>, Status> {
         self.check_lock()?;
         let requests = request.into_inner().task_start_requests;
-        let incoming_bytes = requests
-            .iter()
-            .map(|r| footprint(&r.task_guid, &r.domain, &constraint_from_pb(r.placement_constraint.as_ref())))
-            .sum();
-        self.batch.check_room(requests.len(), incoming_bytes).map_err(full)?;
+        let (incoming, incoming_bytes) = task_expansion(&requests);
+        self.batch.check_room(incoming, incoming_bytes).map_err(full)?;
         let work = task_work(requests)?;
         for task in &work {
             tracing::debug!(task_guid = %task.task_guid, "task queued for auction");

@@ -569,8 +569,12 @@ pub static RPCS: &[Rpc] = &[
     Rpc {
         path: "/diego.auctioneer.v1.Auctioneer/RequestLRPAuctions",
         run: |b| {
+            // As the service: room in a default batch first, then the expansion.
             if let Some(r) = decode::<auction::RequestLrpAuctionsRequest>(b) {
-                done(auctioneer::service::lrp_work(r.lrp_start_requests));
+                let (items, bytes) = auctioneer::service::lrp_expansion(&r.lrp_start_requests);
+                if auctioneer::AuctionBatch::new().check_room(items, bytes).is_ok() {
+                    done(auctioneer::service::lrp_work(r.lrp_start_requests));
+                }
             }
         },
     },
@@ -578,7 +582,10 @@ pub static RPCS: &[Rpc] = &[
         path: "/diego.auctioneer.v1.Auctioneer/RequestTaskAuctions",
         run: |b| {
             if let Some(r) = decode::<auction::RequestTaskAuctionsRequest>(b) {
-                done(auctioneer::service::task_work(r.task_start_requests));
+                let (items, bytes) = auctioneer::service::task_expansion(&r.task_start_requests);
+                if auctioneer::AuctionBatch::new().check_room(items, bytes).is_ok() {
+                    done(auctioneer::service::task_work(r.task_start_requests));
+                }
             }
         },
     },
