@@ -58,44 +58,25 @@ pub struct TaskCursor(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellCursor(pub String);
 
-impl Cursor for DesiredCursor {
-    const LISTING: &'static str = "desired_lrps";
-    fn to_json(&self) -> Vec<serde_json::Value> {
-        vec![self.0.clone().into()]
-    }
-    fn from_json(values: &[serde_json::Value]) -> Option<Self> {
-        match values {
-            [guid] => Some(Self(guid.as_str()?.to_owned())),
-            _ => None,
+/// A cursor that is one string key, named `listing` in its tokens.
+macro_rules! string_cursor {
+    ($($cursor:ident => $listing:literal),* $(,)?) => {$(
+        impl Cursor for $cursor {
+            const LISTING: &'static str = $listing;
+            fn to_json(&self) -> Vec<serde_json::Value> {
+                vec![self.0.clone().into()]
+            }
+            fn from_json(values: &[serde_json::Value]) -> Option<Self> {
+                match values {
+                    [key] => Some(Self(key.as_str()?.to_owned())),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Cursor for TaskCursor {
-    const LISTING: &'static str = "tasks";
-    fn to_json(&self) -> Vec<serde_json::Value> {
-        vec![self.0.clone().into()]
-    }
-    fn from_json(values: &[serde_json::Value]) -> Option<Self> {
-        match values {
-            [guid] => Some(Self(guid.as_str()?.to_owned())),
-            _ => None,
-        }
-    }
-}
-
-impl Cursor for CellCursor {
-    const LISTING: &'static str = "cells";
-    fn to_json(&self) -> Vec<serde_json::Value> {
-        vec![self.0.clone().into()]
-    }
-    fn from_json(values: &[serde_json::Value]) -> Option<Self> {
-        match values {
-            [id] => Some(Self(id.as_str()?.to_owned())),
-            _ => None,
-        }
-    }
-}
+string_cursor!(DesiredCursor => "desired_lrps", TaskCursor => "tasks", CellCursor => "cells");
 
 impl Cursor for ActualLrpCursor {
     const LISTING: &'static str = "actual_lrps";

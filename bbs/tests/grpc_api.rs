@@ -3,6 +3,7 @@
 //! `x-diego-error` and `x-diego-leader` metadata, validation naming the field), event streams,
 //! Locket, health and reflection, standbys, and fencing of a deposed leader.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -62,14 +63,6 @@ fn net_info() -> pb::ActualLrpNetInfo {
         ports: vec![pb::PortMapping { container_port: 8080, host_port: 61001, ..Default::default() }],
         ..Default::default()
     }
-}
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
 }
 
 on_every_backend!(

@@ -4,6 +4,7 @@
 //! cases found by probing (a NUL in a read took down a PostgreSQL pair; 2^31-1 instances aborted
 //! the BBS; unbounded fields; undecodable bodies answered INTERNAL).
 
+#[macro_use]
 mod common;
 
 use common::wire::{Server, raw_call};
@@ -14,14 +15,6 @@ use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::models::v1 as pb;
 use tonic::transport::Channel;
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
-}
 
 on_every_backend!(
     hostile_reads_are_refused_by_leader_and_standby_alike,

@@ -2,6 +2,9 @@
 //! come back through a default-configured tonic client in pages that each fit, and together hold
 //! every item once, in key order. On every configured backend.
 
+#[macro_use]
+mod common;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -84,14 +87,6 @@ fn big_lrp(guid: &str) -> pb::DesiredLrp {
             .collect(),
         ..Default::default()
     }
-}
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
-        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
-    };
 }
 
 on_every_backend!(

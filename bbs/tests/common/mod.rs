@@ -6,9 +6,18 @@
 //! `wait_*` helpers that poll until the expected calls arrived (or a deadline passed), and
 //! [`settle`] to give background tasks a chance to run before asserting that nothing was sent.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 pub mod wire;
+
+/// Declares each listed `async fn case(backend)` as a test on SQLite, PostgreSQL and MySQL.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Postgres).await } )* }
+        mod mysql { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() { super::$case(db::Backend::Mysql).await } )* }
+    };
+}
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
