@@ -1,0 +1,21 @@
+//! The service toolkit: the one home of what every diego-rs process does the same way, so that a
+//! change to it (mutual TLS, a new limit, a metric) is one edit.
+//!
+//! - [`config`]: loading a TOML file, duration parsing and the one [`config::ConfigError`].
+//! - [`admin`]: the admin HTTP server (`/healthz`, `/metrics` from one shared Prometheus handle).
+//! - [`server`]: the one builder of a tonic server (health, reflection, limits, TCP_NODELAY).
+//! - [`connect`]: the one connector that builds every outbound gRPC channel.
+//! - [`bbs_client`]: the leader-following BBS client core (`x-diego-leader` redirects, channel
+//!   cache, endpoint parsing).
+//! - [`lease`]: the one lease holder (BBS leader lock, auctioneer lock, cell presence).
+//! - [`clock`]: the injected wall clock and its manual twin for tests.
+//! - [`signals`]: turning SIGINT/SIGTERM into a cancellation.
+
+pub mod admin;
+pub mod bbs_client;
+pub mod clock;
+pub mod config;
+pub mod connect;
+pub mod lease;
+pub mod server;
+pub mod signals;
