@@ -1,6 +1,7 @@
 //! A whole cluster in one process: a BBS, an auctioneer and N cell reps on loopback, over one
 //! database. `diego dev` runs one with Diego's timings; the end-to-end suite runs them with
-//! intervals shortened so tests take seconds.
+//! intervals shortened so tests take seconds; the smoke benchmark (`benchmark-bbs smoke`) joins
+//! an auctioneer and N sim cells to the BBS it started itself ([`Cluster::join`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,6 +124,10 @@ pub enum ClusterError {
     Timeout(String),
 }
 
+fn create_data_dir(path: &std::path::Path) -> Result<(), ClusterError> {
+    std::fs::create_dir_all(path).map_err(|source| ClusterError::DataDir { path: path.to_owned(), source })
+}
+
 async fn bind(address: &str) -> Result<TcpListener, ClusterError> {
     TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { address: address.to_owned(), source })
 }
@@ -150,13 +155,12 @@ impl Cluster {
     /// has registered.
     pub async fn start(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
         let shutdown = CancellationToken::new();
-        let data_dir = spec.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|source| ClusterError::DataDir { path: data_dir.clone(), source })?;
+        create_data_dir(&spec.data_dir)?;
 
         let grpc = bind(&spec.bbs_listen).await?;
         let admin = bind("127.0.0.1:0").await?;
         let bbs_address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut cluster = Cluster::around(bbs_address, &spec, shutdown.clone());
         let mut bbs_config = BbsConfig { database_url: spec.database_url.clone(), ..BbsConfig::default() };
         if spec.fast {
             bbs_config.lock_ttl = Duration::from_secs(5);
@@ -170,11 +174,30 @@ impl Cluster {
             bbs_config.validate().map_err(|e| ClusterError::Config { component: "bbs", message: e.to_string() })?;
         tokio::spawn(bbs::run(bbs_config, bbs::Listeners { grpc, admin }, bbs::Overrides::default(), shutdown.clone()));
 
-        let mut cluster = Cluster {
+        cluster.wait_for_bbs().await?;
+        cluster.start_members(spec.auctioneer, spec.cells).await?;
+        cluster.wait_for_cells(spec.cells).await?;
+        Ok(cluster)
+    }
+
+    /// Starts the auctioneer (when `spec.auctioneer`) and `spec.cells` reps against the BBS at
+    /// `bbs_address`, which this cluster neither starts nor stops (`spec`'s database and BBS
+    /// settings are unused). Returns once the auctioneer serves and every rep listens; the cells
+    /// may not have registered yet (see [`Cluster::wait_for_cells`]).
+    pub async fn join(bbs_address: String, spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        create_data_dir(&spec.data_dir)?;
+        let mut cluster = Cluster::around(bbs_address, &spec, CancellationToken::new());
+        cluster.start_members(spec.auctioneer, spec.cells).await?;
+        Ok(cluster)
+    }
+
+    /// A cluster of no members yet around the BBS at `bbs_address`.
+    fn around(bbs_address: String, spec: &ClusterSpec, shutdown: CancellationToken) -> Cluster {
+        Cluster {
             bbs_address,
             auctioneer_address: None,
             reps: Vec::new(),
-            data_dir,
+            data_dir: spec.data_dir.clone(),
             shutdown,
             auctioneer_stop: None,
             rep_spec: spec.rep.clone(),
@@ -182,16 +205,18 @@ impl Cluster {
             fast: spec.fast,
             runtime: spec.runtime,
             cell_memory_mb: spec.cell_memory_mb,
-        };
-        cluster.wait_for_bbs().await?;
-        if spec.auctioneer {
-            cluster.start_auctioneer().await?;
         }
-        for i in 0..spec.cells {
-            cluster.add_rep(i).await?;
+    }
+
+    /// Starts the auctioneer (when asked) and reps `0..cells`.
+    async fn start_members(&mut self, auctioneer: bool, cells: usize) -> Result<(), ClusterError> {
+        if auctioneer {
+            self.start_auctioneer().await?;
         }
-        cluster.wait_for_cells(spec.cells).await?;
-        Ok(cluster)
+        for i in 0..cells {
+            self.add_rep(i).await?;
+        }
+        Ok(())
     }
 
     /// A client of the BBS.
