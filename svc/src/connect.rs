@@ -1,1 +1,214 @@
-//! (being filled in)
+//! The one place outbound gRPC channels are built: to the BBS, its Locket, the auctioneer and
+//! the reps, from every component, the CLI and the benchmark. Mutual TLS and message-size
+//! limits get switched on here, once.
+//!
+//! - [`endpoint_uri`] is the address rule: `host:port` means `http://host:port`; an `http://`
+//!   URL is taken as it is; `https://` is refused until TLS is offered.
+//! - [`ChannelOptions`] holds the timeouts and HTTP/2 settings of a channel; TCP_NODELAY is
+//!   always on.
+//! - [`lazy`] and [`connect`] build one channel (connecting on the first call, or now).
+//! - [`Connector`] caches lazy channels by address, for clients that call many peers.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+/// A channel that could not be built or connected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address cannot be used.
+    #[error("invalid address {address}: {reason}")]
+    BadAddress {
+        /// The address as given.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// Connecting failed (eager connections only).
+    #[error("cannot connect to {address}: {source}")]
+    Unreachable {
+        /// The address.
+        address: String,
+        /// The transport's error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Connecting took longer than the connect timeout (eager connections only).
+    #[error("connecting to {address} timed out after {timeout:?}")]
+    Timeout {
+        /// The address.
+        address: String,
+        /// The connect timeout.
+        timeout: Duration,
+    },
+}
+
+/// How a channel behaves: timeouts and HTTP/2 flow control.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelOptions {
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long one call may take (`None`: no channel-wide deadline).
+    pub timeout: Option<Duration>,
+    /// The HTTP/2 initial stream window (`None`: tonic's default).
+    pub initial_stream_window_size: Option<u32>,
+    /// The HTTP/2 initial connection window (`None`: tonic's default).
+    pub initial_connection_window_size: Option<u32>,
+}
+
+impl ChannelOptions {
+    /// Connects and calls that time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            connect_timeout: timeout,
+            timeout: Some(timeout),
+            initial_stream_window_size: None,
+            initial_connection_window_size: None,
+        }
+    }
+}
+
+/// The URI of `address`: `host:port` (`[v6]:port` too) gets `http://` in front, an `http://`
+/// URL is kept (without a trailing `/`). Anything else is refused with the reason.
+pub fn endpoint_uri(address: &str) -> Result<String, ConnectError> {
+    let invalid = |reason: &str| ConnectError::BadAddress { address: address.to_owned(), reason: reason.to_owned() };
+    let trimmed = address.trim();
+    if trimmed.is_empty() {
+        return Err(invalid("the address is empty"));
+    }
+    let rest = match trimmed.split_once("://") {
+        None => trimmed,
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => return Err(invalid("tls is not supported yet; use host:port or http://host:port")),
+        Some(_) => return Err(invalid("expected host:port or http://host:port")),
+    };
+    let rest = rest.trim_end_matches('/');
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return Err(invalid("expected host:port, e.g. 127.0.0.1:8889"));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(invalid("expected host:port with a numeric port, e.g. 127.0.0.1:8889"));
+    }
+    Ok(format!("http://{rest}"))
+}
+
+/// Checks that `address` can be turned into a channel, without connecting.
+pub fn check_address(address: &str) -> Result<(), ConnectError> {
+    endpoint(address, &ChannelOptions::new(Duration::from_secs(1))).map(drop)
+}
+
+/// The endpoint of `address` with `options` (and TCP_NODELAY).
+pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, ConnectError> {
+    let uri = endpoint_uri(address)?;
+    let mut endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ConnectError::BadAddress { address: address.to_owned(), reason: e.to_string() })?
+        .tcp_nodelay(true)
+        .connect_timeout(options.connect_timeout)
+        .initial_stream_window_size(options.initial_stream_window_size)
+        .initial_connection_window_size(options.initial_connection_window_size);
+    if let Some(timeout) = options.timeout {
+        endpoint = endpoint.timeout(timeout);
+    }
+    Ok(endpoint)
+}
+
+/// A channel to `address` that connects on its first call. Must be called inside a tokio
+/// runtime.
+pub fn lazy(address: &str, options: &ChannelOptions) -> Result<Channel, ConnectError> {
+    Ok(endpoint(address, options)?.connect_lazy())
+}
+
+/// A channel to `address`, connected now (within the connect timeout), so an unreachable peer
+/// is reported at once.
+pub async fn connect(address: &str, options: &ChannelOptions) -> Result<Channel, ConnectError> {
+    let endpoint = endpoint(address, options)?;
+    match tokio::time::timeout(options.connect_timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(source)) => Err(ConnectError::Unreachable { address: address.to_owned(), source }),
+        Err(_) => Err(ConnectError::Timeout { address: address.to_owned(), timeout: options.connect_timeout }),
+    }
+}
+
+/// More cached channels than this and the cache is emptied before the next insert: cells and
+/// leaders come and go, and a cluster has far fewer live peers, so this only bounds the memory
+/// of churn.
+const MAX_CACHED_CHANNELS: usize = 10_000;
+
+/// Lazy channels cached by address, all with the same options.
+#[derive(Debug)]
+pub struct Connector {
+    options: ChannelOptions,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Connector {
+    /// A connector whose connects and calls time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self::with_options(ChannelOptions::new(timeout))
+    }
+
+    /// A connector building channels with `options`.
+    pub fn with_options(options: ChannelOptions) -> Self {
+        Self { options, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// The options every channel gets.
+    pub fn options(&self) -> &ChannelOptions {
+        &self.options
+    }
+
+    /// The channel to `address`, created lazily and reused. Must be called inside a tokio
+    /// runtime.
+    pub fn channel(&self, address: &str) -> Result<Channel, ConnectError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = lazy(address, &self.options)?;
+        if channels.len() >= MAX_CACHED_CHANNELS {
+            channels.clear();
+        }
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// How many channels are cached.
+    pub fn cached(&self) -> usize {
+        self.channels.lock().map(|c| c.len()).unwrap_or_else(|p| p.into_inner().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_host_port_or_an_http_url() {
+        assert_eq!(endpoint_uri("127.0.0.1:8889").unwrap(), "http://127.0.0.1:8889");
+        assert_eq!(endpoint_uri(" 127.0.0.1:8889 ").unwrap(), "http://127.0.0.1:8889");
+        assert_eq!(endpoint_uri("http://bbs:8889/").unwrap(), "http://bbs:8889");
+        assert_eq!(endpoint_uri("[::1]:8889").unwrap(), "http://[::1]:8889");
+        for bad in ["", "  ", "bbs", "bbs:http", ":8889", "https://bbs:8889", "ftp://bbs:1", "not a host:port"] {
+            let error = endpoint_uri(bad).and_then(|_| check_address(bad)).unwrap_err();
+            assert!(matches!(error, ConnectError::BadAddress { .. }), "{bad}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_are_cached_per_address() {
+        let connector = Connector::new(Duration::from_secs(1));
+        connector.channel("127.0.0.1:1").expect("valid address");
+        connector.channel("http://127.0.0.1:2").expect("valid url");
+        connector.channel("127.0.0.1:1").expect("cached");
+        assert_eq!(connector.cached(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_eager_connection_to_nothing_is_unreachable() {
+        // Port 1 on loopback refuses connections.
+        let error = connect("127.0.0.1:1", &ChannelOptions::new(Duration::from_secs(2))).await.unwrap_err();
+        assert!(matches!(error, ConnectError::Unreachable { .. }), "{error}");
+    }
+}
