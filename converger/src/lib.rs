@@ -60,17 +60,8 @@ pub use self::report::{LrpTickReport, PassReport, TaskTickReport};
 pub use self::task::TaskConvergence;
 
 /// Wall-clock time in nanoseconds since the Unix epoch: the time stored in `since`,
-/// `created_at` and friends. Any `Fn() -> i64` is a clock.
-pub trait Clock: Send + Sync + 'static {
-    /// Now.
-    fn now_ns(&self) -> i64;
-}
-
-impl<F: Fn() -> i64 + Send + Sync + 'static> Clock for F {
-    fn now_ns(&self) -> i64 {
-        self()
-    }
-}
+/// `created_at` and friends (the service toolkit's one clock). Any `Fn() -> i64` is a clock.
+pub use svc::clock::Clock;
 
 /// Gives the store to converge with: the BBS's fenced store while it leads, `None` otherwise.
 /// Called once per pass by each half.

@@ -1,7 +1,7 @@
 //! Test doubles (feature `testing`): [`RecordingEffects`], an [`Effects`] that records every
 //! call and can be told to fail, and [`ManualClock`].
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use db::sql::actual_lrps::IndexChange;
@@ -134,30 +134,5 @@ impl Effects for RecordingEffects {
     }
 }
 
-/// A clock tests set by hand. Cheap to clone; clones share the time.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<AtomicI64>);
-
-impl ManualClock {
-    /// A clock reading `now_ns`.
-    pub fn new(now_ns: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(now_ns)))
-    }
-
-    /// Moves the clock by `by` (saturating).
-    pub fn advance(&self, by: std::time::Duration) {
-        let by = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
-        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(by)));
-    }
-
-    /// Sets the clock.
-    pub fn set(&self, now_ns: i64) {
-        self.0.store(now_ns, Ordering::SeqCst);
-    }
-}
-
-impl crate::Clock for ManualClock {
-    fn now_ns(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// The one manual clock, from the service toolkit.
+pub use svc::clock::ManualClock;
