@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
+use proto::pb::models::v1 as pb;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::executor::RunRequest;
 use crate::resources::Resources;
 
 /// Where a container is in its lifecycle.
@@ -184,6 +185,39 @@ impl Container {
     pub fn tag(&self, key: &str) -> &str {
         self.tags.get(key).map_or("", String::as_str)
     }
+}
+
+/// How to run a reserved container.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// `preloaded:<name>` (resolved through the rootfs map) or any URL the runtime accepts.
+    pub rootfs: String,
+    /// The desired LRP's / task's environment, after the instance variables.
+    pub env: Vec<(String, String)>,
+    /// Runs first; a failure completes the container.
+    pub setup: Option<pb::Action>,
+    /// The main action.
+    pub action: pb::Action,
+    /// Legacy health monitor, used when there are no `checks`.
+    pub monitor: Option<pb::Action>,
+    /// Declarative startup + liveness checks.
+    pub checks: Vec<pb::Check>,
+    /// Declarative readiness checks (toggle `routable`).
+    pub readiness_checks: Vec<pb::Check>,
+    /// Container ports; each gets a host port.
+    pub ports: Vec<u32>,
+    /// How long startup checks may take (0 = forever).
+    pub start_timeout: Duration,
+    /// Privileged container.
+    pub privileged: bool,
+    /// CPU weight 1-100.
+    pub cpu_weight: u32,
+    /// Pids limit (0 = unlimited).
+    pub max_pids: i32,
+    /// Task result file path inside the container (tasks only).
+    pub result_file: String,
+    /// Log source of steps that name none.
+    pub log_source: String,
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@ use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::container::{Container, ContainerState, LifecycleEvent, PortMapping, RunResult};
+pub use crate::container::{Container, ContainerState, LifecycleEvent, PortMapping, RunRequest, RunResult};
 pub use crate::resources::Resources;
 use crate::runtime::{ContainerRuntime, validate_guid};
 pub use env::{instance_env, network_env};
-pub use types::{AllocationRequest, ContainerEvent, ExecutorConfig, ExecutorError, ReserveError, RunRequest, tags};
+pub use types::{AllocationRequest, ContainerEvent, ExecutorConfig, ExecutorError, ReserveError, tags};
 
 /// One registry entry.
 struct Entry {

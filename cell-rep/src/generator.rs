@@ -223,29 +223,9 @@ pub(crate) fn is_definitive(error: &crate::bbs_client::BbsError) -> bool {
     !matches!(error.code, None | Some(Unavailable | Timeout | Deadlock | ResourceConflict | Unrecoverable | Unknown))
 }
 
-/// `text` cut to at most `max` bytes on a character boundary.
-pub(crate) fn truncate_bytes(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn results_are_cut_on_a_character_boundary() {
-        assert_eq!(truncate_bytes("abc", 10), "abc");
-        assert_eq!(truncate_bytes("abcdef", 3), "abc");
-        assert_eq!(truncate_bytes("ééé", 3), "é");
-        assert_eq!(truncate_bytes("", 0), "");
-    }
 
     #[test]
     fn only_refusals_are_definitive() {

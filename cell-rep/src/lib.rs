@@ -5,7 +5,8 @@
 //! - [`container`]: the container record and its lifecycle state machine.
 //! - [`runtime`]: the `ContainerRuntime` seam and its `process`, `runc` and `sim` implementations.
 //! - [`actions`]: the action tree (run, download, timeout, try, serial, parallel, ...) as steps.
-//! - [`checks`]: declarative TCP / HTTP health checks and the startup, liveness and readiness loops.
+//! - [`checks`]: declarative TCP / HTTP health checks and the startup, liveness and readiness loops;
+//!   [`probe`]: the one network probe they run (a TCP connect or an HTTP GET from the host).
 //! - [`executor`]: the in-memory container registry that reserves, runs, stops and deletes.
 //!
 //! The rep around the executor:
@@ -18,15 +19,18 @@
 //! - [`generator`]: container events and bulk-sync passes → BBS lifecycle calls.
 //! - [`bulk_sync`]: the periodic reconciliation with the BBS; [`evacuation`]: the drain.
 //! - [`presence`]: the Locket cell presence; [`bbs_client`]: the BBS seam and its tonic client.
-//! - [`admin`] (`/healthz`, `/metrics`), [`metrics`], [`rootfs`] (the default busybox rootfs).
+//! - [`admin`] (`/healthz`, `/metrics`), [`metrics`], [`rootfs`] (the default busybox rootfs),
+//!   [`text`] (formatting helpers shared by actions, checks and the generator).
 //! - `testing` (feature `testing`): the recording BBS fake and builders.
 
 pub mod actions;
 pub mod checks;
 pub mod container;
 pub mod executor;
+pub mod probe;
 pub mod resources;
 pub mod runtime;
+pub mod text;
 
 pub mod admin;
 pub mod bbs_client;

@@ -14,8 +14,8 @@
 //!   pids and CPU-share limits in cgroups.
 //! - [`sim::SimRuntime`]: no processes at all; for scale tests and unit tests of the executor.
 //!
-//! What does not live here: the action tree (see `actions`), the check loops (see `checks`) and
-//! the registry (see `executor`).
+//! What does not live here: the action tree (see `actions`), the check loops (see `checks`), the
+//! network probe itself (see `probe`) and the registry (see `executor`).
 
 pub mod exec_limits;
 pub mod process;
@@ -25,13 +25,13 @@ pub mod sim;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::container::PortMapping;
+pub use crate::probe::{Probe, ProbeKind};
 
 /// What to create: the parts of a run request a runtime needs before any process starts.
 #[derive(Debug, Clone, Default)]
@@ -173,33 +173,6 @@ impl RuntimeProcess {
 /// What a process whose runtime dropped it without a status reads as.
 const LOST_EXIT: ExitStatus = ExitStatus { code: 255, out_of_memory: false };
 
-/// The kind of a health probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeKind {
-    /// A TCP connect.
-    Tcp,
-    /// An HTTP GET of `path` that must answer 200.
-    Http {
-        /// The request path, `/` by default.
-        path: String,
-    },
-}
-
-/// One health probe against a container port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe {
-    /// TCP or HTTP.
-    pub kind: ProbeKind,
-    /// The address to connect to (the container's host IP).
-    pub address: String,
-    /// The container port the check names; messages mention it.
-    pub container_port: u32,
-    /// The host port it maps to; the probe connects here.
-    pub host_port: u32,
-    /// Connect / request timeout.
-    pub timeout: Duration,
-}
-
 /// An error from a runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -292,7 +265,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// sim overrides it.
     fn probe<'a>(&'a self, guid: &'a str, probe: Probe) -> BoxFuture<'a, Result<(), String>> {
         let _ = guid;
-        Box::pin(async move { crate::checks::probe_network(&probe).await })
+        Box::pin(async move { crate::probe::probe_network(&probe).await })
     }
 }
 

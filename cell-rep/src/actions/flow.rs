@@ -8,7 +8,7 @@ use proto::pb::models::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
 use super::{Ready, StepContext, StepError, run_action};
-use crate::checks::format_duration;
+use crate::text::format_duration;
 
 /// Fires `ready` once every receiver fired; does nothing if any child dropped its signal.
 async fn all_ready(receivers: Vec<tokio::sync::oneshot::Receiver<()>>, mut ready: Ready) {

@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use proto::pb::models::v1 as pb;
-
 use crate::container::{Container, ContainerState};
 use crate::resources::{Resources, Shortfall};
 use crate::runtime::RuntimeError;
@@ -109,39 +107,6 @@ pub struct AllocationRequest {
     /// Tags kept on the container: `lifecycle`, `process_guid`, `index`, `domain`,
     /// `instance_guid`, `task_guid`, ... (see [`tags`]).
     pub tags: BTreeMap<String, String>,
-}
-
-/// How to run a reserved container.
-#[derive(Debug, Clone, Default)]
-pub struct RunRequest {
-    /// `preloaded:<name>` (resolved through the rootfs map) or any URL the runtime accepts.
-    pub rootfs: String,
-    /// The desired LRP's / task's environment, after the instance variables.
-    pub env: Vec<(String, String)>,
-    /// Runs first; a failure completes the container.
-    pub setup: Option<pb::Action>,
-    /// The main action.
-    pub action: pb::Action,
-    /// Legacy health monitor, used when there are no `checks`.
-    pub monitor: Option<pb::Action>,
-    /// Declarative startup + liveness checks.
-    pub checks: Vec<pb::Check>,
-    /// Declarative readiness checks (toggle `routable`).
-    pub readiness_checks: Vec<pb::Check>,
-    /// Container ports; each gets a host port.
-    pub ports: Vec<u32>,
-    /// How long startup checks may take (0 = forever).
-    pub start_timeout: Duration,
-    /// Privileged container.
-    pub privileged: bool,
-    /// CPU weight 1-100.
-    pub cpu_weight: u32,
-    /// Pids limit (0 = unlimited).
-    pub max_pids: i32,
-    /// Task result file path inside the container (tasks only).
-    pub result_file: String,
-    /// Log source of steps that name none.
-    pub log_source: String,
 }
 
 /// A lifecycle event, carrying the container as it was right after the change.

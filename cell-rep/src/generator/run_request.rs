@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use proto::models::{DesiredLrp, MetricTagValue, Task};
 
-use crate::executor::RunRequest;
+use crate::container::RunRequest;
 
 /// The route key whose value lists the internal routes (Diego's `internal-router`).
 pub const INTERNAL_ROUTER_KEY: &str = "internal-router";

@@ -3,9 +3,10 @@
 
 use proto::error::ErrorCode;
 
-use super::{Generator, MAX_RESULT_BYTES, is_definitive, task_run_request, truncate_bytes};
+use super::{Generator, MAX_RESULT_BYTES, is_definitive, task_run_request};
 use crate::bbs_client::TaskCompletion;
 use crate::executor::{Container, ContainerState};
+use crate::text::truncate_bytes;
 
 impl Generator {
     /// The task processor.
