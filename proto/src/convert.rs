@@ -18,6 +18,7 @@
 //! - `desired`: whole desired LRPs, run info and the routing view.
 //! - `task`: task definitions and tasks.
 //! - `cell`: cell presences.
+//! - `rep`: the rep's work: resources, placement constraints, LRP instances and tasks to start.
 //!
 //! Not here: request and response messages. The gRPC adapters of each service unpack those and
 //! call the functions and impls here for the messages they carry.
@@ -26,6 +27,7 @@ mod cell;
 mod desired;
 mod ids;
 mod lrp;
+mod rep;
 mod scheduling;
 mod task;
 
