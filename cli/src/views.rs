@@ -5,7 +5,7 @@
 use proto::pb::models::v1 as pb;
 use serde::Serialize;
 
-use crate::lrp_file::Action;
+use crate::lrp_file::action_summary;
 
 /// The proto name of an actual LRP state (`UNCLAIMED`, `RUNNING`).
 pub fn lrp_state(state: i32) -> &'static str {
@@ -157,7 +157,7 @@ impl TaskView {
             memory_mb: def.memory_mb,
             disk_mb: def.disk_mb,
             rootfs: def.root_fs,
-            command: def.action.and_then(Action::from_pb).map(|a| a.summary()).unwrap_or_default(),
+            command: def.action.as_ref().map(action_summary).unwrap_or_default(),
             completion_callback_url: def.completion_callback_url,
             failed: task.failed,
             failure_reason: task.failure_reason.clone(),

@@ -42,5 +42,9 @@ pub mod rep {
     }
 }
 
+/// serde for the `diego.models.v1` messages in their proto JSON shape (the `serde` feature).
+#[cfg(feature = "serde")]
+pub mod json;
+
 /// The encoded `FileDescriptorSet` of every diego package, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("diego_descriptor");

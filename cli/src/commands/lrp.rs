@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::lrps::{IndexStates, LrpSummary};
 use crate::client::Bbs;
 use crate::error::Error;
-use crate::lrp_file::{Action, CheckDefinition, DesiredLrpFile};
+use crate::lrp_file::{self, action_summary, check_summary};
 use crate::output::{self, Format, Table, or_dash};
 use crate::views::InstanceView;
 
@@ -68,7 +68,6 @@ pub async fn show(bbs: &Bbs, args: &ShowArgs, format: Format) -> Result<(), Erro
     let request = api::DesiredLrpByProcessGuidRequest { process_guid: args.guid.clone() };
     let desired = bbs.unary(bbs.raw().desired_lrp_by_process_guid(request)).await?.desired_lrp.unwrap_or_default();
     let (summary, total, instances) = instances(bbs, &args.guid, args.all).await?;
-    let desired = DesiredLrpFile::from_pb(desired);
     let states = StateCounts {
         running: summary.running,
         claimed: summary.claimed,
@@ -77,7 +76,7 @@ pub async fn show(bbs: &Bbs, args: &ShowArgs, format: Format) -> Result<(), Erro
     };
     if format == Format::Json {
         return output::print_json(&serde_json::json!({
-            "desired_lrp": desired, "running": summary.running, "states": states,
+            "desired_lrp": lrp_file::to_json(&desired), "running": summary.running, "states": states,
             "instance_count": total, "instances": instances,
         }));
     }
@@ -94,10 +93,10 @@ pub async fn show(bbs: &Bbs, args: &ShowArgs, format: Format) -> Result<(), Erro
         format!("resources:     {} MB memory, {} MB disk", desired.memory_mb, desired.disk_mb),
         format!("rootfs:        {}", desired.rootfs),
         format!("ports:         {}", or_dash(&ports.join(", "))),
-        format!("command:       {}", or_dash(&desired.action.as_ref().map(Action::summary).unwrap_or_default())),
+        format!("command:       {}", or_dash(&desired.action.as_ref().map(action_summary).unwrap_or_default())),
         format!(
             "health check:  {}",
-            desired.check_definition.as_ref().map_or_else(|| "none".to_owned(), CheckDefinition::summary)
+            desired.check_definition.as_ref().map_or_else(|| "none".to_owned(), check_summary)
         ),
         String::new(),
     ];

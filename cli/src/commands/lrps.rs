@@ -11,9 +11,7 @@ use serde::Serialize;
 
 use crate::client::Bbs;
 use crate::error::Error;
-use crate::lrp_file::{
-    Action, Check, CheckDefinition, DEFAULT_DOMAIN, DEFAULT_ROOTFS, DesiredLrpFile, EnvVar, actions,
-};
+use crate::lrp_file::{self, DEFAULT_DOMAIN, DEFAULT_ROOTFS};
 use crate::output::{self, Format, Table, or_dash};
 use crate::views::InstanceView;
 
@@ -78,21 +76,17 @@ impl DesireLrpArgs {
     /// any connection is made.
     pub fn build(&self) -> Result<pb::DesiredLrp, Error> {
         if let Some(path) = &self.file {
-            return Ok(DesiredLrpFile::load(path)?.into_pb());
+            return lrp_file::load(path);
         }
         let environment_variables = parse_env(&self.env)?;
         let check = match (self.health_check, self.ports.first()) {
             (Some(HealthCheck::None), _) | (None, None) => None,
             (Some(HealthCheck::Tcp) | None, Some(&port)) => {
-                Some(Check { tcp_check: Some(actions::TcpCheck { port, ..Default::default() }), http_check: None })
+                Some(pb::Check { tcp_check: Some(pb::TcpCheck { port, ..Default::default() }), http_check: None })
             }
-            (Some(HealthCheck::Http), Some(&port)) => Some(Check {
+            (Some(HealthCheck::Http), Some(&port)) => Some(pb::Check {
                 tcp_check: None,
-                http_check: Some(actions::HttpCheck {
-                    port,
-                    path: self.health_check_path.clone(),
-                    ..Default::default()
-                }),
+                http_check: Some(pb::HttpCheck { port, path: self.health_check_path.clone(), ..Default::default() }),
             }),
             (Some(_), None) => {
                 return Err(Error::InvalidFlag {
@@ -101,7 +95,7 @@ impl DesireLrpArgs {
                 });
             }
         };
-        let file = DesiredLrpFile {
+        Ok(pb::DesiredLrp {
             process_guid: self.guid.clone().unwrap_or_default(),
             domain: self.domain.clone(),
             rootfs: self.rootfs.clone(),
@@ -111,29 +105,32 @@ impl DesireLrpArgs {
             ports: self.ports.clone(),
             environment_variables,
             action: Some(shell_action(self.command.as_deref().unwrap_or_default(), &self.user)),
-            check_definition: check.map(|c| CheckDefinition { checks: vec![c], ..Default::default() }),
-            ..DesiredLrpFile::default()
-        };
-        Ok(file.into_pb())
+            check_definition: check.map(|c| pb::CheckDefinition { checks: vec![c], ..Default::default() }),
+            ..Default::default()
+        })
     }
 }
 
 /// `/bin/sh -c COMMAND` as a run action.
-pub fn shell_action(command: &str, user: &str) -> Action {
-    Action::RunAction(actions::RunAction {
-        path: "/bin/sh".into(),
-        args: vec!["-c".into(), command.into()],
-        user: user.into(),
-        ..Default::default()
-    })
+pub fn shell_action(command: &str, user: &str) -> pb::Action {
+    pb::Action {
+        action: Some(pb::action::Action::RunAction(pb::RunAction {
+            path: "/bin/sh".into(),
+            args: vec!["-c".into(), command.into()],
+            user: user.into(),
+            ..Default::default()
+        })),
+    }
 }
 
 /// Parses `--env NAME=VALUE` flags.
-pub fn parse_env(pairs: &[String]) -> Result<Vec<EnvVar>, Error> {
+pub fn parse_env(pairs: &[String]) -> Result<Vec<pb::EnvironmentVariable>, Error> {
     pairs
         .iter()
         .map(|pair| match pair.split_once('=') {
-            Some((name, value)) if !name.is_empty() => Ok(EnvVar { name: name.into(), value: value.into() }),
+            Some((name, value)) if !name.is_empty() => {
+                Ok(pb::EnvironmentVariable { name: name.into(), value: value.into() })
+            }
             _ => Err(Error::InvalidFlag { flag: "--env", reason: format!("{pair:?} is not NAME=VALUE") }),
         })
         .collect()
