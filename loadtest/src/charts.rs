@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use crate::report::{OperationReport, Report};
+use crate::format::{ms, slug};
+use crate::operations::OperationReport;
 
 /// Distinct line colours (tab20-like, pale tints left out).
 const PALETTE: [RGBColor; 14] = [
@@ -30,36 +31,23 @@ const PALETTE: [RGBColor; 14] = [
 /// Bins of a distribution chart.
 const BINS: usize = 40;
 
-/// Writes every chart of `report` into `dir`; returns their paths.
-pub fn write_all(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Writes every chart of a report's `operations` into `dir`; returns their paths.
+pub fn write_all(operations: &[OperationReport], dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    for op in report.operations.iter().filter(|o| o.summary.count > 0) {
+    for op in operations.iter().filter(|o| o.summary.count > 0) {
         let path = dir.join(format!("latency-{}.svg", slug(&op.name)));
         distribution(op, &path)?;
         written.push(path);
     }
     let path = dir.join("percentiles.svg");
     let measured: Vec<&OperationReport> =
-        report.operations.iter().filter(|o| o.summary.count > 0 && o.phase != "setup").collect();
+        operations.iter().filter(|o| o.summary.count > 0 && o.phase != "setup").collect();
     if !measured.is_empty() {
         percentiles(&measured, &path)?;
         written.push(path);
     }
     Ok(written)
-}
-
-/// `RepBulkFetching` → `repbulkfetching`; `RawSQL per-cell actual_lrps` → `rawsql-per-cell-actual_lrps`.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for ch in name.chars() {
-        if ch.is_ascii_alphanumeric() || ch == '_' {
-            out.push(ch.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_owned()
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -82,14 +70,8 @@ pub fn distribution(op: &OperationReport, path: &Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let s = &op.summary;
-    let caption = format!(
-        "{} — {} calls, p50 {}, p99 {}, max {}",
-        op.name,
-        s.count,
-        crate::report::ms(s.p50_ms),
-        crate::report::ms(s.p99_ms),
-        crate::report::ms(s.max_ms)
-    );
+    let caption =
+        format!("{} — {} calls, p50 {}, p99 {}, max {}", op.name, s.count, ms(s.p50_ms), ms(s.p99_ms), ms(s.max_ms));
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 20))
         .margin(15)
@@ -116,7 +98,7 @@ pub fn distribution(op: &OperationReport, path: &Path) -> anyhow::Result<()> {
             chart
                 .draw_series(LineSeries::new([(value, 0), (value, ymax)], color.stroke_width(2)))
                 .map_err(plot_err)?
-                .label(format!("{label} {}", crate::report::ms(value)))
+                .label(format!("{label} {}", ms(value)))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         }
     }
@@ -184,15 +166,5 @@ fn format_ms(v: f64) -> String {
         format!("{v:.0}ms")
     } else {
         format!("{v:.2}ms")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn slugs() {
-        assert_eq!(super::slug("RepBulkFetching"), "repbulkfetching");
-        assert_eq!(super::slug("RawSQL per-cell actual_lrps"), "rawsql-per-cell-actual_lrps");
-        assert_eq!(super::slug("RawSQL scan actual + scheduling"), "rawsql-scan-actual-scheduling");
     }
 }

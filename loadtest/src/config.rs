@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::format::{redacted, secs};
+
 /// How the desired LRPs and their RUNNING instances are created before the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -164,21 +166,5 @@ impl Config {
     /// The probability that a rep claims an instance right after re-asserting it.
     pub fn claim_probability(&self) -> f64 {
         (self.percent_writes / 200.0).clamp(0.0, 1.0)
-    }
-}
-
-/// Serializes a database URL without its password.
-pub fn redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match url {
-        Some(url) => s.serialize_some(&crate::target::redact(url)),
-        None => s.serialize_none(),
-    }
-}
-
-mod secs {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
     }
 }

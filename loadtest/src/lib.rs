@@ -25,8 +25,10 @@ pub mod cli;
 pub mod config;
 pub mod convergence;
 pub mod events;
+pub mod format;
 pub mod generator;
 pub mod listing;
+pub mod operations;
 pub mod progress;
 pub mod report;
 pub mod seed;
@@ -46,7 +48,8 @@ pub use crate::report::Report;
 
 use crate::generator::Placement;
 use crate::progress::Progress;
-use crate::report::{Files, Memory};
+use crate::operations::Files;
+use crate::report::Memory;
 use crate::stats::Recorder;
 use crate::target::{Clients, Target};
 

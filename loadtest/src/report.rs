@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -13,8 +13,10 @@ use crate::baseline::ops as raw;
 use crate::config::Config;
 use crate::convergence::{ConvergenceReport, ops as conv};
 use crate::events::EventCheck;
+use crate::format::{ms, ratio};
+use crate::operations::{Catalogue, Files, OperationReport};
 use crate::seed::{SeedingReport, ops as seed};
-use crate::stats::{OpStats, RawHistogram, Summary};
+use crate::stats::OpStats;
 use crate::target::TargetInfo;
 use crate::workload::{TrialsReport, ops as work};
 
@@ -65,31 +67,7 @@ const ORDER: &[(&str, &str)] = &[
     ("baseline", raw::SCHEDULING_SCAN),
     ("baseline", raw::ROUTE_EMITTER),
     ("baseline", raw::CONVERGENCE),
-    ("smoke", crate::smoke::ops::DESIRE),
-    ("smoke", crate::smoke::ops::TO_UNCLAIMED),
-    ("smoke", crate::smoke::ops::TO_CLAIMED),
-    ("smoke", crate::smoke::ops::TO_RUNNING),
-    ("smoke", crate::smoke::ops::DESIRED_TO_RUNNING),
 ];
-
-/// One operation in the report.
-#[derive(Debug, Clone, Serialize)]
-pub struct OperationReport {
-    /// Diego's metric name where it had one.
-    pub name: String,
-    /// `setup`, `convergence`, `trials`, `quiet` or `baseline`.
-    pub phase: String,
-    /// Count, errors and latency figures.
-    pub summary: Summary,
-    /// Diego's 2016 average for this operation, in ms.
-    pub diego_2016_mean_ms: Option<f64>,
-    /// The raw-SQL baseline this operation is compared with.
-    pub baseline: Option<String>,
-    /// The first few error messages.
-    pub error_samples: Vec<String>,
-    /// The recorded latencies.
-    pub histogram: RawHistogram,
-}
 
 /// Peak memory of this process.
 #[derive(Debug, Clone, Serialize)]
@@ -98,17 +76,6 @@ pub struct Memory {
     pub peak_rss_kib: Option<u64>,
     /// What the figure covers.
     pub note: String,
-}
-
-/// Where the report was written.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Files {
-    /// The printed table.
-    pub table: PathBuf,
-    /// The JSON report with the raw histograms.
-    pub json: PathBuf,
-    /// The SVG charts.
-    pub charts: Vec<PathBuf>,
 }
 
 /// Everything a run measured.
@@ -139,27 +106,7 @@ pub struct Report {
 impl Report {
     /// Orders the recorded operations and attaches Diego's figures and the baselines.
     pub fn operations_of(stats: &BTreeMap<&'static str, OpStats>) -> Vec<OperationReport> {
-        let diego: BTreeMap<&str, f64> = DIEGO_2016_MS.into_iter().collect();
-        let baseline: BTreeMap<&str, &str> = BASELINE_OF.into_iter().collect();
-        let phase_of: BTreeMap<&str, &str> = ORDER.iter().map(|(phase, name)| (*name, *phase)).collect();
-        let mut names: Vec<&str> = stats.keys().copied().collect();
-        let rank = |name: &str| ORDER.iter().position(|(_, n)| *n == name).unwrap_or(ORDER.len());
-        names.sort_by_key(|n| (rank(n), *n));
-        names
-            .into_iter()
-            .map(|name| {
-                let s = &stats[name];
-                OperationReport {
-                    name: name.to_owned(),
-                    phase: phase_of.get(name).copied().unwrap_or("other").to_owned(),
-                    summary: s.summary(),
-                    diego_2016_mean_ms: diego.get(name).copied(),
-                    baseline: baseline.get(name).map(|b| (*b).to_owned()),
-                    error_samples: s.error_samples.clone(),
-                    histogram: s.raw(),
-                }
-            })
-            .collect()
+        Catalogue { order: ORDER, diego_2016_ms: &DIEGO_2016_MS, baseline_of: &BASELINE_OF }.operations_of(stats)
     }
 
     /// The operation `name`, if it was recorded.
@@ -341,42 +288,11 @@ impl Report {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         self.files.table = dir.join("table.txt");
         self.files.json = dir.join("report.json");
-        self.files.charts = crate::charts::write_all(self, &dir.join("charts"))?;
+        self.files.charts = crate::charts::write_all(&self.operations, &dir.join("charts"))?;
         std::fs::write(&self.files.table, self.table())?;
         let json = serde_json::to_string_pretty(self)?;
         std::fs::write(&self.files.json, json)?;
         Ok(())
-    }
-}
-
-/// A duration in milliseconds, in the unit that reads best.
-pub fn ms(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v < 1.0 {
-        format!("{v:.3} ms")
-    } else if v < 100.0 {
-        format!("{v:.1} ms")
-    } else if v < 1_000.0 {
-        format!("{v:.0} ms")
-    } else {
-        format!("{:.2} s", v / 1_000.0)
-    }
-}
-
-/// `a / b` as a factor.
-pub fn ratio(a: f64, b: f64) -> String {
-    if b <= 0.0 {
-        "-".into()
-    } else {
-        let r = a / b;
-        if r >= 0.1 {
-            format!("{r:.2}x")
-        } else if r > 0.0 {
-            format!("1/{:.0}", 1.0 / r)
-        } else {
-            "0x".into()
-        }
     }
 }
 

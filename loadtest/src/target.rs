@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::Config;
+use crate::format::redact;
 use crate::generator::DOMAIN;
 
 /// An auctioneer that accepts every start request and does nothing (the benchmark measures the
@@ -284,20 +285,6 @@ pub fn with_database(url: &str, name: &str) -> String {
         out.push_str(query);
     }
     out
-}
-
-/// `url` without the password.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 async fn server_exec(admin_url: &str, sql: &str) -> anyhow::Result<()> {
