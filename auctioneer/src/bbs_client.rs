@@ -10,7 +10,10 @@ use proto::pb::bbs::v1 as bbs_pb;
 use proto::pb::models::v1 as models_pb;
 use tonic::transport::Channel;
 
-use crate::connector::Connector;
+#[cfg(test)]
+use svc::bbs_client::leader_of;
+use svc::bbs_client::{BbsChannels, CallError};
+
 use crate::error::ClientError;
 
 /// A live cell, as its presence in the BBS announces it.
@@ -48,27 +51,24 @@ pub trait BbsClient: Send + Sync + 'static {
     fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
 }
 
-/// The tonic BBS client. A standby BBS refuses writes with UNAVAILABLE and names the leader
-/// in `x-diego-leader`; such a call is retried once on the leader.
+/// The tonic BBS client, on the service toolkit's leader-following core: a standby BBS refuses
+/// writes with UNAVAILABLE and names the leader in `x-diego-leader`; such a call is retried once
+/// on the leader.
 #[derive(Debug)]
 pub struct GrpcBbsClient {
-    address: String,
-    connector: Connector,
+    channels: BbsChannels,
 }
 
 impl GrpcBbsClient {
     /// A client of the BBS at `address` whose calls time out after `timeout`. Checks the
     /// address at once; connects on the first call.
     pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ClientError> {
-        let client = Self { address: address.into(), connector: Connector::new(timeout) };
-        // Validate the address now rather than on the first auction.
-        crate::connector::check_address(&client.address)?;
-        Ok(client)
+        Ok(Self { channels: BbsChannels::new(address, timeout)? })
     }
 
     /// The configured BBS address.
     pub fn address(&self) -> &str {
-        &self.address
+        self.channels.address()
     }
 
     async fn call<T, F, Fut>(&self, call: &'static str, f: F) -> Result<T, ClientError>
@@ -76,39 +76,11 @@ impl GrpcBbsClient {
         F: Fn(bbs_pb::bbs_client::BbsClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut address = self.address.clone();
-        let mut redirected = false;
-        loop {
-            let client = bbs_pb::bbs_client::BbsClient::new(self.connector.channel(&address)?);
-            match f(client).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => {
-                    if !redirected
-                        && status.code() == tonic::Code::Unavailable
-                        && let Some(leader) = leader_of(&status)
-                        && leader != address
-                    {
-                        tracing::debug!(bbs = %address, leader = %leader, call, "following the bbs leader");
-                        address = leader;
-                        redirected = true;
-                        continue;
-                    }
-                    return Err(ClientError::call(format!("bbs {address}"), call, status));
-                }
-            }
-        }
+        self.channels.call(call, |channel| f(bbs_pb::bbs_client::BbsClient::new(channel))).await.map_err(|e| match e {
+            CallError::Connect(e) => e.into(),
+            CallError::Status { address, status } => ClientError::call(format!("bbs {address}"), call, status),
+        })
     }
-}
-
-/// The leader a standby named in its refusal.
-fn leader_of(status: &tonic::Status) -> Option<String> {
-    status
-        .metadata()
-        .get(proto::error::LEADER_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 /// A presence as the auctioneer uses it: the gRPC address, falling back to `rep_url`.

@@ -1,22 +1,24 @@
 //! Leadership: only the auctioneer holding the `auctioneer` lock in the BBS's Locket auctions.
 //!
-//! [`hold`] acquires the lock and renews it every retry interval (reference §1.1; TTL 15 s,
-//! retry 5 s by default), at most a third of the TTL apart, measured from the start of each
-//! attempt; a renewal that fails while the lease may still be ours is retried after a tenth of
-//! the TTL instead of a whole interval, so a blip does not cost the lease. Every attempt's
-//! duration goes to [`LEASE_RENEWAL_DURATION`] (label `key`). The lock's value is this auctioneer's advertised gRPC address, which
-//! is how the BBS finds the active auctioneer. [`LockStatus`] tells the rest of the process
-//! whether the lock is held: the gRPC service refuses start requests with UNAVAILABLE while
-//! standing by, and the auction loop stops at once when the lock is lost. A renewal that fails
-//! or takes longer than the retry interval counts as losing the lock, so this process stops
-//! auctioning before the lease can expire and another auctioneer take over. On shutdown the
-//! lock is released, so a standby takes over without waiting for the TTL.
+//! [`hold`] keeps the lock with the service toolkit's one lease holder ([`svc::lease`]): it
+//! acquires the lock and renews it every retry interval (reference §1.1; TTL 15 s, retry 5 s by
+//! default), at most a third of the TTL apart, retrying soon after a failure while the lease may
+//! still be ours, and releasing it on shutdown so a standby takes over without waiting for the
+//! TTL. This module says only what a lock call is (a Locket `Lock` / `Release` through
+//! [`Locker`]) and what holding it means: the lock's value is this auctioneer's advertised gRPC
+//! address, which is how the BBS finds the active auctioneer, and [`LockStatus`] tells the rest
+//! of the process whether the lock is held: the gRPC service refuses start requests with
+//! UNAVAILABLE while standing by, and the auction loop stops at once when the lock is lost. The
+//! lock is not fenced, so a renewal that fails or takes longer than the renew interval counts as
+//! losing it: this process stops auctioning before the lease can expire and another auctioneer
+//! take over.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::pb::locket::v1 as locket_pb;
+use svc::lease::{Attempt, Fencing, LeaseCalls, LeaseHolder, LeaseTiming, Report};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -24,14 +26,10 @@ use crate::connector::Connector;
 use crate::error::ClientError;
 use crate::metrics;
 
+pub use svc::lease::{LEASE_RENEWAL_DURATION, LEASE_RENEWAL_FAILURES};
+
 /// The Locket key the active auctioneer holds.
 pub const LOCK_KEY: &str = "auctioneer";
-
-/// Histogram: how long one acquire-or-renew `Lock` call took, in seconds; label `key`.
-pub const LEASE_RENEWAL_DURATION: &str = "lease_renewal_duration_seconds";
-/// Counter: renewals that failed or timed out while the lease may still have been ours; label
-/// `key`.
-pub const LEASE_RENEWAL_FAILURES: &str = "lease_renewal_failures_total";
 
 /// Whether this process holds the lock, observable by every part of it. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -94,14 +92,19 @@ pub struct LockSpec {
 }
 
 impl LockSpec {
+    /// The lease timing: TTL and retry interval.
+    pub fn timing(&self) -> LeaseTiming {
+        LeaseTiming::new(self.ttl, self.retry_interval)
+    }
+
     /// How often a holder renews: the retry interval, but at most a third of the TTL.
     pub fn renew_interval(&self) -> Duration {
-        self.retry_interval.min(self.ttl / 3).max(Duration::from_millis(1))
+        self.timing().renew_interval()
     }
 
     /// How soon a renewal that failed while the lease may still be ours is retried.
     pub fn retry_after_failure(&self) -> Duration {
-        (self.ttl / 10).clamp(Duration::from_millis(1), self.renew_interval())
+        self.timing().retry_after_failure()
     }
 
     /// The `auctioneer` lock for `owner`, advertising `address`.
@@ -181,75 +184,61 @@ impl Locker for GrpcLocker {
     }
 }
 
+/// The `auctioneer` lock as a lease: Locket calls, and the status they drive.
+struct AuctioneerLock {
+    locker: Arc<dyn Locker>,
+    spec: LockSpec,
+    status: LockStatus,
+}
+
+impl LeaseCalls for AuctioneerLock {
+    type Held = ();
+
+    fn key(&self) -> &str {
+        &self.spec.key
+    }
+
+    fn acquire(&self) -> BoxFuture<'_, Attempt<()>> {
+        Box::pin(async move {
+            match self.locker.lock(&self.spec).await {
+                Ok(()) => Attempt::Held(()),
+                // Locket's refusals and failures look alike; either way the lease may still be
+                // ours until its TTL runs out, so both count as failures.
+                Err(e) => Attempt::Failed { error: e.to_string(), maybe_applied: false },
+            }
+        })
+    }
+
+    fn release(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.locker.release(&self.spec).await.map_err(|e| e.to_string()) })
+    }
+
+    fn report(&self, report: &Report<'_, ()>) {
+        let spec = &self.spec;
+        if report.after.is_held() {
+            if !self.status.is_held() {
+                tracing::info!(key = %spec.key, owner = %spec.owner, value = %spec.value, "acquired the lock; auctioning");
+            }
+            self.status.set_held(true);
+        } else if self.status.is_held() {
+            // Stop at once: the lease may run out before the next renewal.
+            self.status.set_held(false);
+            if !report.stopping {
+                let error = report.error.unwrap_or("refused");
+                tracing::warn!(key = %spec.key, owner = %spec.owner, %error, "lost the lock; standing by");
+            }
+        } else if let Some(error) = report.error {
+            if report.failures <= 1 {
+                tracing::info!(key = %spec.key, owner = %spec.owner, %error, "lock not acquired; standing by");
+            } else {
+                tracing::debug!(key = %spec.key, %error, "lock still not acquired");
+            }
+        }
+    }
+}
+
 /// Competes for the lock until `shutdown`, keeping `status` up to date; then releases it.
 pub async fn hold(locker: Arc<dyn Locker>, spec: LockSpec, status: LockStatus, shutdown: CancellationToken) {
-    // Whether the last attempt may have left us holding the lease (a cut-short call may have
-    // succeeded on the server), so shutdown knows to release it.
-    let mut maybe_held = false;
-    let mut standing_by_logged = false;
-    loop {
-        let started = tokio::time::Instant::now();
-        let attempt = tokio::select! {
-            _ = shutdown.cancelled() => {
-                maybe_held = true;
-                break;
-            }
-            attempt = tokio::time::timeout(spec.renew_interval(), locker.lock(&spec)) => attempt,
-        };
-        ::metrics::histogram!(LEASE_RENEWAL_DURATION, "key" => spec.key.clone())
-            .record(started.elapsed().as_secs_f64());
-        let error = match attempt {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("lock call timed out after {:?}", spec.renew_interval())),
-        };
-        let failed = error.is_some();
-        if failed && maybe_held {
-            ::metrics::counter!(LEASE_RENEWAL_FAILURES, "key" => spec.key.clone()).increment(1);
-        }
-        // A failure while the lease may still be ours is retried soon: the lease outlives it.
-        let pause = if failed && maybe_held { spec.retry_after_failure() } else { spec.renew_interval() };
-        match error {
-            None => {
-                maybe_held = true;
-                if !status.is_held() {
-                    tracing::info!(key = %spec.key, owner = %spec.owner, value = %spec.value, "acquired the lock; auctioning");
-                    status.set_held(true);
-                }
-                standing_by_logged = false;
-            }
-            Some(error) if status.is_held() => {
-                // Stop at once: the lease may run out before the next renewal.
-                status.set_held(false);
-                tracing::warn!(key = %spec.key, owner = %spec.owner, error = %error, "lost the lock; standing by");
-                standing_by_logged = true;
-            }
-            Some(error) => {
-                maybe_held = false;
-                if !standing_by_logged {
-                    tracing::info!(key = %spec.key, owner = %spec.owner, error = %error, "lock not acquired; standing by");
-                    standing_by_logged = true;
-                } else {
-                    tracing::debug!(key = %spec.key, error = %error, "lock still not acquired");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(started + pause) => {}
-        }
-    }
-    let was_held = status.is_held();
-    status.set_held(false);
-    if was_held || maybe_held {
-        match tokio::time::timeout(spec.retry_interval, locker.release(&spec)).await {
-            Ok(Ok(())) => tracing::info!(key = %spec.key, owner = %spec.owner, "released the lock"),
-            Ok(Err(e)) => {
-                tracing::warn!(key = %spec.key, error = %e, "cannot release the lock; it expires after its ttl")
-            }
-            Err(_) => {
-                tracing::warn!(key = %spec.key, "releasing the lock timed out; it expires after its ttl")
-            }
-        }
-    }
+    let timing = spec.timing();
+    LeaseHolder::new(AuctioneerLock { locker, spec, status }, timing, Fencing::Unfenced).run(shutdown).await;
 }

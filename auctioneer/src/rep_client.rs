@@ -1,5 +1,6 @@
 //! The reps as the auctioneer sees them: `State` (the bid) and `Perform` (the win). The runner
-//! sees only the [`RepClient`] trait; [`GrpcRepClient`] is the tonic implementation, and
+//! sees only the [`RepClient`] trait; [`GrpcRepClient`] is the tonic implementation (channels
+//! from [`svc::connect`]), and
 //! `testing::FakeReps` the recording fake. Conversions to and from the wire live in `wire.rs`.
 
 use proto::bounds::{CHUNK_BYTES, chunk_by_size};

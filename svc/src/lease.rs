@@ -144,7 +144,7 @@ pub trait LeaseCalls: Send + Sync + 'static {
     /// Releases the lease if this owner holds it.
     fn release(&self) -> BoxFuture<'_, Result<(), String>>;
 
-    /// Called after every attempt, and once more when the holder stops.
+    /// Called after every attempt, and once more when the holder stops (before it releases).
     fn report(&self, report: &Report<'_, Self::Held>) {
         let _ = report;
     }
@@ -349,9 +349,9 @@ impl<C: LeaseCalls> LeaseHolder<C> {
         step
     }
 
-    /// Attempts until `shutdown` (cutting an attempt in flight short), then releases the lease
-    /// if it may be ours (bounded by the renew interval; a lease that cannot be released expires
-    /// after its TTL).
+    /// Attempts until `shutdown` (cutting an attempt in flight short), then reports the lease
+    /// no longer held and releases it if it may be ours (bounded by the renew interval; a lease
+    /// that cannot be released expires after its TTL).
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
             let started = Instant::now();
@@ -369,16 +369,11 @@ impl<C: LeaseCalls> LeaseHolder<C> {
                 _ = tokio::time::sleep_until(started + step.pause) => {}
             }
         }
-        let key = self.calls.key().to_owned();
-        if self.machine.should_release(Instant::now()) {
-            match tokio::time::timeout(self.machine.timing().renew_interval(), self.calls.release()).await {
-                Ok(Ok(())) => tracing::info!(%key, "released the lease"),
-                Ok(Err(error)) => tracing::warn!(%key, %error, "cannot release the lease; it expires after its ttl"),
-                Err(_) => tracing::warn!(%key, "releasing the lease timed out; it expires after its ttl"),
-            }
-        }
+        // Stop acting on the lease first, then give it back.
+        let release = self.machine.should_release(Instant::now());
         let before = self.machine.state().clone();
         self.machine.stop();
+        let key = self.calls.key().to_owned();
         self.calls.report(&Report {
             key: &key,
             before: &before,
@@ -387,6 +382,13 @@ impl<C: LeaseCalls> LeaseHolder<C> {
             failures: self.machine.failures(),
             stopping: true,
         });
+        if release {
+            match tokio::time::timeout(self.machine.timing().renew_interval(), self.calls.release()).await {
+                Ok(Ok(())) => tracing::info!(%key, "released the lease"),
+                Ok(Err(error)) => tracing::warn!(%key, %error, "cannot release the lease; it expires after its ttl"),
+                Err(_) => tracing::warn!(%key, "releasing the lease timed out; it expires after its ttl"),
+            }
+        }
     }
 }
 
