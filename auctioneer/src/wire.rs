@@ -18,8 +18,7 @@ pub(crate) fn resource_from_pb(r: Option<&models_pb::Resource>) -> WorkResource 
 
 /// A placement constraint from the wire; absent means no rootfs, tags or drivers.
 pub(crate) fn constraint_from_pb(c: Option<&models_pb::PlacementConstraint>) -> PlacementConstraint {
-    let c = c.cloned().unwrap_or_default();
-    PlacementConstraint { rootfs: c.rootfs, placement_tags: c.placement_tags, volume_drivers: c.volume_drivers }
+    c.cloned().map(PlacementConstraint::from).unwrap_or_default()
 }
 
 fn saturate(v: i64) -> i32 {
@@ -31,14 +30,6 @@ fn resource_to_pb(r: &WorkResource) -> models_pb::Resource {
         memory_mb: saturate(r.memory_mb),
         disk_mb: saturate(r.disk_mb),
         max_pids: saturate(r.max_pids),
-    }
-}
-
-fn constraint_to_pb(c: &PlacementConstraint) -> models_pb::PlacementConstraint {
-    models_pb::PlacementConstraint {
-        rootfs: c.rootfs.clone(),
-        placement_tags: c.placement_tags.clone(),
-        volume_drivers: c.volume_drivers.clone(),
     }
 }
 
@@ -84,7 +75,7 @@ pub fn lrp_to_pb(lrp: &LrpWork) -> rep_pb::Lrp {
             domain: lrp.domain.clone(),
         }),
         resource: Some(resource_to_pb(&lrp.resource)),
-        placement_constraint: Some(constraint_to_pb(&lrp.constraint)),
+        placement_constraint: Some(lrp.constraint.clone().into()),
     }
 }
 
@@ -94,7 +85,7 @@ pub fn task_to_pb(task: &TaskWork) -> rep_pb::Task {
         task_guid: task.task_guid.clone(),
         domain: task.domain.clone(),
         resource: Some(resource_to_pb(&task.resource)),
-        placement_constraint: Some(constraint_to_pb(&task.constraint)),
+        placement_constraint: Some(task.constraint.clone().into()),
         failed: false,
     }
 }

@@ -123,16 +123,9 @@ pub struct WorkResource {
     pub max_pids: i64,
 }
 
-/// Where a piece of work may run.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct PlacementConstraint {
-    /// The root filesystem URL, for example `preloaded:cflinuxfs4` or `docker:///busybox`.
-    pub rootfs: String,
-    /// Requested tags; see the filter rules in the module README.
-    pub placement_tags: Vec<String>,
-    /// Volume drivers the work mounts; the cell must have every one.
-    pub volume_drivers: Vec<String>,
-}
+/// Where a piece of work may run: the rootfs URL, the requested tags (see the filter rules in
+/// the module README) and the volume drivers the cell must all have. The wire's own model.
+pub use proto::models::PlacementConstraint;
 
 /// One LRP instance to start.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
