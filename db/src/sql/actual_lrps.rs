@@ -10,15 +10,15 @@
 //!   index before the write, apply the change in memory, diff". Every lifecycle call is built on
 //!   it and returns an [`IndexChange`] whose `before` and `after` the BBS diffs into events
 //!   (bbs.md 4.4).
-//! - Lifecycle calls (the `lifecycle` submodule): claim, start, crash, fail, remove, unclaim, delete, and
-//!   the convergence presence moves (suspect-and-replace, promote). The transition rules come
-//!   from [`proto::lifecycle::actual_lrp::decide`]; this module only picks the row, sets the
-//!   fields and writes.
+//! - Lifecycle calls (the `lifecycle` submodule): claim, start, crash, fail, remove, unclaim,
+//!   delete, and the convergence presence moves (suspect-and-replace, promote). Each is one pure
+//!   `apply_*` function of [`proto::lifecycle::actual_lrp`] run by [`Store::modify_index`]; this
+//!   module only locks, writes and maps a refusal to an [`Error`].
 //!
 //! Not here: the evacuation endpoints (EvacuateClaimed / Running / Stopped / Crashed,
-//! RemoveEvacuating). The BBS composes them from [`Store::modify_index`], which gives it every
-//! row of the index under lock in one transaction. Convergence's bulk reads and deletes are in
-//! [`crate::sql::convergence`].
+//! RemoveEvacuating). The BBS runs their `apply_evacuate_*` functions through
+//! [`Store::modify_index`] itself, under its own lock stripes. Convergence's bulk reads and
+//! deletes are in [`crate::sql::convergence`].
 //!
 //! Statements whose text depends only on the shape of a request (which filters are set, how many
 //! rows a chunk has) are built once per backend and shape and kept, already rewritten for the
@@ -38,11 +38,11 @@ use proto::models::{ActualLrp, ActualLrpKey, CellId, DomainName, ProcessGuid, Va
 use sqlx::AssertSqlSafe;
 
 pub use self::index::{IndexChange, IndexRows};
-pub use self::lifecycle::{CrashOutcome, StartInfo};
 pub use self::page::MAX_PAGED_GUIDS;
 use self::row::{COLUMNS, WHAT, bind_row, decode, row_placeholders};
 use crate::backend::placeholders;
 use crate::{Backend, Error, Result, Store, Tx};
+pub use proto::lifecycle::actual_lrp::{CrashOutcome, StartInfo};
 
 /// Which actual LRPs [`Store::actual_lrps`] returns: the AND of the filters that are set. An
 /// empty `process_guids` list does not filter.

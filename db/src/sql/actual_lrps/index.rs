@@ -5,58 +5,13 @@
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use proto::error::ErrorCode;
+pub use proto::lifecycle::actual_lrp::IndexRows;
 use proto::models::validation::validate_actual_lrp;
-use proto::models::{ActualLrp, ActualLrpInstanceKey, ModificationTag, Presence, ProcessGuid, ValidationError};
+use proto::models::{ActualLrp, ModificationTag, Presence, ProcessGuid, ValidationError};
 
 use super::row::{COLUMNS, SET_MUTABLE, WHAT, bind_mutable, bind_pk, decode, row_key};
 use super::{Shape, cached_query, cached_sql, insert_rows};
 use crate::{Error, Result, Store, Tx};
-
-/// The rows of one index: at most one per presence.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct IndexRows {
-    /// The normal row.
-    pub ordinary: Option<ActualLrp>,
-    /// The copy kept on an evacuating cell.
-    pub evacuating: Option<ActualLrp>,
-    /// The copy whose cell went missing.
-    pub suspect: Option<ActualLrp>,
-}
-
-impl IndexRows {
-    /// The row with `presence`.
-    pub fn get(&self, presence: Presence) -> Option<&ActualLrp> {
-        match presence {
-            Presence::Ordinary => self.ordinary.as_ref(),
-            Presence::Evacuating => self.evacuating.as_ref(),
-            Presence::Suspect => self.suspect.as_ref(),
-        }
-    }
-
-    /// The slot of `presence`, to set, change or clear.
-    pub fn slot_mut(&mut self, presence: Presence) -> &mut Option<ActualLrp> {
-        match presence {
-            Presence::Ordinary => &mut self.ordinary,
-            Presence::Evacuating => &mut self.evacuating,
-            Presence::Suspect => &mut self.suspect,
-        }
-    }
-
-    /// The rows that exist, in presence order (ordinary, evacuating, suspect).
-    pub fn iter(&self) -> impl Iterator<Item = &ActualLrp> {
-        [&self.ordinary, &self.evacuating, &self.suspect].into_iter().flatten()
-    }
-
-    /// Whether the index has no row at all.
-    pub fn is_empty(&self) -> bool {
-        self.iter().next().is_none()
-    }
-
-    /// The first row (in presence order) that carries `instance_key`.
-    pub fn with_instance_key(&self, instance_key: &ActualLrpInstanceKey) -> Option<&ActualLrp> {
-        self.iter().find(|lrp| lrp.instance_key.as_ref() == Some(instance_key))
-    }
-}
 
 /// What [`Store::modify_index`] did: the callback's value and the rows of the index before and
 /// after (as stored, modification tags included). `before == after` means nothing was written.

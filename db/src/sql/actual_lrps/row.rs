@@ -23,7 +23,7 @@ use crate::codec::{decode_json, decode_proto, encode_json, encode_proto};
 use crate::{Error, Result};
 
 /// What errors call these records.
-pub(crate) const WHAT: &str = "actual lrp";
+pub(crate) use proto::lifecycle::actual_lrp::refusal::WHAT;
 
 /// The column list of [`COLUMNS`] as a literal, for `concat!`.
 macro_rules! columns {
@@ -51,22 +51,7 @@ pub(crate) const SET_MUTABLE: &str = "domain = ?, state = ?, instance_guid = ?, 
 /// A statement under construction.
 pub(crate) type Stmt = Query<'static, Any, AnyArguments>;
 
-/// The key errors name a row by: `pg index 3`, plus the presence when it is not ordinary.
-pub(crate) fn row_key(process_guid: &str, index: impl std::fmt::Display, presence: Presence) -> String {
-    match presence {
-        Presence::Ordinary => format!("{process_guid} index {index}"),
-        other => format!("{process_guid} index {index} ({})", presence_name(other)),
-    }
-}
-
-/// A presence in lower case, for messages.
-pub(crate) fn presence_name(presence: Presence) -> &'static str {
-    match presence {
-        Presence::Ordinary => "ordinary",
-        Presence::Evacuating => "evacuating",
-        Presence::Suspect => "suspect",
-    }
-}
+pub(crate) use proto::lifecycle::actual_lrp::rows::row_key;
 
 fn corrupt(key: &str, reason: impl std::fmt::Display) -> Error {
     Error::Corrupt { what: WHAT, key: key.to_owned(), reason: reason.to_string() }
