@@ -5,35 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        source: toml::de::Error,
-    },
-    /// A value breaks a rule.
-    #[error("invalid config: {field} {rule}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// The rule.
-        rule: String,
-    },
-}
+pub use svc::config::{ConfigError, parse_duration};
+use svc::config::{Valid, Validate, set};
 
 /// The BBS configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,16 +28,16 @@ pub struct BbsConfig {
     /// Identity of this BBS in the `bbs` lease; empty means a random one per process.
     pub instance_id: String,
     /// `bbs` lease TTL.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub lock_ttl: Duration,
     /// How often the lease is renewed (or retried while standing by).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub lock_retry_interval: Duration,
     /// How often expired cell presences are looked for (fast lost-cell detection).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub presence_check_interval: Duration,
     /// Timeout of calls to reps and the auctioneer.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub communication_timeout: Duration,
     /// Events a subscriber may fall behind before it is closed.
     pub event_buffer: usize,
@@ -73,23 +46,23 @@ pub struct BbsConfig {
     /// Concurrent task completion callbacks.
     pub callback_workers: usize,
     /// Time between convergence passes (a lost cell or a new leader kicks one at once).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub convergence_interval: Duration,
     /// An UNCLAIMED instance older than this is auctioned again.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub stale_unclaimed: Duration,
     /// A PENDING task older than this fails with "not started within time limit".
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub expire_pending_task: Duration,
     /// A COMPLETED task is deleted this long after it first completed.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub expire_completed_task: Duration,
     /// Wait before restarting an instance after its 3rd consecutive crash; doubles per crash up to
     /// 32 times this (Diego: 30 s, capped at 16 min).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub crash_backoff_base: Duration,
     /// A RESOLVING task stuck this long is demoted to COMPLETED (and its callback retried).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "svc::config::duration")]
     pub kick_task: Duration,
     /// What Locket clients may lock, and for how long (`[locket]`).
     pub locket: crate::locket::LocketConfig,
@@ -100,6 +73,30 @@ pub struct BbsConfig {
     /// Most event streams (`SubscribeToInstanceEvents`, `SubscribeToTaskEvents`) open at once;
     /// one more is refused with UNAVAILABLE (default 1024; a cluster has a few dozen consumers).
     pub max_event_subscribers: usize,
+}
+
+/// Values given on the command line (the binary flattens these into its flags); each one that is
+/// set replaces the file's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct ConfigOverrides {
+    /// Database URL (sqlite://, postgres://, mysql://); default: a SQLite file in --data-dir.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// gRPC listen address (default 127.0.0.1:8889; port 0 picks a free port).
+    #[arg(long)]
+    pub listen_address: Option<String>,
+    /// Admin listen address for /healthz, /leader and /metrics (default 127.0.0.1:8890).
+    #[arg(long)]
+    pub admin_address: Option<String>,
+    /// Address other components reach this BBS at (default: the bound gRPC address).
+    #[arg(long)]
+    pub advertise_address: Option<String>,
+    /// The auctioneer's address (default: the value of its Locket lock).
+    #[arg(long)]
+    pub auctioneer_address: Option<String>,
+    /// Directory of the default SQLite database (created if missing).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for BbsConfig {
@@ -158,9 +155,23 @@ impl BbsConfig {
 
     /// Reads a TOML file (every field optional).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+        svc::config::from_file(path)
+    }
+
+    /// The file (or the defaults without one), the flags applied, validated.
+    pub fn load(path: Option<&std::path::Path>, overrides: ConfigOverrides) -> Result<Valid<Self>, ConfigError> {
+        svc::config::load::<Self>(path)?.with_overrides(overrides).validate()
+    }
+
+    /// Applies the flags that are set.
+    pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
+        set(&mut self.database_url, o.database_url);
+        set(&mut self.listen_address, o.listen_address);
+        set(&mut self.admin_address, o.admin_address);
+        set(&mut self.advertise_address, o.advertise_address);
+        set(&mut self.auctioneer_address, o.auctioneer_address);
+        set(&mut self.data_dir, o.data_dir);
+        self
     }
 
     /// The database URL to use: the configured one, or the SQLite file in `data_dir`.
@@ -172,9 +183,15 @@ impl BbsConfig {
         }
     }
 
-    /// Checks every rule and returns the configuration.
-    pub fn validate(self) -> Result<Self, ConfigError> {
-        let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
+    /// Checks every rule and returns the configuration, marked as checked.
+    pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
+        Valid::new(self)
+    }
+}
+
+impl Validate for BbsConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field, rule: &str| Err(ConfigError::invalid(field, rule));
         // The store refuses leases over a day; a longer lock_ttl could never be acquired.
         if self.lock_ttl.is_zero() || self.lock_ttl > db::sql::leases::MAX_LEASE_TTL {
             return invalid("lock_ttl", "must be positive and at most 24h");
@@ -212,37 +229,8 @@ impl BbsConfig {
         if self.listen_address.is_empty() {
             return invalid("listen_address", "must not be empty");
         }
-        self.locket.validate()?;
-        Ok(self)
+        self.locket.validate()
     }
-}
-
-/// Durations in the TOML file are human strings: `"15s"`, `"500ms"`, `"2m"`.
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "s" | "" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h")),
-    };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 #[cfg(test)]

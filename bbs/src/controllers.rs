@@ -31,6 +31,11 @@ pub struct Context {
     pub events: Arc<EventHub>,
     /// Per-key lock stripes (commit order = event order).
     pub locks: Arc<KeyLocks>,
+    /// Serializes RECREATE evacuations of one desired LRP, standing in for Diego's row lock on
+    /// the desired LRP: only the leader writes, so this makes "count the running instances, then
+    /// unclaim one" one step. Separate from `locks` (taken first, never while holding a stripe),
+    /// so it cannot deadlock with them. Per BBS: two BBSes in one process share nothing.
+    pub recreate_locks: Arc<KeyLocks>,
     /// Start requests.
     pub auctioneer: Arc<dyn AuctioneerClient>,
     /// Stop / cancel / update calls.
@@ -45,6 +50,9 @@ pub struct Context {
     pub max_lrp_instances: i32,
     /// Task completion callbacks.
     pub callbacks: Callbacks,
+    /// Where this BBS announces cells whose presence expired (the converger follows it); one
+    /// channel per BBS, so two in one process share nothing.
+    pub lost_cells: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Context {

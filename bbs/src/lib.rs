@@ -30,4 +30,4 @@ mod run;
 pub mod server;
 
 pub use error::{Error, Result};
-pub use run::{Listeners, Overrides, RunError, lost_cells_sender, run};
+pub use run::{Listeners, Overrides, RunError, run};

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use db::sql::leases::LeaseType;
 use db::{Store, StoreOptions};
+use svc::config::IntoValid;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use crate::clients::{
     AuctioneerClient, AuctioneerLocator, ClientError, GrpcAuctioneerClient, GrpcRepClient, RepClient,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::BbsConfig;
+use crate::config::{BbsConfig, ConfigError};
 use crate::controllers::Context;
 use crate::events::{EventHub, KeyLocks};
 use crate::leader::Leadership;
@@ -39,11 +40,25 @@ pub struct Overrides {
     pub reps: Option<Arc<dyn RepClient>>,
     /// The wall clock (default: the host's).
     pub clock: Option<Arc<dyn Clock>>,
+    /// Where this BBS announces lost cells (default: a channel of its own); a test passes a
+    /// sender it subscribed to.
+    pub lost_cells: Option<broadcast::Sender<String>>,
 }
 
 /// Why the BBS stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The directory of the default SQLite database cannot be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
     /// The store could not be opened.
     #[error("cannot open the database: {0}")]
     Store(#[from] db::Error),
@@ -77,12 +92,19 @@ impl AuctioneerLocator for Locator {
 
 /// Runs a BBS until `shutdown`: competes for the `bbs` lease, serves reads, Locket and health
 /// at once, writes and event streams while it leads, and releases the lease on the way out.
+/// `config` is a checked [`svc::config::Valid`] one, or a plain one checked here. With no
+/// `database_url`, the SQLite file's `data_dir` is created if it does not exist.
 pub async fn run(
-    config: BbsConfig,
+    config: impl IntoValid<BbsConfig>,
     listeners: Listeners,
     overrides: Overrides,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let config = config.into_valid()?;
+    if config.database_url.is_empty() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| RunError::DataDir { path: config.data_dir.clone(), source })?;
+    }
     let store = Store::connect(&config.effective_database_url(), StoreOptions::default()).await?;
     let locket_store = store.dedicated(LOCKET_POOL_CONNECTIONS, config.lock_retry_interval).await?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -99,6 +121,7 @@ pub async fn run(
         leadership: leadership.clone(),
         events: events.clone(),
         locks: Arc::new(KeyLocks::new(256)),
+        recreate_locks: Arc::new(KeyLocks::new(64)),
         auctioneer: overrides.auctioneer.unwrap_or_else(|| {
             let locator = Locator { fixed: config.auctioneer_address.clone(), store: locket_store.clone() };
             Arc::new(GrpcAuctioneerClient::new(locator, config.communication_timeout))
@@ -109,6 +132,7 @@ pub async fn run(
         max_task_retries: config.max_task_retries,
         max_lrp_instances: config.max_lrp_instances,
         callbacks,
+        lost_cells: overrides.lost_cells.unwrap_or_else(|| broadcast::channel(LOST_CELLS_BUFFER).0),
     };
 
     let stop = shutdown.child_token();
@@ -126,10 +150,10 @@ pub async fn run(
     tokio::spawn(watch_presences(
         leadership.clone(),
         config.presence_check_interval,
-        lost_cells_sender(),
+        ctx.lost_cells.clone(),
         stop.clone(),
     ));
-    tokio::spawn(admin::serve(listeners.admin, leadership.clone(), stop.clone()));
+    tokio::spawn(admin::admin(leadership.clone()).serve(listeners.admin, stop.clone()));
 
     // Convergence: acts only while this process leads (the provider hands out the fenced
     // writer), is kicked by every lost cell and by winning the lease.
@@ -142,8 +166,8 @@ pub async fn run(
         config.convergence(),
         stop.clone().cancelled_owned(),
     );
-    let converger = Arc::new(converger);
-    tokio::spawn(kick_converger(leadership.clone(), converger.clone(), lost_cells_sender().subscribe(), stop.clone()));
+    let converger =
+        tokio::spawn(kick_converger(leadership.clone(), converger, ctx.lost_cells.subscribe(), stop.clone()));
 
     let server = server::serve(
         listeners.grpc,
@@ -169,6 +193,8 @@ pub async fn run(
         }
         let _ = election.await;
         let _ = callback_pool.await;
+        // The pass in flight ends before the store it writes to closes.
+        let _ = converger.await;
     })
     .await;
     locket_store.close().await;
@@ -177,12 +203,25 @@ pub async fn run(
     outcome
 }
 
-/// Kicks a convergence pass when this process becomes the leader and for every lost cell.
+/// Kicks a convergence pass when this process becomes the leader and for every lost cell; once
+/// stopped, returns when the converger's loop has ended.
 async fn kick_converger(
     leadership: Arc<Leadership>,
-    converger: Arc<converger::ConvergerHandle>,
-    mut lost: broadcast::Receiver<String>,
+    converger: converger::ConvergerHandle,
+    lost: broadcast::Receiver<String>,
     stop: CancellationToken,
+) {
+    follow(&leadership, &converger, lost, &stop).await;
+    // The converger stops on `stop` too; wait for its pass in flight.
+    stop.cancelled().await;
+    converger.join().await;
+}
+
+async fn follow(
+    leadership: &Leadership,
+    converger: &converger::ConvergerHandle,
+    mut lost: broadcast::Receiver<String>,
+    stop: &CancellationToken,
 ) {
     let mut changes = leadership.subscribe();
     loop {
@@ -223,12 +262,8 @@ async fn watch_leadership(leadership: Arc<Leadership>, events: Arc<EventHub>, st
     }
 }
 
-/// The process-wide notification of lost cells (expired presences), which the converger
-/// subscribes to for fast lost-cell recovery.
-pub fn lost_cells_sender() -> broadcast::Sender<String> {
-    static SENDER: std::sync::OnceLock<broadcast::Sender<String>> = std::sync::OnceLock::new();
-    SENDER.get_or_init(|| broadcast::channel(1024).0).clone()
-}
+/// Lost cells announced and not yet read before the converger is kicked for a full pass instead.
+const LOST_CELLS_BUFFER: usize = 1024;
 
 /// While leading, notices expired cell presences every `interval` (instead of waiting for a
 /// 30 s convergence poll), removes them and announces each lost cell.

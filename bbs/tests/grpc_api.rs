@@ -589,8 +589,12 @@ async fn graceful_shutdown_releases_the_lease_so_a_standby_takes_over_at_once() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_cell_presence_is_noticed_without_waiting_for_convergence() {
     let db = TestDb::create(Backend::Sqlite).await.unwrap();
-    let mut lost = bbs::lost_cells_sender().subscribe();
-    let server = Server::start(&db.url, |c| c.presence_check_interval = Duration::from_millis(200)).await;
+    let lost_cells = tokio::sync::broadcast::channel(1024).0;
+    let mut lost = lost_cells.subscribe();
+    let server = Server::start_with(&db.url, |c| c.presence_check_interval = Duration::from_millis(200), |o| {
+        o.lost_cells = Some(lost_cells.clone())
+    })
+    .await;
     let _ = server.leader_client().await;
     db.store
         .acquire_lease("doomed-cell", "rep-x", "{}", db::sql::leases::LeaseType::Presence, Duration::from_secs(1))

@@ -273,6 +273,7 @@ impl Harness {
             leadership,
             events: Arc::new(EventHub::new(1024)),
             locks: Arc::new(KeyLocks::new(64)),
+            recreate_locks: Arc::new(KeyLocks::new(64)),
             auctioneer: auctioneer.clone(),
             reps: reps.clone(),
             clock: Arc::new(clock.clone()),
@@ -280,6 +281,7 @@ impl Harness {
             max_task_retries: 3,
             max_lrp_instances: 100_000,
             callbacks: Callbacks::channel().0,
+            lost_cells: tokio::sync::broadcast::channel(16).0,
         };
         Some(Harness { db, ctx, auctioneer, reps, clock })
     }

@@ -26,6 +26,15 @@ pub struct Server {
 impl Server {
     /// Starts a BBS over `url` with short lease timings; `tweak` adjusts the config.
     pub async fn start(url: &str, tweak: impl FnOnce(&mut BbsConfig)) -> Server {
+        Self::start_with(url, tweak, |_| {}).await
+    }
+
+    /// [`Server::start`], with `overrides` adjusting the seams (the recording auctioneer is set).
+    pub async fn start_with(
+        url: &str,
+        tweak: impl FnOnce(&mut BbsConfig),
+        overrides: impl FnOnce(&mut bbs::Overrides),
+    ) -> Server {
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = grpc.local_addr().unwrap().to_string();
@@ -37,12 +46,13 @@ impl Server {
         };
         tweak(&mut config);
         let auctioneer = Arc::new(RecordingAuctioneer::default());
-        let overrides = bbs::Overrides { auctioneer: Some(auctioneer.clone()), ..Default::default() };
+        let mut seams = bbs::Overrides { auctioneer: Some(auctioneer.clone()), ..Default::default() };
+        overrides(&mut seams);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(bbs::run(
             config.validate().unwrap(),
             bbs::Listeners { grpc, admin },
-            overrides,
+            seams,
             shutdown.clone(),
         ));
         Server { address, auctioneer, shutdown, task }

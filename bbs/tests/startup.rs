@@ -1,0 +1,87 @@
+//! The `bbs` binary's start: a refused configuration is one line on stderr and exit code 64, and
+//! `--data-dir` names a directory that is created when it does not exist.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A fresh directory under the system's temporary one (not created).
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bbs-startup-{name}-{}", uuid::Uuid::new_v4()))
+}
+
+/// Runs `bbs` with `args`; returns the exit code and stderr.
+fn bbs(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_bbs")).args(args).output().expect("run bbs");
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn a_refused_configuration_is_one_line_and_exit_64() {
+    let dir = scratch("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, toml) in [("unknown.toml", "no_such_field = 1\n"), ("zero.toml", "lock_ttl = \"0s\"\n")] {
+        let file = dir.join(name);
+        std::fs::write(&file, toml).unwrap();
+        let (code, stderr) = bbs(&["--config", file.to_str().unwrap()]);
+        assert_eq!(code, Some(64), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line, not {stderr:?}");
+        assert!(stderr.starts_with("bbs: "), "{stderr}");
+    }
+    let (code, stderr) = bbs(&["--config", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A port free right now (the kernel hands out another one next time, so a reuse is unlikely).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` on `port`: the status line and body, or None while nothing answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// Whether the admin server on `admin_port` answers `/leader` with 200 within 30 s.
+fn wait_for_leader(admin_port: u16) -> bool {
+    for _ in 0..300 {
+        if http_get(admin_port, "/leader").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn data_dir_is_created_when_it_does_not_exist() {
+    let root = scratch("data-dir");
+    let data_dir = root.join("some").join("new").join("dir");
+    assert!(!data_dir.exists());
+    let (grpc, admin) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bbs"))
+        .args(["--data-dir", data_dir.to_str().unwrap()])
+        .args(["--listen-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bbs");
+    let leads = wait_for_leader(admin);
+    let exited = child.try_wait().ok().flatten();
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("bbs output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(exited.is_none(), "bbs exited with {exited:?}: {stderr}");
+    assert!(leads, "bbs never led on its new data dir: {stderr}");
+    assert!(data_dir.join("bbs.db").exists(), "the SQLite file is in the new directory");
+    let _ = std::fs::remove_dir_all(&root);
+}
