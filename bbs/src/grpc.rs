@@ -1,31 +1,28 @@
 //! The gRPC adapter of `diego.bbs.v1.Bbs`: each method decodes its request into domain types
 //! (validation errors become INVALID_ARGUMENT naming the field, and nothing is written), calls
-//! one controller method, and encodes the result. Request count and latency per RPC are
-//! recorded here. The list RPCs are paged, in [`listings`].
+//! one controller method, and encodes the result. The field rules of that decoding are in
+//! [`decode`]; request count and latency per RPC are recorded by [`observe`]; the list RPCs are
+//! paged, in [`listings`].
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use db::sql::actual_lrps::StartInfo;
-use db::sql::desired_lrps::DesiredLrpFilter;
 use futures::Stream;
-use proto::convert::{actual_lrp_key_from_pb, instance_key_from_pb, net_info_from_pb};
-use proto::models::{
-    ActualLrpInstanceKey, CellId, DesiredLrp, DesiredLrpUpdate, DomainName, ProcessGuid, TaskDefinition, TaskGuid,
-    ValidationError,
-};
+use proto::convert::{actual_lrp_key_from_pb, instance_key_from_pb};
+use proto::models::{DesiredLrp, DesiredLrpUpdate, DomainName, TaskDefinition};
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_server::Bbs;
 use proto::pb::models::v1 as pb;
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use self::decode::{cell_id, index, invalid, process_guid, required_instance_key, start_info, task_guid};
+use self::observe::observe;
+use crate::Result;
 use crate::controllers::Context;
 use crate::controllers::actual_lrps::ActualLrps;
 use crate::controllers::desired_lrps::DesiredLrps;
 use crate::controllers::evacuation::Evacuation;
 use crate::controllers::tasks::Tasks;
-use crate::{Error, Result};
 
 /// The `Bbs` service.
 pub struct BbsService {
@@ -47,95 +44,9 @@ impl BbsService {
 
 type GrpcResult<T> = std::result::Result<Response<T>, Status>;
 
-/// Runs one RPC body, recording its count, outcome and latency, and mapping its error. An
-/// unrecoverable store error (the schema is broken) cancels `fatal`, and nothing else does: no
-/// request, whatever its content, can make the server step down.
-async fn observe<T>(
-    rpc: &'static str,
-    body: impl Future<Output = Result<T>>,
-    fatal: &tokio_util::sync::CancellationToken,
-) -> GrpcResult<T> {
-    let start = Instant::now();
-    let result = body.await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.code().name(),
-    };
-    metrics::counter!("bbs_requests_total", "rpc" => rpc, "outcome" => outcome).increment(1);
-    metrics::histogram!("bbs_request_duration_seconds", "rpc" => rpc).record(start.elapsed().as_secs_f64());
-    match result {
-        Ok(value) => Ok(Response::new(value)),
-        Err(e) => {
-            if e.is_unrecoverable() {
-                tracing::error!(rpc, error = %e, "unrecoverable store error; stepping down");
-                fatal.cancel();
-            }
-            Err(e.into())
-        }
-    }
-}
-
-fn invalid(field: &str, rule: &str) -> Error {
-    Error::Invalid(ValidationError::new(field, rule))
-}
-
-fn process_guid(value: String) -> Result<ProcessGuid> {
-    Ok(ProcessGuid::parse(value)?)
-}
-
-fn task_guid(value: String) -> Result<TaskGuid> {
-    Ok(TaskGuid::parse(value)?)
-}
-
-fn cell_id(value: String) -> Result<CellId> {
-    Ok(CellId::parse(value)?)
-}
-
-fn optional<T>(
-    value: String,
-    parse: impl FnOnce(String) -> std::result::Result<T, ValidationError>,
-) -> Result<Option<T>> {
-    if value.is_empty() { Ok(None) } else { Ok(Some(parse(value)?)) }
-}
-
-fn required_instance_key(key: Option<pb::ActualLrpInstanceKey>) -> Result<ActualLrpInstanceKey> {
-    instance_key_from_pb(key)?.ok_or_else(|| invalid("actual_lrp_instance_key", "is required"))
-}
-
-fn index(value: i32) -> Result<i32> {
-    if value < 0 { Err(invalid("index", "must be >= 0")) } else { Ok(value) }
-}
-
-fn desired_filter(request: api::DesiredLrPsRequest) -> Result<DesiredLrpFilter> {
-    Ok(DesiredLrpFilter {
-        domain: optional(request.domain, DomainName::parse)?,
-        process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
-        app_guids: request.app_guids,
-    })
-}
-
-fn start_info(
-    net_info: Option<pb::ActualLrpNetInfo>,
-    routes: Vec<pb::ActualLrpInternalRoute>,
-    metric_tags: std::collections::HashMap<String, String>,
-    routable: Option<bool>,
-    availability_zone: String,
-) -> Result<StartInfo> {
-    let net_info = net_info_from_pb(net_info)?.ok_or_else(|| invalid("actual_lrp_net_info", "is required"))?;
-    if net_info.address.is_empty() {
-        return Err(invalid("actual_lrp_net_info.address", "must not be empty"));
-    }
-    Ok(StartInfo {
-        net_info,
-        internal_routes: routes.into_iter().map(|r| r.hostname).collect(),
-        metric_tags: metric_tags.into_iter().collect(),
-        // An unset routable means true (Diego's StartActualLRP).
-        routable: routable.unwrap_or(true),
-        availability_zone,
-    })
-}
-
+mod decode;
 mod listings;
+mod observe;
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 

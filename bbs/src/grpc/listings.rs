@@ -12,7 +12,7 @@ use proto::models::{
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
-use super::{desired_filter, index, optional, process_guid};
+use super::decode::{desired_filter, index, optional, process_guid};
 use crate::Result;
 use crate::controllers::Context;
 use crate::paging::{CellCursor, DesiredCursor, PageRequest, TaskCursor, collect};
