@@ -4,13 +4,13 @@
 //! Every write goes through the leader's fenced store, holds the lock stripe of
 //! (process guid, index) from before the transaction until its events are published, and
 //! publishes the instance events of the [`IndexChange`](db::sql::actual_lrps::IndexChange) the
-//! store returns. The transition rules themselves live in the store's lifecycle calls and in
-//! [`proto::lifecycle::actual_lrp`]. Mirrors `bbs/controllers/actual_lrp_lifecycle_controller.go`.
+//! store returns. The rules themselves (which row, which transition, which fields) live in
+//! [`proto::lifecycle::actual_lrp`], run by the store's lifecycle calls. Mirrors `bbs/controllers/actual_lrp_lifecycle_controller.go`.
 
 use db::Store;
 use db::sql::actual_lrps::{ActualLrpFilter, StartInfo};
-use proto::lifecycle::actual_lrp::{Command, KeyMatch, Verdict, decide};
-use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, Presence, ProcessGuid};
+use proto::lifecycle::actual_lrp::apply_retire;
+use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ProcessGuid};
 
 use super::{Context, desired_lrps};
 use crate::{Error, Result, cells};
@@ -164,24 +164,7 @@ async fn retire_once(ctx: &Context, store: &Store, key: &ActualLrpKey) -> Result
     // Decide and delete a row without a container in one transaction, so a claim racing the
     // retirement is either seen (and stopped) or refused by the deleted row.
     let change = store
-        .modify_index("retire actual lrp", guid, index, |rows| {
-            let row = rows.ordinary.as_ref().ok_or_else(|| not_found(guid, index))?;
-            match decide(row.state, Presence::Ordinary, KeyMatch::Same, Command::Retire) {
-                Ok(Verdict::Delete) => {
-                    rows.ordinary = None;
-                    Ok(None)
-                }
-                Ok(Verdict::Unchanged) => Ok(row.instance_key.clone()),
-                Ok(other) => Err(db::Error::refused(
-                    Command::Retire.refusal(),
-                    format!("cannot retire actual lrp {guid} index {index}: unexpected verdict {other:?}"),
-                )),
-                Err(code) => Err(db::Error::refused(
-                    code,
-                    format!("cannot retire actual lrp {guid} index {index}: row is {}", row.state.as_str()),
-                )),
-            }
-        })
+        .modify_index("retire actual lrp", guid, index, |rows| apply_retire(rows, guid, index).map_err(db::Error::from))
         .await?;
     ctx.publish_index_change(&change);
     let Some(instance_key) = change.value else {
@@ -215,10 +198,6 @@ fn retire_retryable(err: &Error) -> bool {
         Error::Store(e) => e.is_retryable() || e.code() == proto::error::ErrorCode::ActualLrpCannotBeRemoved,
         _ => false,
     }
-}
-
-fn not_found(guid: &ProcessGuid, index: i32) -> db::Error {
-    db::Error::NotFound { what: "actual lrp", key: format!("{guid} index {index}") }
 }
 
 /// Requests the auction of one unclaimed index, built from the desired LRP's scheduling info.
