@@ -97,16 +97,16 @@ pub fn task_definition_message(message: pb::TaskDefinition) {
 }
 
 /// `cli_files`: the first byte's low bit says YAML (1) or JSON (0), the rest is a desired LRP
-/// file as `diego desire-lrp --file F` reads it (`DesiredLrpFile::load`: read as UTF-8, then
-/// `DesiredLrpFile::parse`). Text that is not UTF-8 goes through `load` itself, from a file.
-/// A file that parses is converted as the CLI sends it (`into_pb`) and handled as the BBS does.
+/// file as `diego desire-lrp --file F` reads it (`lrp_file::load`: read as UTF-8, then
+/// `lrp_file::parse`). Text that is not UTF-8 goes through `load` itself, from a file.
+/// A file that parses is the message the CLI sends, handled as the BBS does.
 pub fn cli_files(data: &[u8]) {
     let Some((&flags, body)) = data.split_first() else {
         return;
     };
     let yaml = flags & 1 == 1;
     let parsed = match std::str::from_utf8(body) {
-        Ok(text) => cli::lrp_file::DesiredLrpFile::parse(text, yaml),
+        Ok(text) => cli::lrp_file::parse(text, yaml),
         Err(_) => load_from_file(body, yaml).map_err(|e| e.to_string()),
     };
     match parsed {
@@ -115,35 +115,29 @@ pub fn cli_files(data: &[u8]) {
     }
 }
 
-/// `DesiredLrpFile::load` on `body` written to a file of this process.
-fn load_from_file(body: &[u8], yaml: bool) -> Result<cli::lrp_file::DesiredLrpFile, cli::error::Error> {
+/// `lrp_file::load` on `body` written to a file of this process.
+fn load_from_file(body: &[u8], yaml: bool) -> Result<proto::pb::models::v1::DesiredLrp, cli::error::Error> {
     let dir = std::env::temp_dir().join(format!("diego-fuzz-cli-files-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(if yaml { "lrp.yaml" } else { "lrp.json" });
     std::fs::write(&path, body).expect("the fuzzer can write its temporary file");
-    cli::lrp_file::DesiredLrpFile::load(&path)
+    cli::lrp_file::load(&path)
 }
 
-/// What happens to a parsed file: the CLI sends `into_pb()` in a `DesireLRPRequest`; the BBS
+/// What happens to a parsed file: the CLI sends the message in a `DesireLRPRequest`; the BBS
 /// bounds and decodes it and converts the desired LRP. `diego lrp --json` prints the file form
-/// of a desired LRP, which must read back.
-fn check_lrp_file(file: cli::lrp_file::DesiredLrpFile) {
-    let printed = serde_json::to_string(&file).expect("a parsed file serializes");
-    if let Err(e) = cli::lrp_file::DesiredLrpFile::parse(&printed, false) {
+/// of a desired LRP (`lrp_file::to_json`), which must read back.
+fn check_lrp_file(message: proto::pb::models::v1::DesiredLrp) {
+    let printed = cli::lrp_file::to_json(&message).to_string();
+    if let Err(e) = cli::lrp_file::parse(&printed, false) {
         panic!("a parsed desired LRP file, printed as JSON, does not read back: {e}\n{printed}");
     }
-    let _ = file.action.as_ref().map(cli::lrp_file::Action::summary);
-    let message = file.into_pb();
+    let _ = message.action.as_ref().map(cli::lrp_file::action_summary);
     let request = proto::pb::bbs::v1::DesireLrpRequest { desired_lrp: Some(message.clone()) };
     let bytes = request.encode_to_vec();
     let mut buf = bytes.as_slice();
     if let Ok(Some(decoded)) = proto::codec::decode::<proto::pb::bbs::v1::DesireLrpRequest>(&mut buf) {
         assert_eq!(decoded, request, "the BBS decodes a different desired LRP than the CLI sent");
-    }
-    let shown = cli::lrp_file::DesiredLrpFile::from_pb(message.clone());
-    let printed = serde_json::to_string(&shown).expect("a desired LRP's file form serializes");
-    if let Err(e) = cli::lrp_file::DesiredLrpFile::parse(&printed, false) {
-        panic!("the file form of a desired LRP does not read back: {e}\n{printed}");
     }
     desired_lrp_message(message);
 }

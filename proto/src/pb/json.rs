@@ -86,3 +86,44 @@ pub mod json_documents {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::pb::models::v1 as pb;
+
+    #[test]
+    fn enums_are_value_names_and_numbers_read_too() {
+        let tag =
+            pb::MetricTagValue { r#static: String::new(), dynamic: pb::metric_tag_value::DynamicValue::Index as i32 };
+        assert_eq!(serde_json::to_value(&tag).unwrap(), serde_json::json!({"dynamic": "INDEX"}));
+        let read: pb::MetricTagValue = serde_json::from_str(r#"{"dynamic": 2}"#).unwrap();
+        assert_eq!(read.dynamic, pb::metric_tag_value::DynamicValue::InstanceGuid as i32);
+        let unknown = pb::MetricTagValue { r#static: String::new(), dynamic: 7 };
+        assert_eq!(serde_json::to_value(&unknown).unwrap(), serde_json::json!({"dynamic": 7}));
+        let error = serde_json::from_str::<pb::MetricTagValue>(r#"{"dynamic": "INDEXX"}"#).unwrap_err();
+        assert!(error.to_string().contains("INDEX, INSTANCE_GUID"), "{error}");
+    }
+
+    #[test]
+    fn routes_are_the_json_they_hold_and_defaults_are_left_out() {
+        let lrp: pb::DesiredLrp =
+            serde_json::from_str(r#"{"process_guid": "a", "routes": {"r": {"port": 8080}}, "instances": 0}"#).unwrap();
+        assert_eq!(lrp.routes["r"], br#"{"port":8080}"#.to_vec());
+        let printed = serde_json::to_value(&lrp).unwrap();
+        assert_eq!(printed, serde_json::json!({"process_guid": "a", "routes": {"r": {"port": 8080}}}));
+        let raw = pb::DesiredLrp { routes: [("r".to_owned(), b"not json".to_vec())].into(), ..Default::default() };
+        assert_eq!(serde_json::to_value(&raw).unwrap(), serde_json::json!({"routes": {"r": "not json"}}));
+    }
+
+    #[test]
+    fn an_action_is_its_oneof_key() {
+        let action: pb::Action =
+            serde_json::from_str(r#"{"try_action": {"action": {"run_action": {"path": "/x"}}}}"#).unwrap();
+        let Some(pb::action::Action::TryAction(inner)) = &action.action else { panic!("{action:?}") };
+        assert!(inner.action.is_some());
+        assert_eq!(
+            serde_json::to_value(&action).unwrap(),
+            serde_json::json!({"try_action": {"action": {"run_action": {"path": "/x"}}}})
+        );
+    }
+}
