@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -12,49 +11,35 @@ use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, DesiredLrp, T
 use proto::pb::bbs::v1 as bbs_pb;
 use proto::pb::locket::v1 as locket_pb;
 use proto::pb::models::v1 as models_pb;
-use tonic::transport::{Channel, Endpoint};
+#[cfg(test)]
+use svc::bbs_client::leader_of;
+use svc::bbs_client::{BbsChannels, CallError};
+use svc::connect::ConnectError;
+use tonic::transport::Channel;
 
 use super::{BbsClient, BbsError, PresenceLease, RunningLrp, TaskCompletion};
 
-/// The tonic client of the BBS (and the Locket it serves). Channels are lazy (nothing
-/// connects until the first call) and every call times out after the configured timeout.
-/// A standby BBS refuses writes with UNAVAILABLE and names the leader in `x-diego-leader`;
-/// such a call is retried once on the leader.
+/// The tonic client of the BBS (and the Locket it serves), on the service toolkit's
+/// leader-following core ([`svc::bbs_client`]): channels are lazy (nothing connects until the
+/// first call) and every call times out after the configured timeout. A standby BBS refuses
+/// writes with UNAVAILABLE and names the leader in `x-diego-leader`; such a call is retried once
+/// on the leader.
 #[derive(Debug)]
 pub struct GrpcBbsClient {
-    address: String,
-    timeout: Duration,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: BbsChannels,
 }
-
-/// More cached channels than this and the cache is emptied (only leader churn adds entries).
-const MAX_CACHED_CHANNELS: usize = 64;
 
 impl GrpcBbsClient {
     /// A client of the BBS at `address` (`host:port` or an `http://` URL) whose connects and
     /// calls time out after `timeout`. Checks the address now; connects on the first call.
     pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, BbsError> {
-        let address = address.into();
-        endpoint(&address)?;
-        Ok(Self { address, timeout, channels: Mutex::new(HashMap::new()) })
+        let channels = BbsChannels::new(address, timeout).map_err(|e| connect_error("connect", e))?;
+        Ok(Self { channels })
     }
 
     /// The configured BBS address.
     pub fn address(&self) -> &str {
-        &self.address
-    }
-
-    fn channel(&self, address: &str) -> Result<Channel, BbsError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(address) {
-            return Ok(channel.clone());
-        }
-        let channel = endpoint(address)?.connect_timeout(self.timeout).timeout(self.timeout).connect_lazy();
-        if channels.len() >= MAX_CACHED_CHANNELS {
-            channels.clear();
-        }
-        channels.insert(address.to_owned(), channel.clone());
-        Ok(channel)
+        self.channels.address()
     }
 
     /// Runs `f` against the configured address, following a standby's redirect once.
@@ -63,30 +48,10 @@ impl GrpcBbsClient {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let mut address = self.address.clone();
-        let mut redirected = false;
-        loop {
-            let channel = self.channel(&address).map_err(|mut e| {
-                e.call = call;
-                e
-            })?;
-            match f(channel).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => {
-                    if !redirected
-                        && status.code() == tonic::Code::Unavailable
-                        && let Some(leader) = leader_of(&status)
-                        && leader != address
-                    {
-                        tracing::debug!(bbs = %address, leader = %leader, call, "following the bbs leader");
-                        address = leader;
-                        redirected = true;
-                        continue;
-                    }
-                    return Err(BbsError::from_status(call, &status));
-                }
-            }
-        }
+        self.channels.call(call, f).await.map_err(|e| match e {
+            CallError::Connect(e) => connect_error(call, e),
+            CallError::Status { status, .. } => BbsError::from_status(call, &status),
+        })
     }
 
     fn bbs(channel: Channel) -> bbs_pb::bbs_client::BbsClient<Channel> {
@@ -94,28 +59,13 @@ impl GrpcBbsClient {
     }
 }
 
-/// The endpoint for `address`; `host:port` means plain `http://host:port`.
-fn endpoint(address: &str) -> Result<Endpoint, BbsError> {
-    let bad = |reason: String| {
-        BbsError::new("connect", Some(ErrorCode::InvalidRequest), format!("invalid bbs address {address:?}: {reason}"))
+/// A channel that could not be built, as an error of `call`.
+fn connect_error(call: &'static str, error: ConnectError) -> BbsError {
+    let message = match error {
+        ConnectError::BadAddress { address, reason } => format!("invalid bbs address {address:?}: {reason}"),
+        other => other.to_string(),
     };
-    let trimmed = address.trim();
-    if trimmed.is_empty() {
-        return Err(bad("the address is empty".into()));
-    }
-    let uri = if trimmed.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
-    Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))
-}
-
-/// The leader a standby named in its refusal.
-fn leader_of(status: &tonic::Status) -> Option<String> {
-    status
-        .metadata()
-        .get(proto::error::LEADER_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
+    BbsError::new(call, Some(ErrorCode::InvalidRequest), message)
 }
 
 fn key_pb(key: &ActualLrpKey) -> models_pb::ActualLrpKey {
