@@ -2,41 +2,14 @@
 //! override, validated once at start. Intervals, timeouts and placement weights are fields, so
 //! tests shorten them without special cases.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use svc::config::{ConfigError, parse_duration};
+use svc::config::{Valid, Validate, set};
 
 use crate::placement::PlacementConfig;
-
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        source: toml::de::Error,
-    },
-    /// A value breaks a rule.
-    #[error("invalid config: {field} {rule}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// The rule it breaks.
-        rule: String,
-    },
-}
 
 /// The auctioneer configuration. Every field is optional in the file; [`Default`] gives
 /// Diego's values (architecture.md, "Defaults").
@@ -54,26 +27,26 @@ pub struct AuctioneerConfig {
     /// which is how the BBS finds the active auctioneer. Empty means the bound gRPC address.
     pub advertise_address: String,
     /// How long one cell may take to answer `State`; a slower cell is left out of the auction.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub cell_state_timeout: Duration,
     /// Timeout of `Perform` calls and of calls to the BBS.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub communication_timeout: Duration,
     /// Pause before retrying an auction whose cell list could not be read from the BBS (the
     /// batch is kept meanwhile).
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub cells_retry_interval: Duration,
     /// How long each auction waits, once there is work, for more requests to join it (not in
     /// Diego, whose value is 0: auction at once). A window lets one auction see a burst of
     /// desires together, so its ordering (index 0 before tasks before higher indices, larger
     /// first) applies across the whole burst; it also bounds the auction rate to one per window.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub batch_window: Duration,
     /// TTL of the `auctioneer` lock.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub lock_ttl: Duration,
     /// How often the lock is renewed (or retried while standing by).
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub lock_retry_interval: Duration,
     /// Seed of the RNG that breaks score ties; the same inputs and seed give the same placement.
     pub seed: u64,
@@ -140,37 +113,42 @@ pub struct ConfigOverrides {
 impl AuctioneerConfig {
     /// Reads a TOML file (every field optional).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+        svc::config::from_file(path)
     }
 
     /// The file (or the defaults without one), the flags applied, validated.
-    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
-        let config = match path {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
-        };
-        config.with_overrides(overrides).validate()
+    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Valid<Self>, ConfigError> {
+        svc::config::load::<Self>(path)?.with_overrides(overrides).validate()
     }
 
     /// Applies the flags that are set.
-    pub fn with_overrides(mut self, overrides: ConfigOverrides) -> Self {
-        if let Some(v) = overrides.bbs_address {
-            self.bbs_address = v;
-        }
-        if let Some(v) = overrides.listen_address {
-            self.listen_address = v;
-        }
-        if let Some(v) = overrides.admin_address {
-            self.admin_address = v;
-        }
+    pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
+        set(&mut self.bbs_address, o.bbs_address);
+        set(&mut self.listen_address, o.listen_address);
+        set(&mut self.admin_address, o.admin_address);
         self
     }
 
-    /// Checks every rule and returns the configuration.
-    pub fn validate(self) -> Result<Self, ConfigError> {
-        let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
+    /// Checks every rule and returns the configuration, marked as checked.
+    pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
+        Valid::new(self)
+    }
+
+    /// The placement tunables for `placement::solve`.
+    pub fn placement(&self) -> PlacementConfig {
+        PlacementConfig {
+            starting_container_weight: self.starting_container_weight,
+            bin_pack_first_fit_weight: self.bin_pack_first_fit_weight,
+            // Diego: 0 or negative means unlimited; the placement core spells that 0.
+            max_in_flight_starts: usize::try_from(self.starting_container_count_maximum.max(0)).unwrap_or(usize::MAX),
+            max_starting_per_cell: usize::try_from(self.max_starting_per_cell).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+impl Validate for AuctioneerConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field, rule: &str| Err(ConfigError::invalid(field, rule));
         for (field, value) in [
             ("bbs_address", &self.bbs_address),
             ("listen_address", &self.listen_address),
@@ -216,49 +194,8 @@ impl AuctioneerConfig {
             // Work would wait that long before it is even scored.
             return invalid("batch_window", "must be at most 60s");
         }
-        Ok(self)
+        Ok(())
     }
-
-    /// The placement tunables for `placement::solve`.
-    pub fn placement(&self) -> PlacementConfig {
-        PlacementConfig {
-            starting_container_weight: self.starting_container_weight,
-            bin_pack_first_fit_weight: self.bin_pack_first_fit_weight,
-            // Diego: 0 or negative means unlimited; the placement core spells that 0.
-            max_in_flight_starts: usize::try_from(self.starting_container_count_maximum.max(0)).unwrap_or(usize::MAX),
-            max_starting_per_cell: usize::try_from(self.max_starting_per_cell).unwrap_or(usize::MAX),
-        }
-    }
-}
-
-/// Durations in the TOML file are human strings: `"15s"`, `"500ms"`, `"2m"`.
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "s" | "" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => {
-            return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h"));
-        }
-    };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use svc::config::IntoValid;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -86,8 +87,12 @@ impl Clients {
 }
 
 /// Runs an auctioneer with the tonic clients until `shutdown`. See [`run_with`].
-pub async fn run(config: AuctioneerConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
-    let config = config.validate()?;
+pub async fn run(
+    config: impl IntoValid<AuctioneerConfig>,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let config = config.into_valid()?;
     let clients = Clients::grpc(&config)?;
     run_with(config, listeners, clients, shutdown).await
 }
@@ -95,14 +100,14 @@ pub async fn run(config: AuctioneerConfig, listeners: Listeners, shutdown: Cance
 /// Runs an auctioneer with the given clients until `shutdown`: serves gRPC and admin at once,
 /// competes for the `auctioneer` lock (advertising `advertise_address`, or the bound gRPC
 /// address), accepts start requests and auctions only while holding it, and releases it on
-/// the way out.
+/// the way out. `config` is a checked [`svc::config::Valid`] one, or a plain one checked here.
 pub async fn run_with(
-    config: AuctioneerConfig,
+    config: impl IntoValid<AuctioneerConfig>,
     listeners: Listeners,
     clients: Clients,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let config = config.validate()?;
+    let config = config.into_valid()?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let admin_address = listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let advertise = if config.advertise_address.trim().is_empty() {
@@ -121,7 +126,7 @@ pub async fn run_with(
     let batch = Arc::new(AuctionBatch::with_limits(config.max_pending_starts, config.max_pending_bytes));
     let spec = LockSpec::auctioneer(owner, advertise, config.lock_ttl, config.lock_retry_interval);
     let lock_task = tokio::spawn(lock::hold(clients.locker.clone(), spec, status.clone(), stop.clone()));
-    let admin_task = tokio::spawn(admin::serve(listeners.admin, status.clone(), stop.clone()));
+    let admin_task = tokio::spawn(admin::admin(status.clone()).serve(listeners.admin, stop.clone()));
     let runner = AuctionRunner::new(
         batch.clone(),
         clients.bbs.clone(),

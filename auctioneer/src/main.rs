@@ -1,5 +1,6 @@
-//! The `auctioneer` binary: flags, tracing, bind, [`auctioneer::run`]. Exits 64 on a bad
-//! configuration, 1 when a listener cannot be bound or the server fails.
+//! The `auctioneer` binary: flags and config file, checked once (a refused one: one line, exit
+//! 64), bind, [`auctioneer::run`] until SIGINT or SIGTERM. Exits 1 when a listener cannot be
+//! bound or the server fails.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,6 @@ use anyhow::Context;
 use auctioneer::{AuctioneerConfig, ConfigOverrides, Listeners};
 use clap::Parser;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Places LRP instances and tasks on cells while holding the `auctioneer` lock.
 #[derive(Debug, Parser)]
@@ -29,38 +29,21 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let config = match AuctioneerConfig::load(args.config.as_deref(), args.overrides) {
         Ok(config) => config,
+        Err(e) => return e.exit("auctioneer"),
+    };
+    let serve = async {
+        let bind = |address: String| async move {
+            TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))
+        };
+        let (grpc, admin) = (bind(config.listen_address.clone()).await?, bind(config.admin_address.clone()).await?);
+        auctioneer::run(config, Listeners { grpc, admin }, svc::signals::on_terminate()).await?;
+        anyhow::Ok(())
+    };
+    match serve.await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("auctioneer: {e}");
-            return ExitCode::from(64);
+            eprintln!("auctioneer: {e:#}");
+            ExitCode::FAILURE
         }
-    };
-    if let Err(e) = serve(config).await {
-        eprintln!("auctioneer: {e:#}");
-        return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
-}
-
-async fn serve(config: AuctioneerConfig) -> anyhow::Result<()> {
-    let bind = |address: String| async move {
-        TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))
-    };
-    let (grpc, admin) = (bind(config.listen_address.clone()).await?, bind(config.admin_address.clone()).await?);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signalled(shutdown.clone()));
-    auctioneer::run(config, Listeners { grpc, admin }, shutdown).await?;
-    Ok(())
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM (unix only, like the rest of diego-rs).
-async fn signalled(shutdown: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => drop(term.recv().await),
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! { _ = tokio::signal::ctrl_c() => {}, () = term => {} }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }
