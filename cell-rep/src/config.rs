@@ -7,35 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The IO error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        source: toml::de::Error,
-    },
-    /// A value breaks a rule.
-    #[error("invalid config: {field} {rule}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// The rule it breaks.
-        rule: String,
-    },
-}
+pub use svc::config::{ConfigError, parse_duration};
+use svc::config::{Valid, Validate, set};
 
 /// Which container runtime runs the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -93,35 +66,35 @@ pub struct RepConfig {
     /// Tags LRPs placed here may carry.
     pub optional_placement_tags: Vec<String>,
     /// Bulk sync interval (Diego's `polling_interval`).
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub polling_interval: Duration,
     /// Bulk sync interval while evacuating.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub evacuation_polling_interval: Duration,
     /// How long evacuation waits for replacements and tasks before giving up.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub evacuation_timeout: Duration,
     /// Timeout of every BBS call.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub communication_timeout: Duration,
     /// TTL of the cell presence.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub presence_ttl: Duration,
     /// How often the presence is renewed (or retried while the BBS is unreachable).
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub presence_retry_interval: Duration,
     /// SIGTERM to SIGKILL on stop.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub graceful_shutdown_interval: Duration,
     /// A reservation never run is completed as expired after this long.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub reserved_expiration_time: Duration,
     /// The `sim` runtime's time from start to healthy.
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub sim_start_delay: Duration,
     /// How often a healthy instance's monitor action runs, and the liveness interval of checks
     /// without an `interval_ms` (Diego's `healthy_monitoring_interval`, 30 s).
-    #[serde(with = "duration_text")]
+    #[serde(with = "svc::config::duration")]
     pub healthy_monitoring_interval: Duration,
 }
 
@@ -219,27 +192,16 @@ pub const DEFAULT_ROOTFS: &str = "busybox";
 impl RepConfig {
     /// Reads a TOML file (every field optional).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+        svc::config::from_file(path)
     }
 
     /// The file (or the defaults without one), the flags applied, validated.
-    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Self, ConfigError> {
-        let config = match path {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
-        };
-        config.with_overrides(overrides).validate()
+    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Valid<Self>, ConfigError> {
+        svc::config::load::<Self>(path)?.with_overrides(overrides).validate()
     }
 
     /// Applies the flags that are set.
     pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
-        fn set<T>(field: &mut T, value: Option<T>) {
-            if let Some(value) = value {
-                *field = value;
-            }
-        }
         set(&mut self.bbs_address, o.bbs_address);
         set(&mut self.cell_id, o.cell_id);
         set(&mut self.zone, o.zone);
@@ -262,9 +224,20 @@ impl RepConfig {
         self
     }
 
-    /// Checks every rule and returns the configuration.
-    pub fn validate(self) -> Result<Self, ConfigError> {
-        let invalid = |field, rule: &str| Err(ConfigError::Invalid { field, rule: rule.into() });
+    /// Checks every rule and returns the configuration, marked as checked.
+    pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
+        Valid::new(self)
+    }
+
+    /// The preloaded rootfs names this cell offers: the configured ones, or `busybox`.
+    pub fn rootfs_names(&self) -> Vec<String> {
+        if self.rootfs.is_empty() { vec![DEFAULT_ROOTFS.to_owned()] } else { self.rootfs.keys().cloned().collect() }
+    }
+}
+
+impl Validate for RepConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |field, rule: &str| Err(ConfigError::invalid(field, rule));
         for (field, value) in [
             ("bbs_address", &self.bbs_address),
             ("cell_id", &self.cell_id),
@@ -320,41 +293,8 @@ impl RepConfig {
                 return invalid("placement_tags", "must not contain empty tags");
             }
         }
-        Ok(self)
+        Ok(())
     }
-
-    /// The preloaded rootfs names this cell offers: the configured ones, or `busybox`.
-    pub fn rootfs_names(&self) -> Vec<String> {
-        if self.rootfs.is_empty() { vec![DEFAULT_ROOTFS.to_owned()] } else { self.rootfs.keys().cloned().collect() }
-    }
-}
-
-/// Durations in the TOML file are human strings: `"15s"`, `"500ms"`, `"2m"`.
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        super::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 15s or 500ms"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "s" | "" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h")),
-    };
-    ms.map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 #[cfg(test)]

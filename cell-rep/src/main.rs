@@ -1,6 +1,10 @@
-//! The `cell-rep` binary: flags, tracing, bind, [`cell_rep::run_with`]. SIGTERM (or Ctrl-C)
-//! evacuates the cell and exits once it is empty; a second signal stops at once. Exits 64 on a
-//! bad configuration, 1 when a listener cannot be bound or the rep fails.
+//! The `cell-rep` binary: flags and config file, checked once (a refused one: one line, exit 64),
+//! bind, [`cell_rep::run_with`]. Exits 1 when a listener cannot be bound or the rep fails.
+//!
+//! Signals: SIGINT or SIGTERM shut down, as in every diego-rs component: the rep stops at once
+//! (servers close, its containers are stopped) without handing anything over. Evacuation is its
+//! own operator action: SIGUSR1 (or the `Evacuate` RPC) evacuates the cell, and the rep exits once
+//! it is empty or the evacuation timeout expired; SIGINT or SIGTERM during it still stop at once.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +13,6 @@ use anyhow::Context;
 use cell_rep::{ConfigOverrides, Deps, Listeners, RepConfig};
 use clap::Parser;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Runs containers for the diego-rs scheduler on this machine.
 #[derive(Debug, Parser)]
@@ -30,40 +33,26 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let config = match RepConfig::load(args.config.as_deref(), args.overrides) {
         Ok(config) => config,
+        Err(e) => return e.exit("cell-rep"),
+    };
+    let serve = async {
+        let bind = |address: String| async move {
+            let listener = TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, "listening");
+            anyhow::Ok(listener)
+        };
+        let grpc = bind(config.listen_address.clone()).await?;
+        let admin = bind(config.admin_address.clone()).await?;
+        let deps = Deps { stop: svc::signals::on_terminate(), ..Deps::from_config(&config)? };
+        let evacuate = svc::signals::on_sigusr1();
+        cell_rep::run_with(config, Listeners { grpc, admin }, deps, evacuate).await?;
+        anyhow::Ok(())
+    };
+    match serve.await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cell-rep: {e}");
-            return ExitCode::from(64);
+            eprintln!("cell-rep: {e:#}");
+            ExitCode::FAILURE
         }
-    };
-    if let Err(e) = serve(config).await {
-        eprintln!("cell-rep: {e:#}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
-}
-
-async fn serve(config: RepConfig) -> anyhow::Result<()> {
-    let bind = |address: String| async move {
-        let listener = TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))?;
-        tracing::info!(address = %listener.local_addr()?, "listening");
-        anyhow::Ok(listener)
-    };
-    let grpc = bind(config.listen_address.clone()).await?;
-    let admin = bind(config.admin_address.clone()).await?;
-    let deps = Deps::from_config(&config)?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signalled(shutdown.clone(), deps.stop.clone()));
-    cell_rep::run_with(config, Listeners { grpc, admin }, deps, shutdown).await?;
-    Ok(())
-}
-
-/// The first SIGTERM / SIGINT evacuates (`shutdown`); the next one stops at once (`stop`).
-async fn signalled(shutdown: CancellationToken, stop: CancellationToken) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-        return tracing::warn!("cannot listen for SIGTERM");
-    };
-    for token in [shutdown, stop] {
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-        token.cancel();
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::models::{CellCapacity, CellId};
+use svc::config::IntoValid;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -112,8 +113,12 @@ pub enum RunError {
 }
 
 /// Runs a rep with the tonic BBS client and the configured runtime. See [`run_with`].
-pub async fn run(config: RepConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<(), RunError> {
-    let config = config.validate()?;
+pub async fn run(
+    config: impl IntoValid<RepConfig>,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let config = config.into_valid()?;
     let deps = Deps::from_config(&config)?;
     run_with(config, listeners, deps, shutdown).await
 }
@@ -121,12 +126,12 @@ pub async fn run(config: RepConfig, listeners: Listeners, shutdown: Cancellation
 /// Runs a rep with the given BBS client and runtime until it has evacuated after `shutdown`
 /// (or the `Evacuate` RPC), or until `deps.stop`.
 pub async fn run_with(
-    config: RepConfig,
+    config: impl IntoValid<RepConfig>,
     listeners: Listeners,
     deps: Deps,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let config = config.validate()?;
+    let config = config.into_valid()?;
     let cell_id =
         CellId::parse(config.cell_id.clone()).map_err(|e| ConfigError::Invalid { field: "cell_id", rule: e.rule })?;
     std::fs::create_dir_all(&config.data_dir)

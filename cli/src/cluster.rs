@@ -335,7 +335,8 @@ impl Cluster {
             deps,
             evacuate.clone(),
         ));
-        let rep = Rep { cell_id: config.cell_id.clone(), address, config, evacuate, stop, task: Some(task) };
+        let cell_id = config.cell_id.clone();
+        let rep = Rep { cell_id, address, config: config.into_inner(), evacuate, stop, task: Some(task) };
         if i < self.reps.len() {
             self.reps[i] = rep;
         } else {

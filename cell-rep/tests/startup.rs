@@ -1,0 +1,24 @@
+//! The `cell-rep` binary's start: a refused configuration is one line on stderr and exit code 64.
+
+use std::process::Command;
+
+#[test]
+fn a_refused_configuration_is_one_line_and_exit_64() {
+    let dir = std::env::temp_dir().join(format!("cell-rep-startup-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("unknown.toml", "cell_id = \"c1\"\nno_such_field = 1\n"),
+        ("no-cell-id.toml", "zone = \"z1\"\n"),
+        ("runtime.toml", "cell_id = \"c1\"\nruntime = \"docker\"\n"),
+    ];
+    for (name, toml) in cases {
+        let file = dir.join(name);
+        std::fs::write(&file, toml).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_cell-rep")).arg("--config").arg(&file).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line, not {stderr:?}");
+        assert!(stderr.starts_with("cell-rep: "), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
