@@ -1,19 +1,18 @@
 //! Outbound calls: start requests to the auctioneer and stop / cancel / update calls to reps.
-//! Controllers see only the traits; the tonic implementations (one connector each) live here,
+//! Controllers see only the traits; the tonic implementations (one [`Connector`] each) live here,
 //! and recording fakes live in [`crate::testing`]. Every call has a timeout, so a slow or dead
 //! peer never stalls an API call for long; callers fire rep calls concurrently and off the
 //! request path where Diego does.
 
 use proto::bounds::{CHUNK_BYTES, chunk_by_size};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::pb::auctioneer::v1 as auction_pb;
 use proto::pb::models::v1 as models_pb;
 use proto::pb::rep::v1 as rep_pb;
-use tonic::transport::{Channel, Endpoint};
+use svc::connect::ConnectError;
+use tonic::transport::Channel;
 
 /// A failed outbound call.
 #[derive(Debug, thiserror::Error)]
@@ -116,32 +115,19 @@ pub trait RepClient: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ClientError>>;
 }
 
-/// Cached lazy channels by address: the one place outbound connections are built (TLS and
-/// message-size limits get switched on here).
-pub struct Connector {
-    timeout: Duration,
-    channels: Mutex<HashMap<String, Channel>>,
-}
+/// Cached lazy channels by address, from the service toolkit's one connector
+/// ([`svc::connect`], where TLS and message-size limits get switched on).
+pub use svc::connect::Connector;
 
-impl Connector {
-    /// A connector whose calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout, channels: Mutex::new(HashMap::new()) }
-    }
-
-    /// The channel to `address` (`host:port`), created lazily and reused.
-    pub fn channel(&self, address: &str) -> Result<Channel, ClientError> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(address) {
-            return Ok(channel.clone());
+impl From<ConnectError> for ClientError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::BadAddress { address, reason } => ClientError::BadAddress { address, reason },
+            // Only eager connections fail this way; the connector's channels are lazy.
+            ConnectError::Unreachable { ref address, .. } | ConnectError::Timeout { ref address, .. } => {
+                ClientError::BadAddress { address: address.clone(), reason: error.to_string() }
+            }
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ClientError::BadAddress { address: address.to_owned(), reason: e.to_string() })?
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout);
-        let channel = endpoint.connect_lazy();
-        channels.insert(address.to_owned(), channel.clone());
-        Ok(channel)
     }
 }
 

@@ -1,36 +1,36 @@
 //! Leader election on the `bbs` lease, with fencing.
 //!
-//! [`Leadership::run`] acquires or renews the lease every `lock_retry_interval` (at most a third
-//! of the TTL), retrying a failed or slow renewal soon instead of waiting a whole interval.
-//! Renewal never waits behind request work: [`Leadership::spawn`] runs the loop on a thread and
-//! runtime of its own, over a small pool of its own ([`db::Store::dedicated`]), so neither a
-//! checked-out request pool nor busy request tasks delay it. Every renewal's duration is
-//! recorded in [`LEASE_RENEWAL_DURATION`] (label `key`). While it holds
-//! the lease, [`Leadership::writer`] hands out a store *fenced* by (key, owner, term): every write
-//! transaction re-checks the lease inside the transaction, so a BBS whose lease was stolen (paused,
-//! partitioned) can never commit, whatever its own view of leadership says. A BBS that cannot
-//! renew before its TTL runs out steps down at once; standbys keep serving reads and Locket and
-//! answer writes with UNAVAILABLE naming the leader (the `bbs` lease's value is its address).
+//! The lease is kept by the service toolkit's one lease holder ([`svc::lease`]): it acquires or
+//! renews every renew interval (the `lock_retry_interval`, at most a third of the TTL),
+//! retrying a failed or slow renewal soon instead of waiting a whole interval, and records every
+//! renewal's duration in [`LEASE_RENEWAL_DURATION`] (label `key`). This module says what a
+//! lease call is (a direct store call) and what holding it means. Renewal never waits behind
+//! request work: [`Leadership::spawn`] runs the loop on a thread and runtime of its own, over a
+//! small pool of its own ([`db::Store::dedicated`]), so neither a checked-out request pool nor
+//! busy request tasks delay it. While it holds the lease, [`Leadership::writer`] hands out a
+//! store *fenced* by (key, owner, term): every write transaction re-checks the lease inside the
+//! transaction, so a BBS whose lease was stolen (paused, partitioned) can never commit, whatever
+//! its own view of leadership says. Fencing is why a failed renewal does not end leadership at
+//! once; a BBS that cannot renew before its TTL runs out steps down even when the database
+//! cannot be reached. Standbys keep serving reads and Locket and answer writes with UNAVAILABLE
+//! naming the leader (the `bbs` lease's value is its address).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use db::sql::leases::LeaseType;
 use db::{Fence, Store};
+use futures::future::BoxFuture;
+use svc::lease::{Attempt, Fencing, LeaseCalls, LeaseHolder, LeaseState, LeaseTiming, Report};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
+pub use svc::lease::{LEASE_RENEWAL_DURATION, LEASE_RENEWAL_FAILURES};
+
 /// The lease key the BBS leader holds.
 pub const BBS_LOCK_KEY: &str = "bbs";
-
-/// Histogram: how long one acquire-or-renew of a lease took, in seconds; label `key`.
-pub const LEASE_RENEWAL_DURATION: &str = "lease_renewal_duration_seconds";
-/// Counter: lease renewals that failed or timed out (not those refused because another owner
-/// holds the lease); label `key`.
-pub const LEASE_RENEWAL_FAILURES: &str = "lease_renewal_failures_total";
 
 /// Connections in the leader's own lease pool: one renewing, one spare.
 const LEASE_POOL_CONNECTIONS: u32 = 2;
@@ -50,24 +50,29 @@ pub enum LeaderState {
     },
 }
 
+impl From<&LeaseState<Fence>> for LeaderState {
+    fn from(state: &LeaseState<Fence>) -> Self {
+        match state {
+            LeaseState::Held(fence) => LeaderState::Leading { fence: fence.clone() },
+            LeaseState::NotHeld { holder } => LeaderState::Standby { leader: holder.clone() },
+        }
+    }
+}
+
 /// Leader election state, shared by the gRPC services.
 pub struct Leadership {
     store: Store,
-    /// The store renewals go through: a dedicated, ungated pool once [`Leadership::run`] has
-    /// opened it (until then, the request store, ungated).
-    lease_store: OnceLock<Store>,
     owner: String,
     advertise: String,
-    ttl: Duration,
-    retry: Duration,
-    state: watch::Sender<LeaderState>,
+    timing: LeaseTiming,
+    state: Arc<watch::Sender<LeaderState>>,
 }
 
 impl Leadership {
     /// A standby that will compete for the lease as `owner`, advertising `advertise`.
     pub fn new(store: Store, owner: String, advertise: String, ttl: Duration, retry: Duration) -> Arc<Self> {
         let (state, _) = watch::channel(LeaderState::Standby { leader: None });
-        Arc::new(Self { store, lease_store: OnceLock::new(), owner, advertise, ttl, retry, state })
+        Arc::new(Self { store, owner, advertise, timing: LeaseTiming::new(ttl, retry), state: Arc::new(state) })
     }
 
     /// The current state.
@@ -101,74 +106,38 @@ impl Leadership {
     /// How often a leader renews: the retry interval, but never less often than every third of
     /// the TTL, so two renewals can fail before the lease runs out.
     pub fn renew_interval(&self) -> Duration {
-        self.retry.min(self.ttl / 3).max(Duration::from_millis(1))
+        self.timing.renew_interval()
     }
 
-    /// How soon a failed or timed-out renewal is retried.
-    fn retry_after_failure(&self) -> Duration {
-        (self.ttl / 10).clamp(Duration::from_millis(1), self.renew_interval())
+    /// The lease calls, through `store`.
+    fn lease(&self, store: Store) -> BbsLease {
+        BbsLease {
+            store,
+            owner: self.owner.clone(),
+            advertise: self.advertise.clone(),
+            ttl: self.timing.ttl,
+            state: self.state.clone(),
+        }
     }
 
-    fn lease_store(&self) -> Store {
-        self.lease_store.get().cloned().unwrap_or_else(|| self.store.ungated())
-    }
-
-    /// One election round: acquire or renew, or learn who leads. Returns the new state, or
-    /// `None` when the database could not be asked in time (the state is then unchanged). One
-    /// attempt is bounded by [`Leadership::renew_interval`].
+    /// One election round through the request store (ungated): acquire or renew, or learn who
+    /// leads. Returns the new state, or `None` when the database could not be asked in time (the
+    /// state is then unchanged). One attempt is bounded by [`Leadership::renew_interval`].
     pub async fn tick(&self) -> Option<LeaderState> {
-        let store = self.lease_store();
-        let started = Instant::now();
-        let attempt = tokio::time::timeout(
-            self.renew_interval(),
-            store.acquire_lease(BBS_LOCK_KEY, &self.owner, &self.advertise, LeaseType::Lock, self.ttl),
-        )
-        .await;
-        metrics::histogram!(LEASE_RENEWAL_DURATION, "key" => BBS_LOCK_KEY).record(started.elapsed().as_secs_f64());
-        let next = match attempt {
-            Ok(Ok(lease)) => LeaderState::Leading {
-                fence: Fence { key: BBS_LOCK_KEY.into(), owner: self.owner.clone(), term: lease.term },
-            },
-            Ok(Err(db::Error::LeaseHeld { .. })) => {
-                let leader = tokio::time::timeout(self.renew_interval(), store.fetch_lease(BBS_LOCK_KEY))
-                    .await
-                    .ok()
-                    .and_then(|lease| lease.ok())
-                    .map(|lease| lease.value);
-                LeaderState::Standby { leader }
-            }
-            Ok(Err(e)) => {
-                metrics::counter!(LEASE_RENEWAL_FAILURES, "key" => BBS_LOCK_KEY).increment(1);
-                tracing::warn!(error = %e, "cannot reach the database to renew the bbs lease");
-                return None;
-            }
-            Err(_) => {
-                metrics::counter!(LEASE_RENEWAL_FAILURES, "key" => BBS_LOCK_KEY).increment(1);
-                tracing::warn!(timeout = ?self.renew_interval(), "renewing the bbs lease timed out; retrying");
+        let lease = self.lease(self.store.ungated());
+        let next = match svc::lease::attempt(&lease, self.timing).await {
+            Attempt::Held(fence) => LeaderState::Leading { fence },
+            Attempt::Refused { holder } => LeaderState::Standby { leader: holder },
+            Attempt::Failed { error, .. } => {
+                if self.is_leader() {
+                    svc::lease::record_renewal_failure(BBS_LOCK_KEY);
+                }
+                tracing::warn!(%error, "cannot renew the bbs lease; retrying");
                 return None;
             }
         };
-        self.set(next.clone());
+        publish(&self.state, next.clone());
         Some(next)
-    }
-
-    fn set(&self, next: LeaderState) {
-        self.state.send_if_modified(|current| {
-            if *current == next {
-                return false;
-            }
-            match &next {
-                LeaderState::Leading { fence } => {
-                    tracing::info!(owner = %fence.owner, term = fence.term, "became the bbs leader");
-                }
-                LeaderState::Standby { leader } => {
-                    tracing::info!(leader = leader.as_deref().unwrap_or("unknown"), "standing by");
-                }
-            }
-            metrics::gauge!("bbs_leader").set(if matches!(next, LeaderState::Leading { .. }) { 1.0 } else { 0.0 });
-            *current = next.clone();
-            true
-        });
     }
 
     /// Runs [`Leadership::run`] on a thread of its own with a single-threaded runtime of its
@@ -191,64 +160,92 @@ impl Leadership {
         }
     }
 
-    /// Runs election rounds until `shutdown`, then releases the lease if held. A leader renews
+    /// Holds the lease until `shutdown`, then releases it if it may be held: a leader renews
     /// every [`Leadership::renew_interval`] and retries a failed renewal after a tenth of the
     /// TTL; one that has not renewed within its TTL steps down even when the database cannot be
-    /// reached. Renewals go through a pool of their own, opened here on the current runtime.
+    /// reached. Renewals go through a pool of their own, opened here on the current runtime
+    /// (the request pool, ungated, if it cannot be opened).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let own_pool = if self.lease_store.get().is_none() {
-            match self.store.dedicated(LEASE_POOL_CONNECTIONS, self.renew_interval()).await {
-                Ok(store) => {
-                    let store = store.ungated();
-                    let _ = self.lease_store.set(store.clone());
-                    Some(store)
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open the lease pool; renewing through the request pool");
-                    None
-                }
+        let own_pool = match self.store.dedicated(LEASE_POOL_CONNECTIONS, self.renew_interval()).await {
+            Ok(store) => Some(store.ungated()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the lease pool; renewing through the request pool");
+                None
             }
-        } else {
-            None
         };
-        let mut last_renewal: Option<Instant> = None;
-        loop {
-            let started = Instant::now();
-            let pause = match self.tick().await {
-                Some(LeaderState::Leading { .. }) => {
-                    last_renewal = Some(started);
-                    self.renew_interval()
-                }
-                Some(LeaderState::Standby { .. }) => {
-                    last_renewal = None;
-                    self.retry
-                }
-                None => {
-                    if last_renewal.is_some_and(|at| at.elapsed() >= self.ttl) {
-                        // The lease has lapsed by now; the fence would refuse our writes anyway.
-                        self.set(LeaderState::Standby { leader: None });
-                        last_renewal = None;
-                    }
-                    if last_renewal.is_some() { self.retry_after_failure() } else { self.retry }
-                }
-            };
-            // Renewal cadence is measured from the start of the attempt, not its end.
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep_until(started + pause) => {}
-            }
-        }
-        if self.is_leader() {
-            let store = self.lease_store();
-            match tokio::time::timeout(self.renew_interval(), store.release_lease(BBS_LOCK_KEY, &self.owner)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not release the bbs lease"),
-                Err(_) => tracing::warn!("releasing the bbs lease timed out; it expires after its ttl"),
-            }
-            self.set(LeaderState::Standby { leader: None });
-        }
+        let store = own_pool.clone().unwrap_or_else(|| self.store.ungated());
+        LeaseHolder::new(self.lease(store), self.timing, Fencing::Fenced).run(shutdown).await;
         if let Some(store) = own_pool {
             store.close().await;
         }
     }
+}
+
+/// The `bbs` lease as direct store calls, publishing what holding it means.
+struct BbsLease {
+    store: Store,
+    owner: String,
+    advertise: String,
+    ttl: Duration,
+    state: Arc<watch::Sender<LeaderState>>,
+}
+
+impl LeaseCalls for BbsLease {
+    type Held = Fence;
+
+    fn key(&self) -> &str {
+        BBS_LOCK_KEY
+    }
+
+    fn acquire(&self) -> BoxFuture<'_, Attempt<Fence>> {
+        Box::pin(async move {
+            match self.store.acquire_lease(BBS_LOCK_KEY, &self.owner, &self.advertise, LeaseType::Lock, self.ttl).await
+            {
+                Ok(lease) => {
+                    Attempt::Held(Fence { key: BBS_LOCK_KEY.into(), owner: self.owner.clone(), term: lease.term })
+                }
+                Err(db::Error::LeaseHeld { .. }) => Attempt::Refused { holder: None },
+                Err(e) => Attempt::Failed { error: e.to_string(), maybe_applied: false },
+            }
+        })
+    }
+
+    fn holder(&self) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async move { self.store.fetch_lease(BBS_LOCK_KEY).await.ok().map(|lease| lease.value) })
+    }
+
+    fn release(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.store.release_lease(BBS_LOCK_KEY, &self.owner).await.map_err(|e| e.to_string()) })
+    }
+
+    fn report(&self, report: &Report<'_, Fence>) {
+        if let Some(error) = report.error {
+            tracing::warn!(%error, "cannot renew the bbs lease; retrying");
+        }
+        // A standby that stops has nothing to give up.
+        if report.stopping && !report.before.is_held() {
+            return;
+        }
+        publish(&self.state, report.after.into());
+    }
+}
+
+/// Publishes `next` if it differs from the current state.
+fn publish(state: &watch::Sender<LeaderState>, next: LeaderState) {
+    state.send_if_modified(|current| {
+        if *current == next {
+            return false;
+        }
+        match &next {
+            LeaderState::Leading { fence } => {
+                tracing::info!(owner = %fence.owner, term = fence.term, "became the bbs leader");
+            }
+            LeaderState::Standby { leader } => {
+                tracing::info!(leader = leader.as_deref().unwrap_or("unknown"), "standing by");
+            }
+        }
+        metrics::gauge!("bbs_leader").set(if matches!(next, LeaderState::Leading { .. }) { 1.0 } else { 0.0 });
+        *current = next.clone();
+        true
+    });
 }
