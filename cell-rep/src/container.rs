@@ -5,7 +5,6 @@
 //! (mirrors `executor/resources.go` and `depot/containerstore/storenode.go`). The transition
 //! function is pure; the executor checks it, acts, then stores the new state.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::resources::Resources;
+use crate::workload::Workload;
 
 /// Where a container is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,8 +159,8 @@ pub struct Container {
     pub guid: String,
     /// Its lifecycle state.
     pub state: ContainerState,
-    /// Tags from the reservation, merged with nothing else (lifecycle, process guid, index, ...).
-    pub tags: BTreeMap<String, String>,
+    /// What it runs: an LRP instance or a task, set at reservation.
+    pub workload: Workload,
     /// The reserved memory, disk and one slot.
     pub allocation: Resources,
     /// Host ports allocated for the run request's container ports, once created.
@@ -178,13 +178,6 @@ pub struct Container {
     pub reserved_at: Instant,
     /// The run request, once `run` was called.
     pub run_request: Option<Arc<RunRequest>>,
-}
-
-impl Container {
-    /// A tag's value, or `""`.
-    pub fn tag(&self, key: &str) -> &str {
-        self.tags.get(key).map_or("", String::as_str)
-    }
 }
 
 /// How to run a reserved container.

@@ -1,33 +1,18 @@
 //! What every part of a running rep shares: the cell's identity and advert, the executor, the
 //! BBS client, the one-way evacuation flag, and the per-instance routing info that
-//! `UpdateLRPInstance` changes. Also the reading of a container's identity back from its tags.
+//! `UpdateLRPInstance` changes.
 //!
 //! Not here: what to do with a container (see `generator`), the gRPC adapter (see `service`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use proto::models::{
-    ActualLrpInstanceKey, ActualLrpKey, CellId, DomainName, InstanceGuid, NetInfo, PortMapping, PreferredAddress,
-    ProcessGuid,
-};
+use proto::models::{ActualLrpInstanceKey, ActualLrpKey, CellId, NetInfo, PortMapping, PreferredAddress};
 use tokio::sync::watch;
 
 use crate::bbs_client::BbsClient;
-use crate::executor::{Container, Executor, tags};
-
-/// Extra tags the rep writes at reservation so `State` can report each container's placement
-/// constraint and resources (the executor ignores them).
-pub mod rep_tags {
-    /// The rootfs URL asked for.
-    pub const ROOTFS: &str = "rootfs";
-    /// The placement tags asked for, as a JSON list.
-    pub const PLACEMENT_TAGS: &str = "placement_tags";
-    /// The volume drivers asked for, as a JSON list.
-    pub const VOLUME_DRIVERS: &str = "volume_drivers";
-    /// The pids limit asked for.
-    pub const MAX_PIDS: &str = "max_pids";
-}
+use crate::executor::{Container, Executor};
+use crate::workload::LrpWorkload;
 
 /// The one-way evacuation flag (reference 2.9: "the evacuating flag is one-way").
 #[derive(Debug, Clone)]
@@ -79,7 +64,7 @@ pub struct InstanceInfo {
     pub metric_tags: BTreeMap<String, String>,
 }
 
-/// An LRP container's identity, read back from its tags.
+/// An LRP container's identity: its key and its instance key on this cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LrpIdentity {
     /// Which index of which desired LRP.
@@ -151,23 +136,15 @@ impl RepContext {
         self.instances().remove(guid);
     }
 
-    /// The identity of an LRP container from its tags; `None` (and a warning) when the tags do
-    /// not name a valid key.
-    pub fn lrp_identity(&self, container: &Container) -> Option<LrpIdentity> {
-        let parsed = (|| {
-            let process_guid = ProcessGuid::parse(tags::get(&container.tags, tags::PROCESS_GUID)).ok()?;
-            let index = tags::get(&container.tags, tags::INDEX).parse::<i32>().ok()?;
-            let domain = DomainName::parse(tags::get(&container.tags, tags::DOMAIN)).ok()?;
-            let instance_guid = InstanceGuid::parse(container.guid.as_str()).ok()?;
-            Some(LrpIdentity {
-                key: ActualLrpKey { process_guid, index, domain },
-                instance_key: ActualLrpInstanceKey { instance_guid, cell_id: self.cell.cell_id.clone() },
-            })
-        })();
-        if parsed.is_none() {
-            tracing::warn!(container_guid = %container.guid, tags = ?container.tags, "lrp container without a valid process guid, index and domain in its tags");
+    /// The identity of an LRP instance on this cell.
+    pub fn lrp_identity(&self, lrp: &LrpWorkload) -> LrpIdentity {
+        LrpIdentity {
+            key: lrp.key.clone(),
+            instance_key: ActualLrpInstanceKey {
+                instance_guid: lrp.instance_guid.clone(),
+                cell_id: self.cell.cell_id.clone(),
+            },
         }
-        parsed
     }
 
     /// Where a running container is reachable.

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bbs_client::TaskCompletion;
-use crate::executor::{Container, tags};
+use crate::executor::{Container, Workload};
 use crate::generator::Generator;
 
 /// The failure reason of tasks still running when the evacuation timeout expires.
@@ -113,11 +113,11 @@ impl Evacuator {
                 tracing::debug!(container_guid = %guid, error = %e, "delete at evacuation timeout");
             }
         };
-        match tags::get(&container.tags, tags::LIFECYCLE) {
-            tags::LRP => {
+        match &container.workload {
+            Workload::Lrp(lrp) => {
                 // Stop first: the instance serves until the last moment.
                 delete().await;
-                let Some(lrp) = ctx.lrp_identity(container) else { return };
+                let lrp = ctx.lrp_identity(lrp);
                 match ctx.bbs.evacuate_stopped_actual_lrp(&lrp.key, &lrp.instance_key).await {
                     Ok(_) => {}
                     Err(e) if e.is(ErrorCode::ResourceNotFound) => {}
@@ -126,7 +126,7 @@ impl Evacuator {
                     }
                 }
             }
-            tags::TASK => {
+            Workload::Task(_) => {
                 let completion = TaskCompletion {
                     task_guid: guid.to_owned(),
                     cell_id: ctx.cell.cell_id.to_string(),
@@ -142,7 +142,6 @@ impl Evacuator {
                 }
                 delete().await;
             }
-            _ => delete().await,
         }
     }
 }

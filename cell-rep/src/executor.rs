@@ -3,10 +3,10 @@
 //! broadcasts a [`ContainerEvent`] at every lifecycle step (reference §3.1-3.6).
 //!
 //! - `executor.rs`: the public API, the registry and its accounting;
-//! - `executor/types.rs`: configuration, requests, events, errors and tag names;
+//! - `executor/types.rs`: configuration, requests, events and errors;
 //! - `executor/lifecycle.rs`: one container's life: create, setup, action with monitor / checks /
 //!   readiness, result;
-//! - `executor/env.rs`: the environment of §3.3 from tags and allocated ports;
+//! - `executor/env.rs`: the environment of §3.3 from the workload and allocated ports;
 //! - `executor/janitor.rs`: reservation expiry and the reaper of containers the runtime lost.
 //!
 //! Invariant: remaining capacity = total − Σ allocations of every registry entry, whatever its
@@ -29,8 +29,9 @@ use tokio_util::sync::CancellationToken;
 pub use crate::container::{Container, ContainerState, LifecycleEvent, PortMapping, RunRequest, RunResult};
 pub use crate::resources::Resources;
 use crate::runtime::{ContainerRuntime, validate_guid};
+pub use crate::workload::Workload;
 pub use env::{instance_env, network_env};
-pub use types::{AllocationRequest, ContainerEvent, ExecutorConfig, ExecutorError, ReserveError, tags};
+pub use types::{AllocationRequest, ContainerEvent, ExecutorConfig, ExecutorError, ReserveError};
 
 /// One registry entry.
 struct Entry {
@@ -131,9 +132,9 @@ impl Inner {
                 let result = container.result.clone().unwrap_or_default();
                 tracing::info!(
                     container_guid = %guid,
-                    process_guid = %tags::get(&container.tags, tags::PROCESS_GUID),
-                    index = %tags::get(&container.tags, tags::INDEX),
-                    task_guid = %tags::get(&container.tags, tags::TASK_GUID),
+                    process_guid = %container.workload.process_guid(),
+                    index = %container.workload.index(),
+                    task_guid = %container.workload.task_guid(),
                     failed = result.failed,
                     stopped = result.stopped,
                     reason = %result.failure_reason,
@@ -215,7 +216,7 @@ impl Executor {
             let container = Container {
                 guid: guid.to_owned(),
                 state: ContainerState::Reserved,
-                tags: request.tags,
+                workload: request.workload,
                 allocation,
                 ports: Vec::new(),
                 address: String::new(),
@@ -241,9 +242,9 @@ impl Executor {
         };
         tracing::info!(
             container_guid = %guid,
-            process_guid = %tags::get(&container.tags, tags::PROCESS_GUID),
-            index = %tags::get(&container.tags, tags::INDEX),
-            task_guid = %tags::get(&container.tags, tags::TASK_GUID),
+            process_guid = %container.workload.process_guid(),
+            index = %container.workload.index(),
+            task_guid = %container.workload.task_guid(),
             memory_mb = request.memory_mb,
             disk_mb = request.disk_mb,
             "container reserved"

@@ -4,7 +4,7 @@
 //! bulk-sync pass queues a *container operation* for the container's guid. Operations on one guid
 //! run one at a time; while one runs, at most one more waits, and later requests join the waiting
 //! one (Diego's operation queue). An operation re-reads the container, so it acts on the current
-//! state whatever event queued it, and dispatches on the `lifecycle` tag:
+//! state whatever event queued it, and dispatches on the container's workload:
 //!
 //! - `generator/lrp.rs`: the LRP processor (claim and run, start, crash or remove) and, while
 //!   the cell evacuates, the evacuation processor;
@@ -27,7 +27,8 @@ use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::RepContext;
-use crate::executor::{ContainerEvent, tags};
+use crate::executor::ContainerEvent;
+use crate::workload::Workload;
 
 pub use run_request::{internal_routes, lrp_run_request, resolve_metric_tags, task_run_request};
 
@@ -139,19 +140,16 @@ impl Generator {
             tracing::debug!(container_guid = %guid, "container gone; nothing to do");
             return;
         };
-        match tags::get(&container.tags, tags::LIFECYCLE) {
-            tags::LRP => {
-                let Some(identity) = self.ctx.lrp_identity(&container) else { return };
+        match &container.workload {
+            Workload::Lrp(lrp) => {
+                let identity = self.ctx.lrp_identity(lrp);
                 if self.ctx.evacuation.is_set() {
                     self.evacuate_lrp(container, identity).await;
                 } else {
                     self.process_lrp(container, identity).await;
                 }
             }
-            tags::TASK => self.process_task(container).await,
-            other => {
-                tracing::warn!(container_guid = %guid, lifecycle = %other, "container with an unknown lifecycle tag; leaving it alone");
-            }
+            Workload::Task(_) => self.process_task(container).await,
         }
     }
 

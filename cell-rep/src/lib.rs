@@ -2,7 +2,8 @@
 //! `process`, `runc` and `sim` runtimes, health checks, bulk sync with the BBS and evacuation.
 //!
 //! - [`resources`]: pure capacity arithmetic (memory, disk, container slots).
-//! - [`container`]: the container record and its lifecycle state machine.
+//! - [`container`]: the container record, its run request and its lifecycle state machine;
+//!   [`workload`]: what a container runs (an LRP instance or a task), typed.
 //! - [`runtime`]: the `ContainerRuntime` seam and its `process`, `runc` and `sim` implementations.
 //! - [`actions`]: the action tree (run, download, timeout, try, serial, parallel, ...) as steps.
 //! - [`checks`]: declarative TCP / HTTP health checks and the startup, liveness and readiness loops;
@@ -31,6 +32,7 @@ pub mod probe;
 pub mod resources;
 pub mod runtime;
 pub mod text;
+pub mod workload;
 
 pub mod admin;
 pub mod bbs_client;

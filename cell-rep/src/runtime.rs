@@ -22,7 +22,7 @@ pub mod process;
 pub mod runc;
 pub mod sim;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::container::PortMapping;
 pub use crate::probe::{Probe, ProbeKind};
+use crate::workload::Workload;
 
 /// What to create: the parts of a run request a runtime needs before any process starts.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +55,8 @@ pub struct ContainerSpec {
     pub cpu_weight: u32,
     /// Pids limit (0 = unlimited).
     pub max_pids: i32,
-    /// The reservation's tags (lifecycle, process guid, index, ...).
-    pub tags: BTreeMap<String, String>,
+    /// What the container runs; `None` for a bare container (runtime tests).
+    pub workload: Option<Workload>,
 }
 
 /// What a runtime reports after creating a container.

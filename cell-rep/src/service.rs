@@ -5,18 +5,18 @@
 //! and encodes answers. Reservations start nothing here; the executor's *reserved* event hands
 //! each one to the generator, which claims it and runs it (reference 2.4, last paragraph).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proto::error::ErrorCode;
-use proto::models::{DomainName, ProcessGuid, TaskGuid};
+use proto::models::{InstanceGuid, LrpStart, TaskStart};
 use proto::pb::models::v1 as models_pb;
 use proto::pb::rep::v1 as rep_pb;
 use tonic::{Request, Response, Status};
 
-use crate::context::{InstanceInfo, RepContext, rep_tags};
-use crate::executor::{AllocationRequest, Container, ContainerState, Resources, tags};
+use crate::context::{InstanceInfo, RepContext};
+use crate::executor::{AllocationRequest, Container, ContainerState, Resources, Workload};
 use crate::generator::Generator;
+use crate::workload::{LrpWorkload, TaskWorkload};
 
 /// The `Rep` service of one cell.
 #[derive(Debug, Clone)]
@@ -38,10 +38,9 @@ impl RepService {
         let mut lrps = Vec::new();
         let mut tasks = Vec::new();
         for container in &containers {
-            match tags::get(&container.tags, tags::LIFECYCLE) {
-                tags::LRP => lrps.push(lrp_of(container)),
-                tags::TASK => tasks.push(task_of(container)),
-                _ => {}
+            match &container.workload {
+                Workload::Lrp(lrp) => lrps.push(lrp_of(container, lrp)),
+                Workload::Task(task) => tasks.push(task_of(container, task)),
             }
         }
         let starting = containers.iter().filter(|c| c.state.is_starting()).count();
@@ -66,6 +65,8 @@ impl RepService {
     }
 
     /// Reserves what fits and returns what did not (reference 2.4). While evacuating, all of it.
+    /// Each item is converted to its domain type here, at the edge; one that does not convert is
+    /// refused like one that does not fit.
     pub fn perform(&self, work: rep_pb::Work) -> rep_pb::PerformResponse {
         let cell_id = self.ctx.cell.cell_id.as_str();
         if self.ctx.evacuation.is_set() {
@@ -78,7 +79,9 @@ impl RepService {
         lrps.sort_by_key(|lrp| std::cmp::Reverse(lrp.resource.as_ref().map_or(0, |r| r.memory_mb)));
         let mut failed_lrps = Vec::new();
         for lrp in lrps {
-            if let Err(reason) = self.reserve_lrp(&lrp) {
+            let reserved =
+                LrpStart::try_from(lrp.clone()).map_err(|e| e.to_string()).and_then(|start| self.reserve_lrp(start));
+            if let Err(reason) = reserved {
                 let key = lrp.actual_lrp_key.clone().unwrap_or_default();
                 tracing::warn!(cell_id, process_guid = %key.process_guid, index = key.index, reason = %reason, "refusing lrp instance");
                 failed_lrps.push(lrp);
@@ -86,7 +89,9 @@ impl RepService {
         }
         let mut failed_tasks = Vec::new();
         for task in work.tasks {
-            if let Err(reason) = self.reserve_task(&task) {
+            let reserved =
+                TaskStart::try_from(task.clone()).map_err(|e| e.to_string()).and_then(|start| self.reserve_task(start));
+            if let Err(reason) = reserved {
                 tracing::warn!(cell_id, task_guid = %task.task_guid, reason = %reason, "refusing task");
                 failed_tasks.push(task);
             }
@@ -104,43 +109,23 @@ impl RepService {
     }
 
     /// Reserves one LRP instance under a fresh instance guid.
-    fn reserve_lrp(&self, lrp: &rep_pb::Lrp) -> Result<String, String> {
-        let key = lrp.actual_lrp_key.as_ref().ok_or("actual_lrp_key is required")?;
-        let process_guid = ProcessGuid::parse(key.process_guid.as_str()).map_err(|e| e.to_string())?;
-        let domain = DomainName::parse(key.domain.as_str()).map_err(|e| e.to_string())?;
-        if key.index < 0 {
-            return Err("index must not be negative".into());
-        }
-        let resource = lrp.resource.unwrap_or_default();
-        let constraint = lrp.placement_constraint.clone().unwrap_or_default();
-        self.check_rootfs(&constraint.rootfs)?;
-        let instance_guid = uuid::Uuid::new_v4().to_string();
-        let mut container_tags = constraint_tags(&constraint, resource.max_pids);
-        container_tags.insert(tags::LIFECYCLE.into(), tags::LRP.into());
-        container_tags.insert(tags::PROCESS_GUID.into(), process_guid.to_string());
-        container_tags.insert(tags::INDEX.into(), key.index.to_string());
-        container_tags.insert(tags::DOMAIN.into(), domain.to_string());
-        container_tags.insert(tags::INSTANCE_GUID.into(), instance_guid.clone());
-        let request =
-            AllocationRequest { memory_mb: resource.memory_mb, disk_mb: resource.disk_mb, tags: container_tags };
-        self.ctx.executor.reserve(&instance_guid, request).map_err(|e| e.to_string())?;
-        Ok(instance_guid)
+    fn reserve_lrp(&self, lrp: LrpStart) -> Result<String, String> {
+        self.check_rootfs(&lrp.placement_constraint.rootfs)?;
+        let instance_guid = InstanceGuid::parse(uuid::Uuid::new_v4().to_string()).map_err(|e| e.to_string())?;
+        let guid = instance_guid.as_str().to_owned();
+        let (memory_mb, disk_mb) = (lrp.resource.memory_mb, lrp.resource.disk_mb);
+        let request = AllocationRequest { memory_mb, disk_mb, workload: Workload::lrp(lrp, instance_guid) };
+        self.ctx.executor.reserve(&guid, request).map_err(|e| e.to_string())?;
+        Ok(guid)
     }
 
     /// Reserves one task under its task guid.
-    fn reserve_task(&self, task: &rep_pb::Task) -> Result<(), String> {
-        let task_guid = TaskGuid::parse(task.task_guid.as_str()).map_err(|e| e.to_string())?;
-        let domain = DomainName::parse(task.domain.as_str()).map_err(|e| e.to_string())?;
-        let resource = task.resource.unwrap_or_default();
-        let constraint = task.placement_constraint.clone().unwrap_or_default();
-        self.check_rootfs(&constraint.rootfs)?;
-        let mut container_tags = constraint_tags(&constraint, resource.max_pids);
-        container_tags.insert(tags::LIFECYCLE.into(), tags::TASK.into());
-        container_tags.insert(tags::TASK_GUID.into(), task_guid.to_string());
-        container_tags.insert(tags::DOMAIN.into(), domain.to_string());
-        let request =
-            AllocationRequest { memory_mb: resource.memory_mb, disk_mb: resource.disk_mb, tags: container_tags };
-        self.ctx.executor.reserve(task_guid.as_str(), request).map_err(|e| e.to_string())
+    fn reserve_task(&self, task: TaskStart) -> Result<(), String> {
+        self.check_rootfs(&task.placement_constraint.rootfs)?;
+        let guid = task.task_guid.as_str().to_owned();
+        let (memory_mb, disk_mb) = (task.resource.memory_mb, task.resource.disk_mb);
+        let request = AllocationRequest { memory_mb, disk_mb, workload: Workload::task(task) };
+        self.ctx.executor.reserve(&guid, request).map_err(|e| e.to_string())
     }
 }
 
@@ -148,53 +133,16 @@ fn resources_pb(r: Resources) -> rep_pb::Resources {
     rep_pb::Resources { memory_mb: r.memory_mb, disk_mb: r.disk_mb, containers: r.containers }
 }
 
-fn constraint_tags(constraint: &models_pb::PlacementConstraint, max_pids: i32) -> BTreeMap<String, String> {
-    let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".into());
-    BTreeMap::from([
-        (rep_tags::ROOTFS.to_owned(), constraint.rootfs.clone()),
-        (rep_tags::PLACEMENT_TAGS.to_owned(), json(&constraint.placement_tags)),
-        (rep_tags::VOLUME_DRIVERS.to_owned(), json(&constraint.volume_drivers)),
-        (rep_tags::MAX_PIDS.to_owned(), max_pids.to_string()),
-    ])
+/// An LRP container as `State` reports it: its key, the memory and disk it holds, and what it
+/// was asked for.
+fn lrp_of(container: &Container, lrp: &LrpWorkload) -> rep_pb::Lrp {
+    lrp.to_start(container.allocation.memory_mb, container.allocation.disk_mb).into()
 }
 
-fn constraint_of(container: &Container) -> models_pb::PlacementConstraint {
-    let list = |key: &str| serde_json::from_str::<Vec<String>>(tags::get(&container.tags, key)).unwrap_or_default();
-    models_pb::PlacementConstraint {
-        rootfs: tags::get(&container.tags, rep_tags::ROOTFS).to_owned(),
-        placement_tags: list(rep_tags::PLACEMENT_TAGS),
-        volume_drivers: list(rep_tags::VOLUME_DRIVERS),
-    }
-}
-
-fn resource_of(container: &Container) -> models_pb::Resource {
-    models_pb::Resource {
-        memory_mb: container.allocation.memory_mb,
-        disk_mb: container.allocation.disk_mb,
-        max_pids: tags::get(&container.tags, rep_tags::MAX_PIDS).parse().unwrap_or(0),
-    }
-}
-
-fn lrp_of(container: &Container) -> rep_pb::Lrp {
-    rep_pb::Lrp {
-        actual_lrp_key: Some(models_pb::ActualLrpKey {
-            process_guid: tags::get(&container.tags, tags::PROCESS_GUID).to_owned(),
-            index: tags::get(&container.tags, tags::INDEX).parse().unwrap_or(0),
-            domain: tags::get(&container.tags, tags::DOMAIN).to_owned(),
-        }),
-        resource: Some(resource_of(container)),
-        placement_constraint: Some(constraint_of(container)),
-    }
-}
-
-fn task_of(container: &Container) -> rep_pb::Task {
-    rep_pb::Task {
-        task_guid: container.guid.clone(),
-        domain: tags::get(&container.tags, tags::DOMAIN).to_owned(),
-        resource: Some(resource_of(container)),
-        placement_constraint: Some(constraint_of(container)),
-        failed: container.state == ContainerState::Completed && container.result.as_ref().is_some_and(|r| r.failed),
-    }
+/// A task container as `State` reports it; `failed` once it completed with a failure.
+fn task_of(container: &Container, task: &TaskWorkload) -> rep_pb::Task {
+    let failed = container.state == ContainerState::Completed && container.result.as_ref().is_some_and(|r| r.failed);
+    task.to_start(container.allocation.memory_mb, container.allocation.disk_mb, failed).into()
 }
 
 #[tonic::async_trait]
@@ -218,8 +166,7 @@ impl rep_pb::rep_server::Rep for RepService {
             );
         }
         let matches = self.ctx.executor.get(&request.instance_guid).is_some_and(|c| {
-            tags::get(&c.tags, tags::LIFECYCLE) == tags::LRP
-                && tags::get(&c.tags, tags::PROCESS_GUID) == request.process_guid
+            c.workload.as_lrp().is_some_and(|lrp| lrp.key.process_guid.as_str() == request.process_guid)
         });
         if !matches {
             return Err(ErrorCode::ResourceNotFound.to_status(format!(
@@ -243,7 +190,7 @@ impl rep_pb::rep_server::Rep for RepService {
             return Err(ErrorCode::InvalidRequest.to_status("invalid request: task_guid is required"));
         }
         // Answer at once and delete in the background; an unknown task counts as cancelled.
-        if self.ctx.executor.get(&guid).is_some_and(|c| tags::get(&c.tags, tags::LIFECYCLE) == tags::TASK) {
+        if self.ctx.executor.get(&guid).is_some_and(|c| c.workload.is_task()) {
             tracing::info!(task_guid = %guid, "task cancelled; deleting its container");
             let executor = self.ctx.executor.clone();
             tokio::spawn(async move {

@@ -20,6 +20,8 @@ use proto::pb::rep::v1 as rep_pb;
 pub use cell::{TestCell, TestCellOptions, eventually};
 pub use fake_bbs::{BbsCall, FakeBbs, FakePresence, LrpRef};
 
+pub use crate::workload::{lrp_workload, task_workload, workload};
+
 /// The rootfs the builders ask for; every rep offers it by default.
 pub const ROOTFS: &str = "preloaded:busybox";
 

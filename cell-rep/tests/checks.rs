@@ -3,7 +3,6 @@
 //! startup with a start timeout, liveness crashes naming the failing check, readiness toggling
 //! `routable` without crashing, and the daemonized-process rule.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -14,6 +13,7 @@ use cell_rep::executor::{
     AllocationRequest, Container, ContainerEvent, ContainerState, Executor, ExecutorConfig, Resources, RunRequest,
 };
 use cell_rep::runtime::process::ProcessRuntime;
+use cell_rep::testing::lrp_workload;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -38,8 +38,8 @@ fn cell() -> Cell {
 
 impl Cell {
     fn start(&self, guid: &str, request: RunRequest) {
-        let tags = BTreeMap::from([("lifecycle".to_owned(), "lrp".to_owned()), ("index".to_owned(), "0".to_owned())]);
-        self.executor.reserve(guid, AllocationRequest { memory_mb: 1, disk_mb: 1, tags }).expect("reserve");
+        let workload = lrp_workload("pg", 0, guid);
+        self.executor.reserve(guid, AllocationRequest { memory_mb: 1, disk_mb: 1, workload }).expect("reserve");
         self.executor.run(guid, request).expect("run");
     }
 

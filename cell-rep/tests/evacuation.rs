@@ -36,8 +36,9 @@ fn watch_stops(cell: &TestCell, other: &'static str) -> Arc<Mutex<Vec<(String, b
     tokio::spawn(async move {
         while let Ok(event) = events.recv().await {
             if let ContainerEvent::Completed(container) = event {
-                let pg = container.tags.get("process_guid").cloned().unwrap_or_default();
-                let index: i32 = container.tags.get("index").and_then(|i| i.parse().ok()).unwrap_or(-1);
+                let lrp = container.workload.as_lrp();
+                let pg = lrp.map(|l| l.key.process_guid.to_string()).unwrap_or_default();
+                let index: i32 = lrp.map_or(-1, |l| l.key.index);
                 let replaced = running_on(&bbs, &pg, index, other);
                 record.lock().expect("lock").push((container.guid.clone(), replaced));
             }

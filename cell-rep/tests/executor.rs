@@ -1,7 +1,6 @@
 //! Executor behaviour over the sim runtime, under paused time: accounting, reservation expiry,
 //! the lifecycle events, stop and delete, the reaper, health and readiness rules.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use cell_rep::executor::{
 };
 use cell_rep::resources::ResourceKind;
 use cell_rep::runtime::sim::{SimConfig, SimHandle, SimRuntime};
+use cell_rep::testing::{lrp_workload, task_workload};
 use tokio::sync::broadcast;
 
 const PATIENCE: Duration = Duration::from_secs(300);
@@ -31,16 +31,8 @@ fn executor() -> (Executor, SimHandle) {
     executor_with(SimConfig::default(), |_| {})
 }
 
-fn lrp_tags(index: u32) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("lifecycle".to_owned(), "lrp".to_owned()),
-        ("process_guid".to_owned(), "pg-1".to_owned()),
-        ("index".to_owned(), index.to_string()),
-    ])
-}
-
 fn lrp(memory_mb: i32) -> AllocationRequest {
-    AllocationRequest { memory_mb, disk_mb: 100, tags: lrp_tags(0) }
+    AllocationRequest { memory_mb, disk_mb: 100, workload: lrp_workload("pg-1", 0, "ig-1") }
 }
 
 fn app() -> RunRequest {
@@ -98,7 +90,7 @@ async fn reservations_are_accounted_and_refused_when_they_do_not_fit() {
         ReserveError::InsufficientResources { shortfall, .. } => assert_eq!(shortfall.kind, ResourceKind::Memory),
         other => panic!("unexpected {other:?}"),
     }
-    let disk = AllocationRequest { memory_mb: 1, disk_mb: 5000, tags: BTreeMap::new() };
+    let disk = AllocationRequest { memory_mb: 1, disk_mb: 5000, workload: lrp_workload("pg-1", 0, "ig-1") };
     assert!(matches!(executor.reserve("b", disk), Err(ReserveError::InsufficientResources { .. })));
     executor.reserve("b", lrp(1)).expect("fits");
     executor.reserve("c", lrp(1)).expect("fits");
@@ -291,8 +283,9 @@ async fn a_monitor_action_gates_running_and_its_failure_crashes() {
 async fn a_task_completes_successfully_when_its_process_exits_zero() {
     let (executor, _) = executor();
     let mut events = executor.subscribe();
-    let tags = BTreeMap::from([("lifecycle".to_owned(), "task".to_owned()), ("task_guid".to_owned(), "t1".to_owned())]);
-    executor.reserve("t1", AllocationRequest { memory_mb: 1, disk_mb: 1, tags }).expect("reserve");
+    executor
+        .reserve("t1", AllocationRequest { memory_mb: 1, disk_mb: 1, workload: task_workload("t1") })
+        .expect("reserve");
     let request =
         RunRequest { action: build::run("/bin/task", &[]), result_file: "/tmp/result".into(), ..RunRequest::default() };
     executor.run("t1", request).expect("run");

@@ -58,9 +58,10 @@ async fn a_reserved_instance_is_claimed_run_and_started_with_net_info() {
     assert_eq!(instance.cell_id.as_str(), "cell-1");
     let container = cell.executor.get(&instance_guid).expect("container");
     assert_eq!(container.state, ContainerState::Running);
-    assert_eq!(container.tags.get("process_guid").map(String::as_str), Some("web"));
-    assert_eq!(container.tags.get("index").map(String::as_str), Some("0"));
-    assert_eq!(container.tags.get("instance_guid").map(String::as_str), Some(instance_guid.as_str()));
+    let lrp = container.workload.as_lrp().expect("an lrp container");
+    assert_eq!(Some(lrp.key.process_guid.as_str()), Some("web"));
+    assert_eq!(Some(lrp.key.index.to_string().as_str()), Some("0"));
+    assert_eq!(Some(lrp.instance_guid.as_str()), Some(instance_guid.as_str()));
     let net = record.net_info.expect("net info");
     assert_eq!(net.address, container.address);
     assert_eq!(net.ports.len(), 1);

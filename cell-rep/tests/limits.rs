@@ -7,7 +7,6 @@
 //!
 //! Needs `busybox` on `PATH` (Debian package `busybox-static`) and util-linux's `prlimit`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +18,7 @@ use cell_rep::executor::{
 use cell_rep::runtime::process::{LimitMode, ProcessRuntime};
 use cell_rep::runtime::{ContainerRuntime, ContainerSpec, ProcessSpec, RuntimeError, StopSignal};
 use cell_rep::testing::{
-    BbsCall, FakeBbs, TestCell, TestCellOptions, desired_lrp_with, eventually, lrp_work, task, task_work,
+    BbsCall, FakeBbs, TestCell, TestCellOptions, desired_lrp_with, eventually, lrp_work, task, task_work, workload,
 };
 use proto::models::{Presence, TaskDefinition};
 use proto::pb::models::v1 as pb;
@@ -51,12 +50,8 @@ fn cell() -> Cell {
 
 impl Cell {
     fn start(&self, guid: &str, lifecycle: &str, memory_mb: i32, request: RunRequest) {
-        let tags = BTreeMap::from([
-            ("lifecycle".to_owned(), lifecycle.to_owned()),
-            ("process_guid".to_owned(), "pg".to_owned()),
-            ("index".to_owned(), "0".to_owned()),
-        ]);
-        self.executor.reserve(guid, AllocationRequest { memory_mb, disk_mb: 64, tags }).expect("reserve");
+        let workload = workload(guid, lifecycle, "pg", 0);
+        self.executor.reserve(guid, AllocationRequest { memory_mb, disk_mb: 64, workload }).expect("reserve");
         self.executor.run(guid, request).expect("run");
     }
 

@@ -15,6 +15,7 @@ use cell_rep::executor::{
 };
 use cell_rep::runtime::ContainerRuntime;
 use cell_rep::runtime::process::ProcessRuntime;
+use cell_rep::testing::workload;
 use tokio::sync::broadcast;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -40,12 +41,8 @@ fn cell(graceful_stop: Duration) -> Cell {
 
 impl Cell {
     async fn start(&mut self, guid: &str, lifecycle: &str, request: RunRequest) {
-        let tags = BTreeMap::from([
-            ("lifecycle".to_owned(), lifecycle.to_owned()),
-            ("process_guid".to_owned(), "pg".to_owned()),
-            ("index".to_owned(), "2".to_owned()),
-        ]);
-        self.executor.reserve(guid, AllocationRequest { memory_mb: 64, disk_mb: 64, tags }).expect("reserve");
+        let workload = workload(guid, lifecycle, "pg", 2);
+        self.executor.reserve(guid, AllocationRequest { memory_mb: 64, disk_mb: 64, workload }).expect("reserve");
         self.executor.run(guid, request).expect("run");
     }
 

@@ -17,6 +17,7 @@ use cell_rep::executor::{
 };
 use cell_rep::runtime::ContainerRuntime;
 use cell_rep::runtime::runc::{RuncConfig, RuncRuntime, runc_available};
+use cell_rep::testing::{lrp_workload, workload};
 use tokio::sync::broadcast;
 
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -99,9 +100,8 @@ fn cell(graceful_stop: Duration) -> Cell {
 
 impl Cell {
     fn start(&self, guid: &str, lifecycle: &str, memory_mb: i32, request: RunRequest) {
-        let tags =
-            BTreeMap::from([("lifecycle".to_owned(), lifecycle.to_owned()), ("index".to_owned(), "0".to_owned())]);
-        self.executor.reserve(guid, AllocationRequest { memory_mb, disk_mb: 64, tags }).expect("reserve");
+        let workload = workload(guid, lifecycle, "pg", 0);
+        self.executor.reserve(guid, AllocationRequest { memory_mb, disk_mb: 64, workload }).expect("reserve");
         let request = RunRequest { rootfs: "preloaded:busybox".into(), max_pids: 64, cpu_weight: 50, ..request };
         self.executor.run(guid, request).expect("run");
     }
@@ -238,8 +238,8 @@ async fn the_bundle_carries_the_limits_and_forks_stop_at_max_pids() {
         return;
     }
     let mut cell = cell(Duration::from_secs(2));
-    let tags = BTreeMap::from([("lifecycle".to_owned(), "lrp".to_owned()), ("index".to_owned(), "0".to_owned())]);
-    cell.executor.reserve("runc-pids", AllocationRequest { memory_mb: 64, disk_mb: 64, tags }).expect("reserve");
+    let workload = lrp_workload("pg", 0, "runc-pids");
+    cell.executor.reserve("runc-pids", AllocationRequest { memory_mb: 64, disk_mb: 64, workload }).expect("reserve");
     let sleepers = (0..30).map(|_| "sleep 30 >/dev/null 2>&1 &").collect::<Vec<_>>().join(" ");
     let request = RunRequest {
         rootfs: "preloaded:busybox".into(),

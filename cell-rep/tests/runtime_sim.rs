@@ -1,6 +1,5 @@
 //! The sim runtime: its process model, its probes, and thousands of containers in one process.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use cell_rep::executor::{
 };
 use cell_rep::runtime::sim::{SimConfig, SimRuntime};
 use cell_rep::runtime::{ContainerRuntime, ContainerSpec, Probe, ProbeKind, ProcessRole, ProcessSpec, StopSignal};
+use cell_rep::testing::{lrp_workload, workload};
 
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -17,7 +17,7 @@ fn spec(guid: &str, lifecycle: &str) -> ContainerSpec {
     ContainerSpec {
         guid: guid.into(),
         ports: vec![8080, 9090],
-        tags: BTreeMap::from([("lifecycle".to_owned(), lifecycle.to_owned())]),
+        workload: Some(workload(guid, lifecycle, "pg", 0)),
         ..ContainerSpec::default()
     }
 }
@@ -102,9 +102,8 @@ async fn thousands_of_sim_containers_run_in_one_process() {
     for (c, cell) in cells.iter().enumerate() {
         for i in 0..PER_CELL {
             let guid = format!("cell{c}-instance{i}");
-            let tags =
-                BTreeMap::from([("lifecycle".to_owned(), "lrp".to_owned()), ("index".to_owned(), i.to_string())]);
-            cell.reserve(&guid, AllocationRequest { memory_mb: 64, disk_mb: 64, tags }).expect("reserve");
+            let workload = lrp_workload("pg", i32::try_from(i).expect("small"), &guid);
+            cell.reserve(&guid, AllocationRequest { memory_mb: 64, disk_mb: 64, workload }).expect("reserve");
             let request = RunRequest {
                 action: build::run("/bin/app", &[]),
                 checks: vec![build::tcp_check(8080, 0, 0)],

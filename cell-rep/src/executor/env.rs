@@ -1,37 +1,27 @@
 //! The environment of a container's processes (reference §3.3, `rep/conversion_helpers.go`,
-//! `depot/steps/run_step.go`), built from the reservation's tags and the ports the runtime
+//! `depot/steps/run_step.go`), built from the container's workload and the ports the runtime
 //! allocated.
 //!
 //! Order: instance variables, the request's env, each run action's env, then the networking
 //! variables; a later duplicate wins. With host networking the app must listen on its host port,
 //! so `PORT` (last) is the host port of the first container port.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
-use super::tags;
 use crate::runtime::ContainerInfo;
+use crate::workload::Workload;
 
 /// `INSTANCE_GUID`, `INSTANCE_INDEX`, `CF_INSTANCE_GUID`, `CF_INSTANCE_INDEX` for LRP containers;
-/// nothing for tasks. The instance guid defaults to the container guid.
-pub fn instance_env(guid: &str, container_tags: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    if tags::get(container_tags, tags::LIFECYCLE) == tags::TASK {
-        return Vec::new();
-    }
-    let instance_guid = match tags::get(container_tags, tags::INSTANCE_GUID) {
-        "" => guid,
-        tagged => tagged,
-    };
-    let index = match tags::get(container_tags, tags::INDEX) {
-        "" => "0",
-        tagged => tagged,
-    };
+/// nothing for tasks.
+pub fn instance_env(workload: &Workload) -> Vec<(String, String)> {
+    let Workload::Lrp(lrp) = workload else { return Vec::new() };
+    let instance_guid = lrp.instance_guid.as_str();
+    let index = lrp.key.index.to_string();
     vec![
         ("INSTANCE_GUID".into(), instance_guid.into()),
-        ("INSTANCE_INDEX".into(), index.into()),
+        ("INSTANCE_INDEX".into(), index.clone()),
         ("CF_INSTANCE_GUID".into(), instance_guid.into()),
-        ("CF_INSTANCE_INDEX".into(), index.into()),
+        ("CF_INSTANCE_INDEX".into(), index),
     ]
 }
 
@@ -68,6 +58,7 @@ pub fn network_env(info: &ContainerInfo) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::container::PortMapping;
+    use crate::workload::{lrp_workload, task_workload};
 
     fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
         env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
@@ -75,12 +66,7 @@ mod tests {
 
     #[test]
     fn lrps_get_instance_variables_from_their_tags() {
-        let tags = BTreeMap::from([
-            ("lifecycle".to_owned(), "lrp".to_owned()),
-            ("process-index".to_owned(), "3".to_owned()),
-            ("instance_guid".to_owned(), "ig-1".to_owned()),
-        ]);
-        let env = instance_env("ig-1", &tags);
+        let env = instance_env(&lrp_workload("pg", 3, "ig-1"));
         assert_eq!(lookup(&env, "INSTANCE_INDEX"), Some("3"));
         assert_eq!(lookup(&env, "CF_INSTANCE_INDEX"), Some("3"));
         assert_eq!(lookup(&env, "INSTANCE_GUID"), Some("ig-1"));
@@ -89,8 +75,7 @@ mod tests {
 
     #[test]
     fn tasks_get_no_instance_variables() {
-        let tags = BTreeMap::from([("lifecycle".to_owned(), "task".to_owned())]);
-        assert!(instance_env("t1", &tags).is_empty());
+        assert!(instance_env(&task_workload("t1")).is_empty());
     }
 
     #[test]

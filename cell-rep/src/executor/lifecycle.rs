@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Container, ContainerEvent, Entry, Inner, LifecycleEvent, RunRequest, RunResult, env, tags};
+use super::{Container, ContainerEvent, Entry, Inner, LifecycleEvent, RunRequest, RunResult, env};
 use crate::actions::{LogFields, Ready, StepContext, StepError, preflight, run_action};
 use crate::checks::{CheckDefaults, CheckSpec, CheckTarget, never_healthy};
 use crate::runtime::exec_limits::ExecLimits;
@@ -53,9 +53,9 @@ pub(super) fn spawn(
     let span = tracing::info_span!(
         "container",
         container_guid = %container.guid,
-        process_guid = %tags::get(&container.tags, tags::PROCESS_GUID),
-        index = %tags::get(&container.tags, tags::INDEX),
-        task_guid = %tags::get(&container.tags, tags::TASK_GUID),
+        process_guid = %container.workload.process_guid(),
+        index = %container.workload.index(),
+        task_guid = %container.workload.task_guid(),
     );
     let guard = FinishGuard { inner: Arc::clone(&inner), guid: container.guid.clone() };
     tokio::spawn(
@@ -95,7 +95,7 @@ async fn drive(
         privileged: request.privileged,
         cpu_weight: request.cpu_weight,
         max_pids: request.max_pids,
-        tags: container.tags.clone(),
+        workload: Some(container.workload.clone()),
     };
     tracing::info!("creating container");
     let info = match inner.runtime.create(spec).await {
@@ -118,7 +118,7 @@ async fn drive(
     tracing::info!(ports = ?info.ports, "container created");
     inner.emit(ContainerEvent::Created(created));
 
-    let mut env_before = env::instance_env(&guid, &container.tags);
+    let mut env_before = env::instance_env(&container.workload);
     env_before.extend(request.env.iter().cloned());
     let ctx = StepContext {
         runtime: Arc::clone(&inner.runtime),
@@ -131,9 +131,9 @@ async fn drive(
         downloads: Arc::clone(&inner.downloads),
         scratch_dir: inner.config.data_dir.join("downloads"),
         log: LogFields {
-            process_guid: tags::get(&container.tags, tags::PROCESS_GUID).to_owned(),
-            index: tags::get(&container.tags, tags::INDEX).to_owned(),
-            task_guid: tags::get(&container.tags, tags::TASK_GUID).to_owned(),
+            process_guid: container.workload.process_guid().to_owned(),
+            index: container.workload.index(),
+            task_guid: container.workload.task_guid().to_owned(),
         },
         sequence: Arc::default(),
     };

@@ -1,4 +1,4 @@
-//! The executor's public types: configuration, requests, events, errors and tag names.
+//! The executor's public types: configuration, requests, events and errors.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,39 +7,7 @@ use std::time::Duration;
 use crate::container::{Container, ContainerState};
 use crate::resources::{Resources, Shortfall};
 use crate::runtime::RuntimeError;
-
-/// Tag names the executor reads (the rep writes them at reservation). Readers also accept the
-/// Go rep's dashed spellings (`process-guid`, `process-index`, `instance-guid`).
-pub mod tags {
-    /// `lrp` or `task`.
-    pub const LIFECYCLE: &str = "lifecycle";
-    /// Value of [`LIFECYCLE`] for LRP containers.
-    pub const LRP: &str = "lrp";
-    /// Value of [`LIFECYCLE`] for task containers.
-    pub const TASK: &str = "task";
-    /// The LRP's process guid.
-    pub const PROCESS_GUID: &str = "process_guid";
-    /// The LRP instance index.
-    pub const INDEX: &str = "index";
-    /// The LRP or task domain.
-    pub const DOMAIN: &str = "domain";
-    /// The LRP instance guid (equal to the container guid).
-    pub const INSTANCE_GUID: &str = "instance_guid";
-    /// The task guid (equal to the container guid).
-    pub const TASK_GUID: &str = "task_guid";
-
-    /// The value of `key` (or its dashed alias) in `tags`, or `""`.
-    pub fn get<'a>(tags: &'a std::collections::BTreeMap<String, String>, key: &str) -> &'a str {
-        let alias = match key {
-            PROCESS_GUID => "process-guid",
-            INDEX => "process-index",
-            INSTANCE_GUID => "instance-guid",
-            TASK_GUID => "task-guid",
-            _ => key,
-        };
-        tags.get(key).or_else(|| tags.get(alias)).map_or("", String::as_str)
-    }
-}
+use crate::workload::Workload;
 
 /// Configuration of the executor. Build it with [`ExecutorConfig::new`] or `Default` and
 /// override fields; every interval is a field so tests shorten them.
@@ -98,15 +66,14 @@ impl ExecutorConfig {
 }
 
 /// What to reserve.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocationRequest {
     /// Memory MB (≥ 0).
     pub memory_mb: i32,
     /// Disk MB (≥ 0).
     pub disk_mb: i32,
-    /// Tags kept on the container: `lifecycle`, `process_guid`, `index`, `domain`,
-    /// `instance_guid`, `task_guid`, ... (see [`tags`]).
-    pub tags: BTreeMap<String, String>,
+    /// What the container will run, kept on it.
+    pub workload: Workload,
 }
 
 /// A lifecycle event, carrying the container as it was right after the change.

@@ -25,6 +25,7 @@ use super::{
     RuntimeError, RuntimeProcess, StopSignal, validate_guid,
 };
 use crate::container::PortMapping;
+use crate::workload::Workload;
 
 /// Tunables of the sim runtime.
 #[derive(Debug, Clone)]
@@ -179,7 +180,7 @@ impl ContainerRuntime for SimRuntime {
             if registry.contains_key(&spec.guid) {
                 return Err(RuntimeError::AlreadyExists { guid: spec.guid });
             }
-            let is_task = spec.tags.get("lifecycle").is_some_and(|l| l == "task");
+            let is_task = spec.workload.as_ref().is_some_and(Workload::is_task);
             registry.insert(
                 spec.guid.clone(),
                 SimContainer {
