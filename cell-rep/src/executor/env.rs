@@ -65,7 +65,7 @@ mod tests {
     }
 
     #[test]
-    fn lrps_get_instance_variables_from_their_tags() {
+    fn lrps_get_instance_variables_from_their_workload() {
         let env = instance_env(&lrp_workload("pg", 3, "ig-1"));
         assert_eq!(lookup(&env, "INSTANCE_INDEX"), Some("3"));
         assert_eq!(lookup(&env, "CF_INSTANCE_INDEX"), Some("3"));

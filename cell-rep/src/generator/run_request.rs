@@ -2,7 +2,7 @@
 //! the routing details an instance reports: internal routes and resolved metric tags.
 //!
 //! The instance variables (`INSTANCE_GUID`, `INSTANCE_INDEX`, `CF_INSTANCE_*`) and the
-//! networking variables are added by the executor from the container's tags and ports; the run
+//! networking variables are added by the executor from the container's workload and ports; the run
 //! request carries only the desired LRP's or task's own environment.
 
 use std::collections::BTreeMap;
