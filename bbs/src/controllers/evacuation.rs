@@ -17,9 +17,9 @@
 use db::sql::actual_lrps::{ActualLrpFilter, StartInfo};
 use proto::lifecycle::actual_lrp::{
     Desired, apply_evacuate_claimed, apply_evacuate_crashed, apply_evacuate_running, apply_evacuate_stopped,
-    apply_remove_evacuating,
+    apply_remove_evacuating, every_instance_running,
 };
-use proto::models::{ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, Presence, SchedulingInfo, UpdateStrategy};
+use proto::models::{ActualLrpInstanceKey, ActualLrpKey, SchedulingInfo, UpdateStrategy};
 
 use super::Context;
 use super::actual_lrps::request_index_auction;
@@ -181,14 +181,6 @@ impl Evacuation<'_> {
 /// for taking one more instance down).
 async fn all_running(ctx: &Context, info: &SchedulingInfo) -> Result<bool> {
     let filter = ActualLrpFilter { process_guid: Some(info.process_guid.clone()), ..Default::default() };
-    let running = ctx
-        .reader()
-        .actual_lrps(&filter)
-        .await?
-        .iter()
-        .filter(|lrp| {
-            lrp.presence == Presence::Ordinary && lrp.state == ActualLrpState::Running && lrp.key.index < info.instances
-        })
-        .count();
-    Ok(i64::try_from(running).unwrap_or(i64::MAX) >= i64::from(info.instances))
+    let lrps = ctx.reader().actual_lrps(&filter).await?;
+    Ok(every_instance_running(info.instances, &lrps))
 }

@@ -1,4 +1,8 @@
 //! [`FakeBbs`]: the recording BBS and Locket fake with its in-memory model.
+//!
+//! The fake keeps storage and recording only: every ActualLRP call runs the same
+//! [`proto::lifecycle::actual_lrp`] function the BBS runs (with Diego's default crash policy and
+//! a clock stuck at 0), and every task call the same [`proto::lifecycle::task`] rules.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -6,8 +10,15 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::error::ErrorCode;
+use proto::lifecycle::actual_lrp::{
+    Desired, IndexRows, Refusal, StartInfo, apply_claim, apply_crash, apply_evacuate_claimed, apply_evacuate_crashed,
+    apply_evacuate_running, apply_evacuate_stopped, apply_remove, apply_remove_evacuating, apply_start,
+    every_instance_running,
+};
+use proto::lifecycle::crash::CrashPolicy;
 use proto::models::{
-    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, Presence, Task, TaskState,
+    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, ModificationTag, Presence, Task,
+    TaskState, UpdateStrategy,
 };
 use proto::pb::rep::v1 as rep_pb;
 use tokio::sync::watch;
@@ -329,48 +340,69 @@ fn lrp_ref(key: &ActualLrpKey, instance: &ActualLrpInstanceKey) -> LrpRef {
     }
 }
 
-fn same_instance(lrp: &ActualLrp, instance: &ActualLrpInstanceKey) -> bool {
-    lrp.instance_key.as_ref() == Some(instance)
+/// What the rep reported, as the lifecycle functions take it.
+fn start_info(lrp: &RunningLrp) -> StartInfo {
+    StartInfo {
+        net_info: lrp.net_info.clone(),
+        internal_routes: lrp.internal_routes.clone(),
+        metric_tags: lrp.metric_tags.clone(),
+        routable: lrp.routable,
+        availability_zone: lrp.availability_zone.clone(),
+    }
 }
 
-fn ordinary_id(key: &ActualLrpKey) -> (String, i32, Presence) {
-    (key.process_guid.to_string(), key.index, Presence::Ordinary)
+fn refused(call: &'static str, refusal: &Refusal) -> BbsError {
+    bad(call, refusal.code(), refusal.to_string())
 }
 
-fn presence_id(key: &ActualLrpKey, presence: Presence) -> (String, i32, Presence) {
-    (key.process_guid.to_string(), key.index, presence)
-}
+impl Model {
+    /// The in-memory `modify_index`: runs `f` (one of proto's lifecycle functions) on a copy of
+    /// the rows of `key`'s index and, when it succeeds, stores what changed. As the database does,
+    /// a row's presence is its slot's and a changed row's modification tag is bumped (a fresh
+    /// epoch for a new record).
+    fn modify_index<T>(
+        &mut self,
+        call: &'static str,
+        key: &ActualLrpKey,
+        f: impl FnOnce(&mut IndexRows) -> Result<T, Refusal>,
+    ) -> Result<T, BbsError> {
+        let id = |presence| (key.process_guid.to_string(), key.index, presence);
+        let mut before = IndexRows::default();
+        for presence in Presence::ALL {
+            *before.slot_mut(presence) = self.lrps.get(&id(presence)).cloned();
+        }
+        let mut after = before.clone();
+        let value = f(&mut after).map_err(|refusal| refused(call, &refusal))?;
+        for presence in Presence::ALL {
+            match after.slot_mut(presence).take() {
+                None => {
+                    self.lrps.remove(&id(presence));
+                }
+                Some(lrp) if before.get(presence) == Some(&lrp) => {}
+                Some(mut lrp) => {
+                    lrp.presence = presence;
+                    lrp.modification_tag = if lrp.modification_tag.epoch.is_empty() {
+                        ModificationTag::new("epoch")
+                    } else {
+                        lrp.modification_tag.incremented()
+                    };
+                    self.lrps.insert(id(presence), lrp);
+                }
+            }
+        }
+        Ok(value)
+    }
 
-fn running_record(lrp: &RunningLrp, presence: Presence, base: Option<ActualLrp>) -> ActualLrp {
-    let mut record = base.unwrap_or_else(|| ActualLrp::new_unclaimed(lrp.key.clone(), "epoch", now_ns()));
-    record.key = lrp.key.clone();
-    record.state = ActualLrpState::Running;
-    record.instance_key = Some(lrp.instance_key.clone());
-    record.net_info = Some(lrp.net_info.clone());
-    record.internal_routes = lrp.internal_routes.clone();
-    record.metric_tags = lrp.metric_tags.clone();
-    record.routable = lrp.routable;
-    record.availability_zone = lrp.availability_zone.clone();
-    record.presence = presence;
-    record.placement_error.clear();
-    record
-}
-
-fn unclaim(record: &mut ActualLrp) {
-    record.state = ActualLrpState::Unclaimed;
-    record.instance_key = None;
-    record.net_info = None;
-    record.routable = false;
-}
-
-/// Crash rules of bbs.md 3.2, without the reset after 5 minutes: UNCLAIMED again while the new
-/// count is below 3, else CRASHED.
-fn crash(record: &mut ActualLrp, reason: &str) {
-    record.crash_count = record.crash_count.saturating_add(1);
-    record.crash_reason = reason.to_owned();
-    unclaim(record);
-    if record.crash_count >= 3 {
-        record.state = ActualLrpState::Crashed;
+    /// What EvacuateRunning knows about the desired LRP.
+    fn desired_for_evacuation(&self, process_guid: &str) -> Desired {
+        match self.desired.get(process_guid) {
+            None => Desired::Gone,
+            Some(desired) if desired.scheduling.update_strategy == UpdateStrategy::Recreate => {
+                let lrps = self.lrps.values().filter(|lrp| lrp.key.process_guid.as_str() == process_guid);
+                Desired::Recreate { all_running: every_instance_running(desired.scheduling.instances, lrps) }
+            }
+            Some(_) => Desired::Rolling,
+        }
     }
 }
 
@@ -381,21 +413,9 @@ impl BbsClient for FakeBbs {
         instance: &'a ActualLrpInstanceKey,
     ) -> BoxFuture<'a, Result<(), BbsError>> {
         let result = self.handle(BbsCall::Claim(lrp_ref(key, instance)), |m| {
-            const CALL: &str = "ClaimActualLRP";
-            let record = m
-                .lrps
-                .get_mut(&ordinary_id(key))
-                .ok_or_else(|| bad(CALL, ErrorCode::ResourceNotFound, "actual lrp not found"))?;
-            match record.state {
-                ActualLrpState::Unclaimed => {}
-                ActualLrpState::Claimed | ActualLrpState::Running if same_instance(record, instance) => {}
-                _ => return Err(bad(CALL, ErrorCode::ActualLrpCannotBeClaimed, "cannot be claimed")),
-            }
-            record.state = ActualLrpState::Claimed;
-            record.instance_key = Some(instance.clone());
-            record.net_info = None;
-            record.placement_error.clear();
-            Ok(())
+            m.modify_index("ClaimActualLRP", key, |rows| {
+                apply_claim(rows, &key.process_guid, key.index, instance, now_ns())
+            })
         });
         Box::pin(async move { result })
     }
@@ -404,22 +424,9 @@ impl BbsClient for FakeBbs {
         let ports = lrp.net_info.ports.iter().map(|p| (p.container_port, p.host_port)).collect();
         let call = BbsCall::Start { lrp: lrp_ref(&lrp.key, &lrp.instance_key), routable: lrp.routable, ports };
         let result = self.handle(call, |m| {
-            let id = ordinary_id(&lrp.key);
-            let existing = m.lrps.get(&id).cloned();
-            if let Some(record) = &existing {
-                let allowed = match record.state {
-                    ActualLrpState::Unclaimed | ActualLrpState::Claimed => true,
-                    ActualLrpState::Running => same_instance(record, &lrp.instance_key),
-                    ActualLrpState::Crashed => false,
-                };
-                if !allowed {
-                    return Err(bad("StartActualLRP", ErrorCode::ActualLrpCannotBeStarted, "cannot be started"));
-                }
-            }
-            m.lrps.insert(id, running_record(lrp, Presence::Ordinary, existing));
-            m.lrps.remove(&presence_id(&lrp.key, Presence::Evacuating));
-            m.lrps.remove(&presence_id(&lrp.key, Presence::Suspect));
-            Ok(())
+            m.modify_index("StartActualLRP", &lrp.key, |rows| {
+                apply_start(rows, &lrp.key, &lrp.instance_key, &start_info(lrp), now_ns())
+            })
         });
         Box::pin(async move { result })
     }
@@ -431,13 +438,10 @@ impl BbsClient for FakeBbs {
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), BbsError>> {
         let call = BbsCall::Crash { lrp: lrp_ref(key, instance), reason: reason.to_owned() };
-        let result = self.handle(call, |m| match m.lrps.get_mut(&ordinary_id(key)) {
-            Some(record) if same_instance(record, instance) => {
-                crash(record, reason);
-                Ok(())
-            }
-            Some(_) => Err(bad("CrashActualLRP", ErrorCode::ActualLrpCannotBeCrashed, "cannot be crashed")),
-            None => Err(bad("CrashActualLRP", ErrorCode::ResourceNotFound, "actual lrp not found")),
+        let result = self.handle(call, |m| {
+            m.modify_index("CrashActualLRP", key, |rows| {
+                apply_crash(rows, key, instance, reason, &CrashPolicy::default(), now_ns()).map(|_| ())
+            })
         });
         Box::pin(async move { result })
     }
@@ -448,15 +452,9 @@ impl BbsClient for FakeBbs {
         instance: &'a ActualLrpInstanceKey,
     ) -> BoxFuture<'a, Result<(), BbsError>> {
         let result = self.handle(BbsCall::Remove(lrp_ref(key, instance)), |m| {
-            let id = ordinary_id(key);
-            match m.lrps.get(&id) {
-                Some(record) if same_instance(record, instance) => {
-                    m.lrps.remove(&id);
-                    Ok(())
-                }
-                Some(_) => Err(bad("RemoveActualLRP", ErrorCode::ActualLrpCannotBeRemoved, "cannot be removed")),
-                None => Err(bad("RemoveActualLRP", ErrorCode::ResourceNotFound, "actual lrp not found")),
-            }
+            m.modify_index("RemoveActualLRP", key, |rows| {
+                apply_remove(rows, &key.process_guid, key.index, Some(instance))
+            })
         });
         Box::pin(async move { result })
     }
@@ -467,68 +465,15 @@ impl BbsClient for FakeBbs {
         instance: &'a ActualLrpInstanceKey,
     ) -> BoxFuture<'a, Result<bool, BbsError>> {
         let result = self.handle(BbsCall::EvacuateClaimed(lrp_ref(key, instance)), |m| {
-            for presence in [Presence::Evacuating, Presence::Suspect] {
-                let id = presence_id(key, presence);
-                if m.lrps.get(&id).is_some_and(|r| same_instance(r, instance)) {
-                    m.lrps.remove(&id);
-                    return Ok(false);
-                }
-            }
-            match m.lrps.get_mut(&ordinary_id(key)) {
-                Some(record) if same_instance(record, instance) => {
-                    unclaim(record);
-                    Ok(false)
-                }
-                _ => Err(bad("EvacuateClaimedActualLRP", ErrorCode::ResourceNotFound, "actual lrp not found")),
-            }
+            m.modify_index("EvacuateClaimedActualLRP", key, |rows| {
+                apply_evacuate_claimed(rows, key, instance, now_ns())
+            })
+            .map(|_| false)
         });
         Box::pin(async move { result })
     }
 
     fn evacuate_running_actual_lrp<'a>(&'a self, lrp: &'a RunningLrp) -> BoxFuture<'a, Result<bool, BbsError>> {
-        // Mirrors the ROLLING rules of bbs.md 3.3.
-        let decide = |m: &mut Model| -> bool {
-            let key = &lrp.key;
-            let ordinary = m.lrps.get(&ordinary_id(key)).cloned();
-            let evacuating = m.lrps.get(&presence_id(key, Presence::Evacuating)).cloned();
-            let ours = |r: &ActualLrp| same_instance(r, &lrp.instance_key);
-            if ordinary.is_none() && evacuating.is_none() {
-                return false;
-            }
-            match &ordinary {
-                None => {
-                    m.lrps.remove(&presence_id(key, Presence::Evacuating));
-                    false
-                }
-                Some(o) if !ours(o) && matches!(o.state, ActualLrpState::Running | ActualLrpState::Crashed) => {
-                    if evacuating.as_ref().is_some_and(ours) {
-                        m.lrps.remove(&presence_id(key, Presence::Evacuating));
-                    }
-                    false
-                }
-                Some(o) if !ours(o) => {
-                    if evacuating.as_ref().is_some_and(|e| !ours(e)) {
-                        return false;
-                    }
-                    m.lrps.insert(
-                        presence_id(key, Presence::Evacuating),
-                        running_record(lrp, Presence::Evacuating, None),
-                    );
-                    true
-                }
-                Some(o) if matches!(o.state, ActualLrpState::Running | ActualLrpState::Claimed) => {
-                    m.lrps.insert(
-                        presence_id(key, Presence::Evacuating),
-                        running_record(lrp, Presence::Evacuating, None),
-                    );
-                    if let Some(record) = m.lrps.get_mut(&ordinary_id(key)) {
-                        unclaim(record);
-                    }
-                    true
-                }
-                Some(_) => false,
-            }
-        };
         let result = {
             let mut model = self.model();
             let name = "EvacuateRunningActualLRP";
@@ -537,7 +482,12 @@ impl BbsClient for FakeBbs {
             } else if let Some(code) = model.failures.get(name).copied() {
                 Err(bad(name, code, "injected failure"))
             } else {
-                Ok(decide(&mut model))
+                let desired = model.desired_for_evacuation(lrp.key.process_guid.as_str());
+                model
+                    .modify_index(name, &lrp.key, |rows| {
+                        apply_evacuate_running(rows, &lrp.key, &lrp.instance_key, &start_info(lrp), desired, now_ns())
+                    })
+                    .map(|outcome| outcome.keep)
             };
             let keep = *outcome.as_ref().unwrap_or(&true);
             model.calls.push(BbsCall::EvacuateRunning { lrp: lrp_ref(&lrp.key, &lrp.instance_key), keep });
@@ -553,14 +503,8 @@ impl BbsClient for FakeBbs {
         instance: &'a ActualLrpInstanceKey,
     ) -> BoxFuture<'a, Result<bool, BbsError>> {
         let result = self.handle(BbsCall::EvacuateStopped(lrp_ref(key, instance)), |m| {
-            for presence in [Presence::Evacuating, Presence::Suspect, Presence::Ordinary] {
-                let id = presence_id(key, presence);
-                if m.lrps.get(&id).is_some_and(|r| same_instance(r, instance)) {
-                    m.lrps.remove(&id);
-                    return Ok(false);
-                }
-            }
-            Err(bad("EvacuateStoppedActualLRP", ErrorCode::ResourceNotFound, "actual lrp not found"))
+            m.modify_index("EvacuateStoppedActualLRP", key, |rows| apply_evacuate_stopped(rows, key, instance))
+                .map(|()| false)
         });
         Box::pin(async move { result })
     }
@@ -573,20 +517,10 @@ impl BbsClient for FakeBbs {
     ) -> BoxFuture<'a, Result<bool, BbsError>> {
         let call = BbsCall::EvacuateCrashed { lrp: lrp_ref(key, instance), reason: reason.to_owned() };
         let result = self.handle(call, |m| {
-            for presence in [Presence::Evacuating, Presence::Suspect] {
-                let id = presence_id(key, presence);
-                if m.lrps.get(&id).is_some_and(|r| same_instance(r, instance)) {
-                    m.lrps.remove(&id);
-                    return Ok(false);
-                }
-            }
-            match m.lrps.get_mut(&ordinary_id(key)) {
-                Some(record) if same_instance(record, instance) => {
-                    crash(record, reason);
-                    Ok(false)
-                }
-                _ => Err(bad("EvacuateCrashedActualLRP", ErrorCode::ResourceNotFound, "actual lrp not found")),
-            }
+            m.modify_index("EvacuateCrashedActualLRP", key, |rows| {
+                apply_evacuate_crashed(rows, key, instance, reason, &CrashPolicy::default(), now_ns())
+            })
+            .map(|()| false)
         });
         Box::pin(async move { result })
     }
@@ -597,13 +531,7 @@ impl BbsClient for FakeBbs {
         instance: &'a ActualLrpInstanceKey,
     ) -> BoxFuture<'a, Result<(), BbsError>> {
         let result = self.handle(BbsCall::RemoveEvacuating(lrp_ref(key, instance)), |m| {
-            let id = presence_id(key, Presence::Evacuating);
-            if m.lrps.get(&id).is_some_and(|r| same_instance(r, instance)) {
-                m.lrps.remove(&id);
-                Ok(())
-            } else {
-                Err(bad("RemoveEvacuatingActualLRP", ErrorCode::ResourceNotFound, "evacuating actual lrp not found"))
-            }
+            m.modify_index("RemoveEvacuatingActualLRP", key, |rows| apply_remove_evacuating(rows, key, instance))
         });
         Box::pin(async move { result })
     }

@@ -31,7 +31,7 @@ pub use self::apply::{
 };
 pub use self::evacuate::{
     Desired, RunningOutcome, apply_evacuate_claimed, apply_evacuate_crashed, apply_evacuate_running,
-    apply_evacuate_stopped, apply_remove_evacuating,
+    apply_evacuate_stopped, apply_remove_evacuating, every_instance_running,
 };
 pub use self::instance::{CrashOutcome, StartInfo};
 pub use self::refusal::{Refusal, judge};

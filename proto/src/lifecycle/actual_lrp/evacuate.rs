@@ -39,6 +39,19 @@ pub struct RunningOutcome {
     pub auction: bool,
 }
 
+/// Whether every one of the `instances` desired instances has a RUNNING ordinary row among
+/// `lrps` (the rows of one desired LRP): RECREATE's condition for taking one more instance down
+/// ([`Desired::Recreate`]).
+pub fn every_instance_running<'a>(instances: i32, lrps: impl IntoIterator<Item = &'a ActualLrp>) -> bool {
+    let running = lrps
+        .into_iter()
+        .filter(|lrp| {
+            lrp.presence == Presence::Ordinary && lrp.state == ActualLrpState::Running && lrp.key.index < instances
+        })
+        .count();
+    i64::try_from(running).unwrap_or(i64::MAX) >= i64::from(instances)
+}
+
 const KEEP: RunningOutcome = RunningOutcome { keep: true, auction: false };
 const DROP: RunningOutcome = RunningOutcome { keep: false, auction: false };
 

@@ -341,3 +341,18 @@ fn fail_and_claim_set_and_clear_the_placement_error() {
     let lrp = index.ordinary.unwrap();
     assert_eq!((lrp.placement_error.as_str(), lrp.since, lrp.net_info), ("", NOW + 1, None));
 }
+
+#[test]
+fn recreate_proceeds_only_when_every_desired_instance_runs() {
+    let at = |index: i32, presence: Presence, state: ActualLrpState| ActualLrp {
+        key: ActualLrpKey { index, ..key() },
+        ..row((presence, state, Some("i1")))
+    };
+    let two = [at(0, ORD, Running), at(1, ORD, Running)];
+    assert!(every_instance_running(2, &two));
+    assert!(!every_instance_running(3, &two));
+    assert!(!every_instance_running(2, &[at(0, ORD, Running), at(1, EVAC, Running)]));
+    assert!(!every_instance_running(2, &[at(0, ORD, Running), at(1, ORD, Claimed)]));
+    assert!(!every_instance_running(2, &[at(0, ORD, Running), at(5, ORD, Running)]), "beyond the desired count");
+    assert!(every_instance_running(0, &[]));
+}
