@@ -1,6 +1,7 @@
-//! The one connector of the CLI to a BBS: address parsing, an eager connection (so an
-//! unreachable BBS is reported as such, exit code 3), and unary calls with a deadline whose
-//! failures are classified by [`Error::from_status`]; [`Bbs::all`] reads a list RPC page after
+//! The CLI's connection to a BBS: the address rule and the eager connection (so an
+//! unreachable BBS is reported as such, exit code 3) come from the service toolkit's one
+//! connector ([`svc::connect`]); here are unary calls with a deadline whose failures are
+//! classified by [`Error::from_status`], and [`Bbs::all`], which reads a list RPC page after
 //! page.
 
 use std::future::Future;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::models::v1 as pb;
-use tonic::transport::{Channel, Endpoint};
+use svc::connect::{ChannelOptions, ConnectError};
+use tonic::transport::Channel;
 
 use crate::error::{Error, root_cause};
 
@@ -28,17 +30,9 @@ pub struct Bbs {
 impl Bbs {
     /// Connects to `address` (`host:port`, or `http://host:port`).
     pub async fn connect(address: &str) -> Result<Bbs, Error> {
-        let uri = endpoint_uri(address)?;
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| Error::InvalidAddress { address: address.to_owned(), reason: root_cause(&e) })?
-            .connect_timeout(CONNECT_TIMEOUT);
-        let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => return Err(Error::Unreachable { address: address.to_owned(), reason: root_cause(&e) }),
-            Err(_) => {
-                return Err(Error::Timeout { address: address.to_owned(), seconds: CONNECT_TIMEOUT.as_secs() });
-            }
-        };
+        // No channel-wide deadline: unary calls get theirs in `unary`, and event streams none.
+        let options = ChannelOptions { timeout: None, ..ChannelOptions::new(CONNECT_TIMEOUT) };
+        let channel = svc::connect::connect(address, &options).await.map_err(|e| connect_error(address, e))?;
         Ok(Bbs { client: BbsClient::new(channel), address: address.to_owned() })
     }
 
@@ -159,23 +153,23 @@ paged_response!(
     api::CellsResponse => cells: pb::CellPresence
 );
 
-/// The URI of a BBS address; `host:port` gets `http://` in front. TLS is not offered yet.
+/// The URI of a BBS address; `host:port` gets `http://` in front (the toolkit's rule). TLS is
+/// not offered yet.
 pub fn endpoint_uri(address: &str) -> Result<String, Error> {
-    let invalid = |reason: &str| Error::InvalidAddress { address: address.to_owned(), reason: reason.to_owned() };
-    let rest = match address.split_once("://") {
-        None => address,
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(invalid("tls is not supported yet; use host:port or http://host:port")),
-        Some(_) => return Err(invalid("expected host:port or http://host:port")),
-    };
-    let rest = rest.trim_end_matches('/');
-    let Some((host, port)) = rest.rsplit_once(':') else {
-        return Err(invalid("expected host:port, e.g. 127.0.0.1:8889"));
-    };
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(invalid("expected host:port with a numeric port, e.g. 127.0.0.1:8889"));
+    svc::connect::endpoint_uri(address).map_err(|e| connect_error(address, e))
+}
+
+/// A connection failure as the CLI reports it.
+fn connect_error(address: &str, error: ConnectError) -> Error {
+    match error {
+        ConnectError::BadAddress { reason, .. } => Error::InvalidAddress { address: address.to_owned(), reason },
+        ConnectError::Unreachable { source, .. } => {
+            Error::Unreachable { address: address.to_owned(), reason: root_cause(&source) }
+        }
+        ConnectError::Timeout { timeout, .. } => {
+            Error::Timeout { address: address.to_owned(), seconds: timeout.as_secs() }
+        }
     }
-    Ok(format!("http://{rest}"))
 }
 
 #[cfg(test)]
