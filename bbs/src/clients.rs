@@ -115,7 +115,7 @@ pub trait RepClient: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ClientError>>;
 }
 
-/// Cached lazy channels by address, from the service toolkit's one connector
+/// Channels cached by address (connecting on first use), from the service toolkit's one connector
 /// ([`svc::connect`], where TLS and message-size limits get switched on).
 pub use svc::connect::Connector;
 
@@ -123,7 +123,7 @@ impl From<ConnectError> for ClientError {
     fn from(error: ConnectError) -> Self {
         match error {
             ConnectError::BadAddress { address, reason } => ClientError::BadAddress { address, reason },
-            // Only eager connections fail this way; the connector's channels are lazy.
+            // Only eager connections fail this way; the connector never connects up front.
             ConnectError::Unreachable { ref address, .. } | ConnectError::Timeout { ref address, .. } => {
                 ClientError::BadAddress { address: address.clone(), reason: error.to_string() }
             }
