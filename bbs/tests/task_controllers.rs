@@ -107,31 +107,19 @@ fn domain(value: &str) -> DomainName {
 
 /// A valid definition with resources, placement, one volume mount and `callback_url`.
 fn definition(callback_url: &str) -> TaskDefinition {
-    proto::convert::task_definition_from_pb(pb::TaskDefinition {
-        root_fs: "preloaded:cflinuxfs4".into(),
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/migrate".into(),
-                user: "vcap".into(),
-                ..Default::default()
-            })),
-        }),
-        memory_mb: 512,
-        disk_mb: 1024,
-        max_pids: 64,
-        placement_tags: vec!["isolated".into()],
-        volume_mounts: vec![pb::VolumeMount {
+    db::testing::fixtures::task_definition(|d| {
+        d.max_pids = 64;
+        d.placement_tags = vec!["isolated".into()];
+        d.volume_mounts = vec![pb::VolumeMount {
             driver: "nfsdriver".into(),
             container_dir: "/data".into(),
             mode: "rw".into(),
             shared: Some(pb::SharedDevice { volume_id: "vol-1".into(), mount_config: String::new() }),
-        }],
-        result_file: "/tmp/result".into(),
-        completion_callback_url: callback_url.into(),
-        annotation: "{\"app\":\"migrations\"}".into(),
-        ..Default::default()
+        }];
+        d.result_file = "/tmp/result".into();
+        d.completion_callback_url = callback_url.into();
+        d.annotation = "{\"app\":\"migrations\"}".into();
     })
-    .unwrap()
 }
 
 /// A harness leading on `backend` whose callback queue the test reads.

@@ -11,7 +11,6 @@ use converger::GuardReason;
 use db::sql::leases::LeaseType;
 use db::{Backend, Fence};
 use proto::models::{CellId, Task, TaskDefinition, TaskGuid, TaskState};
-use proto::pb::models::v1 as pb;
 
 use harness::{NOW, SEC, World, domain};
 
@@ -26,21 +25,7 @@ on_every_backend!(
 const MIN: i64 = 60 * SEC;
 
 fn definition(callback: &str) -> TaskDefinition {
-    proto::convert::task_definition_from_pb(pb::TaskDefinition {
-        root_fs: "preloaded:cflinuxfs4".into(),
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/migrate".into(),
-                user: "vcap".into(),
-                ..Default::default()
-            })),
-        }),
-        memory_mb: 512,
-        disk_mb: 1024,
-        completion_callback_url: callback.into(),
-        ..Default::default()
-    })
-    .unwrap()
+    db::testing::fixtures::task_definition(|d| d.completion_callback_url = callback.into())
 }
 
 fn g(s: &str) -> TaskGuid {

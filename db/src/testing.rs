@@ -9,6 +9,8 @@
 //! When `DIEGO_TEST_REQUIRE_BACKENDS` is set (CI sets it), a missing URL fails the test instead
 //! of skipping it, so a suite can never pass by not running.
 
+pub mod fixtures;
+
 use crate::{Backend, Store, StoreOptions};
 
 /// The env var naming the PostgreSQL test server.

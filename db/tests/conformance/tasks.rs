@@ -5,7 +5,6 @@ use db::sql::tasks::{TaskFilter, TaskSummary};
 use db::testing::TestDb;
 use proto::error::ErrorCode;
 use proto::models::{CellId, DomainName, Task, TaskDefinition, TaskGuid, TaskState};
-use proto::pb::models::v1 as pb;
 
 use super::NOW_NS;
 
@@ -49,23 +48,11 @@ fn cell(s: &str) -> CellId {
 }
 
 pub fn definition() -> TaskDefinition {
-    proto::convert::task_definition_from_pb(pb::TaskDefinition {
-        root_fs: "preloaded:cflinuxfs4".into(),
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/migrate".into(),
-                user: "vcap".into(),
-                ..Default::default()
-            })),
-        }),
-        memory_mb: 512,
-        disk_mb: 1024,
-        result_file: "/tmp/result".into(),
-        completion_callback_url: "https://cc.example.com/tasks/done".into(),
-        annotation: "from the suite".into(),
-        ..Default::default()
+    db::testing::fixtures::task_definition(|d| {
+        d.result_file = "/tmp/result".into();
+        d.completion_callback_url = "https://cc.example.com/tasks/done".into();
+        d.annotation = "from the suite".into();
     })
-    .unwrap()
 }
 
 async fn desire(db: &TestDb, task_guid: &str, domain_name: &str) -> Task {

@@ -1,7 +1,6 @@
 //! Task `plan` case by case (bbs.md 6.3).
 
 use proto::models::{CellId, DomainName, Task, TaskDefinition, TaskGuid, TaskState};
-use proto::pb::models::v1 as pb;
 
 use super::*;
 use crate::cells::{CellSet, GuardReason};
@@ -12,21 +11,7 @@ const MIN: i64 = 60 * SEC;
 const NOW: i64 = 1_767_225_600_000_000_000;
 
 fn definition(callback: &str) -> TaskDefinition {
-    proto::convert::task_definition_from_pb(pb::TaskDefinition {
-        root_fs: "preloaded:cflinuxfs4".into(),
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/migrate".into(),
-                user: "vcap".into(),
-                ..Default::default()
-            })),
-        }),
-        memory_mb: 512,
-        disk_mb: 1024,
-        completion_callback_url: callback.into(),
-        ..Default::default()
-    })
-    .unwrap()
+    db::testing::fixtures::task_definition(|d| d.completion_callback_url = callback.into())
 }
 
 fn task(guid: &str, state: TaskState) -> Task {
