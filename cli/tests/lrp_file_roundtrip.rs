@@ -38,7 +38,10 @@ async fn a_desired_lrp_with_every_field_round_trips_through_desire_lrp_and_lrp_j
     for field in SET_BY_THE_BBS {
         assert!(fields.remove(*field).is_some(), "the bbs sets `{field}`, and `lrp --json` prints it");
     }
-    assert_eq!(shown, file, "`lrp --json` differs from the file it was desired from");
+    let mut differences = Vec::new();
+    differ("", &shown, &file, &mut differences);
+    assert!(differences.is_empty(), "`lrp --json` differs from the file it was desired from at {differences:?}");
+    assert_eq!(shown, file);
 
     // The same, compared as messages: what the file says, what the BBS stored, and what it printed.
     let from_file = cli::lrp_file::parse(FIXTURE, true).unwrap();
@@ -74,6 +77,26 @@ fn the_fixture_sets_every_field_of_every_message_it_holds() {
         assert!(seen.contains(&format!("Action.{kind}_action")), "no {kind}_action");
     }
     assert!(seen.contains("Check.tcp_check") && seen.contains("Check.http_check"));
+}
+
+/// The JSON paths where `printed` and `file` differ.
+fn differ(path: &str, printed: &serde_json::Value, file: &serde_json::Value, into: &mut Vec<String>) {
+    use serde_json::Value;
+    match (printed, file) {
+        (Value::Object(a), Value::Object(b)) => {
+            for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+                let (left, right) = (a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null));
+                differ(&format!("{path}.{key}"), left, right, into);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (left, right)) in a.iter().zip(b).enumerate() {
+                differ(&format!("{path}[{i}]"), left, right, into);
+            }
+        }
+        _ if printed != file => into.push(format!("{path}: printed {printed}, file {file}")),
+        _ => {}
+    }
 }
 
 /// Every message of `diego.models.v1`, nested ones included, by full name (`.diego.models.v1.X`).

@@ -51,8 +51,8 @@ impl DesireTaskArgs {
     pub fn build(&self) -> Result<api::DesireTaskRequest, Error> {
         let definition = pb::TaskDefinition {
             root_fs: self.rootfs.clone(),
-            environment_variables: parse_env(&self.env)?.into_iter().map(Into::into).collect(),
-            action: Some(shell_action(&self.command, &self.user).into()),
+            environment_variables: parse_env(&self.env)?,
+            action: Some(shell_action(&self.command, &self.user)),
             memory_mb: self.memory_mb,
             disk_mb: self.disk_mb,
             completion_callback_url: self.callback_url.clone().unwrap_or_default(),
