@@ -1,10 +1,31 @@
-//! `benchmark-bbs`: parse flags, set up logging, run, print the table.
+//! `benchmark-bbs`: parse flags, check the run's configuration once (a refused one: one line on
+//! stderr, exit 64, as every diego-rs binary), set up logging, run, print the table. Exits 1 when
+//! the run fails or its report is not ok.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use loadtest::cli::{Cli, Command};
 
+/// Prints a report's table and where its files are; failure when the report is not ok. (A
+/// macro: the benchmark's and the smoke test's reports are different types with the same fields.)
+macro_rules! report {
+    ($report:expr) => {{
+        let report = $report;
+        print!("{}", report.table());
+        println!("table: {}", report.files.table.display());
+        println!("json: {}", report.files.json.display());
+        println!(
+            "charts: {} SVG files in {}",
+            report.files.charts.len(),
+            report.config.output.join("charts").display()
+        );
+        if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    }};
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -13,35 +34,22 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Smoke(args)) => {
-            let report = loadtest::smoke::run(args.into()).await?;
-            print!("{}", report.table());
-            println!("table: {}", report.files.table.display());
-            println!("json: {}", report.files.json.display());
-            println!(
-                "charts: {} SVG files in {}",
-                report.files.charts.len(),
-                report.config.output.join("charts").display()
-            );
-            if !report.ok() {
-                std::process::exit(1);
-            }
-        }
+    let outcome = match cli.command {
+        Some(Command::Smoke(args)) => loadtest::smoke::run(args.into()).await.map(|report| report!(report)),
         None => {
-            let report = loadtest::run(cli.bbs.into()).await?;
-            print!("{}", report.table());
-            println!("table: {}", report.files.table.display());
-            println!("json: {}", report.files.json.display());
-            println!(
-                "charts: {} SVG files in {}",
-                report.files.charts.len(),
-                report.config.output.join("charts").display()
-            );
-            if !report.ok() {
-                std::process::exit(1);
+            let config: loadtest::config::Config = cli.bbs.into();
+            if let Err(e) = config.validate() {
+                eprintln!("benchmark-bbs: {e}");
+                return ExitCode::from(svc::config::EXIT_INVALID_CONFIG);
             }
+            loadtest::run(config).await.map(|report| report!(report))
+        }
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("benchmark-bbs: {e:#}");
+            ExitCode::FAILURE
         }
     }
-    Ok(())
 }
