@@ -26,9 +26,10 @@ use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::locket::v1::locket_client::LocketClient;
 use serde::Serialize;
+use svc::connect::ChannelOptions;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::config::Config;
 use crate::format::redact;
@@ -336,20 +337,22 @@ pub struct Clients {
 impl Clients {
     /// Lazily connecting clients of the BBS at `address`, over `connections` connections.
     pub fn new(address: &str, connections: usize, timeout: Duration) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))?
-            .tcp_nodelay(true)
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .initial_stream_window_size(Some(8 * 1024 * 1024))
-            .initial_connection_window_size(Some(32 * 1024 * 1024));
+        // Wide HTTP/2 windows: big listings stream without waiting on window updates.
+        let options = ChannelOptions {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Some(timeout),
+            initial_stream_window_size: Some(8 * 1024 * 1024),
+            initial_connection_window_size: Some(32 * 1024 * 1024),
+        };
+        // One channel per connection (not the connector's cache, which shares one per address).
         let bbs = (0..connections.max(1))
             .map(|_| {
-                BbsClient::new(endpoint.connect_lazy())
+                Ok(BbsClient::new(svc::connect::lazy(address, &options)?)
                     .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX))
             })
-            .collect();
-        let locket = LocketClient::new(endpoint.connect_lazy());
+            .collect::<Result<_, svc::connect::ConnectError>>()?;
+        let locket = LocketClient::new(svc::connect::lazy(address, &options)?);
         Ok(Self { bbs: Arc::new(bbs), locket, next: Default::default() })
     }
 
