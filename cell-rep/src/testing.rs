@@ -13,7 +13,10 @@
 mod cell;
 mod fake_bbs;
 
-use proto::models::{ActualLrpKey, DesiredLrp, DomainName, ProcessGuid, Task, TaskDefinition, TaskGuid, TaskState};
+use proto::models::{
+    ActualLrpKey, DesiredLrp, DomainName, LrpStart, PlacementConstraint, ProcessGuid, Resource, Task, TaskDefinition,
+    TaskGuid, TaskStart, TaskState,
+};
 use proto::pb::models::v1 as pb;
 use proto::pb::rep::v1 as rep_pb;
 
@@ -119,39 +122,34 @@ pub fn lrp_key(process_guid: &str, index: i32) -> ActualLrpKey {
 
 /// A desired LRP instance as auction work for `Perform`.
 pub fn lrp_work(desired: &DesiredLrp, index: i32) -> rep_pb::Lrp {
-    rep_pb::Lrp {
-        actual_lrp_key: Some(pb::ActualLrpKey {
-            process_guid: desired.scheduling.process_guid.to_string(),
-            index,
-            domain: desired.scheduling.domain.to_string(),
-        }),
-        resource: Some(pb::Resource {
-            memory_mb: desired.scheduling.memory_mb,
-            disk_mb: desired.scheduling.disk_mb,
-            max_pids: desired.scheduling.max_pids,
-        }),
-        placement_constraint: Some(pb::PlacementConstraint {
-            rootfs: desired.scheduling.rootfs.clone(),
-            placement_tags: desired.scheduling.placement_tags.clone(),
+    let scheduling = &desired.scheduling;
+    LrpStart {
+        key: ActualLrpKey { process_guid: scheduling.process_guid.clone(), index, domain: scheduling.domain.clone() },
+        resource: Resource {
+            memory_mb: scheduling.memory_mb,
+            disk_mb: scheduling.disk_mb,
+            max_pids: scheduling.max_pids,
+        },
+        placement_constraint: PlacementConstraint {
+            rootfs: scheduling.rootfs.clone(),
+            placement_tags: scheduling.placement_tags.clone(),
             volume_drivers: Vec::new(),
-        }),
+        },
     }
+    .into()
 }
 
 /// A task as auction work for `Perform`.
 pub fn task_work(task: &Task) -> rep_pb::Task {
-    rep_pb::Task {
-        task_guid: task.task_guid.to_string(),
-        domain: task.domain.to_string(),
-        resource: Some(pb::Resource {
-            memory_mb: task.definition.memory_mb(),
-            disk_mb: task.definition.disk_mb(),
-            max_pids: 0,
-        }),
-        placement_constraint: Some(pb::PlacementConstraint {
+    TaskStart {
+        task_guid: task.task_guid.clone(),
+        domain: task.domain.clone(),
+        resource: Resource { memory_mb: task.definition.memory_mb(), disk_mb: task.definition.disk_mb(), max_pids: 0 },
+        placement_constraint: PlacementConstraint {
             rootfs: task.definition.rootfs().to_owned(),
-            ..Default::default()
-        }),
+            ..PlacementConstraint::default()
+        },
         failed: false,
     }
+    .into()
 }
