@@ -67,6 +67,8 @@ pub struct Rep {
     pub cell_id: String,
     /// Its gRPC address.
     pub address: String,
+    /// Its admin address (`/healthz`, `/metrics`).
+    pub admin_address: String,
     config: RepConfig,
     evacuate: CancellationToken,
     stop: CancellationToken,
@@ -79,6 +81,10 @@ pub struct Cluster {
     pub bbs_address: String,
     /// The auctioneer gRPC address, when started.
     pub auctioneer_address: Option<String>,
+    /// The BBS admin address (`/healthz`, `/leader`, `/metrics`), when this cluster started it.
+    pub bbs_admin_address: Option<String>,
+    /// The auctioneer admin address (`/healthz`, `/metrics`), when started.
+    pub auctioneer_admin_address: Option<String>,
     /// The reps, by index.
     pub reps: Vec<Rep>,
     /// Where reps keep their containers.
@@ -161,6 +167,7 @@ impl Cluster {
         let admin = bind("127.0.0.1:0").await?;
         let bbs_address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let mut cluster = Cluster::around(bbs_address, &spec, shutdown.clone());
+        cluster.bbs_admin_address = admin.local_addr().map(|a| a.to_string()).ok();
         let mut bbs_config = BbsConfig { database_url: spec.database_url.clone(), ..BbsConfig::default() };
         if spec.fast {
             bbs_config.lock_ttl = Duration::from_secs(5);
@@ -196,6 +203,8 @@ impl Cluster {
         Cluster {
             bbs_address,
             auctioneer_address: None,
+            bbs_admin_address: None,
+            auctioneer_admin_address: None,
             reps: Vec::new(),
             data_dir: spec.data_dir.clone(),
             shutdown,
@@ -256,6 +265,7 @@ impl Cluster {
         let grpc = bind("127.0.0.1:0").await?;
         let admin = bind("127.0.0.1:0").await?;
         let address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let admin_address = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let mut config = AuctioneerConfig { bbs_address: self.bbs_address.clone(), ..AuctioneerConfig::default() };
         if self.fast {
             config.lock_ttl = Duration::from_secs(5);
@@ -279,6 +289,7 @@ impl Cluster {
         })
         .await?;
         self.auctioneer_address = Some(address);
+        self.auctioneer_admin_address = Some(admin_address);
         self.auctioneer_stop = Some(stop);
         Ok(())
     }
@@ -289,6 +300,7 @@ impl Cluster {
             stop.cancel();
         }
         self.auctioneer_address = None;
+        self.auctioneer_admin_address = None;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
@@ -323,6 +335,7 @@ impl Cluster {
         let grpc = bind("127.0.0.1:0").await?;
         let admin = bind("127.0.0.1:0").await?;
         let address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let admin_address = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let invalid = |e: String| ClusterError::Config { component: "cell rep", message: e };
         let config = RepConfig { advertise_address: address.clone(), ..config }
             .validate()
@@ -336,7 +349,8 @@ impl Cluster {
             evacuate.clone(),
         ));
         let cell_id = config.cell_id.clone();
-        let rep = Rep { cell_id, address, config: config.into_inner(), evacuate, stop, task: Some(task) };
+        let config = config.into_inner();
+        let rep = Rep { cell_id, address, admin_address, config, evacuate, stop, task: Some(task) };
         if i < self.reps.len() {
             self.reps[i] = rep;
         } else {

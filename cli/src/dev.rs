@@ -85,6 +85,11 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     for rep in &cluster.reps {
         println!("cell {}: {}", rep.cell_id, rep.address);
     }
+    // Every admin server renders the process's one recorder: each page shows every component's
+    // series (bbs_*, auctioneer_*, rep_* by cell_id).
+    if let Some(address) = &cluster.bbs_admin_address {
+        println!("metrics: http://{address}/metrics");
+    }
     if args.demo {
         desire_demo(&cluster, runtime).await?;
         println!("demo: desired 3 instances of the demo app; watch them with 'diego lrp demo'");
@@ -94,18 +99,10 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
         );
     }
     println!("press ctrl-c to stop");
-    wait_for_signal().await;
+    svc::signals::terminated().await;
     eprintln!("stopping ...");
     cluster.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-    }
 }
 
 /// Desires the demo app (the `diego-demo-app` binary next to this one) with 3 instances.
