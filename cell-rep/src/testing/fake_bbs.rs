@@ -16,6 +16,7 @@ use proto::lifecycle::actual_lrp::{
     every_instance_running,
 };
 use proto::lifecycle::crash::CrashPolicy;
+use proto::lifecycle::task::{TaskCall, TaskVerdict};
 use proto::models::{
     ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, ModificationTag, Presence, Task,
     TaskState, UpdateStrategy,
@@ -351,6 +352,10 @@ fn start_info(lrp: &RunningLrp) -> StartInfo {
     }
 }
 
+fn parse_cell(call: &'static str, cell_id: &str) -> Result<CellId, BbsError> {
+    CellId::parse(cell_id).map_err(|e| bad(call, ErrorCode::InvalidRequest, e.to_string()))
+}
+
 fn refused(call: &'static str, refusal: &Refusal) -> BbsError {
     bad(call, refusal.code(), refusal.to_string())
 }
@@ -391,6 +396,23 @@ impl Model {
             }
         }
         Ok(value)
+    }
+
+    /// Runs a task call (proto's task rules) on the stored task `task_guid`.
+    fn transition_task(
+        &mut self,
+        call: &'static str,
+        task_guid: &str,
+        task_call: &TaskCall,
+    ) -> Result<TaskVerdict, BbsError> {
+        let task =
+            self.tasks.get_mut(task_guid).ok_or_else(|| bad(call, ErrorCode::ResourceNotFound, "task not found"))?;
+        let verdict =
+            task_call.transition(task, now_ns()).map_err(|refusal| bad(call, refusal.code, refusal.message))?;
+        if verdict == TaskVerdict::Delete {
+            self.tasks.remove(task_guid);
+        }
+        Ok(verdict)
     }
 
     /// What EvacuateRunning knows about the desired LRP.
@@ -560,18 +582,9 @@ impl BbsClient for FakeBbs {
     fn start_task<'a>(&'a self, task_guid: &'a str, cell_id: &'a str) -> BoxFuture<'a, Result<bool, BbsError>> {
         let call = BbsCall::StartTask(task_guid.to_owned(), cell_id.to_owned());
         let result = self.handle(call, |m| {
-            const CALL: &str = "StartTask";
-            let task =
-                m.tasks.get_mut(task_guid).ok_or_else(|| bad(CALL, ErrorCode::ResourceNotFound, "task not found"))?;
-            match task.state {
-                TaskState::Pending => {
-                    task.state = TaskState::Running;
-                    task.cell_id = CellId::parse(cell_id).ok();
-                    Ok(true)
-                }
-                TaskState::Running if task.cell_id.as_ref().is_some_and(|c| c.as_str() == cell_id) => Ok(false),
-                _ => Err(bad(CALL, ErrorCode::InvalidStateTransition, "cannot start")),
-            }
+            let call = TaskCall::Start { cell_id: parse_cell("StartTask", cell_id)? };
+            let verdict = m.transition_task("StartTask", task_guid, &call)?;
+            Ok(verdict == TaskVerdict::Write(TaskState::Running))
         });
         Box::pin(async move { result })
     }
@@ -579,23 +592,13 @@ impl BbsClient for FakeBbs {
     fn complete_task<'a>(&'a self, completion: &'a TaskCompletion) -> BoxFuture<'a, Result<(), BbsError>> {
         let call = BbsCall::CompleteTask(completion.clone());
         let result = self.handle(call, |m| {
-            const CALL: &str = "CompleteTask";
-            let task = m
-                .tasks
-                .get_mut(&completion.task_guid)
-                .ok_or_else(|| bad(CALL, ErrorCode::ResourceNotFound, "task not found"))?;
-            if task.state != TaskState::Running {
-                return Err(bad(CALL, ErrorCode::InvalidStateTransition, "not running"));
-            }
-            if task.cell_id.as_ref().map(CellId::as_str) != Some(completion.cell_id.as_str()) {
-                return Err(bad(CALL, ErrorCode::RunningOnDifferentCell, "running on a different cell"));
-            }
-            task.state = TaskState::Completed;
-            task.cell_id = None;
-            task.failed = completion.failed;
-            task.failure_reason = completion.failure_reason.clone();
-            task.result = completion.result.clone();
-            Ok(())
+            let call = TaskCall::Complete {
+                cell_id: parse_cell("CompleteTask", &completion.cell_id)?,
+                failed: completion.failed,
+                failure_reason: completion.failure_reason.clone(),
+                result: completion.result.clone(),
+            };
+            m.transition_task("CompleteTask", &completion.task_guid, &call).map(|_| ())
         });
         Box::pin(async move { result })
     }
@@ -603,18 +606,9 @@ impl BbsClient for FakeBbs {
     fn reject_task<'a>(&'a self, task_guid: &'a str, reason: &'a str) -> BoxFuture<'a, Result<(), BbsError>> {
         let call = BbsCall::RejectTask(task_guid.to_owned(), reason.to_owned());
         let result = self.handle(call, |m| {
-            let task = m
-                .tasks
-                .get_mut(task_guid)
-                .ok_or_else(|| bad("RejectTask", ErrorCode::ResourceNotFound, "task not found"))?;
-            if !matches!(task.state, TaskState::Pending | TaskState::Running) {
-                return Err(bad("RejectTask", ErrorCode::InvalidRequest, "not pending or running"));
-            }
-            task.state = TaskState::Pending;
-            task.cell_id = None;
-            task.rejection_count = task.rejection_count.saturating_add(1);
-            task.rejection_reason = reason.to_owned();
-            Ok(())
+            // The fake never fails a task for its rejections: tests see every rejection returned.
+            let call = TaskCall::Reject { reason: reason.to_owned(), max_retries: i32::MAX };
+            m.transition_task("RejectTask", task_guid, &call).map(|_| ())
         });
         Box::pin(async move { result })
     }

@@ -1,8 +1,13 @@
 //! The Task state machine (bbs.md 3.5).
 //!
 //! Mirrors the guards of `bbs/db/sqldb/task_db.go` and `bbs/models/task.go`. [`decide`] says
-//! what a call does to a stored task; the caller sets the fields (cell_id, failed,
-//! failure_reason, rejection_count, timestamps), sends callbacks and talks to reps.
+//! what a call does to a stored task; [`TaskCall`] (in the `call` submodule) sets the fields a
+//! call sets (cell_id, failed, failure_reason, rejection_count, timestamps) and words the
+//! refusal. The caller stores the task, sends callbacks and talks to reps.
+
+mod call;
+
+pub use self::call::{CANCELLED_REASON, TaskCall, TaskRefusal, state_name};
 
 use crate::error::ErrorCode;
 use crate::models::TaskState;
