@@ -45,11 +45,7 @@ pub fn cell_state_from_pb(state: rep_pb::CellState) -> CellState {
     CellState {
         total: resources_from_pb(state.total_resources.as_ref()),
         available: resources_from_pb(state.available_resources.as_ref()),
-        rootfs_providers: state
-            .rootfs_providers
-            .into_iter()
-            .map(|p| RootfsProvider { name: p.name, properties: p.properties })
-            .collect(),
+        rootfs_providers: state.rootfs_providers.into_iter().map(RootfsProvider::from).collect(),
         volume_drivers: state.volume_drivers,
         placement_tags: state.placement_tags,
         optional_placement_tags: state.optional_placement_tags,

@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use proto::error::ErrorCode;
-use proto::models::{InstanceGuid, LrpStart, TaskStart};
-use proto::pb::models::v1 as models_pb;
+use proto::models::{InstanceGuid, LrpStart, RootfsProvider, TaskStart};
 use proto::pb::rep::v1 as rep_pb;
 use tonic::{Request, Response, Status};
 
@@ -48,10 +47,7 @@ impl RepService {
             cell_id: cell.cell_id.to_string(),
             rep_url: format!("http://{}", cell.rep_address),
             zone: cell.zone.clone(),
-            rootfs_providers: vec![models_pb::Provider {
-                name: "preloaded".into(),
-                properties: cell.rootfs_names.clone(),
-            }],
+            rootfs_providers: vec![RootfsProvider::fixed("preloaded", cell.rootfs_names.clone()).into()],
             available_resources: Some(resources_pb(self.ctx.executor.available())),
             total_resources: Some(resources_pb(self.ctx.executor.total())),
             lrps,

@@ -54,26 +54,9 @@ impl Resources {
 }
 
 /// A root filesystem provider advertised by a cell, for example `docker` (any image) or
-/// `preloaded` with the stacks `cflinuxfs4` and `busybox`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct RootfsProvider {
-    /// The URL scheme this provider serves (`docker`, `preloaded`, `preloaded+layer`).
-    pub name: String,
-    /// The fixed set of rootfs names it serves; empty means "any rootfs of this scheme".
-    pub properties: Vec<String>,
-}
-
-impl RootfsProvider {
-    /// A provider that accepts every rootfs of its scheme (Diego's "arbitrary" provider).
-    pub fn arbitrary(name: impl Into<String>) -> Self {
-        Self { name: name.into(), properties: Vec::new() }
-    }
-
-    /// A provider that accepts only the listed rootfs names (Diego's "fixed set" provider).
-    pub fn fixed<S: Into<String>>(name: impl Into<String>, names: impl IntoIterator<Item = S>) -> Self {
-        Self { name: name.into(), properties: names.into_iter().map(Into::into).collect() }
-    }
-}
+/// `preloaded` with the stacks `cflinuxfs4` and `busybox`: the URL scheme it serves and the fixed
+/// set of names it serves (empty means "any rootfs of this scheme"). The wire's own model.
+pub use proto::models::RootfsProvider;
 
 /// An LRP instance already on a cell (running, starting, or reserved earlier).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]

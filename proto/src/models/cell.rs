@@ -17,13 +17,25 @@ pub struct CellCapacity {
 }
 
 /// A root filesystem scheme a cell can provide, with its names (`preloaded` -> `busybox`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct RootfsProvider {
     /// The URL scheme (`preloaded`, `docker`, ...).
     pub name: String,
     /// The names under that scheme; empty means any.
     #[serde(default)]
     pub properties: Vec<String>,
+}
+
+impl RootfsProvider {
+    /// A provider that accepts every rootfs of its scheme (Diego's "arbitrary" provider).
+    pub fn arbitrary(name: impl Into<String>) -> Self {
+        Self { name: name.into(), properties: Vec::new() }
+    }
+
+    /// A provider that accepts only the listed rootfs names (Diego's "fixed set" provider).
+    pub fn fixed<S: Into<String>>(name: impl Into<String>, names: impl IntoIterator<Item = S>) -> Self {
+        Self { name: name.into(), properties: names.into_iter().map(Into::into).collect() }
+    }
 }
 
 /// A live cell.
