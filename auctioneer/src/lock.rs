@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::pb::locket::v1 as locket_pb;
-use svc::lease::{Attempt, Fencing, LeaseCalls, LeaseHolder, LeaseTiming, Report};
+use svc::lease::{Attempt, Fencing, HeldStatus, LeaseCalls, LeaseHolder, LeaseTiming, Report};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -32,46 +32,39 @@ pub use svc::lease::{LEASE_RENEWAL_DURATION, LEASE_RENEWAL_FAILURES};
 pub const LOCK_KEY: &str = "auctioneer";
 
 /// Whether this process holds the lock, observable by every part of it. Cloning shares it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LockStatus {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for LockStatus {
-    fn default() -> Self {
-        Self::new()
-    }
+    status: HeldStatus,
 }
 
 impl LockStatus {
     /// A status that says "not held".
     pub fn new() -> Self {
-        Self { tx: Arc::new(watch::Sender::new(false)) }
+        Self::default()
     }
 
     /// True while the lock is held.
     pub fn is_held(&self) -> bool {
-        *self.tx.borrow()
+        self.status.is_held()
     }
 
     /// Records whether the lock is held (tests use this as a fake lock holder).
     pub fn set_held(&self, held: bool) {
-        if self.tx.send_if_modified(|current| std::mem::replace(current, held) != held) {
+        if self.status.set(held) {
             metrics::record_lock_held(held);
         }
     }
 
     /// A receiver that sees every change.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
-        self.tx.subscribe()
+        self.status.subscribe()
     }
 
     /// Waits until the status is `held`; returns false if `shutdown` came first.
     pub async fn wait_until(&self, held: bool, shutdown: &CancellationToken) -> bool {
-        let mut rx = self.subscribe();
         tokio::select! {
             _ = shutdown.cancelled() => false,
-            reached = rx.wait_for(|h| *h == held) => reached.is_ok(),
+            _ = self.status.wait_until(held) => true,
         }
     }
 }
@@ -147,23 +140,13 @@ impl GrpcLocker {
 }
 
 fn resource(spec: &LockSpec) -> locket_pb::Resource {
-    locket_pb::Resource {
-        key: spec.key.clone(),
-        owner: spec.owner.clone(),
-        value: spec.value.clone(),
-        type_code: locket_pb::TypeCode::Lock as i32,
-    }
+    svc::lease::locket::resource(&spec.key, &spec.owner, &spec.value, locket_pb::TypeCode::Lock)
 }
 
 impl Locker for GrpcLocker {
     fn lock<'a>(&'a self, spec: &'a LockSpec) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            // Whole seconds on the wire; round up so the lease never outlives less than asked.
-            let ttl = spec.ttl.as_millis().div_ceil(1000).max(1);
-            let request = locket_pb::LockRequest {
-                resource: Some(resource(spec)),
-                ttl_in_seconds: i64::try_from(ttl).unwrap_or(i64::MAX),
-            };
+            let request = svc::lease::locket::lock_request(resource(spec), spec.ttl);
             self.client()?
                 .lock(request)
                 .await

@@ -17,47 +17,16 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::models::{CellCapacity, CellId, CellPresence, RootfsProvider};
-use svc::lease::{Attempt, Fencing, LeaseCalls, LeaseHolder, LeaseTiming, Report};
-use tokio::sync::watch;
+use svc::lease::{Attempt, Fencing, HeldStatus, LeaseCalls, LeaseHolder, LeaseTiming, Report};
 use tokio_util::sync::CancellationToken;
 
 use crate::bbs_client::{BbsClient, PresenceLease};
 
 pub use svc::lease::{LEASE_RENEWAL_DURATION, LEASE_RENEWAL_FAILURES};
 
-/// Whether the presence is currently held, observable by the rest of the process.
-#[derive(Debug, Clone)]
-pub struct PresenceStatus {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for PresenceStatus {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl PresenceStatus {
-    /// A status that says "not held".
-    pub fn new() -> Self {
-        Self { tx: Arc::new(watch::Sender::new(false)) }
-    }
-
-    /// True while the last renewal succeeded.
-    pub fn is_held(&self) -> bool {
-        *self.tx.borrow()
-    }
-
-    fn set(&self, held: bool) {
-        self.tx.send_if_modified(|current| std::mem::replace(current, held) != held);
-    }
-
-    /// Waits until the status is `held` (wrap it in a timeout).
-    pub async fn wait_until(&self, held: bool) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|h| *h == held).await;
-    }
-}
+/// Whether the presence is currently held (the last renewal succeeded), observable by the rest
+/// of the process.
+pub type PresenceStatus = HeldStatus;
 
 /// What this cell advertises, built from its configuration and the address it serves on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -405,9 +405,7 @@ impl BbsClient for GrpcBbsClient {
     }
 
     fn lock_presence<'a>(&'a self, lease: &'a PresenceLease, ttl: Duration) -> BoxFuture<'a, Result<(), BbsError>> {
-        // Whole seconds on the wire; round up so the lease never lives shorter than asked.
-        let ttl = i64::try_from(ttl.as_millis().div_ceil(1000).max(1)).unwrap_or(i64::MAX);
-        let request = locket_pb::LockRequest { resource: Some(presence_resource(lease)), ttl_in_seconds: ttl };
+        let request = svc::lease::locket::lock_request(presence_resource(lease), ttl);
         Box::pin(async move {
             self.call("Lock", |c| {
                 let request = request.clone();
@@ -432,12 +430,7 @@ impl BbsClient for GrpcBbsClient {
 }
 
 fn presence_resource(lease: &PresenceLease) -> locket_pb::Resource {
-    locket_pb::Resource {
-        key: lease.key.clone(),
-        owner: lease.owner.clone(),
-        value: lease.value.clone(),
-        type_code: locket_pb::TypeCode::Presence as i32,
-    }
+    svc::lease::locket::resource(&lease.key, &lease.owner, &lease.value, locket_pb::TypeCode::Presence)
 }
 
 /// A reason as the BBS accepts it: process output may hold NUL, which no request may carry, and
