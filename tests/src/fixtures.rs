@@ -52,3 +52,17 @@ pub fn task(script: &str) -> pb::TaskDefinition {
         ..Default::default()
     }
 }
+
+/// A long-running LRP of `script` with no ports, checks or monitor.
+pub fn plain_lrp(guid: &str, instances: i32, action: pb::Action) -> pb::DesiredLrp {
+    pb::DesiredLrp {
+        process_guid: guid.into(),
+        domain: "apps".into(),
+        rootfs: "preloaded:busybox".into(),
+        instances,
+        memory_mb: 32,
+        disk_mb: 32,
+        action: Some(action),
+        ..Default::default()
+    }
+}

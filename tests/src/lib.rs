@@ -1,13 +1,15 @@
 //! Whole-cluster test harness: [`cluster::Cluster`] starts a BBS, an auctioneer and N cell reps in
 //! one process on loopback over a fresh test database, with every interval shortened by config,
 //! and offers the faults the end-to-end suite needs (kill a rep, bring it back, evacuate one,
-//! stop the auctioneer). [`eventually`] polls with bounded patience.
+//! stop the auctioneer). [`eventually`] polls with bounded patience; [`steps`] are what the
+//! tests do through the BBS and wait for; [`fixtures`] the desired LRPs and tasks they run.
 
 pub mod cluster;
 pub mod eventually;
 pub mod fixtures;
 pub mod probe;
 pub mod scratch;
+pub mod steps;
 
 /// Runs each `async fn case(backend: db::Backend)` named as a test on SQLite, PostgreSQL and
 /// MySQL (modules `sqlite`, `postgres`, `mysql`), each on a two-thread runtime.
