@@ -23,7 +23,7 @@ use crate::codec::encode_proto;
 use crate::{Error, Result, Store};
 
 /// The failure reason of a cancelled task (Diego's).
-pub const CANCELLED_REASON: &str = "task was cancelled";
+pub use proto::lifecycle::task::CANCELLED_REASON;
 
 /// Which tasks a listing returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -13,16 +13,6 @@ use crate::codec::decode_proto;
 pub(super) const TASK_COLUMNS: &str = "guid, domain, created_at, updated_at, first_completed_at, state, cell_id, \
      result, failed, failure_reason, rejection_count, rejection_reason, task_definition";
 
-/// A state's lowercase name, for messages.
-pub(super) fn state_name(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Pending => "pending",
-        TaskState::Running => "running",
-        TaskState::Completed => "completed",
-        TaskState::Resolving => "resolving",
-    }
-}
-
 /// A text column.
 fn text(row: &AnyRow, name: &str) -> Result<String, String> {
     row.try_get::<String, _>(name).map_err(|e| format!("column {name}: {e}"))
