@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::error::ErrorCode;
-use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, DesiredLrp, NetInfo, Task};
+use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, CellPresence, DesiredLrp, NetInfo, Task};
 
 pub use grpc::GrpcBbsClient;
 
@@ -83,15 +83,27 @@ pub struct TaskCompletion {
     pub result: String,
 }
 
-/// A Locket presence this process keeps alive.
+/// A Locket presence this process keeps alive: the cell's [`CellPresence`], keyed by its cell
+/// id and sent as JSON, owned by `owner`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceLease {
-    /// The key (the cell id).
-    pub key: String,
     /// The owner (a random uuid per process).
     pub owner: String,
-    /// The value (the `CellPresence` JSON).
-    pub value: String,
+    /// What the cell announces; its `cell_id` is the lease key.
+    pub presence: CellPresence,
+}
+
+impl PresenceLease {
+    /// The lease key: the cell id.
+    pub fn key(&self) -> &str {
+        self.presence.cell_id.as_str()
+    }
+
+    /// The lease value: the presence as JSON. A `CellPresence` is plain strings and numbers, so
+    /// this cannot fail; if it somehow did, the lease still names the cell.
+    pub fn value(&self) -> String {
+        serde_json::to_string(&self.presence).unwrap_or_default()
+    }
 }
 
 /// The BBS and Locket calls the rep makes. Implementations must be cheap to call concurrently.

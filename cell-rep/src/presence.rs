@@ -81,7 +81,7 @@ impl LeaseCalls for PresenceCalls {
     type Held = ();
 
     fn key(&self) -> &str {
-        &self.lease.key
+        self.lease.key()
     }
 
     fn acquire(&self) -> BoxFuture<'_, Attempt<()>> {
@@ -108,22 +108,22 @@ impl LeaseCalls for PresenceCalls {
         match report.error {
             None if held => {
                 if !self.status.is_held() {
-                    tracing::info!(cell_id = %lease.key, owner = %lease.owner, "cell presence held");
+                    tracing::info!(cell_id = %lease.key(), owner = %lease.owner, "cell presence held");
                 }
             }
             None => {}
             Some(error) if report.before.is_held() => {
-                tracing::warn!(cell_id = %lease.key, %error, "lost the cell presence; retrying, containers keep running")
+                tracing::warn!(cell_id = %lease.key(), %error, "lost the cell presence; retrying, containers keep running")
             }
             Some(error) if report.failures <= 1 => {
-                tracing::warn!(cell_id = %lease.key, %error, "cannot hold the cell presence; retrying")
+                tracing::warn!(cell_id = %lease.key(), %error, "cannot hold the cell presence; retrying")
             }
             Some(error) => {
-                tracing::debug!(cell_id = %lease.key, %error, failures = report.failures, "cell presence still not held; retrying")
+                tracing::debug!(cell_id = %lease.key(), %error, failures = report.failures, "cell presence still not held; retrying")
             }
         }
         self.status.set(held);
-        crate::metrics::record_presence(&lease.key, held);
+        crate::metrics::record_presence(lease.key(), held);
     }
 }
 
@@ -148,10 +148,7 @@ impl Presence {
         ttl: Duration,
         retry_interval: Duration,
     ) -> Self {
-        // A `CellPresence` is plain strings and numbers; serialising it cannot fail, and if it
-        // somehow did the lease still names the cell.
-        let value = serde_json::to_string(&advert.presence()).unwrap_or_default();
-        let lease = PresenceLease { key: advert.cell_id.to_string(), owner: owner.into(), value };
+        let lease = PresenceLease { owner: owner.into(), presence: advert.presence() };
         let calls = PresenceCalls { bbs, lease, ttl, status: PresenceStatus::new() };
         Self { holder: LeaseHolder::new(calls, LeaseTiming::new(ttl, retry_interval), Fencing::Unfenced) }
     }

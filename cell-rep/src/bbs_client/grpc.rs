@@ -430,7 +430,7 @@ impl BbsClient for GrpcBbsClient {
 }
 
 fn presence_resource(lease: &PresenceLease) -> locket_pb::Resource {
-    svc::lease::locket::resource(&lease.key, &lease.owner, &lease.value, locket_pb::TypeCode::Presence)
+    svc::lease::locket::resource(lease.key(), &lease.owner, &lease.value(), locket_pb::TypeCode::Presence)
 }
 
 /// A reason as the BBS accepts it: process output may hold NUL, which no request may carry, and

@@ -637,7 +637,7 @@ impl BbsClient for FakeBbs {
     fn lock_presence<'a>(&'a self, lease: &'a PresenceLease, ttl: Duration) -> BoxFuture<'a, Result<(), BbsError>> {
         let call = BbsCall::Lock(lease.clone());
         let result = self.handle(call, |m| {
-            let entry = m.presences.entry(lease.key.clone()).or_insert_with(|| FakePresence {
+            let entry = m.presences.entry(lease.key().to_owned()).or_insert_with(|| FakePresence {
                 owner: lease.owner.clone(),
                 value: String::new(),
                 ttl,
@@ -646,7 +646,7 @@ impl BbsClient for FakeBbs {
             if entry.owner != lease.owner {
                 return Err(bad("Lock", ErrorCode::LockCollision, "held by another owner"));
             }
-            entry.value = lease.value.clone();
+            entry.value = lease.value();
             entry.ttl = ttl;
             entry.renewals += 1;
             Ok(())
@@ -657,8 +657,8 @@ impl BbsClient for FakeBbs {
     fn release_presence<'a>(&'a self, lease: &'a PresenceLease) -> BoxFuture<'a, Result<(), BbsError>> {
         let call = BbsCall::Release(lease.clone());
         let result = self.handle(call, |m| {
-            if m.presences.get(&lease.key).is_some_and(|p| p.owner == lease.owner) {
-                m.presences.remove(&lease.key);
+            if m.presences.get(lease.key()).is_some_and(|p| p.owner == lease.owner) {
+                m.presences.remove(lease.key());
             }
             Ok(())
         });
