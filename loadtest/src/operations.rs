@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::format::ms;
 use crate::stats::{OpStats, RawHistogram, Summary};
 
 /// One operation in the report.
@@ -27,6 +28,29 @@ pub struct OperationReport {
     pub error_samples: Vec<String>,
     /// The recorded latencies.
     pub histogram: RawHistogram,
+}
+
+impl OperationReport {
+    /// Count, errors, mean, p50, p90, p99 and max as right-aligned table columns, under
+    /// [`latency_headings`].
+    pub fn latency_columns(&self) -> String {
+        let m = &self.summary;
+        format!(
+            "{:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            m.count,
+            m.errors,
+            ms(m.mean_ms),
+            ms(m.p50_ms),
+            ms(m.p90_ms),
+            ms(m.p99_ms),
+            ms(m.max_ms)
+        )
+    }
+}
+
+/// The headings of [`OperationReport::latency_columns`].
+pub fn latency_headings() -> String {
+    format!("{:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}", "count", "errors", "mean", "p50", "p90", "p99", "max")
 }
 
 /// Where the report was written.

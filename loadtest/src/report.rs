@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::convergence::{ConvergenceReport, ops as conv};
 use crate::events::EventCheck;
 use crate::format::{ms, ratio};
-use crate::operations::{Catalogue, Files, OperationReport};
+use crate::operations::{Catalogue, Files, OperationReport, latency_headings};
 use crate::seed::{SeedingReport, ops as seed};
 use crate::stats::OpStats;
 use crate::target::TargetInfo;
@@ -158,26 +158,9 @@ impl Report {
             self.trials.writing_starts
         );
         let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<12} {:<40} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "phase", "operation", "count", "errors", "mean", "p50", "p90", "p99", "max"
-        );
+        let _ = writeln!(out, "{:<12} {:<40} {}", "phase", "operation", latency_headings());
         for op in &self.operations {
-            let m = &op.summary;
-            let _ = writeln!(
-                out,
-                "{:<12} {:<40} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                op.phase,
-                op.name,
-                m.count,
-                m.errors,
-                ms(m.mean_ms),
-                ms(m.p50_ms),
-                ms(m.p90_ms),
-                ms(m.p99_ms),
-                ms(m.max_ms)
-            );
+            let _ = writeln!(out, "{:<12} {:<40} {}", op.phase, op.name, op.latency_columns());
         }
         let _ = writeln!(out);
         let _ = writeln!(

@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::config::SmokeConfig;
 use super::observer::Lifecycle;
 use super::{DIEGO_SECONDS, timeline};
-use crate::format::{ms, slug};
-use crate::operations::{Files, OperationReport};
+use crate::format::slug;
+use crate::operations::{Files, OperationReport, latency_headings};
 use crate::target::TargetInfo;
 
 /// The smoke benchmark's report.
@@ -121,25 +121,9 @@ impl SmokeReport {
             self.event_stream_closed.as_ref().map(|c| format!("; event stream closed early: {c}")).unwrap_or_default()
         );
         let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<24} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "phase", "count", "errors", "mean", "p50", "p90", "p99", "max"
-        );
+        let _ = writeln!(out, "{:<24} {}", "phase", latency_headings());
         for op in &self.operations {
-            let m = &op.summary;
-            let _ = writeln!(
-                out,
-                "{:<24} {:>8} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                op.name,
-                m.count,
-                m.errors,
-                ms(m.mean_ms),
-                ms(m.p50_ms),
-                ms(m.p90_ms),
-                ms(m.p99_ms),
-                ms(m.max_ms)
-            );
+            let _ = writeln!(out, "{:<24} {}", op.name, op.latency_columns());
         }
         let _ =
             writeln!(out, "wall time: {:.1} s; result: {}", self.wall_time_s, if self.ok() { "OK" } else { "FAILED" });
