@@ -21,6 +21,7 @@ use db::sql::actual_lrps::{ActualLrpFilter, IndexChange, IndexRows};
 use db::sql::convergence::{DesiredSummary, LrpSnapshot};
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
+use proto::lifecycle::actual_lrp::{apply_promote, apply_suspect_and_replace, apply_unclaim};
 use proto::models::{ActualLrp, ActualLrpState, CellId, Presence, ProcessGuid};
 use tokio::time::Instant;
 
@@ -297,10 +298,11 @@ impl Executor<'_> {
                 let policy = self.config.crash_policy;
                 self.store
                     .modify_index("restart crashed actual lrp", guid, index, move |rows| {
-                        if let Some(o) = rows.ordinary.as_mut().filter(|o| {
+                        let due = rows.ordinary.as_ref().filter(|o| {
                             o.state == ActualLrpState::Crashed && policy.should_restart(o.crash_count, o.since, now)
-                        }) {
-                            unclaim(o, now);
+                        });
+                        if let Some(key) = due.map(|o| o.key.clone()) {
+                            apply_unclaim(rows, &key, now)?;
                         }
                         Ok(())
                     })
@@ -309,17 +311,9 @@ impl Executor<'_> {
             IndexWrite::Suspect(_, _, cell) => {
                 self.store
                     .modify_index("suspect actual lrp", guid, index, move |rows| {
-                        // Mirrors db's suspect_and_replace, re-checked: still on the lost cell,
-                        // and no suspect yet.
-                        let Some(o) = rows.ordinary.as_ref().filter(|o| on(o, cell)) else {
-                            return Ok(());
-                        };
-                        if rows.suspect.is_none() {
-                            let replacement = ActualLrp::new_unclaimed(o.key.clone(), String::new(), now);
-                            rows.suspect = rows
-                                .ordinary
-                                .replace(replacement)
-                                .map(|s| ActualLrp { presence: Presence::Suspect, ..s });
+                        // Re-checked under the lock: still on the lost cell, and no suspect yet.
+                        if rows.suspect.is_none() && rows.ordinary.as_ref().is_some_and(|o| on(o, cell)) {
+                            apply_suspect_and_replace(rows, guid, index, now)?;
                         }
                         Ok(())
                     })
@@ -328,10 +322,11 @@ impl Executor<'_> {
             IndexWrite::Unclaim(_, _, cell) => {
                 self.store
                     .modify_index("unclaim replacement actual lrp", guid, index, move |rows| {
+                        let replacement = rows.ordinary.as_ref().filter(|o| on(o, cell));
                         if rows.suspect.is_some()
-                            && let Some(o) = rows.ordinary.as_mut().filter(|o| on(o, cell))
+                            && let Some(key) = replacement.map(|o| o.key.clone())
                         {
-                            unclaim(o, now);
+                            apply_unclaim(rows, &key, now)?;
                         }
                         Ok(())
                     })
@@ -340,10 +335,9 @@ impl Executor<'_> {
             IndexWrite::Promote(_, _, cell) => {
                 self.store
                     .modify_index("promote suspect actual lrp", guid, index, move |rows| {
-                        // Mirrors db's promote_suspect: the replacement goes whatever its state.
+                        // The replacement goes whatever its state.
                         if rows.suspect.as_ref().is_some_and(|s| on(s, cell)) {
-                            rows.ordinary =
-                                rows.suspect.take().map(|s| ActualLrp { presence: Presence::Ordinary, ..s });
+                            apply_promote(rows, guid, index)?;
                         }
                         Ok(())
                     })
@@ -470,13 +464,4 @@ impl Executor<'_> {
             }
         }
     }
-}
-
-/// Back to UNCLAIMED: no instance, no address, `since = now`; the crash count is kept (mirrors
-/// db's unclaim).
-fn unclaim(row: &mut ActualLrp, now_ns: i64) {
-    row.state = ActualLrpState::Unclaimed;
-    row.instance_key = None;
-    row.net_info = None;
-    row.since = now_ns;
 }
