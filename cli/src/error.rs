@@ -7,7 +7,7 @@
 //! | 2 | usage or invalid input: a bad flag (clap's own), an unreadable or invalid file |
 //! | 3 | the BBS could not be reached, did not answer in time, or ended an event stream |
 
-use proto::error::{ERROR_METADATA_KEY, ErrorCode, LEADER_METADATA_KEY};
+use proto::error::{ERROR_METADATA_KEY, ErrorCode};
 
 /// Exit code: the BBS refused the request.
 pub const EXIT_REFUSED: u8 = 1;
@@ -129,9 +129,7 @@ impl Error {
             },
         };
         let mut message = status.message().to_owned();
-        if let Some(leader) = status.metadata().get(LEADER_METADATA_KEY).and_then(|v| v.to_str().ok())
-            && !leader.is_empty()
-        {
+        if let Some(leader) = svc::bbs_client::leader_of(status) {
             message.push_str(&format!("; the leader is at {leader}: use --bbs-address {leader}"));
         }
         Error::Refused { kind, message }
@@ -183,7 +181,7 @@ mod tests {
     #[test]
     fn a_standby_refusal_names_the_leader() {
         let mut status = ErrorCode::Unavailable.to_status("not the leader");
-        status.metadata_mut().insert(LEADER_METADATA_KEY, "10.0.0.2:8889".parse().unwrap());
+        status.metadata_mut().insert(proto::error::LEADER_METADATA_KEY, "10.0.0.2:8889".parse().unwrap());
         let error = Error::from_status(&status, "127.0.0.1:1");
         assert_eq!(error.exit_code(), EXIT_REFUSED);
         assert!(error.to_string().ends_with("use --bbs-address 10.0.0.2:8889"), "{error}");

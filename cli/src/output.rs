@@ -98,11 +98,8 @@ pub fn or_dash(text: &str) -> String {
 /// Nanoseconds since the Unix epoch, now.
 // The CLI only prints ages for people; there is no control loop here to drive with a fake
 // clock, so the host clock is what we want.
-#[allow(clippy::disallowed_methods)]
 pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    svc::clock::Clock::now_ns(&svc::clock::SystemClock)
 }
 
 /// How long ago `since_ns` was, compactly: `42s`, `5m3s`, `2h10m`, `3d4h`; `-` when unset.
