@@ -263,18 +263,23 @@ pub fn desired_lrp(seed: u64, i: usize) -> pb::DesiredLrp {
         ],
         legacy_download_user: "vcap".into(),
         trusted_system_certificates_path: "/etc/cf-system-certificates".into(),
-        check_definition: Some(pb::CheckDefinition {
-            checks: vec![pb::Check {
-                tcp_check: Some(pb::TcpCheck { port: 8080, connect_timeout_ms: 1_000, interval_ms: 0 }),
-                http_check: None,
-            }],
-            log_source: "HEALTH".into(),
-            readiness_checks: vec![],
-        }),
+        check_definition: Some(port_8080_check()),
         network: Some(pb::Network {
             properties: [("policy_group_id".to_owned(), app.clone()), ("app_id".to_owned(), app)].into(),
         }),
         ..Default::default()
+    }
+}
+
+/// The health check of every generated app: TCP on port 8080, one-second connect timeout.
+pub fn port_8080_check() -> pb::CheckDefinition {
+    pb::CheckDefinition {
+        checks: vec![pb::Check {
+            tcp_check: Some(pb::TcpCheck { port: 8080, connect_timeout_ms: 1_000, interval_ms: 0 }),
+            http_check: None,
+        }],
+        log_source: "HEALTH".into(),
+        readiness_checks: vec![],
     }
 }
 

@@ -181,14 +181,7 @@ pub fn smoke_lrp(config: &SmokeConfig, a: usize) -> pb::DesiredLrp {
                 ..Default::default()
             })),
         }),
-        check_definition: Some(pb::CheckDefinition {
-            checks: vec![pb::Check {
-                tcp_check: Some(pb::TcpCheck { port: 8080, connect_timeout_ms: 1_000, interval_ms: 0 }),
-                http_check: None,
-            }],
-            log_source: "HEALTH".into(),
-            readiness_checks: vec![],
-        }),
+        check_definition: Some(crate::generator::port_8080_check()),
         ..Default::default()
     }
 }
