@@ -2,12 +2,11 @@
 //! override, validated once at start. Intervals, timeouts and placement weights are fields, so
 //! tests shorten them without special cases.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 pub use svc::config::{ConfigError, parse_duration};
-use svc::config::{Valid, Validate, set};
+use svc::config::{ConfigFile, Valid, Validate, set};
 
 use crate::placement::PlacementConfig;
 
@@ -111,24 +110,6 @@ pub struct ConfigOverrides {
 }
 
 impl AuctioneerConfig {
-    /// Reads a TOML file (every field optional).
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        svc::config::from_file(path)
-    }
-
-    /// The file (or the defaults without one), the flags applied, validated.
-    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Valid<Self>, ConfigError> {
-        svc::config::load::<Self>(path)?.with_overrides(overrides).validate()
-    }
-
-    /// Applies the flags that are set.
-    pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
-        set(&mut self.bbs_address, o.bbs_address);
-        set(&mut self.listen_address, o.listen_address);
-        set(&mut self.admin_address, o.admin_address);
-        self
-    }
-
     /// Checks every rule and returns the configuration, marked as checked.
     pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
         Valid::new(self)
@@ -143,6 +124,18 @@ impl AuctioneerConfig {
             max_in_flight_starts: usize::try_from(self.starting_container_count_maximum.max(0)).unwrap_or(usize::MAX),
             max_starting_per_cell: usize::try_from(self.max_starting_per_cell).unwrap_or(usize::MAX),
         }
+    }
+}
+
+impl ConfigFile for AuctioneerConfig {
+    type Overrides = ConfigOverrides;
+
+    /// Applies the flags that are set.
+    fn with_overrides(mut self, o: ConfigOverrides) -> Self {
+        set(&mut self.bbs_address, o.bbs_address);
+        set(&mut self.listen_address, o.listen_address);
+        set(&mut self.admin_address, o.admin_address);
+        self
     }
 }
 
@@ -200,6 +193,8 @@ impl Validate for AuctioneerConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

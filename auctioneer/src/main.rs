@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use auctioneer::{AuctioneerConfig, ConfigOverrides, Listeners};
 use clap::Parser;
+use svc::config::ConfigFile;
 use tokio::net::TcpListener;
 
 /// Places LRP instances and tasks on cells while holding the `auctioneer` lock.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 pub use svc::config::{ConfigError, parse_duration};
-use svc::config::{Valid, Validate, set};
+use svc::config::{ConfigFile, Valid, Validate, set};
 
 /// The BBS configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -153,27 +153,6 @@ impl BbsConfig {
         }
     }
 
-    /// Reads a TOML file (every field optional).
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        svc::config::from_file(path)
-    }
-
-    /// The file (or the defaults without one), the flags applied, validated.
-    pub fn load(path: Option<&std::path::Path>, overrides: ConfigOverrides) -> Result<Valid<Self>, ConfigError> {
-        svc::config::load::<Self>(path)?.with_overrides(overrides).validate()
-    }
-
-    /// Applies the flags that are set.
-    pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
-        set(&mut self.database_url, o.database_url);
-        set(&mut self.listen_address, o.listen_address);
-        set(&mut self.admin_address, o.admin_address);
-        set(&mut self.advertise_address, o.advertise_address);
-        set(&mut self.auctioneer_address, o.auctioneer_address);
-        set(&mut self.data_dir, o.data_dir);
-        self
-    }
-
     /// The database URL to use: the configured one, or the SQLite file in `data_dir`.
     pub fn effective_database_url(&self) -> String {
         if self.database_url.is_empty() {
@@ -186,6 +165,21 @@ impl BbsConfig {
     /// Checks every rule and returns the configuration, marked as checked.
     pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
         Valid::new(self)
+    }
+}
+
+impl ConfigFile for BbsConfig {
+    type Overrides = ConfigOverrides;
+
+    /// Applies the flags that are set.
+    fn with_overrides(mut self, o: ConfigOverrides) -> Self {
+        set(&mut self.database_url, o.database_url);
+        set(&mut self.listen_address, o.listen_address);
+        set(&mut self.admin_address, o.admin_address);
+        set(&mut self.advertise_address, o.advertise_address);
+        set(&mut self.auctioneer_address, o.auctioneer_address);
+        set(&mut self.data_dir, o.data_dir);
+        self
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use bbs::config::{BbsConfig, ConfigOverrides};
 use clap::Parser;
+use svc::config::ConfigFile;
 
 /// The diego-rs BBS: the leader-elected gRPC API over the store.
 #[derive(Debug, Parser)]

@@ -3,12 +3,12 @@
 //! are fields, so tests shorten them without special cases.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 pub use svc::config::{ConfigError, parse_duration};
-use svc::config::{Valid, Validate, set};
+use svc::config::{ConfigFile, Valid, Validate, set};
 
 /// Which container runtime runs the containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -190,18 +190,22 @@ pub fn parse_rootfs(text: &str) -> Result<(String, PathBuf), String> {
 pub const DEFAULT_ROOTFS: &str = "busybox";
 
 impl RepConfig {
-    /// Reads a TOML file (every field optional).
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        svc::config::from_file(path)
+    /// Checks every rule and returns the configuration, marked as checked.
+    pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
+        Valid::new(self)
     }
 
-    /// The file (or the defaults without one), the flags applied, validated.
-    pub fn load(path: Option<&Path>, overrides: ConfigOverrides) -> Result<Valid<Self>, ConfigError> {
-        svc::config::load::<Self>(path)?.with_overrides(overrides).validate()
+    /// The preloaded rootfs names this cell offers: the configured ones, or `busybox`.
+    pub fn rootfs_names(&self) -> Vec<String> {
+        if self.rootfs.is_empty() { vec![DEFAULT_ROOTFS.to_owned()] } else { self.rootfs.keys().cloned().collect() }
     }
+}
+
+impl ConfigFile for RepConfig {
+    type Overrides = ConfigOverrides;
 
     /// Applies the flags that are set.
-    pub fn with_overrides(mut self, o: ConfigOverrides) -> Self {
+    fn with_overrides(mut self, o: ConfigOverrides) -> Self {
         set(&mut self.bbs_address, o.bbs_address);
         set(&mut self.cell_id, o.cell_id);
         set(&mut self.zone, o.zone);
@@ -222,16 +226,6 @@ impl RepConfig {
             self.optional_placement_tags = o.optional_placement_tags;
         }
         self
-    }
-
-    /// Checks every rule and returns the configuration, marked as checked.
-    pub fn validate(self) -> Result<Valid<Self>, ConfigError> {
-        Valid::new(self)
-    }
-
-    /// The preloaded rootfs names this cell offers: the configured ones, or `busybox`.
-    pub fn rootfs_names(&self) -> Vec<String> {
-        if self.rootfs.is_empty() { vec![DEFAULT_ROOTFS.to_owned()] } else { self.rootfs.keys().cloned().collect() }
     }
 }
 
@@ -299,6 +293,8 @@ impl Validate for RepConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn valid() -> RepConfig {

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cell_rep::{ConfigOverrides, Deps, Listeners, RepConfig};
 use clap::Parser;
+use svc::config::ConfigFile;
 use tokio::net::TcpListener;
 
 /// Runs containers for the diego-rs scheduler on this machine.

@@ -2,7 +2,8 @@
 //! (every field optional, unknown fields refused) whose values flags override, checked once by
 //! the component's rules into a [`Valid`] configuration that `run()` takes.
 //!
-//! What lives here: reading and parsing the file ([`from_file`], [`load`]), human durations in
+//! What lives here: [`ConfigFile::load`] and its parts (reading and parsing the file:
+//! [`from_file`], [`load`]; the component's [`Validate`] rules), human durations in
 //! it ([`parse_duration`], the serde adapter [`duration`]), applying a flag ([`set`]), the one
 //! [`ConfigError`], the [`Valid`] wrapper and what a binary does with a refused configuration
 //! ([`ConfigError::exit`]: one line on stderr, exit code [`EXIT_INVALID_CONFIG`]). What does not:
@@ -139,6 +140,21 @@ pub mod duration {
 pub trait Validate: Sized {
     /// Checks every rule; the first one broken is the error.
     fn check(&self) -> Result<(), ConfigError>;
+}
+
+/// A component's configuration file: its TOML form (serde, with the defaults of `Default`), the
+/// flags that override it and its rules. [`ConfigFile::load`] is what every binary calls.
+pub trait ConfigFile: Validate + DeserializeOwned + Default {
+    /// The command-line flags that replace the file's values when given.
+    type Overrides;
+
+    /// Applies the flags that are set.
+    fn with_overrides(self, overrides: Self::Overrides) -> Self;
+
+    /// The file (or the defaults without one), the flags applied, validated.
+    fn load(path: Option<&Path>, overrides: Self::Overrides) -> Result<Valid<Self>, ConfigError> {
+        Valid::new(load::<Self>(path)?.with_overrides(overrides))
+    }
 }
 
 /// A configuration its component's rules accepted: the type `run()` takes, so a configuration is
