@@ -133,15 +133,7 @@ impl Report {
             "benchmark-bbs: {} cells, {} desired LRPs, {} trials, {}% writes, seed {}",
             c.cells, c.desired_lrps, c.trials, c.percent_writes, c.seed
         );
-        let t = &self.target;
-        let _ = writeln!(
-            out,
-            "target: {} BBS at {}{}{}",
-            t.kind,
-            t.bbs_address,
-            t.database.as_ref().map(|d| format!(" on {d}")).unwrap_or_default(),
-            if t.nodelay { " (TCP_NODELAY set on its listener)" } else { "" }
-        );
+        let _ = writeln!(out, "{}", target_line(&self.target));
         let s = &self.seeding;
         let _ = writeln!(
             out,
@@ -277,6 +269,17 @@ impl Report {
         std::fs::write(&self.files.json, json)?;
         Ok(())
     }
+}
+
+/// The table line naming what a run drove: `target: <kind> BBS at <address>[ on <database>]`.
+pub fn target_line(t: &TargetInfo) -> String {
+    format!(
+        "target: {} BBS at {}{}{}",
+        t.kind,
+        t.bbs_address,
+        t.database.as_ref().map(|d| format!(" on {d}")).unwrap_or_default(),
+        if t.nodelay { " (TCP_NODELAY set on its listener)" } else { "" }
+    )
 }
 
 /// This process's peak resident set size (`VmHWM`), in KiB.

@@ -11,6 +11,7 @@ use super::observer::Lifecycle;
 use super::{DIEGO_SECONDS, timeline};
 use crate::format::slug;
 use crate::operations::{Files, OperationReport, latency_headings};
+use crate::report::target_line;
 use crate::target::TargetInfo;
 
 /// The smoke benchmark's report.
@@ -78,15 +79,7 @@ impl SmokeReport {
                 format!("(sim start delay {} ms)", c.sim_start_delay.as_millis())
             }
         );
-        let t = &self.target;
-        let _ = writeln!(
-            out,
-            "target: {} BBS at {}{}{}",
-            t.kind,
-            t.bbs_address,
-            t.database.as_ref().map(|d| format!(" on {d}")).unwrap_or_default(),
-            if t.nodelay { " (TCP_NODELAY set on its listener)" } else { "" }
-        );
+        let _ = writeln!(out, "{}", target_line(&self.target));
         let _ = writeln!(out, "desired every app in {:.2} s", self.desire_duration_s);
         match (self.time_to_all_running_s, self.time_to_all_running_polled_s) {
             (Some(events), Some(polled)) => {
