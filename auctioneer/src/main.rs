@@ -2,24 +2,20 @@
 //! 64), bind, [`auctioneer::run`] until SIGINT or SIGTERM. Exits 1 when a listener cannot be
 //! bound or the server fails.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use auctioneer::{AuctioneerConfig, ConfigOverrides, Listeners};
 use clap::Parser;
-use svc::config::ConfigFile;
+use svc::config::{ConfigFile, Flags};
 use tokio::net::TcpListener;
 
 /// Places LRP instances and tasks on cells while holding the `auctioneer` lock.
 #[derive(Debug, Parser)]
 #[command(name = "auctioneer", version)]
 struct Args {
-    /// TOML configuration file; flags override its values.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    overrides: ConfigOverrides,
+    flags: Flags<ConfigOverrides>,
 }
 
 #[tokio::main]
@@ -27,8 +23,7 @@ async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let args = Args::parse();
-    let config = match AuctioneerConfig::load(args.config.as_deref(), args.overrides) {
+    let config = match AuctioneerConfig::from_flags(Args::parse().flags) {
         Ok(config) => config,
         Err(e) => return e.exit("auctioneer"),
     };

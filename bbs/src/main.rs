@@ -2,22 +2,18 @@
 //! [`bbs::run`] until SIGINT or SIGTERM. Exits 69 when a listener cannot be bound, 1 when the BBS
 //! fails.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bbs::config::{BbsConfig, ConfigOverrides};
 use clap::Parser;
-use svc::config::ConfigFile;
+use svc::config::{ConfigFile, Flags};
 
 /// The diego-rs BBS: the leader-elected gRPC API over the store.
 #[derive(Debug, Parser)]
 #[command(name = "bbs", version)]
-struct Flags {
-    /// TOML configuration file; flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
+struct Args {
     #[command(flatten)]
-    overrides: ConfigOverrides,
+    flags: Flags<ConfigOverrides>,
 }
 
 #[tokio::main]
@@ -25,8 +21,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let flags = Flags::parse();
-    let config = match BbsConfig::load(flags.config.as_deref(), flags.overrides) {
+    let config = match BbsConfig::from_flags(Args::parse().flags) {
         Ok(config) => config,
         Err(e) => return e.exit("bbs"),
     };

@@ -6,24 +6,20 @@
 //! own operator action: SIGUSR1 (or the `Evacuate` RPC) evacuates the cell, and the rep exits once
 //! it is empty or the evacuation timeout expired; SIGINT or SIGTERM during it still stop at once.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use cell_rep::{ConfigOverrides, Deps, Listeners, RepConfig};
 use clap::Parser;
-use svc::config::ConfigFile;
+use svc::config::{ConfigFile, Flags};
 use tokio::net::TcpListener;
 
 /// Runs containers for the diego-rs scheduler on this machine.
 #[derive(Debug, Parser)]
 #[command(name = "cell-rep", version)]
 struct Args {
-    /// TOML configuration file; flags override its values.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     #[command(flatten)]
-    overrides: ConfigOverrides,
+    flags: Flags<ConfigOverrides>,
 }
 
 #[tokio::main]
@@ -31,8 +27,7 @@ async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let args = Args::parse();
-    let config = match RepConfig::load(args.config.as_deref(), args.overrides) {
+    let config = match RepConfig::from_flags(Args::parse().flags) {
         Ok(config) => config,
         Err(e) => return e.exit("cell-rep"),
     };

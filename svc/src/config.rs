@@ -146,7 +146,7 @@ pub trait Validate: Sized {
 /// flags that override it and its rules. [`ConfigFile::load`] is what every binary calls.
 pub trait ConfigFile: Validate + DeserializeOwned + Default {
     /// The command-line flags that replace the file's values when given.
-    type Overrides;
+    type Overrides: clap::Args;
 
     /// Applies the flags that are set.
     fn with_overrides(self, overrides: Self::Overrides) -> Self;
@@ -155,6 +155,23 @@ pub trait ConfigFile: Validate + DeserializeOwned + Default {
     fn load(path: Option<&Path>, overrides: Self::Overrides) -> Result<Valid<Self>, ConfigError> {
         Valid::new(load::<Self>(path)?.with_overrides(overrides))
     }
+
+    /// [`ConfigFile::load`] from a binary's [`Flags`].
+    fn from_flags(flags: Flags<Self::Overrides>) -> Result<Valid<Self>, ConfigError> {
+        Self::load(flags.config.as_deref(), flags.overrides)
+    }
+}
+
+/// The flags every binary takes for its configuration: `--config FILE` and the component's own
+/// flags, which replace the file's values. A binary flattens it into its command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Flags<O: clap::Args> {
+    /// TOML configuration file; flags override its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The component's flags.
+    #[command(flatten)]
+    pub overrides: O,
 }
 
 /// A configuration its component's rules accepted: the type `run()` takes, so a configuration is
