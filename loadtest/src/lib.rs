@@ -17,6 +17,10 @@
 //! 6. [`report`] + [`charts`]: the table, the JSON with the raw histograms ([`stats`]) and the
 //!    SVG charts.
 //!
+//! [`smoke`] is the other benchmark: a whole cluster's time to run K instances, on `diego dev`'s
+//! in-process cluster. Both report through [`operations`]; [`format`] holds the formatting helpers
+//! they share.
+//!
 //! Everything random comes from `--seed` (ChaCha8 streams per purpose, [`generator::stream`]).
 
 pub mod baseline;
