@@ -143,7 +143,7 @@ impl Leadership {
     /// Runs [`Leadership::run`] on a thread of its own with a single-threaded runtime of its
     /// own, so busy request tasks can never delay a renewal. The returned future resolves when
     /// the loop has ended (after `shutdown`, with the lease released).
-    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + use<> {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new().name("bbs-lease".into()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {

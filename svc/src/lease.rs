@@ -2,19 +2,20 @@
 //! kept alive by [`LeaseHolder`]; each user says only what one lease call is ([`LeaseCalls`]:
 //! a direct store call for the BBS, a Locket call for the others) and what holding it means.
 //!
-//! The rules, in one place (reference §1.1 and §2.7 of Diego's lock and presence):
+//! The rules, in one place:
 //! - An acquire-or-renew attempt is made every [`LeaseTiming::renew_interval`] (the retry
 //!   interval, but at least three times per TTL), measured from the start of each attempt, and
 //!   each attempt is bounded by that interval.
-//! - A failed attempt while the lease may still be ours (renewed within the TTL, or an attempt
-//!   timed out and may have taken effect) is retried after [`LeaseTiming::retry_after_failure`]
-//!   (a tenth of the TTL), so a blip does not cost the lease.
+//! - A failed attempt while the lease is still ours (renewed within the TTL) is retried after
+//!   [`LeaseTiming::retry_after_failure`] (a tenth of the TTL), so a blip does not cost the
+//!   lease.
 //! - What a failed renewal means depends on [`Fencing`]: a holder whose writes the store fences
 //!   keeps its status until the lease would have run out; any other holder loses it at once,
 //!   before another process can take the lease over.
-//! - On shutdown a lease that may be ours is released, so a successor need not wait for the TTL.
-//! - Every attempt's duration goes to [`LEASE_RENEWAL_DURATION`], and failures while the lease may
-//!   have been ours to [`LEASE_RENEWAL_FAILURES`], both labelled with the lease's key.
+//! - On shutdown a lease that may be ours (held, or an attempt timed out or was cut short and may
+//!   have taken effect) is released, so a successor need not wait for the TTL.
+//! - Every attempt's duration goes to [`LEASE_RENEWAL_DURATION`], and failed renewals of a lease
+//!   that was still ours to [`LEASE_RENEWAL_FAILURES`], both labelled with the lease's key.
 //!
 //! [`LeaseMachine`] is the pure part (no IO, no clock: instants are passed in); the holder drives
 //! it with `tokio::time`.
@@ -29,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Histogram: how long one acquire-or-renew of a lease took, in seconds; label `key`.
 pub const LEASE_RENEWAL_DURATION: &str = "lease_renewal_duration_seconds";
-/// Counter: renewals that failed or timed out while the lease may still have been ours (not
-/// those refused because another owner holds it); label `key`.
+/// Counter: renewals that failed or timed out while the lease was still ours (not attempts of a
+/// standby, nor those refused because another owner holds it); label `key`.
 pub const LEASE_RENEWAL_FAILURES: &str = "lease_renewal_failures_total";
 
 /// A lease's TTL and retry interval, and the cadence derived from them.
@@ -157,7 +158,7 @@ pub trait LeaseCalls: Send + Sync + 'static {
 pub struct Step {
     /// How long after the attempt's start the next one starts.
     pub pause: Duration,
-    /// Whether a renewal failed while the lease may have been ours (counted in
+    /// Whether a renewal failed while the lease was still ours (counted in
     /// [`LEASE_RENEWAL_FAILURES`]).
     pub renewal_failed: bool,
 }
@@ -204,15 +205,20 @@ impl<T: Clone> LeaseMachine<T> {
         self.failures
     }
 
+    /// Whether the lease is ours at `now` for certain: renewed within the TTL.
+    pub fn renewed_within_ttl(&self, now: Instant) -> bool {
+        self.last_renewal.is_some_and(|at| now.saturating_duration_since(at) < self.timing.ttl)
+    }
+
     /// Whether the lease may be ours at `now`: renewed within the TTL, or the last attempt may
     /// have taken effect.
     pub fn may_hold(&self, now: Instant) -> bool {
-        self.maybe_applied || self.last_renewal.is_some_and(|at| now.saturating_duration_since(at) < self.timing.ttl)
+        self.maybe_applied || self.renewed_within_ttl(now)
     }
 
     /// Takes in the outcome of the attempt that ran from `started` to `now`.
     pub fn observe(&mut self, started: Instant, now: Instant, attempt: Attempt<T>) -> Step {
-        let might_have_held = self.may_hold(started);
+        let was_ours = self.renewed_within_ttl(started);
         match attempt {
             Attempt::Held(held) => {
                 self.state = LeaseState::Held(held);
@@ -231,17 +237,15 @@ impl<T: Clone> LeaseMachine<T> {
             Attempt::Failed { maybe_applied, .. } => {
                 self.maybe_applied = maybe_applied;
                 self.failures += 1;
-                let keep =
-                    self.fencing == Fencing::Fenced && self.last_renewal.is_some_and(|at| now < at + self.timing.ttl);
-                if self.state.is_held() && !keep {
+                let still_ours = self.renewed_within_ttl(now);
+                if self.state.is_held() && !(self.fencing == Fencing::Fenced && still_ours) {
                     self.state = LeaseState::NotHeld { holder: None };
                 }
-                if !self.may_hold(now) {
+                if !still_ours {
                     self.last_renewal = None;
                 }
-                let pause =
-                    if self.may_hold(now) { self.timing.retry_after_failure() } else { self.timing.renew_interval() };
-                Step { pause, renewal_failed: might_have_held }
+                let pause = if still_ours { self.timing.retry_after_failure() } else { self.timing.renew_interval() };
+                Step { pause, renewal_failed: was_ours }
             }
         }
     }
