@@ -16,6 +16,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+/// How long connecting to a component of the cluster may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How a cluster is built.
 pub struct ClusterSpec {
     /// The BBS's database URL.
@@ -230,9 +233,12 @@ impl Cluster {
 
     /// A client of the BBS.
     pub fn bbs(&self) -> BbsClient<Channel> {
-        let endpoint = Channel::from_shared(format!("http://{}", self.bbs_address))
-            .unwrap_or_else(|_| Channel::from_static("http://127.0.0.1:8889"));
-        BbsClient::new(endpoint.connect_lazy())
+        // No channel-wide deadline: the client also reads event streams.
+        let options =
+            svc::connect::ChannelOptions { timeout: None, ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT) };
+        let channel = svc::connect::lazy(&self.bbs_address, &options)
+            .unwrap_or_else(|_| Channel::from_static("http://127.0.0.1:8889").connect_lazy());
+        BbsClient::new(channel)
     }
 
     async fn wait_for_bbs(&self) -> Result<(), ClusterError> {
@@ -279,11 +285,12 @@ impl Cluster {
         wait_for("the auctioneer to hold its lock", Duration::from_secs(30), || {
             let address = address.clone();
             async move {
-                let mut client = proto::pb::auctioneer::v1::auctioneer_client::AuctioneerClient::connect(format!(
-                    "http://{address}"
-                ))
-                .await
-                .ok()?;
+                let options = svc::connect::ChannelOptions {
+                    timeout: None,
+                    ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT)
+                };
+                let channel = svc::connect::connect(&address, &options).await.ok()?;
+                let mut client = proto::pb::auctioneer::v1::auctioneer_client::AuctioneerClient::new(channel);
                 client.request_lrp_auctions(proto::pb::auctioneer::v1::RequestLrpAuctionsRequest::default()).await.ok()
             }
         })
