@@ -4,144 +4,30 @@
 //! [`proto::lifecycle::actual_lrp`] function the BBS runs (with Diego's default crash policy and
 //! a clock stuck at 0), and every task call the same [`proto::lifecycle::task`] rules.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::error::ErrorCode;
 use proto::lifecycle::actual_lrp::{
-    Desired, IndexRows, Refusal, StartInfo, apply_claim, apply_crash, apply_evacuate_claimed, apply_evacuate_crashed,
-    apply_evacuate_running, apply_evacuate_stopped, apply_remove, apply_remove_evacuating, apply_start,
-    every_instance_running,
+    StartInfo, apply_claim, apply_crash, apply_evacuate_claimed, apply_evacuate_crashed, apply_evacuate_running,
+    apply_evacuate_stopped, apply_remove, apply_remove_evacuating, apply_start,
 };
 use proto::lifecycle::crash::CrashPolicy;
 use proto::lifecycle::task::{TaskCall, TaskVerdict};
 use proto::models::{
-    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, ModificationTag, Presence, Task,
-    TaskState, UpdateStrategy,
+    ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpState, CellId, DesiredLrp, Presence, Task, TaskState,
 };
 use proto::pb::rep::v1 as rep_pb;
 use tokio::sync::watch;
 
+mod calls;
+mod model;
+
+pub use self::calls::{BbsCall, LrpRef};
+use self::model::{Model, bad, now_ns};
 use super::lrp_work;
 use crate::bbs_client::{BbsClient, BbsError, PresenceLease, RunningLrp, TaskCompletion};
-
-/// Which instance a recorded LRP call was about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LrpRef {
-    /// The process guid.
-    pub process_guid: String,
-    /// The index.
-    pub index: i32,
-    /// The instance guid.
-    pub instance_guid: String,
-}
-
-/// One recorded call, with the arguments tests assert on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BbsCall {
-    /// `ClaimActualLRP`.
-    Claim(LrpRef),
-    /// `StartActualLRP`.
-    Start {
-        /// The instance.
-        lrp: LrpRef,
-        /// The routable flag sent.
-        routable: bool,
-        /// The (container, host) port mappings sent.
-        ports: Vec<(u32, u32)>,
-    },
-    /// `CrashActualLRP`.
-    Crash {
-        /// The instance.
-        lrp: LrpRef,
-        /// The crash reason sent.
-        reason: String,
-    },
-    /// `RemoveActualLRP`.
-    Remove(LrpRef),
-    /// `EvacuateClaimedActualLRP`.
-    EvacuateClaimed(LrpRef),
-    /// `EvacuateRunningActualLRP`.
-    EvacuateRunning {
-        /// The instance.
-        lrp: LrpRef,
-        /// The answer (`keep_container`); true when the call failed.
-        keep: bool,
-    },
-    /// `EvacuateStoppedActualLRP`.
-    EvacuateStopped(LrpRef),
-    /// `EvacuateCrashedActualLRP`.
-    EvacuateCrashed {
-        /// The instance.
-        lrp: LrpRef,
-        /// The crash reason sent.
-        reason: String,
-    },
-    /// `RemoveEvacuatingActualLRP`.
-    RemoveEvacuating(LrpRef),
-    /// `ActualLRPs` by cell.
-    ActualLrps(String),
-    /// `DesiredLRPByProcessGuid`.
-    DesiredLrp(String),
-    /// `StartTask` (task guid, cell id).
-    StartTask(String, String),
-    /// `CompleteTask`.
-    CompleteTask(TaskCompletion),
-    /// `RejectTask` (task guid, reason).
-    RejectTask(String, String),
-    /// `Tasks` by cell.
-    Tasks(String),
-    /// `TaskByGuid`.
-    TaskByGuid(String),
-    /// Locket `Lock`.
-    Lock(PresenceLease),
-    /// Locket `Release`.
-    Release(PresenceLease),
-}
-
-impl BbsCall {
-    /// The instance an LRP call was about.
-    pub fn lrp(&self) -> Option<&LrpRef> {
-        match self {
-            Self::Claim(lrp)
-            | Self::Remove(lrp)
-            | Self::EvacuateClaimed(lrp)
-            | Self::EvacuateStopped(lrp)
-            | Self::RemoveEvacuating(lrp)
-            | Self::Start { lrp, .. }
-            | Self::Crash { lrp, .. }
-            | Self::EvacuateRunning { lrp, .. }
-            | Self::EvacuateCrashed { lrp, .. } => Some(lrp),
-            _ => None,
-        }
-    }
-
-    /// The RPC name, as [`BbsError::call`] spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Claim(_) => "ClaimActualLRP",
-            Self::Start { .. } => "StartActualLRP",
-            Self::Crash { .. } => "CrashActualLRP",
-            Self::Remove(_) => "RemoveActualLRP",
-            Self::EvacuateClaimed(_) => "EvacuateClaimedActualLRP",
-            Self::EvacuateRunning { .. } => "EvacuateRunningActualLRP",
-            Self::EvacuateStopped(_) => "EvacuateStoppedActualLRP",
-            Self::EvacuateCrashed { .. } => "EvacuateCrashedActualLRP",
-            Self::RemoveEvacuating(_) => "RemoveEvacuatingActualLRP",
-            Self::ActualLrps(_) => "ActualLRPs",
-            Self::DesiredLrp(_) => "DesiredLRPByProcessGuid",
-            Self::StartTask(..) => "StartTask",
-            Self::CompleteTask(_) => "CompleteTask",
-            Self::RejectTask(..) => "RejectTask",
-            Self::Tasks(_) => "Tasks",
-            Self::TaskByGuid(_) => "TaskByGuid",
-            Self::Lock(_) => "Lock",
-            Self::Release(_) => "Release",
-        }
-    }
-}
 
 /// A held presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,18 +42,6 @@ pub struct FakePresence {
     pub renewals: u64,
 }
 
-#[derive(Debug, Default)]
-struct Model {
-    desired: BTreeMap<String, DesiredLrp>,
-    /// Keyed by (process guid, index, presence).
-    lrps: BTreeMap<(String, i32, Presence), ActualLrp>,
-    tasks: BTreeMap<String, Task>,
-    presences: BTreeMap<String, FakePresence>,
-    calls: Vec<BbsCall>,
-    unreachable: bool,
-    failures: HashMap<&'static str, ErrorCode>,
-}
-
 /// A BBS and Locket that keep an in-memory model and record every call.
 #[derive(Debug)]
 pub struct FakeBbs {
@@ -180,14 +54,6 @@ impl Default for FakeBbs {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn bad(call: &'static str, code: ErrorCode, message: impl Into<String>) -> BbsError {
-    BbsError::new(call, Some(code), message)
-}
-
-fn now_ns() -> i64 {
-    0
 }
 
 impl FakeBbs {
@@ -354,78 +220,6 @@ fn start_info(lrp: &RunningLrp) -> StartInfo {
 
 fn parse_cell(call: &'static str, cell_id: &str) -> Result<CellId, BbsError> {
     CellId::parse(cell_id).map_err(|e| bad(call, ErrorCode::InvalidRequest, e.to_string()))
-}
-
-fn refused(call: &'static str, refusal: &Refusal) -> BbsError {
-    bad(call, refusal.code(), refusal.to_string())
-}
-
-impl Model {
-    /// The in-memory `modify_index`: runs `f` (one of proto's lifecycle functions) on a copy of
-    /// the rows of `key`'s index and, when it succeeds, stores what changed. As the database does,
-    /// a row's presence is its slot's and a changed row's modification tag is bumped (a fresh
-    /// epoch for a new record).
-    fn modify_index<T>(
-        &mut self,
-        call: &'static str,
-        key: &ActualLrpKey,
-        f: impl FnOnce(&mut IndexRows) -> Result<T, Refusal>,
-    ) -> Result<T, BbsError> {
-        let id = |presence| (key.process_guid.to_string(), key.index, presence);
-        let mut before = IndexRows::default();
-        for presence in Presence::ALL {
-            *before.slot_mut(presence) = self.lrps.get(&id(presence)).cloned();
-        }
-        let mut after = before.clone();
-        let value = f(&mut after).map_err(|refusal| refused(call, &refusal))?;
-        for presence in Presence::ALL {
-            match after.slot_mut(presence).take() {
-                None => {
-                    self.lrps.remove(&id(presence));
-                }
-                Some(lrp) if before.get(presence) == Some(&lrp) => {}
-                Some(mut lrp) => {
-                    lrp.presence = presence;
-                    lrp.modification_tag = if lrp.modification_tag.epoch.is_empty() {
-                        ModificationTag::new("epoch")
-                    } else {
-                        lrp.modification_tag.incremented()
-                    };
-                    self.lrps.insert(id(presence), lrp);
-                }
-            }
-        }
-        Ok(value)
-    }
-
-    /// Runs a task call (proto's task rules) on the stored task `task_guid`.
-    fn transition_task(
-        &mut self,
-        call: &'static str,
-        task_guid: &str,
-        task_call: &TaskCall,
-    ) -> Result<TaskVerdict, BbsError> {
-        let task =
-            self.tasks.get_mut(task_guid).ok_or_else(|| bad(call, ErrorCode::ResourceNotFound, "task not found"))?;
-        let verdict =
-            task_call.transition(task, now_ns()).map_err(|refusal| bad(call, refusal.code, refusal.message))?;
-        if verdict == TaskVerdict::Delete {
-            self.tasks.remove(task_guid);
-        }
-        Ok(verdict)
-    }
-
-    /// What EvacuateRunning knows about the desired LRP.
-    fn desired_for_evacuation(&self, process_guid: &str) -> Desired {
-        match self.desired.get(process_guid) {
-            None => Desired::Gone,
-            Some(desired) if desired.scheduling.update_strategy == UpdateStrategy::Recreate => {
-                let lrps = self.lrps.values().filter(|lrp| lrp.key.process_guid.as_str() == process_guid);
-                Desired::Recreate { all_running: every_instance_running(desired.scheduling.instances, lrps) }
-            }
-            Some(_) => Desired::Rolling,
-        }
-    }
 }
 
 impl BbsClient for FakeBbs {
