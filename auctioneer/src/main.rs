@@ -4,11 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use auctioneer::{AuctioneerConfig, ConfigOverrides, Listeners};
 use clap::Parser;
 use svc::config::{ConfigFile, Flags};
-use tokio::net::TcpListener;
 
 /// Places LRP instances and tasks on cells while holding the `auctioneer` lock.
 #[derive(Debug, Parser)]
@@ -28,10 +26,8 @@ async fn main() -> ExitCode {
         Err(e) => return e.exit("auctioneer"),
     };
     let serve = async {
-        let bind = |address: String| async move {
-            TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))
-        };
-        let (grpc, admin) = (bind(config.listen_address.clone()).await?, bind(config.admin_address.clone()).await?);
+        let grpc = svc::server::bind("grpc", &config.listen_address).await?;
+        let admin = svc::server::bind("admin", &config.admin_address).await?;
         auctioneer::run(config, Listeners { grpc, admin }, svc::signals::on_terminate()).await?;
         anyhow::Ok(())
     };

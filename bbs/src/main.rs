@@ -25,21 +25,16 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return e.exit("bbs"),
     };
-    let bind = |address: String| async move {
-        tokio::net::TcpListener::bind(&address).await.map_err(|e| format!("cannot listen on {address}: {e}"))
-    };
-    let listeners = match (bind(config.listen_address.clone()).await, bind(config.admin_address.clone()).await) {
+    let listeners = match (
+        svc::server::bind("grpc", &config.listen_address).await,
+        svc::server::bind("admin", &config.admin_address).await,
+    ) {
         (Ok(grpc), Ok(admin)) => bbs::Listeners { grpc, admin },
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("bbs: {e}");
             return ExitCode::from(69);
         }
     };
-    for (name, listener) in [("grpc", &listeners.grpc), ("admin", &listeners.admin)] {
-        if let Ok(address) = listener.local_addr() {
-            tracing::info!(%address, "{name} listening");
-        }
-    }
     let shutdown = svc::signals::on_terminate();
     match bbs::run(config, listeners, bbs::Overrides::default(), shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

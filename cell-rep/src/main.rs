@@ -8,11 +8,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use cell_rep::{ConfigOverrides, Deps, Listeners, RepConfig};
 use clap::Parser;
 use svc::config::{ConfigFile, Flags};
-use tokio::net::TcpListener;
 
 /// Runs containers for the diego-rs scheduler on this machine.
 #[derive(Debug, Parser)]
@@ -32,13 +30,8 @@ async fn main() -> ExitCode {
         Err(e) => return e.exit("cell-rep"),
     };
     let serve = async {
-        let bind = |address: String| async move {
-            let listener = TcpListener::bind(&address).await.with_context(|| format!("cannot bind {address}"))?;
-            tracing::info!(address = %listener.local_addr()?, "listening");
-            anyhow::Ok(listener)
-        };
-        let grpc = bind(config.listen_address.clone()).await?;
-        let admin = bind(config.admin_address.clone()).await?;
+        let grpc = svc::server::bind("grpc", &config.listen_address).await?;
+        let admin = svc::server::bind("admin", &config.admin_address).await?;
         let deps = Deps { stop: svc::signals::on_terminate(), ..Deps::from_config(&config)? };
         let evacuate = svc::signals::on_sigusr1();
         cell_rep::run_with(config, Listeners { grpc, admin }, deps, evacuate).await?;

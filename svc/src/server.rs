@@ -55,6 +55,27 @@ pub fn grpc_server(services: &[&'static str]) -> (HealthReporter, Router) {
     (health, router)
 }
 
+/// A listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct BindError {
+    /// The address.
+    pub address: String,
+    /// The IO error.
+    pub source: std::io::Error,
+}
+
+/// Binds a component's listener on `address` (`host:port`; port 0 picks a free one) and logs
+/// where it listens as `name`: what a binary does before `run()`, which takes bound listeners.
+pub async fn bind(name: &str, address: &str) -> Result<TcpListener, BindError> {
+    let listener =
+        TcpListener::bind(address).await.map_err(|source| BindError { address: address.to_owned(), source })?;
+    if let Ok(local) = listener.local_addr() {
+        tracing::info!(address = %local, "{name} listening");
+    }
+    Ok(listener)
+}
+
 /// Serves `router` on `listener` until `shutdown`, with TCP_NODELAY on every accepted connection
 /// (small request/response pairs must not wait for Nagle's algorithm).
 pub async fn serve(
