@@ -141,8 +141,9 @@ async fn bind(address: &str) -> Result<TcpListener, ClusterError> {
     TcpListener::bind(address).await.map_err(|source| ClusterError::Bind { address: address.to_owned(), source })
 }
 
-/// Polls `probe` every 100 ms until it returns `Some`, or fails after `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> Result<T, ClusterError>
+/// Polls `probe` every 100 ms until it returns `Some`, or fails after `limit` with
+/// [`ClusterError::Timeout`] naming `what` (the end-to-end suite's `eventually` too).
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> Result<T, ClusterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

@@ -4,17 +4,10 @@
 use std::time::Duration;
 
 /// Polls `probe` every 100 ms until it returns `Some`, or panics after `limit` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "gave up after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cli::cluster::wait_for(what, limit, probe).await.unwrap_or_else(|e| panic!("{e}"))
 }
