@@ -123,6 +123,18 @@ pub fn apply_crash(
             other => Err(Refusal::unexpected(Command::Crash, suspect, other)),
         };
     }
+    crash_ordinary(rows, key, instance_key, reason, policy, now_ns)
+}
+
+/// A crash of the ordinary row's instance (CrashActualLRP, EvacuateCrashedActualLRP).
+pub(super) fn crash_ordinary(
+    rows: &mut IndexRows,
+    key: &ActualLrpKey,
+    instance_key: &ActualLrpInstanceKey,
+    reason: &str,
+    policy: &CrashPolicy,
+    now_ns: i64,
+) -> Result<CrashOutcome, Refusal> {
     let row = ordinary_mut(rows, &key.process_guid, key.index)?;
     match judge(Command::Crash, row, Some(instance_key))? {
         Verdict::Write(_) => Ok(instance::crash(row, reason, policy, now_ns)),

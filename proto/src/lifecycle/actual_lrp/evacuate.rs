@@ -8,7 +8,7 @@
 //! none carrying it is [`Refusal::NotFound`] (ResourceNotFound), except for EvacuateRunning,
 //! which answers `keep_container` instead.
 
-use crate::lifecycle::actual_lrp::apply::unclaim_row;
+use crate::lifecycle::actual_lrp::apply::{apply_remove, crash_ordinary, unclaim_row};
 use crate::lifecycle::actual_lrp::instance::{self, StartInfo};
 use crate::lifecycle::actual_lrp::refusal::{Refusal, judge};
 use crate::lifecycle::actual_lrp::rows::IndexRows;
@@ -211,16 +211,7 @@ pub fn apply_evacuate_stopped(
     match rows.carrier(instance_key) {
         None => Err(Refusal::no_instance(key, instance_key)),
         Some(presence @ (Presence::Evacuating | Presence::Suspect)) => delete_copy(rows, presence, instance_key),
-        Some(Presence::Ordinary) => {
-            let Some(row) = rows.ordinary.as_ref() else { return Err(Refusal::no_instance(key, instance_key)) };
-            match judge(Command::Remove, row, Some(instance_key))? {
-                Verdict::Delete => {
-                    rows.ordinary = None;
-                    Ok(())
-                }
-                other => Err(Refusal::unexpected(Command::Remove, row, other)),
-            }
-        }
+        Some(Presence::Ordinary) => apply_remove(rows, &key.process_guid, key.index, Some(instance_key)),
     }
 }
 
@@ -240,16 +231,7 @@ pub fn apply_evacuate_crashed(
     match rows.carrier(instance_key) {
         None => Err(Refusal::no_instance(key, instance_key)),
         Some(presence @ (Presence::Evacuating | Presence::Suspect)) => delete_copy(rows, presence, instance_key),
-        Some(Presence::Ordinary) => {
-            let Some(row) = rows.ordinary.as_mut() else { return Err(Refusal::no_instance(key, instance_key)) };
-            match judge(Command::Crash, row, Some(instance_key))? {
-                Verdict::Write(_) => {
-                    instance::crash(row, reason, policy, now_ns);
-                    Ok(())
-                }
-                other => Err(Refusal::unexpected(Command::Crash, row, other)),
-            }
-        }
+        Some(Presence::Ordinary) => crash_ordinary(rows, key, instance_key, reason, policy, now_ns).map(|_| ()),
     }
 }
 
