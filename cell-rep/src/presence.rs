@@ -106,10 +106,8 @@ impl LeaseCalls for PresenceCalls {
         let lease = &self.lease;
         let held = report.after.is_held();
         match report.error {
-            None if held => {
-                if !self.status.is_held() {
-                    tracing::info!(cell_id = %lease.key(), owner = %lease.owner, "cell presence held");
-                }
+            None if held && !self.status.is_held() => {
+                tracing::info!(cell_id = %lease.key(), owner = %lease.owner, "cell presence held");
             }
             None => {}
             Some(error) if report.before.is_held() => {
