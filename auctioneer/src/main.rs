@@ -1,6 +1,6 @@
 //! The `auctioneer` binary: flags and config file, checked once (a refused one: one line, exit
-//! 64), bind, [`auctioneer::run`] until SIGINT or SIGTERM. Exits 1 when a listener cannot be
-//! bound or the server fails.
+//! 64), bind, [`auctioneer::run`] until SIGINT or SIGTERM. Exit codes as every component's:
+//! [`svc::process`].
 
 use std::process::ExitCode;
 
@@ -18,24 +18,15 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    svc::process::init_logging();
     let config = match AuctioneerConfig::from_flags(Args::parse().flags) {
         Ok(config) => config,
         Err(e) => return e.exit("auctioneer"),
     };
-    let serve = async {
-        let grpc = svc::server::bind("grpc", &config.listen_address).await?;
-        let admin = svc::server::bind("admin", &config.admin_address).await?;
-        auctioneer::run(config, Listeners { grpc, admin }, svc::signals::on_terminate()).await?;
-        anyhow::Ok(())
+    let bound = match svc::process::bind_listeners(&config.listen_address, &config.admin_address).await {
+        Ok(bound) => bound,
+        Err(e) => return e.exit("auctioneer"),
     };
-    match serve.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auctioneer: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let listeners = Listeners { grpc: bound.grpc, admin: bound.admin };
+    svc::process::exit("auctioneer", auctioneer::run(config, listeners, svc::signals::on_terminate()).await)
 }

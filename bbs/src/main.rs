@@ -1,6 +1,5 @@
 //! The `bbs` binary: flags and config file, checked once (a refused one: one line, exit 64), bind,
-//! [`bbs::run`] until SIGINT or SIGTERM. Exits 69 when a listener cannot be bound, 1 when the BBS
-//! fails.
+//! [`bbs::run`] until SIGINT or SIGTERM. Exit codes as every component's: [`svc::process`].
 
 use std::process::ExitCode;
 
@@ -18,29 +17,16 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    svc::process::init_logging();
     let config = match BbsConfig::from_flags(Args::parse().flags) {
         Ok(config) => config,
         Err(e) => return e.exit("bbs"),
     };
-    let listeners = match (
-        svc::server::bind("grpc", &config.listen_address).await,
-        svc::server::bind("admin", &config.admin_address).await,
-    ) {
-        (Ok(grpc), Ok(admin)) => bbs::Listeners { grpc, admin },
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("bbs: {e}");
-            return ExitCode::from(69);
-        }
+    let bound = match svc::process::bind_listeners(&config.listen_address, &config.admin_address).await {
+        Ok(bound) => bound,
+        Err(e) => return e.exit("bbs"),
     };
+    let listeners = bbs::Listeners { grpc: bound.grpc, admin: bound.admin };
     let shutdown = svc::signals::on_terminate();
-    match bbs::run(config, listeners, bbs::Overrides::default(), shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bbs: {e}");
-            ExitCode::from(1)
-        }
-    }
+    svc::process::exit("bbs", bbs::run(config, listeners, bbs::Overrides::default(), shutdown).await)
 }

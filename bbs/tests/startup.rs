@@ -1,5 +1,6 @@
 //! The `bbs` binary's start: a refused configuration is one line on stderr and exit code 64, and
-//! `--data-dir` names a directory that is created when it does not exist.
+//! `--data-dir` names a directory that is created when it does not exist; a listen address in use
+//! is one line and exit code 69.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -83,5 +84,18 @@ fn data_dir_is_created_when_it_does_not_exist() {
     assert!(exited.is_none(), "bbs exited with {exited:?}: {stderr}");
     assert!(leads, "bbs never led on its new data dir: {stderr}");
     assert!(data_dir.join("bbs.db").exists(), "the SQLite file is in the new directory");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_listen_address_in_use_is_one_line_and_exit_69() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let root = scratch("taken");
+    let (code, stderr) =
+        bbs(&["--data-dir", root.to_str().unwrap(), "--listen-address", &address, "--admin-address", "127.0.0.1:0"]);
+    assert_eq!(code, Some(69), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("bbs: cannot listen on ") && last.contains(&address), "{stderr}");
     let _ = std::fs::remove_dir_all(&root);
 }

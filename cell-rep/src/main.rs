@@ -1,5 +1,5 @@
 //! The `cell-rep` binary: flags and config file, checked once (a refused one: one line, exit 64),
-//! bind, [`cell_rep::run_with`]. Exits 1 when a listener cannot be bound or the rep fails.
+//! bind, [`cell_rep::run_with`]. Exit codes as every component's: [`svc::process`].
 //!
 //! Signals: SIGINT or SIGTERM shut down, as in every diego-rs component: the rep stops at once
 //! (servers close, its containers are stopped) without handing anything over. Evacuation is its
@@ -22,26 +22,20 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    svc::process::init_logging();
     let config = match RepConfig::from_flags(Args::parse().flags) {
         Ok(config) => config,
         Err(e) => return e.exit("cell-rep"),
     };
-    let serve = async {
-        let grpc = svc::server::bind("grpc", &config.listen_address).await?;
-        let admin = svc::server::bind("admin", &config.admin_address).await?;
+    let bound = match svc::process::bind_listeners(&config.listen_address, &config.admin_address).await {
+        Ok(bound) => bound,
+        Err(e) => return e.exit("cell-rep"),
+    };
+    let run = async {
         let deps = Deps { stop: svc::signals::on_terminate(), ..Deps::from_config(&config)? };
         let evacuate = svc::signals::on_sigusr1();
-        cell_rep::run_with(config, Listeners { grpc, admin }, deps, evacuate).await?;
+        cell_rep::run_with(config, Listeners { grpc: bound.grpc, admin: bound.admin }, deps, evacuate).await?;
         anyhow::Ok(())
     };
-    match serve.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cell-rep: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    svc::process::exit("cell-rep", run.await.map_err(|e| format!("{e:#}")))
 }

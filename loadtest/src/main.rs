@@ -24,6 +24,12 @@ macro_rules! report {
     }};
 }
 
+/// A refused configuration: one line on stderr, exit 64.
+fn refused(error: anyhow::Error) -> ExitCode {
+    eprintln!("benchmark-bbs: {error}");
+    ExitCode::from(svc::config::EXIT_INVALID_CONFIG)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -35,12 +41,17 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Some(Command::Smoke(args)) => loadtest::smoke::run(args.into()).await.map(|report| report!(report)),
+        Some(Command::Smoke(args)) => {
+            let config: loadtest::smoke::SmokeConfig = args.into();
+            if let Err(e) = config.validate() {
+                return refused(e);
+            }
+            loadtest::smoke::run(config).await.map(|report| report!(report))
+        }
         None => {
             let config: loadtest::config::Config = cli.bbs.into();
             if let Err(e) = config.validate() {
-                eprintln!("benchmark-bbs: {e}");
-                return ExitCode::from(svc::config::EXIT_INVALID_CONFIG);
+                return refused(e);
             }
             loadtest::run(config).await.map(|report| report!(report))
         }

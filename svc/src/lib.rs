@@ -9,6 +9,7 @@
 //!   cache, endpoint parsing).
 //! - [`lease`]: the one lease holder (BBS leader lock, auctioneer lock, cell presence).
 //! - [`clock`]: the injected wall clock and its manual twin for tests.
+//! - [`process`]: what every `main` does alike: logging, binding its listeners, exit codes.
 //! - [`signals`]: turning SIGINT/SIGTERM into a cancellation.
 
 pub mod admin;
@@ -17,5 +18,6 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod lease;
+pub mod process;
 pub mod server;
 pub mod signals;

@@ -127,7 +127,8 @@ impl From<SmokeArgs> for SmokeConfig {
 }
 
 impl SmokeConfig {
-    pub(super) fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the values that would make a smoke run meaningless.
+    pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.apps >= 1 && self.instances >= self.apps, "need 1 <= --apps <= --instances");
         anyhow::ensure!(self.apps < 100_000, "--apps must be below 100,000");
         anyhow::ensure!(self.bbs_address.is_some() || self.cells >= 1, "--cells must be at least 1");

@@ -1,0 +1,60 @@
+//! What every component's `main` does the same way besides its configuration: the log set-up, the
+//! binding of its two listeners, and the exit codes an operator sees.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | stopped on SIGINT or SIGTERM (or, for the rep, after an evacuation) |
+//! | 1 | the component failed while running |
+//! | 64 | the configuration was refused (one line on stderr; [`crate::config::EXIT_INVALID_CONFIG`]) |
+//! | 69 | a listener could not be bound ([`EXIT_UNAVAILABLE`]) |
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+
+use crate::server::{BindError, bind};
+
+/// The exit code of a component whose listener could not be bound (sysexits' EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second call (tests running several components) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// A component's gRPC and admin listeners.
+#[derive(Debug)]
+pub struct Bound {
+    /// The gRPC listener.
+    pub grpc: TcpListener,
+    /// The admin HTTP listener.
+    pub admin: TcpListener,
+}
+
+/// Binds a component's gRPC and admin listeners, in that order.
+pub async fn bind_listeners(grpc: &str, admin: &str) -> Result<Bound, BindError> {
+    Ok(Bound { grpc: bind("grpc", grpc).await?, admin: bind("admin", admin).await? })
+}
+
+impl BindError {
+    /// Prints the refusal as one line prefixed by the component and gives [`EXIT_UNAVAILABLE`].
+    pub fn exit(&self, component: &str) -> ExitCode {
+        eprintln!("{component}: {self}");
+        ExitCode::from(EXIT_UNAVAILABLE)
+    }
+}
+
+/// The exit of a component's run: 0 when it stopped, else its error on one line and 1.
+pub fn exit<E: Display>(component: &str, result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{component}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
