@@ -40,49 +40,7 @@ pub enum ClientError {
     },
 }
 
-/// Where the work may go and what it needs: one start request for some indices of an LRP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LrpStartRequest {
-    /// The desired LRP.
-    pub process_guid: String,
-    /// Its domain.
-    pub domain: String,
-    /// The indices to start.
-    pub indices: Vec<i32>,
-    /// Memory per instance.
-    pub memory_mb: i32,
-    /// Disk per instance.
-    pub disk_mb: i32,
-    /// Process limit per instance.
-    pub max_pids: i32,
-    /// Root filesystem URL.
-    pub rootfs: String,
-    /// Placement tags.
-    pub placement_tags: Vec<String>,
-    /// Volume drivers.
-    pub volume_drivers: Vec<String>,
-}
-
-/// One task to place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskStartRequest {
-    /// The task.
-    pub task_guid: String,
-    /// Its domain.
-    pub domain: String,
-    /// Memory.
-    pub memory_mb: i32,
-    /// Disk.
-    pub disk_mb: i32,
-    /// Process limit.
-    pub max_pids: i32,
-    /// Root filesystem URL.
-    pub rootfs: String,
-    /// Placement tags.
-    pub placement_tags: Vec<String>,
-    /// Volume drivers.
-    pub volume_drivers: Vec<String>,
-}
+pub use proto::models::{LrpStartRequest, TaskStartRequest};
 
 /// The auctioneer, as the BBS calls it: one call per API request or convergence pass.
 pub trait AuctioneerClient: Send + Sync + 'static {
@@ -156,32 +114,11 @@ impl<L: AuctioneerLocator> GrpcAuctioneerClient<L> {
     }
 }
 
-fn resource(memory_mb: i32, disk_mb: i32, max_pids: i32) -> Option<models_pb::Resource> {
-    Some(models_pb::Resource { memory_mb, disk_mb, max_pids })
-}
-
-fn constraint(rootfs: &str, tags: &[String], drivers: &[String]) -> Option<models_pb::PlacementConstraint> {
-    Some(models_pb::PlacementConstraint {
-        rootfs: rootfs.to_owned(),
-        placement_tags: tags.to_vec(),
-        volume_drivers: drivers.to_vec(),
-    })
-}
-
 impl<L: AuctioneerLocator> AuctioneerClient for GrpcAuctioneerClient<L> {
     fn request_lrp_auctions(&self, requests: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), ClientError>> {
         Box::pin(async move {
             let (address, mut client) = self.client().await?;
-            let lrp_start_requests = requests
-                .iter()
-                .map(|r| auction_pb::LrpStartRequest {
-                    process_guid: r.process_guid.clone(),
-                    domain: r.domain.clone(),
-                    indices: r.indices.clone(),
-                    resource: resource(r.memory_mb, r.disk_mb, r.max_pids),
-                    placement_constraint: constraint(&r.rootfs, &r.placement_tags, &r.volume_drivers),
-                })
-                .collect();
+            let lrp_start_requests = requests.iter().map(auction_pb::LrpStartRequest::from).collect();
             // A convergence pass may start more than one request can carry: split the batch.
             for lrp_start_requests in
                 chunk_by_size(lrp_start_requests, CHUNK_BYTES, ("RequestLRPAuctionsRequest", "lrp_start_requests"))
@@ -202,15 +139,7 @@ impl<L: AuctioneerLocator> AuctioneerClient for GrpcAuctioneerClient<L> {
     fn request_task_auctions(&self, requests: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), ClientError>> {
         Box::pin(async move {
             let (address, mut client) = self.client().await?;
-            let task_start_requests = requests
-                .iter()
-                .map(|r| auction_pb::TaskStartRequest {
-                    task_guid: r.task_guid.clone(),
-                    domain: r.domain.clone(),
-                    resource: resource(r.memory_mb, r.disk_mb, r.max_pids),
-                    placement_constraint: constraint(&r.rootfs, &r.placement_tags, &r.volume_drivers),
-                })
-                .collect();
+            let task_start_requests = requests.iter().map(auction_pb::TaskStartRequest::from).collect();
             for task_start_requests in
                 chunk_by_size(task_start_requests, CHUNK_BYTES, ("RequestTaskAuctionsRequest", "task_start_requests"))
             {

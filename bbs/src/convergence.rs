@@ -2,52 +2,24 @@
 //! (auction requests, rep stops, callbacks, events, key locks), and the configuration it runs
 //! with. `run()` spawns the converger; it acts only while this BBS leads.
 
-use converger::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStart, StopInstance, TaskStart};
+use converger::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStartRequest, StopInstance, TaskStartRequest};
 use db::sql::actual_lrps::{IndexChange, IndexRows};
 use futures::future::BoxFuture;
 use proto::models::{ActualLrp, Presence, Task};
 use proto::pb::models::v1 as pb;
 
-use crate::clients::{LrpStartRequest, TaskStartRequest};
 use crate::controllers::Context;
 
 /// The converger's effects, applied through the controllers' context.
 pub struct ContextEffects(pub Context);
 
 impl Effects for ContextEffects {
-    fn request_lrp_auctions(&self, starts: Vec<LrpStart>) -> BoxFuture<'_, Result<(), EffectError>> {
-        let requests = starts
-            .into_iter()
-            .map(|s| LrpStartRequest {
-                process_guid: s.process_guid.into_string(),
-                domain: s.domain.into_string(),
-                indices: s.indices,
-                memory_mb: s.memory_mb,
-                disk_mb: s.disk_mb,
-                max_pids: s.max_pids,
-                rootfs: s.rootfs,
-                placement_tags: s.placement_tags,
-                volume_drivers: s.volume_drivers,
-            })
-            .collect();
-        Box::pin(async move { self.0.auctioneer.request_lrp_auctions(requests).await.map_err(EffectError::new) })
+    fn request_lrp_auctions(&self, starts: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), EffectError>> {
+        Box::pin(async move { self.0.auctioneer.request_lrp_auctions(starts).await.map_err(EffectError::new) })
     }
 
-    fn request_task_auctions(&self, starts: Vec<TaskStart>) -> BoxFuture<'_, Result<(), EffectError>> {
-        let requests = starts
-            .into_iter()
-            .map(|s| TaskStartRequest {
-                task_guid: s.task_guid.into_string(),
-                domain: s.domain.into_string(),
-                memory_mb: s.memory_mb,
-                disk_mb: s.disk_mb,
-                max_pids: s.max_pids,
-                rootfs: s.rootfs,
-                placement_tags: s.placement_tags,
-                volume_drivers: s.volume_drivers,
-            })
-            .collect();
-        Box::pin(async move { self.0.auctioneer.request_task_auctions(requests).await.map_err(EffectError::new) })
+    fn request_task_auctions(&self, starts: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), EffectError>> {
+        Box::pin(async move { self.0.auctioneer.request_task_auctions(starts).await.map_err(EffectError::new) })
     }
 
     fn stop_instance(&self, stop: StopInstance) -> BoxFuture<'_, Result<(), EffectError>> {

@@ -22,70 +22,9 @@ use std::fmt;
 
 use db::sql::actual_lrps::IndexChange;
 use futures::future::BoxFuture;
-use proto::models::{ActualLrp, CellId, DomainName, InstanceGuid, ProcessGuid, Task, TaskGuid};
+use proto::models::{ActualLrp, CellId, InstanceGuid, ProcessGuid, Task, TaskGuid};
 
-/// One start request: some indices of one desired LRP and what a cell needs to run them. All
-/// indices of one process guid started in a pass travel in one request (bbs.md 9, "group start
-/// requests per process_guid").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LrpStart {
-    /// The desired LRP.
-    pub process_guid: ProcessGuid,
-    /// Its domain.
-    pub domain: DomainName,
-    /// The indices to place, ascending.
-    pub indices: Vec<i32>,
-    /// Memory per instance in MB.
-    pub memory_mb: i32,
-    /// Disk per instance in MB.
-    pub disk_mb: i32,
-    /// Process limit per instance.
-    pub max_pids: i32,
-    /// Root filesystem URL.
-    pub rootfs: String,
-    /// Placement tags the cell must match.
-    pub placement_tags: Vec<String>,
-    /// Volume drivers the cell must offer.
-    pub volume_drivers: Vec<String>,
-}
-
-/// One task to place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskStart {
-    /// The task.
-    pub task_guid: TaskGuid,
-    /// Its domain.
-    pub domain: DomainName,
-    /// Memory in MB.
-    pub memory_mb: i32,
-    /// Disk in MB.
-    pub disk_mb: i32,
-    /// Process limit.
-    pub max_pids: i32,
-    /// Root filesystem URL.
-    pub rootfs: String,
-    /// Placement tags the cell must match.
-    pub placement_tags: Vec<String>,
-    /// Volume drivers the cell must offer.
-    pub volume_drivers: Vec<String>,
-}
-
-impl TaskStart {
-    /// The start request of `task`, from its definition.
-    pub fn of(task: &Task) -> Self {
-        let wire = task.definition.as_pb();
-        Self {
-            task_guid: task.task_guid.clone(),
-            domain: task.domain.clone(),
-            memory_mb: wire.memory_mb,
-            disk_mb: wire.disk_mb,
-            max_pids: wire.max_pids,
-            rootfs: wire.root_fs.clone(),
-            placement_tags: wire.placement_tags.clone(),
-            volume_drivers: wire.volume_mounts.iter().map(|m| m.driver.clone()).collect(),
-        }
-    }
-}
+pub use proto::models::{LrpStartRequest, TaskStartRequest};
 
 /// A rep stop for one instance. The rep stops the container and then removes the actual LRP
 /// itself.
@@ -137,11 +76,11 @@ impl std::error::Error for EffectError {}
 pub trait Effects: Send + Sync + 'static {
     /// Sends every LRP start of the pass to the auctioneer, in one call. Never called with an
     /// empty list.
-    fn request_lrp_auctions(&self, starts: Vec<LrpStart>) -> BoxFuture<'_, Result<(), EffectError>>;
+    fn request_lrp_auctions(&self, starts: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), EffectError>>;
 
     /// Sends every task start of the pass (the pending tasks) to the auctioneer, in one call.
     /// Never called with an empty list.
-    fn request_task_auctions(&self, starts: Vec<TaskStart>) -> BoxFuture<'_, Result<(), EffectError>>;
+    fn request_task_auctions(&self, starts: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), EffectError>>;
 
     /// Asks the rep of `stop.cell_id` to stop an instance. The converger runs up to
     /// `workers` of these at once; a failure is logged and retried by the next pass.

@@ -53,7 +53,7 @@ use tokio::sync::Notify;
 
 pub use self::cells::{CellSet, GuardReason, LostCells};
 pub use self::config::{ConfigError, ConvergenceConfig};
-pub use self::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStart, StopInstance, TaskStart};
+pub use self::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStartRequest, StopInstance, TaskStartRequest};
 pub use self::error::{Error, Result};
 pub use self::lrp::LrpConvergence;
 pub use self::report::{LrpTickReport, PassReport, TaskTickReport};

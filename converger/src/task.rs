@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use self::plan::{EXPIRED_PENDING_REASON, LOST_CELL_REASON, TaskAction, TaskPlan};
 use crate::cells::{CellBaseline, LostCells, read_cells};
 use crate::config::nanos;
-use crate::effects::{Effects, LockKey, TaskStart};
+use crate::effects::{Effects, LockKey, TaskStartRequest};
 use crate::error::{Error, Result};
 use crate::report::TaskTickReport;
 use crate::{Clock, ConvergenceConfig, StoreProvider, metrics};
@@ -176,11 +176,13 @@ impl Executor<'_> {
             }
         }
 
-        let starts: Vec<TaskStart> = plan
+        let starts: Vec<TaskStartRequest> = plan
             .actions
             .iter()
             .filter_map(|a| match a {
-                TaskAction::Kick { task_guid } => self.tasks.get(task_guid).map(|t| TaskStart::of(t)),
+                TaskAction::Kick { task_guid } => {
+                    self.tasks.get(task_guid).map(|t| TaskStartRequest::of(&t.task_guid, &t.domain, &t.definition))
+                }
                 _ => None,
             })
             .collect();

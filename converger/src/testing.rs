@@ -8,15 +8,15 @@ use db::sql::actual_lrps::IndexChange;
 use futures::future::BoxFuture;
 use proto::models::{ActualLrp, Task};
 
-use crate::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStart, StopInstance, TaskStart};
+use crate::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStartRequest, StopInstance, TaskStartRequest};
 
 /// Everything [`RecordingEffects`] saw, in call order per kind.
 #[derive(Debug, Default, Clone)]
 pub struct Recorded {
     /// Each LRP auction call.
-    pub lrp_auctions: Vec<Vec<LrpStart>>,
+    pub lrp_auctions: Vec<Vec<LrpStartRequest>>,
     /// Each task auction call.
-    pub task_auctions: Vec<Vec<TaskStart>>,
+    pub task_auctions: Vec<Vec<TaskStartRequest>>,
     /// Each rep stop.
     pub stops: Vec<StopInstance>,
     /// Each callback queued.
@@ -97,12 +97,12 @@ impl RecordingEffects {
 }
 
 impl Effects for RecordingEffects {
-    fn request_lrp_auctions(&self, starts: Vec<LrpStart>) -> BoxFuture<'_, Result<(), EffectError>> {
+    fn request_lrp_auctions(&self, starts: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), EffectError>> {
         self.lock().lrp_auctions.push(starts);
         Box::pin(async { Self::outcome(&self.fail_auctions, "lrp auction") })
     }
 
-    fn request_task_auctions(&self, starts: Vec<TaskStart>) -> BoxFuture<'_, Result<(), EffectError>> {
+    fn request_task_auctions(&self, starts: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), EffectError>> {
         self.lock().task_auctions.push(starts);
         Box::pin(async { Self::outcome(&self.fail_auctions, "task auction") })
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bbs::clock::{Clock, SystemClock};
 use converger::{
-    ConvergenceConfig, EffectError, Effects, KeyGuard, LockKey, LostCells, LrpConvergence, LrpStart, StopInstance,
-    TaskStart,
+    ConvergenceConfig, EffectError, Effects, KeyGuard, LockKey, LostCells, LrpConvergence, LrpStartRequest,
+    StopInstance, TaskStartRequest,
 };
 use db::Store;
 use db::sql::actual_lrps::IndexChange;
@@ -32,10 +32,10 @@ pub mod ops {
 struct NoEffects;
 
 impl Effects for NoEffects {
-    fn request_lrp_auctions(&self, _: Vec<LrpStart>) -> BoxFuture<'_, Result<(), EffectError>> {
+    fn request_lrp_auctions(&self, _: Vec<LrpStartRequest>) -> BoxFuture<'_, Result<(), EffectError>> {
         Box::pin(async { Ok(()) })
     }
-    fn request_task_auctions(&self, _: Vec<TaskStart>) -> BoxFuture<'_, Result<(), EffectError>> {
+    fn request_task_auctions(&self, _: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), EffectError>> {
         Box::pin(async { Ok(()) })
     }
     fn stop_instance(&self, _: StopInstance) -> BoxFuture<'_, Result<(), EffectError>> {

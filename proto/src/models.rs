@@ -22,7 +22,7 @@ pub use cell::{CellCapacity, CellPresence, RootfsProvider};
 pub use desired_lrp::{DesiredLrp, DesiredLrpUpdate, MetricTagValue, RunInfo, SchedulingInfo, UpdateStrategy};
 pub use ids::{CellId, DomainName, InstanceGuid, ProcessGuid, TaskGuid};
 pub use task::{Task, TaskDefinition, TaskState};
-pub use work::{LrpStart, PlacementConstraint, Resource, TaskStart};
+pub use work::{LrpStart, LrpStartRequest, PlacementConstraint, Resource, TaskStart, TaskStartRequest};
 
 /// Optimistic ordering for consumers: a new epoch when a record is created, index +1 per write.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -160,8 +160,8 @@ fn publish_created(ctx: &Context, created: &[ActualLrp]) {
 /// One start request for the given instances of an LRP.
 pub fn start_request(info: &SchedulingInfo, instances: &[ActualLrp]) -> LrpStartRequest {
     LrpStartRequest {
-        process_guid: info.process_guid.to_string(),
-        domain: info.domain.to_string(),
+        process_guid: info.process_guid.clone(),
+        domain: info.domain.clone(),
         indices: instances.iter().map(|lrp| lrp.key.index).collect(),
         memory_mb: info.memory_mb,
         disk_mb: info.disk_mb,

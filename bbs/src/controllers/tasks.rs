@@ -173,21 +173,9 @@ impl Tasks<'_> {
     }
 }
 
-/// The auction request for a task, from its definition (Diego's
-/// `NewTaskStartRequestFromModel`): resources, rootfs, placement tags, and the driver of each
-/// volume mount.
+/// The auction request for a task, from its definition ([`TaskStartRequest::of`]).
 pub fn start_request(guid: &TaskGuid, domain: &DomainName, definition: &TaskDefinition) -> TaskStartRequest {
-    let wire = definition.as_pb();
-    TaskStartRequest {
-        task_guid: guid.to_string(),
-        domain: domain.to_string(),
-        memory_mb: wire.memory_mb,
-        disk_mb: wire.disk_mb,
-        max_pids: wire.max_pids,
-        rootfs: wire.root_fs.clone(),
-        placement_tags: wire.placement_tags.clone(),
-        volume_drivers: wire.volume_mounts.iter().map(|mount| mount.driver.clone()).collect(),
-    }
+    TaskStartRequest::of(guid, domain, definition)
 }
 
 /// Publishes `TaskChanged(before, after)` for a change that kept the row.

@@ -38,8 +38,8 @@ async fn desire_stores_a_pending_task_and_requests_one_auction(backend: Backend)
     assert_eq!(
         calls,
         vec![vec![TaskStartRequest {
-            task_guid: "t-1".into(),
-            domain: DOMAIN.into(),
+            task_guid: guid("t-1"),
+            domain: domain(DOMAIN),
             memory_mb: 512,
             disk_mb: 1024,
             max_pids: 64,

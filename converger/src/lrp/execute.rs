@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use super::plan::{LrpAction, LrpPlan, Placement, RowRef};
 use crate::ConvergenceConfig;
 use crate::cells::CellSet;
-use crate::effects::{Effects, LockKey, LrpStart, StopInstance};
+use crate::effects::{Effects, LockKey, LrpStartRequest, StopInstance};
 use crate::error::{Error, Result};
 use crate::report::LrpTickReport;
 
@@ -419,7 +419,7 @@ impl Executor<'_> {
             let Some(d) = desired.get(&guid) else { continue };
             indices.sort_unstable();
             indices.dedup();
-            requests.push(LrpStart {
+            requests.push(LrpStartRequest {
                 process_guid: guid,
                 domain: d.domain.clone(),
                 indices,
