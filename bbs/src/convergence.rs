@@ -72,12 +72,3 @@ impl Effects for ContextEffects {
         })
     }
 }
-
-/// The converger's clock: the BBS's.
-pub struct ContextClock(pub std::sync::Arc<dyn crate::clock::Clock>);
-
-impl converger::Clock for ContextClock {
-    fn now_ns(&self) -> i64 {
-        self.0.now_ns()
-    }
-}

@@ -162,7 +162,7 @@ pub async fn run(
     let converger = converger::spawn(
         provider,
         Arc::new(convergence::ContextEffects(ctx.clone())),
-        Arc::new(convergence::ContextClock(ctx.clock.clone())),
+        ctx.clock.clone(),
         config.convergence(),
         stop.clone().cancelled_owned(),
     );
