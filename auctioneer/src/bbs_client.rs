@@ -168,16 +168,6 @@ mod tests {
     }
 
     #[test]
-    fn the_leader_is_read_from_the_status_metadata() {
-        let mut status = proto::error::ErrorCode::Unavailable.to_status("not the leader");
-        assert_eq!(leader_of(&status), None);
-        status
-            .metadata_mut()
-            .insert(proto::error::LEADER_METADATA_KEY, tonic::metadata::MetadataValue::from_static("10.0.0.2:8889"));
-        assert_eq!(leader_of(&status).as_deref(), Some("10.0.0.2:8889"));
-    }
-
-    #[test]
     fn a_malformed_bbs_address_is_refused_up_front() {
         assert!(GrpcBbsClient::new("", Duration::from_secs(1)).is_err());
         assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1)).is_err());

@@ -29,15 +29,6 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn channels_are_cached_per_address() {
-        let connector = Connector::new(Duration::from_secs(1));
-        connector.channel("127.0.0.1:1").expect("valid address");
-        connector.channel("http://127.0.0.1:2").expect("valid url");
-        connector.channel("127.0.0.1:1").expect("cached");
-        assert_eq!(connector.cached(), 2);
-    }
-
     #[test]
     fn bad_addresses_are_refused() {
         let connector = Connector::new(Duration::from_secs(1));
