@@ -10,8 +10,6 @@ use proto::pb::bbs::v1 as bbs_pb;
 use proto::pb::models::v1 as models_pb;
 use tonic::transport::Channel;
 
-#[cfg(test)]
-use svc::bbs_client::leader_of;
 use svc::bbs_client::{BbsChannels, CallError};
 
 use crate::error::ClientError;

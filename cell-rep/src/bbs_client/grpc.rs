@@ -11,8 +11,6 @@ use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, DesiredLrp, T
 use proto::pb::bbs::v1 as bbs_pb;
 use proto::pb::locket::v1 as locket_pb;
 use proto::pb::models::v1 as models_pb;
-#[cfg(test)]
-use svc::bbs_client::leader_of;
 use svc::bbs_client::{BbsChannels, CallError};
 use svc::connect::ConnectError;
 use tonic::transport::Channel;
