@@ -6,7 +6,7 @@
 //! live at once. Only the `solve` call is timed; building the problem is not.
 //!
 //! The printed ratios compare against published scheduler throughputs collected in
-//! `shared/docs/reference/performance-anchors.md`:
+//! `docs/reference/performance-anchors.md`:
 //! - Nomad C1M (row 11, §3): 1,000,000 containers on 5,000 hosts in under 5 minutes, about
 //!   3,750 placements/s (Nomad 0.3.1, 5 servers, 2016);
 //! - kube-scheduler (row 9, §2.3): about 100 pods/s average at 5,000 nodes (2019) up to

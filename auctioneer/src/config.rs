@@ -11,7 +11,7 @@ use svc::config::{ConfigFile, Valid, Validate, set};
 use crate::placement::PlacementConfig;
 
 /// The auctioneer configuration. Every field is optional in the file; [`Default`] gives
-/// Diego's values (architecture.md, "Defaults").
+/// Diego's values (docs/architecture.md, "Defaults").
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuctioneerConfig {

@@ -1,5 +1,6 @@
 //! The auctioneer: batches LRP and task start requests, fetches cell state, places work with a
 //! pure seeded `solve()`, dispatches it to reps and reports placement failures to the BBS.
+//! Comments here cite `reference §N.N`: docs/reference/auction-rep.md §N.N.
 //!
 //! - [`placement`]: the pure, deterministic placement core (`placement::solve`).
 //! - [`service`] and [`server`]: the `Auctioneer` gRPC service (plus health and reflection),

@@ -1,5 +1,5 @@
 //! Pure, deterministic placement of LRP instances and tasks onto cells: Diego's auction
-//! (reference `auction-rep.md` §1.5–1.9) as one function, [`solve`].
+//! (`docs/reference/auction-rep.md` §1.5–1.9) as one function, [`solve`].
 //!
 //! `solve` does no IO, reads no clock and uses no global RNG: the caller passes the cell
 //! states, the work and a seeded RNG, and the same [`Problem`] with the same seed always gives

@@ -1,5 +1,5 @@
 //! Simulations of whole auctions, reproducing the acceptance checks of
-//! `shared/docs/reference/auction-rep.md` §5 items 2–5 and 10 (Diego's `auction/simulation`
+//! `docs/reference/auction-rep.md` §5 items 2–5 and 10 (Diego's `auction/simulation`
 //! experiments and the scheduler's in-flight tests) against `placement::solve`.
 //!
 //! As in Diego's simulation, cells have 100 MB, 100 MB disk and 100 container slots, instances

@@ -1,4 +1,4 @@
-//! `bbs::Error` and its single mapping to a gRPC status (architecture.md, "Wire contract").
+//! `bbs::Error` and its single mapping to a gRPC status (docs/architecture.md, "Error mapping").
 
 use proto::error::{ErrorCode, LEADER_METADATA_KEY};
 use proto::models::ValidationError;

@@ -1,5 +1,5 @@
 //! The rep configuration: a TOML file (`--config FILE`) whose fields the flags of
-//! architecture.md ("Command lines") override, validated once at start. Intervals and timeouts
+//! docs/architecture.md ("Command lines") override, validated once at start. Intervals and timeouts
 //! are fields, so tests shorten them without special cases.
 
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ pub enum RuntimeKind {
 }
 
 /// The rep configuration. Every field is optional in the file; [`Default`] gives Diego's values
-/// (reference section 4) where Diego has one.
+/// (docs/reference/auction-rep.md §4) where Diego has one.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepConfig {

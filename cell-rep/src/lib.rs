@@ -1,5 +1,7 @@
-//! The cell rep: presence heartbeat, capacity accounting, container lifecycle through the
-//! `process`, `runc` and `sim` runtimes, health checks, bulk sync with the BBS and evacuation.
+//! The cell rep runs the work placed on one cell and reports its lifecycle to the BBS: presence,
+//! capacity, containers through the `process`, `runc` and `sim` runtimes, health checks, bulk
+//! sync and evacuation. Comments here cite `reference N.N` or `reference §N.N`, meaning
+//! docs/reference/auction-rep.md §N.N.
 //!
 //! - [`resources`]: pure capacity arithmetic (memory, disk, container slots).
 //! - [`container`]: the container record, its run request and its lifecycle state machine;

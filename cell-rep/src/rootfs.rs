@@ -1,4 +1,4 @@
-//! The default `busybox` rootfs of a runc cell with no `--rootfs` given (architecture.md,
+//! The default `busybox` rootfs of a runc cell with no `--rootfs` given (docs/architecture.md,
 //! "Command lines"): a directory with the machine's static busybox as `/bin/busybox`, a link
 //! per applet, the directories a container needs and a passwd file with `root` and `vcap`.
 //! Preparing is idempotent, so every start re-checks it cheaply.

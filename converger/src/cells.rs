@@ -1,5 +1,5 @@
 //! The cell set a pass converges against, and the guard that keeps a suspicious cell set from
-//! destroying work (issue item 4, architecture.md "fast lost-cell recovery" guard).
+//! destroying work (issue item 4, docs/architecture.md "Fast lost-cell recovery").
 //!
 //! - [`CellSet`]: the live cells (unexpired presences), the cells known to have expired, and the
 //!   previous pass's count; read by [`read_cells`].

@@ -1,5 +1,5 @@
 //! [`ConvergenceConfig`]: every interval, threshold and limit of both convergence loops, with
-//! Diego's defaults (bbs.md 6.1, architecture.md "Defaults"). Tests shorten them; nothing here
+//! Diego's defaults (docs/reference/bbs.md 6.1, docs/architecture.md "Defaults"). Tests shorten them; nothing here
 //! branches on `cfg!(test)`.
 //!
 //! There is no serde here: the BBS owns the operator-facing config file and maps its fields onto

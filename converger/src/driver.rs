@@ -1,5 +1,5 @@
 //! [`run_every`]: the generic loop that drives a `tick` every interval and on every kick, until
-//! shutdown (style.md convention 8; mini-redis `purge_expired_tasks`).
+//! shutdown (docs/architecture.md "Deciding is separate from applying"; mini-redis `purge_expired_tasks`).
 //!
 //! - Passes never overlap: the loop awaits each pass before it waits again.
 //! - A kick during a pass is remembered (`Notify` keeps one permit) and runs one more pass right

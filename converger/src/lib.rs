@@ -1,7 +1,7 @@
-//! Convergence: the loops that make diego-rs self-healing (bbs.md 6, issue 6). The BBS leader
-//! runs them; this crate does not depend on the `bbs` crate.
+//! Convergence: the loops that make diego-rs self-healing (docs/reference/bbs.md §6, issue 6).
+//! The BBS leader runs them; this crate does not depend on the `bbs` crate.
 //!
-//! Layout (style.md convention 8: deciding is separate from applying):
+//! Layout (docs/architecture.md, "Deciding is separate from applying"):
 //! - [`lrp`]: [`LrpConvergence::tick`] = read cells + one snapshot, pure [`lrp::plan::plan`], thin
 //!   executor.
 //! - [`task`]: [`TaskConvergence::tick`], likewise, with [`task::plan::plan`].

@@ -1,4 +1,4 @@
-//! benchmark-bbs: the load simulator operators use to size a deployment (bbs.md section 8).
+//! benchmark-bbs: the load simulator operators use to size a deployment (docs/reference/bbs.md §8).
 //!
 //! It plays N cells' reps, the nsync bulker and the route emitters against a BBS and its
 //! database without running real cells, and reports per-operation latencies next to Diego's

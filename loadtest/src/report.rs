@@ -20,8 +20,8 @@ use crate::stats::OpStats;
 use crate::target::TargetInfo;
 use crate::workload::{TrialsReport, ops as work};
 
-/// Diego's 2016 benchmark-bbs averages (200,000 LRPs, 1,000 reps, CF-MySQL; performance-anchors.md
-/// anchor 4 and bbs.md section 8), in milliseconds, by operation.
+/// Diego's 2016 benchmark-bbs averages (200,000 LRPs, 1,000 reps, CF-MySQL;
+/// docs/reference/performance-anchors.md anchor 4 and docs/reference/bbs.md §8), in milliseconds, by operation.
 pub const DIEGO_2016_MS: [(&str, f64); 7] = [
     (work::REP_BULK_FETCHING, 78.0),
     (work::REP_BULK_LOOP, 89.0),

@@ -1,5 +1,5 @@
-//! The Diego error types and their one mapping to gRPC status codes (architecture.md, "Wire
-//! contract"). Every server turns its crate error into a [`tonic::Status`] through
+//! The Diego error types and their one mapping to gRPC status codes (docs/architecture.md,
+//! "Error mapping"). Every server turns its crate error into a [`tonic::Status`] through
 //! [`ErrorCode::to_status`]; every client reads it back with [`ErrorCode::from_status`].
 
 use std::fmt;

@@ -1,4 +1,5 @@
-//! Wire contracts and the domain model of diego-rs.
+//! The contract every diego-rs component shares: the wire messages and services, the validated
+//! domain model, and the pure lifecycle rules both ends of a call apply.
 //!
 //! - [`pb`]: the generated prost messages and tonic services of `protos/diego/*.proto`
 //!   (`diego.models.v1`, `diego.bbs.v1`, `diego.locket.v1`, `diego.auctioneer.v1`, `diego.rep.v1`).

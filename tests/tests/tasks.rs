@@ -4,7 +4,7 @@
 //! (D32).
 //!
 //! Timings are shortened by config (convergence every 1 s, stale unclaimed after 2 s, crash backoff
-//! from 1 s, presence TTL 3 s); each test names the checklist items of auction-rep.md section 5
+//! from 1 s, presence TTL 3 s); each test names the checklist items of docs/reference/auction-rep.md §5
 //! it covers.
 
 use std::sync::{Arc, Mutex};
