@@ -127,6 +127,16 @@ impl AuctioneerConfig {
     }
 }
 
+impl svc::process::Listens for AuctioneerConfig {
+    fn listen_address(&self) -> &str {
+        &self.listen_address
+    }
+
+    fn admin_address(&self) -> &str {
+        &self.admin_address
+    }
+}
+
 impl ConfigFile for AuctioneerConfig {
     type Overrides = ConfigOverrides;
 

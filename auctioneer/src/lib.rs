@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use svc::config::IntoValid;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{AuctionBatch, Work};
@@ -48,14 +47,7 @@ pub use lock::{GrpcLocker, LockSpec, LockStatus, Locker};
 pub use rep_client::{GrpcRepClient, RepClient};
 pub use runner::{AuctionReport, AuctionRunner, RunnerConfig};
 
-/// The already-bound listeners the auctioneer serves on.
-#[derive(Debug)]
-pub struct Listeners {
-    /// gRPC: `Auctioneer`, health, reflection.
-    pub grpc: TcpListener,
-    /// Admin HTTP: `/healthz`, `/metrics`.
-    pub admin: TcpListener,
-}
+pub use svc::process::Listeners;
 
 /// The outbound clients; [`Clients::grpc`] builds the real ones from the configuration, and
 /// tests or an in-process cluster pass fakes or their own.

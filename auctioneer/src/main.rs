@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use auctioneer::{AuctioneerConfig, ConfigOverrides, Listeners};
+use auctioneer::{AuctioneerConfig, ConfigOverrides};
 use clap::Parser;
-use svc::config::{ConfigFile, Flags};
+use svc::config::Flags;
 
 /// Places LRP instances and tasks on cells while holding the `auctioneer` lock.
 #[derive(Debug, Parser)]
@@ -18,15 +18,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    svc::process::init_logging();
-    let config = match AuctioneerConfig::from_flags(Args::parse().flags) {
-        Ok(config) => config,
-        Err(e) => return e.exit("auctioneer"),
+    let (config, listeners) = match svc::process::start::<AuctioneerConfig>("auctioneer", Args::parse().flags).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let bound = match svc::process::bind_listeners(&config.listen_address, &config.admin_address).await {
-        Ok(bound) => bound,
-        Err(e) => return e.exit("auctioneer"),
-    };
-    let listeners = Listeners { grpc: bound.grpc, admin: bound.admin };
     svc::process::exit("auctioneer", auctioneer::run(config, listeners, svc::signals::on_terminate()).await)
 }

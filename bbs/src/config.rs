@@ -168,6 +168,16 @@ impl BbsConfig {
     }
 }
 
+impl svc::process::Listens for BbsConfig {
+    fn listen_address(&self) -> &str {
+        &self.listen_address
+    }
+
+    fn admin_address(&self) -> &str {
+        &self.admin_address
+    }
+}
+
 impl ConfigFile for BbsConfig {
     type Overrides = ConfigOverrides;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use bbs::config::{BbsConfig, ConfigOverrides};
 use clap::Parser;
-use svc::config::{ConfigFile, Flags};
+use svc::config::Flags;
 
 /// The diego-rs BBS: the leader-elected gRPC API over the store.
 #[derive(Debug, Parser)]
@@ -17,16 +17,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    svc::process::init_logging();
-    let config = match BbsConfig::from_flags(Args::parse().flags) {
-        Ok(config) => config,
-        Err(e) => return e.exit("bbs"),
+    let (config, listeners) = match svc::process::start::<BbsConfig>("bbs", Args::parse().flags).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let bound = match svc::process::bind_listeners(&config.listen_address, &config.admin_address).await {
-        Ok(bound) => bound,
-        Err(e) => return e.exit("bbs"),
-    };
-    let listeners = bbs::Listeners { grpc: bound.grpc, admin: bound.admin };
     let shutdown = svc::signals::on_terminate();
     svc::process::exit("bbs", bbs::run(config, listeners, bbs::Overrides::default(), shutdown).await)
 }

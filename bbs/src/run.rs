@@ -5,7 +5,6 @@ use std::sync::Arc;
 use db::sql::leases::LeaseType;
 use db::{Store, StoreOptions};
 use svc::config::IntoValid;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -23,13 +22,7 @@ use crate::{admin, callbacks, convergence, grpc, locket, server};
 /// so lease traffic never queues behind request work on the request pool.
 const LOCKET_POOL_CONNECTIONS: u32 = 8;
 
-/// The already-bound listeners the BBS serves on.
-pub struct Listeners {
-    /// gRPC (Bbs, Locket, health, reflection).
-    pub grpc: TcpListener,
-    /// Admin HTTP (`/healthz`, `/leader`, `/metrics`).
-    pub admin: TcpListener,
-}
+pub use svc::process::Listeners;
 
 /// Seams tests replace; `Default` gives the real ones.
 #[derive(Default)]

@@ -201,6 +201,16 @@ impl RepConfig {
     }
 }
 
+impl svc::process::Listens for RepConfig {
+    fn listen_address(&self) -> &str {
+        &self.listen_address
+    }
+
+    fn admin_address(&self) -> &str {
+        &self.admin_address
+    }
+}
+
 impl ConfigFile for RepConfig {
     type Overrides = ConfigOverrides;
 

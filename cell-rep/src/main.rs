@@ -8,9 +8,9 @@
 
 use std::process::ExitCode;
 
-use cell_rep::{ConfigOverrides, Deps, Listeners, RepConfig};
+use cell_rep::{ConfigOverrides, Deps, RepConfig};
 use clap::Parser;
-use svc::config::{ConfigFile, Flags};
+use svc::config::Flags;
 
 /// Runs containers for the diego-rs scheduler on this machine.
 #[derive(Debug, Parser)]
@@ -22,19 +22,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    svc::process::init_logging();
-    let config = match RepConfig::from_flags(Args::parse().flags) {
-        Ok(config) => config,
-        Err(e) => return e.exit("cell-rep"),
-    };
-    let bound = match svc::process::bind_listeners(&config.listen_address, &config.admin_address).await {
-        Ok(bound) => bound,
-        Err(e) => return e.exit("cell-rep"),
+    let (config, listeners) = match svc::process::start::<RepConfig>("cell-rep", Args::parse().flags).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let run = async {
         let deps = Deps { stop: svc::signals::on_terminate(), ..Deps::from_config(&config)? };
         let evacuate = svc::signals::on_sigusr1();
-        cell_rep::run_with(config, Listeners { grpc: bound.grpc, admin: bound.admin }, deps, evacuate).await?;
+        cell_rep::run_with(config, listeners, deps, evacuate).await?;
         anyhow::Ok(())
     };
     svc::process::exit("cell-rep", run.await.map_err(|e| format!("{e:#}")))

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use proto::models::{CellCapacity, CellId};
 use svc::config::IntoValid;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -36,14 +35,7 @@ use crate::runtime::sim::{SimConfig, SimRuntime};
 use crate::server;
 use crate::service::RepService;
 
-/// The already-bound listeners the rep serves on.
-#[derive(Debug)]
-pub struct Listeners {
-    /// gRPC: `Rep`, health, reflection.
-    pub grpc: TcpListener,
-    /// Admin HTTP: `/healthz`, `/metrics`.
-    pub admin: TcpListener,
-}
+pub use svc::process::Listeners;
 
 /// What the rep talks to, injectable for in-process clusters and tests.
 #[derive(Clone)]

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use tokio::net::TcpListener;
 
+use crate::config::{ConfigFile, Flags, Valid};
 use crate::server::{BindError, bind};
 
 /// The exit code of a component whose listener could not be bound (sysexits' EX_UNAVAILABLE).
@@ -26,9 +27,9 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }
 
-/// A component's gRPC and admin listeners.
+/// A component's gRPC and admin listeners: what its `run()` takes.
 #[derive(Debug)]
-pub struct Bound {
+pub struct Listeners {
     /// The gRPC listener.
     pub grpc: TcpListener,
     /// The admin HTTP listener.
@@ -36,8 +37,8 @@ pub struct Bound {
 }
 
 /// Binds a component's gRPC and admin listeners, in that order.
-pub async fn bind_listeners(grpc: &str, admin: &str) -> Result<Bound, BindError> {
-    Ok(Bound { grpc: bind("grpc", grpc).await?, admin: bind("admin", admin).await? })
+pub async fn bind_listeners(grpc: &str, admin: &str) -> Result<Listeners, BindError> {
+    Ok(Listeners { grpc: bind("grpc", grpc).await?, admin: bind("admin", admin).await? })
 }
 
 impl BindError {
@@ -46,6 +47,27 @@ impl BindError {
         eprintln!("{component}: {self}");
         ExitCode::from(EXIT_UNAVAILABLE)
     }
+}
+
+/// A server component's configuration: where its two listeners go.
+pub trait Listens {
+    /// The gRPC listen address (`host:port`).
+    fn listen_address(&self) -> &str;
+    /// The admin HTTP listen address (`host:port`).
+    fn admin_address(&self) -> &str;
+}
+
+/// Everything a server's `main` does before `run`, the same way in every component: logging, the
+/// configuration from the flags and file, checked once (refused: one line, exit 64), and its two
+/// listeners (one taken: one line, exit 69). `Err` is the code to exit with.
+pub async fn start<C: ConfigFile + Listens>(
+    component: &str,
+    flags: Flags<C::Overrides>,
+) -> Result<(Valid<C>, Listeners), ExitCode> {
+    init_logging();
+    let config = C::from_flags(flags).map_err(|e| e.exit(component))?;
+    let bound = bind_listeners(config.listen_address(), config.admin_address()).await.map_err(|e| e.exit(component))?;
+    Ok((config, bound))
 }
 
 /// The exit of a component's run: 0 when it stopped, else its error on one line and 1.
