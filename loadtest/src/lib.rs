@@ -51,8 +51,8 @@ pub use crate::config::{Config, RouteEmitters, SeedVia};
 pub use crate::report::Report;
 
 use crate::generator::Placement;
-use crate::progress::Progress;
 use crate::operations::Files;
+use crate::progress::Progress;
 use crate::report::Memory;
 use crate::stats::Recorder;
 use crate::target::{Clients, Target};

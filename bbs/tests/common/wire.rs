@@ -49,12 +49,8 @@ impl Server {
         let mut seams = bbs::Overrides { auctioneer: Some(auctioneer.clone()), ..Default::default() };
         overrides(&mut seams);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(bbs::run(
-            config.validate().unwrap(),
-            bbs::Listeners { grpc, admin },
-            seams,
-            shutdown.clone(),
-        ));
+        let task =
+            tokio::spawn(bbs::run(config.validate().unwrap(), bbs::Listeners { grpc, admin }, seams, shutdown.clone()));
         Server { address, auctioneer, shutdown, task }
     }
 
