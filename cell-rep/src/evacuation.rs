@@ -1,5 +1,5 @@
 //! Evacuation (drain, reference 2.9): once the one-way evacuation flag is set (by `Evacuate` or
-//! SIGTERM), `State` reports `evacuating`, `Perform` refuses all work, bulk sync runs at once and
+//! SIGUSR1), `State` reports `evacuating`, `Perform` refuses all work, bulk sync runs at once and
 //! then every evacuation interval, and every LRP container goes through the generator's
 //! evacuation processor:
 //!

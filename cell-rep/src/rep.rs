@@ -4,7 +4,7 @@
 //! the configuration; [`run_with`] takes them as [`Deps`], so tests and `diego dev` run many
 //! cells in one process.
 //!
-//! Stopping: cancelling `shutdown` starts evacuation (as SIGTERM does), and the rep returns once
+//! Stopping: cancelling `shutdown` starts evacuation (as SIGUSR1 does in the binary), and the rep returns once
 //! the cell is empty or the evacuation timeout expired. Cancelling [`Deps::stop`] stops at once:
 //! servers close and the containers are stopped and deleted without handing anything over.
 
