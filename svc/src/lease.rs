@@ -20,13 +20,16 @@
 //! [`LeaseMachine`] is the pure part (no IO, no clock: instants are passed in); the holder drives
 //! it with `tokio::time`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+pub mod locket;
+mod status;
+
+pub use status::HeldStatus;
 
 /// Histogram: how long one acquire-or-renew of a lease took, in seconds; label `key`.
 pub const LEASE_RENEWAL_DURATION: &str = "lease_renewal_duration_seconds";
@@ -292,85 +295,6 @@ pub async fn attempt<C: LeaseCalls>(calls: &C, timing: LeaseTiming) -> Attempt<C
 /// Counts a renewal that failed while the lease may have been ours.
 pub fn record_renewal_failure(key: &str) {
     metrics::counter!(LEASE_RENEWAL_FAILURES, "key" => key.to_owned()).increment(1);
-}
-
-/// Whether a lease is held, observable by every part of a process. Cloning shares it.
-#[derive(Debug, Clone)]
-pub struct HeldStatus {
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for HeldStatus {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl HeldStatus {
-    /// A status that says "not held".
-    pub fn new() -> Self {
-        Self { tx: Arc::new(watch::Sender::new(false)) }
-    }
-
-    /// True while the lease is held.
-    pub fn is_held(&self) -> bool {
-        *self.tx.borrow()
-    }
-
-    /// Records whether the lease is held; returns whether that changed.
-    pub fn set(&self, held: bool) -> bool {
-        self.tx.send_if_modified(|current| std::mem::replace(current, held) != held)
-    }
-
-    /// A receiver that sees every change.
-    pub fn subscribe(&self) -> watch::Receiver<bool> {
-        self.tx.subscribe()
-    }
-
-    /// Waits until the status is `held` (wrap it in a timeout).
-    pub async fn wait_until(&self, held: bool) {
-        let mut rx = self.tx.subscribe();
-        let _ = rx.wait_for(|h| *h == held).await;
-    }
-}
-
-/// The Locket wire form of a lease, shared by every Locket client (the auctioneer lock, cell
-/// presences).
-pub mod locket {
-    use std::time::Duration;
-
-    use proto::pb::locket::v1 as locket_pb;
-
-    /// The resource `key` owned by `owner` with `value`, of type `type_code`.
-    pub fn resource(key: &str, owner: &str, value: &str, type_code: locket_pb::TypeCode) -> locket_pb::Resource {
-        locket_pb::Resource {
-            key: key.to_owned(),
-            owner: owner.to_owned(),
-            value: value.to_owned(),
-            type_code: type_code as i32,
-        }
-    }
-
-    /// A `Lock` of `resource` for `ttl`: whole seconds on the wire, rounded up so the lease
-    /// never lives shorter than asked (and at least one second).
-    pub fn lock_request(resource: locket_pb::Resource, ttl: Duration) -> locket_pb::LockRequest {
-        let seconds = i64::try_from(ttl.as_millis().div_ceil(1000).max(1)).unwrap_or(i64::MAX);
-        locket_pb::LockRequest { resource: Some(resource), ttl_in_seconds: seconds }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn ttls_go_on_the_wire_in_whole_seconds_rounded_up() {
-            let resource = resource("cell-1", "owner", "{}", locket_pb::TypeCode::Presence);
-            assert_eq!(resource.type_code, locket_pb::TypeCode::Presence as i32);
-            assert_eq!(lock_request(resource.clone(), Duration::from_millis(1_500)).ttl_in_seconds, 2);
-            assert_eq!(lock_request(resource.clone(), Duration::from_secs(15)).ttl_in_seconds, 15);
-            assert_eq!(lock_request(resource, Duration::ZERO).ttl_in_seconds, 1);
-        }
-    }
 }
 
 /// Keeps one lease: [`LeaseHolder::tick`] is one attempt, [`LeaseHolder::run`] the loop.
