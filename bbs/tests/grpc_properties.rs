@@ -97,6 +97,7 @@ fn desired_lrp() -> impl Strategy<Value = pb::DesiredLrp> {
 
 /// One request.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // generated test inputs, built and dropped one at a time
 enum Op {
     Desire(pb::DesiredLrp),
     Scale(String, i32),
@@ -208,7 +209,7 @@ fn run_properties(backend: Backend) {
     // The store as it was after the previous case: a refusal must leave it so.
     let last = std::sync::Mutex::new(runtime.block_on(snapshot(&mut client.clone())));
     let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let result = runner.run(&op(), |op| {
         // Tonic clients are cheap handles on one channel.
         let mut client = client.clone();
