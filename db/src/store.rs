@@ -84,6 +84,29 @@ impl Tx {
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.inner
     }
+
+    /// Locks the one row of `what` keyed `key` and decodes it: `SELECT {columns} FROM {table}
+    /// WHERE {key_column} = ?`, `FOR UPDATE` where the backend has it. No row: `NotFound`; a row
+    /// that does not decode: `Corrupt`.
+    pub(crate) async fn lock_row<T>(
+        &mut self,
+        op: &'static str,
+        what: &'static str,
+        select: &str,
+        key: &str,
+        decode: impl FnOnce(&sqlx::any::AnyRow) -> std::result::Result<T, String>,
+    ) -> Result<T> {
+        let sql = format!("{select} = ?{}", self.backend.for_update());
+        let row = self
+            .backend
+            .query(&sql)
+            .bind(key)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(|e| Error::from_sqlx(op, what, key, e))?
+            .ok_or_else(|| Error::NotFound { what, key: key.to_owned() })?;
+        decode(&row).map_err(|reason| Error::Corrupt { what, key: key.to_owned(), reason })
+    }
 }
 
 impl Store {

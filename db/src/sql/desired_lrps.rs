@@ -116,19 +116,8 @@ fn decode_or_skip<T>(row: &AnyRow, decode: fn(&AnyRow) -> std::result::Result<T,
 
 /// Locks and decodes the row of `guid` inside `tx`.
 async fn lock_desired(tx: &mut Tx, op: &'static str, guid: &ProcessGuid) -> Result<DesiredLrp> {
-    let sql = format!(
-        "SELECT {SCHEDULING_COLUMNS}, metric_tags, run_info FROM desired_lrps WHERE process_guid = ?{}",
-        tx.backend.for_update()
-    );
-    let row = tx
-        .backend
-        .query(&sql)
-        .bind(guid.as_str())
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(|e| Error::from_sqlx(op, "desired lrp", guid.as_str(), e))?
-        .ok_or_else(|| Error::NotFound { what: "desired lrp", key: guid.to_string() })?;
-    decode_desired(&row).map_err(|reason| Error::Corrupt { what: "desired lrp", key: guid.to_string(), reason })
+    let select = format!("SELECT {SCHEDULING_COLUMNS}, metric_tags, run_info FROM desired_lrps WHERE process_guid");
+    tx.lock_row(op, "desired lrp", &select, guid.as_str(), decode_desired).await
 }
 
 /// The indices in `from..to` that have no ordinary actual LRP of `guid` yet: rows left by a

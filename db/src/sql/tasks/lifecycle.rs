@@ -14,16 +14,8 @@ use crate::{Error, Result, Store, Tx};
 
 /// Locks and decodes the row of `guid` inside `tx`.
 async fn lock_task(tx: &mut Tx, op: &'static str, guid: &TaskGuid) -> Result<Task> {
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE guid = ?{}", tx.backend.for_update());
-    let row = tx
-        .backend
-        .query(&sql)
-        .bind(guid.as_str())
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(|e| Error::from_sqlx(op, "task", guid.as_str(), e))?
-        .ok_or_else(|| Error::NotFound { what: "task", key: guid.to_string() })?;
-    decode_task(&row).map_err(|reason| Error::Corrupt { what: "task", key: guid.to_string(), reason })
+    let select = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE guid");
+    tx.lock_row(op, "task", &select, guid.as_str(), decode_task).await
 }
 
 impl Store {
