@@ -8,6 +8,7 @@
 //! - [`bbs_client`]: the leader-following BBS client core (`x-diego-leader` redirects, channel
 //!   cache, endpoint parsing).
 //! - [`lease`]: the one lease holder (BBS leader lock, auctioneer lock, cell presence).
+//! - [`identity`]: who is calling: the role and name a certificate's `diego://` URI SAN gives.
 //! - [`clock`]: the injected wall clock and its manual twin for tests.
 //! - [`process`]: what every `main` does alike: logging, binding its listeners, exit codes.
 //! - [`signals`]: turning SIGINT/SIGTERM into a cancellation.
@@ -17,6 +18,7 @@ pub mod bbs_client;
 pub mod clock;
 pub mod config;
 pub mod connect;
+pub mod identity;
 pub mod lease;
 pub mod process;
 pub mod server;
