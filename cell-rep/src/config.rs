@@ -92,6 +92,9 @@ pub struct RepConfig {
     /// The `sim` runtime's time from start to healthy.
     #[serde(with = "svc::config::duration")]
     pub sim_start_delay: Duration,
+    /// How long a task's main process runs in the `sim` runtime before it exits 0.
+    #[serde(with = "svc::config::duration")]
+    pub sim_task_duration: Duration,
     /// How often a healthy instance's monitor action runs, and the liveness interval of checks
     /// without an `interval_ms` (Diego's `healthy_monitoring_interval`, 30 s).
     #[serde(with = "svc::config::duration")]
@@ -126,6 +129,7 @@ impl Default for RepConfig {
             graceful_shutdown_interval: Duration::from_secs(10),
             reserved_expiration_time: Duration::from_secs(60),
             sim_start_delay: Duration::from_millis(500),
+            sim_task_duration: Duration::from_millis(100),
             healthy_monitoring_interval: Duration::from_secs(30),
         }
     }

@@ -71,9 +71,11 @@ impl Deps {
                 }
                 Arc::new(RuncRuntime::new(runc))
             }
-            RuntimeKind::Sim => {
-                Arc::new(SimRuntime::new(SimConfig { healthy_after: config.sim_start_delay, ..SimConfig::default() }))
-            }
+            RuntimeKind::Sim => Arc::new(SimRuntime::new(SimConfig {
+                healthy_after: config.sim_start_delay,
+                task_duration: config.sim_task_duration,
+                ..SimConfig::default()
+            })),
         };
         Ok(Self { bbs, runtime, stop: CancellationToken::new() })
     }

@@ -68,7 +68,8 @@ async fn e34_a_task_whose_cell_disappears_fails(backend: Backend) {
     // Two cells: losing the only cell would empty the cell set, which the converger's guard
     // treats as an outage of its own view, not as a lost cell.
     let Some(mut cluster) = Cluster::start(backend, 2, RuntimeKind::Sim, |spec| {
-        spec.rep = Arc::new(|config| config.sim_start_delay = Duration::from_secs(3600));
+        // The task runs until its cell dies: it must not complete on its own first.
+        spec.rep = Arc::new(|config| config.sim_task_duration = Duration::from_secs(3600));
     })
     .await
     else {
