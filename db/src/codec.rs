@@ -1,16 +1,20 @@
 //! The one codec every stored blob goes through: protobuf blobs (run info, task definitions,
 //! net info) and JSON blobs (routes, metric tags, internal routes). Each blob starts with a
-//! two-byte envelope `[format, version]` as Diego's `format` package does, so encryption at rest
-//! with key labels can be added here later without touching the table modules.
+//! two-byte envelope `[format, version]` as Diego's `format` package does. Run info and task
+//! definitions go through [`seal_proto`] / [`open_proto`], which encrypt them under the store's
+//! [`Keyring`] (version `0x01`, see [`crate::crypto`] for the layout); the other blobs are
+//! written unencrypted (version `0x00`), which every reader accepts too.
 
 use prost::Message;
+
+use crate::crypto::Keyring;
 
 /// Envelope format byte of a protobuf blob.
 const FORMAT_PROTO: u8 = 0x02;
 /// Envelope format byte of a JSON blob.
 const FORMAT_JSON: u8 = 0x01;
 /// Envelope version byte (unencrypted).
-const VERSION_PLAIN: u8 = 0x00;
+pub(crate) const VERSION_PLAIN: u8 = 0x00;
 
 /// Why a blob cannot be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,28 @@ pub enum CodecError {
     /// The JSON payload is malformed.
     #[error("malformed json: {0}")]
     Json(#[from] serde_json::Error),
+    /// The blob is sealed under a key label the store's keyring does not have.
+    #[error("sealed under unknown encryption key label {label:?}")]
+    UnknownKey {
+        /// The label the blob names.
+        label: String,
+    },
+    /// The blob does not decrypt under the key its label names (another key with the same
+    /// label, or tampered bytes).
+    #[error("does not decrypt under encryption key {label:?} (wrong key or tampered data)")]
+    Decrypt {
+        /// The label the blob names.
+        label: String,
+    },
+    /// A sealed blob is shorter than its header, nonce and tag.
+    #[error("truncated encrypted blob")]
+    Truncated,
+    /// A key or key label cannot be used.
+    #[error("bad encryption key: {reason}")]
+    BadKey {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Encodes a protobuf message into a stored blob.
@@ -44,6 +70,24 @@ pub fn encode_proto<M: Message>(message: &M) -> Vec<u8> {
 /// Decodes a stored protobuf blob.
 pub fn decode_proto<M: Message + Default>(blob: &[u8]) -> Result<M, CodecError> {
     Ok(M::decode(payload(blob, FORMAT_PROTO)?)?)
+}
+
+/// Encodes a protobuf message into a stored blob sealed under `keys`' active key (the plain
+/// envelope when `keys` is empty).
+pub fn seal_proto<M: Message>(keys: &Keyring, message: &M) -> Vec<u8> {
+    // Writing into a Vec cannot run out of capacity.
+    keys.seal_with(FORMAT_PROTO, message.encoded_len(), |out| message.encode_raw(out))
+}
+
+/// Decodes a stored protobuf blob, sealed under one of `keys` or unencrypted.
+pub fn open_proto<M: Message + Default>(keys: &Keyring, blob: &[u8]) -> Result<M, CodecError> {
+    Ok(M::decode(keys.open(FORMAT_PROTO, blob)?.as_slice())?)
+}
+
+/// Re-seals a stored protobuf blob under `keys`' active key without decoding the message.
+pub fn reseal_proto(keys: &Keyring, blob: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let payload = keys.open(FORMAT_PROTO, blob)?;
+    Ok(keys.seal_with(FORMAT_PROTO, payload.len(), |out| out.extend_from_slice(&payload)))
 }
 
 /// Encodes a value as a stored JSON blob.
@@ -80,6 +124,25 @@ mod tests {
         let blob = encode_proto(&info);
         assert_eq!(&blob[..2], &[FORMAT_PROTO, VERSION_PLAIN]);
         assert_eq!(decode_proto::<pb::ActualLrpNetInfo>(&blob).unwrap(), info);
+    }
+
+    #[test]
+    fn sealed_proto_blobs_round_trip_and_reseal() {
+        let info = pb::ActualLrpNetInfo { address: "10.0.0.1".into(), ..Default::default() };
+        let old = Keyring::new("old", [("old".to_owned(), [1; 32])]).unwrap();
+        let new = Keyring::new("new", [("old".to_owned(), [1; 32]), ("new".to_owned(), [2; 32])]).unwrap();
+        let blob = seal_proto(&old, &info);
+        assert_eq!(crate::crypto::blob_label(&blob), Some("old"));
+        assert_eq!(open_proto::<pb::ActualLrpNetInfo>(&old, &blob).unwrap(), info);
+        assert!(decode_proto::<pb::ActualLrpNetInfo>(&blob).is_err(), "the plain decoder refuses sealed blobs");
+        let resealed = reseal_proto(&new, &blob).unwrap();
+        assert_eq!(crate::crypto::blob_label(&resealed), Some("new"));
+        assert_eq!(open_proto::<pb::ActualLrpNetInfo>(&new, &resealed).unwrap(), info);
+        // Unencrypted rows (written before encryption) are read and sealed alike.
+        let plain = encode_proto(&info);
+        assert_eq!(open_proto::<pb::ActualLrpNetInfo>(&new, &plain).unwrap(), info);
+        assert_eq!(crate::crypto::blob_label(&reseal_proto(&new, &plain).unwrap()), Some("new"));
+        assert_eq!(seal_proto(&Keyring::default(), &info), plain);
     }
 
     #[test]

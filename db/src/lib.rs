@@ -6,7 +6,7 @@
 //! - [`health`]: the database's reachability; every pool is gated by it, so requests fail fast
 //!   while the database is down.
 //! - [`backend`]: the dialect differences (placeholders, row locks, the database clock).
-//! - [`codec`]: the one codec every blob goes through.
+//! - [`codec`]: the one codec every blob goes through; [`crypto`]: the keys it encrypts with.
 //! - [`sql`]: hand-written SQL, one module per table, each adding methods to [`Store`].
 //! - [`Error`]: every failure, classified once ([`Error::code`], [`Error::is_retryable`]).
 //!
@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod codec;
+pub mod crypto;
 mod error;
 pub mod health;
 pub mod migrate;
@@ -23,5 +24,6 @@ mod store;
 pub mod testing;
 
 pub use backend::Backend;
+pub use crypto::Keyring;
 pub use error::{Error, Result};
 pub use store::{Fence, Store, StoreOptions, Tx};
