@@ -1,0 +1,331 @@
+//! Authorization: what each [`Role`] may call, in one pure function ([`rule`]), enforced for
+//! every request by [`AuthzLayer`] and, for the records a cell may touch, by the handlers
+//! ([`require_own_cell`], [`require_own_lease`]).
+//!
+//! `A` allow, `C` only on the caller's own cell's records (the handler checks the record), `L`
+//! only the caller's own Locket lease (the handler checks the key), `-` refused with
+//! PERMISSION_DENIED. A peer without a verified identity is UNAUTHENTICATED; in
+//! `--insecure-plaintext` mode ([`Peer::Plaintext`]) everything is allowed.
+//!
+//! | method | bbs | auctioneer | cell | operator | reader |
+//! |---|---|---|---|---|---|
+//! | `Bbs/Ping` | A | A | A | A | A |
+//! | `Bbs/Domains` | - | - | - | A | A |
+//! | `Bbs/UpsertDomain` | - | - | - | A | - |
+//! | `Bbs/Cells` | - | A | - | A | A |
+//! | `Bbs/ActualLRPs` | - | - | C | A | A |
+//! | `Bbs/ClaimActualLRP` | - | - | C | - | - |
+//! | `Bbs/StartActualLRP` | - | - | C | - | - |
+//! | `Bbs/CrashActualLRP` | - | - | C | - | - |
+//! | `Bbs/FailActualLRP` | - | A | - | - | - |
+//! | `Bbs/RemoveActualLRP` | - | - | C | - | - |
+//! | `Bbs/RetireActualLRP` | - | - | - | A | - |
+//! | `Bbs/Evacuate{Claimed,Running,Stopped,Crashed}ActualLRP` | - | - | C | - | - |
+//! | `Bbs/RemoveEvacuatingActualLRP` | - | - | C | - | - |
+//! | `Bbs/DesiredLRPs`, `DesiredLRPSchedulingInfos`, `DesiredLRPRoutingInfos` | - | - | - | A | A |
+//! | `Bbs/DesiredLRPSchedulingInfoByProcessGuid` | - | - | - | A | A |
+//! | `Bbs/DesiredLRPByProcessGuid` | - | - | A | A | A |
+//! | `Bbs/DesireLRP`, `UpdateDesiredLRP`, `RemoveDesiredLRP` | - | - | - | A | - |
+//! | `Bbs/Tasks` | - | - | C | A | A |
+//! | `Bbs/TaskByGuid` | - | - | A | A | A |
+//! | `Bbs/DesireTask`, `CancelTask`, `ResolvingTask`, `DeleteTask` | - | - | - | A | - |
+//! | `Bbs/StartTask`, `CompleteTask` | - | - | C | - | - |
+//! | `Bbs/RejectTask` | - | A | C | - | - |
+//! | `Bbs/SubscribeToInstanceEvents`, `SubscribeToTaskEvents` | - | - | - | A | A |
+//! | `Locket/Lock`, `Locket/Release` | L | L | L | - | - |
+//! | `Locket/Fetch`, `Locket/FetchAll` | A | A | A | A | A |
+//! | `Auctioneer/RequestLRPAuctions`, `RequestTaskAuctions` | A | - | - | - | - |
+//! | `Rep/State` | - | A | - | A | A |
+//! | `Rep/Perform` | - | A | - | - | - |
+//! | `Rep/StopLRPInstance`, `CancelTask`, `UpdateLRPInstance` | A | - | - | - | - |
+//! | `Rep/Evacuate` | - | - | - | A | - |
+//! | `Rep/Ping` | A | A | A | A | A |
+//! | `grpc.health.v1.Health/*`, `grpc.reflection.v1.ServerReflection/*` | A | A | A | A | A |
+//! | anything else | - | - | - | - | - |
+//!
+//! A cell's `C` reads (`ActualLRPs`, `Tasks`) must filter by its own cell id; its `C` writes
+//! must name its own cell id (in the instance key, or `cell_id`) or, where the request names
+//! none (`RejectTask`), concern a record stored on its cell. Its `L` lease is the PRESENCE keyed
+//! by its cell id; the BBS's is the LOCK `bbs` and the auctioneer's the LOCK `auctioneer`.
+//! Replicas of one role share its leases: any auctioneer may take over the `auctioneer` lock.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::codegen::Service;
+use tonic::codegen::http;
+
+use crate::identity::{Identity, Peer, Role};
+
+/// What a role may do with one method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// Allowed.
+    Allow,
+    /// Allowed only on records of the caller's own cell; the handler checks the record
+    /// ([`require_own_cell`]).
+    OwnCell,
+    /// Allowed only on the caller's own Locket lease; the handler checks the key
+    /// ([`require_own_lease`]).
+    OwnLease,
+    /// Refused.
+    Deny,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rule::Allow => "allowed",
+            Rule::OwnCell => "only on its own cell's records",
+            Rule::OwnLease => "only its own lease",
+            Rule::Deny => "denied",
+        })
+    }
+}
+
+/// The Locket key the BBS leader holds.
+pub const BBS_LEASE_KEY: &str = "bbs";
+/// The Locket key the active auctioneer holds.
+pub const AUCTIONEER_LEASE_KEY: &str = "auctioneer";
+
+const A: Rule = Rule::Allow;
+const C: Rule = Rule::OwnCell;
+const L: Rule = Rule::OwnLease;
+const D: Rule = Rule::Deny;
+
+/// The rules of `method` (a full gRPC path, `/diego.bbs.v1.Bbs/DesireLRP`) for each role, in the
+/// order of [`Role::ALL`]: bbs, auctioneer, cell, operator, reader. `None` for an unknown
+/// method.
+fn rules(method: &str) -> Option<[Rule; 5]> {
+    let (service, name) = method.strip_prefix('/')?.split_once('/')?;
+    match service {
+        "diego.bbs.v1.Bbs" => bbs_rules(name),
+        "diego.locket.v1.Locket" => locket_rules(name),
+        "diego.auctioneer.v1.Auctioneer" => auctioneer_rules(name),
+        "diego.rep.v1.Rep" => rep_rules(name),
+        "grpc.health.v1.Health" | "grpc.reflection.v1.ServerReflection" => Some([A, A, A, A, A]),
+        _ => None,
+    }
+}
+
+/// `diego.bbs.v1.Bbs`, as [`rules`].
+fn bbs_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "Ping" => [A, A, A, A, A],
+        "Domains" => [D, D, D, A, A],
+        "UpsertDomain" => [D, D, D, A, D],
+        "Cells" => [D, A, D, A, A],
+        "ActualLRPs" => [D, D, C, A, A],
+        "ClaimActualLRP" | "StartActualLRP" | "CrashActualLRP" | "RemoveActualLRP" => [D, D, C, D, D],
+        "FailActualLRP" => [D, A, D, D, D],
+        "RetireActualLRP" => [D, D, D, A, D],
+        "EvacuateClaimedActualLRP"
+        | "EvacuateRunningActualLRP"
+        | "EvacuateStoppedActualLRP"
+        | "EvacuateCrashedActualLRP"
+        | "RemoveEvacuatingActualLRP" => [D, D, C, D, D],
+        "DesiredLRPs"
+        | "DesiredLRPSchedulingInfos"
+        | "DesiredLRPSchedulingInfoByProcessGuid"
+        | "DesiredLRPRoutingInfos" => [D, D, D, A, A],
+        "DesiredLRPByProcessGuid" => [D, D, A, A, A],
+        "DesireLRP" | "UpdateDesiredLRP" | "RemoveDesiredLRP" => [D, D, D, A, D],
+        "Tasks" => [D, D, C, A, A],
+        "TaskByGuid" => [D, D, A, A, A],
+        "DesireTask" | "CancelTask" | "ResolvingTask" | "DeleteTask" => [D, D, D, A, D],
+        "StartTask" | "CompleteTask" => [D, D, C, D, D],
+        "RejectTask" => [D, A, C, D, D],
+        "SubscribeToInstanceEvents" | "SubscribeToTaskEvents" => [D, D, D, A, A],
+        _ => return None,
+    })
+}
+
+/// `diego.locket.v1.Locket`, as [`rules`].
+fn locket_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "Lock" | "Release" => [L, L, L, D, D],
+        "Fetch" | "FetchAll" => [A, A, A, A, A],
+        _ => return None,
+    })
+}
+
+/// `diego.auctioneer.v1.Auctioneer`, as [`rules`].
+fn auctioneer_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "RequestLRPAuctions" | "RequestTaskAuctions" => [A, D, D, D, D],
+        _ => return None,
+    })
+}
+
+/// `diego.rep.v1.Rep`, as [`rules`].
+fn rep_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "State" => [D, A, D, A, A],
+        "Perform" => [D, A, D, D, D],
+        "StopLRPInstance" | "CancelTask" | "UpdateLRPInstance" => [A, D, D, D, D],
+        "Evacuate" => [D, D, D, A, D],
+        "Ping" => [A, A, A, A, A],
+        _ => return None,
+    })
+}
+
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Bbs => 0,
+        Role::Auctioneer => 1,
+        Role::Cell => 2,
+        Role::Operator => 3,
+        Role::Reader => 4,
+    }
+}
+
+/// The role table: what `role` may do with `method`, a full gRPC path
+/// (`/diego.bbs.v1.Bbs/DesireLRP`). Unknown methods are [`Rule::Deny`].
+pub fn rule(role: Role, method: &str) -> Rule {
+    rules(method).map_or(Rule::Deny, |rules| rules[role_index(role)])
+}
+
+/// Whether `peer` may call `method`: the rule that applies (the handler enforces
+/// [`Rule::OwnCell`] and [`Rule::OwnLease`]) or PERMISSION_DENIED naming the identity, the method
+/// and who may call it. A [`Peer::Plaintext`] peer may call everything.
+pub fn check(peer: &Peer, method: &str) -> Result<Rule, Status> {
+    let identity = match peer {
+        Peer::Plaintext => return Ok(Rule::Allow),
+        Peer::Verified(identity) => identity,
+    };
+    match rule(identity.role(), method) {
+        Rule::Deny => {
+            metrics::counter!("authz_refusals_total", "role" => identity.role().as_str()).increment(1);
+            Err(Status::permission_denied(format!("{identity} may not call {method}: {}", who_may(method))))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Who may call `method`, for refusals.
+fn who_may(method: &str) -> String {
+    let Some(rules) = rules(method) else {
+        return "no rule allows an unknown method".into();
+    };
+    let allowed: Vec<String> = Role::ALL
+        .into_iter()
+        .zip(rules)
+        .filter(|(_, rule)| *rule != Rule::Deny)
+        .map(|(role, rule)| match rule {
+            Rule::Allow => role.to_string(),
+            other => format!("{role} ({other})"),
+        })
+        .collect();
+    format!("only {} may", allowed.join(", "))
+}
+
+fn denied(identity: &Identity, what: String) -> Status {
+    metrics::counter!("authz_refusals_total", "role" => identity.role().as_str()).increment(1);
+    Status::permission_denied(format!("{identity} may not {what}"))
+}
+
+/// The [`Rule::OwnCell`] check of a handler: a cell peer may act only on records of its own cell
+/// (`cell_id` is the cell the request or the stored record names); any other peer passes (the
+/// role table already decided).
+pub fn require_own_cell(peer: &Peer, cell_id: &str) -> Result<(), Status> {
+    match peer.identity() {
+        Some(identity) if identity.role() == Role::Cell && identity.name() != cell_id => {
+            let whose =
+                if cell_id.is_empty() { "records of no cell".to_owned() } else { format!("cell {cell_id}'s records") };
+            Err(denied(identity, format!("act on {whose}: a cell acts only on its own cell's records")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The kind of a Locket lease, for [`require_own_lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKind {
+    /// A lock (a leader's).
+    Lock,
+    /// A presence (a cell's).
+    Presence,
+}
+
+/// The [`Rule::OwnLease`] check of the Locket's Lock and Release: a cell may hold only the
+/// PRESENCE keyed by its cell id, the BBS only the LOCK [`BBS_LEASE_KEY`] and the auctioneer
+/// only the LOCK [`AUCTIONEER_LEASE_KEY`]. Operators and readers hold no lease; a plaintext
+/// peer may hold any.
+pub fn require_own_lease(peer: &Peer, key: &str, kind: LeaseKind) -> Result<(), Status> {
+    let Some(identity) = peer.identity() else { return Ok(()) };
+    let own = match identity.role() {
+        Role::Cell => Some((identity.name(), LeaseKind::Presence)),
+        Role::Bbs => Some((BBS_LEASE_KEY, LeaseKind::Lock)),
+        Role::Auctioneer => Some((AUCTIONEER_LEASE_KEY, LeaseKind::Lock)),
+        Role::Operator | Role::Reader => None,
+    };
+    match own {
+        Some((own_key, own_kind)) if own_key == key && own_kind == kind => Ok(()),
+        Some((own_key, own_kind)) => {
+            let kind = if own_kind == LeaseKind::Lock { "LOCK" } else { "PRESENCE" };
+            Err(denied(identity, format!("hold the lease {key:?}: its only lease is the {kind} {own_key:?}")))
+        }
+        None => Err(denied(identity, format!("hold the lease {key:?}: a {} holds no lease", identity.role()))),
+    }
+}
+
+/// The tower layer that authorizes every request by [`check`]: add it to a
+/// `tonic::transport::Server` builder after (inside) whatever puts the [`Peer`] into the request
+/// extensions. A request without a [`Peer`] is refused with UNAUTHENTICATED, a refused one with
+/// PERMISSION_DENIED, both without calling the service; [`Rule::OwnCell`] and
+/// [`Rule::OwnLease`] requests go on to the handler, which checks the record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthzLayer;
+
+impl<S> tower_layer::Layer<S> for AuthzLayer {
+    type Service = Authz<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authz { inner }
+    }
+}
+
+/// The service [`AuthzLayer`] wraps around a server's routes.
+#[derive(Debug, Clone)]
+pub struct Authz<S> {
+    inner: S,
+}
+
+/// The future of [`Authz`]: the inner service's, or a refusal.
+pub type AuthzFuture<F, R, E> = futures::future::Either<F, futures::future::Ready<Result<R, E>>>;
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Authz<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = AuthzFuture<S::Future, Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let verdict = match request.extensions().get::<Peer>() {
+            None => Err(Status::unauthenticated(format!("no client certificate: {} refused", request.uri().path()))),
+            Some(peer) => check(peer, request.uri().path()),
+        };
+        match verdict {
+            Ok(_) => futures::future::Either::Left(self.inner.call(request)),
+            Err(status) => {
+                tracing::info!(method = request.uri().path(), code = ?status.code(), message = status.message(), "request refused");
+                futures::future::Either::Right(futures::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
