@@ -9,6 +9,7 @@
 //!   cache, endpoint parsing).
 //! - [`lease`]: the one lease holder (BBS leader lock, auctioneer lock, cell presence).
 //! - [`identity`]: who is calling: the role and name a certificate's `diego://` URI SAN gives.
+//! - [`certs`]: the cluster CA and the certificates it issues (files, modes, the dev bundle).
 //! - [`authz`]: what each role may call (the one role table) and the layer that enforces it.
 //! - [`clock`]: the injected wall clock and its manual twin for tests.
 //! - [`process`]: what every `main` does alike: logging, binding its listeners, exit codes.
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod authz;
 pub mod bbs_client;
+pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod connect;
