@@ -113,6 +113,17 @@ impl Backend {
     }
 }
 
+/// The file a `sqlite:` URL names (`sqlite://path`, `sqlite:path`, with or without `?options`);
+/// `None` for in-memory databases.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
 /// Rewrites `?` to `$1, $2, ...`, leaving quoted literals and identifiers alone.
 fn numbered_placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
@@ -177,6 +188,15 @@ mod tests {
         let err = Backend::from_url("oracle://h").unwrap_err().to_string();
         assert!(err.contains("unsupported scheme \"oracle\""), "{err}");
         assert!(Backend::from_url("nothing").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_path("sqlite:///tmp/x.db?mode=rwc"), Some("/tmp/x.db".into()));
+        assert_eq!(sqlite_path("sqlite://data/bbs.db"), Some("data/bbs.db".into()));
+        assert_eq!(sqlite_path("sqlite:bbs.db"), Some("bbs.db".into()));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
     }
 
     #[test]

@@ -17,13 +17,36 @@ struct Migration {
     mysql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "init",
-    sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../migrations/postgres/0001_init.sql"),
-    mysql: include_str!("../migrations/mysql/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "init",
+        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("../migrations/postgres/0001_init.sql"),
+        mysql: include_str!("../migrations/mysql/0001_init.sql"),
+    },
+    // The label of the key each row's run info / task definition is encrypted under ('' for
+    // rows written unencrypted), so the re-encryption pass finds the rows not under the active
+    // key through an index instead of reading every blob.
+    Migration {
+        version: 2,
+        description: "key labels",
+        sqlite: include_str!("../migrations/sqlite/0002_key_labels.sql"),
+        postgres: include_str!("../migrations/postgres/0002_key_labels.sql"),
+        mysql: include_str!("../migrations/mysql/0002_key_labels.sql"),
+    },
+];
+
+/// Whether `err` says a statement's column or index exists already: MySQL duplicate column
+/// (1060) or key name (1061), PostgreSQL duplicate column (42701) or relation (42P07), SQLite
+/// "duplicate column name".
+fn already_applied(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else { return false };
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(my.number(), 1060 | 1061);
+    }
+    matches!(db.code().as_deref(), Some("42701" | "42P07")) || db.message().contains("duplicate column name")
+}
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {
@@ -59,7 +82,13 @@ pub async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
             Backend::Mysql => migration.mysql,
         };
         for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(pool).await.map_err(sql_err)?;
+            match sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())).execute(pool).await {
+                Ok(_) => {}
+                // A concurrent starter added the column or index first (SQLite and MySQL have no
+                // `ADD COLUMN IF NOT EXISTS`).
+                Err(e) if already_applied(&e) => {}
+                Err(e) => return Err(sql_err(e)),
+            }
         }
         let record = format!(
             "INSERT INTO diego_schema_migrations (version, description, applied_at_ms) VALUES (?, ?, {now})",

@@ -17,7 +17,7 @@ use sqlx::{AnyPool, Transaction};
 
 use crate::error::{SqlClass, classify};
 use crate::health::{Health, Pool, ProbeOptions};
-use crate::{Backend, Error, Result, migrate};
+use crate::{Backend, Error, Keyring, Result, migrate};
 
 /// How the store connects.
 #[derive(Debug, Clone)]
@@ -35,6 +35,9 @@ pub struct StoreOptions {
     pub probe_interval: Duration,
     /// How long one reachability probe (connect and `SELECT 1`) may take.
     pub probe_timeout: Duration,
+    /// The keys run info and task definitions are encrypted with (`crate::crypto`). The
+    /// default, empty keyring writes them unencrypted; the BBS always configures one.
+    pub keys: Keyring,
 }
 
 impl Default for StoreOptions {
@@ -46,6 +49,7 @@ impl Default for StoreOptions {
             retry_backoff: Duration::from_millis(20),
             probe_interval: Duration::from_millis(500),
             probe_timeout: Duration::from_secs(3),
+            keys: Keyring::default(),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Store {
 pub struct Tx {
     pub(crate) inner: Transaction<'static, Any>,
     pub(crate) backend: Backend,
+    /// The store's keys, for the blobs the transaction reads and writes.
+    pub(crate) keys: Keyring,
 }
 
 impl Tx {
@@ -111,11 +117,18 @@ impl Tx {
 
 impl Store {
     /// Connects to `url`, applies the migrations and returns the store. `sqlite::memory:` gives a
-    /// private in-memory database on one connection.
+    /// private in-memory database on one connection. A SQLite file is created (and an existing
+    /// one restricted) readable and writable by its owner only; its WAL and shared-memory files
+    /// get the same mode from SQLite.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let in_memory = is_in_memory(backend, url);
+        if backend == Backend::Sqlite && !in_memory {
+            if let Some(path) = crate::backend::sqlite_path(url) {
+                secure_sqlite_file(&path)?;
+            }
+        }
         let url = if backend == Backend::Sqlite && !in_memory && !url.contains("mode=") {
             // Create the file on first start.
             format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
@@ -168,6 +181,11 @@ impl Store {
     /// Which database this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The keys this store encrypts and decrypts run info and task definitions with.
+    pub fn keys(&self) -> &Keyring {
+        &self.options.keys
     }
 
     /// The underlying pool, for benchmarks that compare against raw SQL on the same connections.
@@ -259,7 +277,7 @@ impl Store {
             _ => Error::from_sqlx(op, "transaction", op, e),
         };
         let inner = self.pool.begin_with(self.backend.begin_write()).await.map_err(sql_err)?;
-        let mut tx = Tx { inner, backend: self.backend };
+        let mut tx = Tx { inner, backend: self.backend, keys: self.options.keys.clone() };
         if let Some(fence) = fence {
             check_fence(&mut tx, fence).await.map_err(|e| match e {
                 Error::Sql { source, .. } => sql_err(source),
@@ -271,6 +289,37 @@ impl Store {
         tx.inner.commit().await.map_err(sql_err)?;
         Ok(value)
     }
+}
+
+/// Creates the SQLite file `path` with mode 0600 if it does not exist, and restricts it and its
+/// `-wal` / `-shm` files to their owner if they do. SQLite creates the WAL and shared-memory
+/// files with the database file's mode.
+fn secure_sqlite_file(path: &std::path::Path) -> Result<()> {
+    let invalid = |e: std::io::Error| Error::InvalidUrl { reason: format!("sqlite file {}: {e}", path.display()) };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // A missing directory: let SQLite report it as it always has.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(invalid(e)),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(invalid)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, invalid);
+    Ok(())
 }
 
 /// Whether `url` names a private in-memory SQLite database.

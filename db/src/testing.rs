@@ -11,7 +11,7 @@
 
 pub mod fixtures;
 
-use crate::{Backend, Store, StoreOptions};
+use crate::{Backend, Keyring, Store, StoreOptions};
 
 /// The env var naming the PostgreSQL test server.
 pub const POSTGRES_URL_VAR: &str = "DIEGO_TEST_POSTGRES_URL";
@@ -19,6 +19,30 @@ pub const POSTGRES_URL_VAR: &str = "DIEGO_TEST_POSTGRES_URL";
 pub const MYSQL_URL_VAR: &str = "DIEGO_TEST_MYSQL_URL";
 /// When set, every backend must be available.
 pub const REQUIRE_VAR: &str = "DIEGO_TEST_REQUIRE_BACKENDS";
+
+/// The label of [`test_keys`]' one key.
+pub const TEST_KEY_LABEL: &str = "test-key";
+
+/// The keyring of [`TestDb::create`]'s stores: one fixed key, [`TEST_KEY_LABEL`], active.
+pub fn test_keys() -> Keyring {
+    test_keyring(TEST_KEY_LABEL, &[TEST_KEY_LABEL])
+}
+
+/// A keyring whose `active` label encrypts and all of whose `labels` decrypt; each label's key
+/// is derived from the label itself, so two keyrings naming a label agree on its key.
+pub fn test_keyring(active: &str, labels: &[&str]) -> Keyring {
+    let key = |label: &str| {
+        let mut key = [0u8; crate::crypto::KEY_LEN];
+        for (i, byte) in label.bytes().cycle().take(key.len()).enumerate() {
+            key[i] = byte.wrapping_add(i as u8);
+        }
+        key
+    };
+    match Keyring::new(active, labels.iter().map(|l| ((*l).to_owned(), key(l)))) {
+        Ok(keys) => keys,
+        Err(e) => panic!("test keyring: {e}"),
+    }
+}
 
 /// A database created for one test.
 pub struct TestDb {
@@ -39,8 +63,9 @@ impl TestDb {
     /// A fresh database on `backend`, or `None` (with a message on stderr) when the backend's
     /// URL is not configured. Panics when it is configured but unusable, or when
     /// `DIEGO_TEST_REQUIRE_BACKENDS` is set and it is not configured.
+    /// The store encrypts with [`test_keys`], so every suite runs over sealed blobs.
     pub async fn create(backend: Backend) -> Option<TestDb> {
-        Self::create_with(backend, StoreOptions::default()).await
+        Self::create_with(backend, StoreOptions { keys: test_keys(), ..StoreOptions::default() }).await
     }
 
     /// Like [`TestDb::create`] with explicit store options.

@@ -26,7 +26,7 @@ use sqlx::any::AnyRow;
 pub use self::page::MAX_PAGED_GUIDS;
 use self::rows::{decode_desired, decode_routing, decode_scheduling, encode_routes};
 use crate::backend::placeholders;
-use crate::codec::{encode_json, encode_proto};
+use crate::codec::{encode_json, seal_proto};
 use crate::sql::actual_lrps::insert_unclaimed;
 use crate::{Error, Result, Store, Tx};
 
@@ -102,8 +102,9 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// Maps a listing row through `decode`, or logs and drops it.
-fn decode_or_skip<T>(row: &AnyRow, decode: fn(&AnyRow) -> std::result::Result<T, String>) -> Option<(String, T)> {
+/// Maps a listing row through `decode`, or logs and drops it (a row under an unknown key label
+/// included: the warning names the label).
+fn decode_or_skip<T>(row: &AnyRow, decode: &impl Fn(&AnyRow) -> std::result::Result<T, String>) -> Option<(String, T)> {
     let guid = row.try_get::<String, _>("process_guid").unwrap_or_default();
     match decode(row) {
         Ok(value) => Some((guid, value)),
@@ -117,7 +118,8 @@ fn decode_or_skip<T>(row: &AnyRow, decode: fn(&AnyRow) -> std::result::Result<T,
 /// Locks and decodes the row of `guid` inside `tx`.
 async fn lock_desired(tx: &mut Tx, op: &'static str, guid: &ProcessGuid) -> Result<DesiredLrp> {
     let select = format!("SELECT {SCHEDULING_COLUMNS}, metric_tags, run_info FROM desired_lrps WHERE process_guid");
-    tx.lock_row(op, "desired lrp", &select, guid.as_str(), decode_desired).await
+    let keys = tx.keys.clone();
+    tx.lock_row(op, "desired lrp", &select, guid.as_str(), |row| decode_desired(&keys, row)).await
 }
 
 /// The indices in `from..to` that have no ordinary actual LRP of `guid` yet: rows left by a
@@ -157,12 +159,15 @@ impl Store {
         let mut run_info = stored.run_info.clone().into_pb();
         run_info.created_at = now_ns;
         stored.run_info = proto::convert::run_info_from_pb(run_info)?;
+        // Sealed once, outside the transaction.
+        let run_info: Arc<[u8]> = seal_proto(self.keys(), stored.run_info.as_pb()).into();
+        let key_label: Arc<str> = self.keys().active_label().unwrap_or_default().into();
         // The body must own what it uses: the transaction helper re-runs it on deadlock.
         let stored = Arc::new(stored);
         let shared = Arc::clone(&stored);
         let created = self
             .write(op, move |tx| {
-                let lrp = Arc::clone(&shared);
+                let (lrp, run_info, key_label) = (Arc::clone(&shared), Arc::clone(&run_info), Arc::clone(&key_label));
                 Box::pin(async move {
                     let s = &lrp.scheduling;
                     let key = s.process_guid.as_str();
@@ -171,8 +176,8 @@ impl Store {
                         .query(
                             "INSERT INTO desired_lrps (process_guid, domain, log_guid, annotation, instances, \
                              memory_mb, disk_mb, max_pids, rootfs, routes, volume_placement, placement_tags, \
-                             metric_tags, modification_tag_epoch, modification_tag_index, update_strategy, run_info) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             metric_tags, modification_tag_epoch, modification_tag_index, update_strategy, run_info, \
+                             key_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         )
                         .bind(key)
                         .bind(s.domain.as_str())
@@ -190,7 +195,8 @@ impl Store {
                         .bind(s.modification_tag.epoch.as_str())
                         .bind(i64::from(s.modification_tag.index))
                         .bind(i64::from(s.update_strategy.as_i32()))
-                        .bind(encode_proto(lrp.run_info.as_pb()))
+                        .bind(run_info.to_vec())
+                        .bind(key_label.to_string())
                         .execute(tx.conn())
                         .await
                         .map_err(|e| Error::from_sqlx(op, "desired lrp", key, e))?;
@@ -206,14 +212,14 @@ impl Store {
     /// are skipped with a warning.
     pub async fn desired_lrps(&self, filter: &DesiredLrpFilter) -> Result<Vec<DesiredLrp>> {
         let columns = format!("{SCHEDULING_COLUMNS}, metric_tags, run_info");
-        self.list_desired("list desired lrps", &columns, filter, decode_desired).await
+        self.list_desired("list desired lrps", &columns, filter, |row| decode_desired(self.keys(), row)).await
     }
 
     /// The desired LRP `guid`. [`Error::NotFound`] when absent, [`Error::Corrupt`] when its row
     /// cannot be decoded.
     pub async fn desired_lrp(&self, guid: &ProcessGuid) -> Result<DesiredLrp> {
         let columns = format!("{SCHEDULING_COLUMNS}, metric_tags, run_info");
-        self.get_desired("get desired lrp", &columns, guid, decode_desired).await
+        self.get_desired("get desired lrp", &columns, guid, |row| decode_desired(self.keys(), row)).await
     }
 
     /// The scheduling halves of the desired LRPs `filter` selects, sorted by process guid;
@@ -291,7 +297,7 @@ impl Store {
                                modification_tag_index = ?"
                     .to_owned();
                 if credentials_change {
-                    sql.push_str(", run_info = ?");
+                    sql.push_str(", run_info = ?, key_label = ?");
                 }
                 sql.push_str(" WHERE process_guid = ?");
                 let mut query = tx
@@ -303,7 +309,9 @@ impl Store {
                     .bind(encode_json(&after.metric_tags))
                     .bind(i64::from(s.modification_tag.index));
                 if credentials_change {
-                    query = query.bind(encode_proto(after.run_info.as_pb()));
+                    query = query
+                        .bind(seal_proto(&tx.keys, after.run_info.as_pb()))
+                        .bind(tx.keys.active_label().unwrap_or_default().to_owned());
                 }
                 query
                     .bind(guid.as_str())
@@ -352,7 +360,7 @@ impl Store {
         op: &'static str,
         columns: &str,
         guid: &ProcessGuid,
-        decode: fn(&AnyRow) -> std::result::Result<T, String>,
+        decode: impl Fn(&AnyRow) -> std::result::Result<T, String>,
     ) -> Result<T> {
         let sql = format!("SELECT {columns} FROM desired_lrps WHERE process_guid = ?");
         let row = self
@@ -373,7 +381,7 @@ impl Store {
         op: &'static str,
         columns: &str,
         filter: &DesiredLrpFilter,
-        decode: fn(&AnyRow) -> std::result::Result<T, String>,
+        decode: impl Fn(&AnyRow) -> std::result::Result<T, String>,
     ) -> Result<Vec<T>> {
         let mut guid_chunks: Vec<&[ProcessGuid]> = filter.process_guids.chunks(GUIDS_PER_QUERY).collect();
         if guid_chunks.is_empty() {
@@ -393,7 +401,7 @@ impl Store {
                 query = query.bind(bind);
             }
             let rows = query.fetch_all(&self.pool).await.map_err(|e| Error::from_sqlx(op, "desired lrp", "*", e))?;
-            found.extend(rows.iter().filter_map(|row| decode_or_skip(row, decode)));
+            found.extend(rows.iter().filter_map(|row| decode_or_skip(row, &decode)));
         }
         // Byte order of the guid, whatever the database's collation.
         Ok(found.into_values().collect())

@@ -19,7 +19,7 @@ use proto::models::{CellId, DomainName, Task, TaskDefinition, TaskGuid, TaskStat
 use sqlx::Row;
 
 use self::rows::{TASK_COLUMNS, decode_task};
-use crate::codec::encode_proto;
+use crate::codec::seal_proto;
 use crate::{Error, Result, Store};
 
 /// The failure reason of a cancelled task (Diego's).
@@ -93,16 +93,18 @@ impl Store {
             rejection_reason: String::new(),
         };
         // The body must own what it uses: the transaction helper re-runs it on deadlock.
-        let blob: Arc<[u8]> = encode_proto(definition.as_pb()).into();
+        let blob: Arc<[u8]> = seal_proto(self.keys(), definition.as_pb()).into();
+        let key_label: Arc<str> = self.keys().active_label().unwrap_or_default().into();
         let (guid, domain) = (guid.clone(), domain.clone());
         self.write(op, move |tx| {
-            let (guid, domain, blob) = (guid.clone(), domain.clone(), Arc::clone(&blob));
+            let (guid, domain, blob, key_label) =
+                (guid.clone(), domain.clone(), Arc::clone(&blob), Arc::clone(&key_label));
             Box::pin(async move {
                 tx.backend
                     .query(
                         "INSERT INTO tasks (guid, domain, created_at, updated_at, first_completed_at, state, cell_id, \
-                         result, failed, failure_reason, rejection_count, rejection_reason, task_definition) \
-                         VALUES (?, ?, ?, ?, 0, ?, '', '', 0, '', 0, '', ?)",
+                         result, failed, failure_reason, rejection_count, rejection_reason, task_definition, key_label) \
+                         VALUES (?, ?, ?, ?, 0, ?, '', '', 0, '', 0, '', ?, ?)",
                     )
                     .bind(guid.as_str())
                     .bind(domain.as_str())
@@ -110,6 +112,7 @@ impl Store {
                     .bind(now_ns)
                     .bind(i64::from(TaskState::Pending.as_i32()))
                     .bind(blob.to_vec())
+                    .bind(key_label.to_string())
                     .execute(tx.conn())
                     .await
                     .map_err(|e| Error::from_sqlx(op, "task", guid.as_str(), e))?;
@@ -146,7 +149,7 @@ impl Store {
         let rows = query.fetch_all(&self.pool).await.map_err(|e| Error::from_sqlx(op, "task", "*", e))?;
         let mut tasks: Vec<Task> = rows
             .iter()
-            .filter_map(|row| match decode_task(row) {
+            .filter_map(|row| match decode_task(self.keys(), row) {
                 Ok(task) => Some(task),
                 Err(reason) => {
                     let guid = row.try_get::<String, _>("guid").unwrap_or_default();
@@ -173,6 +176,6 @@ impl Store {
             .await
             .map_err(|e| Error::from_sqlx(op, "task", guid.as_str(), e))?
             .ok_or_else(|| Error::NotFound { what: "task", key: guid.to_string() })?;
-        decode_task(&row).map_err(|reason| Error::Corrupt { what: "task", key: guid.to_string(), reason })
+        decode_task(self.keys(), &row).map_err(|reason| Error::Corrupt { what: "task", key: guid.to_string(), reason })
     }
 }

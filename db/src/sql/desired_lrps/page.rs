@@ -27,7 +27,8 @@ impl Store {
         limit: usize,
     ) -> Result<Page<DesiredLrp, String>> {
         let columns = format!("{SCHEDULING_COLUMNS}, metric_tags, run_info");
-        self.page_desired("page desired lrps", &columns, filter, after, limit, decode_desired).await
+        let decode = |row: &AnyRow| decode_desired(self.keys(), row);
+        self.page_desired("page desired lrps", &columns, filter, after, limit, decode).await
     }
 
     /// As [`Store::desired_lrps_page`], for the scheduling halves (`run_info` is not read).
@@ -58,7 +59,7 @@ impl Store {
         filter: &DesiredLrpFilter,
         after: Option<&str>,
         limit: usize,
-        decode: fn(&AnyRow) -> std::result::Result<T, String>,
+        decode: impl Fn(&AnyRow) -> std::result::Result<T, String>,
     ) -> Result<Page<T, String>> {
         if filter.process_guids.len() + filter.app_guids.len() > MAX_PAGED_GUIDS {
             return Err(Error::Invalid(ValidationError::new(
@@ -93,7 +94,7 @@ impl Store {
             ),
             _ => None,
         };
-        let items = rows.iter().filter_map(|row| decode_or_skip(row, decode)).map(|(_, value)| value).collect();
+        let items = rows.iter().filter_map(|row| decode_or_skip(row, &decode)).map(|(_, value)| value).collect();
         Ok(Page { items, resume_after })
     }
 }

@@ -11,7 +11,8 @@ use proto::pb::models::v1 as pb;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::codec::{decode_json, decode_proto, encode_json};
+use crate::Keyring;
+use crate::codec::{decode_json, encode_json, open_proto};
 
 /// One route value as stored: the opaque bytes as text when they are UTF-8 (they are JSON in
 /// practice, so this keeps blobs compact and readable), else as a byte array. Lossless both ways.
@@ -101,9 +102,10 @@ fn decode_metric_tags(row: &AnyRow) -> Result<BTreeMap<String, MetricTagValue>, 
     decode_json(&blob(row, "metric_tags")?).map_err(|e| format!("metric_tags: {e}"))
 }
 
-/// The `run_info` column of a row, validated.
-fn decode_run_info(row: &AnyRow) -> Result<RunInfo, String> {
-    let message: pb::DesiredLrpRunInfo = decode_proto(&blob(row, "run_info")?).map_err(|e| format!("run_info: {e}"))?;
+/// The `run_info` column of a row, decrypted with `keys` and validated.
+fn decode_run_info(keys: &Keyring, row: &AnyRow) -> Result<RunInfo, String> {
+    let message: pb::DesiredLrpRunInfo =
+        open_proto(keys, &blob(row, "run_info")?).map_err(|e| format!("run_info: {e}"))?;
     proto::convert::run_info_from_pb(message).map_err(|e| format!("run_info: {e}"))
 }
 
@@ -112,11 +114,11 @@ pub(super) fn decode_routing(row: &AnyRow) -> Result<(SchedulingInfo, BTreeMap<S
     Ok((decode_scheduling(row)?, decode_metric_tags(row)?))
 }
 
-/// A whole desired LRP.
-pub(super) fn decode_desired(row: &AnyRow) -> Result<DesiredLrp, String> {
+/// A whole desired LRP, its run info decrypted with `keys`.
+pub(super) fn decode_desired(keys: &Keyring, row: &AnyRow) -> Result<DesiredLrp, String> {
     Ok(DesiredLrp {
         scheduling: decode_scheduling(row)?,
-        run_info: decode_run_info(row)?,
+        run_info: decode_run_info(keys, row)?,
         metric_tags: decode_metric_tags(row)?,
     })
 }

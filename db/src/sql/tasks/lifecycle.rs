@@ -15,7 +15,8 @@ use crate::{Error, Result, Store, Tx};
 /// Locks and decodes the row of `guid` inside `tx`.
 async fn lock_task(tx: &mut Tx, op: &'static str, guid: &TaskGuid) -> Result<Task> {
     let select = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE guid");
-    tx.lock_row(op, "task", &select, guid.as_str(), decode_task).await
+    let keys = tx.keys.clone();
+    tx.lock_row(op, "task", &select, guid.as_str(), |row| decode_task(&keys, row)).await
 }
 
 impl Store {

@@ -57,7 +57,7 @@ impl Store {
         };
         let items = rows
             .iter()
-            .filter_map(|row| match decode_task(row) {
+            .filter_map(|row| match decode_task(self.keys(), row) {
                 Ok(task) => Some(task),
                 Err(reason) => {
                     let guid = row.try_get::<String, _>("guid").unwrap_or_default();

@@ -7,7 +7,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::TaskSummary;
-use crate::codec::decode_proto;
+use crate::Keyring;
+use crate::codec::open_proto;
 
 /// Every column of a task row.
 pub(super) const TASK_COLUMNS: &str = "guid, domain, created_at, updated_at, first_completed_at, state, cell_id, \
@@ -45,11 +46,11 @@ pub(super) fn decode_summary(row: &AnyRow) -> Result<TaskSummary, String> {
     decode_plain(row)
 }
 
-/// A whole task row, its definition validated.
-pub(super) fn decode_task(row: &AnyRow) -> Result<Task, String> {
+/// A whole task row, its definition decrypted with `keys` and validated.
+pub(super) fn decode_task(keys: &Keyring, row: &AnyRow) -> Result<Task, String> {
     let plain = decode_plain(row)?;
     let blob = row.try_get::<Vec<u8>, _>("task_definition").map_err(|e| format!("column task_definition: {e}"))?;
-    let message: pb::TaskDefinition = decode_proto(&blob).map_err(|e| format!("task_definition: {e}"))?;
+    let message: pb::TaskDefinition = open_proto(keys, &blob).map_err(|e| format!("task_definition: {e}"))?;
     let definition = proto::convert::task_definition_from_pb(message).map_err(|e| format!("task_definition: {e}"))?;
     Ok(Task {
         task_guid: plain.task_guid,
