@@ -42,7 +42,7 @@ pub async fn serve(
     };
     let follower = tokio::spawn(follow);
     let router = router.add_service(AuctioneerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
-    let result = svc::server::serve(router, listener, shutdown).await;
+    let result = svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await;
     follower.abort();
     result
 }

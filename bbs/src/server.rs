@@ -23,5 +23,5 @@ pub async fn serve(
     let router = router
         .add_service(BbsServer::new(bbs).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(LocketServer::new(locket).max_decoding_message_size(MAX_REQUEST_BYTES));
-    svc::server::serve(router, listener, shutdown).await
+    svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await
 }

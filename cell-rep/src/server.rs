@@ -33,7 +33,7 @@ pub async fn serve(
         })
     };
     let router = router.add_service(RepServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
-    let result = svc::server::serve(router, listener, shutdown).await;
+    let result = svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await;
     follower.abort();
     result
 }

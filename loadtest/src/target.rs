@@ -343,6 +343,7 @@ impl Clients {
             timeout: Some(timeout),
             initial_stream_window_size: Some(8 * 1024 * 1024),
             initial_connection_window_size: Some(32 * 1024 * 1024),
+            ..ChannelOptions::new(timeout)
         };
         // One channel per connection (not the connector's cache, which shares one per address).
         let bbs = (0..connections.max(1))

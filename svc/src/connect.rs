@@ -2,18 +2,26 @@
 //! the reps, from every component, the CLI and the benchmark. Mutual TLS and message-size
 //! limits get switched on here, once.
 //!
-//! - [`endpoint_uri`] is the address rule: `host:port` means `http://host:port`; an `http://`
-//!   URL is taken as it is; `https://` is refused until TLS is offered.
-//! - [`ChannelOptions`] holds the timeouts and HTTP/2 settings of a channel; TCP_NODELAY is
-//!   always on.
+//! - [`endpoint_uri`] is the address rule: `host:port` means `http://host:port`; an `http://` or
+//!   `https://` URL is taken as it is.
+//! - [`ChannelOptions`] holds the timeouts, HTTP/2 settings and [`Security`] of a channel;
+//!   TCP_NODELAY is always on. Under [`Security::Mutual`] every address is dialed with TLS 1.3
+//!   (an `http://` one too), presenting the component's certificate and checking the server's
+//!   against the cluster CA and the address's host; an `https://` address with
+//!   [`Security::Plaintext`] is refused rather than dialed in plaintext.
 //! - [`lazy`] and [`connect`] build one channel (connecting on the first call, or now).
 //! - [`Connector`] caches lazy channels by address, for clients that call many peers.
+//! - A failed connection says why in one line ([`describe`], also in [`ConnectError`]'s message):
+//!   "server certificate for 127.0.0.1:8889 is not signed by the cluster CA (ca.pem)".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
+
+pub use crate::tls::describe;
+use crate::tls::{Dialer, Security};
 
 /// A channel that could not be built or connected.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +34,9 @@ pub enum ConnectError {
         /// Why.
         reason: String,
     },
-    /// Connecting failed (eager connections only).
-    #[error("cannot connect to {address}: {source}")]
+    /// Connecting failed (eager connections only). The message says why in one line
+    /// ([`describe`]).
+    #[error("cannot connect to {address}: {}", describe(.source))]
     Unreachable {
         /// The address.
         address: String,
@@ -45,7 +54,7 @@ pub enum ConnectError {
     },
 }
 
-/// How a channel behaves: timeouts and HTTP/2 flow control.
+/// How a channel behaves: timeouts, HTTP/2 flow control and transport security.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelOptions {
     /// How long connecting may take.
@@ -56,33 +65,40 @@ pub struct ChannelOptions {
     pub initial_stream_window_size: Option<u32>,
     /// The HTTP/2 initial connection window (`None`: tonic's default).
     pub initial_connection_window_size: Option<u32>,
+    /// Plaintext, or mutual TLS with the component's certificates.
+    pub security: Security,
 }
 
 impl ChannelOptions {
-    /// Connects and calls that time out after `timeout`.
+    /// Plaintext connects and calls that time out after `timeout`.
     pub fn new(timeout: Duration) -> Self {
         Self {
             connect_timeout: timeout,
             timeout: Some(timeout),
             initial_stream_window_size: None,
             initial_connection_window_size: None,
+            security: Security::Plaintext,
         }
+    }
+
+    /// The same options with `security`.
+    pub fn with_security(self, security: Security) -> Self {
+        Self { security, ..self }
     }
 }
 
-/// The URI of `address`: `host:port` (`[v6]:port` too) gets `http://` in front, an `http://`
-/// URL is kept (without a trailing `/`). Anything else is refused with the reason.
+/// The URI of `address`: `host:port` (`[v6]:port` too) gets `http://` in front, an `http://` or
+/// `https://` URL is kept (without a trailing `/`). Anything else is refused with the reason.
 pub fn endpoint_uri(address: &str) -> Result<String, ConnectError> {
     let invalid = |reason: &str| ConnectError::BadAddress { address: address.to_owned(), reason: reason.to_owned() };
     let trimmed = address.trim();
     if trimmed.is_empty() {
         return Err(invalid("the address is empty"));
     }
-    let rest = match trimmed.split_once("://") {
-        None => trimmed,
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(invalid("tls is not supported yet; use host:port or http://host:port")),
-        Some(_) => return Err(invalid("expected host:port or http://host:port")),
+    let (scheme, rest) = match trimmed.split_once("://") {
+        None => ("http", trimmed),
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some(_) => return Err(invalid("expected host:port, http://host:port or https://host:port")),
     };
     let rest = rest.trim_end_matches('/');
     let Some((host, port)) = rest.rsplit_once(':') else {
@@ -91,17 +107,32 @@ pub fn endpoint_uri(address: &str) -> Result<String, ConnectError> {
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(invalid("expected host:port with a numeric port, e.g. 127.0.0.1:8889"));
     }
-    Ok(format!("http://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 /// Checks that `address` can be turned into a channel, without connecting.
 pub fn check_address(address: &str) -> Result<(), ConnectError> {
-    endpoint(address, &ChannelOptions::new(Duration::from_secs(1))).map(drop)
+    let uri = endpoint_uri(address)?;
+    Endpoint::from_shared(uri)
+        .map(drop)
+        .map_err(|e| ConnectError::BadAddress { address: address.to_owned(), reason: e.to_string() })
 }
 
-/// The endpoint of `address` with `options` (and TCP_NODELAY).
+/// The endpoint of `address` with `options` (and TCP_NODELAY): an `https://` URI under mutual
+/// TLS, `http://` in plaintext. Connect it with [`lazy`] or [`connect`], which dial TLS under
+/// mutual TLS; the endpoint's own `connect` would not.
 pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, ConnectError> {
     let uri = endpoint_uri(address)?;
+    let uri = match (&options.security, uri.split_once("://")) {
+        (Security::Mutual(_), Some((_, rest))) => format!("https://{rest}"),
+        (Security::Plaintext, Some(("https", _))) => {
+            return Err(ConnectError::BadAddress {
+                address: address.to_owned(),
+                reason: "an https:// address needs mutual TLS, and no certificates are configured".to_owned(),
+            });
+        }
+        _ => uri,
+    };
     let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| ConnectError::BadAddress { address: address.to_owned(), reason: e.to_string() })?
         .tcp_nodelay(true)
@@ -117,14 +148,24 @@ pub fn endpoint(address: &str, options: &ChannelOptions) -> Result<Endpoint, Con
 /// A channel to `address` that connects on its first call. Must be called inside a tokio
 /// runtime.
 pub fn lazy(address: &str, options: &ChannelOptions) -> Result<Channel, ConnectError> {
-    Ok(endpoint(address, options)?.connect_lazy())
+    let endpoint = endpoint(address, options)?;
+    Ok(match &options.security {
+        Security::Plaintext => endpoint.connect_lazy(),
+        Security::Mutual(tls) => endpoint.connect_with_connector_lazy(Dialer::new(tls.clone())),
+    })
 }
 
 /// A channel to `address`, connected now (within the connect timeout), so an unreachable peer
 /// is reported at once.
 pub async fn connect(address: &str, options: &ChannelOptions) -> Result<Channel, ConnectError> {
     let endpoint = endpoint(address, options)?;
-    match tokio::time::timeout(options.connect_timeout, endpoint.connect()).await {
+    let connecting = async {
+        match &options.security {
+            Security::Plaintext => endpoint.connect().await,
+            Security::Mutual(tls) => endpoint.connect_with_connector(Dialer::new(tls.clone())).await,
+        }
+    };
+    match tokio::time::timeout(options.connect_timeout, connecting).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(source)) => Err(ConnectError::Unreachable { address: address.to_owned(), source }),
         Err(_) => Err(ConnectError::Timeout { address: address.to_owned(), timeout: options.connect_timeout }),
@@ -190,10 +231,20 @@ mod tests {
         assert_eq!(endpoint_uri(" 127.0.0.1:8889 ").unwrap(), "http://127.0.0.1:8889");
         assert_eq!(endpoint_uri("http://bbs:8889/").unwrap(), "http://bbs:8889");
         assert_eq!(endpoint_uri("[::1]:8889").unwrap(), "http://[::1]:8889");
-        for bad in ["", "  ", "bbs", "bbs:http", ":8889", "https://bbs:8889", "ftp://bbs:1", "not a host:port"] {
+        assert_eq!(endpoint_uri("https://bbs:8889/").unwrap(), "https://bbs:8889");
+        check_address("https://bbs:8889").expect("https is an address");
+        for bad in ["", "  ", "bbs", "bbs:http", ":8889", "https://bbs", "ftp://bbs:1", "not a host:port"] {
             let error = endpoint_uri(bad).and_then(|_| check_address(bad)).unwrap_err();
             assert!(matches!(error, ConnectError::BadAddress { .. }), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn an_https_address_is_not_dialed_in_plaintext() {
+        let error = endpoint("https://bbs:8889", &ChannelOptions::new(Duration::from_secs(1))).unwrap_err();
+        assert!(error.to_string().contains("needs mutual TLS"), "{error}");
+        let plain = endpoint("bbs:8889", &ChannelOptions::new(Duration::from_secs(1))).unwrap();
+        assert_eq!(plain.uri().to_string(), "http://bbs:8889/");
     }
 
     #[tokio::test]

@@ -3,17 +3,19 @@
 //!
 //! - [`config`]: loading a TOML file, duration parsing and the one [`config::ConfigError`].
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/metrics` from one shared Prometheus handle).
-//! - [`server`]: the one builder of a tonic server (health, reflection, limits, TCP_NODELAY).
+//! - [`server`]: the one builder of a tonic server (health, reflection, limits, TCP_NODELAY,
+//!   mutual TLS, the peer of every request).
 //! - [`connect`]: the one connector that builds every outbound gRPC channel.
 //! - [`bbs_client`]: the leader-following BBS client core (`x-diego-leader` redirects, channel
 //!   cache, endpoint parsing).
 //! - [`lease`]: the one lease holder (BBS leader lock, auctioneer lock, cell presence).
 //! - [`identity`]: who is calling: the role and name a certificate's `diego://` URI SAN gives.
-//! - [`certs`]: the cluster CA and the certificates it issues (files, modes, the dev bundle).
 //! - [`authz`]: what each role may call (the one role table) and the layer that enforces it.
+//! - [`certs`]: the cluster CA and the certificates it issues (files, modes, the dev bundle).
 //! - [`clock`]: the injected wall clock and its manual twin for tests.
 //! - [`process`]: what every `main` does alike: logging, binding its listeners, exit codes.
 //! - [`signals`]: turning SIGINT/SIGTERM into a cancellation.
+//! - [`tls`]: mutual TLS on every gRPC hop (files, reloading, handshake errors in one line).
 
 pub mod admin;
 pub mod authz;
@@ -27,3 +29,4 @@ pub mod lease;
 pub mod process;
 pub mod server;
 pub mod signals;
+pub mod tls;

@@ -16,7 +16,7 @@ async fn health_and_reflection_of_exactly_the_named_services() {
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let (_health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"]);
-    let server = tokio::spawn(svc::server::serve(router, listener, shutdown.clone()));
+    let server = tokio::spawn(svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown.clone()));
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap().connect_lazy();
 
     let health = HealthClient::new(channel.clone())
