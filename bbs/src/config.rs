@@ -73,6 +73,10 @@ pub struct BbsConfig {
     /// Most event streams (`SubscribeToInstanceEvents`, `SubscribeToTaskEvents`) open at once;
     /// one more is refused with UNAVAILABLE (default 1024; a cluster has a few dozen consumers).
     pub max_event_subscribers: usize,
+    /// Most event streams one verified identity (one certificate's `diego://` name) may have open
+    /// at once; one more is refused with RESOURCE_EXHAUSTED naming this limit (default 64).
+    /// Plaintext peers have no identity and only `max_event_subscribers` applies.
+    pub max_event_subscribers_per_identity: usize,
 }
 
 /// Values given on the command line (the binary flattens these into its flags); each one that is
@@ -125,6 +129,7 @@ impl Default for BbsConfig {
             locket: crate::locket::LocketConfig::default(),
             max_lrp_instances: 100_000,
             max_event_subscribers: 1024,
+            max_event_subscribers_per_identity: 64,
         }
     }
 }
@@ -214,6 +219,9 @@ impl Validate for BbsConfig {
         }
         if self.max_event_subscribers == 0 {
             return invalid("max_event_subscribers", "must be at least 1");
+        }
+        if self.max_event_subscribers_per_identity == 0 {
+            return invalid("max_event_subscribers_per_identity", "must be at least 1");
         }
         if !(1..=proto::limits::MAX_LRP_INSTANCES).contains(&i64::from(self.max_lrp_instances)) {
             return invalid(

@@ -8,6 +8,7 @@
 //!   so a consumer can tell it missed nothing while its stream stays open.
 //! - When this BBS stops leading, [`EventHub::close_all`] ends every stream with UNAVAILABLE.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +31,10 @@ pub struct EventHub {
     buffer: usize,
     /// Most open streams (both kinds together); each holds a task and a place in the buffers.
     max_subscribers: usize,
+    /// Most open streams of one verified identity.
+    max_per_identity: usize,
+    /// Open streams per verified identity.
+    per_identity: Arc<Mutex<HashMap<String, usize>>>,
     instance: Mutex<broadcast::Sender<Arc<InstanceEnvelope>>>,
     task: Mutex<broadcast::Sender<Arc<pb::task_event::Event>>>,
 }
@@ -41,6 +46,8 @@ impl EventHub {
         Self {
             buffer,
             max_subscribers: usize::MAX,
+            max_per_identity: usize::MAX,
+            per_identity: Arc::default(),
             instance: Mutex::new(broadcast::channel(buffer).0),
             task: Mutex::new(broadcast::channel(buffer).0),
         }
@@ -65,6 +72,37 @@ impl EventHub {
     pub fn with_max_subscribers(mut self, max: usize) -> Self {
         self.max_subscribers = max;
         self
+    }
+
+    /// The same hub, admitting at most `max` open streams per verified identity.
+    pub fn with_max_subscribers_per_identity(mut self, max: usize) -> Self {
+        self.max_per_identity = max;
+        self
+    }
+
+    /// Takes one of the stream slots of `peer`'s identity, held until the returned slot drops;
+    /// RESOURCE_EXHAUSTED, naming the limit, when the identity holds `max_per_identity` already.
+    /// A plaintext peer has no identity and only the overall limit ([`EventHub::admit`]).
+    pub fn admit_identity(&self, peer: &svc::identity::Peer) -> Result<Option<SubscriberSlot>, tonic::Status> {
+        let Some(identity) = peer.identity() else { return Ok(None) };
+        let who = identity.to_string();
+        let mut counts = lock(&self.per_identity);
+        let open = counts.get(&who).copied().unwrap_or(0);
+        if open >= self.max_per_identity {
+            metrics::counter!("bbs_event_subscribers_refused_total").increment(1);
+            return Err(tonic::Status::resource_exhausted(format!(
+                "{who} has {open} event streams open, the most one identity may \
+                 (max_event_subscribers_per_identity = {})",
+                self.max_per_identity
+            )));
+        }
+        counts.insert(who.clone(), open + 1);
+        Ok(Some(SubscriberSlot { counts: self.per_identity.clone(), who }))
+    }
+
+    /// Open streams of the identity `who` (its URI).
+    pub fn subscribers_of(&self, who: &str) -> usize {
+        lock(&self.per_identity).get(who).copied().unwrap_or(0)
     }
 
     /// Refuses a new stream when `max_subscribers` are open (UNAVAILABLE: retry later), so no
@@ -119,6 +157,25 @@ impl EventHub {
             |_| true,
             |sequence, event: Arc<pb::task_event::Event>| pb::TaskEvent { sequence, event: Some((*event).clone()) },
         )
+    }
+}
+
+/// One open stream of an identity, counted until dropped.
+#[derive(Debug)]
+pub struct SubscriberSlot {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    who: String,
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.counts);
+        if let Some(open) = counts.get_mut(&self.who) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                counts.remove(&self.who);
+            }
+        }
     }
 }
 
@@ -236,6 +293,31 @@ mod tests {
         drop(first);
         assert!(hub.admit().is_ok());
         drop(second);
+    }
+
+    #[test]
+    fn one_identity_holds_at_most_its_slots_until_one_drops() {
+        use svc::identity::{Identity, Peer};
+        let hub = EventHub::new(4).with_max_subscribers_per_identity(2);
+        let alice = Peer::Verified(Identity::parse_uri("diego://operator/alice").unwrap());
+        let bob = Peer::Verified(Identity::parse_uri("diego://reader/bob").unwrap());
+        let first = hub.admit_identity(&alice).unwrap();
+        let _second = hub.admit_identity(&alice).unwrap();
+        let refused = hub.admit_identity(&alice).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            "diego://operator/alice has 2 event streams open, the most one identity may \
+             (max_event_subscribers_per_identity = 2)"
+        );
+        assert!(hub.admit_identity(&bob).unwrap().is_some(), "another identity has its own slots");
+        assert_eq!(hub.subscribers_of("diego://operator/alice"), 2);
+        drop(first);
+        assert_eq!(hub.subscribers_of("diego://operator/alice"), 1);
+        assert!(hub.admit_identity(&alice).is_ok());
+        for _ in 0..10 {
+            assert!(hub.admit_identity(&Peer::Plaintext).unwrap().is_none(), "plaintext peers have no identity");
+        }
     }
 
     fn removed(guid: &str) -> pb::instance_event::Event {

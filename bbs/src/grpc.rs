@@ -2,17 +2,22 @@
 //! (validation errors become INVALID_ARGUMENT naming the field, and nothing is written), calls
 //! one controller method, and encodes the result. The field rules of that decoding are in
 //! [`decode`]; request count and latency per RPC are recorded by [`observe`]; the list RPCs are
-//! paged, in [`listings`].
+//! paged, in [`listings`]. Who may call what is decided by role before a request gets here
+//! ([`svc::authz::AuthzLayer`]); a cell's calls marked "own cell" in that table are checked here,
+//! before anything is written, against the cell id the request or the stored record names
+//! ([`require_own_cell`]).
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use proto::convert::{actual_lrp_key_from_pb, instance_key_from_pb};
 use proto::models::{DesiredLrp, DesiredLrpUpdate, DomainName, TaskDefinition};
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_server::Bbs;
 use proto::pb::models::v1 as pb;
+use svc::authz::require_own_cell;
+use svc::identity::{Peer, Role};
 use tonic::{Request, Response, Status};
 
 use self::decode::{cell_id, index, invalid, process_guid, required_instance_key, start_info, task_guid};
@@ -48,6 +53,12 @@ mod decode;
 mod listings;
 mod observe;
 
+/// The cell an optional instance key of a request names (`""` without one), for
+/// [`require_own_cell`]: a cell must name its own instance key.
+fn key_cell(key: &Option<pb::ActualLrpInstanceKey>) -> &str {
+    key.as_ref().map_or("", |key| key.cell_id.as_str())
+}
+
 type EventStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -80,6 +91,8 @@ impl Bbs for BbsService {
     }
 
     async fn actual_lr_ps(&self, request: Request<api::ActualLrPsRequest>) -> GrpcResult<api::ActualLrPsResponse> {
+        // A cell lists only its own cell's instances.
+        require_own_cell(&Peer::of(&request), &request.get_ref().cell_id)?;
         self.observe("ActualLRPs", listings::actual_lrps(&self.ctx, request.into_inner())).await
     }
 
@@ -87,6 +100,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::ClaimActualLrpRequest>,
     ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("ClaimActualLRP", async {
             let request = request.into_inner();
             let guid = process_guid(request.process_guid)?;
@@ -101,6 +115,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::StartActualLrpRequest>,
     ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("StartActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -122,6 +137,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::CrashActualLrpRequest>,
     ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("CrashActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -149,6 +165,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::RemoveActualLrpRequest>,
     ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("RemoveActualLRP", async {
             let request = request.into_inner();
             let guid = process_guid(request.process_guid)?;
@@ -175,6 +192,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::EvacuateClaimedActualLrpRequest>,
     ) -> GrpcResult<api::EvacuationResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("EvacuateClaimedActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -189,6 +207,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::EvacuateRunningActualLrpRequest>,
     ) -> GrpcResult<api::EvacuationResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("EvacuateRunningActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -210,6 +229,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::EvacuateStoppedActualLrpRequest>,
     ) -> GrpcResult<api::EvacuationResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("EvacuateStoppedActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -224,6 +244,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::EvacuateCrashedActualLrpRequest>,
     ) -> GrpcResult<api::EvacuationResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("EvacuateCrashedActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -239,6 +260,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::RemoveEvacuatingActualLrpRequest>,
     ) -> GrpcResult<api::RemoveEvacuatingActualLrpResponse> {
+        require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("RemoveEvacuatingActualLRP", async {
             let request = request.into_inner();
             let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
@@ -332,6 +354,8 @@ impl Bbs for BbsService {
     }
 
     async fn tasks(&self, request: Request<api::TasksRequest>) -> GrpcResult<api::TasksResponse> {
+        // A cell lists only its own cell's tasks.
+        require_own_cell(&Peer::of(&request), &request.get_ref().cell_id)?;
         self.observe("Tasks", listings::tasks(&self.ctx, request.into_inner())).await
     }
 
@@ -358,6 +382,7 @@ impl Bbs for BbsService {
     }
 
     async fn start_task(&self, request: Request<api::StartTaskRequest>) -> GrpcResult<api::StartTaskResponse> {
+        require_own_cell(&Peer::of(&request), &request.get_ref().cell_id)?;
         self.observe("StartTask", async {
             let request = request.into_inner();
             let guid = task_guid(request.task_guid)?;
@@ -378,6 +403,13 @@ impl Bbs for BbsService {
     }
 
     async fn reject_task(&self, request: Request<api::RejectTaskRequest>) -> GrpcResult<api::TaskLifecycleResponse> {
+        // The request names no cell: a cell may reject only a task stored as running on it.
+        let peer = Peer::of(&request);
+        if peer.identity().is_some_and(|identity| identity.role() == Role::Cell) {
+            let guid = task_guid(request.get_ref().task_guid.clone())?;
+            let task = Tasks(&self.ctx).get(&guid).await?;
+            require_own_cell(&peer, task.cell_id.as_ref().map_or("", |cell| cell.as_str()))?;
+        }
         self.observe("RejectTask", async {
             let request = request.into_inner();
             let guid = task_guid(request.task_guid)?;
@@ -391,6 +423,7 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::CompleteTaskRequest>,
     ) -> GrpcResult<api::TaskLifecycleResponse> {
+        require_own_cell(&Peer::of(&request), &request.get_ref().cell_id)?;
         self.observe("CompleteTask", async {
             let request = request.into_inner();
             let guid = task_guid(request.task_guid)?;
@@ -425,12 +458,17 @@ impl Bbs for BbsService {
         &self,
         request: Request<api::SubscribeToInstanceEventsRequest>,
     ) -> GrpcResult<Self::SubscribeToInstanceEventsStream> {
-        // Streams need the leader: only it publishes.
+        // Streams need the leader: only it publishes. The slot of the caller's identity is
+        // held as long as the stream.
+        let slot = self.ctx.events.admit_identity(&Peer::of(&request))?;
         self.observe("SubscribeToInstanceEvents", async {
             self.ctx.writer()?;
             self.ctx.events.admit()?;
             let stream = self.ctx.events.subscribe_instances(request.into_inner().cell_id);
-            Ok(Box::pin(stream) as EventStream<pb::InstanceEvent>)
+            Ok(Box::pin(stream.map(move |event| {
+                let _slot = &slot;
+                event
+            })) as EventStream<pb::InstanceEvent>)
         })
         .await
     }
@@ -439,12 +477,16 @@ impl Bbs for BbsService {
 
     async fn subscribe_to_task_events(
         &self,
-        _: Request<api::SubscribeToTaskEventsRequest>,
+        request: Request<api::SubscribeToTaskEventsRequest>,
     ) -> GrpcResult<Self::SubscribeToTaskEventsStream> {
+        let slot = self.ctx.events.admit_identity(&Peer::of(&request))?;
         self.observe("SubscribeToTaskEvents", async {
             self.ctx.writer()?;
             self.ctx.events.admit()?;
-            Ok(Box::pin(self.ctx.events.subscribe_tasks()) as EventStream<pb::TaskEvent>)
+            Ok(Box::pin(self.ctx.events.subscribe_tasks().map(move |event| {
+                let _slot = &slot;
+                event
+            })) as EventStream<pb::TaskEvent>)
         })
         .await
     }

@@ -5,7 +5,9 @@
 //! to live of at most `max_lock_ttl` for a LOCK and `max_presence_ttl` for a PRESENCE, and the
 //! keys the BBS and the auctioneer lead by (`bbs`, `auctioneer`) only as a LOCK and for at most
 //! their own configured TTL, so no client can hold a leader's key for longer than the leader
-//! itself would. Terms only increase for a key (the store keeps them across release and expiry).
+//! itself would. A verified caller may lock and release only its own lease
+//! ([`svc::authz::require_own_lease`]): a cell the PRESENCE keyed by its cell id, the
+//! auctioneer the LOCK `auctioneer`; so no client can depose a leader by naming its owner. Terms only increase for a key (the store keeps them across release and expiry).
 
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ use proto::models::ValidationError;
 use proto::pb::locket::v1 as api;
 use proto::pb::locket::v1::locket_server::Locket;
 use serde::Deserialize;
+use svc::authz::{LeaseKind, require_own_lease};
+use svc::identity::Peer;
 use tonic::{Request, Response, Status};
 
 use crate::config::{BbsConfig, ConfigError};
@@ -192,16 +196,17 @@ fn status(err: db::Error) -> Status {
 }
 
 /// The resource of a Lock or Release. Lengths and characters were bounded by the codec; the key
-/// and owner must be set, and the key must not be the BBS's own lease, which the BBS takes
+/// and owner must be set, the lease must be `peer`'s own ([`authorize`]), and the key must not be the BBS's own lease, which the BBS takes
 /// through its database and no client may lock or release (a client that learnt the leader's
 /// owner id could otherwise depose it).
-fn required_resource(resource: Option<api::Resource>) -> Result<api::Resource, Status> {
+fn required_resource(resource: Option<api::Resource>, peer: &Peer) -> Result<api::Resource, Status> {
     let resource = resource.ok_or_else(|| invalid(ValidationError::new("resource", "is required")))?;
     for (field, value) in [("resource.key", &resource.key), ("resource.owner", &resource.owner)] {
         if value.is_empty() {
             return Err(invalid(ValidationError::new(field, "must not be empty")));
         }
     }
+    authorize(peer, &resource)?;
     if resource.key == BBS_LOCK_KEY {
         return Err(invalid(ValidationError::new(
             "resource.key",
@@ -211,11 +216,24 @@ fn required_resource(resource: Option<api::Resource>) -> Result<api::Resource, S
     Ok(resource)
 }
 
+/// Whether `peer` may lock or release `resource` (its own lease only; any for a plaintext peer).
+fn authorize(peer: &Peer, resource: &api::Resource) -> Result<(), Status> {
+    if peer.identity().is_none() {
+        return Ok(());
+    }
+    let kind = match lease_type(resource.type_code)? {
+        LeaseType::Lock => LeaseKind::Lock,
+        LeaseType::Presence => LeaseKind::Presence,
+    };
+    require_own_lease(peer, &resource.key, kind)
+}
+
 #[tonic::async_trait]
 impl Locket for LocketService {
     async fn lock(&self, request: Request<api::LockRequest>) -> Result<Response<api::LockResponse>, Status> {
+        let peer = Peer::of(&request);
         let request = request.into_inner();
-        let resource = required_resource(request.resource)?;
+        let resource = required_resource(request.resource, &peer)?;
         let lease_type = lease_type(resource.type_code)?;
         let ttl = self.limits.check(&resource.key, lease_type, request.ttl_in_seconds).map_err(invalid)?;
         let lease = self
@@ -227,7 +245,8 @@ impl Locket for LocketService {
     }
 
     async fn release(&self, request: Request<api::ReleaseRequest>) -> Result<Response<api::ReleaseResponse>, Status> {
-        let resource = required_resource(request.into_inner().resource)?;
+        let peer = Peer::of(&request);
+        let resource = required_resource(request.into_inner().resource, &peer)?;
         self.store.release_lease(&resource.key, &resource.owner).await.map_err(status)?;
         Ok(Response::new(api::ReleaseResponse {}))
     }

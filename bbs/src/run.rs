@@ -108,7 +108,11 @@ pub async fn run(
     tracing::info!(grpc = %grpc_address, advertise = %advertise, owner = %owner, backend = store.backend().name(), "bbs starting");
 
     let leadership = Leadership::new(store.clone(), owner, advertise, config.lock_ttl, config.lock_retry_interval);
-    let events = Arc::new(EventHub::new(config.event_buffer).with_max_subscribers(config.max_event_subscribers));
+    let events = Arc::new(
+        EventHub::new(config.event_buffer)
+            .with_max_subscribers(config.max_event_subscribers)
+            .with_max_subscribers_per_identity(config.max_event_subscribers_per_identity),
+    );
     let (callbacks, callback_rx) = callbacks::Callbacks::channel();
     let ctx = Context {
         leadership: leadership.clone(),
