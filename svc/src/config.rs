@@ -9,6 +9,8 @@
 //! ([`ConfigError::exit`]: one line on stderr, exit code [`EXIT_INVALID_CONFIG`]). What does not:
 //! each component's fields, defaults and rules, which stay in its own `config.rs`.
 
+pub mod tls;
+
 use std::fmt;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,8 @@
 //! - [`identity`]: who is calling: the role and name a certificate's `diego://` URI SAN gives.
 //! - [`authz`]: what each role may call (the one role table) and the layer that enforces it.
 //! - [`certs`]: the cluster CA and the certificates it issues (files, modes, the dev bundle).
+//! - [`pki`]: a certificate directory that issues on demand (`diego dev`, the in-process cluster,
+//!   tests).
 //! - [`clock`]: the injected wall clock and its manual twin for tests.
 //! - [`process`]: what every `main` does alike: logging, binding its listeners, exit codes.
 //! - [`signals`]: turning SIGINT/SIGTERM into a cancellation.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod connect;
 pub mod identity;
 pub mod lease;
+pub mod pki;
 pub mod process;
 pub mod server;
 pub mod signals;

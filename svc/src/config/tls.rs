@@ -1,0 +1,135 @@
+//! The transport-security part of every component's configuration: the same `[tls]` table in
+//! each config file, the same three flags (`--tls-ca`, `--tls-cert`, `--tls-key`, also read from
+//! `DIEGO_TLS_CA`, `DIEGO_TLS_CERT`, `DIEGO_TLS_KEY`) and `--insecure-plaintext` on each binary.
+//!
+//! Mutual TLS is the default: a component without the three files refuses to start (exit 64)
+//! and says how to get them (`diego certs`) or how to opt out for an experiment.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::tls::{Security, TlsFiles};
+
+/// `[tls]` in a config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The cluster CA bundle (PEM) peers' certificates must chain to.
+    pub ca: PathBuf,
+    /// This component's certificate (PEM), naming its `diego://` identity.
+    pub cert: PathBuf,
+    /// This component's private key (PEM).
+    pub key: PathBuf,
+    /// Plaintext, unauthenticated gRPC: for experiments only; every caller may do everything.
+    pub insecure_plaintext: bool,
+}
+
+/// The transport-security flags every binary takes; each one set replaces the file's value.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsFlags {
+    /// The cluster CA bundle (PEM).
+    #[arg(long = "tls-ca", env = "DIEGO_TLS_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// This component's certificate (PEM).
+    #[arg(long = "tls-cert", env = "DIEGO_TLS_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// This component's private key (PEM).
+    #[arg(long = "tls-key", env = "DIEGO_TLS_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Serve and call gRPC in plaintext with no authentication (experiments only).
+    #[arg(long = "insecure-plaintext")]
+    pub insecure_plaintext: bool,
+}
+
+impl TlsConfig {
+    /// Mutual TLS with the files `ca`, `cert` and `key`.
+    pub fn mutual(ca: impl Into<PathBuf>, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self { ca: ca.into(), cert: cert.into(), key: key.into(), insecure_plaintext: false }
+    }
+
+    /// Plaintext, for experiments and tests of plaintext behaviour.
+    pub fn insecure_plaintext() -> Self {
+        Self { insecure_plaintext: true, ..Self::default() }
+    }
+
+    /// Applies the flags that are set.
+    pub fn apply(&mut self, flags: TlsFlags) {
+        super::set(&mut self.ca, flags.ca);
+        super::set(&mut self.cert, flags.cert);
+        super::set(&mut self.key, flags.key);
+        self.insecure_plaintext |= flags.insecure_plaintext;
+    }
+
+    /// The files, if mutual TLS is configured; the refusal names what is missing.
+    pub fn files(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        if self.insecure_plaintext {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)]
+            .into_iter()
+            .filter(|(_, path)| path.as_os_str().is_empty())
+            .map(|(name, _)| name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ConfigError::invalid(
+                "tls",
+                format!(
+                    "needs ca, cert and key (missing: {}): set --tls-ca/--tls-cert/--tls-key, DIEGO_TLS_CA/DIEGO_TLS_CERT/DIEGO_TLS_KEY or [tls] in the config file (`diego certs init` and `diego certs issue` make them), or pass --insecure-plaintext for an experiment",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        Ok(Some(TlsFiles { ca: self.ca.clone(), cert: self.cert.clone(), key: self.key.clone() }))
+    }
+
+    /// The transport security this configuration asks for, its files loaded and checked now (a
+    /// missing file, a key that does not match, an expired certificate: refused with the reason).
+    /// Plaintext is logged loudly.
+    pub fn security(&self) -> Result<Security, ConfigError> {
+        match self.files()? {
+            None => {
+                tracing::warn!(
+                    "INSECURE: --insecure-plaintext is on: gRPC is plaintext and unauthenticated; any caller on the network may do anything"
+                );
+                Ok(Security::Plaintext)
+            }
+            Some(files) => Security::mutual(files).map_err(|e| ConfigError::invalid("tls", e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutual_tls_needs_all_three_files_unless_plaintext_is_asked_for() {
+        let error = TlsConfig::default().files().unwrap_err().to_string();
+        assert!(error.contains("missing: ca, cert, key"), "{error}");
+        assert!(error.contains("--insecure-plaintext"), "{error}");
+        let error =
+            TlsConfig { key: PathBuf::new(), ..TlsConfig::mutual("ca.pem", "c.pem", "k.pem") }.files().unwrap_err();
+        assert!(error.to_string().contains("missing: key"), "{error}");
+        assert!(TlsConfig::insecure_plaintext().files().unwrap().is_none());
+        let files = TlsConfig::mutual("ca.pem", "c.pem", "k.pem").files().unwrap().unwrap();
+        assert_eq!((files.ca, files.cert, files.key), ("ca.pem".into(), "c.pem".into(), "k.pem".into()));
+    }
+
+    #[test]
+    fn flags_replace_the_file_values_they_set() {
+        let mut config = TlsConfig::mutual("ca.pem", "c.pem", "k.pem");
+        config.apply(TlsFlags { cert: Some("other.pem".into()), ..TlsFlags::default() });
+        assert_eq!(config, TlsConfig::mutual("ca.pem", "other.pem", "k.pem"));
+        config.apply(TlsFlags { insecure_plaintext: true, ..TlsFlags::default() });
+        assert!(config.insecure_plaintext);
+    }
+
+    #[test]
+    fn the_table_reads_from_toml() {
+        let config: TlsConfig = toml::from_str("ca = \"a\"\ncert = \"b\"\nkey = \"c\"\n").unwrap();
+        assert_eq!(config, TlsConfig::mutual("a", "b", "c"));
+        assert!(toml::from_str::<TlsConfig>("certificate = \"b\"").is_err());
+    }
+}
