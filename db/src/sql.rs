@@ -5,6 +5,7 @@ pub mod actual_lrps;
 pub mod convergence;
 pub mod desired_lrps;
 pub mod domains;
+pub mod encryption;
 pub mod leases;
 pub mod page;
 pub mod tasks;

@@ -124,10 +124,11 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let in_memory = is_in_memory(backend, url);
-        if backend == Backend::Sqlite && !in_memory {
-            if let Some(path) = crate::backend::sqlite_path(url) {
-                secure_sqlite_file(&path)?;
-            }
+        if backend == Backend::Sqlite
+            && !in_memory
+            && let Some(path) = crate::backend::sqlite_path(url)
+        {
+            secure_sqlite_file(&path)?;
         }
         let url = if backend == Backend::Sqlite && !in_memory && !url.contains("mode=") {
             // Create the file on first start.

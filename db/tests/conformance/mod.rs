@@ -39,6 +39,8 @@ pub mod schema;
 pub mod values;
 #[macro_use]
 pub mod paging;
+#[macro_use]
+pub mod encryption;
 
 /// Every conformance test, for one backend.
 macro_rules! conformance_suite {
@@ -52,6 +54,7 @@ macro_rules! conformance_suite {
         convergence_tests!($backend);
         paging_tests!($backend);
         values_tests!($backend);
+        encryption_tests!($backend);
     };
 }
 
