@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | the BBS refused the request (the Diego error type and message are printed) |
-//! | 2 | usage or invalid input: a bad flag (clap's own), an unreadable or invalid file |
+//! | 2 | usage or invalid input: a bad flag (clap's own), an unreadable, unwritable or invalid file, a missing CA |
 //! | 3 | the BBS could not be reached, did not answer in time, or ended an event stream |
 
 use proto::error::{ERROR_METADATA_KEY, ErrorCode};
@@ -86,6 +86,10 @@ pub enum Error {
     /// `diego dev` could not start or run its cluster.
     #[error("diego dev: {0}")]
     Dev(String),
+    /// A `diego certs` command failed: no CA or one already there, a file that cannot be read,
+    /// written or parsed, a bad host or validity.
+    #[error("{}", strip_os_error(&.0.to_string()))]
+    Certs(svc::certs::CertError),
     /// Standard output could not be written (a closed pipe ends the command quietly).
     #[error("cannot write to standard output: {0}")]
     Output(#[source] std::io::Error),
@@ -95,12 +99,15 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Refused { .. } | Error::Dev(_) => EXIT_REFUSED,
+            Error::Refused { .. } | Error::Dev(_) | Error::Certs(svc::certs::CertError::Generate { .. }) => {
+                EXIT_REFUSED
+            }
             Error::Unreachable { .. } | Error::StreamEnded { .. } | Error::Timeout { .. } => EXIT_UNREACHABLE,
             Error::InvalidAddress { .. }
             | Error::ReadFile { .. }
             | Error::ParseFile { .. }
             | Error::InvalidFlag { .. }
+            | Error::Certs(_)
             | Error::Output(_) => EXIT_USAGE,
         }
     }

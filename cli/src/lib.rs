@@ -5,10 +5,12 @@
 //! - [`client`]: the one connector to a BBS and the classification of failures.
 //! - [`error`]: the error type and the exit codes scripts rely on.
 //! - [`lrp_file`]: the JSON/YAML desired LRP file format.
+//! - [`certs`]: `diego certs init` and `diego certs issue`, the cluster CA and its certificates.
 //! - [`output`] and [`views`]: tables for people, JSON for scripts.
 //!
 //! The binary `diego-demo-app` (`src/bin/diego-demo-app.rs`) is the demo program a cluster runs.
 
+pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod commands;
@@ -31,8 +33,8 @@ Exit codes:
   0  success
   1  the BBS refused the request; the Diego error type and message are printed,
      e.g. 'error: ResourceNotFound: desired lrp not found: nope'
-  2  usage or invalid input: an unknown flag, a missing argument, an unreadable
-     or invalid file, a malformed --bbs-address
+  2  usage or invalid input: an unknown flag, a missing argument, an unreadable,
+     unwritable or invalid file, a malformed --bbs-address, a missing CA
   3  the BBS is unreachable, did not answer in time, or ended an event stream
 
 Errors are one line on standard error, starting with 'error:'.";

@@ -23,6 +23,9 @@ enum Command {
     Bbs(cli::commands::BbsCommand),
     /// Start a whole cluster in this process: a BBS (SQLite), an auctioneer and N cells.
     Dev(cli::dev::DevArgs),
+    /// Create the cluster CA and issue certificates for mutual TLS (files only; no BBS needed).
+    #[command(subcommand)]
+    Certs(cli::certs::CertsCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Bbs(command) => cli::commands::run(command, &cli.global).await,
             Command::Dev(args) => cli::dev::run(args).await,
+            Command::Certs(command) => cli::certs::run(command, cli::output::Format::from_flag(cli.global.json)),
         }
     });
     match result {

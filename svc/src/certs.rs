@@ -74,7 +74,7 @@ pub enum CertError {
         dir: PathBuf,
     },
     /// A directory already holds a CA and overwriting it was not asked for.
-    #[error("a CA already exists in {} ({}); refusing to overwrite it", dir.display(), path.display())]
+    #[error("a CA already exists in {} ({}); refusing to overwrite it ('diego certs init --force' replaces it)", dir.display(), path.display())]
     CaExists {
         /// The directory.
         dir: PathBuf,
