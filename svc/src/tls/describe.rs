@@ -22,6 +22,10 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {
             return rustls_error(tls);
         }
+        // h2 keeps only the text of an IO error: an alert arrives as "received fatal alert: X".
+        if let Some(refused) = alert_text(&error.to_string()) {
+            return refused;
+        }
         // io::Error's source() skips the error it wraps: look into it.
         let inner = error.downcast_ref::<io::Error>().and_then(|e| e.get_ref()).map(|e| e as &(dyn StdError + 'static));
         let message = error.to_string();
@@ -45,11 +49,32 @@ pub(crate) fn rustls_error(error: &rustls::Error) -> String {
     }
 }
 
+/// The message of a rustls alert kept only as text (`received fatal alert: UnknownCA`).
+fn alert_text(message: &str) -> Option<String> {
+    let (_, name) = message.split_once("received fatal alert: ")?;
+    let name = name.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default();
+    let alert = [
+        AlertDescription::CertificateRequired,
+        AlertDescription::UnknownCA,
+        AlertDescription::DecryptError,
+        AlertDescription::CertificateExpired,
+        AlertDescription::CertificateRevoked,
+        AlertDescription::BadCertificate,
+        AlertDescription::UnsupportedCertificate,
+        AlertDescription::CertificateUnknown,
+        AlertDescription::AccessDenied,
+    ]
+    .into_iter()
+    .find(|alert| format!("{alert:?}") == name)?;
+    Some(rustls_error(&rustls::Error::AlertReceived(alert)))
+}
+
 /// Why a peer refused our certificate, if `alert` says so.
 pub(crate) fn refusal(alert: AlertDescription) -> Option<&'static str> {
     Some(match alert {
         AlertDescription::CertificateRequired => "we presented none",
-        AlertDescription::UnknownCA => "it is not signed by a CA the server trusts",
+        // A CA with the same name as ours but another key fails the signature check.
+        AlertDescription::UnknownCA | AlertDescription::DecryptError => "it is not signed by a CA the server trusts",
         AlertDescription::CertificateExpired => "it expired or is not valid yet",
         AlertDescription::CertificateRevoked => "it is revoked",
         AlertDescription::BadCertificate
@@ -68,6 +93,12 @@ mod tests {
     fn an_alert_inside_an_io_error_is_found() {
         let io = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::AlertReceived(AlertDescription::UnknownCA));
         assert_eq!(describe(&io), "the server refused our certificate (it is not signed by a CA the server trusts)");
+    }
+
+    #[test]
+    fn an_alert_kept_as_text_is_found() {
+        let io = io::Error::new(io::ErrorKind::InvalidData, "received fatal alert: CertificateRequired");
+        assert_eq!(describe(&io), "the server refused our certificate (we presented none)");
     }
 
     #[test]
