@@ -64,6 +64,19 @@ pub struct BbsConfig {
     /// A RESOLVING task stuck this long is demoted to COMPLETED (and its callback retried).
     #[serde(with = "svc::config::duration")]
     pub kick_task: Duration,
+    // Encryption at rest (docs/security.md): the keys, and the leader's re-encryption pass.
+    /// File of the encryption keys (`label=<64 hex digits>` lines, optional `active=<label>`).
+    /// Empty: the `DIEGO_ENCRYPTION_KEYS` variable, else a key file generated on first start
+    /// next to the SQLite database (`<database file>.keys`) or in `data_dir` (`bbs.keys`).
+    pub encryption_keys_file: PathBuf,
+    /// The label of the key new rows are encrypted under; empty: the key text's `active=`
+    /// entry, else its first key.
+    pub encryption_active_key_label: String,
+    /// Rows the leader re-encrypts per transaction when they are not under the active key.
+    pub encryption_batch_size: usize,
+    /// Pause between two re-encryption batches.
+    #[serde(with = "svc::config::duration")]
+    pub encryption_batch_pause: Duration,
     /// What Locket clients may lock, and for how long (`[locket]`).
     pub locket: crate::locket::LocketConfig,
     /// Most instances one desired LRP may ask for (default 100 000; at most the hard cap of
@@ -126,6 +139,10 @@ impl Default for BbsConfig {
             expire_completed_task: Duration::from_secs(120),
             kick_task: Duration::from_secs(30),
             crash_backoff_base: Duration::from_secs(30),
+            encryption_keys_file: PathBuf::new(),
+            encryption_active_key_label: String::new(),
+            encryption_batch_size: 100,
+            encryption_batch_pause: Duration::from_millis(100),
             locket: crate::locket::LocketConfig::default(),
             max_lrp_instances: 100_000,
             max_event_subscribers: 1024,
@@ -237,6 +254,9 @@ impl Validate for BbsConfig {
         }
         if self.convergence_interval.is_zero() {
             return invalid("convergence_interval", "must be positive");
+        }
+        if !(1..=db::sql::page::MAX_BATCH).contains(&self.encryption_batch_size) {
+            return invalid("encryption_batch_size", &format!("must be between 1 and {}", db::sql::page::MAX_BATCH));
         }
         if self.listen_address.is_empty() {
             return invalid("listen_address", "must not be empty");

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod controllers;
 pub mod convergence;
+pub mod encryption;
 mod error;
 pub mod events;
 pub mod grpc;

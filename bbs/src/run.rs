@@ -16,7 +16,7 @@ use crate::config::{BbsConfig, ConfigError};
 use crate::controllers::Context;
 use crate::events::{EventHub, KeyLocks};
 use crate::leader::Leadership;
-use crate::{admin, callbacks, convergence, grpc, locket, server};
+use crate::{admin, callbacks, convergence, encryption, grpc, locket, server};
 
 /// Connections in the pool that serves Locket (reps' presences, the auctioneer's lock): its own,
 /// so lease traffic never queues behind request work on the request pool.
@@ -52,6 +52,9 @@ pub enum RunError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// The encryption keys cannot be loaded (docs/security.md).
+    #[error("encryption keys: {0}")]
+    Keys(String),
     /// The store could not be opened.
     #[error("cannot open the database: {0}")]
     Store(#[from] db::Error),
@@ -98,7 +101,13 @@ pub async fn run(
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| RunError::DataDir { path: config.data_dir.clone(), source })?;
     }
-    let store = Store::connect(&config.effective_database_url(), StoreOptions::default()).await?;
+    // Encryption at rest (docs/security.md): the keys come from the key file, the environment or
+    // a key file generated on first start; the leader re-encrypts rows not under the active key.
+    let env_keys = std::env::var(encryption::KEYS_ENV).ok();
+    let (keys, key_source) = encryption::load_keys(&config, env_keys.as_deref()).map_err(RunError::Keys)?;
+    tracing::info!(active = keys.active_label().unwrap_or_default(), source = ?key_source, "encryption keys loaded");
+    let store_options = StoreOptions { keys, ..StoreOptions::default() };
+    let store = Store::connect(&config.effective_database_url(), store_options).await?;
     let locket_store = store.dedicated(LOCKET_POOL_CONNECTIONS, config.lock_retry_interval).await?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let advertise =
@@ -151,6 +160,11 @@ pub async fn run(
         stop.clone(),
     ));
     tokio::spawn(admin::admin(leadership.clone()).serve(listeners.admin, stop.clone()));
+    let reencryption = encryption::spawn_reencryption(
+        leadership.clone(),
+        encryption::ReencryptOptions::from_config(&config),
+        stop.clone(),
+    );
 
     // Convergence: acts only while this process leads (the provider hands out the fenced
     // writer), is kicked by every lost cell and by winning the lease.
@@ -192,6 +206,7 @@ pub async fn run(
         let _ = callback_pool.await;
         // The pass in flight ends before the store it writes to closes.
         let _ = converger.await;
+        let _ = reencryption.await;
     })
     .await;
     locket_store.close().await;

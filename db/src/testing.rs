@@ -120,7 +120,8 @@ impl Drop for TestDb {
                     if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                         rt.block_on(store.close());
                     }
-                    for suffix in ["", "-wal", "-shm"] {
+                    // `.keys`: the key file a BBS generates next to its SQLite database.
+                    for suffix in ["", "-wal", "-shm", ".keys"] {
                         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                     }
                 })
