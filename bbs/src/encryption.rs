@@ -372,6 +372,51 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_leader_reencrypts_in_the_background_and_a_standby_does_not() {
+        let Some(db) = TestDb::create(Backend::Sqlite).await else { return };
+        let definition = db::testing::fixtures::task_definition(|_| {});
+        let domain = proto::models::DomainName::parse("d").unwrap();
+        let old = Store::connect(&db.url, StoreOptions { keys: test_keyring("a", &["a"]), ..Default::default() })
+            .await
+            .unwrap();
+        for i in 0..7 {
+            let guid = proto::models::TaskGuid::parse(format!("t-{i}")).unwrap();
+            old.desire_task(&guid, &domain, &definition, 1).await.unwrap();
+        }
+        old.close().await;
+        let store =
+            Store::connect(&db.url, StoreOptions { keys: test_keyring("b", &["a", "b"]), ..Default::default() })
+                .await
+                .unwrap();
+        let (ttl, retry) = (Duration::from_secs(2), Duration::from_millis(100));
+        let options = ReencryptOptions { batch_size: 3, pause: Duration::ZERO, recheck: Duration::from_secs(60) };
+        let stop = CancellationToken::new();
+        // A standby (another owner holds the lease) leaves the rows alone.
+        store.acquire_lease("bbs", "someone-else", "elsewhere:1", db::sql::leases::LeaseType::Lock, ttl).await.unwrap();
+        let leadership = Leadership::new(store.clone(), "me".into(), "here:1".into(), ttl, retry);
+        let election = tokio::spawn(leadership.clone().spawn(stop.clone()));
+        let pass = spawn_reencryption(leadership.clone(), options, stop.clone());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!leadership.is_leader());
+        assert_eq!(store.rows_to_reseal().await.unwrap(), 7);
+        // Once it leads (the other lease lapses), the pass runs to the end.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while store.rows_to_reseal().await.unwrap() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the leader did not re-encrypt");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(leadership.is_leader());
+        assert_eq!(
+            store.key_label_counts(SealedTable::Tasks).await.unwrap().into_iter().collect::<Vec<_>>(),
+            [("b".to_owned(), 7)]
+        );
+        stop.cancel();
+        let _ = pass.await;
+        let _ = election.await;
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pass_reseals_in_batches_and_stops_when_the_writer_goes() {
         let Some(db) = TestDb::create(Backend::Sqlite).await else { return };
         let definition = db::testing::fixtures::task_definition(|_| {});
