@@ -11,6 +11,8 @@
 //! active=key-2026        # optional: the label new rows are encrypted under (default: the first key)
 //! key-2026=<64 hex digits: 256-bit key>
 //! key-2025=<64 hex digits>   # older keys: still decrypt, and their rows are re-encrypted
+//! diego-key=passphrase:<text> # a Diego passphrase: the key is its SHA-256 (no '#'; in the
+//!                             # variable, no ',' or ';' either)
 //! ```
 //!
 //! The re-encryption pass ([`spawn_reencryption`]) runs while this BBS leads: it re-seals the
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use db::crypto::{KEY_LEN, generate_key, validate_label};
+use db::crypto::{KEY_LEN, generate_key, passphrase_key, validate_label};
 use db::sql::encryption::SealedTable;
 use db::{Keyring, Store};
 use tokio_util::sync::CancellationToken;
@@ -67,7 +69,11 @@ pub fn parse_keys(text: &str, separators_too: bool, override_active: &str) -> Re
             continue;
         }
         validate_label(name).map_err(|e| e.to_string())?;
-        let key = decode_hex_key(value).map_err(|reason| format!("key {name:?}: {reason}"))?;
+        let key = match value.strip_prefix("passphrase:") {
+            Some(passphrase) if !passphrase.is_empty() => passphrase_key(passphrase),
+            Some(_) => return Err(format!("key {name:?}: empty passphrase")),
+            None => decode_hex_key(value).map_err(|reason| format!("key {name:?}: {reason}"))?,
+        };
         keys.push((name.to_owned(), key));
     }
     let active = if override_active.is_empty() { active } else { Some(override_active.to_owned()) };
@@ -329,6 +335,14 @@ mod tests {
         assert_eq!(keys.active_label(), Some("first"));
         let keys = parse_keys(&format!("first={HEX_A};second={HEX_B}"), true, "second").unwrap();
         assert_eq!(keys.active_label(), Some("second"), "the configured label wins");
+        // A passphrase key is its SHA-256, as in Diego: the same blob opens under both forms.
+        let sha_of_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let by_passphrase = parse_keys("k=passphrase:abc", true, "").unwrap();
+        let by_hex = parse_keys(&format!("k={sha_of_abc}"), true, "").unwrap();
+        let pb = proto::pb::models::v1::ActualLrpNetInfo { address: "10.0.0.1".into(), ..Default::default() };
+        let blob = db::codec::seal_proto(&by_passphrase, &pb);
+        assert_eq!(db::codec::open_proto::<proto::pb::models::v1::ActualLrpNetInfo>(&by_hex, &blob).unwrap(), pb);
+        assert!(parse_keys("k=passphrase:", true, "").unwrap_err().contains("empty passphrase"));
     }
 
     #[test]

@@ -76,6 +76,12 @@ pub fn validate_label(label: &str) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// The key of a Diego passphrase: its SHA-256 (Diego's `encryption_keys` are passphrases).
+pub fn passphrase_key(passphrase: &str) -> [u8; KEY_LEN] {
+    use sha2::Digest;
+    sha2::Sha256::digest(passphrase.as_bytes()).into()
+}
+
 /// A fresh random 256-bit key from the operating system's generator.
 pub fn generate_key() -> [u8; KEY_LEN] {
     Key::<Aes256Gcm>::generate().into()
@@ -275,6 +281,14 @@ mod tests {
         assert!(validate_label("").is_err());
         let debug = format!("{:?}", ring("k", &[("k", 0xab)]));
         assert!(debug.contains("\"k\"") && !debug.contains("171") && !debug.contains("ab, ab"), "{debug}");
+    }
+
+    #[test]
+    fn passphrase_keys_are_the_sha256_of_the_passphrase() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let hex: String = passphrase_key("abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
     }
 
     #[test]
