@@ -108,7 +108,8 @@ pub async fn run(config: &Config, store: &Store, placement: &Placement, recorder
 
 /// The BBS's own reads one call at a time on the quiet system (after the trials): the same
 /// calls as the trials' per-cell fetch, bulker and route emitter, so the BBS's cost over raw SQL
-/// shows without the queueing of the loaded trials.
+/// shows without the queueing of the loaded trials. The per-cell fetch goes over the cell's own
+/// connection, as in the trials.
 pub async fn run_quiet(
     config: &Config,
     clients: &Clients,
@@ -123,7 +124,7 @@ pub async fn run_quiet(
         for c in 0..config.cells {
             let request = api::ActualLrPsRequest { cell_id: cell_id(c), ..Default::default() };
             if let Ok(response) =
-                recorder.time(ops::QUIET_PER_CELL, listing::actual_lrps(client.clone(), request)).await
+                recorder.time(ops::QUIET_PER_CELL, listing::actual_lrps(clients.cell(c), request)).await
             {
                 let got = response.len();
                 if got != placement.lrps_of[c].len() {

@@ -105,6 +105,20 @@ pub struct BbsArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Mutual TLS on every call: the BBS's certificate `diego://bbs`, the simulator's operator
+    /// calls as `diego://operator/benchmark`, each simulated cell's rep calls as
+    /// `diego://cell/<id>` (certificates issued into --tls-dir, default <output>/tls).
+    #[arg(long, conflicts_with = "compare_tls")]
+    pub tls: bool,
+    /// The certificate directory (ca.pem, ca-key.pem) the identities are issued from; required
+    /// with --bbs-address --tls (e.g. made by `diego certs init --dir D`).
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Run the same workload twice against in-process BBSs, plaintext then mutual TLS, each on a
+    /// fresh database, and report per operation the TLS/plaintext ratios (<output>/plaintext,
+    /// <output>/mutual-tls, then <output>/comparison.txt and comparison.json).
+    #[arg(long)]
+    pub compare_tls: bool,
 }
 
 impl From<BbsArgs> for Config {
@@ -133,6 +147,9 @@ impl From<BbsArgs> for Config {
             reseed: a.reseed,
             keep_database: a.keep_database,
             progress: !a.no_progress,
+            tls: a.tls,
+            tls_dir: a.tls_dir,
+            compare_tls: a.compare_tls,
         }
     }
 }

@@ -107,6 +107,16 @@ pub struct Config {
     pub keep_database: bool,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Mutual TLS on every call: the in-process BBS serves with `diego://bbs`, the simulator
+    /// calls as `diego://operator/benchmark` and each cell as `diego://cell/<id>`
+    /// ([`crate::target::Clients`]).
+    pub tls: bool,
+    /// The PKI directory of the identities under TLS. Default: `<output>/tls` (created with its
+    /// CA). With `bbs_address`: required, the directory of that cluster's CA.
+    pub tls_dir: Option<PathBuf>,
+    /// Run the workload twice, plaintext then mutual TLS, each on a fresh database, and report
+    /// the TLS/plaintext ratios ([`crate::compare`]).
+    pub compare_tls: bool,
 }
 
 impl Default for Config {
@@ -136,6 +146,9 @@ impl Default for Config {
             reseed: false,
             keep_database: false,
             progress: true,
+            tls: false,
+            tls_dir: None,
+            compare_tls: false,
         }
     }
 }
@@ -154,6 +167,21 @@ impl Config {
         anyhow::ensure!(self.cell_concurrency >= 1, "--cell-concurrency must be at least 1");
         anyhow::ensure!((0.0..=1.0).contains(&self.error_tolerance), "--error-tolerance must be between 0 and 1");
         anyhow::ensure!(self.event_buffer >= 1, "--event-buffer must be at least 1");
+        anyhow::ensure!(!(self.tls && self.compare_tls), "--tls and --compare-tls exclude each other");
+        anyhow::ensure!(
+            self.tls_dir.is_none() || self.tls || self.compare_tls,
+            "--tls-dir needs --tls (or --compare-tls)"
+        );
+        if self.bbs_address.is_some() {
+            anyhow::ensure!(
+                !self.compare_tls,
+                "--compare-tls starts its own BBS twice (plaintext, then TLS): drop --bbs-address"
+            );
+            anyhow::ensure!(
+                !self.tls || self.tls_dir.is_some(),
+                "--tls with --bbs-address needs --tls-dir D, the directory of that cluster's CA (ca.pem, ca-key.pem)"
+            );
+        }
         if self.seed_via == SeedVia::Store {
             anyhow::ensure!(
                 self.database_url.is_some() || self.bbs_address.is_none(),
@@ -161,6 +189,11 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The PKI directory of a TLS run (`tls_dir`, else `<output>/tls`); `None` in plaintext.
+    pub fn tls_dir(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.tls_dir.clone().unwrap_or_else(|| self.output.join("tls")))
     }
 
     /// The probability that a rep claims an instance right after re-asserting it.

@@ -21,11 +21,16 @@
 //! in-process cluster. Both report through [`operations`]; [`format`] holds the formatting helpers
 //! they share.
 //!
+//! Transport: plaintext, or with `--tls` mutual TLS on every call, each simulated actor under
+//! the identity the role table requires ([`target::Clients`]). [`compare`] (`--compare-tls`)
+//! runs the workload both ways and reports the TLS/plaintext ratios.
+//!
 //! Everything random comes from `--seed` (ChaCha8 streams per purpose, [`generator::stream`]).
 
 pub mod baseline;
 pub mod charts;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod convergence;
 pub mod events;
@@ -63,6 +68,7 @@ use crate::target::{Clients, Target};
 /// returns an error.
 pub async fn run(config: Config) -> anyhow::Result<Report> {
     config.validate()?;
+    anyhow::ensure!(!config.compare_tls, "--compare-tls runs through compare::run");
     std::fs::create_dir_all(&config.output).with_context(|| format!("cannot create {}", config.output.display()))?;
     let started = Instant::now();
     let progress = Progress::new(config.progress);
@@ -77,7 +83,13 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
 }
 
 async fn run_on(config: &Config, target: &Target, progress: &Progress, started: Instant) -> anyhow::Result<Report> {
-    let clients = Clients::new(&target.info.bbs_address, config.connections, config.request_timeout)?;
+    let clients = Clients::new(
+        &target.info.bbs_address,
+        config.connections,
+        config.cells,
+        config.request_timeout,
+        target.pki.as_deref(),
+    )?;
     clients.wait_for_leader(Duration::from_secs(60)).await?;
     let recorder = Recorder::new();
     let placement = Arc::new(Placement::new(config.seed, config.cells, config.desired_lrps));

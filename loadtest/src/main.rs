@@ -1,6 +1,6 @@
 //! `benchmark-bbs`: parse flags, check the run's configuration once (a refused one: one line on
 //! stderr, exit 64, as every diego-rs binary), set up logging, run, print the table. Exits 1 when
-//! the run fails or its report is not ok.
+//! the run fails or its report is not ok (with `--compare-tls`: either run's).
 
 use std::process::ExitCode;
 
@@ -53,7 +53,16 @@ async fn main() -> ExitCode {
             if let Err(e) = config.validate() {
                 return refused(e);
             }
-            loadtest::run(config).await.map(|report| report!(report))
+            if config.compare_tls {
+                loadtest::compare::run(config).await.map(|comparison| {
+                    print!("{}", comparison.table());
+                    println!("table: {}", comparison.files.table.display());
+                    println!("json: {}", comparison.files.json.display());
+                    if comparison.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                })
+            } else {
+                loadtest::run(config).await.map(|report| report!(report))
+            }
         }
     };
     match outcome {

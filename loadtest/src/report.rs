@@ -271,10 +271,16 @@ impl Report {
     }
 }
 
-/// The table line naming what a run drove: `target: <kind> BBS at <address>[ on <database>]`.
+/// The table line naming what a run drove: `target: <kind> BBS at <address>[ on <database>]`,
+/// then the transport (`plaintext`, or `mutual TLS (certificates in DIR)`).
 pub fn target_line(t: &TargetInfo) -> String {
+    let transport = match (&t.tls_dir, t.tls) {
+        (Some(dir), true) => format!("mutual TLS (certificates in {})", dir.display()),
+        (None, true) => "mutual TLS".to_owned(),
+        (_, false) => "plaintext".to_owned(),
+    };
     format!(
-        "target: {} BBS at {}{}{}",
+        "target: {} BBS at {}{}{}, {transport}",
         t.kind,
         t.bbs_address,
         t.database.as_ref().map(|d| format!(" on {d}")).unwrap_or_default(),

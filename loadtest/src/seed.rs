@@ -1,5 +1,7 @@
 //! Setup: the cells' presences through Locket, then D desired LRPs with their single instance
 //! RUNNING on a random cell, through the BBS (Diego's way) or straight through `db::Store`.
+//! Through the BBS, `DesireLRP` is the operator's call and `StartActualLRP` the placed cell's,
+//! over its own connection (as the role table requires under TLS).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,10 +69,11 @@ fn presence_resource(c: usize) -> locket::Resource {
     }
 }
 
-/// Registers every cell's presence (one Locket `Lock` per cell, `CellPresenceSetting`).
+/// Registers every cell's presence (one Locket `Lock` per cell, `CellPresenceSetting`), each over
+/// its cell's connection, as that cell.
 pub async fn register_presences(config: &Config, clients: &Clients, recorder: &Recorder) -> anyhow::Result<()> {
     let results = futures::future::join_all((0..config.cells).map(|c| {
-        let mut locket = clients.locket();
+        let mut locket = clients.cell_locket(c);
         let recorder = recorder.clone();
         async move {
             let request = locket::LockRequest { resource: Some(presence_resource(c)), ttl_in_seconds: PRESENCE_TTL_S };
@@ -94,7 +97,7 @@ pub fn keep_presences(config: &Config, clients: &Clients) -> PresenceKeeper {
         loop {
             tick.tick().await;
             for c in 0..cells {
-                let mut locket = clients.locket();
+                let mut locket = clients.cell_locket(c);
                 let request =
                     locket::LockRequest { resource: Some(presence_resource(c)), ttl_in_seconds: PRESENCE_TTL_S };
                 if let Err(status) = locket.lock(request).await {
@@ -118,7 +121,7 @@ impl Drop for PresenceKeeper {
 /// Releases every cell's presence (end of run).
 pub async fn release_presences(config: &Config, clients: &Clients) {
     futures::future::join_all((0..config.cells).map(|c| {
-        let mut locket = clients.locket();
+        let mut locket = clients.cell_locket(c);
         async move {
             let _ = locket.release(locket::ReleaseRequest { resource: Some(presence_resource(c)) }).await;
         }
@@ -203,7 +206,7 @@ async fn seed_one_grpc(seed: u64, i: usize, placement: &Placement, clients: &Cli
     }
     let cell = placement.cell_of[i];
     let start = generator::start_request(i, cell, &placement.instance_guid[i]);
-    match recorder.time(ops::SEED_START, clients.bbs().start_actual_lrp(start)).await {
+    match recorder.time(ops::SEED_START, clients.cell(cell).start_actual_lrp(start)).await {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(lrp = i, error = %e, "seeding: StartActualLRP failed");

@@ -6,6 +6,10 @@
 //!   the auctioneer; N reps with the `sim` runtime, all on 127.0.0.1:0), or an existing cluster
 //!   by `--bbs-address` (its auctioneer and reps must be running; the apps are removed at the
 //!   end).
+//! - Transport: plaintext, or with `--tls` mutual TLS on every hop: the BBS, the auctioneer and
+//!   every rep get certificates from one PKI under `<output>/tls` (or `--tls-dir`), and the
+//!   benchmark's own calls (desires, listings, the event stream) go as
+//!   `diego://operator/benchmark`.
 //! - Lifecycle times come from a global instance-event subscriber opened before the first
 //!   desire (client receive times, relative to the first DesireLRP sent); "all RUNNING" is also
 //!   confirmed by polling `ActualLRPs` every 250 ms, so a lost event cannot fake or hide it.
@@ -88,6 +92,7 @@ pub async fn run(config: SmokeConfig) -> anyhow::Result<SmokeReport> {
         event_buffer: 1 << 16,
         stub_auctioneer: false,
         nodelay_listener: true,
+        tls: config.tls_dir(),
     };
     let target = Target::start(&spec).await?;
     let cluster = if config.bbs_address.is_none() {
@@ -115,6 +120,8 @@ fn cluster_spec(config: &SmokeConfig) -> ClusterSpec {
     let data_dir = config.output.join("smoke-cells");
     let mut spec = ClusterSpec::new(String::new(), data_dir, config.cells, cell_rep::RuntimeKind::Sim);
     spec.fast = false;
+    // The same transport as the target's BBS: its PKI directory under --tls, else plaintext.
+    spec.tls_dir = config.tls_dir();
     spec.cell_memory_mb = config.cell_memory_mb;
     let (containers, sim_start_delay, seed) = (config.cell_containers, config.sim_start_delay, config.seed);
     spec.rep = std::sync::Arc::new(move |rep| {
@@ -136,7 +143,7 @@ async fn run_on(
     progress: &Progress,
     started: Instant,
 ) -> anyhow::Result<SmokeReport> {
-    let clients = Clients::new(&target.info.bbs_address, 4, Duration::from_secs(60))?;
+    let clients = Clients::new(&target.info.bbs_address, 4, 0, Duration::from_secs(60), target.pki.as_deref())?;
     clients.wait_for_leader(Duration::from_secs(60)).await?;
     let upsert = api::UpsertDomainRequest { domain: DOMAIN.into(), ttl: 0 };
     clients.bbs().upsert_domain(upsert).await?;

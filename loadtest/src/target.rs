@@ -13,6 +13,14 @@
 //! A named database that already holds desired LRPs is refused unless `--reseed`, which deletes
 //! every desired LRP, actual LRP and cell presence first (Diego's benchmark truncated the same
 //! tables on reseed).
+//!
+//! Transport ([`TargetSpec::tls`]): plaintext, or mutual TLS with certificates from a PKI
+//! directory ([`svc::pki::Pki`]). Under TLS the in-process BBS serves with the `diego://bbs`
+//! certificate, and [`Clients`] call as the identities the role table (`svc::authz`) requires:
+//! the operator `diego://operator/benchmark` for desires, listings and event streams, and each
+//! simulated cell `diego://cell/<cell id>` for its own rep calls (per-cell fetch, claims, starts,
+//! its presence). The connection layout is the same in both modes, so a TLS run and a plaintext
+//! run differ only in the certificates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +35,9 @@ use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::locket::v1::locket_client::LocketClient;
 use serde::Serialize;
 use svc::connect::ChannelOptions;
+use svc::identity::Role;
+use svc::pki::Pki;
+use svc::tls::Security;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -63,6 +74,15 @@ pub struct TargetInfo {
     pub created_database: bool,
     /// Whether the in-process BBS's connections have TCP_NODELAY (set through its listener).
     pub nodelay: bool,
+    /// Whether every call goes over mutual TLS.
+    pub tls: bool,
+    /// The PKI directory the identities come from, under TLS.
+    pub tls_dir: Option<std::path::PathBuf>,
+}
+
+/// `client` without message size limits (listings are big).
+fn unbounded(client: BbsClient<Channel>) -> BbsClient<Channel> {
+    client.max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
 }
 
 /// A database this run created on a server, to drop at the end.
@@ -77,6 +97,8 @@ pub struct Target {
     pub info: TargetInfo,
     /// The store on the BBS's database, when known.
     pub store: Option<Store>,
+    /// The certificate directory the clients' identities come from, under TLS.
+    pub pki: Option<Arc<Pki>>,
     bbs: Option<(CancellationToken, tokio::task::JoinHandle<Result<(), bbs::RunError>>)>,
     created: Option<CreatedDatabase>,
     owned_file: Option<std::path::PathBuf>,
@@ -110,6 +132,10 @@ pub struct TargetSpec {
     /// its own `tcp_nodelay`, so without this every response written in more than one segment
     /// waits for the client's delayed ACK (~40 ms).
     pub nodelay_listener: bool,
+    /// Mutual TLS with identities issued from this PKI directory (created with its CA when it
+    /// has none and the BBS is in-process; an external BBS needs the directory of its cluster's
+    /// CA, `ca.pem` and `ca-key.pem`). `None`: plaintext.
+    pub tls: Option<std::path::PathBuf>,
 }
 
 /// A loopback listener on port 0 whose accepted connections inherit TCP_NODELAY (Linux).
@@ -133,8 +159,24 @@ impl From<&Config> for TargetSpec {
             event_buffer: config.event_buffer,
             stub_auctioneer: true,
             nodelay_listener: config.nodelay_listener,
+            tls: config.tls_dir(),
         }
     }
+}
+
+/// Opens the PKI of `dir`: for an in-process BBS it is created when missing; for an external one
+/// it must hold the cluster's CA (`ca.pem` and `ca-key.pem`, e.g. from `diego certs init`).
+fn open_pki(dir: &std::path::Path, external: bool) -> anyhow::Result<Pki> {
+    if external {
+        for file in ["ca.pem", "ca-key.pem"] {
+            anyhow::ensure!(
+                dir.join(file).is_file(),
+                "--tls-dir {} has no {file}: give the directory of the cluster's CA (diego certs init --dir D)",
+                dir.display()
+            );
+        }
+    }
+    Pki::open(dir, &[]).with_context(|| format!("cannot open the certificate directory {}", dir.display()))
 }
 
 impl Target {
@@ -174,9 +216,15 @@ impl Target {
             database: url.as_deref().map(redact),
             created_database: created.is_some(),
             nodelay: config.bbs_address.is_none() && config.nodelay_listener,
+            tls: config.tls.is_some(),
+            tls_dir: config.tls.clone(),
+        };
+        let pki = match &config.tls {
+            Some(dir) => Some(Arc::new(open_pki(dir, config.bbs_address.is_some())?)),
+            None => None,
         };
         let owned_file = owned_file.then(|| config.output.join("benchmark-bbs.db"));
-        let mut target = Target { info, store, bbs: None, created, owned_file, keep: config.keep_database };
+        let mut target = Target { info, store, pki, bbs: None, created, owned_file, keep: config.keep_database };
         if config.bbs_address.is_none() {
             let url = url.unwrap_or_default();
             let grpc = if config.nodelay_listener {
@@ -186,9 +234,14 @@ impl Target {
             };
             let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             target.info.bbs_address = grpc.local_addr()?.to_string();
+            let tls = match &target.pki {
+                Some(pki) => pki.tls_of(Role::Bbs, "").context("cannot issue the BBS's certificate")?,
+                None => svc::config::tls::TlsConfig::insecure_plaintext(),
+            };
             let bbs_config = bbs::config::BbsConfig {
                 database_url: url,
                 event_buffer: config.event_buffer,
+                tls,
                 ..bbs::config::BbsConfig::default()
             }
             .validate()?;
@@ -326,46 +379,92 @@ async fn check_or_wipe(store: &Store, reseed: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Clients of one BBS, spread over several HTTP/2 connections.
+/// The name of the simulator's operator identity (`diego://operator/benchmark`).
+pub const OPERATOR_NAME: &str = "benchmark";
+
+/// Clients of one BBS: the operator's calls spread over `connections` HTTP/2 connections, and
+/// one connection per simulated cell for that cell's rep calls (`ActualLRPs` of its cell,
+/// `ClaimActualLRP`, `StartActualLRP`, the Locket lock of its presence). Under TLS the operator
+/// connections present `diego://operator/benchmark` and each cell's connection
+/// `diego://cell/<cell id>`; in plaintext the layout is the same, so the two modes differ only
+/// in the certificates.
 #[derive(Clone)]
 pub struct Clients {
     bbs: Arc<Vec<BbsClient<Channel>>>,
-    locket: LocketClient<Channel>,
+    cells: Arc<Vec<Channel>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The security of `role`/`name`: its certificate from `pki`, or plaintext without one.
+fn security_of(pki: Option<&Pki>, role: Role, name: &str) -> anyhow::Result<Security> {
+    match pki {
+        None => Ok(Security::Plaintext),
+        Some(pki) => {
+            let tls =
+                pki.tls_of(role, name).with_context(|| format!("cannot issue the certificate of {role} {name}"))?;
+            Ok(tls.security()?)
+        }
+    }
+}
+
 impl Clients {
-    /// Lazily connecting clients of the BBS at `address`, over `connections` connections.
-    pub fn new(address: &str, connections: usize, timeout: Duration) -> anyhow::Result<Self> {
+    /// Lazily connecting clients of the BBS at `address`: `connections` operator connections
+    /// and one connection per cell `0..cells` ([`crate::generator::cell_id`]), with identities
+    /// from `pki` (plaintext without one).
+    pub fn new(
+        address: &str,
+        connections: usize,
+        cells: usize,
+        timeout: Duration,
+        pki: Option<&Pki>,
+    ) -> anyhow::Result<Self> {
         // Wide HTTP/2 windows: big listings stream without waiting on window updates.
-        let options = ChannelOptions {
+        let options = |security: Security| ChannelOptions {
             connect_timeout: Duration::from_secs(10),
             timeout: Some(timeout),
             initial_stream_window_size: Some(8 * 1024 * 1024),
             initial_connection_window_size: Some(32 * 1024 * 1024),
-            ..ChannelOptions::new(timeout)
+            ..ChannelOptions::new(timeout, security)
         };
+        let operator = options(security_of(pki, Role::Operator, OPERATOR_NAME)?);
         // One channel per connection (not the connector's cache, which shares one per address).
         let bbs = (0..connections.max(1))
-            .map(|_| {
-                Ok(BbsClient::new(svc::connect::lazy(address, &options)?)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX))
-            })
+            .map(|_| Ok(unbounded(BbsClient::new(svc::connect::lazy(address, &operator)?))))
             .collect::<Result<_, svc::connect::ConnectError>>()?;
-        let locket = LocketClient::new(svc::connect::lazy(address, &options)?);
-        Ok(Self { bbs: Arc::new(bbs), locket, next: Default::default() })
+        let cells = (0..cells)
+            .map(|c| {
+                let options = options(security_of(pki, Role::Cell, &crate::generator::cell_id(c))?);
+                Ok(svc::connect::lazy(address, &options)?)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { bbs: Arc::new(bbs), cells: Arc::new(cells), next: Default::default() })
     }
 
-    /// A BBS client, round robin over the connections.
+    /// An operator BBS client, round robin over the operator connections.
     pub fn bbs(&self) -> BbsClient<Channel> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.bbs[i % self.bbs.len()].clone()
     }
 
-    /// The Locket client.
-    pub fn locket(&self) -> LocketClient<Channel> {
-        self.locket.clone()
+    /// The BBS client of simulated cell `c` (its own connection and identity).
+    ///
+    /// # Panics
+    /// If `c` is not below the `cells` these clients were made for.
+    pub fn cell(&self, c: usize) -> BbsClient<Channel> {
+        unbounded(BbsClient::new(self.cells[c].clone()))
+    }
+
+    /// The Locket client of simulated cell `c` (for its presence), over the cell's connection.
+    ///
+    /// # Panics
+    /// If `c` is not below the `cells` these clients were made for.
+    pub fn cell_locket(&self, c: usize) -> LocketClient<Channel> {
+        LocketClient::new(self.cells[c].clone())
+    }
+
+    /// Connections these clients open: the operator's plus one per cell.
+    pub fn connections(&self) -> usize {
+        self.bbs.len() + self.cells.len()
     }
 
     /// Waits until the BBS leads (accepts a write: upserting the benchmark's domain).

@@ -12,6 +12,10 @@
 //!   guids (`FetchActualLRPsAndSchedulingInfosLocal`);
 //! - the cell presence fetch (`CellPresenceFetching`, count checked).
 //!
+//! The rep loops call over their cell's own connection, as their cell
+//! ([`crate::target::Clients::cell`]); the bulker, the route emitters (global and per cell:
+//! their scheduling-info reads are an operator's) and the presence fetch call as the operator.
+//!
 //! Every call waits for a slot of one simulator-wide semaphore (`max_in_flight`, Diego's 25,000
 //! semaphore); its latency is measured from when it holds the slot. Claim decisions come from a
 //! random stream per (trial, LRP), so a run is reproducible whatever order the calls finish in.
@@ -173,7 +177,7 @@ async fn rep_bulk_loop(shared: &Shared, trial: usize, cell: usize) {
     let fetched = {
         let _slot = shared.slot().await;
         let request = api::ActualLrPsRequest { cell_id: cell_id(cell), ..Default::default() };
-        recorder.time(ops::REP_BULK_FETCHING, listing::actual_lrps(shared.clients.bbs(), request)).await
+        recorder.time(ops::REP_BULK_FETCHING, listing::actual_lrps(shared.clients.cell(cell), request)).await
     };
     shared.bar.inc(1);
     let actuals = match fetched {
@@ -225,7 +229,7 @@ async fn operate(shared: &Shared, trial: usize, cell: usize, actual: pb::ActualL
     let start = {
         let _slot = shared.slot().await;
         let request = generator::start_request(i, cell, instance_guid);
-        recorder.time(ops::REP_START, shared.clients.bbs().start_actual_lrp(request)).await
+        recorder.time(ops::REP_START, shared.clients.cell(cell).start_actual_lrp(request)).await
     };
     if start.is_err() {
         return false;
@@ -241,7 +245,7 @@ async fn operate(shared: &Shared, trial: usize, cell: usize, actual: pb::ActualL
     let claimed = {
         let _slot = shared.slot().await;
         let request = generator::claim_request(i, cell, instance_guid);
-        recorder.time(ops::REP_CLAIM, shared.clients.bbs().claim_actual_lrp(request)).await
+        recorder.time(ops::REP_CLAIM, shared.clients.cell(cell).claim_actual_lrp(request)).await
     };
     if claimed.is_err() {
         return false;

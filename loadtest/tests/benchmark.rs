@@ -146,6 +146,43 @@ async fn tiny_run_adds_up_on_mysql() {
     tiny_run_adds_up(Backend::Mysql).await;
 }
 
+/// `--compare-tls` on a named database: the plaintext run, then the TLS run on the same database
+/// emptied first, both without an error, and the comparison carries every ratio.
+async fn compare_tls_adds_up(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let output = std::env::temp_dir().join(format!("benchmark-bbs-compare-{}", uuid::Uuid::new_v4().simple()));
+    let mut config = tiny(db.url.clone(), output.clone());
+    config.trials = 1;
+    config.convergence_passes = 0;
+    config.compare_tls = true;
+    let comparison = loadtest::compare::run(config).await.expect("both runs run");
+    let table = comparison.table();
+    assert!(comparison.ok(), "{table}");
+    assert_eq!((comparison.plaintext.errors(), comparison.tls.errors()), (0, 0), "{table}");
+    assert!(!comparison.plaintext.target.tls && comparison.tls.target.tls);
+    assert_eq!(comparison.tls.target.tls_dir.as_deref(), Some(output.join("tls").as_path()));
+    for name in [seed::SEED_DESIRE, seed::SEED_START, work::REP_BULK_FETCHING, work::REP_START] {
+        assert_eq!(count(&comparison.plaintext, name), count(&comparison.tls, name), "{name}: {table}");
+    }
+    let headline: Vec<_> = comparison.headline.iter().map(|h| (h.what.as_str(), h.mean_ratio.is_some())).collect();
+    assert_eq!(headline, [("per-cell fetch", true), ("DesireLRP", true), ("StartActualLRP", true)], "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("comparison.json")).unwrap()).unwrap();
+    assert_eq!(json["backend"], backend.name());
+    assert!(json["headline"][2]["throughput_ratio"].as_f64().unwrap() > 0.0, "{json}");
+    let _ = std::fs::remove_dir_all(&output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_tls_adds_up_on_postgres() {
+    compare_tls_adds_up(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_tls_adds_up_on_mysql() {
+    compare_tls_adds_up(Backend::Mysql).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_database_with_data_is_refused_without_reseed() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else { return };
@@ -162,7 +199,8 @@ async fn a_named_database_with_data_is_refused_without_reseed() {
     let _ = std::fs::remove_dir_all(&output);
 }
 
-/// The smoke benchmark at CI size: 3 sim cells, 24 instances over 6 apps, on SQLite.
+/// The smoke benchmark at CI size: 3 sim cells, 24 instances over 6 apps, on SQLite, with mutual
+/// TLS on every hop (BBS, auctioneer, reps and the benchmark's operator calls).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_runs_every_instance_and_draws_the_timeline() {
     let Some(db) = TestDb::create(Backend::Sqlite).await else { return };
@@ -184,10 +222,14 @@ async fn smoke_runs_every_instance_and_draws_the_timeline() {
         keep_database: false,
         reseed: false,
         progress: false,
+        tls: true,
+        tls_dir: None,
     };
     let report = loadtest::smoke::run(config).await.expect("the smoke benchmark runs");
     let table = report.table();
     assert!(report.ok(), "{table}");
+    assert!(report.target.tls && table.contains("mutual TLS"), "{table}");
+    assert!(output.join("tls/ca.pem").exists() && output.join("tls/bbs.pem").exists());
     assert_eq!(report.instances.len(), 24);
     assert!(report.instances.iter().all(|l| {
         let (u, c, r) = (l.unclaimed_ms.unwrap(), l.claimed_ms.unwrap(), l.running_ms.unwrap());

@@ -61,6 +61,13 @@ pub struct SmokeArgs {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Mutual TLS on every hop of the in-process cluster (BBS, auctioneer, reps, this client),
+    /// with certificates issued into --tls-dir (default <output>/tls).
+    #[arg(long)]
+    pub tls: bool,
+    /// The certificate directory (ca.pem, ca-key.pem); required with --bbs-address --tls.
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// One smoke run.
@@ -101,6 +108,10 @@ pub struct SmokeConfig {
     pub reseed: bool,
     /// Progress bars.
     pub progress: bool,
+    /// Mutual TLS on every hop.
+    pub tls: bool,
+    /// The PKI directory under TLS (default `<output>/tls`).
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl From<SmokeArgs> for SmokeConfig {
@@ -122,6 +133,8 @@ impl From<SmokeArgs> for SmokeConfig {
             keep_database: a.keep_database,
             reseed: a.reseed,
             progress: !a.no_progress,
+            tls: a.tls,
+            tls_dir: a.tls_dir,
         }
     }
 }
@@ -133,6 +146,11 @@ impl SmokeConfig {
         anyhow::ensure!(self.apps < 100_000, "--apps must be below 100,000");
         anyhow::ensure!(self.bbs_address.is_some() || self.cells >= 1, "--cells must be at least 1");
         anyhow::ensure!(self.desire_workers >= 1, "--desire-workers must be at least 1");
+        anyhow::ensure!(self.tls_dir.is_none() || self.tls, "--tls-dir needs --tls");
+        anyhow::ensure!(
+            self.bbs_address.is_none() || !self.tls || self.tls_dir.is_some(),
+            "--tls with --bbs-address needs --tls-dir D, the directory of that cluster's CA (ca.pem, ca-key.pem)"
+        );
         if self.bbs_address.is_none() {
             let capacity = self.cells as i64 * i64::from(self.cell_memory_mb / self.instance_memory_mb.max(1));
             let slots = self.cells as i64 * i64::from(self.cell_containers);
@@ -147,6 +165,11 @@ impl SmokeConfig {
             );
         }
         Ok(())
+    }
+
+    /// The PKI directory of a TLS run (`tls_dir`, else `<output>/tls`); `None` in plaintext.
+    pub fn tls_dir(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.tls_dir.clone().unwrap_or_else(|| self.output.join("tls")))
     }
 
     /// Instances of app `a`: the total spread evenly, the first apps taking the remainder.
