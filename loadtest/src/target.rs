@@ -240,6 +240,9 @@ impl Target {
             };
             let bbs_config = bbs::config::BbsConfig {
                 database_url: url,
+                // Its generated encryption key file (for a server database) goes with the run's
+                // files, not into the working directory.
+                data_dir: config.output.clone(),
                 event_buffer: config.event_buffer,
                 tls,
                 ..bbs::config::BbsConfig::default()
