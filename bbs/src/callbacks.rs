@@ -17,25 +17,38 @@
 //!    On 503 / 504, after the attempts run out, or on any other error the task is left
 //!    RESOLVING; convergence demotes it back to COMPLETED later and it is retried.
 //!
-//! Only `http://` URLs are supported: there is no TLS client here yet, so an `https://` URL
-//! (which validation accepts) is logged as unsupported and the task left RESOLVING, as for any
-//! other failed delivery. Every callback is logged with its task guid and outcome and counted in
-//! `bbs_task_callbacks_total{outcome}`.
+//! `http://` and `https://` URLs are supported. An https callback verifies the receiver's
+//! certificate (its DNS or IP SANs against the URL's host) against the CA bundle of the BBS's
+//! `callback_ca_file`, else against the cluster CA of its own mutual TLS (`[tls] ca`); TLS 1.2
+//! and 1.3, ALPN `http/1.1`, rustls with the ring provider. A receiver that asks for a client
+//! certificate gets the BBS's own (`[tls] cert`), when it has one. The files are read once at
+//! start. With neither CA (`--insecure-plaintext` and no `callback_ca_file`) an https URL is
+//! logged naming `callback_ca_file` and left RESOLVING, as is any other unusable URL. A receiver
+//! whose certificate does not verify counts as a connection error: tried [`MAX_ATTEMPTS`]
+//! times, then left RESOLVING, with the reason logged. Every callback is logged with its task
+//! guid and outcome and counted in `bbs_task_callbacks_total{outcome}`.
 
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use proto::error::ErrorCode;
 use proto::models::Task;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{BbsConfig, ConfigError};
 use crate::controllers::Context;
 use crate::controllers::tasks::Tasks;
 
@@ -65,12 +78,201 @@ impl Callbacks {
     }
 }
 
-/// The HTTP client callbacks are sent with (plain HTTP/1, pooled connections).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The HTTP client callbacks are sent with (HTTP/1, pooled connections; https when it has a
+/// [`CallbackTls`] configuration).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<CallbackConnector, Full<Bytes>>,
+    https: bool,
+}
 
-/// A new callback HTTP client.
+impl HttpClient {
+    /// A client sending https callbacks with `tls` (plain http ones in any case).
+    pub fn new(tls: &CallbackTls) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let connector = CallbackConnector { http, tls: tls.config.clone() };
+        Self { inner: Client::builder(TokioExecutor::new()).build(connector), https: tls.config.is_some() }
+    }
+
+    /// Whether https callbacks can be sent.
+    pub fn supports_https(&self) -> bool {
+        self.https
+    }
+}
+
+/// A callback client without TLS: `http://` URLs only (an `https://` URL is refused, naming
+/// `callback_ca_file`).
 pub fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    HttpClient::new(&CallbackTls::none())
+}
+
+/// How https callbacks verify their receivers: the rustls client configuration, built once at
+/// start from the CA bundle (and, when the BBS has one, its own certificate and key).
+#[derive(Clone, Debug, Default)]
+pub struct CallbackTls {
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl CallbackTls {
+    /// No TLS: https callbacks are refused.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Verifies receivers against the PEM CA bundle `ca`; presents `identity` (certificate and
+    /// key files) when a receiver asks for a client certificate.
+    pub fn with_ca(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Self, ConfigError> {
+        let roots = load_ca_bundle(ca).map_err(|rule| ConfigError::invalid("callback_ca_file", rule))?;
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+            .map_err(|e| ConfigError::invalid("callback_ca_file", e.to_string()))?
+            .with_root_certificates(roots);
+        let mut config = match identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let bad = |e: String| ConfigError::invalid("tls", e);
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| bad(format!("certificate {}: {e}", cert.display())))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| bad(format!("private key {}: {e}", key.display())))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| bad(e.to_string()))?
+            }
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self { config: Some(Arc::new(config)) })
+    }
+
+    /// The configuration of a BBS: `callback_ca_file` when set, else the cluster CA of its mutual
+    /// TLS, else none; its own certificate is presented when it has mutual TLS.
+    pub fn from_config(config: &BbsConfig) -> Result<Self, ConfigError> {
+        let files = config.tls.files()?;
+        let identity = files.as_ref().map(|f| (f.cert.as_path(), f.key.as_path()));
+        if !config.callback_ca_file.as_os_str().is_empty() {
+            Self::with_ca(&config.callback_ca_file, identity)
+        } else if let Some(files) = &files {
+            Self::with_ca(&files.ca, identity)
+        } else {
+            Ok(Self::none())
+        }
+    }
+}
+
+/// Reads a PEM CA bundle into a root store; the error names the file and what is wrong.
+pub fn load_ca_bundle(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA bundle {shown}: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("CA bundle {shown} is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("CA bundle {shown} holds no certificate (expected a -----BEGIN CERTIFICATE----- block)"));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| format!("CA bundle {shown} holds a certificate that cannot be a CA: {e}"))?;
+    }
+    Ok(roots)
+}
+
+/// The connector of [`HttpClient`]: TCP through [`HttpConnector`] and, for `https://`, a rustls
+/// handshake with the URL's host as the server name.
+#[derive(Clone)]
+pub struct CallbackConnector {
+    http: HttpConnector,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for CallbackConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackConnector").field("https", &self.tls.is_some()).finish()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<hyper::Uri> for CallbackConnector {
+    type Response = CallbackStream;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<CallbackStream, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let https = uri.scheme_str() == Some("https");
+        let tls = self.tls.clone();
+        let connecting = self.http.call(uri.clone());
+        Box::pin(async move {
+            if !https {
+                return Ok(CallbackStream::Plain(connecting.await?));
+            }
+            let Some(tls) = tls else {
+                return Err("https callbacks need callback_ca_file (or [tls] ca) in the BBS configuration".into());
+            };
+            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+            let name = ServerName::try_from(host).map_err(|e| format!("callback host is not a server name: {e}"))?;
+            let tcp = connecting.await?.into_inner();
+            let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+            Ok(CallbackStream::Tls(Box::new(TokioIo::new(stream))))
+        })
+    }
+}
+
+/// A connection of [`CallbackConnector`]: plain TCP or TLS over TCP.
+#[derive(Debug)]
+pub enum CallbackStream {
+    /// `http://`.
+    Plain(TokioIo<tokio::net::TcpStream>),
+    /// `https://`.
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>),
+}
+
+impl Connection for CallbackStream {
+    fn connected(&self) -> Connected {
+        match self {
+            Self::Plain(tcp) => tcp.connected(),
+            Self::Tls(tls) => tls.inner().get_ref().0.connected(),
+        }
+    }
+}
+
+impl hyper::rt::Read for CallbackStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for CallbackStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Runs the callback pool until `shutdown` or until every [`Callbacks`] handle is dropped.
@@ -79,15 +281,16 @@ pub fn http_client() -> HttpClient {
 /// `workers` at once. When the queue closes it waits for the callbacks in flight; on `shutdown`
 /// it aborts them instead (a task then stays COMPLETED or RESOLVING, and convergence retries
 /// it, so a callback may be delivered twice: receivers must be idempotent, as with Diego).
+/// Callbacks are sent with `client` ([`HttpClient::new`]; https needs its [`CallbackTls`]).
 pub fn spawn_workers(
     ctx: Context,
     mut rx: mpsc::UnboundedReceiver<Task>,
     workers: usize,
     timeout: Duration,
+    client: HttpClient,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let client = http_client();
         let permits = Arc::new(Semaphore::new(workers.max(1)));
         let mut running = JoinSet::new();
         loop {
@@ -133,7 +336,8 @@ pub enum Outcome {
     Skipped,
     /// ResolvingTask failed otherwise (not the leader, store trouble). Nothing was sent.
     ResolveFailed,
-    /// The URL is not a usable `http://` URL; left RESOLVING.
+    /// The URL is not a usable `http://` or `https://` URL (or https without a CA); left
+    /// RESOLVING.
     Unsupported,
     /// The receiver answered `status` (not 503 / 504) and the task was deleted.
     Delivered {
@@ -276,12 +480,19 @@ async fn resolve_and_deliver(ctx: &Context, client: &HttpClient, task: &Task, ti
     let url = task.definition.completion_callback_url();
     let uri = match url.parse::<hyper::Uri>() {
         Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
-        Ok(uri) if uri.scheme_str() == Some("https") => {
-            tracing::warn!(task_guid = %guid, callback_url = url, "https callback urls are not supported yet");
-            return Outcome::Unsupported;
+        Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {
+            if !client.supports_https() {
+                tracing::warn!(
+                    task_guid = %guid,
+                    callback_url = url,
+                    "https callback urls need callback_ca_file (or the [tls] ca of mutual TLS) in the BBS configuration"
+                );
+                return Outcome::Unsupported;
+            }
+            uri
         }
         Ok(_) => {
-            tracing::warn!(task_guid = %guid, callback_url = url, "callback url is not an http url");
+            tracing::warn!(task_guid = %guid, callback_url = url, "callback url is not an http or https url");
             return Outcome::Unsupported;
         }
         Err(e) => {
@@ -306,6 +517,7 @@ async fn resolve_and_deliver(ctx: &Context, client: &HttpClient, task: &Task, ti
     };
 
     let mut attempts = 0;
+    let mut last_error = String::new();
     while attempts < MAX_ATTEMPTS {
         attempts += 1;
         let request = hyper::Request::post(uri.clone())
@@ -318,10 +530,11 @@ async fn resolve_and_deliver(ctx: &Context, client: &HttpClient, task: &Task, ti
                 return Outcome::Failed { attempts };
             }
         };
-        let status = match tokio::time::timeout(timeout, client.request(request)).await {
+        let status = match tokio::time::timeout(timeout, client.inner.request(request)).await {
             Ok(Ok(response)) => response.status().as_u16(),
             Ok(Err(e)) if is_connection_error(&e) => {
-                tracing::debug!(task_guid = %guid, callback_url = url, attempts, error = %e, "callback connection failed; retrying");
+                last_error = error_chain(&e);
+                tracing::debug!(task_guid = %guid, callback_url = url, attempts, error = %last_error, "callback connection failed; retrying");
                 continue;
             }
             Ok(Err(e)) => {
@@ -329,6 +542,7 @@ async fn resolve_and_deliver(ctx: &Context, client: &HttpClient, task: &Task, ti
                 return Outcome::Failed { attempts };
             }
             Err(_) => {
+                last_error = format!("timed out after {timeout:?}");
                 tracing::debug!(task_guid = %guid, callback_url = url, attempts, "callback timed out; retrying");
                 continue;
             }
@@ -344,7 +558,23 @@ async fn resolve_and_deliver(ctx: &Context, client: &HttpClient, task: &Task, ti
             }
         };
     }
+    tracing::warn!(task_guid = %guid, callback_url = url, attempts, error = %last_error, "callback attempts exhausted");
     Outcome::RetriesExhausted { attempts }
+}
+
+/// An error and its sources, joined by `: ` (a TLS failure is a few sources down).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether a client error is one Diego repeats: the connection could not be made, or it was
@@ -372,4 +602,55 @@ fn is_connection_error(error: &hyper_util::client::legacy::Error) -> bool {
         source = cause.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use svc::config::tls::TlsConfig;
+
+    use super::*;
+
+    fn temp(name: &str, contents: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("bbs-callbacks-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn plaintext(callback_ca_file: PathBuf) -> BbsConfig {
+        BbsConfig { tls: TlsConfig::insecure_plaintext(), callback_ca_file, ..BbsConfig::default() }
+    }
+
+    #[test]
+    fn callback_ca_file_must_be_a_pem_ca_bundle_naming_the_file() {
+        let missing = std::env::temp_dir().join("bbs-callbacks-no-such-ca.pem");
+        let error = plaintext(missing.clone()).validate().unwrap_err().to_string();
+        assert!(error.contains("callback_ca_file") && error.contains(&missing.display().to_string()), "{error}");
+
+        let garbage = temp("garbage.pem", "not a certificate\n");
+        let error = plaintext(garbage.clone()).validate().unwrap_err().to_string();
+        assert!(error.contains("callback_ca_file") && error.contains("holds no certificate"), "{error}");
+        assert!(error.contains(&garbage.display().to_string()), "{error}");
+        let _ = std::fs::remove_file(garbage);
+
+        let pki = svc::pki::Pki::for_tests();
+        plaintext(pki.ca_path()).validate().expect("the test CA is a CA bundle");
+        plaintext(PathBuf::new()).validate().expect("empty means none");
+    }
+
+    #[test]
+    fn https_needs_a_callback_ca_or_mutual_tls() {
+        assert!(!http_client().supports_https());
+        let none = CallbackTls::from_config(&plaintext(PathBuf::new())).unwrap();
+        assert!(!HttpClient::new(&none).supports_https());
+        let pki = svc::pki::Pki::for_tests();
+        let ca_file = CallbackTls::from_config(&plaintext(pki.ca_path())).unwrap();
+        assert!(HttpClient::new(&ca_file).supports_https());
+        let mutual = BbsConfig { tls: pki.test_tls(svc::identity::Role::Bbs, ""), ..BbsConfig::default() };
+        let cluster = CallbackTls::from_config(&mutual).unwrap();
+        let config = cluster.config.as_ref().expect("the cluster CA is used");
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        assert!(config.client_auth_cert_resolver.has_certs(), "the BBS's own certificate is offered");
+    }
 }

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bbs::callbacks::{Callbacks, MAX_ATTEMPTS, Outcome, handle_completed_task, http_client, spawn_workers};
+use bbs::callbacks::{
+    CallbackTls, Callbacks, HttpClient, MAX_ATTEMPTS, Outcome, handle_completed_task, http_client, spawn_workers,
+};
 use bbs::clients::TaskStartRequest;
 use bbs::controllers::Context;
 use bbs::controllers::tasks::Tasks;

@@ -1,5 +1,6 @@
 //! Completion callbacks against a local HTTP server: which statuses finish a task, retries on
-//! refused, closed and slow connections, and the worker pool's bound.
+//! refused, closed and slow connections, the worker pool's bound, and https receivers verified
+//! against the callback CA (or the cluster CA).
 
 use super::*;
 
@@ -11,7 +12,10 @@ on_every_backend!(
     callback_connections_closed_early_are_retried,
     callback_timeouts_are_retried,
     callback_skips_a_task_another_resolver_has,
-    callback_to_an_https_url_is_unsupported,
+    callback_to_an_https_url_without_a_ca_is_unsupported,
+    https_callback_verified_against_the_cluster_ca_is_delivered,
+    https_callback_verified_against_callback_ca_file_is_delivered,
+    https_callback_to_a_server_of_another_ca_is_not_posted,
     callback_pool_runs_at_most_workers_callbacks_at_once,
 );
 
@@ -36,8 +40,18 @@ struct CallbackServer {
 }
 
 async fn callback_server(status: u16, gate: Option<Arc<Semaphore>>) -> CallbackServer {
+    callback_server_with(status, gate, None).await
+}
+
+/// [`callback_server`], over TLS with `tls` when given (an `https://` URL).
+async fn callback_server_with(
+    status: u16,
+    gate: Option<Arc<Semaphore>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> CallbackServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/internal/v4/tasks/done", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/internal/v4/tasks/done", listener.local_addr().unwrap());
     let (tx, received) = mpsc::unbounded_channel();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let in_flight_max = Arc::new(AtomicUsize::new(0));
@@ -45,6 +59,7 @@ async fn callback_server(status: u16, gate: Option<Arc<Semaphore>>) -> CallbackS
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let (tx, gate, in_flight, max) = (tx.clone(), gate.clone(), in_flight.clone(), max.clone());
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                     let (tx, gate, in_flight, max) = (tx.clone(), gate.clone(), in_flight.clone(), max.clone());
@@ -74,8 +89,17 @@ async fn callback_server(status: u16, gate: Option<Arc<Semaphore>>) -> CallbackS
                         Ok::<_, Infallible>(response)
                     }
                 });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    }
+                    Some(tls) => {
+                        // A handshake the client refuses ends here: nothing is reported.
+                        let Ok(stream) = tokio_rustls::TlsAcceptor::from(tls).accept(stream).await else { return };
+                        let _ = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                    }
+                }
             });
         }
     });
@@ -108,14 +132,41 @@ async fn broken_server(hold: bool) -> (String, mpsc::UnboundedReceiver<()>) {
     (url, accepted)
 }
 
+/// A TLS server configuration presenting a certificate for 127.0.0.1 issued by `ca` (no client
+/// certificate asked for), speaking only `versions`.
+fn server_tls(
+    ca: &svc::certs::Ca,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let identity = svc::identity::Identity::new(svc::identity::Role::Bbs, "").unwrap();
+    let issued = ca.issue(&identity, &["127.0.0.1".into()], svc::certs::Validity::Days(1)).unwrap();
+    let chain = CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// Runs the pool over `tasks` until it has handled them all (the queue is closed first).
 async fn run_pool(ctx: &Context, tasks: Vec<Task>, workers: usize, timeout: Duration) {
+    run_pool_with(ctx, tasks, workers, timeout, http_client()).await;
+}
+
+/// [`run_pool`] sending with `client`.
+async fn run_pool_with(ctx: &Context, tasks: Vec<Task>, workers: usize, timeout: Duration, client: HttpClient) {
     let (tx, rx) = mpsc::unbounded_channel();
     for task in tasks {
         tx.send(task).unwrap();
     }
     drop(tx);
-    let pool = spawn_workers(ctx.clone(), rx, workers, timeout, CancellationToken::new());
+    let pool = spawn_workers(ctx.clone(), rx, workers, timeout, client, CancellationToken::new());
     tokio::time::timeout(WAIT, pool).await.expect("callback never arrived").expect("the pool panicked");
 }
 
@@ -126,7 +177,7 @@ async fn callback_200_deletes_the_task(backend: Backend) {
     let Some((h, queued)) = leader(backend).await else { return };
     let mut server = callback_server(200, None).await;
     let shutdown = CancellationToken::new();
-    let pool = spawn_workers(h.ctx.clone(), queued, 4, Duration::from_secs(5), shutdown.clone());
+    let pool = spawn_workers(h.ctx.clone(), queued, 4, Duration::from_secs(5), http_client(), shutdown.clone());
     let mut events = subscribe(&h.ctx);
 
     desire(&h.ctx, "t-1", &server.url).await;
@@ -261,12 +312,106 @@ async fn callback_skips_a_task_another_resolver_has(backend: Backend) {
     assert_eq!(handle_completed_task(&h.ctx, &http_client(), &task, Duration::from_secs(5)).await, Outcome::Skipped);
 }
 
-async fn callback_to_an_https_url_is_unsupported(backend: Backend) {
+async fn callback_to_an_https_url_without_a_ca_is_unsupported(backend: Backend) {
     let Some((h, mut queued)) = leader(backend).await else { return };
-    let task = completed(&h.ctx, &mut queued, "t-1", "https://127.0.0.1:1/cb").await;
-    let outcome = handle_completed_task(&h.ctx, &http_client(), &task, Duration::from_secs(5)).await;
+    // A plaintext BBS without callback_ca_file has no CA to verify a receiver with.
+    let config =
+        bbs::config::BbsConfig { tls: svc::config::tls::TlsConfig::insecure_plaintext(), ..Default::default() };
+    let client = HttpClient::new(&CallbackTls::from_config(&config).unwrap());
+    assert!(!client.supports_https());
+    let mut server =
+        callback_server_with(200, None, Some(server_tls(svc::pki::Pki::for_tests().ca(), DEFAULT_TLS))).await;
+    let task = completed(&h.ctx, &mut queued, "t-1", &server.url).await;
+    let outcome = handle_completed_task(&h.ctx, &client, &task, Duration::from_secs(5)).await;
     assert_eq!(outcome, Outcome::Unsupported);
+    assert!(server.received.try_recv().is_err(), "nothing is posted");
     assert_eq!(state_of(&h.ctx, "t-1").await, TaskState::Resolving);
+    let task = completed(&h.ctx, &mut queued, "t-2", "https://127.0.0.1:1/cb").await;
+    assert_eq!(
+        handle_completed_task(&h.ctx, &http_client(), &task, Duration::from_secs(5)).await,
+        Outcome::Unsupported
+    );
+}
+
+const DEFAULT_TLS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+async fn https_callback_verified_against_the_cluster_ca_is_delivered(backend: Backend) {
+    let Some((h, mut queued)) = leader(backend).await else { return };
+    let pki = svc::pki::Pki::for_tests();
+    // A mutual-TLS BBS without callback_ca_file verifies receivers against its cluster CA.
+    let config = bbs::config::BbsConfig { tls: pki.test_tls(svc::identity::Role::Bbs, ""), ..Default::default() };
+    let client = HttpClient::new(&CallbackTls::from_config(&config).unwrap());
+    assert!(client.supports_https());
+    // Receivers speaking only TLS 1.2, and only TLS 1.3.
+    let versions: [&[&rustls::SupportedProtocolVersion]; 2] = [&[&rustls::version::TLS12], &[&rustls::version::TLS13]];
+    for (i, versions) in versions.into_iter().enumerate() {
+        let mut server = callback_server_with(200, None, Some(server_tls(pki.ca(), versions))).await;
+        let name = format!("t-{i}");
+        let task = completed(&h.ctx, &mut queued, &name, &server.url).await;
+        run_pool_with(&h.ctx, vec![task], 4, Duration::from_secs(5), client.clone()).await;
+        let request = server.next().await;
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/internal/v4/tasks/done"));
+        assert_eq!(request.body["task_guid"], name.as_str());
+        assert_eq!(code(Tasks(&h.ctx).get(&guid(&name)).await), ErrorCode::ResourceNotFound, "{versions:?}");
+    }
+}
+
+async fn https_callback_verified_against_callback_ca_file_is_delivered(backend: Backend) {
+    let Some((h, mut queued)) = leader(backend).await else { return };
+    let pki = svc::pki::Pki::for_tests();
+    // callback_ca_file works without mutual TLS, and wins over the cluster CA.
+    let config = bbs::config::BbsConfig {
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
+        callback_ca_file: pki.ca_path(),
+        ..Default::default()
+    };
+    let client = HttpClient::new(&CallbackTls::from_config(&config).unwrap());
+    let mut server = callback_server_with(201, None, Some(server_tls(pki.ca(), DEFAULT_TLS))).await;
+    let task = completed(&h.ctx, &mut queued, "t-1", &server.url).await;
+    let outcome = handle_completed_task(&h.ctx, &client, &task, Duration::from_secs(5)).await;
+    assert_eq!(outcome, Outcome::Delivered { status: 201, attempts: 1 });
+    assert_eq!(server.next().await.body["task_guid"], "t-1");
+}
+
+async fn https_callback_to_a_server_of_another_ca_is_not_posted(backend: Backend) {
+    let Some((h, mut queued)) = leader(backend).await else { return };
+    let pki = svc::pki::Pki::for_tests();
+    let client = HttpClient::new(&CallbackTls::with_ca(&pki.ca_path(), None).unwrap());
+    let other = svc::certs::Ca::generate().unwrap();
+    let mut server = callback_server_with(200, None, Some(server_tls(&other, DEFAULT_TLS))).await;
+    let task = completed(&h.ctx, &mut queued, "t-1", &server.url).await;
+    let outcome = handle_completed_task(&h.ctx, &client, &task, Duration::from_secs(5)).await;
+    assert_eq!(outcome, Outcome::RetriesExhausted { attempts: MAX_ATTEMPTS });
+    assert!(server.received.try_recv().is_err(), "a receiver the CA does not vouch for is sent nothing");
+    assert_eq!(state_of(&h.ctx, "t-1").await, TaskState::Resolving);
+
+    // Through the pool as well, from a mutual-TLS BBS with a callback_ca_file.
+    let wrong = bbs::config::BbsConfig {
+        tls: pki.test_tls(svc::identity::Role::Bbs, ""),
+        callback_ca_file: pki.ca_path(),
+        ..Default::default()
+    };
+    let task = completed(&h.ctx, &mut queued, "t-2", &server.url).await;
+    run_pool_with(
+        &h.ctx,
+        vec![task],
+        4,
+        Duration::from_secs(5),
+        HttpClient::new(&CallbackTls::from_config(&wrong).unwrap()),
+    )
+    .await;
+    assert!(server.received.try_recv().is_err(), "nothing is posted through the pool either");
+    assert_eq!(state_of(&h.ctx, "t-2").await, TaskState::Resolving);
+
+    // The receiver itself is fine: a client trusting its CA delivers to it.
+    let other_ca = std::env::temp_dir().join(format!("bbs-callback-other-ca-{}-{backend:?}.pem", std::process::id()));
+    std::fs::write(&other_ca, other.cert_pem()).unwrap();
+    let trusting = HttpClient::new(&CallbackTls::with_ca(&other_ca, None).unwrap());
+    let _ = std::fs::remove_file(&other_ca);
+    let task = completed(&h.ctx, &mut queued, "t-3", &server.url).await;
+    let outcome = handle_completed_task(&h.ctx, &trusting, &task, Duration::from_secs(5)).await;
+    assert_eq!(outcome, Outcome::Delivered { status: 200, attempts: 1 });
+    assert_eq!(server.next().await.body["task_guid"], "t-3");
 }
 
 async fn callback_pool_runs_at_most_workers_callbacks_at_once(backend: Backend) {
@@ -283,7 +428,7 @@ async fn callback_pool_runs_at_most_workers_callbacks_at_once(backend: Backend) 
         tx.send(task).unwrap();
     }
     drop(tx);
-    let pool = spawn_workers(h.ctx.clone(), rx, 2, Duration::from_secs(30), CancellationToken::new());
+    let pool = spawn_workers(h.ctx.clone(), rx, 2, Duration::from_secs(30), http_client(), CancellationToken::new());
 
     // Two callbacks arrive and are held; the other two wait for a worker.
     server.next().await;
