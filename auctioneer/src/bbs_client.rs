@@ -59,9 +59,13 @@ pub struct GrpcBbsClient {
 
 impl GrpcBbsClient {
     /// A client of the BBS at `address` whose calls time out after `timeout`. Checks the
-    /// address at once; connects on the first call.
-    pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ClientError> {
-        Ok(Self { channels: BbsChannels::new(address, timeout)? })
+    /// address at once; connects on the first call. `security`: plaintext or mutual TLS.
+    pub fn new(
+        address: impl Into<String>,
+        timeout: Duration,
+        security: svc::tls::Security,
+    ) -> Result<Self, ClientError> {
+        Ok(Self { channels: BbsChannels::new(address, timeout, security)? })
     }
 
     /// The configured BBS address.
@@ -167,8 +171,8 @@ mod tests {
 
     #[test]
     fn a_malformed_bbs_address_is_refused_up_front() {
-        assert!(GrpcBbsClient::new("", Duration::from_secs(1)).is_err());
-        assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1)).is_err());
-        assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1)).is_ok());
+        assert!(GrpcBbsClient::new("", Duration::from_secs(1), svc::tls::Security::Plaintext).is_err());
+        assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1), svc::tls::Security::Plaintext).is_err());
+        assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1), svc::tls::Security::Plaintext).is_ok());
     }
 }

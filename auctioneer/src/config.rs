@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use svc::config::tls::{TlsConfig, TlsFlags};
 pub use svc::config::{ConfigError, parse_duration};
 use svc::config::{ConfigFile, Valid, Validate, set};
 
@@ -67,6 +68,8 @@ pub struct AuctioneerConfig {
     /// Most memory those pending starts may hold, in bytes (default 256 MiB; each start holds
     /// its own copy of its placement constraint).
     pub max_pending_bytes: usize,
+    /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`).
+    pub tls: TlsConfig,
 }
 
 impl Default for AuctioneerConfig {
@@ -90,6 +93,7 @@ impl Default for AuctioneerConfig {
             report_concurrency: 32,
             max_pending_starts: crate::batch::DEFAULT_CAPACITY,
             max_pending_bytes: crate::batch::DEFAULT_CAPACITY_BYTES,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -107,6 +111,9 @@ pub struct ConfigOverrides {
     /// Admin (/healthz, /metrics) listen address [default: 127.0.0.1:17001].
     #[arg(long, value_name = "ADDR")]
     pub admin_address: Option<String>,
+    /// Mutual TLS files, or plaintext.
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 impl AuctioneerConfig {
@@ -145,6 +152,7 @@ impl ConfigFile for AuctioneerConfig {
         set(&mut self.bbs_address, o.bbs_address);
         set(&mut self.listen_address, o.listen_address);
         set(&mut self.admin_address, o.admin_address);
+        self.tls.apply(o.tls);
         self
     }
 }
@@ -197,7 +205,7 @@ impl Validate for AuctioneerConfig {
             // Work would wait that long before it is even scored.
             return invalid("batch_window", "must be at most 60s");
         }
-        Ok(())
+        self.tls.check_as(svc::identity::Role::Auctioneer, None)
     }
 }
 
@@ -209,7 +217,12 @@ mod tests {
 
     #[test]
     fn defaults_are_diegos_and_valid() {
-        let config = AuctioneerConfig::default().validate().expect("defaults are valid");
+        // Mutual TLS is the default: without certificates the defaults are refused, naming tls.
+        let refused = AuctioneerConfig::default().validate().unwrap_err().to_string();
+        assert!(refused.contains("tls") && refused.contains("--insecure-plaintext"), "{refused}");
+        let config = AuctioneerConfig { tls: TlsConfig::insecure_plaintext(), ..AuctioneerConfig::default() }
+            .validate()
+            .expect("defaults are valid");
         assert_eq!(config.listen_address, "127.0.0.1:9016");
         assert_eq!(config.admin_address, "127.0.0.1:17001");
         assert_eq!(config.cell_state_timeout, Duration::from_secs(1));
@@ -238,6 +251,7 @@ mod tests {
             bbs_address: Some("10.0.0.1:8889".into()),
             listen_address: None,
             admin_address: Some("127.0.0.1:0".into()),
+            tls: TlsFlags { insecure_plaintext: true, ..TlsFlags::default() },
         });
         assert_eq!(config.bbs_address, "10.0.0.1:8889");
         assert_eq!(config.listen_address, "127.0.0.1:9016");

@@ -31,7 +31,7 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_refused() {
-        let connector = Connector::new(Duration::from_secs(1));
+        let connector = Connector::new(Duration::from_secs(1), svc::tls::Security::Plaintext);
         for address in ["", "  ", "not a host:port"] {
             let err = connector.channel(address).map_err(ClientError::from).expect_err("invalid");
             assert!(matches!(err, ClientError::BadAddress { .. }), "{err}");

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use svc::config::IntoValid;
+use svc::tls::Security;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{AuctionBatch, Work};
@@ -69,12 +70,13 @@ impl std::fmt::Debug for Clients {
 
 impl Clients {
     /// The tonic clients: BBS and Locket at `config.bbs_address`, reps at their presences'
-    /// addresses.
-    pub fn grpc(config: &AuctioneerConfig) -> Result<Self, ClientError> {
+    /// addresses, all with `security`.
+    pub fn grpc(config: &AuctioneerConfig, security: &Security) -> Result<Self, ClientError> {
+        let (address, timeout) = (config.bbs_address.clone(), config.communication_timeout);
         Ok(Self {
-            bbs: Arc::new(GrpcBbsClient::new(config.bbs_address.clone(), config.communication_timeout)?),
-            reps: Arc::new(GrpcRepClient::new(config.cell_state_timeout, config.communication_timeout)),
-            locker: Arc::new(GrpcLocker::new(config.bbs_address.clone(), config.communication_timeout)?),
+            bbs: Arc::new(GrpcBbsClient::new(address.clone(), timeout, security.clone())?),
+            reps: Arc::new(GrpcRepClient::new(config.cell_state_timeout, timeout, security.clone())),
+            locker: Arc::new(GrpcLocker::new(address, timeout, security.clone())?),
         })
     }
 }
@@ -86,7 +88,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = config.into_valid()?;
-    let clients = Clients::grpc(&config)?;
+    let clients = Clients::grpc(&config, &config.tls.security()?)?;
     run_with(config, listeners, clients, shutdown).await
 }
 
@@ -101,6 +103,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = config.into_valid()?;
+    let security = config.tls.security()?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let admin_address = listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let advertise = if config.advertise_address.trim().is_empty() {
@@ -129,7 +132,7 @@ pub async fn run_with(
     let auction_task = tokio::spawn(auction_while_holding(runner, status.clone(), stop.clone()));
 
     let service = service::AuctioneerService::new(batch, status.clone());
-    let result = server::serve(listeners.grpc, service, status, stop.clone()).await;
+    let result = server::serve(listeners.grpc, service, status, &security, stop.clone()).await;
     stop.cancel();
     // The lock task releases the lock; give it (and the rest) a bounded time to finish.
     let grace = config.lock_retry_interval + Duration::from_secs(1);

@@ -127,11 +127,16 @@ pub struct GrpcLocker {
 }
 
 impl GrpcLocker {
-    /// A client of the Locket at `address` (the BBS address); checks the address at once.
-    pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ClientError> {
+    /// A client of the Locket at `address` (the BBS address), with `security`; checks the
+    /// address at once.
+    pub fn new(
+        address: impl Into<String>,
+        timeout: Duration,
+        security: svc::tls::Security,
+    ) -> Result<Self, ClientError> {
         let address = address.into();
         crate::connector::check_address(&address)?;
-        Ok(Self { address, connector: Connector::new(timeout) })
+        Ok(Self { address, connector: Connector::new(timeout, security) })
     }
 
     fn client(&self) -> Result<locket_pb::locket_client::LocketClient<tonic::transport::Channel>, ClientError> {

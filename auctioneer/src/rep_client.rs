@@ -34,9 +34,9 @@ pub struct GrpcRepClient {
 
 impl GrpcRepClient {
     /// A client whose `State` calls time out after `state_timeout` and other calls after
-    /// `timeout`.
-    pub fn new(state_timeout: Duration, timeout: Duration) -> Self {
-        Self { connector: Connector::new(timeout), state_timeout }
+    /// `timeout`, with `security`.
+    pub fn new(state_timeout: Duration, timeout: Duration, security: svc::tls::Security) -> Self {
+        Self { connector: Connector::new(timeout, security), state_timeout }
     }
 
     fn client(&self, address: &str) -> Result<rep_pb::rep_client::RepClient<tonic::transport::Channel>, ClientError> {

@@ -19,6 +19,7 @@ pub async fn serve(
     listener: TcpListener,
     service: AuctioneerService,
     lock: LockStatus,
+    security: &svc::tls::Security,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, router) = svc::server::grpc_server(&["diego.auctioneer.v1.Auctioneer"]);
@@ -42,7 +43,7 @@ pub async fn serve(
     };
     let follower = tokio::spawn(follow);
     let router = router.add_service(AuctioneerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
-    let result = svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await;
+    let result = svc::server::serve(router, listener, security, shutdown).await;
     follower.abort();
     result
 }

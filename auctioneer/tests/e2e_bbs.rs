@@ -123,6 +123,7 @@ async fn desired_lrps_are_placed_on_cells_and_unplaceable_ones_say_why() {
     let bbs_config = BbsConfig {
         database_url: db.url.clone(),
         lock_retry_interval: Duration::from_millis(200),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..BbsConfig::default()
     };
     tokio::spawn(bbs::run(
@@ -184,6 +185,7 @@ async fn desired_lrps_are_placed_on_cells_and_unplaceable_ones_say_why() {
     let config = AuctioneerConfig {
         bbs_address: bbs_address.clone(),
         lock_retry_interval: Duration::from_millis(200),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..AuctioneerConfig::default()
     };
     tokio::spawn(auctioneer::run(config, auctioneer::Listeners { grpc, admin }, shutdown.clone()));

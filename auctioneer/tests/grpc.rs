@@ -36,7 +36,8 @@ async fn start(held: bool) -> Server {
     lock.set_held(held);
     let shutdown = CancellationToken::new();
     let service = AuctioneerService::new(batch.clone(), lock.clone());
-    let task = tokio::spawn(server::serve(listener, service, lock.clone(), shutdown.clone()));
+    let task =
+        tokio::spawn(server::serve(listener, service, lock.clone(), &svc::tls::Security::Plaintext, shutdown.clone()));
     let channel = tokio::time::timeout(
         PATIENCE,
         tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("valid endpoint").connect(),

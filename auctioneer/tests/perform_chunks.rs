@@ -86,7 +86,7 @@ fn big_work() -> Work {
 async fn more_work_than_one_request_carries_goes_in_parts() {
     let cell = Arc::new(CountingCell::default());
     let address = serve(cell.clone()).await;
-    let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30));
+    let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30), svc::tls::Security::Plaintext);
     let refused = client.perform(&address, big_work()).await.expect("performed");
     assert_eq!(*cell.calls.lock().unwrap(), vec![(10_000, 0), (10_000, 0), (5_000, 0), (0, 3)]);
     assert_eq!(refused.lrps.len(), 2_500, "each part's refusals come back");
@@ -98,7 +98,7 @@ async fn more_work_than_one_request_carries_goes_in_parts() {
 async fn a_part_failing_after_others_were_taken_counts_as_refused() {
     let cell = Arc::new(CountingCell { fail_on: Some(2), ..Default::default() });
     let address = serve(cell.clone()).await;
-    let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30));
+    let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30), svc::tls::Security::Plaintext);
     let refused = client.perform(&address, big_work()).await.expect("the first part was taken");
     assert_eq!(cell.calls.lock().unwrap().len(), 2, "nothing is sent after a failed part");
     // Part 1's index-7 refusals, then all of parts 2 and 3 and the tasks.
@@ -110,7 +110,7 @@ async fn a_part_failing_after_others_were_taken_counts_as_refused() {
 async fn a_first_part_failing_fails_the_call() {
     let cell = Arc::new(CountingCell { fail_on: Some(1), ..Default::default() });
     let address = serve(cell.clone()).await;
-    let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30));
+    let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30), svc::tls::Security::Plaintext);
     assert!(client.perform(&address, big_work()).await.is_err());
     assert_eq!(cell.calls.lock().unwrap().len(), 1);
 }

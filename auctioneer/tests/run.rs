@@ -42,6 +42,7 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
     let config = AuctioneerConfig {
         lock_retry_interval: Duration::from_millis(100),
         lock_ttl: Duration::from_secs(1),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..AuctioneerConfig::default()
     };
     let clients = Clients { bbs: bbs.clone(), reps: reps.clone(), locker: locker.clone() };
@@ -106,7 +107,11 @@ async fn run_places_requested_work_while_holding_the_lock_and_releases_it_on_shu
 async fn run_refuses_an_invalid_configuration() {
     let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let config = AuctioneerConfig { bbs_address: String::new(), ..AuctioneerConfig::default() };
+    let config = AuctioneerConfig {
+        bbs_address: String::new(),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
+        ..AuctioneerConfig::default()
+    };
     let result =
         tokio::time::timeout(PATIENCE, auctioneer::run(config, Listeners { grpc, admin }, CancellationToken::new()))
             .await

@@ -12,6 +12,7 @@ use proto::pb::auctioneer::v1 as auction_pb;
 use proto::pb::models::v1 as models_pb;
 use proto::pb::rep::v1 as rep_pb;
 use svc::connect::ConnectError;
+use svc::tls::Security;
 use tonic::transport::Channel;
 
 /// A failed outbound call.
@@ -102,9 +103,9 @@ pub struct GrpcAuctioneerClient<L> {
 }
 
 impl<L: AuctioneerLocator> GrpcAuctioneerClient<L> {
-    /// A client that finds the auctioneer through `locator`.
-    pub fn new(locator: L, timeout: Duration) -> Self {
-        Self { locator, connector: Connector::new(timeout) }
+    /// A client that finds the auctioneer through `locator`, with `security`.
+    pub fn new(locator: L, timeout: Duration, security: Security) -> Self {
+        Self { locator, connector: Connector::new(timeout, security) }
     }
 
     async fn client(&self) -> Result<(String, auction_pb::auctioneer_client::AuctioneerClient<Channel>), ClientError> {
@@ -163,9 +164,9 @@ pub struct GrpcRepClient {
 }
 
 impl GrpcRepClient {
-    /// A client whose calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        Self { connector: Connector::new(timeout) }
+    /// A client whose calls time out after `timeout`, with `security`.
+    pub fn new(timeout: Duration, security: Security) -> Self {
+        Self { connector: Connector::new(timeout, security) }
     }
 
     fn client(&self, address: &str) -> Result<rep_pb::rep_client::RepClient<Channel>, ClientError> {

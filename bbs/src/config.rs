@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use svc::config::tls::{TlsConfig, TlsFlags};
 pub use svc::config::{ConfigError, parse_duration};
 use svc::config::{ConfigFile, Valid, Validate, set};
 
@@ -45,6 +46,9 @@ pub struct BbsConfig {
     pub max_task_retries: i32,
     /// Concurrent task completion callbacks.
     pub callback_workers: usize,
+    /// PEM CA bundle https completion callbacks verify their receivers against; empty: the
+    /// cluster CA of `[tls]` (under `--insecure-plaintext` https callbacks are then refused).
+    pub callback_ca_file: PathBuf,
     /// Time between convergence passes (a lost cell or a new leader kicks one at once).
     #[serde(with = "svc::config::duration")]
     pub convergence_interval: Duration,
@@ -90,6 +94,8 @@ pub struct BbsConfig {
     /// at once; one more is refused with RESOURCE_EXHAUSTED naming this limit (default 64).
     /// Plaintext peers have no identity and only `max_event_subscribers` applies.
     pub max_event_subscribers_per_identity: usize,
+    /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`).
+    pub tls: TlsConfig,
 }
 
 /// Values given on the command line (the binary flattens these into its flags); each one that is
@@ -114,6 +120,9 @@ pub struct ConfigOverrides {
     /// Directory of the default SQLite database (created if missing).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Mutual TLS files, or plaintext.
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 impl Default for BbsConfig {
@@ -133,6 +142,7 @@ impl Default for BbsConfig {
             event_buffer: 1024,
             max_task_retries: 3,
             callback_workers: 64,
+            callback_ca_file: PathBuf::new(),
             convergence_interval: Duration::from_secs(30),
             stale_unclaimed: Duration::from_secs(30),
             expire_pending_task: Duration::from_secs(30 * 60),
@@ -147,6 +157,7 @@ impl Default for BbsConfig {
             max_lrp_instances: 100_000,
             max_event_subscribers: 1024,
             max_event_subscribers_per_identity: 64,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -211,6 +222,7 @@ impl ConfigFile for BbsConfig {
         set(&mut self.advertise_address, o.advertise_address);
         set(&mut self.auctioneer_address, o.auctioneer_address);
         set(&mut self.data_dir, o.data_dir);
+        self.tls.apply(o.tls);
         self
     }
 }
@@ -252,6 +264,10 @@ impl Validate for BbsConfig {
         if self.callback_workers == 0 {
             return invalid("callback_workers", "must be at least 1");
         }
+        if !self.callback_ca_file.as_os_str().is_empty() {
+            crate::callbacks::load_ca_bundle(&self.callback_ca_file)
+                .map_err(|rule| ConfigError::invalid("callback_ca_file", rule))?;
+        }
         if self.convergence_interval.is_zero() {
             return invalid("convergence_interval", "must be positive");
         }
@@ -261,7 +277,8 @@ impl Validate for BbsConfig {
         if self.listen_address.is_empty() {
             return invalid("listen_address", "must not be empty");
         }
-        self.locket.validate()
+        self.locket.validate()?;
+        self.tls.check_as(svc::identity::Role::Bbs, None)
     }
 }
 
@@ -271,7 +288,10 @@ mod tests {
 
     #[test]
     fn defaults_are_diegos_and_valid() {
-        let config = BbsConfig::default().validate().unwrap();
+        // Mutual TLS is the default: without certificates the defaults are refused, naming tls.
+        let refused = BbsConfig::default().validate().unwrap_err().to_string();
+        assert!(refused.contains("tls") && refused.contains("--insecure-plaintext"), "{refused}");
+        let config = BbsConfig { tls: TlsConfig::insecure_plaintext(), ..BbsConfig::default() }.validate().unwrap();
         assert_eq!(config.lock_ttl, Duration::from_secs(15));
         assert_eq!(config.lock_retry_interval, Duration::from_secs(5));
         assert_eq!(config.event_buffer, 1024);

@@ -97,6 +97,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = config.into_valid()?;
+    let security = config.tls.security()?;
     if config.database_url.is_empty() {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| RunError::DataDir { path: config.data_dir.clone(), source })?;
@@ -130,9 +131,11 @@ pub async fn run(
         recreate_locks: Arc::new(KeyLocks::new(64)),
         auctioneer: overrides.auctioneer.unwrap_or_else(|| {
             let locator = Locator { fixed: config.auctioneer_address.clone(), store: locket_store.clone() };
-            Arc::new(GrpcAuctioneerClient::new(locator, config.communication_timeout))
+            Arc::new(GrpcAuctioneerClient::new(locator, config.communication_timeout, security.clone()))
         }),
-        reps: overrides.reps.unwrap_or_else(|| Arc::new(GrpcRepClient::new(config.communication_timeout))),
+        reps: overrides
+            .reps
+            .unwrap_or_else(|| Arc::new(GrpcRepClient::new(config.communication_timeout, security.clone()))),
         clock: overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         crash_policy: config.crash_policy(),
         max_task_retries: config.max_task_retries,
@@ -150,6 +153,7 @@ pub async fn run(
         callback_rx,
         config.callback_workers,
         config.communication_timeout,
+        callbacks::HttpClient::new(&callbacks::CallbackTls::from_config(&config)?),
         stop.clone(),
     );
     tokio::spawn(watch_leadership(leadership.clone(), events.clone(), stop.clone()));
@@ -184,6 +188,7 @@ pub async fn run(
         listeners.grpc,
         grpc::BbsService::new(ctx, fatal.clone()),
         locket::LocketService::with_limits(locket_store.clone(), locket::LocketLimits::from_config(&config)),
+        &security,
         stop.clone(),
     );
     tokio::pin!(server);

@@ -15,6 +15,7 @@ pub async fn serve(
     listener: TcpListener,
     bbs: BbsService,
     locket: LocketService,
+    security: &svc::tls::Security,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, router) = svc::server::grpc_server(&["diego.bbs.v1.Bbs", "diego.locket.v1.Locket"]);
@@ -23,5 +24,5 @@ pub async fn serve(
     let router = router
         .add_service(BbsServer::new(bbs).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(LocketServer::new(locket).max_decoding_message_size(MAX_REQUEST_BYTES));
-    svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await
+    svc::server::serve(router, listener, security, shutdown).await
 }

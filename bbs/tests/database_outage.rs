@@ -98,6 +98,7 @@ async fn a_bbs_fails_fast_while_its_database_is_unreachable_and_serves_again_whe
             database_url: url,
             lock_ttl: Duration::from_secs(2),
             lock_retry_interval: Duration::from_millis(500),
+            tls: svc::config::tls::TlsConfig::insecure_plaintext(),
             ..BbsConfig::default()
         };
         let shutdown = CancellationToken::new();

@@ -55,6 +55,8 @@ fn spawn_bbs(url: &str, name: &str) -> Bbs {
     .unwrap();
     let address = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
+    let tls = svc::pki::Pki::for_tests().test_tls(svc::identity::Role::Bbs, "");
+    let path = |p: &std::path::Path| p.display().to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_bbs"))
         .args([
             "--config",
@@ -66,6 +68,9 @@ fn spawn_bbs(url: &str, name: &str) -> Bbs {
             "--admin-address",
             &admin,
         ])
+        .args(["--tls-ca", &path(&tls.ca), "--tls-cert", &path(&tls.cert), "--tls-key", &path(&tls.key)])
+        // Both servers of one database share its keys.
+        .env("DIEGO_ENCRYPTION_KEYS", format!("failover={}", "ab".repeat(32)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -75,9 +80,11 @@ fn spawn_bbs(url: &str, name: &str) -> Bbs {
 }
 
 async fn client(address: &str) -> BbsClient<tonic::transport::Channel> {
+    let operator = svc::pki::Pki::for_tests().test_tls(svc::identity::Role::Operator, "operator");
+    let options = svc::connect::ChannelOptions::new(Duration::from_secs(5), operator.security().unwrap());
     for _ in 0..200 {
-        if let Ok(client) = BbsClient::connect(format!("http://{address}")).await {
-            return client;
+        if let Ok(channel) = svc::connect::connect(address, &options).await {
+            return BbsClient::new(channel);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

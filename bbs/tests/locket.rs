@@ -81,6 +81,7 @@ fn config() -> BbsConfig {
             max_presence_ttl: Duration::from_secs(60),
             auctioneer_lock_ttl: Duration::from_secs(10),
         },
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..BbsConfig::default()
     }
 }
@@ -222,6 +223,7 @@ async fn a_running_bbs_refuses_a_day_long_lock_on_its_own_key(backend: Backend) 
         instance_id: "bbs-under-test".into(),
         lock_ttl: Duration::from_secs(2),
         lock_retry_interval: Duration::from_millis(200),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..BbsConfig::default()
     };
     let shutdown = CancellationToken::new();

@@ -42,6 +42,7 @@ async fn start_with_address(
         database_url: url.to_owned(),
         lock_ttl: Duration::from_secs(2),
         lock_retry_interval: Duration::from_millis(200),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..BbsConfig::default()
     };
     let shutdown = CancellationToken::new();

@@ -62,6 +62,34 @@ fn wait_for_leader(admin_port: u16) -> bool {
     false
 }
 
+/// The three TLS flags of the test PKI's certificate for `role` named `name`.
+fn tls_flags(role: svc::identity::Role, name: &str) -> Vec<String> {
+    let tls = svc::pki::Pki::for_tests().test_tls(role, name);
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    vec!["--tls-ca".into(), path(tls.ca), "--tls-cert".into(), path(tls.cert), "--tls-key".into(), path(tls.key)]
+}
+
+#[test]
+fn without_certificates_it_refuses_to_start_naming_tls() {
+    let root = scratch("no-tls");
+    let dir = root.to_str().unwrap();
+    let (code, stderr) = bbs(&["--data-dir", dir, "--listen-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("tls") && stderr.contains("--insecure-plaintext"), "{stderr}");
+    // A named file that is not there is refused naming it.
+    let mut flags = tls_flags(svc::identity::Role::Bbs, "");
+    let missing = root.join("nowhere.pem").display().to_string();
+    flags[3] = missing.clone();
+    let mut args: Vec<&str> =
+        vec!["--data-dir", dir, "--listen-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0"];
+    args.extend(flags.iter().map(String::as_str));
+    let (code, stderr) = bbs(&args);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains(&missing), "{stderr}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[test]
 fn data_dir_is_created_when_it_does_not_exist() {
     let root = scratch("data-dir");
@@ -72,6 +100,7 @@ fn data_dir_is_created_when_it_does_not_exist() {
         .args(["--data-dir", data_dir.to_str().unwrap()])
         .args(["--listen-address", &format!("127.0.0.1:{grpc}")])
         .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .args(tls_flags(svc::identity::Role::Bbs, ""))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -92,8 +121,11 @@ fn a_listen_address_in_use_is_one_line_and_exit_69() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let root = scratch("taken");
-    let (code, stderr) =
-        bbs(&["--data-dir", root.to_str().unwrap(), "--listen-address", &address, "--admin-address", "127.0.0.1:0"]);
+    let mut args =
+        vec!["--data-dir", root.to_str().unwrap(), "--listen-address", &address, "--admin-address", "127.0.0.1:0"];
+    let tls = tls_flags(svc::identity::Role::Bbs, "");
+    args.extend(tls.iter().map(String::as_str));
+    let (code, stderr) = bbs(&args);
     assert_eq!(code, Some(69), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("bbs: cannot listen on ") && last.contains(&address), "{stderr}");

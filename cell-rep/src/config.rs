@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use svc::config::tls::{TlsConfig, TlsFlags};
 pub use svc::config::{ConfigError, parse_duration};
 use svc::config::{ConfigFile, Valid, Validate, set};
 
@@ -99,6 +100,9 @@ pub struct RepConfig {
     /// without an `interval_ms` (Diego's `healthy_monitoring_interval`, 30 s).
     #[serde(with = "svc::config::duration")]
     pub healthy_monitoring_interval: Duration,
+    /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`). The
+    /// certificate names this cell: `diego://cell/<cell_id>`.
+    pub tls: TlsConfig,
 }
 
 impl Default for RepConfig {
@@ -131,6 +135,7 @@ impl Default for RepConfig {
             sim_start_delay: Duration::from_millis(500),
             sim_task_duration: Duration::from_millis(100),
             healthy_monitoring_interval: Duration::from_secs(30),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -178,6 +183,9 @@ pub struct ConfigOverrides {
     /// An optional placement tag (repeatable).
     #[arg(long = "optional-placement-tag", value_name = "T")]
     pub optional_placement_tags: Vec<String>,
+    /// Mutual TLS files, or plaintext.
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 /// Parses `NAME=DIR`.
@@ -239,6 +247,7 @@ impl ConfigFile for RepConfig {
         if !o.optional_placement_tags.is_empty() {
             self.optional_placement_tags = o.optional_placement_tags;
         }
+        self.tls.apply(o.tls);
         self
     }
 }
@@ -301,7 +310,7 @@ impl Validate for RepConfig {
                 return invalid("placement_tags", "must not contain empty tags");
             }
         }
-        Ok(())
+        self.tls.check_as(svc::identity::Role::Cell, Some(&self.cell_id))
     }
 }
 
@@ -312,11 +321,14 @@ mod tests {
     use super::*;
 
     fn valid() -> RepConfig {
-        RepConfig { cell_id: "cell-1".into(), ..RepConfig::default() }
+        RepConfig { cell_id: "cell-1".into(), tls: TlsConfig::insecure_plaintext(), ..RepConfig::default() }
     }
 
     #[test]
-    fn defaults_are_diegos_and_need_only_a_cell_id() {
+    fn defaults_are_diegos_and_need_only_a_cell_id_and_certificates() {
+        // Mutual TLS is the default: without certificates the defaults are refused, naming tls.
+        let refused = RepConfig { cell_id: "cell-1".into(), ..RepConfig::default() }.validate().unwrap_err();
+        assert!(refused.to_string().contains("--insecure-plaintext"), "{refused}");
         let config = valid().validate().expect("valid");
         assert_eq!(config.listen_address, "127.0.0.1:1801");
         assert_eq!(config.admin_address, "127.0.0.1:1800");

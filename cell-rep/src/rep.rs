@@ -55,10 +55,12 @@ impl std::fmt::Debug for Deps {
 }
 
 impl Deps {
-    /// The tonic BBS client at `config.bbs_address` and the runtime `config.runtime` names.
+    /// The tonic BBS client at `config.bbs_address` (with the configured transport security)
+    /// and the runtime `config.runtime` names.
     pub fn from_config(config: &RepConfig) -> Result<Self, RunError> {
+        let security = config.tls.security()?;
         let bbs: Arc<dyn BbsClient> =
-            Arc::new(GrpcBbsClient::new(config.bbs_address.clone(), config.communication_timeout)?);
+            Arc::new(GrpcBbsClient::new(config.bbs_address.clone(), config.communication_timeout, security)?);
         let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
             RuntimeKind::Process => Arc::new(ProcessRuntime::with_config(ProcessConfig {
                 cgroup_parent: config.cgroup_parent.clone(),
@@ -126,6 +128,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = config.into_valid()?;
+    let security = config.tls.security()?;
     let cell_id =
         CellId::parse(config.cell_id.clone()).map_err(|e| ConfigError::Invalid { field: "cell_id", rule: e.rule })?;
     std::fs::create_dir_all(&config.data_dir)
@@ -248,7 +251,7 @@ pub async fn run_with(
     }));
 
     let service = RepService::new(Arc::clone(&generator));
-    let result = server::serve(listeners.grpc, service, ctx.evacuation.clone(), halt.clone()).await;
+    let result = server::serve(listeners.grpc, service, ctx.evacuation.clone(), &security, halt.clone()).await;
     halt.cancel();
 
     // Whatever is left (nothing after a complete evacuation) is stopped and deleted.

@@ -19,6 +19,7 @@ pub async fn serve(
     listener: TcpListener,
     service: RepService,
     evacuation: EvacuationFlag,
+    security: &svc::tls::Security,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"]);
@@ -33,7 +34,7 @@ pub async fn serve(
         })
     };
     let router = router.add_service(RepServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
-    let result = svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await;
+    let result = svc::server::serve(router, listener, security, shutdown).await;
     follower.abort();
     result
 }

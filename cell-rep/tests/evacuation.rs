@@ -216,6 +216,7 @@ async fn two_reps_hand_over_every_instance_and_the_evacuated_rep_exits() {
             evacuation_polling_interval: Duration::from_millis(50),
             presence_retry_interval: Duration::from_millis(100),
             graceful_shutdown_interval: Duration::from_millis(200),
+            tls: svc::config::tls::TlsConfig::insecure_plaintext(),
             ..RepConfig::default()
         };
         let deps = Deps {

@@ -160,8 +160,10 @@ async fn the_grpc_client_follows_a_standby_to_the_leader() {
     let locks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let leader = serve_locket(TestLocket { leader: None, locks: Arc::clone(&locks) }).await;
     let standby = serve_locket(TestLocket { leader: Some(leader.to_string()), locks: Arc::clone(&locks) }).await;
-    let client: Arc<dyn BbsClient> =
-        Arc::new(cell_rep::GrpcBbsClient::new(standby.to_string(), Duration::from_secs(5)).expect("client"));
+    let client: Arc<dyn BbsClient> = Arc::new(
+        cell_rep::GrpcBbsClient::new(standby.to_string(), Duration::from_secs(5), svc::tls::Security::Plaintext)
+            .expect("client"),
+    );
     let mut presence = Presence::new(client, &advert(), "owner-1", Duration::from_secs(15), Duration::from_secs(5));
     assert!(timeout(PATIENCE, presence.tick()).await.expect("lock hung"));
     assert_eq!(locks.load(std::sync::atomic::Ordering::SeqCst), 1);

@@ -272,6 +272,7 @@ async fn state_and_perform_work_through_a_real_grpc_client() {
         data_dir: data_dir.clone(),
         memory_mb: 1024,
         presence_retry_interval: Duration::from_millis(50),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
         ..RepConfig::default()
     };
     let deps = Deps {

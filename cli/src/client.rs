@@ -10,9 +10,12 @@ use std::time::Duration;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::models::v1 as pb;
+use svc::config::tls::TlsConfig;
 use svc::connect::{ChannelOptions, ConnectError};
+use svc::tls::Security;
 use tonic::transport::Channel;
 
+use crate::GlobalArgs;
 use crate::error::{Error, root_cause};
 
 /// How long connecting may take.
@@ -28,10 +31,10 @@ pub struct Bbs {
 }
 
 impl Bbs {
-    /// Connects to `address` (`host:port`, or `http://host:port`).
-    pub async fn connect(address: &str) -> Result<Bbs, Error> {
+    /// Connects to `address` (`host:port`, or `http://host:port`) with `security`.
+    pub async fn connect(address: &str, security: Security) -> Result<Bbs, Error> {
         // No channel-wide deadline: unary calls get theirs in `unary`, and event streams none.
-        let options = ChannelOptions { timeout: None, ..ChannelOptions::new(CONNECT_TIMEOUT) };
+        let options = ChannelOptions { timeout: None, ..ChannelOptions::new(CONNECT_TIMEOUT, security) };
         let channel = svc::connect::connect(address, &options).await.map_err(|e| connect_error(address, e))?;
         Ok(Bbs { client: BbsClient::new(channel), address: address.to_owned() })
     }
@@ -153,8 +156,39 @@ paged_response!(
     api::CellsResponse => cells: pb::CellPresence
 );
 
-/// The URI of a BBS address; `host:port` gets `http://` in front (the toolkit's rule). TLS is
-/// not offered yet.
+/// Where `diego dev` keeps its certificates, relative to the directory it runs in: the CLI's
+/// default CA, certificate and key.
+pub const DEV_TLS_DIR: &str = ".diego-dev/tls";
+
+/// The transport security `global` asks for: plaintext with `--insecure-plaintext`; mutual TLS
+/// with the three `--tls-*` files (or `DIEGO_TLS_*`) when any is given; otherwise with the
+/// operator certificate of a `diego dev` run in this directory. Refused with one line when
+/// none is there or a file is unusable.
+pub fn security(global: &GlobalArgs) -> Result<Security, Error> {
+    if global.insecure_plaintext {
+        return Ok(Security::Plaintext);
+    }
+    let given = global.tls_ca.is_some() || global.tls_cert.is_some() || global.tls_key.is_some();
+    let config = if given {
+        TlsConfig {
+            ca: global.tls_ca.clone().unwrap_or_default(),
+            cert: global.tls_cert.clone().unwrap_or_default(),
+            key: global.tls_key.clone().unwrap_or_default(),
+            insecure_plaintext: false,
+        }
+    } else {
+        let dir = std::path::Path::new(DEV_TLS_DIR);
+        if !dir.join("ca.pem").exists() {
+            return Err(Error::Tls(format!(
+                "no client certificate: pass --tls-ca, --tls-cert and --tls-key (or set DIEGO_TLS_CA, DIEGO_TLS_CERT, DIEGO_TLS_KEY), run this where 'diego dev' keeps {DEV_TLS_DIR}, or pass --insecure-plaintext for a plaintext bbs"
+            )));
+        }
+        TlsConfig::mutual(dir.join("ca.pem"), dir.join("operator.pem"), dir.join("operator-key.pem"))
+    };
+    config.security().map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// The URI of a BBS address; `host:port` gets `http://` in front (the toolkit's rule).
 pub fn endpoint_uri(address: &str) -> Result<String, Error> {
     svc::connect::endpoint_uri(address).map_err(|e| connect_error(address, e))
 }
@@ -164,7 +198,8 @@ fn connect_error(address: &str, error: ConnectError) -> Error {
     match error {
         ConnectError::BadAddress { reason, .. } => Error::InvalidAddress { address: address.to_owned(), reason },
         ConnectError::Unreachable { source, .. } => {
-            Error::Unreachable { address: address.to_owned(), reason: root_cause(&source) }
+            let reason = svc::tls::tls_failure(&source).unwrap_or_else(|| root_cause(&source));
+            Error::Unreachable { address: address.to_owned(), reason }
         }
         ConnectError::Timeout { timeout, .. } => {
             Error::Timeout { address: address.to_owned(), seconds: timeout.as_secs() }
@@ -181,7 +216,8 @@ mod tests {
         assert_eq!(endpoint_uri("127.0.0.1:8889").unwrap(), "http://127.0.0.1:8889");
         assert_eq!(endpoint_uri("http://bbs:8889/").unwrap(), "http://bbs:8889");
         assert_eq!(endpoint_uri("[::1]:8889").unwrap(), "http://[::1]:8889");
-        for bad in ["bbs", "bbs:http", ":8889", "https://bbs:8889", "ftp://bbs:1"] {
+        assert_eq!(endpoint_uri("https://bbs:8889").unwrap(), "https://bbs:8889");
+        for bad in ["bbs", "bbs:http", ":8889", "ftp://bbs:1"] {
             let error = endpoint_uri(bad).unwrap_err();
             assert_eq!(error.exit_code(), crate::error::EXIT_USAGE, "{bad}");
         }

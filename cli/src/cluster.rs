@@ -11,6 +11,7 @@ use auctioneer::config::AuctioneerConfig;
 use bbs::config::BbsConfig;
 use cell_rep::{RepConfig, RuntimeKind};
 use proto::pb::bbs::v1::bbs_client::BbsClient;
+use svc::identity::Role;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,11 +44,17 @@ pub struct ClusterSpec {
     pub auctioneer_config: Arc<dyn Fn(&mut AuctioneerConfig) + Send + Sync>,
     /// Test timings (short leases, TTLs, polling and convergence intervals) instead of Diego's.
     pub fast: bool,
+    /// Where the cluster's CA and certificates live (made on first start, kept after); every
+    /// component speaks mutual TLS with its own identity. `None`: plaintext, for experiments.
+    pub tls_dir: Option<PathBuf>,
+    /// Extra names (DNS or IP) the components' certificates are valid for, besides loopback.
+    pub tls_hosts: Vec<String>,
 }
 
 impl ClusterSpec {
     /// `cells` cells of `runtime` over `database_url`, with test timings on a free port.
     pub fn new(database_url: String, data_dir: PathBuf, cells: usize, runtime: RuntimeKind) -> Self {
+        let tls_dir = Some(data_dir.join("tls"));
         Self {
             database_url,
             data_dir,
@@ -60,6 +67,8 @@ impl ClusterSpec {
             auctioneer: true,
             auctioneer_config: Arc::new(|_| {}),
             fast: true,
+            tls_dir,
+            tls_hosts: Vec::new(),
         }
     }
 }
@@ -99,7 +108,14 @@ pub struct Cluster {
     runtime: RuntimeKind,
     cell_memory_mb: i32,
     fast: bool,
+    /// The cluster's certificate directory (`None`: plaintext).
+    pki: Option<Arc<svc::pki::Pki>>,
+    /// What the cluster's own clients (`bbs()`, the waits) present: the operator identity.
+    operator: svc::tls::Security,
 }
+
+/// The identity the cluster's own clients use, and `diego dev`'s `operator.pem`.
+pub const OPERATOR_NAME: &str = "operator";
 
 /// Why a cluster could not start.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +147,9 @@ pub enum ClusterError {
     /// A component did not come up in time.
     #[error("{0}")]
     Timeout(String),
+    /// The cluster's certificates could not be made or read.
+    #[error("cannot prepare the cluster's certificates: {0}")]
+    Tls(String),
 }
 
 fn create_data_dir(path: &std::path::Path) -> Result<(), ClusterError> {
@@ -170,9 +189,15 @@ impl Cluster {
         let grpc = bind(&spec.bbs_listen).await?;
         let admin = bind("127.0.0.1:0").await?;
         let bbs_address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let mut cluster = Cluster::around(bbs_address, &spec, shutdown.clone());
+        let mut cluster = Cluster::around(bbs_address, &spec, shutdown.clone())?;
         cluster.bbs_admin_address = admin.local_addr().map(|a| a.to_string()).ok();
-        let mut bbs_config = BbsConfig { database_url: spec.database_url.clone(), ..BbsConfig::default() };
+        let mut bbs_config = BbsConfig {
+            database_url: spec.database_url.clone(),
+            // Where a generated encryption key goes when the database is not a SQLite file.
+            data_dir: spec.data_dir.clone(),
+            tls: cluster.tls_for(Role::Bbs, "")?,
+            ..BbsConfig::default()
+        };
         if spec.fast {
             bbs_config.lock_ttl = Duration::from_secs(5);
             bbs_config.lock_retry_interval = Duration::from_millis(500);
@@ -197,14 +222,28 @@ impl Cluster {
     /// may not have registered yet (see [`Cluster::wait_for_cells`]).
     pub async fn join(bbs_address: String, spec: ClusterSpec) -> Result<Cluster, ClusterError> {
         create_data_dir(&spec.data_dir)?;
-        let mut cluster = Cluster::around(bbs_address, &spec, CancellationToken::new());
+        let mut cluster = Cluster::around(bbs_address, &spec, CancellationToken::new())?;
         cluster.start_members(spec.auctioneer, spec.cells).await?;
         Ok(cluster)
     }
 
-    /// A cluster of no members yet around the BBS at `bbs_address`.
-    fn around(bbs_address: String, spec: &ClusterSpec, shutdown: CancellationToken) -> Cluster {
-        Cluster {
+    /// A cluster of no members yet around the BBS at `bbs_address`, its certificate directory
+    /// made (or found) and its operator identity loaded.
+    fn around(bbs_address: String, spec: &ClusterSpec, shutdown: CancellationToken) -> Result<Cluster, ClusterError> {
+        let tls_error = |e: &dyn std::fmt::Display| ClusterError::Tls(e.to_string());
+        let pki = match &spec.tls_dir {
+            Some(dir) => Some(Arc::new(svc::pki::Pki::open(dir, &spec.tls_hosts).map_err(|e| tls_error(&e))?)),
+            None => None,
+        };
+        let operator = match &pki {
+            Some(pki) => pki
+                .tls_of(Role::Operator, OPERATOR_NAME)
+                .map_err(|e| tls_error(&e))?
+                .security()
+                .map_err(|e| tls_error(&e))?,
+            None => svc::tls::Security::Plaintext,
+        };
+        Ok(Cluster {
             bbs_address,
             auctioneer_address: None,
             bbs_admin_address: None,
@@ -218,6 +257,36 @@ impl Cluster {
             fast: spec.fast,
             runtime: spec.runtime,
             cell_memory_mb: spec.cell_memory_mb,
+            pki,
+            operator,
+        })
+    }
+
+    /// The `[tls]` configuration of the identity of `role` named `name` in this cluster:
+    /// its certificate (issued now if it has none yet), or plaintext.
+    pub fn tls_for(&self, role: Role, name: &str) -> Result<svc::config::tls::TlsConfig, ClusterError> {
+        match &self.pki {
+            Some(pki) => pki.tls_of(role, name).map_err(|e| ClusterError::Tls(e.to_string())),
+            None => Ok(svc::config::tls::TlsConfig::insecure_plaintext()),
+        }
+    }
+
+    /// The certificate directory, if the cluster speaks TLS.
+    pub fn tls_dir(&self) -> Option<&std::path::Path> {
+        self.pki.as_deref().map(svc::pki::Pki::dir)
+    }
+
+    /// The transport security of the cluster's operator identity (what [`Cluster::bbs`] uses).
+    pub fn operator_security(&self) -> &svc::tls::Security {
+        &self.operator
+    }
+
+    /// Channel options for a client of this cluster, as its operator.
+    fn client_options(&self) -> svc::connect::ChannelOptions {
+        // No channel-wide deadline: clients also read event streams.
+        svc::connect::ChannelOptions {
+            timeout: None,
+            ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT, self.operator.clone())
         }
     }
 
@@ -234,10 +303,7 @@ impl Cluster {
 
     /// A client of the BBS.
     pub fn bbs(&self) -> BbsClient<Channel> {
-        // No channel-wide deadline: the client also reads event streams.
-        let options =
-            svc::connect::ChannelOptions { timeout: None, ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT) };
-        let channel = svc::connect::lazy(&self.bbs_address, &options)
+        let channel = svc::connect::lazy(&self.bbs_address, &self.client_options())
             .unwrap_or_else(|_| Channel::from_static("http://127.0.0.1:8889").connect_lazy());
         BbsClient::new(channel)
     }
@@ -273,7 +339,11 @@ impl Cluster {
         let admin = bind("127.0.0.1:0").await?;
         let address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let admin_address = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let mut config = AuctioneerConfig { bbs_address: self.bbs_address.clone(), ..AuctioneerConfig::default() };
+        let mut config = AuctioneerConfig {
+            bbs_address: self.bbs_address.clone(),
+            tls: self.tls_for(Role::Auctioneer, "")?,
+            ..AuctioneerConfig::default()
+        };
         if self.fast {
             config.lock_ttl = Duration::from_secs(5);
             config.lock_retry_interval = Duration::from_millis(500);
@@ -283,13 +353,16 @@ impl Cluster {
             config.validate().map_err(|e| ClusterError::Config { component: "auctioneer", message: e.to_string() })?;
         let stop = self.shutdown.child_token();
         tokio::spawn(auctioneer::run(config, auctioneer::Listeners { grpc, admin }, stop.clone()));
+        // The auctioneer's port accepts only the BBS: probe as the BBS.
+        let probe = match self.tls_for(Role::Bbs, "")?.files().map_err(|e| ClusterError::Tls(e.to_string()))? {
+            Some(files) => svc::tls::Security::mutual(files).map_err(|e| ClusterError::Tls(e.to_string()))?,
+            None => svc::tls::Security::Plaintext,
+        };
+        let options =
+            svc::connect::ChannelOptions { timeout: None, ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT, probe) };
         wait_for("the auctioneer to hold its lock", Duration::from_secs(30), || {
-            let address = address.clone();
+            let (address, options) = (address.clone(), options.clone());
             async move {
-                let options = svc::connect::ChannelOptions {
-                    timeout: None,
-                    ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT)
-                };
                 let channel = svc::connect::connect(&address, &options).await.ok()?;
                 let mut client = proto::pb::auctioneer::v1::auctioneer_client::AuctioneerClient::new(channel);
                 client.request_lrp_auctions(proto::pb::auctioneer::v1::RequestLrpAuctionsRequest::default()).await.ok()
@@ -339,7 +412,11 @@ impl Cluster {
 
     /// Starts rep `i` (a new one, or one that was killed) and returns once it listens.
     pub async fn add_rep(&mut self, i: usize) -> Result<(), ClusterError> {
-        let config = self.rep_config(i);
+        let mut config = self.rep_config(i);
+        if config.tls == svc::config::tls::TlsConfig::default() {
+            // The cell's certificate names its cell id (after the spec's changes).
+            config.tls = self.tls_for(Role::Cell, &config.cell_id)?;
+        }
         let grpc = bind("127.0.0.1:0").await?;
         let admin = bind("127.0.0.1:0").await?;
         let address = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();

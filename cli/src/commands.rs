@@ -56,7 +56,7 @@ pub async fn run(command: BbsCommand, global: &GlobalArgs) -> Result<(), Error> 
     let format = Format::from_flag(global.json);
     // Requests built from local input are built before connecting: a bad file or flag is
     // refused (exit 2) even when no BBS is running.
-    let connect = || Bbs::connect(&global.bbs_address);
+    let connect = || async { Bbs::connect(&global.bbs_address, crate::client::security(global)?).await };
     match command {
         BbsCommand::DesireLrp(args) => {
             let lrp = args.build()?;

@@ -33,10 +33,15 @@ pub struct DevArgs {
     /// Memory of each cell in MB.
     #[arg(long, default_value_t = 4096)]
     pub memory_mb: i32,
+    /// Another name (DNS or IP) the components' certificates are valid for, besides 127.0.0.1,
+    /// ::1 and localhost (repeatable; applies when the certificates are first made).
+    #[arg(long = "host", value_name = "H")]
+    pub hosts: Vec<String>,
 }
 
-/// Runs the cluster until Ctrl-C or SIGTERM.
-pub async fn run(args: DevArgs) -> Result<(), CliError> {
+/// Runs the cluster until Ctrl-C or SIGTERM: with mutual TLS, its CA and every certificate made
+/// under `<data-dir>/tls/` on first start, unless `insecure_plaintext`.
+pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError> {
     let runtime = match args.runtime.as_str() {
         "runc" => RuntimeKind::Runc,
         "sim" => RuntimeKind::Sim,
@@ -56,6 +61,8 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     spec.bbs_listen = args.listen_address.clone();
     spec.cell_memory_mb = args.memory_mb;
     spec.fast = false;
+    spec.tls_dir = (!insecure_plaintext).then(|| data_dir.join("tls"));
+    spec.tls_hosts = args.hosts.clone();
     if runtime == RuntimeKind::Runc {
         // Runc cells offer the busybox rootfs and, with the demo app inside, the demo rootfs.
         let mut rootfs = std::collections::BTreeMap::new();
@@ -89,6 +96,22 @@ pub async fn run(args: DevArgs) -> Result<(), CliError> {
     // series (bbs_*, auctioneer_*, rep_* by cell_id).
     if let Some(address) = &cluster.bbs_admin_address {
         println!("metrics: http://{address}/metrics");
+    }
+    match cluster.tls_dir() {
+        Some(dir) => {
+            let relative = dir.strip_prefix(std::env::current_dir().unwrap_or_default()).unwrap_or(dir);
+            if relative == std::path::Path::new(crate::client::DEV_TLS_DIR) {
+                println!("tls: mutual TLS; certificates in {} (diego commands run here use them)", dir.display());
+            } else {
+                println!(
+                    "tls: mutual TLS; certificates in {0}; other commands need --tls-ca {0}/ca.pem --tls-cert {0}/operator.pem --tls-key {0}/operator-key.pem",
+                    dir.display()
+                );
+            }
+        }
+        None => println!(
+            "tls: OFF (--insecure-plaintext): any local process may do anything; other commands need --insecure-plaintext"
+        ),
     }
     if args.demo {
         desire_demo(&cluster, runtime).await?;

@@ -86,6 +86,9 @@ pub enum Error {
     /// `diego dev` could not start or run its cluster.
     #[error("diego dev: {0}")]
     Dev(String),
+    /// The CLI's own certificate cannot be used (missing, unreadable, expired, wrong CA).
+    #[error("{0}")]
+    Tls(String),
     /// A `diego certs` command failed: no CA or one already there, a file that cannot be read,
     /// written or parsed, a bad host or validity.
     #[error("{}", strip_os_error(&.0.to_string()))]
@@ -108,6 +111,7 @@ impl Error {
             | Error::ParseFile { .. }
             | Error::InvalidFlag { .. }
             | Error::Certs(_)
+            | Error::Tls(_)
             | Error::Output(_) => EXIT_USAGE,
         }
     }
@@ -121,9 +125,15 @@ impl Error {
     /// without it that reports a transport failure means the BBS is unreachable.
     pub fn from_status(status: &tonic::Status, address: &str) -> Error {
         let typed = status.metadata().get(ERROR_METADATA_KEY).is_some();
-        if !typed && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+        // A connection the peer broke off mid-protocol (a plaintext client at a TLS port) is
+        // reported by h2 as INTERNAL "h2 protocol error", or as CANCELLED: a transport failure,
+        // not a refusal.
+        // A call cancelled without the CLI cancelling it is a connection the peer closed.
+        let broken = (status.code() == tonic::Code::Internal && status.message().starts_with("h2 protocol error"))
+            || status.code() == tonic::Code::Cancelled;
+        if !typed && (broken || matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown)) {
             let reason = match std::error::Error::source(status) {
-                Some(source) => root_cause(source),
+                Some(source) => svc::tls::tls_failure(source).unwrap_or_else(|| root_cause(source)),
                 None => lower_first(status.message()),
             };
             return Error::Unreachable { address: address.to_owned(), reason };

@@ -28,6 +28,10 @@ pub const DEFAULT_BBS_ADDRESS: &str = "127.0.0.1:8889";
 pub const AFTER_LONG_HELP: &str = "\
 Environment:
   DIEGO_BBS_ADDRESS   the BBS address (host:port) when --bbs-address is not given
+  DIEGO_TLS_CA, DIEGO_TLS_CERT, DIEGO_TLS_KEY
+                      the cluster CA and this operator's certificate and key (PEM)
+                      when --tls-ca, --tls-cert, --tls-key are not given; with none,
+                      the files of a 'diego dev' run here are used (.diego-dev/tls/)
 
 Exit codes:
   0  success
@@ -55,4 +59,17 @@ pub struct GlobalArgs {
     /// Print JSON for scripts instead of tables (one object per line for `events`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// The cluster CA (PEM) [default: .diego-dev/tls/ca.pem, as `diego dev` made it here].
+    #[arg(long, env = "DIEGO_TLS_CA", global = true, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// This operator's certificate (PEM) [default: .diego-dev/tls/operator.pem].
+    #[arg(long, env = "DIEGO_TLS_CERT", global = true, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// This operator's private key (PEM) [default: .diego-dev/tls/operator-key.pem].
+    #[arg(long, env = "DIEGO_TLS_KEY", global = true, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Plaintext gRPC with no certificate (a BBS run with --insecure-plaintext; `diego dev
+    /// --insecure-plaintext` runs one). For experiments only.
+    #[arg(long, global = true)]
+    pub insecure_plaintext: bool,
 }

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bbs(command) => cli::commands::run(command, &cli.global).await,
-            Command::Dev(args) => cli::dev::run(args).await,
+            Command::Dev(args) => cli::dev::run(args, cli.global.insecure_plaintext).await,
             Command::Certs(command) => cli::certs::run(command, cli::output::Format::from_flag(cli.global.json)),
         }
     });

@@ -17,7 +17,7 @@ async fn cells_show_capacity_and_the_use_of_instances_and_running_tasks() {
     // index 2 stays UNCLAIMED: it uses nothing anywhere.
     bbs.diego(&["desire-task", "--guid", "t1", "--command", "true", "--memory-mb", "64", "--disk-mb", "10"]).await.ok();
     bbs.diego(&["desire-task", "--guid", "t2", "--command", "true"]).await.ok(); // PENDING
-    let mut client = bbs.client().await;
+    let mut client = bbs.cell("cell-1").await;
     client.start_task(api::StartTaskRequest { task_guid: "t1".into(), cell_id: "cell-1".into() }).await.unwrap();
 
     let table = bbs.diego(&["cells"]).await;

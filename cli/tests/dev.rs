@@ -77,11 +77,23 @@ fn diego_dev_demo_runs_under_runc_too() {
 }
 
 fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
-    let dir = std::env::temp_dir().join(format!("diego-dev-test-{runtime}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // As the README has it: `diego dev` in a directory keeps its data (and certificates) in
+    // `.diego-dev/` there, and `diego` commands run in that directory find the certificates.
+    let root = std::env::temp_dir().join(format!("diego-dev-test-{runtime}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = root.join(".diego-dev");
     let bbs = format!("127.0.0.1:{}", free_port());
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_diego"))
-        .args(["dev", "--demo", "--cells", "2", "--runtime", runtime, "--data-dir", dir.to_str().unwrap()])
+    let diego = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_diego"));
+        command.current_dir(&root);
+        for name in ["DIEGO_BBS_ADDRESS", "DIEGO_TLS_CA", "DIEGO_TLS_CERT", "DIEGO_TLS_KEY"] {
+            command.env_remove(name);
+        }
+        command
+    };
+    let mut dev = diego()
+        .args(["dev", "--demo", "--cells", "2", "--runtime", runtime])
         .args(["--listen-address", &bbs])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -95,10 +107,7 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     // `diego lrp demo` shows 3 RUNNING instances.
     let deadline = Instant::now() + Duration::from_secs(60);
     let instances = loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_diego"))
-            .args(["--bbs-address", &bbs, "lrp", "demo", "--json"])
-            .output()
-            .unwrap();
+        let out = diego().args(["--bbs-address", &bbs, "lrp", "demo", "--json"]).output().unwrap();
         if out.status.success() {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let running: Vec<serde_json::Value> =
@@ -110,9 +119,15 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
         assert!(Instant::now() < deadline, "the demo never had 3 RUNNING instances");
         std::thread::sleep(Duration::from_millis(200));
     };
-    let table =
-        Command::new(env!("CARGO_BIN_EXE_diego")).args(["--bbs-address", &bbs, "lrp", "demo"]).output().unwrap();
+    let table = diego().args(["--bbs-address", &bbs, "lrp", "demo"]).output().unwrap();
     assert!(table.status.success());
+    // Mutual TLS is on: the certificates were made on first start, and plaintext gets nowhere.
+    for file in ["ca.pem", "ca-key.pem", "operator.pem", "operator-key.pem", "bbs.pem", "auctioneer.pem", "cell-0.pem"]
+    {
+        assert!(dir.join("tls").join(file).exists(), "{file} in {}", dir.display());
+    }
+    let plain = diego().args(["--bbs-address", &bbs, "--insecure-plaintext", "lrps"]).output().unwrap();
+    assert_eq!(plain.status.code(), Some(3), "{plain:?}");
     assert_eq!(String::from_utf8_lossy(&table.stdout).matches("RUNNING").count(), 3);
 
     // Each answers HTTP on its host port.
@@ -148,5 +163,5 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     if runtime == "runc" {
         assert_eq!(runc_containers_in(&dir), Vec::<String>::new(), "runc containers left behind");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -4,7 +4,7 @@
 #[path = "support/harness.rs"]
 mod harness;
 
-use harness::{Bbs, diego, diego_with_env};
+use harness::{Bbs, diego, diego_with_env, diego_without_certificates};
 
 /// One invocation of every command that talks to a BBS.
 const EVERY_COMMAND: &[&[&str]] = &[
@@ -69,7 +69,7 @@ async fn the_address_comes_from_either_flag_or_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_address_is_a_usage_error() {
-    for address in ["nope", "host:port", "https://127.0.0.1:8889", ":8889"] {
+    for address in ["nope", "host:port", "ftp://127.0.0.1:8889", ":8889"] {
         let out = diego(&["--bbs-address", address, "lrps"]).await;
         let line = out.fails(2);
         assert!(line.starts_with(&format!("error: invalid bbs address {address:?}: ")), "{line}");
@@ -115,5 +115,76 @@ async fn a_closed_output_pipe_ends_quietly() {
     let output = child.wait_with_output().await.unwrap();
     harness::assert_no_panic(&String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{output:?}");
+    bbs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_needs_a_usable_certificate_and_says_why_in_one_line() {
+    let bbs = Bbs::start().await;
+    let dir = harness::scratch("tls-errors");
+    let pki = svc::pki::Pki::for_tests();
+    let path = |p: &std::path::Path| p.display().to_string();
+    // No flags, no environment, no `diego dev` here: a usage error naming the ways to give one.
+    let out = diego_without_certificates(&dir, &["--bbs-address", &bbs.address, "lrps"]).await;
+    let line = out.fails(2);
+    assert!(line.contains("no client certificate") && line.contains("--tls-ca"), "{line}");
+
+    // A certificate of another CA: the BBS refuses it.
+    let other = svc::certs::Ca::generate().unwrap();
+    let operator = svc::identity::Identity::parse_uri("diego://operator/mallory").unwrap();
+    let (cert, key) =
+        other.issue(&operator, &[], svc::certs::Validity::Days(1)).unwrap().write(&dir, "mallory").unwrap();
+    let ca = pki.ca_path();
+    let flags = |ca: &str, cert: &str, key: &str| -> Vec<String> {
+        ["--bbs-address", &bbs.address, "--tls-ca", ca, "--tls-cert", cert, "--tls-key", key, "lrps"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let args = flags(&path(&ca), &path(&cert), &path(&key));
+    let out = diego_without_certificates(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let line = out.fails(3);
+    assert!(line.contains("refused our certificate"), "{line}");
+
+    // Our certificate, but trusting another CA: the BBS's certificate is not signed by it.
+    let mine = pki.test_tls(svc::identity::Role::Operator, harness::OPERATOR);
+    other.write(&dir.join("other-ca")).unwrap();
+    let args = flags(&path(&dir.join("other-ca").join("ca.pem")), &path(&mine.cert), &path(&mine.key));
+    let out = diego_without_certificates(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let line = out.fails(3);
+    assert!(line.contains("is not signed by the cluster CA"), "{line}");
+
+    // An expired certificate of ours is refused before anything is sent.
+    let (cert, key) =
+        pki.ca().issue(&operator, &[], svc::certs::Validity::expired()).unwrap().write(&dir, "old").unwrap();
+    let args = flags(&path(&ca), &path(&cert), &path(&key));
+    let out = diego_without_certificates(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let line = out.fails(2);
+    assert!(line.contains("expired"), "{line}");
+
+    // Plaintext against a TLS BBS does not get through.
+    let out = diego_without_certificates(&dir, &["--bbs-address", &bbs.address, "--insecure-plaintext", "lrps"]).await;
+    out.fails(3);
+    bbs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_operator_may_list_but_not_desire() {
+    let bbs = Bbs::start().await;
+    let reader = svc::pki::Pki::for_tests().test_tls(svc::identity::Role::Reader, "auditor");
+    let env = [
+        ("DIEGO_TLS_CA", reader.ca.to_str().unwrap()),
+        ("DIEGO_TLS_CERT", reader.cert.to_str().unwrap()),
+        ("DIEGO_TLS_KEY", reader.key.to_str().unwrap()),
+    ];
+    let address = bbs.address.clone();
+    diego_with_env(&["--bbs-address", &address, "lrps"], &env).await.ok();
+    let out =
+        diego_with_env(&["--bbs-address", &address, "desire-lrp", "--guid", "web", "--command", "true"], &env).await;
+    let line = out.fails(1);
+    assert!(line.contains("diego://reader/auditor") && line.contains("DesireLRP"), "{line}");
+    // Nothing was written.
+    let listed = diego(&["--bbs-address", &address, "lrps", "--json"]).await.json();
+    assert_eq!(listed, serde_json::json!([]));
     bbs.stop().await;
 }

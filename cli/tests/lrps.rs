@@ -204,7 +204,7 @@ async fn lrp_shows_running_instances_crashes_and_placement_errors() {
         .ok();
     bbs.run_instance("web", 0, "ig-0", "cell-1", 61000).await;
     bbs.run_instance("web", 1, "ig-1", "cell-2", 61001).await;
-    let mut client = bbs.client().await;
+    let mut client = bbs.cell("cell-2").await;
     client
         .crash_actual_lrp(api::CrashActualLrpRequest {
             actual_lrp_key: Some(harness::lrp_key("web", 1)),
@@ -213,7 +213,8 @@ async fn lrp_shows_running_instances_crashes_and_placement_errors() {
         })
         .await
         .unwrap();
-    client
+    bbs.auctioneer()
+        .await
         .fail_actual_lrp(api::FailActualLrpRequest {
             actual_lrp_key: Some(harness::lrp_key("web", 2)),
             error_message: "insufficient resources: memory".into(),

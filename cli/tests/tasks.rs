@@ -67,7 +67,7 @@ async fn tasks_and_task_follow_a_task_through_its_states() {
     let build = text.lines().find(|l| l.starts_with("build")).unwrap();
     assert!(build.contains("PENDING") && build.contains("64 MB"), "{text}");
 
-    let mut client = bbs.client().await;
+    let mut client = bbs.cell("cell-1").await;
     let started =
         client.start_task(api::StartTaskRequest { task_guid: "build".into(), cell_id: "cell-1".into() }).await.unwrap();
     assert!(started.into_inner().should_start);

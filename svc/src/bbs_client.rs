@@ -12,6 +12,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::connect::{ChannelOptions, ConnectError, Connector};
+use crate::tls::Security;
 
 /// A failed call through [`BbsChannels`].
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +50,10 @@ pub struct BbsChannels {
 
 impl BbsChannels {
     /// Channels to the BBS at `address` (`host:port` or an `http://` URL) whose connects and
-    /// calls time out after `timeout`. Checks the address now; connects on the first call.
-    pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, ConnectError> {
-        Self::with_options(address, ChannelOptions::new(timeout))
+    /// calls time out after `timeout`, with `security`. Checks the address now; connects on the
+    /// first call.
+    pub fn new(address: impl Into<String>, timeout: Duration, security: Security) -> Result<Self, ConnectError> {
+        Self::with_options(address, ChannelOptions::new(timeout, security))
     }
 
     /// Channels with `options`.
@@ -118,8 +120,8 @@ mod tests {
 
     #[test]
     fn a_malformed_bbs_address_is_refused_up_front() {
-        assert!(BbsChannels::new("", Duration::from_secs(1)).is_err());
-        assert!(BbsChannels::new("bad address", Duration::from_secs(1)).is_err());
-        assert!(BbsChannels::new("127.0.0.1:8889", Duration::from_secs(1)).is_ok());
+        assert!(BbsChannels::new("", Duration::from_secs(1), Security::Plaintext).is_err());
+        assert!(BbsChannels::new("bad address", Duration::from_secs(1), Security::Plaintext).is_err());
+        assert!(BbsChannels::new("127.0.0.1:8889", Duration::from_secs(1), Security::Plaintext).is_ok());
     }
 }

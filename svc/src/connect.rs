@@ -70,14 +70,15 @@ pub struct ChannelOptions {
 }
 
 impl ChannelOptions {
-    /// Plaintext connects and calls that time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    /// Connects and calls that time out after `timeout`, with `security` (every caller names
+    /// it: there is no default, so no channel is plaintext by accident).
+    pub fn new(timeout: Duration, security: Security) -> Self {
         Self {
             connect_timeout: timeout,
             timeout: Some(timeout),
             initial_stream_window_size: None,
             initial_connection_window_size: None,
-            security: Security::Plaintext,
+            security,
         }
     }
 
@@ -185,9 +186,9 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// A connector whose connects and calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        Self::with_options(ChannelOptions::new(timeout))
+    /// A connector whose connects and calls time out after `timeout`, with `security`.
+    pub fn new(timeout: Duration, security: Security) -> Self {
+        Self::with_options(ChannelOptions::new(timeout, security))
     }
 
     /// A connector building channels with `options`.
@@ -241,15 +242,16 @@ mod tests {
 
     #[test]
     fn an_https_address_is_not_dialed_in_plaintext() {
-        let error = endpoint("https://bbs:8889", &ChannelOptions::new(Duration::from_secs(1))).unwrap_err();
+        let error = endpoint("https://bbs:8889", &ChannelOptions::new(Duration::from_secs(1), Security::Plaintext))
+            .unwrap_err();
         assert!(error.to_string().contains("needs mutual TLS"), "{error}");
-        let plain = endpoint("bbs:8889", &ChannelOptions::new(Duration::from_secs(1))).unwrap();
+        let plain = endpoint("bbs:8889", &ChannelOptions::new(Duration::from_secs(1), Security::Plaintext)).unwrap();
         assert_eq!(plain.uri().to_string(), "http://bbs:8889/");
     }
 
     #[tokio::test]
     async fn channels_are_cached_per_address() {
-        let connector = Connector::new(Duration::from_secs(1));
+        let connector = Connector::new(Duration::from_secs(1), Security::Plaintext);
         connector.channel("127.0.0.1:1").expect("valid address");
         connector.channel("http://127.0.0.1:2").expect("valid url");
         connector.channel("127.0.0.1:1").expect("cached");
@@ -259,7 +261,9 @@ mod tests {
     #[tokio::test]
     async fn an_eager_connection_to_nothing_is_unreachable() {
         // Port 1 on loopback refuses connections.
-        let error = connect("127.0.0.1:1", &ChannelOptions::new(Duration::from_secs(2))).await.unwrap_err();
+        let error = connect("127.0.0.1:1", &ChannelOptions::new(Duration::from_secs(2), Security::Plaintext))
+            .await
+            .unwrap_err();
         assert!(matches!(error, ConnectError::Unreachable { .. }), "{error}");
     }
 }

@@ -56,7 +56,7 @@ impl Pki {
     pub fn for_tests() -> &'static Pki {
         static SHARED: OnceLock<Pki> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let nanos = crate::clock::Clock::now_ns(&crate::clock::SystemClock);
             let dir = std::env::temp_dir().join(format!("diego-test-pki-{}-{nanos}", std::process::id()));
             Pki::open(&dir, &[]).unwrap_or_else(|e| panic!("cannot create the test PKI in {}: {e}", dir.display()))
         })

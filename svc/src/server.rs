@@ -26,8 +26,9 @@ use tower::layer::util::{Identity, Stack};
 use crate::identity::Peer;
 use crate::tls::{Connection, Security};
 
-/// The router [`grpc_server`] builds: every service behind the [`PeerLayer`].
-pub type GrpcRouter = Router<Stack<PeerLayer, Identity>>;
+/// The router [`grpc_server`] builds: every service behind the [`PeerLayer`] and the
+/// [`crate::authz::AuthzLayer`].
+pub type GrpcRouter = Router<Stack<crate::authz::AuthzLayer, Stack<PeerLayer, Identity>>>;
 
 /// Largest request body the transport reads: twice the limit every request is held to
 /// (`proto::limits::MAX_REQUEST_BYTES`, 4 MiB), so a body up to this size is refused by the
@@ -67,6 +68,8 @@ pub fn grpc_server(services: &[&'static str]) -> (HealthReporter, GrpcRouter) {
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .layer(PeerLayer)
+        // After the peer is known: refuse what its role may not call (`crate::authz`).
+        .layer(crate::authz::AuthzLayer)
         .add_service(health_service)
         .add_optional_service(reflection);
     (health, router)

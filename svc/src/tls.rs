@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) use accept::incoming;
-pub use describe::describe;
+pub use describe::{describe, tls_failure};
 pub(crate) use dial::Dialer;
 
 use crate::identity::{Identity, IdentityError, Peer};

@@ -60,13 +60,14 @@ fn cluster(dir: &Path) -> Ca {
     ca
 }
 
-/// A test service, `diego.test.Peer`: every call fails with NOT_FOUND carrying the caller's
+/// A test service mounted as `diego.bbs.v1.Bbs` (its `Ping` is open to every verified role, so
+/// the authorization layer lets it through): every call fails with NOT_FOUND carrying the caller's
 /// [`Peer`] as its message, which is how the test sees what the server saw.
 #[derive(Clone)]
 struct PeerEcho;
 
 impl NamedService for PeerEcho {
-    const NAME: &'static str = "diego.test.Peer";
+    const NAME: &'static str = "diego.bbs.v1.Bbs";
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for PeerEcho {
@@ -89,7 +90,7 @@ async fn peer_seen(channel: Channel) -> Result<String, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let codec = tonic_prost::ProstCodec::<HealthCheckRequest, HealthCheckRequest>::default();
-    let path = http::uri::PathAndQuery::from_static("/diego.test.Peer/Check");
+    let path = http::uri::PathAndQuery::from_static("/diego.bbs.v1.Bbs/Ping");
     match grpc.unary(tonic::Request::new(HealthCheckRequest::default()), path, codec).await {
         Err(status) if status.code() == tonic::Code::NotFound => Ok(status.message().to_owned()),
         Err(status) => Err(status),

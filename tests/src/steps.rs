@@ -98,3 +98,13 @@ pub async fn http_get(address: &str) -> Option<String> {
 pub fn diego_error(status: &tonic::Status) -> String {
     status.metadata().get("x-diego-error").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
+
+/// A client of the rep at `address`, as the cluster's operator (who may read a rep's `State`).
+pub async fn rep_client(
+    cluster: &Cluster,
+    address: &str,
+) -> Option<proto::pb::rep::v1::rep_client::RepClient<tonic::transport::Channel>> {
+    let options = svc::connect::ChannelOptions::new(Duration::from_secs(5), cluster.operator_security().clone());
+    let channel = svc::connect::connect(address, &options).await.ok()?;
+    Some(proto::pb::rep::v1::rep_client::RepClient::new(channel))
+}

@@ -133,14 +133,20 @@ impl Drop for RepProcess {
     }
 }
 
-fn spawn_rep(binary: &std::path::Path, bbs: &str, dir: &std::path::Path) -> RepProcess {
+fn spawn_rep(binary: &std::path::Path, cluster: &Cluster, dir: &std::path::Path) -> RepProcess {
+    let bbs = cluster.bbs_address.as_str();
+    // The cell's certificate from the cluster's CA, in its `[tls]` table.
+    let tls = cluster.tls_for(svc::identity::Role::Cell, "cell-x").expect("the cell's certificate");
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("rep.toml");
     std::fs::write(
         &config,
         format!(
-            "presence_ttl = \"{}ms\"\npresence_retry_interval = \"500ms\"\npolling_interval = \"1s\"\nsim_start_delay = \"100ms\"\n",
-            PRESENCE_TTL.as_millis()
+            "presence_ttl = \"{}ms\"\npresence_retry_interval = \"500ms\"\npolling_interval = \"1s\"\nsim_start_delay = \"100ms\"\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            PRESENCE_TTL.as_millis(),
+            tls.ca.display().to_string(),
+            tls.cert.display().to_string(),
+            tls.key.display().to_string(),
         ),
     )
     .unwrap();
@@ -172,7 +178,7 @@ async fn the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s
     };
     let Some(cluster) = Cluster::start(backend, 1, RuntimeKind::Sim, |_| {}).await else { return };
     let dir = std::env::temp_dir().join(format!("diego-sigkill-{}", uuid::Uuid::new_v4().simple()));
-    let mut rep = spawn_rep(&binary, &cluster.bbs_address, &dir);
+    let mut rep = spawn_rep(&binary, &cluster, &dir);
     cluster.wait_for_cells(2).await.expect("the process cell registers");
 
     let client = cluster.bbs();
@@ -214,7 +220,7 @@ async fn the_instances_of_a_sigkilled_cell_run_elsewhere_within_the_ttl_plus_10s
 
     // The lost cell comes back: nothing runs twice, suspects are gone, every index has one
     // ordinary instance.
-    let _rep = spawn_rep(&binary, &cluster.bbs_address, &dir);
+    let _rep = spawn_rep(&binary, &cluster, &dir);
     cluster.wait_for_cells(2).await.expect("the cell re-registers");
     eventually("one ordinary RUNNING instance per index and no suspects", Duration::from_secs(30), || {
         let client = client.clone();

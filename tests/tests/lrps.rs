@@ -18,7 +18,7 @@ use proto::pb::models::v1 as pb;
 use proto::pb::rep::v1 as rep_pb;
 use tests::cluster::Cluster;
 use tests::eventually::eventually;
-use tests::steps::{PATIENCE, desire, desire_task, http_get, instance, scale, state_of, wait_running};
+use tests::steps::{self, PATIENCE, desire, desire_task, http_get, instance, scale, state_of, wait_running};
 use tests::{fixtures, probe};
 
 tests::on_every_backend!(
@@ -311,10 +311,10 @@ async fn a2_scarce_memory_places_index_0_then_tasks_then_larger_higher_indices(b
 }
 
 /// Sum of `starting_container_count` over every rep of the cluster, as the auctioneer sees it.
-async fn starting_containers(addresses: &[String]) -> i32 {
+async fn starting_containers(cluster: &Cluster, addresses: &[String]) -> i32 {
     let mut total = 0;
     for address in addresses {
-        if let Ok(mut client) = rep_pb::rep_client::RepClient::connect(format!("http://{address}")).await
+        if let Some(mut client) = steps::rep_client(cluster, address).await
             && let Ok(state) = client.state(rep_pb::StateRequest {}).await
         {
             total += state.into_inner().starting_container_count;
@@ -340,7 +340,7 @@ async fn a10_at_most_m_containers_start_at_once_and_the_rest_wait(backend: Backe
     let mut limit_error = None;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let starting = starting_containers(&addresses).await;
+        let starting = starting_containers(&cluster, &addresses).await;
         assert!(starting <= 2, "{starting} containers starting at once with a limit of 2");
         most_starting = most_starting.max(starting);
         let all = probe::instances(&client, "surge").await;
@@ -387,9 +387,9 @@ async fn b13_deleting_a_claimed_instance_before_it_runs_removes_it(backend: Back
     // And the cell no longer holds its container.
     let address = cluster.reps.iter().find(|r| r.cell_id == cell).map(|r| r.address.clone()).expect("rep");
     eventually("the container to be gone from the cell", PATIENCE, || {
-        let address = address.clone();
+        let (address, cluster) = (address.clone(), &cluster);
         async move {
-            let mut client = rep_pb::rep_client::RepClient::connect(format!("http://{address}")).await.ok()?;
+            let mut client = steps::rep_client(cluster, &address).await?;
             let state = client.state(rep_pb::StateRequest {}).await.ok()?.into_inner();
             state.lrps.is_empty().then_some(())
         }

@@ -29,9 +29,10 @@ pub struct GrpcBbsClient {
 
 impl GrpcBbsClient {
     /// A client of the BBS at `address` (`host:port` or an `http://` URL) whose connects and
-    /// calls time out after `timeout`. Checks the address now; connects on the first call.
-    pub fn new(address: impl Into<String>, timeout: Duration) -> Result<Self, BbsError> {
-        let channels = BbsChannels::new(address, timeout).map_err(|e| connect_error("connect", e))?;
+    /// calls time out after `timeout`, with `security`. Checks the address now; connects on the
+    /// first call.
+    pub fn new(address: impl Into<String>, timeout: Duration, security: svc::tls::Security) -> Result<Self, BbsError> {
+        let channels = BbsChannels::new(address, timeout, security).map_err(|e| connect_error("connect", e))?;
         Ok(Self { channels })
     }
 
@@ -453,15 +454,16 @@ mod tests {
 
     #[test]
     fn a_malformed_bbs_address_is_refused_up_front() {
-        assert!(GrpcBbsClient::new("", Duration::from_secs(1)).is_err());
-        assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1)).is_err());
-        assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1)).is_ok());
+        assert!(GrpcBbsClient::new("", Duration::from_secs(1), svc::tls::Security::Plaintext).is_err());
+        assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1), svc::tls::Security::Plaintext).is_err());
+        assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1), svc::tls::Security::Plaintext).is_ok());
     }
 
     #[tokio::test]
     async fn an_unreachable_bbs_is_an_unavailable_error() {
         // Port 1 on loopback refuses connections.
-        let client = GrpcBbsClient::new("127.0.0.1:1", Duration::from_secs(2)).expect("valid address");
+        let client = GrpcBbsClient::new("127.0.0.1:1", Duration::from_secs(2), svc::tls::Security::Plaintext)
+            .expect("valid address");
         let error = client.tasks_by_cell("cell-1").await.expect_err("nothing listens on port 1");
         assert_eq!(error.call, "Tasks");
         assert!(error.is(ErrorCode::Unavailable), "{error:?}");

@@ -1,7 +1,9 @@
 //! Shared harness of the CLI tests: an in-process BBS (`bbs::run` on 127.0.0.1:0 over a fresh
 //! SQLite test database), a tonic client for the setup no CLI command does (claiming and
 //! starting instances as a rep would, cell presences), and [`diego`], which runs the real
-//! binary and checks that it never panics.
+//! binary and checks that it never panics. Everything speaks mutual TLS with the test PKI
+//! (`svc::pki::Pki::for_tests`): the BBS as `diego://bbs`, the setup client as the operator or
+//! the cell it acts for, and `diego` as the operator (through `DIEGO_TLS_*`).
 
 #![allow(dead_code)]
 
@@ -17,6 +19,10 @@ use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::locket::v1 as locket;
 use proto::pb::locket::v1::locket_client::LocketClient;
 use proto::pb::models::v1 as pb;
+use svc::connect::ChannelOptions;
+use svc::identity::Role;
+use svc::pki::Pki;
+use svc::tls::Security;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -43,6 +49,7 @@ impl Bbs {
             database_url: db.url.clone(),
             lock_ttl: Duration::from_secs(2),
             lock_retry_interval: Duration::from_millis(200),
+            tls: Pki::for_tests().test_tls(Role::Bbs, ""),
             ..BbsConfig::default()
         };
         let shutdown = CancellationToken::new();
@@ -70,12 +77,27 @@ impl Bbs {
         panic!("bbs at {} never became the leader", self.address);
     }
 
-    /// A gRPC client.
+    /// A gRPC client, as the operator.
     pub async fn client(&self) -> BbsClient<Channel> {
-        let endpoint = format!("http://{}", self.address);
+        BbsClient::new(self.channel_as(Role::Operator, OPERATOR).await)
+    }
+
+    /// A gRPC client as the rep of `cell` (what a cell may do: claim, start, crash, tasks).
+    pub async fn cell(&self, cell: &str) -> BbsClient<Channel> {
+        BbsClient::new(self.channel_as(Role::Cell, cell).await)
+    }
+
+    /// A gRPC client as the auctioneer (fail placements, reject tasks).
+    pub async fn auctioneer(&self) -> BbsClient<Channel> {
+        BbsClient::new(self.channel_as(Role::Auctioneer, "").await)
+    }
+
+    /// A gRPC channel as the identity of `role` named `name`.
+    pub async fn channel_as(&self, role: Role, name: &str) -> Channel {
+        let options = ChannelOptions::new(Duration::from_secs(5), security(role, name));
         for _ in 0..100 {
-            if let Ok(client) = BbsClient::connect(endpoint.clone()).await {
-                return client;
+            if let Ok(channel) = svc::connect::connect(&self.address, &options).await {
+                return channel;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -96,6 +118,7 @@ impl Bbs {
             .arg(&self.address)
             .args(args)
             .env_remove("DIEGO_BBS_ADDRESS")
+            .envs(operator_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -106,8 +129,7 @@ impl Bbs {
 
     /// Claims instance `index` of `guid` on `cell` as a rep would.
     pub async fn claim(&self, guid: &str, index: i32, instance: &str, cell: &str) {
-        self.client()
-            .await
+        BbsClient::new(self.channel_as(Role::Cell, cell).await)
             .claim_actual_lrp(api::ClaimActualLrpRequest {
                 process_guid: guid.into(),
                 index,
@@ -120,8 +142,7 @@ impl Bbs {
     /// Claims and starts instance `index` with net info `10.0.0.1:HOST_PORT->8080`.
     pub async fn run_instance(&self, guid: &str, index: i32, instance: &str, cell: &str, host_port: u32) {
         self.claim(guid, index, instance, cell).await;
-        self.client()
-            .await
+        BbsClient::new(self.channel_as(Role::Cell, cell).await)
             .start_actual_lrp(api::StartActualLrpRequest {
                 actual_lrp_key: Some(lrp_key(guid, index)),
                 actual_lrp_instance_key: Some(instance_key(instance, cell)),
@@ -145,7 +166,7 @@ impl Bbs {
             "capacity": { "memory_mb": memory_mb, "disk_mb": disk_mb, "containers": containers },
             "rootfs_providers": [{ "name": "preloaded", "properties": ["busybox"] }],
         });
-        let mut client = LocketClient::connect(format!("http://{}", self.address)).await.unwrap();
+        let mut client = LocketClient::new(self.channel_as(Role::Cell, cell).await);
         client
             .lock(locket::LockRequest {
                 resource: Some(locket::Resource {
@@ -222,6 +243,21 @@ impl Run {
     }
 }
 
+/// The operator identity's name in the test PKI.
+pub const OPERATOR: &str = "operator";
+
+/// The transport security of the test identity of `role` named `name`.
+pub fn security(role: Role, name: &str) -> Security {
+    Pki::for_tests().test_tls(role, name).security().expect("the test certificate loads")
+}
+
+/// `DIEGO_TLS_CA`, `DIEGO_TLS_CERT` and `DIEGO_TLS_KEY` of the test operator: what every `diego`
+/// run gets (a test's own environment replaces them).
+pub fn operator_env() -> Vec<(&'static str, PathBuf)> {
+    let tls = Pki::for_tests().test_tls(Role::Operator, OPERATOR);
+    vec![("DIEGO_TLS_CA", tls.ca), ("DIEGO_TLS_CERT", tls.cert), ("DIEGO_TLS_KEY", tls.key)]
+}
+
 /// Runs `diego ARGS...` with `DIEGO_BBS_ADDRESS` unset, and asserts it did not panic.
 pub async fn diego(args: &[&str]) -> Run {
     diego_with_env(args, &[]).await
@@ -230,10 +266,26 @@ pub async fn diego(args: &[&str]) -> Run {
 /// Runs `diego ARGS...` with extra environment variables.
 pub async fn diego_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = tokio::process::Command::new(DIEGO);
-    command.args(args).env_remove("DIEGO_BBS_ADDRESS").stdin(Stdio::null()).kill_on_drop(true);
+    command.args(args).env_remove("DIEGO_BBS_ADDRESS").envs(operator_env());
     for (name, value) in env {
         command.env(name, value);
     }
+    run(command, args).await
+}
+
+/// Runs `diego ARGS...` in `dir` with no certificate from the environment (no `DIEGO_TLS_*`,
+/// no `DIEGO_BBS_ADDRESS`): what a user gets who passes none.
+pub async fn diego_without_certificates(dir: &std::path::Path, args: &[&str]) -> Run {
+    let mut command = tokio::process::Command::new(DIEGO);
+    command.args(args).current_dir(dir);
+    for name in ["DIEGO_BBS_ADDRESS", "DIEGO_TLS_CA", "DIEGO_TLS_CERT", "DIEGO_TLS_KEY"] {
+        command.env_remove(name);
+    }
+    run(command, args).await
+}
+
+async fn run(mut command: tokio::process::Command, args: &[&str]) -> Run {
+    command.stdin(Stdio::null()).kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .unwrap_or_else(|_| panic!("diego {args:?} did not finish within 60 s"))

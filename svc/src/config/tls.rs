@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::identity::Role;
 use crate::tls::{Security, TlsFiles};
 
 /// `[tls]` in a config file.
@@ -27,7 +28,7 @@ pub struct TlsConfig {
 }
 
 /// The transport-security flags every binary takes; each one set replaces the file's value.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct TlsFlags {
     /// The cluster CA bundle (PEM).
     #[arg(long = "tls-ca", env = "DIEGO_TLS_CA", value_name = "FILE")]
@@ -84,6 +85,39 @@ impl TlsConfig {
         Ok(Some(TlsFiles { ca: self.ca.clone(), cert: self.cert.clone(), key: self.key.clone() }))
     }
 
+    /// Checks the configuration as [`TlsConfig::security`] does (files read and verified), without
+    /// keeping the result: what a component's config rules call.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match self.files()? {
+            None => Ok(()),
+            Some(files) => Security::mutual(files).map(drop).map_err(|e| ConfigError::invalid("tls", e.to_string())),
+        }
+    }
+
+    /// [`TlsConfig::check`], and the certificate must name the identity a component of `role`
+    /// has (named `name` when given: a cell's certificate names its cell id), or every call it
+    /// makes would be refused.
+    pub fn check_as(&self, role: Role, name: Option<&str>) -> Result<(), ConfigError> {
+        let Some(files) = self.files()? else { return Ok(()) };
+        let cert = files.cert.display().to_string();
+        let Security::Mutual(tls) = Security::mutual(files).map_err(|e| ConfigError::invalid("tls", e.to_string()))?
+        else {
+            return Ok(());
+        };
+        let identity = tls.identity();
+        if identity.role() != role || name.is_some_and(|name| identity.name() != name) {
+            let expected = match name {
+                Some(name) => format!("diego://{role}/{name}"),
+                None => format!("a diego://{role} identity"),
+            };
+            return Err(ConfigError::invalid(
+                "tls",
+                format!("certificate {cert} names {identity}, but this {role} needs {expected}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The transport security this configuration asks for, its files loaded and checked now (a
     /// missing file, a key that does not match, an expired certificate: refused with the reason).
     /// Plaintext is logged loudly.
@@ -124,6 +158,19 @@ mod tests {
         assert_eq!(config, TlsConfig::mutual("ca.pem", "other.pem", "k.pem"));
         config.apply(TlsFlags { insecure_plaintext: true, ..TlsFlags::default() });
         assert!(config.insecure_plaintext);
+    }
+
+    #[test]
+    fn a_certificate_must_name_the_component_it_is_given_to() {
+        let pki = crate::pki::Pki::for_tests();
+        let cell = pki.test_tls(Role::Cell, "cell-7");
+        cell.check_as(Role::Cell, Some("cell-7")).expect("its own certificate");
+        let error = cell.check_as(Role::Cell, Some("cell-8")).unwrap_err().to_string();
+        assert!(error.contains("names diego://cell/cell-7") && error.contains("needs diego://cell/cell-8"), "{error}");
+        let error = cell.check_as(Role::Bbs, None).unwrap_err().to_string();
+        assert!(error.contains("needs a diego://bbs identity"), "{error}");
+        pki.test_tls(Role::Bbs, "").check_as(Role::Bbs, None).expect("a bbs certificate");
+        TlsConfig::insecure_plaintext().check_as(Role::Bbs, None).expect("plaintext names nobody");
     }
 
     #[test]

@@ -13,28 +13,45 @@ use super::dial::DialError;
 /// (ca.pem)"); a TLS error after the handshake (the server refused our certificate) is named as
 /// such; anything else is the chain's distinct messages joined with `": "`.
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
+    if let Some(tls) = tls_failure(error) {
+        return tls;
+    }
     let mut messages: Vec<String> = Vec::new();
     let mut next = Some(error);
     while let Some(error) = next {
-        if let Some(dial) = error.downcast_ref::<DialError>() {
-            return dial.to_string();
-        }
-        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
-            return rustls_error(tls);
-        }
-        // h2 keeps only the text of an IO error: an alert arrives as "received fatal alert: X".
-        if let Some(refused) = alert_text(&error.to_string()) {
-            return refused;
-        }
-        // io::Error's source() skips the error it wraps: look into it.
-        let inner = error.downcast_ref::<io::Error>().and_then(|e| e.get_ref()).map(|e| e as &(dyn StdError + 'static));
         let message = error.to_string();
         if !message.is_empty() && !messages.iter().any(|m| m.contains(&message)) {
             messages.push(message);
         }
-        next = inner.or_else(|| error.source());
+        next = inner_or_source(error);
     }
     messages.join(": ")
+}
+
+/// The one-line TLS failure somewhere in `error`'s source chain, if there is one (a refused
+/// handshake, a certificate the server or we refused); `None` for any other failure.
+pub fn tls_failure(error: &(dyn StdError + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(DialError::Tls(message)) = error.downcast_ref::<DialError>() {
+            return Some(message.clone());
+        }
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(rustls_error(tls));
+        }
+        // h2 keeps only the text of an IO error: an alert arrives as "received fatal alert: X".
+        if let Some(refused) = alert_text(&error.to_string()) {
+            return Some(refused);
+        }
+        next = inner_or_source(error);
+    }
+    None
+}
+
+/// The next error of a chain: io::Error's `source()` skips the error it wraps, so look into it.
+fn inner_or_source<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    let inner = error.downcast_ref::<io::Error>().and_then(|e| e.get_ref()).map(|e| e as &(dyn StdError + 'static));
+    inner.or_else(|| error.source())
 }
 
 /// A rustls error without the address it happened with.

@@ -21,17 +21,33 @@ use super::MutualTls;
 use super::describe::refusal;
 use super::load::utc;
 
-/// A failed dial, with its one-line message.
+/// A failed dial: the TCP connection (the IO error is its source, as with a plaintext channel),
+/// or the TLS handshake, with its one-line message.
 #[derive(Debug)]
-pub(crate) struct DialError(String);
+pub(crate) enum DialError {
+    /// TCP could not connect.
+    Tcp(io::Error),
+    /// The TLS handshake failed (or the server name is unusable).
+    Tls(String),
+}
 
 impl std::fmt::Display for DialError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            DialError::Tcp(_) => f.write_str("tcp connect error"),
+            DialError::Tls(message) => f.write_str(message),
+        }
     }
 }
 
-impl std::error::Error for DialError {}
+impl std::error::Error for DialError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DialError::Tcp(e) => Some(e),
+            DialError::Tls(_) => None,
+        }
+    }
+}
 
 /// Dials a channel's connections with mutual TLS.
 #[derive(Debug, Clone)]
@@ -61,15 +77,15 @@ impl tower::Service<Uri> for Dialer {
             let host = uri.host().unwrap_or_default().to_owned();
             let port = uri.port_u16().unwrap_or(443);
             let address = format!("{host}:{port}");
-            let tcp = TcpStream::connect(&address).await.map_err(|e| DialError(format!("tcp connect error: {e}")))?;
+            let tcp = TcpStream::connect(&address).await.map_err(DialError::Tcp)?;
             let _ = tcp.set_nodelay(true);
             let bare = host.trim_start_matches('[').trim_end_matches(']').to_owned();
             let name = ServerName::try_from(bare.clone())
-                .map_err(|e| DialError(format!("{host} is not a valid server name: {e}")))?;
+                .map_err(|e| DialError::Tls(format!("{host} is not a valid server name: {e}")))?;
             let stream = TlsConnector::from(tls.client_config())
                 .connect(name, tcp)
                 .await
-                .map_err(|e| DialError(handshake_failure(&address, &bare, &tls.files().ca, &e)))?;
+                .map_err(|e| DialError::Tls(handshake_failure(&address, &bare, &tls.files().ca, &e)))?;
             Ok(TokioIo::new(stream))
         })
     }
