@@ -142,6 +142,9 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
         stream.read_to_string(&mut body).unwrap();
         assert!(body.contains("diego demo app"), "{body}");
     }
+    if runtime == "process" {
+        readme_walk_through(&diego, &bbs, &instances);
+    }
 
     // Ctrl-C: a clean exit and nothing left running.
     let status = Command::new("kill").args(["-INT", &dev.id().to_string()]).status().unwrap();
@@ -164,4 +167,71 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
         assert_eq!(runc_containers_in(&dir), Vec::<String>::new(), "runc containers left behind");
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// One HTTP/1.0 request to `address:port`; the whole response.
+fn http(address: &str, port: u16, request: &str) -> String {
+    let mut stream = std::net::TcpStream::connect((address, port)).expect("the instance listens");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body
+}
+
+/// The README's walk-through, command for command, against the running `diego dev --demo` (over
+/// mutual TLS with the certificates it made): the environment of an instance, scaling to 5, a
+/// crash and its restart, the event stream, a task, the cells.
+fn readme_walk_through(diego: &dyn Fn() -> Command, bbs: &str, instances: &[serde_json::Value]) {
+    let run = |args: &[&str]| {
+        let out = diego().args(["--bbs-address", bbs]).args(args).output().unwrap();
+        assert!(out.status.success(), "diego {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let address = instances[0]["address"].as_str().unwrap_or("127.0.0.1").to_owned();
+    let port = instances[0]["ports"][0]["host_port"].as_u64().unwrap_or_default() as u16;
+    // curl 127.0.0.1:HOSTPORT/env
+    let env = http(&address, port, "GET /env HTTP/1.0\r\n\r\n");
+    assert!(env.contains("INSTANCE_INDEX") && env.contains("CF_INSTANCE_"), "{env}");
+    // diego scale demo 5
+    run(&["scale", "demo", "5"]);
+    let running = |lrp: &serde_json::Value| {
+        lrp["instances"].as_array().map_or(0, |all| all.iter().filter(|i| i["state"] == "RUNNING").count())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&serde_json::from_str(&run(&["lrp", "demo", "--json"])).unwrap()) < 5 {
+        assert!(Instant::now() < deadline, "the demo never had 5 RUNNING instances");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // curl -X POST 127.0.0.1:HOSTPORT/crash: the instance crashes and comes back (crash count 1).
+    let _ = http(&address, port, "POST /crash HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lrp: serde_json::Value = serde_json::from_str(&run(&["lrp", "demo", "--json"])).unwrap();
+        let crashed = lrp["instances"].as_array().is_some_and(|all| all.iter().any(|i| i["crash_count"] == 1));
+        if crashed && running(&lrp) == 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the crashed instance never came back: {lrp}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // diego events: it follows the stream (a line per event) until stopped.
+    let mut events = diego()
+        .args(["--bbs-address", bbs, "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("diego events");
+    std::thread::sleep(Duration::from_millis(300));
+    run(&["scale", "demo", "4"]);
+    let mut line = String::new();
+    BufReader::new(events.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(!line.trim().is_empty(), "an event line");
+    let _ = events.kill();
+    let _ = events.wait();
+    // diego desire-task --guid hello --command 'echo hi > out' && diego task hello
+    run(&["desire-task", "--guid", "hello", "--command", "echo hi > out"]);
+    assert!(run(&["task", "hello"]).contains("hello"));
+    // diego cells
+    let cells = run(&["cells"]);
+    assert!(cells.contains("cell-0") && cells.contains("cell-1"), "{cells}");
 }
