@@ -76,6 +76,16 @@ fn diego_dev_demo_runs_under_runc_too() {
     }
 }
 
+/// A child process killed when dropped, so a failed assertion leaves no cluster running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     // As the README has it: `diego dev` in a directory keeps its data (and certificates) in
     // `.diego-dev/` there, and `diego` commands run in that directory find the certificates.
@@ -92,14 +102,16 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
         }
         command
     };
-    let mut dev = diego()
-        .args(["dev", "--demo", "--cells", "2", "--runtime", runtime])
-        .args(["--listen-address", &bbs])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start diego dev");
-    let mut stdout = BufReader::new(dev.stdout.take().unwrap());
+    let mut dev = KillOnDrop(
+        diego()
+            .args(["dev", "--demo", "--cells", "2", "--runtime", runtime])
+            .args(["--listen-address", &bbs])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start diego dev"),
+    );
+    let mut stdout = BufReader::new(dev.0.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     assert_eq!(first.trim(), format!("bbs: {bbs}"), "the first line names the bbs");
@@ -147,18 +159,18 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     }
 
     // Ctrl-C: a clean exit and nothing left running.
-    let status = Command::new("kill").args(["-INT", &dev.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-INT", &dev.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
-        if let Some(exit) = dev.try_wait().unwrap() {
+        if let Some(exit) = dev.0.try_wait().unwrap() {
             break exit;
         }
         assert!(Instant::now() < deadline, "diego dev did not stop after ctrl-c");
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut stderr = String::new();
-    dev.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    dev.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert!(exit.success(), "diego dev exited {exit}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::thread::sleep(Duration::from_millis(500));
