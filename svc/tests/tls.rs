@@ -216,7 +216,13 @@ async fn clients_without_a_good_certificate_are_refused() {
     let channel = svc::connect::lazy(&address.to_string(), &options(Security::mutual(stranger).unwrap())).unwrap();
     let error = health(channel).await.expect_err("another CA's client is refused");
     let why = describe(&error);
-    assert_eq!(why, "the server refused our certificate (it is not signed by a CA the server trusts)");
+    // TLS 1.3 lets the client finish its handshake before the server judges its certificate: the
+    // alert usually arrives with the first call, but the server's close can win that race.
+    let broken = ["connection closed", "broken pipe", "reset", "canceled"].iter().any(|w| why.contains(w));
+    assert!(
+        why == "the server refused our certificate (it is not signed by a CA the server trusts)" || broken,
+        "{why}"
+    );
 
     shutdown.cancel();
 }
