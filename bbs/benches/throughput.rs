@@ -99,7 +99,13 @@ async fn main() {
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = grpc.local_addr().unwrap();
-    let config = BbsConfig { database_url: db.url.clone(), ..BbsConfig::default() };
+    // Plaintext: this bench compares the BBS's write path with raw SQL; benchmark-bbs
+    // --compare-tls measures what TLS adds.
+    let config = BbsConfig {
+        database_url: db.url.clone(),
+        tls: svc::config::tls::TlsConfig::insecure_plaintext(),
+        ..BbsConfig::default()
+    };
     let shutdown = CancellationToken::new();
     let overrides = bbs::Overrides { auctioneer: Some(Arc::new(NoAuctioneer)), ..Default::default() };
     let server = tokio::spawn(bbs::run(config, bbs::Listeners { grpc, admin }, overrides, shutdown.clone()));
