@@ -68,6 +68,10 @@ pub struct AuctioneerConfig {
     /// Most memory those pending starts may hold, in bytes (default 256 MiB; each start holds
     /// its own copy of its placement constraint).
     pub max_pending_bytes: usize,
+    /// Largest request message the gRPC port accepts, in bytes (default 4 MiB, the gRPC default;
+    /// 1 MiB to 256 MiB). A larger one is refused with RESOURCE_EXHAUSTED naming this limit
+    /// before it is read into memory.
+    pub max_request_bytes: usize,
     /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`).
     pub tls: TlsConfig,
 }
@@ -93,6 +97,7 @@ impl Default for AuctioneerConfig {
             report_concurrency: 32,
             max_pending_starts: crate::batch::DEFAULT_CAPACITY,
             max_pending_bytes: crate::batch::DEFAULT_CAPACITY_BYTES,
+            max_request_bytes: svc::server::DEFAULT_MAX_REQUEST_BYTES,
             tls: TlsConfig::default(),
         }
     }
@@ -197,6 +202,9 @@ impl Validate for AuctioneerConfig {
         }
         if self.max_pending_bytes < 1024 * 1024 {
             return invalid("max_pending_bytes", "must be at least 1 MiB");
+        }
+        if let Err(reason) = svc::server::check_max_request_bytes(self.max_request_bytes) {
+            return invalid("max_request_bytes", &reason);
         }
         if self.report_concurrency == 0 {
             return invalid("report_concurrency", "must be at least 1");

@@ -122,7 +122,9 @@ pub async fn run_with(
     let batch = Arc::new(AuctionBatch::with_limits(config.max_pending_starts, config.max_pending_bytes));
     let spec = LockSpec::auctioneer(owner, advertise, config.lock_ttl, config.lock_retry_interval);
     let lock_task = tokio::spawn(lock::hold(clients.locker.clone(), spec, status.clone(), stop.clone()));
-    let admin_task = tokio::spawn(admin::admin(status.clone()).serve(listeners.admin, stop.clone()));
+    let admin_task = tokio::spawn(
+        admin::admin(status.clone()).tls(config.tls.admin_tls(&security)).serve(listeners.admin, stop.clone()),
+    );
     let runner = AuctionRunner::new(
         batch.clone(),
         clients.bbs.clone(),
@@ -132,7 +134,8 @@ pub async fn run_with(
     let auction_task = tokio::spawn(auction_while_holding(runner, status.clone(), stop.clone()));
 
     let service = service::AuctioneerService::new(batch, status.clone());
-    let result = server::serve(listeners.grpc, service, status, &security, stop.clone()).await;
+    let result =
+        server::serve(listeners.grpc, service, status, &security, config.max_request_bytes, stop.clone()).await;
     stop.cancel();
     // The lock task releases the lock; give it (and the rest) a bounded time to finish.
     let grace = config.lock_retry_interval + Duration::from_secs(1);

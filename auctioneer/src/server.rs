@@ -5,14 +5,14 @@
 //! slow; the decode limit bounds what one request can cost.
 
 use proto::pb::auctioneer::v1::auctioneer_server::AuctioneerServer;
-pub use svc::server::MAX_REQUEST_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::lock::LockStatus;
 use crate::service::AuctioneerService;
 
-/// Serves the services on `listener` until `shutdown`. The health status of the `Auctioneer`
+/// Serves the services on `listener` until `shutdown`, holding every request message to
+/// `max_request_bytes`. The health status of the `Auctioneer`
 /// service follows `lock`: SERVING while the lock is held, NOT_SERVING while standing by; the
 /// overall status (`""`) is SERVING whenever the process is up.
 pub async fn serve(
@@ -20,9 +20,10 @@ pub async fn serve(
     service: AuctioneerService,
     lock: LockStatus,
     security: &svc::tls::Security,
+    max_request_bytes: usize,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let (health, router) = svc::server::grpc_server(&["diego.auctioneer.v1.Auctioneer"]);
+    let (health, router) = svc::server::grpc_server(&["diego.auctioneer.v1.Auctioneer"], max_request_bytes);
     let follow = {
         let shutdown = shutdown.clone();
         async move {
@@ -42,7 +43,7 @@ pub async fn serve(
         }
     };
     let follower = tokio::spawn(follow);
-    let router = router.add_service(AuctioneerServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
+    let router = router.add_service(AuctioneerServer::new(service).max_decoding_message_size(max_request_bytes));
     let result = svc::server::serve(router, listener, security, shutdown).await;
     follower.abort();
     result

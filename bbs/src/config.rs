@@ -94,6 +94,10 @@ pub struct BbsConfig {
     /// at once; one more is refused with RESOURCE_EXHAUSTED naming this limit (default 64).
     /// Plaintext peers have no identity and only `max_event_subscribers` applies.
     pub max_event_subscribers_per_identity: usize,
+    /// Largest request message the gRPC port accepts, in bytes (default 4 MiB, the gRPC default;
+    /// 1 MiB to 256 MiB). A larger one is refused with RESOURCE_EXHAUSTED naming this limit
+    /// before it is read into memory.
+    pub max_request_bytes: usize,
     /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`).
     pub tls: TlsConfig,
 }
@@ -157,6 +161,7 @@ impl Default for BbsConfig {
             max_lrp_instances: 100_000,
             max_event_subscribers: 1024,
             max_event_subscribers_per_identity: 64,
+            max_request_bytes: svc::server::DEFAULT_MAX_REQUEST_BYTES,
             tls: TlsConfig::default(),
         }
     }
@@ -252,6 +257,9 @@ impl Validate for BbsConfig {
         if self.max_event_subscribers_per_identity == 0 {
             return invalid("max_event_subscribers_per_identity", "must be at least 1");
         }
+        if let Err(reason) = svc::server::check_max_request_bytes(self.max_request_bytes) {
+            return invalid("max_request_bytes", &reason);
+        }
         if !(1..=proto::limits::MAX_LRP_INSTANCES).contains(&i64::from(self.max_lrp_instances)) {
             return invalid(
                 "max_lrp_instances",
@@ -336,5 +344,12 @@ mod tests {
         assert!(err.contains("lock_retry_interval"), "{err}");
         let err = BbsConfig { event_buffer: 0, ..BbsConfig::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("event_buffer"));
+        let plain = || BbsConfig { tls: TlsConfig::insecure_plaintext(), ..BbsConfig::default() };
+        let err = BbsConfig { max_request_bytes: 1024, ..plain() }.validate().unwrap_err().to_string();
+        assert!(err.contains("max_request_bytes must be between 1048576 (1 MiB) and 268435456"), "{err}");
+        let config: BbsConfig = toml::from_str("max_request_bytes = 16777216").unwrap();
+        let config = BbsConfig { tls: TlsConfig::insecure_plaintext(), ..config }.validate().unwrap();
+        assert_eq!(config.max_request_bytes, 16 * 1024 * 1024);
+        assert_eq!(plain().max_request_bytes, 4 * 1024 * 1024, "the default is gRPC's");
     }
 }

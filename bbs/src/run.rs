@@ -163,7 +163,9 @@ pub async fn run(
         ctx.lost_cells.clone(),
         stop.clone(),
     ));
-    tokio::spawn(admin::admin(leadership.clone()).serve(listeners.admin, stop.clone()));
+    tokio::spawn(
+        admin::admin(leadership.clone()).tls(config.tls.admin_tls(&security)).serve(listeners.admin, stop.clone()),
+    );
     let reencryption = encryption::spawn_reencryption(
         leadership.clone(),
         encryption::ReencryptOptions::from_config(&config),
@@ -189,6 +191,7 @@ pub async fn run(
         grpc::BbsService::new(ctx, fatal.clone()),
         locket::LocketService::with_limits(locket_store.clone(), locket::LocketLimits::from_config(&config)),
         &security,
+        config.max_request_bytes,
         stop.clone(),
     );
     tokio::pin!(server);

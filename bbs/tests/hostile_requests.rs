@@ -2,7 +2,8 @@
 //! sharing one database on every backend: each is refused with INVALID_ARGUMENT naming the field
 //! and the limit, nothing is written, and neither server steps down or exits. Regressions of the
 //! cases found by probing (a NUL in a read took down a PostgreSQL pair; 2^31-1 instances aborted
-//! the BBS; unbounded fields; undecodable bodies answered INTERNAL).
+//! the BBS; unbounded fields; undecodable bodies answered INTERNAL). A request over the server's
+//! `max_request_bytes` is RESOURCE_EXHAUSTED naming the limit.
 
 #[macro_use]
 mod common;
@@ -22,6 +23,7 @@ on_every_backend!(
     undecodable_and_too_deep_bodies_are_invalid_argument,
     only_a_lost_table_makes_the_bbs_step_down,
     event_streams_are_bounded,
+    requests_over_the_size_limit_are_resource_exhausted,
 );
 
 fn run(path: &str) -> pb::Action {
@@ -345,4 +347,38 @@ async fn event_streams_are_bounded(backend: Backend) {
     assert!(admitted, "a closed stream's place was never given back");
     drop(second);
     server.stop().await;
+}
+
+async fn requests_over_the_size_limit_are_resource_exhausted(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    const MIB: usize = 1024 * 1024;
+    let small = Server::start(&db.url, |c| c.max_request_bytes = MIB).await;
+    let mut client = small.leader_client().await;
+    let default = Server::start(&db.url, |_| {}).await;
+    let before = snapshot(&mut client).await;
+    for (server, limit) in [(&small, MIB), (&default, svc::server::DEFAULT_MAX_REQUEST_BYTES)] {
+        for path in ["/diego.bbs.v1.Bbs/DesireLRP", "/diego.locket.v1.Locket/Lock", "/diego.bbs.v1.Bbs/Tasks"] {
+            let status = raw_call(&server.address, path, vec![0x0a; limit + 1]).await.expect_err("over the limit");
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{path}: {status:?}");
+            let want = format!(
+                "request message of {} bytes is over this server's limit of {limit} bytes (max_request_bytes)",
+                limit + 1
+            );
+            assert_eq!(status.message(), want, "{path}");
+        }
+        // At the limit the size passes, and the bytes (not protobuf) are refused as input.
+        let status = raw_call(&server.address, "/diego.bbs.v1.Bbs/DesireLRP", vec![0xff; limit]).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    // A real client's request over the limit is refused for its size, before any field check.
+    let mut lrp = desired("big");
+    lrp.annotation = "a".repeat(MIB);
+    let request = api::DesireLrpRequest { desired_lrp: Some(lrp) };
+    let status = client.desire_lrp(request).await.expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().ends_with(&format!("limit of {MIB} bytes (max_request_bytes)")), "{status:?}");
+    assert!(small.is_running() && default.is_running(), "a request over the limit stopped a server");
+    assert_eq!(snapshot(&mut client).await, before, "nothing was written");
+    default.stop().await;
+    small.stop().await;
 }

@@ -40,7 +40,12 @@ pub fn admin(view: SnapshotFn) -> Admin {
         .before_metrics(move || record_snapshot(&scrape().snapshot))
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, view: SnapshotFn, shutdown: CancellationToken) {
-    admin(view).serve(listener, shutdown).await;
+/// Serves the admin endpoints on `listener` until `shutdown`, over HTTPS with `tls` when given.
+pub async fn serve(
+    listener: TcpListener,
+    view: SnapshotFn,
+    tls: Option<std::sync::Arc<svc::tls::MutualTls>>,
+    shutdown: CancellationToken,
+) {
+    admin(view).tls(tls).serve(listener, shutdown).await;
 }

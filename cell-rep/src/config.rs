@@ -100,6 +100,10 @@ pub struct RepConfig {
     /// without an `interval_ms` (Diego's `healthy_monitoring_interval`, 30 s).
     #[serde(with = "svc::config::duration")]
     pub healthy_monitoring_interval: Duration,
+    /// Largest request message the gRPC port accepts, in bytes (default 4 MiB, the gRPC default;
+    /// 1 MiB to 256 MiB). A larger one is refused with RESOURCE_EXHAUSTED naming this limit
+    /// before it is read into memory.
+    pub max_request_bytes: usize,
     /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`). The
     /// certificate names this cell: `diego://cell/<cell_id>`.
     pub tls: TlsConfig,
@@ -135,6 +139,7 @@ impl Default for RepConfig {
             sim_start_delay: Duration::from_millis(500),
             sim_task_duration: Duration::from_millis(100),
             healthy_monitoring_interval: Duration::from_secs(30),
+            max_request_bytes: svc::server::DEFAULT_MAX_REQUEST_BYTES,
             tls: TlsConfig::default(),
         }
     }
@@ -288,6 +293,9 @@ impl Validate for RepConfig {
             if value.is_zero() {
                 return invalid(field, "must be positive");
             }
+        }
+        if let Err(reason) = svc::server::check_max_request_bytes(self.max_request_bytes) {
+            return invalid("max_request_bytes", &reason);
         }
         if self.healthy_monitoring_interval > Duration::from_secs(86_400) {
             // A sleep that long would overflow the clock.

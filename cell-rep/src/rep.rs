@@ -204,7 +204,7 @@ pub async fn run_with(
         let ctx = Arc::clone(&ctx);
         Arc::new(move || AdminView { snapshot: snapshot(&ctx), presence_held: presence_status.is_held() })
     };
-    tasks.push(tokio::spawn(admin::serve(listeners.admin, view, halt.clone())));
+    tasks.push(tokio::spawn(admin::serve(listeners.admin, view, config.tls.admin_tls(&security), halt.clone())));
     tasks.push(tokio::spawn(bulk_sync::run(
         BulkSync::new(Arc::clone(&generator)),
         config.polling_interval,
@@ -251,7 +251,15 @@ pub async fn run_with(
     }));
 
     let service = RepService::new(Arc::clone(&generator));
-    let result = server::serve(listeners.grpc, service, ctx.evacuation.clone(), &security, halt.clone()).await;
+    let result = server::serve(
+        listeners.grpc,
+        service,
+        ctx.evacuation.clone(),
+        &security,
+        config.max_request_bytes,
+        halt.clone(),
+    )
+    .await;
     halt.cancel();
 
     // Whatever is left (nothing after a complete evacuation) is stopped and deleted.

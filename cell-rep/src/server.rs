@@ -5,14 +5,14 @@
 //! in the background), so none can be slow; the decode limit bounds what one request costs.
 
 use proto::pb::rep::v1::rep_server::RepServer;
-pub use svc::server::MAX_REQUEST_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::EvacuationFlag;
 use crate::service::RepService;
 
-/// Serves the services on `listener` until `shutdown`. The health of the `Rep` service is
+/// Serves the services on `listener` until `shutdown`, holding every request message to
+/// `max_request_bytes`. The health of the `Rep` service is
 /// SERVING until the cell evacuates, NOT_SERVING after; the overall status (`""`) is SERVING
 /// while the process is up.
 pub async fn serve(
@@ -20,9 +20,10 @@ pub async fn serve(
     service: RepService,
     evacuation: EvacuationFlag,
     security: &svc::tls::Security,
+    max_request_bytes: usize,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let (health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"]);
+    let (health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"], max_request_bytes);
     health.set_serving::<RepServer<RepService>>().await;
     let follower = {
         let shutdown = shutdown.clone();
@@ -33,7 +34,7 @@ pub async fn serve(
             }
         })
     };
-    let router = router.add_service(RepServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES));
+    let router = router.add_service(RepServer::new(service).max_decoding_message_size(max_request_bytes));
     let result = svc::server::serve(router, listener, security, shutdown).await;
     follower.abort();
     result

@@ -170,12 +170,11 @@ pub fn security(global: &GlobalArgs) -> Result<Security, Error> {
     }
     let given = global.tls_ca.is_some() || global.tls_cert.is_some() || global.tls_key.is_some();
     let config = if given {
-        TlsConfig {
-            ca: global.tls_ca.clone().unwrap_or_default(),
-            cert: global.tls_cert.clone().unwrap_or_default(),
-            key: global.tls_key.clone().unwrap_or_default(),
-            insecure_plaintext: false,
-        }
+        TlsConfig::mutual(
+            global.tls_ca.clone().unwrap_or_default(),
+            global.tls_cert.clone().unwrap_or_default(),
+            global.tls_key.clone().unwrap_or_default(),
+        )
     } else {
         let dir = std::path::Path::new(DEV_TLS_DIR);
         if !dir.join("ca.pem").exists() {

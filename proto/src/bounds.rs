@@ -9,7 +9,7 @@
 //! (`desired_lrp.action.serial_action.actions[3].run_action.args[0] must be at most 131071 bytes`);
 //! bytes that are not protobuf at all are refused too, naming the field where the walk stopped.
 
-use crate::limits::{self, MAX_ACTION_DEPTH, MAX_MESSAGE_DEPTH, MAX_REQUEST_BYTES, Text};
+use crate::limits::{self, MAX_ACTION_DEPTH, MAX_MESSAGE_DEPTH, MIN_REQUEST_BYTES_LIMIT, Text};
 use crate::models::ValidationError;
 
 /// A message of the generated schema.
@@ -80,12 +80,10 @@ pub fn check_request(full_name: &str, bytes: &[u8]) -> Result<(), ValidationErro
     check_message(full_name, bytes)
 }
 
-/// Checks `bytes`, an encoded `full_name`, against the limits. A name outside the diego
-/// packages passes.
+/// Checks `bytes`, an encoded `full_name`, against the per-field limits. A name outside the
+/// diego packages passes. The size of a whole request is each server's own limit
+/// (`max_request_bytes`), checked by the transport before the bytes get here.
 pub fn check_message(full_name: &str, bytes: &[u8]) -> Result<(), ValidationError> {
-    if bytes.len() > MAX_REQUEST_BYTES {
-        return Err(ValidationError::new("request", format!("must be at most {MAX_REQUEST_BYTES} bytes")));
-    }
     let Some(schema) = schema(full_name) else {
         return Ok(());
     };
@@ -120,9 +118,9 @@ pub fn chunk_by_size<T: prost::Message>(
     chunks
 }
 
-/// The size a sender splits batches at: three quarters of [`MAX_REQUEST_BYTES`], leaving room
-/// for the rest of the request.
-pub const CHUNK_BYTES: usize = MAX_REQUEST_BYTES / 4 * 3;
+/// The size a sender splits batches at: three quarters of the smallest request size limit a
+/// server may have ([`MIN_REQUEST_BYTES_LIMIT`]), leaving room for the rest of the request.
+pub const CHUNK_BYTES: usize = MIN_REQUEST_BYTES_LIMIT / 4 * 3;
 
 /// One step of a field path.
 #[derive(Debug, Clone, Copy)]

@@ -26,7 +26,12 @@ pub fn markdown() -> String {
          `*.field` (that field in every message).\n\n## Whole requests\n\n| limit | value | why |\n|---|---|---|\n",
     );
     let whole: [(&str, String, &str); 9] = [
-        ("request size", format!("{MAX_REQUEST_BYTES} bytes"), "the gRPC default every client accepts"),
+        (
+            "request size",
+            format!("{MAX_REQUEST_BYTES} bytes"),
+            "the gRPC default every client accepts; each server's `max_request_bytes` (1 MiB to 256 MiB) \
+             changes it, and a larger message is RESOURCE_EXHAUSTED",
+        ),
         ("message nesting", format!("{MAX_MESSAGE_DEPTH} levels"), "below the decoder's recursion limit of 100"),
         (
             "action tree depth",

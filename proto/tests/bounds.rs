@@ -3,7 +3,7 @@
 
 use prost::Message;
 use proto::bounds::{check_message, check_request};
-use proto::limits::{MAX_ACTION_DEPTH, MAX_ACTIONS_PER_LIST, MAX_MESSAGE_DEPTH, MAX_REQUEST_BYTES};
+use proto::limits::{MAX_ACTION_DEPTH, MAX_ACTIONS_PER_LIST, MAX_MESSAGE_DEPTH};
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
@@ -271,14 +271,6 @@ fn bytes_that_are_not_protobuf_are_refused_naming_where() {
     );
 }
 
-#[test]
-fn requests_are_bounded_in_total() {
-    let huge = vec![0_u8; MAX_REQUEST_BYTES + 1];
-    assert_eq!(
-        check_message("diego.bbs.v1.DesireLRPRequest", &huge).map_err(|e| e.to_string()),
-        Err(format!("request must be at most {MAX_REQUEST_BYTES} bytes"))
-    );
-}
 
 #[test]
 fn responses_and_unknown_messages_are_not_request_checked() {

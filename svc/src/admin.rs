@@ -1,6 +1,9 @@
 //! The admin HTTP server every component runs on its admin listener: `GET /healthz`, `GET /metrics`
 //! (Prometheus text) and whatever routes the component adds (the BBS's `/leader`).
 //!
+//! The port speaks plain HTTP/1.1, or HTTPS with the component's own certificate when its config
+//! says `[tls] admin = true` ([`Admin::tls`]; no client certificate is asked for).
+//!
 //! `/metrics` renders the one Prometheus recorder of the process ([`metrics_handle`]). The
 //! `metrics` crate has exactly one global recorder per process, so this is the one process-wide
 //! value in diego-rs: every component of a process (the BBS, the auctioneer and the cells of
@@ -15,6 +18,8 @@ use hyper::{Request, Response, StatusCode};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::tls::MutualTls;
 
 /// The process's Prometheus recorder, installed on first use and shared by every component.
 ///
@@ -46,6 +51,8 @@ pub struct Admin {
     routes: Vec<Route>,
     /// Run before each `/metrics` render (gauges read from the component's state on a scrape).
     before_metrics: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// HTTPS with these certificates; plain HTTP when `None`.
+    tls: Option<Arc<MutualTls>>,
 }
 
 #[derive(Clone)]
@@ -73,7 +80,11 @@ impl Admin {
     /// `/healthz` answering `ok` and `/metrics`.
     pub fn new() -> Self {
         let ok: Handler = Arc::new(|| (StatusCode::OK, "ok\n".to_owned()));
-        Self { routes: vec![Route { path: "/healthz", listed: true, handler: Some(ok) }], before_metrics: None }
+        Self {
+            routes: vec![Route { path: "/healthz", listed: true, handler: Some(ok) }],
+            before_metrics: None,
+            tls: None,
+        }
     }
 
     /// `/healthz` answers 200 with `body()` (a component says there what it is doing).
@@ -93,6 +104,13 @@ impl Admin {
     /// for probes that use it).
     pub fn healthz_alias(mut self, path: &'static str) -> Self {
         self.routes.push(Route { path, listed: false, handler: None });
+        self
+    }
+
+    /// Serves HTTPS with the certificate of `tls` (what `TlsConfig::admin_tls` gives), or plain
+    /// HTTP when `None`.
+    pub fn tls(mut self, tls: Option<Arc<MutualTls>>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -148,19 +166,36 @@ impl Admin {
             let admin = admin.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (status, body) = admin.respond(req.uri().path());
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-                tokio::select! {
-                    _ = connection => {}
-                    _ = shutdown.cancelled() => {}
+                let Some(tls) = admin.tls.clone() else {
+                    return admin.serve_connection(stream, shutdown).await;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.admin_config());
+                match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => admin.serve_connection(stream, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake refused"),
+                    Err(_) => tracing::debug!("admin TLS handshake timed out"),
                 }
             });
+        }
+    }
+
+    /// Answers the HTTP/1.1 requests of one connection until it closes or `shutdown`.
+    async fn serve_connection<IO>(self: Arc<Self>, io: IO, shutdown: CancellationToken)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let admin = self;
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let (status, body) = admin.respond(req.uri().path());
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = status;
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let io = hyper_util::rt::TokioIo::new(io);
+        let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        tokio::select! {
+            _ = connection => {}
+            _ = shutdown.cancelled() => {}
         }
     }
 }

@@ -5,10 +5,12 @@
 //! component's [`Security`] and, under mutual TLS, accepts only clients whose certificate the
 //! cluster CA signed (`crate::tls`).
 //!
-//! A component calls [`grpc_server`] with the names of the services it serves, adds them (each
-//! wrapped with `.max_decoding_message_size(MAX_REQUEST_BYTES)`) and hands the router to
-//! [`serve`]. Every request is also held to the per-field limits of `proto::limits` by the
-//! generated code's codec (`proto::codec::BoundedCodec`), on every port alike.
+//! A component calls [`grpc_server`] with the names of the services it serves and its
+//! `max_request_bytes`, adds the services (each wrapped with `.max_decoding_message_size` of the
+//! same limit, a backstop) and hands the router to [`serve`]. Every request message is held to
+//! `max_request_bytes` as it arrives ([`RequestLimitLayer`]: RESOURCE_EXHAUSTED naming the size
+//! and the limit) and to the per-field limits of `proto::limits` by the generated code's codec
+//! (`proto::codec::BoundedCodec`), on every port alike.
 //!
 //! Every request that reaches a service carries its [`Peer`] in its extensions (read it with
 //! `Peer::of(&request)`): [`Peer::Verified`] with the identity of the client certificate under
@@ -23,18 +25,31 @@ use tonic::transport::server::{Router, TcpConnectInfo, TcpIncoming};
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
+mod limit;
+
+pub use limit::{LimitedBody, RequestLimit, RequestLimitLayer};
+
 use crate::identity::Peer;
 use crate::tls::{Connection, Security};
 
-/// The router [`grpc_server`] builds: every service behind the [`PeerLayer`] and the
-/// [`crate::authz::AuthzLayer`].
-pub type GrpcRouter = Router<Stack<crate::authz::AuthzLayer, Stack<PeerLayer, Identity>>>;
+/// The router [`grpc_server`] builds: every service behind the [`PeerLayer`], the
+/// [`RequestLimitLayer`] and the [`crate::authz::AuthzLayer`].
+pub type GrpcRouter = Router<Stack<crate::authz::AuthzLayer, Stack<RequestLimitLayer, Stack<PeerLayer, Identity>>>>;
 
-/// Largest request body the transport reads: twice the limit every request is held to
-/// (`proto::limits::MAX_REQUEST_BYTES`, 4 MiB), so a body up to this size is refused by the
-/// codec with INVALID_ARGUMENT naming the limit, and only a larger one by the transport
-/// (OUT_OF_RANGE) without being buffered.
-pub const MAX_REQUEST_BYTES: usize = 2 * proto::limits::MAX_REQUEST_BYTES;
+/// The default of every server's `max_request_bytes`: the gRPC default every client accepts.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = proto::limits::MAX_REQUEST_BYTES;
+
+/// Checks a configured `max_request_bytes`: between `proto::limits::MIN_REQUEST_BYTES_LIMIT`
+/// (1 MiB: components split their batches to other servers below it) and
+/// `proto::limits::MAX_REQUEST_BYTES_LIMIT` (256 MiB). The error is the config's message.
+pub fn check_max_request_bytes(value: usize) -> Result<(), String> {
+    let (min, max) = (proto::limits::MIN_REQUEST_BYTES_LIMIT, proto::limits::MAX_REQUEST_BYTES_LIMIT);
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("must be between {min} (1 MiB) and {max} (256 MiB) bytes, got {value}"))
+    }
+}
 
 /// How often idle connections are pinged, so idle streams (event subscribers) stay open through
 /// middleboxes.
@@ -43,8 +58,9 @@ const HTTP2_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(30);
 /// A server with health and reflection for `services` (full names, `diego.bbs.v1.Bbs`), and the
 /// reporter the component sets their health with (the overall status `""` is SERVING while the
 /// process is up). Reflection advertises exactly `services`, health and reflection: the shared
-/// descriptor set also describes the other components' services.
-pub fn grpc_server(services: &[&'static str]) -> (HealthReporter, GrpcRouter) {
+/// descriptor set also describes the other components' services. Every request message is held
+/// to `max_request_bytes`.
+pub fn grpc_server(services: &[&'static str], max_request_bytes: usize) -> (HealthReporter, GrpcRouter) {
     let (health, health_service) = tonic_health::server::health_reporter();
     let reflection = services
         .iter()
@@ -68,6 +84,7 @@ pub fn grpc_server(services: &[&'static str]) -> (HealthReporter, GrpcRouter) {
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         .layer(PeerLayer)
+        .layer(RequestLimitLayer::new(max_request_bytes))
         // After the peer is known: refuse what its role may not call (`crate::authz`).
         .layer(crate::authz::AuthzLayer)
         .add_service(health_service)
@@ -167,5 +184,19 @@ where
             }
         }
         self.0.call(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_request_bytes_is_between_one_and_256_mib() {
+        for ok in [1 << 20, 4 << 20, 256 << 20] {
+            assert_eq!(super::check_max_request_bytes(ok), Ok(()), "{ok}");
+        }
+        for bad in [0, (1 << 20) - 1, (256 << 20) + 1] {
+            let err = super::check_max_request_bytes(bad).expect_err("out of range");
+            assert!(err.ends_with(&format!("got {bad}")), "{err}");
+        }
     }
 }

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub(crate) use accept::incoming;
+pub(crate) use accept::{HANDSHAKE_TIMEOUT, incoming};
 pub use describe::{describe, tls_failure};
 pub(crate) use dial::Dialer;
 
@@ -274,6 +274,11 @@ impl MutualTls {
 
     pub(crate) fn client_config(&self) -> Arc<rustls::ClientConfig> {
         self.current().client.clone()
+    }
+
+    /// The admin port's HTTPS configuration: this certificate, no client certificate asked for.
+    pub(crate) fn admin_config(&self) -> Arc<rustls::ServerConfig> {
+        self.current().admin.clone()
     }
 }
 

@@ -15,7 +15,7 @@ async fn health_and_reflection_of_exactly_the_named_services() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let (_health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"]);
+    let (_health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"], svc::server::DEFAULT_MAX_REQUEST_BYTES);
     let server = tokio::spawn(svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown.clone()));
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap().connect_lazy();
 

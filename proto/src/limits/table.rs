@@ -2,9 +2,15 @@
 // re-exports all of it, and `build.rs` includes this file to resolve every field's rule once,
 // at build time, into the wire schema the codec walks. Keep it free of crate paths.
 
-/// Largest request any server decodes, in bytes (the gRPC default a client accepts too, so a
-/// request one server accepts can be relayed to the next).
+/// The default largest request message a server accepts, in bytes (its `max_request_bytes`):
+/// the gRPC default a client accepts too, so a request one server accepts can be relayed to the
+/// next.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// The smallest `max_request_bytes` a server may be configured with: components split the
+/// batches they send other servers at three quarters of it (`bounds::CHUNK_BYTES`).
+pub const MIN_REQUEST_BYTES_LIMIT: usize = 1024 * 1024;
+/// The largest `max_request_bytes` a server may be configured with.
+pub const MAX_REQUEST_BYTES_LIMIT: usize = 256 * 1024 * 1024;
 /// Deepest nesting of messages in a request. Below prost's own recursion limit of 100, so a
 /// deep request is refused here with a field path rather than by the decoder.
 pub const MAX_MESSAGE_DEPTH: usize = 80;

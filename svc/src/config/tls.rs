@@ -25,6 +25,10 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// Plaintext, unauthenticated gRPC: for experiments only; every caller may do everything.
     pub insecure_plaintext: bool,
+    /// Serve the admin port (`/healthz`, `/metrics`) over HTTPS with this component's
+    /// certificate (no client certificate asked for). Off by default: probes and scrapers speak
+    /// plain HTTP to it.
+    pub admin: bool,
 }
 
 /// The transport-security flags every binary takes; each one set replaces the file's value.
@@ -42,12 +46,15 @@ pub struct TlsFlags {
     /// Serve and call gRPC in plaintext with no authentication (experiments only).
     #[arg(long = "insecure-plaintext")]
     pub insecure_plaintext: bool,
+    /// Serve the admin port (/healthz, /metrics) over HTTPS with this component's certificate.
+    #[arg(long = "admin-tls")]
+    pub admin_tls: bool,
 }
 
 impl TlsConfig {
     /// Mutual TLS with the files `ca`, `cert` and `key`.
     pub fn mutual(ca: impl Into<PathBuf>, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
-        Self { ca: ca.into(), cert: cert.into(), key: key.into(), insecure_plaintext: false }
+        Self { ca: ca.into(), cert: cert.into(), key: key.into(), insecure_plaintext: false, admin: false }
     }
 
     /// Plaintext, for experiments and tests of plaintext behaviour.
@@ -61,11 +68,19 @@ impl TlsConfig {
         super::set(&mut self.cert, flags.cert);
         super::set(&mut self.key, flags.key);
         self.insecure_plaintext |= flags.insecure_plaintext;
+        self.admin |= flags.admin_tls;
     }
 
     /// The files, if mutual TLS is configured; the refusal names what is missing.
     pub fn files(&self) -> Result<Option<TlsFiles>, ConfigError> {
         if self.insecure_plaintext {
+            if self.admin {
+                return Err(ConfigError::invalid(
+                    "tls",
+                    "admin (--admin-tls) serves the admin port with this component's certificate, \
+                     which --insecure-plaintext leaves out: drop one of the two",
+                ));
+            }
             return Ok(None);
         }
         let missing: Vec<&str> = [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)]
@@ -118,6 +133,15 @@ impl TlsConfig {
         Ok(())
     }
 
+    /// The TLS of the admin port: the component's own certificates (`security`, what
+    /// [`TlsConfig::security`] gave) when `admin` is set, else `None` (plain HTTP).
+    pub fn admin_tls(&self, security: &Security) -> Option<std::sync::Arc<crate::tls::MutualTls>> {
+        match security {
+            Security::Mutual(tls) if self.admin => Some(tls.clone()),
+            _ => None,
+        }
+    }
+
     /// The transport security this configuration asks for, its files loaded and checked now (a
     /// missing file, a key that does not match, an expired certificate: refused with the reason).
     /// Plaintext is logged loudly.
@@ -158,6 +182,23 @@ mod tests {
         assert_eq!(config, TlsConfig::mutual("ca.pem", "other.pem", "k.pem"));
         config.apply(TlsFlags { insecure_plaintext: true, ..TlsFlags::default() });
         assert!(config.insecure_plaintext);
+    }
+
+    #[test]
+    fn admin_tls_needs_the_certificates() {
+        let mut config = TlsConfig::insecure_plaintext();
+        config.apply(TlsFlags { admin_tls: true, ..TlsFlags::default() });
+        let error = config.files().unwrap_err().to_string();
+        assert!(error.contains("--admin-tls") && error.contains("--insecure-plaintext"), "{error}");
+        assert!(config.admin_tls(&Security::Plaintext).is_none());
+        let pki = crate::pki::Pki::for_tests();
+        let tls = pki.test_tls(Role::Bbs, "");
+        let security = tls.security().unwrap();
+        assert!(tls.admin_tls(&security).is_none(), "plain HTTP unless asked for");
+        let admin = TlsConfig { admin: true, ..tls };
+        assert!(admin.admin_tls(&security).is_some());
+        let parsed: TlsConfig = toml::from_str("admin = true").unwrap();
+        assert!(parsed.admin);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reading a component's TLS files and building the rustls server and client configurations from
 //! them: TLS 1.3 only, ALPN `h2`, the ring provider, client certificates required and verified
-//! against the CA bundle, no session resumption.
+//! against the CA bundle, no session resumption. The admin port's configuration (HTTPS for
+//! `/healthz` and `/metrics` when asked for) presents the same certificate over TLS 1.3 with ALPN
+//! `http/1.1` and asks for no client certificate: scrapers and probes carry none.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,8 @@ pub(crate) struct Loaded {
     pub server: Arc<ServerConfig>,
     /// What a client dials with.
     pub client: Arc<ClientConfig>,
+    /// What the admin port accepts with, under `[tls] admin = true`.
+    pub admin: Arc<ServerConfig>,
 }
 
 /// What tells a file changed: its modification time, size and inode (`None`: unreadable).
@@ -152,6 +156,13 @@ pub(crate) fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     server.session_storage = Arc::new(NoServerSessionStorage {});
     server.send_tls13_tickets = 0;
 
+    let mut admin = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified.clone())));
+    admin.alpn_protocols = vec![b"http/1.1".to_vec()];
+
     let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| config(e.to_string()))?;
@@ -163,7 +174,7 @@ pub(crate) fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
     client.alpn_protocols = vec![b"h2".to_vec()];
     client.resumption = Resumption::disabled();
 
-    Ok(Loaded { identity, server: Arc::new(server), client: Arc::new(client) })
+    Ok(Loaded { identity, server: Arc::new(server), client: Arc::new(client), admin: Arc::new(admin) })
 }
 
 /// The CA check of a client certificate, plus: it names exactly one valid `diego://` identity.
