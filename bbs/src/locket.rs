@@ -5,9 +5,13 @@
 //! to live of at most `max_lock_ttl` for a LOCK and `max_presence_ttl` for a PRESENCE, and the
 //! keys the BBS and the auctioneer lead by (`bbs`, `auctioneer`) only as a LOCK and for at most
 //! their own configured TTL, so no client can hold a leader's key for longer than the leader
-//! itself would. A verified caller may lock and release only its own lease
-//! ([`svc::authz::require_own_lease`]): a cell the PRESENCE keyed by its cell id, the
-//! auctioneer the LOCK `auctioneer`; so no client can depose a leader by naming its owner. Terms only increase for a key (the store keeps them across release and expiry).
+//! itself would. A verified caller may lock (and so renew) and release only its own lease and
+//! only as its own identity ([`svc::authz::require_own_lease`]): a cell the PRESENCE keyed by its
+//! cell id, the auctioneer the LOCK `auctioneer`, each with an owner that is its identity URI or
+//! that URI, `#` and an instance (`svc::lease::owner`); so no client can depose a leader, or
+//! another replica of its role under another name, by naming its owner. Fetch and FetchAll, which
+//! show owners, are open to every identity. Terms only increase for a key (the store keeps them
+//! across release and expiry).
 
 use std::time::Duration;
 
@@ -196,9 +200,10 @@ fn status(err: db::Error) -> Status {
 }
 
 /// The resource of a Lock or Release. Lengths and characters were bounded by the codec; the key
-/// and owner must be set, the lease must be `peer`'s own ([`authorize`]), and the key must not be the BBS's own lease, which the BBS takes
-/// through its database and no client may lock or release (a client that learnt the leader's
-/// owner id could otherwise depose it).
+/// and owner must be set, the lease must be `peer`'s own, held as `peer`'s own identity
+/// ([`authorize`]), and the key must not be the BBS's own lease, which the BBS takes through its
+/// database and no client may lock or release (a client that learnt the leader's owner id could
+/// otherwise depose it).
 fn required_resource(resource: Option<api::Resource>, peer: &Peer) -> Result<api::Resource, Status> {
     let resource = resource.ok_or_else(|| invalid(ValidationError::new("resource", "is required")))?;
     for (field, value) in [("resource.key", &resource.key), ("resource.owner", &resource.owner)] {
@@ -216,7 +221,8 @@ fn required_resource(resource: Option<api::Resource>, peer: &Peer) -> Result<api
     Ok(resource)
 }
 
-/// Whether `peer` may lock or release `resource` (its own lease only; any for a plaintext peer).
+/// Whether `peer` may lock or release `resource` (its own lease only, as an owner of its own
+/// identity; any, as any owner, for a plaintext peer).
 fn authorize(peer: &Peer, resource: &api::Resource) -> Result<(), Status> {
     if peer.identity().is_none() {
         return Ok(());
@@ -225,7 +231,7 @@ fn authorize(peer: &Peer, resource: &api::Resource) -> Result<(), Status> {
         LeaseType::Lock => LeaseKind::Lock,
         LeaseType::Presence => LeaseKind::Presence,
     };
-    require_own_lease(peer, &resource.key, kind)
+    require_own_lease(peer, &resource.key, kind, &resource.owner)
 }
 
 #[tonic::async_trait]

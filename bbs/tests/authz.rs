@@ -1,14 +1,16 @@
 //! Authorization: the role table against an explicit expectation for every role and every RPC
 //! the descriptor set declares (a new RPC without a rule fails here), and the BBS handlers'
 //! own-record checks: a `cell-1` peer cannot act on `cell-2`'s instances or tasks, and each
-//! refusal leaves the database as it was. Locket leases are their holders' own. Handlers are
-//! called in-process with the [`Peer`] in the request extensions, as the server's layer leaves
-//! it.
+//! refusal leaves the database as it was. Locket leases are their holders' own, held as their
+//! own identities: in-process, and over real sockets with mutual TLS, where one auctioneer cannot
+//! release another's lock by naming its owner. Handlers are otherwise called in-process with the
+//! [`Peer`] in the request extensions, as the server's layer leaves it.
 
 #[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bbs::grpc::BbsService;
 use bbs::locket::LocketService;
@@ -19,10 +21,14 @@ use prost::Message;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_server::Bbs;
 use proto::pb::locket::v1 as locket;
-use proto::pb::locket::v1::locket_server::Locket;
+use proto::pb::locket::v1::locket_client::LocketClient;
+use proto::pb::locket::v1::locket_server::{Locket, LocketServer};
 use proto::pb::models::v1 as pb;
 use svc::authz::{Rule, check, rule};
 use svc::identity::{Identity, Peer, Role};
+use svc::pki::Pki;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 /// Every method of the four diego services, as full gRPC paths.
@@ -351,16 +357,20 @@ async fn subscribers_are_limited_per_identity(backend: Backend) {
     assert_eq!(ctx.events.subscribers_of(alice), 1);
 }
 
-fn lock_request(key: &str, type_code: locket::TypeCode) -> locket::LockRequest {
+fn lock_request(key: &str, owner: &str, type_code: locket::TypeCode) -> locket::LockRequest {
     locket::LockRequest {
         resource: Some(locket::Resource {
             key: key.into(),
-            owner: "someone".into(),
+            owner: owner.into(),
             value: String::new(),
             type_code: type_code as i32,
         }),
         ttl_in_seconds: 10,
     }
+}
+
+fn release_request(key: &str, owner: &str, type_code: locket::TypeCode) -> locket::ReleaseRequest {
+    locket::ReleaseRequest { resource: lock_request(key, owner, type_code).resource }
 }
 
 async fn locket_leases_are_their_holders_own(backend: Backend) {
@@ -378,24 +388,94 @@ async fn locket_leases_are_their_holders_own(backend: Backend) {
         ("diego://operator/alice", "auctioneer", Lock),
     ];
     for (peer, key, type_code) in refused {
-        let status = service.lock(as_peer(lock_request(key, type_code), peer)).await.unwrap_err();
+        // As its own owner: the key alone is refused.
+        let owner = format!("{peer}#1");
+        let status = service.lock(as_peer(lock_request(key, &owner, type_code), peer)).await.unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{peer} locking {key}: {status:?}");
-        let release = locket::ReleaseRequest { resource: lock_request(key, type_code).resource };
-        let status = service.release(as_peer(release, peer)).await.unwrap_err();
+        let status = service.release(as_peer(release_request(key, &owner, type_code), peer)).await.unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{peer} releasing {key}: {status:?}");
     }
     assert_eq!(h.db.store.fetch_lease("bbs").await.unwrap(), before, "the leader's lease is untouched");
     assert!(h.db.store.fetch_lease("auctioneer").await.is_err(), "nobody took the auctioneer lock");
-    service.lock(as_peer(lock_request("cell-1", Presence), CELL_1)).await.unwrap();
-    service.lock(as_peer(lock_request("auctioneer", Lock), "diego://auctioneer")).await.unwrap();
+    service.lock(as_peer(lock_request("cell-1", "diego://cell/cell-1#1", Presence), CELL_1)).await.unwrap();
+    let auctioneer = "diego://auctioneer";
+    service.lock(as_peer(lock_request("auctioneer", "diego://auctioneer#1", Lock), auctioneer)).await.unwrap();
     let fetch = locket::FetchRequest { key: "auctioneer".into() };
     service.fetch(as_peer(fetch, "diego://reader/bob")).await.unwrap();
-    let release = locket::ReleaseRequest { resource: lock_request("cell-1", Presence).resource };
-    service.release(as_peer(release, CELL_1)).await.unwrap();
+    service.release(as_peer(release_request("cell-1", "diego://cell/cell-1#1", Presence), CELL_1)).await.unwrap();
+}
+
+/// The BBS's Locket over mutual TLS as `diego://bbs` on 127.0.0.1, behind the layers every
+/// server has (the peer of each connection, then authorization), until the token is cancelled.
+async fn serve_tls(h: &Harness) -> (String, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let security = Pki::for_tests().test_tls(Role::Bbs, "").security().unwrap();
+    let (_health, router) =
+        svc::server::grpc_server(&["diego.locket.v1.Locket"], svc::server::DEFAULT_MAX_REQUEST_BYTES);
+    let router = router.add_service(LocketServer::new(LocketService::new(h.db.store.clone())));
+    let stop = CancellationToken::new();
+    let shutdown = stop.clone();
+    tokio::spawn(async move { svc::server::serve(router, listener, &security, shutdown).await });
+    (address, stop)
+}
+
+/// A Locket client at `address` under the certificate of `role` named `name`, and the owner a
+/// process of that identity holds its leases as.
+async fn locket_as(address: &str, role: Role, name: &str) -> (LocketClient<Channel>, String) {
+    let security = Pki::for_tests().test_tls(role, name).security().unwrap();
+    let owner = svc::lease::owner_for(&security);
+    let options = svc::connect::ChannelOptions::new(Duration::from_secs(5), security);
+    let channel = svc::connect::connect(address, &options).await.unwrap();
+    (LocketClient::new(channel), owner)
+}
+
+async fn fetch_owner(client: &mut LocketClient<Channel>, key: &str) -> String {
+    let response = client.fetch(locket::FetchRequest { key: key.into() }).await.unwrap().into_inner();
+    response.resource.unwrap().owner
+}
+
+/// Over real sockets: auctioneer `a` holds the `auctioneer` lock; auctioneer `b`, another named
+/// identity of the same role, sees a's owner through Fetch but can neither release nor renew the
+/// lock as that owner. Leader election between them still works: b's own Lock is refused while a
+/// holds it and succeeds once a releases.
+async fn an_auctioneer_cannot_release_another_auctioneers_lock(backend: Backend) {
+    let Some(h) = Harness::leader(backend).await else { return };
+    let (address, stop) = serve_tls(&h).await;
+    use locket::TypeCode::Lock;
+    let (mut a, a_owner) = locket_as(&address, Role::Auctioneer, "a").await;
+    let (mut b, b_owner) = locket_as(&address, Role::Auctioneer, "b").await;
+    assert!(a_owner.starts_with("diego://auctioneer/a#"), "{a_owner}");
+    let term = a.lock(lock_request("auctioneer", &a_owner, Lock)).await.unwrap().into_inner().term;
+    assert_eq!(fetch_owner(&mut b, "auctioneer").await, a_owner, "Fetch shows the holder's owner");
+
+    let status = b.release(release_request("auctioneer", &a_owner, Lock)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "diego://auctioneer/b may not hold the lease \"auctioneer\" as {a_owner:?}: a lease's owner is its \
+             holder's identity, diego://auctioneer/b or diego://auctioneer/b#<instance>"
+        )
+    );
+    let status = b.lock(lock_request("auctioneer", &a_owner, Lock)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "renewing as a: {status:?}");
+    assert_eq!(fetch_owner(&mut b, "auctioneer").await, a_owner, "a still holds the lock");
+    let lease = h.db.store.fetch_lease("auctioneer").await.unwrap();
+    assert_eq!((lease.owner.as_str(), lease.term), (a_owner.as_str(), term), "nothing was written");
+
+    // The election between the two still works, each as itself.
+    let status = b.lock(lock_request("auctioneer", &b_owner, Lock)).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "a holds it: {status:?}");
+    a.release(release_request("auctioneer", &a_owner, Lock)).await.unwrap();
+    b.lock(lock_request("auctioneer", &b_owner, Lock)).await.unwrap();
+    assert_eq!(fetch_owner(&mut a, "auctioneer").await, b_owner);
+    stop.cancel();
 }
 
 on_every_backend!(
     a_cell_cannot_act_on_another_cells_records,
     subscribers_are_limited_per_identity,
     locket_leases_are_their_holders_own,
+    an_auctioneer_cannot_release_another_auctioneers_lock,
 );

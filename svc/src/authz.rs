@@ -3,9 +3,9 @@
 //! ([`require_own_cell`], [`require_own_lease`]).
 //!
 //! `A` allow, `C` only on the caller's own cell's records (the handler checks the record), `L`
-//! only the caller's own Locket lease (the handler checks the key), `-` refused with
-//! PERMISSION_DENIED. A peer without a verified identity is UNAUTHENTICATED; in
-//! `--insecure-plaintext` mode ([`Peer::Plaintext`]) everything is allowed.
+//! only the caller's own Locket lease, as its own identity (the handler checks the key and the
+//! owner), `-` refused with PERMISSION_DENIED. A peer without a verified identity is
+//! UNAUTHENTICATED; in `--insecure-plaintext` mode ([`Peer::Plaintext`]) everything is allowed.
 //!
 //! | method | bbs | auctioneer | cell | operator | reader |
 //! |---|---|---|---|---|---|
@@ -47,7 +47,15 @@
 //! must name its own cell id (in the instance key, or `cell_id`) or, where the request names
 //! none (`RejectTask`), concern a record stored on its cell. Its `L` lease is the PRESENCE keyed
 //! by its cell id; the BBS's is the LOCK `bbs` and the auctioneer's the LOCK `auctioneer`.
-//! Replicas of one role share its leases: any auctioneer may take over the `auctioneer` lock.
+//!
+//! Locket owners are identities: an `L` call (Lock, which also renews, and Release) must name as
+//! the lease's owner the caller's own identity URI, or that URI, `#` and an instance
+//! (`diego://auctioneer/a#<uuid>`, what [`crate::lease::owner_for`] makes), so no caller can
+//! release or renew a lease another identity holds by naming its owner (which Fetch shows).
+//! Replicas of one role still share its key: any auctioneer may take the `auctioneer` lock when
+//! it is free, and the instance keeps replicas of one identity apart for the election. But
+//! replicas that share one identity (all `diego://auctioneer`) can name each other's owners, so
+//! replicas should carry certificates of distinct names (`diego://auctioneer/a`, `/b`).
 
 use std::fmt;
 use std::task::{Context, Poll};
@@ -66,7 +74,7 @@ pub enum Rule {
     /// Allowed only on records of the caller's own cell; the handler checks the record
     /// ([`require_own_cell`]).
     OwnCell,
-    /// Allowed only on the caller's own Locket lease; the handler checks the key
+    /// Allowed only on the caller's own Locket lease; the handler checks the key and the owner
     /// ([`require_own_lease`]).
     OwnLease,
     /// Refused.
@@ -252,11 +260,13 @@ pub enum LeaseKind {
     Presence,
 }
 
-/// The [`Rule::OwnLease`] check of the Locket's Lock and Release: a cell may hold only the
-/// PRESENCE keyed by its cell id, the BBS only the LOCK [`BBS_LEASE_KEY`] and the auctioneer
-/// only the LOCK [`AUCTIONEER_LEASE_KEY`]. Operators and readers hold no lease; a plaintext
-/// peer may hold any.
-pub fn require_own_lease(peer: &Peer, key: &str, kind: LeaseKind) -> Result<(), Status> {
+/// The [`Rule::OwnLease`] check of the Locket's Lock and Release of the lease `key` of `kind` as
+/// `owner`: a cell may hold only the PRESENCE keyed by its cell id, the BBS only the LOCK
+/// [`BBS_LEASE_KEY`] and the auctioneer only the LOCK [`AUCTIONEER_LEASE_KEY`], and each only as
+/// its own identity: `owner` must be the caller's identity URI or that URI, `#` and an instance
+/// ([`crate::lease::is_own_owner`]). Operators and readers hold no lease; a plaintext peer may
+/// hold any, as any owner.
+pub fn require_own_lease(peer: &Peer, key: &str, kind: LeaseKind, owner: &str) -> Result<(), Status> {
     let Some(identity) = peer.identity() else { return Ok(()) };
     let own = match identity.role() {
         Role::Cell => Some((identity.name(), LeaseKind::Presence)),
@@ -265,7 +275,19 @@ pub fn require_own_lease(peer: &Peer, key: &str, kind: LeaseKind) -> Result<(), 
         Role::Operator | Role::Reader => None,
     };
     match own {
-        Some((own_key, own_kind)) if own_key == key && own_kind == kind => Ok(()),
+        Some((own_key, own_kind)) if own_key == key && own_kind == kind => {
+            if crate::lease::is_own_owner(identity, owner) {
+                Ok(())
+            } else {
+                Err(denied(
+                    identity,
+                    format!(
+                        "hold the lease {key:?} as {owner:?}: a lease's owner is its holder's identity, \
+                         {identity} or {identity}#<instance>"
+                    ),
+                ))
+            }
+        }
         Some((own_key, own_kind)) => {
             let kind = if own_kind == LeaseKind::Lock { "LOCK" } else { "PRESENCE" };
             Err(denied(identity, format!("hold the lease {key:?}: its only lease is the {kind} {own_key:?}")))

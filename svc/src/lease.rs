@@ -19,6 +19,9 @@
 //!
 //! [`LeaseMachine`] is the pure part (no IO, no clock: instants are passed in); the holder drives
 //! it with `tokio::time`.
+//!
+//! A lease's owner names its holder ([`owner`]): under mutual TLS `<identity-uri>#<instance>`
+//! ([`owner_for`] makes a process's), and a caller may lock or release only as its own identity.
 
 use std::time::Duration;
 
@@ -27,8 +30,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub mod locket;
+pub mod owner;
 mod status;
 
+pub use owner::{is_own_owner, owner_for};
 pub use status::HeldStatus;
 
 /// Histogram: how long one acquire-or-renew of a lease took, in seconds; label `key`.

@@ -74,14 +74,61 @@ fn leases_are_their_holders_own() {
         ("diego://reader/bob", "bob", Presence, false),
     ];
     for (uri, key, kind, ok) in cases {
-        let result = require_own_lease(&peer(uri), key, kind);
+        // As its own owner, so only the key and the kind decide.
+        let result = require_own_lease(&peer(uri), key, kind, &format!("{uri}#1"));
         assert_eq!(result.is_ok(), ok, "{uri} {key} {kind:?}: {result:?}");
         if let Err(status) = result {
             assert_eq!(status.code(), Code::PermissionDenied);
             assert!(status.message().starts_with(&format!("{uri} may not hold the lease {key:?}")), "{status:?}");
         }
     }
-    assert!(require_own_lease(&Peer::Plaintext, "bbs", Lock).is_ok());
+    assert!(require_own_lease(&Peer::Plaintext, "bbs", Lock, "anyone").is_ok());
+}
+
+#[test]
+fn a_lease_is_held_only_as_its_holders_own_identity() {
+    use LeaseKind::{Lock, Presence};
+    let cases = [
+        // Its own identity, bare or with an instance.
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://auctioneer/a", true),
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://auctioneer/a#6f1c2a34", true),
+        ("diego://auctioneer", "auctioneer", Lock, "diego://auctioneer#1", true),
+        ("diego://cell/cell-1", "cell-1", Presence, "diego://cell/cell-1#u", true),
+        ("diego://bbs/bbs-0", "bbs", Lock, "diego://bbs/bbs-0#u", true),
+        // Another identity's owner, of the same role or not.
+        ("diego://auctioneer/b", "auctioneer", Lock, "diego://auctioneer/a#6f1c2a34", false),
+        ("diego://auctioneer/b", "auctioneer", Lock, "diego://auctioneer/a", false),
+        ("diego://auctioneer", "auctioneer", Lock, "diego://auctioneer/a#1", false),
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://auctioneer#1", false),
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://bbs#1", false),
+        ("diego://cell/cell-1", "cell-1", Presence, "diego://cell/cell-2#u", false),
+        // Prefix tricks: a longer name, a name with the caller's as its prefix, no instance.
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://auctioneer/a-evil", false),
+        ("diego://auctioneer/ab", "auctioneer", Lock, "diego://auctioneer/a#x", false),
+        ("diego://auctioneer/ab", "auctioneer", Lock, "diego://auctioneer/a#b", false),
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://auctioneer/ab#x", false),
+        ("diego://auctioneer/a", "auctioneer", Lock, "diego://auctioneer/a#", false),
+        ("diego://cell/cell-1", "cell-1", Presence, "diego://cell/cell-10#u", false),
+        // A bare uuid is nobody's identity.
+        ("diego://auctioneer/a", "auctioneer", Lock, "6f1c2a34-0e0b-4d8e-9d0f-0123456789ab", false),
+    ];
+    for (uri, key, kind, owner, ok) in cases {
+        let result = require_own_lease(&peer(uri), key, kind, owner);
+        assert_eq!(result.is_ok(), ok, "{uri} {key} as {owner:?}: {result:?}");
+        if let Err(status) = result {
+            assert_eq!(status.code(), Code::PermissionDenied);
+            assert_eq!(
+                status.message(),
+                format!(
+                    "{uri} may not hold the lease {key:?} as {owner:?}: a lease's owner is its holder's identity, \
+                     {uri} or {uri}#<instance>"
+                ),
+            );
+        }
+    }
+    for owner in ["diego://auctioneer/a#1", "6f1c2a34-0e0b-4d8e-9d0f-0123456789ab", "x"] {
+        assert!(require_own_lease(&Peer::Plaintext, "auctioneer", Lock, owner).is_ok(), "{owner}");
+    }
 }
 
 /// A server with health only, behind a test layer that sets the peer from the `x-test-peer`
