@@ -10,6 +10,7 @@
 //! of skipping it, so a suite can never pass by not running.
 
 pub mod fixtures;
+pub mod inspect;
 
 use crate::{Backend, Keyring, Store, StoreOptions};
 
