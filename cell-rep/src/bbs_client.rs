@@ -87,7 +87,8 @@ pub struct TaskCompletion {
 /// id and sent as JSON, owned by `owner`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceLease {
-    /// The owner (a random uuid per process).
+    /// The owner, one per process; under mutual TLS the cell's own identity and an instance
+    /// (`svc::lease::owner`), or the Locket refuses it.
     pub owner: String,
     /// What the cell announces; its `cell_id` is the lease key.
     pub presence: CellPresence,

@@ -138,7 +138,8 @@ impl std::fmt::Debug for Presence {
 }
 
 impl Presence {
-    /// A presence for `advert` owned by `owner` (a random uuid per process).
+    /// A presence for `advert` owned by `owner`, one per process; under mutual TLS the cell's own
+    /// identity and an instance (`svc::lease::owner`), or the Locket refuses it.
     pub fn new(
         bbs: Arc<dyn BbsClient>,
         advert: &CellAdvert,

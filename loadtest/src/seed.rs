@@ -54,9 +54,11 @@ pub struct SeedingReport {
     pub lrps_per_s: f64,
 }
 
-/// The owner of simulated cell `c`'s presence.
+/// The owner of simulated cell `c`'s presence: the cell's own identity and an instance
+/// (`diego://cell/cell-3#benchmark-bbs`), as the Locket requires of a lease's owner under mutual
+/// TLS (`svc::lease::owner`).
 pub fn presence_owner(c: usize) -> String {
-    format!("benchmark-bbs-rep-{c}")
+    format!("diego://cell/{}#benchmark-bbs", cell_id(c))
 }
 
 fn presence_resource(c: usize) -> locket::Resource {
@@ -258,4 +260,17 @@ pub async fn verify(config: &Config, clients: &Clients) -> anyhow::Result<Durati
         config.desired_lrps
     );
     Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use svc::identity::{Identity, Role};
+
+    #[test]
+    fn a_simulated_cell_owns_its_presence_as_itself() {
+        for c in [0, 3, 999] {
+            let cell = Identity::new(Role::Cell, super::cell_id(c)).unwrap();
+            assert!(svc::lease::is_own_owner(&cell, &super::presence_owner(c)), "{}", super::presence_owner(c));
+        }
+    }
 }

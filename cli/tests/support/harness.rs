@@ -171,7 +171,8 @@ impl Bbs {
             .lock(locket::LockRequest {
                 resource: Some(locket::Resource {
                     key: cell.into(),
-                    owner: cell.into(),
+                    // The cell's own identity: a lease's owner under mutual TLS.
+                    owner: format!("diego://cell/{cell}#cli-test"),
                     value: presence.to_string(),
                     type_code: locket::TypeCode::Presence as i32,
                 }),
