@@ -114,7 +114,7 @@ pub async fn run_with(
     } else {
         config.advertise_address.clone()
     };
-    let owner = uuid::Uuid::new_v4().to_string();
+    let owner = svc::lease::owner_for(&security);
     tracing::info!(grpc = %grpc_address, admin = %admin_address, advertise = %advertise, owner = %owner, bbs = %config.bbs_address, seed = config.seed, "auctioneer starting");
 
     let stop = shutdown.child_token();

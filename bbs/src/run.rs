@@ -114,7 +114,7 @@ pub async fn run(
     let advertise =
         if config.advertise_address.is_empty() { grpc_address.clone() } else { config.advertise_address.clone() };
     let owner =
-        if config.instance_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { config.instance_id.clone() };
+        if config.instance_id.is_empty() { svc::lease::owner_for(&security) } else { config.instance_id.clone() };
     tracing::info!(grpc = %grpc_address, advertise = %advertise, owner = %owner, backend = store.backend().name(), "bbs starting");
 
     let leadership = Leadership::new(store.clone(), owner, advertise, config.lock_ttl, config.lock_retry_interval);

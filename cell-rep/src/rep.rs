@@ -174,7 +174,7 @@ pub async fn run_with(
         placement_tags: config.placement_tags.clone(),
         optional_placement_tags: config.optional_placement_tags.clone(),
     };
-    let owner = uuid::Uuid::new_v4().to_string();
+    let owner = svc::lease::owner_for(&security);
     tracing::info!(cell_id = %cell_id, grpc = %grpc_address, admin = %admin_address, advertise = %rep_address, runtime = deps.runtime.name(), owner = %owner, bbs = %config.bbs_address, "rep starting");
 
     let ctx = Arc::new(RepContext::new(cell.clone(), executor.clone(), Arc::clone(&deps.bbs)));
