@@ -90,7 +90,7 @@ pub async fn fetch_cell_states(
     }
 
     let outcomes = futures::future::join_all(unique.values().map(|presence| async move {
-        let result = tokio::time::timeout(timeout, reps.state(&presence.rep_address)).await;
+        let result = tokio::time::timeout(timeout, reps.state(&presence.cell_id, &presence.rep_address)).await;
         (presence, classify(presence, result, timeout))
     }))
     .await;

@@ -127,8 +127,8 @@ pub struct GrpcLocker {
 }
 
 impl GrpcLocker {
-    /// A client of the Locket at `address` (the BBS address), with `security`; checks the
-    /// address at once.
+    /// A client of the Locket at `address` (the BBS address), with `security` (under mutual
+    /// TLS the server must be a `diego://bbs`); checks the address at once.
     pub fn new(
         address: impl Into<String>,
         timeout: Duration,
@@ -136,7 +136,8 @@ impl GrpcLocker {
     ) -> Result<Self, ClientError> {
         let address = address.into();
         crate::connector::check_address(&address)?;
-        Ok(Self { address, connector: Connector::new(timeout, security) })
+        let options = svc::connect::ChannelOptions::new(timeout, security).expect(svc::identity::Role::Bbs);
+        Ok(Self { address, connector: Connector::with_options(options) })
     }
 
     fn client(&self) -> Result<locket_pb::locket_client::LocketClient<tonic::transport::Channel>, ClientError> {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use proto::pb::rep::v1 as rep_pb;
+use svc::connect::ChannelOptions;
+use svc::identity::Role;
 
 use crate::batch::Work;
 use crate::connector::Connector;
@@ -15,17 +17,24 @@ use crate::error::ClientError;
 use crate::placement::CellState;
 use crate::wire;
 
-/// The rep calls the auctioneer makes, by the rep's address (`CellPresence::rep_address`).
+/// The rep calls the auctioneer makes, to the rep of cell `cell_id` at its address
+/// (`CellPresence::rep_address`).
 pub trait RepClient: Send + Sync + 'static {
     /// The cell's current state, converted for placement. The caller bounds the call with its
     /// per-cell timeout.
-    fn state<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>>;
+    fn state<'a>(&'a self, cell_id: &'a str, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>>;
 
     /// Asks the cell to reserve `work`; returns the part it could not accept.
-    fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>>;
+    fn perform<'a>(
+        &'a self,
+        cell_id: &'a str,
+        address: &'a str,
+        work: Work,
+    ) -> BoxFuture<'a, Result<Work, ClientError>>;
 }
 
-/// The tonic rep client: one lazily connected channel per rep address.
+/// The tonic rep client: one lazily connected channel per rep address and cell. Under mutual TLS
+/// the rep must present the certificate of the cell it is called as (`diego://cell/<cell-id>`).
 #[derive(Debug)]
 pub struct GrpcRepClient {
     connector: Connector,
@@ -36,22 +45,27 @@ impl GrpcRepClient {
     /// A client whose `State` calls time out after `state_timeout` and other calls after
     /// `timeout`, with `security`.
     pub fn new(state_timeout: Duration, timeout: Duration, security: svc::tls::Security) -> Self {
-        Self { connector: Connector::new(timeout, security), state_timeout }
+        let options = ChannelOptions::new(timeout, security).expect(Role::Cell);
+        Self { connector: Connector::with_options(options), state_timeout }
     }
 
-    fn client(&self, address: &str) -> Result<rep_pb::rep_client::RepClient<tonic::transport::Channel>, ClientError> {
-        Ok(rep_pb::rep_client::RepClient::new(self.connector.channel(address)?))
+    fn client(
+        &self,
+        cell_id: &str,
+        address: &str,
+    ) -> Result<rep_pb::rep_client::RepClient<tonic::transport::Channel>, ClientError> {
+        Ok(rep_pb::rep_client::RepClient::new(self.connector.cell_channel(address, cell_id)?))
     }
 }
 
 impl RepClient for GrpcRepClient {
-    fn state<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>> {
+    fn state<'a>(&'a self, cell_id: &'a str, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>> {
         Box::pin(async move {
             let mut request = tonic::Request::new(rep_pb::StateRequest {});
             // Also tell the rep, so it stops working on an answer nobody waits for.
             request.set_timeout(self.state_timeout);
             let state = self
-                .client(address)?
+                .client(cell_id, address)?
                 .state(request)
                 .await
                 .map_err(|status| ClientError::call(format!("rep {address}"), "State", status))?;
@@ -59,7 +73,12 @@ impl RepClient for GrpcRepClient {
         })
     }
 
-    fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>> {
+    fn perform<'a>(
+        &'a self,
+        cell_id: &'a str,
+        address: &'a str,
+        work: Work,
+    ) -> BoxFuture<'a, Result<Work, ClientError>> {
         Box::pin(async move {
             // More work than one request carries goes in several: LRPs first, then tasks.
             let whole = wire::work_to_pb(&work);
@@ -70,7 +89,7 @@ impl RepClient for GrpcRepClient {
                 .map(|lrps| rep_pb::Work { lrps, tasks: Vec::new() })
                 .chain(tasks.into_iter().map(|tasks| rep_pb::Work { lrps: Vec::new(), tasks }));
             let mut refused = Work::default();
-            let mut client = self.client(address)?;
+            let mut client = self.client(cell_id, address)?;
             let mut sent_any = false;
             let mut requests = requests.peekable();
             while let Some(request) = requests.next() {

@@ -205,11 +205,13 @@ impl AuctionRunner {
         let timeout = self.config.perform_timeout;
         let outcomes = futures::future::join_all(per_cell.into_iter().map(|(cell_id, work)| async move {
             let outcome = match addresses.get(&cell_id) {
-                Some(address) => match tokio::time::timeout(timeout, reps.perform(address, work.clone())).await {
-                    Ok(Ok(refused)) => Ok(refused),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("timed out after {timeout:?}")),
-                },
+                Some(address) => {
+                    match tokio::time::timeout(timeout, reps.perform(&cell_id, address, work.clone())).await {
+                        Ok(Ok(refused)) => Ok(refused),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("timed out after {timeout:?}")),
+                    }
+                }
                 None => Err("the cell has no known address".to_owned()),
             };
             (cell_id, work, outcome)

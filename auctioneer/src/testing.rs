@@ -235,7 +235,7 @@ impl FakeReps {
 }
 
 impl RepClient for FakeReps {
-    fn state<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>> {
+    fn state<'a>(&'a self, _cell_id: &'a str, address: &'a str) -> BoxFuture<'a, Result<CellState, ClientError>> {
         locked(&self.state_calls).push(address.to_owned());
         let cell = locked(&self.cells).get(address).cloned();
         Box::pin(async move {
@@ -252,7 +252,12 @@ impl RepClient for FakeReps {
         })
     }
 
-    fn perform<'a>(&'a self, address: &'a str, work: Work) -> BoxFuture<'a, Result<Work, ClientError>> {
+    fn perform<'a>(
+        &'a self,
+        _cell_id: &'a str,
+        address: &'a str,
+        work: Work,
+    ) -> BoxFuture<'a, Result<Work, ClientError>> {
         locked(&self.performs).push((address.to_owned(), work.clone()));
         let behaviour = locked(&self.cells).get(address).map(|c| c.perform).unwrap_or(PerformBehaviour::Fail);
         {

@@ -87,7 +87,7 @@ async fn more_work_than_one_request_carries_goes_in_parts() {
     let cell = Arc::new(CountingCell::default());
     let address = serve(cell.clone()).await;
     let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30), svc::tls::Security::Plaintext);
-    let refused = client.perform(&address, big_work()).await.expect("performed");
+    let refused = client.perform("cell-1", &address, big_work()).await.expect("performed");
     assert_eq!(*cell.calls.lock().unwrap(), vec![(10_000, 0), (10_000, 0), (5_000, 0), (0, 3)]);
     assert_eq!(refused.lrps.len(), 2_500, "each part's refusals come back");
     assert!(refused.lrps.iter().all(|l| l.index == 7));
@@ -99,7 +99,7 @@ async fn a_part_failing_after_others_were_taken_counts_as_refused() {
     let cell = Arc::new(CountingCell { fail_on: Some(2), ..Default::default() });
     let address = serve(cell.clone()).await;
     let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30), svc::tls::Security::Plaintext);
-    let refused = client.perform(&address, big_work()).await.expect("the first part was taken");
+    let refused = client.perform("cell-1", &address, big_work()).await.expect("the first part was taken");
     assert_eq!(cell.calls.lock().unwrap().len(), 2, "nothing is sent after a failed part");
     // Part 1's index-7 refusals, then all of parts 2 and 3 and the tasks.
     assert_eq!(refused.lrps.len(), 1_000 + 15_000);
@@ -111,6 +111,6 @@ async fn a_first_part_failing_fails_the_call() {
     let cell = Arc::new(CountingCell { fail_on: Some(1), ..Default::default() });
     let address = serve(cell.clone()).await;
     let client = GrpcRepClient::new(Duration::from_secs(5), Duration::from_secs(30), svc::tls::Security::Plaintext);
-    assert!(client.perform(&address, big_work()).await.is_err());
+    assert!(client.perform("cell-1", &address, big_work()).await.is_err());
     assert_eq!(cell.calls.lock().unwrap().len(), 1);
 }

@@ -11,7 +11,8 @@ use futures::future::BoxFuture;
 use proto::pb::auctioneer::v1 as auction_pb;
 use proto::pb::models::v1 as models_pb;
 use proto::pb::rep::v1 as rep_pb;
-use svc::connect::ConnectError;
+use svc::connect::{ChannelOptions, ConnectError};
+use svc::identity::Role;
 use svc::tls::Security;
 use tonic::transport::Channel;
 
@@ -51,21 +52,28 @@ pub trait AuctioneerClient: Send + Sync + 'static {
     fn request_task_auctions(&self, requests: Vec<TaskStartRequest>) -> BoxFuture<'_, Result<(), ClientError>>;
 }
 
-/// A rep, addressed by its `rep_address`.
+/// The rep of cell `cell_id`, addressed by its `rep_address`.
 pub trait RepClient: Send + Sync + 'static {
     /// Stops an LRP instance; the rep then removes the actual LRP itself.
     fn stop_lrp_instance<'a>(
         &'a self,
+        cell_id: &'a str,
         rep_address: &'a str,
         process_guid: &'a str,
         instance_guid: &'a str,
         index: i32,
     ) -> BoxFuture<'a, Result<(), ClientError>>;
     /// Cancels a task.
-    fn cancel_task<'a>(&'a self, rep_address: &'a str, task_guid: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
+    fn cancel_task<'a>(
+        &'a self,
+        cell_id: &'a str,
+        rep_address: &'a str,
+        task_guid: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
     /// Pushes new internal routes and metric tags to a running instance.
     fn update_lrp_instance<'a>(
         &'a self,
+        cell_id: &'a str,
         rep_address: &'a str,
         process_guid: &'a str,
         instance_guid: &'a str,
@@ -103,9 +111,11 @@ pub struct GrpcAuctioneerClient<L> {
 }
 
 impl<L: AuctioneerLocator> GrpcAuctioneerClient<L> {
-    /// A client that finds the auctioneer through `locator`, with `security`.
+    /// A client that finds the auctioneer through `locator`, with `security` (under mutual TLS
+    /// the server must present a `diego://auctioneer` certificate).
     pub fn new(locator: L, timeout: Duration, security: Security) -> Self {
-        Self { locator, connector: Connector::new(timeout, security) }
+        let options = ChannelOptions::new(timeout, security).expect(Role::Auctioneer);
+        Self { locator, connector: Connector::with_options(options) }
     }
 
     async fn client(&self) -> Result<(String, auction_pb::auctioneer_client::AuctioneerClient<Channel>), ClientError> {
@@ -158,7 +168,8 @@ impl<L: AuctioneerLocator> AuctioneerClient for GrpcAuctioneerClient<L> {
     }
 }
 
-/// The tonic rep client.
+/// The tonic rep client: one lazily connected channel per rep address and cell. Under mutual TLS
+/// the rep must present the certificate of the cell it is called as (`diego://cell/<cell-id>`).
 pub struct GrpcRepClient {
     connector: Connector,
 }
@@ -166,17 +177,18 @@ pub struct GrpcRepClient {
 impl GrpcRepClient {
     /// A client whose calls time out after `timeout`, with `security`.
     pub fn new(timeout: Duration, security: Security) -> Self {
-        Self { connector: Connector::new(timeout, security) }
+        Self { connector: Connector::with_options(ChannelOptions::new(timeout, security).expect(Role::Cell)) }
     }
 
-    fn client(&self, address: &str) -> Result<rep_pb::rep_client::RepClient<Channel>, ClientError> {
-        Ok(rep_pb::rep_client::RepClient::new(self.connector.channel(address)?))
+    fn client(&self, cell_id: &str, address: &str) -> Result<rep_pb::rep_client::RepClient<Channel>, ClientError> {
+        Ok(rep_pb::rep_client::RepClient::new(self.connector.cell_channel(address, cell_id)?))
     }
 }
 
 impl RepClient for GrpcRepClient {
     fn stop_lrp_instance<'a>(
         &'a self,
+        cell_id: &'a str,
         rep_address: &'a str,
         process_guid: &'a str,
         instance_guid: &'a str,
@@ -188,17 +200,20 @@ impl RepClient for GrpcRepClient {
                 instance_guid: instance_guid.to_owned(),
                 index,
             };
-            self.client(rep_address)?.stop_lrp_instance(request).await.map(|_| ()).map_err(|status| ClientError::Call {
-                peer: format!("rep {rep_address}"),
-                call: "StopLRPInstance",
-                status,
+            self.client(cell_id, rep_address)?.stop_lrp_instance(request).await.map(|_| ()).map_err(|status| {
+                ClientError::Call { peer: format!("rep {rep_address}"), call: "StopLRPInstance", status }
             })
         })
     }
 
-    fn cancel_task<'a>(&'a self, rep_address: &'a str, task_guid: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+    fn cancel_task<'a>(
+        &'a self,
+        cell_id: &'a str,
+        rep_address: &'a str,
+        task_guid: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(async move {
-            self.client(rep_address)?
+            self.client(cell_id, rep_address)?
                 .cancel_task(rep_pb::CancelTaskRequest { task_guid: task_guid.to_owned() })
                 .await
                 .map(|_| ())
@@ -208,6 +223,7 @@ impl RepClient for GrpcRepClient {
 
     fn update_lrp_instance<'a>(
         &'a self,
+        cell_id: &'a str,
         rep_address: &'a str,
         process_guid: &'a str,
         instance_guid: &'a str,
@@ -224,7 +240,7 @@ impl RepClient for GrpcRepClient {
                     .collect(),
                 metric_tags: metric_tags.into_iter().collect(),
             };
-            self.client(rep_address)?.update_lrp_instance(request).await.map(|_| ()).map_err(|status| {
+            self.client(cell_id, rep_address)?.update_lrp_instance(request).await.map(|_| ()).map_err(|status| {
                 ClientError::Call { peer: format!("rep {rep_address}"), call: "UpdateLRPInstance", status }
             })
         })

@@ -136,7 +136,9 @@ impl Context {
         tokio::spawn(async move {
             match cells::rep_address(&store, &cell_id).await {
                 Ok(Some(address)) => {
-                    if let Err(e) = reps.stop_lrp_instance(&address, &process_guid, &instance_guid, index).await {
+                    if let Err(e) =
+                        reps.stop_lrp_instance(&cell_id, &address, &process_guid, &instance_guid, index).await
+                    {
                         tracing::warn!(%cell_id, %process_guid, %instance_guid, index, error = %e, "stop request failed");
                     }
                 }

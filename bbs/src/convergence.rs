@@ -30,7 +30,13 @@ impl Effects for ContextEffects {
                 .ok_or_else(|| EffectError::new(format!("cell {} is gone", stop.cell_id)))?;
             self.0
                 .reps
-                .stop_lrp_instance(&address, stop.process_guid.as_str(), stop.instance_guid.as_str(), stop.index)
+                .stop_lrp_instance(
+                    stop.cell_id.as_str(),
+                    &address,
+                    stop.process_guid.as_str(),
+                    stop.instance_guid.as_str(),
+                    stop.index,
+                )
                 .await
                 .map_err(EffectError::new)
         })

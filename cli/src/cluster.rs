@@ -358,8 +358,10 @@ impl Cluster {
             Some(files) => svc::tls::Security::mutual(files).map_err(|e| ClusterError::Tls(e.to_string()))?,
             None => svc::tls::Security::Plaintext,
         };
-        let options =
-            svc::connect::ChannelOptions { timeout: None, ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT, probe) };
+        let options = svc::connect::ChannelOptions {
+            timeout: None,
+            ..svc::connect::ChannelOptions::new(CONNECT_TIMEOUT, probe).expect(Role::Auctioneer)
+        };
         wait_for("the auctioneer to hold its lock", Duration::from_secs(30), || {
             let (address, options) = (address.clone(), options.clone());
             async move {

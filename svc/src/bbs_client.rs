@@ -12,6 +12,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 use crate::connect::{ChannelOptions, ConnectError, Connector};
+use crate::identity::Role;
 use crate::tls::Security;
 
 /// A failed call through [`BbsChannels`].
@@ -50,13 +51,15 @@ pub struct BbsChannels {
 
 impl BbsChannels {
     /// Channels to the BBS at `address` (`host:port` or an `http://` URL) whose connects and
-    /// calls time out after `timeout`, with `security`. Checks the address now; connects on the
-    /// first call.
+    /// calls time out after `timeout`, with `security`; under mutual TLS the server (the
+    /// configured one and every leader it names) must present a `diego://bbs` certificate.
+    /// Checks the address now; connects on the first call.
     pub fn new(address: impl Into<String>, timeout: Duration, security: Security) -> Result<Self, ConnectError> {
-        Self::with_options(address, ChannelOptions::new(timeout, security))
+        Self::with_options(address, ChannelOptions::new(timeout, security).expect(Role::Bbs))
     }
 
-    /// Channels with `options`.
+    /// Channels with `options` (whose expected server is a BBS unless they say otherwise: see
+    /// [`ChannelOptions::new`]).
     pub fn with_options(address: impl Into<String>, options: ChannelOptions) -> Result<Self, ConnectError> {
         let address = address.into();
         crate::connect::check_address(&address)?;

@@ -7,12 +7,17 @@
 //! - [`ChannelOptions`] holds the timeouts, HTTP/2 settings and [`Security`] of a channel;
 //!   TCP_NODELAY is always on. Under [`Security::Mutual`] every address is dialed with TLS 1.3
 //!   (an `http://` one too), presenting the component's certificate and checking the server's
-//!   against the cluster CA and the address's host; an `https://` address with
-//!   [`Security::Plaintext`] is refused rather than dialed in plaintext.
+//!   against the cluster CA and the address's host, and then its role: the options say which
+//!   server is expected ([`Expected`]; a BBS unless [`ChannelOptions::expect`] names another
+//!   role), so a certificate of the same CA for another role (a cell's) cannot pass for the BBS
+//!   or the auctioneer. An `https://` address with [`Security::Plaintext`] is refused rather than
+//!   dialed in plaintext; plaintext channels check nobody.
 //! - [`lazy`] and [`connect`] build one channel (connecting on the first call, or now).
-//! - [`Connector`] caches lazy channels by address, for clients that call many peers.
+//! - [`Connector`] caches lazy channels by address, for clients that call many peers; its
+//!   [`Connector::cell_channel`] expects exactly the cell it means to call.
 //! - A failed connection says why in one line ([`describe`], also in [`ConnectError`]'s message):
-//!   "server certificate for 127.0.0.1:8889 is not signed by the cluster CA (ca.pem)".
+//!   "server certificate for 127.0.0.1:8889 is not signed by the cluster CA (ca.pem)", "server at
+//!   127.0.0.1:8889 is diego://cell/cell-1, not a bbs".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::identity::{Expected, Identity, Role};
 pub use crate::tls::describe;
 use crate::tls::{Dialer, Security};
 
@@ -67,11 +73,16 @@ pub struct ChannelOptions {
     pub initial_connection_window_size: Option<u32>,
     /// Plaintext, or mutual TLS with the component's certificates.
     pub security: Security,
+    /// Under mutual TLS, the server the certificate must name; a server of another role (or
+    /// another cell) is refused after the handshake. Ignored in plaintext.
+    pub server: Expected,
 }
 
 impl ChannelOptions {
-    /// Connects and calls that time out after `timeout`, with `security` (every caller names
-    /// it: there is no default, so no channel is plaintext by accident).
+    /// Connects and calls to a BBS (its API or its Locket, what most channels call) that time
+    /// out after `timeout`, with `security` (every caller names it: there is no default, so no
+    /// channel is plaintext by accident). A channel to another server says so with
+    /// [`ChannelOptions::expect`].
     pub fn new(timeout: Duration, security: Security) -> Self {
         Self {
             connect_timeout: timeout,
@@ -79,12 +90,29 @@ impl ChannelOptions {
             initial_stream_window_size: None,
             initial_connection_window_size: None,
             security,
+            server: Expected::role(Role::Bbs),
         }
     }
 
     /// The same options with `security`.
     pub fn with_security(self, security: Security) -> Self {
         Self { security, ..self }
+    }
+
+    /// The same options for a server of `role`: a certificate naming another role is refused.
+    pub fn expect(self, role: Role) -> Self {
+        Self { server: Expected::role(role), ..self }
+    }
+
+    /// The same options for a server of any of `roles` (a client that calls several kinds of
+    /// server on one set of options).
+    pub fn expect_any(self, roles: impl IntoIterator<Item = Role>) -> Self {
+        Self { server: Expected::Roles(roles.into_iter().collect()), ..self }
+    }
+
+    /// The same options for exactly the server `identity` (e.g. `diego://cell/cell-1`).
+    pub fn expect_identity(self, identity: Identity) -> Self {
+        Self { server: Expected::Identity(identity), ..self }
     }
 }
 
@@ -152,7 +180,7 @@ pub fn lazy(address: &str, options: &ChannelOptions) -> Result<Channel, ConnectE
     let endpoint = endpoint(address, options)?;
     Ok(match &options.security {
         Security::Plaintext => endpoint.connect_lazy(),
-        Security::Mutual(tls) => endpoint.connect_with_connector_lazy(Dialer::new(tls.clone())),
+        Security::Mutual(tls) => endpoint.connect_with_connector_lazy(Dialer::new(tls.clone(), options.server.clone())),
     })
 }
 
@@ -163,7 +191,9 @@ pub async fn connect(address: &str, options: &ChannelOptions) -> Result<Channel,
     let connecting = async {
         match &options.security {
             Security::Plaintext => endpoint.connect().await,
-            Security::Mutual(tls) => endpoint.connect_with_connector(Dialer::new(tls.clone())).await,
+            Security::Mutual(tls) => {
+                endpoint.connect_with_connector(Dialer::new(tls.clone(), options.server.clone())).await
+            }
         }
     };
     match tokio::time::timeout(options.connect_timeout, connecting).await {
@@ -178,15 +208,17 @@ pub async fn connect(address: &str, options: &ChannelOptions) -> Result<Channel,
 /// of churn.
 const MAX_CACHED_CHANNELS: usize = 10_000;
 
-/// Lazy channels cached by address, all with the same options.
+/// Lazy channels cached by address, all with the same options (and, for
+/// [`Connector::cell_channel`], by the cell expected there).
 #[derive(Debug)]
 pub struct Connector {
     options: ChannelOptions,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(String, Option<Identity>), Channel>>,
 }
 
 impl Connector {
-    /// A connector whose connects and calls time out after `timeout`, with `security`.
+    /// A connector to BBSes whose connects and calls time out after `timeout`, with `security`
+    /// (see [`ChannelOptions::new`]; [`Connector::with_options`] for other servers).
     pub fn new(timeout: Duration, security: Security) -> Self {
         Self::with_options(ChannelOptions::new(timeout, security))
     }
@@ -201,18 +233,43 @@ impl Connector {
         &self.options
     }
 
-    /// The channel to `address`, created lazily and reused. Must be called inside a tokio
-    /// runtime.
+    /// The channel to `address`, created lazily and reused, expecting the options' server. Must
+    /// be called inside a tokio runtime.
     pub fn channel(&self, address: &str) -> Result<Channel, ConnectError> {
+        self.get_or_insert(address, None)
+    }
+
+    /// The channel to the rep of cell `cell_id` at `address`, created lazily and reused: under
+    /// mutual TLS its server must be exactly `diego://cell/<cell_id>`, so neither another role
+    /// nor another cell (one that took over the address) is called in its place. A cell id no
+    /// certificate can name is refused under mutual TLS; in plaintext nothing is checked. Must be
+    /// called inside a tokio runtime.
+    pub fn cell_channel(&self, address: &str, cell_id: &str) -> Result<Channel, ConnectError> {
+        if !self.options.security.is_mutual() {
+            return self.channel(address);
+        }
+        let identity = Identity::new(Role::Cell, cell_id).map_err(|e| ConnectError::BadAddress {
+            address: address.to_owned(),
+            reason: format!("cell id {cell_id:?} cannot be a certificate identity: {e}"),
+        })?;
+        self.get_or_insert(address, Some(identity))
+    }
+
+    /// The cached channel to `address` expecting `identity` (`None`: the options' server).
+    fn get_or_insert(&self, address: &str, identity: Option<Identity>) -> Result<Channel, ConnectError> {
+        let key = (address.to_owned(), identity);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(channel) = channels.get(address) {
+        if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
-        let channel = lazy(address, &self.options)?;
+        let channel = match &key.1 {
+            None => lazy(address, &self.options)?,
+            Some(identity) => lazy(address, &self.options.clone().expect_identity(identity.clone()))?,
+        };
         if channels.len() >= MAX_CACHED_CHANNELS {
             channels.clear();
         }
-        channels.insert(address.to_owned(), channel.clone());
+        channels.insert(key, channel.clone());
         Ok(channel)
     }
 
@@ -256,6 +313,38 @@ mod tests {
         connector.channel("http://127.0.0.1:2").expect("valid url");
         connector.channel("127.0.0.1:1").expect("cached");
         assert_eq!(connector.cached(), 2);
+    }
+
+    #[tokio::test]
+    async fn cell_channels_are_cached_per_address_and_cell_under_mutual_tls() {
+        let plaintext = Connector::new(Duration::from_secs(1), Security::Plaintext);
+        plaintext.cell_channel("127.0.0.1:1", "cell-1").expect("plaintext checks no cell");
+        plaintext.cell_channel("127.0.0.1:1", "cell 2/odd").expect("any cell id in plaintext");
+        plaintext.channel("127.0.0.1:1").expect("the same channel");
+        assert_eq!(plaintext.cached(), 1);
+
+        let tls = crate::pki::Pki::for_tests().test_tls(Role::Bbs, "").security().expect("loads");
+        let options = ChannelOptions::new(Duration::from_secs(1), tls).expect(Role::Cell);
+        assert_eq!(options.server, Expected::role(Role::Cell));
+        let mutual = Connector::with_options(options);
+        mutual.cell_channel("127.0.0.1:1", "cell-1").expect("cell-1");
+        mutual.cell_channel("127.0.0.1:1", "cell-1").expect("cached");
+        mutual.cell_channel("127.0.0.1:1", "cell-2").expect("another cell at the same address");
+        mutual.channel("127.0.0.1:1").expect("any cell");
+        assert_eq!(mutual.cached(), 3);
+        let error = mutual.cell_channel("127.0.0.1:1", "cell 2/odd").unwrap_err();
+        assert!(error.to_string().contains("cannot be a certificate identity"), "{error}");
+    }
+
+    #[test]
+    fn options_expect_a_bbs_unless_told_otherwise() {
+        let options = ChannelOptions::new(Duration::from_secs(1), Security::Plaintext);
+        assert_eq!(options.server, Expected::role(Role::Bbs));
+        assert_eq!(options.clone().expect(Role::Auctioneer).server, Expected::role(Role::Auctioneer));
+        let any = options.clone().expect_any([Role::Bbs, Role::Cell]).server;
+        assert_eq!(any, Expected::Roles(vec![Role::Bbs, Role::Cell]));
+        let cell = Identity::new(Role::Cell, "cell-1").unwrap();
+        assert_eq!(options.expect_identity(cell.clone()).server, Expected::Identity(cell));
     }
 
     #[tokio::test]

@@ -11,6 +11,9 @@
 //! A cell and the two operator roles must carry a name: the cell's name is the cell id it may act
 //! for, and an operator's name is what logs and refusals show. Names are 1 to 128 characters of
 //! `[A-Za-z0-9._-]`, the alphabet of cell ids.
+//!
+//! Clients check the other direction with [`Expected`]: a server's certificate names an identity
+//! too, and a client accepts only the role (or the exact cell) it meant to call.
 
 use std::fmt;
 
@@ -148,6 +151,50 @@ impl fmt::Display for Identity {
     }
 }
 
+/// Whom a client accepts as the server of a mutual TLS channel, by the identity its certificate
+/// names: the CA and the dialed host are checked by the handshake, this checks the role, so a
+/// cell's certificate cannot pass for the BBS (see [`crate::connect::ChannelOptions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Expected {
+    /// A server of one of these roles.
+    Roles(Vec<Role>),
+    /// Exactly this identity (the rep of one cell: `diego://cell/<cell-id>`).
+    Identity(Identity),
+}
+
+impl Expected {
+    /// A server of `role`.
+    pub fn role(role: Role) -> Self {
+        Expected::Roles(vec![role])
+    }
+
+    /// Whether a server naming `identity` is the one expected.
+    pub fn admits(&self, identity: &Identity) -> bool {
+        match self {
+            Expected::Roles(roles) => roles.contains(&identity.role()),
+            Expected::Identity(expected) => expected == identity,
+        }
+    }
+}
+
+/// "a bbs", "a bbs or an auctioneer", "diego://cell/cell-1".
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expected::Identity(identity) => identity.fmt(f),
+            Expected::Roles(roles) if roles.is_empty() => f.write_str("no server at all"),
+            Expected::Roles(roles) => {
+                for (i, role) in roles.iter().enumerate() {
+                    let article = if role.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+                    let separator = if i == 0 { "" } else { " or " };
+                    write!(f, "{separator}{article} {role}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What a server knows of the peer of a request, put into every request's extensions by the
 /// server builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +271,27 @@ mod tests {
         }
         assert!(matches!(Identity::new(Role::Cell, "x".repeat(129)), Err(IdentityError::BadName(_))));
         assert!(Identity::new(Role::Cell, "x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn a_server_is_expected_by_role_or_by_identity() {
+        let (bbs, named_bbs) =
+            (Identity::parse_uri("diego://bbs").unwrap(), Identity::parse_uri("diego://bbs/b0").unwrap());
+        let (cell, other_cell) =
+            (Identity::parse_uri("diego://cell/cell-1").unwrap(), Identity::parse_uri("diego://cell/cell-2").unwrap());
+        let a_bbs = Expected::role(Role::Bbs);
+        assert!(a_bbs.admits(&bbs) && a_bbs.admits(&named_bbs));
+        assert!(!a_bbs.admits(&cell));
+        let exactly = Expected::Identity(cell.clone());
+        assert!(exactly.admits(&cell));
+        assert!(!exactly.admits(&other_cell));
+        let either = Expected::Roles(vec![Role::Bbs, Role::Auctioneer]);
+        assert!(either.admits(&bbs) && !either.admits(&cell));
+        assert!(!Expected::Roles(Vec::new()).admits(&bbs));
+
+        assert_eq!(a_bbs.to_string(), "a bbs");
+        assert_eq!(either.to_string(), "a bbs or an auctioneer");
+        assert_eq!(exactly.to_string(), "diego://cell/cell-1");
     }
 
     #[test]

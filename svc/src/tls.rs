@@ -4,9 +4,11 @@
 //! Every server ([`crate::server::serve`]) and every outbound channel ([`crate::connect`]) takes a
 //! [`Security`]. Under [`Security::Mutual`] both sides speak TLS 1.3 only (ALPN `h2`, the ring
 //! provider), each presents its certificate, and each verifies the other's against the cluster CA
-//! bundle: a client the server's name (the host of the dialed address, DNS or IP), a server the
-//! client's `diego://` URI SAN (see [`crate::identity`]), which becomes the request's
-//! [`Peer::Verified`]. Session resumption is off, so every connection is verified in full.
+//! bundle: a client the server's name (the host of the dialed address, DNS or IP) and then the
+//! role its `diego://` URI SAN names (the [`crate::identity::Expected`] server of the channel's
+//! options), a server the client's `diego://` URI SAN (see [`crate::identity`]), which becomes the
+//! request's [`Peer::Verified`]. Session resumption is off, so every connection is verified in
+//! full.
 //!
 //! [`Security::mutual`] reads and checks the files once at start, so a component refuses to start
 //! with one line naming the file and what is wrong with it. After that the files are watched: at

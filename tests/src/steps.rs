@@ -104,7 +104,8 @@ pub async fn rep_client(
     cluster: &Cluster,
     address: &str,
 ) -> Option<proto::pb::rep::v1::rep_client::RepClient<tonic::transport::Channel>> {
-    let options = svc::connect::ChannelOptions::new(Duration::from_secs(5), cluster.operator_security().clone());
+    let options = svc::connect::ChannelOptions::new(Duration::from_secs(5), cluster.operator_security().clone())
+        .expect(svc::identity::Role::Cell);
     let channel = svc::connect::connect(address, &options).await.ok()?;
     Some(proto::pb::rep::v1::rep_client::RepClient::new(channel))
 }

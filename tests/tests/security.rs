@@ -102,10 +102,12 @@ async fn no_certificate_another_ca_or_an_expired_one_is_refused_on_every_port(ba
     cluster.shutdown().await;
 }
 
-/// A channel to `address` as the identity of `role` named `name`, certified by the cluster.
-fn channel_as(cluster: &Cluster, address: &str, role: Role, name: &str) -> Channel {
+/// A channel to the server of role `server` at `address` as the identity of `role` named `name`,
+/// certified by the cluster.
+fn channel_as(cluster: &Cluster, address: &str, server: Role, role: Role, name: &str) -> Channel {
     let security = cluster.tls_for(role, name).expect("certificate").security().expect("loads");
-    svc::connect::lazy(address, &svc::connect::ChannelOptions::new(Duration::from_secs(10), security)).expect("channel")
+    let options = svc::connect::ChannelOptions::new(Duration::from_secs(10), security).expect(server);
+    svc::connect::lazy(address, &options).expect("channel")
 }
 
 fn assert_denied<T: std::fmt::Debug>(what: &str, result: Result<T, tonic::Status>, names: &str) {
@@ -156,7 +158,7 @@ async fn each_identity_may_do_only_what_its_role_needs_and_a_refusal_writes_noth
     let intruder = if owner == "cell-0" { "cell-1" } else { "cell-0" };
     let before = snapshot(&cluster).await;
 
-    let mut cell = BbsClient::new(channel_as(&cluster, &cluster.bbs_address, Role::Cell, intruder));
+    let mut cell = BbsClient::new(channel_as(&cluster, &cluster.bbs_address, Role::Bbs, Role::Cell, intruder));
     let key = theirs.actual_lrp_key.clone();
     let instance_key = theirs.actual_lrp_instance_key.clone();
     let who = format!("diego://cell/{intruder}");
@@ -198,12 +200,17 @@ async fn each_identity_may_do_only_what_its_role_needs_and_a_refusal_writes_noth
     );
 
     // An operator may not make a rep run anything: only the auctioneer may.
-    let mut to_rep =
-        rep::rep_client::RepClient::new(channel_as(&cluster, &cluster.reps[0].address, Role::Operator, "operator"));
+    let mut to_rep = rep::rep_client::RepClient::new(channel_as(
+        &cluster,
+        &cluster.reps[0].address,
+        Role::Cell,
+        Role::Operator,
+        "operator",
+    ));
     assert_denied("an operator calling Perform", to_rep.perform(rep::Work::default()).await, "Perform");
 
     // A read-only operator reads, and may not desire.
-    let mut reader = BbsClient::new(channel_as(&cluster, &cluster.bbs_address, Role::Reader, "auditor"));
+    let mut reader = BbsClient::new(channel_as(&cluster, &cluster.bbs_address, Role::Bbs, Role::Reader, "auditor"));
     reader.actual_lr_ps(api::ActualLrPsRequest::default()).await.expect("a reader reads");
     assert_denied(
         "a reader desiring",

@@ -211,7 +211,8 @@ fn push_instance_updates(ctx: &Context, desired: &DesiredLrp, instances: &[Actua
             (key.cell_id.to_string(), lrp.key.process_guid.to_string(), key.instance_guid.to_string(), routes.clone());
         tokio::spawn(async move {
             if let Ok(Some(address)) = crate::cells::rep_address(&store, &cell).await
-                && let Err(e) = reps.update_lrp_instance(&address, &process_guid, &instance_guid, routes, tags).await
+                && let Err(e) =
+                    reps.update_lrp_instance(&cell, &address, &process_guid, &instance_guid, routes, tags).await
             {
                 tracing::warn!(cell_id = %cell, %process_guid, %instance_guid, error = %e, "instance update failed");
             }

@@ -202,7 +202,7 @@ fn cancel_on_rep(ctx: &Context, cell_id: String, task_guid: String) {
     let (store, reps) = (ctx.reader().clone(), ctx.reps.clone());
     tokio::spawn(async move {
         match cells::rep_address(&store, &cell_id).await {
-            Ok(Some(address)) => match reps.cancel_task(&address, &task_guid).await {
+            Ok(Some(address)) => match reps.cancel_task(&cell_id, &address, &task_guid).await {
                 Ok(()) => tracing::info!(%cell_id, %task_guid, "rep cancelled the task"),
                 Err(e) => tracing::warn!(%cell_id, %task_guid, error = %e, "rep cancel request failed"),
             },

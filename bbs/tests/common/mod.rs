@@ -182,6 +182,7 @@ impl RecordingRep {
 impl RepClient for RecordingRep {
     fn stop_lrp_instance<'a>(
         &'a self,
+        _cell_id: &'a str,
         rep_address: &'a str,
         process_guid: &'a str,
         instance_guid: &'a str,
@@ -196,13 +197,19 @@ impl RepClient for RecordingRep {
         Box::pin(async { Ok(()) })
     }
 
-    fn cancel_task<'a>(&'a self, rep_address: &'a str, task_guid: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+    fn cancel_task<'a>(
+        &'a self,
+        _cell_id: &'a str,
+        rep_address: &'a str,
+        task_guid: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
         lock(&self.calls).push(RepCall::Cancel { address: rep_address.to_owned(), task_guid: task_guid.to_owned() });
         Box::pin(async { Ok(()) })
     }
 
     fn update_lrp_instance<'a>(
         &'a self,
+        _cell_id: &'a str,
         rep_address: &'a str,
         process_guid: &'a str,
         instance_guid: &'a str,
