@@ -3,10 +3,13 @@
 //! and offers the faults the end-to-end suite needs (kill a rep, bring it back, evacuate one,
 //! stop the auctioneer). [`eventually`] polls with bounded patience; [`steps`] are what the
 //! tests do through the BBS and wait for; [`fixtures`] the desired LRPs and tasks they run.
+//! [`hosts`] is the multi-host harness: hosts as network namespaces on a userspace switch, the
+//! real binaries running in them (docs/multihost.md).
 
 pub mod cluster;
 pub mod eventually;
 pub mod fixtures;
+pub mod hosts;
 pub mod probe;
 pub mod scratch;
 pub mod steps;
