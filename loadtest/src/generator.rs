@@ -102,7 +102,8 @@ pub fn cell_address(c: usize) -> String {
 /// What the rep of LRP `i`'s cell reports when the instance runs. A pure function of `i` and
 /// its cell, so the periodic re-assert of a RUNNING instance is a no-op in the BBS.
 pub fn start_request(i: usize, cell: usize, instance_guid: &str) -> api::StartActualLrpRequest {
-    let host_port = 61_000 + (i % 4_000) as u32 * 2;
+    // Two ports per instance from Diego's host port range: 61000-64999, below 65535.
+    let host_port = 61_000 + (i % 2_000) as u32 * 2;
     api::StartActualLrpRequest {
         actual_lrp_key: Some(actual_key(i)),
         actual_lrp_instance_key: Some(instance_key(cell, instance_guid)),
@@ -366,5 +367,17 @@ mod tests {
         assert_eq!(cell_address(300), "10.1.1.44");
         let start = start_request(5, 300, "ig");
         assert_eq!(start.actual_lrp_net_info.unwrap().address, "10.1.1.44");
+    }
+
+    #[test]
+    fn every_start_request_passes_the_wire_bounds() {
+        let name = <api::StartActualLrpRequest as prost::Name>::full_name();
+        for i in 0..10_000 {
+            let start = start_request(i, i % 50, "instance-guid");
+            let bytes = prost::Message::encode_to_vec(&start);
+            if let Err(e) = proto::bounds::check_request(&name, &bytes) {
+                panic!("LRP {i}'s start is refused: {e}");
+            }
+        }
     }
 }
