@@ -114,11 +114,16 @@ pub struct BbsArgs {
     /// with --bbs-address --tls (e.g. made by `diego certs init --dir D`).
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
-    /// Run the same workload twice against in-process BBSs, plaintext then mutual TLS, each on a
-    /// fresh database, and report per operation the TLS/plaintext ratios (<output>/plaintext,
-    /// <output>/mutual-tls, then <output>/comparison.txt and comparison.json).
+    /// Run the same workload against in-process BBSs plaintext and under mutual TLS, --rounds
+    /// times each in ABBA order (plaintext, TLS, TLS, plaintext, ...), each run on a fresh
+    /// database, and report per operation the TLS/plaintext ratios per round and their median
+    /// (<output>/round-<n>/plaintext, <output>/round-<n>/mutual-tls, then
+    /// <output>/comparison.txt and comparison.json).
     #[arg(long)]
     pub compare_tls: bool,
+    /// Rounds of --compare-tls (one plaintext and one TLS run each).
+    #[arg(long, value_name = "N", default_value_t = crate::compare::DEFAULT_ROUNDS, requires = "compare_tls")]
+    pub rounds: usize,
 }
 
 impl From<BbsArgs> for Config {
@@ -150,6 +155,7 @@ impl From<BbsArgs> for Config {
             tls: a.tls,
             tls_dir: a.tls_dir,
             compare_tls: a.compare_tls,
+            rounds: a.rounds,
         }
     }
 }
@@ -191,5 +197,17 @@ mod tests {
         let config = Config::from(cli.bbs);
         assert_eq!((config.cells, config.desired_lrps, config.trials, config.seed), (1000, 250_000, 3, 9));
         assert_eq!(config.output, PathBuf::from("out"));
+    }
+
+    #[test]
+    fn rounds_need_compare_tls() {
+        let cli = Cli::parse_from(["benchmark-bbs", "--compare-tls", "--rounds", "5"]);
+        let config = Config::from(cli.bbs);
+        assert_eq!((config.compare_tls, config.rounds), (true, 5));
+        assert_eq!(Config::from(Cli::parse_from(["benchmark-bbs", "--compare-tls"]).bbs).rounds, 3);
+        let err = Cli::try_parse_from(["benchmark-bbs", "--rounds", "5"]).expect_err("--rounds alone is refused");
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{err}");
+        let zero = Config::from(Cli::parse_from(["benchmark-bbs", "--compare-tls", "--rounds", "0"]).bbs);
+        assert!(zero.validate().unwrap_err().to_string().contains("--rounds"));
     }
 }

@@ -1,16 +1,28 @@
-//! `--compare-tls`: the same workload twice against an in-process BBS on the same backend,
-//! plaintext then mutual TLS, each on a fresh database, and per operation the TLS/plaintext
-//! ratios of the latencies and the throughput.
+//! `--compare-tls`: the same workload against an in-process BBS on the same backend, plaintext
+//! and under mutual TLS, for `--rounds` rounds, each run on a fresh database, and per operation
+//! the TLS/plaintext ratios of the latencies and the throughput, per round and their median.
 //!
-//! Both runs use the same connection layout ([`crate::target::Clients`]: `connections` operator
+//! Every run uses the same connection layout ([`crate::target::Clients`]: `connections` operator
 //! connections plus one per simulated cell), so the ratios measure the TLS cost (handshakes,
 //! record encryption, certificate checks, the per-request authorization) and nothing else. The
 //! figures the issue asks for are [`HEADLINE`]: the rep's per-cell fetch, `DesireLRP` and
-//! `StartActualLRP`, whose mean-latency ratios should stay within [`TARGET_RATIO`].
+//! `StartActualLRP`.
 //!
-//! Files: `<output>/plaintext/` and `<output>/mutual-tls/` hold each run's own table, JSON and
-//! charts; `<output>/comparison.txt` and `<output>/comparison.json` the comparison. The TLS run's
-//! certificates are issued into `--tls-dir` (default `<output>/tls`).
+//! One pair of runs is not a measurement on a shared machine: run-to-run noise is larger than the
+//! cost of TLS, and whichever mode runs first meets a colder system. So the runs alternate in
+//! ABBA order ([`order`]: plaintext then TLS in odd rounds, TLS then plaintext in even ones),
+//! which spreads a drift over the command evenly over both modes, and the figures are medians
+//! over the rounds ([`median`]), which one disturbed round cannot move.
+//!
+//! The verdict ([`Headline::within_target`]) is the median over the rounds of the ratio of the
+//! *median* latencies (p50) against [`TARGET_RATIO`]. The ratio of the means is reported next to
+//! it, but it does not decide: TLS adds its cost to every call, so it moves the median as much as
+//! the mean, while the mean also absorbs the rare stalls of a shared machine (another job taking
+//! a core, a database checkpoint), which land on whichever run they happen to hit.
+//!
+//! Files: `<output>/round-<n>/plaintext/` and `<output>/round-<n>/mutual-tls/` hold each run's
+//! own table, JSON and charts; `<output>/comparison.txt` and `<output>/comparison.json` the
+//! comparison. The TLS runs' certificates are issued into `--tls-dir` (default `<output>/tls`).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -19,13 +31,19 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::{Config, SeedVia};
-use crate::format::{ms, ratio};
+use crate::format::ms;
 use crate::report::{Report, target_line};
 use crate::seed::ops as seed;
 use crate::workload::ops as work;
 
-/// The ratio the issue's target allows for the headline operations (TLS mean / plaintext mean).
+/// The ratio the issue's target allows for the headline operations (TLS / plaintext latency).
 pub const TARGET_RATIO: f64 = 1.2;
+
+/// Rounds of `--compare-tls` unless `--rounds` says otherwise.
+pub const DEFAULT_ROUNDS: usize = 3;
+
+/// The latency statistic whose ratio decides the verdict (see the module documentation).
+pub const VERDICT_ON: &str = "p50";
 
 /// The operations the issue's closing note reports, with what they stand for: the rep's
 /// per-cell fetch (`ActualLRPs{cell_id}` in the trials), `DesireLRP` (while seeding) and the
@@ -40,7 +58,67 @@ pub const HEADLINE: [(&str, &str); 3] = [
 /// do not touch the transport and are left out).
 const GRPC_PHASES: [&str; 3] = ["setup", "trials", "quiet"];
 
-/// One side of an operation's comparison.
+/// The transport of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plaintext.
+    Plaintext,
+    /// Mutual TLS on every call.
+    MutualTls,
+}
+
+impl Mode {
+    /// The run's directory under `<output>/round-<n>/`.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Mode::Plaintext => "plaintext",
+            Mode::MutualTls => "mutual-tls",
+        }
+    }
+
+    /// For people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Plaintext => "plaintext",
+            Mode::MutualTls => "mutual TLS",
+        }
+    }
+}
+
+/// The runs of `rounds` rounds in the order they run, as `(round, mode)` with rounds counted
+/// from 1: ABBA, i.e. plaintext then TLS in odd rounds and TLS then plaintext in even ones
+/// (plaintext, TLS, TLS, plaintext, plaintext, TLS, ...). Each mode runs first in half the rounds
+/// (one more for plaintext when the count is odd), and a drift over the command falls on both
+/// modes alike.
+pub fn order(rounds: usize) -> Vec<(usize, Mode)> {
+    (1..=rounds)
+        .flat_map(|round| {
+            let pair =
+                if round % 2 == 1 { [Mode::Plaintext, Mode::MutualTls] } else { [Mode::MutualTls, Mode::Plaintext] };
+            pair.map(|mode| (round, mode))
+        })
+        .collect()
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` for none.
+/// Values that are not numbers are left out.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 })
+}
+
+/// Whether a ratio is within [`TARGET_RATIO`] (`None`, nothing measured, is not).
+pub fn within(ratio: Option<f64>) -> bool {
+    ratio.is_some_and(|r| r <= TARGET_RATIO)
+}
+
+/// One side of an operation's comparison in one round.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Side {
     /// Successful calls.
@@ -58,7 +136,7 @@ pub struct Side {
     pub throughput_per_s: Option<f64>,
 }
 
-/// One operation measured in both runs.
+/// One operation measured in both runs of a round.
 #[derive(Debug, Clone, Serialize)]
 pub struct OperationRatio {
     /// The operation (as in the runs' reports).
@@ -79,6 +157,113 @@ pub struct OperationRatio {
     pub throughput_ratio: Option<f64>,
 }
 
+/// One round: a plaintext run and a TLS run, each on a fresh database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// The round, from 1.
+    pub number: usize,
+    /// The mode that ran first ([`order`]).
+    pub first: Mode,
+    /// Whether the plaintext run passed (no errors, events within tolerance).
+    pub plaintext_ok: bool,
+    /// Whether the TLS run passed.
+    pub tls_ok: bool,
+    /// Wall time of the plaintext run, in seconds.
+    pub plaintext_wall_time_s: f64,
+    /// Wall time of the TLS run, in seconds.
+    pub tls_wall_time_s: f64,
+    /// The plaintext run's directory.
+    pub plaintext_dir: PathBuf,
+    /// The TLS run's directory.
+    pub tls_dir: PathBuf,
+    /// Every gRPC operation both runs measured, with this round's ratios.
+    pub operations: Vec<OperationRatio>,
+    /// The plaintext run's report (its operations, events, seeding).
+    #[serde(skip)]
+    pub plaintext: Report,
+    /// The TLS run's report.
+    #[serde(skip)]
+    pub tls: Report,
+}
+
+/// One side of an operation over the rounds: the medians of each round's figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Medians {
+    /// Median over the rounds of the mean latency.
+    pub mean_ms: Option<f64>,
+    /// Median over the rounds of the median latency.
+    pub p50_ms: Option<f64>,
+    /// Median over the rounds of the 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Median over the rounds of the throughput.
+    pub throughput_per_s: Option<f64>,
+}
+
+/// A TLS/plaintext ratio over the rounds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Ratios {
+    /// Each round's ratio, in round order (`None` where a round has no figure).
+    pub per_round: Vec<Option<f64>>,
+    /// Their median.
+    pub median: Option<f64>,
+}
+
+impl Ratios {
+    fn of(per_round: Vec<Option<f64>>) -> Ratios {
+        let median = median(per_round.iter().flatten().copied());
+        Ratios { per_round, median }
+    }
+}
+
+/// One operation over the rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationSummary {
+    /// The operation.
+    pub name: String,
+    /// Its phase.
+    pub phase: String,
+    /// The plaintext runs' medians.
+    pub plaintext: Medians,
+    /// The TLS runs' medians.
+    pub tls: Medians,
+    /// TLS/plaintext of the mean latency.
+    pub mean_ratio: Ratios,
+    /// TLS/plaintext of the median latency (the verdict's figure).
+    pub p50_ratio: Ratios,
+    /// TLS/plaintext of the 99th percentile.
+    pub p99_ratio: Ratios,
+    /// TLS/plaintext of the throughput (below 1: TLS is slower).
+    pub throughput_ratio: Ratios,
+}
+
+impl OperationSummary {
+    /// `name` over the rounds: `per_round[i]` is round i+1's pair, `None` when that round did
+    /// not measure it in both runs.
+    pub fn of(name: &str, phase: &str, per_round: &[Option<&OperationRatio>]) -> OperationSummary {
+        let ratios =
+            |f: fn(&OperationRatio) -> Option<f64>| Ratios::of(per_round.iter().map(|o| o.and_then(f)).collect());
+        let medians = |side: fn(&OperationRatio) -> &Side| {
+            let sides: Vec<&Side> = per_round.iter().flatten().map(|o| side(o)).collect();
+            Medians {
+                mean_ms: median(sides.iter().map(|s| s.mean_ms)),
+                p50_ms: median(sides.iter().map(|s| s.p50_ms)),
+                p99_ms: median(sides.iter().map(|s| s.p99_ms)),
+                throughput_per_s: median(sides.iter().filter_map(|s| s.throughput_per_s)),
+            }
+        };
+        OperationSummary {
+            name: name.to_owned(),
+            phase: phase.to_owned(),
+            plaintext: medians(|o| &o.plaintext),
+            tls: medians(|o| &o.tls),
+            mean_ratio: ratios(|o| o.mean_ratio),
+            p50_ratio: ratios(|o| o.p50_ratio),
+            p99_ratio: ratios(|o| o.p99_ratio),
+            throughput_ratio: ratios(|o| o.throughput_ratio),
+        }
+    }
+}
+
 /// One headline figure of the issue.
 #[derive(Debug, Clone, Serialize)]
 pub struct Headline {
@@ -86,12 +271,34 @@ pub struct Headline {
     pub what: String,
     /// The operation measured.
     pub operation: String,
-    /// TLS mean latency / plaintext mean latency (`None` when either run has no sample).
-    pub mean_ratio: Option<f64>,
-    /// TLS throughput / plaintext throughput.
-    pub throughput_ratio: Option<f64>,
-    /// Whether `mean_ratio` is at most [`TARGET_RATIO`].
+    /// The operation over the rounds (absent when no round measured it).
+    pub summary: Option<OperationSummary>,
+    /// Whether the median over the rounds of the p50 ratio is at most [`TARGET_RATIO`]: the
+    /// verdict.
     pub within_target: bool,
+    /// Whether the median over the rounds of the mean ratio is (reported, not the verdict).
+    pub mean_within_target: bool,
+}
+
+impl Headline {
+    /// The headline figure `what` from its operation's summary.
+    pub fn of(what: &str, operation: &str, summary: Option<&OperationSummary>) -> Headline {
+        Headline {
+            what: what.to_owned(),
+            operation: operation.to_owned(),
+            within_target: within(summary.and_then(|s| s.p50_ratio.median)),
+            mean_within_target: within(summary.and_then(|s| s.mean_ratio.median)),
+            summary: summary.cloned(),
+        }
+    }
+
+    fn p50_ratio(&self) -> Option<f64> {
+        self.summary.as_ref().and_then(|s| s.p50_ratio.median)
+    }
+
+    fn mean_ratio(&self) -> Option<f64> {
+        self.summary.as_ref().and_then(|s| s.mean_ratio.median)
+    }
 }
 
 /// Where a comparison's files are.
@@ -101,48 +308,43 @@ pub struct ComparisonFiles {
     pub table: PathBuf,
     /// `comparison.json`.
     pub json: PathBuf,
-    /// The plaintext run's directory.
-    pub plaintext: PathBuf,
-    /// The TLS run's directory.
-    pub tls: PathBuf,
 }
 
 /// What `--compare-tls` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
-    /// The configuration both runs share (`tls`/`compare_tls` as given).
+    /// The configuration every run shares (`tls`/`compare_tls` as given).
     pub config: Config,
-    /// The backend both runs used (`sqlite`, `postgres`, `mysql`).
+    /// The backend every run used (`sqlite`, `postgres`, `mysql`).
     pub backend: Option<String>,
     /// Connections each run opened: the operator's plus one per cell.
     pub connections_per_run: usize,
     /// The ratio the headline operations should stay within.
     pub target_ratio: f64,
+    /// The latency statistic whose ratio decides the verdict ([`VERDICT_ON`]).
+    pub verdict_on: String,
+    /// The runs in the order they ran, as `(round, mode)`.
+    pub order: Vec<(usize, Mode)>,
+    /// The rounds, in round order.
+    pub rounds: Vec<Round>,
     /// The issue's three figures.
     pub headline: Vec<Headline>,
-    /// Whether every headline figure is within the target.
+    /// Whether every headline figure is within the target (the verdict).
     pub within_target: bool,
-    /// Every gRPC operation both runs measured.
-    pub operations: Vec<OperationRatio>,
-    /// Whether the plaintext run passed (no errors, events within tolerance).
+    /// Whether every headline figure's mean ratio is (reported, not the verdict).
+    pub mean_within_target: bool,
+    /// Every gRPC operation over the rounds.
+    pub operations: Vec<OperationSummary>,
+    /// Whether every plaintext run passed (no errors, events within tolerance).
     pub plaintext_ok: bool,
-    /// Whether the TLS run passed.
+    /// Whether every TLS run passed.
     pub tls_ok: bool,
-    /// Wall time of the plaintext run, in seconds.
-    pub plaintext_wall_time_s: f64,
-    /// Wall time of the TLS run, in seconds.
-    pub tls_wall_time_s: f64,
     /// Where the files are.
     pub files: ComparisonFiles,
-    /// The plaintext run's report (its operations, events, seeding).
-    #[serde(skip)]
-    pub plaintext: Report,
-    /// The TLS run's report.
-    #[serde(skip)]
-    pub tls: Report,
 }
 
-/// Runs the workload plaintext, then under mutual TLS, and writes the comparison.
+/// Runs the workload plaintext and under mutual TLS for `config.rounds` rounds in ABBA order
+/// ([`order`]), each run on a fresh database, and writes the comparison.
 pub async fn run(config: Config) -> anyhow::Result<Comparison> {
     config.validate()?;
     anyhow::ensure!(config.compare_tls, "compare::run needs --compare-tls");
@@ -151,28 +353,45 @@ pub async fn run(config: Config) -> anyhow::Result<Comparison> {
         "--compare-tls needs --seed-via grpc: DesireLRP is timed only when seeding through the BBS"
     );
     std::fs::create_dir_all(&config.output).with_context(|| format!("cannot create {}", config.output.display()))?;
-    let plain_config = Config {
-        output: config.output.join("plaintext"),
-        tls: false,
-        tls_dir: None,
-        compare_tls: false,
-        ..config.clone()
-    };
-    let tls_config = Config {
-        output: config.output.join("mutual-tls"),
-        tls: true,
-        tls_dir: Some(config.tls_dir.clone().unwrap_or_else(|| config.output.join("tls"))),
-        compare_tls: false,
-        // A named database holds the plaintext run's LRPs by now: start the TLS run on an
-        // empty one. (A server URL without a name gets a fresh database anyway.)
-        reseed: config.reseed || config.database_url.is_some(),
-        ..config.clone()
-    };
-    eprintln!("benchmark-bbs --compare-tls: run 1 of 2, plaintext");
-    let plaintext = crate::run(plain_config).await.context("the plaintext run")?;
-    eprintln!("benchmark-bbs --compare-tls: run 2 of 2, mutual TLS");
-    let tls = crate::run(tls_config).await.context("the mutual TLS run")?;
-    let mut comparison = Comparison::of(config, plaintext, tls);
+    let tls_dir = config.tls_dir.clone().unwrap_or_else(|| config.output.join("tls"));
+    let schedule = order(config.rounds);
+    let mut reports: Vec<(usize, Mode, Report)> = Vec::with_capacity(schedule.len());
+    for (i, &(round, mode)) in schedule.iter().enumerate() {
+        eprintln!(
+            "benchmark-bbs --compare-tls: run {} of {}, round {round} of {}, {}",
+            i + 1,
+            schedule.len(),
+            config.rounds,
+            mode.label()
+        );
+        let tls = mode == Mode::MutualTls;
+        let run_config = Config {
+            output: config.output.join(format!("round-{round}")).join(mode.dir()),
+            tls,
+            tls_dir: tls.then(|| tls_dir.clone()),
+            compare_tls: false,
+            // A named database holds the previous run's LRPs by now: start on an empty one. (A
+            // server URL without a name gets a fresh database anyway, SQLite by default a fresh
+            // file in the run's directory.)
+            reseed: config.reseed || (i > 0 && config.database_url.is_some()),
+            ..config.clone()
+        };
+        let report = crate::run(run_config).await.with_context(|| format!("round {round}'s {} run", mode.label()))?;
+        reports.push((round, mode, report));
+    }
+    let mut rounds = Vec::with_capacity(config.rounds);
+    for number in 1..=config.rounds {
+        let take = |mode: Mode, reports: &mut Vec<(usize, Mode, Report)>| {
+            let i =
+                reports.iter().position(|(r, m, _)| *r == number && *m == mode).expect("every round ran both modes");
+            reports.remove(i).2
+        };
+        let plaintext = take(Mode::Plaintext, &mut reports);
+        let tls = take(Mode::MutualTls, &mut reports);
+        let first = schedule.iter().find(|(r, _)| *r == number).map_or(Mode::Plaintext, |(_, m)| *m);
+        rounds.push(Round::of(number, first, plaintext, tls));
+    }
+    let mut comparison = Comparison::of(config, rounds);
     comparison.write()?;
     Ok(comparison)
 }
@@ -205,10 +424,10 @@ fn side(report: &Report, name: &str) -> Option<Side> {
     })
 }
 
-impl Comparison {
-    /// Pairs the two runs' gRPC operations and computes the ratios.
-    pub fn of(config: Config, plaintext: Report, tls: Report) -> Comparison {
-        let operations: Vec<OperationRatio> = plaintext
+impl Round {
+    /// Pairs the two runs' gRPC operations and computes the round's ratios.
+    pub fn of(number: usize, first: Mode, plaintext: Report, tls: Report) -> Round {
+        let operations = plaintext
             .operations
             .iter()
             .filter(|op| GRPC_PHASES.contains(&op.phase.as_str()))
@@ -226,43 +445,66 @@ impl Comparison {
                 })
             })
             .collect();
-        let headline: Vec<Headline> = HEADLINE
-            .iter()
-            .map(|(what, name)| {
-                let op = operations.iter().find(|o| o.name == *name);
-                let mean_ratio = op.and_then(|o| o.mean_ratio);
-                Headline {
-                    what: (*what).to_owned(),
-                    operation: (*name).to_owned(),
-                    mean_ratio,
-                    throughput_ratio: op.and_then(|o| o.throughput_ratio),
-                    within_target: mean_ratio.is_some_and(|r| r <= TARGET_RATIO),
-                }
-            })
-            .collect();
-        Comparison {
-            backend: plaintext.target.backend.clone(),
-            connections_per_run: config.connections + config.cells,
-            target_ratio: TARGET_RATIO,
-            within_target: headline.iter().all(|h| h.within_target),
-            headline,
-            operations,
+        Round {
+            number,
+            first,
             plaintext_ok: plaintext.ok(),
             tls_ok: tls.ok(),
             plaintext_wall_time_s: plaintext.wall_time_s,
             tls_wall_time_s: tls.wall_time_s,
-            files: ComparisonFiles {
-                plaintext: plaintext.config.output.clone(),
-                tls: tls.config.output.clone(),
-                ..ComparisonFiles::default()
-            },
-            config,
+            plaintext_dir: plaintext.config.output.clone(),
+            tls_dir: tls.config.output.clone(),
+            operations,
             plaintext,
             tls,
         }
     }
 
-    /// Whether both runs passed. (A ratio beyond the target is a finding, not a failure.)
+    /// The round's pair for `name`.
+    pub fn operation(&self, name: &str) -> Option<&OperationRatio> {
+        self.operations.iter().find(|o| o.name == name)
+    }
+}
+
+impl Comparison {
+    /// Summarizes the rounds: per operation the medians over the rounds, and the verdict.
+    pub fn of(config: Config, rounds: Vec<Round>) -> Comparison {
+        let mut names: Vec<(&str, &str)> = Vec::new();
+        for o in rounds.iter().flat_map(|r| &r.operations) {
+            if !names.iter().any(|(n, _)| *n == o.name) {
+                names.push((&o.name, &o.phase));
+            }
+        }
+        let operations: Vec<OperationSummary> = names
+            .iter()
+            .map(|(name, phase)| {
+                let per_round: Vec<Option<&OperationRatio>> = rounds.iter().map(|r| r.operation(name)).collect();
+                OperationSummary::of(name, phase, &per_round)
+            })
+            .collect();
+        let headline: Vec<Headline> = HEADLINE
+            .iter()
+            .map(|(what, name)| Headline::of(what, name, operations.iter().find(|o| o.name == *name)))
+            .collect();
+        Comparison {
+            backend: rounds.first().and_then(|r| r.plaintext.target.backend.clone()),
+            connections_per_run: config.connections + config.cells,
+            target_ratio: TARGET_RATIO,
+            verdict_on: VERDICT_ON.to_owned(),
+            order: order(rounds.len()),
+            within_target: headline.iter().all(|h| h.within_target),
+            mean_within_target: headline.iter().all(|h| h.mean_within_target),
+            headline,
+            operations,
+            plaintext_ok: rounds.iter().all(|r| r.plaintext_ok),
+            tls_ok: rounds.iter().all(|r| r.tls_ok),
+            files: ComparisonFiles::default(),
+            config,
+            rounds,
+        }
+    }
+
+    /// Whether every run passed. (A ratio beyond the target is a finding, not a failure.)
     pub fn ok(&self) -> bool {
         self.plaintext_ok && self.tls_ok
     }
@@ -271,38 +513,50 @@ impl Comparison {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let c = &self.config;
+        let n = self.rounds.len();
+        let ok = |ok: bool| if ok { "OK" } else { "FAILED" };
+        let x = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}x"));
+        let xs = |r: &Ratios| r.per_round.iter().map(|r| x(*r)).collect::<Vec<_>>().join(" ");
+        let t = |v: Option<f64>| v.map_or("-".to_owned(), ms);
+        let rate = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.0}"));
         let _ = writeln!(
             out,
             "benchmark-bbs --compare-tls: {} cells, {} desired LRPs, {} trials, {}% writes, seed {}; {} connections \
-             per run ({} operator + 1 per cell), the same in both runs",
+             per run ({} operator + 1 per cell), the same in every run",
             c.cells, c.desired_lrps, c.trials, c.percent_writes, c.seed, self.connections_per_run, c.connections
         );
-        let ok = |ok: bool| if ok { "OK" } else { "FAILED" };
-        let _ = writeln!(
-            out,
-            "plaintext: {} ({:.1} s); {}",
-            ok(self.plaintext_ok),
-            self.plaintext_wall_time_s,
-            target_line(&self.plaintext.target)
-        );
-        let _ = writeln!(
-            out,
-            "mutual TLS: {} ({:.1} s); {}",
-            ok(self.tls_ok),
-            self.tls_wall_time_s,
-            target_line(&self.tls.target)
-        );
+        let runs: Vec<String> = self.order.iter().map(|(r, m)| format!("{r} {}", m.label())).collect();
+        let _ = writeln!(out, "{n} rounds in ABBA order, each run on a fresh database: {}", runs.join(", "));
+        for r in &self.rounds {
+            let _ = writeln!(
+                out,
+                "round {}: plaintext {} ({:.1} s), mutual TLS {} ({:.1} s)",
+                r.number,
+                ok(r.plaintext_ok),
+                r.plaintext_wall_time_s,
+                ok(r.tls_ok),
+                r.tls_wall_time_s
+            );
+        }
+        if let Some(r) = self.rounds.first() {
+            let _ = writeln!(out, "plaintext {}", target_line(&r.plaintext.target));
+            let _ = writeln!(out, "mutual TLS {}", target_line(&r.tls.target));
+        }
         let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Per operation, medians over the {n} rounds; × is the median of the rounds' TLS/plaintext ratios"
+        );
         let _ = writeln!(
             out,
             "{:<8} {:<42} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>9} {:>9} {:>7}",
             "phase",
             "operation",
-            "mean",
-            "TLS mean",
-            "×",
             "p50",
             "TLS p50",
+            "×",
+            "mean",
+            "TLS mean",
             "×",
             "p99",
             "TLS p99",
@@ -311,55 +565,85 @@ impl Comparison {
             "TLS op/s",
             "×"
         );
-        let x = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}x"));
-        let rate = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.0}"));
         for o in &self.operations {
-            let (p, t) = (&o.plaintext, &o.tls);
+            let (p, tl) = (&o.plaintext, &o.tls);
             let _ = writeln!(
                 out,
                 "{:<8} {:<42} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7} {:>9} {:>9} {:>7}",
                 o.phase,
                 o.name,
-                ms(p.mean_ms),
-                ms(t.mean_ms),
-                x(o.mean_ratio),
-                ms(p.p50_ms),
-                ms(t.p50_ms),
-                x(o.p50_ratio),
-                ms(p.p99_ms),
-                ms(t.p99_ms),
-                x(o.p99_ratio),
+                t(p.p50_ms),
+                t(tl.p50_ms),
+                x(o.p50_ratio.median),
+                t(p.mean_ms),
+                t(tl.mean_ms),
+                x(o.mean_ratio.median),
+                t(p.p99_ms),
+                t(tl.p99_ms),
+                x(o.p99_ratio.median),
                 rate(p.throughput_per_s),
-                rate(t.throughput_per_s),
-                x(o.throughput_ratio)
+                rate(tl.throughput_per_s),
+                x(o.throughput_ratio.median)
             );
         }
         let _ = writeln!(out);
-        let figures: Vec<String> = self
-            .headline
-            .iter()
-            .map(|h| {
-                format!(
-                    "{} ({}) {} (throughput {})",
-                    h.what,
-                    h.operation,
-                    h.mean_ratio.map_or("-".into(), |r| ratio(r, 1.0)),
-                    h.throughput_ratio.map_or("-".into(), |r| ratio(r, 1.0))
-                )
-            })
-            .collect();
         let _ = writeln!(
             out,
-            "TLS/plaintext mean latency, target within {:.1}x: {}: {}",
+            "Headline, TLS/plaintext per round (rounds 1..{n}) and their median; the verdict is the median of the \
+             p50 ratios, target within {:.1}x:",
+            self.target_ratio
+        );
+        let within = |w: bool| if w { "within" } else { "BEYOND" };
+        for h in &self.headline {
+            let _ = writeln!(out, "{} ({})", h.what, h.operation);
+            let Some(s) = &h.summary else {
+                let _ = writeln!(out, "  not measured: BEYOND");
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "  p50         {} plaintext, {} TLS; ratio per round {}; median {}: {}",
+                t(s.plaintext.p50_ms),
+                t(s.tls.p50_ms),
+                xs(&s.p50_ratio),
+                x(s.p50_ratio.median),
+                within(h.within_target)
+            );
+            let _ = writeln!(
+                out,
+                "  mean        {} plaintext, {} TLS; ratio per round {}; median {} ({})",
+                t(s.plaintext.mean_ms),
+                t(s.tls.mean_ms),
+                xs(&s.mean_ratio),
+                x(s.mean_ratio.median),
+                within(h.mean_within_target)
+            );
+            let _ = writeln!(
+                out,
+                "  throughput  {} plaintext, {} TLS op/s; ratio per round {}; median {}",
+                rate(s.plaintext.throughput_per_s),
+                rate(s.tls.throughput_per_s),
+                xs(&s.throughput_ratio),
+                x(s.throughput_ratio.median)
+            );
+        }
+        let _ = writeln!(out);
+        let figures = |f: fn(&Headline) -> Option<f64>| {
+            self.headline.iter().map(|h| format!("{} {}", h.what, x(f(h)))).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "TLS/plaintext p50 latency, median of {n} rounds, target within {:.1}x: {}: {} (mean latency: {}: {})",
             self.target_ratio,
-            figures.join(", "),
-            if self.within_target { "WITHIN" } else { "BEYOND" }
+            figures(Headline::p50_ratio),
+            if self.within_target { "WITHIN" } else { "BEYOND" },
+            figures(Headline::mean_ratio),
+            if self.mean_within_target { "within" } else { "beyond" }
         );
         let _ = writeln!(
             out,
-            "runs: {} and {}; result: {}",
-            self.files.plaintext.display(),
-            self.files.tls.display(),
+            "runs: {}/round-<n>/{{plaintext,mutual-tls}}; result: {}",
+            self.config.output.display(),
             ok(self.ok())
         );
         out
@@ -374,5 +658,120 @@ impl Comparison {
         std::fs::write(&self.files.json, serde_json::to_string_pretty(self)?)
             .with_context(|| format!("cannot write {}", self.files.json.display()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use Mode::{MutualTls as T, Plaintext as P};
+
+    #[test]
+    fn runs_alternate_abba() {
+        assert_eq!(order(0), []);
+        assert_eq!(order(1), [(1, P), (1, T)]);
+        assert_eq!(order(3), [(1, P), (1, T), (2, T), (2, P), (3, P), (3, T)]);
+        let four = order(4);
+        let modes: Vec<Mode> = four.iter().map(|(_, m)| *m).collect();
+        assert_eq!(modes, [P, T, T, P, P, T, T, P]);
+        // Over an even count each mode runs first equally often, and every round runs both.
+        let firsts: Vec<Mode> = four.chunks(2).map(|pair| pair[0].1).collect();
+        assert_eq!(firsts.iter().filter(|m| **m == P).count(), 2);
+        for pair in four.chunks(2) {
+            assert_eq!(pair[0].0, pair[1].0);
+            assert_ne!(pair[0].1, pair[1].1);
+        }
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([]), None);
+        assert_eq!(median([f64::NAN]), None);
+        assert_eq!(median([2.0]), Some(2.0));
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([10.0, 1.0, 4.0, 2.0]), Some(3.0));
+        // One disturbed round does not move it.
+        assert_eq!(median([1.05, 9.0, 1.1]), Some(1.1));
+        assert_eq!(median([1.0, f64::NAN, 3.0]), Some(2.0));
+    }
+
+    fn side(mean_ms: f64, p50_ms: f64, throughput: f64) -> Side {
+        Side { count: 100, errors: 0, mean_ms, p50_ms, p99_ms: 2.0 * mean_ms, throughput_per_s: Some(throughput) }
+    }
+
+    /// One round's pair of `StartActualLRP` from both sides' (mean, p50).
+    fn pair(plain: (f64, f64), tls: (f64, f64)) -> OperationRatio {
+        let (p, t) = (side(plain.0, plain.1, 1000.0 / plain.0), side(tls.0, tls.1, 1000.0 / tls.0));
+        OperationRatio {
+            name: work::REP_START.into(),
+            phase: "trials".into(),
+            plaintext: p,
+            tls: t,
+            mean_ratio: factor(t.mean_ms, p.mean_ms),
+            p50_ratio: factor(t.p50_ms, p.p50_ms),
+            p99_ratio: factor(t.p99_ms, p.p99_ms),
+            throughput_ratio: factor(t.throughput_per_s.unwrap(), p.throughput_per_s.unwrap()),
+        }
+    }
+
+    fn headline(rounds: &[Option<OperationRatio>]) -> Headline {
+        let per_round: Vec<Option<&OperationRatio>> = rounds.iter().map(Option::as_ref).collect();
+        let summary = OperationSummary::of(work::REP_START, "trials", &per_round);
+        Headline::of("StartActualLRP", work::REP_START, Some(&summary))
+    }
+
+    #[test]
+    fn the_verdict_is_the_median_of_the_p50_ratios() {
+        // Round 2's TLS run hit a stall: its mean and p50 ratios are far out, the others are not.
+        let h = headline(&[
+            Some(pair((10.0, 8.0), (11.0, 8.8))),
+            Some(pair((10.0, 8.0), (40.0, 16.0))),
+            Some(pair((10.0, 8.0), (10.5, 9.2))),
+        ]);
+        let s = h.summary.as_ref().unwrap();
+        assert_eq!(s.p50_ratio.per_round.len(), 3);
+        assert!((s.p50_ratio.median.unwrap() - 1.15).abs() < 1e-9, "{s:?}");
+        assert!((s.mean_ratio.median.unwrap() - 1.1).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.plaintext.p50_ms, Some(8.0));
+        assert_eq!(s.tls.p50_ms, Some(9.2));
+        assert_eq!(s.tls.mean_ms, Some(11.0));
+        assert!((s.throughput_ratio.median.unwrap() - 1.0 / 1.1).abs() < 1e-9, "{s:?}");
+        assert!(h.within_target && h.mean_within_target);
+
+        // The means beyond the target, the medians within: the medians decide.
+        let h = headline(&[
+            Some(pair((10.0, 8.0), (14.0, 8.8))),
+            Some(pair((10.0, 8.0), (13.0, 9.0))),
+            Some(pair((10.0, 8.0), (15.0, 8.4))),
+        ]);
+        assert!(h.within_target && !h.mean_within_target, "{h:?}");
+
+        // Two rounds of three beyond: beyond, whatever the means say.
+        let h = headline(&[
+            Some(pair((10.0, 8.0), (10.0, 10.0))),
+            Some(pair((10.0, 8.0), (10.0, 8.0))),
+            Some(pair((10.0, 8.0), (10.0, 10.4))),
+        ]);
+        assert!(!h.within_target && h.mean_within_target, "{h:?}");
+
+        // Exactly the target is within.
+        let h = headline(&[Some(pair((10.0, 10.0), (12.0, 12.0)))]);
+        assert!(h.within_target && h.mean_within_target, "{h:?}");
+    }
+
+    #[test]
+    fn a_round_without_the_operation_is_left_out_and_none_is_beyond() {
+        let h = headline(&[None, Some(pair((10.0, 10.0), (11.0, 11.0))), Some(pair((10.0, 10.0), (12.6, 12.6)))]);
+        let s = h.summary.as_ref().unwrap();
+        assert_eq!(s.p50_ratio.per_round[0], None);
+        assert!((s.p50_ratio.median.unwrap() - 1.18).abs() < 1e-9, "{s:?}");
+        assert!(h.within_target);
+
+        let h = headline(&[None, None]);
+        assert_eq!(h.summary.as_ref().unwrap().p50_ratio.median, None);
+        assert!(!h.within_target && !h.mean_within_target);
+        let h = Headline::of("DesireLRP", seed::SEED_DESIRE, None);
+        assert!(!h.within_target);
     }
 }

@@ -114,9 +114,11 @@ pub struct Config {
     /// The PKI directory of the identities under TLS. Default: `<output>/tls` (created with its
     /// CA). With `bbs_address`: required, the directory of that cluster's CA.
     pub tls_dir: Option<PathBuf>,
-    /// Run the workload twice, plaintext then mutual TLS, each on a fresh database, and report
-    /// the TLS/plaintext ratios ([`crate::compare`]).
+    /// Run the workload plaintext and under mutual TLS, `rounds` times each in ABBA order, each
+    /// run on a fresh database, and report the TLS/plaintext ratios ([`crate::compare`]).
     pub compare_tls: bool,
+    /// Rounds of `compare_tls` (one plaintext and one TLS run each); unused without it.
+    pub rounds: usize,
 }
 
 impl Default for Config {
@@ -149,6 +151,7 @@ impl Default for Config {
             tls: false,
             tls_dir: None,
             compare_tls: false,
+            rounds: crate::compare::DEFAULT_ROUNDS,
         }
     }
 }
@@ -167,6 +170,7 @@ impl Config {
         anyhow::ensure!(self.cell_concurrency >= 1, "--cell-concurrency must be at least 1");
         anyhow::ensure!((0.0..=1.0).contains(&self.error_tolerance), "--error-tolerance must be between 0 and 1");
         anyhow::ensure!(self.event_buffer >= 1, "--event-buffer must be at least 1");
+        anyhow::ensure!(self.rounds >= 1, "--rounds must be at least 1");
         anyhow::ensure!(!(self.tls && self.compare_tls), "--tls and --compare-tls exclude each other");
         anyhow::ensure!(
             self.tls_dir.is_none() || self.tls || self.compare_tls,
@@ -175,7 +179,7 @@ impl Config {
         if self.bbs_address.is_some() {
             anyhow::ensure!(
                 !self.compare_tls,
-                "--compare-tls starts its own BBS twice (plaintext, then TLS): drop --bbs-address"
+                "--compare-tls starts its own BBSs (plaintext and TLS, every round): drop --bbs-address"
             );
             anyhow::ensure!(
                 !self.tls || self.tls_dir.is_some(),

@@ -23,7 +23,8 @@
 //!
 //! Transport: plaintext, or with `--tls` mutual TLS on every call, each simulated actor under
 //! the identity the role table requires ([`target::Clients`]). [`compare`] (`--compare-tls`)
-//! runs the workload both ways and reports the TLS/plaintext ratios.
+//! runs the workload both ways for `--rounds` rounds in ABBA order and reports the TLS/plaintext
+//! ratios per round and their medians.
 //!
 //! Everything random comes from `--seed` (ChaCha8 streams per purpose, [`generator::stream`]).
 

@@ -1,6 +1,6 @@
 //! `benchmark-bbs`: parse flags, check the run's configuration once (a refused one: one line on
 //! stderr, exit 64, as every diego-rs binary), set up logging, run, print the table. Exits 1 when
-//! the run fails or its report is not ok (with `--compare-tls`: either run's).
+//! the run fails or its report is not ok (with `--compare-tls`: any run's).
 
 use std::process::ExitCode;
 

@@ -146,8 +146,9 @@ async fn tiny_run_adds_up_on_mysql() {
     tiny_run_adds_up(Backend::Mysql).await;
 }
 
-/// `--compare-tls` on a named database: the plaintext run, then the TLS run on the same database
-/// emptied first, both without an error, and the comparison carries every ratio.
+/// `--compare-tls` on a named database, 2 rounds: plaintext, TLS, TLS, plaintext, each run on
+/// the same database emptied first, all without an error, and the comparison carries every
+/// round's ratios and their medians.
 async fn compare_tls_adds_up(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
     let output = std::env::temp_dir().join(format!("benchmark-bbs-compare-{}", uuid::Uuid::new_v4().simple()));
@@ -155,21 +156,46 @@ async fn compare_tls_adds_up(backend: Backend) {
     config.trials = 1;
     config.convergence_passes = 0;
     config.compare_tls = true;
-    let comparison = loadtest::compare::run(config).await.expect("both runs run");
+    config.rounds = 2;
+    let comparison = loadtest::compare::run(config).await.expect("every run runs");
     let table = comparison.table();
     assert!(comparison.ok(), "{table}");
-    assert_eq!((comparison.plaintext.errors(), comparison.tls.errors()), (0, 0), "{table}");
-    assert!(!comparison.plaintext.target.tls && comparison.tls.target.tls);
-    assert_eq!(comparison.tls.target.tls_dir.as_deref(), Some(output.join("tls").as_path()));
-    for name in [seed::SEED_DESIRE, seed::SEED_START, work::REP_BULK_FETCHING, work::REP_START] {
-        assert_eq!(count(&comparison.plaintext, name), count(&comparison.tls, name), "{name}: {table}");
+    assert_eq!(comparison.rounds.len(), 2, "{table}");
+    for (i, round) in comparison.rounds.iter().enumerate() {
+        assert_eq!(round.number, i + 1);
+        assert_eq!((round.plaintext.errors(), round.tls.errors()), (0, 0), "{table}");
+        assert!(!round.plaintext.target.tls && round.tls.target.tls);
+        assert_eq!(round.tls.target.tls_dir.as_deref(), Some(output.join("tls").as_path()));
+        let dir = output.join(format!("round-{}", i + 1));
+        assert_eq!(
+            (round.plaintext_dir.clone(), round.tls_dir.clone()),
+            (dir.join("plaintext"), dir.join("mutual-tls"))
+        );
+        assert!(dir.join("plaintext/report.json").exists() && dir.join("mutual-tls/report.json").exists());
+        for name in [seed::SEED_DESIRE, seed::SEED_START, work::REP_BULK_FETCHING, work::REP_START] {
+            assert_eq!(count(&round.plaintext, name), count(&round.tls, name), "{name}: {table}");
+        }
     }
-    let headline: Vec<_> = comparison.headline.iter().map(|h| (h.what.as_str(), h.mean_ratio.is_some())).collect();
-    assert_eq!(headline, [("per-cell fetch", true), ("DesireLRP", true), ("StartActualLRP", true)], "{table}");
+    // Round 2 ran TLS first: its plaintext run started after its TLS run ended.
+    assert_eq!(comparison.rounds[1].first, loadtest::compare::Mode::MutualTls);
+    let headline: Vec<_> = comparison
+        .headline
+        .iter()
+        .map(|h| {
+            let s = h.summary.as_ref().expect("measured");
+            (h.what.as_str(), s.p50_ratio.per_round.iter().flatten().count(), s.mean_ratio.median.is_some())
+        })
+        .collect();
+    assert_eq!(headline, [("per-cell fetch", 2, true), ("DesireLRP", 2, true), ("StartActualLRP", 2, true)], "{table}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(output.join("comparison.json")).unwrap()).unwrap();
     assert_eq!(json["backend"], backend.name());
-    assert!(json["headline"][2]["throughput_ratio"].as_f64().unwrap() > 0.0, "{json}");
+    assert_eq!(json["verdict_on"], "p50");
+    assert_eq!(
+        json["order"],
+        serde_json::json!([[1, "plaintext"], [1, "mutual-tls"], [2, "mutual-tls"], [2, "plaintext"]])
+    );
+    assert!(json["headline"][2]["summary"]["throughput_ratio"]["median"].as_f64().unwrap() > 0.0, "{json}");
     let _ = std::fs::remove_dir_all(&output);
 }
 

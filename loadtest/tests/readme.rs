@@ -1,6 +1,6 @@
 //! The `benchmark-bbs` commands of the README's "benchmark-bbs" section, run as written (in a
 //! scratch directory): each exits 0, the `--tls` run's report says TLS, and the `--compare-tls`
-//! run's comparison carries the TLS/plaintext ratios.
+//! run's comparison carries the TLS/plaintext ratios of each of its rounds and their medians.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,20 +50,28 @@ fn the_readme_commands_work_as_documented() {
         assert!(cwd.join("bench-tls/tls").join(file).exists(), "bench-tls/tls/{file}");
     }
 
-    // The comparison: both runs passed and every headline ratio is there.
+    // The comparison: every run of its rounds passed and every headline ratio is there.
     let comparison = json(cwd.join("bench-compare/comparison.json"));
     assert_eq!((comparison["plaintext_ok"].as_bool(), comparison["tls_ok"].as_bool()), (Some(true), Some(true)));
     assert_eq!(comparison["target_ratio"], 1.2);
+    let rounds = comparison["rounds"].as_array().unwrap().len();
+    assert_eq!(comparison["order"].as_array().unwrap().len(), 2 * rounds);
     let headline = comparison["headline"].as_array().unwrap();
     let names: Vec<&str> = headline.iter().map(|h| h["operation"].as_str().unwrap()).collect();
     assert_eq!(names, ["RepBulkFetching", "SeedDesireLRP", "RepStartActualLRP"]);
     for h in headline {
-        assert!(h["mean_ratio"].as_f64().unwrap() > 0.0, "{h}");
+        let summary = &h["summary"];
+        assert_eq!(summary["p50_ratio"]["per_round"].as_array().unwrap().len(), rounds, "{h}");
+        assert!(summary["p50_ratio"]["median"].as_f64().unwrap() > 0.0, "{h}");
+        assert!(summary["mean_ratio"]["median"].as_f64().unwrap() > 0.0, "{h}");
         assert!(h["within_target"].is_boolean(), "{h}");
     }
     assert!(comparison["operations"].as_array().unwrap().len() >= 8);
-    assert_eq!(json(cwd.join("bench-compare/plaintext/report.json"))["target"]["tls"], false);
-    assert_eq!(json(cwd.join("bench-compare/mutual-tls/report.json"))["target"]["tls"], true);
+    for round in 1..=rounds {
+        let dir = cwd.join(format!("bench-compare/round-{round}"));
+        assert_eq!(json(dir.join("plaintext/report.json"))["target"]["tls"], false);
+        assert_eq!(json(dir.join("mutual-tls/report.json"))["target"]["tls"], true);
+    }
     assert!(cwd.join("bench-compare/comparison.txt").exists());
     let _ = std::fs::remove_dir_all(&cwd);
 }
