@@ -2,7 +2,9 @@
 # Runs every test of the workspace, with the store conformance suite on all three backends:
 # SQLite (always), PostgreSQL and MySQL/MariaDB on loopback. Each test creates and drops its own
 # uniquely named database. Fails if any backend's suite did not run, and prints how many tests
-# each backend passed.
+# each backend passed. Also prints how many multi-host tests (tests/tests/multihost.rs: hosts as
+# network namespaces, needs root and /dev/net/tun) ran, and fails if none did when the workspace
+# or the tests package is tested.
 #
 #   DIEGO_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/postgres
 #   DIEGO_TEST_MYSQL_URL     default mysql://root@127.0.0.1:3306/mysql
@@ -39,13 +41,34 @@ for backend in sqlite postgres mysql; do
     missing=1
   fi
 done
+
+# The multi-host suite is tests/tests/multihost.rs: its result line counts what ran.
+multihost=$(awk '
+  $1 == "Running" && index($2, "tests/multihost.rs") == 1 { want = 1; next }
+  want && /^test result:/ {
+    n = 0
+    for (i = 1; i <= NF; i++) if ($(i+1) ~ /^(passed|failed)/) n += $i
+    print n; want = 0
+  }
+' "$log" | head -n 1)
+multihost="${multihost:-0}"
+want_multihost=0
+for arg in "$@"; do
+  case "$arg" in --workspace | tests) want_multihost=1 ;; esac
+done
+
 echo
 echo "conformance suite passed per backend:${summary}"
+echo "multi-host tests ran: ${multihost}"
 if [ "$status" -ne 0 ]; then
   echo "cargo test failed (exit $status)"
   exit "$status"
 fi
 if [ "$missing" -ne 0 ]; then
   echo "a backend's conformance suite did not run"
+  exit 1
+fi
+if [ "$want_multihost" -ne 0 ] && [ "$multihost" -eq 0 ]; then
+  echo "the multi-host suite (tests/multihost.rs) did not run"
   exit 1
 fi
