@@ -11,8 +11,8 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use svc::certs::{Ca, Issued, Validity};
-use svc::connect::{ChannelOptions, connect, describe};
-use svc::identity::{Identity, Peer};
+use svc::connect::{ChannelOptions, ConnectError, connect, describe};
+use svc::identity::{Identity, Peer, Role};
 use svc::tls::{Security, TlsError, TlsFiles};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -103,7 +103,7 @@ async fn server(security: Security) -> (SocketAddr, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let (_health, router) = svc::server::grpc_server(&[]);
+    let (_health, router) = svc::server::grpc_server(&[], svc::server::DEFAULT_MAX_REQUEST_BYTES);
     let router = router.add_service(PeerEcho);
     let stop = shutdown.clone();
     tokio::spawn(async move { svc::server::serve(router, listener, &security, stop).await });
@@ -335,4 +335,57 @@ fn bad_files_are_refused_at_start_with_one_line() {
     let loaded = Security::mutual(good).unwrap();
     assert_eq!(loaded.clone(), loaded);
     assert_ne!(loaded, Security::Plaintext);
+}
+
+#[tokio::test]
+async fn a_client_refuses_a_server_of_another_role_and_names_both() {
+    let pki = svc::pki::Pki::for_tests();
+    let cell = pki.test_tls(Role::Cell, "cell-1").security().unwrap();
+    let auctioneer = pki.test_tls(Role::Auctioneer, "").security().unwrap();
+    let (address, shutdown) = server(cell).await;
+    let address = address.to_string();
+    let want = format!("server at {address} is diego://cell/cell-1, not a bbs");
+
+    // A client of the BBS, connecting now: the cell's certificate is of the right CA and host.
+    let error = connect(&address, &options(auctioneer.clone())).await.unwrap_err();
+    assert_eq!(error.to_string(), format!("cannot connect to {address}: {want}"));
+    let ConnectError::Unreachable { source, .. } = &error else { panic!("{error:?}") };
+    assert_eq!(svc::tls::tls_failure(source).as_deref(), Some(want.as_str()), "what the CLI shows");
+
+    // The leader-following BBS client, connecting on its first call.
+    let bbs = svc::bbs_client::BbsChannels::new(&address, Duration::from_secs(5), auctioneer.clone()).unwrap();
+    let error = health(bbs.channel().unwrap()).await.expect_err("a cell is not the bbs");
+    assert_eq!(describe(&error), want);
+
+    // The BBS's client of the auctioneer, likewise.
+    let to_auctioneer = options(pki.test_tls(Role::Bbs, "").security().unwrap()).expect(Role::Auctioneer);
+    let error = connect(&address, &to_auctioneer).await.unwrap_err();
+    assert!(error.to_string().ends_with(&format!("server at {address} is diego://cell/cell-1, not an auctioneer")));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_client_of_a_cell_accepts_the_cell_it_calls_and_no_other() {
+    let pki = svc::pki::Pki::for_tests();
+    let (address, shutdown) = server(pki.test_tls(Role::Cell, "cell-1").security().unwrap()).await;
+    let address = address.to_string();
+    let client = pki.test_tls(Role::Bbs, "").security().unwrap();
+
+    // Any cell, by role.
+    let to_cells = options(client.clone()).expect(Role::Cell);
+    let channel = connect(&address, &to_cells).await.expect("a cell is a cell");
+    assert_eq!(peer_seen(channel).await.unwrap(), "diego://bbs");
+
+    // The cell the connector means to call, by its id.
+    let connector = svc::connect::Connector::with_options(to_cells);
+    health(connector.cell_channel(&address, "cell-1").unwrap()).await.expect("cell-1 is cell-1");
+    let error = health(connector.cell_channel(&address, "cell-2").unwrap()).await.expect_err("cell-1 is not cell-2");
+    assert_eq!(describe(&error), format!("server at {address} is diego://cell/cell-1, not diego://cell/cell-2"));
+
+    // Plaintext channels check nobody.
+    let (plain, stop) = server(Security::Plaintext).await;
+    let plaintext = options(Security::Plaintext).expect(Role::Cell);
+    connect(&plain.to_string(), &plaintext).await.expect("plaintext is unaffected");
+    stop.cancel();
+    shutdown.cancel();
 }
