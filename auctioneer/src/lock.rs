@@ -74,7 +74,7 @@ impl LockStatus {
 pub struct LockSpec {
     /// The Locket key.
     pub key: String,
-    /// This process's identity (a random uuid per process).
+    /// This process's lease owner: its identity URI and a random instance (`svc::lease::owner_for`).
     pub owner: String,
     /// The value others read: the advertised gRPC address.
     pub value: String,
