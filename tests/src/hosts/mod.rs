@@ -15,6 +15,7 @@ pub mod netns;
 pub mod relay;
 pub mod switch;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -130,6 +131,8 @@ pub struct Network {
     /// `dgo-<pid>-<n>`: the prefix of every namespace of this network.
     pub id: String,
     relays: Mutex<Vec<Relay>>,
+    /// The loopback address of each (host, target) relay made by [`Network::reach`].
+    reached: Mutex<HashMap<(String, SocketAddr), SocketAddr>>,
     switch: Switch,
     hosts: Vec<Host>,
     scratch: PathBuf,
@@ -176,7 +179,14 @@ impl Network {
             hosts.iter().map(|h| format!("{}={}", h.name, h.ip)).collect::<Vec<_>>().join(" "),
             scratch.display()
         );
-        Some(Network { id, relays: Mutex::new(Vec::new()), switch, hosts, scratch })
+        Some(Network {
+            id,
+            relays: Mutex::new(Vec::new()),
+            reached: Mutex::new(HashMap::new()),
+            switch,
+            hosts,
+            scratch,
+        })
     }
 
     /// The host named `name`.
@@ -273,13 +283,18 @@ impl Network {
 
     /// A loopback address of this process that leads to `target` as seen from `host`: every
     /// connection to it is made from inside `host`, so it goes over `host`'s link (or stays
-    /// inside `host` when `target` is `host`'s own address).
+    /// inside `host` when `target` is `host`'s own address). One relay per host and target,
+    /// made on the first call.
     pub async fn reach(&self, host: &str, target: SocketAddr) -> io::Result<SocketAddr> {
-        let host = self.host(host);
+        let key = (host.to_owned(), target);
+        if let Some(address) = self.reached.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(*address);
+        }
         let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let relay = Relay::start(None, listen, Some(host.netns()), target).await?;
+        let relay = Relay::start(None, listen, Some(self.host(host).netns()), target).await?;
         let address = relay.address();
         self.relays.lock().unwrap_or_else(|p| p.into_inner()).push(relay);
+        self.reached.lock().unwrap_or_else(|p| p.into_inner()).insert(key, address);
         Ok(address)
     }
 
@@ -327,7 +342,8 @@ impl Drop for Network {
             self.print_logs(40);
         }
         self.relays.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        // The hosts (namespaces, with any process left in them) go after the switch.
+        // The namespaces, with any process left in them; the switch stops when it is dropped,
+        // right after this.
         self.hosts.clear();
         if failed || std::env::var_os(KEEP_VAR).is_some() {
             eprintln!("multihost: logs, configurations and certificates kept in {}", self.scratch.display());
