@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 /// The database every scenario runs on. Hosts must share one database server, so not SQLite;
-/// PostgreSQL is the one CI always has (MySQL would work the same way through the harness).
+/// PostgreSQL is the one CI always has. (The harness can serve a MySQL server the same way; no
+/// scenario runs on it.)
 const BACKEND: Backend = Backend::Postgres;
 
 /// The host serving the database.
