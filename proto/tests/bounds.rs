@@ -322,7 +322,7 @@ fn batches_split_into_requests_every_server_accepts() {
     };
     let all: Vec<_> = (0..300).map(start).collect();
     let whole = auction::RequestLrpAuctionsRequest { lrp_start_requests: all.clone() };
-    assert!(refusal(&whole).is_some(), "the unsplit batch is over the limit");
+    assert!(whole.encoded_len() > proto::limits::MAX_REQUEST_BYTES, "the unsplit batch is over the default limit");
     let chunks = proto::bounds::chunk_by_size(
         all,
         proto::bounds::CHUNK_BYTES,
@@ -331,7 +331,9 @@ fn batches_split_into_requests_every_server_accepts() {
     assert!(chunks.len() > 1);
     assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 300);
     for chunk in chunks {
-        assert_eq!(refusal(&auction::RequestLrpAuctionsRequest { lrp_start_requests: chunk }), None);
+        let request = auction::RequestLrpAuctionsRequest { lrp_start_requests: chunk };
+        assert!(request.encoded_len() <= proto::limits::MIN_REQUEST_BYTES_LIMIT, "within the smallest limit");
+        assert_eq!(refusal(&request), None);
     }
     assert!(proto::bounds::chunk_by_size(Vec::<pb::Action>::new(), 10, ("SerialAction", "actions")).is_empty());
     let counted =
