@@ -36,8 +36,14 @@ async fn start(held: bool) -> Server {
     lock.set_held(held);
     let shutdown = CancellationToken::new();
     let service = AuctioneerService::new(batch.clone(), lock.clone());
-    let task =
-        tokio::spawn(server::serve(listener, service, lock.clone(), &svc::tls::Security::Plaintext, svc::server::DEFAULT_MAX_REQUEST_BYTES, shutdown.clone()));
+    let task = tokio::spawn(server::serve(
+        listener,
+        service,
+        lock.clone(),
+        &svc::tls::Security::Plaintext,
+        svc::server::DEFAULT_MAX_REQUEST_BYTES,
+        shutdown.clone(),
+    ));
     let channel = tokio::time::timeout(
         PATIENCE,
         tonic::transport::Endpoint::from_shared(format!("http://{address}")).expect("valid endpoint").connect(),

@@ -271,7 +271,6 @@ fn bytes_that_are_not_protobuf_are_refused_naming_where() {
     );
 }
 
-
 #[test]
 fn responses_and_unknown_messages_are_not_request_checked() {
     let response = api::DesiredLrPsResponse { desired_lrps: vec![desired(); 2000], ..Default::default() };
