@@ -247,8 +247,11 @@ fn postgres_class(code: &str) -> SqlClass {
         // limit exceeded (an index row too large, 54000; too many arguments, 54023).
         c if c.starts_with("22") || c.starts_with("54") => SqlClass::InvalidValue,
         // Connection exceptions, admin / crash shutdown, cannot connect now, too many
-        // connections.
-        c if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300") => SqlClass::Connection,
+        // connections; the server ended the session after an idle-in-transaction (25P03) or
+        // idle-session (57P05) timeout.
+        c if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05") => {
+            SqlClass::Connection
+        }
         _ => SqlClass::Other,
     }
 }
@@ -264,8 +267,9 @@ fn mysql_class(number: u16) -> SqlClass {
         // invalid character string (1300), illegal value (1367), truncated (1265, 1292), row
         // size too large (1118), packet larger than max_allowed_packet (1153).
         1406 | 1264 | 1690 | 1366 | 1300 | 1367 | 1265 | 1292 | 1118 | 1153 => SqlClass::InvalidValue,
-        // Too many connections, shutdown in progress, connection killed.
-        1040 | 1053 | 1927 => SqlClass::Connection,
+        // Too many connections, shutdown in progress, connection killed, the server closed a
+        // connection idle past its `wait_timeout` (MySQL 8.0.24 and later say so).
+        1040 | 1053 | 1927 | 4031 => SqlClass::Connection,
         _ => SqlClass::Other,
     }
 }
@@ -311,6 +315,13 @@ mod tests {
         assert_eq!(postgres_class("XX000"), SqlClass::Other);
         assert_eq!(mysql_class(1064), SqlClass::Other);
         assert_eq!(sqlite_class("1", "near \"x\": syntax error"), SqlClass::Other);
+    }
+
+    #[test]
+    fn sessions_the_server_ended_for_idling_are_connection_failures() {
+        assert_eq!(postgres_class("25P03"), SqlClass::Connection);
+        assert_eq!(postgres_class("57P05"), SqlClass::Connection);
+        assert_eq!(mysql_class(4031), SqlClass::Connection);
     }
 
     #[test]

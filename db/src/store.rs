@@ -7,6 +7,11 @@
 //! known to be down, operations fail at once with UNAVAILABLE instead of waiting for a
 //! connection. [`Store::dedicated`] opens a separate small pool on the same database, so lease
 //! renewals never queue behind request work.
+//!
+//! Every connection of a PostgreSQL or MySQL store asks the server to end a transaction left
+//! idle for [`StoreOptions::idle_transaction_timeout`]: a process cut off from the database in
+//! the middle of a transaction must not keep its row locks (the fence's share lock on a lease row
+//! among them) until TCP gives up on it, hours later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +43,46 @@ pub struct StoreOptions {
     /// The keys run info and task definitions are encrypted with (`crate::crypto`). The
     /// default, empty keyring writes them unencrypted; the BBS always configures one.
     pub keys: Keyring,
+    /// How long the database server lets a transaction of this store's connections wait idle
+    /// for the next statement before it ends the transaction, and the connection with it.
+    ///
+    /// A process cut off from the database in the middle of a transaction never sends the rest,
+    /// and the server otherwise keeps the transaction and its row locks until TCP gives up on
+    /// the connection, hours later: the fence check's share lock on the leader's lease row then
+    /// keeps every standby from taking the lease over. The store's transactions send their
+    /// statements back to back (no client-side waits inside a transaction), so only a process
+    /// cut off or stalled that long reaches it; its transaction is rolled back and the caller
+    /// gets UNAVAILABLE.
+    ///
+    /// PostgreSQL: the session's `idle_in_transaction_session_timeout`. MariaDB: the session's
+    /// `idle_transaction_timeout`. MySQL has no such setting: the session's `wait_timeout`,
+    /// which also makes the server close pooled connections idle that long (the pool pings a
+    /// connection before handing it out and replaces one the server closed). MySQL and MariaDB
+    /// count whole seconds (rounded up, at least 1). Zero leaves the server's settings alone;
+    /// SQLite has no server and ignores it. Default [`DEFAULT_IDLE_TRANSACTION_TIMEOUT`];
+    /// [`StoreOptions::for_lease_ttl`] fits it to the lease a store's writes are fenced by.
+    pub idle_transaction_timeout: Duration,
+}
+
+/// The default [`StoreOptions::idle_transaction_timeout`]: a third of Diego's 15 s lock TTL.
+pub const DEFAULT_IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest idle-transaction timeout [`StoreOptions::for_lease_ttl`] chooses. A process
+/// starved of CPU can stall between two statements of a transaction: in a multi-host test on a
+/// 2-core machine at a load average of 20, 1 s ended transactions of the healthy BBS.
+const MIN_FITTED_IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl StoreOptions {
+    /// These options with [`StoreOptions::idle_transaction_timeout`] fitted to a fencing lease
+    /// of `ttl`: a third of it, at least 2 s and at most [`DEFAULT_IDLE_TRANSACTION_TIMEOUT`].
+    /// For a ttl of 3 s or more, a transaction of a leader cut off from the database then ends,
+    /// and its share lock on the lease row goes, before the lease it holds can expire (no
+    /// earlier than two thirds of the ttl after the cut, for a holder that renews at least every
+    /// third of it), so the standby takes over as soon as it may.
+    pub fn for_lease_ttl(self, ttl: Duration) -> Self {
+        let timeout = (ttl / 3).clamp(MIN_FITTED_IDLE_TRANSACTION_TIMEOUT, DEFAULT_IDLE_TRANSACTION_TIMEOUT);
+        Self { idle_transaction_timeout: timeout, ..self }
+    }
 }
 
 impl Default for StoreOptions {
@@ -50,6 +95,7 @@ impl Default for StoreOptions {
             probe_interval: Duration::from_millis(500),
             probe_timeout: Duration::from_secs(3),
             keys: Keyring::default(),
+            idle_transaction_timeout: DEFAULT_IDLE_TRANSACTION_TIMEOUT,
         }
     }
 }
@@ -136,7 +182,7 @@ impl Store {
         } else {
             url.to_owned()
         };
-        let pool = pool_options(backend, in_memory, options.max_connections, options.acquire_timeout)
+        let pool = pool_options(backend, in_memory, &options)
             .connect(&url)
             .await
             .map_err(|source| Error::Unavailable { op: "connect", source })?;
@@ -157,12 +203,12 @@ impl Store {
         if is_in_memory(self.backend, &self.url) {
             return Ok(self.clone());
         }
-        let pool = pool_options(self.backend, false, max_connections, acquire_timeout)
+        let options = StoreOptions { max_connections, acquire_timeout, ..self.options.clone() };
+        let pool = pool_options(self.backend, false, &options)
             .min_connections(1)
             .connect(&self.url)
             .await
             .map_err(|source| Error::Unavailable { op: "connect", source })?;
-        let options = StoreOptions { max_connections, acquire_timeout, ..self.options.clone() };
         Ok(Self { pool: Pool::new(pool, self.pool.health().cloned()), options, ..self.clone() })
     }
 
@@ -222,7 +268,9 @@ impl Store {
     /// Runs `body` in a write transaction: begins it, checks the fence, runs the body, commits.
     /// Deadlocks and serialization failures (anywhere, commit included) roll back and re-run
     /// the whole body, at most `max_attempts` times, so `body` must be repeatable. Errors the
-    /// body returns roll the transaction back and are returned as they are.
+    /// body returns roll the transaction back and are returned as they are. Between its
+    /// statements `body` must not wait for anything else: the server ends a transaction left
+    /// idle for [`StoreOptions::idle_transaction_timeout`].
     pub async fn write<T, F>(&self, op: &'static str, body: F) -> Result<T>
     where
         T: Send,
@@ -329,25 +377,73 @@ fn is_in_memory(backend: Backend, url: &str) -> bool {
 }
 
 /// The pool options every pool of a store uses.
-fn pool_options(backend: Backend, in_memory: bool, max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
+fn pool_options(backend: Backend, in_memory: bool, options: &StoreOptions) -> AnyPoolOptions {
     let mut pool_options = AnyPoolOptions::new()
-        .max_connections(if in_memory { 1 } else { max_connections.max(1) })
-        .acquire_timeout(acquire_timeout);
+        .max_connections(if in_memory { 1 } else { options.max_connections.max(1) })
+        .acquire_timeout(options.acquire_timeout)
+        // A connection the server closed while it sat in the pool (MySQL's `wait_timeout`, see
+        // `session_setup`) fails this ping and is replaced instead of handed out. The default;
+        // said here because the timeouts below rely on it.
+        .test_before_acquire(true);
     if in_memory {
         // Every pooled connection to :memory: would be its own database: keep exactly one.
         pool_options = pool_options.idle_timeout(None).max_lifetime(None).min_connections(1);
     }
-    if backend == Backend::Sqlite {
-        pool_options = pool_options.after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
-                    .execute(conn)
-                    .await
-                    .map(|_| ())
-            })
-        });
+    let idle_transaction_timeout = options.idle_transaction_timeout;
+    match backend {
+        Backend::Sqlite => {
+            pool_options = pool_options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            });
+        }
+        Backend::Postgres | Backend::Mysql if !idle_transaction_timeout.is_zero() => {
+            pool_options = pool_options.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let server_version = match backend {
+                        Backend::Mysql => {
+                            sqlx::query_scalar::<_, String>("SELECT VERSION()").fetch_one(&mut *conn).await?
+                        }
+                        _ => String::new(),
+                    };
+                    let Some(sql) = session_setup(backend, &server_version, idle_transaction_timeout) else {
+                        return Ok(());
+                    };
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(|_| ())
+                })
+            });
+        }
+        Backend::Postgres | Backend::Mysql => {}
     }
     pool_options
+}
+
+/// The statement a new connection runs so that the server ends a transaction of it left idle
+/// for `idle_transaction_timeout` (see [`StoreOptions::idle_transaction_timeout`]); `None` for
+/// SQLite and for a zero timeout. `server_version` is MySQL's `VERSION()`: MariaDB has a setting
+/// of its own for idle transactions, MySQL only `wait_timeout`.
+fn session_setup(backend: Backend, server_version: &str, idle_transaction_timeout: Duration) -> Option<String> {
+    if idle_transaction_timeout.is_zero() {
+        return None;
+    }
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            // Milliseconds, at most PostgreSQL's largest (an int).
+            let ms = idle_transaction_timeout.as_millis().clamp(1, i32::MAX as u128);
+            Some(format!("SET idle_in_transaction_session_timeout = {ms}"))
+        }
+        Backend::Mysql => {
+            // Whole seconds, rounded up, at most both settings' largest (a year).
+            let secs = idle_transaction_timeout.as_millis().div_ceil(1000).clamp(1, 31_536_000);
+            let variable = if server_version.contains("MariaDB") { "idle_transaction_timeout" } else { "wait_timeout" };
+            Some(format!("SET SESSION {variable} = {secs}"))
+        }
+    }
 }
 
 /// Fails with [`Error::Fenced`] unless `fence` is held, unexpired, at its term. The row is
@@ -370,5 +466,55 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
     match held {
         Some(_) => Ok(()),
         None => Err(Error::Fenced { key: fence.key.clone(), owner: fence.owner.clone(), term: fence.term }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_server_is_told_to_end_idle_transactions_in_its_own_terms() {
+        let timeout = Duration::from_millis(1500);
+        assert_eq!(
+            session_setup(Backend::Postgres, "", timeout).as_deref(),
+            Some("SET idle_in_transaction_session_timeout = 1500")
+        );
+        assert_eq!(
+            session_setup(Backend::Mysql, "10.11.19-MariaDB-0+deb12u1", timeout).as_deref(),
+            Some("SET SESSION idle_transaction_timeout = 2")
+        );
+        assert_eq!(session_setup(Backend::Mysql, "8.0.36", timeout).as_deref(), Some("SET SESSION wait_timeout = 2"));
+        assert_eq!(session_setup(Backend::Sqlite, "", timeout), None);
+        // Zero leaves the server alone; tiny and huge values stay in the settings' ranges.
+        assert_eq!(session_setup(Backend::Postgres, "", Duration::ZERO), None);
+        assert_eq!(session_setup(Backend::Mysql, "8.0.36", Duration::ZERO), None);
+        assert_eq!(
+            session_setup(Backend::Postgres, "", Duration::from_micros(10)).as_deref(),
+            Some("SET idle_in_transaction_session_timeout = 1")
+        );
+        assert_eq!(
+            session_setup(Backend::Mysql, "8.0.36", Duration::from_millis(1)).as_deref(),
+            Some("SET SESSION wait_timeout = 1")
+        );
+        assert_eq!(
+            session_setup(Backend::Postgres, "", Duration::from_secs(u64::MAX)).as_deref(),
+            Some("SET idle_in_transaction_session_timeout = 2147483647")
+        );
+        assert_eq!(
+            session_setup(Backend::Mysql, "8.0.36", Duration::from_secs(u64::MAX)).as_deref(),
+            Some("SET SESSION wait_timeout = 31536000")
+        );
+    }
+
+    #[test]
+    fn the_idle_transaction_timeout_is_a_third_of_the_lease_ttl_within_bounds() {
+        let fitted = |ttl| StoreOptions::default().for_lease_ttl(ttl).idle_transaction_timeout;
+        assert_eq!(StoreOptions::default().idle_transaction_timeout, DEFAULT_IDLE_TRANSACTION_TIMEOUT);
+        assert_eq!(fitted(Duration::from_secs(15)), Duration::from_secs(5));
+        assert_eq!(fitted(Duration::from_secs(12)), Duration::from_secs(4));
+        assert_eq!(fitted(Duration::from_secs(3)), Duration::from_secs(2));
+        assert_eq!(fitted(Duration::from_millis(500)), Duration::from_secs(2));
+        assert_eq!(fitted(Duration::from_secs(60)), DEFAULT_IDLE_TRANSACTION_TIMEOUT);
     }
 }

@@ -2,11 +2,12 @@
 //! 7) and of fencing writes by a lease. These run with real time: expiry tests use a 1 s ttl and
 //! sleep just past it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use db::sql::leases::{Lease, LeaseType};
-use db::testing::TestDb;
-use db::{Error, Fence, Store, StoreOptions};
+use db::testing::{TestDb, test_keys};
+use db::{Backend, Error, Fence, Store, StoreOptions};
 use proto::models::DomainName;
 
 use super::NOW_NS;
@@ -32,6 +33,8 @@ macro_rules! leases_tests {
                 terms_only_increase_across_release_and_expiry,
                 a_released_lease_never_fences_for_its_old_term_again,
                 an_empty_owner_or_a_ttl_out_of_bounds_is_invalid_and_writes_nothing,
+                a_standby_takes_over_from_a_leader_cut_off_in_the_middle_of_a_transaction,
+                pooled_connections_idle_past_the_idle_transaction_timeout_still_serve,
             ]
         );
     };
@@ -340,4 +343,98 @@ pub async fn an_empty_owner_or_a_ttl_out_of_bounds_is_invalid_and_writes_nothing
     assert!(db.store.fetch_leases(LeaseType::Lock).await.unwrap().is_empty());
     // A day is allowed.
     assert_eq!(lock(&db.store, "bbs", "bbs-a", db::sql::leases::MAX_LEASE_TTL).await.unwrap().term, 1);
+}
+
+/// The idle-transaction timeout of the stores the two tests below open.
+const IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A store on `db`'s database whose server ends its transactions idle for
+/// [`IDLE_TRANSACTION_TIMEOUT`].
+async fn store_ending_idle_transactions(db: &TestDb) -> Store {
+    let options = StoreOptions {
+        keys: test_keys(),
+        idle_transaction_timeout: IDLE_TRANSACTION_TIMEOUT,
+        ..StoreOptions::default()
+    };
+    Store::connect(&db.url, options).await.unwrap()
+}
+
+/// A leader cut off from the database in the middle of a fenced write (its fence check has
+/// share-locked the lease row, and then the database hears nothing more from it) does not keep
+/// a standby from taking the lease over: the server ends the orphaned transaction after the
+/// store's idle-transaction timeout, and the takeover goes through once the lease has expired.
+/// The orphan learns its transaction is gone (UNAVAILABLE) and commits nothing. SQLite has no
+/// server to be cut off from.
+pub async fn a_standby_takes_over_from_a_leader_cut_off_in_the_middle_of_a_transaction(db: &TestDb) {
+    if db.backend() == Backend::Sqlite {
+        return;
+    }
+    let leader = store_ending_idle_transactions(db).await;
+    let lease = lock(&leader, "bbs", "bbs-a", SHORT_TTL).await.unwrap();
+    let fenced = leader.fenced(fence_of(&lease));
+    // The orphan: a fenced write that stops talking to the database after its fence check, as a
+    // leader whose link to the database is cut does, until the test lets it go.
+    let checked = Arc::new(tokio::sync::Notify::new());
+    let resume = Arc::new(tokio::sync::Notify::new());
+    let orphan = {
+        let (checked, resume) = (checked.clone(), resume.clone());
+        tokio::spawn(async move {
+            fenced
+                .write("orphaned write", move |_tx| {
+                    let (checked, resume) = (checked.clone(), resume.clone());
+                    Box::pin(async move {
+                        checked.notify_one();
+                        resume.notified().await;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    };
+    checked.notified().await;
+    let cut_at = tokio::time::Instant::now();
+    past_short_ttl().await;
+    // On the server's defaults the takeover waits for the orphan's share lock for hours.
+    let bound = SHORT_TTL + IDLE_TRANSACTION_TIMEOUT + Duration::from_secs(5);
+    let takeover = tokio::time::timeout(bound, lock(&db.store, "bbs", "bbs-b", TTL)).await;
+    let took_over = cut_at.elapsed();
+    // Heard from again, the orphan commits if its transaction is still there (and so lets a
+    // failing test end), or finds it ended.
+    resume.notify_one();
+    let standby = takeover
+        .unwrap_or_else(|_| panic!("the standby's takeover still waits {bound:?} after the leader was cut off"))
+        .unwrap();
+    assert_eq!((standby.owner.as_str(), standby.term), ("bbs-b", 2));
+    eprintln!("took over {took_over:?} after the leader went quiet mid-transaction");
+    let err = orphan.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), proto::error::ErrorCode::Unavailable, "{err}");
+    assert!(err.is_retryable(), "{err}");
+    leader.close().await;
+}
+
+/// A server that ends idle transactions may also close idle connections (MySQL's `wait_timeout`
+/// does): connections idle in the pool for longer than the timeout are replaced, never handed
+/// out dead.
+pub async fn pooled_connections_idle_past_the_idle_transaction_timeout_still_serve(db: &TestDb) {
+    if db.backend() == Backend::Sqlite {
+        return;
+    }
+    let store = store_ending_idle_transactions(db).await;
+    let busy = |round: i64| {
+        let store = store.clone();
+        async move {
+            // Several at once, so the pool holds several connections.
+            let domains: Vec<DomainName> =
+                (0..4).map(|i| DomainName::parse(format!("round-{round}-{i}")).unwrap()).collect();
+            let writes = domains.iter().map(|d| store.upsert_domain(d, Duration::from_secs(60), NOW_NS));
+            for result in futures::future::join_all(writes).await {
+                result.unwrap();
+            }
+            assert_eq!(store.fresh_domains(NOW_NS).await.unwrap().len() as i64, 4 * (round + 1));
+        }
+    };
+    busy(0).await;
+    tokio::time::sleep(IDLE_TRANSACTION_TIMEOUT + Duration::from_secs(1)).await;
+    busy(1).await;
+    store.close().await;
 }
