@@ -107,7 +107,10 @@ pub async fn run(
     let env_keys = std::env::var(encryption::KEYS_ENV).ok();
     let (keys, key_source) = encryption::load_keys(&config, env_keys.as_deref()).map_err(RunError::Keys)?;
     tracing::info!(active = keys.active_label().unwrap_or_default(), source = ?key_source, "encryption keys loaded");
-    let store_options = StoreOptions { keys, ..StoreOptions::default() };
+    // The database ends a transaction left idle for a third of the lock TTL (2 s to 5 s): one
+    // of a BBS cut off from the database mid-transaction must not keep its share lock on the
+    // `bbs` lease row, or no standby could take over.
+    let store_options = StoreOptions { keys, ..StoreOptions::default() }.for_lease_ttl(config.lock_ttl);
     let store = Store::connect(&config.effective_database_url(), store_options).await?;
     let locket_store = store.dedicated(LOCKET_POOL_CONNECTIONS, config.lock_retry_interval).await?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
