@@ -211,23 +211,6 @@ impl Deployment {
         })
     }
 
-    /// Makes PostgreSQL end every transaction of this test's database that stays idle for
-    /// `timeout` (`idle_in_transaction_session_timeout`, for connections made from now on), so a
-    /// client cut off in the middle of a transaction does not hold its row locks forever.
-    ///
-    /// # Panics
-    /// On another backend, or when the server refuses.
-    pub async fn end_idle_transactions_after(&self, timeout: Duration) {
-        assert_eq!(self.db.backend(), Backend::Postgres, "idle_in_transaction_session_timeout is PostgreSQL's");
-        let name = self.db.url.rsplit('/').next().unwrap_or_default().split('?').next().unwrap_or_default();
-        let sql =
-            format!("ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '{}ms'", timeout.as_millis());
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
-            .execute(self.db.store.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
     /// The `[tls]` table of the identity `role`/`name`.
     fn tls_table(&self, role: Role, name: &str) -> String {
         let tls = self.pki.test_tls(role, name);
