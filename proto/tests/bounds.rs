@@ -7,6 +7,11 @@ use proto::limits::{MAX_ACTION_DEPTH, MAX_ACTIONS_PER_LIST, MAX_MESSAGE_DEPTH};
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
+/// A change to a desired LRP that breaks one limit.
+type Edit = fn(&mut pb::DesiredLrp);
+/// [`Edit`], capturing its values.
+type BoxedEdit<'a> = Box<dyn Fn(&mut pb::DesiredLrp) + 'a>;
+
 fn run(path: &str) -> pb::Action {
     pb::Action {
         action: Some(pb::action::Action::RunAction(pb::RunAction { path: path.into(), ..Default::default() })),
@@ -101,7 +106,7 @@ fn ports_are_real_ports_and_few() {
 
 #[test]
 fn resources_and_timeouts_have_ranges() {
-    let cases: Vec<(fn(&mut pb::DesiredLrp), &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (|l| l.memory_mb = -1, "desired_lrp.memory_mb must be between 0 and 16777216"),
         (|l| l.disk_mb = -5, "desired_lrp.disk_mb must be between 0 and 67108864"),
         (|l| l.cpu_weight = 101, "desired_lrp.cpu_weight must be between 0 and 100"),
@@ -130,7 +135,7 @@ fn resources_and_timeouts_have_ranges() {
 #[test]
 fn megabyte_strings_are_refused_with_their_limit() {
     let big = "a".repeat(1024 * 1024);
-    let cases: Vec<(Box<dyn Fn(&mut pb::DesiredLrp)>, &str)> = vec![
+    let cases: Vec<(BoxedEdit<'_>, &str)> = vec![
         (Box::new(|l| l.process_guid = big.clone()), "desired_lrp.process_guid must be at most 255 bytes"),
         (Box::new(|l| l.rootfs = big.clone()), "desired_lrp.rootfs must be at most 1024 bytes"),
         (
