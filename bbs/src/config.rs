@@ -285,6 +285,9 @@ impl Validate for BbsConfig {
         if self.listen_address.is_empty() {
             return invalid("listen_address", "must not be empty");
         }
+        if !self.database_url.is_empty() {
+            db::targets::check_url(&self.database_url).map_err(|rule| ConfigError::invalid("database_url", rule))?;
+        }
         self.locket.validate()?;
         self.tls.check_as(svc::identity::Role::Bbs, None)
     }
@@ -351,5 +354,22 @@ mod tests {
         let config = BbsConfig { tls: TlsConfig::insecure_plaintext(), ..config }.validate().unwrap();
         assert_eq!(config.max_request_bytes, 16 * 1024 * 1024);
         assert_eq!(plain().max_request_bytes, 4 * 1024 * 1024, "the default is gRPC's");
+    }
+
+    #[test]
+    fn database_urls_are_checked_up_front_and_may_name_several_hosts() {
+        let plain = |url: &str| BbsConfig {
+            tls: TlsConfig::insecure_plaintext(),
+            database_url: url.into(),
+            ..BbsConfig::default()
+        };
+        plain("postgres://diego@10.0.0.21:5432,10.0.0.22:5432/diego?target_session_attrs=read-write")
+            .validate()
+            .expect("a primary and a standby");
+        plain("mysql://diego@10.0.0.31,10.0.0.32,10.0.0.33/diego").validate().expect("three Galera nodes");
+        let err = plain("postgres://diego@a,b/diego?target_session_attrs=standby").validate().unwrap_err();
+        assert!(err.to_string().contains("database_url target_session_attrs=\"standby\" is not supported"), "{err}");
+        let err = plain("oracle://x/y").validate().unwrap_err();
+        assert!(err.to_string().contains("database_url unsupported scheme"), "{err}");
     }
 }

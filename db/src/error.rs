@@ -248,8 +248,11 @@ fn postgres_class(code: &str) -> SqlClass {
         c if c.starts_with("22") || c.starts_with("54") => SqlClass::InvalidValue,
         // Connection exceptions, admin / crash shutdown, cannot connect now, too many
         // connections; the server ended the session after an idle-in-transaction (25P03) or
-        // idle-session (57P05) timeout.
-        c if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05") => {
+        // idle-session (57P05) timeout; a write on a server that became read-only (25006: a
+        // standby, where a multi-host URL must move on to the new primary).
+        c if c.starts_with("08")
+            || matches!(c, "57P01" | "57P02" | "57P03" | "53300" | "25P03" | "57P05" | "25006") =>
+        {
             SqlClass::Connection
         }
         _ => SqlClass::Other,
@@ -268,8 +271,10 @@ fn mysql_class(number: u16) -> SqlClass {
         // size too large (1118), packet larger than max_allowed_packet (1153).
         1406 | 1264 | 1690 | 1366 | 1300 | 1367 | 1265 | 1292 | 1118 | 1153 => SqlClass::InvalidValue,
         // Too many connections, shutdown in progress, connection killed, the server closed a
-        // connection idle past its `wait_timeout` (MySQL 8.0.24 and later say so).
-        1040 | 1053 | 1927 | 4031 => SqlClass::Connection,
+        // connection idle past its `wait_timeout` (MySQL 8.0.24 and later say so); a Galera
+        // node outside the primary component ("WSREP has not yet prepared node for application
+        // use", 1047); a write on a read-only server (1290).
+        1040 | 1053 | 1927 | 4031 | 1047 | 1290 => SqlClass::Connection,
         _ => SqlClass::Other,
     }
 }
@@ -322,6 +327,17 @@ mod tests {
         assert_eq!(postgres_class("25P03"), SqlClass::Connection);
         assert_eq!(postgres_class("57P05"), SqlClass::Connection);
         assert_eq!(mysql_class(4031), SqlClass::Connection);
+    }
+
+    #[test]
+    fn a_server_that_cannot_take_writes_is_a_connection_failure() {
+        // A PostgreSQL standby, a MySQL server with read_only, a Galera node outside the
+        // primary component: a multi-host URL moves on to another server.
+        assert_eq!(postgres_class("25006"), SqlClass::Connection);
+        assert_eq!(mysql_class(1290), SqlClass::Connection);
+        assert_eq!(mysql_class(1047), SqlClass::Connection);
+        // A Galera certification failure is reported as a deadlock, and retried like one.
+        assert_eq!(mysql_class(1213), SqlClass::Retryable);
     }
 
     #[test]

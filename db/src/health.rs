@@ -17,7 +17,6 @@
 
 use std::ops::Deref;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -25,9 +24,12 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream};
-use sqlx::any::{Any, AnyConnectOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::{AnyPool, Connection, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
+use sqlx::any::{Any, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::{AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
 use tokio::sync::{Notify, watch};
+
+use crate::error::{SqlClass, classify};
+use crate::targets::Targets;
 
 /// Gauge: 1 while the store can reach its database, 0 while it is known to be unreachable.
 pub const DATABASE_REACHABLE: &str = "db_database_reachable";
@@ -55,19 +57,13 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// A reachable database, and its probe task (on the current runtime) connecting with `url`.
-    /// The task ends a few seconds after the last handle to the returned health is dropped.
-    pub(crate) fn spawn(url: &str, options: ProbeOptions) -> Arc<Health> {
+    /// A reachable database, and its probe task (on the current runtime) trying the servers of
+    /// `targets`. The task ends a few seconds after the last handle to the returned health is
+    /// dropped.
+    pub(crate) fn spawn(targets: Arc<Targets>, options: ProbeOptions) -> Arc<Health> {
         let health =
             Arc::new(Health { down: watch::Sender::new(None), suspect_since: Mutex::new(None), wake: Notify::new() });
-        match AnyConnectOptions::from_str(url) {
-            Ok(connect) => {
-                tokio::spawn(probe_loop(Arc::downgrade(&health), connect, options));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot build the database probe; the store will not fail fast while the database is down")
-            }
-        }
+        tokio::spawn(probe_loop(Arc::downgrade(&health), targets, options));
         health
     }
 
@@ -150,46 +146,17 @@ fn unreachable(since: SystemTime) -> sqlx::Error {
     ))
 }
 
-/// Whether `err` is what an unreachable database would cause (the probe then decides).
+/// Whether `err` is what an unreachable (or, with read-write targeting, read-only) database
+/// would cause: the probe then decides.
 fn is_suspicious(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => is_connection_sqlstate(db.code().as_deref()),
-        _ => false,
-    }
-}
-
-/// SQLSTATE classes that mean "the server is not there for us" (PostgreSQL: connection
-/// exceptions and shutdown / start-up in progress).
-fn is_connection_sqlstate(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
-}
-
-/// One probe: a fresh connection outside the pool and `SELECT 1`. A server that answers with an
-/// ordinary database error (too many connections, bad password) is reachable.
-async fn probe(connect: &AnyConnectOptions, timeout: Duration) -> Result<(), String> {
-    let attempt = async {
-        let mut conn = sqlx::AnyConnection::connect_with(connect).await?;
-        sqlx::query("SELECT 1").execute(&mut conn).await?;
-        let _ = conn.close().await;
-        Ok::<(), sqlx::Error>(())
-    };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(sqlx::Error::Database(db))) if !is_connection_sqlstate(db.code().as_deref()) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("probe timed out after {timeout:?}")),
-    }
+    matches!(err, sqlx::Error::Protocol(_)) || classify(err) == SqlClass::Connection
 }
 
 /// Probes when woken by a suspicious failure, and every `interval` while the database is down.
+/// A probe tries the current server of the URL first, then the others ([`Targets::probe`]).
 /// While up, one failed probe could be a busy host rather than a lost database: only a second
 /// failure in a row, an interval later, marks the database unreachable.
-async fn probe_loop(health: Weak<Health>, connect: AnyConnectOptions, options: ProbeOptions) {
+async fn probe_loop(health: Weak<Health>, targets: Arc<Targets>, options: ProbeOptions) {
     /// How often an idle probe task checks that its store still exists.
     const IDLE: Duration = Duration::from_secs(5);
     /// Failed probes in a row that mark a reachable database unreachable.
@@ -209,7 +176,7 @@ async fn probe_loop(health: Weak<Health>, connect: AnyConnectOptions, options: P
             }
         }
         let started = tokio::time::Instant::now();
-        match probe(&connect, options.timeout).await {
+        match targets.probe(options.timeout).await {
             Ok(()) => {
                 failures = 0;
                 h.set_up();
@@ -236,8 +203,12 @@ async fn probe_loop(health: Weak<Health>, connect: AnyConnectOptions, options: P
 #[derive(Debug, Clone)]
 pub(crate) struct Pool {
     inner: AnyPool,
-    /// `None`: never gated (the leader's own lease connection, in-memory SQLite).
+    /// `None`: in-memory SQLite, which cannot become unreachable.
     health: Option<Arc<Health>>,
+    /// Whether operations fail at once while the database is down. The leader's own lease
+    /// connection is not gated: it keeps trying whatever the request pools see (its failures
+    /// still wake the probe).
+    gate: bool,
 }
 
 impl Deref for Pool {
@@ -251,7 +222,7 @@ impl Deref for Pool {
 impl Pool {
     /// `inner`, gated by `health`.
     pub(crate) fn new(inner: AnyPool, health: Option<Arc<Health>>) -> Self {
-        Self { inner, health }
+        Self { inner, health, gate: true }
     }
 
     /// The shared health, if gated.
@@ -259,9 +230,14 @@ impl Pool {
         self.health.as_ref()
     }
 
-    /// The same pool, never gated and never reporting failures.
+    /// The same pool, never gated: its operations always try the database.
     pub(crate) fn ungated(&self) -> Self {
-        Self { inner: self.inner.clone(), health: None }
+        Self { inner: self.inner.clone(), health: self.health.clone(), gate: false }
+    }
+
+    /// The health that gates this pool, if it is gated.
+    fn gate(&self) -> Option<Arc<Health>> {
+        if self.gate { self.health.clone() } else { None }
     }
 
     /// Begins a transaction with `statement`, failing at once while the database is down.
@@ -269,7 +245,7 @@ impl Pool {
         &self,
         statement: impl SqlSafeStr,
     ) -> Result<Transaction<'static, Any>, sqlx::Error> {
-        gated(self.health.clone(), self.inner.begin_with(statement)).await
+        gated(self.gate(), self.inner.begin_with(statement)).await
     }
 }
 
@@ -309,7 +285,7 @@ impl<'p> Executor<'p> for &'_ Pool {
         'p: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let Some(health) = self.health.clone() else { return (&self.inner).fetch_many(query) };
+        let Some(health) = self.gate() else { return (&self.inner).fetch_many(query) };
         if let Err(e) = health.check() {
             return Box::pin(futures::stream::once(async move { Err(e) }));
         }
@@ -327,7 +303,7 @@ impl<'p> Executor<'p> for &'_ Pool {
         'p: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        gated(self.health.clone(), (&self.inner).fetch_optional(query)).boxed()
+        gated(self.gate(), (&self.inner).fetch_optional(query)).boxed()
     }
 
     fn prepare_with<'e>(
@@ -338,7 +314,7 @@ impl<'p> Executor<'p> for &'_ Pool {
     where
         'p: 'e,
     {
-        gated(self.health.clone(), (&self.inner).prepare_with(sql, parameters)).boxed()
+        gated(self.gate(), (&self.inner).prepare_with(sql, parameters)).boxed()
     }
 }
 
@@ -425,10 +401,6 @@ mod tests {
         assert!(is_suspicious(&sqlx::Error::PoolTimedOut));
         assert!(is_suspicious(&sqlx::Error::Io(std::io::Error::other("reset"))));
         assert!(!is_suspicious(&sqlx::Error::RowNotFound));
-        assert!(is_connection_sqlstate(Some("08006")));
-        assert!(is_connection_sqlstate(Some("57P01")));
-        assert!(!is_connection_sqlstate(Some("53300")));
-        assert!(!is_connection_sqlstate(None));
     }
 
     #[tokio::test]

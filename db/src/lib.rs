@@ -5,6 +5,8 @@
 //!   retry on deadlock, lease fencing inside the transaction).
 //! - [`health`]: the database's reachability; every pool is gated by it, so requests fail fast
 //!   while the database is down.
+//! - [`targets`]: multi-host URLs (a primary and its standbys, Galera nodes): which server the
+//!   pools use, moved when it goes away.
 //! - [`backend`]: the dialect differences (placeholders, row locks, the database clock).
 //! - [`codec`]: the one codec every blob goes through; [`crypto`]: the keys it encrypts with.
 //! - [`sql`]: hand-written SQL, one module per table, each adding methods to [`Store`].
@@ -20,6 +22,7 @@ pub mod health;
 pub mod migrate;
 pub mod sql;
 mod store;
+pub mod targets;
 #[cfg(feature = "testing")]
 pub mod testing;
 

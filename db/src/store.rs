@@ -22,6 +22,7 @@ use sqlx::{AnyPool, Transaction};
 
 use crate::error::{SqlClass, classify};
 use crate::health::{Health, Pool, ProbeOptions};
+use crate::targets::{SessionAttrs, Targets};
 use crate::{Backend, Error, Keyring, Result, migrate};
 
 /// How the store connects.
@@ -121,6 +122,8 @@ pub struct Store {
     options: StoreOptions,
     /// The URL the pool connects with (for dedicated pools).
     url: Arc<str>,
+    /// The servers of the URL and the one the pools use (`None` for in-memory SQLite).
+    targets: Option<Arc<Targets>>,
 }
 
 /// An open write transaction.
@@ -165,7 +168,9 @@ impl Store {
     /// Connects to `url`, applies the migrations and returns the store. `sqlite::memory:` gives a
     /// private in-memory database on one connection. A SQLite file is created (and an existing
     /// one restricted) readable and writable by its owner only; its WAL and shared-memory files
-    /// get the same mode from SQLite.
+    /// get the same mode from SQLite. A PostgreSQL or MySQL URL may name several servers
+    /// (`postgres://u@primary:5432,standby:5432/db`): the store connects to one that takes
+    /// writes and moves to another when it goes away ([`crate::targets`]).
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
@@ -182,16 +187,42 @@ impl Store {
         } else {
             url.to_owned()
         };
-        let pool = pool_options(backend, in_memory, &options)
-            .connect(&url)
+        if in_memory {
+            let pool = pool_options(backend, true, &options, None)
+                .connect(&url)
+                .await
+                .map_err(|source| Error::Unavailable { op: "connect", source })?;
+            migrate::migrate(&pool, backend).await?;
+            let pool = Pool::new(pool, None);
+            return Ok(Self { pool, backend, fence: None, options, url: url.into(), targets: None });
+        }
+        let targets = Arc::new(Targets::parse(&url)?);
+        if targets.len() > 1 {
+            // Start on a usable server of the list.
+            targets.probe(options.probe_timeout).await.map_err(|reason| Error::Unavailable {
+                op: "connect",
+                source: sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, reason)),
+            })?;
+            tracing::info!(host = targets.current_host(), "connected to a host of the multi-host database URL");
+        }
+        let pool = pool_options(backend, false, &options, Some(targets.clone()))
+            .connect_with(targets.current()?)
             .await
             .map_err(|source| Error::Unavailable { op: "connect", source })?;
+        targets.register(&pool);
         migrate::migrate(&pool, backend).await?;
-        // An in-memory database cannot become unreachable (and a probe would open another one).
-        let health = (!in_memory).then(|| {
-            Health::spawn(&url, ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout })
-        });
-        Ok(Self { pool: Pool::new(pool, health), backend, fence: None, options, url: url.into() })
+        let health = Health::spawn(
+            targets.clone(),
+            ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout },
+        );
+        Ok(Self {
+            pool: Pool::new(pool, Some(health)),
+            backend,
+            fence: None,
+            options,
+            url: url.into(),
+            targets: Some(targets),
+        })
     }
 
     /// A store on the same database with its own pool of at most `max_connections`, waiting at
@@ -204,11 +235,15 @@ impl Store {
             return Ok(self.clone());
         }
         let options = StoreOptions { max_connections, acquire_timeout, ..self.options.clone() };
-        let pool = pool_options(self.backend, false, &options)
-            .min_connections(1)
-            .connect(&self.url)
-            .await
-            .map_err(|source| Error::Unavailable { op: "connect", source })?;
+        let pool_options = pool_options(self.backend, false, &options, self.targets.clone()).min_connections(1);
+        let connected = match &self.targets {
+            Some(targets) => pool_options.connect_with(targets.current()?).await,
+            None => pool_options.connect(&self.url).await,
+        };
+        let pool = connected.map_err(|source| Error::Unavailable { op: "connect", source })?;
+        if let Some(targets) = &self.targets {
+            targets.register(&pool);
+        }
         Ok(Self { pool: Pool::new(pool, self.pool.health().cloned()), options, ..self.clone() })
     }
 
@@ -376,8 +411,14 @@ fn is_in_memory(backend: Backend, url: &str) -> bool {
     backend == Backend::Sqlite && url.contains(":memory:")
 }
 
-/// The pool options every pool of a store uses.
-fn pool_options(backend: Backend, in_memory: bool, options: &StoreOptions) -> AnyPoolOptions {
+/// The pool options every pool of a store uses; `targets`, the servers of its URL, when it has
+/// any (not for in-memory SQLite).
+fn pool_options(
+    backend: Backend,
+    in_memory: bool,
+    options: &StoreOptions,
+    targets: Option<Arc<Targets>>,
+) -> AnyPoolOptions {
     let mut pool_options = AnyPoolOptions::new()
         .max_connections(if in_memory { 1 } else { options.max_connections.max(1) })
         .acquire_timeout(options.acquire_timeout)
@@ -389,7 +430,16 @@ fn pool_options(backend: Backend, in_memory: bool, options: &StoreOptions) -> An
         // Every pooled connection to :memory: would be its own database: keep exactly one.
         pool_options = pool_options.idle_timeout(None).max_lifetime(None).min_connections(1);
     }
+    if let Some(targets) = targets.clone().filter(|t| t.len() > 1) {
+        // After a switch to another server, connections to the one the pools left are not
+        // handed out again.
+        pool_options = pool_options.before_acquire(move |_, meta| {
+            let stale = targets.predates_switch(meta.age);
+            Box::pin(async move { Ok(!stale) })
+        });
+    }
     let idle_transaction_timeout = options.idle_transaction_timeout;
+    let attrs = targets.map_or(SessionAttrs::Any, |t| t.attrs());
     match backend {
         Backend::Sqlite => {
             pool_options = pool_options.after_connect(|conn, _| {
@@ -401,9 +451,15 @@ fn pool_options(backend: Backend, in_memory: bool, options: &StoreOptions) -> An
                 })
             });
         }
-        Backend::Postgres | Backend::Mysql if !idle_transaction_timeout.is_zero() => {
+        Backend::Postgres | Backend::Mysql
+            if !idle_transaction_timeout.is_zero() || attrs == SessionAttrs::ReadWrite =>
+        {
             pool_options = pool_options.after_connect(move |conn, _| {
                 Box::pin(async move {
+                    if attrs == SessionAttrs::ReadWrite {
+                        // Never pool a connection to a server that does not take writes.
+                        crate::targets::usable(&mut *conn, backend, attrs).await?;
+                    }
                     let server_version = match backend {
                         Backend::Mysql => {
                             sqlx::query_scalar::<_, String>("SELECT VERSION()").fetch_one(&mut *conn).await?

@@ -5,7 +5,10 @@
 //! - while the database cannot be reached, requests fail at once with UNAVAILABLE naming
 //!   "database unreachable since", and work again once it is back, without a new store
 //!   (PostgreSQL and MySQL, reached through a loopback TCP proxy the test stops and restarts;
-//!   the shared servers are never stopped. SQLite is a local file and has no network to lose).
+//!   the shared servers are never stopped. SQLite is a local file and has no network to lose);
+//! - a URL naming several servers moves every pool to the next one when the first goes away,
+//!   and back (PostgreSQL and MySQL, two proxies to one server; the real primary / standby and
+//!   Galera failovers are in tests/tests/multihost).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,11 +95,14 @@ struct Proxy {
     address: SocketAddr,
     upstream: SocketAddr,
     tasks: Option<JoinSet<()>>,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
     async fn start(upstream: SocketAddr) -> Proxy {
-        let mut proxy = Proxy { address: "127.0.0.1:0".parse().unwrap(), upstream, tasks: None };
+        let mut proxy =
+            Proxy { address: "127.0.0.1:0".parse().unwrap(), upstream, tasks: None, accepted: Default::default() };
         proxy.resume().await;
         proxy
     }
@@ -108,9 +114,11 @@ impl Proxy {
         let mut tasks = JoinSet::new();
         let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         let accepted = connections.clone();
+        let count = self.accepted.clone();
         tasks.spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else { return };
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 accepted.lock().await.spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -216,6 +224,107 @@ async fn requests_fail_fast_while_the_database_is_unreachable_and_work_again_whe
         store.close().await;
         proxy.stop().await;
     }
+}
+
+/// `url` naming the servers `addresses`, in order (a multi-host URL).
+fn through_all(url: &str, addresses: &[SocketAddr]) -> String {
+    let list: Vec<String> = addresses.iter().map(SocketAddr::to_string).collect();
+    through(url, addresses[0]).replacen(&addresses[0].to_string(), &list.join(","), 1)
+}
+
+/// Retries `op` until it succeeds, for at most `limit`; returns how long that took.
+async fn until_ok<T, F: std::future::Future<Output = db::Result<T>>>(
+    what: &str,
+    limit: Duration,
+    mut op: impl FnMut() -> F,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), op()).await {
+            Ok(Ok(_)) => return started.elapsed(),
+            other => {
+                assert!(
+                    started.elapsed() < limit,
+                    "{what}: still failing after {limit:?}: {:?}",
+                    other.map(|r| r.err())
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A URL naming two servers (here two proxies to the same database server): the store uses the
+/// first, moves every pool (the lease pool too) to the second when the first goes away, says
+/// which hosts it tried while neither answers, and comes back when one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_host_url_moves_to_the_next_server_when_one_goes_away() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for backend in [Backend::Postgres, Backend::Mysql] {
+        let Some(db) = TestDb::create(backend).await else { continue };
+        let server = server_address(&db.url).await;
+        let mut first = Proxy::start(server).await;
+        let mut second = Proxy::start(server).await;
+        let options = StoreOptions {
+            acquire_timeout: Duration::from_secs(30),
+            probe_interval: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let url = through_all(&db.url, &[first.address, second.address]);
+        let store = db::Store::connect(&url, options).await.expect("connect to the first host");
+        let leases = store.dedicated(1, Duration::from_secs(2)).await.expect("a lease pool").ungated();
+        store.now_ms().await.expect("the first host answers");
+        leases.acquire_lease("bbs", "leader", "a", LeaseType::Lock, LEASE_TTL * 10).await.expect("a lease");
+        assert!(first.accepted.load(Relaxed) > 0, "{backend:?}: nothing went to the first host");
+        assert_eq!(second.accepted.load(Relaxed), 0, "{backend:?}: the second host was used before it was needed");
+
+        first.stop().await;
+        let moved =
+            until_ok("requests after the first host went away", Duration::from_secs(15), || store.now_ms()).await;
+        until_ok("lease renewals after the first host went away", Duration::from_secs(15), || {
+            leases.acquire_lease("bbs", "leader", "a", LeaseType::Lock, LEASE_TTL * 10)
+        })
+        .await;
+        eprintln!("{backend:?}: requests served by the second host {moved:?} after the first went away");
+        assert!(second.accepted.load(Relaxed) > 0, "{backend:?}");
+        store
+            .acquire_lease("cell-1", "rep-1", "{}", LeaseType::Presence, Duration::from_secs(15))
+            .await
+            .expect("writes go to the second host");
+
+        // Neither answers: requests fail at once, naming the hosts the probe tried.
+        second.stop().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.unreachable_since().is_none() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), store.now_ms()).await;
+            assert!(Instant::now() < deadline, "{backend:?}: the store never noticed both hosts are gone");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let error = store.now_ms().await.unwrap_err();
+        assert_eq!(error.code(), ErrorCode::Unavailable, "{backend:?}: {error}");
+
+        // The first comes back (the second stays away): the store goes back to it on its own.
+        first.resume().await;
+        until_ok("requests after the first host came back", Duration::from_secs(15), || store.now_ms()).await;
+        until_ok("lease renewals after the first host came back", Duration::from_secs(15), || {
+            leases.acquire_lease("bbs", "leader", "a", LeaseType::Lock, LEASE_TTL * 10)
+        })
+        .await;
+        assert!(store.unreachable_since().is_none(), "{backend:?}");
+        store.close().await;
+        leases.close().await;
+        first.stop().await;
+    }
+}
+
+#[test]
+fn multi_host_urls_list_every_proxy() {
+    let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    assert_eq!(
+        through_all("postgres://postgres@127.0.0.1:5432/x?y=z", &[a, b]),
+        "postgres://postgres@127.0.0.1:4000,127.0.0.1:4001/x?y=z"
+    );
 }
 
 #[test]
