@@ -29,6 +29,13 @@ use tonic::transport::Channel;
 #[path = "multihost/support.rs"]
 mod support;
 
+#[path = "multihost/db_failover.rs"]
+mod db_failover;
+#[path = "multihost/galera.rs"]
+mod galera;
+#[path = "multihost/postgres_ha.rs"]
+mod postgres_ha;
+
 use support::*;
 
 /// The harness itself: hosts reach each other through the switch; a cut, a one-way cut and a
@@ -243,7 +250,7 @@ async fn the_bbs_leader_cut_off_from_mysql_the_standby_takes_over_and_no_old_wri
 /// statement for longer than a transaction of ours ever does: right after a cut, those of the
 /// cut-off leader.
 async fn orphaned_transactions(d: &Deployment) -> i64 {
-    let sql = match d.db.backend() {
+    let sql = match d.test_db().backend() {
         Backend::Postgres => {
             "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
              AND state LIKE 'idle in transaction%' AND state_change < clock_timestamp() - INTERVAL '300 milliseconds'"
@@ -254,7 +261,7 @@ async fn orphaned_transactions(d: &Deployment) -> i64 {
              WHERE p.db = DATABASE() AND p.command = 'Sleep'"
         }
     };
-    sqlx::query_scalar::<_, i64>(sql).fetch_one(d.db.store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    sqlx::query_scalar::<_, i64>(sql).fetch_one(d.test_db().store.pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 async fn bbs_leader_cut_off(test: &str, backend: Backend) {

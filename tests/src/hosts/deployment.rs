@@ -144,8 +144,9 @@ pub struct Deployment {
     processes: Mutex<BTreeMap<String, Process>>,
     /// The hosts.
     pub net: Network,
-    /// The test database (as the test process reaches it).
-    pub db: TestDb,
+    /// The test database (as the test process reaches it); `None` on a database the test runs
+    /// in hosts of its own ([`Deployment::on_network`]).
+    pub db: Option<TestDb>,
     /// The database URL as the hosts reach it (through the database host).
     pub db_url: String,
     /// The intervals every component runs with.
@@ -178,7 +179,6 @@ impl Deployment {
             Backend::Sqlite => panic!("{test}: hosts cannot share a SQLite file; use PostgreSQL or MySQL"),
         };
         let net = Network::start(test, hosts, seed)?;
-        let binaries = Binaries::find();
         let db = TestDb::create(backend).await?;
         let server = server_of(&db.url, default_port)
             .unwrap_or_else(|| panic!("cannot find the database server's address in {}", db.url));
@@ -187,6 +187,14 @@ impl Deployment {
             .await
             .unwrap_or_else(|e| panic!("cannot serve the database on {db_host}: {e}"));
         let db_url = url_via(&db.url, served);
+        Some(Deployment::on_network(net, Some(db), db_url, timings))
+    }
+
+    /// Components on the hosts of `net` over the database at `db_url` (as the hosts reach it:
+    /// e.g. a database the test runs in hosts of its own, named by a multi-host URL); `db`, the
+    /// test database to drop afterwards, if any.
+    pub fn on_network(net: Network, db: Option<TestDb>, db_url: String, timings: Timings) -> Deployment {
+        let binaries = Binaries::find();
         let ips: Vec<String> = net.hosts().iter().map(|h| h.ip.to_string()).collect();
         let pki = Pki::open(&net.scratch().join("tls"), &ips).unwrap_or_else(|e| panic!("test PKI: {e}"));
         let operator = pki
@@ -198,7 +206,7 @@ impl Deployment {
         let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         std::fs::write(&keys_file, format!("multihost={key}\nactive=multihost\n"))
             .unwrap_or_else(|e| panic!("{}: {e}", keys_file.display()));
-        Some(Deployment {
+        Deployment {
             processes: Mutex::new(BTreeMap::new()),
             net,
             db,
@@ -208,7 +216,15 @@ impl Deployment {
             binaries,
             keys_file,
             operator,
-        })
+        }
+    }
+
+    /// The test database the hosts share.
+    ///
+    /// # Panics
+    /// For a deployment [`Deployment::on_network`] made without one.
+    pub fn test_db(&self) -> &TestDb {
+        self.db.as_ref().unwrap_or_else(|| panic!("this deployment runs on a database of its own hosts"))
     }
 
     /// The `[tls]` table of the identity `role`/`name`.

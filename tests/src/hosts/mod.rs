@@ -11,7 +11,9 @@
 //! whole story.
 
 pub mod deployment;
+pub mod galera;
 pub mod netns;
+pub mod postgres;
 pub mod relay;
 pub mod switch;
 
