@@ -35,6 +35,8 @@ mod db_failover;
 mod galera;
 #[path = "multihost/postgres_ha.rs"]
 mod postgres_ha;
+#[path = "multihost/walkthrough.rs"]
+mod walkthrough;
 
 use support::*;
 

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod postgres;
 pub mod relay;
 pub mod switch;
+pub mod walkthrough;
 
 use std::collections::HashMap;
 use std::io;
