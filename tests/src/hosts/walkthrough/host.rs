@@ -111,7 +111,7 @@ pub(super) struct HostRoot {
     dir: PathBuf,
     scratch: PathBuf,
     pub(super) holder: Process,
-    /// The holder's pid: `nsenter --target` it, or reach its files under /proc/<pid>/root.
+    /// The holder's pid: `nsenter --target` it, or reach its files under `/proc/<pid>/root`.
     pub(super) pid: u32,
 }
 
