@@ -293,7 +293,7 @@ impl<'a> Walkthrough<'a> {
         let database = GuideDatabase::new(server);
         let dir = net.scratch().join("release");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let release = tokio::task::spawn_blocking(move || Release::build(&dir)).await.expect("the release's build");
+        let release = tokio::task::spawn_blocking(move || Release::prepare(&dir)).await.expect("the release's build");
         let mut report = Report::default();
         report.notes.extend(release.notes.iter().cloned());
         let mut roots = BTreeMap::new();

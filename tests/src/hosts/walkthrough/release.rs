@@ -36,7 +36,24 @@ fn run(program: &str, args: &[&str], dir: Option<&Path>) -> Result<(), String> {
     }
 }
 
+/// When set, the path of a real release tarball (`scripts/release.sh`'s
+/// `dist/diego-rs-<version>-x86_64-linux-musl.tar.gz`) the walkthrough installs instead of one
+/// laid out from the test build.
+pub const TARBALL_VAR: &str = "DIEGO_WALKTHROUGH_TARBALL";
+
 impl Release {
+    /// The release the walkthrough installs: the tarball [`TARBALL_VAR`] names, copied into
+    /// `dir`, or else one [`Release::build`] lays out there.
+    pub fn prepare(dir: &Path) -> Release {
+        let Some(given) = std::env::var_os(TARBALL_VAR).map(PathBuf::from) else { return Release::build(dir) };
+        let file = given.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file.strip_suffix(".tar.gz").unwrap_or_else(|| panic!("{TARBALL_VAR}: {file} is not a .tar.gz"));
+        let tarball = dir.join(&file);
+        std::fs::copy(&given, &tarball).unwrap_or_else(|e| panic!("{TARBALL_VAR} {}: {e}", given.display()));
+        let notes = vec![format!("the release tarball {} ({TARBALL_VAR})", given.display())];
+        Release { name: name.to_owned(), tarball, notes }
+    }
+
     /// Lays the release out in `dir` and packs it: scripts/release.sh's `bins` from
     /// `target/<profile>/` (stripped when `strip` is there: debug builds are large), the units,
     /// configs, docs, README.md, VERSION, and SHA256SUMS made by release.sh's own command.
