@@ -195,6 +195,7 @@ async fn the_auctioneer_cut_off_the_standby_takes_the_lock_and_places() {
     desire(&bbs, lrp("before", 2)).await;
     wait_running(&bbs, "before", 2, |_| true).await;
     let first_owner = wait_lock(&d, "bbs", "auctioneer-1").await;
+    let sampler = Sampler::start(bbs.clone(), "before");
 
     d.net.cut("auctioneer-1");
     let cut_at = Instant::now();
@@ -211,7 +212,9 @@ async fn the_auctioneer_cut_off_the_standby_takes_the_lock_and_places() {
     assert!(took_lock <= bound, "the standby took the lock in {took_lock:?}, over TTL + retry + margin ({bound:?})");
     // Healed, the old holder does not take the lock back from the live one.
     d.net.heal("auctioneer-1");
+    let partition = cut_at.elapsed();
     tokio::time::sleep(d.timings.auctioneer_lock_ttl).await;
+    sampler.check("auctioneer cut off", partition).await;
     let holder = d.lock_holder(OPS, "bbs", "auctioneer").await.expect("the lock is held");
     assert_eq!(holder.value, d.auctioneer_address("auctioneer-2"), "the standby keeps the lock after healing");
     assert!(d.alive("auctioneer-1"), "the cut auctioneer keeps running, standing by");
@@ -296,6 +299,8 @@ async fn bbs_leader_cut_off(test: &str, backend: Backend) {
     d.wait_cells(OPS, "bbs-2", &cells).await;
     desire(&old, lrp("before", 2)).await;
     wait_running(&new, "before", 2, |_| true).await;
+    // Read through the standby, which answers reads while either BBS leads.
+    let sampler = Sampler::start(new.clone(), "before");
 
     // Streams of writes to the old leader, each its own domain, from before the cut to after:
     // WRITERS at once, back to back, so some are in flight when the link goes.
@@ -352,6 +357,7 @@ async fn bbs_leader_cut_off(test: &str, backend: Backend) {
     // A transaction held up by the cut resumes when TCP retransmits, at the latest about as long
     // after the heal as the partition lasted: wait that long before counting what committed.
     tokio::time::sleep(partition).await;
+    sampler.check(&format!("bbs leader cut off from the database ({})", backend.name()), partition).await;
     let mut reader = new.clone();
     let stored: BTreeSet<String> = reader
         .domains(api::DomainsRequest::default())
@@ -407,6 +413,7 @@ async fn a_cell_the_auctioneer_cannot_reach_gets_no_placements_and_nothing_is_lo
     d.net.cut_between("auctioneer", "cell-3");
     let cut_at = Instant::now();
     desire(&bbs, lrp("web", 6)).await;
+    let sampler = Sampler::start(bbs.clone(), "web");
     let placed = wait_running(&bbs, "web", 6, |all| all.iter().all(|l| probe::cell(l) != "cell-3")).await;
     let elapsed = cut_at.elapsed();
     let used: BTreeSet<&str> = placed.iter().map(probe::cell).collect();
@@ -423,6 +430,7 @@ async fn a_cell_the_auctioneer_cannot_reach_gets_no_placements_and_nothing_is_lo
     // during the cut, is made again): new LRPs, until one lands there.
     d.net.heal_all();
     let healed_at = Instant::now();
+    sampler.check("cell unreachable by the auctioneer", healed_at - cut_at).await;
     let attempts = std::sync::atomic::AtomicU32::new(0);
     eventually("a placement on cell-3 after healing", PATIENCE, || async {
         let guid = format!("later-{}", attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -466,10 +474,14 @@ async fn with_200ms_delay_and_5_percent_loss_on_every_link_the_cluster_converges
     d.net.degrade(Links::All, Duration::from_millis(200), 0.05);
     let degraded_at = Instant::now();
     desire(&bbs, lrp("web", 6)).await;
+    let sampler = Sampler::start(bbs.clone(), "web");
     // Every database statement costs a 400 ms round trip and lost frames cost retransmissions:
     // this takes tens of seconds.
     let placed = wait_running_within(Duration::from_secs(180), &bbs, "web", 6, |_| true).await;
     let converged = degraded_at.elapsed();
+    // Running, they stay one per index for a while longer on the degraded links.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sampler.check("200 ms delay and 5% loss", degraded_at.elapsed()).await;
     let used: BTreeSet<&str> = placed.iter().map(probe::cell).collect();
     let counters = d.net.counters();
     eprintln!(

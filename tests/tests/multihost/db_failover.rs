@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::support::{OPS, desire, lrp, wait_running};
+use crate::support::{OPS, Sampler, desire, lrp, wait_running};
 
 /// The BBS's database on the replicated servers.
 const DATABASE: &str = "diego";
@@ -165,6 +165,7 @@ async fn the_bbs_follows_a_postgres_failover_and_loses_no_acknowledged_write() {
     let bbs = start_diego(&d).await;
 
     let load = WriteLoad::start(&bbs);
+    let sampler = Sampler::start(bbs.clone(), "before");
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.kill_primary();
     let killed_at = Instant::now();
@@ -175,6 +176,7 @@ async fn the_bbs_follows_a_postgres_failover_and_loses_no_acknowledged_write() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let writes = load.finish().await;
     let outcome = outcome(&bbs, &writes, killed_at).await;
+    sampler.check("bbs on postgres, primary killed", outcome.resumed).await;
     still_places(&bbs).await;
     let after_promotion = outcome.resumed.saturating_sub(promoted_at - killed_at);
     eprintln!(
@@ -214,6 +216,7 @@ async fn the_bbs_keeps_serving_through_the_other_galera_nodes_when_one_dies() {
     let bbs = start_diego(&d).await;
 
     let load = WriteLoad::start(&bbs);
+    let sampler = Sampler::start(bbs.clone(), "before");
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.kill(NODES[0]);
     let killed_at = Instant::now();
@@ -221,6 +224,7 @@ async fn the_bbs_keeps_serving_through_the_other_galera_nodes_when_one_dies() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let writes = load.finish().await;
     let outcome = outcome(&bbs, &writes, killed_at).await;
+    sampler.check("bbs on galera, node killed", outcome.resumed).await;
     still_places(&bbs).await;
     let log = std::fs::read_to_string(d.net.scratch().join("bbs.log")).unwrap_or_default();
     let moved = log.lines().any(|l| l.contains("database server changed"));

@@ -167,4 +167,26 @@ impl Sampler {
         self.stop.cancel();
         self.task.await.expect("the sampler")
     }
+
+    /// Stops sampling, prints what was seen (`multihost: <scenario>: ...`) and asserts that no
+    /// index of the LRP had two ordinary RUNNING instances for as long as `partition` (the time
+    /// the network or the database was broken).
+    pub(crate) async fn check(self, scenario: &str, partition: Duration) -> Doubles {
+        let doubles = self.finish().await;
+        eprintln!(
+            "multihost: {scenario}: indexes with two RUNNING instances: {} {:?}, longest {:?} ({} samples, \
+             partition {partition:?})",
+            doubles.indexes.len(),
+            doubles.indexes,
+            doubles.longest,
+            doubles.samples
+        );
+        assert!(doubles.samples >= 3, "{scenario}: the operator could read the instances throughout: {doubles:?}");
+        assert!(
+            doubles.longest < partition,
+            "{scenario}: an index had two RUNNING instances for {:?}, as long as the partition ({partition:?})",
+            doubles.longest
+        );
+        doubles
+    }
 }
