@@ -8,4 +8,5 @@ pub mod domains;
 pub mod encryption;
 pub mod leases;
 pub mod page;
+pub mod retire;
 pub mod tasks;

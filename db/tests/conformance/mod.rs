@@ -41,6 +41,8 @@ pub mod values;
 pub mod paging;
 #[macro_use]
 pub mod encryption;
+#[macro_use]
+pub mod retire;
 
 /// Every conformance test, for one backend.
 macro_rules! conformance_suite {
@@ -55,6 +57,7 @@ macro_rules! conformance_suite {
         paging_tests!($backend);
         values_tests!($backend);
         encryption_tests!($backend);
+        retire_tests!($backend);
     };
 }
 
