@@ -130,7 +130,9 @@ async fn missing_indices(tx: &mut Tx, op: &'static str, guid: &ProcessGuid, from
     if from >= to {
         return Ok(Vec::new());
     }
-    let existing: Vec<i64> = tx
+    // A set: a scale-up over the leftovers of an unfinished scale-down checks up to 100,000
+    // indices against as many rows.
+    let existing: std::collections::HashSet<i64> = tx
         .backend
         .query_scalar(
             "SELECT instance_index FROM actual_lrps \
@@ -142,7 +144,9 @@ async fn missing_indices(tx: &mut Tx, op: &'static str, guid: &ProcessGuid, from
         .bind(i64::from(to))
         .fetch_all(tx.conn())
         .await
-        .map_err(|e| Error::from_sqlx(op, "actual lrp", guid.as_str(), e))?;
+        .map_err(|e| Error::from_sqlx(op, "actual lrp", guid.as_str(), e))?
+        .into_iter()
+        .collect();
     Ok((from..to).filter(|i| !existing.contains(&i64::from(*i))).collect())
 }
 
