@@ -7,8 +7,8 @@
 //!   [`RETIRE_BATCH`] rows per write transaction. Each batch is its own fenced [`Store::write`]:
 //!   it locks its rows (`SELECT ... FOR UPDATE`, the first [`RETIRE_BATCH`] matching rows in
 //!   index order), checks them again under the lock, deletes exactly those keys, commits, and
-//!   hands the deleted rows to a callback before the next batch starts. Nothing ever holds more
-//!   than one batch of rows, in memory or in a transaction.
+//!   hands the deleted rows to an async callback before the next batch starts. Nothing ever
+//!   holds more than one batch of rows, in memory or in a transaction.
 //! - [`Store::placed_actual_lrps`]: the rows of one process guid at an index `>= from` that do
 //!   have a container (CLAIMED and RUNNING, every presence): the instances a rep must stop. They
 //!   are bounded by the cells' capacity, not by the desired instance count.
@@ -62,17 +62,22 @@ impl Store {
     /// desired LRP's current instance count, 0 when it is gone) that is UNCLAIMED or CRASHED, in
     /// batches of at most [`RETIRE_BATCH`] rows, each in its own fenced write transaction, until
     /// none is left. After each batch commits, `on_batch` gets the rows it deleted (as stored,
-    /// sorted by index), so the caller can publish their removal without holding them all.
+    /// sorted by index), so the caller can publish their removal without holding them all; the
+    /// next batch starts when the future it returns is done (no transaction is open meanwhile).
     ///
     /// EVACUATING and SUSPECT rows, and CLAIMED or RUNNING rows, are never touched. A row that
     /// does not decode is left in place with a warning. An error (a lost fence among them) stops
     /// the retirement after the batches already committed; calling again resumes it.
-    pub async fn retire_unplaced_actual_lrps(
+    pub async fn retire_unplaced_actual_lrps<F, Fut>(
         &self,
         process_guid: &ProcessGuid,
         from: i32,
-        mut on_batch: impl FnMut(Vec<ActualLrp>) + Send,
-    ) -> Result<Retired> {
+        mut on_batch: F,
+    ) -> Result<Retired>
+    where
+        F: FnMut(Vec<ActualLrp>) -> Fut + Send,
+        Fut: Future<Output = ()> + Send,
+    {
         let op = "retire unplaced actual lrps";
         let mut retired = Retired::default();
         // Every batch starts after the last row the previous one locked.
@@ -90,7 +95,7 @@ impl Store {
             if !batch.deleted.is_empty() {
                 retired.deleted += batch.deleted.len() as u64;
                 retired.batches += 1;
-                on_batch(batch.deleted);
+                on_batch(batch.deleted).await;
             }
         }
     }

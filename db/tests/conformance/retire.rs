@@ -125,7 +125,14 @@ async fn rows_of(db: &TestDb, pg: &str) -> Vec<(i32, Presence, ActualLrpState)> 
 /// Retires and returns what the callback saw, batch by batch.
 async fn retire(db: &TestDb, pg: &str, from: i32) -> (Retired, Vec<Vec<ActualLrp>>) {
     let mut batches = Vec::new();
-    let retired = db.store.retire_unplaced_actual_lrps(&guid(pg), from, |batch| batches.push(batch)).await.unwrap();
+    let retired = db
+        .store
+        .retire_unplaced_actual_lrps(&guid(pg), from, |batch| {
+            batches.push(batch);
+            async {}
+        })
+        .await
+        .unwrap();
     (retired, batches)
 }
 
@@ -258,15 +265,24 @@ pub async fn a_store_whose_lease_was_lost_retires_nothing(db: &TestDb) {
     let leader = db.store.fenced(Fence { key: "bbs".into(), owner: "bbs-a".into(), term: lease.term });
     db.store.release_lease("bbs", "bbs-a").await.unwrap();
     let mut calls = 0;
-    let err = leader.retire_unplaced_actual_lrps(&guid("web"), 1, |_| calls += 1).await.unwrap_err();
+    let err = leader
+        .retire_unplaced_actual_lrps(&guid("web"), 1, |_| {
+            calls += 1;
+            async {}
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
     assert_eq!(calls, 0);
     assert_eq!(rows_of(db, "web").await.len(), 1_500);
     // Held again (a new term), the same leader's fence is stale; a fence of the new term works.
     let lease = db.store.acquire_lease("bbs", "bbs-a", "", LeaseType::Lock, Duration::from_secs(60)).await.unwrap();
-    assert!(matches!(leader.retire_unplaced_actual_lrps(&guid("web"), 1, |_| {}).await, Err(Error::Fenced { .. })));
+    assert!(matches!(
+        leader.retire_unplaced_actual_lrps(&guid("web"), 1, |_| async {}).await,
+        Err(Error::Fenced { .. })
+    ));
     let current = db.store.fenced(Fence { key: "bbs".into(), owner: "bbs-a".into(), term: lease.term });
-    let retired = current.retire_unplaced_actual_lrps(&guid("web"), 1, |_| {}).await.unwrap();
+    let retired = current.retire_unplaced_actual_lrps(&guid("web"), 1, |_| async {}).await.unwrap();
     assert_eq!(retired, Retired { deleted: 1_499, batches: 2 });
     assert_eq!(rows_of(db, "web").await.len(), 1);
 }
