@@ -35,6 +35,8 @@ mod evacuation;
 mod lifecycle;
 #[path = "lrp_controllers/removal.rs"]
 mod removal;
+#[path = "lrp_controllers/scale_down.rs"]
+mod scale_down;
 
 // ----------------------------------------------------------------------------------------------
 // Fixtures

@@ -1,12 +1,33 @@
 //! Desired LRP rules (bbs.md 4.2 "DesiredLRP lifecycle"): desire creates the record and its
 //! UNCLAIMED instances in one transaction and asks for one auction; update scales up (new
-//! indices auctioned), scales down (extra instances stopped), and pushes internal-route and
-//! metric-tag changes to running instances; remove deletes the record and stops every
+//! indices auctioned), scales down (extra instances retired), and pushes internal-route and
+//! metric-tag changes to running instances; remove deletes the record and retires every
 //! non-evacuating instance.
+//!
+//! Retiring the instances from an index on (issue 17 item 1), whatever their number: the
+//! UNCLAIMED and CRASHED ones (no container) are deleted in bounded, set-based batches
+//! ([`db::Store::retire_unplaced_actual_lrps`], at most 1,000 rows per fenced transaction), and
+//! the CLAIMED and RUNNING ones (bounded by the cells' capacity) get a rep stop, after which
+//! their rep removes them. This runs in a task of its own, which the request waits for at most
+//! [`RETIRE_WAIT`]: a client that goes away or times out does not stop it, and a huge
+//! scale-down answers in bounded time while the rest goes on. If the BBS dies or loses its lease
+//! mid-way, convergence retires what is left (extra and orphaned rows without a container).
+//!
+//! Lock discipline (the `locks` stripes: commit order = event order per key). The desired record
+//! is written under its guid's stripe; every instance write under its index's stripe; nobody
+//! holds two stripes at once. A retirement batch takes no stripe around its transaction (a
+//! thousand stripes at once would stall every other writer): the database's row locks order it
+//! against every other write of those rows. A claim, like every lifecycle call, locks its row
+//! first; a row the batch deleted is then NotFound for it, and a row claimed before the batch
+//! locked it is CLAIMED and left alone (it gets a rep stop). After the batch commits, each
+//! removal event is published under its index's stripe, taken one at a time: a writer that
+//! committed to that row before the batch holds the stripe until it has published, so the
+//! removal follows its event.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use db::sql::actual_lrps::ActualLrpFilter;
+use db::sql::actual_lrps::{IndexChange, IndexRows};
 use db::sql::desired_lrps::DesiredLrpFilter;
 use proto::models::{
     ActualLrp, ActualLrpState, DesiredLrp, DesiredLrpUpdate, MetricTagValue, Presence, ProcessGuid, SchedulingInfo,
@@ -19,6 +40,10 @@ use crate::clients::LrpStartRequest;
 
 /// The route provider whose JSON lists an LRP's internal routes.
 const INTERNAL_ROUTER: &str = "internal-router";
+
+/// How long a scale-down or a removal waits for the retirement of its instances before it
+/// answers; the retirement goes on in its own task after that.
+pub const RETIRE_WAIT: Duration = Duration::from_secs(5);
 
 /// Desired LRP reads and writes.
 pub struct DesiredLrps<'a>(pub &'a Context);
@@ -98,20 +123,13 @@ impl DesiredLrps<'_> {
         let routes_changed =
             before.scheduling.routes.get(INTERNAL_ROUTER) != after.scheduling.routes.get(INTERNAL_ROUTER);
         let tags_changed = before.metric_tags != after.metric_tags;
-        if new_count < before.scheduling.instances || routes_changed || tags_changed {
-            let filter = ActualLrpFilter { process_guid: Some(guid.clone()), ..Default::default() };
-            let instances = store.actual_lrps(&filter).await?;
-            if new_count < before.scheduling.instances {
-                let extra: Vec<ActualLrp> = instances
-                    .iter()
-                    .filter(|lrp| lrp.key.index >= new_count && lrp.presence != Presence::Evacuating)
-                    .cloned()
-                    .collect();
-                stop_instances(ctx, &store, extra, now).await;
-            }
-            if routes_changed || tags_changed {
-                push_instance_updates(ctx, after, &instances);
-            }
+        if routes_changed || tags_changed {
+            // Only instances with a container are told: never the (unbounded) UNCLAIMED rows.
+            let placed = store.placed_actual_lrps(guid, 0).await?;
+            push_instance_updates(ctx, after, &placed);
+        }
+        if new_count < before.scheduling.instances {
+            wait_for(retire_instances(ctx, store, guid.clone(), new_count), guid).await;
         }
         Ok(updated.after)
     }
@@ -121,7 +139,6 @@ impl DesiredLrps<'_> {
     pub async fn remove(&self, guid: &ProcessGuid) -> Result<()> {
         let ctx = self.0;
         let store = ctx.writer()?;
-        let now = ctx.now_ns();
         let guard = ctx.locks.lock(guid.as_str()).await;
         let removed = store.remove_desired_lrp(guid).await?;
         tracing::info!("desired lrp removed");
@@ -130,10 +147,7 @@ impl DesiredLrps<'_> {
             trace_id: String::new(),
         }));
         drop(guard);
-        let filter = ActualLrpFilter { process_guid: Some(guid.clone()), ..Default::default() };
-        let instances: Vec<ActualLrp> =
-            store.actual_lrps(&filter).await?.into_iter().filter(|lrp| lrp.presence != Presence::Evacuating).collect();
-        stop_instances(ctx, &store, instances, now).await;
+        wait_for(retire_instances(ctx, store, guid.clone(), 0), guid).await;
         Ok(())
     }
 }
@@ -172,29 +186,77 @@ pub fn start_request(info: &SchedulingInfo, instances: &[ActualLrp]) -> LrpStart
     }
 }
 
-/// Stops instances: rows without a container (UNCLAIMED, CRASHED) are deleted at once; rows on
-/// a cell get a rep stop, and the rep removes them.
-async fn stop_instances(ctx: &Context, store: &db::Store, instances: Vec<ActualLrp>, _now: i64) {
-    for lrp in instances {
-        match (&lrp.instance_key, lrp.state) {
-            (Some(key), ActualLrpState::Claimed | ActualLrpState::Running) => ctx.stop_instance(
-                key.cell_id.to_string(),
-                lrp.key.process_guid.to_string(),
-                key.instance_guid.to_string(),
-                lrp.key.index,
-            ),
-            _ => {
-                let _guard = ctx.locks.lock((lrp.key.process_guid.as_str(), lrp.key.index)).await;
-                match store.delete_actual_lrp(&lrp.key.process_guid, lrp.key.index, lrp.presence).await {
-                    Ok(change) => ctx.publish_index_change(&change),
-                    Err(db::Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(process_guid = %lrp.key.process_guid, index = lrp.key.index, error = %e, "cannot delete instance")
+/// Retires the non-evacuating instances of `guid` at an index `>= from` in a task of its own
+/// (see the module docs): the UNCLAIMED and CRASHED ones are deleted batch by batch, each
+/// removal published under its index's stripe; then the CLAIMED and RUNNING ones get a rep stop.
+/// The deletes come first, so an instance claimed while they run is seen placed and stopped.
+pub fn retire_instances(ctx: &Context, store: db::Store, guid: ProcessGuid, from: i32) -> tokio::task::JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let publish = |batch: Vec<ActualLrp>| {
+            let ctx = ctx.clone();
+            async move {
+                for lrp in batch {
+                    let _stripe = ctx.locks.lock((lrp.key.process_guid.as_str(), lrp.key.index)).await;
+                    publish_removed(&ctx, lrp);
+                }
+            }
+        };
+        match store.retire_unplaced_actual_lrps(&guid, from, publish).await {
+            Ok(retired) if retired.deleted > 0 => {
+                tracing::info!(process_guid = %guid, from, deleted = retired.deleted, batches = retired.batches, "retired instances without a container");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(process_guid = %guid, from, error = %e, "retiring instances stopped; convergence retires the rest");
+                return;
+            }
+        }
+        // Never stop what the desired LRP wants now: it may have been scaled up, or removed and
+        // desired again, while the deletes ran.
+        let from = match store.scheduling_info(&guid).await {
+            Ok(info) => from.max(info.instances),
+            Err(db::Error::NotFound { .. }) => from,
+            Err(e) => {
+                tracing::warn!(process_guid = %guid, error = %e, "cannot read the desired lrp; convergence stops the extra instances");
+                return;
+            }
+        };
+        match store.placed_actual_lrps(&guid, from).await {
+            Ok(placed) => {
+                for lrp in placed.into_iter().filter(|lrp| lrp.presence != Presence::Evacuating) {
+                    if let Some(key) = &lrp.instance_key {
+                        ctx.stop_instance(
+                            key.cell_id.to_string(),
+                            lrp.key.process_guid.to_string(),
+                            key.instance_guid.to_string(),
+                            lrp.key.index,
+                        );
                     }
                 }
             }
+            Err(e) => {
+                tracing::warn!(process_guid = %guid, from, error = %e, "cannot list the instances to stop; convergence stops them");
+            }
         }
+    })
+}
+
+/// Waits at most [`RETIRE_WAIT`] for a retirement; it goes on by itself after that.
+async fn wait_for(retirement: tokio::task::JoinHandle<()>, guid: &ProcessGuid) {
+    match tokio::time::timeout(RETIRE_WAIT, retirement).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(process_guid = %guid, error = %e, "the retirement task failed"),
+        Err(_) => tracing::info!(process_guid = %guid, "still retiring instances; answering now"),
     }
+}
+
+/// Publishes the removal of a row deleted on its own, with the events a write of its index
+/// from `{row}` to nothing gives (the other rows of the index did not change).
+fn publish_removed(ctx: &Context, lrp: ActualLrp) {
+    let (mut before, presence) = (IndexRows::default(), lrp.presence);
+    *before.slot_mut(presence) = Some(lrp);
+    ctx.publish_index_change(&IndexChange { value: (), before, after: IndexRows::default() });
 }
 
 /// Sends each CLAIMED / RUNNING instance its new internal routes and resolved metric tags.
