@@ -23,7 +23,7 @@ on_every_backend!(
     a_returning_cell_promotes_its_suspect_and_stops_the_placed_replacement,
     a_replacement_on_a_lost_cell_is_unclaimed_while_the_suspect_stays,
     an_extra_suspect_is_deleted_and_stopped,
-    extra_and_orphaned_instances_are_retired_in_fresh_domains_only,
+    extra_and_orphaned_instances_are_retired_the_placed_ones_in_fresh_domains_only,
     evacuating_rows_on_lost_cells_and_expired_domains_are_pruned,
     an_empty_cell_set_does_nothing_destructive,
     a_sharp_shrink_is_held_until_the_lost_cells_are_reported,
@@ -210,7 +210,7 @@ async fn an_extra_suspect_is_deleted_and_stopped(backend: Backend) {
     assert_eq!(rec.removed[0].presence, Suspect);
 }
 
-async fn extra_and_orphaned_instances_are_retired_in_fresh_domains_only(backend: Backend) {
+async fn extra_and_orphaned_instances_are_retired_the_placed_ones_in_fresh_domains_only(backend: Backend) {
     let Some(w) = World::new(backend).await else { return };
     w.cell_up("cell-1").await;
     w.store().upsert_domain(&domain("stale"), Duration::from_secs(1), NOW - 10 * SEC).await.unwrap();
@@ -228,8 +228,8 @@ async fn extra_and_orphaned_instances_are_retired_in_fresh_domains_only(backend:
 
     let report = w.lrp().tick().await.unwrap();
 
-    assert_eq!(report.counts.extra, 3);
-    assert_eq!(report.retired_deleted, 2, "the unclaimed extra and the orphan");
+    assert_eq!(report.counts.extra, 5);
+    assert_eq!(report.retired_deleted, 4, "the unclaimed extras and the orphans, whatever the domain");
     assert_eq!(w.row("web-fresh", 1, Ordinary).await, None);
     assert_eq!(w.row("gone-fresh", 0, Ordinary).await, None);
     assert_eq!(
@@ -237,12 +237,14 @@ async fn extra_and_orphaned_instances_are_retired_in_fresh_domains_only(backend:
         Some((Claimed, "cell-1".into())),
         "the rep removes it after the stop"
     );
-    assert_eq!(w.row("web-stale", 1, Ordinary).await, Some((Unclaimed, String::new())));
-    assert_eq!(w.row("gone-stale", 0, Ordinary).await, Some((Unclaimed, String::new())));
-    assert_eq!(w.count_rows().await, rows_before - 2);
+    // Rows without a container go in a stale domain too (issue 17 item 1); placed ones stay.
+    assert_eq!(w.row("web-stale", 1, Ordinary).await, None);
+    assert_eq!(w.row("gone-stale", 0, Ordinary).await, None);
+    assert_eq!(w.row("web-stale", 2, Ordinary).await, Some((Claimed, "cell-1".into())));
+    assert_eq!(w.count_rows().await, rows_before - 4);
     let rec = w.effects.recorded();
     assert_eq!(rec.stopped(), vec![("cell-1".into(), "web-fresh".into(), 2)]);
-    assert_eq!(rec.removed.len(), 2);
+    assert_eq!(rec.removed.len(), 4);
 }
 
 async fn evacuating_rows_on_lost_cells_and_expired_domains_are_pruned(backend: Backend) {

@@ -11,7 +11,8 @@
 //! | every domain | delete expired domain rows | yes |
 //! | EVACUATING on a cell that is not live | delete it | yes |
 //! | no ORDINARY row for an index in `0..instances` (any domain freshness) | create it UNCLAIMED, start | no |
-//! | ORDINARY at an index `>= instances`, or with no desired LRP; fresh domain only | retire: stop on a live cell, else delete | yes |
+//! | ORDINARY UNCLAIMED / CRASHED at an index `>= instances`, or with no desired LRP; any domain | retire: delete | yes |
+//! | ORDINARY CLAIMED / RUNNING at an index `>= instances`, or with no desired LRP; fresh domain only | retire: stop on a live cell, else delete | yes |
 //! | ORDINARY UNCLAIMED with `since < now - stale_unclaimed` | start again | no |
 //! | ORDINARY CRASHED and `CrashPolicy::should_restart` | unclaim, start | no |
 //! | ORDINARY CLAIMED / RUNNING on a cell that is not live, no SUSPECT | move to SUSPECT, new UNCLAIMED ORDINARY, start | yes |
@@ -24,7 +25,11 @@
 //! whose suspect is promoted gets no other action this pass. Deliberate differences from Diego:
 //! an ordinary row only counts as a healthy replacement for the extra-suspect rule when its own
 //! cell is live; only indices in `0..instances` are re-auctioned, restarted or replaced (an extra
-//! index is retired, never replaced); a stopped suspect on a live cell also gets a rep stop.
+//! index is retired, never replaced); a stopped suspect on a live cell also gets a rep stop; an
+//! extra or orphaned ordinary row without a container is deleted whatever its domain's freshness
+//! (deleting it stops nothing, and a desire of the same guid creates it again), so a scale-down
+//! or removal the BBS could not finish (it died or lost its lease half-way) is finished here
+//! even while the domain is stale (issue 17 item 1).
 //!
 //! The guard ([`cells::guard`]): when the cell set is unreadable, empty, or shrank unexplained,
 //! every destructive action is moved to [`LrpPlan::withheld`] and [`LrpPlan::guard`] says why.
@@ -181,7 +186,8 @@ pub struct LrpCounts {
     pub desired_instances: u64,
     /// Indices in `0..instances` with no ORDINARY row (LRPsMissing).
     pub missing: usize,
-    /// ORDINARY rows to retire in fresh domains: beyond `instances` or orphaned (LRPsExtra).
+    /// ORDINARY rows to retire, beyond `instances` or orphaned (LRPsExtra): those without a
+    /// container in any domain, the others in fresh domains.
     pub extra: usize,
     /// ORDINARY rows UNCLAIMED (LRPsUnclaimed).
     pub unclaimed: usize,
@@ -327,7 +333,8 @@ pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &Conve
             ActualLrpState::Crashed => counts.crashed += 1,
         }
         if !in_range {
-            if domain_fresh(ordinary) {
+            let unplaced = matches!(ordinary.state, ActualLrpState::Unclaimed | ActualLrpState::Crashed);
+            if unplaced || domain_fresh(ordinary) {
                 counts.extra += 1;
                 let reason = if desired_lrp.is_some() { RetireReason::Extra } else { RetireReason::Orphan };
                 key_actions.push(retire(ordinary, reason, &on_live_cell));

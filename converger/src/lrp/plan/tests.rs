@@ -135,7 +135,7 @@ fn an_index_with_only_a_suspect_or_evacuating_row_is_missing_its_ordinary_row() 
 }
 
 #[test]
-fn extra_indices_are_retired_only_in_fresh_domains() {
+fn extra_placed_indices_are_retired_only_in_fresh_domains() {
     let rows = |domain: &str| {
         let d = DomainName::parse(domain).unwrap();
         vec![
@@ -156,9 +156,53 @@ fn extra_indices_are_retired_only_in_fresh_domains() {
     );
     assert_eq!(p.counts.extra, 2);
 
-    let p = plan_at(&snapshot(vec![desired("web", "expired", 2)], rows("expired")), &live(&["cell-1"]), NOW);
-    assert_eq!(acted(&p), vec![]);
-    assert_eq!(p.counts.extra, 0);
+    // In a stale domain the CLAIMED row stays; the UNCLAIMED one has no container and goes.
+    let stale_rows = rows("expired");
+    let p = plan_at(&snapshot(vec![desired("web", "expired", 2)], stale_rows.clone()), &live(&["cell-1"]), NOW);
+    assert_eq!(
+        acted(&p),
+        vec![LrpAction::Retire { row: rowref(&stale_rows[2]), reason: RetireReason::Extra, delete: true, stop: None }]
+    );
+    assert_eq!(p.counts.extra, 1);
+}
+
+/// Issue 17 item 1: the rows without a container that a scale-down or a removal left behind (the
+/// BBS died or lost its lease half-way) are deleted by convergence, whatever their domain's
+/// freshness and however many; those below `instances` and the placed ones in a stale domain stay.
+#[test]
+fn unclaimed_and_crashed_leftovers_of_a_scale_down_or_removal_are_deleted_in_any_domain() {
+    let in_domain = |r: ActualSummary| with(r, |r| r.domain = DomainName::parse("expired").unwrap());
+    let mut actual: Vec<ActualSummary> =
+        (0..200).map(|i| in_domain(row("web", i, Ordinary, Unclaimed, None))).collect();
+    actual[7] = in_domain(with(row("web", 7, Ordinary, Crashed, None), |r| r.crash_count = 3));
+    actual[8] = in_domain(row("web", 8, Ordinary, Running, Some("cell-1")));
+    actual.push(in_domain(row("web", 9, Evacuating, Running, Some("cell-1"))));
+    // A removed LRP's leftovers: no desired LRP.
+    actual.extend((0..3).map(|i| in_domain(row("gone", i, Ordinary, Unclaimed, None))));
+    actual.push(in_domain(row("gone", 3, Ordinary, Running, Some("cell-1"))));
+    let p = plan_at(&snapshot(vec![desired("web", "expired", 5)], actual.clone()), &live(&["cell-1"]), NOW);
+
+    let retired: Vec<(String, i32, RetireReason, bool)> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            LrpAction::Retire { row, reason, delete, stop: None } => {
+                Some((row.process_guid.to_string(), row.index, *reason, *delete))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut expected: Vec<(String, i32, RetireReason, bool)> =
+        (0..3).map(|i| ("gone".to_owned(), i, RetireReason::Orphan, true)).collect();
+    expected.extend((5..200).filter(|&i| i != 8).map(|i| ("web".to_owned(), i, RetireReason::Extra, true)));
+    let mut sorted = retired.clone();
+    sorted.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert_eq!(sorted, expected);
+    assert_eq!(p.counts.extra, expected.len());
+    assert!(
+        p.actions.iter().all(|a| !matches!(a, LrpAction::Retire { stop: Some(_), .. })),
+        "no placed row of a stale domain is stopped"
+    );
 }
 
 #[test]
@@ -266,7 +310,12 @@ fn crashed_instances_restart_whatever_the_domain_freshness_but_not_beyond_instan
     s.actual[0].domain = DomainName::parse("expired").unwrap();
     s.actual[1].domain = DomainName::parse("expired").unwrap();
     let p = plan_at(&s, &live(&["cell-1"]), NOW);
-    assert_eq!(acted(&p), vec![LrpAction::RestartCrashed { process_guid: guid("web"), index: 0, crash_count: 1 }]);
+    // Index 1 is not restarted; having no container, it is retired even in a stale domain.
+    let extra = LrpAction::Retire { row: rowref(&s.actual[1]), reason: RetireReason::Extra, delete: true, stop: None };
+    assert_eq!(
+        acted(&p),
+        vec![LrpAction::RestartCrashed { process_guid: guid("web"), index: 0, crash_count: 1 }, extra]
+    );
 }
 
 #[test]
