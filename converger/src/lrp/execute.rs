@@ -2,9 +2,12 @@
 //!
 //! Order (each phase waits for the one before):
 //! 1. prunes: expired domains, evacuating rows on lost cells (two set-based statements);
-//! 2. retirement deletes: the full rows of the doomed keys are read in one query per 512 process
-//!    guids (for the removal events), rows whose modification tag changed since the snapshot are
-//!    left alone, the rest deleted in one transaction;
+//! 2. retirement deletes: ordinary rows without a container (the leftovers of a scale-down or a
+//!    removal, possibly 100,000 of one process guid) per process guid in bounded batches that lock
+//!    and re-check their rows (`db::sql::retire`), each removal published under its key lock; for
+//!    the other doomed rows, the full rows are read in one query per 512 process guids (for the
+//!    removal events), rows whose modification tag changed since the snapshot are left alone, the
+//!    rest deleted in one transaction;
 //! 3. per-index writes (suspect, unclaim, promote, crash restart), at most `workers` at once,
 //!    each under its key lock and re-checked inside its transaction;
 //! 4. missing rows, one multi-row insert per desired LRP, at most `workers` at once;
@@ -14,7 +17,7 @@
 //! A write that fails is logged, counted and left to the next pass, except a fenced write: this
 //! BBS lost its lease, so the pass stops at once with [`Error::Store`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use db::Store;
 use db::sql::actual_lrps::{ActualLrpFilter, IndexChange, IndexRows};
@@ -144,17 +147,33 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// Retirements that delete rows: one read of the full rows (for the events), one
+    /// Retirements that delete rows: the ordinary rows without a container in bounded batches
+    /// per process guid; the others with one read of the full rows (for the events) and one
     /// transaction of chunked deletes.
     async fn delete_retired(&self, plan: &LrpPlan, report: &mut LrpTickReport, next: &mut Followups) -> Result<()> {
-        let doomed: Vec<(&RowRef, Option<&Placement>)> = plan
+        let (unplaced, doomed): (Vec<(&RowRef, Option<&Placement>)>, Vec<_>) = plan
             .actions
             .iter()
             .filter_map(|a| match a {
                 LrpAction::Retire { row, delete: true, stop, .. } => Some((row, stop.as_ref())),
                 _ => None,
             })
-            .collect();
+            .partition(|(row, stop)| stop.is_none() && self.unplaced_ordinary(row));
+        let guids: BTreeSet<&ProcessGuid> = unplaced.iter().map(|(row, _)| &row.process_guid).collect();
+        for guid in guids {
+            // From index 0: the store never deletes below the desired LRP's current count.
+            let publish = |batch: Vec<ActualLrp>| async move {
+                for lrp in batch {
+                    let guard = self.effects.lock_key(LockKey::Instance(&lrp.key.process_guid, lrp.key.index)).await;
+                    self.effects.publish_removed(&lrp);
+                    drop(guard);
+                }
+            };
+            match self.store.retire_unplaced_actual_lrps(guid, 0, publish).await {
+                Ok(retired) => report.retired_deleted += retired.deleted,
+                Err(e) => check("retire rows without a container", e, &mut report.write_errors)?,
+            }
+        }
         if doomed.is_empty() {
             return Ok(());
         }
@@ -180,7 +199,7 @@ impl Executor<'_> {
         }
         match self.store.delete_actual_lrps(&keys).await {
             Ok(n) => {
-                report.retired_deleted = n;
+                report.retired_deleted += n;
                 for (lrp, stop) in rows {
                     self.effects.publish_removed(lrp);
                     if let Some(placement) = stop {
@@ -191,6 +210,19 @@ impl Executor<'_> {
             }
             Err(e) => check("delete retired rows", e, &mut report.write_errors),
         }
+    }
+
+    /// Whether the snapshot shows `row` as an ordinary row without a container.
+    fn unplaced_ordinary(&self, row: &RowRef) -> bool {
+        let key = (row.process_guid.as_str(), row.index, row.presence);
+        row.presence == Presence::Ordinary
+            && self
+                .snapshot
+                .actual
+                .binary_search_by(|a| (a.process_guid.as_str(), a.index, a.presence).cmp(&key))
+                .is_ok_and(|i| {
+                    matches!(self.snapshot.actual[i].state, ActualLrpState::Unclaimed | ActualLrpState::Crashed)
+                })
     }
 
     async fn write_indices(&self, plan: &LrpPlan, report: &mut LrpTickReport, next: &mut Followups) -> Result<()> {
