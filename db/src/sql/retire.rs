@@ -183,16 +183,25 @@ async fn retire_batch(tx: &mut Tx, op: &'static str, guid: &ProcessGuid, start: 
     Ok(Batch { deleted, last_index })
 }
 
-/// Deletes the ORDINARY rows of `guid` at the indices of `rows` with one statement. The index
-/// list is padded to a power of two with its last index, so a few statement shapes serve every
-/// batch.
+/// Deletes the ORDINARY rows of `guid` at the indices of `rows` (ascending) with one statement.
+/// The index list is padded to a power of two with its last index, so a few statement shapes
+/// serve every batch. The range of the batch is said too: PostgreSQL's generic plan otherwise
+/// walks every row of the guid and tests each against the list (1.4 s per batch at 100,000 rows).
 async fn delete_indices(tx: &mut Tx, op: &'static str, guid: &ProcessGuid, rows: &[ActualLrp]) -> Result<()> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(()) };
     let slots = rows.len().next_power_of_two();
     let sql = format!(
-        "DELETE FROM actual_lrps WHERE process_guid = ? AND presence = ? AND instance_index IN ({})",
+        "DELETE FROM actual_lrps WHERE process_guid = ? AND presence = ? AND instance_index >= ? \
+         AND instance_index <= ? AND instance_index IN ({})",
         placeholders(slots)
     );
-    let mut stmt = tx.backend.query(&sql).bind(guid.as_str().to_owned()).bind(i64::from(Presence::Ordinary.as_i32()));
+    let mut stmt = tx
+        .backend
+        .query(&sql)
+        .bind(guid.as_str().to_owned())
+        .bind(i64::from(Presence::Ordinary.as_i32()))
+        .bind(i64::from(first.key.index))
+        .bind(i64::from(last.key.index));
     for i in 0..slots {
         if let Some(lrp) = rows.get(i).or(rows.last()) {
             stmt = stmt.bind(i64::from(lrp.key.index));
