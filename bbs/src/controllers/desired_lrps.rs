@@ -9,9 +9,10 @@
 //! ([`db::Store::retire_unplaced_actual_lrps`], at most 1,000 rows per fenced transaction), and
 //! the CLAIMED and RUNNING ones (bounded by the cells' capacity) get a rep stop, after which
 //! their rep removes them. This runs in a task of its own, which the request waits for at most
-//! [`RETIRE_WAIT`]: a client that goes away or times out does not stop it, and a huge
-//! scale-down answers in bounded time while the rest goes on. If the BBS dies or loses its lease
-//! mid-way, convergence retires what is left (extra and orphaned rows without a container).
+//! [`RETIRE_WAIT`], so a huge scale-down answers in bounded time while the rest goes on; and the
+//! whole update or removal runs detached from the request, so a client that goes away or times
+//! out stops neither. If the BBS dies or loses its lease mid-way, convergence retires what is
+//! left (extra and orphaned rows without a container).
 //!
 //! Lock discipline (the `locks` stripes: commit order = event order per key). The desired record
 //! is written under its guid's stripe; every instance write under its index's stripe; nobody
@@ -29,10 +30,12 @@ use std::time::Duration;
 
 use db::sql::actual_lrps::{IndexChange, IndexRows};
 use db::sql::desired_lrps::DesiredLrpFilter;
+use proto::error::ErrorCode;
 use proto::models::{
     ActualLrp, ActualLrpState, DesiredLrp, DesiredLrpUpdate, MetricTagValue, Presence, ProcessGuid, SchedulingInfo,
 };
 use proto::pb::models::v1 as pb;
+use tracing::Instrument;
 
 use super::Context;
 use crate::Result;
@@ -100,56 +103,82 @@ impl DesiredLrps<'_> {
     /// Applies a partial update; see the module docs for its effects on instances.
     #[tracing::instrument(skip_all, fields(process_guid = %guid))]
     pub async fn update(&self, guid: &ProcessGuid, update: &DesiredLrpUpdate) -> Result<DesiredLrp> {
-        let ctx = self.0;
-        let store = ctx.writer()?;
-        let now = ctx.now_ns();
-        if let Some(instances) = update.instances {
-            ctx.check_instances("update.instances", instances)?;
-        }
-        let guard = ctx.locks.lock(guid.as_str()).await;
-        let updated = store.update_desired_lrp(guid, update, now).await?;
-        let (before, after) = (&updated.before, &updated.after);
-        ctx.publish_desired(pb::instance_event::Event::DesiredLrpChanged(pb::DesiredLrpChangedEvent {
-            before: Some(before.clone().into()),
-            after: Some(after.clone().into()),
-            trace_id: String::new(),
-        }));
-        publish_created(ctx, &updated.created);
-        // Instance writes below take their own index stripes; never hold two stripes at once.
-        drop(guard);
-        ctx.request_lrp_auctions(vec![start_request(&after.scheduling, &updated.created)]);
-
-        let new_count = after.scheduling.instances;
-        let routes_changed =
-            before.scheduling.routes.get(INTERNAL_ROUTER) != after.scheduling.routes.get(INTERNAL_ROUTER);
-        let tags_changed = before.metric_tags != after.metric_tags;
-        if routes_changed || tags_changed {
-            // Only instances with a container are told: never the (unbounded) UNCLAIMED rows.
-            let placed = store.placed_actual_lrps(guid, 0).await?;
-            push_instance_updates(ctx, after, &placed);
-        }
-        if new_count < before.scheduling.instances {
-            wait_for(retire_instances(ctx, store, guid.clone(), new_count), guid).await;
-        }
-        Ok(updated.after)
+        let (ctx, guid, update) = (self.0.clone(), guid.clone(), update.clone());
+        detached(async move { update_lrp(&ctx, &guid, &update).await }).await
     }
 
-    /// Deletes the desired LRP and stops every non-evacuating instance.
+    /// Deletes the desired LRP and retires every non-evacuating instance.
     #[tracing::instrument(skip_all, fields(process_guid = %guid))]
     pub async fn remove(&self, guid: &ProcessGuid) -> Result<()> {
-        let ctx = self.0;
-        let store = ctx.writer()?;
-        let guard = ctx.locks.lock(guid.as_str()).await;
-        let removed = store.remove_desired_lrp(guid).await?;
-        tracing::info!("desired lrp removed");
-        ctx.publish_desired(pb::instance_event::Event::DesiredLrpRemoved(pb::DesiredLrpRemovedEvent {
-            desired_lrp: Some(removed.into()),
-            trace_id: String::new(),
-        }));
-        drop(guard);
-        wait_for(retire_instances(ctx, store, guid.clone(), 0), guid).await;
-        Ok(())
+        let (ctx, guid) = (self.0.clone(), guid.clone());
+        detached(async move { remove_lrp(&ctx, &guid).await }).await
     }
+}
+
+/// Runs `work` in a task of its own and waits for its answer: a request dropped half-way (its
+/// client went away, its deadline passed) cancels neither the write once it committed nor the
+/// events and the retirement that follow it.
+async fn detached<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    tokio::spawn(work.in_current_span()).await.unwrap_or_else(|e| {
+        Err(crate::Error::Refused { code: ErrorCode::Unknown, message: format!("the request's task failed: {e}") })
+    })
+}
+
+async fn update_lrp(ctx: &Context, guid: &ProcessGuid, update: &DesiredLrpUpdate) -> Result<DesiredLrp> {
+    let store = ctx.writer()?;
+    let now = ctx.now_ns();
+    if let Some(instances) = update.instances {
+        ctx.check_instances("update.instances", instances)?;
+    }
+    let guard = ctx.locks.lock(guid.as_str()).await;
+    let updated = store.update_desired_lrp(guid, update, now).await?;
+    let (before, after) = (&updated.before, &updated.after);
+    ctx.publish_desired(pb::instance_event::Event::DesiredLrpChanged(pb::DesiredLrpChangedEvent {
+        before: Some(before.clone().into()),
+        after: Some(after.clone().into()),
+        trace_id: String::new(),
+    }));
+    publish_created(ctx, &updated.created);
+    // Instance writes below take their own index stripes; never hold two stripes at once.
+    drop(guard);
+    ctx.request_lrp_auctions(vec![start_request(&after.scheduling, &updated.created)]);
+
+    let new_count = after.scheduling.instances;
+    let routes_changed = before.scheduling.routes.get(INTERNAL_ROUTER) != after.scheduling.routes.get(INTERNAL_ROUTER);
+    let tags_changed = before.metric_tags != after.metric_tags;
+    if new_count < before.scheduling.instances {
+        // Started before anything else can fail: the scale-down is committed.
+        let retirement = retire_instances(ctx, store.clone(), guid.clone(), new_count);
+        if routes_changed || tags_changed {
+            push_placed(ctx, &store, guid, after).await?;
+        }
+        wait_for(retirement, guid).await;
+    } else if routes_changed || tags_changed {
+        push_placed(ctx, &store, guid, after).await?;
+    }
+    Ok(updated.after)
+}
+
+async fn remove_lrp(ctx: &Context, guid: &ProcessGuid) -> Result<()> {
+    let store = ctx.writer()?;
+    let guard = ctx.locks.lock(guid.as_str()).await;
+    let removed = store.remove_desired_lrp(guid).await?;
+    tracing::info!("desired lrp removed");
+    ctx.publish_desired(pb::instance_event::Event::DesiredLrpRemoved(pb::DesiredLrpRemovedEvent {
+        desired_lrp: Some(removed.into()),
+        trace_id: String::new(),
+    }));
+    drop(guard);
+    wait_for(retire_instances(ctx, store, guid.clone(), 0), guid).await;
+    Ok(())
+}
+
+/// Sends the instances with a container (never the unbounded UNCLAIMED rows) their new internal
+/// routes and metric tags.
+async fn push_placed(ctx: &Context, store: &db::Store, guid: &ProcessGuid, desired: &DesiredLrp) -> Result<()> {
+    let placed = store.placed_actual_lrps(guid, 0).await?;
+    push_instance_updates(ctx, desired, &placed);
+    Ok(())
 }
 
 /// Stamps `created_at` into the run info (clients do not send it).
