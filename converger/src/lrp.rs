@@ -27,6 +27,8 @@ pub struct LrpConvergence {
     config: ConvergenceConfig,
     lost: LostCells,
     baseline: CellBaseline,
+    /// Desired plus actual LRP rows when this value last refreshed the planner's statistics.
+    analyzed_rows: Option<usize>,
 }
 
 impl LrpConvergence {
@@ -39,7 +41,7 @@ impl LrpConvergence {
         config: ConvergenceConfig,
         lost: LostCells,
     ) -> Self {
-        Self { store, effects, clock, config, lost, baseline: CellBaseline::default() }
+        Self { store, effects, clock, config, lost, baseline: CellBaseline::default(), analyzed_rows: None }
     }
 
     /// The cell count the next pass compares against.
@@ -102,6 +104,15 @@ impl LrpConvergence {
             now_ns,
         };
         let outcome = executor.run(&plan, &mut report).await;
+        // The snapshot counts the rows the BBS's queries are planned over: refresh the planner's
+        // statistics when they have grown or shrunk a lot (db::sql::statistics).
+        let rows = snapshot.desired.len() + snapshot.actual.len();
+        if db::sql::statistics::statistics_stale(self.analyzed_rows, rows) {
+            match store.refresh_statistics().await {
+                Ok(()) => self.analyzed_rows = Some(rows),
+                Err(e) => tracing::warn!(error = %e, "could not refresh the database's statistics"),
+            }
+        }
         report.duration = started.elapsed();
         match outcome {
             Ok(()) => {

@@ -9,4 +9,5 @@ pub mod encryption;
 pub mod leases;
 pub mod page;
 pub mod retire;
+pub mod statistics;
 pub mod tasks;

@@ -422,22 +422,31 @@ fn pool_options(
     let mut pool_options = AnyPoolOptions::new()
         .max_connections(if in_memory { 1 } else { options.max_connections.max(1) })
         .acquire_timeout(options.acquire_timeout)
-        // A connection the server closed while it sat in the pool (MySQL's `wait_timeout`, see
-        // `session_setup`) fails this ping and is replaced instead of handed out. The default;
-        // said here because the timeouts below rely on it.
-        .test_before_acquire(true);
+        // sqlx's own test pings every connection it hands out: a round trip per statement or
+        // transaction, 13% of the BBS's samples under load (docs/performance.md). The hook
+        // below pings only connections that sat idle long enough for the server to have closed
+        // them.
+        .test_before_acquire(false);
     if in_memory {
         // Every pooled connection to :memory: would be its own database: keep exactly one.
         pool_options = pool_options.idle_timeout(None).max_lifetime(None).min_connections(1);
     }
-    if let Some(targets) = targets.clone().filter(|t| t.len() > 1) {
-        // After a switch to another server, connections to the one the pools left are not
-        // handed out again.
-        pool_options = pool_options.before_acquire(move |_, meta| {
-            let stale = targets.predates_switch(meta.age);
-            Box::pin(async move { Ok(!stale) })
-        });
-    }
+    let ping_after = ping_after_idle(backend, options.idle_transaction_timeout);
+    // After a switch to another server, connections to the one the pools left are not handed
+    // out again.
+    let switches = targets.clone().filter(|t| t.len() > 1);
+    pool_options = pool_options.before_acquire(move |conn, meta| {
+        let stale = switches.as_ref().is_some_and(|t| t.predates_switch(meta.age));
+        let ping = !stale && ping_after.is_some_and(|after| meta.idle_for >= after);
+        Box::pin(async move {
+            if ping {
+                // A connection the server closed while it sat in the pool (MySQL's
+                // `wait_timeout`, see `session_setup`) fails this and is replaced, not handed out.
+                sqlx::Connection::ping(conn).await?;
+            }
+            Ok(!stale)
+        })
+    });
     let idle_transaction_timeout = options.idle_transaction_timeout;
     let attrs = targets.map_or(SessionAttrs::Any, |t| t.attrs());
     match backend {
@@ -476,6 +485,21 @@ fn pool_options(
         Backend::Postgres | Backend::Mysql => {}
     }
     pool_options
+}
+
+/// How long a pooled connection may sit idle before it is pinged on its way out of the pool
+/// (`None`: never, for SQLite). The server may close an idle connection: MySQL after
+/// `wait_timeout`, which `session_setup` sets to the idle-transaction timeout, so half of that;
+/// any server on a restart or a failover, which the one-second bound catches for connections
+/// that are not in constant use. A connection in constant use is handed out without a ping:
+/// if the server went away, the statement fails as `Unavailable` and the health probe looks.
+fn ping_after_idle(backend: Backend, idle_transaction_timeout: Duration) -> Option<Duration> {
+    const AT_MOST: Duration = Duration::from_secs(1);
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres | Backend::Mysql if idle_transaction_timeout.is_zero() => Some(AT_MOST),
+        Backend::Postgres | Backend::Mysql => Some((idle_transaction_timeout / 2).min(AT_MOST)),
+    }
 }
 
 /// The statement a new connection runs so that the server ends a transaction of it left idle
@@ -528,6 +552,18 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_connections_are_pinged_before_the_server_can_have_closed_them() {
+        let secs = Duration::from_secs;
+        assert_eq!(ping_after_idle(Backend::Sqlite, secs(5)), None);
+        // MySQL's wait_timeout is the idle-transaction timeout: ping well before it.
+        assert_eq!(ping_after_idle(Backend::Mysql, secs(2)), Some(secs(1)));
+        assert_eq!(ping_after_idle(Backend::Mysql, Duration::from_millis(600)), Some(Duration::from_millis(300)));
+        // Otherwise after a second idle (a restarted or replaced server).
+        assert_eq!(ping_after_idle(Backend::Postgres, secs(5)), Some(secs(1)));
+        assert_eq!(ping_after_idle(Backend::Mysql, Duration::ZERO), Some(secs(1)));
+    }
 
     #[test]
     fn each_server_is_told_to_end_idle_transactions_in_its_own_terms() {
