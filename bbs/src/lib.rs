@@ -9,7 +9,7 @@
 //! - [`clients`]: outbound calls to the auctioneer and reps, behind traits.
 //! - [`callbacks`]: task completion callbacks.
 //! - [`paging`]: the list RPCs' pages (size caps and continuation tokens).
-//! - [`admin`]: `/healthz`, `/leader` and `/metrics`.
+//! - [`admin`]: `/healthz`, `/leader`, `/metrics` and the read-only [`dashboard`] at `/`.
 
 pub mod admin;
 pub mod callbacks;
@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod controllers;
 pub mod convergence;
+pub mod dashboard;
 pub mod encryption;
 mod error;
 pub mod events;
