@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
+use proto::pb::locket::v1::locket_client::LocketClient;
 use proto::pb::models::v1 as pb;
 use svc::config::tls::TlsConfig;
 use svc::connect::{ChannelOptions, ConnectError};
@@ -21,12 +22,13 @@ use crate::error::{Error, root_cause};
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one unary call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connected BBS client.
 #[derive(Clone)]
 pub struct Bbs {
     client: BbsClient<Channel>,
+    channel: Channel,
     address: String,
 }
 
@@ -36,7 +38,7 @@ impl Bbs {
         // No channel-wide deadline: unary calls get theirs in `unary`, and event streams none.
         let options = ChannelOptions { timeout: None, ..ChannelOptions::new(CONNECT_TIMEOUT, security) };
         let channel = svc::connect::connect(address, &options).await.map_err(|e| connect_error(address, e))?;
-        Ok(Bbs { client: BbsClient::new(channel), address: address.to_owned() })
+        Ok(Bbs { client: BbsClient::new(channel.clone()), channel, address: address.to_owned() })
     }
 
     /// The address this client talks to.
@@ -47,6 +49,11 @@ impl Bbs {
     /// A handle for one call (cheap: the channel is shared).
     pub fn raw(&self) -> BbsClient<Channel> {
         self.client.clone()
+    }
+
+    /// A Locket client on the same connection (every BBS serves Locket: the leader leases).
+    pub fn locket(&self) -> LocketClient<Channel> {
+        LocketClient::new(self.channel.clone())
     }
 
     /// Awaits one unary call with the deadline and classifies its failure.

@@ -2,12 +2,17 @@
 //! input (files, flags) before connecting, so a bad file is reported as such (exit 2) even when
 //! no BBS is running.
 
+pub mod capacity;
 pub mod cells;
+pub mod completions;
 pub mod domains;
 pub mod events;
 pub mod lrp;
 pub mod lrps;
+pub mod status;
 pub mod tasks;
+pub mod update;
+pub mod validate;
 
 use clap::Subcommand;
 
@@ -24,6 +29,10 @@ pub enum BbsCommand {
     DesireLrp(lrps::DesireLrpArgs),
     /// Change the number of instances of a desired LRP.
     Scale(lrps::ScaleArgs),
+    /// Change a desired LRP in place: instances, routes, annotation (run info changes need a
+    /// rolling update and are refused).
+    #[command(after_help = "Example: diego update-lrp web --instances 5 --route web.example.com:8080")]
+    UpdateLrp(update::UpdateLrpArgs),
     /// Remove a desired LRP; its instances are stopped.
     RemoveLrp(lrps::LrpGuidArg),
     /// Stop one instance; convergence starts a replacement while the LRP is desired.
@@ -49,6 +58,8 @@ pub enum BbsCommand {
     UpsertDomain(domains::UpsertDomainArgs),
     /// Follow the event stream, one line per event (LRP events, or task events with --tasks).
     Events(events::EventsArgs),
+    /// One screen on the cluster: BBS leader, auctioneer, cells, LRPs, tasks, placement errors.
+    Status(status::StatusArgs),
 }
 
 /// Runs one command against the BBS named by `global`.
@@ -60,9 +71,25 @@ pub async fn run(command: BbsCommand, global: &GlobalArgs) -> Result<(), Error> 
     match command {
         BbsCommand::DesireLrp(args) => {
             let lrp = args.build()?;
-            lrps::desire(&connect().await?, lrp, format).await
+            let bbs = connect().await?;
+            let need = capacity::Need { memory_mb: i64::from(lrp.memory_mb), disk_mb: i64::from(lrp.disk_mb) };
+            let warning = capacity::guard(&bbs, &lrp.process_guid, need, lrp.instances, args.force).await?;
+            lrps::desire(&bbs, lrp, format).await?;
+            capacity::warn(warning);
+            Ok(())
         }
-        BbsCommand::Scale(args) => lrps::scale(&connect().await?, &args, format).await,
+        BbsCommand::Scale(args) => {
+            let bbs = connect().await?;
+            let need = capacity::need_of(&bbs, &args.guid).await?;
+            let warning = capacity::guard(&bbs, &args.guid, need, args.instances, args.force).await?;
+            lrps::scale(&bbs, &args, format).await?;
+            capacity::warn(warning);
+            Ok(())
+        }
+        BbsCommand::UpdateLrp(args) => {
+            let file = update::load(&args)?;
+            update::update(&connect().await?, &args, file, format).await
+        }
         BbsCommand::RemoveLrp(args) => lrps::remove(&connect().await?, &args, format).await,
         BbsCommand::Retire(args) => lrps::retire(&connect().await?, &args, format).await,
         BbsCommand::Lrps(args) => lrps::list(&connect().await?, &args, format).await,
@@ -78,5 +105,6 @@ pub async fn run(command: BbsCommand, global: &GlobalArgs) -> Result<(), Error> 
         BbsCommand::Domains => domains::list(&connect().await?, format).await,
         BbsCommand::UpsertDomain(args) => domains::upsert(&connect().await?, &args, format).await,
         BbsCommand::Events(args) => events::follow(&connect().await?, &args, format).await,
+        BbsCommand::Status(args) => status::show(&connect().await?, &args, format).await,
     }
 }

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | the BBS refused the request (the Diego error type and message are printed) |
-//! | 2 | usage or invalid input: a bad flag (clap's own), an unreadable, unwritable or invalid file, a missing CA |
+//! | 2 | usage or invalid input: a bad flag (clap's own), an unreadable, unwritable or invalid file, a missing CA, more than the cluster can hold, a change needing a rolling update |
 //! | 3 | the BBS could not be reached, did not answer in time, or ended an event stream |
 
 use proto::error::{ERROR_METADATA_KEY, ErrorCode};
@@ -83,6 +83,12 @@ pub enum Error {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// The cluster cannot hold what was asked for (`--force` asks anyway).
+    #[error("{0}")]
+    Capacity(String),
+    /// A change the BBS cannot make in place: it needs a rolling update.
+    #[error("{0}")]
+    NeedsRollingUpdate(String),
     /// `diego dev` could not start or run its cluster.
     #[error("diego dev: {0}")]
     Dev(String),
@@ -110,6 +116,8 @@ impl Error {
             | Error::ReadFile { .. }
             | Error::ParseFile { .. }
             | Error::InvalidFlag { .. }
+            | Error::Capacity(_)
+            | Error::NeedsRollingUpdate(_)
             | Error::Certs(_)
             | Error::Tls(_)
             | Error::Output(_) => EXIT_USAGE,

@@ -21,6 +21,11 @@ pub mod lrp_file;
 pub mod output;
 pub mod views;
 
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use crate::error::Error;
+
 /// The BBS address used when neither `--bbs-address` nor `DIEGO_BBS_ADDRESS` is set.
 pub const DEFAULT_BBS_ADDRESS: &str = "127.0.0.1:8889";
 
@@ -37,8 +42,11 @@ Exit codes:
   0  success
   1  the BBS refused the request; the Diego error type and message are printed,
      e.g. 'error: ResourceNotFound: desired lrp not found: nope'
-  2  usage or invalid input: an unknown flag, a missing argument, an unreadable,
-     unwritable or invalid file, a malformed --bbs-address, a missing CA
+  2  usage or invalid input: an unknown flag, a flag out of its range (the error
+     names the flag), an unreadable, unwritable or invalid file (the error names
+     the field), a malformed --bbs-address, a missing CA, a flag the subcommand
+     does not use, more instances than the cluster can hold (unless --force), a
+     change that needs a rolling update
   3  the BBS is unreachable, did not answer in time, or ended an event stream
 
 Errors are one line on standard error, starting with 'error:'.";
@@ -72,4 +80,50 @@ pub struct GlobalArgs {
     /// --insecure-plaintext` runs one). For experiments only.
     #[arg(long, global = true)]
     pub insecure_plaintext: bool,
+}
+
+/// A global flag: its clap id and how it is spelt.
+pub type GlobalFlag = (&'static str, &'static str);
+
+/// The global flags `diego dev` does not use: it starts its own cluster and prints no JSON.
+pub const DEV_IGNORES: &[GlobalFlag] = &[
+    ("bbs_address", "--bbs-address"),
+    ("json", "--json"),
+    ("tls_ca", "--tls-ca"),
+    ("tls_cert", "--tls-cert"),
+    ("tls_key", "--tls-key"),
+];
+
+/// The global flags `diego certs` does not use: it writes files and talks to no BBS.
+pub const CERTS_IGNORE: &[GlobalFlag] = &[
+    ("bbs_address", "--bbs-address"),
+    ("tls_ca", "--tls-ca"),
+    ("tls_cert", "--tls-cert"),
+    ("tls_key", "--tls-key"),
+    ("insecure_plaintext", "--insecure-plaintext"),
+];
+
+/// The global flags `diego completions` does not use: all of them.
+pub const COMPLETIONS_IGNORE: &[GlobalFlag] = &[
+    ("bbs_address", "--bbs-address"),
+    ("json", "--json"),
+    ("tls_ca", "--tls-ca"),
+    ("tls_cert", "--tls-cert"),
+    ("tls_key", "--tls-key"),
+    ("insecure_plaintext", "--insecure-plaintext"),
+];
+
+/// Refuses the flags of `ignored` that were given on the command line of `subcommand` (`sub`
+/// are its matches, where global flags land): values from the environment or defaults are not
+/// the user's choice for this command and pass.
+pub fn reject_given_flags(subcommand: &str, sub: &ArgMatches, ignored: &[GlobalFlag]) -> Result<(), Error> {
+    for (id, flag) in ignored {
+        if sub.value_source(id) == Some(ValueSource::CommandLine) {
+            return Err(Error::InvalidFlag {
+                flag,
+                reason: format!("'diego {subcommand}' does not use it; leave it out"),
+            });
+        }
+    }
+    Ok(())
 }

@@ -42,27 +42,44 @@ pub const DEFAULT_INSTANCES: i32 = 1;
 /// Reads and parses `path` (`-` is standard input, JSON). Errors name the file and say what is
 /// wrong and where.
 pub fn load(path: &Path) -> Result<pb::DesiredLrp, Error> {
+    let text = read(path)?;
+    parse(&text, is_yaml(path)).map_err(|reason| Error::ParseFile { path: path.display().to_string(), reason })
+}
+
+/// Reads `path` as part of a desired LRP (`update-lrp --file`): the fields the file holds, as
+/// parsed, and the message they make, absent fields zero (no defaults, no field required).
+pub fn load_partial(path: &Path) -> Result<(serde_json::Value, pb::DesiredLrp), Error> {
+    let text = read(path)?;
+    parse_partial(&text, is_yaml(path)).map_err(|reason| Error::ParseFile { path: path.display().to_string(), reason })
+}
+
+/// The text of `path` (`-`: standard input).
+fn read(path: &Path) -> Result<String, Error> {
     let shown = path.display().to_string();
-    let text = if shown == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) }
-        .map_err(|e| Error::ReadFile { path: shown.clone(), reason: crate::error::io_reason(&e) })?;
-    parse(&text, is_yaml(path)).map_err(|reason| Error::ParseFile { path: shown, reason })
+    if shown == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) }
+        .map_err(|e| Error::ReadFile { path: shown, reason: crate::error::io_reason(&e) })
+}
+
+/// Parses a file's text as YAML or JSON into the fields it holds and the message they make.
+fn parse_partial(text: &str, yaml: bool) -> Result<(serde_json::Value, pb::DesiredLrp), String> {
+    if yaml {
+        // YAML goes through a JSON value: serde_norway reads enums only from YAML tags
+        // (`!run_action`), and the file format spells actions as one-key maps in both.
+        let value: serde_json::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+        let lrp = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        Ok((value, lrp))
+    } else {
+        // JSON is read twice: for which fields are present, and straight into the message so
+        // a wrong type is reported with its line and column.
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok((value, serde_json::from_str(text).map_err(|e| e.to_string())?))
+    }
 }
 
 /// Parses a file's text as YAML or JSON into the message the BBS receives, with the file
 /// format's defaults filled in.
 pub fn parse(text: &str, yaml: bool) -> Result<pb::DesiredLrp, String> {
-    let (value, lrp) = if yaml {
-        // YAML goes through a JSON value: serde_norway reads enums only from YAML tags
-        // (`!run_action`), and the file format spells actions as one-key maps in both.
-        let value: serde_json::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        let lrp = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-        (value, lrp)
-    } else {
-        // JSON is read twice: for which fields are present, and straight into the message so
-        // a wrong type is reported with its line and column.
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        (value, serde_json::from_str(text).map_err(|e| e.to_string())?)
-    };
+    let (value, lrp) = parse_partial(text, yaml)?;
     with_defaults(&value, lrp)
 }
 

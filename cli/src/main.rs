@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Operate a diego-rs cluster: desire and scale LRPs, run tasks, inspect cells and follow events.
 #[derive(Debug, Parser)]
@@ -26,10 +26,28 @@ enum Command {
     /// Create the cluster CA and issue certificates for mutual TLS (files only; no BBS needed).
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
+    /// Print a shell completion script: `diego completions bash > /etc/bash_completion.d/diego`.
+    Completions(cli::commands::completions::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Global flags a subcommand would silently ignore are refused, naming the flag.
+    let ignored = match &cli.command {
+        Command::Dev(_) => cli::DEV_IGNORES,
+        Command::Certs(_) => cli::CERTS_IGNORE,
+        Command::Completions(_) => cli::COMPLETIONS_IGNORE,
+        Command::Bbs(_) => &[],
+    };
+    if let Some((name, sub)) = matches.subcommand()
+        && let Err(e) = cli::reject_given_flags(name, sub, ignored)
+    {
+        return fail(&e.to_string(), e.exit_code());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
@@ -39,6 +57,7 @@ fn main() -> ExitCode {
             Command::Bbs(command) => cli::commands::run(command, &cli.global).await,
             Command::Dev(args) => cli::dev::run(args, cli.global.insecure_plaintext).await,
             Command::Certs(command) => cli::certs::run(command, cli::output::Format::from_flag(cli.global.json)),
+            Command::Completions(args) => cli::commands::completions::print(&args, &mut Cli::command()),
         }
     });
     match result {

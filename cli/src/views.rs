@@ -102,9 +102,16 @@ impl InstanceView {
         parts.join(",")
     }
 
-    /// The state, with the presence when it is not ordinary: `RUNNING (EVACUATING)`.
+    /// Whether the auctioneer could not place it: UNCLAIMED with a placement error.
+    pub fn unplaceable(&self) -> bool {
+        self.state == "UNCLAIMED" && !self.placement_error.is_empty()
+    }
+
+    /// The state for people, with the presence when it is not ordinary: `RUNNING (EVACUATING)`;
+    /// an unplaceable instance reads `UNPLACEABLE`, not as waiting to start.
     pub fn state_label(&self) -> String {
-        if self.presence == "ORDINARY" { self.state.to_owned() } else { format!("{} ({})", self.state, self.presence) }
+        let state = if self.unplaceable() { "UNPLACEABLE" } else { self.state };
+        if self.presence == "ORDINARY" { state.to_owned() } else { format!("{state} ({})", self.presence) }
     }
 }
 

@@ -48,6 +48,22 @@ impl Follower {
     }
 }
 
+/// A table line without its leading timestamp, after checking that it is one: RFC 3339 in UTC
+/// with milliseconds (`2026-12-03T23:39:01.123Z`), of this year.
+fn untimed(line: &str) -> String {
+    let (time, rest) = line.split_once(' ').unwrap_or_else(|| panic!("no timestamp: {line}"));
+    let shape = time.len() == 24
+        && time.ends_with('Z')
+        && time.as_bytes()[10] == b'T'
+        && time.as_bytes()[19] == b'.'
+        && time.chars().filter(char::is_ascii_digit).count() == 17;
+    assert!(shape, "not an RFC 3339 UTC time: {line}");
+    let this_year: u32 = cli::output::rfc3339(cli::output::now_ns())[..4].parse().unwrap();
+    let year: u32 = time[..4].parse().unwrap();
+    assert!(year + 1 >= this_year && year <= this_year, "not a time of now: {line}");
+    rest.to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_print_one_line_per_lrp_event() {
     let bbs = Bbs::start().await;
@@ -55,7 +71,8 @@ async fn events_print_one_line_per_lrp_event() {
     bbs.diego(&["desire-lrp", "--guid", "web", "--command", "true", "--port", "8080"]).await.ok();
     bbs.run_instance("web", 0, "ig-0", "cell-1", 61000).await;
     bbs.diego(&["scale", "web", "2"]).await.ok();
-    let lines = events.until(|l| l.contains("desired_lrp_changed")).await;
+    let lines: Vec<String> =
+        events.until(|l| l.contains("desired_lrp_changed")).await.iter().map(|l| untimed(l)).collect();
     let expected = [
         "1 desired_lrp_created web desired: 1 instance(s) in diego",
         "2 actual_lrp_instance_created web/0 UNCLAIMED",
@@ -79,6 +96,7 @@ async fn events_json_prints_one_object_per_line_with_sequences() {
     let parsed: Vec<serde_json::Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     for (i, event) in parsed.iter().enumerate() {
         assert_eq!(event["sequence"], i + 1, "{event}");
+        untimed(&format!("{} x", event["time"].as_str().unwrap()));
     }
     assert_eq!(parsed[0]["type"], "desired_lrp_created");
     assert_eq!(parsed[0]["process_guid"], "web");
@@ -112,7 +130,7 @@ async fn events_tasks_follow_task_events() {
     let mut events = Follower::start(&bbs, &["events", "--tasks"]).await;
     bbs.diego(&["desire-task", "--guid", "t1", "--command", "true"]).await.ok();
     bbs.diego(&["cancel-task", "t1"]).await.ok();
-    let lines = events.until(|l| l.contains("task_changed")).await;
+    let lines: Vec<String> = events.until(|l| l.contains("task_changed")).await.iter().map(|l| untimed(l)).collect();
     assert_eq!(lines[0], "1 task_created t1 PENDING in diego");
     assert!(lines[1].starts_with("2 task_changed t1 PENDING -> COMPLETED (failed: "), "{lines:#?}");
     events.child.kill().await.unwrap();

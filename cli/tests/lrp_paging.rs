@@ -26,7 +26,11 @@ async fn lrp_of_100000_instances_shows_state_counts_and_the_first_page_and_all_w
 
     let text = bbs.diego(&["lrp", "many"]).await.ok().to_owned();
     assert!(text.contains("instances:     2 running / 100000 desired"), "{}", head(&text));
-    assert!(text.contains("states:        2 running, 0 claimed, 99998 unclaimed, 0 crashed"), "{}", head(&text));
+    assert!(
+        text.contains("states:        2 running, 0 claimed, 99998 unclaimed, 0 unplaceable, 0 crashed"),
+        "{}",
+        head(&text)
+    );
     assert_eq!(instance_rows(&text), 100, "{}", head(&text));
     assert!(text.contains("showing the first 100 of 100000 instances; 'diego lrp many --all' shows every one"));
     let first = text.lines().find(|l| l.starts_with("0 ")).unwrap();
@@ -34,7 +38,10 @@ async fn lrp_of_100000_instances_shows_state_counts_and_the_first_page_and_all_w
 
     let json = bbs.diego(&["lrp", "many", "--json"]).await.json();
     assert_eq!(json["running"], 2);
-    assert_eq!(json["states"], serde_json::json!({ "running": 2, "claimed": 0, "unclaimed": 99998, "crashed": 0 }));
+    assert_eq!(
+        json["states"],
+        serde_json::json!({ "running": 2, "claimed": 0, "unclaimed": 99998, "unplaceable": 0, "crashed": 0 })
+    );
     assert_eq!(json["instance_count"], 100_000);
     let shown = json["instances"].as_array().unwrap();
     assert_eq!(shown.len(), 100);

@@ -3,6 +3,7 @@
 use clap::Args;
 use proto::pb::bbs::v1 as api;
 
+use super::validate;
 use crate::client::Bbs;
 use crate::error::Error;
 use crate::output::{self, Format, Table};
@@ -11,9 +12,10 @@ use crate::output::{self, Format, Table};
 #[derive(Debug, Clone, Args)]
 pub struct UpsertDomainArgs {
     /// The domain.
+    #[arg(value_parser = validate::domain)]
     pub name: String,
-    /// Seconds until the domain goes stale; 0 means it never expires.
-    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    /// Seconds until the domain goes stale [0..=31622400, a year]; 0 means it never expires.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS", value_parser = validate::ttl, allow_negative_numbers = true)]
     pub ttl: u32,
 }
 

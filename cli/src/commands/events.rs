@@ -1,5 +1,6 @@
 //! `events`: follows the BBS's instance (or task) event stream and prints one line per event:
-//! `SEQUENCE TYPE DETAILS` for people, one JSON object per line with `--json`. It runs until
+//! `TIME SEQUENCE TYPE DETAILS` for people (the time the CLI received the event, RFC 3339 in
+//! UTC), one JSON object per line with `--json` (the same time as `time`). It runs until
 //! Ctrl-C (exit 0), a closed output pipe (exit 0), or the stream ends (exit 3; exit 1 when the
 //! BBS closed it with an error, such as a subscriber that fell too far behind).
 
@@ -10,6 +11,7 @@ use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 use serde_json::{Value, json};
 
+use super::validate;
 use crate::client::Bbs;
 use crate::error::Error;
 use crate::output::{self, Format, or_dash};
@@ -19,7 +21,7 @@ use crate::views::{InstanceView, TaskView};
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
     /// Only instance events that concern this cell.
-    #[arg(long, value_name = "CELL")]
+    #[arg(long, value_name = "CELL", value_parser = validate::cell_id)]
     pub cell: Option<String>,
     /// Follow task events instead of LRP events.
     #[arg(long, conflicts_with = "cell")]
@@ -38,11 +40,12 @@ pub struct Rendered {
 }
 
 impl Rendered {
-    fn line(&self, sequence: u64, format: Format) -> String {
+    fn line(&self, sequence: u64, received_ns: i64, format: Format) -> String {
+        let time = output::rfc3339(received_ns);
         match format {
-            Format::Table => format!("{sequence} {} {}", self.kind, self.text),
+            Format::Table => format!("{time} {sequence} {} {}", self.kind, self.text),
             Format::Json => {
-                let mut object = json!({ "sequence": sequence, "type": self.kind });
+                let mut object = json!({ "time": time, "sequence": sequence, "type": self.kind });
                 if let (Some(target), Value::Object(fields)) = (object.as_object_mut(), &self.json) {
                     target.extend(fields.clone());
                 }
@@ -89,7 +92,7 @@ async fn pump<T>(
         match next {
             Ok(Some(event)) => {
                 if let (sequence, Some(rendered)) = render(event) {
-                    output::print(&rendered.line(sequence, format))?;
+                    output::print(&rendered.line(sequence, output::now_ns(), format))?;
                 }
             }
             Ok(None) => {
@@ -309,12 +312,15 @@ mod tests {
             trace_id: String::new(),
         });
         let rendered = render_instance(event);
+        let at = 1_796_341_141_123_456_789;
         assert_eq!(
-            rendered.line(7, Format::Table),
-            "7 actual_lrp_instance_changed web/0 CLAIMED -> RUNNING on cell-1 at 10.0.0.1:61001->8080"
+            rendered.line(7, at, Format::Table),
+            "2026-12-03T23:39:01.123Z 7 actual_lrp_instance_changed web/0 CLAIMED -> RUNNING on cell-1 at \
+             10.0.0.1:61001->8080"
         );
-        let json: Value = serde_json::from_str(&rendered.line(7, Format::Json)).unwrap();
+        let json: Value = serde_json::from_str(&rendered.line(7, at, Format::Json)).unwrap();
         assert_eq!(json["sequence"], 7);
+        assert_eq!(json["time"], "2026-12-03T23:39:01.123Z");
         assert_eq!(json["after"]["state"], "RUNNING");
         assert_eq!(json["before"]["cell_id"], "cell-1");
     }

@@ -22,6 +22,7 @@ pub const INSTANCES_SHOWN: usize = 100;
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
     /// The process guid.
+    #[arg(value_parser = super::validate::process_guid)]
     pub guid: String,
     /// Show every instance, not only the first 100 (the state counts always cover every one).
     #[arg(long)]
@@ -34,6 +35,7 @@ struct StateCounts {
     running: usize,
     claimed: usize,
     unclaimed: usize,
+    unplaceable: usize,
     crashed: usize,
 }
 
@@ -72,6 +74,7 @@ pub async fn show(bbs: &Bbs, args: &ShowArgs, format: Format) -> Result<(), Erro
         running: summary.running,
         claimed: summary.claimed,
         unclaimed: summary.unclaimed,
+        unplaceable: summary.unplaceable,
         crashed: summary.crashed,
     };
     if format == Format::Json {
@@ -87,8 +90,8 @@ pub async fn show(bbs: &Bbs, args: &ShowArgs, format: Format) -> Result<(), Erro
         format!("domain:        {}", desired.domain),
         format!("instances:     {} running / {} desired", summary.running, desired.instances),
         format!(
-            "states:        {} running, {} claimed, {} unclaimed, {} crashed",
-            states.running, states.claimed, states.unclaimed, states.crashed
+            "states:        {} running, {} claimed, {} unclaimed, {} unplaceable, {} crashed",
+            states.running, states.claimed, states.unclaimed, states.unplaceable, states.crashed
         ),
         format!("resources:     {} MB memory, {} MB disk", desired.memory_mb, desired.disk_mb),
         format!("rootfs:        {}", desired.rootfs),

@@ -9,6 +9,7 @@ use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 use serde::Serialize;
 
+use super::validate;
 use crate::client::Bbs;
 use crate::error::Error;
 use crate::lrp_file::{self, DEFAULT_DOMAIN, DEFAULT_ROOTFS};
@@ -33,29 +34,29 @@ pub struct DesireLrpArgs {
     /// JSON from standard input. Conflicts with the flags below.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// The process guid (letters, digits, `-` and `_`).
-    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    /// The process guid (letters, digits, `-` and `_`; at most 255 bytes).
+    #[arg(long, required_unless_present = "file", conflicts_with = "file", value_parser = validate::process_guid)]
     pub guid: Option<String>,
     /// The command, run as `/bin/sh -c COMMAND`.
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
     pub command: Option<String>,
-    /// Number of instances.
-    #[arg(long, default_value_t = 1, conflicts_with = "file", value_parser = clap::value_parser!(i32).range(0..))]
+    /// Number of instances [0..=1000000].
+    #[arg(long, default_value_t = 1, conflicts_with = "file", value_parser = validate::instances, allow_negative_numbers = true)]
     pub instances: i32,
-    /// Memory per instance, in MB.
-    #[arg(long, default_value_t = 128, conflicts_with = "file", value_parser = clap::value_parser!(i32).range(0..))]
+    /// Memory per instance, in MB [1..=16777216].
+    #[arg(long, default_value_t = 128, conflicts_with = "file", value_parser = validate::memory_mb, allow_negative_numbers = true)]
     pub memory_mb: i32,
-    /// Disk per instance, in MB.
-    #[arg(long, default_value_t = 256, conflicts_with = "file", value_parser = clap::value_parser!(i32).range(0..))]
+    /// Disk per instance, in MB [1..=67108864].
+    #[arg(long, default_value_t = 256, conflicts_with = "file", value_parser = validate::disk_mb, allow_negative_numbers = true)]
     pub disk_mb: i32,
-    /// A container port to expose (repeatable); the first one gets `$PORT`.
-    #[arg(long = "port", value_name = "PORT", conflicts_with = "file")]
+    /// A container port to expose (repeatable) [1..=65535]; the first one gets `$PORT`.
+    #[arg(long = "port", value_name = "PORT", conflicts_with = "file", value_parser = validate::port, allow_negative_numbers = true)]
     pub ports: Vec<u32>,
-    /// The root filesystem.
+    /// The root filesystem (a URL with a scheme).
     #[arg(long, default_value = DEFAULT_ROOTFS, conflicts_with = "file")]
     pub rootfs: String,
     /// The domain.
-    #[arg(long, default_value = DEFAULT_DOMAIN, conflicts_with = "file")]
+    #[arg(long, default_value = DEFAULT_DOMAIN, conflicts_with = "file", value_parser = validate::domain)]
     pub domain: String,
     /// The health check on the first port [default: tcp with a port, none without].
     #[arg(long, value_enum, conflicts_with = "file")]
@@ -64,11 +65,14 @@ pub struct DesireLrpArgs {
     #[arg(long, default_value = "/", value_name = "PATH", conflicts_with = "file")]
     pub health_check_path: String,
     /// An environment variable NAME=VALUE (repeatable).
-    #[arg(long = "env", value_name = "NAME=VALUE", conflicts_with = "file")]
-    pub env: Vec<String>,
+    #[arg(long = "env", value_name = "NAME=VALUE", conflicts_with = "file", value_parser = validate::env)]
+    pub env: Vec<pb::EnvironmentVariable>,
     /// The user the command runs as.
     #[arg(long, default_value = "root", conflicts_with = "file")]
     pub user: String,
+    /// Desire it even when the cells cannot hold every instance (some stay unplaceable).
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl DesireLrpArgs {
@@ -76,9 +80,17 @@ impl DesireLrpArgs {
     /// any connection is made.
     pub fn build(&self) -> Result<pb::DesiredLrp, Error> {
         if let Some(path) = &self.file {
-            return lrp_file::load(path);
+            let lrp = lrp_file::load(path)?;
+            validate::check_desired_lrp(&lrp).map_err(|e| validate::file_error(path, e))?;
+            return Ok(lrp);
         }
-        let environment_variables = parse_env(&self.env)?;
+        let lrp = self.desired_from_flags()?;
+        validate::check_desired_lrp(&lrp).map_err(|e| validate::flag_error(e, validate::lrp_flag))?;
+        Ok(lrp)
+    }
+
+    fn desired_from_flags(&self) -> Result<pb::DesiredLrp, Error> {
+        let environment_variables = self.env.clone();
         let check = match (self.health_check, self.ports.first()) {
             (Some(HealthCheck::None), _) | (None, None) => None,
             (Some(HealthCheck::Tcp) | None, Some(&port)) => {
@@ -123,36 +135,28 @@ pub fn shell_action(command: &str, user: &str) -> pb::Action {
     }
 }
 
-/// Parses `--env NAME=VALUE` flags.
-pub fn parse_env(pairs: &[String]) -> Result<Vec<pb::EnvironmentVariable>, Error> {
-    pairs
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((name, value)) if !name.is_empty() => {
-                Ok(pb::EnvironmentVariable { name: name.into(), value: value.into() })
-            }
-            _ => Err(Error::InvalidFlag { flag: "--env", reason: format!("{pair:?} is not NAME=VALUE") }),
-        })
-        .collect()
-}
-
 /// `scale GUID N`.
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
     /// The process guid.
+    #[arg(value_parser = validate::process_guid)]
     pub guid: String,
-    /// The new number of instances.
-    #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+    /// The new number of instances [0..=1000000].
+    #[arg(value_parser = validate::instances, allow_negative_numbers = true)]
     pub instances: i32,
+    /// Scale even when the cells cannot hold every instance (some stay unplaceable).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `retire GUID INDEX`.
 #[derive(Debug, Clone, Args)]
 pub struct RetireArgs {
     /// The process guid.
+    #[arg(value_parser = validate::process_guid)]
     pub guid: String,
-    /// The instance index.
-    #[arg(value_parser = clap::value_parser!(i32).range(0..))]
+    /// The instance index [0..=999999].
+    #[arg(value_parser = validate::index, allow_negative_numbers = true)]
     pub index: i32,
 }
 
@@ -160,6 +164,7 @@ pub struct RetireArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LrpGuidArg {
     /// The process guid.
+    #[arg(value_parser = validate::process_guid)]
     pub guid: String,
 }
 
@@ -167,7 +172,7 @@ pub struct LrpGuidArg {
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
     /// Only desired LRPs of this domain.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::domain)]
     pub domain: Option<String>,
 }
 
@@ -250,8 +255,10 @@ pub struct LrpSummary {
     pub running: usize,
     /// Indices placed but not yet running.
     pub claimed: usize,
-    /// Indices waiting for a cell.
+    /// Indices waiting for a cell (not known to be unplaceable).
     pub unclaimed: usize,
+    /// Indices the auctioneer could not place (UNCLAIMED with a placement error).
+    pub unplaceable: usize,
     /// Indices CRASHED.
     pub crashed: usize,
     /// Memory per instance.
@@ -272,9 +279,10 @@ impl IndexStates {
     /// Counts one instance.
     pub fn add(&mut self, instance: &InstanceView) {
         let rank = match instance.state {
-            "RUNNING" => 3,
-            "CLAIMED" => 2,
-            "UNCLAIMED" => 1,
+            "RUNNING" => 4,
+            "CLAIMED" => 3,
+            "UNCLAIMED" if instance.unplaceable() => 1,
+            "UNCLAIMED" => 2,
             _ => 0,
         };
         let entry = self.0.entry(instance.index).or_insert(rank);
@@ -285,9 +293,10 @@ impl IndexStates {
     pub fn count_into(&self, summary: &mut LrpSummary) {
         for rank in self.0.values() {
             match rank {
-                3 => summary.running += 1,
-                2 => summary.claimed += 1,
-                1 => summary.unclaimed += 1,
+                4 => summary.running += 1,
+                3 => summary.claimed += 1,
+                2 => summary.unclaimed += 1,
+                1 => summary.unplaceable += 1,
                 _ => summary.crashed += 1,
             }
         }
@@ -330,13 +339,15 @@ pub async fn list(bbs: &Bbs, args: &ListArgs, format: Format) -> Result<(), Erro
     if format == Format::Json {
         return output::print_json(&rows);
     }
-    let mut table = Table::new(&["GUID", "DOMAIN", "INSTANCES", "STARTING", "CRASHED", "MEMORY", "DISK", "ROOTFS"]);
+    let mut table =
+        Table::new(&["GUID", "DOMAIN", "INSTANCES", "STARTING", "UNPLACEABLE", "CRASHED", "MEMORY", "DISK", "ROOTFS"]);
     for row in &rows {
         table.row(vec![
             row.process_guid.clone(),
             row.domain.clone(),
             format!("{}/{}", row.running, row.desired),
             (row.claimed + row.unclaimed).to_string(),
+            row.unplaceable.to_string(),
             row.crashed.to_string(),
             format!("{} MB", row.memory_mb),
             format!("{} MB", row.disk_mb),

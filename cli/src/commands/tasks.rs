@@ -4,8 +4,9 @@ use clap::Args;
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
+use super::validate;
 use crate::client::Bbs;
-use crate::commands::lrps::{parse_env, shell_action};
+use crate::commands::lrps::shell_action;
 use crate::error::Error;
 use crate::lrp_file::{DEFAULT_DOMAIN, DEFAULT_ROOTFS};
 use crate::output::{self, Format, Table, or_dash};
@@ -14,33 +15,33 @@ use crate::views::TaskView;
 /// `desire-task`.
 #[derive(Debug, Clone, Args)]
 pub struct DesireTaskArgs {
-    /// The task guid (letters, digits, `-` and `_`).
-    #[arg(long)]
+    /// The task guid (letters, digits, `-` and `_`; at most 255 bytes).
+    #[arg(long, value_parser = validate::task_guid)]
     pub guid: String,
     /// The command, run as `/bin/sh -c COMMAND`.
     #[arg(long)]
     pub command: String,
-    /// Memory, in MB.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i32).range(0..))]
+    /// Memory, in MB [1..=16777216].
+    #[arg(long, default_value_t = 128, value_parser = validate::memory_mb, allow_negative_numbers = true)]
     pub memory_mb: i32,
-    /// Disk, in MB.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(i32).range(0..))]
+    /// Disk, in MB [1..=67108864].
+    #[arg(long, default_value_t = 256, value_parser = validate::disk_mb, allow_negative_numbers = true)]
     pub disk_mb: i32,
     /// The domain.
-    #[arg(long, default_value = DEFAULT_DOMAIN)]
+    #[arg(long, default_value = DEFAULT_DOMAIN, value_parser = validate::domain)]
     pub domain: String,
-    /// The root filesystem.
+    /// The root filesystem (a URL with a scheme).
     #[arg(long, default_value = DEFAULT_ROOTFS)]
     pub rootfs: String,
-    /// A URL the BBS POSTs the completed task to.
+    /// An http(s) URL the BBS POSTs the completed task to.
     #[arg(long, value_name = "URL")]
     pub callback_url: Option<String>,
     /// A file in the container whose contents become the task's result.
     #[arg(long, value_name = "PATH")]
     pub result_file: Option<String>,
     /// An environment variable NAME=VALUE (repeatable).
-    #[arg(long = "env", value_name = "NAME=VALUE")]
-    pub env: Vec<String>,
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = validate::env)]
+    pub env: Vec<pb::EnvironmentVariable>,
     /// The user the command runs as.
     #[arg(long, default_value = "root")]
     pub user: String,
@@ -51,7 +52,7 @@ impl DesireTaskArgs {
     pub fn build(&self) -> Result<api::DesireTaskRequest, Error> {
         let definition = pb::TaskDefinition {
             root_fs: self.rootfs.clone(),
-            environment_variables: parse_env(&self.env)?,
+            environment_variables: self.env.clone(),
             action: Some(shell_action(&self.command, &self.user)),
             memory_mb: self.memory_mb,
             disk_mb: self.disk_mb,
@@ -59,11 +60,13 @@ impl DesireTaskArgs {
             result_file: self.result_file.clone().unwrap_or_default(),
             ..Default::default()
         };
-        Ok(api::DesireTaskRequest {
+        let request = api::DesireTaskRequest {
             task_definition: Some(definition),
             task_guid: self.guid.clone(),
             domain: self.domain.clone(),
-        })
+        };
+        validate::check_task(&request).map_err(|e| validate::flag_error(e, validate::task_flag))?;
+        Ok(request)
     }
 }
 
@@ -71,10 +74,10 @@ impl DesireTaskArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
     /// Only tasks of this domain.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::domain)]
     pub domain: Option<String>,
     /// Only tasks on this cell.
-    #[arg(long)]
+    #[arg(long, value_parser = validate::cell_id)]
     pub cell: Option<String>,
 }
 
@@ -82,6 +85,7 @@ pub struct ListArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TaskGuidArg {
     /// The task guid.
+    #[arg(value_parser = validate::task_guid)]
     pub guid: String,
 }
 
