@@ -2,22 +2,60 @@
 # Runs every test of the workspace, with the store conformance suite on all three backends:
 # SQLite (always), PostgreSQL and MySQL/MariaDB on loopback. Each test creates and drops its own
 # uniquely named database. Fails if any backend's suite did not run, and prints how many tests
-# each backend passed. Also prints how many multi-host tests (tests/tests/multihost.rs: hosts as
+# each backend passed; starts the local PostgreSQL and MariaDB first if they are installed but
+# down. Also prints how many multi-host tests (tests/tests/multihost.rs: hosts as
 # network namespaces, needs root and /dev/net/tun) ran, and fails if none did when the workspace
 # or the tests package is tested.
 #
 #   DIEGO_TEST_POSTGRES_URL  default postgres://postgres@127.0.0.1:5432/postgres
 #   DIEGO_TEST_MYSQL_URL     default mysql://root@127.0.0.1:3306/mysql
+#   DIEGO_TEST_REQUIRE_RUNC  default 1 (the runc tests must run); 0 lets them skip
 #   arguments replace `--workspace` (e.g. scripts/test.sh -p db -p proto)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 export DIEGO_TEST_POSTGRES_URL="${DIEGO_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export DIEGO_TEST_MYSQL_URL="${DIEGO_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
+# Only servers on this machine's default ports are started below.
+local_postgres=0
+local_mysql=0
+case "$DIEGO_TEST_POSTGRES_URL" in *@127.0.0.1:5432/* | *@localhost:5432/*) local_postgres=1 ;; esac
+case "$DIEGO_TEST_MYSQL_URL" in *@127.0.0.1:3306/* | *@localhost:3306/*) local_mysql=1 ;; esac
+
+# Starts the local PostgreSQL and MariaDB when they are installed but down, as .ci/run does (as
+# root, or through passwordless sudo). Their one-time setup (trust on loopback, root from
+# 127.0.0.1) is the README's "Build and test"; a server that cannot be started is reported and
+# its suite then fails, naming its URL.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+if [ "$local_postgres" -eq 1 ] && command -v pg_ctlcluster >/dev/null && command -v pg_isready >/dev/null \
+  && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  version="$(ls /etc/postgresql 2>/dev/null | head -n 1)"
+  echo "starting PostgreSQL ${version} (installed but not running)"
+  if [ -n "$version" ] && as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start; then
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  else
+    echo "could not start PostgreSQL: start it yourself (needs root)" >&2
+  fi
+fi
+if [ "$local_mysql" -eq 1 ] && [ -x /usr/sbin/mariadbd ] && command -v mysqladmin >/dev/null \
+  && ! mysqladmin -h 127.0.0.1 -u root status >/dev/null 2>&1; then
+  echo "starting MariaDB (installed but not running)"
+  if as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; then
+    for _ in $(seq 1 30); do mysqladmin -h 127.0.0.1 -u root status >/dev/null 2>&1 && break; sleep 1; done
+  else
+    echo "could not start MariaDB: start it yourself (needs root)" >&2
+  fi
+fi
+
 # With this set, a conformance test whose backend URL is missing fails instead of skipping.
 export DIEGO_TEST_REQUIRE_BACKENDS=1
-# The runc runtime tests must run, not skip (.ci/run installs runc and busybox-static; they run as root).
-export DIEGO_TEST_REQUIRE_RUNC="${DIEGO_TEST_REQUIRE_RUNC:-1}"
+# The runc runtime tests must run, not skip (.ci/run installs runc and busybox-static; they run as
+# root). DIEGO_TEST_REQUIRE_RUNC=0 lets them skip, on a machine without root or runc.
+if [ "${DIEGO_TEST_REQUIRE_RUNC:-1}" = 0 ]; then
+  unset DIEGO_TEST_REQUIRE_RUNC
+else
+  export DIEGO_TEST_REQUIRE_RUNC="${DIEGO_TEST_REQUIRE_RUNC:-1}"
+fi
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

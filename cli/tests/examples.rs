@@ -234,3 +234,25 @@ async fn desire_task_file(diego: &Diego, file: &Path) {
     let channel = svc::connect::connect(&diego.address, &options).await.expect("connect");
     proto::pb::bbs::v1::bbs_client::BbsClient::new(channel).desire_task(request).await.expect("desire the task");
 }
+
+/// The whole LRP and task files shown in README.md and docs/files.md (```yaml blocks with a
+/// `process_guid` or a `task_guid`) parse as the CLI reads them.
+#[test]
+fn the_files_shown_in_the_docs_parse() {
+    let mut parsed = 0;
+    for document in ["README.md", "docs/files.md"] {
+        let text = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(document));
+        for block in text.split("```yaml\n").skip(1).filter_map(|rest| rest.split_once("```").map(|(b, _)| b)) {
+            let result = if block.contains("process_guid:") {
+                cli::lrp_file::parse(block, true).map(drop)
+            } else if block.contains("task_guid:") {
+                task_file::parse(block, true).map(drop)
+            } else {
+                continue;
+            };
+            result.unwrap_or_else(|e| panic!("a file in {document} does not parse: {e}\n{block}"));
+            parsed += 1;
+        }
+    }
+    assert!(parsed >= 3, "only {parsed} files found in the docs");
+}
