@@ -234,25 +234,22 @@ impl Dashboard {
             Some((Ok(None), ()))
         });
         let merged = futures::stream::select(futures::stream::select(instances, tasks), keepalive);
-        // Ends after the first error (the hub's last word on this stream).
-        let messages = merged
-            .scan(false, |ended, item| {
-                let message = if *ended {
-                    None
-                } else {
-                    Some(match item {
-                        Ok(Some((name, view))) => views::sse_message(name, &json(&view)),
-                        Ok(None) => ": keepalive\n\n".to_owned(),
-                        Err(status) => {
-                            *ended = true;
-                            let reason = serde_json::json!({ "reason": status.message() });
-                            views::sse_message("closed", &reason.to_string())
-                        }
-                    })
-                };
-                futures::future::ready(message)
-            })
-            .boxed();
+        // Ends right after the first error (the hub's last word on this stream), without
+        // waiting for another item.
+        let messages = futures::stream::unfold((merged.boxed(), false), |(mut merged, ended)| async move {
+            if ended {
+                return None;
+            }
+            let (message, ended) = match merged.next().await? {
+                Ok(Some((name, view))) => (views::sse_message(name, &json(&view)), false),
+                Ok(None) => (": keepalive\n\n".to_owned(), false),
+                Err(status) => {
+                    let reason = serde_json::json!({ "reason": status.message() });
+                    (views::sse_message("closed", &reason.to_string()), true)
+                }
+            };
+            Some((message, (merged, ended)))
+        });
         // The first message says the stream is open (the page shows "live").
         let hello = views::sse_message("open", "{}");
         Ok(futures::stream::once(futures::future::ready(hello)).chain(messages))

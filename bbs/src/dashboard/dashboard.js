@@ -56,7 +56,7 @@ function meter(label, used, capacity, unit) {
 
 function renderCells(view) {
   const cards = view.cells.map((cell) => {
-    const card = el("article", "cell");
+    const card = el("article", "cell-card");
     card.dataset.cellId = cell.cell_id;
     card.append(el("h3", "cell-id", cell.cell_id));
     card.append(el("p", "meta", [cell.zone || "no zone", cell.rep_address].join(" · ")));
