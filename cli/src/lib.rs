@@ -5,6 +5,7 @@
 //! - [`client`]: the one connector to a BBS and the classification of failures.
 //! - [`error`]: the error type and the exit codes scripts rely on.
 //! - [`lrp_file`]: the JSON/YAML desired LRP file format.
+//! - [`task_file`]: the JSON/YAML task file format of `desire-task --file`.
 //! - [`certs`]: `diego certs init` and `diego certs issue`, the cluster CA and its certificates.
 //! - [`output`] and [`views`]: tables for people, JSON for scripts.
 //!
@@ -19,6 +20,7 @@ pub mod dev;
 pub mod error;
 pub mod lrp_file;
 pub mod output;
+pub mod task_file;
 pub mod views;
 
 use clap::ArgMatches;

@@ -128,3 +128,36 @@ async fn cancel_task_completes_it_as_failed() {
     assert_eq!(out.code, 1, "{out:?}");
     bbs.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desire_task_from_a_file_and_its_errors_name_the_field() {
+    let bbs = Bbs::start().await;
+    let dir = harness::scratch("desire-task-file");
+    let good = dir.join("report.yaml");
+    std::fs::write(
+        &good,
+        "task_guid: report\nmemory_mb: 64\naction: {run_action: {path: /bin/sh, args: [-c, 'echo hi'], user: root}}\n",
+    )
+    .unwrap();
+    bbs.diego(&["desire-task", "--file", good.to_str().unwrap()]).await.ok();
+    let task = bbs.diego(&["task", "report", "--json"]).await.json();
+    assert_eq!((task["task_guid"].as_str(), task["memory_mb"].as_i64()), (Some("report"), Some(64)));
+
+    // Checked as the BBS would, before sending: the file and the field are named.
+    let bad = dir.join("bad.json");
+    for (content, field) in [
+        (r#"{"task_guid": "t2", "memory_mb": -1, "action": {"run_action": {"path": "x"}}}"#, "memory_mb"),
+        (r#"{"task_guid": "t2"}"#, "action"),
+        (r#"{"task_guid": "t 2", "action": {"run_action": {"path": "x"}}}"#, "task_guid"),
+    ] {
+        std::fs::write(&bad, content).unwrap();
+        let out = bbs.diego(&["desire-task", "--file", bad.to_str().unwrap()]).await;
+        let line = out.fails(2);
+        assert!(line.starts_with(&format!("error: invalid --file: {}: ", bad.display())), "{line}");
+        assert!(line.contains(field), "{field}: {line}");
+    }
+    // The file conflicts with the flags.
+    let out = bbs.diego(&["desire-task", "--file", good.to_str().unwrap(), "--guid", "x"]).await;
+    assert_eq!(out.code, 2, "{out:?}");
+    bbs.stop().await;
+}

@@ -1,5 +1,7 @@
 //! Task commands: `desire-task`, `tasks`, `task` and `cancel-task`.
 
+use std::path::PathBuf;
+
 use clap::Args;
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
@@ -10,50 +12,62 @@ use crate::commands::lrps::shell_action;
 use crate::error::Error;
 use crate::lrp_file::{DEFAULT_DOMAIN, DEFAULT_ROOTFS};
 use crate::output::{self, Format, Table, or_dash};
+use crate::task_file;
 use crate::views::TaskView;
 
 /// `desire-task`.
 #[derive(Debug, Clone, Args)]
 pub struct DesireTaskArgs {
+    /// A JSON (or .yaml / .yml) file holding a TaskDefinition in the proto's JSON shape with its
+    /// task_guid and domain; `-` reads JSON from standard input. Conflicts with the flags below.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
     /// The task guid (letters, digits, `-` and `_`; at most 255 bytes).
-    #[arg(long, value_parser = validate::task_guid)]
-    pub guid: String,
+    #[arg(long, required_unless_present = "file", conflicts_with = "file", value_parser = validate::task_guid)]
+    pub guid: Option<String>,
     /// The command, run as `/bin/sh -c COMMAND`.
-    #[arg(long)]
-    pub command: String,
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    pub command: Option<String>,
     /// Memory, in MB [1..=16777216].
-    #[arg(long, default_value_t = 128, value_parser = validate::memory_mb, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 128, value_parser = validate::memory_mb, allow_negative_numbers = true, conflicts_with = "file")]
     pub memory_mb: i32,
     /// Disk, in MB [1..=67108864].
-    #[arg(long, default_value_t = 256, value_parser = validate::disk_mb, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 256, value_parser = validate::disk_mb, allow_negative_numbers = true, conflicts_with = "file")]
     pub disk_mb: i32,
     /// The domain.
-    #[arg(long, default_value = DEFAULT_DOMAIN, value_parser = validate::domain)]
+    #[arg(long, default_value = DEFAULT_DOMAIN, value_parser = validate::domain, conflicts_with = "file")]
     pub domain: String,
     /// The root filesystem (a URL with a scheme).
-    #[arg(long, default_value = DEFAULT_ROOTFS)]
+    #[arg(long, default_value = DEFAULT_ROOTFS, conflicts_with = "file")]
     pub rootfs: String,
     /// An http(s) URL the BBS POSTs the completed task to.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "file")]
     pub callback_url: Option<String>,
     /// A file in the container whose contents become the task's result.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "file")]
     pub result_file: Option<String>,
     /// An environment variable NAME=VALUE (repeatable).
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = validate::env)]
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = validate::env, conflicts_with = "file")]
     pub env: Vec<pb::EnvironmentVariable>,
     /// The user the command runs as.
-    #[arg(long, default_value = "root")]
+    #[arg(long, default_value = "root", conflicts_with = "file")]
     pub user: String,
 }
 
 impl DesireTaskArgs {
     /// The request these arguments describe.
     pub fn build(&self) -> Result<api::DesireTaskRequest, Error> {
+        if let Some(path) = &self.file {
+            let request = task_file::load(path)?;
+            // As task_file names its own errors: the flag, then the file and the field.
+            validate::check_task(&request)
+                .map_err(|e| Error::InvalidFlag { flag: "--file", reason: format!("{}: {e}", path.display()) })?;
+            return Ok(request);
+        }
         let definition = pb::TaskDefinition {
             root_fs: self.rootfs.clone(),
             environment_variables: self.env.clone(),
-            action: Some(shell_action(&self.command, &self.user)),
+            action: Some(shell_action(self.command.as_deref().unwrap_or_default(), &self.user)),
             memory_mb: self.memory_mb,
             disk_mb: self.disk_mb,
             completion_callback_url: self.callback_url.clone().unwrap_or_default(),
@@ -62,7 +76,7 @@ impl DesireTaskArgs {
         };
         let request = api::DesireTaskRequest {
             task_definition: Some(definition),
-            task_guid: self.guid.clone(),
+            task_guid: self.guid.clone().unwrap_or_default(),
             domain: self.domain.clone(),
         };
         validate::check_task(&request).map_err(|e| validate::flag_error(e, validate::task_flag))?;
