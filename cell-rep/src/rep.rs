@@ -4,12 +4,16 @@
 //! the configuration; [`run_with`] takes them as [`Deps`], so tests and `diego dev` run many
 //! cells in one process.
 //!
+//! [`run_observed`] also lists the rep's admin view in a [`CellViews`] while it runs, so one
+//! `/metrics` page can show every in-process cell.
+//!
 //! Stopping: cancelling `shutdown` starts evacuation (as SIGUSR1 does in the binary), and the rep returns once
 //! the cell is empty or the evacuation timeout expired. Cancelling [`Deps::stop`] stops at once:
 //! servers close and the containers are stopped and deleted without handing anything over.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::models::{CellCapacity, CellId};
@@ -127,6 +131,57 @@ pub async fn run_with(
     deps: Deps,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    run_observed(config, listeners, deps, shutdown, &CellViews::new()).await
+}
+
+/// The admin views of the reps running in this process, by cell id, so that one `/metrics`
+/// page can show every in-process cell (`diego dev`): a rep's own page records only its own
+/// cell's snapshot, on its own scrapes. Cloning shares the set.
+#[derive(Clone, Default)]
+pub struct CellViews {
+    views: Arc<Mutex<BTreeMap<String, SnapshotFn>>>,
+}
+
+impl std::fmt::Debug for CellViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CellViews").field("cells", &self.lock().keys().cloned().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl CellViews {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a fresh snapshot of every running cell in the process's metrics recorder (what
+    /// a rep's `/metrics` does for its own cell before rendering).
+    pub fn record(&self) {
+        let views: Vec<SnapshotFn> = self.lock().values().cloned().collect();
+        for view in views {
+            crate::metrics::record_snapshot(&view().snapshot);
+        }
+    }
+
+    /// The cell ids of the running reps.
+    pub fn cells(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SnapshotFn>> {
+        // A panic while holding the lock leaves a map that is still whole.
+        self.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// [`run_with`], with the rep's admin view in `views` while it runs.
+pub async fn run_observed(
+    config: impl IntoValid<RepConfig>,
+    listeners: Listeners,
+    deps: Deps,
+    shutdown: CancellationToken,
+    views: &CellViews,
+) -> Result<(), RunError> {
     let config = config.into_valid()?;
     let security = config.tls.security()?;
     let cell_id =
@@ -201,17 +256,22 @@ pub async fn run_with(
     let presence_task = tokio::spawn(presence.run(halt.clone()));
 
     let view: SnapshotFn = {
-        let ctx = Arc::clone(&ctx);
+        let (ctx, presence_status) = (Arc::clone(&ctx), presence_status.clone());
         Arc::new(move || AdminView { snapshot: snapshot(&ctx), presence_held: presence_status.is_held() })
     };
+    views.lock().insert(cell_id.to_string(), Arc::clone(&view));
     tasks.push(tokio::spawn(admin::serve(listeners.admin, view, config.tls.admin_tls(&security), halt.clone())));
-    tasks.push(tokio::spawn(bulk_sync::run(
-        BulkSync::new(Arc::clone(&generator)),
-        config.polling_interval,
-        config.evacuation_polling_interval,
-        kick,
-        halt.clone(),
-    )));
+    tasks.push(tokio::spawn({
+        let sync = BulkSync::new(Arc::clone(&generator));
+        let (polling, evacuation_polling, halt) =
+            (config.polling_interval, config.evacuation_polling_interval, halt.clone());
+        async move {
+            // The previous run's records first, so their replacements need not wait for a
+            // polling and a convergence interval.
+            bulk_sync::startup(&sync, &presence_status, polling, &halt).await;
+            bulk_sync::run(sync, polling, evacuation_polling, kick, halt).await;
+        }
+    }));
     let evacuator =
         Evacuator::new(Arc::clone(&generator), config.evacuation_polling_interval, config.evacuation_timeout);
     tasks.push(tokio::spawn({
@@ -271,6 +331,10 @@ pub async fn run_with(
     let _ = tokio::time::timeout(config.presence_retry_interval + Duration::from_secs(1), presence_task).await;
     for task in tasks {
         task.abort();
+    }
+    // The page shows the cell empty, not as it last was.
+    if let Some(view) = views.lock().remove(cell_id.as_str()) {
+        crate::metrics::record_snapshot(&view().snapshot);
     }
     tracing::info!(cell_id = %cell_id, "rep stopped");
     result.map_err(RunError::from)
