@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use auctioneer::config::AuctioneerConfig;
 use bbs::config::BbsConfig;
+use cell_rep::rep::CellViews;
 use cell_rep::{RepConfig, RuntimeKind};
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use svc::identity::Role;
@@ -19,6 +20,9 @@ use tonic::transport::Channel;
 
 /// How long connecting to a component of the cluster may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`Cluster::shutdown`] waits for each component to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a cluster is built.
 pub struct ClusterSpec {
@@ -97,12 +101,21 @@ pub struct Cluster {
     pub bbs_admin_address: Option<String>,
     /// The auctioneer admin address (`/healthz`, `/metrics`), when started.
     pub auctioneer_admin_address: Option<String>,
+    /// The cluster's own admin address, when this cluster started the BBS: its `/metrics` shows
+    /// every component's series, each cell's capacity and containers read fresh on every scrape.
+    pub metrics_address: Option<String>,
     /// The reps, by index.
     pub reps: Vec<Rep>,
     /// Where reps keep their containers.
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
+    /// The BBS this cluster started: cancelled last, and waited for (it releases its lease).
+    bbs_stop: CancellationToken,
+    bbs_task: Option<JoinHandle<()>>,
     auctioneer_stop: Option<CancellationToken>,
+    auctioneer_task: Option<JoinHandle<()>>,
+    /// The admin views of the running reps, for the cluster's `/metrics`.
+    views: CellViews,
     rep_spec: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
     auctioneer_spec: Arc<dyn Fn(&mut AuctioneerConfig) + Send + Sync>,
     runtime: RuntimeKind,
@@ -183,6 +196,8 @@ impl Cluster {
     /// Starts a cluster and returns once the BBS leads, the auctioneer serves and every cell
     /// has registered.
     pub async fn start(spec: ClusterSpec) -> Result<Cluster, ClusterError> {
+        // The process's one recorder before any component records, so no early series is lost.
+        let _ = svc::admin::metrics_handle();
         let shutdown = CancellationToken::new();
         create_data_dir(&spec.data_dir)?;
 
@@ -208,7 +223,14 @@ impl Cluster {
         (spec.bbs)(&mut bbs_config);
         let bbs_config =
             bbs_config.validate().map_err(|e| ClusterError::Config { component: "bbs", message: e.to_string() })?;
-        tokio::spawn(bbs::run(bbs_config, bbs::Listeners { grpc, admin }, bbs::Overrides::default(), shutdown.clone()));
+        let run =
+            bbs::run(bbs_config, bbs::Listeners { grpc, admin }, bbs::Overrides::default(), cluster.bbs_stop.clone());
+        cluster.bbs_task = Some(tokio::spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "the bbs stopped");
+            }
+        }));
+        cluster.serve_metrics().await?;
 
         cluster.wait_for_bbs().await?;
         cluster.start_members(spec.auctioneer, spec.cells).await?;
@@ -248,10 +270,15 @@ impl Cluster {
             auctioneer_address: None,
             bbs_admin_address: None,
             auctioneer_admin_address: None,
+            metrics_address: None,
             reps: Vec::new(),
             data_dir: spec.data_dir.clone(),
+            bbs_stop: shutdown.child_token(),
+            bbs_task: None,
             shutdown,
             auctioneer_stop: None,
+            auctioneer_task: None,
+            views: CellViews::new(),
             rep_spec: spec.rep.clone(),
             auctioneer_spec: spec.auctioneer_config.clone(),
             fast: spec.fast,
@@ -352,7 +379,12 @@ impl Cluster {
         let config =
             config.validate().map_err(|e| ClusterError::Config { component: "auctioneer", message: e.to_string() })?;
         let stop = self.shutdown.child_token();
-        tokio::spawn(auctioneer::run(config, auctioneer::Listeners { grpc, admin }, stop.clone()));
+        let run = auctioneer::run(config, auctioneer::Listeners { grpc, admin }, stop.clone());
+        self.auctioneer_task = Some(tokio::spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "the auctioneer stopped");
+            }
+        }));
         // The auctioneer's port accepts only the BBS: probe as the BBS.
         let probe = match self.tls_for(Role::Bbs, "")?.files().map_err(|e| ClusterError::Tls(e.to_string()))? {
             Some(files) => svc::tls::Security::mutual(files).map_err(|e| ClusterError::Tls(e.to_string()))?,
@@ -377,14 +409,29 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops the auctioneer (it releases its lock).
+    /// Stops the auctioneer and returns once it has released its lock (or after 10 s).
     pub async fn stop_auctioneer(&mut self) {
         if let Some(stop) = self.auctioneer_stop.take() {
             stop.cancel();
         }
+        if let Some(task) = self.auctioneer_task.take() {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
+        }
         self.auctioneer_address = None;
         self.auctioneer_admin_address = None;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// Serves the cluster's own admin page (`/healthz`, `/metrics`) on a free loopback port.
+    async fn serve_metrics(&mut self) -> Result<(), ClusterError> {
+        let listener = bind("127.0.0.1:0").await?;
+        self.metrics_address = listener.local_addr().map(|a| a.to_string()).ok();
+        let views = self.views.clone();
+        let healthz = self.views.clone();
+        let admin = svc::admin::Admin::new()
+            .healthz(move || format!("ok (cells running: {})\n", healthz.cells().join(", ")))
+            .before_metrics(move || views.record());
+        tokio::spawn(admin.serve(listener, self.shutdown.clone()));
+        Ok(())
     }
 
     fn rep_config(&self, i: usize) -> RepConfig {
@@ -429,12 +476,12 @@ impl Cluster {
             .map_err(|e| invalid(e.to_string()))?;
         let deps = cell_rep::Deps::from_config(&config).map_err(|e| invalid(e.to_string()))?;
         let (evacuate, stop) = (self.shutdown.child_token(), deps.stop.clone());
-        let task = tokio::spawn(cell_rep::run_with(
-            config.clone(),
-            cell_rep::Listeners { grpc, admin },
-            deps,
-            evacuate.clone(),
-        ));
+        let (views, listeners, rep_config) = (self.views.clone(), cell_rep::Listeners { grpc, admin }, config.clone());
+        let stopping = evacuate.clone();
+        let task =
+            tokio::spawn(
+                async move { cell_rep::rep::run_observed(rep_config, listeners, deps, stopping, &views).await },
+            );
         let cell_id = config.cell_id.clone();
         let config = config.into_inner();
         let rep = Rep { cell_id, address, admin_address, config, evacuate, stop, task: Some(task) };
@@ -470,16 +517,28 @@ impl Cluster {
         &self.reps[i].config
     }
 
-    /// Stops everything.
+    /// Stops everything, each component releasing its lease through a BBS that still serves:
+    /// the reps first (their presences), then the auctioneer (its lock), then the BBS (its
+    /// lease); returns once each has stopped (or after 10 s each), so a cluster started next on
+    /// the same database leads at once.
     pub async fn shutdown(mut self) {
-        for rep in &mut self.reps {
-            rep.stop.cancel();
-            if let Some(task) = rep.task.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-            }
+        let reps: Vec<_> = self
+            .reps
+            .iter_mut()
+            .filter_map(|rep| {
+                rep.stop.cancel();
+                rep.task.take()
+            })
+            .collect();
+        for task in reps {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
+        }
+        self.stop_auctioneer().await;
+        self.bbs_stop.cancel();
+        if let Some(task) = self.bbs_task.take() {
+            let _ = tokio::time::timeout(STOP_TIMEOUT, task).await;
         }
         self.shutdown.cancel();
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -1,8 +1,14 @@
 //! `diego dev`: a whole cluster in one process on loopback: a BBS on a SQLite file under the data
-//! directory, an auctioneer, and N cell reps (default 3, `process` runtime). Prints the addresses
-//! and a next step; Ctrl-C stops everything and leaves no container or child process running.
+//! directory, an auctioneer, and N cell reps (default 3, `process` runtime). Prints every address
+//! it serves (gRPC and admin) and a next step; Ctrl-C or SIGTERM stops everything, releasing every
+//! lease (so a restart leads at once), and leaves no container or child process running.
+//!
+//! One `diego dev` owns a data directory at a time: it holds an advisory lock on
+//! `<data-dir>/diego-dev.pid`, which names its PID ([`lock_data_dir`]). `--verbose` shows the
+//! components' logs on standard error.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cell_rep::RuntimeKind;
@@ -37,11 +43,26 @@ pub struct DevArgs {
     /// ::1 and localhost (repeatable; applies when the certificates are first made).
     #[arg(long = "host", value_name = "H")]
     pub hosts: Vec<String>,
+    /// Show the components' logs (info and above, or as RUST_LOG says) on standard error.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
+
+/// The file in the data directory that is locked while a `diego dev` runs, and names its PID.
+pub const LOCK_FILE: &str = "diego-dev.pid";
+
+/// What tracing shows with `--verbose` when RUST_LOG is not set: the components at info, their
+/// libraries' chatter only from warn.
+const VERBOSE_FILTER: &str = "info,sqlx=warn,h2=warn,hyper=warn,hyper_util=warn,tower=warn,rustls=warn";
 
 /// Runs the cluster until Ctrl-C or SIGTERM: with mutual TLS, its CA and every certificate made
 /// under `<data-dir>/tls/` on first start, unless `insecure_plaintext`.
 pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError> {
+    if args.verbose {
+        show_logs();
+    }
+    // Listening from the start: a Ctrl-C while the cluster starts still stops it cleanly.
+    let terminated = svc::signals::on_terminate();
     let runtime = match args.runtime.as_str() {
         "runc" => RuntimeKind::Runc,
         "sim" => RuntimeKind::Sim,
@@ -56,6 +77,8 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
     };
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| CliError::Dev(format!("cannot create {}: {e}", data_dir.display())))?;
+    // Held until this function returns; the OS drops it when the process dies.
+    let _lock = lock_data_dir(&data_dir)?;
     let database_url = format!("sqlite://{}", data_dir.join("bbs.db").display());
     let mut spec = ClusterSpec::new(database_url, data_dir.join("cells"), args.cells, runtime);
     spec.bbs_listen = args.listen_address.clone();
@@ -84,19 +107,14 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
         args.runtime,
         data_dir.display()
     );
-    let cluster = Cluster::start(spec).await.map_err(|e| CliError::Dev(e.to_string()))?;
-    println!("bbs: {}", cluster.bbs_address);
-    if let Some(address) = &cluster.auctioneer_address {
-        println!("auctioneer: {address}");
-    }
-    for rep in &cluster.reps {
-        println!("cell {}: {}", rep.cell_id, rep.address);
-    }
-    // Every admin server renders the process's one recorder: each page shows every component's
-    // series (bbs_*, auctioneer_*, rep_* by cell_id).
-    if let Some(address) = &cluster.bbs_admin_address {
-        println!("metrics: http://{address}/metrics");
-    }
+    let cluster = tokio::select! {
+        cluster = Cluster::start(spec) => cluster.map_err(|e| CliError::Dev(e.to_string()))?,
+        _ = terminated.cancelled() => {
+            eprintln!("stopped before the cluster was up");
+            return Ok(());
+        }
+    };
+    print_addresses(&cluster);
     match cluster.tls_dir() {
         Some(dir) => {
             let relative = dir.strip_prefix(std::env::current_dir().unwrap_or_default()).unwrap_or(dir);
@@ -117,15 +135,136 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
         desire_demo(&cluster, runtime).await?;
         println!("demo: desired 3 instances of the demo app; watch them with 'diego lrp demo'");
     } else {
-        println!(
-            "next: diego desire-lrp --guid hello --command 'exec busybox httpd -f -p $PORT' --port 8080 && diego lrp hello"
-        );
+        println!("next: {}", hint(&cluster, runtime, &args.listen_address));
     }
     println!("press ctrl-c to stop");
-    svc::signals::terminated().await;
+    let _ = std::io::stdout().flush();
+    terminated.cancelled().await;
     eprintln!("stopping ...");
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Installs a tracing subscriber writing to standard error: RUST_LOG's filter, or
+/// [`VERBOSE_FILTER`]. Without `--verbose` none is installed and the components stay quiet.
+fn show_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(VERBOSE_FILTER));
+    // Colours only for a person at a terminal, not in a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+/// Takes the advisory lock on `<dir>/diego-dev.pid` without waiting and writes this process's
+/// PID into it; the returned file holds the lock until dropped. Another `diego dev` holding it
+/// is refused at once, naming the PID the file gives. The OS releases the lock when its holder
+/// exits however it exits, so a file left by a killed `diego dev` blocks nothing.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, CliError> {
+    let path = dir.join(LOCK_FILE);
+    let cannot = |what: &str, e: std::io::Error| CliError::Dev(format!("cannot {what} {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| cannot("open", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not written its pid yet".to_owned(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(CliError::Dev(format!(
+                "{} is in use by another diego dev ({holder}, see {}): stop it, or give this one another --data-dir",
+                dir.display(),
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(cannot("lock", e)),
+    }
+    file.set_len(0).map_err(|e| cannot("write", e))?;
+    writeln!(file, "{}", std::process::id()).map_err(|e| cannot("write", e))?;
+    Ok(file)
+}
+
+/// Every address the cluster serves: gRPC first (`bbs: ADDR` is the first line; scripts read
+/// it), then the admin servers (`/healthz`, `/metrics`, plain HTTP on loopback), then the one
+/// `/metrics` page of the whole cluster.
+fn print_addresses(cluster: &Cluster) {
+    println!("bbs: {}", cluster.bbs_address);
+    if let Some(address) = &cluster.auctioneer_address {
+        println!("auctioneer: {address}");
+    }
+    for rep in &cluster.reps {
+        println!("cell {}: {}", rep.cell_id, rep.address);
+    }
+    if let Some(address) = &cluster.bbs_admin_address {
+        println!("bbs admin: http://{address} (/healthz, /leader, /metrics)");
+    }
+    if let Some(address) = &cluster.auctioneer_admin_address {
+        println!("auctioneer admin: http://{address} (/healthz, /metrics)");
+    }
+    for rep in &cluster.reps {
+        println!("cell {} admin: http://{} (/healthz, /metrics)", rep.cell_id, rep.admin_address);
+    }
+    if let Some(address) = &cluster.metrics_address {
+        println!("metrics: http://{address}/metrics (the whole cluster: bbs_*, auctioneer_*, rep_*)");
+    }
+}
+
+/// The next step printed without `--demo`: a command that desires one instance of an HTTP
+/// server and shows it. Under `process` (and `sim`) the demo app next to this binary, by its
+/// absolute path, so it runs on any host; under `runc` busybox's httpd, which the cells' busybox
+/// rootfs has. With the flags another directory, address or plaintext needs.
+fn hint(cluster: &Cluster, runtime: RuntimeKind, listen_address: &str) -> String {
+    let command = match (runtime, demo_app_path()) {
+        (RuntimeKind::Process | RuntimeKind::Sim, Ok(app)) => {
+            format!("exec {}", shell_quote(&app.display().to_string()))
+        }
+        _ => "exec busybox httpd -f -p $PORT".to_owned(),
+    };
+    let mut flags = String::new();
+    if listen_address != crate::DEFAULT_BBS_ADDRESS {
+        flags.push_str(&format!(" --bbs-address {}", shell_quote(&cluster.bbs_address)));
+    }
+    match cluster.tls_dir() {
+        None => flags.push_str(" --insecure-plaintext"),
+        Some(dir) if !is_default_tls_dir(dir) => {
+            let file = |name: &str| shell_quote(&dir.join(name).display().to_string());
+            flags.push_str(&format!(
+                " --tls-ca {} --tls-cert {} --tls-key {}",
+                file("ca.pem"),
+                file("operator.pem"),
+                file("operator-key.pem")
+            ));
+        }
+        Some(_) => {}
+    }
+    format!(
+        "diego{flags} desire-lrp --guid hello --command {} --port 8080 && diego{flags} lrp hello",
+        shell_quote(&command)
+    )
+}
+
+/// Whether `dir` is where `diego` commands run in the current directory look for certificates.
+fn is_default_tls_dir(dir: &Path) -> bool {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    dir.strip_prefix(&cwd).is_ok_and(|relative| relative == Path::new(crate::client::DEV_TLS_DIR))
+}
+
+/// `text` as one POSIX shell word: as it is when it has only safe characters, single-quoted
+/// otherwise.
+pub fn shell_quote(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// Desires the demo app (the `diego-demo-app` binary next to this one) with 3 instances.
@@ -187,5 +326,37 @@ pub fn demo_app_path() -> Result<PathBuf, CliError> {
         Ok(demo)
     } else {
         Err(CliError::Dev(format!("{} not found: build it with 'cargo build -p cli'", demo.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_quote("/tmp/target/debug/diego-demo-app"), "/tmp/target/debug/diego-demo-app");
+        assert_eq!(shell_quote("exec /a b/app"), "'exec /a b/app'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn a_locked_data_directory_is_refused_naming_the_holder_and_a_stale_file_is_not() {
+        let dir = std::env::temp_dir().join(format!("diego-dev-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        // A file left by a process that died: no lock on it, whatever PID it names.
+        std::fs::write(dir.join(LOCK_FILE), "999999\n").expect("stale file");
+        let held = lock_data_dir(&dir).expect("a stale file does not block");
+        let pid = std::process::id().to_string();
+        assert_eq!(std::fs::read_to_string(dir.join(LOCK_FILE)).expect("pid file").trim(), pid);
+
+        let refused = lock_data_dir(&dir).expect_err("the directory is held").to_string();
+        assert!(refused.contains(&format!("pid {pid}")) && refused.contains("another diego dev"), "{refused}");
+
+        drop(held);
+        drop(lock_data_dir(&dir).expect("free once the holder is gone"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
