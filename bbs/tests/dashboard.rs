@@ -352,6 +352,61 @@ async fn a_standby_says_it_is_one_and_streams_no_events() {
     stop.cancel();
 }
 
+/// `GET path` over HTTPS, trusting only the cluster CA at `ca` and presenting no certificate.
+async fn get_https(address: &str, ca: &std::path::Path, path: &str) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut stream = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    // A peer that closes without close_notify still gave the whole response.
+    let _ = stream.read_to_end(&mut response).await;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admin_tls_the_dashboard_is_served_over_https_only() {
+    use svc::config::tls::TlsConfig;
+    use svc::identity::Role;
+    let Some(h) = Harness::leader(Backend::Sqlite).await else { return };
+    DesiredLrps(&h.ctx).desire(desired("web", 1)).await.unwrap();
+    let pki = svc::pki::Pki::for_tests();
+    let tls = TlsConfig { admin: true, ..pki.test_tls(Role::Bbs, "") };
+    let security = tls.security().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let stop = CancellationToken::new();
+    let admin = bbs::admin::admin(h.ctx.leadership.clone()).events(h.ctx.events.clone()).tls(tls.admin_tls(&security));
+    tokio::spawn(admin.serve(listener, stop.clone()));
+
+    let page = get_https(&address, &pki.ca_path(), "/").await.expect("an HTTPS client without a certificate");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("dashboard.js"), "{page}");
+    let lrps = get_https(&address, &pki.ca_path(), "/api/lrps").await.unwrap();
+    assert!(lrps.contains("\"process_guid\":\"web\""), "{lrps}");
+    assert!(get_https(&address, &pki.ca_path(), "/leader").await.unwrap().ends_with("leader\n"));
+    // Plain HTTP gets no answer: the bytes are not a TLS handshake.
+    let mut plain = TcpStream::connect(&address).await.unwrap();
+    plain.write_all(b"GET /api/lrps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut answer)).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("web"), "plain HTTP must not be served");
+    stop.cancel();
+}
+
 // ----------------------------------------------------------------------------------------------
 // In a browser
 
