@@ -473,6 +473,10 @@ async fn a_browser_shows_the_instances_and_turns_a_crashed_one_red_without_reloa
         .await;
     assert_eq!(seen["marker"], true, "the page updated without reloading");
     assert_eq!(seen["instances"][0], serde_json::json!([0, "RUNNING", "RUNNING"]));
+    // DIEGO_DASHBOARD_SCREENSHOT=page.png keeps a picture of the page for a person to look at.
+    if let Some(path) = std::env::var_os("DIEGO_DASHBOARD_SCREENSHOT") {
+        page.screenshot(std::path::Path::new(&path)).await;
+    }
     page.close().await;
     stop.cancel();
 }

@@ -4,11 +4,22 @@
 "use strict";
 
 const POLL_MS = 2000;
+// Cells cost a few reads per cell: they are re-read every this many polls (and on events).
+const CELLS_EVERY = 5;
 const EVENTS_KEPT = 100;
 const RECONNECT_MS = 3000;
 const STATES = ["UNCLAIMED", "CLAIMED", "RUNNING", "CRASHED"];
 
-const page = { after: null, next: null, stream: null, reconnect: null, soon: null, leading: false, events: false };
+const page = {
+  after: null,
+  next: null,
+  stream: null,
+  reconnect: null,
+  soon: null,
+  leading: false,
+  events: false,
+  polls: 0,
+};
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -126,6 +137,13 @@ function renderTasks(view) {
     }
     return row;
   });
+  if (rows.length === 0) {
+    const none = el("tr", "empty");
+    const cell = el("td", "", "No tasks.");
+    cell.colSpan = 6;
+    none.append(cell);
+    rows.push(none);
+  }
   byId("task-rows").replaceChildren(...rows);
 }
 
@@ -143,17 +161,19 @@ function renderStatus(status) {
   }
 }
 
-async function refresh() {
+async function refresh(withCells) {
   const lrpsPath = "api/lrps" + (page.after ? "?after=" + encodeURIComponent(page.after) : "");
+  const cellsToo = withCells || page.polls % CELLS_EVERY === 0;
+  page.polls += 1;
   try {
     const [status, cells, lrps, tasks] = await Promise.all([
       getJson("api/status"),
-      getJson("api/cells"),
+      cellsToo ? getJson("api/cells") : null,
       getJson(lrpsPath),
       getJson("api/tasks"),
     ]);
     renderStatus(status);
-    renderCells(cells);
+    if (cells) renderCells(cells);
     renderLrps(lrps);
     renderTasks(tasks);
     show("error", "");
@@ -169,7 +189,7 @@ function refreshSoon() {
   if (page.soon) return;
   page.soon = setTimeout(() => {
     page.soon = null;
-    refresh();
+    refresh(true);
   }, 250);
 }
 

@@ -140,6 +140,23 @@ impl Page {
         }
     }
 
+    /// Saves a PNG of the page to `path` (for a person to look at).
+    pub async fn screenshot(&self, path: &Path) {
+        let connection = self.connection.clone();
+        let session = self.session.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+            let size = json!({ "width": 1280, "height": 1400, "deviceScaleFactor": 1, "mobile": false });
+            connection.call(Some(&session), "Emulation.setDeviceMetricsOverride", size)?;
+            connection.call(Some(&session), "Page.captureScreenshot", json!({ "format": "png" }))
+        })
+        .await
+        .expect("the screenshot call did not panic")
+        .expect("the browser takes a screenshot");
+        let data = reply["data"].as_str().expect("base64 image data");
+        std::fs::write(path, base64_decode(data)).expect("the screenshot is written");
+    }
+
     /// Closes the browser and waits for it to exit.
     pub async fn close(&self) {
         let connection = self.connection.clone();
@@ -234,4 +251,21 @@ fn open(chromium: &Path, url: &str) -> Page {
         .expect("the tab can be driven");
     let session = attached["sessionId"].as_str().expect("a session id").to_owned();
     Page { connection: Arc::new(Mutex::new(connection)), session, browser: Mutex::new(browser), dir }
+}
+
+/// Decodes standard base64 (the DevTools protocol's binary encoding); invalid characters are
+/// skipped.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut bits, mut count) = (Vec::with_capacity(text.len() * 3 / 4), 0_u32, 0);
+    for byte in text.bytes() {
+        let Some(value) = ALPHABET.iter().position(|c| *c == byte) else { continue };
+        bits = ((bits << 6) | value as u32) & 0xffff;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
 }
