@@ -249,3 +249,47 @@ fn publish(state: &watch::Sender<LeaderState>, next: LeaderState) {
         true
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use db::Backend;
+    use db::testing::TestDb;
+
+    use super::*;
+
+    /// A TTL no test waits out: a successor that leads at once did not wait for it.
+    const LONG_TTL: Duration = Duration::from_secs(60);
+
+    /// A leader that stops (Ctrl-C, SIGTERM) gives its lease up on the way out, so a successor
+    /// (a restarted `diego dev`, a standby) leads on its first attempt instead of after the TTL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_leader_releases_its_lease_so_a_successor_leads_at_once() {
+        for backend in [Backend::Sqlite, Backend::Postgres, Backend::Mysql] {
+            let Some(db) = TestDb::create(backend).await else { continue };
+            let retry = Duration::from_millis(200);
+            let first = Leadership::new(db.store.clone(), "first".into(), "127.0.0.1:1".into(), LONG_TTL, retry);
+            let stop = CancellationToken::new();
+            let election = first.clone().spawn(stop.clone());
+            let mut changes = first.subscribe();
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                changes.wait_for(|s| matches!(s, LeaderState::Leading { .. })),
+            )
+            .await
+            .expect("the first bbs never led")
+            .expect("state channel");
+
+            stop.cancel();
+            tokio::time::timeout(Duration::from_secs(10), election).await.expect("the election did not stop");
+            assert!(!first.is_leader(), "{}: a stopped bbs no longer leads", backend.name());
+
+            let second = Leadership::new(db.store.clone(), "second".into(), "127.0.0.1:2".into(), LONG_TTL, retry);
+            let state = second.tick().await;
+            assert!(
+                matches!(state, Some(LeaderState::Leading { .. })),
+                "{}: the successor must lead at once, got {state:?}",
+                backend.name()
+            );
+        }
+    }
+}
