@@ -480,3 +480,22 @@ async fn a_browser_shows_the_instances_and_turns_a_crashed_one_red_without_reloa
     page.close().await;
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_on_a_standby_shows_a_banner_naming_the_leader() {
+    let Some(chromium) = browser::chromium() else { return };
+    let Some(h) = Harness::standby(Backend::Sqlite).await else { return };
+    let (address, stop) = serve(&h, Limits::default()).await;
+    let page = browser::Page::open(&chromium, &format!("http://{address}/")).await;
+    let script = r#"JSON.stringify({
+      role: document.getElementById('role').textContent,
+      banner: document.getElementById('banner').hidden ? null : document.getElementById('banner').textContent,
+      events: document.getElementById('events-status').textContent,
+    })"#;
+    let seen = page.wait_for("the standby banner", script, |v| v["role"] == "standby").await;
+    let banner = seen["banner"].as_str().unwrap_or_default();
+    assert!(banner.contains("standby") && banner.contains("10.0.0.9:8889"), "{banner}");
+    assert_eq!(seen["events"], "not connected", "a standby's page does not subscribe");
+    page.close().await;
+    stop.cancel();
+}
