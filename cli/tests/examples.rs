@@ -7,17 +7,6 @@
 #[path = "support/harness.rs"]
 mod harness;
 
-// Until `cli::task_file` is declared in cli/src/lib.rs, the task file module is compiled here.
-#[path = "../src/task_file.rs"]
-#[allow(dead_code)]
-mod task_file;
-mod error {
-    pub use cli::error::*;
-}
-mod lrp_file {
-    pub use cli::lrp_file::*;
-}
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -225,14 +214,10 @@ async fn the_readme_task_keeps_its_output(diego: &Diego) {
     assert!(shown.ok().contains("result:        hi"), "{shown:?}");
 }
 
-/// Desires a task file: `diego desire-task --file` once the CLI has it; until then its loader and
-/// the operator's gRPC call, as the command will.
+/// `diego desire-task --file FILE`.
 async fn desire_task_file(diego: &Diego, file: &Path) {
-    let request = task_file::load(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let tls = svc::config::tls::TlsConfig::mutual(&diego.env[0].1, &diego.env[1].1, &diego.env[2].1);
-    let options = svc::connect::ChannelOptions::new(Duration::from_secs(10), tls.security().unwrap());
-    let channel = svc::connect::connect(&diego.address, &options).await.expect("connect");
-    proto::pb::bbs::v1::bbs_client::BbsClient::new(channel).desire_task(request).await.expect("desire the task");
+    let out = diego.run(&["desire-task", "--file", file.to_str().unwrap()]).await;
+    assert!(out.ok().contains("desired task"), "{out:?}");
 }
 
 /// The whole LRP and task files shown in README.md and docs/files.md (```yaml blocks with a
@@ -246,7 +231,7 @@ fn the_files_shown_in_the_docs_parse() {
             let result = if block.contains("process_guid:") {
                 cli::lrp_file::parse(block, true).map(drop)
             } else if block.contains("task_guid:") {
-                task_file::parse(block, true).map(drop)
+                cli::task_file::parse(block, true).map(drop)
             } else {
                 continue;
             };
