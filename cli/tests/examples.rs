@@ -39,6 +39,8 @@ impl Diego {
         let mut command = tokio::process::Command::new(harness::DIEGO);
         command.arg("--bbs-address").arg(&self.address).args(args).env_remove("DIEGO_BBS_ADDRESS");
         command.envs(self.env.iter().map(|(name, value)| (*name, value)));
+        // From the repository root, as the README's commands run.
+        command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
         command.stdin(std::process::Stdio::null()).kill_on_drop(true);
         let output = tokio::time::timeout(Duration::from_secs(60), command.output())
             .await
@@ -173,9 +175,11 @@ async fn the_web_lrp_runs_three_instances_with_its_route(diego: &Diego, dir: &Pa
     }
 }
 
-/// examples/task-result.yaml: COMPLETED with the line its command wrote as the result.
+/// examples/task-result.yaml, as the README's walk-through desires it: COMPLETED with the line
+/// its command wrote as the result.
 async fn the_result_task_completes_with_its_result(diego: &Diego) {
-    desire_task_file(diego, &example("task-result.yaml")).await;
+    // diego desire-task --file examples/task-result.yaml
+    desire_task_file(diego, Path::new("examples/task-result.yaml")).await;
     let task = diego.completed_task("report").await;
     assert_eq!(task["failed"], false, "{task}");
     assert_eq!(task["result"], "hello from Linux\n", "{task}");
