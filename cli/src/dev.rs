@@ -48,6 +48,9 @@ pub struct DevArgs {
     pub verbose: bool,
 }
 
+/// How long the cluster may take to start before `diego dev` says why it may be waiting.
+const SLOW_START: Duration = Duration::from_secs(2);
+
 /// The file in the data directory that is locked while a `diego dev` runs, and names its PID.
 pub const LOCK_FILE: &str = "diego-dev.pid";
 
@@ -107,11 +110,26 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
         args.runtime,
         data_dir.display()
     );
-    let cluster = tokio::select! {
-        cluster = Cluster::start(spec) => cluster.map_err(|e| CliError::Dev(e.to_string()))?,
-        _ = terminated.cancelled() => {
-            eprintln!("stopped before the cluster was up");
-            return Ok(());
+    let start = Cluster::start(spec);
+    tokio::pin!(start);
+    let slow = tokio::time::sleep(SLOW_START);
+    tokio::pin!(slow);
+    let mut told = false;
+    let cluster = loop {
+        tokio::select! {
+            cluster = &mut start => break cluster.map_err(|e| CliError::Dev(e.to_string()))?,
+            _ = terminated.cancelled() => {
+                eprintln!("stopped before the cluster was up");
+                return Ok(());
+            }
+            () = &mut slow, if !told => {
+                told = true;
+                // Not silence: a killed run's leases (Ctrl-C releases them) block until they expire.
+                eprintln!(
+                    "still starting: if a diego dev on {} was killed, its leases expire within 15 s ...",
+                    data_dir.display()
+                );
+            }
         }
     };
     print_addresses(&cluster);

@@ -312,16 +312,50 @@ fn the_next_step_printed_without_demo_runs_an_instance() {
 }
 
 #[test]
-fn a_file_left_by_a_killed_dev_does_not_lock_the_directory() {
-    let root = Root::new("dev-stale-lock");
-    let dir = root.0.join(".diego-dev");
-    std::fs::create_dir_all(&dir).unwrap();
-    // What a `diego dev` killed with SIGKILL leaves: the file, with no process holding its lock.
-    std::fs::write(dir.join("diego-dev.pid"), "999999\n").unwrap();
+fn a_sigkilled_dev_leaves_no_lock_and_sigterm_stops_cleanly() {
+    let root = Root::new("dev-killed");
+    let pid_file = root.0.join(".diego-dev").join("diego-dev.pid");
     let bbs = format!("127.0.0.1:{}", free_port());
-    let mut dev = root.dev(&["--cells", "1", "--runtime", "sim", "--listen-address", &bbs]);
-    dev.wait_until_up(Duration::from_secs(60));
-    let pid = std::fs::read_to_string(dir.join("diego-dev.pid")).unwrap();
-    assert_eq!(pid.trim(), dev.child.id().to_string());
-    dev.interrupt();
+    let args = ["--cells", "1", "--runtime", "sim", "--listen-address", bbs.as_str()];
+    let mut killed = root.dev(&args);
+    killed.wait_until_up(Duration::from_secs(60));
+    // SIGKILL: nothing is released, and the pid file stays behind naming a dead process.
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), killed.child.id().to_string());
+
+    // The file does not block the next one; only the killed run's leases make it wait, for at
+    // most their TTL (15 s).
+    let started = Instant::now();
+    let mut next = root.dev(&args);
+    next.wait_until_up(Duration::from_secs(60));
+    println!("after a SIGKILL, the next diego dev was up in {:?}", started.elapsed());
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), next.child.id().to_string());
+    // It did not wait in silence.
+    let mut said = [0u8; 512];
+    let read = next.stderr.as_mut().unwrap().read(&mut said).unwrap();
+    let said = String::from_utf8_lossy(&said[..read]);
+    assert!(said.contains("its leases expire"), "{said}");
+
+    // SIGTERM stops it as Ctrl-C does.
+    let status = Command::new("kill").args(["-TERM", &next.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = next.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "diego dev did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "diego dev exited {exit} after SIGTERM");
+
+    // Every lease was released: the next one is up at once.
+    let started = Instant::now();
+    let mut last = root.dev(&args);
+    last.wait_until_up(Duration::from_secs(60));
+    let up = started.elapsed();
+    println!("after a SIGTERM, the next diego dev was up in {up:?}");
+    assert!(up < Duration::from_secs(10), "it waited {up:?} to lead: a lease was left behind");
+    last.interrupt();
 }
