@@ -18,6 +18,7 @@ pub mod backend;
 pub mod codec;
 pub mod crypto;
 mod error;
+pub mod group_commit;
 pub mod health;
 pub mod migrate;
 pub mod sql;

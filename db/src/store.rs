@@ -63,6 +63,9 @@ pub struct StoreOptions {
     /// SQLite has no server and ignores it. Default [`DEFAULT_IDLE_TRANSACTION_TIMEOUT`];
     /// [`StoreOptions::for_lease_ttl`] fits it to the lease a store's writes are fenced by.
     pub idle_transaction_timeout: Duration,
+    /// Whether [`Store::write_grouped`] commits concurrent writes together
+    /// ([`crate::group_commit`]); off, each runs in a transaction of its own. Default on.
+    pub group_commit: bool,
 }
 
 /// The default [`StoreOptions::idle_transaction_timeout`]: a third of Diego's 15 s lock TTL.
@@ -97,6 +100,7 @@ impl Default for StoreOptions {
             probe_timeout: Duration::from_secs(3),
             keys: Keyring::default(),
             idle_transaction_timeout: DEFAULT_IDLE_TRANSACTION_TIMEOUT,
+            group_commit: true,
         }
     }
 }
@@ -118,8 +122,10 @@ pub struct Fence {
 pub struct Store {
     pub(crate) pool: Pool,
     pub(crate) backend: Backend,
-    fence: Option<Fence>,
-    options: StoreOptions,
+    pub(crate) fence: Option<Fence>,
+    pub(crate) options: StoreOptions,
+    /// The batches of [`Store::write_grouped`], shared by this store's clones.
+    pub(crate) group: Arc<crate::group_commit::GroupCommit>,
     /// The URL the pool connects with (for dedicated pools).
     url: Arc<str>,
     /// The servers of the URL and the one the pools use (`None` for in-memory SQLite).
@@ -135,6 +141,16 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// Runs `sql` (no parameters) in this transaction: for tests of the transaction helpers.
+    #[cfg(feature = "testing")]
+    pub async fn execute_for_test(&mut self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(self.conn())
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_sqlx("test statement", "test", "test", e))
+    }
+
     /// The connection to run statements on.
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.inner
@@ -194,7 +210,15 @@ impl Store {
                 .map_err(|source| Error::Unavailable { op: "connect", source })?;
             migrate::migrate(&pool, backend).await?;
             let pool = Pool::new(pool, None);
-            return Ok(Self { pool, backend, fence: None, options, url: url.into(), targets: None });
+            return Ok(Self {
+                pool,
+                backend,
+                fence: None,
+                options,
+                group: Arc::default(),
+                url: url.into(),
+                targets: None,
+            });
         }
         let targets = Arc::new(Targets::parse(&url)?);
         if targets.len() > 1 {
@@ -219,6 +243,7 @@ impl Store {
             pool: Pool::new(pool, Some(health)),
             backend,
             fence: None,
+            group: Arc::default(),
             options,
             url: url.into(),
             targets: Some(targets),
@@ -244,7 +269,8 @@ impl Store {
         if let Some(targets) = &self.targets {
             targets.register(&pool);
         }
-        Ok(Self { pool: Pool::new(pool, self.pool.health().cloned()), options, ..self.clone() })
+        // Its own batches: a dedicated pool keeps its writers apart from the others'.
+        Ok(Self { pool: Pool::new(pool, self.pool.health().cloned()), options, group: Arc::default(), ..self.clone() })
     }
 
     /// A copy of this store that never fails fast: it always tries the database, and its
@@ -311,7 +337,7 @@ impl Store {
         T: Send,
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send,
     {
-        self.write_with(op, self.fence.as_ref(), body).await
+        self.write_retrying(op, self.fence.as_ref(), false, body).await
     }
 
     /// Like [`Store::write`] but without the fence check: only for the lease operations
@@ -322,10 +348,17 @@ impl Store {
         T: Send,
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send,
     {
-        self.write_with(op, None, body).await
+        self.write_retrying(op, None, false, body).await
     }
 
-    async fn write_with<T, F>(&self, op: &'static str, fence: Option<&Fence>, mut body: F) -> Result<T>
+    /// The retry loop of [`Store::write`] and [`Store::write_grouped`] (`grouped`).
+    pub(crate) async fn write_retrying<T, F>(
+        &self,
+        op: &'static str,
+        fence: Option<&Fence>,
+        grouped: bool,
+        mut body: F,
+    ) -> Result<T>
     where
         T: Send,
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send,
@@ -333,7 +366,11 @@ impl Store {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = self.try_write(op, fence, &mut body).await;
+            let outcome = if grouped {
+                self.try_grouped(op, &mut body).await
+            } else {
+                self.try_write(op, fence, &mut body).await
+            };
             if let (Err(Error::Unavailable { source, .. }), Some(health)) = (&outcome, self.pool.health()) {
                 // A statement inside the transaction lost its connection: let the probe look.
                 health.observe(source);
@@ -356,10 +393,16 @@ impl Store {
     where
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>>,
     {
-        let sql_err = |e: sqlx::Error| match classify(&e) {
-            SqlClass::Retryable => Error::Deadlock { op, attempts: 1, source: e },
-            _ => Error::from_sqlx(op, "transaction", op, e),
-        };
+        let mut tx = self.begin(op, fence).await?;
+        // On error the transaction is dropped, which rolls it back.
+        let value = body(&mut tx).await?;
+        tx.inner.commit().await.map_err(|e| transaction_error(op, e))?;
+        Ok(value)
+    }
+
+    /// Begins a write transaction and checks `fence` in it.
+    pub(crate) async fn begin(&self, op: &'static str, fence: Option<&Fence>) -> Result<Tx> {
+        let sql_err = |e: sqlx::Error| transaction_error(op, e);
         let inner = self.pool.begin_with(self.backend.begin_write()).await.map_err(sql_err)?;
         let mut tx = Tx { inner, backend: self.backend, keys: self.options.keys.clone() };
         if let Some(fence) = fence {
@@ -368,10 +411,15 @@ impl Store {
                 other => other,
             })?;
         }
-        // On error the transaction is dropped, which rolls it back.
-        let value = body(&mut tx).await?;
-        tx.inner.commit().await.map_err(sql_err)?;
-        Ok(value)
+        Ok(tx)
+    }
+}
+
+/// A failed `BEGIN`, fence check or `COMMIT`: deadlocks and serialization failures are retried.
+fn transaction_error(op: &'static str, e: sqlx::Error) -> Error {
+    match classify(&e) {
+        SqlClass::Retryable => Error::Deadlock { op, attempts: 1, source: e },
+        _ => Error::from_sqlx(op, "transaction", op, e),
     }
 }
 

@@ -150,6 +150,9 @@ async fn missing_indices(tx: &mut Tx, op: &'static str, guid: &ProcessGuid, from
     Ok((from..to).filter(|i| !existing.contains(&i64::from(*i))).collect())
 }
 
+/// Most instances of a desire that joins a group commit ([`Store::write_grouped`]).
+const GROUPED_DESIRE_MAX_INSTANCES: i32 = 16;
+
 impl Store {
     /// Stores `lrp` with a fresh modification tag (a new epoch, index 0) and its run info's
     /// `created_at` set to `now_ns`, together with UNCLAIMED actual LRPs for the indices
@@ -169,8 +172,11 @@ impl Store {
         // The body must own what it uses: the transaction helper re-runs it on deadlock.
         let stored = Arc::new(stored);
         let shared = Arc::clone(&stored);
+        // A desire of a few instances is a single-record write; one of many holds its batch for
+        // as long as its inserts take, so it runs on its own.
+        let grouped = lrp.scheduling.instances <= GROUPED_DESIRE_MAX_INSTANCES;
         let created = self
-            .write(op, move |tx| {
+            .write_grouped_if(grouped, op, move |tx| {
                 let (lrp, run_info, key_label) = (Arc::clone(&shared), Arc::clone(&run_info), Arc::clone(&key_label));
                 Box::pin(async move {
                     let s = &lrp.scheduling;

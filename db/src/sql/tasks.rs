@@ -96,7 +96,7 @@ impl Store {
         let blob: Arc<[u8]> = seal_proto(self.keys(), definition.as_pb()).into();
         let key_label: Arc<str> = self.keys().active_label().unwrap_or_default().into();
         let (guid, domain) = (guid.clone(), domain.clone());
-        self.write(op, move |tx| {
+        self.write_grouped(op, move |tx| {
             let (guid, domain, blob, key_label) =
                 (guid.clone(), domain.clone(), Arc::clone(&blob), Arc::clone(&key_label));
             Box::pin(async move {

@@ -43,6 +43,8 @@ pub mod paging;
 pub mod encryption;
 #[macro_use]
 pub mod retire;
+#[macro_use]
+pub mod group_commit;
 
 /// Every conformance test, for one backend.
 macro_rules! conformance_suite {
@@ -58,6 +60,7 @@ macro_rules! conformance_suite {
         values_tests!($backend);
         encryption_tests!($backend);
         retire_tests!($backend);
+        group_commit_tests!($backend);
     };
 }
 

@@ -67,7 +67,7 @@ impl Store {
         // rows through channels; the body and the loop below run joined on this task.
         let (ask, mut asked) = mpsc::unbounded::<Apply>();
         let guid = process_guid.clone();
-        let transaction = self.write(op, move |tx| {
+        let transaction = self.write_grouped(op, move |tx| {
             let (ask, guid) = (ask.clone(), guid.clone());
             Box::pin(async move {
                 let before = lock_index(tx, op, &guid, index).await?;

@@ -88,7 +88,7 @@ impl Store {
     /// The one lifecycle helper: lock, decide, apply, write, in one transaction.
     async fn transition(&self, op: &'static str, guid: &TaskGuid, call: Call, now_ns: i64) -> Result<TaskChange> {
         let (guid, call) = (guid.clone(), Arc::new(call));
-        self.write(op, move |tx| {
+        self.write_grouped(op, move |tx| {
             let (guid, call) = (guid.clone(), Arc::clone(&call));
             Box::pin(async move {
                 let guid = &guid;

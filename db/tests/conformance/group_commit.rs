@@ -1,0 +1,130 @@
+//! Group commit (`db::group_commit`): concurrent single-record writes share a transaction, a
+//! refused write fails alone, and a write abandoned half-way commits nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use db::testing::TestDb;
+use db::{Error, Store};
+use proto::models::{DomainName, TaskGuid};
+
+use super::NOW_NS;
+use super::tasks::definition;
+
+macro_rules! group_commit_tests {
+    ($backend:expr) => {
+        suite_module!(
+            $backend,
+            group_commit,
+            [
+                concurrent_writes_commit_together_and_a_refused_one_fails_alone,
+                a_write_dropped_in_its_body_commits_nothing_and_its_neighbour_commits,
+                a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_commits,
+            ]
+        );
+    };
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn task_guid(s: String) -> TaskGuid {
+    TaskGuid::parse(s).unwrap()
+}
+
+async fn domain_names(store: &Store) -> Vec<String> {
+    let mut names: Vec<String> =
+        store.fresh_domains(0).await.unwrap().into_iter().map(|d| d.name.as_str().to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// A grouped write whose body inserts domain `name` (expiring far in the future) and, when
+/// `stall` is set, then waits forever (a caller cancelled or stuck in the middle of its body).
+async fn insert_domain(store: Store, name: &'static str, stall: Option<Arc<AtomicBool>>) -> db::Result<()> {
+    store
+        .write_grouped("test insert domain", move |tx| {
+            let stall = stall.clone();
+            Box::pin(async move {
+                tx.execute_for_test(&format!(
+                    "INSERT INTO domains (domain, expire_time) VALUES ('{name}', {})",
+                    i64::MAX
+                ))
+                .await?;
+                // Stalls only on the first run (`swap` clears it): a re-run after a retry goes on.
+                if stall.is_some_and(|s| s.swap(false, Ordering::SeqCst)) {
+                    futures::future::pending::<()>().await;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// 40 concurrent task desires, 8 of them for guids that exist: those 8 fail with `Exists`, the
+/// 32 others are all stored, and they were committed in fewer transactions than writes.
+pub async fn concurrent_writes_commit_together_and_a_refused_one_fails_alone(db: &TestDb) {
+    let domain = DomainName::parse("grouped").unwrap();
+    for i in 0..8 {
+        db.store.desire_task(&task_guid(format!("taken-{i}")), &domain, &definition(), NOW_NS).await.unwrap();
+    }
+    let before = db.store.group_commit_stats();
+    let guids: Vec<TaskGuid> =
+        (0..32).map(|i| task_guid(format!("new-{i}"))).chain((0..8).map(|i| task_guid(format!("taken-{i}")))).collect();
+    let writes = guids.iter().map(|g| {
+        let store = db.store.clone();
+        let (g, domain) = (g.clone(), domain.clone());
+        tokio::spawn(async move { store.desire_task(&g, &domain, &definition(), NOW_NS).await })
+    });
+    let results: Vec<_> = futures::future::join_all(writes).await.into_iter().map(Result::unwrap).collect();
+    for (guid, result) in guids.iter().zip(&results) {
+        if guid.as_str().starts_with("taken-") {
+            assert!(matches!(result, Err(Error::Exists { .. })), "{guid}: {result:?}");
+        } else {
+            assert!(result.is_ok(), "{guid}: {result:?}");
+        }
+    }
+    let stored = db.store.tasks(&Default::default()).await.unwrap();
+    assert_eq!(stored.len(), 40, "8 taken and 32 new");
+    let after = db.store.group_commit_stats();
+    let (batches, members) = (after.batches - before.batches, after.members - before.members);
+    assert_eq!(members, 40, "every write went through a committed batch");
+    assert!(batches < members, "{batches} batches for {members} concurrent writes");
+}
+
+/// A write whose caller goes away in the middle of its body (after its INSERT) commits nothing,
+/// and the write queued behind it commits.
+pub async fn a_write_dropped_in_its_body_commits_nothing_and_its_neighbour_commits(db: &TestDb) {
+    let stalled = tokio::spawn(insert_domain(db.store.clone(), "abandoned", Some(Arc::new(AtomicBool::new(true)))));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let neighbour = tokio::spawn(insert_domain(db.store.clone(), "neighbour", None));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!neighbour.is_finished(), "the neighbour waits for the slot");
+    stalled.abort();
+    let outcome = tokio::time::timeout(WAIT, neighbour).await.expect("the neighbour finishes").unwrap();
+    outcome.expect("the neighbour commits");
+    assert_eq!(domain_names(&db.store).await, ["neighbour"]);
+}
+
+/// A member that finished its body waits for the next member to commit the batch; that member
+/// goes away in the middle of its body. The batch is rolled back, and the first member runs its
+/// body again in a new batch and commits: nothing of the abandoned write, all of the other.
+pub async fn a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_commits(db: &TestDb) {
+    // The blocker holds the slot, stalled in its body, while `first` and `second` queue.
+    let blocker = tokio::spawn(insert_domain(db.store.clone(), "blocker", Some(Arc::new(AtomicBool::new(true)))));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Queued behind the blocker, in this order.
+    let first = tokio::spawn(insert_domain(db.store.clone(), "first", None));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = tokio::spawn(insert_domain(db.store.clone(), "second", Some(Arc::new(AtomicBool::new(true)))));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The blocker goes away: its batch is rolled back; `first` runs in a new batch and, with
+    // `second` queued, leaves the commit to it; `second` stalls in its body.
+    blocker.abort();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!first.is_finished(), "first waits for its batch to end");
+    second.abort();
+    let outcome = tokio::time::timeout(WAIT, first).await.expect("first finishes").unwrap();
+    outcome.expect("first commits after running again");
+    assert_eq!(domain_names(&db.store).await, ["first"]);
+}
