@@ -167,7 +167,10 @@ pub async fn run(
         stop.clone(),
     ));
     tokio::spawn(
-        admin::admin(leadership.clone()).tls(config.tls.admin_tls(&security)).serve(listeners.admin, stop.clone()),
+        admin::admin(leadership.clone())
+            .events(events.clone())
+            .tls(config.tls.admin_tls(&security))
+            .serve(listeners.admin, stop.clone()),
     );
     let reencryption = encryption::spawn_reencryption(
         leadership.clone(),
