@@ -154,11 +154,8 @@ impl BbsAdmin {
                 let Some(tls) = admin.tls.clone() else {
                     return admin.serve_connection(stream, shutdown).await;
                 };
-                let config = match server_config(&tls) {
-                    Ok(config) => config,
-                    Err(e) => return tracing::warn!(error = %e, "admin TLS certificate does not load"),
-                };
-                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                // The certificate as `svc::tls` keeps it (reloaded when its files change).
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.admin_config());
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => admin.serve_connection(stream, shutdown).await,
                     Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake refused"),
@@ -189,27 +186,6 @@ impl BbsAdmin {
             _ = shutdown.cancelled() => {}
         }
     }
-}
-
-/// The admin port's HTTPS configuration: the BBS's certificate and key, read at each connection
-/// (so a renewed certificate is used at once), no client certificate asked for. The shared
-/// admin server keeps the same configuration crate-private in `svc::tls`; see the module docs
-/// for why this port is served here.
-fn server_config(tls: &MutualTls) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let files = tls.files();
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("{}: {e}", files.key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(config))
 }
 
 /// The `after` parameter of `/api/lrps` (a process guid), if any.

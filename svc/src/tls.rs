@@ -278,8 +278,9 @@ impl MutualTls {
         self.current().client.clone()
     }
 
-    /// The admin port's HTTPS configuration: this certificate, no client certificate asked for.
-    pub(crate) fn admin_config(&self) -> Arc<rustls::ServerConfig> {
+    /// The admin port's HTTPS configuration: this certificate, no client certificate asked for
+    /// (reloaded with the certificate). For admin servers outside `svc::admin` (the BBS's).
+    pub fn admin_config(&self) -> Arc<rustls::ServerConfig> {
         self.current().admin.clone()
     }
 }
