@@ -240,10 +240,15 @@ fn readme_walk_through(diego: &dyn Fn() -> Command, bbs: &str, instances: &[serd
     assert!(!line.trim().is_empty(), "an event line");
     let _ = events.kill();
     let _ = events.wait();
-    // diego desire-task --guid hello --command 'echo hi > out' && diego task hello
-    run(&["desire-task", "--guid", "hello", "--command", "echo hi > out"]);
+    // diego desire-task --guid hello --command 'echo hi > out' --result-file out && diego task hello
+    run(&["desire-task", "--guid", "hello", "--command", "echo hi > out", "--result-file", "out"]);
     assert!(run(&["task", "hello"]).contains("hello"));
     // diego cells
     let cells = run(&["cells"]);
     assert!(cells.contains("cell-0") && cells.contains("cell-1"), "{cells}");
+    // diego status: this BBS leads, the cells, the demo, the task.
+    let status = run(&["status"]);
+    for expected in ["(this one)", "cell-0", "cell-1", "LRPS (1)", "TASKS (1)"] {
+        assert!(status.contains(expected), "status lacks {expected}: {status}");
+    }
 }
