@@ -262,7 +262,8 @@ fn a_restarted_dev_serves_again_within_seconds_and_owns_its_directory() {
     let served = wait_until_served(&root, &bbs, "demo", "diego demo app", Duration::from_secs(60));
     println!("restart: up in {up:?}; the demo served {served:?} after the addresses were printed");
     assert!(up < Duration::from_secs(10), "the restart waited {up:?} to lead: a lease was left behind");
-    assert!(served < Duration::from_secs(15), "the demo served again only {served:?} after the restart");
+    // Issue 17's bound: the demo serves again within 5 s of the restart (measured ~0.7 s).
+    assert!(up + served < Duration::from_secs(5), "the demo served again only {:?} after the restart", up + served);
     assert_eq!(lines[0], format!("bbs: {bbs}"));
 
     // A second `diego dev` on the same directory (another port) is refused at once.
