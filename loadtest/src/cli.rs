@@ -14,7 +14,7 @@ use crate::config::{Config, RouteEmitters, SeedVia};
 #[derive(Debug, Parser)]
 #[command(name = "benchmark-bbs", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// Run the cluster smoke benchmark instead.
+    /// Run the cluster smoke benchmark or the scaling sweep instead.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// The BBS workload's flags.
@@ -28,6 +28,9 @@ pub enum Command {
     /// The cluster smoke benchmark: desire K instances through a real BBS, auctioneer and `sim`
     /// reps, and time how long until all are RUNNING.
     Smoke(crate::smoke::SmokeArgs),
+    /// The scaling curve: the BBS workload at several sizes (cells scaled with the LRPs), each on
+    /// a fresh database, every figure against the size in sweep.svg, sweep.md and sweep.json.
+    Sweep(crate::sweep::SweepArgs),
 }
 
 /// Flags of the BBS workload.

@@ -19,7 +19,7 @@
 //!
 //! [`smoke`] is the other benchmark: a whole cluster's time to run K instances, on `diego dev`'s
 //! in-process cluster. Both report through [`operations`]; [`format`] holds the formatting helpers
-//! they share.
+//! they share. [`sweep`] runs the workload at several sizes and draws the scaling curve.
 //!
 //! Transport: plaintext, or with `--tls` mutual TLS on every call, each simulated actor under
 //! the identity the role table requires ([`target::Clients`]). [`compare`] (`--compare-tls`)
@@ -44,6 +44,7 @@ pub mod report;
 pub mod seed;
 pub mod smoke;
 pub mod stats;
+pub mod sweep;
 pub mod target;
 pub mod workload;
 

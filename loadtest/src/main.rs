@@ -1,6 +1,6 @@
 //! `benchmark-bbs`: parse flags, check the run's configuration once (a refused one: one line on
 //! stderr, exit 64, as every diego-rs binary), set up logging, run, print the table. Exits 1 when
-//! the run fails or its report is not ok (with `--compare-tls`: any run's).
+//! the run fails or its report is not ok (with `--compare-tls` or `sweep`: any run's).
 
 use std::process::ExitCode;
 
@@ -47,6 +47,22 @@ async fn main() -> ExitCode {
                 return refused(e);
             }
             loadtest::smoke::run(config).await.map(|report| report!(report))
+        }
+        Some(Command::Sweep(args)) => {
+            let config: loadtest::sweep::SweepConfig = args.into();
+            if let Err(e) = config.validate() {
+                return refused(e);
+            }
+            loadtest::sweep::run(config).await.map(|sweep| {
+                print!("{}", sweep.table());
+                println!(
+                    "chart: {}\ntable: {}\njson: {}",
+                    sweep.files.chart.display(),
+                    sweep.files.table.display(),
+                    sweep.files.json.display()
+                );
+                if sweep.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            })
         }
         None => {
             let config: loadtest::config::Config = cli.bbs.into();
