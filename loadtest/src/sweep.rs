@@ -299,7 +299,8 @@ impl Sweep {
 }
 
 /// Resets this process's peak RSS (`VmHWM`) to its current RSS, so each size's peak is its own
-/// rather than the largest so far; false where the kernel does not allow it.
+/// rather than the largest so far; false where the kernel does not allow it. (Memory the
+/// allocator kept from the previous size still counts: the reset starts from the current RSS.)
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
@@ -343,9 +344,7 @@ pub async fn run(config: SweepConfig) -> anyhow::Result<Sweep> {
             run_config.cells,
             run_config.output.display()
         );
-        if !reset_peak_rss() {
-            tracing::debug!("cannot reset the peak RSS: each size reports the peak so far");
-        }
+        let peak_rss_reset = reset_peak_rss();
         let file = run_config.database_url.as_deref().and_then(sqlite_file);
         if let Some(file) = &file {
             remove_sqlite(file);
@@ -358,7 +357,7 @@ pub async fn run(config: SweepConfig) -> anyhow::Result<Sweep> {
         }
         let report = report?;
         backend = backend.or_else(|| report.target.backend.clone());
-        let point = SizePoint::of(&report);
+        let point = SizePoint { peak_rss_reset, ..SizePoint::of(&report) };
         eprintln!("{}", progress_line(&point));
         points.push(point);
         sweep = Sweep::of(config.clone(), backend.clone(), points.clone());

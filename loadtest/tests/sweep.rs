@@ -45,6 +45,7 @@ async fn tiny_sweep_writes_its_files(config: SweepConfig) -> Sweep {
         assert_eq!(p.values_ms.len(), FIGURES.len(), "every figure measured at {}: {:?}", p.lrps, p.values_ms);
         assert_eq!(p.loop_max_ms.len(), BULK_LOOPS.len());
         assert!(p.peak_rss_mib.unwrap_or(0.0) > 0.0 && p.seeding_lrps_per_s > 0.0);
+        assert!(p.peak_rss_reset, "Linux resets the peak RSS through /proc/self/clear_refs");
         assert_eq!(p.dir, output.join(format!("size-{}", p.lrps)));
         assert!(p.dir.join("table.txt").exists() && p.dir.join("report.json").exists());
     }

@@ -165,6 +165,9 @@ pub struct SizePoint {
     pub seeding_lrps_per_s: f64,
     /// Peak RSS of this process during the size's run, in MiB (in-process BBS plus simulator).
     pub peak_rss_mib: Option<f64>,
+    /// Whether the peak RSS was reset before this size, so it is this size's own peak (else it
+    /// is the peak of the whole process so far).
+    pub peak_rss_reset: bool,
     /// Failed calls and failed count checks.
     pub errors: u64,
     /// Whether the run passed (no errors, event counts within tolerance).
@@ -209,6 +212,7 @@ impl SizePoint {
             loop_max_ms,
             seeding_lrps_per_s: report.seeding.lrps_per_s,
             peak_rss_mib: report.memory.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            peak_rss_reset: false,
             errors: report.errors(),
             ok: report.ok(),
             wall_time_s: report.wall_time_s,
@@ -360,6 +364,7 @@ pub(crate) mod tests {
             loop_max_ms,
             seeding_lrps_per_s: 10_000.0,
             peak_rss_mib: Some(lrps as f64 / 1_000.0 + 50.0),
+            peak_rss_reset: true,
             errors: 0,
             ok: true,
             wall_time_s: 10.0,

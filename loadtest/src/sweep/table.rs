@@ -38,7 +38,10 @@ pub fn markdown(
         let mut cells = vec![p.lrps.to_string(), p.cells.to_string()];
         cells.extend(FIGURES.iter().map(|f| p.value(f.key).map_or_else(|| "-".into(), ms)));
         cells.push(format!("{:.0} LRPs/s", p.seeding_lrps_per_s));
-        cells.push(p.peak_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.0} MiB")));
+        cells.push(p.peak_rss_mib.map_or_else(
+            || "-".into(),
+            |m| if p.peak_rss_reset { format!("{m:.0} MiB") } else { format!("{m:.0} MiB (peak so far)") },
+        ));
         cells.push(format!("{:.0} s", p.wall_time_s));
         cells.push(if p.ok { "OK".into() } else { format!("FAILED ({} errors)", p.errors) });
         row(&mut out, &cells);
@@ -161,6 +164,7 @@ mod tests {
         points[1].ok = false;
         points[1].errors = 3;
         points[1].values_ms.remove("seeding");
+        points[1].peak_rss_reset = false;
         let md = markdown(&[], &points, &growth_checks(&points), &interval_checks(&points));
         let rows = table_rows(&md);
         let col = |label: &str| rows[0].iter().position(|h| h == label).unwrap();
@@ -169,6 +173,7 @@ mod tests {
         assert_eq!(verdict[col("seeding, all LRPs")], "-");
         assert_eq!(rows[3][col("seeding, all LRPs")], "-");
         assert_eq!(rows[3][col("result")], "FAILED (3 errors)");
+        assert_eq!(rows[3][col("peak RSS")], "60 MiB (peak so far)");
         let within = rows.iter().find(|r| r[0].contains("≤ 30 s")).unwrap();
         assert_eq!(within[col("route-emitter fetch mean")], "45.00 s NO");
         assert!(md.contains("Over the 30 s interval at the largest size: route emitter (45.00 s)."), "{md}");
