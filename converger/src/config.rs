@@ -36,6 +36,10 @@ pub struct ConvergenceConfig {
     /// Per-instance writes and rep stops run at most this many at once (Diego's
     /// `convergence_workers`, 20).
     pub workers: usize,
+    /// How long convergence holds back creations and orphan retirements the cells' reports
+    /// contradict, or that wait for a cell that did not answer (issue 19; `lrp::recovery`):
+    /// one rep sync, the reps' 30 s polling interval, plus 5 s for its calls (default 35 s).
+    pub cell_sync_grace: Duration,
     /// A PENDING task older than this (by `created_at`) is failed with "not started within time
     /// limit" (Diego's `expire_pending_task_duration`, 30 min).
     pub expire_pending_task: Duration,
@@ -58,6 +62,7 @@ impl Default for ConvergenceConfig {
             shrink_guard_passes: 10,
             lost_cell_memory: Duration::from_secs(5 * 60),
             workers: 20,
+            cell_sync_grace: Duration::from_secs(35),
             expire_pending_task: Duration::from_secs(30 * 60),
             kick_task: Duration::from_secs(30),
             expire_completed_task: Duration::from_secs(120),

@@ -14,6 +14,8 @@
 //! | [`Effects::publish_removed`] | an `ActualLrpRemoved` instance event for the row |
 //! | [`Effects::publish_task_change`] | `TaskChanged(before, after)`, or `TaskRemoved(before)` when `after` is `None` |
 //! | [`Effects::lock_key`] | `KeyLocks::lock((guid, index))` / `KeyLocks::lock(task_guid)` |
+//! | [`Effects::cell_report`] | the rep's `Recovery.Report` (default: no reports, no hold) |
+//! | [`Effects::publish_desired_recovered`] | a `DesiredLRPCreated` event (default: nothing) |
 //!
 //! Not here: store writes (the converger makes them itself through the fenced store the BBS
 //! hands it) and the decision of what to do (the pure plans).
@@ -22,7 +24,9 @@ use std::fmt;
 
 use db::sql::actual_lrps::IndexChange;
 use futures::future::BoxFuture;
-use proto::models::{ActualLrp, CellId, InstanceGuid, ProcessGuid, Task, TaskGuid};
+use proto::models::{ActualLrp, CellId, DesiredLrp, InstanceGuid, ProcessGuid, Task, TaskGuid};
+
+pub use crate::lrp::recovery::{CellReport, ReportedInstance};
 
 pub use proto::models::{LrpStartRequest, TaskStartRequest};
 
@@ -107,4 +111,23 @@ pub trait Effects: Send + Sync + 'static {
     /// that nests its locks), so the set-based deletes and the creates of missing rows publish
     /// without one.
     fn lock_key<'a>(&'a self, key: LockKey<'a>) -> BoxFuture<'a, KeyGuard<'a>>;
+
+    /// Asks the rep of live cell `cell` what it runs, and the desired LRPs it keeps for the
+    /// process guids in `desired_for` (issue 19, `lrp::recovery`). `Ok(None)` says this world
+    /// has no such reports (the default: convergence then decides from the database alone, as
+    /// before); an error counts as a cell that did not answer.
+    fn cell_report<'a>(
+        &'a self,
+        cell: &'a CellId,
+        desired_for: &'a [ProcessGuid],
+    ) -> BoxFuture<'a, Result<Option<CellReport>, EffectError>> {
+        let _ = (cell, desired_for);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Publishes the creation of a desired LRP rebuilt from the cells' reports (marked
+    /// recovered). The default publishes nothing.
+    fn publish_desired_recovered(&self, lrp: &DesiredLrp) {
+        let _ = lrp;
+    }
 }

@@ -4,19 +4,28 @@
 //! - [`plan`]: the rules, as a pure function with case-by-case tests.
 //! - `execute`: the thin executor (set-based deletes, per-index writes `workers` at a time, one
 //!   auction call, parallel rep stops).
+//! - [`recovery`]: asking the live cells what they run before acting on a database that may
+//!   have forgotten it, and rebuilding lost desired LRPs from their reports (issue 19).
 
 mod execute;
 pub mod plan;
+pub mod recovery;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use db::sql::convergence::LrpSnapshot;
+use futures::{StreamExt, stream};
+use proto::models::{CellId, DesiredLrp, ProcessGuid};
 use tokio::time::Instant;
 
-use crate::cells::{CellBaseline, LostCells, read_cells};
+use self::recovery::{CellReport, CellReports, SeenCounts};
+
+use crate::cells::{CellBaseline, CellSet, LostCells, read_cells};
 use crate::effects::Effects;
 use crate::error::{Error, Result};
 use crate::report::LrpTickReport;
-use crate::{Clock, ConvergenceConfig, StoreProvider, metrics};
+use crate::{Clock, ConvergenceConfig, StoreProvider, config, metrics};
 
 /// The LRP half of convergence. One value per BBS process; [`LrpConvergence::tick`] takes
 /// `&mut self`, so passes of one value never overlap.
@@ -29,6 +38,11 @@ pub struct LrpConvergence {
     baseline: CellBaseline,
     /// Desired plus actual LRP rows when this value last refreshed the planner's statistics.
     analyzed_rows: Option<usize>,
+    /// The row counts of the last successful pass of this leadership term (`None` at its start
+    /// and after a failed pass: the next pass then asks the cells, see [`recovery`]).
+    seen: Option<SeenCounts>,
+    /// When the current hold began (see [`recovery::CellReports::held_since`]).
+    held_since: Option<i64>,
 }
 
 impl LrpConvergence {
@@ -41,7 +55,17 @@ impl LrpConvergence {
         config: ConvergenceConfig,
         lost: LostCells,
     ) -> Self {
-        Self { store, effects, clock, config, lost, baseline: CellBaseline::default(), analyzed_rows: None }
+        Self {
+            store,
+            effects,
+            clock,
+            config,
+            lost,
+            baseline: CellBaseline::default(),
+            analyzed_rows: None,
+            seen: None,
+            held_since: None,
+        }
     }
 
     /// The cell count the next pass compares against.
@@ -59,6 +83,8 @@ impl LrpConvergence {
         let started = Instant::now();
         let Some(store) = (self.store)() else {
             self.baseline = CellBaseline::default();
+            self.seen = None;
+            self.held_since = None;
             return Err(Error::NotLeading);
         };
         let now_ns = self.clock.now_ns();
@@ -68,11 +94,12 @@ impl LrpConvergence {
             Ok(snapshot) => snapshot,
             Err(source) => {
                 metrics::lrp_pass_failed();
+                self.seen = None;
                 return Err(Error::Store { step: "snapshot read", source });
             }
         };
         let snapshot_read = started.elapsed();
-        let plan = plan::plan(&snapshot, &cells, now_ns, &self.config);
+        let (plan, recovered) = self.plan(&snapshot, &cells, now_ns).await;
         let planned = started.elapsed();
         if let Some(reason) = &plan.guard {
             tracing::warn!(
@@ -89,6 +116,7 @@ impl LrpConvergence {
         let mut report = LrpTickReport {
             guard: plan.guard.clone(),
             withheld: plan.withheld.len(),
+            hold: plan.hold.clone(),
             counts: plan.counts.clone(),
             ..LrpTickReport::default()
         };
@@ -101,6 +129,7 @@ impl LrpConvergence {
             config: &self.config,
             cells: &cells,
             snapshot: &snapshot,
+            recovered: &recovered,
             now_ns,
         };
         let outcome = executor.run(&plan, &mut report).await;
@@ -116,13 +145,114 @@ impl LrpConvergence {
         report.duration = started.elapsed();
         match outcome {
             Ok(()) => {
+                self.seen = Some(SeenCounts { desired: snapshot.desired.len(), actual: snapshot.actual.len() });
                 metrics::record_lrp(&report, &snapshot.fresh_domains);
                 Ok(report)
             }
             Err(e) => {
+                self.seen = None;
                 metrics::lrp_pass_failed();
                 Err(e)
             }
         }
+    }
+
+    /// The pass's plan: from the database alone, or, when [`recovery::should_ask`] says so and
+    /// the live cells answer, with their reports (the hold). Also returns the desired LRPs the
+    /// cells reported for process guids the database lacks.
+    async fn plan(
+        &mut self,
+        snapshot: &LrpSnapshot,
+        cells: &CellSet,
+        now_ns: i64,
+    ) -> (plan::LrpPlan, BTreeMap<ProcessGuid, DesiredLrp>) {
+        let unreported = plan::plan(snapshot, cells, now_ns, &self.config);
+        let counts = SeenCounts { desired: snapshot.desired.len(), actual: snapshot.actual.len() };
+        let usable = cells.read_error.is_none() && !cells.live.is_empty();
+        let reason = recovery::should_ask(self.seen, counts, &unreported, self.config.max_cell_loss_fraction);
+        let Some(reason) = reason.filter(|_| usable) else {
+            self.held_since = None;
+            return (unreported, BTreeMap::new());
+        };
+        let Some((mut reports, recovered)) = self.ask_cells(cells, snapshot).await else {
+            self.held_since = None;
+            return (unreported, BTreeMap::new());
+        };
+        tracing::debug!(
+            ?reason,
+            running = reports.running.len(),
+            unanswered = reports.unanswered.len(),
+            "asked the cells what they run"
+        );
+        // A hold that starts now first: if nothing is held back, no hold runs.
+        reports.held_since = None;
+        let fresh = plan::plan_with(snapshot, cells, Some(&reports), now_ns, &self.config);
+        let Some(hold) = fresh.hold.clone() else {
+            self.held_since = None;
+            return (fresh, recovered);
+        };
+        let since = *self.held_since.get_or_insert(now_ns);
+        reports.held_since = Some(since);
+        if reports.holding(now_ns, config::nanos(self.config.cell_sync_grace)) {
+            tracing::info!(
+                unanswered = hold.unanswered,
+                adopting = hold.adopting,
+                orphans = hold.orphans,
+                creations = hold.creations,
+                "lrp convergence holds back what the cells' reports contradict"
+            );
+            return (fresh, recovered);
+        }
+        tracing::warn!(
+            held_for = ?std::time::Duration::from_nanos(u64::try_from(now_ns.saturating_sub(since)).unwrap_or(0)),
+            "the cells' grace period is over; converging from the database"
+        );
+        (plan::plan_with(snapshot, cells, Some(&reports), now_ns, &self.config), recovered)
+    }
+
+    /// Asks every live cell what it runs, then the cells running instances of process guids the
+    /// database has no desired LRP for for their run info. `None` when the effects have no
+    /// reports to give.
+    async fn ask_cells(
+        &self,
+        cells: &CellSet,
+        snapshot: &LrpSnapshot,
+    ) -> Option<(CellReports, BTreeMap<ProcessGuid, DesiredLrp>)> {
+        let known: BTreeSet<&ProcessGuid> = snapshot.desired.iter().map(|d| &d.process_guid).collect();
+        let first = self.ask(cells.live.iter().map(|c| (c.clone(), Vec::new())).collect()).await?;
+        let (mut reports, _) = recovery::collect(first, &known, None);
+        let unknown = recovery::unknown_guids(&reports, &known);
+        if unknown.is_empty() {
+            return Some((reports, BTreeMap::new()));
+        }
+        let second = self.ask(unknown.into_iter().collect()).await.unwrap_or_default();
+        let (more, recovered) = recovery::collect(second, &known, None);
+        reports.recoverable = more.recoverable;
+        Some((reports, recovered))
+    }
+
+    /// One round of [`crate::Effects::cell_report`] calls, `workers` at a time; `None` when no
+    /// cell has reports to give.
+    async fn ask(&self, asks: Vec<(CellId, Vec<ProcessGuid>)>) -> Option<Vec<(CellId, Option<CellReport>)>> {
+        let effects = &*self.effects;
+        let calls = asks.into_iter().map(|(cell, guids)| async move {
+            let answer = effects.cell_report(&cell, &guids).await;
+            (cell, answer)
+        });
+        let answers: Vec<_> = stream::iter(calls).buffer_unordered(self.config.workers.max(1)).collect().await;
+        if answers.iter().all(|(_, a)| matches!(a, Ok(None))) {
+            return None;
+        }
+        let answers = answers
+            .into_iter()
+            .map(|(cell, answer)| match answer {
+                Ok(report) => (cell, Some(report.unwrap_or_default())),
+                Err(e) => {
+                    tracing::warn!(cell_id = %cell, error = %e, "the cell did not say what it runs");
+                    (cell, None)
+                }
+            })
+            .collect();
+        Some(answers)
     }
 }

@@ -126,6 +126,7 @@ pub(crate) fn record_lrp(report: &LrpTickReport, fresh_domains: &[DomainName]) {
     }
     for (action, n) in [
         ("create", report.created),
+        ("recover_desired", report.recovered),
         ("stale_auction", report.stale_auctioned),
         ("restart_crashed", report.restarted),
         ("suspect", report.suspected),

@@ -48,6 +48,10 @@ pub struct LrpTickReport {
     pub evacuating_pruned: usize,
     /// Missing instances created.
     pub created: usize,
+    /// Desired LRPs rebuilt from the cells' reports (issue 19).
+    pub recovered: usize,
+    /// What the hold held back while awaiting the cells' word, if anything.
+    pub hold: Option<crate::lrp::recovery::Hold>,
     /// Stale UNCLAIMED instances auctioned again.
     pub stale_auctioned: usize,
     /// CRASHED instances whose back-off elapsed, unclaimed.
@@ -154,6 +158,8 @@ impl PassReport {
                     suspect_running = lrp.map(|r| r.counts.suspect_running),
                     suspect_claimed = lrp.map(|r| r.counts.suspect_claimed),
                     created = lrp.map(|r| r.created),
+                    recovered = lrp.map(|r| r.recovered),
+                    lrp_held = lrp.map(|r| r.hold.as_ref().map_or(0, |h| h.adopting + h.orphans + h.creations)),
                     restarted = lrp.map(|r| r.restarted),
                     suspected = lrp.map(|r| r.suspected),
                     promoted = lrp.map(|r| r.promoted),

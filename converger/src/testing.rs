@@ -1,14 +1,17 @@
 //! Test doubles (feature `testing`): [`RecordingEffects`], an [`Effects`] that records every
 //! call and can be told to fail, and [`ManualClock`].
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use db::sql::actual_lrps::IndexChange;
 use futures::future::BoxFuture;
-use proto::models::{ActualLrp, Task};
+use proto::models::{ActualLrp, CellId, DesiredLrp, ProcessGuid, Task};
 
-use crate::effects::{EffectError, Effects, KeyGuard, LockKey, LrpStartRequest, StopInstance, TaskStartRequest};
+use crate::effects::{
+    CellReport, EffectError, Effects, KeyGuard, LockKey, LrpStartRequest, StopInstance, TaskStartRequest,
+};
 
 /// Everything [`RecordingEffects`] saw, in call order per kind.
 #[derive(Debug, Default, Clone)]
@@ -29,6 +32,10 @@ pub struct Recorded {
     pub task_changes: Vec<(Task, Option<Task>)>,
     /// How many key locks were taken.
     pub locks: usize,
+    /// Each cell report asked for: the cell and the process guids whose run info was asked.
+    pub cell_reports: Vec<(CellId, Vec<ProcessGuid>)>,
+    /// Each recovered desired LRP published.
+    pub recovered: Vec<DesiredLrp>,
 }
 
 impl Recorded {
@@ -59,6 +66,9 @@ pub struct RecordingEffects {
     recorded: Arc<Mutex<Recorded>>,
     fail_auctions: Arc<AtomicBool>,
     fail_stops: Arc<AtomicBool>,
+    /// The cells' reports; empty: no reports (`Ok(None)`). A cell mapped to `None` does not
+    /// answer.
+    reports: Arc<Mutex<BTreeMap<CellId, Option<CellReport>>>>,
 }
 
 impl RecordingEffects {
@@ -75,6 +85,12 @@ impl RecordingEffects {
     /// Makes rep stops fail (after recording them).
     pub fn fail_stops(&self, fail: bool) {
         self.fail_stops.store(fail, Ordering::SeqCst);
+    }
+
+    /// Sets what `cell` reports (`None`: it does not answer). Once any cell is set, cells not
+    /// set report nothing running.
+    pub fn set_cell_report(&self, cell: CellId, report: Option<CellReport>) {
+        self.reports.lock().unwrap_or_else(|p| p.into_inner()).insert(cell, report);
     }
 
     /// A copy of what was recorded so far.
@@ -131,6 +147,33 @@ impl Effects for RecordingEffects {
     fn lock_key<'a>(&'a self, _key: LockKey<'a>) -> BoxFuture<'a, KeyGuard<'a>> {
         self.lock().locks += 1;
         Box::pin(async { Box::new(()) as KeyGuard<'a> })
+    }
+
+    fn cell_report<'a>(
+        &'a self,
+        cell: &'a CellId,
+        desired_for: &'a [ProcessGuid],
+    ) -> BoxFuture<'a, Result<Option<CellReport>, EffectError>> {
+        self.lock().cell_reports.push((cell.clone(), desired_for.to_vec()));
+        let reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = if reports.is_empty() {
+            Ok(None)
+        } else {
+            match reports.get(cell) {
+                Some(None) => Err(EffectError::new(format!("cell {cell} does not answer (test)"))),
+                Some(Some(report)) => {
+                    let mut report = report.clone();
+                    report.desired.retain(|d| desired_for.contains(&d.scheduling.process_guid));
+                    Ok(Some(report))
+                }
+                None => Ok(Some(CellReport::default())),
+            }
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn publish_desired_recovered(&self, lrp: &DesiredLrp) {
+        self.lock().recovered.push(lrp.clone());
     }
 }
 

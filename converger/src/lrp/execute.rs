@@ -10,7 +10,9 @@
 //!    rest deleted in one transaction;
 //! 3. per-index writes (suspect, unclaim, promote, crash restart), at most `workers` at once,
 //!    each under its key lock and re-checked inside its transaction;
-//! 4. missing rows, one multi-row insert per desired LRP, at most `workers` at once;
+//! 4. missing rows, one multi-row insert per desired LRP, at most `workers` at once; then the
+//!    desired LRPs rebuilt from the cells' reports (issue 19), one desire each, their rows
+//!    a cell does not report running auctioned with the others;
 //! 5. one auction call with every start of the pass, grouped per process guid;
 //! 6. rep stops, at most `workers` at once.
 //!
@@ -25,7 +27,7 @@ use db::sql::convergence::{DesiredSummary, LrpSnapshot};
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 use proto::lifecycle::actual_lrp::{apply_promote, apply_suspect_and_replace, apply_unclaim};
-use proto::models::{ActualLrp, ActualLrpState, CellId, Presence, ProcessGuid};
+use proto::models::{ActualLrp, ActualLrpState, CellId, DesiredLrp, Presence, ProcessGuid};
 use tokio::time::Instant;
 
 use super::plan::{LrpAction, LrpPlan, Placement, RowRef};
@@ -42,6 +44,8 @@ pub(crate) struct Executor<'a> {
     pub config: &'a ConvergenceConfig,
     pub cells: &'a CellSet,
     pub snapshot: &'a LrpSnapshot,
+    /// The desired LRPs the cells reported for process guids the snapshot has none for.
+    pub recovered: &'a BTreeMap<ProcessGuid, DesiredLrp>,
     pub now_ns: i64,
 }
 
@@ -100,6 +104,7 @@ impl Executor<'_> {
         report.phases.index_writes = started.elapsed();
         let started = Instant::now();
         self.create_missing(plan, report, &mut next).await?;
+        let recovered_starts = self.recover_desired(plan, report).await?;
         report.phases.creates = started.elapsed();
         report.phases.writes = writes_started.elapsed();
 
@@ -117,6 +122,14 @@ impl Executor<'_> {
             }
         }
         self.auction(next.starts, report).await;
+        if !recovered_starts.is_empty() {
+            let count: usize = recovered_starts.iter().map(|r| r.indices.len()).sum();
+            report.starts += count;
+            if let Err(e) = self.effects.request_lrp_auctions(recovered_starts).await {
+                tracing::warn!(instances = count, error = %e, "lrp auction request failed; the next pass retries");
+                report.auction_error = Some(e.to_string());
+            }
+        }
         self.stop(next.stops, report).await;
         report.phases.calls = calls_started.elapsed();
         Ok(())
@@ -440,6 +453,56 @@ impl Executor<'_> {
             }
         }
         fenced.map_or(Ok(()), Err)
+    }
+
+    /// Desires each desired LRP rebuilt from the cells' reports (marked recovered, the plan's
+    /// instance count), publishing it and the rows created for its indices with no row; returns
+    /// the starts of those rows no cell reports running. A desire of the same process guid that
+    /// came first wins (the rebuild is skipped).
+    async fn recover_desired(&self, plan: &LrpPlan, report: &mut LrpTickReport) -> Result<Vec<LrpStartRequest>> {
+        let mut starts = Vec::new();
+        for action in &plan.actions {
+            let LrpAction::RecoverDesired { process_guid, instances, running } = action else { continue };
+            let Some(reported) = self.recovered.get(process_guid) else { continue };
+            let mut lrp = reported.clone();
+            lrp.scheduling.instances = *instances;
+            lrp.scheduling.annotation = super::recovery::recovered_annotation(&lrp.scheduling.annotation);
+            match self.store.desire_lrp(&lrp, self.now_ns).await {
+                Ok((stored, created)) => {
+                    tracing::warn!(process_guid = %process_guid, instances, running = running.len(), "desired lrp rebuilt from the cells' reports");
+                    report.recovered += 1;
+                    self.effects.publish_desired_recovered(&stored);
+                    let mut indices = Vec::new();
+                    for row in created {
+                        if !running.contains(&row.key.index) {
+                            indices.push(row.key.index);
+                        }
+                        self.effects.publish_index_change(&IndexChange {
+                            value: (),
+                            before: IndexRows::default(),
+                            after: IndexRows { ordinary: Some(row), ..IndexRows::default() },
+                        });
+                    }
+                    if !indices.is_empty() {
+                        let s = &stored.scheduling;
+                        starts.push(LrpStartRequest {
+                            process_guid: s.process_guid.clone(),
+                            domain: s.domain.clone(),
+                            indices,
+                            memory_mb: s.memory_mb,
+                            disk_mb: s.disk_mb,
+                            max_pids: s.max_pids,
+                            rootfs: s.rootfs.clone(),
+                            placement_tags: s.placement_tags.clone(),
+                            volume_drivers: s.volume_placement.clone(),
+                        });
+                    }
+                }
+                Err(db::Error::Exists { .. }) => report.skipped += 1,
+                Err(e) => check("recover desired lrp", e, &mut report.write_errors)?,
+            }
+        }
+        Ok(starts)
     }
 
     /// One call with every start of the pass.

@@ -33,12 +33,21 @@
 //!
 //! The guard ([`cells::guard`]): when the cell set is unreadable, empty, or shrank unexplained,
 //! every destructive action is moved to [`LrpPlan::withheld`] and [`LrpPlan::guard`] says why.
+//!
+//! The hold ([`plan_with`] given the cells' [`CellReports`], issue 19; rules in
+//! [`super::recovery`]): while within `cell_sync_grace`, a missing index a cell reports running
+//! is left for its rep to re-adopt, no index is created while a live cell has not answered, a
+//! placed instance with no desired LRP is not retired, and a desired LRP a cell reported the run
+//! info of is rebuilt ([`LrpAction::RecoverDesired`]) instead of its instances being retired.
+//! What was held back is in [`LrpPlan::withheld`] and [`LrpPlan::hold`]. Past the grace period
+//! the plan is the unreported one, except that recoverable desired LRPs are still rebuilt.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use db::sql::convergence::{ActualSummary, DesiredSummary, LrpSnapshot};
 use proto::models::{ActualLrpState, CellId, DomainName, InstanceGuid, ModificationTag, Presence, ProcessGuid};
 
+use super::recovery::{CellReports, Hold};
 use crate::cells::{self, CellSet, GuardReason};
 use crate::config::{ConvergenceConfig, nanos};
 
@@ -156,6 +165,17 @@ pub enum LrpAction {
         /// The suspect's cell.
         cell_id: CellId,
     },
+    /// Rebuild a missing desired LRP from the run info a cell reported for it (issue 19 item 2),
+    /// marked recovered, with `instances` instances: the highest index seen plus one.
+    RecoverDesired {
+        /// The desired LRP.
+        process_guid: ProcessGuid,
+        /// Its instance count.
+        instances: i32,
+        /// The indices a cell reports running: their rows, if missing, are created UNCLAIMED
+        /// but not auctioned (their reps re-adopt them).
+        running: Vec<i32>,
+    },
     /// Retire a row: delete it, stop its container, or both.
     Retire {
         /// The row.
@@ -173,7 +193,13 @@ pub enum LrpAction {
 impl LrpAction {
     /// Whether the action can take work away or delete records, so the guard withholds it.
     pub fn is_destructive(&self) -> bool {
-        !matches!(self, Self::CreateMissing { .. } | Self::AuctionStaleUnclaimed { .. } | Self::RestartCrashed { .. })
+        !matches!(
+            self,
+            Self::CreateMissing { .. }
+                | Self::AuctionStaleUnclaimed { .. }
+                | Self::RestartCrashed { .. }
+                | Self::RecoverDesired { .. }
+        )
     }
 }
 
@@ -212,6 +238,8 @@ pub struct LrpCounts {
     pub suspect_cells: usize,
     /// Fresh domains.
     pub fresh_domains: usize,
+    /// Desired LRPs rebuilt from the cells' reports this pass.
+    pub recovered: usize,
 }
 
 /// The outcome of [`plan`].
@@ -221,8 +249,11 @@ pub struct LrpPlan {
     pub guard: Option<GuardReason>,
     /// What to do, in a deterministic order.
     pub actions: Vec<LrpAction>,
-    /// The destructive actions the guard withheld (logged and counted, never executed).
+    /// The destructive actions the guard withheld and the actions the hold held back (logged
+    /// and counted, never executed).
     pub withheld: Vec<LrpAction>,
+    /// What the hold held back while awaiting the cells' word, if anything.
+    pub hold: Option<Hold>,
     /// The state of the world, for metrics.
     pub counts: LrpCounts,
 }
@@ -235,9 +266,28 @@ struct Slots<'a> {
     suspect: Option<&'a ActualSummary>,
 }
 
-/// Decides one LRP convergence pass. See the module docs for the rules.
+/// Decides one LRP convergence pass without the cells' reports. See the module docs for the
+/// rules.
 pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &ConvergenceConfig) -> LrpPlan {
+    plan_with(snapshot, cells, None, now_ns, config)
+}
+
+/// Decides one LRP convergence pass, holding back what the cells' `reports` contradict (the
+/// hold, see the module docs). With `reports` `None` it is [`plan`].
+pub fn plan_with(
+    snapshot: &LrpSnapshot,
+    cells: &CellSet,
+    reports: Option<&CellReports>,
+    now_ns: i64,
+    config: &ConvergenceConfig,
+) -> LrpPlan {
     let guard = cells::guard(cells, config);
+    let holding = reports.filter(|r| r.holding(now_ns, nanos(config.cell_sync_grace)));
+    let recoverable = |guid: &ProcessGuid| reports.is_some_and(|r| r.recoverable.contains_key(guid));
+    let mut hold = Hold::default();
+    let mut held: Vec<LrpAction> = Vec::new();
+    // Per recoverable process guid, the highest index its rows show.
+    let mut recover_max: HashMap<&ProcessGuid, i32> = HashMap::new();
     let desired: HashMap<&ProcessGuid, &DesiredSummary> =
         snapshot.desired.iter().map(|d| (&d.process_guid, d)).collect();
     let fresh: HashSet<&DomainName> = snapshot.fresh_domains.iter().collect();
@@ -281,6 +331,22 @@ pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &Conve
         let instances = desired_lrp.map_or(0, |d| d.instances.max(0));
         let in_range = desired_lrp.is_some() && (0..instances).contains(&index);
         let domain_fresh = |row: &ActualSummary| fresh.contains(desired_lrp.map_or(&row.domain, |d| &d.domain));
+        if desired_lrp.is_none() && recoverable(guid) {
+            // Its desired LRP is rebuilt this pass; the rows are judged against it next pass.
+            let max = recover_max.entry(guid).or_insert(index);
+            *max = (*max).max(index);
+            continue;
+        }
+        // A placed instance with no desired LRP is not stopped while the cells' word is awaited.
+        let mut retire_or_hold = |action: LrpAction| {
+            let placed_orphan = desired_lrp.is_none() && matches!(&action, LrpAction::Retire { stop: Some(_), .. });
+            if placed_orphan && holding.is_some() {
+                hold.orphans += 1;
+                held.push(action);
+            } else {
+                key_actions.push(action);
+            }
+        };
 
         for row in [slots.ordinary, slots.evacuating, slots.suspect].into_iter().flatten() {
             if readable && placed(row) && !on_live_cell(row) {
@@ -306,13 +372,13 @@ pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &Conve
                 slots.ordinary.is_some_and(|o| o.state == ActualLrpState::Running && on_live_cell(o));
             if !in_range {
                 if domain_fresh(suspect) {
-                    key_actions.push(retire(suspect, RetireReason::SuspectOrphaned, &on_live_cell));
+                    retire_or_hold(retire(suspect, RetireReason::SuspectOrphaned, &on_live_cell));
                 }
             } else if replacement_runs && suspect.state == ActualLrpState::Running {
-                key_actions.push(retire(suspect, RetireReason::SuspectReplaced, &on_live_cell));
+                retire_or_hold(retire(suspect, RetireReason::SuspectReplaced, &on_live_cell));
             } else if let Some(cell) = suspect.cell_id.as_ref().filter(|c| is_live(c)) {
                 promoted = true;
-                key_actions.push(LrpAction::Promote { process_guid: guid.clone(), index, cell_id: cell.clone() });
+                retire_or_hold(LrpAction::Promote { process_guid: guid.clone(), index, cell_id: cell.clone() });
             }
         }
 
@@ -337,7 +403,7 @@ pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &Conve
             if unplaced || domain_fresh(ordinary) {
                 counts.extra += 1;
                 let reason = if desired_lrp.is_some() { RetireReason::Extra } else { RetireReason::Orphan };
-                key_actions.push(retire(ordinary, reason, &on_live_cell));
+                retire_or_hold(retire(ordinary, reason, &on_live_cell));
             }
             continue;
         }
@@ -349,7 +415,13 @@ pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &Conve
         }
         match ordinary.state {
             ActualLrpState::Unclaimed if ordinary.since < stale_before => {
-                key_actions.push(LrpAction::AuctionStaleUnclaimed { process_guid: guid.clone(), index });
+                let action = LrpAction::AuctionStaleUnclaimed { process_guid: guid.clone(), index };
+                if holding.is_some_and(|r| r.runs(guid, index)) {
+                    hold.adopting += 1;
+                    held.push(action);
+                } else {
+                    key_actions.push(action);
+                }
             }
             ActualLrpState::Crashed
                 if config.crash_policy.should_restart(ordinary.crash_count, ordinary.since, now_ns) =>
@@ -390,26 +462,68 @@ pub fn plan(snapshot: &LrpSnapshot, cells: &CellSet, now_ns: i64, config: &Conve
                 !seen.is_some_and(|s| s.get(slot).copied().unwrap_or(false))
             })
             .collect();
-        if !missing.is_empty() {
-            counts.missing += missing.len();
-            actions.push(LrpAction::CreateMissing {
-                process_guid: d.process_guid.clone(),
-                domain: d.domain.clone(),
-                indices: missing,
-            });
+        if missing.is_empty() {
+            continue;
+        }
+        counts.missing += missing.len();
+        let create = |indices: Vec<i32>| LrpAction::CreateMissing {
+            process_guid: d.process_guid.clone(),
+            domain: d.domain.clone(),
+            indices,
+        };
+        let Some(reports) = holding else {
+            actions.push(create(missing));
+            continue;
+        };
+        let (adopting, lost): (Vec<i32>, Vec<i32>) =
+            missing.into_iter().partition(|&i| reports.runs(&d.process_guid, i));
+        if !adopting.is_empty() {
+            hold.adopting += adopting.len();
+            held.push(create(adopting));
+        }
+        if lost.is_empty() {
+        } else if reports.unanswered.is_empty() {
+            actions.push(create(lost));
+        } else {
+            hold.creations += lost.len();
+            held.push(create(lost));
         }
     }
+    if let Some(reports) = reports {
+        let desired_guids: HashSet<&ProcessGuid> = desired.keys().copied().collect();
+        for guid in reports.recoverable.keys().filter(|g| !desired_guids.contains(g)) {
+            let running: Vec<i32> = reports
+                .running
+                .range((guid.clone(), i32::MIN)..=(guid.clone(), i32::MAX))
+                .map(|((_, i), _)| *i)
+                .collect();
+            let highest = running.iter().copied().chain(recover_max.get(guid).copied()).max();
+            if let Some(highest) = highest {
+                counts.recovered += 1;
+                actions.push(LrpAction::RecoverDesired {
+                    process_guid: guid.clone(),
+                    instances: highest.saturating_add(1),
+                    running,
+                });
+            }
+        }
+        if holding.is_some() && (hold.adopting + hold.orphans + hold.creations) > 0 {
+            hold.unanswered = reports.unanswered.len();
+        }
+    }
+    let hold = (hold != Hold::default()).then_some(hold);
     counts.crashing_desired = crashing.len();
     counts.suspect_cells = suspect_cells.len();
 
-    let withheld = if guard.is_some() {
+    let mut withheld = if guard.is_some() {
         let (destructive, kept): (Vec<_>, Vec<_>) = actions.into_iter().partition(LrpAction::is_destructive);
         actions = kept;
         destructive
     } else {
         Vec::new()
     };
-    LrpPlan { guard, actions, withheld, counts }
+    withheld.extend(held);
+    LrpPlan { guard, actions, withheld, hold, counts }
 }
 
 /// A retirement of `row`: a row with a container on a live cell is stopped there; an ORDINARY
