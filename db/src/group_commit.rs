@@ -7,9 +7,12 @@
 //! connection checkout between them, instead of N of each (docs/performance.md).
 //!
 //! The rules:
-//! - **One member at a time.** The batch lives in a slot behind an async mutex; a member holds
-//!   it for its body only, on its own task, so bodies may borrow from their callers and talk to
-//!   them (as [`Store::modify_index`] does).
+//! - **Lanes.** A store keeps [`crate::StoreOptions::group_commit_lanes`] batches open at once; a
+//!   write joins the lane with the fewest writers. One lane would run every writer's round trips
+//!   one after another; several keep them in parallel and still share each commit.
+//! - **One member at a time per lane.** A lane's batch lives in a slot behind an async mutex; a
+//!   member holds it for its body only, on its own task, so bodies may borrow from their callers
+//!   and talk to them (as [`Store::modify_index`] does).
 //! - **One bad write never fails its neighbours.** A body that fails is rolled back to its
 //!   savepoint and returns its error; the others commit. A failure that breaks the transaction
 //!   itself (a deadlock, which MySQL answers by rolling back the whole transaction; a lost
@@ -21,7 +24,8 @@
 //!   went away. A batch also commits when it has [`MAX_MEMBERS`] members or when a member with
 //!   another fence arrives.
 //! - **Cancellation.** A member dropped in the middle of its body (its request was cancelled)
-//!   leaves its statements half done: it poisons the batch, so none of them is committed. A
+//!   leaves its statements half done: it poisons the batch, so none of them is committed (a task
+//!   rolls the batch back at once if no other member does). A
 //!   member dropped after its body is committed with the batch, like a request cancelled after
 //!   its commit.
 //! - **Bounded.** At most [`MAX_MEMBERS`] members per batch: each savepoint that writes is a
@@ -47,9 +51,39 @@ const SAVEPOINT: &str = "SAVEPOINT diego_member";
 const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT diego_member; SAVEPOINT diego_member";
 const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT diego_member";
 
-/// The group-commit state of a store and its clones (not of a [`Store::dedicated`] one).
-#[derive(Default)]
+/// The group-commit state of a store and its clones (not of a [`Store::dedicated`] one): its
+/// lanes, each with at most one open batch.
 pub(crate) struct GroupCommit {
+    lanes: Vec<Arc<Lane>>,
+    next: AtomicUsize,
+}
+
+impl GroupCommit {
+    /// `lanes` lanes (at least one).
+    pub(crate) fn new(lanes: usize) -> Self {
+        Self { lanes: (0..lanes.max(1)).map(|_| Arc::default()).collect(), next: AtomicUsize::new(0) }
+    }
+
+    /// The lane with the fewest active members, looking from the next lane in turn.
+    fn pick(&self) -> &Arc<Lane> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.lanes.len();
+        (0..n)
+            .map(|k| &self.lanes[(start + k) % n])
+            .min_by_key(|lane| lane.active.load(Ordering::Relaxed))
+            .expect("at least one lane")
+    }
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").field("lanes", &self.lanes.len()).finish_non_exhaustive()
+    }
+}
+
+/// One lane: a slot for its open batch and the members using it.
+#[derive(Default)]
+struct Lane {
     slot: Mutex<Option<Batch>>,
     /// Members queued for the slot or running their body.
     active: AtomicUsize,
@@ -69,12 +103,6 @@ pub struct GroupCommitStats {
     pub batches: u64,
     /// Writes those batches held (succeeded or rolled back to their savepoint).
     pub members: u64,
-}
-
-impl std::fmt::Debug for GroupCommit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupCommit").field("active", &self.active.load(Ordering::Relaxed)).finish_non_exhaustive()
-    }
 }
 
 /// An open batch.
@@ -116,7 +144,7 @@ impl Outcome {
 }
 
 /// Counts a member as active until released or dropped.
-struct Active<'a>(&'a GroupCommit, bool);
+struct Active<'a>(&'a Lane, bool);
 
 impl Active<'_> {
     fn release(&mut self) {
@@ -132,13 +160,26 @@ impl Drop for Active<'_> {
     }
 }
 
-/// Poisons the batch if dropped while armed (the member's body did not finish).
-struct InBody(Arc<AtomicBool>, bool);
+/// Poisons the batch if dropped while armed (the member's body did not finish), and has the
+/// poisoned batch rolled back even when no other member comes to this lane.
+struct InBody(Arc<AtomicBool>, Arc<Lane>, bool);
 
 impl Drop for InBody {
     fn drop(&mut self) {
-        if self.1 {
-            self.0.store(true, Ordering::SeqCst);
+        if !self.2 {
+            return;
+        }
+        self.0.store(true, Ordering::SeqCst);
+        let lane = Arc::clone(&self.1);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut slot = lane.slot.lock().await;
+                if slot.as_ref().is_some_and(|b| b.poisoned.load(Ordering::SeqCst))
+                    && let Some(batch) = slot.take()
+                {
+                    finish(&lane, batch).await;
+                }
+            });
         }
     }
 }
@@ -146,22 +187,23 @@ impl Drop for InBody {
 impl Store {
     /// Batches committed so far by this store and its clones, and the writes they held.
     pub fn group_commit_stats(&self) -> GroupCommitStats {
+        let lanes = &self.group.lanes;
         GroupCommitStats {
-            batches: self.group.committed.load(Ordering::Relaxed),
-            members: self.group.committed_members.load(Ordering::Relaxed),
+            batches: lanes.iter().map(|l| l.committed.load(Ordering::Relaxed)).sum(),
+            members: lanes.iter().map(|l| l.committed_members.load(Ordering::Relaxed)).sum(),
         }
     }
 
     /// Like [`Store::write`], for a write of one record (or a few): the body runs inside the
     /// transaction of a batch of concurrent writes and is answered after the batch commits
     /// (see [`crate::group_commit`]). The body must be short: the next writer waits for it.
-    /// Falls back to [`Store::write`] when [`crate::StoreOptions::group_commit`] is off.
+    /// Falls back to [`Store::write`] when [`crate::StoreOptions::group_commit_lanes`] is zero.
     pub async fn write_grouped<T, F>(&self, op: &'static str, body: F) -> Result<T>
     where
         T: Send,
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>> + Send,
     {
-        if !self.options.group_commit {
+        if self.options.group_commit_lanes == 0 {
             return self.write(op, body).await;
         }
         self.write_retrying(op, self.fence.as_ref(), true, body).await
@@ -181,7 +223,8 @@ impl Store {
     where
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>>,
     {
-        let group = &*self.group;
+        let lane = self.group.pick();
+        let group = &**lane;
         group.active.fetch_add(1, Ordering::SeqCst);
         let mut active = Active(group, true);
         let mut slot = group.slot.lock().await;
@@ -210,9 +253,9 @@ impl Store {
         batch.members += 1;
         let id = batch.id;
         let mut outcome = batch.outcome.subscribe();
-        let mut in_body = InBody(Arc::clone(&batch.poisoned), true);
+        let mut in_body = InBody(Arc::clone(&batch.poisoned), Arc::clone(lane), true);
         let value = run_member(batch, op, body).await;
-        in_body.1 = false;
+        in_body.2 = false;
         active.release();
 
         // Wait for the batch to end, committing it when nobody else is left to.
@@ -290,7 +333,7 @@ where
 }
 
 /// Ends `batch`: rolls a poisoned one back, commits the others, and tells its members.
-async fn finish(group: &GroupCommit, batch: Batch) -> Outcome {
+async fn finish(group: &Lane, batch: Batch) -> Outcome {
     let Batch { tx, poisoned, outcome: sender, members, .. } = batch;
     let outcome = if poisoned.load(Ordering::SeqCst) {
         // Dropping the transaction rolls it back.

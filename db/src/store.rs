@@ -63,10 +63,17 @@ pub struct StoreOptions {
     /// SQLite has no server and ignores it. Default [`DEFAULT_IDLE_TRANSACTION_TIMEOUT`];
     /// [`StoreOptions::for_lease_ttl`] fits it to the lease a store's writes are fenced by.
     pub idle_transaction_timeout: Duration,
-    /// Whether [`Store::write_grouped`] commits concurrent writes together
-    /// ([`crate::group_commit`]); off, each runs in a transaction of its own. Default on.
-    pub group_commit: bool,
+    /// How many batches [`Store::write_grouped`] keeps open at once ([`crate::group_commit`]):
+    /// concurrent writes are spread over these lanes and each lane commits its writes together.
+    /// Zero: no group commit, each write runs in a transaction of its own. Default
+    /// [`DEFAULT_GROUP_COMMIT_LANES`].
+    pub group_commit_lanes: usize,
 }
+
+/// The default [`StoreOptions::group_commit_lanes`]: on the 2-core machine of
+/// docs/performance.md, one lane serialised the writers' round trips (per-index writes slower
+/// than a transaction each); four keep them in parallel and still share each commit.
+pub const DEFAULT_GROUP_COMMIT_LANES: usize = 4;
 
 /// The default [`StoreOptions::idle_transaction_timeout`]: a third of Diego's 15 s lock TTL.
 pub const DEFAULT_IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -100,7 +107,7 @@ impl Default for StoreOptions {
             probe_timeout: Duration::from_secs(3),
             keys: Keyring::default(),
             idle_transaction_timeout: DEFAULT_IDLE_TRANSACTION_TIMEOUT,
-            group_commit: true,
+            group_commit_lanes: DEFAULT_GROUP_COMMIT_LANES,
         }
     }
 }
@@ -214,8 +221,8 @@ impl Store {
                 pool,
                 backend,
                 fence: None,
+                group: Arc::new(crate::group_commit::GroupCommit::new(options.group_commit_lanes)),
                 options,
-                group: Arc::default(),
                 url: url.into(),
                 targets: None,
             });
@@ -243,7 +250,7 @@ impl Store {
             pool: Pool::new(pool, Some(health)),
             backend,
             fence: None,
-            group: Arc::default(),
+            group: Arc::new(crate::group_commit::GroupCommit::new(options.group_commit_lanes)),
             options,
             url: url.into(),
             targets: Some(targets),
@@ -270,7 +277,12 @@ impl Store {
             targets.register(&pool);
         }
         // Its own batches: a dedicated pool keeps its writers apart from the others'.
-        Ok(Self { pool: Pool::new(pool, self.pool.health().cloned()), options, group: Arc::default(), ..self.clone() })
+        Ok(Self {
+            pool: Pool::new(pool, self.pool.health().cloned()),
+            group: Arc::new(crate::group_commit::GroupCommit::new(options.group_commit_lanes)),
+            options,
+            ..self.clone()
+        })
     }
 
     /// A copy of this store that never fails fast: it always tries the database, and its

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use db::testing::TestDb;
-use db::{Error, Store};
+use db::testing::{TestDb, test_keys};
+use db::{Error, Store, StoreOptions};
 use proto::models::{DomainName, TaskGuid};
 
 use super::NOW_NS;
@@ -20,6 +20,7 @@ macro_rules! group_commit_tests {
             [
                 concurrent_writes_commit_together_and_a_refused_one_fails_alone,
                 a_write_dropped_in_its_body_commits_nothing_and_its_neighbour_commits,
+                a_write_dropped_in_its_body_alone_releases_its_locks_at_once,
                 a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_commits,
             ]
         );
@@ -92,31 +93,56 @@ pub async fn concurrent_writes_commit_together_and_a_refused_one_fails_alone(db:
     assert!(batches < members, "{batches} batches for {members} concurrent writes");
 }
 
+/// A store on `db` with one group-commit lane, so that the writes of a test share its batches.
+async fn one_lane(db: &TestDb) -> Store {
+    let options = StoreOptions { keys: test_keys(), group_commit_lanes: 1, ..StoreOptions::default() };
+    Store::connect(&db.url, options).await.unwrap()
+}
+
 /// A write whose caller goes away in the middle of its body (after its INSERT) commits nothing,
 /// and the write queued behind it commits.
 pub async fn a_write_dropped_in_its_body_commits_nothing_and_its_neighbour_commits(db: &TestDb) {
-    let stalled = tokio::spawn(insert_domain(db.store.clone(), "abandoned", Some(Arc::new(AtomicBool::new(true)))));
+    let store = one_lane(db).await;
+    let stalled = tokio::spawn(insert_domain(store.clone(), "abandoned", Some(Arc::new(AtomicBool::new(true)))));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let neighbour = tokio::spawn(insert_domain(db.store.clone(), "neighbour", None));
+    let neighbour = tokio::spawn(insert_domain(store.clone(), "neighbour", None));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!neighbour.is_finished(), "the neighbour waits for the slot");
     stalled.abort();
     let outcome = tokio::time::timeout(WAIT, neighbour).await.expect("the neighbour finishes").unwrap();
     outcome.expect("the neighbour commits");
     assert_eq!(domain_names(&db.store).await, ["neighbour"]);
+    store.close().await;
+}
+
+/// A write whose caller goes away in the middle of its body, with no other write coming, is
+/// rolled back at once: its row lock does not outlive it (a write of the same row by another
+/// store, one transaction each, goes through).
+pub async fn a_write_dropped_in_its_body_alone_releases_its_locks_at_once(db: &TestDb) {
+    let store = one_lane(db).await;
+    let stalled = tokio::spawn(insert_domain(store.clone(), "abandoned", Some(Arc::new(AtomicBool::new(true)))));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stalled.abort();
+    // The same key, from the test database's own store: it waits for the abandoned batch's lock
+    // until that batch is rolled back (well before the server's idle-transaction timeout).
+    let again = tokio::time::timeout(Duration::from_secs(3), insert_domain(db.store.clone(), "abandoned", None)).await;
+    again.expect("the abandoned batch still holds its lock").expect("the second insert commits");
+    assert_eq!(domain_names(&db.store).await, ["abandoned"]);
+    store.close().await;
 }
 
 /// A member that finished its body waits for the next member to commit the batch; that member
 /// goes away in the middle of its body. The batch is rolled back, and the first member runs its
 /// body again in a new batch and commits: nothing of the abandoned write, all of the other.
 pub async fn a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_commits(db: &TestDb) {
+    let store = one_lane(db).await;
     // The blocker holds the slot, stalled in its body, while `first` and `second` queue.
-    let blocker = tokio::spawn(insert_domain(db.store.clone(), "blocker", Some(Arc::new(AtomicBool::new(true)))));
+    let blocker = tokio::spawn(insert_domain(store.clone(), "blocker", Some(Arc::new(AtomicBool::new(true)))));
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Queued behind the blocker, in this order.
-    let first = tokio::spawn(insert_domain(db.store.clone(), "first", None));
+    let first = tokio::spawn(insert_domain(store.clone(), "first", None));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let second = tokio::spawn(insert_domain(db.store.clone(), "second", Some(Arc::new(AtomicBool::new(true)))));
+    let second = tokio::spawn(insert_domain(store.clone(), "second", Some(Arc::new(AtomicBool::new(true)))));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The blocker goes away: its batch is rolled back; `first` runs in a new batch and, with
     // `second` queued, leaves the commit to it; `second` stalls in its body.
@@ -127,4 +153,5 @@ pub async fn a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_com
     let outcome = tokio::time::timeout(WAIT, first).await.expect("first finishes").unwrap();
     outcome.expect("first commits after running again");
     assert_eq!(domain_names(&db.store).await, ["first"]);
+    store.close().await;
 }
