@@ -2,11 +2,13 @@
 //! input (files, flags) before connecting, so a bad file is reported as such (exit 2) even when
 //! no BBS is running.
 
+pub mod apply;
 pub mod capacity;
 pub mod cells;
 pub mod completions;
 pub mod domains;
 pub mod events;
+pub mod export;
 pub mod lrp;
 pub mod lrps;
 pub mod status;
@@ -60,6 +62,14 @@ pub enum BbsCommand {
     Events(events::EventsArgs),
     /// One screen on the cluster: BBS leader, auctioneer, cells, LRPs, tasks, placement errors.
     Status(status::StatusArgs),
+    /// Print every desired LRP, fresh domain and pending task as one YAML document (JSON with
+    /// --json), the state file `diego apply -f` reads.
+    #[command(after_help = "Example: diego export > state.yaml")]
+    Export(export::ExportArgs),
+    /// Make the cluster match a state file (from `diego export`): desire what is missing, update
+    /// what differs, remove the rest with --prune; prints a diff (+ added, ~ updated, - removed).
+    #[command(after_help = "Example: diego apply -f state.yaml --prune --dry-run")]
+    Apply(apply::ApplyArgs),
 }
 
 /// Runs one command against the BBS named by `global`.
@@ -106,5 +116,10 @@ pub async fn run(command: BbsCommand, global: &GlobalArgs) -> Result<(), Error> 
         BbsCommand::UpsertDomain(args) => domains::upsert(&connect().await?, &args, format).await,
         BbsCommand::Events(args) => events::follow(&connect().await?, &args, format).await,
         BbsCommand::Status(args) => status::show(&connect().await?, &args, format).await,
+        BbsCommand::Export(args) => export::export(&connect().await?, &args, format).await,
+        BbsCommand::Apply(args) => {
+            let file = apply::load(&args)?;
+            apply::apply(&connect().await?, &args, &file, format).await
+        }
     }
 }

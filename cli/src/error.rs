@@ -75,6 +75,18 @@ pub enum Error {
         /// The parser's error, with line and column.
         reason: String,
     },
+    /// A state file (`diego apply -f`) is not valid: `reason` names the entry.
+    #[error("invalid state file {path}: {reason}")]
+    StateFile {
+        /// The file.
+        path: String,
+        /// What is wrong, and in which entry.
+        reason: String,
+    },
+    /// `diego apply` left some desired LRPs as they were: their run info differs from the
+    /// file's, which needs a rolling update (`--replace` removes and desires them again).
+    #[error("{0}")]
+    ApplyRefused(String),
     /// A flag's value is invalid in a way clap cannot check.
     #[error("invalid {flag}: {reason}")]
     InvalidFlag {
@@ -115,6 +127,8 @@ impl Error {
             Error::InvalidAddress { .. }
             | Error::ReadFile { .. }
             | Error::ParseFile { .. }
+            | Error::StateFile { .. }
+            | Error::ApplyRefused(_)
             | Error::InvalidFlag { .. }
             | Error::Capacity(_)
             | Error::NeedsRollingUpdate(_)

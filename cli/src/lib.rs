@@ -6,6 +6,8 @@
 //! - [`error`]: the error type and the exit codes scripts rely on.
 //! - [`lrp_file`]: the JSON/YAML desired LRP file format.
 //! - [`task_file`]: the JSON/YAML task file format of `desire-task --file`.
+//! - [`state_file`]: the cluster state file of `diego export` and `diego apply -f`.
+//! - [`plan`]: `diego apply`'s pure planner (the cluster and a state file in, steps out).
 //! - [`certs`]: `diego certs init` and `diego certs issue`, the cluster CA and its certificates.
 //! - [`output`] and [`views`]: tables for people, JSON for scripts.
 //!
@@ -20,6 +22,8 @@ pub mod dev;
 pub mod error;
 pub mod lrp_file;
 pub mod output;
+pub mod plan;
+pub mod state_file;
 pub mod task_file;
 pub mod views;
 

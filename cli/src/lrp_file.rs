@@ -4,8 +4,12 @@
 //! field the wire accepts can be written: field names as in `models.proto`, enums by value name
 //! (`"RECREATE"`, `"INDEX"`, `"SHA256"`), an action as its one oneof key (`{"run_action": {...}}`),
 //! route documents as any JSON (stored as its text, as Diego does). `diego lrp GUID --json`
-//! prints a desired LRP under `desired_lrp` in the same shape ([`to_json`]), so it can be read
-//! back, edited and desired again.
+//! prints a desired LRP under `desired_lrp` in the same shape ([`to_json`]), beside what its
+//! instances are doing (`running`, `states`, `instance_count`, `instances`); a file reader
+//! takes such a document as its `desired_lrp` and ignores the rest, so `diego lrp web --json |
+//! diego desire-lrp --file - --guid web-copy` desires a copy. (The instance details stay at the
+//! top level, where scripts have always read them: `instances` there is the list of instances,
+//! not the count.)
 //!
 //! ```yaml
 //! process_guid: web
@@ -38,12 +42,30 @@ pub const DEFAULT_DOMAIN: &str = "diego";
 pub const DEFAULT_ROOTFS: &str = "preloaded:busybox";
 /// The default number of instances of a file that names none.
 pub const DEFAULT_INSTANCES: i32 = 1;
+/// The key of the desired LRP in a `diego lrp GUID --json` document.
+pub const SHOWN_LRP_KEY: &str = "desired_lrp";
+/// The other keys of a `diego lrp GUID --json` document: what the instances are doing, which a
+/// file reader ignores.
+pub const SHOWN_STATUS_KEYS: &[&str] = &["running", "states", "instance_count", "instances"];
 
 /// Reads and parses `path` (`-` is standard input, JSON). Errors name the file and say what is
 /// wrong and where.
 pub fn load(path: &Path) -> Result<pb::DesiredLrp, Error> {
+    load_as(path, None)
+}
+
+/// Like [`load`], with `guid` (when given) as the process guid instead of the file's, which
+/// may then leave it out (`desire-lrp --file F --guid G`).
+pub fn load_as(path: &Path, guid: Option<&str>) -> Result<pb::DesiredLrp, Error> {
     let text = read(path)?;
-    parse(&text, is_yaml(path)).map_err(|reason| Error::ParseFile { path: path.display().to_string(), reason })
+    let parsed = parse_partial(&text, is_yaml(path)).and_then(|(mut value, mut lrp)| {
+        if let (Some(guid), Some(fields)) = (guid, value.as_object_mut()) {
+            fields.insert("process_guid".to_owned(), guid.into());
+            guid.clone_into(&mut lrp.process_guid);
+        }
+        with_defaults(&value, lrp)
+    });
+    parsed.map_err(|reason| Error::ParseFile { path: path.display().to_string(), reason })
 }
 
 /// Reads `path` as part of a desired LRP (`update-lrp --file`): the fields the file holds, as
@@ -62,17 +84,24 @@ fn read(path: &Path) -> Result<String, Error> {
 
 /// Parses a file's text as YAML or JSON into the fields it holds and the message they make.
 fn parse_partial(text: &str, yaml: bool) -> Result<(serde_json::Value, pb::DesiredLrp), String> {
+    let shown: serde_json::Value = if yaml {
+        serde_norway::from_str(text).map_err(|e| e.to_string())?
+    } else {
+        serde_json::from_str(text).map_err(|e| e.to_string())?
+    };
+    if let Some(inner) = unwrap_shown(&shown)? {
+        let lrp = serde_json::from_value(inner.clone()).map_err(|e| format!("desired_lrp: {e}"))?;
+        return Ok((inner.clone(), lrp));
+    }
     if yaml {
         // YAML goes through a JSON value: serde_norway reads enums only from YAML tags
         // (`!run_action`), and the file format spells actions as one-key maps in both.
-        let value: serde_json::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-        let lrp = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-        Ok((value, lrp))
+        let lrp = serde_json::from_value(shown.clone()).map_err(|e| e.to_string())?;
+        Ok((shown, lrp))
     } else {
         // JSON is read twice: for which fields are present, and straight into the message so
         // a wrong type is reported with its line and column.
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        Ok((value, serde_json::from_str(text).map_err(|e| e.to_string())?))
+        Ok((shown, serde_json::from_str(text).map_err(|e| e.to_string())?))
     }
 }
 
@@ -81,6 +110,30 @@ fn parse_partial(text: &str, yaml: bool) -> Result<(serde_json::Value, pb::Desir
 pub fn parse(text: &str, yaml: bool) -> Result<pb::DesiredLrp, String> {
     let (value, lrp) = parse_partial(text, yaml)?;
     with_defaults(&value, lrp)
+}
+
+/// The message of an already parsed file (one entry of `diego export`'s `desired_lrps`), with
+/// the file format's defaults filled in.
+pub fn from_value(value: &serde_json::Value) -> Result<pb::DesiredLrp, String> {
+    let value = unwrap_shown(value)?.unwrap_or(value);
+    let lrp = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    with_defaults(value, lrp)
+}
+
+/// The desired LRP of a `diego lrp GUID --json` document (`{"desired_lrp": {...}, "running":
+/// .., "states": .., "instance_count": .., "instances": [..]}`), or `None` when `value` is a
+/// desired LRP itself. The instance keys are what the BBS reports, not something a file
+/// desires: they are ignored, and any other key beside `desired_lrp` is refused by name.
+fn unwrap_shown(value: &serde_json::Value) -> Result<Option<&serde_json::Value>, String> {
+    let Some(fields) = value.as_object() else { return Ok(None) };
+    let Some(inner) = fields.get(SHOWN_LRP_KEY) else { return Ok(None) };
+    if let Some(other) = fields.keys().find(|k| *k != SHOWN_LRP_KEY && !SHOWN_STATUS_KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown field `{other}` beside `{SHOWN_LRP_KEY}` (a `diego lrp --json` document holds `{SHOWN_LRP_KEY}`, `{}`)",
+            SHOWN_STATUS_KEYS.join("`, `")
+        ));
+    }
+    Ok(Some(inner))
 }
 
 /// The file format's defaults, for the fields `value` (the parsed file) does not hold.
@@ -174,6 +227,27 @@ mod tests {
     fn zero_instances_and_an_empty_domain_are_written_so_they_read_back() {
         let message = pb::DesiredLrp { process_guid: "z".into(), ..Default::default() };
         assert_eq!(parse(&to_json(&message).to_string(), false).unwrap(), message);
+    }
+
+    #[test]
+    fn an_lrp_json_document_reads_as_its_desired_lrp() {
+        let message = parse(WEB, false).unwrap();
+        let shown = serde_json::json!({
+            "desired_lrp": to_json(&message), "running": 1, "states": {"running": 1},
+            "instance_count": 2, "instances": [{"index": 0, "state": "RUNNING"}],
+        });
+        assert_eq!(parse(&shown.to_string(), false).unwrap(), message);
+        assert_eq!(parse(&serde_norway::to_string(&shown).unwrap(), true).unwrap(), message);
+        assert_eq!(from_value(&shown).unwrap(), message);
+        let (fields, partial) = load_partial_text(&shown.to_string());
+        assert_eq!((fields, partial), (to_json(&message), message));
+        let stray = serde_json::json!({"desired_lrp": {"process_guid": "a"}, "extra": 1});
+        let error = parse(&stray.to_string(), false).unwrap_err();
+        assert!(error.starts_with("unknown field `extra` beside `desired_lrp`"), "{error}");
+    }
+
+    fn load_partial_text(text: &str) -> (serde_json::Value, pb::DesiredLrp) {
+        parse_partial(text, false).unwrap()
     }
 
     #[test]

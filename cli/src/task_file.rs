@@ -49,6 +49,12 @@ pub fn parse(text: &str, yaml: bool) -> Result<api::DesireTaskRequest, String> {
     } else {
         serde_json::from_str(text).map_err(|e| e.to_string())?
     };
+    from_value(value)
+}
+
+/// The request of an already parsed file (one entry of `diego export`'s `tasks`), with the file
+/// format's defaults filled in.
+pub fn from_value(value: serde_json::Value) -> Result<api::DesireTaskRequest, String> {
     let serde_json::Value::Object(mut fields) = value else {
         return Err("expected a map of fields (task_guid, domain and the task definition's)".to_owned());
     };

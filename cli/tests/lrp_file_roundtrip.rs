@@ -1,5 +1,5 @@
 //! Issue 13's acceptance line for desired-LRP files: a desired LRP written with every action
-//! kind, every check kind, every field but the volume ones and routes, in a YAML file
+//! kind, every check kind, every field (volumes included since issue 19), in a YAML file
 //! (`fixtures/every_field_lrp.yaml`), desired with `diego desire-lrp --file` on an in-process
 //! BBS and read back with `diego lrp GUID --json`, is the file unchanged. The one field the BBS
 //! sets, and so left out of the comparison, is [`SET_BY_THE_BBS`].
@@ -14,16 +14,14 @@ use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FileDescriptorSet};
 
-/// The file: every field of a `DesiredLRP` a client may set, except the volume ones.
+/// The file: every field of a `DesiredLRP` a client may set.
 const FIXTURE: &str = include_str!("fixtures/every_field_lrp.yaml");
 /// The path `diego desire-lrp --file` reads it from.
 const FIXTURE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/every_field_lrp.yaml");
 /// Fields of the printed desired LRP the BBS sets itself: not in the file, not compared.
 const SET_BY_THE_BBS: &[&str] = &["modification_tag"];
-/// Fields the fixture does not set (`Message.field`): volumes are out of this test's scope,
-/// and the modification tag is the BBS's.
-const NOT_IN_THE_FILE: &[&str] =
-    &["DesiredLRP.volume_mounts", "DesiredLRP.volume_mounted_files", "DesiredLRP.modification_tag"];
+/// Fields the fixture does not set (`Message.field`): the modification tag is the BBS's.
+const NOT_IN_THE_FILE: &[&str] = &["DesiredLRP.modification_tag"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desired_lrp_with_every_field_round_trips_through_desire_lrp_and_lrp_json() {

@@ -30,12 +30,14 @@ pub enum HealthCheck {
 /// `desire-lrp`: from a file, or from flags for the common case.
 #[derive(Debug, Clone, Args)]
 pub struct DesireLrpArgs {
-    /// A JSON (or .yaml / .yml) file holding a DesiredLRP in the proto's JSON shape; `-` reads
-    /// JSON from standard input. Conflicts with the flags below.
+    /// A JSON (or .yaml / .yml) file holding a DesiredLRP in the proto's JSON shape, or what
+    /// `diego lrp GUID --json` prints; `-` reads JSON from standard input. Conflicts with the
+    /// flags below except --guid.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// The process guid (letters, digits, `-` and `_`; at most 255 bytes).
-    #[arg(long, required_unless_present = "file", conflicts_with = "file", value_parser = validate::process_guid)]
+    /// The process guid (letters, digits, `-` and `_`; at most 255 bytes); with --file, it
+    /// replaces the file's (desires a copy under a new guid).
+    #[arg(long, required_unless_present = "file", value_parser = validate::process_guid)]
     pub guid: Option<String>,
     /// The command, run as `/bin/sh -c COMMAND`.
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
@@ -80,7 +82,7 @@ impl DesireLrpArgs {
     /// any connection is made.
     pub fn build(&self) -> Result<pb::DesiredLrp, Error> {
         if let Some(path) = &self.file {
-            let lrp = lrp_file::load(path)?;
+            let lrp = lrp_file::load_as(path, self.guid.as_deref())?;
             validate::check_desired_lrp(&lrp).map_err(|e| validate::file_error(path, e))?;
             return Ok(lrp);
         }

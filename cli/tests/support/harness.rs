@@ -36,17 +36,28 @@ pub struct Bbs {
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), bbs::RunError>>,
     _db: TestDb,
+    /// The BBS's data directory (its generated encryption key file), removed on stop.
+    data_dir: PathBuf,
 }
 
 impl Bbs {
     /// Starts a BBS and waits until it leads (accepts writes).
     pub async fn start() -> Bbs {
-        let db = TestDb::create(Backend::Sqlite).await.expect("sqlite test databases are always available");
+        Bbs::start_on(Backend::Sqlite).await.expect("sqlite test databases are always available")
+    }
+
+    /// Starts a BBS on a fresh database of `backend`, or `None` when the backend's test URL
+    /// (`DIEGO_TEST_POSTGRES_URL`, `DIEGO_TEST_MYSQL_URL`) is not set (`db::testing::TestDb`).
+    pub async fn start_on(backend: Backend) -> Option<Bbs> {
+        let db = TestDb::create(backend).await?;
+        let data_dir = std::env::temp_dir().join(format!("cli-test-bbs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data_dir).unwrap();
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = grpc.local_addr().unwrap().to_string();
         let config = BbsConfig {
             database_url: db.url.clone(),
+            data_dir: data_dir.clone(),
             lock_ttl: Duration::from_secs(2),
             lock_retry_interval: Duration::from_millis(200),
             tls: Pki::for_tests().test_tls(Role::Bbs, ""),
@@ -59,9 +70,9 @@ impl Bbs {
             bbs::Overrides::default(),
             shutdown.clone(),
         ));
-        let server = Bbs { address, shutdown, task, _db: db };
+        let server = Bbs { address, shutdown, task, _db: db, data_dir };
         server.wait_until_leading().await;
-        server
+        Some(server)
     }
 
     async fn wait_until_leading(&self) {
@@ -194,10 +205,42 @@ impl Bbs {
         self.client().await.actual_lr_ps(request).await.unwrap().into_inner().actual_lrps
     }
 
+    /// Runs `diego --bbs-address ADDR ARGS...` with `input` on its standard input.
+    pub async fn diego_with_input(&self, args: &[&str], input: &str) -> Run {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = tokio::process::Command::new(DIEGO)
+            .arg("--bbs-address")
+            .arg(&self.address)
+            .args(args)
+            .env_remove("DIEGO_BBS_ADDRESS")
+            .envs(operator_env())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("cannot start diego");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("diego {args:?} did not finish within 60 s"))
+            .expect("cannot run diego");
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        assert_no_panic(&run.stderr);
+        run
+    }
+
     /// Stops the BBS.
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("bbs did not shut down");
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 

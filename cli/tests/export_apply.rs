@@ -1,0 +1,204 @@
+//! Issue 19 item 3 on every backend (SQLite always; PostgreSQL and MySQL when
+//! `DIEGO_TEST_POSTGRES_URL` / `DIEGO_TEST_MYSQL_URL` are set): `diego export` of a cluster, its
+//! database lost (a second BBS on a fresh, empty database), `diego apply -f` of the export
+//! restores the same state, compared field by field (desired LRPs as whole messages, modification
+//! tags aside; pending tasks' definitions; domains). Applying again changes nothing, `--dry-run`
+//! changes nothing, `--prune` removes only what the file's domains no longer hold, an updatable
+//! change is an update and a run-info change is refused unless `--replace`. And `diego lrp GUID
+//! --json` fed to `diego desire-lrp --file - --guid NEW` desires an identical LRP.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+
+use db::Backend;
+use harness::Bbs;
+use proto::pb::bbs::v1 as api;
+use proto::pb::models::v1 as pb;
+
+/// The every-field desired LRP (`fixtures/every_field_lrp.yaml`, domain `roundtrip`).
+const EVERY_FIELD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/every_field_lrp.yaml");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_wipe_apply_restores_the_state_on_sqlite() {
+    export_wipe_apply(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_wipe_apply_restores_the_state_on_postgres() {
+    export_wipe_apply(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_wipe_apply_restores_the_state_on_mysql() {
+    export_wipe_apply(Backend::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lrp_json_desires_an_identical_copy_on_sqlite() {
+    lrp_json_desires_a_copy(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lrp_json_desires_an_identical_copy_on_postgres() {
+    lrp_json_desires_a_copy(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lrp_json_desires_an_identical_copy_on_mysql() {
+    lrp_json_desires_a_copy(Backend::Mysql).await;
+}
+
+/// Desires the cluster the tests export: the every-field LRP, two LRPs from flags (one with no
+/// instances), two domains (one expiring), two pending tasks.
+async fn populate(bbs: &Bbs) {
+    bbs.diego(&["desire-lrp", "--file", EVERY_FIELD]).await.ok();
+    let web = ["desire-lrp", "--guid", "web", "--command", "exec ./server", "--instances", "2", "--port", "8080"];
+    bbs.diego(&web).await.ok();
+    let idle = ["desire-lrp", "--guid", "idle", "--command", "sleep 1", "--instances", "0", "--domain", "batch"];
+    bbs.diego(&idle).await.ok();
+    bbs.diego(&["upsert-domain", "diego"]).await.ok();
+    bbs.diego(&["upsert-domain", "batch", "--ttl", "3600"]).await.ok();
+    bbs.diego(&["desire-task", "--guid", "report", "--command", "echo 42", "--result-file", "/tmp/r"]).await.ok();
+    bbs.diego(&["desire-task", "--guid", "nightly", "--command", "true", "--domain", "batch"]).await.ok();
+}
+
+/// Every desired LRP by guid, modification tags cleared.
+async fn desired_lrps(bbs: &Bbs) -> BTreeMap<String, pb::DesiredLrp> {
+    let response = bbs.client().await.desired_lr_ps(api::DesiredLrPsRequest::default()).await.unwrap().into_inner();
+    response
+        .desired_lrps
+        .into_iter()
+        .map(|lrp| (lrp.process_guid.clone(), pb::DesiredLrp { modification_tag: None, ..lrp }))
+        .collect()
+}
+
+/// Every modification tag by guid: what shows whether anything was written.
+async fn modification_tags(bbs: &Bbs) -> BTreeMap<String, Option<pb::ModificationTag>> {
+    let response = bbs.client().await.desired_lr_ps(api::DesiredLrPsRequest::default()).await.unwrap().into_inner();
+    response.desired_lrps.into_iter().map(|lrp| (lrp.process_guid, lrp.modification_tag)).collect()
+}
+
+/// Every pending task's guid, domain and definition.
+async fn pending_tasks(bbs: &Bbs) -> BTreeMap<String, (String, Option<pb::TaskDefinition>)> {
+    let response = bbs.client().await.tasks(api::TasksRequest::default()).await.unwrap().into_inner();
+    response
+        .tasks
+        .into_iter()
+        .filter(|t| t.state == pb::task::State::Pending as i32)
+        .map(|t| (t.task_guid, (t.domain, t.task_definition)))
+        .collect()
+}
+
+async fn domains(bbs: &Bbs) -> Vec<String> {
+    let mut domains = bbs.client().await.domains(api::DomainsRequest {}).await.unwrap().into_inner().domains;
+    domains.sort();
+    domains
+}
+
+async fn export_wipe_apply(backend: Backend) {
+    let Some(original) = Bbs::start_on(backend).await else { return };
+    populate(&original).await;
+    let dir = harness::scratch(&format!("export-apply-{}", backend.name()));
+    let exported = original.diego(&["export"]).await.ok().to_owned();
+    let state = dir.join("state.yaml");
+    std::fs::write(&state, &exported).unwrap();
+    let state = state.to_str().unwrap();
+    // The JSON export is the same document.
+    let json = original.diego(&["export", "--json"]).await.json();
+    let yaml: serde_json::Value = serde_norway::from_str(&exported).unwrap();
+    assert_eq!(json, yaml);
+    assert_eq!(json["desired_lrps"].as_array().unwrap().len(), 3, "{exported}");
+    assert_eq!(json["tasks"].as_array().unwrap().len(), 2, "{exported}");
+    assert!(json["desired_lrps"][0].get("modification_tag").is_none(), "{exported}");
+
+    // Everything lost: a BBS on an empty database.
+    let restored = Bbs::start_on(backend).await.unwrap();
+    assert!(desired_lrps(&restored).await.is_empty());
+
+    // --dry-run prints the diff and changes nothing.
+    let dry = restored.diego(&["apply", "-f", state, "--dry-run"]).await.ok().to_owned();
+    let expected = "+ domain batch\n+ domain diego\n+ lrp every-field\n+ lrp idle\n+ lrp web\n+ task nightly\n\
+                    + task report\ndry run: nothing was changed\n";
+    assert_eq!(dry, expected);
+    assert!(desired_lrps(&restored).await.is_empty() && pending_tasks(&restored).await.is_empty());
+    assert!(domains(&restored).await.is_empty());
+
+    let applied = restored.diego(&["apply", "-f", state]).await.ok().to_owned();
+    assert_eq!(applied, expected.replace("dry run: nothing was changed\n", ""));
+    let (before, after) = (desired_lrps(&original).await, desired_lrps(&restored).await);
+    assert_eq!(after.keys().collect::<Vec<_>>(), ["every-field", "idle", "web"]);
+    for (guid, lrp) in &before {
+        assert_eq!(Some(lrp), after.get(guid), "{guid} differs after export, wipe and apply");
+    }
+    assert_eq!(pending_tasks(&restored).await, pending_tasks(&original).await);
+    assert_eq!(domains(&restored).await, domains(&original).await);
+
+    // Applying again changes nothing: no line, no write.
+    let tags = modification_tags(&restored).await;
+    let again = restored.diego(&["apply", "-f", state, "--prune"]).await.ok().to_owned();
+    assert_eq!(again, "no changes: the cluster matches the file\n");
+    assert_eq!(modification_tags(&restored).await, tags);
+    // And the restored cluster exports the same document.
+    assert_eq!(restored.diego(&["export"]).await.ok(), exported);
+
+    // --prune removes an LRP of the file's domains that the file lacks, not one of another domain.
+    restored.diego(&["desire-lrp", "--guid", "stray", "--command", "true", "--instances", "0"]).await.ok();
+    let other = ["desire-lrp", "--guid", "other", "--command", "true", "--instances", "0", "--domain", "elsewhere"];
+    restored.diego(&other).await.ok();
+    assert_eq!(restored.diego(&["apply", "-f", state]).await.ok(), "no changes: the cluster matches the file\n");
+    let dry = restored.diego(&["apply", "-f", state, "--prune", "--dry-run"]).await.ok().to_owned();
+    assert_eq!(dry, "- lrp stray\ndry run: nothing was changed\n");
+    assert!(desired_lrps(&restored).await.contains_key("stray"));
+    assert_eq!(restored.diego(&["apply", "-f", state, "--prune"]).await.ok(), "- lrp stray\n");
+    let now = desired_lrps(&restored).await;
+    assert!(!now.contains_key("stray") && now.contains_key("other"), "{:?}", now.keys());
+
+    // An updatable change is an update; a run-info change is refused, or replaced with --replace.
+    let mut file: serde_json::Value = serde_norway::from_str(&exported).unwrap();
+    let web = file["desired_lrps"].as_array_mut().unwrap().iter_mut().find(|l| l["process_guid"] == "web").unwrap();
+    web["instances"] = 3.into();
+    web["annotation"] = "v2".into();
+    let edited = dir.join("edited.json");
+    std::fs::write(&edited, file.to_string()).unwrap();
+    let edited = edited.to_str().unwrap();
+    let out = restored.diego(&["apply", "-f", edited]).await.ok().to_owned();
+    assert_eq!(out, "~ lrp web: annotation \"\" → \"v2\", instances 2 → 3\n");
+    let web_now = restored.desired("web").await;
+    assert_eq!((web_now.instances, web_now.annotation.as_str()), (3, "v2"));
+    assert_eq!(
+        pb::DesiredLrp { instances: 2, annotation: String::new(), modification_tag: None, ..web_now },
+        before["web"]
+    );
+
+    let web = file["desired_lrps"].as_array_mut().unwrap().iter_mut().find(|l| l["process_guid"] == "web").unwrap();
+    web["memory_mb"] = 256.into();
+    std::fs::write(edited, file.to_string()).unwrap();
+    let out = restored.diego(&["apply", "-f", edited]).await;
+    let line = out.fails(2).to_owned();
+    assert!(line.contains("1 desired lrp(s) left as they are") && line.contains("--replace"), "{line}");
+    assert!(out.stdout.starts_with("! lrp web: run info differs (memory_mb)"), "{out:?}");
+    assert_eq!(restored.desired("web").await.memory_mb, 128);
+    let out = restored.diego(&["apply", "-f", edited, "--replace"]).await.ok().to_owned();
+    assert_eq!(out, "-+ lrp web: replaced (run info differs: memory_mb)\n");
+    assert_eq!(restored.desired("web").await.memory_mb, 256);
+    assert_eq!(restored.diego(&["apply", "-f", edited]).await.ok(), "no changes: the cluster matches the file\n");
+
+    restored.stop().await;
+    original.stop().await;
+}
+
+async fn lrp_json_desires_a_copy(backend: Backend) {
+    let Some(bbs) = Bbs::start_on(backend).await else { return };
+    bbs.diego(&["desire-lrp", "--file", EVERY_FIELD]).await.ok();
+    let shown = bbs.diego(&["lrp", "every-field", "--json"]).await.ok().to_owned();
+    let out = bbs.diego_with_input(&["desire-lrp", "--file", "-", "--guid", "every-field-copy"], &shown).await;
+    assert!(out.ok().contains("desired lrp every-field-copy"), "{out:?}");
+    let (original, copy) = (bbs.desired("every-field").await, bbs.desired("every-field-copy").await);
+    assert_eq!(
+        pb::DesiredLrp { process_guid: "every-field".into(), modification_tag: None, ..copy },
+        pb::DesiredLrp { modification_tag: None, ..original }
+    );
+    bbs.stop().await;
+}
