@@ -2,7 +2,8 @@
 //! (validation errors become INVALID_ARGUMENT naming the field, and nothing is written), calls
 //! one controller method, and encodes the result. The field rules of that decoding are in
 //! [`decode`]; request count and latency per RPC are recorded by [`observe`]; the list RPCs are
-//! paged, in [`listings`]. Who may call what is decided by role before a request gets here
+//! paged, in [`listings`], and the two bulk ones also come streamed (StreamActualLRPs,
+//! StreamDesiredLRPSchedulingInfos: the whole listing as bounded pages). Who may call what is decided by role before a request gets here
 //! ([`svc::authz::AuthzLayer`]); a cell's calls marked "own cell" in that table are checked here,
 //! before anything is written, against the cell id the request or the stored record names
 //! ([`require_own_cell`]).
@@ -28,6 +29,7 @@ use crate::controllers::actual_lrps::ActualLrps;
 use crate::controllers::desired_lrps::DesiredLrps;
 use crate::controllers::evacuation::Evacuation;
 use crate::controllers::tasks::Tasks;
+use crate::paging::StreamPage;
 
 /// The `Bbs` service.
 pub struct BbsService {
@@ -60,6 +62,25 @@ fn key_cell(key: &Option<pb::ActualLrpInstanceKey>) -> &str {
 }
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+/// A streamed listing once its first message is read: an error there (a filter the store
+/// refuses, the database down) fails the call itself, as the unary listing's would; later
+/// errors end the stream with their status. Each page becomes a response through `to_wire`.
+async fn started<P, R>(
+    mut pages: listings::Pages<P>,
+    to_wire: impl Fn(StreamPage<P>) -> R + Send + 'static,
+) -> Result<EventStream<R>>
+where
+    P: Send + 'static,
+    R: Send + 'static,
+{
+    let first = match pages.next().await {
+        Some(page) => page?,
+        None => return Ok(Box::pin(futures::stream::empty())),
+    };
+    let rest = pages.map(|page| page.map_err(Status::from));
+    Ok(Box::pin(futures::stream::once(async { Ok(first) }).chain(rest).map(move |page| page.map(&to_wire))))
+}
 
 #[tonic::async_trait]
 impl Bbs for BbsService {
@@ -94,6 +115,25 @@ impl Bbs for BbsService {
         // A cell lists only its own cell's instances.
         require_own_cell(&Peer::of(&request), &request.get_ref().cell_id)?;
         self.observe("ActualLRPs", listings::actual_lrps(&self.ctx, request.into_inner())).await
+    }
+
+    type StreamActualLRPsStream = EventStream<api::ActualLrPsResponse>;
+
+    async fn stream_actual_lr_ps(
+        &self,
+        request: Request<api::ActualLrPsRequest>,
+    ) -> GrpcResult<Self::StreamActualLRPsStream> {
+        // The same rule as ActualLRPs: a cell streams only its own cell's instances.
+        require_own_cell(&Peer::of(&request), &request.get_ref().cell_id)?;
+        self.observe("StreamActualLRPs", async {
+            let pages = listings::stream_actual_lrps(&self.ctx, request.into_inner())?;
+            let to_wire = |page: StreamPage<pb::ActualLrp>| api::ActualLrPsResponse {
+                actual_lrps: page.items,
+                next_page_token: page.next_page_token,
+            };
+            started(pages, to_wire).await
+        })
+        .await
     }
 
     async fn claim_actual_lrp(
@@ -292,6 +332,23 @@ impl Bbs for BbsService {
         request: Request<api::DesiredLrPsRequest>,
     ) -> GrpcResult<api::DesiredLrpSchedulingInfosResponse> {
         self.observe("DesiredLRPSchedulingInfos", listings::scheduling_infos(&self.ctx, request.into_inner())).await
+    }
+
+    type StreamDesiredLRPSchedulingInfosStream = EventStream<api::DesiredLrpSchedulingInfosResponse>;
+
+    async fn stream_desired_lrp_scheduling_infos(
+        &self,
+        request: Request<api::DesiredLrPsRequest>,
+    ) -> GrpcResult<Self::StreamDesiredLRPSchedulingInfosStream> {
+        self.observe("StreamDesiredLRPSchedulingInfos", async {
+            let pages = listings::stream_scheduling_infos(&self.ctx, request.into_inner())?;
+            let to_wire = |page: StreamPage<pb::DesiredLrpSchedulingInfo>| api::DesiredLrpSchedulingInfosResponse {
+                desired_lrp_scheduling_infos: page.items,
+                next_page_token: page.next_page_token,
+            };
+            started(pages, to_wire).await
+        })
+        .await
     }
 
     async fn desired_lrp_scheduling_info_by_process_guid(

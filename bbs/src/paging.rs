@@ -20,9 +20,21 @@
 //!
 //! The store is read in batches sized from the average item seen so far, so a page of huge items
 //! does not read thousands of rows it cannot send, and a page of small ones takes few statements.
+//!
+//! **Streamed listings** ([`stream`]: StreamActualLRPs, StreamDesiredLRPSchedulingInfos) send a
+//! whole listing over one server stream, as messages of at most `page_size` items
+//! ([`STREAM_DEFAULT_ITEMS`] when 0) that stop before [`STREAM_MESSAGE_BYTES`]. A reader task
+//! reads the store one keyset batch (one short statement, no transaction) at a time and hands
+//! each message to the gRPC stream through a channel of [`STREAM_QUEUE`] slot: when the client
+//! stops reading, the send waits and the reader reads nothing more, so a stream holds at most
+//! one batch, the message being filled and the one queued, whatever the listing's size. Each
+//! message carries the token after its last item (empty on the last message), so a client whose
+//! stream broke resumes where it was.
 
 use db::sql::page::{ActualLrpCursor, MAX_BATCH, Page};
+use futures::Stream;
 use proto::models::ValidationError;
+use tokio::sync::mpsc;
 
 use crate::{Error, Result};
 
@@ -205,6 +217,91 @@ where
     }
 }
 
+/// Largest encoded size of one streamed message's items (1 MiB): small enough that a stream
+/// holds little in the server, big enough that framing is noise.
+pub const STREAM_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Items per streamed message when the request's `page_size` is 0.
+pub const STREAM_DEFAULT_ITEMS: usize = 1_000;
+
+/// Messages queued between a stream's reader task and the gRPC stream.
+pub const STREAM_QUEUE: usize = 1;
+
+/// One message of a streamed listing: its items and the token after its last item (empty on
+/// the last message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamPage<P> {
+    /// At most the request's count, under [`STREAM_MESSAGE_BYTES`] unless one item is alone.
+    pub items: Vec<P>,
+    /// The token resuming after `items`, empty on the last message.
+    pub next_page_token: String,
+}
+
+/// A streamed listing: a reader task that fetches keyset batches through `fetch(after, limit)`
+/// and cuts them into messages of at most the request's count and [`STREAM_MESSAGE_BYTES`],
+/// sending each through a channel of [`STREAM_QUEUE`] slot (so it waits while the client does
+/// not read), and the receiving end as a stream. A store error ends the stream with that error;
+/// the reader stops as soon as the stream is dropped.
+pub fn stream<P, K, F, Fut>(
+    request: PageRequest<K>,
+    mut fetch: F,
+    key: impl Fn(&P) -> K + Send + 'static,
+) -> impl Stream<Item = Result<StreamPage<P>>> + Send + 'static
+where
+    P: prost::Message + 'static,
+    K: Cursor + Send + Sync + 'static,
+    F: FnMut(Option<K>, usize) -> Fut + Send + 'static,
+    Fut: Future<Output = db::Result<Page<P, K>>> + Send,
+{
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let per_message = request.size.unwrap_or(STREAM_DEFAULT_ITEMS).max(1);
+    tokio::spawn(async move {
+        let mut after = request.after;
+        let (mut items, mut bytes) = (Vec::new(), 0_usize);
+        let (mut batch, mut seen_bytes, mut seen_items) = (FIRST_BATCH.min(per_message), 0_usize, 0_usize);
+        loop {
+            let page = match fetch(after.clone(), batch).await {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            for item in page.items {
+                let len = framed_len(&item);
+                if items.len() >= per_message || (!items.is_empty() && bytes + len > STREAM_MESSAGE_BYTES) {
+                    let next_page_token = after.as_ref().map(encode_token).unwrap_or_default();
+                    let full = StreamPage { items: std::mem::take(&mut items), next_page_token };
+                    if tx.send(Ok(full)).await.is_err() {
+                        return; // The client went away.
+                    }
+                    bytes = 0;
+                }
+                after = Some(key(&item));
+                bytes += len;
+                seen_bytes += len;
+                seen_items += 1;
+                items.push(item);
+            }
+            let Some(resume) = page.resume_after else {
+                let _ = tx.send(Ok(StreamPage { items, next_page_token: String::new() })).await;
+                return;
+            };
+            after = Some(resume);
+            batch = stream_batch(per_message, seen_bytes, seen_items);
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// The rows of a streamed listing's next store read: one message's worth, going by the average
+/// item so far (the count asked for, or what fits [`STREAM_MESSAGE_BYTES`]), within
+/// [`FIRST_BATCH`]..=[`MAX_BATCH`].
+fn stream_batch(per_message: usize, bytes: usize, items: usize) -> usize {
+    let fit = bytes.checked_div(items).map_or(MAX_BATCH, |average| STREAM_MESSAGE_BYTES / average.max(1) + 1);
+    per_message.min(fit).clamp(FIRST_BATCH.min(per_message), MAX_BATCH)
+}
+
 /// The rows of the next store read: as many as the average item so far says still fit, within
 /// [`FIRST_BATCH`]..=[`MAX_BATCH`]; doubled when nothing decoded yet.
 fn next_batch(previous: usize, bytes: usize, items: usize) -> usize {
@@ -322,6 +419,113 @@ mod tests {
         rows.push(row("z", 10));
         assert_eq!(pages(&rows, 0).await, vec![(names(&["z"]), false)]);
         assert_eq!(pages(&rows, 1).await, vec![(names(&["z"]), false)]);
+    }
+
+    /// A shared store of `(key, item)` rows (`None`: undecodable) that counts the rows it has
+    /// handed out, for the streamed listing.
+    #[derive(Clone)]
+    struct SharedRows {
+        rows: std::sync::Arc<Vec<(String, Option<String>)>>,
+        read: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl SharedRows {
+        fn new(rows: Vec<(String, Option<String>)>) -> Self {
+            SharedRows { rows: std::sync::Arc::new(rows), read: Default::default() }
+        }
+
+        fn read(&self) -> usize {
+            self.read.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn fetch(
+            &self,
+        ) -> impl FnMut(Option<TaskCursor>, usize) -> std::future::Ready<db::Result<Page<String, TaskCursor>>> + use<>
+        {
+            let this = self.clone();
+            move |after, limit| {
+                let after = after.map(|c| c.0).unwrap_or_default();
+                let read: Vec<_> = this.rows.iter().filter(|(k, _)| *k > after).take(limit.max(1)).collect();
+                this.read.fetch_add(read.len(), std::sync::atomic::Ordering::SeqCst);
+                let resume_after = (read.len() == limit.max(1)).then(|| TaskCursor(read[read.len() - 1].0.clone()));
+                let items = read.iter().filter_map(|(_, item)| item.clone()).collect();
+                std::future::ready(Ok(Page { items, resume_after }))
+            }
+        }
+    }
+
+    fn item_key(item: &String) -> TaskCursor {
+        #![allow(clippy::ptr_arg)] // `stream` passes the item itself
+        TaskCursor(item.split(':').next().unwrap_or_default().to_owned())
+    }
+
+    /// Every message of a streamed listing of `rows`: (item keys, whether a token came).
+    async fn streamed(rows: &SharedRows, page_size: u32) -> Vec<(Vec<String>, bool)> {
+        use futures::StreamExt;
+        let request = PageRequest::<TaskCursor>::new(page_size, "").unwrap();
+        let messages: Vec<_> = stream(request, rows.fetch(), item_key).collect().await;
+        messages
+            .into_iter()
+            .map(|message| {
+                let message = message.unwrap();
+                let bytes: usize = message.items.iter().map(framed_len).sum();
+                assert!(bytes <= STREAM_MESSAGE_BYTES || message.items.len() == 1, "{bytes} bytes");
+                let keys = message.items.iter().map(|i| item_key(i).0).collect();
+                (keys, !message.next_page_token.is_empty())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_stream_sends_every_item_once_in_messages_bounded_by_count_and_size() {
+        let key = |i: usize| format!("k{i:06}");
+        let small: Vec<_> = (0..12_345).map(|i| (key(i), Some(format!("{}:{}", key(i), "x".repeat(100))))).collect();
+        let rows = SharedRows::new(small);
+        let got = streamed(&rows, 1000).await;
+        assert_eq!(got.len(), 13);
+        assert!(got.iter().all(|(items, _)| items.len() <= 1000));
+        let all: Vec<String> = got.iter().flat_map(|(items, _)| items.clone()).collect();
+        assert_eq!(all, (0..12_345).map(key).collect::<Vec<_>>(), "every item once, in key order");
+        // Every message but the last carries a token; the last does not.
+        assert!(got[..12].iter().all(|(_, token)| *token) && !got[12].1);
+        // page_size 0: the default count; big items: the size cap.
+        assert!(streamed(&rows, 0).await.iter().all(|(items, _)| items.len() <= STREAM_DEFAULT_ITEMS));
+        let big: Vec<_> = (0..10).map(|i| (key(i), Some(format!("{}:{}", key(i), "x".repeat(300_000))))).collect();
+        let got = streamed(&SharedRows::new(big), 0).await;
+        assert_eq!(got.iter().map(|(items, _)| items.len()).collect::<Vec<_>>(), [3, 3, 3, 1]);
+        // Undecodable rows are skipped; an empty listing is one empty last message.
+        let mixed = vec![("a".to_owned(), None), ("b".to_owned(), Some("b:1".to_owned())), ("c".to_owned(), None)];
+        assert_eq!(streamed(&SharedRows::new(mixed), 1).await, vec![(names(&["b"]), false)]);
+        assert_eq!(streamed(&SharedRows::new(Vec::new()), 0).await, vec![(vec![], false)]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_client_stops_reading_stops_reading_the_store() {
+        use futures::StreamExt;
+        let key = |i: usize| format!("k{i:06}");
+        let rows = SharedRows::new((0..100_000).map(|i| (key(i), Some(format!("{}:item", key(i))))).collect());
+        let request = PageRequest::<TaskCursor>::new(100, "").unwrap();
+        let mut messages = Box::pin(stream(request, rows.fetch(), item_key));
+        let first = messages.next().await.unwrap().unwrap();
+        assert_eq!(first.items.len(), 100);
+        // The reader runs on while it can: give it every chance, then look at what it read.
+        for _ in 0..1_000 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let read = rows.read();
+        // The message sent, the one queued, the one being filled and one batch: a few hundred
+        // rows of the hundred thousand.
+        assert!(read <= 4 * 100 + MAX_BATCH.min(100), "{read} rows read while the client waited");
+        // Reading on resumes the reader; dropping the stream stops it.
+        let second = messages.next().await.unwrap().unwrap();
+        assert_eq!(second.items[0], format!("{}:item", key(100)));
+        drop(messages);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let after_drop = rows.read();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(rows.read(), after_drop, "the reader stopped with its stream");
+        assert!(after_drop < 100_000);
     }
 
     #[test]

@@ -1,15 +1,43 @@
-//! Whole listings over the paged list RPCs. The BBS stops each page before 3.5 MiB and hands
-//! back a `next_page_token`, so the simulated reps, nsync bulker and route emitters read page
-//! after page until the token is empty; the timed operation is the whole read, as a real client
-//! makes it.
+//! Whole listings over the list RPCs. The bulk reads (every scheduling info the nsync bulker and
+//! the route emitters read, and every actual LRP a global route emitter reads) use the streamed
+//! RPCs (StreamDesiredLRPSchedulingInfos, StreamActualLRPs: the BBS sends the whole listing as
+//! bounded pages over one stream); a per-cell read (`cell_id` set, what a rep's bulker makes)
+//! and every read when `BENCHMARK_BBS_LISTINGS=unary` is set follow the paged unary RPCs, page
+//! after page until the token is empty, as an older client does. A BBS without the streams
+//! (UNIMPLEMENTED) is read page by page too. The timed operation is the whole read either way.
 
+use futures::StreamExt;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::models::v1 as pb;
 use tonic::transport::Channel;
 
-/// Every actual LRP `request` selects.
+/// The environment variable that selects the unary listings for the bulk reads
+/// (`BENCHMARK_BBS_LISTINGS=unary`), to compare them with the streamed ones on the same data.
+pub const LISTINGS_ENV: &str = "BENCHMARK_BBS_LISTINGS";
+
+/// Whether the bulk reads use the streamed RPCs (the default) rather than the unary pages.
+pub fn streaming() -> bool {
+    std::env::var(LISTINGS_ENV).map_or(true, |value| value != "unary")
+}
+
+/// Every actual LRP `request` selects: streamed when it reads across cells (see the module
+/// docs), else page by page.
 pub async fn actual_lrps(
+    client: BbsClient<Channel>,
+    request: api::ActualLrPsRequest,
+) -> Result<Vec<pb::ActualLrp>, tonic::Status> {
+    if request.cell_id.is_empty() && streaming() {
+        match actual_lrps_streamed(client.clone(), request.clone()).await {
+            Err(status) if status.code() == tonic::Code::Unimplemented => {}
+            result => return result,
+        }
+    }
+    actual_lrps_paged(client, request).await
+}
+
+/// Every actual LRP `request` selects, through the unary ActualLRPs page by page.
+pub async fn actual_lrps_paged(
     mut client: BbsClient<Channel>,
     mut request: api::ActualLrPsRequest,
 ) -> Result<Vec<pb::ActualLrp>, tonic::Status> {
@@ -22,6 +50,19 @@ pub async fn actual_lrps(
         }
         request.page_token = page.next_page_token;
     }
+}
+
+/// Every actual LRP `request` selects, through StreamActualLRPs.
+pub async fn actual_lrps_streamed(
+    mut client: BbsClient<Channel>,
+    request: api::ActualLrPsRequest,
+) -> Result<Vec<pb::ActualLrp>, tonic::Status> {
+    let mut stream = client.stream_actual_lr_ps(request).await?.into_inner();
+    let mut all = Vec::new();
+    while let Some(message) = stream.next().await {
+        all.extend(message?.actual_lrps);
+    }
+    Ok(all)
 }
 
 /// Every live cell.
@@ -37,8 +78,23 @@ pub async fn cells(mut client: BbsClient<Channel>) -> Result<Vec<pb::CellPresenc
     }
 }
 
-/// Every scheduling info `request` selects.
+/// Every scheduling info `request` selects: streamed unless `BENCHMARK_BBS_LISTINGS=unary`.
 pub async fn scheduling_infos(
+    client: BbsClient<Channel>,
+    request: api::DesiredLrPsRequest,
+) -> Result<Vec<pb::DesiredLrpSchedulingInfo>, tonic::Status> {
+    if streaming() {
+        match scheduling_infos_streamed(client.clone(), request.clone()).await {
+            Err(status) if status.code() == tonic::Code::Unimplemented => {}
+            result => return result,
+        }
+    }
+    scheduling_infos_paged(client, request).await
+}
+
+/// Every scheduling info `request` selects, through the unary DesiredLRPSchedulingInfos page
+/// by page.
+pub async fn scheduling_infos_paged(
     mut client: BbsClient<Channel>,
     mut request: api::DesiredLrPsRequest,
 ) -> Result<Vec<pb::DesiredLrpSchedulingInfo>, tonic::Status> {
@@ -51,4 +107,17 @@ pub async fn scheduling_infos(
         }
         request.page_token = page.next_page_token;
     }
+}
+
+/// Every scheduling info `request` selects, through StreamDesiredLRPSchedulingInfos.
+pub async fn scheduling_infos_streamed(
+    mut client: BbsClient<Channel>,
+    request: api::DesiredLrPsRequest,
+) -> Result<Vec<pb::DesiredLrpSchedulingInfo>, tonic::Status> {
+    let mut stream = client.stream_desired_lrp_scheduling_infos(request).await?.into_inner();
+    let mut all = Vec::new();
+    while let Some(message) = stream.next().await {
+        all.extend(message?.desired_lrp_scheduling_infos);
+    }
+    Ok(all)
 }

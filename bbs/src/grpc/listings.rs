@@ -1,6 +1,9 @@
 //! The list RPCs of `Bbs`, one page each ([`crate::paging`]): each decodes its filter and page,
 //! reads the store's keyset-paged listing (served by standbys too) and encodes the items until
-//! the page is full.
+//! the page is full. The streamed variants ([`stream_actual_lrps`],
+//! [`stream_scheduling_infos`]) decode the same requests the same way and send the whole
+//! listing ([`crate::paging::stream`]), reading the store's wire-form pages: rows become
+//! messages with no domain value in between.
 
 use db::sql::actual_lrps::ActualLrpFilter;
 use db::sql::page::{ActualLrpCursor, Page};
@@ -15,21 +18,75 @@ use proto::pb::models::v1 as pb;
 use super::decode::{desired_filter, index, optional, process_guid};
 use crate::Result;
 use crate::controllers::Context;
-use crate::paging::{CellCursor, DesiredCursor, PageRequest, TaskCursor, collect};
+use crate::paging::{CellCursor, DesiredCursor, PageRequest, StreamPage, TaskCursor, collect, stream};
+
+/// The messages of a streamed listing.
+pub(super) type Pages<P> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<StreamPage<P>>> + Send>>;
 
 /// One row of the routing view: the scheduling half and the metric tags.
 type RoutingRow = (SchedulingInfo, std::collections::BTreeMap<String, MetricTagValue>);
 
-/// ActualLRPs: every presence, by (process guid, index, presence).
-pub(super) async fn actual_lrps(ctx: &Context, request: api::ActualLrPsRequest) -> Result<api::ActualLrPsResponse> {
-    let page = PageRequest::new(request.page_size, &request.page_token)?;
-    let filter = ActualLrpFilter {
+/// The filter of an ActualLRPs request.
+fn actual_filter(request: api::ActualLrPsRequest) -> Result<ActualLrpFilter> {
+    Ok(ActualLrpFilter {
         domain: optional(request.domain, DomainName::parse)?,
         cell_id: optional(request.cell_id, CellId::parse)?,
         process_guid: optional(request.process_guid, ProcessGuid::parse)?,
         index: request.index.map(index).transpose()?,
         process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
+    })
+}
+
+/// The cursor after a wire actual LRP.
+fn wire_actual_cursor(lrp: &pb::ActualLrp) -> ActualLrpCursor {
+    let key = lrp.actual_lrp_key.as_ref();
+    ActualLrpCursor {
+        process_guid: key.map(|k| k.process_guid.clone()).unwrap_or_default(),
+        index: key.map_or(0, |k| i64::from(k.index)),
+        presence: i64::from(lrp.presence),
+    }
+}
+
+/// StreamActualLRPs: the ActualLRPs listing, whole, as a stream of pages.
+pub(super) fn stream_actual_lrps(ctx: &Context, request: api::ActualLrPsRequest) -> Result<Pages<pb::ActualLrp>> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = std::sync::Arc::new(actual_filter(request)?);
+    let store = ctx.reader().clone();
+    let fetch = move |after: Option<ActualLrpCursor>, limit| {
+        let (store, filter) = (store.clone(), filter.clone());
+        async move { store.actual_lrps_wire_page(&filter, after.as_ref(), limit).await }
     };
+    Ok(Box::pin(stream(page, fetch, wire_actual_cursor)))
+}
+
+/// StreamDesiredLRPSchedulingInfos: the DesiredLRPSchedulingInfos listing, whole, as a stream
+/// of pages.
+pub(super) fn stream_scheduling_infos(
+    ctx: &Context,
+    request: api::DesiredLrPsRequest,
+) -> Result<Pages<pb::DesiredLrpSchedulingInfo>> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = std::sync::Arc::new(desired_filter(request)?);
+    let store = ctx.reader().clone();
+    let fetch = move |after: Option<DesiredCursor>, limit| {
+        let (store, filter) = (store.clone(), filter.clone());
+        async move {
+            store
+                .scheduling_infos_wire_page(&filter, after.as_ref().map(|c| c.0.as_str()), limit)
+                .await
+                .map(|p| p.map_key(DesiredCursor))
+        }
+    };
+    let key = |info: &pb::DesiredLrpSchedulingInfo| {
+        DesiredCursor(info.desired_lrp_key.as_ref().map(|k| k.process_guid.clone()).unwrap_or_default())
+    };
+    Ok(Box::pin(stream(page, fetch, key)))
+}
+
+/// ActualLRPs: every presence, by (process guid, index, presence).
+pub(super) async fn actual_lrps(ctx: &Context, request: api::ActualLrPsRequest) -> Result<api::ActualLrPsResponse> {
+    let page = PageRequest::new(request.page_size, &request.page_token)?;
+    let filter = actual_filter(request)?;
     let (filter, store) = (&filter, ctx.reader());
     let (actual_lrps, next_page_token) =
         collect(

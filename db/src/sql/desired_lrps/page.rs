@@ -1,14 +1,22 @@
 //! Paged desired-LRP listings ([`crate::sql::page`]): the three views (whole records,
-//! scheduling infos, routing infos) a batch at a time, after a process guid.
+//! scheduling infos, routing infos) a batch at a time, after a process guid, plus the wire form
+//! of the scheduling view ([`Store::scheduling_infos_wire_page`]) that the streamed listing
+//! sends as it is read. Each batch is one statement whose rows are decoded as they arrive
+//! (`fetch`, not `fetch_all`), so no batch of raw rows is held beside its decoded items.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use proto::models::{DesiredLrp, MetricTagValue, SchedulingInfo, ValidationError};
+use futures::TryStreamExt;
+use proto::models::{
+    DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, UpdateStrategy, ValidationError,
+};
+use proto::pb::models::v1 as pb;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::rows::{decode_desired, decode_routing, decode_scheduling};
-use super::{DesiredLrpFilter, SCHEDULING_COLUMNS, decode_or_skip, filter_clause};
+use super::{DesiredLrpFilter, SCHEDULING_COLUMNS, filter_clause};
+use crate::codec::decode_json;
 use crate::sql::page::{Page, after_condition, batch_limit};
 use crate::{Error, Result, Store};
 
@@ -52,6 +60,19 @@ impl Store {
         self.page_desired("page routing infos", &columns, filter, after, limit, decode_routing).await
     }
 
+    /// As [`Store::scheduling_infos_page`], each row converted straight into its wire message
+    /// (no domain value in between; the route blob's JSON becomes the message's route map). The
+    /// rows the domain decoding refuses are refused here too (skipped with a warning), so both
+    /// listings answer the same items.
+    pub async fn scheduling_infos_wire_page(
+        &self,
+        filter: &DesiredLrpFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<pb::DesiredLrpSchedulingInfo, String>> {
+        self.page_desired("stream scheduling infos", SCHEDULING_COLUMNS, filter, after, limit, scheduling_wire).await
+    }
+
     async fn page_desired<T>(
         &self,
         op: &'static str,
@@ -82,19 +103,137 @@ impl Store {
             query = query.bind(after.to_owned());
         }
         let limit = batch_limit(limit);
-        let rows = query
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| Error::from_sqlx(op, "desired lrp", after.unwrap_or("*"), e))?;
-        let resume_after = match rows.last() {
-            Some(last) if rows.len() as i64 == limit => Some(
-                last.try_get::<String, _>("process_guid")
-                    .map_err(|e| Error::from_sqlx(op, "desired lrp", after.unwrap_or("*"), e))?,
-            ),
-            _ => None,
-        };
-        let items = rows.iter().filter_map(|row| decode_or_skip(row, &decode)).map(|(_, value)| value).collect();
-        Ok(Page { items, resume_after })
+        let sql_error = |e| Error::from_sqlx(op, "desired lrp", after.unwrap_or("*"), e);
+        let mut rows = query.bind(limit).fetch(&self.pool);
+        let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
+        while let Some(row) = rows.try_next().await.map_err(sql_error)? {
+            read += 1;
+            let guid = row.try_get::<&str, _>("process_guid").map_err(sql_error)?;
+            if read == limit {
+                last = Some(guid.to_owned());
+            }
+            match decode(&row) {
+                Ok(value) => items.push(value),
+                Err(reason) => tracing::warn!(process_guid = %guid, reason, "skipping corrupt desired lrp row"),
+            }
+        }
+        Ok(Page { items, resume_after: if read == limit { last } else { None } })
+    }
+}
+
+/// The columns of [`SCHEDULING_COLUMNS`] in their order, which [`scheduling_wire`] reads by
+/// position (a test keeps the two in step).
+const WIRE_COLUMNS: [&str; 15] = [
+    "process_guid",
+    "domain",
+    "log_guid",
+    "annotation",
+    "instances",
+    "memory_mb",
+    "disk_mb",
+    "max_pids",
+    "rootfs",
+    "routes",
+    "volume_placement",
+    "placement_tags",
+    "modification_tag_epoch",
+    "modification_tag_index",
+    "update_strategy",
+];
+
+/// Text column `i`, borrowed from the row.
+fn text_at(row: &AnyRow, i: usize) -> std::result::Result<&str, String> {
+    row.try_get::<&str, _>(i).map_err(|e| format!("column {}: {e}", WIRE_COLUMNS[i]))
+}
+
+/// Blob column `i`, borrowed from the row.
+fn blob_at(row: &AnyRow, i: usize) -> std::result::Result<&[u8], String> {
+    row.try_get::<&[u8], _>(i).map_err(|e| format!("column {}: {e}", WIRE_COLUMNS[i]))
+}
+
+/// Integer column `i`, which must fit `T`.
+fn int_at<T: TryFrom<i64>>(row: &AnyRow, i: usize) -> std::result::Result<T, String> {
+    let value = row.try_get::<i64, _>(i).map_err(|e| format!("column {}: {e}", WIRE_COLUMNS[i]))?;
+    T::try_from(value).map_err(|_| format!("column {}: {value} is out of range", WIRE_COLUMNS[i]))
+}
+
+/// One route value as `rows::encode_routes` stores it: UTF-8 bytes as a JSON string, anything
+/// else as an array of bytes. Read here straight into the wire map; the round-trip test below
+/// decodes what `encode_routes` writes, so the two cannot drift apart.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum WireRoute {
+    /// UTF-8 bytes.
+    Text(String),
+    /// Anything else.
+    Bytes(Vec<u8>),
+}
+
+/// A stored route blob as the wire's route map.
+fn routes_wire(blob: &[u8]) -> std::result::Result<HashMap<String, Vec<u8>>, String> {
+    let stored: HashMap<String, WireRoute> = decode_json(blob).map_err(|e| format!("routes: {e}"))?;
+    Ok(stored
+        .into_iter()
+        .map(|(provider, value)| {
+            let bytes = match value {
+                WireRoute::Text(text) => text.into_bytes(),
+                WireRoute::Bytes(bytes) => bytes,
+            };
+            (provider, bytes)
+        })
+        .collect())
+}
+
+/// A row of [`SCHEDULING_COLUMNS`] as its wire message, with the checks of
+/// `rows::decode_scheduling` (guid and domain syntax, integer ranges, a known update strategy).
+fn scheduling_wire(row: &AnyRow) -> std::result::Result<pb::DesiredLrpSchedulingInfo, String> {
+    let process_guid = ProcessGuid::parse(text_at(row, 0)?).map_err(|e| e.to_string())?.into_string();
+    let domain = DomainName::parse(text_at(row, 1)?).map_err(|e| e.to_string())?.into_string();
+    let update_strategy = int_at::<i32>(row, 14)?;
+    if UpdateStrategy::from_i32(update_strategy).is_none() {
+        return Err(format!("unknown update_strategy {update_strategy}"));
+    }
+    let driver_names: Vec<String> = decode_json(blob_at(row, 10)?).map_err(|e| format!("volume_placement: {e}"))?;
+    let placement_tags: Vec<String> =
+        serde_json::from_str(text_at(row, 11)?).map_err(|e| format!("placement_tags: {e}"))?;
+    Ok(pb::DesiredLrpSchedulingInfo {
+        desired_lrp_key: Some(pb::DesiredLrpKey { process_guid, domain, log_guid: text_at(row, 2)?.to_owned() }),
+        annotation: text_at(row, 3)?.to_owned(),
+        instances: int_at(row, 4)?,
+        desired_lrp_resource: Some(pb::DesiredLrpResource {
+            memory_mb: int_at(row, 5)?,
+            disk_mb: int_at(row, 6)?,
+            rootfs: text_at(row, 8)?.to_owned(),
+            max_pids: int_at(row, 7)?,
+        }),
+        routes: routes_wire(blob_at(row, 9)?)?,
+        modification_tag: Some(pb::ModificationTag { epoch: text_at(row, 12)?.to_owned(), index: int_at(row, 13)? }),
+        volume_placement: Some(pb::VolumePlacement { driver_names }),
+        placement_tags,
+        update_strategy,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_decoder_reads_the_scheduling_columns_in_their_order() {
+        let columns: Vec<&str> = SCHEDULING_COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(columns, WIRE_COLUMNS);
+    }
+
+    #[test]
+    fn stored_routes_read_into_the_wire_map_whether_or_not_they_are_utf8() {
+        let routes: BTreeMap<String, Vec<u8>> = [
+            ("cf-router".to_owned(), br#"[{"hostnames":["a.example.com"],"port":8080}]"#.to_vec()),
+            ("binary".to_owned(), vec![0xff, 0x00, 0x80]),
+            ("empty".to_owned(), Vec::new()),
+        ]
+        .into();
+        let wire = routes_wire(&super::super::rows::encode_routes(&routes)).unwrap();
+        assert_eq!(wire.into_iter().collect::<BTreeMap<_, _>>(), routes);
+        assert!(routes_wire(b"nonsense").is_err());
     }
 }
