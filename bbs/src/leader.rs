@@ -32,6 +32,11 @@ pub use svc::lease::{LEASE_RENEWAL_DURATION, LEASE_RENEWAL_FAILURES};
 /// The lease key the BBS leader holds.
 pub const BBS_LOCK_KEY: &str = "bbs";
 
+/// The prefix of the lease every BBS, leader or standby, holds while it runs
+/// (`bbs-replica/<owner>`, a lock whose value is its address): how `diego status` lists the
+/// standbys. A lock, not a presence: presences are cells.
+pub const BBS_REPLICA_PREFIX: &str = "bbs-replica/";
+
 /// Connections in the leader's own lease pool: one renewing, one spare.
 const LEASE_POOL_CONNECTIONS: u32 = 2;
 
@@ -174,7 +179,17 @@ impl Leadership {
             }
         };
         let store = own_pool.clone().unwrap_or_else(|| self.store.ungated());
-        LeaseHolder::new(self.lease(store), self.timing, Fencing::Fenced).run(shutdown).await;
+        let replica = ReplicaLease {
+            store: store.clone(),
+            key: format!("{BBS_REPLICA_PREFIX}{}", self.owner),
+            owner: self.owner.clone(),
+            advertise: self.advertise.clone(),
+            ttl: self.timing.ttl,
+        };
+        futures::join!(
+            LeaseHolder::new(self.lease(store), self.timing, Fencing::Fenced).run(shutdown.clone()),
+            LeaseHolder::new(replica, self.timing, Fencing::Unfenced).run(shutdown),
+        );
         if let Some(store) = own_pool {
             store.close().await;
         }
@@ -227,6 +242,37 @@ impl LeaseCalls for BbsLease {
             return;
         }
         publish(&self.state, report.after.into());
+    }
+}
+
+/// The `bbs-replica/<owner>` lease: this BBS runs, at this address.
+struct ReplicaLease {
+    store: Store,
+    key: String,
+    owner: String,
+    advertise: String,
+    ttl: Duration,
+}
+
+impl LeaseCalls for ReplicaLease {
+    type Held = ();
+
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn acquire(&self) -> BoxFuture<'_, Attempt<()>> {
+        Box::pin(async move {
+            match self.store.acquire_lease(&self.key, &self.owner, &self.advertise, LeaseType::Lock, self.ttl).await {
+                Ok(_) => Attempt::Held(()),
+                Err(db::Error::LeaseHeld { owner, .. }) => Attempt::Refused { holder: Some(owner) },
+                Err(e) => Attempt::Failed { error: e.to_string(), maybe_applied: false },
+            }
+        })
+    }
+
+    fn release(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.store.release_lease(&self.key, &self.owner).await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -290,6 +336,38 @@ mod tests {
                 "{}: the successor must lead at once, got {state:?}",
                 backend.name()
             );
+        }
+    }
+
+    /// Every running BBS, the standby too, holds `bbs-replica/<owner>` with its address (how
+    /// `diego status` lists the standbys), and gives it up when it stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_running_bbs_holds_its_replica_lock_until_it_stops() {
+        for backend in [Backend::Sqlite, Backend::Postgres, Backend::Mysql] {
+            let Some(db) = TestDb::create(backend).await else { continue };
+            let retry = Duration::from_millis(200);
+            let stop = CancellationToken::new();
+            let mut elections = Vec::new();
+            for (owner, address) in [("a", "127.0.0.1:1"), ("b", "127.0.0.1:2")] {
+                let bbs = Leadership::new(db.store.clone(), owner.into(), address.into(), LONG_TTL, retry);
+                elections.push(bbs.spawn(stop.clone()));
+            }
+            let replica = |owner: &'static str| {
+                let store = db.store.clone();
+                async move { store.fetch_lease(&format!("{BBS_REPLICA_PREFIX}{owner}")).await.ok() }
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while replica("a").await.is_none() || replica("b").await.is_none() {
+                assert!(tokio::time::Instant::now() < deadline, "{}: both replica locks", backend.name());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let b = replica("b").await.expect("b's replica lock");
+            assert_eq!((b.owner.as_str(), b.value.as_str()), ("b", "127.0.0.1:2"));
+            stop.cancel();
+            for election in elections {
+                tokio::time::timeout(Duration::from_secs(10), election).await.expect("the election did not stop");
+            }
+            assert!(replica("a").await.is_none() && replica("b").await.is_none(), "{}: released", backend.name());
         }
     }
 }

@@ -3,8 +3,9 @@
 //! the most common placement errors. `--json` prints the same view.
 //!
 //! The leaders come from the Locket leases every BBS serves (`Fetch` of `bbs` and
-//! `auctioneer`): the owner and the address the leader advertises. A standby BBS holds no lease
-//! and registers nothing, so no RPC can list the standbys; the view says so rather than guess.
+//! `auctioneer`): the owner and the address the leader advertises. Every running BBS, leader or
+//! standby, holds a `bbs-replica/<owner>` lock with its address (`bbs::leader`): the standbys are
+//! those whose owner is not the leader's (`FetchAll` of the locks).
 //!
 //! [`build`] turns what was fetched into the view; it is pure and unit tested. [`show`]
 //! fetches and prints.
@@ -50,6 +51,8 @@ pub struct Fetched {
     pub bbs: Option<Leader>,
     /// The `auctioneer` lock.
     pub auctioneer: Option<Leader>,
+    /// The `bbs-replica/*` locks: every running BBS.
+    pub replicas: Vec<Leader>,
     /// Live cells.
     pub cells: Vec<pb::CellPresence>,
     /// Desired LRPs.
@@ -69,8 +72,8 @@ pub struct BbsView {
     pub leader: Option<Leader>,
     /// Whether the address talked to is the leader's advertised one.
     pub connected_is_leader: bool,
-    /// What is known of standbys.
-    pub standbys: String,
+    /// The running BBSs that do not lead.
+    pub standbys: Vec<Leader>,
 }
 
 /// LRP totals over every desired LRP.
@@ -139,7 +142,10 @@ pub struct StatusView {
 
 /// Builds the view from what was fetched.
 pub fn build(fetched: Fetched) -> StatusView {
-    let Fetched { connected, bbs, auctioneer, cells, desired, actual, tasks } = fetched;
+    let Fetched { connected, bbs, auctioneer, replicas, cells, desired, actual, tasks } = fetched;
+    let leader_owner = bbs.as_ref().map(|l| l.owner.as_str());
+    let mut standbys: Vec<Leader> = replicas.into_iter().filter(|r| Some(r.owner.as_str()) != leader_owner).collect();
+    standbys.sort_by(|a, b| a.address.cmp(&b.address));
     let connected_is_leader = bbs.as_ref().is_some_and(|l| same_address(&l.address, &connected));
     let cell_views = cells::compute(cells, &actual, &desired, &tasks);
 
@@ -199,12 +205,7 @@ pub fn build(fetched: Fetched) -> StatusView {
         *task_states.entry(TaskView::new(task).state.to_owned()).or_default() += 1;
     }
     StatusView {
-        bbs: BbsView {
-            connected,
-            leader: bbs,
-            connected_is_leader,
-            standbys: "not listed: standby BBSs hold no lease and register no presence".to_owned(),
-        },
+        bbs: BbsView { connected, leader: bbs, connected_is_leader, standbys },
         auctioneer,
         cells: cell_views,
         lrps: totals,
@@ -247,7 +248,9 @@ pub fn render(view: &StatusView) -> String {
     if !view.bbs.connected_is_leader {
         lines.push(format!("  answering:   {} (a standby, or the leader under another address)", view.bbs.connected));
     }
-    lines.push(format!("  standbys:    {}", view.bbs.standbys));
+    let standbys: Vec<String> =
+        view.bbs.standbys.iter().map(|s| format!("{}  owner {}", or_dash(&s.address), s.owner)).collect();
+    lines.push(format!("  standbys:    {}", if standbys.is_empty() { "none".to_owned() } else { standbys.join(", ") }));
     lines.push("AUCTIONEER".to_owned());
     match &view.auctioneer {
         Some(leader) => lines.push(format!("  leader:      {}  owner {}", or_dash(&leader.address), leader.owner)),
@@ -317,12 +320,34 @@ async fn leader(bbs: &Bbs, key: &str) -> Result<Option<Leader>, Error> {
     }
 }
 
+/// The `bbs-replica/*` locks: every running BBS, with its address.
+async fn replicas(bbs: &Bbs) -> Result<Vec<Leader>, Error> {
+    let request = locket::FetchAllRequest { type_code: locket::TypeCode::Lock as i32 };
+    match tokio::time::timeout(crate::client::CALL_TIMEOUT, bbs.locket().fetch_all(request)).await {
+        Ok(Ok(response)) => Ok(response
+            .into_inner()
+            .resources
+            .into_iter()
+            .filter(|r| r.key.starts_with(BBS_REPLICA_PREFIX))
+            .map(|r| Leader { owner: r.owner, address: r.value })
+            .collect()),
+        Ok(Err(status)) => Err(bbs.status_error(&status)),
+        Err(_) => {
+            Err(Error::Timeout { address: bbs.address().to_owned(), seconds: crate::client::CALL_TIMEOUT.as_secs() })
+        }
+    }
+}
+
+/// The prefix of the lock every running BBS holds (`bbs::leader::BBS_REPLICA_PREFIX`).
+const BBS_REPLICA_PREFIX: &str = "bbs-replica/";
+
 /// Fetches everything and prints the screen.
 pub async fn show(bbs: &Bbs, _args: &StatusArgs, format: Format) -> Result<(), Error> {
     let fetched = Fetched {
         connected: bbs.address().to_owned(),
         bbs: leader(bbs, "bbs").await?,
         auctioneer: leader(bbs, "auctioneer").await?,
+        replicas: replicas(bbs).await?,
         cells: bbs.all(api::CellsRequest::default(), |mut c, r| async move { c.cells(r).await }).await?,
         desired: bbs
             .all(api::DesiredLrPsRequest::default(), |mut c, r| async move { c.desired_lrp_scheduling_infos(r).await })
@@ -367,6 +392,10 @@ mod tests {
             connected: "127.0.0.1:8889".into(),
             bbs: Some(Leader { owner: "diego://bbs#a".into(), address: "127.0.0.1:8889".into() }),
             auctioneer: None,
+            replicas: vec![
+                Leader { owner: "diego://bbs#b".into(), address: "127.0.0.1:9889".into() },
+                Leader { owner: "diego://bbs#a".into(), address: "127.0.0.1:8889".into() },
+            ],
             cells: vec![pb::CellPresence {
                 cell_id: "cell-1".into(),
                 zone: "z1".into(),
@@ -411,6 +440,8 @@ mod tests {
             assert!(text.lines().any(|l| l == section), "{section}:\n{text}");
         }
         assert!(text.contains("127.0.0.1:8889 (this one)"), "{text}");
+        // The leader's own replica lock is not a standby.
+        assert!(text.contains("standbys:    127.0.0.1:9889  owner diego://bbs#b\n"), "{text}");
         assert!(text.contains("no auctioneer holds the lock"), "{text}");
         assert!(text.contains("[##########----------]  512/1024 MB"), "{text}");
         assert!(text.contains("2 instance(s) of web, big: insufficient resources: memory"), "{text}");
