@@ -10,6 +10,10 @@
 //! - present, and anything else differs (run info, scheduling): refused with the fields named
 //!   (`! lrp api: ...`), since that needs every instance replaced by a rolling update, which is
 //!   not supported yet; with `--replace`, removed and desired again (`-+ lrp api: ...`);
+//! - present but rebuilt by convergence from what the cells run (its annotation starts with
+//!   [`RECOVERED_PREFIX`], issue 19): desired again from the file, whatever differs; the BBS
+//!   replaces a recovered record on DesireLRP and keeps its running instances
+//!   (`~ lrp web: replaces the record recovered from the cells`);
 //! - in the cluster but not in the file: removed with `--prune` (`- lrp old`), within the
 //!   file's domains (those it lists and those of its LRPs) or `--domain`'s;
 //! - task absent (by guid, whatever its state): desired (`+ task report`); present: nothing;
@@ -31,6 +35,10 @@ use crate::state_file::State;
 /// The fields of a desired LRP that UpdateDesiredLRP changes in place.
 pub const UPDATABLE: &[&str] =
     &["instances", "routes", "annotation", "metric_tags", "image_username", "image_password"];
+
+/// The annotation prefix of a desired LRP convergence rebuilt from the cells' reports: the
+/// converger's `lrp::recovery::RECOVERED_PREFIX` (the CLI does not link the converger).
+pub const RECOVERED_PREFIX: &str = "[recovered] ";
 
 /// What the cluster holds, as far as apply compares it.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +76,9 @@ pub enum Step {
     },
     /// Desire an LRP the cluster does not have.
     DesireLrp(Box<pb::DesiredLrp>),
+    /// Desire an LRP over the record convergence recovered from the cells (the BBS replaces
+    /// it, keeping its instances).
+    ReclaimLrp(Box<pb::DesiredLrp>),
     /// Change the updatable fields of a desired LRP.
     UpdateLrp {
         /// The process guid.
@@ -107,6 +118,9 @@ impl Step {
             Step::UpsertDomain { name, refresh: false, .. } => format!("+ domain {name}"),
             Step::UpsertDomain { name, ttl, refresh: true } => format!("~ domain {name}: fresh for {ttl} s"),
             Step::DesireLrp(lrp) => format!("+ lrp {}", lrp.process_guid),
+            Step::ReclaimLrp(lrp) => {
+                format!("~ lrp {}: replaces the record recovered from the cells", lrp.process_guid)
+            }
             Step::UpdateLrp { guid, changes, .. } => format!("~ lrp {guid}: {}", changes.join(", ")),
             Step::ReplaceLrp { lrp, fields } => {
                 format!("-+ lrp {}: replaced (run info differs: {})", lrp.process_guid, fields.join(", "))
@@ -183,6 +197,9 @@ fn compare(was: &pb::DesiredLrp, wanted: &pb::DesiredLrp, replace: bool) -> Opti
         keys.into_iter().filter(|k| before.get(k.as_str()) != after.get(k.as_str())).cloned().collect();
     if differing.is_empty() {
         return None;
+    }
+    if was.annotation.starts_with(RECOVERED_PREFIX) {
+        return Some(Step::ReclaimLrp(Box::new(wanted.clone())));
     }
     let fixed: Vec<String> = differing.iter().filter(|k| !UPDATABLE.contains(&k.as_str())).cloned().collect();
     if !fixed.is_empty() {
@@ -315,6 +332,21 @@ mod tests {
             steps,
             [Step::ReplaceLrp { lrp: Box::new(wanted), fields: vec!["memory_mb".into(), "ports".into()] }]
         );
+    }
+
+    #[test]
+    fn a_record_recovered_from_the_cells_is_desired_again_from_the_file() {
+        let mut recovered = lrp("api", "diego", 3);
+        recovered.annotation = format!("{RECOVERED_PREFIX}v1");
+        recovered.memory_mb = 32;
+        let mut wanted = lrp("api", "diego", 2);
+        wanted.annotation = "v1".into();
+        let file = State { desired_lrps: vec![wanted.clone()], ..State::default() };
+        let steps = plan(&cluster(vec![recovered]), &file, &Options::default());
+        assert_eq!(steps, [Step::ReclaimLrp(Box::new(wanted.clone()))]);
+        assert_eq!(steps[0].line(), "~ lrp api: replaces the record recovered from the cells");
+        // Once replaced, the record is the file's: nothing more to do.
+        assert_eq!(plan(&cluster(vec![wanted]), &file, &Options::default()), []);
     }
 
     #[test]

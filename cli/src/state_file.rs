@@ -61,12 +61,14 @@ struct Document {
     tasks: Vec<serde_json::Value>,
 }
 
-/// Reads, parses and checks `path` (`-` is standard input, JSON).
+/// Reads, parses and checks `path` (`-` is standard input). A file named `*.json` is read as
+/// JSON, anything else as YAML, which reads JSON too: `diego export | diego apply -f -` works
+/// with either output.
 pub fn load(path: &Path) -> Result<State, Error> {
     let shown = path.display().to_string();
     let text = if shown == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(path) }
         .map_err(|e| Error::ReadFile { path: shown.clone(), reason: crate::error::io_reason(&e) })?;
-    let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    let yaml = path.extension().and_then(|e| e.to_str()) != Some("json");
     parse(&text, yaml).map_err(|reason| Error::StateFile { path: shown, reason })
 }
 
@@ -162,6 +164,13 @@ tasks:
         assert_eq!(parse(&json, false).unwrap(), state);
         let yaml = serde_norway::to_string(&to_json(&state)).unwrap();
         assert_eq!(parse(&yaml, true).unwrap(), state);
+    }
+
+    #[test]
+    fn yaml_reads_the_json_export_too() {
+        let state = parse(STATE, true).unwrap();
+        let json = serde_json::to_string_pretty(&to_json(&state)).unwrap();
+        assert_eq!(parse(&json, true).unwrap(), state);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! tags aside; pending tasks' definitions; domains). Applying again changes nothing, `--dry-run`
 //! changes nothing, `--prune` removes only what the file's domains no longer hold, an updatable
 //! change is an update and a run-info change is refused unless `--replace`. And `diego lrp GUID
-//! --json` fed to `diego desire-lrp --file - --guid NEW` desires an identical LRP.
+//! --json` fed to `diego desire-lrp --file - --guid NEW` desires an identical LRP (and, edited, to
+//! `diego update-lrp GUID --file -` updates it).
 
 #[path = "support/harness.rs"]
 mod harness;
@@ -140,6 +141,9 @@ async fn export_wipe_apply(backend: Backend) {
     let again = restored.diego(&["apply", "-f", state, "--prune"]).await.ok().to_owned();
     assert_eq!(again, "no changes: the cluster matches the file\n");
     assert_eq!(modification_tags(&restored).await, tags);
+    // The export piped in (standard input, YAML) is the same file.
+    let piped = restored.diego_with_input(&["apply", "-f", "-"], &exported).await;
+    assert_eq!(piped.ok(), "no changes: the cluster matches the file\n");
     // And the restored cluster exports the same document.
     assert_eq!(restored.diego(&["export"]).await.ok(), exported);
 
@@ -200,5 +204,10 @@ async fn lrp_json_desires_a_copy(backend: Backend) {
         pb::DesiredLrp { process_guid: "every-field".into(), modification_tag: None, ..copy },
         pb::DesiredLrp { modification_tag: None, ..original }
     );
+    // update-lrp --file reads the same document: an edited instance count is applied.
+    let mut edited: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    edited["desired_lrp"]["instances"] = 4.into();
+    bbs.diego_with_input(&["update-lrp", "every-field", "--file", "-"], &edited.to_string()).await.ok();
+    assert_eq!(bbs.desired("every-field").await.instances, 4);
     bbs.stop().await;
 }

@@ -25,8 +25,8 @@ use crate::state_file::{self, State};
 /// `apply -f FILE [--prune] [--replace] [--dry-run] [--domain D]`.
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
-    /// The state file (YAML for .yaml / .yml, else JSON; `-` reads JSON from standard input), as
-    /// `diego export` writes it.
+    /// The state file, as `diego export` writes it (YAML, or JSON, which YAML reads too; a file
+    /// named *.json is read as JSON); `-` reads standard input.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
     /// Remove desired LRPs the file does not hold, within the file's domains (or --domain).
@@ -102,7 +102,7 @@ async fn carry_out(bbs: &Bbs, step: &Step) -> Result<(), Error> {
         Step::UpsertDomain { name, ttl, .. } => {
             bbs.unary(bbs.raw().upsert_domain(api::UpsertDomainRequest { domain: name.clone(), ttl: *ttl })).await?;
         }
-        Step::DesireLrp(lrp) => {
+        Step::DesireLrp(lrp) | Step::ReclaimLrp(lrp) => {
             bbs.unary(bbs.raw().desire_lrp(desire(lrp))).await?;
         }
         Step::UpdateLrp { guid, update, .. } => {

@@ -4,8 +4,8 @@
 //! instance replaced, a rolling update, which is not supported yet: such a change is refused
 //! (exit 2) before anything is sent.
 //!
-//! `--file` takes the desired LRP file format (`diego lrp GUID --json | jq .desired_lrp` is
-//! one): the updatable fields it holds are applied; a field of the run info it holds must equal
+//! `--file` takes the desired LRP file format (what `diego lrp GUID --json` prints is read
+//! as its `desired_lrp`): the updatable fields it holds are applied; a field of the run info it holds must equal
 //! the current value, so an edited copy of the whole LRP is accepted when only updatable
 //! fields were edited.
 
