@@ -222,6 +222,7 @@ fn print_addresses(cluster: &Cluster) {
     }
     if let Some(address) = &cluster.bbs_admin_address {
         println!("bbs admin: http://{address} (/healthz, /leader, /metrics)");
+        println!("dashboard: http://{address}/ (cells, LRPs, tasks and events, live)");
     }
     if let Some(address) = &cluster.auctioneer_admin_address {
         println!("auctioneer admin: http://{address} (/healthz, /metrics)");

@@ -240,6 +240,13 @@ fn a_restarted_dev_serves_again_within_seconds_and_owns_its_directory() {
     {
         assert!(lines.iter().any(|l| l.starts_with(prefix)), "no {prefix:?} in {lines:?}");
     }
+    // The dashboard line names the BBS admin address, which serves the page.
+    let dashboard = printed(&lines, "dashboard: http://");
+    let dashboard = dashboard.split(' ').next().unwrap().trim_end_matches('/');
+    assert!(
+        http_get(dashboard, "/").is_some_and(|r| r.contains("200") && r.contains("diego-rs BBS dashboard")),
+        "the dashboard at {dashboard}"
+    );
     for cell in ["cell-0", "cell-1"] {
         let admin = printed(&lines, &format!("cell {cell} admin: http://"));
         let admin = admin.split(' ').next().unwrap();
