@@ -18,6 +18,7 @@ use bbs::clients::{AuctioneerClient, ClientError, LrpStartRequest, TaskStartRequ
 use bbs::config::BbsConfig;
 use db::Backend;
 use db::testing::TestDb;
+use db::testing::write_bench::{RawTable, drive};
 use futures::future::BoxFuture;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
@@ -60,35 +61,6 @@ fn desired(guid: String) -> pb::DesiredLrp {
     }
 }
 
-/// Runs `op(i)` for i in 0..n over `clients` concurrent workers; returns operations per second.
-async fn drive<F, Fut>(n: usize, clients: usize, op: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (op, next) = (op.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    op(i).await;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.expect("worker panicked");
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let clients = env_usize("BENCH_CLIENTS", 16);
@@ -124,7 +96,7 @@ async fn main() {
     );
 
     let c = client.clone();
-    let desire = drive(requests, clients, move |i| {
+    let desire = drive(0..requests, clients, move |i| {
         let mut c = c.clone();
         async move {
             c.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(desired(format!("lrp-{i}"))) })
@@ -135,7 +107,7 @@ async fn main() {
     .await;
 
     let c = client.clone();
-    let start = drive(requests, clients, move |i| {
+    let start = drive(0..requests, clients, move |i| {
         let mut c = c.clone();
         async move {
             let request = api::StartActualLrpRequest {
@@ -161,42 +133,9 @@ async fn main() {
     .await;
 
     // The raw equivalents on the same database and pool, same concurrency.
-    let store = db.store.clone();
-    store
-        .backend()
-        .query("CREATE TABLE bench_rows (id VARCHAR(255) PRIMARY KEY, state VARCHAR(32) NOT NULL, since BIGINT NOT NULL, payload TEXT NOT NULL)")
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let s = store.clone();
-    let insert = drive(requests, clients, move |i| {
-        let s = s.clone();
-        async move {
-            s.backend()
-                .query("INSERT INTO bench_rows (id, state, since, payload) VALUES (?, 'UNCLAIMED', ?, ?)")
-                .bind(format!("row-{i}"))
-                .bind(i as i64)
-                .bind("x".repeat(256))
-                .execute(s.pool())
-                .await
-                .expect("insert");
-        }
-    })
-    .await;
-    let s = store.clone();
-    let update = drive(requests, clients, move |i| {
-        let s = s.clone();
-        async move {
-            s.backend()
-                .query("UPDATE bench_rows SET state = 'RUNNING', since = ? WHERE id = ?")
-                .bind(i as i64 + 1)
-                .bind(format!("row-{i}"))
-                .execute(s.pool())
-                .await
-                .expect("update");
-        }
-    })
-    .await;
+    let raw = RawTable::create(&db.store).await;
+    let insert = raw.insert(0..requests, clients).await;
+    let update = raw.update(0..requests, clients).await;
 
     println!("{:<38} {:>12} {:>12} {:>7}", "operation", "bbs (op/s)", "raw (op/s)", "ratio");
     println!("{:<38} {:>12.0} {:>12.0} {:>6.2}x", "DesireLRP (1 instance) vs INSERT", desire, insert, desire / insert);

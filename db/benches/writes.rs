@@ -15,11 +15,7 @@
 
 #![allow(missing_docs, clippy::disallowed_types)]
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
-
+use db::testing::write_bench::{RawTable, drive};
 use db::testing::{TestDb, test_keys};
 use db::{Backend, Store, StoreOptions};
 use proto::models::{ActualLrpInstanceKey, CellId, DomainName, InstanceGuid, ProcessGuid, TaskDefinition, TaskGuid};
@@ -28,36 +24,6 @@ const NOW_NS: i64 = 1_767_225_600_000_000_000;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Runs `op(i)` for i in `range` over `clients` concurrent workers; returns writes per second.
-async fn drive<F, Fut>(range: std::ops::Range<usize>, clients: usize, op: F) -> f64
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let (start, n) = (range.start, range.len());
-    let next = Arc::new(AtomicUsize::new(0));
-    let op = Arc::new(op);
-    let began = Instant::now();
-    let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let (next, op) = (next.clone(), op.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    op(start + i).await;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.expect("worker");
-    }
-    n as f64 / began.elapsed().as_secs_f64()
 }
 
 fn definition() -> TaskDefinition {
@@ -139,56 +105,6 @@ async fn main() {
 fn per_commit(before: db::group_commit::GroupCommitStats, after: db::group_commit::GroupCommitStats) -> String {
     let batches = after.batches - before.batches;
     if batches == 0 { "-".into() } else { format!("{:.1}", (after.members - before.members) as f64 / batches as f64) }
-}
-
-/// The raw side: single-row autocommit statements on a table of the same database.
-struct RawTable(Store);
-
-impl RawTable {
-    async fn create(store: &Store) -> Self {
-        store
-            .backend()
-            .query("CREATE TABLE bench_rows (id VARCHAR(255) PRIMARY KEY, state VARCHAR(32) NOT NULL, since BIGINT NOT NULL, payload TEXT NOT NULL)")
-            .execute(store.pool())
-            .await
-            .unwrap();
-        Self(store.clone())
-    }
-
-    async fn insert(&self, range: std::ops::Range<usize>, clients: usize) -> f64 {
-        let s = self.0.clone();
-        drive(range, clients, move |i| {
-            let s = s.clone();
-            async move {
-                s.backend()
-                    .query("INSERT INTO bench_rows (id, state, since, payload) VALUES (?, 'UNCLAIMED', ?, ?)")
-                    .bind(format!("row-{i}"))
-                    .bind(i as i64)
-                    .bind("x".repeat(256))
-                    .execute(s.pool())
-                    .await
-                    .expect("insert");
-            }
-        })
-        .await
-    }
-
-    async fn update(&self, range: std::ops::Range<usize>, clients: usize) -> f64 {
-        let s = self.0.clone();
-        drive(range, clients, move |i| {
-            let s = s.clone();
-            async move {
-                s.backend()
-                    .query("UPDATE bench_rows SET state = 'RUNNING', since = ? WHERE id = ?")
-                    .bind(i as i64 + 1)
-                    .bind(format!("row-{i}"))
-                    .execute(s.pool())
-                    .await
-                    .expect("update");
-            }
-        })
-        .await
-    }
 }
 
 fn print_row(backend: Backend, write: &str, lanes: usize, store: f64, raw: f64, per_commit: String) {

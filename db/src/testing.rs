@@ -11,6 +11,7 @@
 
 pub mod fixtures;
 pub mod inspect;
+pub mod write_bench;
 
 use crate::{Backend, Keyring, Store, StoreOptions};
 
