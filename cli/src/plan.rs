@@ -188,10 +188,17 @@ pub fn plan(current: &Current, file: &State, options: &Options) -> Vec<Step> {
     steps
 }
 
+/// `lrp` as the BBS stores it: through the domain model and back, which fills what the BBS
+/// derives (so a file is compared with the cluster in the cluster's terms). A message the model
+/// refuses is left as it is (the state file reader refuses those before planning).
+pub fn as_stored(lrp: &pb::DesiredLrp) -> pb::DesiredLrp {
+    proto::models::DesiredLrp::try_from(lrp.clone()).map_or_else(|_| lrp.clone(), pb::DesiredLrp::from)
+}
+
 /// The step for a desired LRP both the cluster and the file hold, if any.
 fn compare(was: &pb::DesiredLrp, wanted: &pb::DesiredLrp, replace: bool) -> Option<Step> {
     let untagged = |lrp: &pb::DesiredLrp| lrp_file::to_json(&pb::DesiredLrp { modification_tag: None, ..lrp.clone() });
-    let (before, after) = (untagged(was), untagged(wanted));
+    let (before, after) = (untagged(was), untagged(&as_stored(wanted)));
     let keys: BTreeSet<&String> = before.as_object()?.keys().chain(after.as_object()?.keys()).collect();
     let differing: Vec<String> =
         keys.into_iter().filter(|k| before.get(k.as_str()) != after.get(k.as_str())).cloned().collect();
@@ -314,6 +321,19 @@ mod tests {
         assert_eq!(update.annotation.as_deref(), Some("v2"));
         assert!(update.has_routes && !update.has_metric_tags);
         assert_eq!((update.image_username.as_deref(), update.image_password.as_deref()), (None, Some("secret")));
+    }
+
+    #[test]
+    fn the_file_is_compared_as_the_bbs_stores_it() {
+        let mut wanted = lrp("api", "diego", 1);
+        wanted.deprecated_start_timeout_s = 60;
+        let stored = as_stored(&wanted);
+        let steps = plan(
+            &cluster(vec![stored.clone()]),
+            &State { desired_lrps: vec![wanted], ..State::default() },
+            &Options::default(),
+        );
+        assert_eq!(steps, [], "stored as {stored:?}");
     }
 
     #[test]

@@ -193,6 +193,30 @@ async fn export_wipe_apply(backend: Backend) {
     original.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_state_file_applies_once() {
+    // The repository's examples, in a state file written by hand (not exported): the second
+    // apply must find nothing to change, so nothing the BBS stores differs from what it was given.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let entry = |path: &str| -> serde_json::Value {
+        serde_norway::from_str(&std::fs::read_to_string(format!("{root}/{path}")).unwrap()).unwrap()
+    };
+    let minimal = serde_json::json!({"process_guid": "minimal", "action": {"run_action": {"path": "/bin/true"}}});
+    let file = serde_json::json!({
+        "desired_lrps": [entry("examples/lrp-web.yaml"), minimal],
+        "domains": [{"name": "diego"}, {"name": "batch", "ttl_remaining": 0}],
+        "tasks": [entry("examples/task-result.yaml"), entry("examples/task-callback.yaml")],
+    });
+    let path = harness::scratch("hand-written-state").join("state.yaml");
+    std::fs::write(&path, serde_norway::to_string(&file).unwrap()).unwrap();
+    let path = path.to_str().unwrap();
+    let bbs = Bbs::start().await;
+    let first = bbs.diego(&["apply", "-f", path]).await.ok().to_owned();
+    assert_eq!(first.lines().count(), 6, "{first}");
+    assert_eq!(bbs.diego(&["apply", "-f", path]).await.ok(), "no changes: the cluster matches the file\n");
+    bbs.stop().await;
+}
+
 async fn lrp_json_desires_a_copy(backend: Backend) {
     let Some(bbs) = Bbs::start_on(backend).await else { return };
     bbs.diego(&["desire-lrp", "--file", EVERY_FIELD]).await.ok();
