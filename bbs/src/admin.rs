@@ -29,9 +29,6 @@ use crate::leader::Leadership;
 /// A response body: a whole one or the event stream.
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// How long a TLS handshake on the admin port may take.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// The same-origin-only policy of every dashboard answer: the page runs its own script and
 /// style sheet and fetches its own JSON, nothing inline and nothing from elsewhere.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -135,41 +132,13 @@ impl BbsAdmin {
         let admin = Arc::new(self);
         // Install the recorder before the first scrape, so series recorded meanwhile are kept.
         let _ = svc::admin::metrics_handle();
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "admin accept failed");
-                        // Back off so a persistent error (out of file descriptors) does not spin.
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let admin = admin.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let Some(tls) = admin.tls.clone() else {
-                    return admin.serve_connection(stream, shutdown).await;
-                };
-                // The certificate as `svc::tls` keeps it (reloaded when its files change).
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.admin_config());
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => admin.serve_connection(stream, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake refused"),
-                    Err(_) => tracing::debug!("admin TLS handshake timed out"),
-                }
-            });
-        }
+        let tls = admin.tls.clone();
+        svc::admin::accept(listener, tls, shutdown, move |io, shutdown| admin.clone().serve_connection(io, shutdown))
+            .await;
     }
 
     /// Answers the HTTP/1.1 requests of one connection until it closes or `shutdown`.
-    async fn serve_connection<IO>(self: Arc<Self>, io: IO, shutdown: CancellationToken)
-    where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    async fn serve_connection(self: Arc<Self>, io: Box<dyn svc::admin::Stream>, shutdown: CancellationToken) {
         let admin = self;
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let admin = admin.clone();

@@ -150,40 +150,12 @@ impl Admin {
         let admin = Arc::new(self);
         // Install the recorder before the first scrape, so series recorded meanwhile are kept.
         let _ = metrics_handle();
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "admin accept failed");
-                        // Back off so a persistent error (out of file descriptors) does not spin.
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let admin = admin.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let Some(tls) = admin.tls.clone() else {
-                    return admin.serve_connection(stream, shutdown).await;
-                };
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls.admin_config());
-                match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => admin.serve_connection(stream, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake refused"),
-                    Err(_) => tracing::debug!("admin TLS handshake timed out"),
-                }
-            });
-        }
+        let tls = admin.tls.clone();
+        accept(listener, tls, shutdown, move |io, shutdown| admin.clone().serve_connection(io, shutdown)).await;
     }
 
     /// Answers the HTTP/1.1 requests of one connection until it closes or `shutdown`.
-    async fn serve_connection<IO>(self: Arc<Self>, io: IO, shutdown: CancellationToken)
-    where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
+    async fn serve_connection(self: Arc<Self>, io: Box<dyn Stream>, shutdown: CancellationToken) {
         let admin = self;
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let (status, body) = admin.respond(req.uri().path());
@@ -197,6 +169,50 @@ impl Admin {
             _ = connection => {}
             _ = shutdown.cancelled() => {}
         }
+    }
+}
+
+/// One accepted connection's bytes: plain TCP, or TLS over it.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// The accept loop of every admin server (this one, the BBS's dashboard): accepts on `listener`
+/// until `shutdown` and hands each connection to `serve` on a task of its own, after a TLS
+/// handshake with `tls`'s admin configuration (this certificate, no client certificate asked
+/// for) when it is set. A failed accept (out of file descriptors) pauses the loop briefly.
+pub async fn accept<F, Fut>(listener: TcpListener, tls: Option<Arc<MutualTls>>, shutdown: CancellationToken, serve: F)
+where
+    F: Fn(Box<dyn Stream>, CancellationToken) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    // Back off so a persistent error (out of file descriptors) does not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (serve, tls, shutdown) = (serve.clone(), tls.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let Some(tls) = tls else {
+                return serve(Box::new(stream), shutdown).await;
+            };
+            // The certificate as `MutualTls` keeps it (reloaded when its files change).
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.admin_config());
+            match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(Box::new(stream), shutdown).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake refused"),
+                Err(_) => tracing::debug!("admin TLS handshake timed out"),
+            }
+        });
     }
 }
 
