@@ -141,13 +141,15 @@ impl Step {
     }
 }
 
-/// The steps that make `current` match `file`, in the order they are carried out: domains,
-/// then desired LRPs (desires, updates, replacements, refusals, by guid), tasks, and last the
+/// The steps that make `current` match `file`, in the order they are carried out: domains (by
+/// name), then desired LRPs (desires, updates, replacements, refusals, by guid), tasks, and last the
 /// removals, so a cluster is never emptier than both the old and the new state.
 pub fn plan(current: &Current, file: &State, options: &Options) -> Vec<Step> {
     let in_scope = |domain: &str| options.domain.as_deref().is_none_or(|d| d == domain);
     let mut steps = Vec::new();
-    for domain in file.domains.iter().filter(|d| in_scope(&d.name)) {
+    let mut domains: Vec<_> = file.domains.iter().filter(|d| in_scope(&d.name)).collect();
+    domains.sort_by(|a, b| a.name.cmp(&b.name));
+    for domain in domains {
         let ttl = domain.ttl_remaining.unwrap_or(0);
         let refresh = current.domains.contains(&domain.name);
         if !refresh || ttl > 0 {
@@ -285,8 +287,8 @@ mod tests {
             tasks: vec![task("report")],
         };
         let steps = plan(&Current::default(), &file, &Options::default());
-        assert_eq!(lines(&steps), ["+ domain diego", "+ domain batch", "+ lrp api", "+ lrp web", "+ task report"]);
-        assert_eq!(steps[1], Step::UpsertDomain { name: "batch".into(), ttl: 60, refresh: false });
+        assert_eq!(lines(&steps), ["+ domain batch", "+ domain diego", "+ lrp api", "+ lrp web", "+ task report"]);
+        assert_eq!(steps[0], Step::UpsertDomain { name: "batch".into(), ttl: 60, refresh: false });
     }
 
     #[test]

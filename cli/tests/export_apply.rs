@@ -212,8 +212,13 @@ async fn a_hand_written_state_file_applies_once() {
     let path = path.to_str().unwrap();
     let bbs = Bbs::start().await;
     let first = bbs.diego(&["apply", "-f", path]).await.ok().to_owned();
-    assert_eq!(first.lines().count(), 6, "{first}");
+    assert_eq!(
+        first,
+        "+ domain batch\n+ domain diego\n+ lrp minimal\n+ lrp web\n+ task nightly-report\n+ task report\n"
+    );
     assert_eq!(bbs.diego(&["apply", "-f", path]).await.ok(), "no changes: the cluster matches the file\n");
+    let json = bbs.diego(&["apply", "-f", path, "--json"]).await.json();
+    assert_eq!(json, serde_json::json!({"dry_run": false, "changes": [], "refused": []}));
     bbs.stop().await;
 }
 
