@@ -114,6 +114,21 @@ async fn export_wipe_apply(backend: Backend) {
     assert_eq!(json["tasks"].as_array().unwrap().len(), 2, "{exported}");
     assert!(json["desired_lrps"][0].get("modification_tag").is_none(), "{exported}");
 
+    // --domain exports one domain's part.
+    let batch = original.diego(&["export", "--domain", "batch", "--json"]).await.json();
+    assert_eq!(
+        batch,
+        serde_json::json!({
+            "desired_lrps": [json["desired_lrps"][1].clone()],
+            "domains": [{"name": "batch"}],
+            "tasks": [json["tasks"][0].clone()],
+        })
+    );
+    assert_eq!(
+        (batch["desired_lrps"][0]["process_guid"].as_str(), batch["tasks"][0]["task_guid"].as_str()),
+        (Some("idle"), Some("nightly"))
+    );
+
     // Everything lost: a BBS on an empty database.
     let restored = Bbs::start_on(backend).await.unwrap();
     assert!(desired_lrps(&restored).await.is_empty());
@@ -220,6 +235,23 @@ async fn a_hand_written_state_file_applies_once() {
     let json = bbs.diego(&["apply", "-f", path, "--json"]).await.json();
     assert_eq!(json, serde_json::json!({"dry_run": false, "changes": [], "refused": []}));
     bbs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_state_file_is_refused_before_connecting() {
+    let dir = harness::scratch("bad-state");
+    let bad = dir.join("state.yaml");
+    std::fs::write(&bad, "desired_lrps:\n  - {process_guid: web, memory_mb: lots}\n").unwrap();
+    let dead = harness::dead_address();
+    let out = harness::diego(&["--bbs-address", &dead, "apply", "-f", bad.to_str().unwrap()]).await;
+    let line = out.fails(2);
+    assert!(
+        line.starts_with(&format!("error: invalid state file {}: desired_lrps[0] (web): ", bad.display())),
+        "{line}"
+    );
+    let missing = dir.join("absent.yaml");
+    let out = harness::diego(&["--bbs-address", &dead, "apply", "-f", missing.to_str().unwrap()]).await;
+    assert!(out.fails(2).starts_with("error: cannot read"), "{out:?}");
 }
 
 async fn lrp_json_desires_a_copy(backend: Backend) {
