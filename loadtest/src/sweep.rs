@@ -196,7 +196,8 @@ impl SweepConfig {
         anyhow::ensure!(self.lrps_per_cell >= 1, "--lrps-per-cell must be at least 1");
         anyhow::ensure!(self.base.bbs_address.is_none(), "the sweep starts its own BBS per size");
         for (i, lrps) in self.sizes().into_iter().enumerate() {
-            self.run_config(i, lrps).validate().with_context(|| format!("size {lrps}"))?;
+            // One line with the cause: a refused configuration is printed with `{e}`.
+            self.run_config(i, lrps).validate().map_err(|e| anyhow::anyhow!("size {lrps}: {e}"))?;
         }
         Ok(())
     }
@@ -440,7 +441,7 @@ mod tests {
     fn bad_sweeps_are_refused_up_front() {
         let err = |args: &[&str]| parse(args).validate().unwrap_err().to_string();
         assert!(err(&["--lrps-per-cell", "0"]).contains("--lrps-per-cell"));
-        assert!(err(&["--sizes", "10,0"]).contains("size 0"));
+        assert_eq!(err(&["--sizes", "10,0"]), "size 0: --desired-lrps must be at least 1");
         assert!(err(&["--sizes", "10", "--trials", "0"]).contains("size 10"));
     }
 

@@ -96,7 +96,9 @@ pub fn markdown(
          exponent is the least-squares slope of log(cost) against log(LRPs) over every size. Bulk-loop figures are \
          means over the trials; \"slowest pass\" is the worst single pass, against Diego's {}-second loop interval. \
          Raw columns: the same SQL straight on the same database in the same run, one statement at a time after \
-         the trials. Peak RSS: this process (the in-process BBS plus the simulator), its high-water mark reset \
+         the trials. RepBulkLoop: every cell's loop starts at the same moment of a trial and shares the \
+         simulator's --max-in-flight call slots with all the others, so it includes queueing behind the other \
+         cells' calls and grows with the cells; Diego's reps spread their loops over the interval. Peak RSS: this process (the in-process BBS plus the simulator), its high-water mark reset \
          before each size where the kernel allows it.",
         INTERVAL_MS / 1_000.0
     );
