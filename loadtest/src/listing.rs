@@ -4,7 +4,9 @@
 //! bounded pages over one stream); a per-cell read (`cell_id` set, what a rep's bulker makes)
 //! and every read when `BENCHMARK_BBS_LISTINGS=unary` is set follow the paged unary RPCs, page
 //! after page until the token is empty, as an older client does. A BBS without the streams
-//! (UNIMPLEMENTED) is read page by page too. The timed operation is the whole read either way.
+//! (UNIMPLEMENTED), or whose role table does not list them yet (PERMISSION_DENIED: the unary
+//! call then answers with its own rule), is read page by page too. The timed operation is the
+//! whole read either way.
 
 use futures::StreamExt;
 use proto::pb::bbs::v1 as api;
@@ -21,6 +23,11 @@ pub fn streaming() -> bool {
     std::env::var(LISTINGS_ENV).map_or(true, |value| value != "unary")
 }
 
+/// Whether a stream's refusal sends the read to the unary listing (see the module docs).
+fn fall_back(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::Unimplemented | tonic::Code::PermissionDenied)
+}
+
 /// Every actual LRP `request` selects: streamed when it reads across cells (see the module
 /// docs), else page by page.
 pub async fn actual_lrps(
@@ -29,7 +36,7 @@ pub async fn actual_lrps(
 ) -> Result<Vec<pb::ActualLrp>, tonic::Status> {
     if request.cell_id.is_empty() && streaming() {
         match actual_lrps_streamed(client.clone(), request.clone()).await {
-            Err(status) if status.code() == tonic::Code::Unimplemented => {}
+            Err(status) if fall_back(&status) => {}
             result => return result,
         }
     }
@@ -85,7 +92,7 @@ pub async fn scheduling_infos(
 ) -> Result<Vec<pb::DesiredLrpSchedulingInfo>, tonic::Status> {
     if streaming() {
         match scheduling_infos_streamed(client.clone(), request.clone()).await {
-            Err(status) if status.code() == tonic::Code::Unimplemented => {}
+            Err(status) if fall_back(&status) => {}
             result => return result,
         }
     }
