@@ -240,6 +240,8 @@ pub struct LrpCounts {
     pub fresh_domains: usize,
     /// Desired LRPs rebuilt from the cells' reports this pass.
     pub recovered: usize,
+    /// CLAIMED or RUNNING ORDINARY rows with no desired LRP, in any domain.
+    pub orphaned: usize,
 }
 
 /// The outcome of [`plan`].
@@ -392,6 +394,9 @@ pub fn plan_with(
         }
 
         let Some(ordinary) = slots.ordinary else { continue };
+        if desired_lrp.is_none() && placed(ordinary) {
+            counts.orphaned += 1;
+        }
         match ordinary.state {
             ActualLrpState::Unclaimed => counts.unclaimed += 1,
             ActualLrpState::Claimed => counts.claimed += 1,

@@ -24,7 +24,8 @@
 //! same process guid replaces a recovered record (`bbs::controllers::desired_lrps`).
 //!
 //! When cells are asked ([`should_ask`]): whenever a pass would create missing instances, restart
-//! stale unclaimed ones or retire orphans, on the first pass of a leadership term (the BBS
+//! stale unclaimed ones or retire orphans, or sees placed instances with no desired LRP in any
+//! domain, on the first pass of a leadership term (the BBS
 //! started or regained its lease), on the first pass after a failed one (it regained its
 //! database), and when the desired or actual rows shrank sharply since the last pass (the table
 //! was emptied; both tables wiped leave nothing else to notice). A genuine loss, reported by no
@@ -160,11 +161,12 @@ pub fn should_ask(
     if sharp(previous.desired, now.desired) || sharp(previous.actual, now.actual) {
         return Some(AskReason::Shrunk);
     }
-    let acting = unreported.actions.iter().chain(&unreported.withheld).any(|a| match a {
-        LrpAction::CreateMissing { .. } | LrpAction::AuctionStaleUnclaimed { .. } => true,
-        LrpAction::Retire { reason, .. } => matches!(reason, RetireReason::Orphan | RetireReason::SuspectOrphaned),
-        _ => false,
-    });
+    let acting = unreported.counts.orphaned > 0
+        || unreported.actions.iter().chain(&unreported.withheld).any(|a| match a {
+            LrpAction::CreateMissing { .. } | LrpAction::AuctionStaleUnclaimed { .. } => true,
+            LrpAction::Retire { reason, .. } => matches!(reason, RetireReason::Orphan | RetireReason::SuspectOrphaned),
+            _ => false,
+        });
     acting.then_some(AskReason::Acting)
 }
 
@@ -212,7 +214,7 @@ pub fn unknown_guids(reports: &CellReports, known: &BTreeSet<&ProcessGuid>) -> B
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lrp::plan::RowRef;
+    use crate::lrp::plan::{LrpCounts, RowRef};
     use proto::models::{ModificationTag, Presence};
 
     fn guid(s: &str) -> ProcessGuid {
@@ -263,6 +265,9 @@ mod tests {
             ..LrpPlan::default()
         };
         assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &orphan, 0.5), Some(AskReason::Acting));
+        // Running instances with no desired LRP in a stale domain: nothing to retire, still asked.
+        let stale_orphans = LrpPlan { counts: LrpCounts { orphaned: 2, ..LrpCounts::default() }, ..quiet.clone() };
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &stale_orphans, 0.5), Some(AskReason::Acting));
     }
 
     #[test]

@@ -565,6 +565,7 @@ fn counts_describe_the_snapshot() {
             suspect_cells: 1,
             fresh_domains: 1,
             recovered: 0,
+            orphaned: 0,
         }
     );
 }
