@@ -184,7 +184,7 @@ pub async fn run(
     let provider: converger::StoreProvider = Arc::new(move || provider_leadership.writer().ok());
     let converger = converger::spawn(
         provider,
-        Arc::new(convergence::ContextEffects(ctx.clone())),
+        Arc::new(convergence::ContextEffects::new(ctx.clone(), config.communication_timeout, security.clone())),
         ctx.clock.clone(),
         config.convergence(),
         stop.clone().cancelled_owned(),

@@ -1,13 +1,13 @@
 //! What every part of a running rep shares: the cell's identity and advert, the executor, the
-//! BBS client, the one-way evacuation flag, and the per-instance routing info that
-//! `UpdateLRPInstance` changes.
+//! BBS client, the one-way evacuation flag, the per-instance routing info that
+//! `UpdateLRPInstance` changes, and the desired LRP each instance was started from.
 //!
 //! Not here: what to do with a container (see `generator`), the gRPC adapter (see `service`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use proto::models::{ActualLrpInstanceKey, ActualLrpKey, CellId, NetInfo, PortMapping, PreferredAddress};
+use proto::models::{ActualLrpInstanceKey, ActualLrpKey, CellId, DesiredLrp, NetInfo, PortMapping, PreferredAddress};
 use tokio::sync::watch;
 
 use crate::bbs_client::BbsClient;
@@ -103,6 +103,9 @@ pub struct RepContext {
     /// Set once evacuation starts.
     pub evacuation: EvacuationFlag,
     instances: Mutex<HashMap<String, InstanceInfo>>,
+    /// The desired LRP each running LRP container was started from, by container guid: what
+    /// the rep reports when the BBS lost it (issue 19 item 2, `recovery`).
+    desired: Mutex<HashMap<String, Arc<DesiredLrp>>>,
 }
 
 impl std::fmt::Debug for RepContext {
@@ -114,7 +117,14 @@ impl std::fmt::Debug for RepContext {
 impl RepContext {
     /// A context for `cell`.
     pub fn new(cell: CellInfo, executor: Executor, bbs: Arc<dyn BbsClient>) -> Self {
-        Self { cell, executor, bbs, evacuation: EvacuationFlag::new(), instances: Mutex::new(HashMap::new()) }
+        Self {
+            cell,
+            executor,
+            bbs,
+            evacuation: EvacuationFlag::new(),
+            instances: Mutex::new(HashMap::new()),
+            desired: Mutex::new(HashMap::new()),
+        }
     }
 
     fn instances(&self) -> MutexGuard<'_, HashMap<String, InstanceInfo>> {
@@ -134,6 +144,21 @@ impl RepContext {
     /// Forgets instance `guid` (its container is gone).
     pub fn forget_instance(&self, guid: &str) {
         self.instances().remove(guid);
+        self.desired_map().remove(guid);
+    }
+
+    fn desired_map(&self) -> MutexGuard<'_, HashMap<String, Arc<DesiredLrp>>> {
+        self.desired.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the desired LRP container `guid` runs an instance of.
+    pub fn keep_desired(&self, guid: &str, desired: Arc<DesiredLrp>) {
+        self.desired_map().insert(guid.to_owned(), desired);
+    }
+
+    /// The desired LRP container `guid` was started from, if this rep started it.
+    pub fn desired_of(&self, guid: &str) -> Option<Arc<DesiredLrp>> {
+        self.desired_map().get(guid).cloned()
     }
 
     /// The identity of an LRP instance on this cell.

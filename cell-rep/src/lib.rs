@@ -17,7 +17,8 @@
 //! - [`config`]: the TOML file and flags; [`rep`]: [`run`] and [`run_with`], which wire
 //!   everything on listeners they are given (they bind nothing).
 //! - [`service`] and [`server`]: the `Rep` gRPC service (`State`, `Perform`, stop, cancel,
-//!   update, `Evacuate`, `Ping`) with health and reflection.
+//!   update, `Evacuate`, `Ping`) with health and reflection; [`recovery`]: the `Recovery`
+//!   service (what the cell runs, for a BBS whose database forgot it).
 //! - [`context`]: what the parts share (cell identity, executor, BBS client, evacuation flag).
 //! - [`generator`]: container events and bulk-sync passes → BBS lifecycle calls.
 //! - [`bulk_sync`]: the periodic reconciliation with the BBS; [`evacuation`]: the drain.
@@ -45,6 +46,7 @@ pub mod evacuation;
 pub mod generator;
 pub mod metrics;
 pub mod presence;
+pub mod recovery;
 pub mod rep;
 pub mod rootfs;
 pub mod server;

@@ -31,6 +31,7 @@ use crate::executor::{ContainerState, Executor, ExecutorConfig, Resources};
 use crate::generator::Generator;
 use crate::metrics::CellSnapshot;
 use crate::presence::{CellAdvert, Presence};
+use crate::recovery::RecoveryService;
 use crate::rootfs::{HOST_BUSYBOX, RootfsError, prepare_busybox_rootfs};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::process::{ProcessConfig, ProcessRuntime};
@@ -314,6 +315,7 @@ pub async fn run_observed(
     let result = server::serve(
         listeners.grpc,
         service,
+        RecoveryService::new(Arc::clone(&ctx)),
         ctx.evacuation.clone(),
         &security,
         config.max_request_bytes,

@@ -1,14 +1,16 @@
-//! The rep's gRPC port: `Rep`, on the server every component builds the same way
+//! The rep's gRPC port: `Rep` and `Recovery` (issue 19), on the server every component builds the same way
 //! (`svc::server`: health, reflection, limits, TCP_NODELAY).
 //!
 //! No timeout or concurrency layer: every RPC answers from memory (reservations and stops run
 //! in the background), so none can be slow; the decode limit bounds what one request costs.
 
+use proto::pb::rep::v1::recovery_server::RecoveryServer;
 use proto::pb::rep::v1::rep_server::RepServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::EvacuationFlag;
+use crate::recovery::RecoveryService;
 use crate::service::RepService;
 
 /// Serves the services on `listener` until `shutdown`, holding every request message to
@@ -18,6 +20,7 @@ use crate::service::RepService;
 pub async fn serve(
     listener: TcpListener,
     service: RepService,
+    recovery: RecoveryService,
     evacuation: EvacuationFlag,
     security: &svc::tls::Security,
     max_request_bytes: usize,
@@ -34,7 +37,9 @@ pub async fn serve(
             }
         })
     };
-    let router = router.add_service(RepServer::new(service).max_decoding_message_size(max_request_bytes));
+    let router = router
+        .add_service(RepServer::new(service).max_decoding_message_size(max_request_bytes))
+        .add_service(RecoveryServer::new(recovery).max_decoding_message_size(max_request_bytes));
     let result = svc::server::serve(router, listener, security, shutdown).await;
     follower.abort();
     result

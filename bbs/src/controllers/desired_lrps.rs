@@ -81,6 +81,9 @@ impl DesiredLrps<'_> {
     }
 
     /// Stores a new desired LRP with `instances` UNCLAIMED instances and requests their auction.
+    /// A desired LRP of the same guid that convergence rebuilt from the cells (marked recovered,
+    /// issue 19) is replaced: the operator's word wins over the cells' (its running instances
+    /// are kept; the indices the new one lacks are created, extra ones retired by convergence).
     #[tracing::instrument(skip_all, fields(process_guid = %lrp.scheduling.process_guid))]
     pub async fn desire(&self, lrp: DesiredLrp) -> Result<DesiredLrp> {
         let ctx = self.0;
@@ -88,13 +91,35 @@ impl DesiredLrps<'_> {
         let now = ctx.now_ns();
         let lrp = stamp_created_at(lrp, now)?;
         ctx.check_instances("desired_lrp.instances", lrp.scheduling.instances)?;
-        let _guard = ctx.locks.lock(lrp.scheduling.process_guid.as_str()).await;
-        let (stored, created) = store.desire_lrp(&lrp, now).await?;
+        let guid = &lrp.scheduling.process_guid;
+        let _guard = ctx.locks.lock(guid.as_str()).await;
+        let (stored, created, replaced) = match store.desire_lrp(&lrp, now).await {
+            Ok((stored, created)) => (stored, created, None),
+            Err(exists @ db::Error::Exists { .. }) => {
+                let existing = store.desired_lrp(guid).await?;
+                if !converger::lrp::recovery::is_recovered(&existing.scheduling.annotation) {
+                    return Err(exists.into());
+                }
+                tracing::info!("replacing the desired lrp recovered from the cells");
+                let removed = store.remove_desired_lrp(guid).await?;
+                let (stored, created) = store.desire_lrp(&lrp, now).await?;
+                (stored, created, Some(removed))
+            }
+            Err(e) => return Err(e.into()),
+        };
         tracing::info!(instances = stored.scheduling.instances, "desired lrp created");
-        ctx.publish_desired(pb::instance_event::Event::DesiredLrpCreated(pb::DesiredLrpCreatedEvent {
-            desired_lrp: Some(stored.clone().into()),
-            trace_id: String::new(),
-        }));
+        let event = match replaced {
+            None => pb::instance_event::Event::DesiredLrpCreated(pb::DesiredLrpCreatedEvent {
+                desired_lrp: Some(stored.clone().into()),
+                trace_id: String::new(),
+            }),
+            Some(before) => pb::instance_event::Event::DesiredLrpChanged(pb::DesiredLrpChangedEvent {
+                before: Some(before.into()),
+                after: Some(stored.clone().into()),
+                trace_id: String::new(),
+            }),
+        };
+        ctx.publish_desired(event);
         publish_created(ctx, &created);
         ctx.request_lrp_auctions(vec![start_request(&stored.scheduling, &created)]);
         Ok(stored)

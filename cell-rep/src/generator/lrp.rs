@@ -58,6 +58,8 @@ impl Generator {
                 return;
             }
         };
+        // Kept whole, so the BBS can rebuild it from this cell if its database loses it.
+        self.ctx.keep_desired(guid, std::sync::Arc::new(desired.clone()));
         // Routing info is kept for every later StartActualLRP; UpdateLRPInstance may already
         // have set newer values.
         let current = self.ctx.instance_info(guid);
