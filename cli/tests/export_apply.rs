@@ -179,17 +179,26 @@ async fn export_wipe_apply(backend: Backend) {
     let web = file["desired_lrps"].as_array_mut().unwrap().iter_mut().find(|l| l["process_guid"] == "web").unwrap();
     web["instances"] = 3.into();
     web["annotation"] = "v2".into();
+    web["image_username"] = "puller".into();
+    web["image_password"] = "secret".into();
     let edited = dir.join("edited.json");
     std::fs::write(&edited, file.to_string()).unwrap();
     let edited = edited.to_str().unwrap();
     let out = restored.diego(&["apply", "-f", edited]).await.ok().to_owned();
-    assert_eq!(out, "~ lrp web: annotation \"\" → \"v2\", instances 2 → 3\n");
+    let changes = "annotation \"\" → \"v2\", image_password, image_username \"\" → \"puller\", instances 2 → 3";
+    assert_eq!(out, format!("~ lrp web: {changes}\n"));
     let web_now = restored.desired("web").await;
     assert_eq!((web_now.instances, web_now.annotation.as_str()), (3, "v2"));
-    assert_eq!(
-        pb::DesiredLrp { instances: 2, annotation: String::new(), modification_tag: None, ..web_now },
-        before["web"]
-    );
+    assert_eq!((web_now.image_username.as_str(), web_now.image_password.as_str()), ("puller", "secret"));
+    let unedited = pb::DesiredLrp {
+        instances: 2,
+        annotation: String::new(),
+        image_username: String::new(),
+        image_password: String::new(),
+        modification_tag: None,
+        ..web_now
+    };
+    assert_eq!(unedited, before["web"]);
 
     let web = file["desired_lrps"].as_array_mut().unwrap().iter_mut().find(|l| l["process_guid"] == "web").unwrap();
     web["memory_mb"] = 256.into();
