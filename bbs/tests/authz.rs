@@ -78,6 +78,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("/diego.bbs.v1.Bbs/RemoveEvacuatingActualLRP", "--C--"),
     ("/diego.bbs.v1.Bbs/ResolvingTask", "---A-"),
     ("/diego.bbs.v1.Bbs/RetireActualLRP", "---A-"),
+    ("/diego.bbs.v1.Bbs/StreamActualLRPs", "--CAA"),
+    ("/diego.bbs.v1.Bbs/StreamDesiredLRPSchedulingInfos", "---AA"),
     ("/diego.bbs.v1.Bbs/StartActualLRP", "--C--"),
     ("/diego.bbs.v1.Bbs/StartTask", "--C--"),
     ("/diego.bbs.v1.Bbs/SubscribeToInstanceEvents", "---AA"),

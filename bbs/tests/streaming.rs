@@ -345,7 +345,6 @@ async fn a_cell_is_refused_the_same_streams_as_listings(backend: Backend) {
 /// The role table gives each stream exactly the rules of the unary listing it streams. Needs
 /// the two streams' rows in `svc/src/authz.rs` (unknown methods are refused to everyone).
 #[test]
-#[ignore = "until svc/src/authz.rs lists StreamActualLRPs and StreamDesiredLRPSchedulingInfos"]
 fn each_stream_has_the_role_rules_of_its_listing() {
     use svc::authz::rule;
     use svc::identity::Role;

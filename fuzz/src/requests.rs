@@ -124,6 +124,21 @@ fn by_process_guid(body: &[u8]) {
     }
 }
 
+fn actual_lrps(b: &[u8]) {
+    let Some(r) = decode::<api::ActualLrPsRequest>(b) else { return };
+    done((|| -> BbsResult<()> {
+        PageRequest::<ActualLrpCursor>::new(r.page_size, &r.page_token)?;
+        optional(r.domain, DomainName::parse)?;
+        optional(r.cell_id, CellId::parse)?;
+        optional(r.process_guid, ProcessGuid::parse)?;
+        r.index.map(index).transpose()?;
+        for guid in r.process_guids {
+            ProcessGuid::parse(guid)?;
+        }
+        Ok(())
+    })());
+}
+
 fn desired_lrps(body: &[u8]) {
     if let Some(r) = decode::<api::DesiredLrPsRequest>(body) {
         done(desired_filter(r));
@@ -244,23 +259,8 @@ pub static RPCS: &[Rpc] = &[
             decode::<api::CellsRequest>(b);
         },
     },
-    Rpc {
-        path: "/diego.bbs.v1.Bbs/ActualLRPs",
-        run: |b| {
-            let Some(r) = decode::<api::ActualLrPsRequest>(b) else { return };
-            done((|| -> BbsResult<()> {
-                PageRequest::<ActualLrpCursor>::new(r.page_size, &r.page_token)?;
-                optional(r.domain, DomainName::parse)?;
-                optional(r.cell_id, CellId::parse)?;
-                optional(r.process_guid, ProcessGuid::parse)?;
-                r.index.map(index).transpose()?;
-                for guid in r.process_guids {
-                    ProcessGuid::parse(guid)?;
-                }
-                Ok(())
-            })());
-        },
-    },
+    Rpc { path: "/diego.bbs.v1.Bbs/ActualLRPs", run: actual_lrps },
+    Rpc { path: "/diego.bbs.v1.Bbs/StreamActualLRPs", run: actual_lrps },
     Rpc {
         path: "/diego.bbs.v1.Bbs/ClaimActualLRP",
         run: |b| {
@@ -382,6 +382,7 @@ pub static RPCS: &[Rpc] = &[
     Rpc { path: "/diego.bbs.v1.Bbs/DesiredLRPs", run: desired_lrps },
     Rpc { path: "/diego.bbs.v1.Bbs/DesiredLRPByProcessGuid", run: by_process_guid },
     Rpc { path: "/diego.bbs.v1.Bbs/DesiredLRPSchedulingInfos", run: desired_lrps },
+    Rpc { path: "/diego.bbs.v1.Bbs/StreamDesiredLRPSchedulingInfos", run: desired_lrps },
     Rpc { path: "/diego.bbs.v1.Bbs/DesiredLRPSchedulingInfoByProcessGuid", run: by_process_guid },
     Rpc { path: "/diego.bbs.v1.Bbs/DesiredLRPRoutingInfos", run: desired_lrps },
     Rpc {

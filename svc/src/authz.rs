@@ -13,7 +13,7 @@
 //! | `Bbs/Domains` | - | - | - | A | A |
 //! | `Bbs/UpsertDomain` | - | - | - | A | - |
 //! | `Bbs/Cells` | - | A | - | A | A |
-//! | `Bbs/ActualLRPs` | - | - | C | A | A |
+//! | `Bbs/ActualLRPs`, `StreamActualLRPs` | - | - | C | A | A |
 //! | `Bbs/ClaimActualLRP` | - | - | C | - | - |
 //! | `Bbs/StartActualLRP` | - | - | C | - | - |
 //! | `Bbs/CrashActualLRP` | - | - | C | - | - |
@@ -22,7 +22,7 @@
 //! | `Bbs/RetireActualLRP` | - | - | - | A | - |
 //! | `Bbs/Evacuate{Claimed,Running,Stopped,Crashed}ActualLRP` | - | - | C | - | - |
 //! | `Bbs/RemoveEvacuatingActualLRP` | - | - | C | - | - |
-//! | `Bbs/DesiredLRPs`, `DesiredLRPSchedulingInfos`, `DesiredLRPRoutingInfos` | - | - | - | A | A |
+//! | `Bbs/DesiredLRPs`, `DesiredLRPSchedulingInfos`, `StreamDesiredLRPSchedulingInfos`, `DesiredLRPRoutingInfos` | - | - | - | A | A |
 //! | `Bbs/DesiredLRPSchedulingInfoByProcessGuid` | - | - | - | A | A |
 //! | `Bbs/DesiredLRPByProcessGuid` | - | - | A | A | A |
 //! | `Bbs/DesireLRP`, `UpdateDesiredLRP`, `RemoveDesiredLRP` | - | - | - | A | - |
@@ -125,7 +125,7 @@ fn bbs_rules(name: &str) -> Option<[Rule; 5]> {
         "Domains" => [D, D, D, A, A],
         "UpsertDomain" => [D, D, D, A, D],
         "Cells" => [D, A, D, A, A],
-        "ActualLRPs" => [D, D, C, A, A],
+        "ActualLRPs" | "StreamActualLRPs" => [D, D, C, A, A],
         "ClaimActualLRP" | "StartActualLRP" | "CrashActualLRP" | "RemoveActualLRP" => [D, D, C, D, D],
         "FailActualLRP" => [D, A, D, D, D],
         "RetireActualLRP" => [D, D, D, A, D],
@@ -136,6 +136,7 @@ fn bbs_rules(name: &str) -> Option<[Rule; 5]> {
         | "RemoveEvacuatingActualLRP" => [D, D, C, D, D],
         "DesiredLRPs"
         | "DesiredLRPSchedulingInfos"
+        | "StreamDesiredLRPSchedulingInfos"
         | "DesiredLRPSchedulingInfoByProcessGuid"
         | "DesiredLRPRoutingInfos" => [D, D, D, A, A],
         "DesiredLRPByProcessGuid" => [D, D, A, A, A],

@@ -222,10 +222,12 @@ async fn reflection_lists_the_bbs_service_and_its_methods() {
         "EvacuateRunningActualLRP",
         "SubscribeToInstanceEvents",
         "CompleteTask",
+        "StreamActualLRPs",
+        "StreamDesiredLRPSchedulingInfos",
     ] {
         assert!(methods.iter().any(|m| m == expected), "{expected} missing from {methods:?}");
     }
-    assert_eq!(methods.len(), 35, "every Bbs RPC of architecture.md: {methods:?}");
+    assert_eq!(methods.len(), 37, "every Bbs RPC of architecture.md: {methods:?}");
 
     let health_channel = Channel::from_shared(format!("http://{}", server.address)).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(health_channel);
