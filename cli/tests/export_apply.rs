@@ -247,6 +247,35 @@ async fn a_hand_written_state_file_applies_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_replaces_a_record_recovered_from_the_cells() {
+    // A desired LRP as convergence rebuilds it from the cells (annotation marked, run info as
+    // the cells knew it): apply desires the file's over it, and the BBS replaces the record
+    // (a BBS whose recovery marker differed from the planner's would refuse: AlreadyExists).
+    let bbs = Bbs::start().await;
+    let dir = harness::scratch("apply-recovered");
+    let action = serde_json::json!({"run_action": {"path": "/bin/true"}});
+    let recovered = serde_json::json!({
+        "process_guid": "api", "instances": 0, "memory_mb": 32,
+        "annotation": format!("{}v1", cli::plan::RECOVERED_PREFIX), "action": action,
+    });
+    let path = dir.join("recovered.json");
+    std::fs::write(&path, recovered.to_string()).unwrap();
+    bbs.diego(&["desire-lrp", "--file", path.to_str().unwrap()]).await.ok();
+    let wanted = serde_json::json!({
+        "process_guid": "api", "instances": 0, "memory_mb": 64, "annotation": "v1", "action": action,
+    });
+    let state = dir.join("state.json");
+    std::fs::write(&state, serde_json::json!({ "desired_lrps": [wanted] }).to_string()).unwrap();
+    let state = state.to_str().unwrap();
+    let out = bbs.diego(&["apply", "-f", state]).await.ok().to_owned();
+    assert_eq!(out, "~ lrp api: replaces the record recovered from the cells\n");
+    let lrp = bbs.desired("api").await;
+    assert_eq!((lrp.memory_mb, lrp.annotation.as_str()), (64, "v1"));
+    assert_eq!(bbs.diego(&["apply", "-f", state]).await.ok(), "no changes: the cluster matches the file\n");
+    bbs.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_state_file_is_refused_before_connecting() {
     let dir = harness::scratch("bad-state");
     let bad = dir.join("state.yaml");
