@@ -224,15 +224,17 @@ async fn desire_task_file(diego: &Diego, file: &Path) {
     assert!(out.ok().contains("desired task"), "{out:?}");
 }
 
-/// The whole LRP and task files shown in README.md and docs/files.md (```yaml blocks with a
-/// `process_guid` or a `task_guid`) parse as the CLI reads them.
+/// The whole LRP, task and state files shown in README.md and docs/files.md (```yaml blocks
+/// with a `desired_lrps`, a `process_guid` or a `task_guid`) parse as the CLI reads them.
 #[test]
 fn the_files_shown_in_the_docs_parse() {
     let mut parsed = 0;
     for document in ["README.md", "docs/files.md"] {
         let text = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(document));
         for block in text.split("```yaml\n").skip(1).filter_map(|rest| rest.split_once("```").map(|(b, _)| b)) {
-            let result = if block.contains("process_guid:") {
+            let result = if block.contains("desired_lrps:") {
+                cli::state_file::parse(block, true).map(drop)
+            } else if block.contains("process_guid:") {
                 cli::lrp_file::parse(block, true).map(drop)
             } else if block.contains("task_guid:") {
                 cli::task_file::parse(block, true).map(drop)
