@@ -3,6 +3,11 @@
 //! An LRP can have more instances than one response may carry (100,000 instances are about
 //! 10 MB as ActualLRPs), so every page of ActualLRPs is read for the counts, but only the first
 //! [`INSTANCES_SHOWN`] instances are kept and shown unless `--all` asks for every one.
+//!
+//! `--json` prints `{desired_lrp, running, states, instance_count, instances}`: `desired_lrp` in
+//! the desired LRP file format, and the whole document is itself a desired LRP file (the reader
+//! takes `desired_lrp` and ignores the rest, [`crate::lrp_file`]), so `diego lrp web --json |
+//! diego desire-lrp --file - --guid web-copy` desires an identical copy.
 
 use clap::Args;
 use proto::pb::bbs::v1 as api;
