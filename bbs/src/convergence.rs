@@ -44,7 +44,12 @@ impl ContextEffects {
             .map_err(EffectError::new)?
             .ok_or_else(|| EffectError::new(format!("cell {cell} is gone")))?;
         let channel = self.recovery.cell_channel(&address, cell.as_str()).map_err(EffectError::new)?;
-        let request = rep_pb::ReportRequest { desired_for: desired_for.iter().map(ToString::to_string).collect() };
+        // Asked what it runs (no run info asked), the rep also syncs at once, re-adopting the
+        // running instances whose actual LRPs are gone.
+        let request = rep_pb::ReportRequest {
+            desired_for: desired_for.iter().map(ToString::to_string).collect(),
+            sync: desired_for.is_empty(),
+        };
         let response = rep_pb::recovery_client::RecoveryClient::new(channel)
             .report(request)
             .await

@@ -241,6 +241,8 @@ pub async fn run_observed(
     let kick = Arc::new(Notify::new());
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(Arc::clone(&generator).run(events, Arc::clone(&kick), halt.clone())));
+    // A BBS whose database forgot what runs asks for a bulk sync at once (issue 19).
+    let recovery = RecoveryService::new(Arc::clone(&ctx), Arc::clone(&kick));
 
     let advert = CellAdvert {
         cell_id: cell.cell_id.clone(),
@@ -315,7 +317,7 @@ pub async fn run_observed(
     let result = server::serve(
         listeners.grpc,
         service,
-        RecoveryService::new(Arc::clone(&ctx)),
+        recovery,
         ctx.evacuation.clone(),
         &security,
         config.max_request_bytes,

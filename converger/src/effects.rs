@@ -113,7 +113,9 @@ pub trait Effects: Send + Sync + 'static {
     fn lock_key<'a>(&'a self, key: LockKey<'a>) -> BoxFuture<'a, KeyGuard<'a>>;
 
     /// Asks the rep of live cell `cell` what it runs, and the desired LRPs it keeps for the
-    /// process guids in `desired_for` (issue 19, `lrp::recovery`). `Ok(None)` says this world
+    /// process guids in `desired_for` (issue 19, `lrp::recovery`). Asked with no process guids
+    /// (the first round of a pass), the rep also runs its bulk sync at once, re-adopting what it
+    /// runs that the database lost. `Ok(None)` says this world
     /// has no such reports (the default: convergence then decides from the database alone, as
     /// before); an error counts as a cell that did not answer.
     fn cell_report<'a>(
