@@ -37,8 +37,11 @@ impl ContextEffects {
         Self { ctx, recovery: Connector::with_options(ChannelOptions::new(timeout, security).expect(Role::Cell)) }
     }
 
-    /// One `Report` call to the rep of `cell`.
-    async fn report(&self, cell: &CellId, desired_for: &[ProcessGuid]) -> Result<CellReport, EffectError> {
+    /// One `Report` call to the rep of `cell`; `None` when the rep does not serve it or refuses
+    /// this BBS (a rep from before issue 19, a simulated cell, a role table without the rule):
+    /// such a cell cannot tell, so convergence treats it as it did before, not as one that did
+    /// not answer (which would hold every creation for the grace period).
+    async fn report(&self, cell: &CellId, desired_for: &[ProcessGuid]) -> Result<Option<CellReport>, EffectError> {
         let address = crate::cells::rep_address(self.ctx.reader(), cell.as_str())
             .await
             .map_err(EffectError::new)?
@@ -50,12 +53,15 @@ impl ContextEffects {
             desired_for: desired_for.iter().map(ToString::to_string).collect(),
             sync: desired_for.is_empty(),
         };
-        let response = rep_pb::recovery_client::RecoveryClient::new(channel)
-            .report(request)
-            .await
-            .map_err(|status| EffectError::new(format!("rep {address} Report: {}", status.message())))?
-            .into_inner();
-        report_from_pb(response).map_err(|e| EffectError::new(format!("rep {address} Report: {e}")))
+        let response = match rep_pb::recovery_client::RecoveryClient::new(channel).report(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if matches!(status.code(), tonic::Code::Unimplemented | tonic::Code::PermissionDenied) => {
+                tracing::debug!(cell_id = %cell, error = %status.message(), "the rep cannot report what it runs");
+                return Ok(None);
+            }
+            Err(status) => return Err(EffectError::new(format!("rep {address} Report: {}", status.message()))),
+        };
+        report_from_pb(response).map(Some).map_err(|e| EffectError::new(format!("rep {address} Report: {e}")))
     }
 }
 
@@ -139,9 +145,11 @@ impl Effects for ContextEffects {
     ) -> BoxFuture<'a, Result<Option<CellReport>, EffectError>> {
         Box::pin(async move {
             let mut chunks = desired_for.chunks(DESIRED_PER_REPORT);
-            let mut report = self.report(cell, chunks.next().unwrap_or_default()).await?;
+            let Some(mut report) = self.report(cell, chunks.next().unwrap_or_default()).await? else {
+                return Ok(None);
+            };
             for chunk in chunks {
-                report.desired.extend(self.report(cell, chunk).await?.desired);
+                report.desired.extend(self.report(cell, chunk).await?.map(|r| r.desired).unwrap_or_default());
             }
             Ok(Some(report))
         })
