@@ -41,18 +41,19 @@ impl ContextEffects {
     /// this BBS (a rep from before issue 19, a simulated cell, a role table without the rule):
     /// such a cell cannot tell, so convergence treats it as it did before, not as one that did
     /// not answer (which would hold every creation for the grace period).
-    async fn report(&self, cell: &CellId, desired_for: &[ProcessGuid]) -> Result<Option<CellReport>, EffectError> {
+    async fn report(
+        &self,
+        cell: &CellId,
+        desired_for: &[ProcessGuid],
+        sync: bool,
+    ) -> Result<Option<CellReport>, EffectError> {
         let address = crate::cells::rep_address(self.ctx.reader(), cell.as_str())
             .await
             .map_err(EffectError::new)?
             .ok_or_else(|| EffectError::new(format!("cell {cell} is gone")))?;
         let channel = self.recovery.cell_channel(&address, cell.as_str()).map_err(EffectError::new)?;
-        // Asked what it runs (no run info asked), the rep also syncs at once, re-adopting the
-        // running instances whose actual LRPs are gone.
-        let request = rep_pb::ReportRequest {
-            desired_for: desired_for.iter().map(ToString::to_string).collect(),
-            sync: desired_for.is_empty(),
-        };
+        let request =
+            rep_pb::ReportRequest { desired_for: desired_for.iter().map(ToString::to_string).collect(), sync };
         let response = match rep_pb::recovery_client::RecoveryClient::new(channel).report(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if matches!(status.code(), tonic::Code::Unimplemented | tonic::Code::PermissionDenied) => {
@@ -145,14 +146,18 @@ impl Effects for ContextEffects {
     ) -> BoxFuture<'a, Result<Option<CellReport>, EffectError>> {
         Box::pin(async move {
             let mut chunks = desired_for.chunks(DESIRED_PER_REPORT);
-            let Some(mut report) = self.report(cell, chunks.next().unwrap_or_default()).await? else {
+            let Some(mut report) = self.report(cell, chunks.next().unwrap_or_default(), false).await? else {
                 return Ok(None);
             };
             for chunk in chunks {
-                report.desired.extend(self.report(cell, chunk).await?.map(|r| r.desired).unwrap_or_default());
+                report.desired.extend(self.report(cell, chunk, false).await?.map(|r| r.desired).unwrap_or_default());
             }
             Ok(Some(report))
         })
+    }
+
+    fn request_cell_sync<'a>(&'a self, cell: &'a CellId) -> BoxFuture<'a, Result<(), EffectError>> {
+        Box::pin(async move { self.report(cell, &[], true).await.map(|_| ()) })
     }
 
     fn publish_desired_recovered(&self, lrp: &DesiredLrp) {

@@ -15,6 +15,7 @@
 //! | [`Effects::publish_task_change`] | `TaskChanged(before, after)`, or `TaskRemoved(before)` when `after` is `None` |
 //! | [`Effects::lock_key`] | `KeyLocks::lock((guid, index))` / `KeyLocks::lock(task_guid)` |
 //! | [`Effects::cell_report`] | the rep's `Recovery.Report` (default: no reports, no hold) |
+//! | [`Effects::request_cell_sync`] | `Recovery.Report` with `sync` (default: nothing) |
 //! | [`Effects::publish_desired_recovered`] | a `DesiredLRPCreated` event (default: nothing) |
 //!
 //! Not here: store writes (the converger makes them itself through the fenced store the BBS
@@ -113,9 +114,7 @@ pub trait Effects: Send + Sync + 'static {
     fn lock_key<'a>(&'a self, key: LockKey<'a>) -> BoxFuture<'a, KeyGuard<'a>>;
 
     /// Asks the rep of live cell `cell` what it runs, and the desired LRPs it keeps for the
-    /// process guids in `desired_for` (issue 19, `lrp::recovery`). Asked with no process guids
-    /// (the first round of a pass), the rep also runs its bulk sync at once, re-adopting what it
-    /// runs that the database lost. `Ok(None)` says this world
+    /// process guids in `desired_for` (issue 19, `lrp::recovery`). `Ok(None)` says this world
     /// has no such reports (the default: convergence then decides from the database alone, as
     /// before); an error counts as a cell that did not answer.
     fn cell_report<'a>(
@@ -125,6 +124,14 @@ pub trait Effects: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<CellReport>, EffectError>> {
         let _ = (cell, desired_for);
         Box::pin(async { Ok(None) })
+    }
+
+    /// Asks the rep of live cell `cell` to run its bulk sync at once: it runs instances whose
+    /// actual LRPs the database lost, and re-adopts them as they are (issue 19). The default
+    /// does nothing (the rep's own polling re-adopts them).
+    fn request_cell_sync<'a>(&'a self, cell: &'a CellId) -> BoxFuture<'a, Result<(), EffectError>> {
+        let _ = cell;
+        Box::pin(async { Ok(()) })
     }
 
     /// Publishes the creation of a desired LRP rebuilt from the cells' reports (marked

@@ -194,6 +194,7 @@ impl LrpConvergence {
         let since = *self.held_since.get_or_insert(now_ns);
         reports.held_since = Some(since);
         if reports.holding(now_ns, config::nanos(self.config.cell_sync_grace)) {
+            self.request_syncs(&fresh, &reports).await;
             tracing::info!(
                 unanswered = hold.unanswered,
                 adopting = hold.adopting,
@@ -208,6 +209,36 @@ impl LrpConvergence {
             "the cells' grace period is over; converging from the database"
         );
         (plan::plan_with(snapshot, cells, Some(&reports), now_ns, &self.config), recovered)
+    }
+
+    /// Asks the cells running instances the hold leaves for re-adoption to bulk sync at once
+    /// (their records are gone; a rep re-creates them on its next sync), a failure only logged.
+    async fn request_syncs(&self, plan: &plan::LrpPlan, reports: &CellReports) {
+        let mut cells: BTreeSet<&CellId> = BTreeSet::new();
+        for action in &plan.withheld {
+            let held: Vec<(&ProcessGuid, i32)> = match action {
+                plan::LrpAction::CreateMissing { process_guid, indices, .. } => {
+                    indices.iter().map(|i| (process_guid, *i)).collect()
+                }
+                plan::LrpAction::AuctionStaleUnclaimed { process_guid, index } => vec![(process_guid, *index)],
+                _ => Vec::new(),
+            };
+            cells.extend(held.into_iter().filter_map(|(g, i)| reports.running.get(&(g.clone(), i))));
+        }
+        // Boxed before they go into the stream, as the executor's calls are: the pass future
+        // must be Send.
+        let effects = &*self.effects;
+        let calls: Vec<futures::future::BoxFuture<'_, ()>> = cells
+            .into_iter()
+            .map(|cell| -> futures::future::BoxFuture<'_, ()> {
+                Box::pin(async move {
+                    if let Err(e) = effects.request_cell_sync(cell).await {
+                        tracing::warn!(cell_id = %cell, error = %e, "cannot ask the cell to sync; its polling will");
+                    }
+                })
+            })
+            .collect();
+        stream::iter(calls).buffer_unordered(self.config.workers.max(1)).collect::<Vec<()>>().await;
     }
 
     /// Asks every live cell what it runs, then the cells running instances of process guids the

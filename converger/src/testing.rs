@@ -34,6 +34,8 @@ pub struct Recorded {
     pub locks: usize,
     /// Each cell report asked for: the cell and the process guids whose run info was asked.
     pub cell_reports: Vec<(CellId, Vec<ProcessGuid>)>,
+    /// Each immediate bulk sync asked of a cell.
+    pub cell_syncs: Vec<CellId>,
     /// Each recovered desired LRP published.
     pub recovered: Vec<DesiredLrp>,
 }
@@ -170,6 +172,11 @@ impl Effects for RecordingEffects {
             }
         };
         Box::pin(async move { outcome })
+    }
+
+    fn request_cell_sync<'a>(&'a self, cell: &'a CellId) -> BoxFuture<'a, Result<(), EffectError>> {
+        self.lock().cell_syncs.push(cell.clone());
+        Box::pin(async { Ok(()) })
     }
 
     fn publish_desired_recovered(&self, lrp: &DesiredLrp) {

@@ -57,6 +57,7 @@ async fn after_a_wipe_of_the_actual_lrps_only_what_no_cell_runs_is_created(backe
     assert!(w.rows("web", 0).await.ordinary.is_none(), "left for the rep to re-adopt");
     assert_eq!(report.hold.map(|h| h.adopting), Some(2));
     assert_eq!(w.effects.recorded().cell_reports, vec![(cell("cell-1"), vec![])]);
+    assert_eq!(w.effects.recorded().cell_syncs, vec![cell("cell-1")], "asked to re-adopt them at once");
 }
 
 async fn a_cell_that_does_not_answer_holds_every_creation(backend: db::Backend) {
@@ -76,6 +77,7 @@ async fn a_cell_that_does_not_answer_holds_every_creation(backend: db::Backend) 
     let report = lrp.tick().await.unwrap();
     assert_eq!(report.created, 0);
     assert!(w.effects.recorded().lrp_auctions.is_empty());
+    assert!(w.effects.recorded().cell_syncs.is_empty(), "no cell reported anything to re-adopt");
 
     // One rep sync later the grace period is over: the database is believed.
     w.clock.set(NOW + w.config.cell_sync_grace.as_nanos() as i64);
