@@ -161,7 +161,11 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.cells >= 1, "--cells must be at least 1");
         anyhow::ensure!(self.desired_lrps >= 1, "--desired-lrps must be at least 1");
-        anyhow::ensure!(self.desired_lrps < 1_000_000, "--desired-lrps must be below 1,000,000 (guid format)");
+        // Process guids are BENCHMARK-BBS-GUID-%06d over 0..N-1: a million fit.
+        anyhow::ensure!(
+            self.desired_lrps <= 1_000_000,
+            "--desired-lrps must be at most 1,000,000 (guids BENCHMARK-BBS-GUID-000000..999999)"
+        );
         anyhow::ensure!(self.trials >= 1, "--trials must be at least 1");
         anyhow::ensure!((0.0..=100.0).contains(&self.percent_writes), "--percent-writes must be between 0 and 100");
         anyhow::ensure!(self.seed_workers >= 1, "--seed-workers must be at least 1");

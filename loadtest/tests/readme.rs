@@ -25,7 +25,7 @@ fn json(path: PathBuf) -> serde_json::Value {
 #[test]
 fn the_readme_commands_work_as_documented() {
     let commands = readme_commands();
-    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands.len(), 3, "{commands:?}");
     let cwd = std::env::temp_dir().join(format!("benchmark-bbs-readme-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&cwd).unwrap();
     for args in &commands {
@@ -48,6 +48,14 @@ fn the_readme_commands_work_as_documented() {
     assert_eq!(errors, 0);
     for file in ["ca.pem", "bbs.pem", "benchmark.pem", "cell-0.pem", "cell-2.pem"] {
         assert!(cwd.join("bench-tls/tls").join(file).exists(), "bench-tls/tls/{file}");
+    }
+
+    // The sweep: its three files, a row per size.
+    let sweep = json(cwd.join("bench-sweep/sweep.json"));
+    let sweep_text = serde_json::to_string(&sweep).unwrap();
+    assert!(sweep_text.contains("200") && sweep_text.contains("400"), "{sweep_text}");
+    for file in ["sweep.svg", "sweep.md"] {
+        assert!(cwd.join("bench-sweep").join(file).exists(), "bench-sweep/{file}");
     }
 
     // The comparison: every run of its rounds passed and every headline ratio is there.
