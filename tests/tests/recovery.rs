@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cell_rep::RuntimeKind;
 use db::Backend;
+use futures::StreamExt;
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 use tests::cluster::Cluster;
@@ -113,6 +114,12 @@ async fn wiping_desired_lrps_keeps_every_app_running_and_rebuilds_them_marked_re
     let apps = [("web", 3), ("api", 2)];
     let before = placement(&cluster, &apps).await;
     let client = cluster.bbs();
+    let mut events = client
+        .clone()
+        .subscribe_to_instance_events(api::SubscribeToInstanceEventsRequest::default())
+        .await
+        .expect("subscribe")
+        .into_inner();
 
     let wiped = tokio::time::Instant::now();
     wipe(&cluster, "desired_lrps").await;
@@ -133,6 +140,19 @@ async fn wiping_desired_lrps_keeps_every_app_running_and_rebuilds_them_marked_re
         assert_eq!(lrp.annotation, format!("[recovered] {} as desired", lrp.process_guid));
         assert_eq!(lrp.environment_variables, scratch.env(), "the run info comes back whole");
     }
+    // Each rebuild is announced as a desired LRP created, marked recovered.
+    let mut announced = Vec::new();
+    while announced.len() < 2 {
+        let event =
+            tokio::time::timeout(PATIENCE, events.next()).await.expect("events").expect("stream").expect("event");
+        if let Some(pb::instance_event::Event::DesiredLrpCreated(created)) = event.event {
+            let lrp = created.desired_lrp.unwrap_or_default();
+            assert!(lrp.annotation.starts_with("[recovered] "), "{}", lrp.annotation);
+            announced.push(lrp.process_guid);
+        }
+    }
+    announced.sort();
+    assert_eq!(announced, ["api", "web"]);
     // Every app kept running throughout: same instances, no container started again.
     tokio::time::sleep(2 * REP_SYNC).await;
     assert_eq!(placement(&cluster, &apps).await, before);
