@@ -486,10 +486,10 @@ pub fn plan_with(
             hold.adopting += adopting.len();
             held.push(create(adopting));
         }
-        if lost.is_empty() {
-        } else if reports.unanswered.is_empty() {
+        // A loss no answering cell contradicts is created now, unless a cell did not answer.
+        if !lost.is_empty() && reports.unanswered.is_empty() {
             actions.push(create(lost));
-        } else {
+        } else if !lost.is_empty() {
             hold.creations += lost.len();
             held.push(create(lost));
         }
