@@ -66,14 +66,18 @@ pub struct StoreOptions {
     /// How many batches [`Store::write_grouped`] keeps open at once ([`crate::group_commit`]):
     /// concurrent writes are spread over these lanes and each lane commits its writes together.
     /// Zero: no group commit, each write runs in a transaction of its own. Default
-    /// [`DEFAULT_GROUP_COMMIT_LANES`].
+    /// [`DEFAULT_GROUP_COMMIT_LANES`]. SQLite takes one writer at a time, so a SQLite store uses
+    /// at most one lane.
     pub group_commit_lanes: usize,
 }
 
-/// The default [`StoreOptions::group_commit_lanes`]: on the 2-core machine of
-/// docs/performance.md, one lane serialised the writers' round trips (per-index writes slower
-/// than a transaction each); four keep them in parallel and still share each commit.
-pub const DEFAULT_GROUP_COMMIT_LANES: usize = 4;
+/// The default [`StoreOptions::group_commit_lanes`]: two, so that a server database works on
+/// two batches at once while each still shares its commit among several writes. On the shared
+/// 2-core machine of docs/performance.md (`cargo bench -p db --bench writes`) one lane did the
+/// fewest round trips per write and more lanes shared each commit among fewer writes (four
+/// lanes: 3.5 writes per commit, sixteen: 1); the run-to-run noise there was larger than the
+/// difference between one and two.
+pub const DEFAULT_GROUP_COMMIT_LANES: usize = 2;
 
 /// The default [`StoreOptions::idle_transaction_timeout`]: a third of Diego's 15 s lock TTL.
 pub const DEFAULT_IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,7 +225,7 @@ impl Store {
                 pool,
                 backend,
                 fence: None,
-                group: Arc::new(crate::group_commit::GroupCommit::new(options.group_commit_lanes)),
+                group: Arc::new(crate::group_commit::GroupCommit::new(lanes(backend, &options))),
                 options,
                 url: url.into(),
                 targets: None,
@@ -250,7 +254,7 @@ impl Store {
             pool: Pool::new(pool, Some(health)),
             backend,
             fence: None,
-            group: Arc::new(crate::group_commit::GroupCommit::new(options.group_commit_lanes)),
+            group: Arc::new(crate::group_commit::GroupCommit::new(lanes(backend, &options))),
             options,
             url: url.into(),
             targets: Some(targets),
@@ -279,7 +283,7 @@ impl Store {
         // Its own batches: a dedicated pool keeps its writers apart from the others'.
         Ok(Self {
             pool: Pool::new(pool, self.pool.health().cloned()),
-            group: Arc::new(crate::group_commit::GroupCommit::new(options.group_commit_lanes)),
+            group: Arc::new(crate::group_commit::GroupCommit::new(lanes(self.backend, &options))),
             options,
             ..self.clone()
         })
@@ -424,6 +428,15 @@ impl Store {
             })?;
         }
         Ok(tx)
+    }
+}
+
+/// The group-commit lanes of a store on `backend` ([`StoreOptions::group_commit_lanes`]): at most
+/// one on SQLite, whose writers take turns anyway.
+fn lanes(backend: Backend, options: &StoreOptions) -> usize {
+    match backend {
+        Backend::Sqlite => options.group_commit_lanes.min(1),
+        Backend::Postgres | Backend::Mysql => options.group_commit_lanes,
     }
 }
 
@@ -612,6 +625,15 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_stores_commit_in_one_lane_at_most() {
+        let options = |lanes| StoreOptions { group_commit_lanes: lanes, ..StoreOptions::default() };
+        assert_eq!(lanes(Backend::Sqlite, &options(4)), 1);
+        assert_eq!(lanes(Backend::Sqlite, &options(0)), 0);
+        assert_eq!(lanes(Backend::Postgres, &options(4)), 4);
+        assert_eq!(lanes(Backend::Mysql, &StoreOptions::default()), DEFAULT_GROUP_COMMIT_LANES);
+    }
 
     #[test]
     fn idle_connections_are_pinged_before_the_server_can_have_closed_them() {
