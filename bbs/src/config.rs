@@ -55,6 +55,11 @@ pub struct BbsConfig {
     /// An UNCLAIMED instance older than this is auctioned again.
     #[serde(with = "svc::config::duration")]
     pub stale_unclaimed: Duration,
+    /// How long convergence waits for the live cells to say what they run (instances to
+    /// re-adopt, a cell that did not answer) before it trusts the database alone: after a start,
+    /// a lost and regained lease or database, or a table that shrank sharply (issue 19).
+    #[serde(with = "svc::config::duration")]
+    pub cell_sync_grace: Duration,
     /// A PENDING task older than this fails with "not started within time limit".
     #[serde(with = "svc::config::duration")]
     pub expire_pending_task: Duration,
@@ -148,6 +153,7 @@ impl Default for BbsConfig {
             callback_workers: 64,
             callback_ca_file: PathBuf::new(),
             convergence_interval: Duration::from_secs(30),
+            cell_sync_grace: Duration::from_secs(35),
             stale_unclaimed: Duration::from_secs(30),
             expire_pending_task: Duration::from_secs(30 * 60),
             expire_completed_task: Duration::from_secs(120),
@@ -173,6 +179,7 @@ impl BbsConfig {
         converger::config::ConvergenceConfig {
             interval: self.convergence_interval,
             stale_unclaimed: self.stale_unclaimed,
+            cell_sync_grace: self.cell_sync_grace,
             expire_pending_task: self.expire_pending_task,
             expire_completed_task: self.expire_completed_task,
             kick_task: self.kick_task,

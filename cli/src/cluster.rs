@@ -556,6 +556,7 @@ impl Drop for Cluster {
 fn shorten_convergence(config: &mut BbsConfig) {
     config.convergence_interval = Duration::from_secs(1);
     config.stale_unclaimed = Duration::from_secs(2);
+    config.cell_sync_grace = Duration::from_secs(5);
     config.crash_backoff_base = Duration::from_secs(1);
     config.kick_task = Duration::from_secs(2);
 }

@@ -112,6 +112,7 @@ fn rules(method: &str) -> Option<[Rule; 5]> {
         "diego.locket.v1.Locket" => locket_rules(name),
         "diego.auctioneer.v1.Auctioneer" => auctioneer_rules(name),
         "diego.rep.v1.Rep" => rep_rules(name),
+        "diego.rep.v1.Recovery" => recovery_rules(name),
         "grpc.health.v1.Health" | "grpc.reflection.v1.ServerReflection" => Some([A, A, A, A, A]),
         _ => None,
     }
@@ -171,6 +172,16 @@ fn auctioneer_rules(name: &str) -> Option<[Rule; 5]> {
 }
 
 /// `diego.rep.v1.Rep`, as [`rules`].
+/// `diego.rep.v1.Recovery` (issue 19), as [`rules`]: the BBS (and an operator) asks a cell
+/// what it runs.
+fn recovery_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "Report" => [A, D, D, A, D],
+        _ => return None,
+    })
+}
+
 fn rep_rules(name: &str) -> Option<[Rule; 5]> {
     Some(match name {
         // bbs, auctioneer, cell, operator, reader

@@ -14,6 +14,8 @@ use tests::fixtures::{self, plain_lrp};
 use tests::scratch::Scratch;
 use tests::steps::{desire, wait_running};
 
+// Shared with the bbs crate's dashboard test, which also takes screenshots.
+#[allow(dead_code)]
 #[path = "../../bbs/tests/dashboard/browser.rs"]
 mod browser;
 

@@ -64,13 +64,6 @@ async fn placement(cluster: &Cluster, guids: &[(&str, usize)]) -> Placement {
     out
 }
 
-/// Plaintext: under mutual TLS the BBS's call of the reps' `Recovery.Report` needs its rule in
-/// svc's role table (svc/src/authz.rs), which this change does not own yet; a refused call
-/// leaves convergence as it was before issue 19.
-fn plaintext(spec: &mut tests::cluster::ClusterSpec) {
-    spec.tls_dir = None;
-}
-
 async fn wipe(cluster: &Cluster, table: &'static str) {
     cluster
         .db
@@ -83,7 +76,7 @@ async fn wipe(cluster: &Cluster, table: &'static str) {
 }
 
 async fn wiping_actual_lrps_five_times_restarts_no_instance(backend: Backend) {
-    let Some(cluster) = Cluster::start(backend, 2, RuntimeKind::Process, plaintext).await else { return };
+    let Some(cluster) = Cluster::start(backend, 2, RuntimeKind::Process, |_| {}).await else { return };
     let scratch = Scratch::new();
     desire(&cluster, counted_lrp("web", 3, &scratch)).await;
     desire(&cluster, counted_lrp("api", 2, &scratch)).await;
@@ -107,7 +100,7 @@ async fn wiping_actual_lrps_five_times_restarts_no_instance(backend: Backend) {
 }
 
 async fn wiping_desired_lrps_keeps_every_app_running_and_rebuilds_them_marked_recovered(backend: Backend) {
-    let Some(cluster) = Cluster::start(backend, 2, RuntimeKind::Process, plaintext).await else { return };
+    let Some(cluster) = Cluster::start(backend, 2, RuntimeKind::Process, |_| {}).await else { return };
     let scratch = Scratch::new();
     desire(&cluster, counted_lrp("web", 3, &scratch)).await;
     desire(&cluster, counted_lrp("api", 2, &scratch)).await;

@@ -108,6 +108,15 @@ pub async fn show(bbs: &Bbs, args: &ShowArgs, format: Format) -> Result<(), Erro
         ),
         String::new(),
     ];
+    if let Some(original) = desired.annotation.strip_prefix(crate::plan::RECOVERED_PREFIX) {
+        text.insert(
+            2,
+            format!(
+                "recovered:     rebuilt from the cells after the database lost it; desire or apply it to take it back (annotation: {})",
+                or_dash(original)
+            ),
+        );
+    }
     let mut table = Table::new(&["INDEX", "STATE", "CELL", "ADDRESS", "CRASHES", "SINCE", "DETAILS"]);
     for instance in &instances {
         let details = match (instance.placement_error.is_empty(), instance.crash_reason.is_empty()) {
