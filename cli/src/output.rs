@@ -120,20 +120,7 @@ pub fn age(since_ns: i64, now_ns: i64) -> String {
 /// `ns` (since the Unix epoch) as an RFC 3339 UTC time with milliseconds:
 /// `2026-12-03T23:59:01.123Z`.
 pub fn rfc3339(ns: i64) -> String {
-    let ms = ns.div_euclid(1_000_000);
-    let (seconds, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, secs) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Days to a civil date (proleptic Gregorian), by eras of 400 years.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    proto::time::rfc3339_millis(ns.div_euclid(1_000_000))
 }
 
 #[cfg(test)]

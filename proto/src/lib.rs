@@ -11,6 +11,7 @@
 //! - [`error`]: the Diego error types and their single mapping to gRPC status codes.
 //! - [`limits`]: the one table of request limits; [`bounds`] applies it to every request's wire
 //!   bytes and [`codec`] does so for every service before decoding.
+//! - [`time`]: RFC 3339 UTC times, the one format every component prints.
 
 pub mod bounds;
 pub mod codec;
@@ -20,3 +21,4 @@ pub mod lifecycle;
 pub mod limits;
 pub mod models;
 pub mod pb;
+pub mod time;
