@@ -207,33 +207,9 @@ impl Bbs {
 
     /// Runs `diego --bbs-address ADDR ARGS...` with `input` on its standard input.
     pub async fn diego_with_input(&self, args: &[&str], input: &str) -> Run {
-        use tokio::io::AsyncWriteExt as _;
-        let mut child = tokio::process::Command::new(DIEGO)
-            .arg("--bbs-address")
-            .arg(&self.address)
-            .args(args)
-            .env_remove("DIEGO_BBS_ADDRESS")
-            .envs(operator_env())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot start diego");
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input.as_bytes()).await.unwrap();
-        drop(stdin);
-        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("diego {args:?} did not finish within 60 s"))
-            .expect("cannot run diego");
-        let run = Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        assert_no_panic(&run.stderr);
-        run
+        let mut command = tokio::process::Command::new(DIEGO);
+        command.arg("--bbs-address").arg(&self.address).args(args).env_remove("DIEGO_BBS_ADDRESS").envs(operator_env());
+        run_with(command, args, Some(input)).await
     }
 
     /// Stops the BBS.
@@ -328,9 +304,21 @@ pub async fn diego_without_certificates(dir: &std::path::Path, args: &[&str]) ->
     run(command, args).await
 }
 
-async fn run(mut command: tokio::process::Command, args: &[&str]) -> Run {
-    command.stdin(Stdio::null()).kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+async fn run(command: tokio::process::Command, args: &[&str]) -> Run {
+    run_with(command, args, None).await
+}
+
+/// Runs `command` (a `diego` with `args`) to its end within 60 s, with `input` on its standard
+/// input (none: no standard input), and fails the test if it panicked.
+async fn run_with(mut command: tokio::process::Command, args: &[&str], input: Option<&str>) -> Run {
+    use tokio::io::AsyncWriteExt as _;
+    let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
+    command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = command.spawn().expect("cannot start diego");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input.as_bytes()).await.unwrap();
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("diego {args:?} did not finish within 60 s"))
         .expect("cannot run diego");
