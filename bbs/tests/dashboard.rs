@@ -25,7 +25,7 @@ use db::sql::leases::LeaseType;
 use futures::StreamExt;
 use proto::models::{
     ActualLrpInstanceKey, ActualLrpKey, CellCapacity, CellId, CellPresence, DesiredLrp, DomainName, InstanceGuid,
-    NetInfo, ProcessGuid, SchedulingInfo, TaskDefinition, TaskGuid,
+    NetInfo, ProcessGuid, SchedulingInfo, TaskGuid,
 };
 use proto::pb::models::v1 as pb;
 use serde_json::Value;
@@ -185,20 +185,11 @@ async fn the_json_shows_cells_lrps_with_their_instances_and_tasks(backend: Backe
     run_instance(&h, "web", 0, &instance("ig-0", "cell-1")).await;
     run_instance(&h, "web", 1, &instance("ig-1", "cell-1")).await;
     ActualLrps(&h.ctx).fail(&lrp_key("web", 2), "found no compatible cell").await.unwrap();
-    let definition = TaskDefinition::try_from(pb::TaskDefinition {
-        root_fs: "preloaded:busybox".into(),
-        memory_mb: 128,
-        disk_mb: 64,
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/true".into(),
-                user: "root".into(),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    })
-    .unwrap();
+    // The shared task fixture, at the size the cells' use below counts.
+    let definition = db::testing::fixtures::task_definition(|d| {
+        d.memory_mb = 128;
+        d.disk_mb = 64;
+    });
     let task_guid = TaskGuid::parse("job-1").unwrap();
     Tasks(&h.ctx).desire(&task_guid, &DomainName::parse("jobs").unwrap(), &definition).await.unwrap();
     let (address, stop) = serve(&h, Limits::default()).await;

@@ -57,19 +57,9 @@ fn presence(cell: &str) -> CellPresence {
 }
 
 fn task(guid: &str, state: TaskState, updated_at: i64) -> Task {
-    let definition = pb::TaskDefinition {
-        root_fs: "preloaded:busybox".into(),
-        memory_mb: 32,
-        disk_mb: 16,
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/true".into(),
-                user: "root".into(),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    };
+    // The shared task fixture, at the size the cells' use counts.
+    let mut definition = db::testing::fixtures::task_definition_pb();
+    (definition.memory_mb, definition.disk_mb) = (32, 16);
     let wire = pb::Task {
         task_definition: Some(definition),
         task_guid: guid.into(),
