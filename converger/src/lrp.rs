@@ -19,7 +19,7 @@ use futures::{StreamExt, stream};
 use proto::models::{CellId, DesiredLrp, ProcessGuid};
 use tokio::time::Instant;
 
-use self::recovery::{CellReport, CellReports, SeenCounts};
+use self::recovery::{Asked, CellReport, CellReports, SeenCounts};
 
 use crate::cells::{CellBaseline, CellSet, LostCells, read_cells};
 use crate::effects::Effects;
@@ -43,6 +43,8 @@ pub struct LrpConvergence {
     seen: Option<SeenCounts>,
     /// When the current hold began (see [`recovery::CellReports::held_since`]).
     held_since: Option<i64>,
+    /// What the cells last answered without contradicting the database (see [`recovery::Asked`]).
+    asked: Option<Asked>,
 }
 
 impl LrpConvergence {
@@ -65,6 +67,7 @@ impl LrpConvergence {
             analyzed_rows: None,
             seen: None,
             held_since: None,
+            asked: None,
         }
     }
 
@@ -85,6 +88,7 @@ impl LrpConvergence {
             self.baseline = CellBaseline::default();
             self.seen = None;
             self.held_since = None;
+            self.asked = None;
             return Err(Error::NotLeading);
         };
         let now_ns = self.clock.now_ns();
@@ -169,13 +173,27 @@ impl LrpConvergence {
         let unreported = plan::plan(snapshot, cells, now_ns, &self.config);
         let counts = SeenCounts { desired: snapshot.desired.len(), actual: snapshot.actual.len() };
         let usable = cells.read_error.is_none() && !cells.live.is_empty();
-        let reason = recovery::should_ask(self.seen, counts, &unreported, self.config.max_cell_loss_fraction);
+        let reason = recovery::should_ask(
+            self.seen,
+            counts,
+            &unreported,
+            self.asked.as_ref(),
+            &cells.live,
+            self.config.max_cell_loss_fraction,
+        );
         let Some(reason) = reason.filter(|_| usable) else {
             self.held_since = None;
+            // Not asked because nothing acts, or only on what the cells answered for: keep what
+            // still acts (forgetting what no longer does).
+            let acting = Asked::of(&unreported, &cells.live);
+            self.asked = (reason.is_none() && !acting.is_empty()).then_some(acting);
             return (unreported, BTreeMap::new());
         };
+        self.asked = None;
         let Some((mut reports, recovered)) = self.ask_cells(cells, snapshot).await else {
+            // The cells have no reports to give (a runtime without them): nothing to ask again.
             self.held_since = None;
+            self.asked = Some(Asked::of(&unreported, &cells.live));
             return (unreported, BTreeMap::new());
         };
         tracing::debug!(
@@ -189,6 +207,9 @@ impl LrpConvergence {
         let fresh = plan::plan_with(snapshot, cells, Some(&reports), now_ns, &self.config);
         let Some(hold) = fresh.hold.clone() else {
             self.held_since = None;
+            if reports.unanswered.is_empty() {
+                self.asked = Some(Asked::of(&unreported, &cells.live));
+            }
             return (fresh, recovered);
         };
         let since = *self.held_since.get_or_insert(now_ns);

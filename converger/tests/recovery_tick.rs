@@ -16,6 +16,7 @@ on_every_backend!(
     after_a_wipe_of_the_actual_lrps_only_what_no_cell_runs_is_created,
     a_cell_that_does_not_answer_holds_every_creation,
     after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells,
+    an_instance_no_cell_places_is_asked_about_once,
 );
 
 fn instance(process_guid: &str, index: i32) -> ReportedInstance {
@@ -120,4 +121,33 @@ async fn after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells(backen
     w.effects.clear();
     let report = lrp.tick().await.unwrap();
     assert_eq!((report.recovered, report.created, report.stops), (0, 0, 0));
+}
+
+/// The cost bound of the hold: an instance no cell can place is re-auctioned every pass once it
+/// is stale, but the cells are asked about it once, not on every pass.
+async fn an_instance_no_cell_places_is_asked_about_once(backend: db::Backend) {
+    let Some(w) = World::new(backend).await else { return };
+    w.cell_up("cell-1").await;
+    w.desire("web", "fresh", 1).await;
+    w.effects.set_cell_report(cell("cell-1"), Some(CellReport::default()));
+    let mut lrp = w.lrp();
+    lrp.tick().await.unwrap();
+    w.effects.clear();
+    let stale = w.config.stale_unclaimed.as_nanos() as i64 + 1;
+    for pass in 1..=3 {
+        w.clock.set(NOW + pass * stale);
+        lrp.tick().await.unwrap();
+    }
+    let rec = w.effects.recorded();
+    assert_eq!(rec.started(), vec![("web".into(), 0); 3], "re-auctioned on every pass");
+    assert_eq!(rec.cell_reports, vec![(cell("cell-1"), vec![])], "the cells asked once");
+
+    // A cell joins: it may run anything, so it is asked again, once.
+    w.cell_up("cell-2").await;
+    w.effects.clear();
+    for pass in 4..=5 {
+        w.clock.set(NOW + pass * stale);
+        lrp.tick().await.unwrap();
+    }
+    assert_eq!(w.effects.recorded().cell_reports.len(), 2, "both live cells, one round");
 }

@@ -31,6 +31,12 @@
 //! was emptied; both tables wiped leave nothing else to notice). A genuine loss, reported by no
 //! cell, is created in the same pass once every live cell answered: the hold costs one round of
 //! calls, not a sync interval.
+//!
+//! The cells are asked once per question, not once per pass: when every live cell answered and
+//! nothing was held back, the pass remembers what it was about to act on ([`Asked`]). A later
+//! pass acting on nothing new, with the same live cells, does not ask again. So an instance that
+//! no cell can place, re-auctioned every `stale_unclaimed`, costs one round of calls when it
+//! first becomes stale, not one per pass (at 1,000 cells that was 1,000 calls every 30 s).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -151,6 +157,8 @@ pub fn should_ask(
     previous: Option<SeenCounts>,
     now: SeenCounts,
     unreported: &LrpPlan,
+    asked: Option<&Asked>,
+    live: &BTreeSet<CellId>,
     max_loss_fraction: f64,
 ) -> Option<AskReason> {
     let Some(previous) = previous else { return Some(AskReason::Restarted) };
@@ -161,13 +169,55 @@ pub fn should_ask(
     if sharp(previous.desired, now.desired) || sharp(previous.actual, now.actual) {
         return Some(AskReason::Shrunk);
     }
-    let acting = unreported.counts.orphaned > 0
-        || unreported.actions.iter().chain(&unreported.withheld).any(|a| match a {
-            LrpAction::CreateMissing { .. } | LrpAction::AuctionStaleUnclaimed { .. } => true,
-            LrpAction::Retire { reason, .. } => matches!(reason, RetireReason::Orphan | RetireReason::SuspectOrphaned),
-            _ => false,
-        });
-    acting.then_some(AskReason::Acting)
+    let acting = Asked::of(unreported, live);
+    let answered = asked.is_some_and(|asked| asked.covers(&acting));
+    (!acting.is_empty() && !answered).then_some(AskReason::Acting)
+}
+
+/// What a pass was about to act on when every live cell answered and contradicted none of it:
+/// the question the cells already answered (see the module docs). [`should_ask`] does not ask
+/// again while a pass acts on a part of it, with the same live cells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// The live cells that answered.
+    cells: BTreeSet<CellId>,
+    /// Each creation, re-auction and orphan retirement, as (kind, process guid, index).
+    indices: BTreeSet<(u8, ProcessGuid, i32)>,
+    /// Placed instances with no desired LRP.
+    orphans: usize,
+}
+
+impl Asked {
+    /// What `plan` (made without reports) acts on, with `live` cells.
+    pub fn of(plan: &LrpPlan, live: &BTreeSet<CellId>) -> Self {
+        let mut indices = BTreeSet::new();
+        for action in plan.actions.iter().chain(&plan.withheld) {
+            match action {
+                LrpAction::CreateMissing { process_guid, indices: missing, .. } => {
+                    indices.extend(missing.iter().map(|i| (0, process_guid.clone(), *i)));
+                }
+                LrpAction::AuctionStaleUnclaimed { process_guid, index } => {
+                    indices.insert((1, process_guid.clone(), *index));
+                }
+                LrpAction::Retire { row, reason: RetireReason::Orphan | RetireReason::SuspectOrphaned, .. } => {
+                    indices.insert((2, row.process_guid.clone(), row.index));
+                }
+                _ => {}
+            }
+        }
+        Self { cells: live.clone(), indices, orphans: plan.counts.orphaned }
+    }
+
+    /// Whether the plan acts on nothing the cells could contradict.
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty() && self.orphans == 0
+    }
+
+    /// Whether the cells' answer to `self` also answers `other`: the same live cells, and
+    /// nothing in `other` that `self` did not hold.
+    pub fn covers(&self, other: &Asked) -> bool {
+        self.cells == other.cells && other.indices.is_subset(&self.indices) && other.orphans <= self.orphans
+    }
 }
 
 /// Turns the cells' answers into the plan's [`CellReports`]: `answers` has one entry per live
@@ -235,12 +285,13 @@ mod tests {
     fn cells_are_asked_on_restart_on_a_sharp_shrink_and_before_acting() {
         let quiet = LrpPlan { actions: vec![LrpAction::PruneExpiredDomains], ..LrpPlan::default() };
         let seen = |desired, actual| SeenCounts { desired, actual };
-        assert_eq!(should_ask(None, seen(3, 10), &quiet, 0.5), Some(AskReason::Restarted));
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 0), &quiet, 0.5), Some(AskReason::Shrunk));
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(0, 10), &quiet, 0.5), Some(AskReason::Shrunk));
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 4), &quiet, 0.5), Some(AskReason::Shrunk));
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 5), &quiet, 0.5), None, "half is not sharp");
-        assert_eq!(should_ask(Some(seen(0, 0)), seen(0, 0), &quiet, 0.5), None);
+        let live: BTreeSet<CellId> = [CellId::parse("cell-1").unwrap()].into();
+        assert_eq!(should_ask(None, seen(3, 10), &quiet, None, &live, 0.5), Some(AskReason::Restarted));
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 0), &quiet, None, &live, 0.5), Some(AskReason::Shrunk));
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(0, 10), &quiet, None, &live, 0.5), Some(AskReason::Shrunk));
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 4), &quiet, None, &live, 0.5), Some(AskReason::Shrunk));
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 5), &quiet, None, &live, 0.5), None, "half is not sharp");
+        assert_eq!(should_ask(Some(seen(0, 0)), seen(0, 0), &quiet, None, &live, 0.5), None);
         let creating = LrpPlan {
             actions: vec![LrpAction::CreateMissing {
                 process_guid: guid("web"),
@@ -249,7 +300,7 @@ mod tests {
             }],
             ..LrpPlan::default()
         };
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &creating, 0.5), Some(AskReason::Acting));
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &creating, None, &live, 0.5), Some(AskReason::Acting));
         let orphan = LrpPlan {
             withheld: vec![LrpAction::Retire {
                 row: RowRef {
@@ -264,10 +315,45 @@ mod tests {
             }],
             ..LrpPlan::default()
         };
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &orphan, 0.5), Some(AskReason::Acting));
+        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &orphan, None, &live, 0.5), Some(AskReason::Acting));
         // Running instances with no desired LRP in a stale domain: nothing to retire, still asked.
         let stale_orphans = LrpPlan { counts: LrpCounts { orphaned: 2, ..LrpCounts::default() }, ..quiet.clone() };
-        assert_eq!(should_ask(Some(seen(3, 10)), seen(3, 10), &stale_orphans, 0.5), Some(AskReason::Acting));
+        assert_eq!(
+            should_ask(Some(seen(3, 10)), seen(3, 10), &stale_orphans, None, &live, 0.5),
+            Some(AskReason::Acting)
+        );
+    }
+
+    #[test]
+    fn a_question_the_cells_answered_is_not_asked_again() {
+        let cell = |s: &str| CellId::parse(s).unwrap();
+        let live: BTreeSet<CellId> = [cell("cell-1"), cell("cell-2")].into();
+        let seen = SeenCounts { desired: 3, actual: 10 };
+        let stale = |index| LrpAction::AuctionStaleUnclaimed { process_guid: guid("web"), index };
+        let one = LrpPlan { actions: vec![stale(0)], ..LrpPlan::default() };
+        let two = LrpPlan { actions: vec![stale(0), stale(1)], ..LrpPlan::default() };
+        let answered = Asked::of(&two, &live);
+        let ask =
+            |plan: &LrpPlan, live: &BTreeSet<CellId>| should_ask(Some(seen), seen, plan, Some(&answered), live, 0.5);
+        assert_eq!(ask(&two, &live), None, "the same re-auctions");
+        assert_eq!(ask(&one, &live), None, "a part of them");
+        let three = LrpPlan { actions: vec![stale(0), stale(2)], ..LrpPlan::default() };
+        assert_eq!(ask(&three, &live), Some(AskReason::Acting), "a new one");
+        let creating = LrpPlan {
+            actions: vec![LrpAction::CreateMissing {
+                process_guid: guid("web"),
+                domain: DomainName::parse("d").unwrap(),
+                indices: vec![0],
+            }],
+            ..LrpPlan::default()
+        };
+        assert_eq!(ask(&creating, &live), Some(AskReason::Acting), "the same index, now missing");
+        let joined: BTreeSet<CellId> = [cell("cell-1"), cell("cell-2"), cell("cell-3")].into();
+        assert_eq!(ask(&two, &joined), Some(AskReason::Acting), "a cell joined");
+        let orphans = LrpPlan { counts: LrpCounts { orphaned: 1, ..LrpCounts::default() }, ..two.clone() };
+        assert_eq!(ask(&orphans, &live), Some(AskReason::Acting), "more orphans than answered for");
+        assert_eq!(should_ask(None, seen, &two, Some(&answered), &live, 0.5), Some(AskReason::Restarted));
+        assert!(Asked::of(&LrpPlan::default(), &live).is_empty());
     }
 
     #[test]
