@@ -90,8 +90,13 @@ impl Bbs for BbsService {
 
     async fn domains(&self, _: Request<api::DomainsRequest>) -> GrpcResult<api::DomainsResponse> {
         self.observe("Domains", async {
-            let domains = self.ctx.reader().fresh_domains(self.ctx.now_ns()).await?;
-            Ok(api::DomainsResponse { domains: domains.into_iter().map(|d| d.name.into_string()).collect() })
+            let now_ns = self.ctx.now_ns();
+            let domains = self.ctx.reader().fresh_domains(now_ns).await?;
+            let ttl_remaining = domains.iter().map(|d| d.ttl_remaining_secs(now_ns)).collect();
+            Ok(api::DomainsResponse {
+                domains: domains.into_iter().map(|d| d.name.into_string()).collect(),
+                ttl_remaining,
+            })
         })
         .await
     }

@@ -17,9 +17,11 @@
 //! - in the cluster but not in the file: removed with `--prune` (`- lrp old`), within the
 //!   file's domains (those it lists and those of its LRPs) or `--domain`'s;
 //! - task absent (by guid, whatever its state): desired (`+ task report`); present: nothing;
-//! - domain absent: marked fresh (`+ domain batch`); present: refreshed only when the file
-//!   gives it a TTL (`~ domain batch: fresh for 120 s`), since the cluster's own expiry cannot
-//!   be read back.
+//! - domain absent: marked fresh for the file's TTL (`+ domain batch`); present: changed only
+//!   when one of the two expires and the other does not (`~ domain batch: never expires`,
+//!   `~ domain batch: fresh for 120 s`). When both expire the cluster's expiry is kept: the
+//!   domain's owner keeps it fresh, and an apply does not extend it (so a second apply of an
+//!   exported file plans nothing, though the TTL it holds has run down since).
 //!
 //! With `--domain D`, only the file's entries in D are applied and only D is pruned.
 //! Applying the same file twice plans nothing the second time.
@@ -45,8 +47,8 @@ pub const RECOVERED_PREFIX: &str = "[recovered] ";
 pub struct Current {
     /// Every desired LRP.
     pub desired_lrps: Vec<pb::DesiredLrp>,
-    /// The fresh domains.
-    pub domains: BTreeSet<String>,
+    /// The fresh domains, each with the seconds it stays fresh (0: never expires).
+    pub domains: BTreeMap<String, u32>,
     /// The guid of every task, whatever its state.
     pub task_guids: BTreeSet<String>,
 }
@@ -116,6 +118,7 @@ impl Step {
     pub fn line(&self) -> String {
         match self {
             Step::UpsertDomain { name, refresh: false, .. } => format!("+ domain {name}"),
+            Step::UpsertDomain { name, ttl: 0, refresh: true } => format!("~ domain {name}: never expires"),
             Step::UpsertDomain { name, ttl, refresh: true } => format!("~ domain {name}: fresh for {ttl} s"),
             Step::DesireLrp(lrp) => format!("+ lrp {}", lrp.process_guid),
             Step::ReclaimLrp(lrp) => {
@@ -151,9 +154,12 @@ pub fn plan(current: &Current, file: &State, options: &Options) -> Vec<Step> {
     domains.sort_by(|a, b| a.name.cmp(&b.name));
     for domain in domains {
         let ttl = domain.ttl_remaining.unwrap_or(0);
-        let refresh = current.domains.contains(&domain.name);
-        if !refresh || ttl > 0 {
-            steps.push(Step::UpsertDomain { name: domain.name.clone(), ttl, refresh });
+        match current.domains.get(&domain.name) {
+            None => steps.push(Step::UpsertDomain { name: domain.name.clone(), ttl, refresh: false }),
+            Some(&left) if (left == 0) != (ttl == 0) => {
+                steps.push(Step::UpsertDomain { name: domain.name.clone(), ttl, refresh: true });
+            }
+            Some(_) => {}
         }
     }
     let existing: BTreeMap<&str, &pb::DesiredLrp> =
@@ -274,7 +280,7 @@ mod tests {
     fn cluster(lrps: Vec<pb::DesiredLrp>) -> Current {
         Current {
             desired_lrps: lrps,
-            domains: BTreeSet::from(["diego".to_owned()]),
+            domains: BTreeMap::from([("diego".to_owned(), 0)]),
             task_guids: BTreeSet::from(["done".to_owned()]),
         }
     }
@@ -292,6 +298,19 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_changes_only_between_expiring_and_never_expiring() {
+        let mut current = cluster(vec![]);
+        current.domains.insert("batch".into(), 30);
+        let file = State { domains: vec![domain("batch", Some(3600)), domain("diego", None)], ..State::default() };
+        assert_eq!(plan(&current, &file, &Options::default()), [], "both expire, or neither");
+        let file = State { domains: vec![domain("batch", None), domain("diego", Some(60))], ..State::default() };
+        assert_eq!(
+            lines(&plan(&current, &file, &Options::default())),
+            ["~ domain batch: never expires", "~ domain diego: fresh for 60 s"]
+        );
+    }
+
+    #[test]
     fn a_cluster_that_matches_the_file_plans_nothing() {
         let mut stored = lrp("web", "diego", 2);
         stored.modification_tag = Some(pb::ModificationTag { epoch: "e".into(), index: 4 });
@@ -301,7 +320,7 @@ mod tests {
             tasks: vec![task("done")],
         };
         let mut current = cluster(vec![stored]);
-        current.domains.insert("diego-too".into());
+        current.domains.insert("diego-too".into(), 0);
         let options = Options { prune: true, ..Options::default() };
         assert_eq!(plan(&current, &file, &options), []);
     }
@@ -381,7 +400,7 @@ mod tests {
         // A domain the file lists is in scope even with no LRP of it in the file.
         let file = State { domains: vec![domain("elsewhere", None)], ..file };
         let mut current = current;
-        current.domains.insert("elsewhere".into());
+        current.domains.insert("elsewhere".into(), 0);
         assert_eq!(lines(&plan(&current, &file, &prune)), ["- lrp old", "- lrp other"]);
         // An empty file prunes nothing: it names no domain.
         assert_eq!(plan(&current, &State::default(), &prune), []);
@@ -425,7 +444,7 @@ mod tests {
         for step in plan(&current, &file, &options) {
             match step {
                 Step::UpsertDomain { name, .. } => {
-                    current.domains.insert(name);
+                    current.domains.insert(name, 0);
                 }
                 Step::DesireLrp(lrp) => current.desired_lrps.push(*lrp),
                 Step::UpdateLrp { guid, update, .. } => {

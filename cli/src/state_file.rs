@@ -44,7 +44,7 @@ pub struct DomainEntry {
     /// The domain.
     pub name: String,
     /// Seconds it stays fresh once applied; `None` or 0: it never expires. `diego export`
-    /// leaves it out: the BBS's Domains RPC answers with names only, not expiry times.
+    /// writes what is left of the domain's TTL, rounded up to a second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_remaining: Option<u32>,
 }

@@ -61,8 +61,12 @@ async fn upsert_domain_then_domains_lists_it() {
     assert_eq!(json, serde_json::json!({ "domain": "jobs", "ttl": 0 }));
 
     let table = bbs.diego(&["domains"]).await;
-    let lines: Vec<&str> = table.ok().lines().collect();
-    assert_eq!(lines, vec!["DOMAIN", "apps", "cf", "jobs"], "{table:?}");
+    let rows: Vec<Vec<&str>> = table.ok().lines().map(|l| l.split_whitespace().collect()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(names, vec!["DOMAIN", "apps", "cf", "jobs"], "{table:?}");
+    assert_eq!((rows[1][1], rows[3][1]), ("never", "never"), "{table:?}");
+    let left: u32 = rows[2][2].parse().unwrap_or_default();
+    assert!(rows[2][1] == "in" && (60..=120).contains(&left), "what is left of cf's TTL: {table:?}");
     let json = bbs.diego(&["domains", "--json"]).await.json();
     assert_eq!(json, serde_json::json!(["apps", "cf", "jobs"]));
 

@@ -92,10 +92,19 @@ async fn pending_tasks(bbs: &Bbs) -> BTreeMap<String, (String, Option<pb::TaskDe
         .collect()
 }
 
-async fn domains(bbs: &Bbs) -> Vec<String> {
-    let mut domains = bbs.client().await.domains(api::DomainsRequest {}).await.unwrap().into_inner().domains;
+/// The fresh domains, each with the seconds it stays fresh (0: never expires).
+async fn domains(bbs: &Bbs) -> Vec<(String, u32)> {
+    let response = bbs.client().await.domains(api::DomainsRequest {}).await.unwrap().into_inner();
+    let mut domains: Vec<_> = response.domains.into_iter().zip(response.ttl_remaining).collect();
     domains.sort();
     domains
+}
+
+/// Whether two domain listings name the same domains, expiring alike, with TTLs a minute apart
+/// at most (the time between them).
+fn same_domains(a: &[(String, u32)], b: &[(String, u32)]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((n, x), (m, y))| n == m && (*x == 0) == (*y == 0) && x.abs_diff(*y) <= 60)
 }
 
 async fn export_wipe_apply(backend: Backend) {
@@ -113,14 +122,22 @@ async fn export_wipe_apply(backend: Backend) {
     assert_eq!(json["desired_lrps"].as_array().unwrap().len(), 3, "{exported}");
     assert_eq!(json["tasks"].as_array().unwrap().len(), 2, "{exported}");
     assert!(json["desired_lrps"][0].get("modification_tag").is_none(), "{exported}");
+    // The expiring domain is exported with what is left of its TTL, the other without one.
+    let ttl = json["domains"][0]["ttl_remaining"].as_u64().unwrap_or_default();
+    assert!(json["domains"][0]["name"] == "batch" && (3540..=3600).contains(&ttl), "{exported}");
+    assert!(json["domains"][1].get("ttl_remaining").is_none(), "{exported}");
 
     // --domain exports one domain's part.
-    let batch = original.diego(&["export", "--domain", "batch", "--json"]).await.json();
+    let mut batch = original.diego(&["export", "--domain", "batch", "--json"]).await.json();
+    // Read a moment later, its TTL may be a second shorter.
+    let later = batch["domains"][0]["ttl_remaining"].as_u64().unwrap_or_default();
+    assert!(ttl.abs_diff(later) <= 60, "{batch}");
+    batch["domains"][0]["ttl_remaining"] = json["domains"][0]["ttl_remaining"].clone();
     assert_eq!(
         batch,
         serde_json::json!({
             "desired_lrps": [json["desired_lrps"][1].clone()],
-            "domains": [{"name": "batch"}],
+            "domains": [json["domains"][0].clone()],
             "tasks": [json["tasks"][0].clone()],
         })
     );
@@ -149,7 +166,8 @@ async fn export_wipe_apply(backend: Backend) {
         assert_eq!(Some(lrp), after.get(guid), "{guid} differs after export, wipe and apply");
     }
     assert_eq!(pending_tasks(&restored).await, pending_tasks(&original).await);
-    assert_eq!(domains(&restored).await, domains(&original).await);
+    let (was, now) = (domains(&original).await, domains(&restored).await);
+    assert!(same_domains(&was, &now), "{was:?} became {now:?}");
 
     // Applying again changes nothing: no line, no write.
     let tags = modification_tags(&restored).await;

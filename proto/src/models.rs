@@ -60,6 +60,34 @@ impl Domain {
     pub fn is_fresh(&self, now_ns: i64) -> bool {
         self.expire_time > now_ns
     }
+
+    /// The whole seconds it stays fresh after `now_ns`, rounded up (at most `u32::MAX`, the
+    /// largest TTL `UpsertDomain` takes); 0 when it never expires, 1 at least while it is fresh,
+    /// 0 once it is stale.
+    pub fn ttl_remaining_secs(&self, now_ns: i64) -> u32 {
+        if self.expire_time == i64::MAX || !self.is_fresh(now_ns) {
+            return 0;
+        }
+        let left_ns = i128::from(self.expire_time) - i128::from(now_ns);
+        let secs = (left_ns + 999_999_999) / 1_000_000_000;
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod domain_tests {
+    use super::*;
+
+    #[test]
+    fn a_domains_remaining_ttl_is_rounded_up_and_zero_when_it_never_expires() {
+        let domain = |expire_time| Domain { name: DomainName::parse("d").unwrap(), expire_time };
+        assert_eq!(domain(i64::MAX).ttl_remaining_secs(0), 0);
+        assert_eq!(domain(10_000_000_001).ttl_remaining_secs(0), 11);
+        assert_eq!(domain(10_000_000_000).ttl_remaining_secs(0), 10);
+        assert_eq!(domain(5).ttl_remaining_secs(4), 1, "fresh for a nanosecond is fresh");
+        assert_eq!(domain(5).ttl_remaining_secs(5), 0, "stale");
+        assert_eq!(domain(i64::MAX - 1).ttl_remaining_secs(i64::MIN), u32::MAX);
+    }
 }
 
 /// A field that broke a rule: `process_guid must match [A-Za-z0-9_-]+`.

@@ -21,14 +21,14 @@ pub struct UpsertDomainArgs {
 
 /// Lists the fresh domains.
 pub async fn list(bbs: &Bbs, format: Format) -> Result<(), Error> {
-    let mut domains = bbs.unary(bbs.raw().domains(api::DomainsRequest {})).await?.domains;
-    domains.sort();
+    let domains = super::export::domains(bbs).await?;
     if format == Format::Json {
-        return output::print_json(&domains);
+        return output::print_json(&domains.into_iter().map(|(name, _)| name).collect::<Vec<_>>());
     }
-    let mut table = Table::new(&["DOMAIN"]);
-    for domain in domains {
-        table.row(vec![domain]);
+    let mut table = Table::new(&["DOMAIN", "EXPIRES"]);
+    for (domain, ttl) in domains {
+        let expires = if ttl == 0 { "never".to_owned() } else { format!("in {ttl} s") };
+        table.row(vec![domain, expires]);
     }
     output::print(&table.render())
 }

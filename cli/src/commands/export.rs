@@ -23,9 +23,23 @@ pub struct ExportArgs {
     pub domain: Option<String>,
 }
 
+/// The fresh domains, sorted, each with the seconds it stays fresh (0: never expires).
+pub async fn domains(bbs: &Bbs) -> Result<Vec<(String, u32)>, Error> {
+    let response = bbs.unary(bbs.raw().domains(api::DomainsRequest {})).await?;
+    let mut ttls = response.ttl_remaining.into_iter();
+    let mut domains: Vec<(String, u32)> =
+        response.domains.into_iter().map(|name| (name, ttls.next().unwrap_or(0))).collect();
+    domains.sort();
+    Ok(domains)
+}
+
 /// What the cluster holds, every page of every listing read: desired LRPs and tasks (of
-/// `domain` only, when given; every task, whatever its state) and the fresh domains.
-pub async fn read(bbs: &Bbs, domain: Option<&str>) -> Result<(Vec<pb::DesiredLrp>, Vec<String>, Vec<pb::Task>), Error> {
+/// `domain` only, when given; every task, whatever its state) and the fresh domains with their
+/// remaining TTLs.
+pub async fn read(
+    bbs: &Bbs,
+    domain: Option<&str>,
+) -> Result<(Vec<pb::DesiredLrp>, Vec<(String, u32)>, Vec<pb::Task>), Error> {
     let domain = domain.unwrap_or_default().to_owned();
     let request = api::DesiredLrPsRequest { domain: domain.clone(), ..Default::default() };
     let mut lrps = bbs.all(request, |mut c, r| async move { c.desired_lr_ps(r).await }).await?;
@@ -33,9 +47,8 @@ pub async fn read(bbs: &Bbs, domain: Option<&str>) -> Result<(Vec<pb::DesiredLrp
     let request = api::TasksRequest { domain: domain.clone(), ..Default::default() };
     let mut tasks = bbs.all(request, |mut c, r| async move { c.tasks(r).await }).await?;
     tasks.sort_by(|a, b| a.task_guid.cmp(&b.task_guid));
-    let mut domains = bbs.unary(bbs.raw().domains(api::DomainsRequest {})).await?.domains;
-    domains.retain(|d| domain.is_empty() || *d == domain);
-    domains.sort();
+    let mut domains = domains(bbs).await?;
+    domains.retain(|(d, _)| domain.is_empty() || *d == domain);
     Ok((lrps, domains, tasks))
 }
 
@@ -61,7 +74,15 @@ pub async fn state(bbs: &Bbs, domain: Option<&str>) -> Result<State, Error> {
             domain: t.domain,
         })
         .collect();
-    let domains = domains.into_iter().map(|name| DomainEntry { name, ttl_remaining: None }).collect();
+    // A TTL beyond what UpsertDomain takes (a domain set by another tool) is written as the
+    // longest one, so the file applies.
+    let domains = domains
+        .into_iter()
+        .map(|(name, ttl)| DomainEntry {
+            name,
+            ttl_remaining: (ttl > 0).then(|| ttl.min(u32::try_from(validate::max_ttl_s()).unwrap_or(u32::MAX))),
+        })
+        .collect();
     Ok(State { desired_lrps, domains, tasks })
 }
 
