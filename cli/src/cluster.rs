@@ -1,7 +1,11 @@
 //! A whole cluster in one process: a BBS, an auctioneer and N cell reps on loopback, over one
 //! database. `diego dev` runs one with Diego's timings; the end-to-end suite runs them with
 //! intervals shortened so tests take seconds; the smoke benchmark (`benchmark-bbs smoke`) joins
-//! an auctioneer and N sim cells to the BBS it started itself ([`Cluster::join`]).
+//! an auctioneer and N sim cells to the BBS it started itself ([`Cluster::join`]). The HTTP
+//! router ([`Cluster::start_router`], in `cluster/router.rs`) joins when asked.
+
+mod bbs_restart;
+mod router;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +57,9 @@ pub struct ClusterSpec {
     pub tls_dir: Option<PathBuf>,
     /// Extra names (DNS or IP) the components' certificates are valid for, besides loopback.
     pub tls_hosts: Vec<String>,
+    /// Where the HTTP router listens, when the cluster runs one (`None`: no router; tests start
+    /// it with [`Cluster::start_router`]).
+    pub router: Option<String>,
 }
 
 impl ClusterSpec {
@@ -73,6 +80,7 @@ impl ClusterSpec {
             fast: true,
             tls_dir,
             tls_hosts: Vec::new(),
+            router: None,
         }
     }
 }
@@ -104,6 +112,10 @@ pub struct Cluster {
     /// The cluster's own admin address, when this cluster started the BBS: its `/metrics` shows
     /// every component's series, each cell's capacity and containers read fresh on every scrape.
     pub metrics_address: Option<String>,
+    /// The HTTP router's address (the routed traffic), when started.
+    pub router_address: Option<String>,
+    /// The HTTP router's admin address (`/healthz`, `/routes`, `/metrics`), when started.
+    pub router_admin_address: Option<String>,
     /// The reps, by index.
     pub reps: Vec<Rep>,
     /// Where reps keep their containers.
@@ -112,8 +124,12 @@ pub struct Cluster {
     /// The BBS this cluster started: cancelled last, and waited for (it releases its lease).
     bbs_stop: CancellationToken,
     bbs_task: Option<JoinHandle<()>>,
+    /// The configuration of the BBS this cluster started (for [`Cluster::restart_bbs`]).
+    bbs_config: Option<svc::config::Valid<BbsConfig>>,
     auctioneer_stop: Option<CancellationToken>,
     auctioneer_task: Option<JoinHandle<()>>,
+    router_stop: Option<CancellationToken>,
+    router_task: Option<JoinHandle<()>>,
     /// The admin views of the running reps, for the cluster's `/metrics`.
     views: CellViews,
     rep_spec: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
@@ -223,18 +239,15 @@ impl Cluster {
         (spec.bbs)(&mut bbs_config);
         let bbs_config =
             bbs_config.validate().map_err(|e| ClusterError::Config { component: "bbs", message: e.to_string() })?;
-        let run =
-            bbs::run(bbs_config, bbs::Listeners { grpc, admin }, bbs::Overrides::default(), cluster.bbs_stop.clone());
-        cluster.bbs_task = Some(tokio::spawn(async move {
-            if let Err(e) = run.await {
-                tracing::error!(error = %e, "the bbs stopped");
-            }
-        }));
+        cluster.spawn_bbs(bbs_config, grpc, admin);
         cluster.serve_metrics().await?;
 
         cluster.wait_for_bbs().await?;
         cluster.start_members(spec.auctioneer, spec.cells).await?;
         cluster.wait_for_cells(spec.cells).await?;
+        if let Some(listen) = &spec.router {
+            cluster.start_router(listen).await?;
+        }
         Ok(cluster)
     }
 
@@ -271,13 +284,18 @@ impl Cluster {
             bbs_admin_address: None,
             auctioneer_admin_address: None,
             metrics_address: None,
+            router_address: None,
+            router_admin_address: None,
             reps: Vec::new(),
             data_dir: spec.data_dir.clone(),
             bbs_stop: shutdown.child_token(),
             bbs_task: None,
+            bbs_config: None,
             shutdown,
             auctioneer_stop: None,
             auctioneer_task: None,
+            router_stop: None,
+            router_task: None,
             views: CellViews::new(),
             rep_spec: spec.rep.clone(),
             auctioneer_spec: spec.auctioneer_config.clone(),
@@ -518,10 +536,11 @@ impl Cluster {
     }
 
     /// Stops everything, each component releasing its lease through a BBS that still serves:
-    /// the reps first (their presences), then the auctioneer (its lock), then the BBS (its
-    /// lease); returns once each has stopped (or after 10 s each), so a cluster started next on
-    /// the same database leads at once.
+    /// the router first (it holds none), the reps (their presences), then the auctioneer (its
+    /// lock), then the BBS (its lease); returns once each has stopped (or after 10 s each), so a
+    /// cluster started next on the same database leads at once.
     pub async fn shutdown(mut self) {
+        self.stop_router().await;
         let reps: Vec<_> = self
             .reps
             .iter_mut()

@@ -1,5 +1,7 @@
 //! `diego dev`: a whole cluster in one process on loopback: a BBS on a SQLite file under the data
-//! directory, an auctioneer, and N cell reps (default 3, `process` runtime). Prints every address
+//! directory, an auctioneer, N cell reps (default 3, `process` runtime) and the HTTP router
+//! (`--router-address`, default 127.0.0.1:8081, or a free port when that one is taken; with
+//! `--demo` the demo answers `curl -H 'Host: demo.local' http://ROUTER/`). Prints every address
 //! it serves (gRPC and admin) and a next step; Ctrl-C or SIGTERM stops everything, releasing every
 //! lease (so a restart leads at once), and leaves no container or child process running.
 //!
@@ -36,6 +38,9 @@ pub struct DevArgs {
     /// The BBS's gRPC address (what `--bbs-address` of the other commands defaults to).
     #[arg(long, default_value = "127.0.0.1:8889")]
     pub listen_address: String,
+    /// Where the HTTP router listens [default: 127.0.0.1:8081, or a free port when it is taken].
+    #[arg(long, value_name = "ADDR")]
+    pub router_address: Option<String>,
     /// Memory of each cell in MB.
     #[arg(long, default_value_t = 4096)]
     pub memory_mb: i32,
@@ -89,6 +94,7 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
     spec.fast = false;
     spec.tls_dir = (!insecure_plaintext).then(|| data_dir.join("tls"));
     spec.tls_hosts = args.hosts.clone();
+    spec.router = Some(router_listen(args.router_address.as_deref()));
     if runtime == RuntimeKind::Runc {
         // Runc cells offer the busybox rootfs and, with the demo app inside, the demo rootfs.
         let mut rootfs = std::collections::BTreeMap::new();
@@ -105,7 +111,7 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
         spec.rep = std::sync::Arc::new(move |config| config.rootfs = rootfs.clone());
     }
     eprintln!(
-        "starting a bbs, an auctioneer and {} {} cell(s) in {} ...",
+        "starting a bbs, an auctioneer, {} {} cell(s) and a router in {} ...",
         args.cells,
         args.runtime,
         data_dir.display()
@@ -152,6 +158,9 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
     if args.demo {
         desire_demo(&cluster, runtime).await?;
         println!("demo: desired 3 instances of the demo app; watch them with 'diego lrp demo'");
+        if let Some(router) = &cluster.router_address {
+            println!("try: curl -H 'Host: {DEMO_HOST}' http://{router}/");
+        }
     } else {
         println!("next: {}", hint(&cluster, runtime, &args.listen_address));
     }
@@ -161,6 +170,27 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
     eprintln!("stopping ...");
     cluster.shutdown().await;
     Ok(())
+}
+
+/// The hostname the demo app is routed at.
+pub const DEMO_HOST: &str = "demo.local";
+
+/// The router's default address when none is given.
+const DEFAULT_ROUTER_ADDRESS: &str = "127.0.0.1:8081";
+
+/// Where the router listens: the address given, else the default when it is free, else a free
+/// port (said on stderr), so a second cluster on the host still starts.
+fn router_listen(given: Option<&str>) -> String {
+    if let Some(address) = given {
+        return address.to_owned();
+    }
+    match std::net::TcpListener::bind(DEFAULT_ROUTER_ADDRESS) {
+        Ok(_free) => DEFAULT_ROUTER_ADDRESS.to_owned(),
+        Err(e) => {
+            eprintln!("the router's default address {DEFAULT_ROUTER_ADDRESS} is not free ({e}); using a free port");
+            "127.0.0.1:0".to_owned()
+        }
+    }
 }
 
 /// Installs a tracing subscriber writing to standard error: RUST_LOG's filter, or
@@ -229,6 +259,12 @@ fn print_addresses(cluster: &Cluster) {
     }
     for rep in &cluster.reps {
         println!("cell {} admin: http://{} (/healthz, /metrics)", rep.cell_id, rep.admin_address);
+    }
+    if let Some(address) = &cluster.router_address {
+        println!("router: http://{address} (routes by Host header; diego desire-lrp --route HOST)");
+    }
+    if let Some(address) = &cluster.router_admin_address {
+        println!("router admin: http://{address} (/healthz, /routes, /metrics)");
     }
     if let Some(address) = &cluster.metrics_address {
         println!("metrics: http://{address}/metrics (the whole cluster: bbs_*, auctioneer_*, rep_*)");
@@ -323,6 +359,7 @@ async fn desire_demo(cluster: &Cluster, runtime: RuntimeKind) -> Result<(), CliE
             ..Default::default()
         }),
         start_timeout_ms: 60_000,
+        routes: demo_routes(),
         ..Default::default()
     };
     let mut client = cluster.bbs();
@@ -335,6 +372,15 @@ async fn desire_demo(cluster: &Cluster, runtime: RuntimeKind) -> Result<(), CliE
         }
         Err(status) => Err(CliError::from_status(&status, &cluster.bbs_address)),
     }
+}
+
+/// The demo's routes: [`DEMO_HOST`] to its port 8080.
+fn demo_routes() -> std::collections::HashMap<String, Vec<u8>> {
+    let route = crate::commands::validate::Route { hostname: DEMO_HOST.to_owned(), port: 8080 };
+    std::collections::HashMap::from([(
+        crate::commands::update::ROUTER.to_owned(),
+        crate::commands::update::router_routes(&[route]),
+    )])
 }
 
 /// `diego-demo-app` next to the running `diego` binary.

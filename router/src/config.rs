@@ -44,6 +44,10 @@ pub struct RouterConfig {
     /// Timeout of each BBS listing call.
     #[serde(with = "svc::config::duration")]
     pub communication_timeout: Duration,
+    /// How long an instance that refused a connection is passed over (unless every instance of
+    /// its route was); the BBS's event usually takes it out of the table first.
+    #[serde(with = "svc::config::duration")]
+    pub failure_ejection: Duration,
     /// How long connecting to an instance may take before another one is tried.
     #[serde(with = "svc::config::duration")]
     pub connect_timeout: Duration,
@@ -73,6 +77,7 @@ impl Default for RouterConfig {
             sync_interval: Duration::from_secs(30),
             resync_interval: Duration::from_secs(1),
             communication_timeout: Duration::from_secs(10),
+            failure_ejection: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
@@ -145,6 +150,7 @@ impl Validate for RouterConfig {
             ("sync_interval", self.sync_interval),
             ("resync_interval", self.resync_interval),
             ("communication_timeout", self.communication_timeout),
+            ("failure_ejection", self.failure_ejection),
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
         ] {

@@ -66,7 +66,7 @@ pub async fn run_with(
     let admin_task = tokio::spawn(admin.serve(listeners.admin, stop.clone()));
     let proxy = Arc::new(proxy::Proxy::new(
         routes,
-        balancer::Balancer::new(config.balancing),
+        balancer::Balancer::new(config.balancing, config.failure_ejection),
         config.connect_timeout,
         config.request_timeout,
         config.max_header_bytes,

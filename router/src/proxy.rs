@@ -161,6 +161,7 @@ impl Proxy {
         let (endpoint, stream) = match self.connect(first).await {
             Ok(stream) => (first, stream),
             Err(e) => {
+                self.balancer.failed(&first.address);
                 metrics::record_upstream_error(host, "connect");
                 tracing::info!(host, instance = %first.address, error = %e, "instance refused the connection; trying another");
                 let Some(second) = self.balancer.pick(endpoints, Some(&first.address)) else {
@@ -172,6 +173,7 @@ impl Proxy {
                 match self.connect(second).await {
                     Ok(stream) => (second, stream),
                     Err(e) => {
+                        self.balancer.failed(&second.address);
                         metrics::record_upstream_error(host, "connect");
                         tracing::warn!(host, instance = %second.address, error = %e, "the retry's instance refused the connection too");
                         return text(StatusCode::BAD_GATEWAY, format!("no instance of {host} accepted a connection\n"));
@@ -179,6 +181,7 @@ impl Proxy {
                 }
             }
         };
+        self.balancer.answered(&endpoint.address);
         let in_flight = self.balancer.begin(&endpoint.address);
         let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,
