@@ -127,7 +127,7 @@ impl Generator {
                 return;
             }
         } else {
-            let reason = crash_reason(&result.failure_reason);
+            let reason = self.with_last_lines(crash_reason(&result.failure_reason), &container.guid);
             tracing::info!(container_guid = %container.guid, process_guid = %lrp.key.process_guid, index = lrp.key.index, reason = %reason, "lrp container crashed");
             match self.ctx.bbs.crash_actual_lrp(&lrp.key, &lrp.instance_key, &reason).await {
                 Ok(()) => {}
@@ -201,7 +201,7 @@ impl Generator {
                 let outcome = if result.stopped {
                     self.ctx.bbs.evacuate_stopped_actual_lrp(&lrp.key, &lrp.instance_key).await
                 } else {
-                    let reason = crash_reason(&result.failure_reason);
+                    let reason = self.with_last_lines(crash_reason(&result.failure_reason), guid);
                     self.ctx.bbs.evacuate_crashed_actual_lrp(&lrp.key, &lrp.instance_key, &reason).await
                 };
                 if let Err(e) = outcome
@@ -217,6 +217,32 @@ impl Generator {
             }
         }
     }
+}
+
+impl Generator {
+    /// `reason` followed by the last lines container `guid` wrote (see [`last_lines`]), so
+    /// `diego lrp` shows why it crashed.
+    fn with_last_lines(&self, reason: String, guid: &str) -> String {
+        match self.ctx.executor.runtime().logs() {
+            Some(logs) => last_lines(reason, &logs.tail(guid, CRASH_LINES, CRASH_LINE_BYTES)),
+            None => reason,
+        }
+    }
+}
+
+/// How many of the last logged lines a crash reason carries.
+const CRASH_LINES: usize = 3;
+/// How many bytes of them at most (the BBS keeps 1024 characters of a crash reason).
+const CRASH_LINE_BYTES: usize = 512;
+
+/// `reason; last output: "a" "b"`: the lines quoted (escaping what would break the one-line
+/// reason), or `reason` alone when there are none.
+fn last_lines(reason: String, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return reason;
+    }
+    let quoted: Vec<String> = lines.iter().map(|l| format!("{l:?}")).collect();
+    format!("{reason}; last output: {}", quoted.join(" "))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The `process` runtime: each container is a directory `<data_dir>/containers/<guid>` and each
 //! process a child process group (`process_group(0)`) running on the host, with stdout / stderr
-//! captured to `<dir>/<process id>.stdout.log` / `.stderr.log` and logged.
+//! captured line by line into the cell's [`LogStore`] (a ring per container and a rotated file
+//! under `<data_dir>/logs`, see [`crate::logs`]) and logged.
 //!
 //! There is no filesystem or network isolation: no rootfs, host networking. Container paths map
 //! into the container directory (`/tmp/app` is `<dir>/tmp/app`), so downloads land there and the
@@ -32,9 +33,11 @@ pub use self::limits::LimitMode;
 use super::exec_limits::{ExecLimits, check_exec};
 use super::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ExitStatus, PortAllocator, ProcessSpec, RuntimeError,
-    RuntimeProcess, StopSignal, exit_code, join_inside, pump_output, validate_guid,
+    RuntimeProcess, StopSignal, exit_code, join_inside, validate_guid,
 };
 use crate::container::PortMapping;
+use crate::logs::capture::{capture, source_for};
+use crate::logs::{Identity, LogConfig, LogStore, Stream};
 
 /// The default `PATH` of processes whose environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -51,6 +54,8 @@ pub struct ProcessConfig {
     pub cgroup_mount: Option<PathBuf>,
     /// Address space allowed over `memory_mb` when memory is limited with `RLIMIT_AS` (128 MiB).
     pub address_space_headroom_mb: u64,
+    /// The bounds of the captured output (kept under `<data_dir>/logs`).
+    pub logs: LogConfig,
 }
 
 impl ProcessConfig {
@@ -61,6 +66,7 @@ impl ProcessConfig {
             cgroup_parent: "diego-rs".into(),
             cgroup_mount: None,
             address_space_headroom_mb: 128,
+            logs: LogConfig::default(),
         }
     }
 }
@@ -75,6 +81,7 @@ pub struct ProcessRuntime {
     /// Distinguishes this runtime's cgroups from another's under the same parent.
     instance: String,
     headroom_mb: u64,
+    logs: LogStore,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +115,7 @@ impl ProcessRuntime {
             mode,
             instance,
             headroom_mb: config.address_space_headroom_mb,
+            logs: LogStore::new(config.logs, Some(&config.data_dir.join("logs"))),
         }
     }
 
@@ -221,26 +229,13 @@ impl ProcessRuntime {
             }
         }
         drop(spawn_guard);
-        let id = if spec.id.is_empty() { format!("process-{pid}") } else { spec.id.clone() };
+        let source = source_for(&self.logs, guid, &spec.log_source, spec.role);
         if let Some(stdout) = child.stdout.take() {
-            pump_output(
-                stdout,
-                dir.join(format!("{id}.stdout.log")),
-                guid.to_owned(),
-                spec.log_source.clone(),
-                "stdout",
-                spec.suppress_output,
-            );
+            let (logs, source) = (self.logs.clone(), Arc::clone(&source));
+            capture(stdout, logs, guid.to_owned(), source, Stream::Stdout, spec.suppress_output);
         }
         if let Some(stderr) = child.stderr.take() {
-            pump_output(
-                stderr,
-                dir.join(format!("{id}.stderr.log")),
-                guid.to_owned(),
-                spec.log_source.clone(),
-                "stderr",
-                spec.suppress_output,
-            );
+            capture(stderr, self.logs.clone(), guid.to_owned(), source, Stream::Stderr, spec.suppress_output);
         }
         tracing::debug!(container_guid = %guid, pid, path = %spec.path, "process started");
 
@@ -336,6 +331,10 @@ impl ContainerRuntime for ProcessRuntime {
         "process"
     }
 
+    fn logs(&self) -> Option<LogStore> {
+        Some(self.logs.clone())
+    }
+
     fn create(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<ContainerInfo, RuntimeError>> {
         Box::pin(async move {
             validate_guid(&spec.guid)?;
@@ -343,6 +342,7 @@ impl ContainerRuntime for ProcessRuntime {
             if self.lock().contains_key(guid) {
                 return Err(RuntimeError::AlreadyExists { guid: guid.to_owned() });
             }
+            self.logs.open(guid, Identity::of(guid, spec.workload.as_ref()));
             let dir = self.container_dir(guid);
             for sub in ["tmp", "home"] {
                 tokio::fs::create_dir_all(dir.join(sub)).await.map_err(Self::io("create container directory", guid))?;
@@ -390,6 +390,7 @@ impl ContainerRuntime for ProcessRuntime {
         Box::pin(async move {
             validate_guid(guid)?;
             let dir = self.container_dir(guid);
+            self.logs.close(guid);
             let removed = self.lock().remove(guid);
             let mut pgids = removed.as_ref().map(|c| c.pgids.clone()).unwrap_or_default();
             pgids.extend(read_pgids(&dir).await);

@@ -29,9 +29,11 @@ use tokio::sync::watch;
 use super::exec_limits::{ExecLimits, check_exec};
 use super::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ExitStatus, PortAllocator, ProcessSpec, RuntimeError,
-    RuntimeProcess, StopSignal, exit_code, join_inside, pump_output, validate_guid,
+    RuntimeProcess, StopSignal, exit_code, join_inside, validate_guid,
 };
 use crate::container::PortMapping;
+use crate::logs::capture::{capture, source_for};
+use crate::logs::{Identity, LogConfig, LogStore, Stream};
 
 /// Configuration of the runc runtime.
 #[derive(Debug, Clone)]
@@ -42,12 +44,19 @@ pub struct RuncConfig {
     pub runc_path: PathBuf,
     /// The parent of every container's cgroup (`/<cgroup_parent>/<instance>-<guid>`).
     pub cgroup_parent: String,
+    /// The bounds of the captured output (kept under `<data_dir>/logs`).
+    pub logs: LogConfig,
 }
 
 impl RuncConfig {
     /// Defaults: `runc` from `PATH`, cgroups under `/diego-rs`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), runc_path: PathBuf::from("runc"), cgroup_parent: "diego-rs".into() }
+        Self {
+            data_dir: data_dir.into(),
+            runc_path: PathBuf::from("runc"),
+            cgroup_parent: "diego-rs".into(),
+            logs: LogConfig::default(),
+        }
     }
 }
 
@@ -59,6 +68,7 @@ pub struct RuncRuntime {
     instance: String,
     ports: PortAllocator,
     containers: Mutex<HashMap<String, RuncContainer>>,
+    logs: LogStore,
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +93,8 @@ impl RuncRuntime {
     /// A runtime with `config`.
     pub fn new(config: RuncConfig) -> Self {
         let instance = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-        Self { config, instance, ports: PortAllocator::default(), containers: Mutex::new(HashMap::new()) }
+        let logs = LogStore::new(config.logs.clone(), Some(&config.data_dir.join("logs")));
+        Self { config, instance, ports: PortAllocator::default(), containers: Mutex::new(HashMap::new()), logs }
     }
 
     fn state_root(&self) -> PathBuf {
@@ -122,6 +133,7 @@ impl RuncRuntime {
     async fn create_inner(&self, spec: ContainerSpec) -> Result<ContainerInfo, RuntimeError> {
         validate_guid(&spec.guid)?;
         let guid = spec.guid.as_str();
+        self.logs.open(guid, Identity::of(guid, spec.workload.as_ref()));
         let io = |op: &'static str| move |source| RuntimeError::Io { op, guid: guid.to_owned(), source };
         let rootfs = spec.rootfs_path.clone().ok_or_else(|| RuntimeError::Unsupported {
             runtime: "runc",
@@ -243,25 +255,13 @@ impl RuncRuntime {
             .spawn()
             .map_err(io("run runc exec"))?;
         let exec_pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        let source = source_for(&self.logs, guid, &process.log_source, process.role);
         if let Some(stdout) = child.stdout.take() {
-            pump_output(
-                stdout,
-                exec_dir.join(format!("{id}.stdout.log")),
-                guid.to_owned(),
-                process.log_source.clone(),
-                "stdout",
-                process.suppress_output,
-            );
+            let (logs, source) = (self.logs.clone(), Arc::clone(&source));
+            capture(stdout, logs, guid.to_owned(), source, Stream::Stdout, process.suppress_output);
         }
         if let Some(stderr) = child.stderr.take() {
-            pump_output(
-                stderr,
-                exec_dir.join(format!("{id}.stderr.log")),
-                guid.to_owned(),
-                process.log_source.clone(),
-                "stderr",
-                process.suppress_output,
-            );
+            capture(stderr, self.logs.clone(), guid.to_owned(), source, Stream::Stderr, process.suppress_output);
         }
         tracing::debug!(container_guid = %guid, exec_pid, path = %process.path, "runc exec started");
 
@@ -303,6 +303,10 @@ impl ContainerRuntime for RuncRuntime {
         "runc"
     }
 
+    fn logs(&self) -> Option<LogStore> {
+        Some(self.logs.clone())
+    }
+
     fn create(&self, spec: ContainerSpec) -> BoxFuture<'_, Result<ContainerInfo, RuntimeError>> {
         Box::pin(self.create_inner(spec))
     }
@@ -314,6 +318,7 @@ impl ContainerRuntime for RuncRuntime {
     fn destroy<'a>(&'a self, guid: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             validate_guid(guid)?;
+            self.logs.close(guid);
             let removed = self.lock().remove(guid);
             if let Err(error) = self.run_runc("runc delete", guid, &["delete", "--force", guid]).await {
                 let gone = matches!(&error, RuntimeError::Command { message, .. } if message.contains("not exist"));
