@@ -94,7 +94,8 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
     spec.fast = false;
     spec.tls_dir = (!insecure_plaintext).then(|| data_dir.join("tls"));
     spec.tls_hosts = args.hosts.clone();
-    spec.router = Some(router_listen(args.router_address.as_deref()));
+    // Bound now, so the address printed is the one held (no other process takes it meanwhile).
+    let router_listener = router_listener(args.router_address.as_deref()).await?;
     if runtime == RuntimeKind::Runc {
         // Runc cells offer the busybox rootfs and, with the demo app inside, the demo rootfs.
         let mut rootfs = std::collections::BTreeMap::new();
@@ -121,7 +122,7 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
     let slow = tokio::time::sleep(SLOW_START);
     tokio::pin!(slow);
     let mut told = false;
-    let cluster = loop {
+    let mut cluster = loop {
         tokio::select! {
             cluster = &mut start => break cluster.map_err(|e| CliError::Dev(e.to_string()))?,
             _ = terminated.cancelled() => {
@@ -138,6 +139,7 @@ pub async fn run(args: DevArgs, insecure_plaintext: bool) -> Result<(), CliError
             }
         }
     };
+    cluster.start_router_on(router_listener).await.map_err(|e| CliError::Dev(e.to_string()))?;
     print_addresses(&cluster);
     match cluster.tls_dir() {
         Some(dir) => {
@@ -178,17 +180,19 @@ pub const DEMO_HOST: &str = "demo.local";
 /// The router's default address when none is given.
 const DEFAULT_ROUTER_ADDRESS: &str = "127.0.0.1:8081";
 
-/// Where the router listens: the address given, else the default when it is free, else a free
-/// port (said on stderr), so a second cluster on the host still starts.
-fn router_listen(given: Option<&str>) -> String {
+/// The router's listener: on the address given, else on the default when it is free, else on a
+/// free port (said on stderr), so a second cluster on the host still starts.
+async fn router_listener(given: Option<&str>) -> Result<tokio::net::TcpListener, CliError> {
+    let cannot =
+        |address: &str, e: std::io::Error| CliError::Dev(format!("the router cannot listen on {address}: {e}"));
     if let Some(address) = given {
-        return address.to_owned();
+        return tokio::net::TcpListener::bind(address).await.map_err(|e| cannot(address, e));
     }
-    match std::net::TcpListener::bind(DEFAULT_ROUTER_ADDRESS) {
-        Ok(_free) => DEFAULT_ROUTER_ADDRESS.to_owned(),
+    match tokio::net::TcpListener::bind(DEFAULT_ROUTER_ADDRESS).await {
+        Ok(listener) => Ok(listener),
         Err(e) => {
-            eprintln!("the router's default address {DEFAULT_ROUTER_ADDRESS} is not free ({e}); using a free port");
-            "127.0.0.1:0".to_owned()
+            eprintln!("the router's default address {DEFAULT_ROUTER_ADDRESS} is taken ({e}); using a free port");
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| cannot("127.0.0.1:0", e))
         }
     }
 }
