@@ -189,7 +189,6 @@ pub struct LogLine {
 }
 
 impl LogLine {
-
     /// `2026-12-04T03:20:01.123Z [web/0 APP/STDOUT] hello`, the format of files and the CLI.
     pub fn display(&self) -> String {
         let cut = if self.truncated { " [truncated]" } else { "" };
@@ -352,21 +351,27 @@ impl LogStore {
         self.prune(&mut state);
     }
 
-    /// Appends one line of container `guid` (opened as a bare container if it was not).
+    /// Appends one line of container `guid`. A container never opened (one the rep found after
+    /// a restart) or already forgotten (a line read after its retention ended) is kept as a
+    /// bare, stopped one, in memory only, so retention bounds it like any stopped container.
     pub fn push(&self, guid: &str, source: &Arc<str>, stream: Stream, text: String, truncated: bool) {
+        let now = self.now_ns();
         let file = {
             let mut state = self.lock();
-            if !state.containers.contains_key(guid) {
-                drop(state);
-                self.open(guid, Identity::of(guid, None));
-                state = self.lock();
-            }
             state.seq += 1;
             let seq = state.seq;
+            if !state.containers.contains_key(guid) {
+                let identity = Arc::new(Identity::of(guid, None));
+                let group = identity.group();
+                let bare =
+                    ContainerLog { identity, group, lines: VecDeque::new(), file: None, stopped: Some((now, seq)) };
+                state.containers.insert(guid.to_owned(), bare);
+                self.prune(&mut state);
+            }
             let Some(container) = state.containers.get_mut(guid) else { return };
             let line = Arc::new(LogLine {
                 seq,
-                timestamp_ns: self.now_ns(),
+                timestamp_ns: now,
                 identity: Arc::clone(&container.identity),
                 source: Arc::clone(source),
                 stream,

@@ -161,3 +161,13 @@ fn a_store_with_a_directory_writes_each_container_s_file_and_removes_it_with_the
     assert!(!dir.join("i0.log").exists(), "nothing retained: the file goes");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lines_of_an_unknown_container_are_kept_as_a_stopped_bare_one() {
+    let logs = store(LogConfig { retained_total: 1, ..LogConfig::default() });
+    logs.push("late", &app(), Stream::Stdout, "after the end".into(), false);
+    assert_eq!(logs.tail("late", 3, 512), ["after the end"]);
+    logs.push("later", &app(), Stream::Stdout, "another".into(), false);
+    assert!(logs.tail("late", 3, 512).is_empty(), "bounded like every stopped container");
+    assert_eq!(logs.tail("later", 3, 512), ["another"]);
+}
