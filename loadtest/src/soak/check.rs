@@ -288,11 +288,11 @@ impl Checker {
                             done.push(guid.clone());
                         }
                     }
-                    None if entry.uncertain => {
-                        if entry.desired.elapsed() > Duration::from_secs(60) {
-                            done.push(guid.clone());
-                        }
+                    // An uncertain DesireTask that never shows up was not taken.
+                    None if entry.uncertain && entry.desired.elapsed() > Duration::from_secs(60) => {
+                        done.push(guid.clone())
                     }
+                    None if entry.uncertain => {}
                     None if entry.answered < listed_at => {
                         found.push(("task-lost", format!("{guid} is not listed")));
                         done.push(guid.clone());
