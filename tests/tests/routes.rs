@@ -12,10 +12,7 @@
 //! The LRP is busybox httpd serving `instance N` at `/` and a readiness page at `/ready`; a test
 //! makes instance N unready by deleting that page from its container's directory.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cell_rep::RuntimeKind;
@@ -23,64 +20,14 @@ use db::Backend;
 use proto::pb::models::v1 as pb;
 use tests::cluster::Cluster;
 use tests::eventually::eventually;
-use tests::{fixtures, steps};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tests::routing::{Load, answering, get, names, routed_lrp};
+use tests::steps;
 
 tests::on_every_backend!(
     a_route_answers_from_every_instance_and_an_unready_one_leaves_it,
     a_scale_down_fails_only_requests_to_stopping_instances,
     the_router_follows_the_bbs_through_a_restart
 );
-
-/// An HTTP LRP with a readiness check on `/ready`, routed at `host`.
-fn routed_lrp(guid: &str, host: &str, instances: i32) -> pb::DesiredLrp {
-    let script = "mkdir -p www && echo \"instance $INSTANCE_INDEX\" > www/index.html && echo ready > www/ready \
-                  && exec /bin/busybox httpd -f -p $PORT -h www";
-    let readiness = pb::Check {
-        tcp_check: None,
-        http_check: Some(pb::HttpCheck {
-            port: 8080,
-            path: "/ready".into(),
-            request_timeout_ms: 500,
-            interval_ms: 200,
-        }),
-    };
-    let mut lrp = fixtures::http_lrp(guid, instances);
-    lrp.action = Some(fixtures::shell(script));
-    if let Some(checks) = lrp.check_definition.as_mut() {
-        checks.readiness_checks = vec![readiness];
-    }
-    let document = format!(r#"[{{"hostnames":["{host}"],"port":8080}}]"#);
-    lrp.routes.insert("cf-router".into(), document.into_bytes());
-    lrp
-}
-
-/// `GET /` through the router with `Host: host`: the status and body (`None`: no answer).
-async fn get(router: &str, host: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(router).await.ok()?;
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response)).await.ok()?.ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    Some((status, response.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_owned()))
-}
-
-/// The instances that answer `count` requests through the router (every answer must be a 200).
-async fn answering(router: &str, host: &str, count: usize) -> Option<BTreeSet<String>> {
-    let mut seen = BTreeSet::new();
-    for _ in 0..count {
-        match get(router, host).await? {
-            (200, body) => seen.insert(body),
-            _ => return None,
-        };
-    }
-    Some(seen)
-}
-
-fn names(indices: &[i32]) -> BTreeSet<String> {
-    indices.iter().map(|i| format!("instance {i}")).collect()
-}
 
 async fn start(backend: Backend, cells: usize) -> Option<Cluster> {
     let mut cluster = Cluster::start(backend, cells, RuntimeKind::Process, |_| {}).await?;
@@ -118,7 +65,7 @@ async fn a_route_answers_from_every_instance_and_an_unready_one_leaves_it(backen
     steps::desire(&cluster, routed_lrp("web", "web.test", 3)).await;
     steps::wait_running(&cluster, "web", 3).await;
 
-    let all = names(&[0, 1, 2]);
+    let all = names([0, 1, 2]);
     eventually("every instance answering through the router", steps::PATIENCE, || async {
         answering(&router, "web.test", 12).await.filter(|seen| *seen == all)
     })
@@ -128,7 +75,7 @@ async fn a_route_answers_from_every_instance_and_an_unready_one_leaves_it(backen
     // Instance 1 fails its readiness check: it stops receiving requests, the others keep them.
     let www = www_of(&cluster.data_dir, 1).expect("instance 1's directory");
     std::fs::remove_file(www.join("ready")).expect("remove the readiness page");
-    let rest = names(&[0, 2]);
+    let rest = names([0, 2]);
     eventually("instance 1 out of the route", steps::PATIENCE, || async {
         answering(&router, "web.test", 12).await.filter(|seen| *seen == rest)
     })
@@ -149,56 +96,41 @@ async fn a_route_answers_from_every_instance_and_an_unready_one_leaves_it(backen
     cluster.shutdown().await;
 }
 
-/// Requests through the router, one after another until `stop`: (answered, failed).
-fn load(router: String, host: &'static str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
-    tokio::spawn(async move {
-        let (ok, failed) = (AtomicUsize::new(0), std::sync::Mutex::new(Vec::new()));
-        while !stop.load(Ordering::SeqCst) {
-            match get(&router, host).await {
-                Some((200, _)) => {
-                    ok.fetch_add(1, Ordering::SeqCst);
-                }
-                other => failed.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{other:?}")),
-            }
-        }
-        (ok.into_inner(), failed.into_inner().unwrap_or_default())
-    })
-}
-
 async fn a_scale_down_fails_only_requests_to_stopping_instances(backend: Backend) {
     let Some(cluster) = start(backend, 2).await else { return };
     let router = router_of(&cluster);
     steps::desire(&cluster, routed_lrp("web", "web.test", 4)).await;
     steps::wait_running(&cluster, "web", 4).await;
-    let all = names(&[0, 1, 2, 3]);
+    let all = names([0, 1, 2, 3]);
     eventually("every instance answering", steps::PATIENCE, || async {
         answering(&router, "web.test", 16).await.filter(|seen| *seen == all)
     })
     .await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let requests = load(router.clone(), "web.test", stop.clone());
+    let load = Load::start(&router, "web.test", 1, Duration::ZERO);
     steps::scale(&cluster, "web", 1).await;
     steps::wait_running(&cluster, "web", 1).await;
     eventually("the retired instances gone from the route", steps::PATIENCE, || async {
-        answering(&router, "web.test", 8).await.filter(|seen| *seen == names(&[0]))
+        answering(&router, "web.test", 8).await.filter(|seen| *seen == names([0]))
     })
     .await;
-    stop.store(true, Ordering::SeqCst);
-    let (answered, failed) = requests.await.expect("the load runs");
-    println!("scale-down from 4 to 1: {answered} requests answered, {} failed: {failed:?}", failed.len());
-    assert!(answered > 0);
-    for failure in &failed {
+    let figures = load.stop().await;
+    println!(
+        "scale-down from 4 to 1: {} requests answered, {} failed: {:?}",
+        figures.answered,
+        figures.failed.len(),
+        figures.failed
+    );
+    assert!(figures.answered > 0);
+    for failure in figures.failed.iter().filter_map(|o| o.failure.as_deref()) {
         assert!(failure.starts_with("Some((502, "), "a failure the router did not explain: {failure}");
     }
     // The stopped instances are out of the table: nothing fails any more.
-    let stop = Arc::new(AtomicBool::new(false));
-    let requests = load(router.clone(), "web.test", stop.clone());
+    let load = Load::start(&router, "web.test", 1, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (answered, failed) = requests.await.expect("the load runs");
-    assert!(answered > 0);
-    assert_eq!(failed, Vec::<String>::new(), "failed requests after the scale-down");
+    let figures = load.stop().await;
+    assert!(figures.answered > 0);
+    assert!(figures.failed.is_empty(), "failed requests after the scale-down: {:?}", figures.failed);
     cluster.shutdown().await;
 }
 
@@ -208,24 +140,22 @@ async fn the_router_follows_the_bbs_through_a_restart(backend: Backend) {
     steps::desire(&cluster, routed_lrp("web", "web.test", 2)).await;
     steps::wait_running(&cluster, "web", 2).await;
     eventually("the route", steps::PATIENCE, || async {
-        answering(&router, "web.test", 6).await.filter(|seen| *seen == names(&[0, 1]))
+        answering(&router, "web.test", 6).await.filter(|seen| *seen == names([0, 1]))
     })
     .await;
 
     // While the BBS restarts, the known routes keep answering.
-    let stop = Arc::new(AtomicBool::new(false));
-    let requests = load(router.clone(), "web.test", stop.clone());
+    let load = Load::start(&router, "web.test", 1, Duration::ZERO);
     cluster.restart_bbs().await.expect("the bbs restarts");
-    stop.store(true, Ordering::SeqCst);
-    let (answered, failed) = requests.await.expect("the load runs");
-    assert!(answered > 0);
-    assert_eq!(failed, Vec::<String>::new(), "failed requests while the bbs restarted");
+    let figures = load.stop().await;
+    assert!(figures.answered > 0);
+    assert!(figures.failed.is_empty(), "failed requests while the bbs restarted: {:?}", figures.failed);
 
     // A route desired after the restart is learned: the router subscribed again.
     steps::desire(&cluster, routed_lrp("api", "api.test", 1)).await;
     steps::wait_running(&cluster, "api", 1).await;
     eventually("the new route", steps::PATIENCE, || async {
-        answering(&router, "api.test", 2).await.filter(|seen| *seen == names(&[0]))
+        answering(&router, "api.test", 2).await.filter(|seen| *seen == names([0]))
     })
     .await;
     cluster.shutdown().await;
