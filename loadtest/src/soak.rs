@@ -10,7 +10,7 @@
 //!   [`database`]: the private PostgreSQL, or the cuttable proxy to `--database-url`;
 //! - [`api`]: the operator's client; [`churn`]: the load and the model of what was acknowledged;
 //! - [`chaos`]: the schedule and the faults, with recovery times; [`check`]: the invariants and
-//!   the samples; [`report`]: the files.
+//!   the samples, [`rules`] its judgements; [`report`]: the files.
 
 pub mod api;
 pub mod chaos;
@@ -20,6 +20,7 @@ pub mod components;
 pub mod database;
 pub mod postgres;
 pub mod report;
+pub mod rules;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

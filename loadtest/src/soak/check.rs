@@ -19,6 +19,7 @@ use super::api::Api;
 use super::api::bbs_call;
 use super::churn::{DOMAIN, Model};
 use super::components::{CONVERGENCE_INTERVAL, Component, rss_kib};
+use super::rules::{Doubles, Instances, desired_findings};
 
 /// How often the invariants are checked.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -141,13 +142,13 @@ impl Checker {
         let mut tick = tokio::time::interval(PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_rss, mut last_latency) = (Instant::now() - RSS_PERIOD, Instant::now());
-        let mut doubles_since: HashMap<(String, i32), (Instant, bool)> = HashMap::new();
+        let mut doubles = Doubles::default();
         while !stop.is_cancelled() {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            self.check(&mut doubles_since).await;
+            self.check(&mut doubles).await;
             if last_rss.elapsed() >= RSS_PERIOD {
                 last_rss = Instant::now();
                 let kib: BTreeMap<String, u64> = lock(&self.components)
@@ -170,7 +171,7 @@ impl Checker {
     }
 
     /// One check of every invariant.
-    pub async fn check(&self, doubles_since: &mut HashMap<(String, i32), (Instant, bool)>) {
+    pub async fn check(&self, doubles: &mut Doubles) {
         let snapshot: Vec<(String, i32, u64)> = lock(&self.model)
             .lrps
             .iter()
@@ -188,60 +189,13 @@ impl Checker {
             o.converged_at = Some(Instant::now());
             return;
         };
-        let listed: HashMap<&str, &pb::DesiredLrp> = desired.iter().map(|d| (d.process_guid.as_str(), d)).collect();
         // 1. Every acknowledged desire, untouched while listing, is present as acknowledged.
-        let mut found = Vec::new();
-        {
-            let model = lock(&self.model);
-            for (guid, instances, epoch) in &snapshot {
-                let untouched = model.lrps.get(guid).is_some_and(|e| e.epoch == *epoch && e.busy == 0);
-                if !untouched {
-                    continue;
-                }
-                match listed.get(guid.as_str()) {
-                    None => found.push(("desired-lost", format!("{guid} ({instances} instances) is not listed"))),
-                    Some(d) if d.instances != *instances => found.push((
-                        "desired-instances",
-                        format!("{guid} has {} instances, {instances} acknowledged", d.instances),
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
+        let mut found = desired_findings(&snapshot, &lock(&self.model).lrps, &desired);
         // 2. Doubles, and running versus desired.
-        let mut running: HashMap<(String, i32), u64> = HashMap::new();
-        // Crashed instances wait out their restart backoff: the crash policy at work, not a
-        // failure to converge (the churn crashes instances on purpose).
-        let mut crashed: std::collections::HashSet<(String, i32)> = std::collections::HashSet::new();
-        for a in &actual {
-            if a.state == pb::ActualLrpState::Crashed as i32
-                && let Some(key) = a.actual_lrp_key.as_ref()
-            {
-                crashed.insert((key.process_guid.clone(), key.index));
-            }
-            let ordinary_running =
-                a.state == pb::ActualLrpState::Running as i32 && a.presence == pb::Presence::Ordinary as i32;
-            if let (true, Some(key)) = (ordinary_running, a.actual_lrp_key.as_ref()) {
-                *running.entry((key.process_guid.clone(), key.index)).or_default() += 1;
-            }
-        }
-        let now = Instant::now();
-        doubles_since.retain(|k, _| running.get(k).is_some_and(|&n| n >= 2));
-        let mut longest = Duration::ZERO;
-        for (k, n) in &running {
-            if *n >= 2 {
-                let (since, reported) = doubles_since.entry(k.clone()).or_insert((now, false));
-                let since = *since;
-                longest = longest.max(now - since);
-                if now - since > CONVERGENCE_INTERVAL + PERIOD && !*reported {
-                    *reported = true;
-                    found.push((
-                        "double-running",
-                        format!("{} index {} has {n} ordinary RUNNING instances for {:?}", k.0, k.1, now - since),
-                    ));
-                }
-            }
-        }
+        let instances = Instances::of(&actual);
+        let (doubled, longest) = doubles.observe(&instances, Instant::now(), CONVERGENCE_INTERVAL + PERIOD);
+        found.extend(doubled);
+        let (running, crashed) = (&instances.running, &instances.crashed);
         let mut want = 0u64;
         let mut have = 0u64;
         let mut settled = true;
@@ -310,7 +264,7 @@ impl Checker {
                 o.violate(at, kind, detail);
             }
             o.longest_double_ms = o.longest_double_ms.max(longest.as_millis() as u64);
-            let doubles = running.values().filter(|&&n| n >= 2).count() as u64;
+            let doubles = instances.doubles() as u64;
             o.samples.push(Sample { at_s: at, desired: want, running: have, doubles });
             o.converged = settled && doubles == 0;
             o.converged_at = Some(Instant::now());
