@@ -180,6 +180,50 @@ async fn ssh_runs_commands_inside_the_instance_for_operators_only(backend: Backe
     cluster.shutdown().await;
 }
 
+/// A cell runs at most `DEFAULT_MAX_CONCURRENT` sessions at once; the next is refused until one
+/// ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cell_bounds_its_concurrent_sessions() {
+    let Some(cluster) = Cluster::start(Backend::Sqlite, 1, RuntimeKind::Process, |_| {}).await else { return };
+    desire(&cluster, sleeper("busy-app", 1)).await;
+    wait_running(&cluster, "busy-app", 1).await;
+    let security = cluster.operator_security().clone();
+    let bbs = cli::client::Bbs::connect(&cluster.bbs_address, security.clone()).await.expect("bbs");
+    let located = ssh::locate(&bbs, "busy-app", 0).await.expect("located");
+    let mut held = Vec::new();
+    for _ in 0..cell_rep::exec::DEFAULT_MAX_CONCURRENT {
+        let (located, security) = (located.clone(), security.clone());
+        held.push(tokio::spawn(async move {
+            let channel = ssh::connect_rep(&located.rep_address, security).await.expect("rep");
+            // Input that never ends keeps `cat` running.
+            let (_stdin, rx) = mpsc::channel::<Vec<u8>>(1);
+            let start =
+                ExecStart { instance_guid: located.instance_guid, command: vec!["cat".into()], ..ExecStart::default() };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            session::exec(channel, &located.rep_address, start, rx, None, &mut out, &mut err).await
+        }));
+    }
+    let refused = eventually("the cell's sessions are all taken", PATIENCE, || async {
+        match ssh(&cluster, "busy-app", &["true"], b"", false).await {
+            Err(Error::Refused { kind, message }) if kind == "ResourceExhausted" => Some(message),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(refused.contains("too many exec sessions"), "{refused}");
+    // One client goes away: its session ends and frees a place.
+    held.pop().expect("a session").abort();
+    let ran = eventually("a place frees up", PATIENCE, || async {
+        ssh(&cluster, "busy-app", &["/bin/sh", "-c", "exit 9"], b"", false).await.ok()
+    })
+    .await;
+    assert_eq!(ran.code, 9);
+    for session in held {
+        session.abort();
+    }
+    cluster.shutdown().await;
+}
+
 /// The sim runtime runs no processes: `diego ssh` says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sim_runtime_has_no_exec() {

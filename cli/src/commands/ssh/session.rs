@@ -123,9 +123,18 @@ where
             }
         }
     });
-    let result = receive(channel, address, rx, stdout, stderr).await;
-    forwarder.abort();
-    result
+    // Dropped with this future too (a caller's timeout): the input ends and the call is reset.
+    let _forwarder = AbortOnDrop(forwarder);
+    receive(channel, address, rx, stdout, stderr).await
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn receive<O, E>(
