@@ -59,7 +59,7 @@ async fn a_running_and_a_crashed_instance_s_logs_are_retrievable_and_follow_sees
     desire(&cluster, plain_lrp("ticker", 1, fixtures::shell(ticker))).await;
     desire(
         &cluster,
-        plain_lrp("crasher", 1, fixtures::shell("echo about to crash; echo bad thing >&2; sleep 0.5; exit 3")),
+        plain_lrp("crasher", 1, fixtures::shell("echo about to crash; sleep 0.1; echo bad thing >&2; exit 3")),
     )
     .await;
 

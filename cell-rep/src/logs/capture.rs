@@ -4,8 +4,10 @@
 //! never a wait on a reader of the store, so the process never blocks on its pipe because of one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::task::JoinHandle;
 
 use super::{LogStore, Stream};
 use crate::runtime::ProcessRole;
@@ -26,9 +28,26 @@ pub fn source_for(store: &LogStore, guid: &str, log_source: &str, role: Option<P
     Arc::from(source)
 }
 
+/// How long a process's exit waits for its pipes' last lines (see [`drained`]).
+pub const DRAIN: Duration = Duration::from_millis(250);
+
+/// Waits until `pumps` read their pipes to the end, at most [`DRAIN`]: a runtime reports a
+/// process's exit after this, so what it printed just before exiting is in the store when the
+/// crash is reported (a child it left running may keep a pipe open: hence the bound).
+pub async fn drained(pumps: Vec<JoinHandle<()>>) {
+    let _ = tokio::time::timeout(DRAIN, futures::future::join_all(pumps)).await;
+}
+
 /// Spawns the pump of one pipe of container `guid`'s process; it ends at EOF. Unless `quiet`,
 /// each line is also logged (target `cell_rep::app`).
-pub fn capture<R>(reader: R, store: LogStore, guid: String, source: Arc<str>, stream: Stream, quiet: bool)
+pub fn capture<R>(
+    reader: R,
+    store: LogStore,
+    guid: String,
+    source: Arc<str>,
+    stream: Stream,
+    quiet: bool,
+) -> JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -41,7 +60,7 @@ where
             store.push(&guid, &source, stream, text, truncated);
         })
         .await;
-    });
+    })
 }
 
 /// Calls `each` with every line of `reader` (without its `\n` or `\r\n`), cut to `max` bytes

@@ -36,7 +36,7 @@ use super::{
     RuntimeProcess, StopSignal, exit_code, join_inside, validate_guid,
 };
 use crate::container::PortMapping;
-use crate::logs::capture::{capture, source_for};
+use crate::logs::capture::{capture, drained, source_for};
 use crate::logs::{Identity, LogConfig, LogStore, Stream};
 
 /// The default `PATH` of processes whose environment has none.
@@ -230,12 +230,14 @@ impl ProcessRuntime {
         }
         drop(spawn_guard);
         let source = source_for(&self.logs, guid, &spec.log_source, spec.role);
+        let mut pumps = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             let (logs, source) = (self.logs.clone(), Arc::clone(&source));
-            capture(stdout, logs, guid.to_owned(), source, Stream::Stdout, spec.suppress_output);
+            pumps.push(capture(stdout, logs, guid.to_owned(), source, Stream::Stdout, spec.suppress_output));
         }
         if let Some(stderr) = child.stderr.take() {
-            capture(stderr, self.logs.clone(), guid.to_owned(), source, Stream::Stderr, spec.suppress_output);
+            let logs = self.logs.clone();
+            pumps.push(capture(stderr, logs, guid.to_owned(), source, Stream::Stderr, spec.suppress_output));
         }
         tracing::debug!(container_guid = %guid, pid, path = %spec.path, "process started");
 
@@ -253,6 +255,7 @@ impl ProcessRuntime {
             let out_of_memory =
                 code == 137 && cgroup.as_deref().is_some_and(|c| limits::cgroup_oom_kills(c) > oom_before);
             tracing::debug!(container_guid = %guid_owned, pid, code, out_of_memory, "process exited");
+            drained(pumps).await;
             let _ = tx.send(Some(ExitStatus { code, out_of_memory }));
         });
         let signaller = Arc::new(move |signal: StopSignal| signal_group(pid, signal));

@@ -32,7 +32,7 @@ use super::{
     RuntimeProcess, StopSignal, exit_code, join_inside, validate_guid,
 };
 use crate::container::PortMapping;
-use crate::logs::capture::{capture, source_for};
+use crate::logs::capture::{capture, drained, source_for};
 use crate::logs::{Identity, LogConfig, LogStore, Stream};
 
 /// Configuration of the runc runtime.
@@ -256,12 +256,14 @@ impl RuncRuntime {
             .map_err(io("run runc exec"))?;
         let exec_pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let source = source_for(&self.logs, guid, &process.log_source, process.role);
+        let mut pumps = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             let (logs, source) = (self.logs.clone(), Arc::clone(&source));
-            capture(stdout, logs, guid.to_owned(), source, Stream::Stdout, process.suppress_output);
+            pumps.push(capture(stdout, logs, guid.to_owned(), source, Stream::Stdout, process.suppress_output));
         }
         if let Some(stderr) = child.stderr.take() {
-            capture(stderr, self.logs.clone(), guid.to_owned(), source, Stream::Stderr, process.suppress_output);
+            let logs = self.logs.clone();
+            pumps.push(capture(stderr, logs, guid.to_owned(), source, Stream::Stderr, process.suppress_output));
         }
         tracing::debug!(container_guid = %guid, exec_pid, path = %process.path, "runc exec started");
 
@@ -279,6 +281,7 @@ impl RuncRuntime {
             let oom_after = oom_kills(&cgroups_path).await;
             let out_of_memory = code == 137 && oom_after > oom_before;
             tracing::debug!(container_guid = %guid_owned, code, out_of_memory, "runc exec exited");
+            drained(pumps).await;
             let _ = tx.send(Some(ExitStatus { code, out_of_memory }));
         });
         let signaller = Arc::new(move |signal: StopSignal| match signal {
