@@ -79,3 +79,14 @@ fn a_two_minute_soak_breaks_no_invariant_under_every_kind_of_chaos() {
     assert!(acknowledged > 0, "the churn desired LRPs: {}", report["operations"]);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn a_refused_soak_configuration_is_one_line_and_exit_64() {
+    for args in [["soak", "--duration", "5s"], ["soak", "--rate", "0"], ["soak", "--lrps", "0"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_benchmark-bbs")).args(args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: one line, not {stderr:?}");
+        assert!(stderr.starts_with("benchmark-bbs: --"), "{stderr}");
+    }
+}
