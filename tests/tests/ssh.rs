@@ -116,6 +116,38 @@ async fn abandoned_session(cluster: &Cluster, guid: &str) -> u32 {
     tokio::task::spawn_blocking(move || client.join().expect("the client thread")).await.expect("joined")
 }
 
+/// Resizes a terminal session's terminal to 132x50, then lets its command print the size.
+async fn resized_terminal(cluster: &Cluster, guid: &str) -> String {
+    let security = cluster.operator_security().clone();
+    let bbs = cli::client::Bbs::connect(&cluster.bbs_address, security.clone()).await.expect("bbs");
+    let located = ssh::locate(&bbs, guid, 0).await.expect("located");
+    let channel = ssh::connect_rep(&located.rep_address, security).await.expect("rep");
+    let (resize_tx, resizes) = mpsc::channel(1);
+    let (stdin_tx, stdin) = mpsc::channel(1);
+    let start = ExecStart {
+        instance_guid: located.instance_guid,
+        command: vec!["/bin/sh".into(), "-c".into(), "read line; stty size".into()],
+        tty: true,
+        size: Some(TerminalSize { columns: 80, rows: 24 }),
+        ..ExecStart::default()
+    };
+    let driver = tokio::spawn(async move {
+        resize_tx.send(TerminalSize { columns: 132, rows: 50 }).await.expect("resize");
+        // The resize is sent before the line that lets the command go on.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stdin_tx.send(b"go\r".to_vec()).await.expect("stdin");
+        // Both stay open until the session ends.
+        std::future::pending::<()>().await;
+        drop((resize_tx, stdin_tx));
+    });
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let session = session::exec(channel, &located.rep_address, start, stdin, Some(resizes), &mut out, &mut err);
+    let code = tokio::time::timeout(Duration::from_secs(60), session).await.expect("ends").expect("ssh");
+    driver.abort();
+    assert_eq!(code, 0);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn refusal(result: Result<Ran, Error>) -> (String, String) {
     match result {
         Err(Error::Refused { kind, message }) => (kind, message),
@@ -157,6 +189,8 @@ async fn ssh_runs_commands_inside_the_instance_for_operators_only(backend: Backe
     assert!(ran.stdout.starts_with("/dev/pts/"), "{ran:?}");
     assert!(ran.stdout.contains("30 100"), "the terminal has the client's size: {ran:?}");
     assert!(ran.stderr.is_empty(), "a terminal has one output stream: {ran:?}");
+    let resized = resized_terminal(&cluster, "shell-app").await;
+    assert!(resized.contains("50 132"), "a resize reaches the terminal: {resized:?}");
     // The default command is the shell, here reading its script from standard input.
     let ran = ssh(&cluster, "shell-app", &[], b"echo $SSH_MARK; exit 4\n", false).await.expect("ssh");
     assert_eq!((ran.code, ran.stdout.as_str()), (4, "mark-of-shell-app\n"));
