@@ -16,6 +16,8 @@ use bbs::config::BbsConfig;
 use cell_rep::rep::CellViews;
 use cell_rep::{RepConfig, RuntimeKind};
 use proto::pb::bbs::v1::bbs_client::BbsClient;
+/// The router's configuration, for [`ClusterSpec::router_config`].
+pub use ::router::RouterConfig;
 use svc::identity::Role;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -60,6 +62,8 @@ pub struct ClusterSpec {
     /// Where the HTTP router listens, when the cluster runs one (`None`: no router; tests start
     /// it with [`Cluster::start_router`]).
     pub router: Option<String>,
+    /// Changes to the router's configuration (after the test timings).
+    pub router_config: Arc<dyn Fn(&mut RouterConfig) + Send + Sync>,
 }
 
 impl ClusterSpec {
@@ -81,6 +85,7 @@ impl ClusterSpec {
             tls_dir,
             tls_hosts: Vec::new(),
             router: None,
+            router_config: Arc::new(|_| {}),
         }
     }
 }
@@ -134,6 +139,7 @@ pub struct Cluster {
     views: CellViews,
     rep_spec: Arc<dyn Fn(&mut RepConfig) + Send + Sync>,
     auctioneer_spec: Arc<dyn Fn(&mut AuctioneerConfig) + Send + Sync>,
+    router_spec: Arc<dyn Fn(&mut RouterConfig) + Send + Sync>,
     runtime: RuntimeKind,
     cell_memory_mb: i32,
     fast: bool,
@@ -299,6 +305,7 @@ impl Cluster {
             views: CellViews::new(),
             rep_spec: spec.rep.clone(),
             auctioneer_spec: spec.auctioneer_config.clone(),
+            router_spec: spec.router_config.clone(),
             fast: spec.fast,
             runtime: spec.runtime,
             cell_memory_mb: spec.cell_memory_mb,

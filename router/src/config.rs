@@ -35,7 +35,8 @@ pub struct RouterConfig {
     /// `round-robin` (default) or `least-connections`.
     pub balancing: Balancing,
     /// Time between full syncs of the route table from the BBS listings (Diego's route emitter:
-    /// 30 s). Events keep the table current in between; the sync repairs what they missed.
+    /// 30 s). Events keep the table current in between; the sync repairs what they missed, and
+    /// renews the event subscription.
     #[serde(with = "svc::config::duration")]
     pub sync_interval: Duration,
     /// Pause before subscribing again after the event stream dropped (or a sync failed).

@@ -7,6 +7,10 @@
 //! (the BBS restarted, lost its leadership, or called this router a slow consumer) or a gap in
 //! the stream's sequence numbers means subscribing and syncing again after `resync_interval`.
 //! Meanwhile the last routes stay published: the instances keep serving while the BBS is away.
+//!
+//! Each periodic sync also renews the subscription (subscribe, sync, drop the old stream), so a
+//! stream never outlives one `sync_interval`: a BBS whose shutdown waits for its open streams to
+//! end, or that keeps a stream open after it stopped leading, is not followed for longer.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -147,7 +151,13 @@ impl Emitter {
                 () = stop.cancelled() => return Ok(()),
                 () = tokio::time::sleep_until(next_sync) => {
                     next_sync = Instant::now() + self.sync_interval;
+                    // A new subscription first, then the sync, then the old stream goes: no event
+                    // falls between them, and no stream outlives a sync interval (a BBS that
+                    // stopped leading, or stops, without ending its streams is left within one).
+                    let fresh = self.source.subscribe().await?;
                     self.sync().await?;
+                    events = fresh;
+                    last = None;
                 }
                 item = events.next() => match item {
                     None => return Err(RouterError::StreamEnded),

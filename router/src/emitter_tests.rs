@@ -106,3 +106,29 @@ async fn events_apply_and_a_dropped_stream_means_subscribing_and_syncing_again()
     stop.cancel();
     task.await.expect("stops");
 }
+
+#[tokio::test]
+async fn every_periodic_sync_renews_the_subscription_and_drops_the_old_stream() {
+    let source = Arc::new(FakeSource::default());
+    *source.snapshot.lock().expect("lock") = Snapshot { desired: web_routes(), instances: vec![instance("a", 1)] };
+    let routes = RouteHandle::default();
+    let emitter = Emitter::new(
+        source.clone(),
+        routes.clone(),
+        EmitterStatus::default(),
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(emitter.run(stop.clone()));
+    until("three subscriptions", || source.streams.lock().expect("lock").len() >= 3).await;
+    {
+        let streams = source.streams.lock().expect("lock");
+        // Every stream but the newest was dropped by the emitter.
+        assert!(streams[..streams.len() - 1].iter().all(|tx| tx.is_closed()));
+    }
+    assert!(source.syncs.load(Ordering::SeqCst) >= 3);
+    assert_eq!(endpoints(&routes), ["127.0.0.1:1"]);
+    stop.cancel();
+    task.await.expect("stops");
+}

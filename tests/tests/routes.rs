@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cell_rep::RuntimeKind;
+use cli::cluster::RouterConfig;
 use db::Backend;
 use proto::pb::models::v1 as pb;
 use tests::cluster::Cluster;
@@ -30,7 +31,17 @@ tests::on_every_backend!(
 );
 
 async fn start(backend: Backend, cells: usize) -> Option<Cluster> {
-    let mut cluster = Cluster::start(backend, cells, RuntimeKind::Process, |_| {}).await?;
+    start_with(backend, cells, |_| {}).await
+}
+
+async fn start_with(
+    backend: Backend,
+    cells: usize,
+    router: impl Fn(&mut RouterConfig) + Send + Sync + 'static,
+) -> Option<Cluster> {
+    let router: std::sync::Arc<dyn Fn(&mut RouterConfig) + Send + Sync> = std::sync::Arc::new(router);
+    let mut cluster =
+        Cluster::start(backend, cells, RuntimeKind::Process, move |spec| spec.router_config = router).await?;
     cluster.start_router("127.0.0.1:0").await.expect("the router starts");
     Some(cluster)
 }
@@ -135,7 +146,11 @@ async fn a_scale_down_fails_only_requests_to_stopping_instances(backend: Backend
 }
 
 async fn the_router_follows_the_bbs_through_a_restart(backend: Backend) {
-    let Some(mut cluster) = start(backend, 1).await else { return };
+    // The subscription renews at every sync (here every second), so the router leaves the old
+    // BBS, whose shutdown waits for its open event streams to end, within a second.
+    let Some(mut cluster) = start_with(backend, 1, |c| c.sync_interval = Duration::from_secs(1)).await else {
+        return;
+    };
     let router = router_of(&cluster);
     steps::desire(&cluster, routed_lrp("web", "web.test", 2)).await;
     steps::wait_running(&cluster, "web", 2).await;
@@ -146,12 +161,14 @@ async fn the_router_follows_the_bbs_through_a_restart(backend: Backend) {
 
     // While the BBS restarts, the known routes keep answering.
     let load = Load::start(&router, "web.test", 1, Duration::ZERO);
+    let restarting = tokio::time::Instant::now();
     cluster.restart_bbs().await.expect("the bbs restarts");
+    println!("the bbs restarted in {:?}", restarting.elapsed());
     let figures = load.stop().await;
     assert!(figures.answered > 0);
     assert!(figures.failed.is_empty(), "failed requests while the bbs restarted: {:?}", figures.failed);
 
-    // A route desired after the restart is learned: the router subscribed again.
+    // A route desired after the restart is learned from the new BBS.
     steps::desire(&cluster, routed_lrp("api", "api.test", 1)).await;
     steps::wait_running(&cluster, "api", 1).await;
     eventually("the new route", steps::PATIENCE, || async {

@@ -35,6 +35,7 @@ impl Cluster {
             config.connect_timeout = Duration::from_secs(2);
             config.request_timeout = Duration::from_secs(10);
         }
+        (self.router_spec)(&mut config);
         let config =
             config.validate().map_err(|e| ClusterError::Config { component: "router", message: e.to_string() })?;
         let stop = self.shutdown.child_token();
