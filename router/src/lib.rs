@@ -40,8 +40,8 @@ pub async fn run(
 ) -> Result<(), RouterError> {
     let config = config.into_valid()?;
     let security = config.tls.security()?;
-    let source = bbs::GrpcSource::new(&config.bbs_address, config.communication_timeout, security)?;
-    run_with(config, listeners, Arc::new(source), shutdown).await
+    let source = bbs::GrpcSource::new(&config.bbs_address, config.communication_timeout, security.clone())?;
+    serve(config, listeners, Arc::new(source), security, shutdown).await
 }
 
 /// Runs a router with routes from `source` until `shutdown`: the emitter, the proxy on
@@ -54,6 +54,16 @@ pub async fn run_with(
 ) -> Result<(), RouterError> {
     let config = config.into_valid()?;
     let security = config.tls.security()?;
+    serve(config, listeners, source, security, shutdown).await
+}
+
+async fn serve(
+    config: svc::config::Valid<RouterConfig>,
+    listeners: Listeners,
+    source: Arc<dyn RouteSource>,
+    security: svc::tls::Security,
+    shutdown: CancellationToken,
+) -> Result<(), RouterError> {
     let http = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let admin_address = listeners.admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(http = %http, admin = %admin_address, bbs = %config.bbs_address, balancing = ?config.balancing, "router starting");

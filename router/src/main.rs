@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use router::{ConfigOverrides, RouterConfig};
-use svc::config::Flags;
+use svc::config::{ConfigFile, Flags};
 
 /// Routes HTTP requests by Host header to the ready instances of the LRP that names the host.
 #[derive(Debug, Parser)]
@@ -18,9 +18,20 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let (config, listeners) = match svc::process::start::<RouterConfig>("router", Args::parse().flags).await {
-        Ok(started) => started,
-        Err(code) => return code,
+    // As svc::process::start, with the first listener named for what it serves: HTTP.
+    svc::process::init_logging();
+    let config = match RouterConfig::from_flags(Args::parse().flags) {
+        Ok(config) => config,
+        Err(e) => return e.exit("router"),
     };
+    let http = match svc::server::bind("http", &config.listen_address).await {
+        Ok(listener) => listener,
+        Err(e) => return e.exit("router"),
+    };
+    let admin = match svc::server::bind("admin", &config.admin_address).await {
+        Ok(listener) => listener,
+        Err(e) => return e.exit("router"),
+    };
+    let listeners = router::Listeners { grpc: http, admin };
     svc::process::exit("router", router::run(config, listeners, svc::signals::on_terminate()).await)
 }
