@@ -271,13 +271,18 @@ async fn follow(
     }
 }
 
-/// Ends every event stream whenever this process stops leading.
+/// Ends every event stream whenever this process stops leading, and when it stops: the
+/// server's graceful shutdown waits for open streams, which a subscriber (a router, `diego
+/// events`) would otherwise hold until the drain limit.
 async fn watch_leadership(leadership: Arc<Leadership>, events: Arc<EventHub>, stop: CancellationToken) {
     let mut changes = leadership.subscribe();
     let mut was_leader = leadership.is_leader();
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                events.close_all();
+                return;
+            }
             changed = changes.changed() => if changed.is_err() { return },
         }
         let leading = leadership.is_leader();

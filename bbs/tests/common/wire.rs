@@ -95,6 +95,15 @@ impl Server {
         result.expect("bbs task panicked")
     }
 
+    /// Stops the server and asserts it shut down cleanly within `limit`.
+    pub async fn stop_within(self, limit: Duration) {
+        self.shutdown.cancel();
+        let result = tokio::time::timeout(limit, self.task)
+            .await
+            .unwrap_or_else(|_| panic!("bbs did not stop within {limit:?}"));
+        result.expect("bbs task panicked").expect("bbs run failed");
+    }
+
     /// Stops the server and asserts it shut down cleanly.
     pub async fn stop(self) {
         self.shutdown.cancel();

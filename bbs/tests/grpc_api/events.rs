@@ -2,7 +2,11 @@
 
 use super::*;
 
-on_every_backend!(lifecycle_events_arrive_in_order_with_increasing_sequences, a_lagging_subscriber_is_closed,);
+on_every_backend!(
+    lifecycle_events_arrive_in_order_with_increasing_sequences,
+    a_lagging_subscriber_is_closed,
+    a_stopping_bbs_ends_its_event_streams,
+);
 
 fn kind(event: &pb::InstanceEvent) -> &'static str {
     use pb::instance_event::Event;
@@ -132,4 +136,23 @@ async fn a_lagging_subscriber_is_closed(backend: Backend) {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     assert!(status.message().contains("slow consumer"), "{}", status.message());
     server.stop().await;
+}
+
+/// A BBS told to stop ends its open event streams rather than waiting for their subscribers
+/// (a router, `diego events`) to hang up: it stops well within its 10 s drain limit.
+async fn a_stopping_bbs_ends_its_event_streams(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let server = Server::start(&db.url, |_| {}).await;
+    let mut client = server.leader_client().await;
+    let mut instances = client
+        .subscribe_to_instance_events(api::SubscribeToInstanceEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut tasks =
+        client.subscribe_to_task_events(api::SubscribeToTaskEventsRequest::default()).await.unwrap().into_inner();
+    server.stop_within(Duration::from_secs(5)).await;
+    for ended in [instances.next().await.map(|e| e.map(|_| ())), tasks.next().await.map(|e| e.map(|_| ()))] {
+        assert!(!matches!(ended, Some(Ok(()))), "an event after the stop: {ended:?}");
+    }
 }
