@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protos/diego/locket.proto",
         "protos/diego/auctioneer.proto",
         "protos/diego/rep.proto",
+        "protos/diego/exec.proto",
+        "protos/diego/logs.proto",
     ];
     // serde on the `diego.models.v1` messages (behind proto's `serde` feature): a first protoc
     // run gives the descriptors the per-field attributes are derived from.

@@ -92,6 +92,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("/diego.locket.v1.Locket/FetchAll", "AAAAA"),
     ("/diego.locket.v1.Locket/Lock", "LLL--"),
     ("/diego.locket.v1.Locket/Release", "LLL--"),
+    ("/diego.rep.v1.Exec/Run", "---A-"),
+    ("/diego.rep.v1.Logs/Stream", "---AA"),
     ("/diego.rep.v1.Recovery/Report", "A--A-"),
     ("/diego.rep.v1.Rep/CancelTask", "A----"),
     ("/diego.rep.v1.Rep/Evacuate", "---A-"),

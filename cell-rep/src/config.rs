@@ -104,6 +104,12 @@ pub struct RepConfig {
     /// 1 MiB to 256 MiB). A larger one is refused with RESOURCE_EXHAUSTED naming this limit
     /// before it is read into memory.
     pub max_request_bytes: usize,
+    /// Most `diego ssh` sessions the cell runs at once (default 16, at least 1); more are
+    /// refused with RESOURCE_EXHAUSTED.
+    pub max_exec_sessions: usize,
+    /// Application logs (issue 18): the `[logs]` table, the bounds of what the `process` and
+    /// `runc` runtimes keep of their processes' output (see `cell_rep::logs::LogConfig`).
+    pub logs: crate::logs::LogConfig,
     /// Mutual TLS: the `[tls]` table (`ca`, `cert`, `key`, `insecure_plaintext`). The
     /// certificate names this cell: `diego://cell/<cell_id>`.
     pub tls: TlsConfig,
@@ -140,6 +146,8 @@ impl Default for RepConfig {
             sim_task_duration: Duration::from_millis(100),
             healthy_monitoring_interval: Duration::from_secs(30),
             max_request_bytes: svc::server::DEFAULT_MAX_REQUEST_BYTES,
+            max_exec_sessions: crate::exec::DEFAULT_MAX_CONCURRENT,
+            logs: crate::logs::LogConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -282,6 +290,7 @@ impl Validate for RepConfig {
         if self.containers <= 0 {
             return invalid("containers", "must be positive");
         }
+        self.logs.check()?;
         for (field, value) in [
             ("polling_interval", self.polling_interval),
             ("evacuation_polling_interval", self.evacuation_polling_interval),
@@ -296,6 +305,9 @@ impl Validate for RepConfig {
         }
         if let Err(reason) = svc::server::check_max_request_bytes(self.max_request_bytes) {
             return invalid("max_request_bytes", &reason);
+        }
+        if self.max_exec_sessions == 0 {
+            return invalid("max_exec_sessions", "must be at least 1");
         }
         if self.healthy_monitoring_interval > Duration::from_secs(86_400) {
             // A sleep that long would overflow the clock.

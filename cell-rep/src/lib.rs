@@ -19,8 +19,10 @@
 //! - [`service`] and [`server`]: the `Rep` gRPC service (`State`, `Perform`, stop, cancel,
 //!   update, `Evacuate`, `Ping`) with health and reflection; [`recovery`]: the `Recovery`
 //!   service (what the cell runs, for a BBS whose database forgot it).
+//! - [`exec`]: the `Exec` service (`diego ssh`): a command or a shell inside an instance.
 //! - [`context`]: what the parts share (cell identity, executor, BBS client, evacuation flag).
 //! - [`generator`]: container events and bulk-sync passes → BBS lifecycle calls.
+//! - [`logs`]: the application logs the runtimes capture, and the `Logs` gRPC service.
 //! - [`bulk_sync`]: the periodic reconciliation with the BBS; [`evacuation`]: the drain.
 //! - [`presence`]: the Locket cell presence; [`bbs_client`]: the BBS seam and its tonic client.
 //! - [`admin`] (`/healthz`, `/metrics`), [`metrics`], [`rootfs`] (the default busybox rootfs),
@@ -43,7 +45,9 @@ pub mod bulk_sync;
 pub mod config;
 pub mod context;
 pub mod evacuation;
+pub mod exec;
 pub mod generator;
+pub mod logs;
 pub mod metrics;
 pub mod presence;
 pub mod recovery;

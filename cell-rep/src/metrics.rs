@@ -30,6 +30,7 @@ pub fn describe() {
     describe_histogram!(BULK_SYNC_DURATION, Unit::Seconds, "duration of one bulk sync with the bbs");
     describe_counter!(BULK_SYNC_FAILURES, "bulk syncs skipped because the bbs or executor could not be listed");
     describe_counter!(PERFORM_REFUSED, "lrp instances and tasks perform refused");
+    describe_counter!(crate::exec::EXEC_SESSIONS, "diego ssh sessions by outcome");
     describe_gauge!(PRESENCE_HELD, "1 while the cell presence is held");
     describe_gauge!(EVACUATING, "1 while the cell evacuates");
 }

@@ -69,10 +69,12 @@ impl Deps {
         let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
             RuntimeKind::Process => Arc::new(ProcessRuntime::with_config(ProcessConfig {
                 cgroup_parent: config.cgroup_parent.clone(),
+                logs: config.logs.clone(),
                 ..ProcessConfig::new(&config.data_dir)
             })),
             RuntimeKind::Runc => {
                 let mut runc = RuncConfig::new(config.data_dir.clone());
+                runc.logs = config.logs.clone();
                 if !config.cgroup_parent.trim_matches('/').is_empty() {
                     runc.cgroup_parent = config.cgroup_parent.trim_matches('/').to_owned();
                 }
@@ -321,6 +323,7 @@ pub async fn run_observed(
         ctx.evacuation.clone(),
         &security,
         config.max_request_bytes,
+        config.max_exec_sessions,
         halt.clone(),
     )
     .await;

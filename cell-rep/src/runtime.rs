@@ -27,7 +27,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::container::PortMapping;
@@ -262,6 +261,23 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// and discarded, and result files read as empty.
     fn host_path(&self, guid: &str, container_path: &str) -> Result<Option<PathBuf>, RuntimeError>;
 
+    /// The store this runtime captures its processes' output into (`None`: it captures none).
+    fn logs(&self) -> Option<crate::logs::LogStore> {
+        None
+    }
+
+    /// Starts a command in a running container for an operator (`diego ssh`, see
+    /// [`crate::exec`]), with the given environment and working directory, on pipes or a
+    /// terminal. The default refuses (the sim runs no processes).
+    fn exec<'a>(
+        &'a self,
+        guid: &'a str,
+        spec: crate::exec::ExecSpec,
+    ) -> BoxFuture<'a, Result<crate::exec::ExecSession, RuntimeError>> {
+        let _ = (guid, spec);
+        Box::pin(async move { Err(RuntimeError::Unsupported { runtime: self.name(), what: "exec (diego ssh)".into() }) })
+    }
+
     /// Runs one health probe. The default connects from the host to the probe's host port; the
     /// sim overrides it.
     fn probe<'a>(&'a self, guid: &'a str, probe: Probe) -> BoxFuture<'a, Result<(), String>> {
@@ -345,45 +361,6 @@ impl PortAllocator {
             }
         }
     }
-}
-
-/// Copies a child's stdout or stderr line by line into `file` (appending) and into the log,
-/// tagged with the container guid, the log source and the stream. Runs until EOF.
-pub(crate) fn pump_output<R>(reader: R, file: PathBuf, guid: String, source: String, stream: &'static str, quiet: bool)
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut out = match tokio::fs::OpenOptions::new().create(true).append(true).open(&file).await {
-            Ok(out) => Some(out),
-            Err(error) => {
-                tracing::warn!(container_guid = %guid, path = %file.display(), %error, "cannot open log file");
-                None
-            }
-        };
-        let mut lines = BufReader::new(reader).lines();
-        loop {
-            match lines.next_line().await {
-                Ok(Some(line)) => {
-                    if let Some(out) = out.as_mut() {
-                        let _ = out.write_all(line.as_bytes()).await;
-                        let _ = out.write_all(b"\n").await;
-                    }
-                    if !quiet {
-                        tracing::info!(target: "cell_rep::app", container_guid = %guid, source = %source, stream, "{line}");
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::debug!(container_guid = %guid, %error, "output stream ended");
-                    break;
-                }
-            }
-        }
-        if let Some(mut out) = out {
-            let _ = out.flush().await;
-        }
-    });
 }
 
 /// A process's exit code from a std exit status: its code, or 128 + the signal that ended it.

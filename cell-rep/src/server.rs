@@ -1,9 +1,11 @@
-//! The rep's gRPC port: `Rep` and `Recovery` (issue 19), on the server every component builds the same way
+//! The rep's gRPC port: `Rep`, `Recovery` (issue 19) `Logs` and `Exec` (issue 18), on the server every component builds the same way
 //! (`svc::server`: health, reflection, limits, TCP_NODELAY).
 //!
 //! No timeout or concurrency layer: every RPC answers from memory (reservations and stops run
 //! in the background), so none can be slow; the decode limit bounds what one request costs.
 
+use proto::pb::rep::v1::exec_server::ExecServer;
+use proto::pb::rep::v1::logs_server::LogsServer;
 use proto::pb::rep::v1::recovery_server::RecoveryServer;
 use proto::pb::rep::v1::rep_server::RepServer;
 use tokio::net::TcpListener;
@@ -24,6 +26,7 @@ pub async fn serve(
     evacuation: EvacuationFlag,
     security: &svc::tls::Security,
     max_request_bytes: usize,
+    max_exec_sessions: usize,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let (health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"], max_request_bytes);
@@ -37,7 +40,12 @@ pub async fn serve(
             }
         })
     };
+    let logs = crate::logs::service::LogsService::new(service.logs(), shutdown.clone());
+    // `diego ssh` (issue 18): at most `exec::DEFAULT_MAX_CONCURRENT` sessions at once.
+    let exec = crate::exec::ExecService::new(std::sync::Arc::clone(service.context()), max_exec_sessions);
     let router = router
+        .add_service(ExecServer::new(exec).max_decoding_message_size(max_request_bytes))
+        .add_service(LogsServer::new(logs).max_decoding_message_size(max_request_bytes))
         .add_service(RepServer::new(service).max_decoding_message_size(max_request_bytes))
         .add_service(RecoveryServer::new(recovery).max_decoding_message_size(max_request_bytes));
     let result = svc::server::serve(router, listener, security, shutdown).await;

@@ -30,6 +30,16 @@ impl RepService {
         Self { ctx: Arc::clone(generator.context()), generator }
     }
 
+    /// The cell's application logs: its runtime's store, or an empty one.
+    pub fn logs(&self) -> crate::logs::LogStore {
+        self.ctx.executor.runtime().logs().unwrap_or_else(crate::logs::LogStore::in_memory)
+    }
+
+    /// The rep's shared state.
+    pub fn context(&self) -> &Arc<RepContext> {
+        &self.ctx
+    }
+
     /// The cell's bid, recomputed from the executor's registry (cheap: no runtime calls).
     pub fn state(&self) -> rep_pb::CellState {
         let cell = &self.ctx.cell;

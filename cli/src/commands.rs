@@ -9,8 +9,10 @@ pub mod completions;
 pub mod domains;
 pub mod events;
 pub mod export;
+pub mod logs;
 pub mod lrp;
 pub mod lrps;
+pub mod ssh;
 pub mod status;
 pub mod tasks;
 pub mod update;
@@ -44,6 +46,9 @@ pub enum BbsCommand {
     /// Show a desired LRP, its indices per state, and each instance's state, cell, address,
     /// crashes and errors (the first 100 instances; --all shows every one).
     Lrp(lrp::ShowArgs),
+    /// Print an LRP's (or with --task a task's) application logs from the cells; -f follows.
+    #[command(after_help = "Example: diego logs web --index 0 --recent=20 -f")]
+    Logs(logs::LogsArgs),
     /// Desire a one-off task running a shell command.
     DesireTask(tasks::DesireTaskArgs),
     /// List tasks.
@@ -104,6 +109,11 @@ pub async fn run(command: BbsCommand, global: &GlobalArgs) -> Result<(), Error> 
         BbsCommand::Retire(args) => lrps::retire(&connect().await?, &args, format).await,
         BbsCommand::Lrps(args) => lrps::list(&connect().await?, &args, format).await,
         BbsCommand::Lrp(args) => lrp::show(&connect().await?, &args, format).await,
+        BbsCommand::Logs(args) => {
+            let security = crate::client::security(global)?;
+            let bbs = Bbs::connect(&global.bbs_address, security.clone()).await?;
+            logs::run(&bbs, security, &args, format).await
+        }
         BbsCommand::DesireTask(args) => {
             let request = args.build()?;
             tasks::desire(&connect().await?, request, format).await

@@ -26,6 +26,8 @@ enum Command {
     /// Create the cluster CA and issue certificates for mutual TLS (files only; no BBS needed).
     #[command(subcommand)]
     Certs(cli::certs::CertsCommand),
+    /// Run a command, or a shell on a terminal, inside a running instance (operators only).
+    Ssh(cli::commands::ssh::SshArgs),
     /// Print a shell completion script: `diego completions bash > /etc/bash_completion.d/diego`.
     Completions(cli::commands::completions::CompletionsArgs),
 }
@@ -41,7 +43,7 @@ fn main() -> ExitCode {
         Command::Dev(_) => cli::DEV_IGNORES,
         Command::Certs(_) => cli::CERTS_IGNORE,
         Command::Completions(_) => cli::COMPLETIONS_IGNORE,
-        Command::Bbs(_) => &[],
+        Command::Bbs(_) | Command::Ssh(_) => &[],
     };
     if let Some((name, sub)) = matches.subcommand()
         && let Err(e) = cli::reject_given_flags(name, sub, ignored)
@@ -52,12 +54,21 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}"), 1),
     };
+    // `diego ssh` exits with the remote command's exit code.
+    if let Command::Ssh(args) = cli.command {
+        return match runtime.block_on(cli::commands::ssh::run(args, &cli.global)) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => fail(&e.to_string(), e.exit_code()),
+        };
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bbs(command) => cli::commands::run(command, &cli.global).await,
             Command::Dev(args) => cli::dev::run(args, cli.global.insecure_plaintext).await,
             Command::Certs(command) => cli::certs::run(command, cli::output::Format::from_flag(cli.global.json)),
             Command::Completions(args) => cli::commands::completions::print(&args, &mut Cli::command()),
+            // Run above, for its exit code.
+            Command::Ssh(_) => Ok(()),
         }
     });
     match result {

@@ -94,6 +94,7 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     std::fs::create_dir_all(&root).unwrap();
     let dir = root.join(".diego-dev");
     let bbs = format!("127.0.0.1:{}", free_port());
+    let router = format!("127.0.0.1:{}", free_port());
     let diego = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_diego"));
         command.current_dir(&root);
@@ -105,7 +106,7 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     let mut dev = KillOnDrop(
         diego()
             .args(["dev", "--demo", "--cells", "2", "--runtime", runtime])
-            .args(["--listen-address", &bbs])
+            .args(["--listen-address", &bbs, "--router-address", &router])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -141,6 +142,26 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     let plain = diego().args(["--bbs-address", &bbs, "--insecure-plaintext", "lrps"]).output().unwrap();
     assert_eq!(plain.status.code(), Some(3), "{plain:?}");
     assert_eq!(String::from_utf8_lossy(&table.stdout).matches("RUNNING").count(), 3);
+
+    // The curl it printed answers through the router, from every instance in turn.
+    let curl = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "diego dev printed no curl line");
+        if let Some(command) = line.trim().strip_prefix("try: ") {
+            break command.to_owned();
+        }
+    };
+    assert_eq!(curl, format!("curl -H 'Host: demo.local' http://{router}/"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 3 {
+        let out = Command::new("sh").args(["-c", &curl]).output().expect("sh and curl");
+        let body = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if out.status.success() && body.contains("diego demo app") {
+            answered.insert(body);
+        }
+        assert!(Instant::now() < deadline, "{curl} did not answer from 3 instances: {answered:?}, last {out:?}");
+    }
 
     // Each answers HTTP on its host port.
     for instance in &instances {

@@ -23,6 +23,7 @@ const EVERY_COMMAND: &[&[&str]] = &[
     &["upsert-domain", "apps"],
     &["events"],
     &["events", "--tasks"],
+    &["logs", "web"],
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,7 +119,7 @@ fn load<C: ConfigFile>(file: &str, overrides: C::Overrides) -> svc::config::Vali
 fn every_field_of_the_example_configs_is_listed_with_its_true_default() {
     assert_every_field_listed::<bbs::config::BbsConfig>("bbs.toml", &["", "tls", "locket"]);
     assert_every_field_listed::<auctioneer::AuctioneerConfig>("auctioneer.toml", &["", "tls"]);
-    assert_every_field_listed::<cell_rep::RepConfig>("cell-rep.toml", &["", "tls"]);
+    assert_every_field_listed::<cell_rep::RepConfig>("cell-rep.toml", &["", "logs", "tls"]);
 }
 
 #[test]

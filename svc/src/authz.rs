@@ -40,6 +40,7 @@
 //! | `Rep/StopLRPInstance`, `CancelTask`, `UpdateLRPInstance` | A | - | - | - | - |
 //! | `Rep/Evacuate` | - | - | - | A | - |
 //! | `Rep/Ping` | A | A | A | A | A |
+//! | `Exec/Run` (`diego ssh`) | - | - | - | A | - |
 //! | `grpc.health.v1.Health/*`, `grpc.reflection.v1.ServerReflection/*` | A | A | A | A | A |
 //! | anything else | - | - | - | - | - |
 //!
@@ -113,6 +114,8 @@ fn rules(method: &str) -> Option<[Rule; 5]> {
         "diego.auctioneer.v1.Auctioneer" => auctioneer_rules(name),
         "diego.rep.v1.Rep" => rep_rules(name),
         "diego.rep.v1.Recovery" => recovery_rules(name),
+        "diego.rep.v1.Logs" => logs_rules(name),
+        "diego.rep.v1.Exec" => exec_rules(name),
         "grpc.health.v1.Health" | "grpc.reflection.v1.ServerReflection" => Some([A, A, A, A, A]),
         _ => None,
     }
@@ -178,6 +181,25 @@ fn recovery_rules(name: &str) -> Option<[Rule; 5]> {
     Some(match name {
         // bbs, auctioneer, cell, operator, reader
         "Report" => [A, D, D, A, D],
+        _ => return None,
+    })
+}
+
+/// `diego.rep.v1.Exec` (issue 18, `diego ssh`), as [`rules`]: a shell inside an instance is
+/// for operators only.
+fn exec_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "Run" => [D, D, D, A, D],
+        _ => return None,
+    })
+}
+
+/// `diego.rep.v1.Logs` (issue 18), as [`rules`]: operators and readers read application logs.
+fn logs_rules(name: &str) -> Option<[Rule; 5]> {
+    Some(match name {
+        // bbs, auctioneer, cell, operator, reader
+        "Stream" => [D, D, D, A, A],
         _ => return None,
     })
 }

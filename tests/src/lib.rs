@@ -11,6 +11,7 @@ pub mod eventually;
 pub mod fixtures;
 pub mod hosts;
 pub mod probe;
+pub mod routing;
 pub mod scratch;
 pub mod steps;
 

@@ -187,7 +187,7 @@ mod cell_rep_example {
 
     #[test]
     fn every_field_is_listed_with_its_true_default() {
-        assert_every_field_listed::<RepConfig>("cell-rep.toml", &["", "tls"]);
+        assert_every_field_listed::<RepConfig>("cell-rep.toml", &["", "logs", "tls"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! count otherwise. A process whose command line or environment cannot be exec'd is refused
 //! before anything is spawned (see [`super::exec_limits`]).
 
+mod exec;
 pub mod limits;
 
 use std::collections::HashMap;
@@ -387,6 +388,10 @@ impl ContainerRuntime for ProcessRuntime {
 
     fn spawn<'a>(&'a self, guid: &'a str, process: ProcessSpec) -> BoxFuture<'a, Result<RuntimeProcess, RuntimeError>> {
         Box::pin(self.spawn_inner(guid, process))
+    }
+
+    fn exec<'a>(&'a self, guid: &'a str, spec: crate::exec::ExecSpec) -> BoxFuture<'a, Result<crate::exec::ExecSession, RuntimeError>> {
+        Box::pin(self.exec_inner(guid, spec))
     }
 
     fn destroy<'a>(&'a self, guid: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {

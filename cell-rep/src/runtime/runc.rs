@@ -13,6 +13,7 @@
 //! The rootfs is mounted read-only; `/tmp` and `/home` are bind mounts of writable directories of
 //! the bundle, which is where downloads and task result files live.
 
+mod exec;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -316,6 +317,10 @@ impl ContainerRuntime for RuncRuntime {
 
     fn spawn<'a>(&'a self, guid: &'a str, process: ProcessSpec) -> BoxFuture<'a, Result<RuntimeProcess, RuntimeError>> {
         Box::pin(self.spawn_inner(guid, process))
+    }
+
+    fn exec<'a>(&'a self, guid: &'a str, spec: crate::exec::ExecSpec) -> BoxFuture<'a, Result<crate::exec::ExecSession, RuntimeError>> {
+        Box::pin(self.exec_inner(guid, spec))
     }
 
     fn destroy<'a>(&'a self, guid: &'a str) -> BoxFuture<'a, Result<(), RuntimeError>> {

@@ -72,6 +72,10 @@ pub struct DesireLrpArgs {
     /// The user the command runs as.
     #[arg(long, default_value = "root", conflicts_with = "file")]
     pub user: String,
+    /// A route HOSTNAME[:PORT]: the router sends requests for HOSTNAME to the container port
+    /// PORT (default: the first --port) of the ready instances (repeatable).
+    #[arg(long = "route", value_name = "HOSTNAME[:PORT]", conflicts_with = "file", value_parser = validate::host_route)]
+    pub routes: Vec<validate::Route>,
     /// Desire it even when the cells cannot hold every instance (some stay unplaceable).
     #[arg(long)]
     pub force: bool,
@@ -120,8 +124,25 @@ impl DesireLrpArgs {
             environment_variables,
             action: Some(shell_action(self.command.as_deref().unwrap_or_default(), &self.user)),
             check_definition: check.map(|c| pb::CheckDefinition { checks: vec![c], ..Default::default() }),
+            routes: self.route_document()?,
             ..Default::default()
         })
+    }
+
+    /// The `cf-router` routes of `--route`, a route without a port on the first `--port`.
+    fn route_document(&self) -> Result<std::collections::HashMap<String, Vec<u8>>, Error> {
+        if self.routes.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut routes = self.routes.clone();
+        for route in routes.iter_mut().filter(|r| r.port == 0) {
+            route.port = *self.ports.first().ok_or_else(|| Error::InvalidFlag {
+                flag: "--route",
+                reason: format!("{} has no port and there is no --port to route to", route.hostname),
+            })?;
+        }
+        let document = super::update::router_routes(&routes);
+        Ok(std::collections::HashMap::from([(super::update::ROUTER.to_owned(), document)]))
     }
 }
 

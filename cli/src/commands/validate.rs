@@ -136,6 +136,15 @@ pub fn route(text: &str) -> Result<Route, String> {
     Ok(Route { hostname: hostname.to_owned(), port: port(port_text)? })
 }
 
+/// Clap parser of `desire-lrp --route`: `HOSTNAME[:PORT]`; without a port, `port` is 0, which
+/// stands for the LRP's first port.
+pub fn host_route(text: &str) -> Result<Route, String> {
+    if text.contains(':') {
+        return route(text);
+    }
+    route(&format!("{text}:1")).map(|r| Route { port: 0, ..r })
+}
+
 /// The flag of `desire-lrp` that sets the desired LRP field `field` (a `proto` error path).
 pub fn lrp_flag(field: &str) -> &'static str {
     let head = field.split(['.', '[']).next().unwrap_or_default();

@@ -153,6 +153,8 @@ pub static STRINGS: &[StringLimit] = &[
         Text::Printable,
         "a Locket value (a cell presence as JSON); FetchAll returns every one",
     ),
+    string("ExecInput.stdin", 64 * 1024, Text::Raw, "one chunk of a `diego ssh` session's standard input"),
+    string("ExecStart.command", MAX_ARG_BYTES - 1, Text::Printable, "one argument must fit MAX_ARG_STRLEN"),
     string("*.image_password", MAX_STRING_BYTES, Text::Raw, "registry tokens may hold any printable byte"),
 ];
 
@@ -192,6 +194,7 @@ pub static RANGES: &[RangeLimit] = &[
     range("PortMapping.host_tls_proxy_port", 0, 65_535, "a port, or 0 for none"),
     range("ModificationTag.index", 0, u32::MAX as i64, "a counter of updates"),
     range("*.index", 0, MAX_LRP_INSTANCES - 1, "an instance index of the largest LRP"),
+    range("LogsRequest.recent", 0, 100_000, "lines a rep sends before following (issue 18)"),
     range("*.indices", 0, MAX_LRP_INSTANCES - 1, "an instance index of the largest LRP"),
     range("*.timeout_ms", 0, MAX_TIMEOUT_MS, "at most 7 days"),
     range("*.start_timeout_ms", 0, MAX_TIMEOUT_MS, "at most 7 days"),
@@ -201,6 +204,8 @@ pub static RANGES: &[RangeLimit] = &[
     range("*.deprecated_start_timeout_s", 0, MAX_TIMEOUT_MS / 1000, "at most 7 days"),
     range("UpsertDomainRequest.ttl", 0, 366 * 24 * 3600, "at most a year; 0 is forever"),
     range("LockRequest.ttl_in_seconds", 0, MAX_LEASE_TTL_S, "a lease's longest life; the BBS bounds it by type"),
+    range("TerminalSize.columns", 0, 65_535, "a terminal's columns (the kernel keeps 16 bits)"),
+    range("TerminalSize.rows", 0, 65_535, "a terminal's rows (the kernel keeps 16 bits)"),
     range("*.page_size", 0, 100_000, "a page is bounded by bytes too"),
     range("*.crash_count", 0, i32::MAX as i64, "a count"),
     range("*.rejection_count", 0, i32::MAX as i64, "a count"),
