@@ -176,7 +176,7 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
         assert!(body.contains("diego demo app"), "{body}");
     }
     if runtime == "process" {
-        readme_walk_through(&diego, &bbs, &instances);
+        readme_walk_through(&diego, &bbs, &router);
     }
 
     // Ctrl-C: a clean exit and nothing left running.
@@ -212,18 +212,19 @@ fn http(address: &str, port: u16, request: &str) -> String {
 }
 
 /// The README's walk-through, command for command, against the running `diego dev --demo` (over
-/// mutual TLS with the certificates it made): the environment of an instance, scaling to 5, a
-/// crash and its restart, the event stream, a task, the cells.
-fn readme_walk_through(diego: &dyn Fn() -> Command, bbs: &str, instances: &[serde_json::Value]) {
+/// mutual TLS with the certificates it made): an instance's environment through the router,
+/// scaling to 5, a crash through the router and its restart, the logs, a command inside an
+/// instance, the event stream, a task, the cells.
+fn readme_walk_through(diego: &dyn Fn() -> Command, bbs: &str, router: &str) {
     let run = |args: &[&str]| {
         let out = diego().args(["--bbs-address", bbs]).args(args).output().unwrap();
         assert!(out.status.success(), "diego {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let address = instances[0]["address"].as_str().unwrap_or("127.0.0.1").to_owned();
-    let port = instances[0]["ports"][0]["host_port"].as_u64().unwrap_or_default() as u16;
-    // curl 127.0.0.1:HOSTPORT/env
-    let env = http(&address, port, "GET /env HTTP/1.0\r\n\r\n");
+    let (address, port) = router.rsplit_once(':').expect("the router's host:port");
+    let port: u16 = port.parse().expect("the router's port");
+    // curl -H 'Host: demo.local' http://127.0.0.1:8081/env
+    let env = http(address, port, "GET /env HTTP/1.0\r\nHost: demo.local\r\n\r\n");
     assert!(env.contains("INSTANCE_INDEX") && env.contains("CF_INSTANCE_"), "{env}");
     // diego scale demo 5
     run(&["scale", "demo", "5"]);
@@ -235,8 +236,9 @@ fn readme_walk_through(diego: &dyn Fn() -> Command, bbs: &str, instances: &[serd
         assert!(Instant::now() < deadline, "the demo never had 5 RUNNING instances");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // curl -X POST 127.0.0.1:HOSTPORT/crash: the instance crashes and comes back (crash count 1).
-    let _ = http(&address, port, "POST /crash HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    // curl -X POST -H 'Host: demo.local' http://127.0.0.1:8081/crash: the instance that answers
+    // crashes and comes back (crash count 1).
+    let _ = http(address, port, "POST /crash HTTP/1.0\r\nHost: demo.local\r\nContent-Length: 0\r\n\r\n");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let lrp: serde_json::Value = serde_json::from_str(&run(&["lrp", "demo", "--json"])).unwrap();
@@ -247,6 +249,11 @@ fn readme_walk_through(diego: &dyn Fn() -> Command, bbs: &str, instances: &[serd
         assert!(Instant::now() < deadline, "the crashed instance never came back: {lrp}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // diego logs demo: what the instances printed, the crash included.
+    let logs = run(&["logs", "demo"]);
+    assert!(logs.contains("listening on port") && logs.contains("crashing on request"), "{logs}");
+    // diego ssh demo/0 -- printenv INSTANCE_INDEX: runs inside instance 0.
+    assert_eq!(run(&["ssh", "demo/0", "--", "printenv", "INSTANCE_INDEX"]), "0\n");
     // diego events: it follows the stream (a line per event) until stopped.
     let mut events = diego()
         .args(["--bbs-address", bbs, "events"])
