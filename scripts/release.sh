@@ -3,9 +3,9 @@
 #
 #   dist/diego-rs-<version>-x86_64-linux-musl.tar.gz
 #     diego-rs-<version>-x86_64-linux-musl/
-#       bin/      bbs auctioneer cell-rep diego diego-demo-app benchmark-bbs (static, musl)
-#       systemd/  bbs.service auctioneer.service cell-rep.service
-#       config/   bbs.toml auctioneer.toml cell-rep.toml (commented examples)
+#       bin/      bbs auctioneer cell-rep router diego diego-demo-app benchmark-bbs (static, musl)
+#       systemd/  bbs.service auctioneer.service cell-rep.service router.service
+#       config/   bbs.toml auctioneer.toml cell-rep.toml router.toml (commented examples)
 #       docs/     deploy.md and the other top-level docs
 #       README.md VERSION SHA256SUMS
 #
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=x86_64-unknown-linux-musl
-bins=(bbs auctioneer cell-rep diego diego-demo-app benchmark-bbs)
+bins=(bbs auctioneer cell-rep router diego diego-demo-app benchmark-bbs)
 version="${DIEGO_RELEASE_VERSION:-$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)}"
 if [ -z "$version" ]; then
   echo "release: no version in Cargo.toml's [workspace.package]; set DIEGO_RELEASE_VERSION" >&2
@@ -53,7 +53,7 @@ export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
 start=$(date +%s)
 bin_flags=()
 for bin in "${bins[@]}"; do bin_flags+=(--bin "$bin"); done
-cargo build --locked --release --target "$target" -p bbs -p auctioneer -p cell-rep -p cli -p loadtest "${bin_flags[@]}"
+cargo build --locked --release --target "$target" -p bbs -p auctioneer -p cell-rep -p router -p cli -p loadtest "${bin_flags[@]}"
 built=$(($(date +%s) - start))
 echo "release: cargo build took ${built}s"
 

@@ -219,3 +219,18 @@ mod cell_rep_example {
         assert_eq!(config.data_dir, state_directory(&lines), "data_dir is the unit's StateDirectory");
     }
 }
+
+mod router_example {
+    use super::*;
+
+    #[test]
+    fn the_unit_runs_the_example_as_the_diego_user() {
+        let lines = unit_lines(
+            "router.service",
+            &["ExecStart=/usr/local/bin/router --config /etc/diego/router.toml", "User=diego", "Restart=on-failure"],
+        );
+        let config = read(&deploy("config/router.toml"));
+        assert!(config.contains("/etc/diego/tls/"), "config/router.toml names its TLS files under /etc/diego/tls");
+        assert!(!lines.iter().any(|l| l.starts_with("StateDirectory=")), "the router writes nothing to disk");
+    }
+}

@@ -89,7 +89,7 @@ impl Release {
                 assert!(
                     bin == "benchmark-bbs",
                     "multihost: {} is missing: the walkthrough installs the release's binaries; build them with \
-                     `cargo build -p bbs -p auctioneer -p cell-rep -p cli`",
+                     `cargo build -p bbs -p auctioneer -p cell-rep -p router -p cli`",
                     from.display()
                 );
                 notes.push(format!("bin/{bin} left out: not built (cargo build -p loadtest)"));
