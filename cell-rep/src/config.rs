@@ -87,6 +87,11 @@ pub struct RepConfig {
     /// SIGTERM to SIGKILL on stop.
     #[serde(with = "svc::config::duration")]
     pub graceful_shutdown_interval: Duration,
+    /// How long a stopped instance of an LRP with HTTP routes (`cf-router`) is reported
+    /// unroutable before its processes are stopped, so routers drop it first (5 s; 0 = stop at
+    /// once; at most 10 min).
+    #[serde(with = "svc::config::duration")]
+    pub route_drain: Duration,
     /// A reservation never run is completed as expired after this long.
     #[serde(with = "svc::config::duration")]
     pub reserved_expiration_time: Duration,
@@ -141,6 +146,7 @@ impl Default for RepConfig {
             presence_ttl: Duration::from_secs(15),
             presence_retry_interval: Duration::from_secs(5),
             graceful_shutdown_interval: Duration::from_secs(10),
+            route_drain: Duration::from_secs(5),
             reserved_expiration_time: Duration::from_secs(60),
             sim_start_delay: Duration::from_millis(500),
             sim_task_duration: Duration::from_millis(100),
@@ -313,6 +319,9 @@ impl Validate for RepConfig {
             // A sleep that long would overflow the clock.
             return invalid("healthy_monitoring_interval", "must be at most 24h");
         }
+        if self.route_drain > Duration::from_secs(600) {
+            return invalid("route_drain", "must be at most 10m");
+        }
         if self.presence_ttl > Duration::from_secs(86_400) {
             // The Locket refuses longer leases.
             return invalid("presence_ttl", "must be at most 24h");
@@ -357,6 +366,7 @@ mod tests {
         assert_eq!(config.evacuation_timeout, Duration::from_secs(600));
         assert_eq!(config.presence_ttl, Duration::from_secs(15));
         assert_eq!(config.presence_retry_interval, Duration::from_secs(5));
+        assert_eq!(config.route_drain, Duration::from_secs(5));
         assert_eq!(config.rootfs_names(), vec!["busybox".to_owned()]);
         let err = RepConfig::default().validate().expect_err("no cell id").to_string();
         assert!(err.contains("cell_id"), "{err}");
@@ -414,6 +424,7 @@ mod tests {
             (RepConfig { presence_retry_interval: Duration::from_secs(15), ..valid() }, "presence_retry_interval"),
             (RepConfig { rootfs: [("a/b".to_owned(), PathBuf::from("/x"))].into(), ..valid() }, "rootfs"),
             (RepConfig { placement_tags: vec![String::new()], ..valid() }, "placement_tags"),
+            (RepConfig { route_drain: Duration::from_secs(601), ..valid() }, "route_drain"),
         ];
         for (config, field) in cases {
             let err = config.validate().expect_err("invalid").to_string();

@@ -211,6 +211,10 @@ pub struct RunRequest {
     pub result_file: String,
     /// Log source of steps that name none.
     pub log_source: String,
+    /// How long a stopped instance that is running and routable is reported unroutable before
+    /// its processes are stopped, so routers take it out of their tables first (zero: stop at
+    /// once; tasks and unrouted LRPs).
+    pub drain: Duration,
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ struct Entry {
     stop_requested: bool,
     /// Readiness state reported so far (used when the container becomes running).
     ready_for_traffic: bool,
+    /// A stop is draining it: reported unroutable, its processes stopped once the drain ends.
+    /// Readiness no longer makes it routable.
+    draining: bool,
     /// `true` once nothing runs for this container any more (lifecycle task ended, or never run).
     finished: watch::Sender<bool>,
     /// `true` once a delete finished; concurrent deletes wait on it.
@@ -234,6 +237,7 @@ impl Executor {
                     cancel: self.inner.shutdown.child_token(),
                     stop_requested: false,
                     ready_for_traffic: false,
+                    draining: false,
                     finished,
                     deleting: None,
                 },
@@ -299,28 +303,68 @@ impl Executor {
     /// Stops a container gracefully: marks its result stopped, interrupts its steps (SIGTERM,
     /// then SIGKILL after `graceful_stop`) and waits for them. A container never run completes at
     /// once (`stopped-before-running`). Idempotent.
+    ///
+    /// A running, routable container whose run request has a `drain` is drained first: it turns
+    /// unroutable at once (a `Readiness` event, which the generator reports to the BBS, so
+    /// routers take it out of their tables) and its steps are interrupted only `drain` later.
+    /// Executor shutdown cuts a drain short, and a container stopped during shutdown (or not
+    /// routable, or not running yet) is interrupted at once.
     pub async fn stop(&self, guid: &str) -> Result<(), ExecutorError> {
-        let (never_run, reserved, mut finished) = {
+        let (never_run, reserved, mut finished, draining) = {
             let mut registry = self.inner.lock();
             let entry = registry.get_mut(guid).ok_or_else(|| ExecutorError::NotFound { guid: guid.to_owned() })?;
             entry.stop_requested = true;
-            entry.cancel.cancel();
+            let drain = entry.container.run_request.as_ref().map_or(Duration::ZERO, |r| r.drain);
+            let draining = if entry.draining {
+                // An earlier stop drains it; its timer interrupts the steps.
+                None
+            } else if !drain.is_zero()
+                && entry.container.state == ContainerState::Running
+                && entry.container.routable
+                && !entry.cancel.is_cancelled()
+            {
+                entry.draining = true;
+                entry.container.routable = false;
+                Some((drain, entry.container.clone(), entry.cancel.clone()))
+            } else {
+                entry.cancel.cancel();
+                None
+            };
             // `run` attaches the request under this lock, so a container without one has no
             // lifecycle task and never will (its token is cancelled and its state moves on).
             let never_run = entry.container.run_request.is_none();
             if never_run {
                 entry.finished.send_replace(true);
             }
-            (never_run, entry.container.state == ContainerState::Reserved, entry.finished.subscribe())
+            (never_run, entry.container.state == ContainerState::Reserved, entry.finished.subscribe(), draining)
         };
-        tracing::info!(container_guid = %guid, "stopping container");
+        let drain = match draining {
+            Some((drain, container, cancel)) => {
+                tracing::info!(container_guid = %guid, ?drain, "draining container: unroutable, stopping it after the drain");
+                self.inner.emit(ContainerEvent::Readiness(container));
+                // On its own task, so a caller that gives up waiting does not leave it running.
+                // Its token is a child of the shutdown token: shutdown ends the drain early.
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(drain) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                    cancel.cancel();
+                });
+                drain
+            }
+            None => {
+                tracing::info!(container_guid = %guid, "stopping container");
+                self.get(guid).and_then(|c| c.run_request).map_or(Duration::ZERO, |r| r.drain)
+            }
+        };
         if never_run {
             if reserved {
                 self.inner.complete(guid, RunResult::failure("stopped-before-running", true, false));
             }
             return Ok(());
         }
-        let bound = self.inner.config.graceful_stop.saturating_add(Duration::from_secs(5));
+        let bound = self.inner.config.graceful_stop.saturating_add(drain).saturating_add(Duration::from_secs(5));
         if tokio::time::timeout(bound, finished.wait_for(|done| *done)).await.is_err() {
             tracing::warn!(container_guid = %guid, "container steps did not finish after stop");
         }

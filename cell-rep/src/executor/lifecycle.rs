@@ -205,7 +205,8 @@ async fn read_result(inner: &Inner, guid: &str, path: &str) -> Result<String, St
 /// Moves the container to running (healthy) and emits `Running`.
 fn mark_running(inner: &Inner, guid: &str, has_readiness: bool) {
     let snapshot = inner.transition(guid, LifecycleEvent::Run, |entry: &mut Entry| {
-        entry.container.routable = !has_readiness || entry.ready_for_traffic;
+        // A stop asked before it ran interrupts it at once; it does not turn routable then.
+        entry.container.routable = (!has_readiness || entry.ready_for_traffic) && !entry.stop_requested;
     });
     if let Some(container) = snapshot {
         tracing::info!(routable = container.routable, "container running");
@@ -219,7 +220,8 @@ fn set_readiness(inner: &Inner, guid: &str, ready: bool) {
         let mut registry = inner.lock();
         let Some(entry) = registry.get_mut(guid) else { return };
         entry.ready_for_traffic = ready;
-        let running = entry.container.state == super::ContainerState::Running;
+        // A draining container stays out of the routes whatever its readiness says.
+        let running = entry.container.state == super::ContainerState::Running && !entry.draining;
         (running && entry.container.routable != ready).then(|| {
             entry.container.routable = ready;
             entry.container.clone()

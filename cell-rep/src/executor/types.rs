@@ -37,6 +37,9 @@ pub struct ExecutorConfig {
     pub max_concurrent_downloads: usize,
     /// Events buffered per subscriber before a slow one lags (1024).
     pub event_buffer: usize,
+    /// The drain of routed LRP instances (the rep's `route_drain`, 5 s): the generator copies it
+    /// into their run requests ([`RunRequest::drain`](crate::container::RunRequest::drain)).
+    pub route_drain: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -54,6 +57,7 @@ impl Default for ExecutorConfig {
             reap_interval: Duration::from_secs(60),
             max_concurrent_downloads: 5,
             event_buffer: 1024,
+            route_drain: Duration::from_secs(5),
         }
     }
 }

@@ -72,7 +72,7 @@ impl Generator {
                 },
             );
         }
-        let result = lrp_run_request(&desired)
+        let result = lrp_run_request(&desired, self.ctx.executor.config().route_drain)
             .map_err(|reason| reason.to_owned())
             .and_then(|request| self.ctx.executor.run(guid, request).map_err(|e| e.to_string()));
         match result {

@@ -15,8 +15,12 @@ use crate::container::RunRequest;
 /// The route key whose value lists the internal routes (Diego's `internal-router`).
 pub const INTERNAL_ROUTER_KEY: &str = "internal-router";
 
+/// The route key of the HTTP routes the router serves (Cloud Foundry's `cf-router`).
+pub const CF_ROUTER_KEY: &str = "cf-router";
+
 /// The run request of an instance of `desired`; fails (naming the reason) when it has no action.
-pub fn lrp_run_request(desired: &DesiredLrp) -> Result<RunRequest, &'static str> {
+/// An instance with HTTP routes (a `cf-router` route) drains for `route_drain` when stopped.
+pub fn lrp_run_request(desired: &DesiredLrp, route_drain: Duration) -> Result<RunRequest, &'static str> {
     let run = desired.run_info.as_pb();
     let action = run.action.clone().ok_or("the desired lrp has no action")?;
     let checks = run.check_definition.clone().unwrap_or_default();
@@ -40,6 +44,7 @@ pub fn lrp_run_request(desired: &DesiredLrp) -> Result<RunRequest, &'static str>
         max_pids: desired.scheduling.max_pids,
         result_file: String::new(),
         log_source: run.log_source.clone(),
+        drain: if desired.scheduling.routes.contains_key(CF_ROUTER_KEY) { route_drain } else { Duration::ZERO },
     })
 }
 
@@ -62,6 +67,7 @@ pub fn task_run_request(task: &Task) -> Result<RunRequest, &'static str> {
         max_pids: definition.max_pids,
         result_file: definition.result_file.clone(),
         log_source: definition.log_source.clone(),
+        drain: Duration::ZERO,
     })
 }
 
@@ -122,7 +128,7 @@ mod tests {
                 ..Default::default()
             });
         });
-        let request = lrp_run_request(&desired).expect("has an action");
+        let request = lrp_run_request(&desired, Duration::from_secs(5)).expect("has an action");
         assert_eq!(request.rootfs, "preloaded:busybox");
         assert_eq!(request.env, vec![("A".to_owned(), "1".to_owned())]);
         assert_eq!(request.ports, vec![8080]);
@@ -130,6 +136,20 @@ mod tests {
         assert_eq!(request.max_pids, 64);
         assert_eq!(request.checks.len(), 1);
         assert!(request.readiness_checks.is_empty());
+        assert_eq!(request.drain, Duration::ZERO, "no cf-router route: stopped at once");
+    }
+
+    #[test]
+    fn a_routed_lrp_drains_for_the_route_drain() {
+        let drain = Duration::from_secs(3);
+        let routed = desired_lrp_with("web", 1, 256, |d| {
+            d.routes.insert(CF_ROUTER_KEY.into(), br#"[{"hostnames":["web.test"],"port":8080}]"#.to_vec());
+        });
+        assert_eq!(lrp_run_request(&routed, drain).expect("has an action").drain, drain);
+        let internal = desired_lrp_with("web", 1, 256, |d| {
+            d.routes.insert(INTERNAL_ROUTER_KEY.into(), br#"[{"hostname":"web.apps.internal"}]"#.to_vec());
+        });
+        assert_eq!(lrp_run_request(&internal, drain).expect("has an action").drain, Duration::ZERO);
     }
 
     #[test]
@@ -140,6 +160,7 @@ mod tests {
         t.definition = proto::models::TaskDefinition::try_from(definition).expect("valid");
         let request = task_run_request(&t).expect("has an action");
         assert_eq!(request.result_file, "/tmp/result");
+        assert_eq!(request.drain, Duration::ZERO);
         assert!(request.ports.is_empty());
     }
 
