@@ -217,6 +217,7 @@ pub async fn run_observed(
         ExecutorConfig {
             reservation_timeout: config.reserved_expiration_time,
             graceful_stop: config.graceful_shutdown_interval,
+            route_drain: config.route_drain,
             healthy_interval: config.healthy_monitoring_interval,
             rootfs,
             ..ExecutorConfig::new(total, config.data_dir.join("executor"))
@@ -322,8 +323,7 @@ pub async fn run_observed(
         recovery,
         ctx.evacuation.clone(),
         &security,
-        config.max_request_bytes,
-        config.max_exec_sessions,
+        server::Limits { max_request_bytes: config.max_request_bytes, max_exec_sessions: config.max_exec_sessions },
         halt.clone(),
     )
     .await;

@@ -1,5 +1,6 @@
-//! The rep's gRPC port: `Rep`, `Recovery` (issue 19) `Logs` and `Exec` (issue 18), on the server every component builds the same way
-//! (`svc::server`: health, reflection, limits, TCP_NODELAY).
+//! The rep's gRPC port: `Rep`, `Recovery` (issue 19), `Logs` and `Exec` (issue 18), on the
+//! server every component builds the same way (`svc::server`: health, reflection, limits,
+//! TCP_NODELAY).
 //!
 //! No timeout or concurrency layer: every RPC answers from memory (reservations and stops run
 //! in the background), so none can be slow; the decode limit bounds what one request costs.
@@ -15,8 +16,16 @@ use crate::context::EvacuationFlag;
 use crate::recovery::RecoveryService;
 use crate::service::RepService;
 
-/// Serves the services on `listener` until `shutdown`, holding every request message to
-/// `max_request_bytes`. The health of the `Rep` service is
+/// What the port bounds, from the rep's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request message, in bytes.
+    pub max_request_bytes: usize,
+    /// Most `diego ssh` sessions at once.
+    pub max_exec_sessions: usize,
+}
+
+/// Serves the services on `listener` until `shutdown`, within `limits`. The health of the `Rep` service is
 /// SERVING until the cell evacuates, NOT_SERVING after; the overall status (`""`) is SERVING
 /// while the process is up.
 pub async fn serve(
@@ -25,10 +34,10 @@ pub async fn serve(
     recovery: RecoveryService,
     evacuation: EvacuationFlag,
     security: &svc::tls::Security,
-    max_request_bytes: usize,
-    max_exec_sessions: usize,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let Limits { max_request_bytes, max_exec_sessions } = limits;
     let (health, router) = svc::server::grpc_server(&["diego.rep.v1.Rep"], max_request_bytes);
     health.set_serving::<RepServer<RepService>>().await;
     let follower = {
@@ -41,7 +50,7 @@ pub async fn serve(
         })
     };
     let logs = crate::logs::service::LogsService::new(service.logs(), shutdown.clone());
-    // `diego ssh` (issue 18): at most `exec::DEFAULT_MAX_CONCURRENT` sessions at once.
+    // `diego ssh` (issue 18): at most `max_exec_sessions` sessions at once.
     let exec = crate::exec::ExecService::new(std::sync::Arc::clone(service.context()), max_exec_sessions);
     let router = router
         .add_service(ExecServer::new(exec).max_decoding_message_size(max_request_bytes))

@@ -478,6 +478,7 @@ impl Cluster {
             config.presence_ttl = Duration::from_secs(3);
             config.presence_retry_interval = Duration::from_millis(500);
             config.graceful_shutdown_interval = Duration::from_secs(2);
+            config.route_drain = Duration::from_secs(1);
             config.sim_start_delay = Duration::from_millis(100);
         }
         (self.rep_spec)(&mut config);

@@ -313,6 +313,7 @@ impl Deployment {
         let _ = writeln!(config, "polling_interval = {}", duration(t.polling_interval));
         let _ = writeln!(config, "communication_timeout = {}", duration(t.communication_timeout));
         let _ = writeln!(config, "graceful_shutdown_interval = \"1s\"");
+        let _ = writeln!(config, "route_drain = \"1s\"");
         let _ = writeln!(config, "sim_start_delay = \"100ms\"");
         config.push_str(&self.tls_table(Role::Cell, host));
         self.launch(host, &self.binaries.cell_rep, &config);
