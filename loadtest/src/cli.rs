@@ -31,6 +31,10 @@ pub enum Command {
     /// The scaling curve: the BBS workload at several sizes (cells scaled with the LRPs), each on
     /// a fresh database, every figure against the size in sweep.svg, sweep.md and sweep.json.
     Sweep(crate::sweep::SweepArgs),
+    /// The chaos soak: real BBS, auctioneer and cell processes on a PostgreSQL of its own under
+    /// churn while a seeded chaos driver kills, pauses and cuts them; invariants checked every
+    /// second; soak.md, soak.json and soak.svg (docs/soak.md).
+    Soak(crate::soak::SoakArgs),
 }
 
 /// Flags of the BBS workload.

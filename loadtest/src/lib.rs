@@ -43,6 +43,7 @@ pub mod progress;
 pub mod report;
 pub mod seed;
 pub mod smoke;
+pub mod soak;
 pub mod stats;
 pub mod sweep;
 pub mod target;

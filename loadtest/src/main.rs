@@ -64,6 +64,15 @@ async fn main() -> ExitCode {
                 if sweep.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
             })
         }
+        Some(Command::Soak(args)) => {
+            if let Err(e) = args.validate() {
+                return refused(e);
+            }
+            loadtest::soak::run(args).await.map(|soak| {
+                print!("{}", soak.markdown());
+                if soak.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            })
+        }
         None => {
             let config: loadtest::config::Config = cli.bbs.into();
             if let Err(e) = config.validate() {

@@ -253,6 +253,7 @@ pub fn plan(
         let _ = writeln!(c, "polling_interval = \"2s\"");
         let _ = writeln!(c, "communication_timeout = \"2s\"");
         let _ = writeln!(c, "graceful_shutdown_interval = \"1s\"");
+        let _ = writeln!(c, "route_drain = \"1s\"");
         let _ = writeln!(c, "sim_start_delay = \"100ms\"");
         let _ = writeln!(c, "sim_task_duration = \"500ms\"");
         c.push_str(&tls_table(pki, Role::Cell, &name)?);
