@@ -275,7 +275,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         spec: crate::exec::ExecSpec,
     ) -> BoxFuture<'a, Result<crate::exec::ExecSession, RuntimeError>> {
         let _ = (guid, spec);
-        Box::pin(async move { Err(RuntimeError::Unsupported { runtime: self.name(), what: "exec (diego ssh)".into() }) })
+        Box::pin(
+            async move { Err(RuntimeError::Unsupported { runtime: self.name(), what: "exec (diego ssh)".into() }) },
+        )
     }
 
     /// Runs one health probe. The default connects from the host to the probe's host port; the

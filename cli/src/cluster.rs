@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The router's configuration, for [`ClusterSpec::router_config`].
+pub use ::router::RouterConfig;
 use auctioneer::config::AuctioneerConfig;
 use bbs::config::BbsConfig;
 use cell_rep::rep::CellViews;
 use cell_rep::{RepConfig, RuntimeKind};
 use proto::pb::bbs::v1::bbs_client::BbsClient;
-/// The router's configuration, for [`ClusterSpec::router_config`].
-pub use ::router::RouterConfig;
 use svc::identity::Role;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;

@@ -390,7 +390,11 @@ impl ContainerRuntime for ProcessRuntime {
         Box::pin(self.spawn_inner(guid, process))
     }
 
-    fn exec<'a>(&'a self, guid: &'a str, spec: crate::exec::ExecSpec) -> BoxFuture<'a, Result<crate::exec::ExecSession, RuntimeError>> {
+    fn exec<'a>(
+        &'a self,
+        guid: &'a str,
+        spec: crate::exec::ExecSpec,
+    ) -> BoxFuture<'a, Result<crate::exec::ExecSession, RuntimeError>> {
         Box::pin(self.exec_inner(guid, spec))
     }
 
