@@ -165,25 +165,17 @@ impl ConfigFile for AuctioneerConfig {
 impl Validate for AuctioneerConfig {
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |field, rule: &str| Err(ConfigError::invalid(field, rule));
-        for (field, value) in [
+        svc::config::require_non_empty(&[
             ("bbs_address", &self.bbs_address),
             ("listen_address", &self.listen_address),
             ("admin_address", &self.admin_address),
-        ] {
-            if value.trim().is_empty() {
-                return invalid(field, "must not be empty");
-            }
-        }
-        for (field, value) in [
+        ])?;
+        svc::config::require_positive(&[
             ("cell_state_timeout", self.cell_state_timeout),
             ("communication_timeout", self.communication_timeout),
             ("cells_retry_interval", self.cells_retry_interval),
             ("lock_ttl", self.lock_ttl),
-        ] {
-            if value.is_zero() {
-                return invalid(field, "must be positive");
-            }
-        }
+        ])?;
         if self.lock_ttl > Duration::from_secs(86_400) {
             // The Locket refuses longer leases.
             return invalid("lock_ttl", "must be at most 24h");

@@ -274,16 +274,12 @@ impl ConfigFile for RepConfig {
 impl Validate for RepConfig {
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |field, rule: &str| Err(ConfigError::invalid(field, rule));
-        for (field, value) in [
+        svc::config::require_non_empty(&[
             ("bbs_address", &self.bbs_address),
             ("cell_id", &self.cell_id),
             ("listen_address", &self.listen_address),
             ("admin_address", &self.admin_address),
-        ] {
-            if value.trim().is_empty() {
-                return invalid(field, "must not be empty");
-            }
-        }
+        ])?;
         if let Err(e) = proto::models::CellId::parse(self.cell_id.clone()) {
             return invalid("cell_id", &e.rule);
         }
@@ -297,18 +293,14 @@ impl Validate for RepConfig {
             return invalid("containers", "must be positive");
         }
         self.logs.check()?;
-        for (field, value) in [
+        svc::config::require_positive(&[
             ("polling_interval", self.polling_interval),
             ("evacuation_polling_interval", self.evacuation_polling_interval),
             ("communication_timeout", self.communication_timeout),
             ("presence_ttl", self.presence_ttl),
             ("reserved_expiration_time", self.reserved_expiration_time),
             ("healthy_monitoring_interval", self.healthy_monitoring_interval),
-        ] {
-            if value.is_zero() {
-                return invalid(field, "must be positive");
-            }
-        }
+        ])?;
         if let Err(reason) = svc::server::check_max_request_bytes(self.max_request_bytes) {
             return invalid("max_request_bytes", &reason);
         }

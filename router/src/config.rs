@@ -138,27 +138,19 @@ impl ConfigFile for RouterConfig {
 impl Validate for RouterConfig {
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |field, rule: &str| Err(ConfigError::invalid(field, rule));
-        for (field, value) in [
+        svc::config::require_non_empty(&[
             ("bbs_address", &self.bbs_address),
             ("listen_address", &self.listen_address),
             ("admin_address", &self.admin_address),
-        ] {
-            if value.trim().is_empty() {
-                return invalid(field, "must not be empty");
-            }
-        }
-        for (field, value) in [
+        ])?;
+        svc::config::require_positive(&[
             ("sync_interval", self.sync_interval),
             ("resync_interval", self.resync_interval),
             ("communication_timeout", self.communication_timeout),
             ("failure_ejection", self.failure_ejection),
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
-        ] {
-            if value.is_zero() {
-                return invalid(field, "must be positive");
-            }
-        }
+        ])?;
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
         }

@@ -103,6 +103,24 @@ pub fn set<T>(field: &mut T, flag: Option<T>) {
     }
 }
 
+/// Refuses the first of `fields` (name, value) that is empty or only whitespace: the rule every
+/// component's addresses and names share.
+pub fn require_non_empty(fields: &[(&'static str, &str)]) -> Result<(), ConfigError> {
+    match fields.iter().find(|(_, value)| value.trim().is_empty()) {
+        Some((field, _)) => Err(ConfigError::invalid(field, "must not be empty")),
+        None => Ok(()),
+    }
+}
+
+/// Refuses the first of `fields` (name, value) that is zero: the rule every component's
+/// intervals and timeouts share.
+pub fn require_positive(fields: &[(&'static str, Duration)]) -> Result<(), ConfigError> {
+    match fields.iter().find(|(_, value)| value.is_zero()) {
+        Some((field, _)) => Err(ConfigError::invalid(field, "must be positive")),
+        None => Ok(()),
+    }
+}
+
 /// Parses `"250ms"`, `"15s"`, `"2m"`, `"1h"` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -238,5 +256,16 @@ mod tests {
         assert!(parse_duration("2 fortnights").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("99999999999999999h").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn the_shared_rules_name_the_first_field_that_breaks_them() {
+        assert!(require_non_empty(&[("a", "x"), ("b", "y")]).is_ok());
+        let refused = require_non_empty(&[("a", "x"), ("b", " "), ("c", "")]).unwrap_err().to_string();
+        assert!(refused.ends_with(": b must not be empty"), "{refused}");
+        assert!(require_positive(&[("t", Duration::from_millis(1))]).is_ok());
+        let refused =
+            require_positive(&[("t", Duration::from_secs(1)), ("u", Duration::ZERO)]).unwrap_err().to_string();
+        assert!(refused.ends_with(": u must be positive"), "{refused}");
     }
 }
