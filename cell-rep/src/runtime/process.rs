@@ -125,6 +125,32 @@ impl ProcessRuntime {
         &self.mode
     }
 
+    /// Makes process group `pid`, just started in container `guid`, part of it: recorded for its
+    /// destruction and the reaper, and moved into its cgroup (killed if that fails, as `op`).
+    async fn adopt(
+        &self,
+        guid: &str,
+        dir: &Path,
+        cgroup: Option<&Path>,
+        pid: i32,
+        op: &'static str,
+    ) -> Result<(), RuntimeError> {
+        if pid <= 0 {
+            return Ok(());
+        }
+        if let Some(container) = self.lock().get_mut(guid) {
+            container.pgids.push(pid);
+        }
+        record_pgid(dir, pid).await;
+        if let Some(cgroup) = cgroup
+            && let Err(source) = limits::join_cgroup(cgroup, pid)
+        {
+            let _ = signal_group(pid, StopSignal::Kill);
+            return Err(RuntimeError::Io { op, guid: guid.to_owned(), source });
+        }
+        Ok(())
+    }
+
     /// The directory of container `guid`.
     pub fn container_dir(&self, guid: &str) -> PathBuf {
         self.root.join(guid)
@@ -213,22 +239,7 @@ impl ProcessRuntime {
         let oom_before = cgroup.as_deref().map_or(0, limits::cgroup_oom_kills);
         let mut child = command.spawn().map_err(Self::io("spawn process", guid))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-        if pid > 0 {
-            if let Some(container) = self.lock().get_mut(guid) {
-                container.pgids.push(pid);
-            }
-            record_pgid(&dir, pid).await;
-            if let Some(cgroup) = &cgroup
-                && let Err(source) = limits::join_cgroup(cgroup, pid)
-            {
-                let _ = signal_group(pid, StopSignal::Kill);
-                return Err(RuntimeError::Io {
-                    op: "move process into the container cgroup",
-                    guid: guid.to_owned(),
-                    source,
-                });
-            }
-        }
+        self.adopt(guid, &dir, cgroup.as_deref(), pid, "move process into the container cgroup").await?;
         drop(spawn_guard);
         let source = source_for(&self.logs, guid, &spec.log_source, spec.role);
         let mut pumps = Vec::new();

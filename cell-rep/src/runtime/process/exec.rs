@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{
     DEFAULT_PATH, ExitStatus, ProcessRuntime, RuntimeError, RuntimeProcess, StopSignal, exit_code, join_inside, limits,
-    record_pgid, resolve_program, run_as, signal_group, validate_guid,
+    resolve_program, run_as, signal_group, validate_guid,
 };
 use crate::exec::{ExecSession, ExecSpec, Launch, launch};
 use crate::runtime::exec_limits::{ExecLimits, check_exec};
@@ -73,22 +73,7 @@ impl ProcessRuntime {
         let (mut child, io) = launch(Launch { program, args: argv, env, cwd: Some(cwd), user, tty: spec.tty })
             .map_err(Self::io("exec command", guid))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-        if pid > 0 {
-            if let Some(container) = self.lock().get_mut(guid) {
-                container.pgids.push(pid);
-            }
-            record_pgid(&dir, pid).await;
-            if let Some(cgroup) = &cgroup
-                && let Err(source) = limits::join_cgroup(cgroup, pid)
-            {
-                let _ = signal_group(pid, StopSignal::Kill);
-                return Err(RuntimeError::Io {
-                    op: "move the command into the container cgroup",
-                    guid: guid.to_owned(),
-                    source,
-                });
-            }
-        }
+        self.adopt(guid, &dir, cgroup.as_deref(), pid, "move the command into the container cgroup").await?;
         let (tx, rx) = watch::channel(None);
         let guid_owned = guid.to_owned();
         tokio::spawn(async move {
