@@ -120,6 +120,7 @@ fn every_field_of_the_example_configs_is_listed_with_its_true_default() {
     assert_every_field_listed::<bbs::config::BbsConfig>("bbs.toml", &["", "tls", "locket"]);
     assert_every_field_listed::<auctioneer::AuctioneerConfig>("auctioneer.toml", &["", "tls"]);
     assert_every_field_listed::<cell_rep::RepConfig>("cell-rep.toml", &["", "logs", "tls"]);
+    assert_every_field_listed::<router::RouterConfig>("router.toml", &["", "tls"]);
 }
 
 #[test]

@@ -221,7 +221,25 @@ mod cell_rep_example {
 }
 
 mod router_example {
+    use ::router::RouterConfig;
+
     use super::*;
+
+    #[test]
+    fn every_field_is_listed_with_its_true_default() {
+        assert_every_field_listed::<RouterConfig>("router.toml", &["", "tls"]);
+    }
+
+    #[test]
+    fn the_example_loads_and_validates_with_real_certificates() {
+        let config: RouterConfig = svc::config::from_file(&deploy("config/router.toml")).expect("the example parses");
+        assert_reachable("bbs_address", &config.bbs_address);
+        let (rewritten, stem) = with_test_certificates("router.toml", Role::Reader, "router");
+        assert_tls_files(&config.tls, Path::new("/etc/diego/tls"), &stem);
+        svc::config::from_file::<RouterConfig>(&rewritten)
+            .and_then(RouterConfig::validate)
+            .unwrap_or_else(|e| panic!("the example is refused: {e}"));
+    }
 
     #[test]
     fn the_unit_runs_the_example_as_the_diego_user() {
