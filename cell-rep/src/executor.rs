@@ -415,9 +415,17 @@ impl Executor {
 
     /// Snapshots of every container, ordered by guid.
     pub fn list(&self) -> Vec<Container> {
-        let mut containers: Vec<Container> = self.inner.lock().values().map(|e| e.container.clone()).collect();
+        self.inspect(|containers| containers.iter().map(|c| (*c).clone()).collect())
+    }
+
+    /// Calls `f` with every container, ordered by guid, under the registry's lock: for views
+    /// that need a few fields of each (the cell's state, asked for by every auction) without
+    /// copying whole containers, run info included. `f` must not call back into the executor.
+    pub fn inspect<R>(&self, f: impl FnOnce(&[&Container]) -> R) -> R {
+        let registry = self.inner.lock();
+        let mut containers: Vec<&Container> = registry.values().map(|e| &e.container).collect();
         containers.sort_by(|a, b| a.guid.cmp(&b.guid));
-        containers
+        f(&containers)
     }
 
     /// A receiver of every event from now on. A receiver that falls more than `event_buffer`

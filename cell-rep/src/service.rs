@@ -43,16 +43,17 @@ impl RepService {
     /// The cell's bid, recomputed from the executor's registry (cheap: no runtime calls).
     pub fn state(&self) -> rep_pb::CellState {
         let cell = &self.ctx.cell;
-        let containers = self.ctx.executor.list();
-        let mut lrps = Vec::new();
-        let mut tasks = Vec::new();
-        for container in &containers {
-            match &container.workload {
-                Workload::Lrp(lrp) => lrps.push(lrp_of(container, lrp)),
-                Workload::Task(task) => tasks.push(task_of(container, task)),
+        let (lrps, tasks, starting) = self.ctx.executor.inspect(|containers| {
+            let mut lrps = Vec::new();
+            let mut tasks = Vec::new();
+            for container in containers {
+                match &container.workload {
+                    Workload::Lrp(lrp) => lrps.push(lrp_of(container, lrp)),
+                    Workload::Task(task) => tasks.push(task_of(container, task)),
+                }
             }
-        }
-        let starting = containers.iter().filter(|c| c.state.is_starting()).count();
+            (lrps, tasks, containers.iter().filter(|c| c.state.is_starting()).count())
+        });
         rep_pb::CellState {
             cell_id: cell.cell_id.to_string(),
             rep_url: format!("http://{}", cell.rep_address),
