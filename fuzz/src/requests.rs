@@ -566,27 +566,10 @@ pub static RPCS: &[Rpc] = &[
             decode::<rep::PingRequest>(b);
         },
     },
-    // diego.rep.v1.Recovery, Logs and Exec (the rep's other services)
-    Rpc {
-        path: "/diego.rep.v1.Recovery/Report",
-        run: |b| {
-            if let Some(r) = decode::<rep::ReportRequest>(b) {
-                let _ = r.desired_for.iter().filter(|g| !g.trim().is_empty()).count();
-            }
-        },
-    },
-    Rpc {
-        path: "/diego.rep.v1.Logs/Stream",
-        run: |b| {
-            decode::<rep::LogsRequest>(b);
-        },
-    },
-    Rpc {
-        path: "/diego.rep.v1.Exec/Run",
-        run: |b| {
-            decode::<rep::ExecInput>(b);
-        },
-    },
+    // diego.rep.v1.Recovery, Logs and Exec (the rep's other services): decoded as their services do
+    Rpc { path: "/diego.rep.v1.Recovery/Report", run: |b| _ = decode::<rep::ReportRequest>(b) },
+    Rpc { path: "/diego.rep.v1.Logs/Stream", run: |b| _ = decode::<rep::LogsRequest>(b) },
+    Rpc { path: "/diego.rep.v1.Exec/Run", run: |b| _ = decode::<rep::ExecInput>(b) },
     // diego.auctioneer.v1.Auctioneer
     Rpc {
         path: "/diego.auctioneer.v1.Auctioneer/RequestLRPAuctions",
