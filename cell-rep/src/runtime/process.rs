@@ -8,7 +8,8 @@
 //! working directory is there; an absolute executable path is looked up in the container
 //! directory first and on the host otherwise. Process groups are recorded in `<dir>/pgids` (and
 //! the container's cgroup in `<dir>/cgroup`), so a destroy after a rep restart still kills what
-//! the previous rep started.
+//! the previous rep started; groups with no process left are dropped from the record when the
+//! next one is added (see `room`).
 //!
 //! Resources are limited (see [`limits`]): `memory_mb`, `max_pids` and the CPU weight through a
 //! cgroup v2 per container where the host allows it, through `RLIMIT_AS`, `nice` and a process
@@ -17,6 +18,7 @@
 
 mod exec;
 pub mod limits;
+mod room;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::watch;
 
@@ -138,10 +139,7 @@ impl ProcessRuntime {
         if pid <= 0 {
             return Ok(());
         }
-        if let Some(container) = self.lock().get_mut(guid) {
-            container.pgids.push(pid);
-        }
-        record_pgid(dir, pid).await;
+        self.record_group(guid, dir, pid).await;
         if let Some(cgroup) = cgroup
             && let Err(source) = limits::join_cgroup(cgroup, pid)
         {
@@ -179,27 +177,8 @@ impl ProcessRuntime {
         })?;
         tokio::fs::create_dir_all(&cwd).await.map_err(Self::io("create working directory", guid))?;
 
-        // A container recovered after a restart has no limits on record.
-        let (limits, spawning) = {
-            let containers = self.lock();
-            match containers.get(guid) {
-                Some(c) => ((c.memory_mb, c.max_pids, c.cpu_weight, c.cgroup.clone()), Arc::clone(&c.spawning)),
-                None => ((0, 0, 0, None), Arc::default()),
-            }
-        };
-        let (memory_mb, max_pids, cpu_weight, cgroup) = limits;
-        let spawn_guard = spawning.lock().await;
-        if max_pids > 0 {
-            let running = match &cgroup {
-                Some(cgroup) => limits::cgroup_pids(cgroup),
-                None => limits::processes_in_groups(&self.pgids(guid)).len(),
-            };
-            if running >= usize::try_from(max_pids).unwrap_or(0) {
-                return Err(refused(format!(
-                    "max_pids {max_pids} reached: the container already runs {running} processes"
-                )));
-            }
-        }
+        let admitted = self.admit(guid, false).await?;
+        let (memory_mb, cpu_weight, cgroup) = (admitted.memory_mb, admitted.cpu_weight, admitted.cgroup.clone());
 
         let program = resolve_program(&dir, &spec.path).await;
         let path_env = spec.env.iter().rev().find(|(k, _)| k == "PATH").map_or(DEFAULT_PATH, |(_, v)| v.as_str());
@@ -240,7 +219,7 @@ impl ProcessRuntime {
         let mut child = command.spawn().map_err(Self::io("spawn process", guid))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         self.adopt(guid, &dir, cgroup.as_deref(), pid, "move process into the container cgroup").await?;
-        drop(spawn_guard);
+        drop(admitted);
         let source = source_for(&self.logs, guid, &spec.log_source, spec.role);
         let mut pumps = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -536,13 +515,6 @@ async fn run_as(user: &str) -> Option<(u32, u32)> {
         tracing::debug!(user, "user not found on the host; running as the rep's user");
     }
     found
-}
-
-async fn record_pgid(dir: &Path, pgid: i32) {
-    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(dir.join("pgids")).await;
-    if let Ok(mut file) = file {
-        let _ = file.write_all(format!("{pgid}\n").as_bytes()).await;
-    }
 }
 
 async fn read_pgids(dir: &Path) -> Vec<i32> {

@@ -22,11 +22,9 @@ impl ProcessRuntime {
         validate_guid(guid)?;
         let refused = |reason: String| RuntimeError::Refused { guid: guid.to_owned(), reason };
         let Some((path, args)) = spec.argv.split_first() else { return Err(refused("no command to run".into())) };
-        let (memory_mb, max_pids, cpu_weight, cgroup) = {
-            let containers = self.lock();
-            let container = containers.get(guid).ok_or_else(|| RuntimeError::NotFound { guid: guid.to_owned() })?;
-            (container.memory_mb, container.max_pids, container.cpu_weight, container.cgroup.clone())
-        };
+        if !self.lock().contains_key(guid) {
+            return Err(RuntimeError::NotFound { guid: guid.to_owned() });
+        }
         check_exec(path, args, &spec.env, ExecLimits::host()).map_err(|e| refused(e.to_string()))?;
         let dir = self.container_dir(guid);
         let cwd = if spec.dir.is_empty() { Some(dir.clone()) } else { join_inside(&dir, &spec.dir) };
@@ -35,17 +33,9 @@ impl ProcessRuntime {
             what: format!("working directory {:?}", spec.dir),
         })?;
         tokio::fs::create_dir_all(&cwd).await.map_err(Self::io("create working directory", guid))?;
-        if max_pids > 0 {
-            let running = match &cgroup {
-                Some(cgroup) => limits::cgroup_pids(cgroup),
-                None => limits::processes_in_groups(&self.pgids(guid)).len(),
-            };
-            if running >= usize::try_from(max_pids).unwrap_or(0) {
-                return Err(refused(format!(
-                    "max_pids {max_pids} reached: the container already runs {running} processes"
-                )));
-            }
-        }
+        // Admitted last, just before the launch, so the spawn lock is held only while starting.
+        let admitted = self.admit(guid, true).await?;
+        let (memory_mb, cpu_weight, cgroup) = (admitted.memory_mb, admitted.cpu_weight, admitted.cgroup.clone());
 
         let mut env = vec![
             ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
@@ -74,6 +64,7 @@ impl ProcessRuntime {
             .map_err(Self::io("exec command", guid))?;
         let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         self.adopt(guid, &dir, cgroup.as_deref(), pid, "move the command into the container cgroup").await?;
+        drop(admitted);
         let (tx, rx) = watch::channel(None);
         let guid_owned = guid.to_owned();
         tokio::spawn(async move {

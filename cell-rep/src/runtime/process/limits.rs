@@ -278,6 +278,17 @@ pub fn processes_in_groups(pgids: &[i32]) -> Vec<i32> {
         .collect()
 }
 
+/// Those of `pgids` that still have a process (one scan of `/proc`).
+pub fn live_groups(pgids: &[i32]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return pgids.to_vec() };
+    let present: std::collections::HashSet<i32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()))
+        .filter_map(|pid| stat_pgid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))
+        .collect();
+    pgids.iter().copied().filter(|g| present.contains(g)).collect()
+}
+
 /// The process group of a `/proc/<pid>/stat` line (the field after the state, past the
 /// parenthesised command, which may contain spaces).
 pub fn stat_pgid(stat: &str) -> Option<i32> {
