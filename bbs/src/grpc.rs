@@ -51,6 +51,7 @@ impl BbsService {
 
 type GrpcResult<T> = std::result::Result<Response<T>, Status>;
 
+mod batch;
 mod decode;
 mod listings;
 mod observe;
@@ -176,6 +177,14 @@ impl Bbs for BbsService {
             Ok(api::ActualLrpLifecycleResponse {})
         })
         .await
+    }
+
+    async fn start_actual_lr_ps(
+        &self,
+        request: Request<api::StartActualLrPsRequest>,
+    ) -> GrpcResult<api::BatchResponse> {
+        batch::require_own_cells(&Peer::of(&request), request.get_ref())?;
+        self.observe("StartActualLRPs", batch::start_actual_lrps(&self.ctx, request.into_inner())).await
     }
 
     async fn crash_actual_lrp(
@@ -386,6 +395,10 @@ impl Bbs for BbsService {
             Ok(api::DesiredLrpLifecycleResponse {})
         })
         .await
+    }
+
+    async fn desire_lr_ps(&self, request: Request<api::DesireLrPsRequest>) -> GrpcResult<api::BatchResponse> {
+        self.observe("DesireLRPs", batch::desire_lrps(&self.ctx, request.into_inner())).await
     }
 
     async fn update_desired_lrp(

@@ -25,7 +25,7 @@ pub fn markdown() -> String {
          the field path and the limit, and nothing is written. A row names `Message.field` or \
          `*.field` (that field in every message).\n\n## Whole requests\n\n| limit | value | why |\n|---|---|---|\n",
     );
-    let whole: [(&str, String, &str); 9] = [
+    let whole: [(&str, String, &str); 10] = [
         (
             "request size",
             format!("{MAX_REQUEST_BYTES} bytes"),
@@ -55,6 +55,11 @@ pub fn markdown() -> String {
             "instances of one desired LRP",
             format!("{MAX_LRP_INSTANCES}"),
             "hard cap; the BBS's `max_lrp_instances` (default 100000) lowers it",
+        ),
+        (
+            "instances of all desired LRPs of one `DesireLRPs` call",
+            format!("{MAX_BATCH_INSTANCES}"),
+            "the UNCLAIMED rows one transaction inserts; each LRP is also held to `max_lrp_instances`",
         ),
     ];
     for (what, value, why) in whole {

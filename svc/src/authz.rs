@@ -15,7 +15,7 @@
 //! | `Bbs/Cells` | - | A | - | A | A |
 //! | `Bbs/ActualLRPs`, `StreamActualLRPs` | - | - | C | A | A |
 //! | `Bbs/ClaimActualLRP` | - | - | C | - | - |
-//! | `Bbs/StartActualLRP` | - | - | C | - | - |
+//! | `Bbs/StartActualLRP`, `StartActualLRPs` | - | - | C | - | - |
 //! | `Bbs/CrashActualLRP` | - | - | C | - | - |
 //! | `Bbs/FailActualLRP` | - | A | - | - | - |
 //! | `Bbs/RemoveActualLRP` | - | - | C | - | - |
@@ -25,7 +25,7 @@
 //! | `Bbs/DesiredLRPs`, `DesiredLRPSchedulingInfos`, `StreamDesiredLRPSchedulingInfos`, `DesiredLRPRoutingInfos` | - | - | - | A | A |
 //! | `Bbs/DesiredLRPSchedulingInfoByProcessGuid` | - | - | - | A | A |
 //! | `Bbs/DesiredLRPByProcessGuid` | - | - | A | A | A |
-//! | `Bbs/DesireLRP`, `UpdateDesiredLRP`, `RemoveDesiredLRP` | - | - | - | A | - |
+//! | `Bbs/DesireLRP`, `DesireLRPs`, `UpdateDesiredLRP`, `RemoveDesiredLRP` | - | - | - | A | - |
 //! | `Bbs/Tasks` | - | - | C | A | A |
 //! | `Bbs/TaskByGuid` | - | - | A | A | A |
 //! | `Bbs/DesireTask`, `CancelTask`, `ResolvingTask`, `DeleteTask` | - | - | - | A | - |
@@ -130,7 +130,9 @@ fn bbs_rules(name: &str) -> Option<[Rule; 5]> {
         "UpsertDomain" => [D, D, D, A, D],
         "Cells" => [D, A, D, A, A],
         "ActualLRPs" | "StreamActualLRPs" => [D, D, C, A, A],
-        "ClaimActualLRP" | "StartActualLRP" | "CrashActualLRP" | "RemoveActualLRP" => [D, D, C, D, D],
+        "ClaimActualLRP" | "StartActualLRP" | "StartActualLRPs" | "CrashActualLRP" | "RemoveActualLRP" => {
+            [D, D, C, D, D]
+        }
         "FailActualLRP" => [D, A, D, D, D],
         "RetireActualLRP" => [D, D, D, A, D],
         "EvacuateClaimedActualLRP"
@@ -144,7 +146,7 @@ fn bbs_rules(name: &str) -> Option<[Rule; 5]> {
         | "DesiredLRPSchedulingInfoByProcessGuid"
         | "DesiredLRPRoutingInfos" => [D, D, D, A, A],
         "DesiredLRPByProcessGuid" => [D, D, A, A, A],
-        "DesireLRP" | "UpdateDesiredLRP" | "RemoveDesiredLRP" => [D, D, D, A, D],
+        "DesireLRP" | "DesireLRPs" | "UpdateDesiredLRP" | "RemoveDesiredLRP" => [D, D, D, A, D],
         "Tasks" => [D, D, C, A, A],
         "TaskByGuid" => [D, D, A, A, A],
         "DesireTask" | "CancelTask" | "ResolvingTask" | "DeleteTask" => [D, D, D, A, D],

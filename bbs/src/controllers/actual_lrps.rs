@@ -70,6 +70,37 @@ impl ActualLrps<'_> {
         Ok(())
     }
 
+    /// StartActualLRPs (a rep's bulk report): [`ActualLrps::start`] for each of `starts`, in
+    /// one transaction ([`db::Store::start_actual_lrps`]), with one answer per start in order.
+    /// A refused start concerns itself only. Each start that changed its index publishes the
+    /// events the single start publishes, under its index's stripe, taken one at a time after
+    /// the commit (not around the transaction, which would hold a thousand stripes): a single
+    /// write of one of these indices that waited for the batch's row locks can publish its
+    /// event before the batch's, though it committed after it.
+    #[tracing::instrument(skip_all, fields(items = starts.len()))]
+    pub async fn start_many(
+        &self,
+        starts: Vec<(ActualLrpKey, ActualLrpInstanceKey, StartInfo)>,
+    ) -> Result<Vec<Result<()>>> {
+        let ctx = self.0;
+        let store = ctx.writer()?;
+        let outcomes = store.start_actual_lrps(&starts, ctx.now_ns()).await?;
+        let mut answers = Vec::with_capacity(starts.len());
+        for ((key, _, _), outcome) in starts.iter().zip(outcomes) {
+            answers.push(match outcome {
+                Ok(change) => {
+                    if change.changed() {
+                        let _stripe = ctx.locks.lock((key.process_guid.as_str(), key.index)).await;
+                        ctx.publish_index_change(&change);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(Error::from(e)),
+            });
+        }
+        Ok(answers)
+    }
+
     /// CrashActualLRP (bbs.md 3.2): counts the crash and either writes the row UNCLAIMED and
     /// requests its auction at once (the 1st and 2nd consecutive crash) or writes it CRASHED
     /// for convergence to restart after its back-off. A crash from a suspect instance deletes

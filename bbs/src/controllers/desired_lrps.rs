@@ -125,6 +125,66 @@ impl DesiredLrps<'_> {
         Ok(stored)
     }
 
+    /// DesireLRPs: [`DesiredLrps::desire`] for each of `lrps`, stored in one transaction
+    /// ([`db::Store::desire_lrps`]), with one answer per item in order. Each item is refused on
+    /// its own (more instances than allowed, a guid stored already or repeated earlier in the
+    /// batch); its neighbours are stored. Each stored item publishes the events a single desire
+    /// publishes (`DesiredLrpCreated`, then `ActualLrpInstanceCreated` per instance), under its
+    /// guid's stripe, and the start requests of all of them go to the auctioneer in one call.
+    /// A stored guid whose record convergence rebuilt from the cells is replaced through the
+    /// single desire, as [`DesiredLrps::desire`] replaces it.
+    ///
+    /// The stripes are taken one at a time after the commit, not around the transaction (a
+    /// batch would hold a thousand at once): a writer of one of the new guids that commits in
+    /// the moment between the batch's commit and its publishing can publish its event first.
+    /// Only a client that acts on a guid before its desire has been answered can do that.
+    #[tracing::instrument(skip_all, fields(items = lrps.len()))]
+    pub async fn desire_many(&self, lrps: Vec<DesiredLrp>) -> Result<Vec<Result<()>>> {
+        let ctx = self.0;
+        let store = ctx.writer()?;
+        let now = ctx.now_ns();
+        let mut answers: Vec<Option<Result<()>>> = Vec::with_capacity(lrps.len());
+        let mut accepted = Vec::with_capacity(lrps.len());
+        let mut positions = Vec::with_capacity(lrps.len());
+        for (i, lrp) in lrps.into_iter().enumerate() {
+            match ctx.check_instances("desired_lrp.instances", lrp.scheduling.instances) {
+                Ok(()) => {
+                    positions.push(i);
+                    accepted.push(lrp);
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        let outcomes = store.desire_lrps(&accepted, now).await?;
+        let mut auctions = Vec::new();
+        for ((i, lrp), outcome) in positions.into_iter().zip(accepted).zip(outcomes) {
+            let guid = lrp.scheduling.process_guid.clone();
+            let answer = match outcome {
+                Ok((stored, created)) => {
+                    let _stripe = ctx.locks.lock(guid.as_str()).await;
+                    ctx.publish_desired(pb::instance_event::Event::DesiredLrpCreated(pb::DesiredLrpCreatedEvent {
+                        desired_lrp: Some(stored.clone().into()),
+                        trace_id: String::new(),
+                    }));
+                    publish_created(ctx, &created);
+                    if !created.is_empty() {
+                        auctions.push(start_request(&stored.scheduling, &created));
+                    }
+                    Ok(())
+                }
+                // Stored before this batch (not repeated within it): the single desire decides
+                // whether it replaces a recovered record or is refused.
+                Err(db::Error::Exists { key, .. }) if key == guid.as_str() => self.desire(lrp).await.map(|_| ()),
+                Err(e) => Err(e.into()),
+            };
+            answers[i] = Some(answer);
+        }
+        tracing::info!(instances = auctions.iter().map(|r| r.indices.len()).sum::<usize>(), "desired lrps created");
+        ctx.request_lrp_auctions(auctions);
+        Ok(answers.into_iter().map(|a| a.unwrap_or_else(|| Err(unanswered()))).collect())
+    }
+
     /// Applies a partial update; see the module docs for its effects on instances.
     #[tracing::instrument(skip_all, fields(process_guid = %guid))]
     pub async fn update(&self, guid: &ProcessGuid, update: &DesiredLrpUpdate) -> Result<DesiredLrp> {
@@ -138,6 +198,11 @@ impl DesiredLrps<'_> {
         let (ctx, guid) = (self.0.clone(), guid.clone());
         detached(async move { remove_lrp(&ctx, &guid).await }).await
     }
+}
+
+/// An item of a batch the store gave no outcome for (it gives one per item).
+fn unanswered() -> crate::Error {
+    crate::Error::Refused { code: ErrorCode::Unknown, message: "the batch left this item unanswered".into() }
 }
 
 /// Runs `work` in a task of its own and waits for its answer: a request dropped half-way (its

@@ -10,6 +10,7 @@
 //! [`crate::sql::actual_lrps::insert_unclaimed`]; so does growing `instances`. Shrinking,
 //! removal and the events are the caller's. Row decoding lives in [`rows`].
 
+mod bulk;
 mod page;
 mod rows;
 
@@ -23,6 +24,7 @@ use proto::models::{
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+pub use self::bulk::DesireOutcome;
 pub use self::page::MAX_PAGED_GUIDS;
 use self::rows::{decode_desired, decode_routing, decode_scheduling, encode_routes};
 use crate::backend::placeholders;
@@ -150,6 +152,81 @@ async fn missing_indices(tx: &mut Tx, op: &'static str, guid: &ProcessGuid, from
     Ok((from..to).filter(|i| !existing.contains(&i64::from(*i))).collect())
 }
 
+/// The columns a new `desired_lrps` row is inserted with, in [`NewDesired::bind`] order.
+const INSERT_COLUMNS: &str = "process_guid, domain, log_guid, annotation, instances, memory_mb, disk_mb, max_pids, \
+     rootfs, routes, volume_placement, placement_tags, metric_tags, modification_tag_epoch, modification_tag_index, \
+     update_strategy, run_info, key_label";
+
+/// How many columns [`INSERT_COLUMNS`] names.
+const INSERT_COLUMN_COUNT: usize = 18;
+
+/// `INSERT INTO desired_lrps (...) VALUES (...), ...` for `rows` rows, with `?` placeholders.
+fn insert_desired_sql(rows: usize) -> String {
+    let row = format!("({})", placeholders(INSERT_COLUMN_COUNT));
+    format!("INSERT INTO desired_lrps ({INSERT_COLUMNS}) VALUES {}", vec![row; rows].join(", "))
+}
+
+/// A new desired LRP as it is stored: the one home of the rule for what DesireLRP and DesireLRPs
+/// write. The record gets a fresh modification tag (a new epoch, index 0) and its run info's
+/// `created_at` set to the desire's time; the run info is sealed with the store's active key.
+#[derive(Debug, Clone)]
+pub(crate) struct NewDesired {
+    /// The record as stored (and returned to the caller).
+    pub(crate) stored: DesiredLrp,
+    /// The sealed run info blob.
+    run_info: Vec<u8>,
+    /// The label of the key it is sealed with (empty: unencrypted).
+    key_label: String,
+}
+
+impl NewDesired {
+    /// `lrp` as `store` stores it when desired at `now_ns`. [`Error::Invalid`] when its run
+    /// info does not convert back.
+    pub(crate) fn new(store: &Store, lrp: &DesiredLrp, now_ns: i64) -> Result<Self> {
+        let mut stored = lrp.clone();
+        stored.scheduling.modification_tag = ModificationTag::new(uuid::Uuid::new_v4().to_string());
+        let mut run_info = stored.run_info.clone().into_pb();
+        run_info.created_at = now_ns;
+        stored.run_info = proto::convert::run_info_from_pb(run_info)?;
+        let run_info = seal_proto(store.keys(), stored.run_info.as_pb());
+        let key_label = store.keys().active_label().unwrap_or_default().to_owned();
+        Ok(Self { stored, run_info, key_label })
+    }
+
+    /// Bytes this row binds beyond its fixed-size columns, about: for sizing multi-row inserts.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        let s = &self.stored.scheduling;
+        self.run_info.len() + s.routes.values().map(Vec::len).sum::<usize>() + s.annotation.len() + 1024
+    }
+
+    /// Binds the row's [`INSERT_COLUMNS`].
+    pub(crate) fn bind(&self, stmt: RowStmt) -> RowStmt {
+        let s = &self.stored.scheduling;
+        let placement_tags = serde_json::to_string(&s.placement_tags).unwrap_or_else(|_| "[]".to_owned());
+        stmt.bind(s.process_guid.as_str().to_owned())
+            .bind(s.domain.as_str().to_owned())
+            .bind(s.log_guid.clone())
+            .bind(s.annotation.clone())
+            .bind(i64::from(s.instances))
+            .bind(i64::from(s.memory_mb))
+            .bind(i64::from(s.disk_mb))
+            .bind(i64::from(s.max_pids))
+            .bind(s.rootfs.clone())
+            .bind(encode_routes(&s.routes))
+            .bind(encode_json(&s.volume_placement))
+            .bind(placement_tags)
+            .bind(encode_json(&self.stored.metric_tags))
+            .bind(s.modification_tag.epoch.clone())
+            .bind(i64::from(s.modification_tag.index))
+            .bind(i64::from(s.update_strategy.as_i32()))
+            .bind(self.run_info.clone())
+            .bind(self.key_label.clone())
+    }
+}
+
+/// A statement under construction.
+pub(crate) type RowStmt = sqlx::query::Query<'static, sqlx::any::Any, sqlx::any::AnyArguments>;
+
 /// Most instances of a desire that joins a group commit ([`Store::write_grouped`]).
 const GROUPED_DESIRE_MAX_INSTANCES: i32 = 16;
 
@@ -161,61 +238,30 @@ impl Store {
     /// [`Error::Exists`] when the process guid is taken; nothing is written then.
     pub async fn desire_lrp(&self, lrp: &DesiredLrp, now_ns: i64) -> Result<(DesiredLrp, Vec<ActualLrp>)> {
         let op = "desire lrp";
-        let mut stored = lrp.clone();
-        stored.scheduling.modification_tag = ModificationTag::new(uuid::Uuid::new_v4().to_string());
-        let mut run_info = stored.run_info.clone().into_pb();
-        run_info.created_at = now_ns;
-        stored.run_info = proto::convert::run_info_from_pb(run_info)?;
-        // Sealed once, outside the transaction.
-        let run_info: Arc<[u8]> = seal_proto(self.keys(), stored.run_info.as_pb()).into();
-        let key_label: Arc<str> = self.keys().active_label().unwrap_or_default().into();
-        // The body must own what it uses: the transaction helper re-runs it on deadlock.
-        let stored = Arc::new(stored);
-        let shared = Arc::clone(&stored);
+        // Sealed once, outside the transaction. The body must own what it uses: the transaction
+        // helper re-runs it on deadlock.
+        let row = Arc::new(NewDesired::new(self, lrp, now_ns)?);
+        let shared = Arc::clone(&row);
         // A desire of a few instances is a single-record write; one of many holds its batch for
         // as long as its inserts take, so it runs on its own.
         let grouped = lrp.scheduling.instances <= GROUPED_DESIRE_MAX_INSTANCES;
         let created = self
             .write_grouped_if(grouped, op, move |tx| {
-                let (lrp, run_info, key_label) = (Arc::clone(&shared), Arc::clone(&run_info), Arc::clone(&key_label));
+                let row = Arc::clone(&shared);
                 Box::pin(async move {
-                    let s = &lrp.scheduling;
-                    let key = s.process_guid.as_str();
-                    let placement_tags = serde_json::to_string(&s.placement_tags).unwrap_or_else(|_| "[]".to_owned());
-                    tx.backend
-                        .query(
-                            "INSERT INTO desired_lrps (process_guid, domain, log_guid, annotation, instances, \
-                             memory_mb, disk_mb, max_pids, rootfs, routes, volume_placement, placement_tags, \
-                             metric_tags, modification_tag_epoch, modification_tag_index, update_strategy, run_info, \
-                             key_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        )
-                        .bind(key)
-                        .bind(s.domain.as_str())
-                        .bind(s.log_guid.as_str())
-                        .bind(s.annotation.as_str())
-                        .bind(i64::from(s.instances))
-                        .bind(i64::from(s.memory_mb))
-                        .bind(i64::from(s.disk_mb))
-                        .bind(i64::from(s.max_pids))
-                        .bind(s.rootfs.as_str())
-                        .bind(encode_routes(&s.routes))
-                        .bind(encode_json(&s.volume_placement))
-                        .bind(placement_tags)
-                        .bind(encode_json(&lrp.metric_tags))
-                        .bind(s.modification_tag.epoch.as_str())
-                        .bind(i64::from(s.modification_tag.index))
-                        .bind(i64::from(s.update_strategy.as_i32()))
-                        .bind(run_info.to_vec())
-                        .bind(key_label.to_string())
+                    let s = &row.stored.scheduling;
+                    let sql = insert_desired_sql(1);
+                    row.bind(tx.backend.query(&sql))
                         .execute(tx.conn())
                         .await
-                        .map_err(|e| Error::from_sqlx(op, "desired lrp", key, e))?;
+                        .map_err(|e| Error::from_sqlx(op, "desired lrp", s.process_guid.as_str(), e))?;
                     let indices = missing_indices(tx, op, &s.process_guid, 0, s.instances).await?;
                     insert_unclaimed(tx, &s.process_guid, &s.domain, &indices, now_ns).await
                 })
             })
             .await?;
-        Ok((Arc::unwrap_or_clone(stored), created))
+        let row = Arc::unwrap_or_clone(row);
+        Ok((row.stored, created))
     }
 
     /// The desired LRPs `filter` selects, sorted by process guid. Rows that cannot be decoded

@@ -45,6 +45,8 @@ pub mod encryption;
 pub mod retire;
 #[macro_use]
 pub mod group_commit;
+#[macro_use]
+pub mod batches;
 
 /// Every conformance test, for one backend.
 macro_rules! conformance_suite {
@@ -61,6 +63,7 @@ macro_rules! conformance_suite {
         encryption_tests!($backend);
         retire_tests!($backend);
         group_commit_tests!($backend);
+        batches_tests!($backend);
     };
 }
 

@@ -45,6 +45,12 @@ pub const MAX_LOCKET_VALUE_BYTES: usize = 64 * 1024;
 pub const MAX_FILTER_GUIDS: usize = 10_000;
 /// Most instances one desired LRP may ask for, whatever the operator configures.
 pub const MAX_LRP_INSTANCES: i64 = 1_000_000;
+/// Most items of one batch call (`DesireLRPsRequest.desired_lrps`, `StartActualLRPsRequest.starts`):
+/// each batch is one transaction, and its per-item results one response.
+pub const MAX_BATCH_ITEMS: usize = 1_000;
+/// Most instances of all the desired LRPs of one `DesireLRPs` call together: the UNCLAIMED rows
+/// that one transaction inserts (and holds in memory) for it.
+pub const MAX_BATCH_INSTANCES: i64 = 100_000;
 /// Longest timeout or interval, in milliseconds: 7 days.
 pub const MAX_TIMEOUT_MS: i64 = 7 * 24 * 3600 * 1000;
 
@@ -168,6 +174,8 @@ pub static COUNTS: &[CountLimit] = &[
     count("CodependentAction.actions", MAX_ACTIONS_PER_LIST, "as parallel actions"),
     count("*.sidecars", 16, "each sidecar is a process tree of its own"),
     count("*.process_guids", MAX_FILTER_GUIDS, "one statement binds the whole filter"),
+    count("DesireLRPsRequest.desired_lrps", MAX_BATCH_ITEMS, "one transaction and one response per batch"),
+    count("StartActualLRPsRequest.starts", MAX_BATCH_ITEMS, "one transaction and one response per batch"),
     count("*.app_guids", MAX_FILTER_GUIDS, "one statement binds the whole filter"),
     count("LRPStartRequest.indices", MAX_LRP_INSTANCES as usize, "every index of the largest LRP"),
     count("RequestLRPAuctionsRequest.lrp_start_requests", 100_000, "one convergence pass may start many"),

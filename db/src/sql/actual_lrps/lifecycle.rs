@@ -4,6 +4,11 @@
 //! request addresses, asks the transition table and sets the fields) run by
 //! [`Store::modify_index`] on the locked rows of the index, so it re-runs cleanly when
 //! the transaction is retried; a [`Refusal`] becomes the matching [`Error`] here.
+//!
+//! The batch of starts (StartActualLRPs, a rep's bulk report) is in [`bulk`]: the same
+//! `apply_start`, many indices in one transaction.
+
+mod bulk;
 
 use proto::lifecycle::actual_lrp::{
     CrashOutcome, Refusal, StartInfo, apply_claim, apply_crash, apply_delete, apply_fail, apply_promote, apply_remove,

@@ -1,0 +1,180 @@
+//! Conformance tests of the batch writes: `desire_lrps` (DesireLRPs) and `start_actual_lrps`
+//! (StartActualLRPs). Each item is refused on its own, its neighbours are stored, and what is
+//! stored is what the single call stores.
+
+use db::testing::TestDb;
+use db::{Error, Fence};
+use proto::error::ErrorCode;
+use proto::models::{ActualLrpKey, ActualLrpState, DomainName, Presence, ProcessGuid};
+
+use super::NOW_NS;
+use super::actual_lrps::{ikey, start_info};
+use super::desired_lrps::desired;
+
+macro_rules! batches_tests {
+    ($backend:expr) => {
+        suite_module!(
+            $backend,
+            batches,
+            [
+                desire_lrps_stores_each_item_and_refuses_duplicates_alone,
+                desire_lrps_stores_what_the_single_desire_stores,
+                desire_lrps_keeps_instances_a_removed_lrp_left_behind,
+                desire_lrps_spans_several_statements,
+                a_fenced_out_batch_writes_nothing,
+                start_actual_lrps_applies_each_start_in_order_and_refuses_alone,
+                start_actual_lrps_writes_nothing_for_a_re_assert,
+            ]
+        );
+    };
+}
+
+fn guid(s: &str) -> ProcessGuid {
+    ProcessGuid::parse(s).unwrap()
+}
+
+fn key(process_guid: &str, index: i32) -> ActualLrpKey {
+    ActualLrpKey { process_guid: guid(process_guid), index, domain: DomainName::parse("cf-apps").unwrap() }
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    db.store.backend().query_scalar::<i64>(&sql).fetch_one(db.store.pool()).await.unwrap()
+}
+
+/// A guid already stored and a guid repeated in the request are `Exists`; the items around
+/// them are stored with their instances, and the stored LRP is untouched.
+pub async fn desire_lrps_stores_each_item_and_refuses_duplicates_alone(db: &TestDb) {
+    let (taken, _) = db.store.desire_lrp(&desired("taken", "cf-apps", 1), NOW_NS).await.unwrap();
+    let batch = [
+        desired("a", "cf-apps", 2),
+        desired("taken", "other", 4),
+        desired("b", "cf-apps", 0),
+        desired("a", "cf-apps", 5),
+        desired("c", "cf-apps", 3),
+    ];
+    let outcomes = db.store.desire_lrps(&batch, NOW_NS).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let created: Vec<Option<usize>> = outcomes.iter().map(|o| o.as_ref().ok().map(|(_, c)| c.len())).collect();
+    assert_eq!(created, [Some(2), None, Some(0), None, Some(3)]);
+    let err = outcomes[1].as_ref().unwrap_err();
+    assert!(matches!(err, Error::Exists { key, .. } if key == "taken"), "{err}");
+    let err = outcomes[3].as_ref().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ResourceExists);
+    assert!(err.to_string().contains("repeated"), "{err}");
+
+    assert_eq!(db.store.desired_lrp(&guid("taken")).await.unwrap(), taken);
+    assert_eq!(db.store.desired_lrp(&guid("a")).await.unwrap().scheduling.instances, 2);
+    assert_eq!(count(db, "desired_lrps").await, 4);
+    assert_eq!(count(db, "actual_lrps").await, 1 + 2 + 3);
+}
+
+/// Each stored record equals what `desire_lrp` would store (fresh tag, created_at) and reads
+/// back equal; its instances are UNCLAIMED ordinary rows at `now`.
+pub async fn desire_lrps_stores_what_the_single_desire_stores(db: &TestDb) {
+    let lrp = desired("web", "cf-apps", 3);
+    let (single, _) = db.store.desire_lrp(&desired("single", "cf-apps", 3), NOW_NS).await.unwrap();
+    let outcomes = db.store.desire_lrps(std::slice::from_ref(&lrp), NOW_NS).await.unwrap();
+    let (stored, created) = outcomes.into_iter().next().unwrap().unwrap();
+    assert_eq!(stored.scheduling.modification_tag.index, 0);
+    assert_eq!(stored.scheduling.modification_tag.epoch.len(), 36, "a uuid epoch");
+    assert_ne!(stored.scheduling.modification_tag.epoch, single.scheduling.modification_tag.epoch);
+    assert_eq!(stored.run_info.as_pb().created_at, NOW_NS);
+    let mut expected = lrp.clone();
+    expected.scheduling.modification_tag = stored.scheduling.modification_tag.clone();
+    expected.run_info = stored.run_info.clone();
+    assert_eq!(stored, expected);
+    assert_eq!(db.store.desired_lrp(&guid("web")).await.unwrap(), stored);
+    let indices: Vec<i32> = created.iter().map(|a| a.key.index).collect();
+    assert_eq!(indices, [0, 1, 2]);
+    for actual in &created {
+        assert_eq!(
+            (actual.state, actual.presence, actual.since),
+            (ActualLrpState::Unclaimed, Presence::Ordinary, NOW_NS)
+        );
+        assert_eq!(
+            db.store.actual_lrp_index(&guid("web"), actual.key.index).await.unwrap().ordinary.as_ref(),
+            Some(actual)
+        );
+    }
+}
+
+/// Ordinary rows a removed LRP of the same guid left behind are kept, not duplicated (as the
+/// single desire keeps them).
+pub async fn desire_lrps_keeps_instances_a_removed_lrp_left_behind(db: &TestDb) {
+    let domain = DomainName::parse("cf-apps").unwrap();
+    db.store.create_unclaimed_actual_lrps(&guid("left"), &domain, &[1], NOW_NS - 5).await.unwrap();
+    let outcomes = db.store.desire_lrps(&[desired("left", "cf-apps", 3)], NOW_NS).await.unwrap();
+    let (_, created) = outcomes.into_iter().next().unwrap().unwrap();
+    let indices: Vec<i32> = created.iter().map(|a| a.key.index).collect();
+    assert_eq!(indices, [0, 2]);
+    assert_eq!(count(db, "actual_lrps").await, 3);
+}
+
+/// More items than one statement binds: every one is stored once.
+pub async fn desire_lrps_spans_several_statements(db: &TestDb) {
+    let batch: Vec<_> = (0..620).map(|i| desired(&format!("many-{i:04}"), "cf-apps", 1)).collect();
+    let outcomes = db.store.desire_lrps(&batch, NOW_NS).await.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(count(db, "desired_lrps").await, 620);
+    assert_eq!(count(db, "actual_lrps").await, 620);
+}
+
+/// A store whose lease is not held writes nothing of either batch.
+pub async fn a_fenced_out_batch_writes_nothing(db: &TestDb) {
+    db.store.desire_lrp(&desired("web", "cf-apps", 1), NOW_NS).await.unwrap();
+    let fenced = db.store.fenced(Fence { key: "bbs".into(), owner: "nobody".into(), term: 1 });
+    let err = fenced.desire_lrps(&[desired("x", "cf-apps", 2)], NOW_NS).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    let start = (key("web", 0), ikey("i-1", "cell-1"), start_info("10.0.0.1"));
+    let err = fenced.start_actual_lrps(&[start], NOW_NS).await.unwrap_err();
+    assert!(matches!(err, Error::Fenced { .. }), "{err}");
+    assert_eq!(count(db, "desired_lrps").await, 1);
+    let row = db.store.actual_lrp_index(&guid("web"), 0).await.unwrap().ordinary.unwrap();
+    assert_eq!(row.state, ActualLrpState::Unclaimed);
+}
+
+/// Starts apply in request order, each on the rows the earlier ones left: a second instance's
+/// start of a RUNNING index is refused alone; a missing row is created RUNNING; the after rows
+/// are as stored.
+pub async fn start_actual_lrps_applies_each_start_in_order_and_refuses_alone(db: &TestDb) {
+    db.store.desire_lrps(&[desired("p0", "cf-apps", 2), desired("p1", "cf-apps", 1)], NOW_NS).await.unwrap();
+    let starts = [
+        (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1")),
+        (key("p0", 0), ikey("i-b", "cell-1"), start_info("10.0.0.1")),
+        (key("p1", 0), ikey("i-c", "cell-1"), start_info("10.0.0.1")),
+        (key("p9", 0), ikey("i-d", "cell-1"), start_info("10.0.0.1")),
+        (key("p0", 1), ikey("i-e", "cell-1"), start_info("10.0.0.1")),
+    ];
+    let outcomes = db.store.start_actual_lrps(&starts, NOW_NS + 10).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let err = outcomes[1].as_ref().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ActualLrpCannotBeStarted, "{err}");
+    for (i, (k, instance, _)) in starts.iter().enumerate().filter(|(i, _)| *i != 1) {
+        let change = outcomes[i].as_ref().unwrap();
+        assert!(change.changed(), "start {i}");
+        let stored = db.store.actual_lrp_index(&k.process_guid, k.index).await.unwrap();
+        assert_eq!(change.after, stored, "start {i}");
+        let row = stored.ordinary.unwrap();
+        assert_eq!((row.state, row.instance_key.as_ref()), (ActualLrpState::Running, Some(instance)));
+        assert_eq!(row.since, NOW_NS + 10);
+    }
+    assert_eq!(outcomes[3].as_ref().unwrap().before.ordinary, None, "p9 had no row");
+    assert_eq!(outcomes[0].as_ref().unwrap().after.ordinary.as_ref().unwrap().modification_tag.index, 1);
+}
+
+/// A start that changes nothing (the same instance with the same fields) writes nothing:
+/// before equals after and the row's tag does not move.
+pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
+    db.store.desire_lrps(&[desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
+    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
+    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
+    let before = db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap();
+    let outcomes = db.store.start_actual_lrps(&[start.clone(), start], NOW_NS + 2).await.unwrap();
+    for outcome in outcomes {
+        let change = outcome.unwrap();
+        assert!(!change.changed());
+        assert_eq!(change.after, before);
+    }
+    assert_eq!(db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap(), before);
+}
