@@ -5,10 +5,20 @@
 //! (250,000) actual LRPs over `BENCH_CELLS` (1,000) cells with their desired LRPs, then times:
 //!
 //! - the rep's per-cell fetch: `Store::actual_lrps` filtered by cell, vs. the raw `SELECT`;
-//! - the convergence snapshot: `Store::lrp_convergence_snapshot`, vs. its raw queries.
+//! - the per-cell page: `Store::actual_lrps_page` filtered by cell (what the BBS's ActualLRPs
+//!   answers a cell's rep with), vs. the raw `SELECT`;
+//! - the convergence snapshot: `Store::lrp_convergence_snapshot`, vs. its raw queries;
+//! - the two streamed listings, whole: `Store::actual_lrps_wire_page` and
+//!   `Store::scheduling_infos_wire_page` a batch of 5,000 after another (what StreamActualLRPs
+//!   and StreamDesiredLRPSchedulingInfos read), vs. one raw full scan of the same columns.
 //!
 //! The raw side fetches the same rows into driver rows without building domain values, so the
-//! ratio is what the store adds on top of the database: decoding, validation, allocation.
+//! ratio is what the store adds on top of the database: decoding, validation, allocation. Each
+//! side is reported as the median wall time of a call and as this process's CPU time per call
+//! (the client side's cost, which a CPU-bound BBS under load pays in queueing). The raw side is
+//! measured twice: through sqlx's `Any` driver on the store's own pool (`raw any`), and through
+//! the native driver on a pool of its own (`raw native`, the floor). The convergence snapshot's
+//! raw side is its three statements in one transaction on the store's pool only (both columns).
 //!
 //! Run: `cargo bench -p db --bench store`.
 
@@ -18,7 +28,10 @@ use std::time::{Duration, Instant};
 
 use db::Backend;
 use db::sql::actual_lrps::ActualLrpFilter;
+use db::sql::desired_lrps::DesiredLrpFilter;
+use db::sql::page::{ActualLrpCursor, MAX_BATCH};
 use db::testing::TestDb;
+use futures::TryStreamExt;
 use proto::models::CellId;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -35,7 +48,21 @@ async fn main() {
     let per_lrp = 100usize;
     println!("store benchmark: {actual} actual LRPs over {cells} cells ({per_lrp} instances per desired LRP)");
     println!();
-    println!("{:<9} {:<22} {:>12} {:>12} {:>7}", "backend", "operation", "store", "raw sql", "ratio");
+    println!(
+        "{:<9} {:<24} {:>11} {:>11} {:>11} {:>7} {:>7} | cpu {:>10} {:>10} {:>10} {:>7} {:>7}",
+        "backend",
+        "operation",
+        "store",
+        "raw any",
+        "raw native",
+        "÷ any",
+        "÷ nat",
+        "store",
+        "raw any",
+        "raw native",
+        "÷ any",
+        "÷ nat"
+    );
     let mut ran = Vec::new();
     for backend in Backend::ALL {
         let Some(db) = TestDb::create(backend).await else {
@@ -45,8 +72,12 @@ async fn main() {
         let seed_start = Instant::now();
         seed(&db, actual, cells, per_lrp).await;
         eprintln!("[{}] seeded in {:.1?}", backend.name(), seed_start.elapsed());
-        per_cell_fetch(&db, cells).await;
-        snapshot(&db).await;
+        let native = Native::connect(backend, &db.url).await;
+        per_cell_fetch(&db, &native, cells).await;
+        per_cell_page(&db, &native, cells).await;
+        snapshot(&db, &native).await;
+        streamed_listings(&db, &native).await;
+        native.close().await;
         ran.push(backend.name());
     }
     println!();
@@ -135,35 +166,118 @@ fn cell_of(i: usize, cells: usize) -> usize {
     ((i as u64).wrapping_mul(2_654_435_761) >> 7) as usize % cells
 }
 
-/// Times `f` over `iterations` calls and returns the median duration.
-async fn median<F, Fut>(iterations: usize, mut f: F) -> Duration
+/// One side of a comparison: the median wall time of a call, and this process's CPU time
+/// (user and system, every thread) per call: what the client side costs, which is what a
+/// CPU-bound BBS under load queues behind.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// This process's CPU time so far (`/proc/self/stat`, clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Times `f` over `iterations` calls: the median wall time and the mean CPU time per call.
+async fn median<F, Fut>(iterations: usize, mut f: F) -> Sample
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = usize>,
 {
     let mut samples = Vec::with_capacity(iterations);
+    let cpu_start = process_cpu();
     for i in 0..iterations {
         let start = Instant::now();
         let rows = f(i).await;
         samples.push(start.elapsed());
         assert!(rows > 0, "a benchmark query returned no rows");
     }
+    let cpu = (process_cpu() - cpu_start) / iterations as u32;
     samples.sort();
-    samples[samples.len() / 2]
+    Sample { wall: samples[samples.len() / 2], cpu }
 }
 
-fn report(backend: Backend, operation: &str, ours: Duration, raw: Duration) {
+fn report(backend: Backend, operation: &str, ours: Sample, raw_any: Sample, raw_native: Sample) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
-        "{:<9} {:<22} {:>10.3}ms {:>10.3}ms {:>6.2}x",
+        "{:<9} {:<24} {:>9.3}ms {:>9.3}ms {:>9.3}ms {:>6.2}x {:>6.2}x | cpu {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>6.2}x {:>6.2}x",
         backend.name(),
         operation,
-        ours.as_secs_f64() * 1e3,
-        raw.as_secs_f64() * 1e3,
-        ours.as_secs_f64() / raw.as_secs_f64()
+        ms(ours.wall),
+        ms(raw_any.wall),
+        ms(raw_native.wall),
+        ratio(ours.wall, raw_any.wall),
+        ratio(ours.wall, raw_native.wall),
+        ms(ours.cpu),
+        ms(raw_any.cpu),
+        ms(raw_native.cpu),
+        ratio(ours.cpu, raw_any.cpu),
+        ratio(ours.cpu, raw_native.cpu),
     );
 }
 
-async fn per_cell_fetch(db: &TestDb, cells: usize) {
+/// A pool of the native driver on the benchmark's database, for the raw floor.
+enum Native {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    Mysql(sqlx::MySqlPool),
+}
+
+impl Native {
+    async fn connect(backend: Backend, url: &str) -> Self {
+        match backend {
+            Backend::Sqlite => Self::Sqlite(sqlx::SqlitePool::connect(url).await.expect("native sqlite pool")),
+            Backend::Postgres => Self::Postgres(sqlx::PgPool::connect(url).await.expect("native postgres pool")),
+            Backend::Mysql => Self::Mysql(sqlx::MySqlPool::connect(url).await.expect("native mysql pool")),
+        }
+    }
+
+    /// Runs `sql` (`?` placeholders) with `binds` (text) and counts the rows it streams.
+    async fn count(&self, backend: Backend, sql: &str, binds: &[String]) -> usize {
+        let sql = sqlx::AssertSqlSafe(backend.sql(sql));
+        macro_rules! count {
+            ($pool:expr) => {{
+                let mut q = sqlx::query(sql);
+                for b in binds {
+                    q = q.bind(b.clone());
+                }
+                q.fetch($pool).try_fold(0, |n, _| async move { Ok(n + 1) }).await.expect("raw native query")
+            }};
+        }
+        match self {
+            Self::Sqlite(pool) => count!(pool),
+            Self::Postgres(pool) => count!(pool),
+            Self::Mysql(pool) => count!(pool),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+            Self::Mysql(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Runs `sql` with `binds` on the store's own (`Any`) pool and counts the rows it streams.
+async fn count_any(db: &TestDb, sql: &str, binds: &[String]) -> usize {
+    let mut q = db.store.backend().query(sql);
+    for b in binds {
+        q = q.bind(b.clone());
+    }
+    q.fetch(db.store.pool()).try_fold(0, |n, _| async move { Ok(n + 1) }).await.expect("raw any query")
+}
+
+async fn per_cell_fetch(db: &TestDb, native: &Native, cells: usize) {
     let backend = db.store.backend();
     let iterations = 200;
     let cell = |i: usize| format!("cell-{:04}", (i * 7919) % cells);
@@ -173,20 +287,85 @@ async fn per_cell_fetch(db: &TestDb, cells: usize) {
         .actual_lrps(&ActualLrpFilter { cell_id: Some(CellId::parse(cell(0)).unwrap()), ..Default::default() })
         .await;
     let raw_sql = db::sql::actual_lrps::SELECT_BY_CELL_SQL;
-    let raw = median(iterations, |i| {
-        let q = backend.query(raw_sql).bind(cell(i));
-        async move { q.fetch_all(db.store.pool()).await.expect("raw per-cell fetch").len() }
-    })
-    .await;
+    let raw_any = median(iterations, |i| async move { count_any(db, raw_sql, &[cell(i)]).await }).await;
+    let raw_native = median(iterations, |i| async move { native.count(backend, raw_sql, &[cell(i)]).await }).await;
     let ours = median(iterations, |i| {
         let filter = ActualLrpFilter { cell_id: Some(CellId::parse(cell(i)).unwrap()), ..Default::default() };
         async move { db.store.actual_lrps(&filter).await.expect("per-cell fetch").len() }
     })
     .await;
-    report(backend, "per-cell actual LRPs", ours, raw);
+    report(backend, "per-cell actual LRPs", ours, raw_any, raw_native);
 }
 
-async fn snapshot(db: &TestDb) {
+/// The per-cell page the BBS's ActualLRPs reads for a rep: one batch of up to 5,000 rows.
+async fn per_cell_page(db: &TestDb, native: &Native, cells: usize) {
+    let backend = db.store.backend();
+    let iterations = 200;
+    let cell = |i: usize| format!("cell-{:04}", (i * 7919 + 13) % cells);
+    let raw_sql =
+        format!("{} ORDER BY process_guid, instance_index, presence", db::sql::actual_lrps::SELECT_BY_CELL_SQL);
+    let raw_sql = raw_sql.as_str();
+    let raw_any = median(iterations, |i| async move { count_any(db, raw_sql, &[cell(i)]).await }).await;
+    let raw_native = median(iterations, |i| async move { native.count(backend, raw_sql, &[cell(i)]).await }).await;
+    let ours = median(iterations, |i| {
+        let filter = ActualLrpFilter { cell_id: Some(CellId::parse(cell(i)).unwrap()), ..Default::default() };
+        async move { db.store.actual_lrps_page(&filter, None, MAX_BATCH).await.expect("per-cell page").items.len() }
+    })
+    .await;
+    report(backend, "per-cell page", ours, raw_any, raw_native);
+}
+
+/// The scheduling columns the streamed listing reads.
+const SCHEDULING_COLUMNS: &str = "process_guid, domain, log_guid, annotation, instances, memory_mb, disk_mb, \
+     max_pids, rootfs, routes, volume_placement, placement_tags, modification_tag_epoch, \
+     modification_tag_index, update_strategy";
+
+/// StreamActualLRPs and StreamDesiredLRPSchedulingInfos, whole, in batches of [`MAX_BATCH`],
+/// against one raw scan of the same columns.
+async fn streamed_listings(db: &TestDb, native: &Native) {
+    let backend = db.store.backend();
+    let iterations = 9;
+    let select_by_cell = db::sql::actual_lrps::SELECT_BY_CELL_SQL;
+    let actual_sql = select_by_cell.strip_suffix(" WHERE cell_id = ?").expect("the per-cell statement's shape");
+    let raw_any = median(iterations, |_| count_any(db, actual_sql, &[])).await;
+    let raw_native = median(iterations, |_| native.count(backend, actual_sql, &[])).await;
+    let ours = median(iterations, |_| async {
+        let filter = ActualLrpFilter::default();
+        let (mut after, mut n) = (None::<ActualLrpCursor>, 0);
+        loop {
+            let page = db.store.actual_lrps_wire_page(&filter, after.as_ref(), MAX_BATCH).await.expect("wire page");
+            n += page.items.len();
+            match page.resume_after {
+                Some(next) => after = Some(next),
+                None => break n,
+            }
+        }
+    })
+    .await;
+    report(backend, "stream actual LRPs", ours, raw_any, raw_native);
+
+    let desired_sql = format!("SELECT {SCHEDULING_COLUMNS} FROM desired_lrps");
+    let desired_sql = desired_sql.as_str();
+    let raw_any = median(iterations, |_| count_any(db, desired_sql, &[])).await;
+    let raw_native = median(iterations, |_| native.count(backend, desired_sql, &[])).await;
+    let ours = median(iterations, |_| async {
+        let filter = DesiredLrpFilter::default();
+        let (mut after, mut n) = (None::<String>, 0);
+        loop {
+            let page =
+                db.store.scheduling_infos_wire_page(&filter, after.as_deref(), MAX_BATCH).await.expect("wire page");
+            n += page.items.len();
+            match page.resume_after {
+                Some(next) => after = Some(next),
+                None => break n,
+            }
+        }
+    })
+    .await;
+    report(backend, "stream scheduling infos", ours, raw_any, raw_native);
+}
+
+async fn snapshot(db: &TestDb, _native: &Native) {
     let backend = db.store.backend();
     let iterations = 5;
     // The same three statements in one transaction; only the domain query takes `now`.
@@ -207,5 +386,5 @@ async fn snapshot(db: &TestDb) {
         snap.desired.len() + snap.actual.len()
     })
     .await;
-    report(backend, "convergence snapshot", ours, raw);
+    report(backend, "convergence snapshot", ours, raw, raw);
 }

@@ -29,6 +29,7 @@ use sqlx::{AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
 use tokio::sync::{Notify, watch};
 
 use crate::error::{SqlClass, classify};
+use crate::store::reads::Native;
 use crate::targets::Targets;
 
 /// Gauge: 1 while the store can reach its database, 0 while it is known to be unreachable.
@@ -110,7 +111,7 @@ impl Health {
         })
     }
 
-    fn set_down(&self, reason: &str) {
+    pub(crate) fn set_down(&self, reason: &str) {
         let since = self.suspect_since.lock().ok().and_then(|s| *s).unwrap_or_else(wall_clock_now);
         let changed = self.down.send_if_modified(|down| {
             if down.is_some() {
@@ -203,6 +204,8 @@ async fn probe_loop(health: Weak<Health>, targets: Arc<Targets>, options: ProbeO
 #[derive(Debug, Clone)]
 pub(crate) struct Pool {
     inner: AnyPool,
+    /// The native pool the hot listings read from ([`crate::store::reads`]), gated the same way.
+    native: Native,
     /// `None`: in-memory SQLite, which cannot become unreachable.
     health: Option<Arc<Health>>,
     /// Whether operations fail at once while the database is down. The leader's own lease
@@ -222,7 +225,23 @@ impl Deref for Pool {
 impl Pool {
     /// `inner`, gated by `health`.
     pub(crate) fn new(inner: AnyPool, health: Option<Arc<Health>>) -> Self {
-        Self { inner, health, gate: true }
+        Self { inner, native: Native::None, health, gate: true }
+    }
+
+    /// This pool with `native` for the hot listings' reads.
+    pub(crate) fn with_native(self, native: Native) -> Self {
+        Self { native, ..self }
+    }
+
+    /// The native read pool.
+    pub(crate) fn native(&self) -> &Native {
+        &self.native
+    }
+
+    /// Closes the `Any` pool and the native one.
+    pub(crate) async fn close(&self) {
+        self.native.close().await;
+        self.inner.close().await;
     }
 
     /// The shared health, if gated.
@@ -232,7 +251,7 @@ impl Pool {
 
     /// The same pool, never gated: its operations always try the database.
     pub(crate) fn ungated(&self) -> Self {
-        Self { inner: self.inner.clone(), health: self.health.clone(), gate: false }
+        Self { gate: false, ..self.clone() }
     }
 
     /// The health that gates this pool, if it is gated.
@@ -246,6 +265,26 @@ impl Pool {
         statement: impl SqlSafeStr,
     ) -> Result<Transaction<'static, Any>, sqlx::Error> {
         gated(self.gate(), self.inner.begin_with(statement)).await
+    }
+
+    /// `inner`, a result stream of this database, gated like this pool's own statements: it
+    /// fails at once while the database is down and ends with the unreachable error as soon as
+    /// it goes down; failures, or no first result within [`SUSPECT_AFTER`], wake the probe.
+    pub(crate) fn gate_stream<'e, T: 'e>(
+        &self,
+        inner: BoxStream<'e, Result<T, sqlx::Error>>,
+    ) -> BoxStream<'e, Result<T, sqlx::Error>> {
+        let Some(health) = self.gate() else { return inner };
+        if let Err(e) = health.check() {
+            return Box::pin(futures::stream::once(async move { Err(e) }));
+        }
+        Box::pin(GatedStream {
+            down: health.went_down(),
+            slow: Some(Box::pin(tokio::time::sleep(SUSPECT_AFTER))),
+            health,
+            inner,
+            done: false,
+        })
     }
 }
 
@@ -285,17 +324,7 @@ impl<'p> Executor<'p> for &'_ Pool {
         'p: 'e,
         E: 'q + Execute<'q, Any>,
     {
-        let Some(health) = self.gate() else { return (&self.inner).fetch_many(query) };
-        if let Err(e) = health.check() {
-            return Box::pin(futures::stream::once(async move { Err(e) }));
-        }
-        Box::pin(GatedStream {
-            down: health.went_down(),
-            slow: Some(Box::pin(tokio::time::sleep(SUSPECT_AFTER))),
-            health,
-            inner: (&self.inner).fetch_many(query),
-            done: false,
-        })
+        self.gate_stream((&self.inner).fetch_many(query))
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>

@@ -25,12 +25,15 @@ use crate::health::{Health, Pool, ProbeOptions};
 use crate::targets::Targets;
 use crate::{Backend, Error, Keyring, Result, migrate};
 use pool::{is_in_memory, pool_options};
+use reads::Native;
 
 /// How the store connects.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Largest number of pooled connections (SQLite file databases use this too; in-memory
-    /// SQLite always uses one).
+    /// SQLite always uses one). A PostgreSQL or MySQL store on a single-server URL keeps a
+    /// second pool of at most this many for the hot listings' reads ([`reads`]), opened as
+    /// they are needed, so it may hold twice this many connections to the server.
     pub max_connections: u32,
     /// How long to wait for a pooled connection.
     pub acquire_timeout: Duration,
@@ -251,8 +254,14 @@ impl Store {
             targets.clone(),
             ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout },
         );
+        // The hot listings' native read pool: single-server URLs only (see `reads`).
+        let native = match targets.len() == 1 && targets.attrs() == crate::targets::SessionAttrs::Any {
+            true => Native::lazy(backend, &targets.current()?, &options)
+                .map_err(|source| Error::Unavailable { op: "connect", source })?,
+            false => Native::None,
+        };
         Ok(Self {
-            pool: Pool::new(pool, Some(health)),
+            pool: Pool::new(pool, Some(health)).with_native(native),
             backend,
             fence: None,
             group: Arc::new(crate::group_commit::GroupCommit::new(lanes(backend, &options))),
@@ -338,7 +347,7 @@ impl Store {
             .map_err(|e| Error::from_sqlx("read database clock", "clock", "now", e))
     }
 
-    /// Closes the pool.
+    /// Closes the pools (the native read pool too).
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -504,5 +513,6 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
 }
 
 mod pool;
+pub(crate) mod reads;
 #[cfg(test)]
 mod tests;

@@ -1,23 +1,22 @@
 //! The paged actual-LRP listing ([`crate::sql::page`]): a batch of rows after a primary key
 //! (process guid, index, presence), in that order, as domain values
 //! ([`Store::actual_lrps_page`]) or straight as wire messages ([`Store::actual_lrps_wire_page`],
-//! what the streamed listing sends). Rows are decoded as the statement yields them.
+//! what the streamed listing sends). Rows are decoded as the statement yields them, from the
+//! native driver's rows where the store has a native read pool ([`crate::store::reads`]).
 
 use std::collections::HashMap;
 
-use futures::TryStreamExt;
 use proto::models::{
     ActualLrp, ActualLrpState, CellId, DomainName, InstanceGuid, Presence, ProcessGuid, ValidationError,
 };
 use proto::pb::models::v1 as pb;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::ActualLrpFilter;
-use super::row::{COLUMNS, WHAT, decode};
+use super::row::{COLUMNS, Reader, RowKey, WHAT, corrupt, decode};
 use crate::backend::placeholders;
 use crate::codec::{decode_json, decode_proto};
 use crate::sql::page::{ActualLrpCursor, Page, after_bind_counts, after_condition, batch_limit};
+use crate::store::reads::{AnyColumns, Bind, Columns};
 use crate::{Error, Result, Store};
 
 /// Most process guids a paged listing binds: one statement carries the whole filter, so the
@@ -59,7 +58,7 @@ impl Store {
         filter: &ActualLrpFilter,
         after: Option<&ActualLrpCursor>,
         limit: usize,
-        decode: impl Fn(&AnyRow) -> Result<T>,
+        decode: impl Fn(&AnyColumns) -> Result<T>,
     ) -> Result<Page<T, ActualLrpCursor>> {
         let mut guids: Vec<&str> = filter.process_guids.iter().map(|g| g.as_str()).collect();
         guids.sort_unstable();
@@ -96,95 +95,69 @@ impl Store {
         }
         sql.push_str(" ORDER BY process_guid, instance_index, presence LIMIT ?");
 
-        let mut stmt = self.backend.query(&sql);
+        let mut binds = Vec::new();
         if let Some(domain) = &filter.domain {
-            stmt = stmt.bind(domain.as_str().to_owned());
+            binds.push(Bind::Text(domain.as_str().to_owned()));
         }
         if let Some(cell_id) = &filter.cell_id {
-            stmt = stmt.bind(cell_id.as_str().to_owned());
+            binds.push(Bind::Text(cell_id.as_str().to_owned()));
         }
         if let Some(guid) = &filter.process_guid {
-            stmt = stmt.bind(guid.as_str().to_owned());
+            binds.push(Bind::Text(guid.as_str().to_owned()));
         }
         if let Some(index) = filter.index {
-            stmt = stmt.bind(i64::from(index));
+            binds.push(Bind::Int(i64::from(index)));
         }
-        for guid in &guids {
-            stmt = stmt.bind((*guid).to_owned());
-        }
+        binds.extend(guids.iter().map(|guid| Bind::Text((*guid).to_owned())));
         if let Some(after) = after {
             let counts = after_bind_counts(self.backend, KEY.len());
-            for _ in 0..counts[0] {
-                stmt = stmt.bind(after.process_guid.clone());
-            }
-            for _ in 0..counts[1] {
-                stmt = stmt.bind(after.index);
-            }
-            for _ in 0..counts[2] {
-                stmt = stmt.bind(after.presence);
-            }
+            binds.extend(std::iter::repeat_n(Bind::Text(after.process_guid.clone()), counts[0]));
+            binds.extend(std::iter::repeat_n(Bind::Int(after.index), counts[1]));
+            binds.extend(std::iter::repeat_n(Bind::Int(after.presence), counts[2]));
         }
         let limit = batch_limit(limit);
-        let mut rows = stmt.bind(limit).fetch(&self.pool);
+        binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        while let Some(row) = rows.try_next().await.map_err(|e| Error::from_sqlx(op, WHAT, "page", e))? {
+        self.read_rows(&sql, binds, |row| {
             read += 1;
             if read == limit {
                 last = Some(ActualLrpCursor {
-                    process_guid: row.try_get(0).map_err(|e| Error::from_sqlx(op, WHAT, "page", e))?,
-                    index: row.try_get(1).map_err(|e| Error::from_sqlx(op, WHAT, "page", e))?,
-                    presence: row.try_get(2).map_err(|e| Error::from_sqlx(op, WHAT, "page", e))?,
+                    process_guid: row.text(0)?.to_owned(),
+                    index: row.int(1)?,
+                    presence: row.int(2)?,
                 });
             }
-            match decode(&row) {
+            match decode(row) {
                 Ok(lrp) => items.push(lrp),
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable actual lrp"),
             }
-        }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::from_sqlx(op, WHAT, "page", e))?;
         Ok(Page { items, resume_after: if read == limit { last } else { None } })
-    }
-}
-
-/// Column `i` of a [`COLUMNS`] row, borrowed where the type allows, or [`Error::Corrupt`].
-fn at<'r, T>(row: &'r AnyRow, i: usize, key: &dyn std::fmt::Display) -> Result<T>
-where
-    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get::<T, usize>(i).map_err(|e| corrupt(key, format_args!("column {i}: {e}")))
-}
-
-fn corrupt(key: &dyn std::fmt::Display, reason: impl std::fmt::Display) -> Error {
-    Error::Corrupt { what: WHAT, key: key.to_string(), reason: reason.to_string() }
-}
-
-/// A row's primary key as errors name it, formatted only when one is.
-struct RowKey<'a>(&'a str, i64, i64);
-
-impl std::fmt::Display for RowKey<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} index {} presence {}", self.0, self.1, self.2)
     }
 }
 
 /// A row of [`COLUMNS`] as its wire message, with the checks of `row::decode` (names, ranges,
 /// known enums, the instance key's two halves set together, a known preferred address).
-fn decode_wire(row: &AnyRow) -> Result<pb::ActualLrp> {
-    let guid: &str = at(row, 0, &"?")?;
-    let index: i64 = at(row, 1, &guid)?;
-    let presence: i64 = at(row, 2, &guid)?;
+fn decode_wire<R: Columns + ?Sized>(row: &R) -> Result<pb::ActualLrp> {
+    let guid = Reader::new(row, &"?").text(0)?;
+    let index = Reader::new(row, &guid).int(1)?;
+    let presence = Reader::new(row, &guid).int(2)?;
     let key = RowKey(guid, index, presence);
-    let key = &key;
-    let bad = |reason: &dyn std::fmt::Display| corrupt(key, reason);
+    let bad = |reason: &dyn std::fmt::Display| corrupt(&key, reason);
+    let at = Reader::new(row, &key);
 
     let process_guid = ProcessGuid::parse(guid).map_err(|e| bad(&e))?.into_string();
     let index = i32::try_from(index).map_err(|_| bad(&"instance_index is out of range"))?;
     let presence =
         i32::try_from(presence).ok().and_then(Presence::from_i32).ok_or_else(|| bad(&"unknown presence"))?.as_i32();
-    let domain = DomainName::parse(at::<&str>(row, 3, key)?).map_err(|e| bad(&e))?.into_string();
-    let state_text: &str = at(row, 4, key)?;
+    let domain = DomainName::parse(at.text(3)?).map_err(|e| bad(&e))?.into_string();
+    let state_text = at.text(4)?;
     let state = ActualLrpState::parse(state_text).ok_or_else(|| bad(&format_args!("unknown state {state_text:?}")))?;
-    let instance_guid: &str = at(row, 5, key)?;
-    let cell_id: &str = at(row, 6, key)?;
+    let instance_guid = at.text(5)?;
+    let cell_id = at.text(6)?;
     let instance_key = match (instance_guid.is_empty(), cell_id.is_empty()) {
         (true, true) => None,
         (false, false) => Some(pb::ActualLrpInstanceKey {
@@ -193,8 +166,8 @@ fn decode_wire(row: &AnyRow) -> Result<pb::ActualLrp> {
         }),
         _ => return Err(bad(&"instance_guid and cell_id must be both set or both empty")),
     };
-    let crash_count = i32::try_from(at::<i64>(row, 8, key)?).map_err(|_| bad(&"crash_count is out of range"))?;
-    let net_blob: &[u8] = at(row, 11, key)?;
+    let crash_count = i32::try_from(at.int(8)?).map_err(|_| bad(&"crash_count is out of range"))?;
+    let net_blob = at.blob(11)?;
     let net_info = if net_blob.is_empty() {
         None
     } else {
@@ -204,40 +177,36 @@ fn decode_wire(row: &AnyRow) -> Result<pb::ActualLrp> {
         }
         Some(net)
     };
-    let routes_blob: &[u8] = at(row, 12, key)?;
+    let routes_blob = at.blob(12)?;
     let internal_routes: Vec<String> = if routes_blob.is_empty() {
         Vec::new()
     } else {
         decode_json(routes_blob).map_err(|e| bad(&format_args!("internal_routes: {e}")))?
     };
-    let tags_blob: &[u8] = at(row, 13, key)?;
+    let tags_blob = at.blob(13)?;
     let metric_tags: HashMap<String, String> = if tags_blob.is_empty() {
         HashMap::new()
     } else {
         decode_json(tags_blob).map_err(|e| bad(&format_args!("metric_tags: {e}")))?
     };
-    let modification_index =
-        u32::try_from(at::<i64>(row, 17, key)?).map_err(|_| bad(&"modification_tag_index is out of range"))?;
+    let modification_index = u32::try_from(at.int(17)?).map_err(|_| bad(&"modification_tag_index is out of range"))?;
     Ok(pb::ActualLrp {
         actual_lrp_key: Some(pb::ActualLrpKey { process_guid, index, domain }),
         actual_lrp_instance_key: instance_key,
         actual_lrp_net_info: net_info,
         crash_count,
-        crash_reason: at::<&str>(row, 9, key)?.to_owned(),
+        crash_reason: at.text(9)?.to_owned(),
         state: pb::ActualLrpState::from(state) as i32,
-        placement_error: at::<&str>(row, 7, key)?.to_owned(),
-        since: at(row, 10, key)?,
-        modification_tag: Some(pb::ModificationTag {
-            epoch: at::<&str>(row, 16, key)?.to_owned(),
-            index: modification_index,
-        }),
+        placement_error: at.text(7)?.to_owned(),
+        since: at.int(10)?,
+        modification_tag: Some(pb::ModificationTag { epoch: at.text(16)?.to_owned(), index: modification_index }),
         presence,
         actual_lrp_internal_routes: internal_routes
             .into_iter()
             .map(|hostname| pb::ActualLrpInternalRoute { hostname })
             .collect(),
         metric_tags,
-        routable: Some(at::<i64>(row, 14, key)? != 0),
-        availability_zone: at::<&str>(row, 15, key)?.to_owned(),
+        routable: Some(at.int(14)? != 0),
+        availability_zone: at.text(15)?.to_owned(),
     })
 }

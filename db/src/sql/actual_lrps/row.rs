@@ -15,11 +15,11 @@ use proto::models::{
     NetInfo, Presence, ProcessGuid,
 };
 use proto::pb::models::v1 as pb;
-use sqlx::any::{Any, AnyArguments, AnyRow};
+use sqlx::any::{Any, AnyArguments};
 use sqlx::query::Query;
-use sqlx::{Decode, Row, Type};
 
 use crate::codec::{decode_json, decode_proto, encode_json, encode_proto};
+use crate::store::reads::Columns;
 use crate::{Error, Result};
 
 /// What errors call these records.
@@ -53,36 +53,70 @@ pub(crate) type Stmt = Query<'static, Any, AnyArguments>;
 
 pub(crate) use proto::lifecycle::actual_lrp::rows::row_key;
 
-fn corrupt(key: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Corrupt { what: WHAT, key: key.to_owned(), reason: reason.to_string() }
+pub(super) fn corrupt(key: &dyn std::fmt::Display, reason: impl std::fmt::Display) -> Error {
+    Error::Corrupt { what: WHAT, key: key.to_string(), reason: reason.to_string() }
 }
 
-/// Column `i` of `row`, or [`Error::Corrupt`] naming `key`.
-fn column<'r, T>(row: &'r AnyRow, i: usize, key: &str) -> Result<T>
-where
-    T: Decode<'r, Any> + Type<Any>,
-{
-    row.try_get::<T, usize>(i).map_err(|e| corrupt(key, format_args!("column {i}: {e}")))
+/// A row's primary key as errors name it, formatted only when one is.
+pub(super) struct RowKey<'a>(pub(super) &'a str, pub(super) i64, pub(super) i64);
+
+impl std::fmt::Display for RowKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} index {} presence {}", self.0, self.1, self.2)
+    }
 }
 
-/// Decodes a row selected with [`COLUMNS`]; anything that does not parse is
-/// [`Error::Corrupt`].
-pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
-    let guid: String = column(row, 0, "?")?;
-    let raw_index: i64 = column(row, 1, &guid)?;
-    let raw_presence: i64 = column(row, 2, &guid)?;
-    let key = format!("{guid} index {raw_index} presence {raw_presence}");
+/// Reads the columns of one row (text and blobs borrowed from it); a column that does not
+/// decode is [`Error::Corrupt`] naming `key`.
+pub(super) struct Reader<'r, R: ?Sized> {
+    row: &'r R,
+    key: &'r dyn std::fmt::Display,
+}
+
+impl<'r, R: Columns + ?Sized> Reader<'r, R> {
+    pub(super) fn new(row: &'r R, key: &'r dyn std::fmt::Display) -> Self {
+        Self { row, key }
+    }
+
+    fn error(&self, i: usize, e: sqlx::Error) -> Error {
+        corrupt(self.key, format_args!("column {i}: {e}"))
+    }
+
+    /// Text column `i`.
+    pub(super) fn text(&self, i: usize) -> Result<&'r str> {
+        self.row.text(i).map_err(|e| self.error(i, e))
+    }
+
+    /// Blob column `i`.
+    pub(super) fn blob(&self, i: usize) -> Result<&'r [u8]> {
+        self.row.blob(i).map_err(|e| self.error(i, e))
+    }
+
+    /// Integer column `i`.
+    pub(super) fn int(&self, i: usize) -> Result<i64> {
+        self.row.int(i).map_err(|e| self.error(i, e))
+    }
+}
+
+/// Decodes a row selected with [`COLUMNS`], from any driver's row; anything that does not parse
+/// is [`Error::Corrupt`].
+pub(crate) fn decode<R: Columns + ?Sized>(row: &R) -> Result<ActualLrp> {
+    let guid = Reader::new(row, &"?").text(0)?;
+    let raw_index = Reader::new(row, &guid).int(1)?;
+    let raw_presence = Reader::new(row, &guid).int(2)?;
+    let key = RowKey(guid, raw_index, raw_presence);
     let bad = |reason: &dyn std::fmt::Display| corrupt(&key, reason);
+    let at = Reader::new(row, &key);
 
-    let process_guid = ProcessGuid::parse(guid.as_str()).map_err(|e| bad(&e))?;
+    let process_guid = ProcessGuid::parse(guid).map_err(|e| bad(&e))?;
     let index = i32::try_from(raw_index).map_err(|_| bad(&"instance_index is out of range"))?;
     let presence =
         i32::try_from(raw_presence).ok().and_then(Presence::from_i32).ok_or_else(|| bad(&"unknown presence"))?;
-    let domain = DomainName::parse(column::<String>(row, 3, &key)?).map_err(|e| bad(&e))?;
-    let state_text: String = column(row, 4, &key)?;
-    let state = ActualLrpState::parse(&state_text).ok_or_else(|| bad(&format_args!("unknown state {state_text:?}")))?;
-    let instance_guid: String = column(row, 5, &key)?;
-    let cell_id: String = column(row, 6, &key)?;
+    let domain = DomainName::parse(at.text(3)?).map_err(|e| bad(&e))?;
+    let state_text = at.text(4)?;
+    let state = ActualLrpState::parse(state_text).ok_or_else(|| bad(&format_args!("unknown state {state_text:?}")))?;
+    let instance_guid = at.text(5)?;
+    let cell_id = at.text(6)?;
     let instance_key = match (instance_guid.is_empty(), cell_id.is_empty()) {
         (true, true) => None,
         (false, false) => Some(ActualLrpInstanceKey {
@@ -93,34 +127,33 @@ pub(crate) fn decode(row: &AnyRow) -> Result<ActualLrp> {
             return Err(bad(&"instance_guid and cell_id must be both set or both empty"));
         }
     };
-    let placement_error: String = column(row, 7, &key)?;
-    let crash_count = i32::try_from(column::<i64>(row, 8, &key)?).map_err(|_| bad(&"crash_count is out of range"))?;
-    let crash_reason: String = column(row, 9, &key)?;
-    let since: i64 = column(row, 10, &key)?;
-    let net_blob: Vec<u8> = column(row, 11, &key)?;
+    let placement_error = at.text(7)?.to_owned();
+    let crash_count = i32::try_from(at.int(8)?).map_err(|_| bad(&"crash_count is out of range"))?;
+    let crash_reason = at.text(9)?.to_owned();
+    let since = at.int(10)?;
+    let net_blob = at.blob(11)?;
     let net_info = if net_blob.is_empty() {
         None
     } else {
-        let wire: pb::ActualLrpNetInfo = decode_proto(&net_blob).map_err(|e| bad(&format_args!("net_info: {e}")))?;
+        let wire: pb::ActualLrpNetInfo = decode_proto(net_blob).map_err(|e| bad(&format_args!("net_info: {e}")))?;
         Some(NetInfo::try_from(wire).map_err(|e| bad(&format_args!("net_info: {e}")))?)
     };
-    let routes_blob: Vec<u8> = column(row, 12, &key)?;
+    let routes_blob = at.blob(12)?;
     let internal_routes: Vec<String> = if routes_blob.is_empty() {
         Vec::new()
     } else {
-        decode_json(&routes_blob).map_err(|e| bad(&format_args!("internal_routes: {e}")))?
+        decode_json(routes_blob).map_err(|e| bad(&format_args!("internal_routes: {e}")))?
     };
-    let tags_blob: Vec<u8> = column(row, 13, &key)?;
+    let tags_blob = at.blob(13)?;
     let metric_tags: BTreeMap<String, String> = if tags_blob.is_empty() {
         BTreeMap::new()
     } else {
-        decode_json(&tags_blob).map_err(|e| bad(&format_args!("metric_tags: {e}")))?
+        decode_json(tags_blob).map_err(|e| bad(&format_args!("metric_tags: {e}")))?
     };
-    let routable = column::<i64>(row, 14, &key)? != 0;
-    let availability_zone: String = column(row, 15, &key)?;
-    let epoch: String = column(row, 16, &key)?;
-    let tag_index =
-        u32::try_from(column::<i64>(row, 17, &key)?).map_err(|_| bad(&"modification_tag_index is out of range"))?;
+    let routable = at.int(14)? != 0;
+    let availability_zone = at.text(15)?.to_owned();
+    let epoch = at.text(16)?.to_owned();
+    let tag_index = u32::try_from(at.int(17)?).map_err(|_| bad(&"modification_tag_index is out of range"))?;
     Ok(ActualLrp {
         key: ActualLrpKey { process_guid, index, domain },
         instance_key,

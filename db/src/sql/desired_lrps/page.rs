@@ -2,22 +2,21 @@
 //! scheduling infos, routing infos) a batch at a time, after a process guid, plus the wire form
 //! of the scheduling view ([`Store::scheduling_infos_wire_page`]) that the streamed listing
 //! sends as it is read. Each batch is one statement whose rows are decoded as they arrive
-//! (`fetch`, not `fetch_all`), so no batch of raw rows is held beside its decoded items.
+//! (`fetch`, not `fetch_all`), so no batch of raw rows is held beside its decoded items, from
+//! the native driver's rows where the store has a native read pool ([`crate::store::reads`]).
 
 use std::collections::{BTreeMap, HashMap};
 
-use futures::TryStreamExt;
 use proto::models::{
     DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, UpdateStrategy, ValidationError,
 };
 use proto::pb::models::v1 as pb;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::rows::{decode_desired, decode_routing, decode_scheduling};
+use super::rows::{blob, decode_desired, decode_routing, decode_scheduling, int, text};
 use super::{DesiredLrpFilter, SCHEDULING_COLUMNS, filter_clause};
 use crate::codec::decode_json;
 use crate::sql::page::{Page, after_condition, batch_limit};
+use crate::store::reads::{AnyColumns, Bind, Columns};
 use crate::{Error, Result, Store};
 
 /// Most process guids plus app guids a paged listing binds: one statement carries the whole
@@ -35,7 +34,7 @@ impl Store {
         limit: usize,
     ) -> Result<Page<DesiredLrp, String>> {
         let columns = format!("{SCHEDULING_COLUMNS}, metric_tags, run_info");
-        let decode = |row: &AnyRow| decode_desired(self.keys(), row);
+        let decode = |row: &AnyColumns| decode_desired(self.keys(), row);
         self.page_desired("page desired lrps", &columns, filter, after, limit, decode).await
     }
 
@@ -80,7 +79,7 @@ impl Store {
         filter: &DesiredLrpFilter,
         after: Option<&str>,
         limit: usize,
-        decode: impl Fn(&AnyRow) -> std::result::Result<T, String>,
+        decode: impl Fn(&AnyColumns) -> std::result::Result<T, String>,
     ) -> Result<Page<T, String>> {
         if filter.process_guids.len() + filter.app_guids.len() > MAX_PAGED_GUIDS {
             return Err(Error::Invalid(ValidationError::new(
@@ -95,66 +94,29 @@ impl Store {
             sql.push_str(&after_condition(self.backend, &["process_guid"]));
         }
         sql.push_str(" ORDER BY process_guid LIMIT ?");
-        let mut query = self.backend.query(&sql);
-        for bind in binds {
-            query = query.bind(bind);
-        }
+        let mut binds: Vec<Bind> = binds.into_iter().map(Bind::Text).collect();
         if let Some(after) = after {
-            query = query.bind(after.to_owned());
+            binds.push(Bind::Text(after.to_owned()));
         }
         let limit = batch_limit(limit);
-        let sql_error = |e| Error::from_sqlx(op, "desired lrp", after.unwrap_or("*"), e);
-        let mut rows = query.bind(limit).fetch(&self.pool);
+        binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        while let Some(row) = rows.try_next().await.map_err(sql_error)? {
+        self.read_rows(&sql, binds, |row| {
             read += 1;
-            let guid = row.try_get::<&str, _>("process_guid").map_err(sql_error)?;
+            let guid = row.text(0)?;
             if read == limit {
                 last = Some(guid.to_owned());
             }
-            match decode(&row) {
+            match decode(row) {
                 Ok(value) => items.push(value),
                 Err(reason) => tracing::warn!(process_guid = %guid, reason, "skipping corrupt desired lrp row"),
             }
-        }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::from_sqlx(op, "desired lrp", after.unwrap_or("*"), e))?;
         Ok(Page { items, resume_after: if read == limit { last } else { None } })
     }
-}
-
-/// The columns of [`SCHEDULING_COLUMNS`] in their order, which [`scheduling_wire`] reads by
-/// position (a test keeps the two in step).
-const WIRE_COLUMNS: [&str; 15] = [
-    "process_guid",
-    "domain",
-    "log_guid",
-    "annotation",
-    "instances",
-    "memory_mb",
-    "disk_mb",
-    "max_pids",
-    "rootfs",
-    "routes",
-    "volume_placement",
-    "placement_tags",
-    "modification_tag_epoch",
-    "modification_tag_index",
-    "update_strategy",
-];
-
-/// Text column `i`, borrowed from the row.
-fn text_at(row: &AnyRow, i: usize) -> std::result::Result<&str, String> {
-    row.try_get::<&str, _>(i).map_err(|e| format!("column {}: {e}", WIRE_COLUMNS[i]))
-}
-
-/// Blob column `i`, borrowed from the row.
-fn blob_at(row: &AnyRow, i: usize) -> std::result::Result<&[u8], String> {
-    row.try_get::<&[u8], _>(i).map_err(|e| format!("column {}: {e}", WIRE_COLUMNS[i]))
-}
-
-/// Integer column `i`, which must fit `T`.
-fn int_at<T: TryFrom<i64>>(row: &AnyRow, i: usize) -> std::result::Result<T, String> {
-    let value = row.try_get::<i64, _>(i).map_err(|e| format!("column {}: {e}", WIRE_COLUMNS[i]))?;
-    T::try_from(value).map_err(|_| format!("column {}: {value} is out of range", WIRE_COLUMNS[i]))
 }
 
 /// One route value as `rows::encode_routes` stores it: UTF-8 bytes as a JSON string, anything
@@ -186,28 +148,28 @@ fn routes_wire(blob: &[u8]) -> std::result::Result<HashMap<String, Vec<u8>>, Str
 
 /// A row of [`SCHEDULING_COLUMNS`] as its wire message, with the checks of
 /// `rows::decode_scheduling` (guid and domain syntax, integer ranges, a known update strategy).
-fn scheduling_wire(row: &AnyRow) -> std::result::Result<pb::DesiredLrpSchedulingInfo, String> {
-    let process_guid = ProcessGuid::parse(text_at(row, 0)?).map_err(|e| e.to_string())?.into_string();
-    let domain = DomainName::parse(text_at(row, 1)?).map_err(|e| e.to_string())?.into_string();
-    let update_strategy = int_at::<i32>(row, 14)?;
+fn scheduling_wire<R: Columns + ?Sized>(row: &R) -> std::result::Result<pb::DesiredLrpSchedulingInfo, String> {
+    let process_guid = ProcessGuid::parse(text(row, 0)?).map_err(|e| e.to_string())?.into_string();
+    let domain = DomainName::parse(text(row, 1)?).map_err(|e| e.to_string())?.into_string();
+    let update_strategy = int::<i32, _>(row, 14)?;
     if UpdateStrategy::from_i32(update_strategy).is_none() {
         return Err(format!("unknown update_strategy {update_strategy}"));
     }
-    let driver_names: Vec<String> = decode_json(blob_at(row, 10)?).map_err(|e| format!("volume_placement: {e}"))?;
+    let driver_names: Vec<String> = decode_json(blob(row, 10)?).map_err(|e| format!("volume_placement: {e}"))?;
     let placement_tags: Vec<String> =
-        serde_json::from_str(text_at(row, 11)?).map_err(|e| format!("placement_tags: {e}"))?;
+        serde_json::from_str(text(row, 11)?).map_err(|e| format!("placement_tags: {e}"))?;
     Ok(pb::DesiredLrpSchedulingInfo {
-        desired_lrp_key: Some(pb::DesiredLrpKey { process_guid, domain, log_guid: text_at(row, 2)?.to_owned() }),
-        annotation: text_at(row, 3)?.to_owned(),
-        instances: int_at(row, 4)?,
+        desired_lrp_key: Some(pb::DesiredLrpKey { process_guid, domain, log_guid: text(row, 2)?.to_owned() }),
+        annotation: text(row, 3)?.to_owned(),
+        instances: int(row, 4)?,
         desired_lrp_resource: Some(pb::DesiredLrpResource {
-            memory_mb: int_at(row, 5)?,
-            disk_mb: int_at(row, 6)?,
-            rootfs: text_at(row, 8)?.to_owned(),
-            max_pids: int_at(row, 7)?,
+            memory_mb: int(row, 5)?,
+            disk_mb: int(row, 6)?,
+            rootfs: text(row, 8)?.to_owned(),
+            max_pids: int(row, 7)?,
         }),
-        routes: routes_wire(blob_at(row, 9)?)?,
-        modification_tag: Some(pb::ModificationTag { epoch: text_at(row, 12)?.to_owned(), index: int_at(row, 13)? }),
+        routes: routes_wire(blob(row, 9)?)?,
+        modification_tag: Some(pb::ModificationTag { epoch: text(row, 12)?.to_owned(), index: int(row, 13)? }),
         volume_placement: Some(pb::VolumePlacement { driver_names }),
         placement_tags,
         update_strategy,
@@ -219,9 +181,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_wire_decoder_reads_the_scheduling_columns_in_their_order() {
-        let columns: Vec<&str> = SCHEDULING_COLUMNS.split(',').map(str::trim).collect();
-        assert_eq!(columns, WIRE_COLUMNS);
+    fn the_decoders_read_the_columns_of_every_view_in_their_order() {
+        let names = |columns: &str| columns.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(names(SCHEDULING_COLUMNS), super::super::rows::COLUMN_NAMES[..15]);
+        assert_eq!(names(&format!("{SCHEDULING_COLUMNS}, metric_tags")), super::super::rows::COLUMN_NAMES[..16]);
+        assert_eq!(names(&format!("{SCHEDULING_COLUMNS}, metric_tags, run_info")), super::super::rows::COLUMN_NAMES);
     }
 
     #[test]

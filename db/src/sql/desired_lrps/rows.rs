@@ -1,6 +1,7 @@
 //! Decoding `desired_lrps` rows into domain values, and the route map's stored form. Decoders
-//! return the reason a row is unusable as a `String`; the caller turns it into
-//! [`crate::Error::Corrupt`] or skips the row.
+//! read any driver's row ([`Columns`]) by position ([`COLUMN_NAMES`]) and return the reason a
+//! row is unusable as a `String`; the caller turns it into [`crate::Error::Corrupt`] or skips
+//! the row.
 
 use std::collections::BTreeMap;
 
@@ -8,11 +9,10 @@ use proto::models::{
     DesiredLrp, DomainName, MetricTagValue, ModificationTag, ProcessGuid, RunInfo, SchedulingInfo, UpdateStrategy,
 };
 use proto::pb::models::v1 as pb;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::Keyring;
 use crate::codec::{decode_json, encode_json, open_proto};
+use crate::store::reads::Columns;
 
 /// One route value as stored: the opaque bytes as text when they are UTF-8 (they are JSON in
 /// practice, so this keeps blobs compact and readable), else as a byte array. Lossless both ways.
@@ -55,67 +55,87 @@ fn decode_routes(blob: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
         .collect())
 }
 
-/// A text column.
-fn text(row: &AnyRow, name: &str) -> Result<String, String> {
-    row.try_get::<String, _>(name).map_err(|e| format!("column {name}: {e}"))
+/// The columns the decoders read, by position: `SCHEDULING_COLUMNS` in its order, then the
+/// `metric_tags` and `run_info` that the routing and whole-record views append (a test keeps
+/// the list in step with the statements).
+pub(super) const COLUMN_NAMES: [&str; 17] = [
+    "process_guid",
+    "domain",
+    "log_guid",
+    "annotation",
+    "instances",
+    "memory_mb",
+    "disk_mb",
+    "max_pids",
+    "rootfs",
+    "routes",
+    "volume_placement",
+    "placement_tags",
+    "modification_tag_epoch",
+    "modification_tag_index",
+    "update_strategy",
+    "metric_tags",
+    "run_info",
+];
+
+/// Text column `i`, borrowed from the row.
+pub(super) fn text<R: Columns + ?Sized>(row: &R, i: usize) -> Result<&str, String> {
+    row.text(i).map_err(|e| format!("column {}: {e}", COLUMN_NAMES[i]))
 }
 
-/// A blob column.
-fn blob(row: &AnyRow, name: &str) -> Result<Vec<u8>, String> {
-    row.try_get::<Vec<u8>, _>(name).map_err(|e| format!("column {name}: {e}"))
+/// Blob column `i`, borrowed from the row.
+pub(super) fn blob<R: Columns + ?Sized>(row: &R, i: usize) -> Result<&[u8], String> {
+    row.blob(i).map_err(|e| format!("column {}: {e}", COLUMN_NAMES[i]))
 }
 
-/// An integer column that must fit `T`.
-fn int<T: TryFrom<i64>>(row: &AnyRow, name: &str) -> Result<T, String> {
-    let value = row.try_get::<i64, _>(name).map_err(|e| format!("column {name}: {e}"))?;
-    T::try_from(value).map_err(|_| format!("column {name}: {value} is out of range"))
+/// Integer column `i`, which must fit `T`.
+pub(super) fn int<T: TryFrom<i64>, R: Columns + ?Sized>(row: &R, i: usize) -> Result<T, String> {
+    let value = row.int(i).map_err(|e| format!("column {}: {e}", COLUMN_NAMES[i]))?;
+    T::try_from(value).map_err(|_| format!("column {}: {value} is out of range", COLUMN_NAMES[i]))
 }
 
-/// The scheduling columns of a row.
-pub(super) fn decode_scheduling(row: &AnyRow) -> Result<SchedulingInfo, String> {
-    let update_strategy = int::<i32>(row, "update_strategy")?;
+/// The scheduling columns of a row, from any driver's row.
+pub(super) fn decode_scheduling<R: Columns + ?Sized>(row: &R) -> Result<SchedulingInfo, String> {
+    let update_strategy = int::<i32, _>(row, 14)?;
     Ok(SchedulingInfo {
-        process_guid: ProcessGuid::parse(text(row, "process_guid")?).map_err(|e| e.to_string())?,
-        domain: DomainName::parse(text(row, "domain")?).map_err(|e| e.to_string())?,
-        log_guid: text(row, "log_guid")?,
-        annotation: text(row, "annotation")?,
-        instances: int(row, "instances")?,
-        memory_mb: int(row, "memory_mb")?,
-        disk_mb: int(row, "disk_mb")?,
-        max_pids: int(row, "max_pids")?,
-        rootfs: text(row, "rootfs")?,
-        routes: decode_routes(&blob(row, "routes")?)?,
-        modification_tag: ModificationTag {
-            epoch: text(row, "modification_tag_epoch")?,
-            index: int(row, "modification_tag_index")?,
-        },
-        volume_placement: decode_json(&blob(row, "volume_placement")?).map_err(|e| format!("volume_placement: {e}"))?,
-        placement_tags: serde_json::from_str(&text(row, "placement_tags")?)
-            .map_err(|e| format!("placement_tags: {e}"))?,
+        process_guid: ProcessGuid::parse(text(row, 0)?).map_err(|e| e.to_string())?,
+        domain: DomainName::parse(text(row, 1)?).map_err(|e| e.to_string())?,
+        log_guid: text(row, 2)?.to_owned(),
+        annotation: text(row, 3)?.to_owned(),
+        instances: int(row, 4)?,
+        memory_mb: int(row, 5)?,
+        disk_mb: int(row, 6)?,
+        max_pids: int(row, 7)?,
+        rootfs: text(row, 8)?.to_owned(),
+        routes: decode_routes(blob(row, 9)?)?,
+        modification_tag: ModificationTag { epoch: text(row, 12)?.to_owned(), index: int(row, 13)? },
+        volume_placement: decode_json(blob(row, 10)?).map_err(|e| format!("volume_placement: {e}"))?,
+        placement_tags: serde_json::from_str(text(row, 11)?).map_err(|e| format!("placement_tags: {e}"))?,
         update_strategy: UpdateStrategy::from_i32(update_strategy)
             .ok_or_else(|| format!("unknown update_strategy {update_strategy}"))?,
     })
 }
 
 /// The `metric_tags` column of a row.
-fn decode_metric_tags(row: &AnyRow) -> Result<BTreeMap<String, MetricTagValue>, String> {
-    decode_json(&blob(row, "metric_tags")?).map_err(|e| format!("metric_tags: {e}"))
+fn decode_metric_tags<R: Columns + ?Sized>(row: &R) -> Result<BTreeMap<String, MetricTagValue>, String> {
+    decode_json(blob(row, 15)?).map_err(|e| format!("metric_tags: {e}"))
 }
 
 /// The `run_info` column of a row, decrypted with `keys` and validated.
-fn decode_run_info(keys: &Keyring, row: &AnyRow) -> Result<RunInfo, String> {
-    let message: pb::DesiredLrpRunInfo =
-        open_proto(keys, &blob(row, "run_info")?).map_err(|e| format!("run_info: {e}"))?;
+fn decode_run_info<R: Columns + ?Sized>(keys: &Keyring, row: &R) -> Result<RunInfo, String> {
+    let message: pb::DesiredLrpRunInfo = open_proto(keys, blob(row, 16)?).map_err(|e| format!("run_info: {e}"))?;
     proto::convert::run_info_from_pb(message).map_err(|e| format!("run_info: {e}"))
 }
 
 /// The routing view of a row: scheduling columns and metric tags.
-pub(super) fn decode_routing(row: &AnyRow) -> Result<(SchedulingInfo, BTreeMap<String, MetricTagValue>), String> {
+pub(super) fn decode_routing<R: Columns + ?Sized>(
+    row: &R,
+) -> Result<(SchedulingInfo, BTreeMap<String, MetricTagValue>), String> {
     Ok((decode_scheduling(row)?, decode_metric_tags(row)?))
 }
 
 /// A whole desired LRP, its run info decrypted with `keys`.
-pub(super) fn decode_desired(keys: &Keyring, row: &AnyRow) -> Result<DesiredLrp, String> {
+pub(super) fn decode_desired<R: Columns + ?Sized>(keys: &Keyring, row: &R) -> Result<DesiredLrp, String> {
     Ok(DesiredLrp {
         scheduling: decode_scheduling(row)?,
         run_info: decode_run_info(keys, row)?,

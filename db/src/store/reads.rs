@@ -1,0 +1,249 @@
+//! The hot listings' reads on the native driver's rows (docs/performance.md, cause 5).
+//!
+//! sqlx's `Any` driver converts every row it reads into an `AnyRow`: an owned copy of every
+//! column and a column list per row, all through the allocator. The hot listings (the per-cell
+//! page, the two streamed listings and the unary pages sharing their decoders) read instead from
+//! a pool of the native driver, `PgPool` or `MySqlPool`, built from the store's URL and options,
+//! and decode each row where it lies: columns by position, text and blobs borrowed.
+//!
+//! - [`Columns`] is the one row interface the decoders are written against, implemented for
+//!   every sqlx row type (native and `Any`), so each row layout has one decoder whatever the
+//!   backend;
+//! - [`Store::read_rows`] runs a statement on the native pool when the store has one and on the
+//!   `Any` pool otherwise, gated by the store's health like every other operation;
+//! - the native pool only reads (no transactions, so no row locks), connects lazily, and is
+//!   closed with the store.
+//!
+//! The stores without one read through `Any` as before: SQLite (a private in-memory database
+//! cannot be shared between two pools; a file stays on `Any` too, so every SQLite store reads
+//! the same way), a multi-host URL or one that asks for a writable server (the pools follow
+//! the server the store moves to, and the native pool would need the same bookkeeping), and the
+//! dedicated pools of [`Store::dedicated`] (lease work, no listings).
+
+use futures::TryStreamExt;
+use sqlx::{AssertSqlSafe, ColumnIndex, Decode, MySqlPool, PgPool, Row, Type};
+
+use super::StoreOptions;
+use super::pool::{ping_after_idle, session_setup};
+use crate::{Backend, Store};
+
+/// A row's columns by position: text and blobs borrowed from the row, integers as `i64`.
+pub(crate) trait Columns {
+    /// Text column `i`.
+    fn text(&self, i: usize) -> Result<&str, sqlx::Error>;
+    /// Blob column `i`.
+    fn blob(&self, i: usize) -> Result<&[u8], sqlx::Error>;
+    /// Integer column `i`.
+    fn int(&self, i: usize) -> Result<i64, sqlx::Error>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> &'r [u8]: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, i: usize) -> Result<&str, sqlx::Error> {
+        self.try_get::<&str, usize>(i)
+    }
+
+    fn blob(&self, i: usize) -> Result<&[u8], sqlx::Error> {
+        self.try_get::<&[u8], usize>(i)
+    }
+
+    fn int(&self, i: usize) -> Result<i64, sqlx::Error> {
+        self.try_get::<i64, usize>(i)
+    }
+}
+
+/// A row of any driver, as [`Store::read_rows`] hands it out (every driver's row type is
+/// `'static`; naming it keeps one decoder type per row layout).
+pub(crate) type AnyColumns = dyn Columns + 'static;
+
+/// One bound value of a read.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    /// Text.
+    Text(String),
+    /// An integer.
+    Int(i64),
+}
+
+/// The native pool a store reads its hot listings from, if it has one.
+#[derive(Debug, Clone)]
+pub(crate) enum Native {
+    /// None: reads go through the `Any` pool.
+    None,
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// MySQL or MariaDB.
+    Mysql(MySqlPool),
+}
+
+impl Native {
+    /// The native read pool of a store on `backend` connecting with `connect` (the options of
+    /// its single server), sized and set up as the store's `Any` pool: at most
+    /// `max_connections`, the same acquire timeout, the same idle pings and session setup.
+    /// Lazy: it connects on its first read.
+    pub(crate) fn lazy(
+        backend: Backend,
+        connect: &sqlx::any::AnyConnectOptions,
+        options: &StoreOptions,
+    ) -> Result<Native, sqlx::Error> {
+        let ping_after = ping_after_idle(backend, options.idle_transaction_timeout);
+        let idle_transaction_timeout = options.idle_transaction_timeout;
+        // The statements of `pool::pool_options`, for a native connection.
+        macro_rules! pool_options {
+            ($db:ty) => {
+                sqlx::pool::PoolOptions::<$db>::new()
+                    .max_connections(options.max_connections.max(1))
+                    .acquire_timeout(options.acquire_timeout)
+                    .test_before_acquire(false)
+                    .before_acquire(move |conn, meta| {
+                        let ping = ping_after.is_some_and(|after| meta.idle_for >= after);
+                        Box::pin(async move {
+                            if ping {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            let server_version = match backend {
+                                Backend::Mysql => {
+                                    sqlx::query_scalar::<_, String>("SELECT VERSION()").fetch_one(&mut *conn).await?
+                                }
+                                _ => String::new(),
+                            };
+                            match session_setup(backend, &server_version, idle_transaction_timeout) {
+                                Some(sql) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(conn).await.map(drop),
+                                None => Ok(()),
+                            }
+                        })
+                    })
+            };
+        }
+        Ok(match backend {
+            Backend::Sqlite => Native::None,
+            Backend::Postgres => {
+                let connect = sqlx::postgres::PgConnectOptions::try_from(connect)?;
+                Native::Postgres(pool_options!(sqlx::Postgres).connect_lazy_with(connect))
+            }
+            Backend::Mysql => {
+                let connect = sqlx::mysql::MySqlConnectOptions::try_from(connect)?;
+                Native::Mysql(pool_options!(sqlx::MySql).connect_lazy_with(connect))
+            }
+        })
+    }
+
+    /// Closes the pool, if any.
+    pub(crate) async fn close(&self) {
+        match self {
+            Native::None => {}
+            Native::Postgres(pool) => pool.close().await,
+            Native::Mysql(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Store {
+    /// Runs `sql` (written with `?` placeholders) with `binds` and hands each row to `each` as
+    /// the statement yields it, on the native pool when the store has one, else on the `Any`
+    /// pool. Gated by the store's health: fails at once while the database is known to be
+    /// down, and a failure that looks like a lost database wakes the probe. Stops at the first
+    /// error, `each`'s included.
+    pub(crate) async fn read_rows(
+        &self,
+        sql: &str,
+        binds: Vec<Bind>,
+        mut each: impl FnMut(&AnyColumns) -> Result<(), sqlx::Error>,
+    ) -> Result<(), sqlx::Error> {
+        let sql = self.backend.sql(sql);
+        // One body per driver: the query, its binds and the row type differ, nothing else.
+        macro_rules! read {
+            ($query:expr, $executor:expr, $gate:expr) => {{
+                let mut query = $query;
+                for bind in binds {
+                    query = match bind {
+                        Bind::Text(text) => query.bind(text),
+                        Bind::Int(int) => query.bind(int),
+                    };
+                }
+                let mut rows = $gate(query.fetch($executor));
+                while let Some(row) = rows.try_next().await? {
+                    each(&row)?;
+                }
+                Ok(())
+            }};
+        }
+        match self.pool.native() {
+            Native::Postgres(pool) => {
+                read!(sqlx::query::<sqlx::Postgres>(AssertSqlSafe(sql)), pool, |s| self.pool.gate_stream(s))
+            }
+            Native::Mysql(pool) => {
+                read!(sqlx::query::<sqlx::MySql>(AssertSqlSafe(sql)), pool, |s| self.pool.gate_stream(s))
+            }
+            // `&Pool` gates its own statements.
+            Native::None => read!(sqlx::query::<sqlx::Any>(AssertSqlSafe(sql)), &self.pool, std::convert::identity),
+        }
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use proto::models::{DomainName, ProcessGuid};
+
+    use super::*;
+    use crate::sql::actual_lrps::ActualLrpFilter;
+    use crate::testing::TestDb;
+
+    /// A store with one unclaimed actual LRP, listed once.
+    async fn listed_store(backend: Backend) -> Option<TestDb> {
+        let db = TestDb::create(backend).await?;
+        let guid = ProcessGuid::parse("guid-1").unwrap();
+        db.store.create_unclaimed_actual_lrps(&guid, &DomainName::parse("d").unwrap(), &[0], 1).await.unwrap();
+        let page = db.store.actual_lrps_wire_page(&ActualLrpFilter::default(), None, 10).await.unwrap();
+        assert_eq!(page.items.len(), 1, "{backend:?}");
+        Some(db)
+    }
+
+    // Multi-threaded: dropping a TestDb closes its store from another thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_stores_list_on_a_native_pool_and_close_it_with_the_store() {
+        for backend in [Backend::Postgres, Backend::Mysql] {
+            let Some(db) = listed_store(backend).await else { continue };
+            let (opened, closed) = match db.store.pool.native() {
+                Native::Postgres(pool) => (pool.size(), pool.clone().close_event()),
+                Native::Mysql(pool) => (pool.size(), pool.clone().close_event()),
+                Native::None => panic!("{backend:?}: the store has no native read pool"),
+            };
+            assert!(opened >= 1, "{backend:?}: the listing did not read on the native pool");
+            db.store.close().await;
+            tokio::time::timeout(std::time::Duration::from_secs(10), closed)
+                .await
+                .unwrap_or_else(|_| panic!("{backend:?}: closing the store left its native pool open"));
+        }
+    }
+
+    // Multi-threaded: dropping a TestDb closes its store from another thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn native_reads_fail_at_once_while_the_database_is_known_unreachable() {
+        for backend in [Backend::Postgres, Backend::Mysql] {
+            let Some(db) = listed_store(backend).await else { continue };
+            db.store.pool.health().expect("a server store has a health").set_down("test");
+            let err = db.store.actual_lrps_wire_page(&ActualLrpFilter::default(), None, 10).await.unwrap_err();
+            assert!(err.to_string().contains("database unreachable since"), "{backend:?}: {err}");
+            assert!(matches!(err, crate::Error::Unavailable { .. }), "{backend:?}: {err:?}");
+        }
+    }
+
+    // Multi-threaded: dropping a TestDb closes its store from another thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_stores_list_through_any() {
+        let Some(db) = listed_store(Backend::Sqlite).await else { return };
+        assert!(matches!(db.store.pool.native(), Native::None));
+    }
+}
