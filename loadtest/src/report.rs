@@ -18,6 +18,7 @@ use crate::operations::{Catalogue, Files, OperationReport, latency_headings};
 use crate::seed::{SeedingReport, ops as seed};
 use crate::stats::OpStats;
 use crate::target::TargetInfo;
+use crate::target::process::ChildMemory;
 use crate::workload::{TrialsReport, ops as work};
 
 /// Diego's 2016 benchmark-bbs averages (200,000 LRPs, 1,000 reps, CF-MySQL;
@@ -69,13 +70,35 @@ const ORDER: &[(&str, &str)] = &[
     ("baseline", raw::CONVERGENCE),
 ];
 
-/// Peak memory of this process.
+/// Peak memory of this process, and of the BBS when it ran as its own process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
     /// `VmHWM` from `/proc/self/status`, in KiB.
     pub peak_rss_kib: Option<u64>,
     /// What the figure covers.
     pub note: String,
+    /// The BBS process's peak RSS (`--bbs-process`), in MiB: its `VmHWM` just before it was
+    /// stopped, else the largest sampled RSS. `None` when the BBS did not run as its own process.
+    pub bbs_peak_rss_mib: Option<f64>,
+    /// The largest of the BBS process's RSS samples (one a second), in MiB.
+    pub bbs_sampled_max_rss_mib: Option<f64>,
+    /// RSS samples taken of the BBS process.
+    pub bbs_rss_samples: u64,
+}
+
+impl Memory {
+    /// This process's peak `own_kib` and, with `--bbs-process`, the child BBS's memory.
+    pub fn of(own_kib: Option<u64>, note: &str, bbs: Option<ChildMemory>) -> Self {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let bbs = bbs.unwrap_or_default();
+        Memory {
+            peak_rss_kib: own_kib,
+            note: note.to_owned(),
+            bbs_peak_rss_mib: bbs.hwm_kib.or(bbs.sampled_max_kib).map(mib),
+            bbs_sampled_max_rss_mib: bbs.sampled_max_kib.map(mib),
+            bbs_rss_samples: bbs.samples,
+        }
+    }
 }
 
 /// Everything a run measured.
@@ -249,6 +272,14 @@ impl Report {
             None => {
                 let _ = writeln!(out, "peak memory: unknown ({})", self.memory.note);
             }
+        }
+        if let Some(mib) = self.memory.bbs_peak_rss_mib {
+            let _ = writeln!(
+                out,
+                "BBS process peak memory: {mib:.1} MiB (VmHWM; largest of {} RSS samples, one a second: {})",
+                self.memory.bbs_rss_samples,
+                self.memory.bbs_sampled_max_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.1} MiB"))
+            );
         }
         let _ =
             writeln!(out, "wall time: {:.1} s; result: {}", self.wall_time_s, if self.ok() { "OK" } else { "FAILED" });

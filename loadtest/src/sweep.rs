@@ -93,6 +93,13 @@ pub struct SweepArgs {
     /// No progress bars (the line per size is still printed).
     #[arg(long)]
     pub no_progress: bool,
+    /// Run each size's BBS as its own process (the real `bbs` binary) and report its peak RSS
+    /// apart (a column of the table).
+    #[arg(long)]
+    pub bbs_process: bool,
+    /// The `bbs` binary of --bbs-process (default: the one next to benchmark-bbs).
+    #[arg(long, value_name = "PATH", requires = "bbs_process")]
+    pub bbs_binary: Option<PathBuf>,
 }
 
 /// A sweep: the sizes and the configuration every size's run shares (its `desired_lrps`,
@@ -127,6 +134,8 @@ impl From<SweepArgs> for SweepConfig {
                 event_timeout: Duration::from_secs(a.event_timeout),
                 keep_database: a.keep_database,
                 progress: !a.no_progress,
+                bbs_process: a.bbs_process,
+                bbs_binary: a.bbs_binary,
                 ..Config::default()
             },
         }
@@ -311,7 +320,7 @@ fn progress_line(point: &SizePoint) -> String {
     let v = |key: &str| point.value(key).map_or_else(|| "-".into(), ms);
     format!(
         "  {} LRPs done in {:.0} s: RepBulkFetching p50 {} p99 {}, nsync {}, route emitter {}, convergence {}, \
-         seeding {:.0} LRPs/s, peak RSS {}: {}",
+         seeding {:.0} LRPs/s, peak RSS {}, BBS process peak RSS {}: {}",
         point.lrps,
         point.wall_time_s,
         v("rep-fetch-p50"),
@@ -321,6 +330,7 @@ fn progress_line(point: &SizePoint) -> String {
         v("convergence"),
         point.seeding_lrps_per_s,
         point.peak_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.0} MiB")),
+        point.bbs_peak_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.0} MiB")),
         if point.ok { "OK".to_owned() } else { format!("FAILED ({} errors)", point.errors) }
     )
 }
@@ -426,7 +436,11 @@ mod tests {
         let run = c.run_config(1, 400);
         assert_eq!((run.cells, run.trials, run.seed, run.seed_via), (4, 3, 9, SeedVia::Store));
         assert_eq!(run.database_url.as_deref(), Some("sqlite:///tmp/s-400.db?mode=rwc"));
-        assert!(!run.progress && !run.reseed);
+        assert!(!run.progress && !run.reseed && !run.bbs_process);
+        let process = parse(&["--sizes", "10", "--bbs-process", "--bbs-binary", "/x/bbs"]);
+        let run = process.run_config(0, 10);
+        assert!(run.bbs_process);
+        assert_eq!(run.bbs_binary, Some(PathBuf::from("/x/bbs")));
     }
 
     #[test]

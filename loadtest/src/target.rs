@@ -21,6 +21,13 @@
 //! simulated cell `diego://cell/<cell id>` for its own rep calls (per-cell fetch, claims, starts,
 //! its presence). The connection layout is the same in both modes, so a TLS run and a plaintext
 //! run differ only in the certificates.
+//!
+//! Where the BBS runs ([`Launch`]): in this process (the default), or with `--bbs-process` as
+//! the real `bbs` binary in a child process ([`process::BbsProcess`]) with the same settings,
+//! so that its memory is its own (`VmHWM` and a per-second RSS sample) and the simulator's CPU is
+//! not inside its process.
+
+pub mod process;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +52,9 @@ use tonic::transport::Channel;
 use crate::config::Config;
 use crate::format::redact;
 use crate::generator::DOMAIN;
+use crate::report::Memory;
+
+use self::process::{BbsProcess, BbsProcessSpec};
 
 /// An auctioneer that accepts every start request and does nothing (the benchmark measures the
 /// BBS alone; Diego's benchmark required the brain to be stopped).
@@ -62,7 +72,8 @@ impl AuctioneerClient for NoAuctioneer {
 /// What the run drives, for the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetInfo {
-    /// `in-process` (this process started the BBS) or `external`.
+    /// `in-process` (this process runs the BBS), `process` (this process started the `bbs`
+    /// binary as a child, `--bbs-process`) or `external`.
     pub kind: String,
     /// The BBS's gRPC address.
     pub bbs_address: String,
@@ -100,6 +111,7 @@ pub struct Target {
     /// The certificate directory the clients' identities come from, under TLS.
     pub pki: Option<Arc<Pki>>,
     bbs: Option<(CancellationToken, tokio::task::JoinHandle<Result<(), bbs::RunError>>)>,
+    child: Option<BbsProcess>,
     created: Option<CreatedDatabase>,
     owned_file: Option<std::path::PathBuf>,
     keep: bool,
@@ -136,6 +148,26 @@ pub struct TargetSpec {
     /// has none and the BBS is in-process; an external BBS needs the directory of its cluster's
     /// CA, `ca.pem` and `ca-key.pem`). `None`: plaintext.
     pub tls: Option<std::path::PathBuf>,
+}
+
+/// Where a BBS this run starts runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Launch {
+    /// In this process (`bbs::run` on a task).
+    #[default]
+    InProcess,
+    /// The real `bbs` binary as a child process (`--bbs-process`).
+    Process {
+        /// The binary; `None`: the `bbs` next to this executable.
+        binary: Option<std::path::PathBuf>,
+    },
+}
+
+impl Launch {
+    /// What `config` asks for.
+    pub fn of(config: &Config) -> Self {
+        if config.bbs_process { Launch::Process { binary: config.bbs_binary.clone() } } else { Launch::InProcess }
+    }
 }
 
 /// A loopback listener on port 0 whose accepted connections inherit TCP_NODELAY (Linux).
@@ -180,9 +212,16 @@ fn open_pki(dir: &std::path::Path, external: bool) -> anyhow::Result<Pki> {
 }
 
 impl Target {
-    /// Prepares the database (creating or checking it) and starts a BBS when `config` asks for
-    /// one. Returns once the BBS accepts connections (not necessarily leading yet).
+    /// Prepares the database (creating or checking it) and starts a BBS in this process when
+    /// `config` asks for one. Returns once the BBS accepts connections (not necessarily leading
+    /// yet).
     pub async fn start(config: &TargetSpec) -> anyhow::Result<Target> {
+        Self::launch(config, &Launch::InProcess).await
+    }
+
+    /// [`Target::start`], with the BBS (when `config` asks for one) where `launch` says. A child
+    /// BBS process is stopped by [`Target::stop`], or when the target is dropped.
+    pub async fn launch(config: &TargetSpec, launch: &Launch) -> anyhow::Result<Target> {
         let (url, created, owned_file) = match (&config.database_url, &config.bbs_address) {
             (Some(url), _) => {
                 let (url, created) = resolve_server_url(url, config.seed).await?;
@@ -209,8 +248,13 @@ impl Target {
             }
             None => None,
         };
+        let kind = match (&config.bbs_address, launch) {
+            (Some(_), _) => "external",
+            (None, Launch::InProcess) => "in-process",
+            (None, Launch::Process { .. }) => "process",
+        };
         let info = TargetInfo {
-            kind: if config.bbs_address.is_some() { "external" } else { "in-process" }.into(),
+            kind: kind.into(),
             bbs_address: config.bbs_address.clone().unwrap_or_default(),
             backend: store.as_ref().map(|s| s.backend().name().to_owned()),
             database: url.as_deref().map(redact),
@@ -224,8 +268,30 @@ impl Target {
             None => None,
         };
         let owned_file = owned_file.then(|| config.output.join("benchmark-bbs.db"));
-        let mut target = Target { info, store, pki, bbs: None, created, owned_file, keep: config.keep_database };
-        if config.bbs_address.is_none() {
+        let mut target =
+            Target { info, store, pki, bbs: None, child: None, created, owned_file, keep: config.keep_database };
+        if let (None, Launch::Process { binary }) = (&config.bbs_address, launch) {
+            let url = url.unwrap_or_default();
+            let spec = BbsProcessSpec {
+                binary: binary.as_deref(),
+                database_url: &url,
+                dir: &config.output,
+                event_buffer: config.event_buffer,
+                pki: target.pki.as_deref(),
+            };
+            let child = match BbsProcess::start(&spec).await {
+                Ok(child) => child,
+                Err(e) => {
+                    // The child, if it started, was stopped when `start` dropped it.
+                    if let Err(cleanup) = target.stop().await {
+                        tracing::warn!(error = %cleanup, "cleaning up the target failed");
+                    }
+                    return Err(e);
+                }
+            };
+            target.info.bbs_address = child.address.clone();
+            target.child = Some(child);
+        } else if config.bbs_address.is_none() {
             let url = url.unwrap_or_default();
             let grpc = if config.nodelay_listener {
                 nodelay_listener()?
@@ -265,9 +331,22 @@ impl Target {
         self.bbs.is_some()
     }
 
+    /// The peak memory so far: this process's, and a child BBS's (`--bbs-process`).
+    pub fn memory(&self) -> Memory {
+        let note = match (&self.child, self.in_process()) {
+            (Some(_), _) => "this process: the simulator and its clients; the BBS ran as its own process",
+            (None, true) => "this process: the in-process BBS plus the simulator and its clients",
+            (None, false) => "the simulator only; measure the external BBS's memory on its host",
+        };
+        Memory::of(crate::report::peak_rss_kib(), note, self.child.as_ref().map(BbsProcess::memory))
+    }
+
     /// Stops a BBS this process started, closes the store and drops a database this run
     /// created (unless kept).
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.take() {
+            child.stop().await;
+        }
         if let Some((shutdown, task)) = self.bbs.take() {
             shutdown.cancel();
             match tokio::time::timeout(Duration::from_secs(30), task).await {

@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use svc::identity::Role;
 use svc::pki::Pki;
+
+use crate::target::process::{binaries_dir_of, quoted, tls_table};
+pub use crate::target::process::{free_port, rss_kib, signal};
 
 /// What a component is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -50,20 +52,6 @@ pub struct Component {
     child: Option<Child>,
     /// Whether it is SIGSTOPped.
     pub paused: bool,
-}
-
-/// Sends `signal` to `pid` (errors, e.g. an exited process, are ignored).
-pub fn signal(pid: u32, signal: Signal) {
-    if let Ok(pid) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
-    }
-}
-
-/// VmRSS of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Component {
@@ -125,11 +113,7 @@ impl Drop for Component {
 /// The binaries next to the running executable (`target/<profile>/`), or one directory up for
 /// a test executable in `target/<profile>/deps/`.
 pub fn binaries_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("the running executable")?;
-    let mut dir = exe.parent().map(Path::to_owned).unwrap_or_default();
-    if !dir.join("bbs").is_file() && dir.file_name().is_some_and(|n| n == "deps") {
-        dir = dir.parent().map(Path::to_owned).unwrap_or_default();
-    }
+    let dir = binaries_dir_of("bbs")?;
     for name in ["bbs", "auctioneer", "cell-rep"] {
         if !dir.join(name).is_file() {
             return Err(anyhow!(
@@ -140,26 +124,6 @@ pub fn binaries_dir() -> anyhow::Result<PathBuf> {
         }
     }
     Ok(dir)
-}
-
-/// A free loopback port (bound, read and released).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
-}
-
-fn tls_table(pki: &Pki, role: Role, name: &str) -> anyhow::Result<String> {
-    let tls = pki.tls_of(role, name)?;
-    Ok(format!(
-        "\n[tls]\nca = {}\ncert = {}\nkey = {}\n",
-        quoted(&tls.ca.display().to_string()),
-        quoted(&tls.cert.display().to_string()),
-        quoted(&tls.key.display().to_string())
-    ))
 }
 
 /// Writes the configs of every component under `dir` and returns them, not started.

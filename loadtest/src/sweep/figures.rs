@@ -163,8 +163,11 @@ pub struct SizePoint {
     pub loop_max_ms: BTreeMap<String, f64>,
     /// Seeded LRPs per second.
     pub seeding_lrps_per_s: f64,
-    /// Peak RSS of this process during the size's run, in MiB (in-process BBS plus simulator).
+    /// Peak RSS of this process during the size's run, in MiB (in-process BBS plus simulator,
+    /// or the simulator alone with `--bbs-process`).
     pub peak_rss_mib: Option<f64>,
+    /// Peak RSS of the BBS process (`--bbs-process`), in MiB: its own, fresh for every size.
+    pub bbs_peak_rss_mib: Option<f64>,
     /// Whether the peak RSS was reset before this size, so it is this size's own peak (else it
     /// is the peak of the whole process so far).
     pub peak_rss_reset: bool,
@@ -212,6 +215,7 @@ impl SizePoint {
             loop_max_ms,
             seeding_lrps_per_s: report.seeding.lrps_per_s,
             peak_rss_mib: report.memory.peak_rss_kib.map(|k| k as f64 / 1024.0),
+            bbs_peak_rss_mib: report.memory.bbs_peak_rss_mib,
             peak_rss_reset: false,
             errors: report.errors(),
             ok: report.ok(),
@@ -364,6 +368,7 @@ pub(crate) mod tests {
             loop_max_ms,
             seeding_lrps_per_s: 10_000.0,
             peak_rss_mib: Some(lrps as f64 / 1_000.0 + 50.0),
+            bbs_peak_rss_mib: None,
             peak_rss_reset: true,
             errors: 0,
             ok: true,

@@ -1,6 +1,6 @@
 //! The sweep's table, `sweep.md`: one Markdown table with a row per size (every figure, each
-//! BBS figure beside its raw baseline, then the seeding rate, the peak RSS and the run's
-//! result), followed by the rows that judge the curve: growth from the smallest to the largest
+//! BBS figure beside its raw baseline, then the seeding rate, the peak RSS of benchmark-bbs and
+//! of the BBS when it ran as its own process, and the run's result), followed by the rows that judge the curve: growth from the smallest to the largest
 //! size (per LRP for the bulk figures, absolute for the per-cell ones), the fitted exponent,
 //! the verdict, and each bulk loop's slowest pass at the largest size against 30 s.
 
@@ -25,7 +25,7 @@ pub fn markdown(
     if !heading.is_empty() {
         let _ = writeln!(out);
     }
-    let extra = ["seeding rate", "peak RSS", "wall time", "result"];
+    let extra = ["seeding rate", "peak RSS", "BBS peak RSS", "wall time", "result"];
     let mut header: Vec<String> = vec!["LRPs".into(), "cells".into()];
     header.extend(FIGURES.iter().map(|f| f.label.to_owned()));
     header.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -42,6 +42,7 @@ pub fn markdown(
             || "-".into(),
             |m| if p.peak_rss_reset { format!("{m:.0} MiB") } else { format!("{m:.0} MiB (peak so far)") },
         ));
+        cells.push(p.bbs_peak_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.0} MiB")));
         cells.push(format!("{:.0} s", p.wall_time_s));
         cells.push(if p.ok { "OK".into() } else { format!("FAILED ({} errors)", p.errors) });
         row(&mut out, &cells);
@@ -134,7 +135,7 @@ mod tests {
         let md = markdown(&["# sweep".into()], &points, &growth_checks(&points), &interval_checks(&points));
         assert!(md.starts_with("# sweep\n\n|"));
         let rows = table_rows(&md);
-        let width = 2 + FIGURES.len() + 4;
+        let width = 2 + FIGURES.len() + 5;
         assert!(rows.iter().all(|r| r.len() == width), "{md}");
         let sizes: Vec<&str> = rows[2..].iter().map(|r| r[0].as_str()).filter(|c| c.parse::<usize>().is_ok()).collect();
         assert_eq!(sizes, ["50000", "125000", "250000"]);
@@ -144,6 +145,7 @@ mod tests {
         assert_eq!(rows[4][col("NsyncBulkerFetching mean")], "250 ms");
         assert_eq!(rows[2][col("result")], "OK");
         assert_eq!(rows[2][col("peak RSS")], "100 MiB");
+        assert_eq!(rows[2][col("BBS peak RSS")], "-", "the BBS ran in benchmark-bbs's process");
         let verdict = rows.iter().find(|r| r[0] == "**verdict**").unwrap();
         assert_eq!(verdict[col("NsyncBulkerFetching mean")], "linear: yes");
         assert_eq!(verdict[col("RepBulkFetching p99")], "flat: yes");
@@ -167,6 +169,7 @@ mod tests {
         points[1].errors = 3;
         points[1].values_ms.remove("seeding");
         points[1].peak_rss_reset = false;
+        points[1].bbs_peak_rss_mib = Some(41.6);
         let md = markdown(&[], &points, &growth_checks(&points), &interval_checks(&points));
         let rows = table_rows(&md);
         let col = |label: &str| rows[0].iter().position(|h| h == label).unwrap();
@@ -176,6 +179,7 @@ mod tests {
         assert_eq!(rows[3][col("seeding, all LRPs")], "-");
         assert_eq!(rows[3][col("result")], "FAILED (3 errors)");
         assert_eq!(rows[3][col("peak RSS")], "60 MiB (peak so far)");
+        assert_eq!(rows[3][col("BBS peak RSS")], "42 MiB");
         let within = rows.iter().find(|r| r[0].contains("≤ 30 s")).unwrap();
         assert_eq!(within[col("route-emitter fetch mean")], "45.00 s NO");
         assert!(md.contains("Over the 30 s interval at the largest size: route emitter (45.00 s)."), "{md}");
