@@ -72,6 +72,10 @@ pub struct BbsArgs {
     /// Concurrent seeding workers.
     #[arg(long, default_value_t = 32)]
     pub seed_workers: usize,
+    /// LRPs per seeding call through the BBS (DesireLRPs, then StartActualLRPs per cell); 1:
+    /// DesireLRP and StartActualLRP per LRP.
+    #[arg(long, value_name = "N", default_value_t = crate::config::DEFAULT_SEED_BATCH)]
+    pub seed_batch: usize,
     /// HTTP/2 connections to the BBS.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
@@ -146,6 +150,7 @@ impl From<BbsArgs> for Config {
             output: a.output,
             seed_via: a.seed_via,
             seed_workers: a.seed_workers,
+            seed_batch: a.seed_batch,
             connections: a.connections,
             max_in_flight: a.max_in_flight,
             cell_concurrency: a.cell_concurrency,

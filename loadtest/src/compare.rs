@@ -372,6 +372,8 @@ pub async fn run(config: Config) -> anyhow::Result<Comparison> {
             tls,
             tls_dir: tls.then(|| tls_dir.clone()),
             compare_tls: false,
+            // Its headline compares the per-call DesireLRP latency: seed one LRP per call.
+            seed_batch: 1,
             // A named database holds the previous run's LRPs by now: start on an empty one. (A
             // server URL without a name gets a fresh database anyway, SQLite by default a fresh
             // file in the run's directory.)

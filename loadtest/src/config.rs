@@ -76,6 +76,9 @@ pub struct Config {
     pub seed_via: SeedVia,
     /// Concurrent seeding workers (Diego's `num_populate_workers`).
     pub seed_workers: usize,
+    /// LRPs per seeding call through the BBS: `DesireLRPs` of this many, then `StartActualLRPs`
+    /// of up to this many per cell; 1: `DesireLRP` and `StartActualLRP` per LRP (Diego's way).
+    pub seed_batch: usize,
     /// HTTP/2 connections to the BBS the simulator spreads its calls over.
     pub connections: usize,
     /// Calls in flight at once across the whole simulator (Diego's semaphore; latencies are
@@ -121,6 +124,9 @@ pub struct Config {
     pub rounds: usize,
 }
 
+/// The default [`Config::seed_batch`].
+pub const DEFAULT_SEED_BATCH: usize = 500;
+
 impl Default for Config {
     /// Defaults that finish in about a minute on a 2-core machine on SQLite.
     fn default() -> Self {
@@ -135,6 +141,7 @@ impl Default for Config {
             output: PathBuf::from("benchmark-bbs-output"),
             seed_via: SeedVia::Grpc,
             seed_workers: 32,
+            seed_batch: DEFAULT_SEED_BATCH,
             connections: 8,
             max_in_flight: 256,
             cell_concurrency: 16,
@@ -169,6 +176,11 @@ impl Config {
         anyhow::ensure!(self.trials >= 1, "--trials must be at least 1");
         anyhow::ensure!((0.0..=100.0).contains(&self.percent_writes), "--percent-writes must be between 0 and 100");
         anyhow::ensure!(self.seed_workers >= 1, "--seed-workers must be at least 1");
+        anyhow::ensure!(
+            (1..=proto::limits::MAX_BATCH_ITEMS).contains(&self.seed_batch),
+            "--seed-batch must be between 1 and {}",
+            proto::limits::MAX_BATCH_ITEMS
+        );
         anyhow::ensure!(self.connections >= 1, "--connections must be at least 1");
         anyhow::ensure!(self.max_in_flight >= 1, "--max-in-flight must be at least 1");
         anyhow::ensure!(self.cell_concurrency >= 1, "--cell-concurrency must be at least 1");

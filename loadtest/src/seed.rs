@@ -1,7 +1,11 @@
 //! Setup: the cells' presences through Locket, then D desired LRPs with their single instance
 //! RUNNING on a random cell, through the BBS (Diego's way) or straight through `db::Store`.
 //! Through the BBS, `DesireLRP` is the operator's call and `StartActualLRP` the placed cell's,
-//! over its own connection (as the role table requires under TLS).
+//! over its own connection (as the role table requires under TLS). With `--seed-batch N` (N > 1,
+//! the default) the same calls go in batches: `DesireLRPs` of N LRPs, then `StartActualLRPs` of
+//! each cell's instances ([`batch`]).
+
+mod batch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +41,14 @@ pub mod ops {
     pub const SEED_DESIRE: &str = "SeedDesireLRP";
     /// One `StartActualLRP` of a fresh UNCLAIMED instance while seeding.
     pub const SEED_START: &str = "SeedStartActualLRP";
+    /// One `DesireLRPs` call of `--seed-batch` desires while seeding.
+    pub const SEED_DESIRE_BATCH: &str = "SeedDesireLRPs";
+    /// One `StartActualLRPs` call of one cell's instances while seeding.
+    pub const SEED_START_BATCH: &str = "SeedStartActualLRPs";
+    /// A desire refused inside a `DesireLRPs` call (errors only).
+    pub const SEED_DESIRE_ITEM: &str = "SeedDesireLRPs item";
+    /// A start refused inside a `StartActualLRPs` call (errors only).
+    pub const SEED_START_ITEM: &str = "SeedStartActualLRPs item";
 }
 
 /// How seeding went.
@@ -148,7 +160,14 @@ pub async fn seed(
         SeedVia::Store => Some(store.context("--seed-via store needs the database (--database-url)")?.clone()),
         SeedVia::Grpc => None,
     };
-    let workers: Vec<_> = (0..config.seed_workers)
+    let batched = store.is_none() && config.seed_batch > 1;
+    if batched {
+        let failed = batch::seed(config, placement, clients, recorder, &bar).await;
+        errors.fetch_add(failed.0, Ordering::Relaxed);
+    }
+    // One LRP per call (Diego's way, or straight into the store), unless the batches did it.
+    let per_lrp_workers = if batched { 0 } else { config.seed_workers };
+    let workers: Vec<_> = (0..per_lrp_workers)
         .map(|_| {
             let (next, errors, placement, clients, recorder, bar, store) = (
                 next.clone(),

@@ -52,6 +52,8 @@ pub const DIEGO_SECONDS: f64 = 30.0;
 pub mod ops {
     /// One `DesireLRP` (one app, several instances).
     pub const DESIRE: &str = "SmokeDesireLRP";
+    /// One `DesireLRPs` call (`desire_batch` apps); a refused app counts as one of its errors.
+    pub const DESIRE_BATCH: &str = "SmokeDesireLRPs";
     /// DesireLRP sent → the instance's UNCLAIMED row announced.
     pub const TO_UNCLAIMED: &str = "DesiredToUnclaimed";
     /// UNCLAIMED → CLAIMED (batching, auction, Perform, the rep's claim).
@@ -66,6 +68,7 @@ pub mod ops {
 const CATALOGUE: Catalogue<'static> = Catalogue {
     order: &[
         ("smoke", ops::DESIRE),
+        ("smoke", ops::DESIRE_BATCH),
         ("smoke", ops::TO_UNCLAIMED),
         ("smoke", ops::TO_CLAIMED),
         ("smoke", ops::TO_RUNNING),
@@ -245,20 +248,34 @@ async fn run_on(
     })
 }
 
-/// Desires every app, `desire_workers` at a time; returns when each app's DesireLRP was sent,
-/// in milliseconds since `t0`.
+/// Desires every app, `desire_workers` calls at a time, `desire_batch` apps per `DesireLRPs`
+/// call (or one `DesireLRP` per app when it is 1); returns when each app's desire was sent, in
+/// milliseconds since `t0`.
 async fn desire_all(config: &SmokeConfig, clients: &Clients, recorder: &Recorder, t0: Instant) -> Vec<f64> {
     let desired_at: std::sync::Arc<std::sync::Mutex<Vec<f64>>> =
         std::sync::Arc::new(std::sync::Mutex::new(vec![0.0; config.apps]));
-    futures::stream::iter(0..config.apps)
-        .for_each_concurrent(config.desire_workers, |a| {
+    let apps: Vec<usize> = (0..config.apps).collect();
+    futures::stream::iter(apps.chunks(config.desire_batch.max(1)))
+        .for_each_concurrent(config.desire_workers, |batch| {
             let (clients, recorder, desired_at) = (clients.clone(), recorder.clone(), desired_at.clone());
-            let request = api::DesireLrpRequest { desired_lrp: Some(smoke_lrp(config, a)) };
+            let lrps: Vec<_> = batch.iter().map(|&a| smoke_lrp(config, a)).collect();
             async move {
                 if let Ok(mut d) = desired_at.lock() {
-                    d[a] = t0.elapsed().as_secs_f64() * 1_000.0;
+                    for &a in batch {
+                        d[a] = t0.elapsed().as_secs_f64() * 1_000.0;
+                    }
                 }
-                let _ = recorder.time(ops::DESIRE, clients.bbs().desire_lrp(request)).await;
+                if config.desire_batch <= 1 {
+                    let request = api::DesireLrpRequest { desired_lrp: lrps.into_iter().next() };
+                    let _ = recorder.time(ops::DESIRE, clients.bbs().desire_lrp(request)).await;
+                    return;
+                }
+                let request = api::DesireLrPsRequest { desired_lrps: lrps };
+                if let Ok(response) = recorder.time(ops::DESIRE_BATCH, clients.bbs().desire_lr_ps(request)).await {
+                    for error in response.into_inner().results.into_iter().filter_map(|r| r.error) {
+                        recorder.fail(ops::DESIRE_BATCH, format!("{}: {}", error.r#type, error.message));
+                    }
+                }
             }
         })
         .await;

@@ -32,6 +32,9 @@ fn tiny(database_url: String, output: std::path::PathBuf) -> Config {
         seed: SEED,
         output,
         seed_workers: 4,
+        // One DesireLRP and one StartActualLRP per LRP, which the counts below check
+        // (`tests/seed_batch.rs` runs the batched seeding).
+        seed_batch: 1,
         connections: 2,
         event_timeout: Duration::from_secs(20),
         convergence_passes: 2,
@@ -244,6 +247,7 @@ async fn smoke_runs_every_instance_and_draws_the_timeline() {
         instance_memory_mb: 128,
         sim_start_delay: Duration::from_millis(100),
         desire_workers: 4,
+        desire_batch: 4,
         timeout: Duration::from_secs(60),
         keep_database: false,
         reseed: false,
@@ -265,7 +269,7 @@ async fn smoke_runs_every_instance_and_draws_the_timeline() {
     assert!(total > 0.1 && total < 60.0, "{table}");
     assert_eq!(report.cells_used, 3, "the auction spreads the instances: {table}");
     for (name, want) in [
-        (loadtest::smoke::ops::DESIRE, 6),
+        (loadtest::smoke::ops::DESIRE_BATCH, 2),
         (loadtest::smoke::ops::TO_UNCLAIMED, 24),
         (loadtest::smoke::ops::TO_CLAIMED, 24),
         (loadtest::smoke::ops::TO_RUNNING, 24),

@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::DOMAIN;
 
+/// The default `--desire-batch`: 100 apps per `DesireLRPs` call (the default 400 apps in 4 calls).
+pub const DEFAULT_DESIRE_BATCH: usize = 100;
+
 /// Flags of the smoke benchmark.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SmokeArgs {
@@ -49,6 +52,9 @@ pub struct SmokeArgs {
     /// Concurrent DesireLRP calls.
     #[arg(long, default_value_t = 16)]
     pub desire_workers: usize,
+    /// Apps per DesireLRPs call; 1: one DesireLRP per app.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DESIRE_BATCH)]
+    pub desire_batch: usize,
     /// Seconds to wait for all instances to run.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -99,6 +105,8 @@ pub struct SmokeConfig {
     pub sim_start_delay: Duration,
     /// Concurrent DesireLRP calls.
     pub desire_workers: usize,
+    /// Apps per DesireLRPs call; 1: one DesireLRP per app.
+    pub desire_batch: usize,
     /// How long to wait for all RUNNING.
     #[serde(with = "crate::format::secs")]
     pub timeout: Duration,
@@ -129,6 +137,7 @@ impl From<SmokeArgs> for SmokeConfig {
             instance_memory_mb: a.instance_memory_mb,
             sim_start_delay: Duration::from_millis(a.sim_start_delay_ms),
             desire_workers: a.desire_workers,
+            desire_batch: a.desire_batch,
             timeout: Duration::from_secs(a.timeout),
             keep_database: a.keep_database,
             reseed: a.reseed,
@@ -146,6 +155,11 @@ impl SmokeConfig {
         anyhow::ensure!(self.apps < 100_000, "--apps must be below 100,000");
         anyhow::ensure!(self.bbs_address.is_some() || self.cells >= 1, "--cells must be at least 1");
         anyhow::ensure!(self.desire_workers >= 1, "--desire-workers must be at least 1");
+        anyhow::ensure!(
+            (1..=proto::limits::MAX_BATCH_ITEMS).contains(&self.desire_batch),
+            "--desire-batch must be between 1 and {}",
+            proto::limits::MAX_BATCH_ITEMS
+        );
         anyhow::ensure!(self.tls_dir.is_none() || self.tls, "--tls-dir needs --tls");
         anyhow::ensure!(
             self.bbs_address.is_none() || !self.tls || self.tls_dir.is_some(),
