@@ -62,6 +62,14 @@ fn done<T, E: std::fmt::Display>(result: Result<T, E>) {
 
 type BbsResult<T> = Result<T, bbs::Error>;
 
+/// A batch's items, each run through the row of the Bbs method `single` (the batch handlers
+/// convert each item as the single call does).
+fn each<T: Message>(items: Option<Vec<T>>, single: &str) {
+    let path = format!("/diego.bbs.v1.Bbs/{single}");
+    let Some(row) = RPCS.iter().find(|rpc| rpc.path == path) else { return };
+    items.into_iter().flatten().for_each(|item| (row.run)(&item.encode_to_vec()));
+}
+
 fn invalid(field: &str, rule: &str) -> bbs::Error {
     bbs::Error::Invalid(ValidationError::new(field, rule))
 }
@@ -232,18 +240,8 @@ fn perform(body: &[u8]) {
 /// Every RPC of the four services, in proto order.
 pub static RPCS: &[Rpc] = &[
     // diego.bbs.v1.Bbs
-    Rpc {
-        path: "/diego.bbs.v1.Bbs/Ping",
-        run: |b| {
-            decode::<api::PingRequest>(b);
-        },
-    },
-    Rpc {
-        path: "/diego.bbs.v1.Bbs/Domains",
-        run: |b| {
-            decode::<api::DomainsRequest>(b);
-        },
-    },
+    Rpc { path: "/diego.bbs.v1.Bbs/Ping", run: |b| _ = decode::<api::PingRequest>(b) },
+    Rpc { path: "/diego.bbs.v1.Bbs/Domains", run: |b| _ = decode::<api::DomainsRequest>(b) },
     Rpc {
         path: "/diego.bbs.v1.Bbs/UpsertDomain",
         run: |b| {
@@ -253,12 +251,7 @@ pub static RPCS: &[Rpc] = &[
             }
         },
     },
-    Rpc {
-        path: "/diego.bbs.v1.Bbs/Cells",
-        run: |b| {
-            decode::<api::CellsRequest>(b);
-        },
-    },
+    Rpc { path: "/diego.bbs.v1.Bbs/Cells", run: |b| _ = decode::<api::CellsRequest>(b) },
     Rpc { path: "/diego.bbs.v1.Bbs/ActualLRPs", run: actual_lrps },
     Rpc { path: "/diego.bbs.v1.Bbs/StreamActualLRPs", run: actual_lrps },
     Rpc {
@@ -283,6 +276,11 @@ pub static RPCS: &[Rpc] = &[
                 start_info(r.actual_lrp_net_info, r.actual_lrp_internal_routes, r.metric_tags, r.routable)
             })());
         },
+    },
+    // A batch: each start as StartActualLRP's handler converts it.
+    Rpc {
+        path: "/diego.bbs.v1.Bbs/StartActualLRPs",
+        run: |b| each(decode::<api::StartActualLrPsRequest>(b).map(|r| r.starts), "StartActualLRP"),
     },
     Rpc {
         path: "/diego.bbs.v1.Bbs/CrashActualLRP",
@@ -394,6 +392,17 @@ pub static RPCS: &[Rpc] = &[
                 Ok(lrp) => crate::check_desired_lrp(&lrp),
                 Err(e) => drop(e.within("desired_lrp").to_string()),
             }
+        },
+    },
+    // A batch: each desired LRP as DesireLRP's handler converts it.
+    Rpc {
+        path: "/diego.bbs.v1.Bbs/DesireLRPs",
+        run: |b| {
+            let lrps = decode::<api::DesireLrPsRequest>(b).map(|r| r.desired_lrps);
+            each(
+                lrps.map(|l| l.into_iter().map(|d| api::DesireLrpRequest { desired_lrp: Some(d) }).collect()),
+                "DesireLRP",
+            )
         },
     },
     Rpc {
@@ -520,12 +529,7 @@ pub static RPCS: &[Rpc] = &[
         },
     },
     // diego.rep.v1.Rep
-    Rpc {
-        path: "/diego.rep.v1.Rep/State",
-        run: |b| {
-            decode::<rep::StateRequest>(b);
-        },
-    },
+    Rpc { path: "/diego.rep.v1.Rep/State", run: |b| _ = decode::<rep::StateRequest>(b) },
     Rpc { path: "/diego.rep.v1.Rep/Perform", run: perform },
     Rpc {
         path: "/diego.rep.v1.Rep/StopLRPInstance",
@@ -554,18 +558,8 @@ pub static RPCS: &[Rpc] = &[
             }
         },
     },
-    Rpc {
-        path: "/diego.rep.v1.Rep/Evacuate",
-        run: |b| {
-            decode::<rep::EvacuateRequest>(b);
-        },
-    },
-    Rpc {
-        path: "/diego.rep.v1.Rep/Ping",
-        run: |b| {
-            decode::<rep::PingRequest>(b);
-        },
-    },
+    Rpc { path: "/diego.rep.v1.Rep/Evacuate", run: |b| _ = decode::<rep::EvacuateRequest>(b) },
+    Rpc { path: "/diego.rep.v1.Rep/Ping", run: |b| _ = decode::<rep::PingRequest>(b) },
     // diego.rep.v1.Recovery, Logs and Exec (the rep's other services): decoded as their services do
     Rpc { path: "/diego.rep.v1.Recovery/Report", run: |b| _ = decode::<rep::ReportRequest>(b) },
     Rpc { path: "/diego.rep.v1.Logs/Stream", run: |b| _ = decode::<rep::LogsRequest>(b) },

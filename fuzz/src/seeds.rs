@@ -335,6 +335,29 @@ pub fn request_bodies() -> Vec<(&'static str, Vec<u8>)> {
             }
             .encode_to_vec(),
         ),
+        // The batch calls (last, so the earlier seeds keep their names).
+        (
+            "/diego.bbs.v1.Bbs/StartActualLRPs",
+            api::StartActualLrPsRequest {
+                starts: vec![
+                    api::StartActualLrpRequest {
+                        actual_lrp_key: key(),
+                        actual_lrp_instance_key: instance_key(),
+                        actual_lrp_net_info: net_info(),
+                        ..Default::default()
+                    },
+                    api::StartActualLrpRequest::default(),
+                ],
+            }
+            .encode_to_vec(),
+        ),
+        (
+            "/diego.bbs.v1.Bbs/DesireLRPs",
+            api::DesireLrPsRequest {
+                desired_lrps: vec![desired_lrp("web", 4), desired_lrp("web", 2), pb::DesiredLrp::default()],
+            }
+            .encode_to_vec(),
+        ),
     ]
 }
 
