@@ -135,6 +135,13 @@ pub struct BbsArgs {
     /// Rounds of --compare-tls (one plaintext and one TLS run each).
     #[arg(long, value_name = "N", default_value_t = crate::compare::DEFAULT_ROUNDS, requires = "compare_tls")]
     pub rounds: usize,
+    /// Run the BBS as its own process (the real `bbs` binary, with a generated config in
+    /// <output>/bbs.toml and its log in <output>/bbs.log) and report its peak RSS apart.
+    #[arg(long, conflicts_with = "bbs_address")]
+    pub bbs_process: bool,
+    /// The `bbs` binary of --bbs-process (default: the one next to benchmark-bbs).
+    #[arg(long, value_name = "PATH", requires = "bbs_process")]
+    pub bbs_binary: Option<PathBuf>,
 }
 
 impl From<BbsArgs> for Config {
@@ -168,6 +175,8 @@ impl From<BbsArgs> for Config {
             tls_dir: a.tls_dir,
             compare_tls: a.compare_tls,
             rounds: a.rounds,
+            bbs_process: a.bbs_process,
+            bbs_binary: a.bbs_binary,
         }
     }
 }

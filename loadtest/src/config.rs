@@ -122,6 +122,11 @@ pub struct Config {
     pub compare_tls: bool,
     /// Rounds of `compare_tls` (one plaintext and one TLS run each); unused without it.
     pub rounds: usize,
+    /// Run the BBS as its own process, the real `bbs` binary, instead of in this one
+    /// ([`crate::target::Launch`]); its peak RSS is reported apart.
+    pub bbs_process: bool,
+    /// The `bbs` binary of `bbs_process`; `None`: the one next to this executable.
+    pub bbs_binary: Option<PathBuf>,
 }
 
 /// The default [`Config::seed_batch`].
@@ -159,6 +164,8 @@ impl Default for Config {
             tls_dir: None,
             compare_tls: false,
             rounds: crate::compare::DEFAULT_ROUNDS,
+            bbs_process: false,
+            bbs_binary: None,
         }
     }
 }
@@ -192,7 +199,9 @@ impl Config {
             self.tls_dir.is_none() || self.tls || self.compare_tls,
             "--tls-dir needs --tls (or --compare-tls)"
         );
+        anyhow::ensure!(self.bbs_binary.is_none() || self.bbs_process, "--bbs-binary needs --bbs-process");
         if self.bbs_address.is_some() {
+            anyhow::ensure!(!self.bbs_process, "--bbs-process starts its own BBS: drop --bbs-address");
             anyhow::ensure!(
                 !self.compare_tls,
                 "--compare-tls starts its own BBSs (plaintext and TLS, every round): drop --bbs-address"

@@ -61,7 +61,6 @@ pub use crate::report::Report;
 use crate::generator::Placement;
 use crate::operations::Files;
 use crate::progress::Progress;
-use crate::report::Memory;
 use crate::stats::Recorder;
 use crate::target::{Clients, Target};
 
@@ -75,7 +74,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&config.output).with_context(|| format!("cannot create {}", config.output.display()))?;
     let started = Instant::now();
     let progress = Progress::new(config.progress);
-    let target = Target::start(&(&config).into()).await?;
+    let target = Target::launch(&(&config).into(), &target::Launch::of(&config)).await?;
     let result = run_on(&config, &target, &progress, started).await;
     if let Err(e) = target.stop().await {
         tracing::warn!(error = %e, "cleaning up the target failed");
@@ -134,14 +133,7 @@ async fn run_on(config: &Config, target: &Target, progress: &Progress, started: 
     drop(presences);
     seed::release_presences(config, &clients).await;
 
-    let memory = Memory {
-        peak_rss_kib: report::peak_rss_kib(),
-        note: if target.in_process() {
-            "this process: the in-process BBS plus the simulator and its clients".into()
-        } else {
-            "the simulator only; measure the external BBS's memory on its host".into()
-        },
-    };
+    let memory = target.memory();
     Ok(Report {
         config: config.clone(),
         target: target.info.clone(),

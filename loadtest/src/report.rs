@@ -50,6 +50,8 @@ const ORDER: &[(&str, &str)] = &[
     ("setup", seed::CELL_PRESENCE_SETTING),
     ("setup", seed::SEED_DESIRE),
     ("setup", seed::SEED_START),
+    ("setup", seed::SEED_DESIRE_BATCH),
+    ("setup", seed::SEED_START_BATCH),
     ("convergence", conv::PASS),
     ("convergence", conv::GATHER),
     ("trials", work::REP_BULK_LOOP),

@@ -224,10 +224,12 @@ async fn reflection_lists_the_bbs_service_and_its_methods() {
         "CompleteTask",
         "StreamActualLRPs",
         "StreamDesiredLRPSchedulingInfos",
+        "DesireLRPs",
+        "StartActualLRPs",
     ] {
         assert!(methods.iter().any(|m| m == expected), "{expected} missing from {methods:?}");
     }
-    assert_eq!(methods.len(), 37, "every Bbs RPC of architecture.md: {methods:?}");
+    assert_eq!(methods.len(), 39, "every Bbs RPC of architecture.md: {methods:?}");
 
     let health_channel = Channel::from_shared(format!("http://{}", server.address)).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(health_channel);

@@ -57,7 +57,8 @@ pub struct DesiredLrpUpdated {
     pub created: Vec<ActualLrp>,
 }
 
-/// The scheduling columns (rows are decoded by column name, so their order does not matter).
+/// The scheduling columns, in the order the decoders read them by position (`desired_lrps::rows`;
+/// a test in `desired_lrps/page.rs` checks the order of every view).
 const SCHEDULING_COLUMNS: &str = "process_guid, domain, log_guid, annotation, instances, memory_mb, disk_mb, \
      max_pids, rootfs, routes, volume_placement, placement_tags, modification_tag_epoch, \
      modification_tag_index, update_strategy";
