@@ -21,7 +21,9 @@ use svc::authz::require_own_cell;
 use svc::identity::{Peer, Role};
 use tonic::{Request, Response, Status};
 
-use self::decode::{cell_id, index, invalid, process_guid, required_instance_key, start_info, task_guid};
+use self::decode::{
+    cell_id, index, invalid, process_guid, required_instance_key, start_info, start_request, task_guid,
+};
 use self::observe::observe;
 use crate::Result;
 use crate::controllers::Context;
@@ -163,16 +165,7 @@ impl Bbs for BbsService {
     ) -> GrpcResult<api::ActualLrpLifecycleResponse> {
         require_own_cell(&Peer::of(&request), key_cell(&request.get_ref().actual_lrp_instance_key))?;
         self.observe("StartActualLRP", async {
-            let request = request.into_inner();
-            let key = actual_lrp_key_from_pb(request.actual_lrp_key)?;
-            let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
-            let start = start_info(
-                request.actual_lrp_net_info,
-                request.actual_lrp_internal_routes,
-                request.metric_tags,
-                request.routable,
-                request.availability_zone,
-            )?;
+            let (key, instance_key, start) = start_request(request.into_inner())?;
             ActualLrps(&self.ctx).start(&key, &instance_key, &start).await?;
             Ok(api::ActualLrpLifecycleResponse {})
         })

@@ -15,7 +15,7 @@ use svc::authz::require_own_cell;
 use svc::identity::Peer;
 use tonic::Status;
 
-use super::decode::{invalid, required_instance_key, start_info};
+use super::decode::{invalid, start_request};
 use super::key_cell;
 use crate::controllers::Context;
 use crate::controllers::actual_lrps::ActualLrps;
@@ -50,22 +50,7 @@ pub(super) async fn start_actual_lrps(
     request: api::StartActualLrPsRequest,
 ) -> Result<api::BatchResponse> {
     check_count("starts", request.starts.len())?;
-    let decoded = request
-        .starts
-        .into_iter()
-        .map(|start| {
-            let key = proto::convert::actual_lrp_key_from_pb(start.actual_lrp_key)?;
-            let instance_key = required_instance_key(start.actual_lrp_instance_key)?;
-            let info = start_info(
-                start.actual_lrp_net_info,
-                start.actual_lrp_internal_routes,
-                start.metric_tags,
-                start.routable,
-                start.availability_zone,
-            )?;
-            Ok((key, instance_key, info))
-        })
-        .collect();
+    let decoded = request.starts.into_iter().map(start_request).collect();
     let (valid, slots) = split(decoded);
     let answers = ActualLrps(ctx).start_many(valid).await?;
     Ok(respond(slots, answers))

@@ -5,7 +5,7 @@
 use db::sql::actual_lrps::StartInfo;
 use db::sql::desired_lrps::DesiredLrpFilter;
 use proto::convert::{instance_key_from_pb, net_info_from_pb};
-use proto::models::{ActualLrpInstanceKey, CellId, DomainName, ProcessGuid, TaskGuid, ValidationError};
+use proto::models::{ActualLrpInstanceKey, ActualLrpKey, CellId, DomainName, ProcessGuid, TaskGuid, ValidationError};
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
@@ -48,6 +48,23 @@ pub(super) fn desired_filter(request: api::DesiredLrPsRequest) -> Result<Desired
         process_guids: request.process_guids.into_iter().map(process_guid).collect::<Result<_>>()?,
         app_guids: request.app_guids,
     })
+}
+
+/// A StartActualLRP's key, instance key and what it starts with: one home for the single call
+/// and each item of StartActualLRPs.
+pub(super) fn start_request(
+    request: api::StartActualLrpRequest,
+) -> Result<(ActualLrpKey, ActualLrpInstanceKey, StartInfo)> {
+    let key = proto::convert::actual_lrp_key_from_pb(request.actual_lrp_key)?;
+    let instance_key = required_instance_key(request.actual_lrp_instance_key)?;
+    let start = start_info(
+        request.actual_lrp_net_info,
+        request.actual_lrp_internal_routes,
+        request.metric_tags,
+        request.routable,
+        request.availability_zone,
+    )?;
+    Ok((key, instance_key, start))
 }
 
 pub(super) fn start_info(
