@@ -53,8 +53,8 @@ pub struct StoreOptions {
     ///
     /// A process cut off from the database in the middle of a transaction never sends the rest,
     /// and the server otherwise keeps the transaction and its row locks until TCP gives up on
-    /// the connection, hours later: the fence check's share lock on the leader's lease row then
-    /// keeps every standby from taking the lease over. The store's transactions send their
+    /// the connection, hours later: a fence check's share lock on the leader's lease row (a
+    /// group-commit batch takes it when it opens) then keeps every standby from taking the lease over. The store's transactions send their
     /// statements back to back (no client-side waits inside a transaction), so only a process
     /// cut off or stalled that long reaches it; its transaction is rolled back and the caller
     /// gets UNAVAILABLE.
@@ -419,9 +419,21 @@ impl Store {
     where
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>>,
     {
-        let mut tx = self.begin(op, fence).await?;
+        let mut tx = self.begin(op, None).await?;
         // On error the transaction is dropped, which rolls it back.
         let value = body(&mut tx).await?;
+        // The fence is checked last, just before the commit: its shared lock on the lease row
+        // is then held for the commit only, not for the whole body. A long body (a batch of a
+        // thousand desires) holding it for seconds kept the leader's renewal, which must lock
+        // the row for update, waiting past its timeout, and the leader stepped down. Checked
+        // last or first, nothing this transaction wrote commits unless the lease was ours at
+        // the commit.
+        if let Some(fence) = fence {
+            check_fence(&mut tx, fence).await.map_err(|e| match e {
+                Error::Sql { source, .. } => transaction_error(op, source),
+                other => other,
+            })?;
+        }
         tx.inner.commit().await.map_err(|e| transaction_error(op, e))?;
         Ok(value)
     }
