@@ -419,16 +419,22 @@ impl Store {
     where
         F: for<'t> FnMut(&'t mut Tx) -> BoxFuture<'t, Result<T>>,
     {
-        let mut tx = self.begin(op, None).await?;
+        // On a server database the fence is checked last, just before the commit: its shared
+        // lock on the lease row is then held for the commit only, not for the whole body. A long
+        // body (a batch of a thousand desires) holding it for seconds kept the leader's renewal,
+        // which must lock the row for update, waiting past its timeout, and the leader stepped
+        // down. Checked last or first, nothing this transaction wrote commits unless the lease
+        // was ours at the commit. SQLite's write transaction excludes every other writer from
+        // its `BEGIN IMMEDIATE` on, so nobody can take the lease meanwhile: there it is checked
+        // first, and a long body does not fail on a lease whose renewal only waited for it.
+        let (first, last) = match self.backend {
+            Backend::Sqlite => (fence, None),
+            Backend::Postgres | Backend::Mysql => (None, fence),
+        };
+        let mut tx = self.begin(op, first).await?;
         // On error the transaction is dropped, which rolls it back.
         let value = body(&mut tx).await?;
-        // The fence is checked last, just before the commit: its shared lock on the lease row
-        // is then held for the commit only, not for the whole body. A long body (a batch of a
-        // thousand desires) holding it for seconds kept the leader's renewal, which must lock
-        // the row for update, waiting past its timeout, and the leader stepped down. Checked
-        // last or first, nothing this transaction wrote commits unless the lease was ours at
-        // the commit.
-        if let Some(fence) = fence {
+        if let Some(fence) = last {
             check_fence(&mut tx, fence).await.map_err(|e| match e {
                 Error::Sql { source, .. } => transaction_error(op, source),
                 other => other,
