@@ -7,6 +7,7 @@
 //! Requests and answers are the domain types of `proto::models`; `bbs_client/grpc.rs` is the
 //! only place that turns them into `pb` messages and back.
 
+mod batch;
 mod grpc;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use futures::future::BoxFuture;
 use proto::error::ErrorCode;
 use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, CellPresence, DesiredLrp, NetInfo, Task};
 
+pub(crate) use batch::{BatchAnswer, BatchSupport, START_ACTUAL_LRPS};
 pub use grpc::GrpcBbsClient;
 
 /// A failed BBS or Locket call: which call, the Diego error type when the server named one
@@ -118,6 +120,16 @@ pub trait BbsClient: Send + Sync + 'static {
 
     /// `StartActualLRP`: marks the instance RUNNING (creating the record when it is missing).
     fn start_actual_lrp<'a>(&'a self, lrp: &'a RunningLrp) -> BoxFuture<'a, Result<(), BbsError>>;
+
+    /// `StartActualLRPs`: [`BbsClient::start_actual_lrp`] of every instance in `lrps`, in calls
+    /// of at most [`proto::limits::MAX_BATCH_ITEMS`] starts (one `StartActualLRP` each on a BBS
+    /// that does not serve the batch call). The outer error: the (first) call failed as a whole
+    /// and nothing was reported. Otherwise one result per instance, in order, each the error
+    /// type and message the single call would have failed with.
+    fn start_actual_lrps<'a>(
+        &'a self,
+        lrps: &'a [RunningLrp],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), BbsError>>, BbsError>>;
 
     /// `CrashActualLRP` with the reason.
     fn crash_actual_lrp<'a>(

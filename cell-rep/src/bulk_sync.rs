@@ -7,7 +7,10 @@
 //! 2. runs the container operation of every container (the generator's state machine), which
 //!    re-claims, re-starts (re-creating RUNNING records after a BBS data loss), reports crashes
 //!    and completions that were missed, stops containers the BBS gave to another instance, and,
-//!    while evacuating, asks again whether each evacuated instance's replacement runs;
+//!    while evacuating, asks again whether each evacuated instance's replacement runs. The
+//!    RUNNING LRP containers of a cell that does not evacuate are re-asserted together, in one
+//!    `StartActualLRPs` per 1,000 instances instead of one `StartActualLRP` each
+//!    ([`Generator::enqueue_all`]), still one operation at a time per container;
 //! 3. removes actual LRPs of this cell that have no container (`RemoveActualLRP`, or
 //!    `RemoveEvacuatingActualLRP` for evacuating records) so the converger replaces them;
 //! 4. fails tasks running on this cell that have no container.
@@ -102,8 +105,7 @@ impl BulkSync {
         let containers = ctx.executor.list();
         let mut report = BulkSyncReport { containers: containers.len(), ..BulkSyncReport::default() };
 
-        let operations: Vec<_> = containers.iter().map(|c| self.generator.enqueue(&c.guid)).collect();
-        futures::future::join_all(operations).await;
+        self.generator.enqueue_all(&containers).await;
         // Desired instance counts, read once per process guid (startup pass only).
         let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
 

@@ -4,7 +4,15 @@
 //! bulk-sync pass queues a *container operation* for the container's guid. Operations on one guid
 //! run one at a time; while one runs, at most one more waits, and later requests join the waiting
 //! one (Diego's operation queue). An operation re-reads the container, so it acts on the current
-//! state whatever event queued it, and dispatches on the container's workload:
+//! state whatever event queued it, and dispatches on the container's workload.
+//!
+//! A bulk-sync pass queues its operations with [`Generator::enqueue_all`]: the RUNNING LRP
+//! containers (cell not evacuating) whose guids have no operation running or waiting are taken
+//! together as one operation, which re-reads them and reports the ones still running in one
+//! `StartActualLRPs` ([`Generator::start_running`]); a busy guid, and every other container, gets
+//! its ordinary operation. Event-driven starts (running, readiness changes) stay single calls.
+//!
+//! The processors:
 //!
 //! - `generator/lrp.rs`: the LRP processor (claim and run, start, crash or remove) and, while
 //!   the cell evacuates, the evacuation processor;
@@ -27,7 +35,7 @@ use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::RepContext;
-use crate::executor::ContainerEvent;
+use crate::executor::{Container, ContainerEvent};
 use crate::workload::Workload;
 
 pub use run_request::{internal_routes, lrp_run_request, resolve_metric_tags, task_run_request};
@@ -59,17 +67,21 @@ impl std::fmt::Debug for Generator {
     }
 }
 
-/// Removes a guid's slot if its driver ends abnormally (a panic), so the guid is not stuck.
+/// Removes the slots of the guids an operation holds if its driver ends abnormally (a panic), so
+/// the guids are not stuck.
 struct SlotGuard<'a> {
     generator: &'a Generator,
-    guid: &'a str,
+    guids: &'a [String],
     armed: bool,
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.generator.slots().remove(self.guid);
+            let mut slots = self.generator.slots();
+            for guid in self.guids {
+                slots.remove(guid);
+            }
         }
     }
 }
@@ -92,13 +104,12 @@ impl Generator {
     /// Queues an operation for container `guid` and returns a future that completes once it ran.
     /// Dropping the future does not cancel the operation.
     pub fn enqueue(self: &Arc<Self>, guid: &str) -> OperationDone {
-        let (tx, rx) = oneshot::channel::<()>();
-        let done: OperationDone = async move {
-            let _ = rx.await;
-        }
-        .boxed()
-        .shared();
-        let mut slots = self.slots();
+        self.enqueue_in(&mut self.slots(), guid)
+    }
+
+    /// [`Generator::enqueue`] with the slots locked.
+    fn enqueue_in(self: &Arc<Self>, slots: &mut HashMap<String, Slot>, guid: &str) -> OperationDone {
+        let (tx, done) = operation_done();
         match slots.get_mut(guid) {
             Some(slot) => {
                 if let Some((waiting, _)) = &slot.waiting {
@@ -118,18 +129,87 @@ impl Generator {
 
     /// Runs the operations of one guid until none waits.
     async fn drive(&self, guid: String, mut done: oneshot::Sender<()>) {
-        let mut guard = SlotGuard { generator: self, guid: &guid, armed: true };
+        let mut guard = SlotGuard { generator: self, guids: std::slice::from_ref(&guid), armed: true };
         loop {
             self.process(&guid).await;
             let _ = done.send(());
-            let mut slots = self.slots();
-            match slots.get_mut(&guid).and_then(|slot| slot.waiting.take()) {
-                Some((_, next)) => done = next,
+            match self.next_waiting(&guid) {
+                Some(next) => done = next,
                 None => {
-                    slots.remove(&guid);
                     guard.armed = false;
                     return;
                 }
+            }
+        }
+    }
+
+    /// After an operation of `guid` ran: the completion of the operation waiting behind it
+    /// (which runs next, in the same slot), or `None` once the slot is released.
+    fn next_waiting(&self, guid: &str) -> Option<oneshot::Sender<()>> {
+        let mut slots = self.slots();
+        match slots.get_mut(guid).and_then(|slot| slot.waiting.take()) {
+            Some((_, next)) => Some(next),
+            None => {
+                slots.remove(guid);
+                None
+            }
+        }
+    }
+
+    /// Queues the bulk-sync operation of every container in `containers` and returns a future
+    /// that completes once they all ran. The RUNNING LRP containers of a cell that does not
+    /// evacuate are re-asserted together ([`Generator::start_running`]); every other container
+    /// gets its ordinary operation.
+    pub fn enqueue_all(self: &Arc<Self>, containers: &[Container]) -> OperationDone {
+        let (running, others): (Vec<&Container>, Vec<&Container>) =
+            containers.iter().partition(|c| self.running_lrp_identity(c).is_some());
+        let mut done: Vec<OperationDone> = others.iter().map(|c| self.enqueue(&c.guid)).collect();
+        done.push(self.start_running(running.iter().map(|c| c.guid.clone()).collect()));
+        all_done(done)
+    }
+
+    /// Re-asserts the RUNNING LRP containers `guids` with one `StartActualLRPs`, without going
+    /// behind the per-guid queue: the guids with no operation running or waiting are taken as if
+    /// one operation ran for all of them ([`Generator::start_many`]: re-read, reported together,
+    /// each answer handled as the single start's), then released, and what queued behind any of
+    /// them meanwhile runs. A busy guid gets an ordinary [`Generator::enqueue`] instead (its
+    /// operation re-reads the container and does what it needs). Returns a future that completes
+    /// once all of that ran; dropping it does not cancel anything.
+    pub fn start_running(self: &Arc<Self>, guids: Vec<String>) -> OperationDone {
+        let mut done = Vec::new();
+        let mut taken = Vec::new();
+        {
+            let mut slots = self.slots();
+            for guid in guids {
+                if slots.contains_key(&guid) {
+                    done.push(self.enqueue_in(&mut slots, &guid));
+                } else {
+                    slots.insert(guid.clone(), Slot::default());
+                    taken.push(guid);
+                }
+            }
+        }
+        if !taken.is_empty() {
+            let (tx, batch_done) = operation_done();
+            done.push(batch_done);
+            let this = Arc::clone(self);
+            tokio::spawn(async move { this.drive_many(taken, tx).await });
+        }
+        all_done(done)
+    }
+
+    /// Runs [`Generator::start_many`] for the taken slots of `guids`, then releases them, driving
+    /// each guid's waiting operation, if any, as [`Generator::drive`] would.
+    async fn drive_many(self: Arc<Self>, guids: Vec<String>, done: oneshot::Sender<()>) {
+        let mut guard = SlotGuard { generator: &self, guids: &guids, armed: true };
+        self.start_many(&guids).await;
+        let _ = done.send(());
+        guard.armed = false;
+        for guid in &guids {
+            if let Some(next) = self.next_waiting(guid) {
+                let this = Arc::clone(&self);
+                let guid = guid.clone();
+                tokio::spawn(async move { this.drive(guid, next).await });
             }
         }
     }
@@ -212,6 +292,22 @@ impl Generator {
             }
         });
     }
+}
+
+/// A new operation's completion: the sender to fire once it ran, and the future that waits for it.
+fn operation_done() -> (oneshot::Sender<()>, OperationDone) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = async move {
+        let _ = rx.await;
+    }
+    .boxed()
+    .shared();
+    (tx, done)
+}
+
+/// Completes once every one of `done` did.
+fn all_done(done: Vec<OperationDone>) -> OperationDone {
+    futures::future::join_all(done).map(drop).boxed().shared()
 }
 
 /// Whether a BBS error is a definitive refusal (the record says no) rather than a failure to

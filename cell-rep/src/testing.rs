@@ -14,8 +14,8 @@ mod cell;
 mod fake_bbs;
 
 use proto::models::{
-    ActualLrpKey, DesiredLrp, DomainName, LrpStart, PlacementConstraint, ProcessGuid, Resource, Task, TaskDefinition,
-    TaskGuid, TaskStart, TaskState,
+    ActualLrpInstanceKey, ActualLrpKey, CellId, DesiredLrp, DomainName, InstanceGuid, LrpStart, NetInfo,
+    PlacementConstraint, ProcessGuid, Resource, Task, TaskDefinition, TaskGuid, TaskStart, TaskState,
 };
 use proto::pb::models::v1 as pb;
 use proto::pb::rep::v1 as rep_pb;
@@ -23,6 +23,7 @@ use proto::pb::rep::v1 as rep_pb;
 pub use cell::{TestCell, TestCellOptions, eventually};
 pub use fake_bbs::{BbsCall, FakeBbs, FakePresence, LrpRef};
 
+use crate::bbs_client::RunningLrp;
 pub use crate::workload::{lrp_workload, task_workload, workload};
 
 /// The rootfs the builders ask for; every rep offers it by default.
@@ -117,6 +118,28 @@ pub fn lrp_key(process_guid: &str, index: i32) -> ActualLrpKey {
         process_guid: ProcessGuid::parse(process_guid).expect("valid process guid"),
         index,
         domain: DomainName::parse("d").expect("valid domain"),
+    }
+}
+
+/// The start report of index `index` of `process_guid` (instance `<process_guid>-<index>`) on
+/// `cell_id`, routable, with no ports.
+///
+/// # Panics
+///
+/// When the guids or the cell id are not valid (a test bug).
+pub fn running_lrp(process_guid: &str, index: i32, cell_id: &str) -> RunningLrp {
+    #[allow(clippy::expect_used)]
+    RunningLrp {
+        key: lrp_key(process_guid, index),
+        instance_key: ActualLrpInstanceKey {
+            instance_guid: InstanceGuid::parse(format!("{process_guid}-{index}")).expect("valid instance guid"),
+            cell_id: CellId::parse(cell_id).expect("valid cell id"),
+        },
+        net_info: NetInfo::default(),
+        internal_routes: Vec::new(),
+        metric_tags: std::collections::BTreeMap::new(),
+        routable: true,
+        availability_zone: "z1".into(),
     }
 }
 

@@ -15,7 +15,9 @@ use svc::bbs_client::{BbsChannels, CallError};
 use svc::connect::ConnectError;
 use tonic::transport::Channel;
 
-use super::{BbsClient, BbsError, PresenceLease, RunningLrp, TaskCompletion};
+use super::{
+    BatchAnswer, BatchSupport, BbsClient, BbsError, PresenceLease, RunningLrp, START_ACTUAL_LRPS, TaskCompletion,
+};
 
 /// The tonic client of the BBS (and the Locket it serves), on the service toolkit's
 /// leader-following core ([`svc::bbs_client`]): channels are lazy (nothing connects until the
@@ -25,6 +27,8 @@ use super::{BbsClient, BbsError, PresenceLease, RunningLrp, TaskCompletion};
 #[derive(Debug)]
 pub struct GrpcBbsClient {
     channels: BbsChannels,
+    /// Whether the BBS serves `StartActualLRPs`.
+    batch: BatchSupport,
 }
 
 impl GrpcBbsClient {
@@ -33,7 +37,7 @@ impl GrpcBbsClient {
     /// first call.
     pub fn new(address: impl Into<String>, timeout: Duration, security: svc::tls::Security) -> Result<Self, BbsError> {
         let channels = BbsChannels::new(address, timeout, security).map_err(|e| connect_error("connect", e))?;
-        Ok(Self { channels })
+        Ok(Self { channels, batch: BatchSupport::default() })
     }
 
     /// The configured BBS address.
@@ -47,14 +51,66 @@ impl GrpcBbsClient {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.channels.call(call, f).await.map_err(|e| match e {
-            CallError::Connect(e) => connect_error(call, e),
-            CallError::Status { status, .. } => BbsError::from_status(call, &status),
-        })
+        self.channels.call(call, f).await.map_err(|e| call_error(call, e))
+    }
+
+    /// One `StartActualLRPs` call of at most `MAX_BATCH_ITEMS` starts.
+    async fn send_starts(&self, lrps: &[RunningLrp]) -> BatchAnswer {
+        let request = bbs_pb::StartActualLrPsRequest { starts: lrps.iter().map(start_request).collect() };
+        let answer = self
+            .channels
+            .call(START_ACTUAL_LRPS, |c| {
+                let request = request.clone();
+                async move { Self::bbs(c).start_actual_lr_ps(request).await }
+            })
+            .await;
+        match answer {
+            Ok(response) => BatchAnswer::Results(
+                response.results.into_iter().map(|r| r.error.map_or(Ok(()), |e| Err(batch_item_error(&e)))).collect(),
+            ),
+            Err(CallError::Status { status, .. }) if status.code() == tonic::Code::Unimplemented => {
+                BatchAnswer::Unimplemented
+            }
+            Err(e) => BatchAnswer::Failed(call_error(START_ACTUAL_LRPS, e)),
+        }
     }
 
     fn bbs(channel: Channel) -> bbs_pb::bbs_client::BbsClient<Channel> {
         bbs_pb::bbs_client::BbsClient::new(channel)
+    }
+}
+
+/// A failed call as an error of `call`.
+fn call_error(call: &'static str, error: CallError) -> BbsError {
+    match error {
+        CallError::Connect(e) => connect_error(call, e),
+        CallError::Status { status, .. } => BbsError::from_status(call, &status),
+    }
+}
+
+/// A refused item of `StartActualLRPs` as the error its single call's status would have become:
+/// read through the same [`BbsError::from_status`] (the Diego type when named, else the code's).
+fn batch_item_error(error: &bbs_pb::BatchError) -> BbsError {
+    let mut status = tonic::Status::new(tonic::Code::from_i32(error.code), error.message.clone());
+    if !error.r#type.is_empty()
+        && let Ok(name) = tonic::metadata::MetadataValue::try_from(error.r#type.as_str())
+    {
+        status.metadata_mut().insert(proto::error::ERROR_METADATA_KEY, name);
+    }
+    BbsError::from_status(START_ACTUAL_LRPS, &status)
+}
+
+/// The `StartActualLRP` request reporting `lrp` running, alone or as an item of
+/// `StartActualLRPs`.
+fn start_request(lrp: &RunningLrp) -> bbs_pb::StartActualLrpRequest {
+    bbs_pb::StartActualLrpRequest {
+        actual_lrp_key: Some(key_pb(&lrp.key)),
+        actual_lrp_instance_key: Some(instance_pb(&lrp.instance_key)),
+        actual_lrp_net_info: Some(lrp.net_info.clone().into()),
+        actual_lrp_internal_routes: internal_routes_pb(&lrp.internal_routes),
+        metric_tags: metric_tags_pb(&lrp.metric_tags),
+        routable: Some(lrp.routable),
+        availability_zone: lrp.availability_zone.clone(),
     }
 }
 
@@ -109,15 +165,7 @@ impl BbsClient for GrpcBbsClient {
     }
 
     fn start_actual_lrp<'a>(&'a self, lrp: &'a RunningLrp) -> BoxFuture<'a, Result<(), BbsError>> {
-        let request = bbs_pb::StartActualLrpRequest {
-            actual_lrp_key: Some(key_pb(&lrp.key)),
-            actual_lrp_instance_key: Some(instance_pb(&lrp.instance_key)),
-            actual_lrp_net_info: Some(lrp.net_info.clone().into()),
-            actual_lrp_internal_routes: internal_routes_pb(&lrp.internal_routes),
-            metric_tags: metric_tags_pb(&lrp.metric_tags),
-            routable: Some(lrp.routable),
-            availability_zone: lrp.availability_zone.clone(),
-        };
+        let request = start_request(lrp);
         Box::pin(async move {
             self.call("StartActualLRP", |c| {
                 let request = request.clone();
@@ -126,6 +174,13 @@ impl BbsClient for GrpcBbsClient {
             .await
             .map(drop)
         })
+    }
+
+    fn start_actual_lrps<'a>(
+        &'a self,
+        lrps: &'a [RunningLrp],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), BbsError>>, BbsError>> {
+        Box::pin(self.batch.start_actual_lrps(self, lrps, |chunk| self.send_starts(chunk)))
     }
 
     fn crash_actual_lrp<'a>(
@@ -457,6 +512,49 @@ mod tests {
         assert!(GrpcBbsClient::new("", Duration::from_secs(1), svc::tls::Security::Plaintext).is_err());
         assert!(GrpcBbsClient::new("bad address", Duration::from_secs(1), svc::tls::Security::Plaintext).is_err());
         assert!(GrpcBbsClient::new("127.0.0.1:8889", Duration::from_secs(1), svc::tls::Security::Plaintext).is_ok());
+    }
+
+    #[test]
+    fn a_refused_batch_item_is_the_error_its_single_call_would_have_been() {
+        for code in ErrorCode::ALL {
+            let item = bbs_pb::BatchError {
+                r#type: code.name().to_owned(),
+                code: code.grpc_code() as i32,
+                message: format!("{code} happened"),
+            };
+            let single = BbsError::from_status(START_ACTUAL_LRPS, &code.to_status(format!("{code} happened")));
+            assert_eq!(batch_item_error(&item), single);
+        }
+        // No type named: the code's, as for a status without `x-diego-error`.
+        let unnamed =
+            bbs_pb::BatchError { r#type: String::new(), code: tonic::Code::Unavailable as i32, message: "".into() };
+        assert!(batch_item_error(&unnamed).is(ErrorCode::Unavailable));
+    }
+
+    #[tokio::test]
+    async fn a_bbs_that_does_not_serve_the_batch_call_gets_single_calls_from_then_on() {
+        // A server with no Bbs service answers every Bbs call UNIMPLEMENTED.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let (_, router) = svc::server::grpc_server(&[], 1 << 20);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { svc::server::serve(router, listener, &svc::tls::Security::Plaintext, shutdown).await }
+        });
+        let client =
+            GrpcBbsClient::new(address, Duration::from_secs(5), svc::tls::Security::Plaintext).expect("client");
+
+        let lrps = [crate::testing::running_lrp("web", 0, "cell-1"), crate::testing::running_lrp("web", 1, "cell-1")];
+        let results = client.start_actual_lrps(&lrps).await.expect("not an error of the whole call");
+        assert_eq!(results.len(), 2);
+        for result in results {
+            // Each start went as its own StartActualLRP (which this server does not serve either).
+            assert_eq!(result.expect_err("unimplemented").call, "StartActualLRP");
+        }
+        assert!(!client.batch.batch_worth_trying(), "the next pass goes straight to single calls");
+        shutdown.cancel();
+        let _ = server.await;
     }
 
     #[tokio::test]

@@ -4,9 +4,10 @@
 use proto::error::ErrorCode;
 
 use super::{Generator, is_definitive, lrp_run_request};
-use crate::bbs_client::RunningLrp;
+use crate::bbs_client::{BbsError, RunningLrp};
 use crate::context::{InstanceInfo, LrpIdentity};
 use crate::executor::{Container, ContainerState};
+use crate::workload::Workload;
 
 impl Generator {
     /// The ordinary LRP processor.
@@ -101,21 +102,75 @@ impl Generator {
         }
     }
 
-    /// Running: report it started (again on every pass and readiness change).
+    /// Running: report it started (again on every readiness change; bulk sync re-asserts every
+    /// running instance together, [`Generator::start_many`]).
     async fn start(&self, container: &Container, lrp: &LrpIdentity) {
         let running = self.running_lrp(container, lrp);
-        match self.ctx.bbs.start_actual_lrp(&running).await {
+        let result = self.ctx.bbs.start_actual_lrp(&running).await;
+        self.started(&running, result);
+    }
+
+    /// What the answer to a start report of `running` means for its container, whether it was
+    /// reported alone or in a batch: a refusal stops the container, another error waits for the
+    /// next pass.
+    fn started(&self, running: &RunningLrp, result: Result<(), BbsError>) {
+        let (guid, key) = (running.instance_key.instance_guid.as_str(), &running.key);
+        match result {
             Ok(()) => {
-                tracing::debug!(container_guid = %container.guid, process_guid = %lrp.key.process_guid, index = lrp.key.index, routable = running.routable, "reported lrp running")
+                tracing::debug!(container_guid = %guid, process_guid = %key.process_guid, index = key.index, routable = running.routable, "reported lrp running")
             }
             Err(e) if e.is(ErrorCode::ActualLrpCannotBeStarted) => {
-                tracing::warn!(container_guid = %container.guid, process_guid = %lrp.key.process_guid, index = lrp.key.index, error = %e, "the bbs refuses this instance; stopping it");
-                self.stop_in_background(&container.guid, "start refused");
+                tracing::warn!(container_guid = %guid, process_guid = %key.process_guid, index = key.index, error = %e, "the bbs refuses this instance; stopping it");
+                self.stop_in_background(guid, "start refused");
             }
             Err(e) => {
-                tracing::warn!(container_guid = %container.guid, process_guid = %lrp.key.process_guid, index = lrp.key.index, error = %e, "cannot report lrp running; retrying on the next pass")
+                tracing::warn!(container_guid = %guid, process_guid = %key.process_guid, index = key.index, error = %e, "cannot report lrp running; retrying on the next pass")
             }
         }
+    }
+
+    /// The instance of `container` when a bulk sync re-asserts it with the others
+    /// ([`Generator::start_many`]): a RUNNING LRP container of a cell that does not evacuate.
+    pub(super) fn running_lrp_identity(&self, container: &Container) -> Option<LrpIdentity> {
+        match &container.workload {
+            Workload::Lrp(lrp) if container.state == ContainerState::Running && !self.ctx.evacuation.is_set() => {
+                Some(self.ctx.lrp_identity(lrp))
+            }
+            _ => None,
+        }
+    }
+
+    /// The operation of the containers `guids` taken together (the caller holds their slots):
+    /// each is re-read; those still RUNNING LRP containers of a cell that does not evacuate are
+    /// reported together (`StartActualLRPs`) and each answer handled as [`Generator::start`]
+    /// handles its own; the others get their ordinary operation.
+    pub(super) async fn start_many(&self, guids: &[String]) {
+        let mut running = Vec::new();
+        let mut others = Vec::new();
+        for guid in guids {
+            let container = self.ctx.executor.get(guid);
+            match container.as_ref().and_then(|c| self.running_lrp_identity(c).map(|lrp| (c, lrp))) {
+                Some((container, lrp)) => running.push(self.running_lrp(container, &lrp)),
+                None => others.push(guid.as_str()),
+            }
+        }
+        let report = async {
+            if running.is_empty() {
+                return;
+            }
+            match self.ctx.bbs.start_actual_lrps(&running).await {
+                Ok(results) => {
+                    for (lrp, result) in running.iter().zip(results) {
+                        self.started(lrp, result);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(cell_id = %self.ctx.cell.cell_id, instances = running.len(), error = %e, "cannot report the running lrps; retrying on the next pass")
+                }
+            }
+        };
+        let ordinary = futures::future::join_all(others.into_iter().map(|guid| self.process(guid)));
+        tokio::join!(report, ordinary);
     }
 
     /// Completed: removed when stopped, crashed otherwise; then the container goes.

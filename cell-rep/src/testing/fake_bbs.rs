@@ -27,7 +27,12 @@ mod model;
 pub use self::calls::{BbsCall, LrpRef};
 use self::model::{Model, bad, now_ns};
 use super::lrp_work;
-use crate::bbs_client::{BbsClient, BbsError, PresenceLease, RunningLrp, TaskCompletion};
+use crate::bbs_client::{
+    BatchAnswer, BatchSupport, BbsClient, BbsError, PresenceLease, RunningLrp, START_ACTUAL_LRPS, TaskCompletion,
+};
+
+/// The single start's name, as [`BbsError::call`] spells it.
+const START_ACTUAL_LRP: &str = "StartActualLRP";
 
 /// A held presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,10 @@ pub struct FakeBbs {
     model: Mutex<Model>,
     /// Bumped after every call and every change, so tests can wait for a condition.
     version: watch::Sender<u64>,
+    /// Whether `StartActualLRPs` is served, as the rep's gRPC client remembers it.
+    batch: BatchSupport,
+    /// While true, `StartActualLRP` answers wait.
+    starts_held: watch::Sender<bool>,
 }
 
 impl Default for FakeBbs {
@@ -59,7 +68,12 @@ impl Default for FakeBbs {
 impl FakeBbs {
     /// An empty BBS.
     pub fn new() -> Self {
-        Self { model: Mutex::new(Model::default()), version: watch::Sender::new(0) }
+        Self {
+            model: Mutex::new(Model::default()),
+            version: watch::Sender::new(0),
+            batch: BatchSupport::default(),
+            starts_held: watch::Sender::new(false),
+        }
     }
 
     fn model(&self) -> MutexGuard<'_, Model> {
@@ -178,6 +192,18 @@ impl FakeBbs {
         self.model().failures.insert(call, code);
     }
 
+    /// While set, `StartActualLRPs` answers UNIMPLEMENTED (and changes nothing), as a BBS from
+    /// before the call existed; the call is still recorded.
+    pub fn set_batch_unimplemented(&self, unimplemented: bool) {
+        self.model().batch_unimplemented = unimplemented;
+    }
+
+    /// While `held`, a `StartActualLRP` is recorded and applied at once but answers only once
+    /// released, so the container operation that made it stays in flight.
+    pub fn hold_starts(&self, held: bool) {
+        self.starts_held.send_replace(held);
+    }
+
     /// Stops failing `call`.
     pub fn stop_failing(&self, call: &'static str) {
         self.model().failures.remove(call);
@@ -218,6 +244,40 @@ fn start_info(lrp: &RunningLrp) -> StartInfo {
     }
 }
 
+/// A start applied to the model, as `call` (alone or as an item of the batch).
+fn start(model: &mut Model, call: &'static str, lrp: &RunningLrp) -> Result<(), BbsError> {
+    model
+        .modify_index(call, &lrp.key, |rows| apply_start(rows, &lrp.key, &lrp.instance_key, &start_info(lrp), now_ns()))
+}
+
+impl FakeBbs {
+    /// One `StartActualLRPs` call: recorded, then refused as a whole when the BBS is unreachable
+    /// or the call is set to fail, else each start applied on its own (refused with the code set
+    /// by `fail("StartActualLRP", ..)`, if any, as the single call would be).
+    fn start_chunk(&self, lrps: &[RunningLrp]) -> BatchAnswer {
+        let call = BbsCall::StartBatch(lrps.iter().map(|lrp| lrp_ref(&lrp.key, &lrp.instance_key)).collect());
+        if self.model().batch_unimplemented {
+            self.model().calls.push(call);
+            self.bump();
+            return BatchAnswer::Unimplemented;
+        }
+        let answer = self.handle(call, |m| {
+            let single_failure = m.failures.get(START_ACTUAL_LRP).copied();
+            Ok(lrps
+                .iter()
+                .map(|lrp| match single_failure {
+                    Some(code) => Err(bad(START_ACTUAL_LRPS, code, "injected failure")),
+                    None => start(m, START_ACTUAL_LRPS, lrp),
+                })
+                .collect())
+        });
+        match answer {
+            Ok(results) => BatchAnswer::Results(results),
+            Err(e) => BatchAnswer::Failed(e),
+        }
+    }
+}
+
 fn parse_cell(call: &'static str, cell_id: &str) -> Result<CellId, BbsError> {
     CellId::parse(cell_id).map_err(|e| bad(call, ErrorCode::InvalidRequest, e.to_string()))
 }
@@ -239,12 +299,19 @@ impl BbsClient for FakeBbs {
     fn start_actual_lrp<'a>(&'a self, lrp: &'a RunningLrp) -> BoxFuture<'a, Result<(), BbsError>> {
         let ports = lrp.net_info.ports.iter().map(|p| (p.container_port, p.host_port)).collect();
         let call = BbsCall::Start { lrp: lrp_ref(&lrp.key, &lrp.instance_key), routable: lrp.routable, ports };
-        let result = self.handle(call, |m| {
-            m.modify_index("StartActualLRP", &lrp.key, |rows| {
-                apply_start(rows, &lrp.key, &lrp.instance_key, &start_info(lrp), now_ns())
-            })
-        });
-        Box::pin(async move { result })
+        let result = self.handle(call, |m| start(m, START_ACTUAL_LRP, lrp));
+        let mut held = self.starts_held.subscribe();
+        Box::pin(async move {
+            let _ = held.wait_for(|held| !held).await;
+            result
+        })
+    }
+
+    fn start_actual_lrps<'a>(
+        &'a self,
+        lrps: &'a [RunningLrp],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), BbsError>>, BbsError>> {
+        Box::pin(self.batch.start_actual_lrps(self, lrps, |chunk| std::future::ready(self.start_chunk(chunk))))
     }
 
     fn crash_actual_lrp<'a>(

@@ -27,6 +27,8 @@ pub enum BbsCall {
         /// The (container, host) port mappings sent.
         ports: Vec<(u32, u32)>,
     },
+    /// `StartActualLRPs`: the instances of its starts, in order.
+    StartBatch(Vec<LrpRef>),
     /// `CrashActualLRP`.
     Crash {
         /// The instance.
@@ -77,7 +79,7 @@ pub enum BbsCall {
 }
 
 impl BbsCall {
-    /// The instance an LRP call was about.
+    /// The instance an LRP call was about (none for a batch: see [`BbsCall::started`]).
     pub fn lrp(&self) -> Option<&LrpRef> {
         match self {
             Self::Claim(lrp)
@@ -93,11 +95,21 @@ impl BbsCall {
         }
     }
 
+    /// The instances a `StartActualLRP` or `StartActualLRPs` reported running.
+    pub fn started(&self) -> &[LrpRef] {
+        match self {
+            Self::Start { lrp, .. } => std::slice::from_ref(lrp),
+            Self::StartBatch(lrps) => lrps,
+            _ => &[],
+        }
+    }
+
     /// The RPC name, as [`BbsError::call`] spells it.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Claim(_) => "ClaimActualLRP",
             Self::Start { .. } => "StartActualLRP",
+            Self::StartBatch(_) => "StartActualLRPs",
             Self::Crash { .. } => "CrashActualLRP",
             Self::Remove(_) => "RemoveActualLRP",
             Self::EvacuateClaimed(_) => "EvacuateClaimedActualLRP",

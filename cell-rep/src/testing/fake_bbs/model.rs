@@ -22,6 +22,8 @@ pub(super) struct Model {
     pub(super) calls: Vec<BbsCall>,
     pub(super) unreachable: bool,
     pub(super) failures: HashMap<&'static str, ErrorCode>,
+    /// Whether `StartActualLRPs` answers UNIMPLEMENTED.
+    pub(super) batch_unimplemented: bool,
 }
 
 /// An error of `call` with `code`.
