@@ -23,6 +23,9 @@ use crate::target::Clients;
 pub mod ops {
     /// `SELECT <every actual LRP column> FROM actual_lrps WHERE cell_id = ?`.
     pub const PER_CELL: &str = "RawSQL per-cell actual_lrps";
+    /// [`PER_CELL`] during the trials, right after each rep's fetch, under the same load: how
+    /// much of the loaded fetch's latency the database alone shows on a saturated machine.
+    pub const PER_CELL_UNDER_LOAD: &str = "RawSQL per-cell actual_lrps (under load)";
     /// `SELECT <every actual LRP column> FROM actual_lrps`.
     pub const ACTUAL_SCAN: &str = "RawSQL scan actual_lrps";
     /// `SELECT <scheduling columns> FROM desired_lrps`.
@@ -54,21 +57,23 @@ async fn rows(store: &Store, sql: &str) -> Result<usize, sqlx::Error> {
     Ok(store.backend().query(sql).fetch_all(store.pool()).await?.len())
 }
 
+/// The raw per-cell read of cell `c`, timed as `op`, its row count checked against `placement`.
+pub async fn per_cell(store: &Store, placement: &Placement, c: usize, op: &'static str, recorder: &Recorder) {
+    let query = store.backend().query(SELECT_BY_CELL_SQL).bind(cell_id(c));
+    if let Ok(rows) = recorder.time(op, query.fetch_all(store.pool())).await
+        && rows.len() != placement.lrps_of[c].len()
+    {
+        recorder.fail(op, format!("{}: {} rows, expected {}", cell_id(c), rows.len(), placement.lrps_of[c].len()));
+    }
+}
+
 /// Runs every baseline: the per-cell read once per cell per trial, the scans once per trial.
 pub async fn run(config: &Config, store: &Store, placement: &Placement, recorder: &Recorder, progress: &Progress) {
     let samples = config.trials.max(3);
     let bar = progress.bar((config.cells * config.trials + samples * 4) as u64, "raw SQL baselines");
     for _ in 0..config.trials {
         for c in 0..config.cells {
-            let query = store.backend().query(SELECT_BY_CELL_SQL).bind(cell_id(c));
-            if let Ok(rows) = recorder.time(ops::PER_CELL, query.fetch_all(store.pool())).await
-                && rows.len() != placement.lrps_of[c].len()
-            {
-                recorder.fail(
-                    ops::PER_CELL,
-                    format!("{}: {} rows, expected {}", cell_id(c), rows.len(), placement.lrps_of[c].len()),
-                );
-            }
+            per_cell(store, placement, c, ops::PER_CELL, recorder).await;
             bar.inc(1);
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, RouteEmitters, SeedVia};
+use crate::config::{Config, RepStarts, RouteEmitters, SeedVia};
 
 /// benchmark-bbs: simulates the load N cells, the nsync bulker and the route emitters put on a
 /// BBS and its database, and reports per-operation latencies next to Diego's 2016 figures and
@@ -85,6 +85,10 @@ pub struct BbsArgs {
     /// Operations in flight at once within one rep loop.
     #[arg(long, default_value_t = 16)]
     pub cell_concurrency: usize,
+    /// How each simulated rep re-asserts its instances per loop: one StartActualLRP each
+    /// (Diego's pattern) or StartActualLRPs of up to 1,000 (what the diego-rs rep does).
+    #[arg(long, value_enum, default_value = "each")]
+    pub rep_starts: RepStarts,
     /// Which route emitters to simulate.
     #[arg(long, value_enum, default_value = "both")]
     pub route_emitters: RouteEmitters,
@@ -161,6 +165,7 @@ impl From<BbsArgs> for Config {
             connections: a.connections,
             max_in_flight: a.max_in_flight,
             cell_concurrency: a.cell_concurrency,
+            rep_starts: a.rep_starts,
             route_emitters: a.route_emitters,
             error_tolerance: a.error_tolerance,
             event_timeout: Duration::from_secs(a.event_timeout),

@@ -20,6 +20,17 @@ pub enum SeedVia {
     Store,
 }
 
+/// How a simulated rep re-asserts its running instances in each bulk loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepStarts {
+    /// One `StartActualLRP` per instance (Diego's benchmark-bbs and Diego's rep).
+    Each,
+    /// `StartActualLRPs` of all of a cell's instances, at most 1,000 per call (the diego-rs
+    /// cell rep's bulk sync).
+    Batch,
+}
+
 /// Which route emitters are simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -86,6 +97,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Operations in flight at once within one rep's bulk loop.
     pub cell_concurrency: usize,
+    /// How the reps re-assert their instances each loop.
+    pub rep_starts: RepStarts,
     /// Which route emitters run.
     pub route_emitters: RouteEmitters,
     /// Accepted relative difference between received and expected events (and seeding errors).
@@ -150,6 +163,7 @@ impl Default for Config {
             connections: 8,
             max_in_flight: 256,
             cell_concurrency: 16,
+            rep_starts: RepStarts::Each,
             route_emitters: RouteEmitters::Both,
             error_tolerance: 0.05,
             event_timeout: Duration::from_secs(60),
@@ -225,8 +239,30 @@ impl Config {
         self.tls.then(|| self.tls_dir.clone().unwrap_or_else(|| self.output.join("tls")))
     }
 
+    /// Event streams the BBS a run starts must serve at once: the global subscriber and, with
+    /// local route emitters, one per cell, with room for a few more (never below the BBS's own
+    /// default, 1,024, so small runs see the production limit).
+    pub fn max_event_subscribers(&self) -> usize {
+        let streams = 1 + if self.route_emitters.local() { self.cells } else { 0 };
+        (streams + 64).max(bbs::config::BbsConfig::default().max_event_subscribers)
+    }
+
     /// The probability that a rep claims an instance right after re-asserting it.
     pub fn claim_probability(&self) -> f64 {
         (self.percent_writes / 200.0).clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bbs_serves_a_stream_per_cell_and_the_global_one() {
+        let default = bbs::config::BbsConfig::default().max_event_subscribers;
+        let run = |cells, route_emitters| Config { cells, route_emitters, ..Config::default() };
+        assert_eq!(run(3, RouteEmitters::Both).max_event_subscribers(), default);
+        assert!(run(4_000, RouteEmitters::Local).max_event_subscribers() > 4_000);
+        assert_eq!(run(4_000, RouteEmitters::Global).max_event_subscribers(), default);
     }
 }

@@ -55,7 +55,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::time::Instant;
 
-pub use crate::config::{Config, RouteEmitters, SeedVia};
+pub use crate::config::{Config, RepStarts, RouteEmitters, SeedVia};
 pub use crate::report::Report;
 
 use crate::generator::Placement;
@@ -117,7 +117,7 @@ async fn run_on(config: &Config, target: &Target, progress: &Progress, started: 
     };
 
     let subscribers = events::Subscribers::start(&clients, config.cells, config.route_emitters.local()).await?;
-    let trials = workload::run(config, &clients, &placement, &recorder, progress).await;
+    let trials = workload::run(config, &clients, target.store.as_ref(), &placement, &recorder, progress).await;
     let spinner = progress.spinner("waiting for the expected instance events");
     let expected_cells = if config.route_emitters.local() { trials.expected_events_by_cell.clone() } else { vec![] };
     let waited = subscribers.wait_for(trials.expected_events, &expected_cells, config.event_timeout).await;

@@ -34,8 +34,9 @@ pub const DIEGO_2016_MS: [(&str, f64); 7] = [
 ];
 
 /// The raw-SQL baseline each BBS operation is compared with.
-pub const BASELINE_OF: [(&str, &str); 8] = [
+pub const BASELINE_OF: [(&str, &str); 9] = [
     (work::REP_BULK_FETCHING, raw::PER_CELL),
+    (raw::PER_CELL_UNDER_LOAD, raw::PER_CELL),
     (raw::QUIET_PER_CELL, raw::PER_CELL),
     (work::NSYNC_BULKER, raw::SCHEDULING_SCAN),
     (raw::QUIET_NSYNC, raw::SCHEDULING_SCAN),
@@ -57,11 +58,13 @@ const ORDER: &[(&str, &str)] = &[
     ("trials", work::REP_BULK_LOOP),
     ("trials", work::REP_BULK_FETCHING),
     ("trials", work::REP_START),
+    ("trials", work::REP_START_BATCH),
     ("trials", work::REP_CLAIM),
     ("trials", work::NSYNC_BULKER),
     ("trials", work::ROUTE_EMITTER),
     ("trials", work::ROUTE_EMITTER_LOCAL),
     ("trials", work::CELL_PRESENCE_FETCHING),
+    ("trials", raw::PER_CELL_UNDER_LOAD),
     ("quiet", raw::QUIET_PER_CELL),
     ("quiet", raw::QUIET_NSYNC),
     ("quiet", raw::QUIET_ROUTE_EMITTER),

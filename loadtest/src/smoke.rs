@@ -93,6 +93,7 @@ pub async fn run(config: SmokeConfig) -> anyhow::Result<SmokeReport> {
         keep_database: config.keep_database,
         // The observer must see every event of the burst.
         event_buffer: 1 << 16,
+        max_event_subscribers: bbs::config::BbsConfig::default().max_event_subscribers,
         stub_auctioneer: false,
         nodelay_listener: true,
         tls: config.tls_dir(),

@@ -29,7 +29,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::config::{Config, SeedVia};
+use crate::config::{Config, RepStarts, SeedVia};
 use crate::format::{ms, redact};
 
 pub use self::figures::{GrowthCheck, IntervalCheck, SizePoint};
@@ -72,6 +72,9 @@ pub struct SweepArgs {
     /// Percent of instances written per rep loop.
     #[arg(long, default_value_t = 5.0)]
     pub percent_writes: f64,
+    /// How each simulated rep re-asserts its instances per loop (as `benchmark-bbs --rep-starts`).
+    #[arg(long, value_enum, default_value = "each")]
+    pub rep_starts: RepStarts,
     /// HTTP/2 operator connections to the BBS.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
@@ -127,6 +130,7 @@ impl From<SweepArgs> for SweepConfig {
                 seed_via: a.seed_via,
                 seed_workers: a.seed_workers,
                 percent_writes: a.percent_writes,
+                rep_starts: a.rep_starts,
                 connections: a.connections,
                 max_in_flight: a.max_in_flight,
                 convergence_passes: a.convergence_passes,

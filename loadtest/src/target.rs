@@ -135,6 +135,8 @@ pub struct TargetSpec {
     pub keep_database: bool,
     /// Event buffer per subscriber of an in-process BBS.
     pub event_buffer: usize,
+    /// Event streams a BBS this run starts serves at once (`max_event_subscribers`).
+    pub max_event_subscribers: usize,
     /// Give an in-process BBS an auctioneer that accepts and drops every start request (the
     /// BBS workload), instead of the real one found through the `auctioneer` lock (the smoke
     /// benchmark).
@@ -189,6 +191,7 @@ impl From<&Config> for TargetSpec {
             reseed: config.reseed,
             keep_database: config.keep_database,
             event_buffer: config.event_buffer,
+            max_event_subscribers: config.max_event_subscribers(),
             stub_auctioneer: true,
             nodelay_listener: config.nodelay_listener,
             tls: config.tls_dir(),
@@ -277,6 +280,7 @@ impl Target {
                 database_url: &url,
                 dir: &config.output,
                 event_buffer: config.event_buffer,
+                max_event_subscribers: config.max_event_subscribers,
                 pki: target.pki.as_deref(),
             };
             let child = match BbsProcess::start(&spec).await {
@@ -310,6 +314,7 @@ impl Target {
                 // files, not into the working directory.
                 data_dir: config.output.clone(),
                 event_buffer: config.event_buffer,
+                max_event_subscribers: config.max_event_subscribers,
                 tls,
                 ..bbs::config::BbsConfig::default()
             }

@@ -4,13 +4,19 @@
 //!   checked against the seeded count), then for each `StartActualLRP` (`RepStartActualLRP`, the
 //!   heartbeat re-assert: a write only when the instance was CLAIMED) and, with probability
 //!   `percent_writes / 2` %, `ClaimActualLRP` right after it (`RepClaimActualLRP`), which flips
-//!   the instance RUNNING → CLAIMED so the next round's start writes;
+//!   the instance RUNNING → CLAIMED so the next round's start writes. With
+//!   [`RepStarts::Batch`] (what the diego-rs cell rep's bulk sync does) the re-asserts of one
+//!   loop go in `StartActualLRPs` calls of at most 1,000 (`RepStartActualLRPs`), and the claims
+//!   follow them, one call each as before;
 //! - the nsync bulker: all scheduling infos (`NsyncBulkerFetching`, count checked);
 //! - the global route emitter: all actual LRPs + all scheduling infos
 //!   (`FetchActualLRPsAndSchedulingInfos`, counts checked);
 //! - the per-cell route emitters: each cell's actual LRPs + the scheduling infos of their process
 //!   guids (`FetchActualLRPsAndSchedulingInfosLocal`);
-//! - the cell presence fetch (`CellPresenceFetching`, count checked).
+//! - the cell presence fetch (`CellPresenceFetching`, count checked);
+//! - with the database known, right after each rep's fetch, the same read as raw SQL
+//!   ([`crate::baseline::ops::PER_CELL_UNDER_LOAD`]), so the loaded fetch can be set against
+//!   what the database alone shows under the same load.
 //!
 //! The rep loops call over their cell's own connection, as their cell
 //! ([`crate::target::Clients::cell`]); the bulker, the route emitters (global and per cell:
@@ -25,6 +31,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use db::Store;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use proto::pb::bbs::v1 as api;
@@ -34,7 +41,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::baseline;
+use crate::config::{Config, RepStarts};
 use crate::generator::{self, DOMAIN, Placement, cell_id, stream};
 use crate::listing;
 use crate::progress::Progress;
@@ -49,6 +57,8 @@ pub mod ops {
     pub const REP_BULK_FETCHING: &str = "RepBulkFetching";
     /// `StartActualLRP` of an instance the rep runs.
     pub const REP_START: &str = "RepStartActualLRP";
+    /// `StartActualLRPs` of (up to 1,000 of) one rep's instances (`--rep-starts batch`).
+    pub const REP_START_BATCH: &str = "RepStartActualLRPs";
     /// `ClaimActualLRP` of a running instance (makes the next start a write).
     pub const REP_CLAIM: &str = "RepClaimActualLRP";
     /// All scheduling infos.
@@ -80,6 +90,7 @@ pub struct TrialsReport {
 struct Shared {
     config: Config,
     clients: Clients,
+    store: Option<Store>,
     recorder: Recorder,
     placement: Arc<Placement>,
     slots: Semaphore,
@@ -94,6 +105,13 @@ impl Shared {
         self.expected_by_cell[cell].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A start of an instance the rep's fetch found CLAIMED succeeded: it wrote, and an event
+    /// follows.
+    fn started_claimed(&self, cell: usize) {
+        self.writing_starts.fetch_add(1, Ordering::Relaxed);
+        self.expect_event(cell);
+    }
+
     async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.slots.acquire().await.unwrap_or_else(|_| unreachable!("the semaphore is never closed"))
     }
@@ -103,6 +121,7 @@ impl Shared {
 pub async fn run(
     config: &Config,
     clients: &Clients,
+    store: Option<&Store>,
     placement: &Arc<Placement>,
     recorder: &Recorder,
     progress: &Progress,
@@ -111,6 +130,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         config: config.clone(),
         clients: clients.clone(),
+        store: store.cloned(),
         recorder: recorder.clone(),
         placement: placement.clone(),
         slots: Semaphore::new(config.max_in_flight),
@@ -180,6 +200,10 @@ async fn rep_bulk_loop(shared: &Shared, trial: usize, cell: usize) {
         recorder.time(ops::REP_BULK_FETCHING, listing::actual_lrps(shared.clients.cell(cell), request)).await
     };
     shared.bar.inc(1);
+    if let Some(store) = &shared.store {
+        let _slot = shared.slot().await;
+        baseline::per_cell(store, &shared.placement, cell, baseline::ops::PER_CELL_UNDER_LOAD, recorder).await;
+    }
     let actuals = match fetched {
         Ok(actuals) => actuals,
         Err(e) => {
@@ -195,19 +219,24 @@ async fn rep_bulk_loop(shared: &Shared, trial: usize, cell: usize) {
             format!("{}: fetched {} actual LRPs, expected {expected}", cell_id(cell), actuals.len()),
         );
     }
-    let failures = AtomicU64::new(0);
-    futures::stream::iter(actuals)
-        .for_each_concurrent(shared.config.cell_concurrency, |actual| {
-            let failures = &failures;
-            async move {
-                if !operate(shared, trial, cell, actual).await {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-                shared.bar.inc(1);
-            }
-        })
-        .await;
-    let failures = failures.load(Ordering::Relaxed);
+    let failures = match shared.config.rep_starts {
+        RepStarts::Each => {
+            let failures = AtomicU64::new(0);
+            futures::stream::iter(actuals)
+                .for_each_concurrent(shared.config.cell_concurrency, |actual| {
+                    let failures = &failures;
+                    async move {
+                        if !operate(shared, trial, cell, actual).await {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        shared.bar.inc(1);
+                    }
+                })
+                .await;
+            failures.load(Ordering::Relaxed)
+        }
+        RepStarts::Batch => operate_batched(shared, trial, cell, actuals).await,
+    };
     if failures == 0 {
         recorder.record(ops::REP_BULK_LOOP, loop_started.elapsed());
     } else {
@@ -219,13 +248,10 @@ async fn rep_bulk_loop(shared: &Shared, trial: usize, cell: usize) {
 /// Returns whether every call succeeded.
 async fn operate(shared: &Shared, trial: usize, cell: usize, actual: pb::ActualLrp) -> bool {
     let recorder = &shared.recorder;
-    let guid = actual.actual_lrp_key.as_ref().map(|k| k.process_guid.as_str()).unwrap_or_default();
-    let Some(i) = lrp_index(guid).filter(|&i| i < shared.placement.cell_of.len()) else {
-        recorder.fail(ops::REP_START, format!("{}: unexpected actual LRP {guid:?}", cell_id(cell)));
+    let Some((i, was_claimed)) = resolve(shared, cell, &actual, ops::REP_START) else {
         return false;
     };
     let instance_guid = &shared.placement.instance_guid[i];
-    let was_claimed = actual.state == pb::ActualLrpState::Claimed as i32;
     let start = {
         let _slot = shared.slot().await;
         let request = generator::start_request(i, cell, instance_guid);
@@ -235,9 +261,28 @@ async fn operate(shared: &Shared, trial: usize, cell: usize, actual: pb::ActualL
         return false;
     }
     if was_claimed {
-        shared.writing_starts.fetch_add(1, Ordering::Relaxed);
-        shared.expect_event(cell);
+        shared.started_claimed(cell);
     }
+    claim(shared, trial, cell, i).await
+}
+
+/// The benchmark LRP an actual LRP of `cell`'s fetch stands for, and whether it was CLAIMED;
+/// `None` (a failure of `op`) for an actual the benchmark did not seed.
+fn resolve(shared: &Shared, cell: usize, actual: &pb::ActualLrp, op: &'static str) -> Option<(usize, bool)> {
+    let guid = actual.actual_lrp_key.as_ref().map(|k| k.process_guid.as_str()).unwrap_or_default();
+    let Some(i) = lrp_index(guid).filter(|&i| i < shared.placement.cell_of.len()) else {
+        shared.recorder.fail(op, format!("{}: unexpected actual LRP {guid:?}", cell_id(cell)));
+        return None;
+    };
+    Some((i, actual.state == pb::ActualLrpState::Claimed as i32))
+}
+
+/// With probability `percent_writes / 2` % (a stream per trial and LRP), claims LRP `i` again,
+/// which flips it RUNNING → CLAIMED so the next trial's start writes. Returns whether the claim
+/// (if any) succeeded.
+async fn claim(shared: &Shared, trial: usize, cell: usize, i: usize) -> bool {
+    let recorder = &shared.recorder;
+    let instance_guid = &shared.placement.instance_guid[i];
     let claim = stream(shared.config.seed, &[5, trial as u64, i as u64]).random_bool(shared.config.claim_probability());
     if !claim {
         return true;
@@ -253,6 +298,75 @@ async fn operate(shared: &Shared, trial: usize, cell: usize, actual: pb::ActualL
     shared.claims.fetch_add(1, Ordering::Relaxed);
     shared.expect_event(cell);
     true
+}
+
+/// `--rep-starts batch`: re-asserts every fetched instance in `StartActualLRPs` calls of at
+/// most [`proto::limits::MAX_BATCH_ITEMS`], then claims as [`operate`] does, `cell_concurrency`
+/// at a time. Returns the operations that failed (a failed call counts all of its items).
+async fn operate_batched(shared: &Shared, trial: usize, cell: usize, actuals: Vec<pb::ActualLrp>) -> u64 {
+    let recorder = &shared.recorder;
+    let total = actuals.len() as u64;
+    let mut failures = 0u64;
+    let resolved: Vec<(usize, bool)> = actuals
+        .iter()
+        .filter_map(|actual| {
+            let found = resolve(shared, cell, actual, ops::REP_START_BATCH);
+            failures += u64::from(found.is_none());
+            found
+        })
+        .collect();
+    let mut started = Vec::with_capacity(resolved.len());
+    for chunk in resolved.chunks(proto::limits::MAX_BATCH_ITEMS) {
+        let starts =
+            chunk.iter().map(|&(i, _)| generator::start_request(i, cell, &shared.placement.instance_guid[i])).collect();
+        let answered = {
+            let _slot = shared.slot().await;
+            let request = api::StartActualLrPsRequest { starts };
+            recorder.time(ops::REP_START_BATCH, shared.clients.cell(cell).start_actual_lr_ps(request)).await
+        };
+        let results = match answered {
+            Ok(response) => response.into_inner().results,
+            Err(e) => {
+                recorder.fail(ops::REP_START_BATCH, format!("{}: {e}", cell_id(cell)));
+                failures += chunk.len() as u64;
+                continue;
+            }
+        };
+        if results.len() != chunk.len() {
+            recorder.fail(
+                ops::REP_START_BATCH,
+                format!("{}: {} results for {} starts", cell_id(cell), results.len(), chunk.len()),
+            );
+        }
+        for (&(i, was_claimed), result) in chunk.iter().zip(&results) {
+            match &result.error {
+                None => {
+                    if was_claimed {
+                        shared.started_claimed(cell);
+                    }
+                    started.push(i);
+                }
+                Some(e) => {
+                    recorder.fail(ops::REP_START_BATCH, format!("{}: {}: {}", cell_id(cell), e.r#type, e.message));
+                    failures += 1;
+                }
+            }
+        }
+        failures += chunk.len().saturating_sub(results.len()) as u64;
+    }
+    let claims_failed = AtomicU64::new(0);
+    futures::stream::iter(started)
+        .for_each_concurrent(shared.config.cell_concurrency, |i| {
+            let claims_failed = &claims_failed;
+            async move {
+                if !claim(shared, trial, cell, i).await {
+                    claims_failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .await;
+    shared.bar.inc(total);
+    failures + claims_failed.load(Ordering::Relaxed)
 }
 
 async fn nsync_bulker(shared: &Shared) {

@@ -13,7 +13,7 @@ use loadtest::convergence::ops as conv;
 use loadtest::generator::stream;
 use loadtest::seed::ops as seed;
 use loadtest::workload::ops as work;
-use loadtest::{Config, Report, RouteEmitters};
+use loadtest::{Config, RepStarts, Report, RouteEmitters};
 use rand::RngExt;
 
 const CELLS: usize = 3;
@@ -52,15 +52,20 @@ fn count(report: &Report, name: &str) -> u64 {
     report.operation(name).map(|o| o.summary.count).unwrap_or(0)
 }
 
-async fn tiny_run_adds_up(backend: Backend) {
+async fn tiny_run_adds_up(backend: Backend, rep_starts: RepStarts) {
     let Some(db) = TestDb::create(backend).await else { return };
     let output = std::env::temp_dir().join(format!("benchmark-bbs-test-{}", uuid::Uuid::new_v4().simple()));
-    let config = tiny(db.url.clone(), output.clone());
+    let config = Config { rep_starts, ..tiny(db.url.clone(), output.clone()) };
     let report = loadtest::run(config).await.expect("the benchmark runs");
     let table = report.table();
     assert_eq!(report.errors(), 0, "no call or count check failed:\n{table}");
 
     let (cells, lrps, trials) = (CELLS as u64, LRPS as u64, TRIALS as u64);
+    // Each rep re-asserts its instances one call each, or all of them in one batch per loop.
+    let (starts, start_batches) = match rep_starts {
+        RepStarts::Each => (lrps * trials, 0),
+        RepStarts::Batch => (0, cells * trials),
+    };
     let expected = [
         (seed::CELL_PRESENCE_SETTING, cells),
         (seed::SEED_DESIRE, lrps),
@@ -69,11 +74,13 @@ async fn tiny_run_adds_up(backend: Backend) {
         (conv::GATHER, 2),
         (work::REP_BULK_LOOP, cells * trials),
         (work::REP_BULK_FETCHING, cells * trials),
-        (work::REP_START, lrps * trials),
+        (work::REP_START, starts),
+        (work::REP_START_BATCH, start_batches),
         (work::NSYNC_BULKER, trials),
         (work::ROUTE_EMITTER, trials),
         (work::ROUTE_EMITTER_LOCAL, cells * trials),
         (work::CELL_PRESENCE_FETCHING, trials),
+        (raw::PER_CELL_UNDER_LOAD, cells * trials),
         (raw::QUIET_PER_CELL, cells * trials),
         (raw::QUIET_NSYNC, 3),
         (raw::QUIET_ROUTE_EMITTER, 3),
@@ -136,17 +143,27 @@ async fn tiny_run_adds_up(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_run_adds_up_on_sqlite() {
-    tiny_run_adds_up(Backend::Sqlite).await;
+    tiny_run_adds_up(Backend::Sqlite, RepStarts::Each).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_run_with_batched_rep_starts_adds_up_on_sqlite() {
+    tiny_run_adds_up(Backend::Sqlite, RepStarts::Batch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_run_with_batched_rep_starts_adds_up_on_postgres() {
+    tiny_run_adds_up(Backend::Postgres, RepStarts::Batch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_run_adds_up_on_postgres() {
-    tiny_run_adds_up(Backend::Postgres).await;
+    tiny_run_adds_up(Backend::Postgres, RepStarts::Each).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_run_adds_up_on_mysql() {
-    tiny_run_adds_up(Backend::Mysql).await;
+    tiny_run_adds_up(Backend::Mysql, RepStarts::Each).await;
 }
 
 /// `--compare-tls` on a named database, 2 rounds: plaintext, TLS, TLS, plaintext, each run on

@@ -224,6 +224,8 @@ pub struct BbsProcessSpec<'a> {
     pub dir: &'a Path,
     /// Events a subscriber may fall behind (`event_buffer`).
     pub event_buffer: usize,
+    /// Event streams it serves at once (`max_event_subscribers`).
+    pub max_event_subscribers: usize,
     /// Mutual TLS with the `diego://bbs` certificate from this PKI; `None`: plaintext.
     pub pki: Option<&'a Pki>,
 }
@@ -362,6 +364,7 @@ fn config_text(spec: &BbsProcessSpec<'_>, address: &str) -> anyhow::Result<Strin
     let _ = writeln!(c, "listen_address = {}", quoted(address));
     let _ = writeln!(c, "admin_address = \"127.0.0.1:0\"");
     let _ = writeln!(c, "event_buffer = {}", spec.event_buffer);
+    let _ = writeln!(c, "max_event_subscribers = {}", spec.max_event_subscribers);
     match spec.pki {
         Some(pki) => c.push_str(&tls_table(pki, Role::Bbs, "")?),
         None => c.push_str("\n[tls]\ninsecure_plaintext = true\n"),
@@ -418,6 +421,25 @@ mod tests {
         assert!(alive(pid));
         drop(child);
         assert!(!alive(pid));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_config_file_carries_the_event_stream_limit() {
+        let dir = std::env::temp_dir().join(format!("bbs-config-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = BbsProcessSpec {
+            binary: None,
+            database_url: "sqlite://x.db",
+            dir: &dir,
+            event_buffer: 77,
+            max_event_subscribers: 4_065,
+            pki: None,
+        };
+        let file = dir.join("bbs.toml");
+        std::fs::write(&file, config_text(&spec, "127.0.0.1:1").unwrap()).unwrap();
+        let config = svc::config::load::<bbs::config::BbsConfig>(Some(&file)).expect("the BBS reads it");
+        assert_eq!((config.max_event_subscribers, config.event_buffer), (4_065, 77));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
