@@ -20,7 +20,7 @@ use proto::models::{
 use proto::pb::models::v1 as pb;
 use proto::pb::rep::v1 as rep_pb;
 
-pub use cell::{TestCell, TestCellOptions, eventually};
+pub use cell::{TestCell, TestCellOptions, eventually, running_cell};
 pub use fake_bbs::{BbsCall, FakeBbs, FakePresence, LrpRef};
 
 use crate::bbs_client::RunningLrp;

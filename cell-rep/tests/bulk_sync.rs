@@ -9,7 +9,7 @@ use cell_rep::bulk_sync::TASK_CONTAINER_MISSING;
 use cell_rep::executor::ContainerState;
 use cell_rep::runtime::sim::SimConfig;
 use cell_rep::testing::{
-    BbsCall, FakeBbs, TestCell, TestCellOptions, desired_lrp, eventually, lrp_key, lrp_work, task, task_work,
+    BbsCall, FakeBbs, TestCell, TestCellOptions, eventually, lrp_key, running_cell, task, task_work,
 };
 use proto::error::ErrorCode;
 use proto::models::{
@@ -29,23 +29,6 @@ fn running_record(process_guid: &str, index: i32, instance_guid: &str, cell_id: 
     });
     lrp.net_info = Some(NetInfo { address: "10.0.0.9".into(), ..NetInfo::default() });
     lrp
-}
-
-async fn running_cell(bbs: &Arc<FakeBbs>, instances: i32) -> TestCell {
-    let desired = desired_lrp("web", instances, 64);
-    bbs.desire_lrp(desired.clone());
-    let cell = TestCell::start("cell-1", bbs.clone());
-    let work = (0..instances).map(|i| lrp_work(&desired, i)).collect();
-    assert!(cell.perform(work, Vec::new()).failed_lrps.is_empty());
-    timeout(
-        PATIENCE,
-        eventually(|| {
-            bbs.actual_lrps().iter().filter(|l| l.state == ActualLrpState::Running).count() == instances as usize
-        }),
-    )
-    .await
-    .expect("instances never ran");
-    cell
 }
 
 #[tokio::test]

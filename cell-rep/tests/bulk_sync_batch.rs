@@ -6,31 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cell_rep::executor::ContainerState;
-use cell_rep::testing::{BbsCall, FakeBbs, LrpRef, TestCell, desired_lrp, eventually, lrp_key, lrp_work};
+use cell_rep::testing::{BbsCall, FakeBbs, LrpRef, eventually, lrp_key, running_cell};
 use proto::error::ErrorCode;
 use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpState, CellId, InstanceGuid, Presence};
 use tokio::time::timeout;
 
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A cell running `instances` instances of `web`, every record RUNNING, calls cleared.
-async fn running_cell(bbs: &Arc<FakeBbs>, instances: i32) -> TestCell {
-    let desired = desired_lrp("web", instances, 64);
-    bbs.desire_lrp(desired.clone());
-    let cell = TestCell::start("cell-1", bbs.clone());
-    let work = (0..instances).map(|i| lrp_work(&desired, i)).collect();
-    assert!(cell.perform(work, Vec::new()).failed_lrps.is_empty());
-    timeout(
-        PATIENCE,
-        eventually(|| {
-            bbs.actual_lrps().iter().filter(|l| l.state == ActualLrpState::Running).count() == instances as usize
-        }),
-    )
-    .await
-    .expect("instances never ran");
-    bbs.clear_calls();
-    cell
-}
 
 /// The instance guid of index `index` of `web`.
 fn instance_of(bbs: &FakeBbs, index: i32) -> String {
@@ -67,6 +48,7 @@ fn sorted(mut guids: Vec<String>) -> Vec<String> {
 async fn a_pass_re_asserts_every_running_instance_in_one_batch_call() {
     let bbs = Arc::new(FakeBbs::new());
     let cell = running_cell(&bbs, 5).await;
+    bbs.clear_calls();
 
     let report = cell.bulk_sync.tick().await.expect("tick");
     assert_eq!(report.containers, 5);
@@ -81,6 +63,7 @@ async fn a_pass_re_asserts_every_running_instance_in_one_batch_call() {
 async fn a_refused_start_in_the_batch_stops_only_its_container() {
     let bbs = Arc::new(FakeBbs::new());
     let cell = running_cell(&bbs, 3).await;
+    bbs.clear_calls();
     let usurped = instance_of(&bbs, 1);
     // Meanwhile the BBS gave index 1 to an instance on another cell.
     let mut theirs = ActualLrp::new_unclaimed(lrp_key("web", 1), "epoch", 0);
@@ -110,6 +93,7 @@ async fn a_refused_start_in_the_batch_stops_only_its_container() {
 async fn a_container_whose_operation_is_in_flight_is_left_out_of_the_batch() {
     let bbs = Arc::new(FakeBbs::new());
     let cell = running_cell(&bbs, 3).await;
+    bbs.clear_calls();
     let busy = instance_of(&bbs, 0);
     // An operation of `busy` is in flight: its StartActualLRP waits for an answer.
     bbs.hold_starts(true);
@@ -138,6 +122,7 @@ async fn a_container_whose_operation_is_in_flight_is_left_out_of_the_batch() {
 async fn a_bbs_without_the_batch_call_gets_single_calls_and_later_passes_skip_the_batch() {
     let bbs = Arc::new(FakeBbs::new());
     let cell = running_cell(&bbs, 3).await;
+    bbs.clear_calls();
     bbs.set_batch_unimplemented(true);
     let guids = sorted(cell.containers().into_iter().map(|c| c.guid).collect());
 
@@ -157,6 +142,7 @@ async fn a_bbs_without_the_batch_call_gets_single_calls_and_later_passes_skip_th
 async fn a_batch_that_fails_as_a_whole_keeps_the_containers_for_the_next_pass() {
     let bbs = Arc::new(FakeBbs::new());
     let cell = running_cell(&bbs, 2).await;
+    bbs.clear_calls();
     bbs.fail("StartActualLRPs", ErrorCode::Unavailable);
     bbs.delete_all_actual_lrps();
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::models::CellId;
+use proto::models::{ActualLrpState, CellId};
 use proto::pb::rep::v1 as rep_pb;
 
 use super::FakeBbs;
@@ -21,6 +21,21 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) {
     while !condition() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A cell `cell-1` running `instances` instances of a desired LRP `web` (desired on `bbs`),
+/// returned once every record is RUNNING. Panics after 10 s otherwise.
+pub async fn running_cell(bbs: &Arc<FakeBbs>, instances: i32) -> TestCell {
+    let desired = super::desired_lrp("web", instances, 64);
+    bbs.desire_lrp(desired.clone());
+    let cell = TestCell::start("cell-1", bbs.clone());
+    let work = (0..instances).map(|i| super::lrp_work(&desired, i)).collect();
+    assert!(cell.perform(work, Vec::new()).failed_lrps.is_empty());
+    let running = || bbs.actual_lrps().iter().filter(|l| l.state == ActualLrpState::Running).count();
+    tokio::time::timeout(Duration::from_secs(10), eventually(|| running() == instances as usize))
+        .await
+        .expect("instances never ran");
+    cell
 }
 
 /// How to build a [`TestCell`].
