@@ -83,20 +83,49 @@ fn presence_resource(c: usize) -> locket::Resource {
     }
 }
 
+/// Tries a cell makes to register its presence before the run gives up (a rep retries forever).
+const PRESENCE_ATTEMPTS: usize = 5;
+
+/// Pause between two tries of one cell's presence.
+const PRESENCE_RETRY: Duration = Duration::from_secs(1);
+
 /// Registers every cell's presence (one Locket `Lock` per cell, `CellPresenceSetting`), each over
-/// its cell's connection, as that cell.
+/// its cell's connection, as that cell. Like Diego's presence runner, a cell tries again after a
+/// failure (all cells lock at once, so a large run can see a few time out); the time is until
+/// its presence is held.
 pub async fn register_presences(config: &Config, clients: &Clients, recorder: &Recorder) -> anyhow::Result<()> {
     let results = futures::future::join_all((0..config.cells).map(|c| {
         let mut locket = clients.cell_locket(c);
         let recorder = recorder.clone();
         async move {
-            let request = locket::LockRequest { resource: Some(presence_resource(c)), ttl_in_seconds: PRESENCE_TTL_S };
-            recorder.time(ops::CELL_PRESENCE_SETTING, locket.lock(request)).await
+            let register = async {
+                let mut attempt = 1;
+                loop {
+                    let request =
+                        locket::LockRequest { resource: Some(presence_resource(c)), ttl_in_seconds: PRESENCE_TTL_S };
+                    match locket.lock(request).await {
+                        Ok(held) => return Ok(held),
+                        Err(e) if attempt == PRESENCE_ATTEMPTS => return Err(e),
+                        Err(e) => {
+                            tracing::debug!(cell = c, attempt, error = %e, "presence not registered; trying again");
+                            attempt += 1;
+                            tokio::time::sleep(PRESENCE_RETRY).await;
+                        }
+                    }
+                }
+            };
+            recorder.time(ops::CELL_PRESENCE_SETTING, register).await
         }
     }))
     .await;
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    anyhow::ensure!(failed == 0, "{failed} of {} cell presences could not be registered", config.cells);
+    let errors: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if let Some(first) = errors.first() {
+        anyhow::bail!(
+            "{} of {} cell presences could not be registered after {PRESENCE_ATTEMPTS} tries each; the first error: {first}",
+            errors.len(),
+            config.cells
+        );
+    }
     Ok(())
 }
 
