@@ -4,17 +4,22 @@
 //!   of the record they changed, so the events of one key leave in commit order.
 //! - Every subscriber has a buffer of `event_buffer` (1024) events. One that falls further behind
 //!   is closed with RESOURCE_EXHAUSTED and must re-list, as in Diego; nothing is replayed.
+//! - A subscriber filtered to one cell (a cell's route emitter) has a queue of its own, fed only
+//!   the events of its cell and the desired-LRP events: the other cells' events neither count
+//!   against its buffer nor wake it. (With one shared buffer, 2,000 cells' subscribers each woke
+//!   for every event, and under load some fell 1,024 events behind on events they then dropped.)
 //! - Each delivered message carries a `sequence` that starts at 1 and increases by one per stream,
 //!   so a consumer can tell it missed nothing while its stream stays open.
 //! - When this BBS stops leading, [`EventHub::close_all`] ends every stream with UNAVAILABLE.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use proto::pb::models::v1 as pb;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// One published instance event and the cells it concerns (for the cell filter).
 #[derive(Debug, Clone)]
@@ -35,8 +40,32 @@ pub struct EventHub {
     max_per_identity: usize,
     /// Open streams per verified identity.
     per_identity: Arc<Mutex<HashMap<String, usize>>>,
+    /// The instance subscribers of every cell.
     instance: Mutex<broadcast::Sender<Arc<InstanceEnvelope>>>,
+    /// The instance subscribers of one cell each, by cell.
+    cell_subscribers: Mutex<HashMap<String, Vec<CellSubscriber>>>,
     task: Mutex<broadcast::Sender<Arc<pb::task_event::Event>>>,
+}
+
+/// The feeding end of one cell-filtered instance stream.
+struct CellSubscriber {
+    tx: mpsc::Sender<Arc<InstanceEnvelope>>,
+    /// Set when its queue was full: the stream ends with RESOURCE_EXHAUSTED, not UNAVAILABLE.
+    lagged: Arc<AtomicBool>,
+}
+
+impl CellSubscriber {
+    /// Queues `envelope`; false when the subscriber is gone or just fell behind (and is dropped).
+    fn offer(&self, envelope: &Arc<InstanceEnvelope>) -> bool {
+        match self.tx.try_send(envelope.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lagged.store(true, Ordering::Release);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
 }
 
 impl EventHub {
@@ -49,6 +78,7 @@ impl EventHub {
             max_per_identity: usize::MAX,
             per_identity: Arc::default(),
             instance: Mutex::new(broadcast::channel(buffer).0),
+            cell_subscribers: Mutex::default(),
             task: Mutex::new(broadcast::channel(buffer).0),
         }
     }
@@ -56,9 +86,29 @@ impl EventHub {
     /// Publishes an instance or desired-LRP event.
     pub fn publish_instance(&self, event: pb::instance_event::Event, cells: Vec<String>) {
         metrics::counter!("bbs_events_published_total", "stream" => "instance").increment(1);
+        let envelope = Arc::new(InstanceEnvelope { event, cells });
         let sender = lock(&self.instance).clone();
         // No subscribers is not an error.
-        let _ = sender.send(Arc::new(InstanceEnvelope { event, cells }));
+        let _ = sender.send(envelope.clone());
+        let mut by_cell = lock(&self.cell_subscribers);
+        if envelope.cells.is_empty() {
+            for subscribers in by_cell.values_mut() {
+                subscribers.retain(|s| s.offer(&envelope));
+            }
+            by_cell.retain(|_, subscribers| !subscribers.is_empty());
+            return;
+        }
+        for (i, cell) in envelope.cells.iter().enumerate() {
+            if envelope.cells[..i].contains(cell) {
+                continue;
+            }
+            if let Some(subscribers) = by_cell.get_mut(cell) {
+                subscribers.retain(|s| s.offer(&envelope));
+                if subscribers.is_empty() {
+                    by_cell.remove(cell);
+                }
+            }
+        }
     }
 
     /// Publishes a task event.
@@ -123,12 +173,21 @@ impl EventHub {
 
     /// Current number of subscribers of both streams.
     pub fn subscribers(&self) -> usize {
-        lock(&self.instance).receiver_count() + lock(&self.task).receiver_count()
+        let cells = {
+            let mut by_cell = lock(&self.cell_subscribers);
+            by_cell.retain(|_, subscribers| {
+                subscribers.retain(|s| !s.tx.is_closed());
+                !subscribers.is_empty()
+            });
+            by_cell.values().map(Vec::len).sum::<usize>()
+        };
+        lock(&self.instance).receiver_count() + cells + lock(&self.task).receiver_count()
     }
 
     /// Ends every open stream (this BBS stopped leading); new subscriptions start afresh.
     pub fn close_all(&self) {
         *lock(&self.instance) = broadcast::channel(self.buffer).0;
+        lock(&self.cell_subscribers).clear();
         *lock(&self.task) = broadcast::channel(self.buffer).0;
     }
 
@@ -137,26 +196,27 @@ impl EventHub {
         &self,
         cell_id: String,
     ) -> impl Stream<Item = Result<pb::InstanceEvent, tonic::Status>> + Send + 'static {
-        let rx = lock(&self.instance).subscribe();
-        let buffer = self.buffer;
-        let filter = move |envelope: &InstanceEnvelope| {
-            cell_id.is_empty() || envelope.cells.is_empty() || envelope.cells.contains(&cell_id)
-        };
-        sequenced(rx, buffer, filter, |sequence, envelope: Arc<InstanceEnvelope>| pb::InstanceEvent {
+        let wrap = |sequence, envelope: Arc<InstanceEnvelope>| pb::InstanceEvent {
             sequence,
             event: Some(envelope.event.clone()),
-        })
+        };
+        if cell_id.is_empty() {
+            let rx = lock(&self.instance).subscribe();
+            return sequenced(Feed::Broadcast(rx), self.buffer, wrap);
+        }
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let lagged = Arc::new(AtomicBool::new(false));
+        lock(&self.cell_subscribers).entry(cell_id).or_default().push(CellSubscriber { tx, lagged: lagged.clone() });
+        sequenced(Feed::Queue(rx, lagged), self.buffer, wrap)
     }
 
     /// A stream of task events.
     pub fn subscribe_tasks(&self) -> impl Stream<Item = Result<pb::TaskEvent, tonic::Status>> + Send + 'static {
         let rx = lock(&self.task).subscribe();
-        sequenced(
-            rx,
-            self.buffer,
-            |_| true,
-            |sequence, event: Arc<pb::task_event::Event>| pb::TaskEvent { sequence, event: Some((*event).clone()) },
-        )
+        sequenced(Feed::Broadcast(rx), self.buffer, |sequence, event: Arc<pb::task_event::Event>| pb::TaskEvent {
+            sequence,
+            event: Some((*event).clone()),
+        })
     }
 }
 
@@ -185,61 +245,80 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Turns a broadcast receiver into a numbered, filtered stream that ends with a status when the
-/// subscriber lags or the hub closes.
-fn sequenced<T, M, F, W>(
-    rx: broadcast::Receiver<T>,
+/// Where a stream's events come from: the shared buffer of a kind (every subscriber sees every
+/// event) or a queue of its own (fed only what it asked for; the flag says it fell behind).
+enum Feed<T> {
+    Broadcast(broadcast::Receiver<T>),
+    Queue(mpsc::Receiver<T>, Arc<AtomicBool>),
+}
+
+impl<T: Clone> Feed<T> {
+    /// The next event, or the status that ends the stream.
+    async fn next(&mut self, buffer: usize) -> Result<T, tonic::Status> {
+        match self {
+            Feed::Broadcast(rx) => match rx.recv().await {
+                Ok(item) => Ok(item),
+                Err(broadcast::error::RecvError::Lagged(missed)) => Err(slow_consumer(buffer, Some(missed))),
+                Err(broadcast::error::RecvError::Closed) => Err(stopped_leading()),
+            },
+            Feed::Queue(rx, lagged) => match rx.recv().await {
+                Some(item) => Ok(item),
+                None if lagged.load(Ordering::Acquire) => Err(slow_consumer(buffer, None)),
+                None => Err(stopped_leading()),
+            },
+        }
+    }
+}
+
+/// The status that closes a subscriber that fell more than `buffer` events behind.
+fn slow_consumer(buffer: usize, missed: Option<u64>) -> tonic::Status {
+    metrics::counter!("bbs_event_subscribers_closed_slow_total").increment(1);
+    let missed = missed.map(|m| format!(" ({m} missed)")).unwrap_or_default();
+    tonic::Status::resource_exhausted(format!(
+        "slow consumer: fell more than {buffer} events behind{missed}; re-list and subscribe again"
+    ))
+}
+
+/// The status that ends every stream when this BBS stops leading.
+fn stopped_leading() -> tonic::Status {
+    tonic::Status::unavailable("event stream ended: this bbs stopped leading; subscribe to the leader and re-list")
+}
+
+/// Turns a feed into a numbered stream that ends with a status when the subscriber lags or the
+/// hub closes.
+fn sequenced<T, M, W>(
+    feed: Feed<T>,
     buffer: usize,
-    filter: F,
     wrap: W,
 ) -> impl Stream<Item = Result<M, tonic::Status>> + Send + 'static
 where
-    T: Clone + Send + 'static + std::ops::Deref,
-    T::Target: Sized,
+    T: Clone + Send + 'static,
     M: Send + 'static,
-    F: Fn(&T::Target) -> bool + Send + 'static,
     W: Fn(u64, T) -> M + Send + 'static,
 {
-    struct State<T, F, W> {
-        rx: broadcast::Receiver<T>,
+    struct State<T, W> {
+        feed: Feed<T>,
         sequence: u64,
         done: bool,
-        filter: F,
         wrap: W,
     }
     let gauge = metrics::gauge!("bbs_event_subscribers");
     gauge.increment(1.0);
     let guard = SubscriberGuard(gauge);
-    let state = State { rx, sequence: 0, done: false, filter, wrap };
+    let state = State { feed, sequence: 0, done: false, wrap };
     futures::stream::unfold((state, guard), move |(mut state, guard)| async move {
         if state.done {
             return None;
         }
-        loop {
-            match state.rx.recv().await {
-                Ok(item) => {
-                    if !(state.filter)(&item) {
-                        continue;
-                    }
-                    state.sequence += 1;
-                    let message = (state.wrap)(state.sequence, item);
-                    return Some((Ok(message), (state, guard)));
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    state.done = true;
-                    metrics::counter!("bbs_event_subscribers_closed_slow_total").increment(1);
-                    let status = tonic::Status::resource_exhausted(format!(
-                        "slow consumer: fell more than {buffer} events behind ({missed} missed); re-list and subscribe again"
-                    ));
-                    return Some((Err(status), (state, guard)));
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    state.done = true;
-                    let status = tonic::Status::unavailable(
-                        "event stream ended: this bbs stopped leading; subscribe to the leader and re-list",
-                    );
-                    return Some((Err(status), (state, guard)));
-                }
+        match state.feed.next(buffer).await {
+            Ok(item) => {
+                state.sequence += 1;
+                let message = (state.wrap)(state.sequence, item);
+                Some((Ok(message), (state, guard)))
+            }
+            Err(status) => {
+                state.done = true;
+                Some((Err(status), (state, guard)))
             }
         }
     })
@@ -367,6 +446,41 @@ mod tests {
         let err = stream.next().await.unwrap().unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(err.message().contains("slow consumer"));
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cell_stream_does_not_fall_behind_on_other_cells_events() {
+        let hub = EventHub::new(4);
+        let mut mine = Box::pin(hub.subscribe_instances("cell-a".into()));
+        for i in 0..20 {
+            hub.publish_instance(removed(&format!("other-{i}")), vec!["cell-b".into()]);
+        }
+        hub.publish_instance(removed("mine"), vec!["cell-a".into(), "cell-a".into()]);
+        let event = mine.next().await.unwrap().expect("not closed by the other cell's events");
+        assert_eq!(event.sequence, 1);
+        assert_eq!(hub.subscribers(), 1);
+        // Its own cell's events still count: five more than its buffer close it.
+        for i in 0..5 {
+            hub.publish_instance(removed(&format!("mine-{i}")), vec!["cell-a".into()]);
+        }
+        for _ in 0..4 {
+            assert!(mine.next().await.unwrap().is_ok());
+        }
+        let err = mine.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(err.message().contains("slow consumer"), "{}", err.message());
+        assert!(mine.next().await.is_none());
+        assert_eq!(hub.subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_all_ends_cell_streams_with_unavailable() {
+        let hub = EventHub::new(4);
+        let mut stream = Box::pin(hub.subscribe_instances("cell-a".into()));
+        hub.close_all();
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
         assert!(stream.next().await.is_none());
     }
 
