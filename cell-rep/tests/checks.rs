@@ -80,8 +80,21 @@ fn host_port(container: &Container, container_port: u32) -> u16 {
     u16::try_from(mapping.host_port).expect("port fits")
 }
 
+/// Binds the container's host port. The allocator took it from the kernel's ephemeral range and
+/// let it go, so a connection of a test running alongside can hold it for a moment: try again for
+/// a few seconds before failing (a CI run once failed here with AddrInUse).
 async fn listen(port: u16) -> TcpListener {
-    TcpListener::bind(("127.0.0.1", port)).await.expect("bind the container's host port")
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind the container's host port {port}: {e}"),
+        }
+    }
 }
 
 /// Accepts connections and drops them, so TCP checks pass.
