@@ -134,7 +134,9 @@ pub async fn register_presences(config: &Config, clients: &Clients, recorder: &R
 }
 
 /// Renews every cell's presence every [`PRESENCE_RENEWAL`] until the returned guard is
-/// dropped, so the simulated cells stay present however long the run takes.
+/// dropped, so the simulated cells stay present however long the run takes. Like a fleet of
+/// reps, each renewing on its own clock, the renewals are spread evenly over the period (cell
+/// `c` at `c / cells` of it), at most [`PRESENCE_RENEWALS_AT_ONCE`] in flight.
 pub fn keep_presences(config: &Config, clients: &Clients) -> PresenceKeeper {
     let cells = config.cells;
     let clients = clients.clone();
@@ -142,16 +144,16 @@ pub fn keep_presences(config: &Config, clients: &Clients) -> PresenceKeeper {
         // The first round starts at once: registering thousands of cells at once can take
         // longer than a renewal period, and the first cells registered must not expire meanwhile
         // (at 1M LRPs, 1,331 of 4,000 cells did).
-        let mut tick = tokio::time::interval(PRESENCE_RENEWAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            // Every rep renews its own presence: one after the other, 2,000 renewals under load
-            // outlasted the TTL and the last cells were declared lost.
+            let round = Instant::now();
+            // Every rep renews its own presence. One after the other, 2,000 renewals under load
+            // outlasted the TTL and the last cells were declared lost; all at once, 4,000
+            // renewals every 30 s queued behind each other in the BBS's Locket pool.
             futures::stream::iter(0..cells)
-                .for_each_concurrent(PRESENCE_RENEWALS_AT_ONCE, |c| {
+                .map(|c| {
                     let mut locket = clients.cell_locket(c);
                     async move {
+                        tokio::time::sleep_until(round + renewal_offset(c, cells)).await;
                         let request = locket::LockRequest {
                             resource: Some(presence_resource(c)),
                             ttl_in_seconds: PRESENCE_TTL_S,
@@ -161,10 +163,21 @@ pub fn keep_presences(config: &Config, clients: &Clients) -> PresenceKeeper {
                         }
                     }
                 })
+                .buffer_unordered(PRESENCE_RENEWALS_AT_ONCE)
+                .for_each(|()| async {})
                 .await;
+            // A round that ran late (a slow BBS) starts the next at once.
+            tokio::time::sleep_until(round + PRESENCE_RENEWAL).await;
         }
     });
     PresenceKeeper(task)
+}
+
+/// When in each renewal round cell `c` of `cells` renews: spread evenly over the period.
+fn renewal_offset(c: usize, cells: usize) -> Duration {
+    let cells = u32::try_from(cells.max(1)).unwrap_or(u32::MAX);
+    let c = u32::try_from(c).unwrap_or(u32::MAX).min(cells);
+    PRESENCE_RENEWAL / cells * c
 }
 
 /// Stops renewing the presences when dropped.
@@ -327,7 +340,17 @@ pub async fn verify(config: &Config, clients: &Clients) -> anyhow::Result<Durati
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use svc::identity::{Identity, Role};
+
+    #[test]
+    fn renewals_are_spread_evenly_over_the_period() {
+        let offsets: Vec<Duration> = (0..4).map(|c| super::renewal_offset(c, 4)).collect();
+        assert_eq!(offsets, [0, 7_500, 15_000, 22_500].map(Duration::from_millis));
+        assert!(super::renewal_offset(3_999, 4_000) < super::PRESENCE_RENEWAL);
+        assert_eq!(super::renewal_offset(0, 0), Duration::ZERO, "no cells: no division by zero");
+    }
 
     #[test]
     fn a_simulated_cell_owns_its_presence_as_itself() {

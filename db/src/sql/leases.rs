@@ -183,6 +183,9 @@ impl Store {
         ttl: Duration,
     ) -> Result<Lease> {
         check_acquire(key, owner, ttl)?;
+        if let Some(lease) = self.renew_lease(key, owner, value, lease_type, ttl).await? {
+            return Ok(lease);
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -197,6 +200,91 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The common case of [`Store::acquire_lease`], a holder renewing its own lease, in one
+    /// autocommit `UPDATE ... WHERE lease_key = ? AND owner = ?` (plus, on MySQL, which has no
+    /// `UPDATE ... RETURNING`, one read of the term) instead of a five-statement transaction:
+    /// thousands of cells renew their presences every few seconds, and each renewal held a
+    /// pooled connection for five round trips (at 1,000,000 LRPs / 4,000 cells the Locket pool
+    /// fell behind and cells expired). The rule is the transaction's: the same owner keeps its
+    /// term, even past the expiry. `None` when the key is absent or another owner's (or free):
+    /// the transaction decides those, and a row whose type code is unknown (corrupt: the
+    /// transaction takes it over with the next term, whoever asks).
+    async fn renew_lease(
+        &self,
+        key: &str,
+        owner: &str,
+        value: &str,
+        lease_type: LeaseType,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let op = "renew lease";
+        let err = |e| Error::from_sqlx(op, "lease", key, e);
+        let ttl_ms = ttl_millis(ttl);
+        let now = self.backend.now_ms_sql();
+        let set = format!(
+            "UPDATE leases SET value = ?, type_code = ?, ttl_ms = ?, expires_at_ms = {now} + ? \
+             WHERE lease_key = ? AND owner = ? AND type_code IN ({}, {})",
+            LeaseType::Lock.as_i64(),
+            LeaseType::Presence.as_i64()
+        );
+        let row = match self.backend {
+            crate::Backend::Postgres | crate::Backend::Sqlite => self
+                .backend
+                .query(&format!("{set} RETURNING term, expires_at_ms"))
+                .bind(value)
+                .bind(lease_type.as_i64())
+                .bind(ttl_ms)
+                .bind(ttl_ms)
+                .bind(key)
+                .bind(owner)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?,
+            crate::Backend::Mysql => {
+                let updated = self
+                    .backend
+                    .query(&set)
+                    .bind(value)
+                    .bind(lease_type.as_i64())
+                    .bind(ttl_ms)
+                    .bind(ttl_ms)
+                    .bind(key)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(err)?;
+                if updated.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                // Rows matched, not rows changed: the store's MySQL connections report found
+                // rows. Between the two statements only an expiry and a steal could change the
+                // term, and then the owner differs and this finds nothing.
+                self.backend
+                    .query("SELECT term, expires_at_ms FROM leases WHERE lease_key = ? AND owner = ?")
+                    .bind(key)
+                    .bind(owner)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(err)?
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        // A term that does not decode leaves the case to the transaction, which replaces the row.
+        let (Ok(term), Ok(expires_at_ms)) = (row.try_get::<i64, _>("term"), row.try_get::<i64, _>("expires_at_ms"))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Lease {
+            key: key.to_owned(),
+            owner: owner.to_owned(),
+            value: value.to_owned(),
+            lease_type,
+            term,
+            ttl_ms,
+            expires_at_ms,
+        }))
     }
 
     /// One acquire transaction; [`Attempt::Raced`] when its insert lost to a concurrent one.

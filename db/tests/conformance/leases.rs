@@ -27,6 +27,8 @@ macro_rules! leases_tests {
                 take_expired_leases_deletes_and_returns_expired_ones_of_one_type,
                 concurrent_acquirers_of_an_absent_key_have_exactly_one_winner,
                 a_corrupt_lease_row_is_reported_and_can_be_taken_over,
+                a_holder_renews_past_its_expiry_with_the_same_term_in_database_time,
+                a_holder_of_a_corrupt_row_takes_it_over_at_the_next_term,
                 fenced_writes_succeed_while_held_and_fail_once_stolen,
                 fenced_writes_fail_once_the_lease_expires,
                 a_fenced_store_still_renews_its_own_lease,
@@ -216,6 +218,51 @@ pub async fn a_corrupt_lease_row_is_reported_and_can_be_taken_over(db: &TestDb) 
         .unwrap();
     let err = db.store.fetch_lease("bad").await.unwrap_err();
     assert!(matches!(&err, Error::Corrupt { what: "lease", key, .. } if key == "bad"), "{err}");
+    let lease = lock(&db.store, "bad", "fixer", TTL).await.unwrap();
+    assert_eq!((lease.owner.as_str(), lease.term, lease.lease_type), ("fixer", 5, LeaseType::Lock));
+    assert_eq!(db.store.fetch_lease("bad").await.unwrap(), lease);
+}
+
+/// A holder renewing after its lease ran out (nobody took it meanwhile) keeps its term, and the
+/// new expiry is the database clock plus the new ttl; the row holds exactly what was returned.
+pub async fn a_holder_renews_past_its_expiry_with_the_same_term_in_database_time(db: &TestDb) {
+    for (key, lease_type) in [("bbs", LeaseType::Lock), ("cell-1", LeaseType::Presence)] {
+        let first = db.store.acquire_lease(key, "holder", "v1", lease_type, SHORT_TTL).await.unwrap();
+        past_short_ttl().await;
+        assert!(matches!(db.store.fetch_lease(key).await, Err(Error::NotFound { .. })), "{key} expired");
+        let before = db.store.now_ms().await.unwrap();
+        let renewed = db.store.acquire_lease(key, "holder", "v2", lease_type, TTL).await.unwrap();
+        let after = db.store.now_ms().await.unwrap();
+        assert_eq!(renewed.term, first.term, "{key}");
+        assert_eq!((renewed.value.as_str(), renewed.ttl_ms, renewed.lease_type), ("v2", 15_000, lease_type));
+        assert!(
+            renewed.expires_at_ms >= before + 15_000 && renewed.expires_at_ms <= after + 15_000,
+            "{key}: expiry {} not within [{before}, {after}] + ttl",
+            renewed.expires_at_ms
+        );
+        assert_eq!(db.store.fetch_lease(key).await.unwrap(), renewed, "{key}");
+        // A renewal changing the type (a lock renewed as a presence) is stored as asked.
+        let other = if lease_type == LeaseType::Lock { LeaseType::Presence } else { LeaseType::Lock };
+        let changed = db.store.acquire_lease(key, "holder", "v3", other, TTL).await.unwrap();
+        assert_eq!((changed.term, changed.lease_type), (first.term, other), "{key}");
+        assert_eq!(db.store.fetch_lease(key).await.unwrap(), changed, "{key}");
+    }
+}
+
+/// A row with an unknown type code is taken over at the next term even by the owner it names:
+/// its holder's own renewal does not keep a term it cannot read the lease of.
+pub async fn a_holder_of_a_corrupt_row_takes_it_over_at_the_next_term(db: &TestDb) {
+    let now = db.store.now_ms().await.unwrap();
+    db.store
+        .backend()
+        .query(
+            "INSERT INTO leases (lease_key, owner, value, type_code, term, ttl_ms, expires_at_ms) \
+             VALUES ('bad', 'fixer', '', 9, 4, 15000, ?)",
+        )
+        .bind(now + 60_000)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
     let lease = lock(&db.store, "bad", "fixer", TTL).await.unwrap();
     assert_eq!((lease.owner.as_str(), lease.term, lease.lease_type), ("fixer", 5, LeaseType::Lock));
     assert_eq!(db.store.fetch_lease("bad").await.unwrap(), lease);
