@@ -347,10 +347,35 @@ impl KeyLocks {
 
     /// Locks the stripe of `key`.
     pub async fn lock(&self, key: impl Hash) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripes[self.stripe_of(key)].lock().await
+    }
+
+    /// The stripe of `key`, for [`KeyLocks::under_stripes`].
+    pub fn stripe_of(&self, key: impl Hash) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
-        let stripe = (hasher.finish() % self.stripes.len() as u64) as usize;
-        self.stripes[stripe].lock().await
+        (hasher.finish() % self.stripes.len() as u64) as usize
+    }
+
+    /// Runs `each` on every item of a batch under the stripe given with it
+    /// ([`KeyLocks::stripe_of`] its key): each stripe is taken once, for its items in the order
+    /// given, and the stripes are waited for together, each handled as soon as it is free. One
+    /// after the other, a thousand-item batch waited for the sum of the single writes holding
+    /// its stripes (2 s in the smoke benchmark, behind the cells' claims); together, for the
+    /// longest of them. Items of different stripes run in no fixed order.
+    pub async fn under_stripes<T>(&self, items: Vec<(usize, T)>, mut each: impl FnMut(T)) {
+        use futures::StreamExt;
+        let mut groups: HashMap<usize, Vec<T>> = HashMap::new();
+        for (stripe, item) in items {
+            groups.entry(stripe % self.stripes.len()).or_default().push(item);
+        }
+        let mut free: futures::stream::FuturesUnordered<_> = groups
+            .into_iter()
+            .map(|(stripe, items)| async move { (self.stripes[stripe].lock().await, items) })
+            .collect();
+        while let Some((_guard, items)) = free.next().await {
+            items.into_iter().for_each(&mut each);
+        }
     }
 }
 
@@ -359,6 +384,31 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_batch_handles_its_free_stripes_while_another_is_held() {
+        let locks = Arc::new(KeyLocks::new(8));
+        let (busy, free) = (locks.stripe_of("busy"), (0..8).find(|s| *s != locks.stripe_of("busy")).unwrap());
+        let held = locks.lock("busy").await;
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let items = vec![(busy, "b1"), (free, "f1"), (busy, "b2"), (free, "f2")];
+        let batch = {
+            let (locks, done) = (locks.clone(), done.clone());
+            tokio::spawn(async move { locks.under_stripes(items, |item| done.lock().unwrap().push(item)).await })
+        };
+        // The free stripe's items are handled although the busy stripe, first in the batch, is
+        // held by another writer.
+        for _ in 0..100 {
+            if done.lock().unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(*done.lock().unwrap(), ["f1", "f2"]);
+        drop(held);
+        batch.await.unwrap();
+        assert_eq!(*done.lock().unwrap(), ["f1", "f2", "b1", "b2"], "each stripe's items in the order given");
+    }
 
     #[test]
     fn streams_beyond_the_maximum_are_refused_until_one_closes() {

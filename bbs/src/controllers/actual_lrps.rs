@@ -73,8 +73,9 @@ impl ActualLrps<'_> {
     /// StartActualLRPs (a rep's bulk report): [`ActualLrps::start`] for each of `starts`, in
     /// one transaction ([`db::Store::start_actual_lrps`]), with one answer per start in order.
     /// A refused start concerns itself only. Each start that changed its index publishes the
-    /// events the single start publishes, under its index's stripe, taken one at a time after
-    /// the commit (not around the transaction, which would hold a thousand stripes): a single
+    /// events the single start publishes, under its index's stripe, taken after the commit
+    /// ([`crate::events::KeyLocks::under_stripes`]; not around the transaction, which would
+    /// hold a thousand stripes): a single
     /// write of one of these indices that waited for the batch's row locks can publish its
     /// event before the batch's, though it committed after it.
     #[tracing::instrument(skip_all, fields(items = starts.len()))]
@@ -86,18 +87,19 @@ impl ActualLrps<'_> {
         let store = ctx.writer()?;
         let outcomes = store.start_actual_lrps(&starts, ctx.now_ns()).await?;
         let mut answers = Vec::with_capacity(starts.len());
+        let mut changes = Vec::new();
         for ((key, _, _), outcome) in starts.iter().zip(outcomes) {
             answers.push(match outcome {
                 Ok(change) => {
                     if change.changed() {
-                        let _stripe = ctx.locks.lock((key.process_guid.as_str(), key.index)).await;
-                        ctx.publish_index_change(&change);
+                        changes.push((ctx.locks.stripe_of((key.process_guid.as_str(), key.index)), change));
                     }
                     Ok(())
                 }
                 Err(e) => Err(Error::from(e)),
             });
         }
+        ctx.locks.under_stripes(changes, |change| ctx.publish_index_change(&change)).await;
         Ok(answers)
     }
 

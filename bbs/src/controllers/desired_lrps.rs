@@ -134,8 +134,8 @@ impl DesiredLrps<'_> {
     /// A stored guid whose record convergence rebuilt from the cells is replaced through the
     /// single desire, as [`DesiredLrps::desire`] replaces it.
     ///
-    /// The stripes are taken one at a time after the commit, not around the transaction (a
-    /// batch would hold a thousand at once): a writer of one of the new guids that commits in
+    /// The stripes are taken after the commit ([`crate::events::KeyLocks::under_stripes`]), not
+    /// around the transaction (a batch would hold a thousand at once): a writer of one of the new guids that commits in
     /// the moment between the batch's commit and its publishing can publish its event first.
     /// Only a client that acts on a guid before its desire has been answered can do that.
     #[tracing::instrument(skip_all, fields(items = lrps.len()))]
@@ -158,27 +158,39 @@ impl DesiredLrps<'_> {
         }
         let outcomes = store.desire_lrps(&accepted, now).await?;
         let mut auctions = Vec::new();
+        let mut created_lrps = Vec::new();
+        let mut stored_before = Vec::new();
         for ((i, lrp), outcome) in positions.into_iter().zip(accepted).zip(outcomes) {
             let guid = lrp.scheduling.process_guid.clone();
-            let answer = match outcome {
+            answers[i] = match outcome {
                 Ok((stored, created)) => {
-                    let _stripe = ctx.locks.lock(guid.as_str()).await;
-                    ctx.publish_desired(pb::instance_event::Event::DesiredLrpCreated(pb::DesiredLrpCreatedEvent {
-                        desired_lrp: Some(stored.clone().into()),
-                        trace_id: String::new(),
-                    }));
-                    publish_created(ctx, &created);
                     if !created.is_empty() {
                         auctions.push(start_request(&stored.scheduling, &created));
                     }
-                    Ok(())
+                    created_lrps.push((ctx.locks.stripe_of(guid.as_str()), (stored, created)));
+                    Some(Ok(()))
                 }
                 // Stored before this batch (not repeated within it): the single desire decides
-                // whether it replaces a recovered record or is refused.
-                Err(db::Error::Exists { key, .. }) if key == guid.as_str() => self.desire(lrp).await.map(|_| ()),
-                Err(e) => Err(e.into()),
+                // whether it replaces a recovered record or is refused (after the batch's
+                // events, outside its stripes).
+                Err(db::Error::Exists { key, .. }) if key == guid.as_str() => {
+                    stored_before.push((i, lrp));
+                    None
+                }
+                Err(e) => Some(Err(e.into())),
             };
-            answers[i] = Some(answer);
+        }
+        ctx.locks
+            .under_stripes(created_lrps, |(stored, created)| {
+                ctx.publish_desired(pb::instance_event::Event::DesiredLrpCreated(pb::DesiredLrpCreatedEvent {
+                    desired_lrp: Some(stored.into()),
+                    trace_id: String::new(),
+                }));
+                publish_created(ctx, &created);
+            })
+            .await;
+        for (i, lrp) in stored_before {
+            answers[i] = Some(self.desire(lrp).await.map(|_| ()));
         }
         tracing::info!(instances = auctions.iter().map(|r| r.indices.len()).sum::<usize>(), "desired lrps created");
         ctx.request_lrp_auctions(auctions);
@@ -315,10 +327,10 @@ pub fn retire_instances(ctx: &Context, store: db::Store, guid: ProcessGuid, from
         let publish = |batch: Vec<ActualLrp>| {
             let ctx = ctx.clone();
             async move {
-                for lrp in batch {
-                    let _stripe = ctx.locks.lock((lrp.key.process_guid.as_str(), lrp.key.index)).await;
-                    publish_removed(&ctx, lrp);
-                }
+                let batch = batch
+                    .into_iter()
+                    .map(|lrp| (ctx.locks.stripe_of((lrp.key.process_guid.as_str(), lrp.key.index)), lrp));
+                ctx.locks.under_stripes(batch.collect(), |lrp| publish_removed(&ctx, lrp)).await;
             }
         };
         match store.retire_unplaced_actual_lrps(&guid, from, publish).await {
