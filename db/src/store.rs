@@ -145,6 +145,8 @@ pub struct Store {
     url: Arc<str>,
     /// The servers of the URL and the one the pools use (`None` for in-memory SQLite).
     targets: Option<Arc<Targets>>,
+    /// SQLite's writers, first come first served ([`gate`]); shared by clones and dedicated pools.
+    pub(crate) writers: gate::WriteGate,
 }
 
 /// An open write transaction.
@@ -153,6 +155,8 @@ pub struct Tx {
     pub(crate) backend: Backend,
     /// The store's keys, for the blobs the transaction reads and writes.
     pub(crate) keys: Keyring,
+    /// This writer's turn on SQLite, held until the transaction ends (after `inner`).
+    _turn: gate::Turn,
 }
 
 impl Tx {
@@ -233,6 +237,7 @@ impl Store {
                 options,
                 url: url.into(),
                 targets: None,
+                writers: gate::WriteGate::for_backend(backend),
             });
         }
         let targets = Arc::new(Targets::parse(&url)?);
@@ -268,6 +273,7 @@ impl Store {
             options,
             url: url.into(),
             targets: Some(targets),
+            writers: gate::WriteGate::for_backend(backend),
         })
     }
 
@@ -447,8 +453,9 @@ impl Store {
     /// Begins a write transaction and checks `fence` in it.
     pub(crate) async fn begin(&self, op: &'static str, fence: Option<&Fence>) -> Result<Tx> {
         let sql_err = |e: sqlx::Error| transaction_error(op, e);
+        let turn = self.writers.turn().await;
         let inner = self.pool.begin_with(self.backend.begin_write()).await.map_err(sql_err)?;
-        let mut tx = Tx { inner, backend: self.backend, keys: self.options.keys.clone() };
+        let mut tx = Tx { inner, backend: self.backend, keys: self.options.keys.clone(), _turn: turn };
         if let Some(fence) = fence {
             check_fence(&mut tx, fence).await.map_err(|e| match e {
                 Error::Sql { source, .. } => sql_err(source),
@@ -530,6 +537,7 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
     }
 }
 
+mod gate;
 mod pool;
 pub(crate) mod reads;
 #[cfg(test)]

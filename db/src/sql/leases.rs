@@ -229,6 +229,8 @@ impl Store {
             LeaseType::Lock.as_i64(),
             LeaseType::Presence.as_i64()
         );
+        // SQLite: this write waits its turn like a transaction (`store::gate`).
+        let _turn = self.writers.turn().await;
         let row = match self.backend {
             crate::Backend::Postgres | crate::Backend::Sqlite => self
                 .backend
