@@ -8,6 +8,8 @@ use auctioneer::{AuctioneerConfig, ConfigOverrides};
 use clap::Parser;
 use svc::config::Flags;
 
+svc::global_allocator!();
+
 /// Places LRP instances and tasks on cells while holding the `auctioneer` lock.
 #[derive(Debug, Parser)]
 #[command(name = "auctioneer", version)]

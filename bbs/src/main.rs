@@ -7,6 +7,8 @@ use bbs::config::{BbsConfig, ConfigOverrides};
 use clap::Parser;
 use svc::config::Flags;
 
+svc::global_allocator!();
+
 /// The diego-rs BBS: the leader-elected gRPC API over the store.
 #[derive(Debug, Parser)]
 #[command(name = "bbs", version)]

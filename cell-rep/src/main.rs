@@ -12,6 +12,8 @@ use cell_rep::{ConfigOverrides, Deps, RepConfig};
 use clap::Parser;
 use svc::config::Flags;
 
+svc::global_allocator!();
+
 /// Runs containers for the diego-rs scheduler on this machine.
 #[derive(Debug, Parser)]
 #[command(name = "cell-rep", version)]

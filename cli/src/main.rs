@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+svc::global_allocator!();
+
 /// Operate a diego-rs cluster: desire and scale LRPs, run tasks, inspect cells and follow events.
 #[derive(Debug, Parser)]
 #[command(name = "diego", version, after_long_help = cli::AFTER_LONG_HELP)]

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use loadtest::cli::{Cli, Command};
 
+svc::global_allocator!();
+
 /// Prints a report's table and where its files are; failure when the report is not ok. (A
 /// macro: the benchmark's and the smoke test's reports are different types with the same fields.)
 macro_rules! report {

@@ -8,6 +8,8 @@ use clap::Parser;
 use router::{ConfigOverrides, RouterConfig};
 use svc::config::{ConfigFile, Flags};
 
+svc::global_allocator!();
+
 /// Routes HTTP requests by Host header to the ready instances of the LRP that names the host.
 #[derive(Debug, Parser)]
 #[command(name = "router", version)]
