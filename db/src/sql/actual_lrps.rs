@@ -27,6 +27,7 @@
 
 mod index;
 mod lifecycle;
+mod multi_row;
 mod page;
 pub(crate) mod row;
 
@@ -84,6 +85,10 @@ pub(crate) enum Shape {
     Update,
     /// A DELETE of one row.
     Delete,
+    /// A multi-row UPDATE of this many rows (the batch of starts).
+    UpdateMany { rows: usize },
+    /// A multi-row DELETE of this many rows (the batch of starts).
+    DeleteMany { rows: usize },
 }
 
 /// Statements already built, per backend and shape.

@@ -2,10 +2,13 @@
 //! (StartActualLRPs). Each item is refused on its own, its neighbours are stored, and what is
 //! stored is what the single call stores.
 
+use std::collections::BTreeMap;
+
+use db::sql::actual_lrps::{ActualLrpFilter, IndexRows};
 use db::testing::TestDb;
 use db::{Error, Fence};
 use proto::error::ErrorCode;
-use proto::models::{ActualLrpKey, ActualLrpState, DomainName, Presence, ProcessGuid};
+use proto::models::{ActualLrp, ActualLrpKey, ActualLrpState, DomainName, ModificationTag, Presence, ProcessGuid};
 
 use super::NOW_NS;
 use super::actual_lrps::{ikey, start_info};
@@ -24,6 +27,9 @@ macro_rules! batches_tests {
                 a_fenced_out_batch_writes_nothing,
                 start_actual_lrps_applies_each_start_in_order_and_refuses_alone,
                 start_actual_lrps_writes_nothing_for_a_re_assert,
+                start_actual_lrps_writes_more_rows_than_one_statement_holds,
+                start_actual_lrps_mixes_refused_unchanged_and_repeated_starts,
+                start_actual_lrps_refuses_an_invalid_index_alone,
             ]
         );
     };
@@ -177,4 +183,154 @@ pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
         assert_eq!(change.after, before);
     }
     assert_eq!(db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap(), before);
+}
+
+/// Every row of the table, by primary key.
+async fn all_rows(db: &TestDb) -> BTreeMap<(String, i32, Presence), ActualLrp> {
+    let rows = db.store.actual_lrps(&ActualLrpFilter::default()).await.unwrap();
+    rows.into_iter().map(|r| ((r.key.process_guid.as_str().to_owned(), r.key.index, r.presence), r)).collect()
+}
+
+/// The start of `many` index `n`: every field the start writes differs from one index to the
+/// next, so a value bound to the wrong row or column shows.
+fn numbered_start(n: i32) -> (ActualLrpKey, proto::models::ActualLrpInstanceKey, db::sql::actual_lrps::StartInfo) {
+    let mut info = start_info(&format!("10.1.{}.{}", n / 200, n % 200));
+    info.net_info.ports[0].host_port = 61000 + n as u32;
+    info.internal_routes = vec![format!("r{n}.apps.internal")];
+    info.metric_tags = BTreeMap::from([("index".to_owned(), n.to_string())]);
+    info.routable = n % 3 != 0;
+    info.availability_zone = format!("z{n}");
+    (key("many", n), ikey(&format!("i-{n}"), &format!("cell-{}", n % 7)), info)
+}
+
+/// Gives the index an EVACUATING RUNNING copy of its UNCLAIMED ordinary row.
+async fn add_evacuating(db: &TestDb, process_guid: &str, index: i32) {
+    db.store
+        .modify_index("test evacuate", &guid(process_guid), index, |rows| {
+            let mut copy = rows.ordinary.clone().expect("an ordinary row");
+            copy.state = ActualLrpState::Running;
+            copy.instance_key = Some(ikey("i-old", "cell-old"));
+            copy.net_info = Some(start_info("10.9.9.9").net_info);
+            copy.modification_tag = ModificationTag::default();
+            rows.evacuating = Some(copy);
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+/// 450 starts (the updates span three statements) of UNCLAIMED rows, 210 of them with an
+/// EVACUATING copy (the deletes span two): each row is stored RUNNING with its own instance key
+/// and fields and the next modification tag, exactly as its outcome says; its copy is gone;
+/// the rows no start names are untouched.
+pub async fn start_actual_lrps_writes_more_rows_than_one_statement_holds(db: &TestDb) {
+    let domain = DomainName::parse("cf-apps").unwrap();
+    let indices: Vec<i32> = (0..460).collect();
+    db.store.create_unclaimed_actual_lrps(&guid("many"), &domain, &indices, NOW_NS).await.unwrap();
+    db.store.create_unclaimed_actual_lrps(&guid("other"), &domain, &[0, 1, 2], NOW_NS).await.unwrap();
+    // The EVACUATING copies, in one statement rather than 210 transactions.
+    let copy = format!(
+        "INSERT INTO actual_lrps SELECT process_guid, instance_index, {}, domain, 'RUNNING', 'i-old', 'cell-old', \
+         placement_error, crash_count, crash_reason, since, net_info, internal_routes, metric_tags, routable, \
+         availability_zone, modification_tag_epoch, modification_tag_index FROM actual_lrps \
+         WHERE process_guid = 'many' AND instance_index < 420 AND instance_index % 2 = 0",
+        Presence::Evacuating.as_i32()
+    );
+    db.store.backend().query(&copy).execute(db.store.pool()).await.unwrap();
+    let before = all_rows(db).await;
+    assert_eq!(before.len(), 460 + 3 + 210);
+
+    let starts: Vec<_> = (0..450).map(numbered_start).collect();
+    let outcomes = db.store.start_actual_lrps(&starts, NOW_NS + 10).await.unwrap();
+    let after = all_rows(db).await;
+    assert_eq!(after.len(), 460 + 3, "every EVACUATING copy is deleted");
+    for (n, ((k, instance, info), outcome)) in starts.iter().zip(&outcomes).enumerate() {
+        let change = outcome.as_ref().unwrap_or_else(|e| panic!("start {n}: {e}"));
+        let stored = &after[&("many".to_owned(), k.index, Presence::Ordinary)];
+        let old = &before[&("many".to_owned(), k.index, Presence::Ordinary)];
+        assert_eq!(change.after, IndexRows { ordinary: Some(stored.clone()), ..Default::default() }, "start {n}");
+        assert_eq!(change.before.ordinary.as_ref(), Some(old), "start {n}");
+        assert_eq!(change.before.evacuating.is_some(), n < 420 && n % 2 == 0, "start {n}");
+        assert_eq!((stored.state, stored.instance_key.as_ref()), (ActualLrpState::Running, Some(instance)));
+        assert_eq!(stored.net_info.as_ref(), Some(&info.net_info), "start {n}");
+        assert_eq!(
+            (&stored.internal_routes, &stored.metric_tags, stored.routable, &stored.availability_zone),
+            (&info.internal_routes, &info.metric_tags, info.routable, &info.availability_zone),
+            "start {n}"
+        );
+        assert_eq!(stored.since, NOW_NS + 10);
+        assert_eq!(stored.modification_tag, old.modification_tag.incremented(), "start {n}");
+    }
+    for (pk, row) in &after {
+        if pk.0 != "many" || pk.1 >= 450 {
+            assert_eq!(Some(row), before.get(pk), "{pk:?} is untouched");
+        }
+    }
+}
+
+/// A refused start, a re-assert and two starts of the same index in one batch: the refused and
+/// the unchanged index are not written; the second start of an index applies on the first's
+/// rows, and what is stored is the last one's after (two modification-tag steps).
+pub async fn start_actual_lrps_mixes_refused_unchanged_and_repeated_starts(db: &TestDb) {
+    db.store.desire_lrps(&[desired("p", "cf-apps", 4)], NOW_NS).await.unwrap();
+    let running = [
+        (key("p", 1), ikey("i-1", "cell-1"), start_info("10.0.0.1")),
+        (key("p", 2), ikey("i-2", "cell-1"), start_info("10.0.0.2")),
+    ];
+    db.store.start_actual_lrps(&running, NOW_NS + 1).await.unwrap();
+    add_evacuating(db, "p", 3).await;
+    let before = all_rows(db).await;
+
+    let starts = [
+        (key("p", 0), ikey("i-a", "cell-1"), start_info("10.0.0.5")),
+        (key("p", 1), ikey("i-x", "cell-1"), start_info("10.0.0.6")),
+        running[1].clone(),
+        (key("p", 0), ikey("i-a", "cell-1"), start_info("10.0.0.9")),
+        (key("p", 3), ikey("i-c", "cell-1"), start_info("10.0.0.3")),
+    ];
+    let outcomes = db.store.start_actual_lrps(&starts, NOW_NS + 10).await.unwrap();
+    let err = outcomes[1].as_ref().unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ActualLrpCannotBeStarted, "{err}");
+    assert!(!outcomes[2].as_ref().unwrap().changed(), "a re-assert");
+    let (first, second) = (outcomes[0].as_ref().unwrap(), outcomes[3].as_ref().unwrap());
+    assert_eq!(second.before, first.after, "the second start sees the first's rows");
+    let stored = db.store.actual_lrp_index(&guid("p"), 0).await.unwrap();
+    assert_eq!(stored, second.after);
+    let row = stored.ordinary.unwrap();
+    assert_eq!(row.net_info.unwrap().address, "10.0.0.9");
+    let old = &before[&("p".to_owned(), 0, Presence::Ordinary)];
+    assert_eq!(row.modification_tag, old.modification_tag.incremented().incremented());
+    let third = db.store.actual_lrp_index(&guid("p"), 3).await.unwrap();
+    assert_eq!(third, outcomes[4].as_ref().unwrap().after);
+    assert_eq!(third.evacuating, None);
+    assert_eq!(third.ordinary.unwrap().instance_key, Some(ikey("i-c", "cell-1")));
+
+    let after = all_rows(db).await;
+    for index in [1, 2] {
+        let pk = ("p".to_owned(), index, Presence::Ordinary);
+        assert_eq!(after.get(&pk), before.get(&pk), "index {index} is not written");
+    }
+}
+
+/// A start whose index would be stored invalid (RUNNING without an address) is refused with
+/// `Invalid` alone: nothing of its index is written (its EVACUATING copy stays), and the starts
+/// around it are stored.
+pub async fn start_actual_lrps_refuses_an_invalid_index_alone(db: &TestDb) {
+    db.store.desire_lrps(&[desired("p", "cf-apps", 3)], NOW_NS).await.unwrap();
+    add_evacuating(db, "p", 1).await;
+    let before = db.store.actual_lrp_index(&guid("p"), 1).await.unwrap();
+    let starts = [
+        (key("p", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1")),
+        (key("p", 1), ikey("i-b", "cell-1"), start_info("")),
+        (key("p", 2), ikey("i-c", "cell-1"), start_info("10.0.0.3")),
+    ];
+    let outcomes = db.store.start_actual_lrps(&starts, NOW_NS + 10).await.unwrap();
+    let err = outcomes[1].as_ref().unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+    assert_eq!(db.store.actual_lrp_index(&guid("p"), 1).await.unwrap(), before);
+    for index in [0, 2] {
+        let stored = db.store.actual_lrp_index(&guid("p"), index).await.unwrap();
+        assert_eq!(stored, outcomes[index as usize].as_ref().unwrap().after);
+        assert_eq!(stored.ordinary.unwrap().state, ActualLrpState::Running);
+    }
 }

@@ -157,23 +157,58 @@ pub(crate) async fn lock_index(
     collect(&rows)
 }
 
-/// Writes the differences between `before` (as locked) and `after` (as the callback left it)
-/// and returns `after` as stored.
-pub(crate) async fn write_changes(
-    tx: &mut Tx,
-    op: &'static str,
+/// The rows one write leaves to delete, update and insert, each already tagged and validated
+/// by [`plan_index`]: what [`write_changes`] runs one statement per row and the batch of starts
+/// runs with multi-row statements.
+#[derive(Debug, Default)]
+pub(crate) struct RowWrites {
+    /// The primary keys of rows to delete.
+    pub(crate) deletes: Vec<(ProcessGuid, i32, Presence)>,
+    /// Rows that exist and change, as they are to be stored.
+    pub(crate) updates: Vec<ActualLrp>,
+    /// Rows that do not exist yet.
+    pub(crate) inserts: Vec<ActualLrp>,
+}
+
+impl RowWrites {
+    /// Adds the writes that take the rows of one index from `stored_before` (as in the database)
+    /// to `stored_after` (as [`plan_index`] returned it): a row that vanished is deleted, a row
+    /// that appeared inserted, a row that differs updated, slot by slot.
+    pub(crate) fn add_diff(
+        &mut self,
+        process_guid: &ProcessGuid,
+        index: i32,
+        stored_before: &IndexRows,
+        stored_after: &IndexRows,
+    ) {
+        for presence in Presence::ALL {
+            match (stored_before.get(presence), stored_after.get(presence)) {
+                (Some(_), None) => self.deletes.push((process_guid.clone(), index, presence)),
+                (None, Some(new)) => self.inserts.push(new.clone()),
+                (Some(old), Some(new)) if old != new => self.updates.push(new.clone()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Plans the write of one index, without touching the database: every row of `after` (as the
+/// callback left it) gets its slot's presence; a row that differs from its slot in `before`
+/// gets its next modification tag (a fresh epoch at index 0 when its epoch is empty) and is
+/// validated. Returns `after` as it is to be stored; [`RowWrites::add_diff`] of `before` and
+/// that gives the statements.
+///
+/// A row moved to another process guid or index, or one that breaks the invariants of bbs.md
+/// 2.2, is [`Error::Invalid`]: the whole index is refused before any of its rows is written.
+pub(crate) fn plan_index(
     process_guid: &ProcessGuid,
     index: i32,
     before: &IndexRows,
     mut after: IndexRows,
 ) -> Result<IndexRows> {
     for presence in Presence::ALL {
-        let old = before.get(presence);
         let key = row_key(process_guid.as_str(), index, presence);
         let Some(new) = after.slot_mut(presence).as_mut() else {
-            if old.is_some() {
-                delete_row(tx, op, process_guid, index, presence).await?;
-            }
             continue;
         };
         if new.key.process_guid != *process_guid || new.key.index != index {
@@ -183,7 +218,7 @@ pub(crate) async fn write_changes(
             )));
         }
         new.presence = presence;
-        if old == Some(&*new) {
+        if before.get(presence) == Some(&*new) {
             continue;
         }
         new.modification_tag = if new.modification_tag.epoch.is_empty() {
@@ -192,13 +227,33 @@ pub(crate) async fn write_changes(
             new.modification_tag.incremented()
         };
         validate_actual_lrp(new).map_err(|e| Error::Invalid(e.within(&key)))?;
-        if old.is_some() {
-            update_row(tx, op, new).await?;
-        } else {
-            insert_row(tx, op, new).await?;
-        }
     }
     Ok(after)
+}
+
+/// Writes the differences between `before` (as locked) and `after` (as the callback left it),
+/// planned by [`plan_index`], one statement per row, and returns `after` as stored.
+pub(crate) async fn write_changes(
+    tx: &mut Tx,
+    op: &'static str,
+    process_guid: &ProcessGuid,
+    index: i32,
+    before: &IndexRows,
+    after: IndexRows,
+) -> Result<IndexRows> {
+    let stored = plan_index(process_guid, index, before, after)?;
+    let mut writes = RowWrites::default();
+    writes.add_diff(process_guid, index, before, &stored);
+    for (guid, index, presence) in &writes.deletes {
+        delete_row(tx, op, guid, *index, *presence).await?;
+    }
+    for lrp in &writes.updates {
+        update_row(tx, op, lrp).await?;
+    }
+    for lrp in &writes.inserts {
+        insert_row(tx, op, lrp).await?;
+    }
+    Ok(stored)
 }
 
 async fn delete_row(
@@ -229,22 +284,23 @@ async fn update_row(tx: &mut Tx, op: &'static str, lrp: &ActualLrp) -> Result<()
     Ok(())
 }
 
-/// Inserts a row the locked read did not see. If a concurrent transaction inserted it first (no
-/// row lock can cover a row that does not exist yet), the body is retried like a deadlock and
-/// re-reads the index.
+/// Inserts a row the locked read did not see (see [`inserted_concurrently`]).
 async fn insert_row(tx: &mut Tx, op: &'static str, lrp: &ActualLrp) -> Result<()> {
-    match insert_rows(tx, op, std::slice::from_ref(lrp)).await {
-        Err(Error::Exists { .. }) => {
-            // Re-raise as retryable; keep a driver error as the source for the final report.
-            Err(Error::Deadlock {
-                op,
-                attempts: 1,
-                source: sqlx::Error::Protocol(format!(
-                    "{} was inserted concurrently",
-                    row_key(lrp.key.process_guid.as_str(), lrp.key.index, lrp.presence)
-                )),
-            })
-        }
+    insert_rows(tx, op, std::slice::from_ref(lrp)).await.map_err(|e| inserted_concurrently(op, e))
+}
+
+/// A row the locked read did not see can still exist when written: no row lock covers a row
+/// that does not exist yet, so a concurrent transaction may have inserted it first. Its
+/// [`Error::Exists`] becomes a retryable error, so the body is run again and re-reads the
+/// index; any other error is returned as it is.
+pub(crate) fn inserted_concurrently(op: &'static str, error: Error) -> Error {
+    match error {
+        // Keep a driver error as the source for the final report.
+        Error::Exists { key, .. } => Error::Deadlock {
+            op,
+            attempts: 1,
+            source: sqlx::Error::Protocol(format!("{key} was inserted concurrently")),
+        },
         other => other,
     }
 }

@@ -5,27 +5,40 @@
 //! 1. one `SELECT ... WHERE (process_guid, instance_index) IN ((?, ?), ...) FOR UPDATE` per
 //!    [`PAIRS_PER_STATEMENT`] indices locks and reads every row of every index of the batch;
 //! 2. each start, in request order, runs the same pure [`apply_start`] the single start runs, on
-//!    its index's rows as the earlier starts of the batch left them;
-//! 3. a start that changes nothing writes nothing; a changed index is written by the same
-//!    [`write_changes`] the single start uses (modification tags, validation, a row per
-//!    statement inside the one transaction).
+//!    its index's rows as the earlier starts of the batch left them (in memory);
+//! 3. a start that changes nothing writes nothing; a changed index is planned by the same
+//!    [`plan_index`] the single start uses (modification tags, validation), still in memory, so
+//!    an invalid index is refused alone before any statement of the batch runs;
+//! 4. the net change of every index (its rows as locked against its rows after the batch's last
+//!    start of it) is written with multi-row statements of at most 200 rows
+//!    ([`write_rows`]): the deletes, then one UPDATE per 200 changed rows (the rows joined to
+//!    the new values on the primary key), then the inserts. A statement that touches another
+//!    number of rows than it names fails the whole call.
+//!
+//! So a batch of 250 starts of UNCLAIMED rows is two statements after the locking read, not 250.
 //!
 //! A refused start (another instance's RUNNING row, an invalid row) writes nothing and its
-//! neighbours go on. A row another writer inserted after step 1 makes the insert fail on the
-//! primary key: the whole body is then re-run, as on a deadlock, and reads it.
+//! neighbours go on. An error of step 4 (the database refusing a value the validation let
+//! through, a lost connection) fails the whole call and nothing is written. A row another
+//! writer inserted after step 1 makes the insert fail on the primary key: the whole body is then
+//! re-run, as on a deadlock, and reads it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use proto::lifecycle::actual_lrp::{IndexRows, StartInfo, apply_start};
-use proto::models::{ActualLrpInstanceKey, ActualLrpKey};
+use proto::models::{ActualLrpInstanceKey, ActualLrpKey, ProcessGuid};
 
-use super::super::index::{IndexChange, write_changes};
+use super::super::index::{IndexChange, RowWrites, plan_index};
+use super::super::multi_row::write_rows;
 use super::super::row::{COLUMNS, WHAT, decode};
 use crate::{Error, Result, Store, Tx};
 
 /// (process guid, index) pairs bound in one locking read: 1,000 placeholders.
 const PAIRS_PER_STATEMENT: usize = 500;
+
+/// An index: (process guid, instance index).
+type Slot = (ProcessGuid, i32);
 
 /// One start of a batch: what [`Store::start_actual_lrp`] takes.
 pub type StartItem = (ActualLrpKey, ActualLrpInstanceKey, StartInfo);
@@ -54,16 +67,36 @@ impl Store {
     }
 }
 
-/// The transaction body (steps 1 to 3 of the module docs).
+/// The transaction body (steps 1 to 4 of the module docs).
 async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns: i64) -> Result<Vec<StartOutcome>> {
     let mut pairs: Vec<(&str, i32)> = starts.iter().map(|(key, _, _)| (key.process_guid.as_str(), key.index)).collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let mut current = lock_indices(tx, op, &pairs).await?;
+    let locked = lock_indices(tx, op, &pairs).await?;
+    let (outcomes, current) = plan_starts(&locked, starts, now_ns);
+    // Sorted by index, so concurrent batches write (and insert) rows in the same order.
+    let (mut writes, none) = (RowWrites::default(), IndexRows::default());
+    for (slot, after) in &current {
+        writes.add_diff(&slot.0, slot.1, locked.get(slot).unwrap_or(&none), after);
+    }
+    write_rows(tx, op, &writes).await?;
+    Ok(outcomes)
+}
+
+/// Steps 2 and 3 of the module docs, without the database: applies each start, in order, to
+/// its index's rows as `locked` and the earlier starts left them, and plans its write. Returns
+/// the outcome of every start and the rows, as they are to be stored, of every index some start
+/// changed.
+fn plan_starts(
+    locked: &HashMap<Slot, IndexRows>,
+    starts: &[StartItem],
+    now_ns: i64,
+) -> (Vec<StartOutcome>, BTreeMap<Slot, IndexRows>) {
+    let mut current: BTreeMap<Slot, IndexRows> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(starts.len());
     for (key, instance_key, start) in starts {
-        let slot = (key.process_guid.as_str().to_owned(), key.index);
-        let before = current.get(&slot).cloned().unwrap_or_default();
+        let slot = (key.process_guid.clone(), key.index);
+        let before = current.get(&slot).or_else(|| locked.get(&slot)).cloned().unwrap_or_default();
         let mut after = before.clone();
         if let Err(refusal) = apply_start(&mut after, key, instance_key, start, now_ns) {
             outcomes.push(Err(Error::from(refusal)));
@@ -73,26 +106,21 @@ async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns
             outcomes.push(Ok(IndexChange { value: (), after: before.clone(), before }));
             continue;
         }
-        match write_changes(tx, op, &key.process_guid, key.index, &before, after).await {
+        // An invalid index is refused alone, before anything of the batch is written.
+        match plan_index(&key.process_guid, key.index, &before, after) {
             Ok(stored) => {
                 current.insert(slot, stored.clone());
                 outcomes.push(Ok(IndexChange { value: (), before, after: stored }));
             }
-            // Refused before any statement of this start ran.
-            Err(invalid @ Error::Invalid(_)) => outcomes.push(Err(invalid)),
-            Err(e) => return Err(e),
+            Err(invalid) => outcomes.push(Err(invalid)),
         }
     }
-    Ok(outcomes)
+    (outcomes, current)
 }
 
 /// Locks and reads the rows of every index of `pairs` (sorted, unique), grouped by index.
-async fn lock_indices(
-    tx: &mut Tx,
-    op: &'static str,
-    pairs: &[(&str, i32)],
-) -> Result<HashMap<(String, i32), IndexRows>> {
-    let mut out: HashMap<(String, i32), IndexRows> = HashMap::with_capacity(pairs.len());
+async fn lock_indices(tx: &mut Tx, op: &'static str, pairs: &[(&str, i32)]) -> Result<HashMap<Slot, IndexRows>> {
+    let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
     for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
         let list = vec!["(?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -106,7 +134,7 @@ async fn lock_indices(
         let rows = query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?;
         for row in &rows {
             let lrp = decode(row)?;
-            let slot = (lrp.key.process_guid.as_str().to_owned(), lrp.key.index);
+            let slot = (lrp.key.process_guid.clone(), lrp.key.index);
             let presence = lrp.presence;
             *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
         }
