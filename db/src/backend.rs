@@ -83,6 +83,21 @@ impl Backend {
         }
     }
 
+    /// The lock a fenced write takes on its lease row before it commits ([`crate::Fence`]).
+    /// On PostgreSQL, `FOR KEY SHARE`: it conflicts with a change of the row's owner or term (a
+    /// steal, a release: both columns are in the `leases_holder` unique index, so changing them
+    /// is a key update) but not with the holder's renewal, which changes only the expiry and the
+    /// value. With `FOR SHARE`, a leader's renewal waited behind every fenced commit in flight,
+    /// and under load (commits of seconds, a stream of new share lockers) it timed out twice and
+    /// the leader stepped down. MySQL has no key-share lock: there it is the share lock.
+    pub(crate) fn for_fence(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR KEY SHARE",
+            Self::Mysql => " LOCK IN SHARE MODE",
+        }
+    }
+
     /// Suffix that share-locks the selected rows: a concurrent writer of those rows waits for us.
     pub fn for_share(self) -> &'static str {
         match self {

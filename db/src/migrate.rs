@@ -47,6 +47,16 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0003_listing_indexes.sql"),
         mysql: include_str!("../migrations/mysql/0003_listing_indexes.sql"),
     },
+    // A lease's holder (key, owner, term) as a unique index, so that on PostgreSQL a change of
+    // owner or term is a key update: the fence's `FOR KEY SHARE` then blocks a steal or a release
+    // but not the holder's renewal (`Backend::for_fence`).
+    Migration {
+        version: 4,
+        description: "lease holder key",
+        sqlite: include_str!("../migrations/sqlite/0004_lease_holder.sql"),
+        postgres: include_str!("../migrations/postgres/0004_lease_holder.sql"),
+        mysql: include_str!("../migrations/mysql/0004_lease_holder.sql"),
+    },
 ];
 
 /// Whether `err` says a statement's column or index exists already: MySQL duplicate column

@@ -450,6 +450,18 @@ impl Store {
         Ok(value)
     }
 
+    /// Opens a write transaction of this (fenced) store and checks its fence in it, as a fenced
+    /// write does just before it commits, and leaves it open: for tests of what a fence's lock
+    /// blocks. The transaction rolls back when dropped.
+    #[cfg(feature = "testing")]
+    pub async fn begin_fenced_for_test(&self) -> Result<Tx> {
+        let fence = self
+            .fence
+            .as_ref()
+            .ok_or_else(|| Error::Invalid(proto::models::ValidationError::new("fence", "this store is not fenced")))?;
+        self.begin("fenced test transaction", Some(fence)).await
+    }
+
     /// Begins a write transaction and checks `fence` in it.
     pub(crate) async fn begin(&self, op: &'static str, fence: Option<&Fence>) -> Result<Tx> {
         let sql_err = |e: sqlx::Error| transaction_error(op, e);
@@ -520,7 +532,7 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
     let sql = format!(
         "SELECT term FROM leases WHERE lease_key = ? AND owner = ? AND term = ? AND expires_at_ms > {}{}",
         tx.backend.now_ms_sql(),
-        tx.backend.for_share()
+        tx.backend.for_fence()
     );
     let held = tx
         .backend

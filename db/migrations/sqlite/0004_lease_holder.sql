@@ -1,0 +1,2 @@
+-- Nothing to do: SQLite's writers take turns, and the fence takes no row lock.
+SELECT 1
