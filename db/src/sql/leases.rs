@@ -229,34 +229,28 @@ impl Store {
             LeaseType::Lock.as_i64(),
             LeaseType::Presence.as_i64()
         );
-        // SQLite: this write waits its turn like a transaction (`store::gate`).
-        let _turn = self.writers.turn().await;
-        let row = match self.backend {
-            crate::Backend::Postgres | crate::Backend::Sqlite => self
-                .backend
-                .query(&format!("{set} RETURNING term, expires_at_ms"))
-                .bind(value)
+        // The renewal's parameters, in the statement's order.
+        let renewal = |sql: &str| {
+            self.backend
+                .query(sql)
+                .bind(value.to_owned())
                 .bind(lease_type.as_i64())
                 .bind(ttl_ms)
                 .bind(ttl_ms)
-                .bind(key)
-                .bind(owner)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?,
-            crate::Backend::Mysql => {
-                let updated = self
-                    .backend
-                    .query(&set)
-                    .bind(value)
-                    .bind(lease_type.as_i64())
-                    .bind(ttl_ms)
-                    .bind(ttl_ms)
-                    .bind(key)
-                    .bind(owner)
-                    .execute(&self.pool)
+                .bind(key.to_owned())
+                .bind(owner.to_owned())
+        };
+        // SQLite: this write waits its turn like a transaction (`store::gate`).
+        let _turn = self.writers.turn().await;
+        let row = match self.backend {
+            crate::Backend::Postgres | crate::Backend::Sqlite => {
+                renewal(&format!("{set} RETURNING term, expires_at_ms"))
+                    .fetch_optional(&self.pool)
                     .await
-                    .map_err(err)?;
+                    .map_err(err)?
+            }
+            crate::Backend::Mysql => {
+                let updated = renewal(&set).execute(&self.pool).await.map_err(err)?;
                 if updated.rows_affected() == 0 {
                     return Ok(None);
                 }

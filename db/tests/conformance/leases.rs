@@ -204,19 +204,25 @@ pub async fn concurrent_acquirers_of_an_absent_key_have_exactly_one_winner(db: &
     assert_eq!(db.store.fetch_lease("contended").await.unwrap().owner, winners[0]);
 }
 
-/// A row with an unknown type code is Corrupt when fetched, and an acquirer replaces it.
-pub async fn a_corrupt_lease_row_is_reported_and_can_be_taken_over(db: &TestDb) {
+/// Stores an unexpired lease `bad` of `owner` at term 4 with an unknown type code.
+async fn insert_corrupt_lease(db: &TestDb, owner: &str) {
     let now = db.store.now_ms().await.unwrap();
     db.store
         .backend()
         .query(
             "INSERT INTO leases (lease_key, owner, value, type_code, term, ttl_ms, expires_at_ms) \
-             VALUES ('bad', 'someone', '', 9, 4, 15000, ?)",
+             VALUES ('bad', ?, '', 9, 4, 15000, ?)",
         )
+        .bind(owner.to_owned())
         .bind(now + 60_000)
         .execute(db.store.pool())
         .await
         .unwrap();
+}
+
+/// A row with an unknown type code is Corrupt when fetched, and an acquirer replaces it.
+pub async fn a_corrupt_lease_row_is_reported_and_can_be_taken_over(db: &TestDb) {
+    insert_corrupt_lease(db, "someone").await;
     let err = db.store.fetch_lease("bad").await.unwrap_err();
     assert!(matches!(&err, Error::Corrupt { what: "lease", key, .. } if key == "bad"), "{err}");
     let lease = lock(&db.store, "bad", "fixer", TTL).await.unwrap();
@@ -253,17 +259,7 @@ pub async fn a_holder_renews_past_its_expiry_with_the_same_term_in_database_time
 /// A row with an unknown type code is taken over at the next term even by the owner it names:
 /// its holder's own renewal does not keep a term it cannot read the lease of.
 pub async fn a_holder_of_a_corrupt_row_takes_it_over_at_the_next_term(db: &TestDb) {
-    let now = db.store.now_ms().await.unwrap();
-    db.store
-        .backend()
-        .query(
-            "INSERT INTO leases (lease_key, owner, value, type_code, term, ttl_ms, expires_at_ms) \
-             VALUES ('bad', 'fixer', '', 9, 4, 15000, ?)",
-        )
-        .bind(now + 60_000)
-        .execute(db.store.pool())
-        .await
-        .unwrap();
+    insert_corrupt_lease(db, "fixer").await;
     let lease = lock(&db.store, "bad", "fixer", TTL).await.unwrap();
     assert_eq!((lease.owner.as_str(), lease.term, lease.lease_type), ("fixer", 5, LeaseType::Lock));
     assert_eq!(db.store.fetch_lease("bad").await.unwrap(), lease);
