@@ -82,8 +82,10 @@ pub struct Memory {
     pub peak_rss_kib: Option<u64>,
     /// What the figure covers.
     pub note: String,
-    /// The BBS process's peak RSS (`--bbs-process`), in MiB: its `VmHWM` just before it was
-    /// stopped, else the largest sampled RSS. `None` when the BBS did not run as its own process.
+    /// The BBS process's peak RSS (`--bbs-process`), in MiB: the larger of its `VmHWM` just
+    /// before it was stopped and its largest sampled RSS. (The kernel does not raise `VmHWM`
+    /// when memory is handed back with `madvise`, as mimalloc does, so a sample taken before
+    /// such a return can exceed it.) `None` when the BBS did not run as its own process.
     pub bbs_peak_rss_mib: Option<f64>,
     /// The largest of the BBS process's RSS samples (one a second), in MiB.
     pub bbs_sampled_max_rss_mib: Option<f64>,
@@ -99,7 +101,7 @@ impl Memory {
         Memory {
             peak_rss_kib: own_kib,
             note: note.to_owned(),
-            bbs_peak_rss_mib: bbs.hwm_kib.or(bbs.sampled_max_kib).map(mib),
+            bbs_peak_rss_mib: bbs.hwm_kib.max(bbs.sampled_max_kib).map(mib),
             bbs_sampled_max_rss_mib: bbs.sampled_max_kib.map(mib),
             bbs_rss_samples: bbs.samples,
         }
@@ -281,7 +283,7 @@ impl Report {
         if let Some(mib) = self.memory.bbs_peak_rss_mib {
             let _ = writeln!(
                 out,
-                "BBS process peak memory: {mib:.1} MiB (VmHWM; largest of {} RSS samples, one a second: {})",
+                "BBS process peak memory: {mib:.1} MiB (VmHWM or the largest of {} RSS samples, one a second: {})",
                 self.memory.bbs_rss_samples,
                 self.memory.bbs_sampled_max_rss_mib.map_or_else(|| "-".into(), |m| format!("{m:.1} MiB"))
             );
@@ -329,4 +331,23 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::process::ChildMemory;
+
+    #[test]
+    fn the_bbs_peak_is_the_larger_of_its_high_water_mark_and_its_samples() {
+        let of = |hwm_kib, sampled_max_kib| {
+            Memory::of(None, "", Some(ChildMemory { hwm_kib, sampled_max_kib, samples: 1 })).bbs_peak_rss_mib
+        };
+        // A sample above VmHWM: memory handed back with madvise does not raise the mark.
+        assert_eq!(of(Some(1024), Some(2048)), Some(2.0));
+        assert_eq!(of(Some(2048), Some(1024)), Some(2.0));
+        assert_eq!(of(None, Some(1024)), Some(1.0));
+        assert_eq!(of(Some(1024), None), Some(1.0));
+        assert_eq!(Memory::of(None, "", None).bbs_peak_rss_mib, None);
+    }
 }

@@ -37,6 +37,9 @@ async fn removed_indices(events: &mut Events) -> (Vec<i32>, usize) {
             _ => other += 1,
         }
     }
+    // Each index's removal is published under its own stripe: different indices' events come
+    // in no fixed order (docs/architecture.md), so compare them sorted; a repeat still shows.
+    removed.sort_unstable();
     (removed, other)
 }
 
