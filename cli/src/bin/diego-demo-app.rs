@@ -80,7 +80,7 @@ fn serve(mut stream: TcpStream, healthy: &AtomicBool) -> std::io::Result<()> {
         }
         ("POST", "/crash") => {
             let _ = respond(&mut stream, 200, "text/plain", "crashing with exit status 1\n");
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            close_gracefully(&mut stream);
             println!("diego-demo-app: crashing on request");
             std::process::exit(1);
         }
@@ -89,6 +89,15 @@ fn serve(mut stream: TcpStream, healthy: &AtomicBool) -> std::io::Result<()> {
         }
         _ => respond(&mut stream, 404, "text/plain", "not found: try /, /health, /env, POST /unhealthy, POST /crash\n"),
     }
+}
+
+/// Sends FIN after the response and waits (at most a second) for the client to close its side,
+/// so that exiting right after cannot turn the close into a reset that discards the response.
+fn close_gracefully(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut sink = [0u8; 512];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 /// Reads the request head and returns the method and target of its first line; `None` when
