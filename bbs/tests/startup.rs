@@ -107,12 +107,17 @@ fn data_dir_is_created_when_it_does_not_exist() {
         .expect("start bbs");
     let leads = wait_for_leader(admin);
     let exited = child.try_wait().ok().flatten();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
     let _ = child.kill();
     let output = child.wait_with_output().expect("bbs output");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(exited.is_none(), "bbs exited with {exited:?}: {stderr}");
     assert!(leads, "bbs never led on its new data dir: {stderr}");
     assert!(data_dir.join("bbs.db").exists(), "the SQLite file is in the new directory");
+    // svc::tune_memory ran: no transparent huge pages (kernels before 6.x have no such line).
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert!(line.ends_with('0'), "the bbs process keeps transparent huge pages: {line:?}");
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -35,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    svc::tune_memory();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

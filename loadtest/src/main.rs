@@ -34,6 +34,7 @@ fn refused(error: anyhow::Error) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    svc::tune_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

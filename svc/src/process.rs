@@ -64,6 +64,7 @@ pub async fn start<C: ConfigFile + Listens>(
     component: &str,
     flags: Flags<C::Overrides>,
 ) -> Result<(Valid<C>, Listeners), ExitCode> {
+    crate::tune_memory();
     init_logging();
     let config = C::from_flags(flags).map_err(|e| e.exit(component))?;
     let bound = bind_listeners(config.listen_address(), config.admin_address()).await.map_err(|e| e.exit(component))?;
