@@ -8,6 +8,7 @@
 //! only place that turns them into `pb` messages and back.
 
 mod batch;
+mod coalesce;
 mod grpc;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use proto::error::ErrorCode;
 use proto::models::{ActualLrp, ActualLrpInstanceKey, ActualLrpKey, CellPresence, DesiredLrp, NetInfo, Task};
 
 pub(crate) use batch::{BatchAnswer, BatchSupport, START_ACTUAL_LRPS};
+pub use coalesce::StartReports;
 pub use grpc::GrpcBbsClient;
 
 /// A failed BBS or Locket call: which call, the Diego error type when the server named one

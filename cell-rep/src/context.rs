@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use proto::models::{ActualLrpInstanceKey, ActualLrpKey, CellId, DesiredLrp, NetInfo, PortMapping, PreferredAddress};
 use tokio::sync::watch;
 
-use crate::bbs_client::BbsClient;
+use crate::bbs_client::{BbsClient, StartReports};
 use crate::executor::{Container, Executor};
 use crate::workload::LrpWorkload;
 
@@ -100,6 +100,8 @@ pub struct RepContext {
     pub executor: Executor,
     /// The BBS.
     pub bbs: Arc<dyn BbsClient>,
+    /// The cell's start reports to the BBS, coalesced.
+    pub starts: StartReports,
     /// Set once evacuation starts.
     pub evacuation: EvacuationFlag,
     instances: Mutex<HashMap<String, InstanceInfo>>,
@@ -120,6 +122,7 @@ impl RepContext {
         Self {
             cell,
             executor,
+            starts: StartReports::new(Arc::clone(&bbs)),
             bbs,
             evacuation: EvacuationFlag::new(),
             instances: Mutex::new(HashMap::new()),

@@ -277,9 +277,10 @@ async fn two_reps_hand_over_every_instance_and_the_evacuated_rep_exits() {
             .position(|c| matches!(c, BbsCall::EvacuateRunning { lrp, keep: false } if &lrp.instance_guid == old))
             .expect("every old instance was released");
         let BbsCall::EvacuateRunning { lrp, .. } = &calls[released] else { unreachable!() };
-        let replaced = calls[..released].iter().any(|c| {
-            matches!(c, BbsCall::Start { lrp: started, .. }
-                if started.index == lrp.index && started.process_guid == lrp.process_guid && !old_instances.contains(&started.instance_guid))
+        let replaced = calls[..released].iter().flat_map(BbsCall::started).any(|started| {
+            started.index == lrp.index
+                && started.process_guid == lrp.process_guid
+                && !old_instances.contains(&started.instance_guid)
         });
         assert!(replaced, "instance {old} released before its replacement ran");
     }

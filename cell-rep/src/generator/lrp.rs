@@ -102,11 +102,12 @@ impl Generator {
         }
     }
 
-    /// Running: report it started (again on every readiness change; bulk sync re-asserts every
-    /// running instance together, [`Generator::start_many`]).
+    /// Running: report it started (again on every readiness change), coalesced with the cell's
+    /// other reports made meanwhile ([`crate::bbs_client::StartReports`]; bulk sync re-asserts
+    /// every running instance together, [`Generator::start_many`]).
     async fn start(&self, container: &Container, lrp: &LrpIdentity) {
         let running = self.running_lrp(container, lrp);
-        let result = self.ctx.bbs.start_actual_lrp(&running).await;
+        let result = self.ctx.starts.report(running.clone()).await;
         self.started(&running, result);
     }
 
