@@ -38,8 +38,15 @@ pub struct ExecLimits {
 impl ExecLimits {
     /// This host's limits: a quarter of the stack rlimit processes inherit from the rep (what
     /// `sysconf(_SC_ARG_MAX)` reports, read from `/proc/self/limits`), capped at the kernel's
-    /// 6 MiB, minus [`RUNTIME_OVERHEAD`]. 2 MiB when the rlimit cannot be read.
+    /// 6 MiB, minus [`RUNTIME_OVERHEAD`]. 2 MiB when the rlimit cannot be read. Read once per
+    /// process (the rep never changes its rlimits): reading the file for every container was 2%
+    /// of the smoke benchmark's CPU.
     pub fn host() -> Self {
+        static HOST: std::sync::OnceLock<ExecLimits> = std::sync::OnceLock::new();
+        *HOST.get_or_init(Self::read_host)
+    }
+
+    fn read_host() -> Self {
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
         let space = stack_soft_limit(&limits).map_or(2 * 1024 * 1024, |stack| stack / 4);
         let arg_space = space.clamp(MAX_ARG_STRLEN, KERNEL_ARG_SPACE_CAP).saturating_sub(RUNTIME_OVERHEAD);
