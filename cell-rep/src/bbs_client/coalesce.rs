@@ -67,7 +67,11 @@ impl StartReports {
             tokio::spawn(send_all(Arc::clone(&self.bbs), Arc::clone(&self.queue)));
         }
         answered.await.unwrap_or_else(|_| {
-            Err(BbsError::new("StartActualLRP", Some(ErrorCode::Unknown), "the start report was dropped; retrying on the next pass"))
+            Err(BbsError::new(
+                "StartActualLRP",
+                Some(ErrorCode::Unknown),
+                "the start report was dropped; retrying on the next pass",
+            ))
         })
     }
 }
@@ -130,7 +134,9 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 BbsCall::Start { lrp, .. } => Some(vec![format!("{}/{}", lrp.process_guid, lrp.index)]),
-                BbsCall::StartBatch(lrps) => Some(lrps.iter().map(|l| format!("{}/{}", l.process_guid, l.index)).collect()),
+                BbsCall::StartBatch(lrps) => {
+                    Some(lrps.iter().map(|l| format!("{}/{}", l.process_guid, l.index)).collect())
+                }
                 _ => None,
             })
             .collect()
@@ -160,9 +166,10 @@ mod tests {
             };
             tokio::join!(nine, release).0
         };
-        let (first, rest) = tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
-            .await
-            .expect("every report answered");
+        let (first, rest) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
+                .await
+                .expect("every report answered");
         assert!(first.is_ok() && rest.iter().all(Result::is_ok), "{first:?} {rest:?}");
         let calls = instances(&bbs.calls());
         let nine: Vec<String> = (1..10).map(|i| format!("web/{i}")).collect();
@@ -189,9 +196,10 @@ mod tests {
             };
             tokio::join!(four, release).0
         };
-        let (first, rest) = tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
-            .await
-            .expect("every report answered");
+        let (first, rest) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
+                .await
+                .expect("every report answered");
         assert!(first.is_ok(), "{first:?}");
         assert!(rest.iter().all(|r| r.as_ref().is_err_and(|e| e.is(ErrorCode::Unavailable))), "{rest:?}");
         let calls = instances(&bbs.calls());
