@@ -151,25 +151,36 @@ mod tests {
         assert!(matches!(bbs.calls()[..], [BbsCall::Start { .. }]), "{:?}", bbs.calls());
     }
 
-    #[tokio::test]
-    async fn reports_made_while_one_is_in_flight_go_out_together_each_with_its_answer() {
-        let bbs = Arc::new(FakeBbs::new());
+    /// Reports web/0 while starts are held, then `later` (indices of `web`, or other guids) while
+    /// web/0 is in flight, then releases the starts: the first answer and the later ones.
+    async fn one_in_flight_then(
+        bbs: &Arc<FakeBbs>,
+        later: &[(&str, i32)],
+    ) -> (Result<(), BbsError>, Vec<Result<(), BbsError>>) {
         bbs.hold_starts(true);
         let reports = StartReports::new(bbs.clone());
         let first = reports.report(running_lrp("web", 0, "cell-1"));
         let rest = async {
             bbs.wait_until(|b| b.calls().len() == 1).await;
-            let nine = futures::future::join_all((1..10).map(|i| reports.report(running_lrp("web", i, "cell-1"))));
+            let later = futures::future::join_all(
+                later.iter().map(|(guid, i)| reports.report(running_lrp(guid, *i, "cell-1"))),
+            );
             let release = async {
                 tokio::task::yield_now().await;
                 bbs.hold_starts(false);
             };
-            tokio::join!(nine, release).0
+            tokio::join!(later, release).0
         };
-        let (first, rest) =
-            tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
-                .await
-                .expect("every report answered");
+        tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
+            .await
+            .expect("every report answered")
+    }
+
+    #[tokio::test]
+    async fn reports_made_while_one_is_in_flight_go_out_together_each_with_its_answer() {
+        let bbs = Arc::new(FakeBbs::new());
+        let later: Vec<(&str, i32)> = (1..10).map(|i| ("web", i)).collect();
+        let (first, rest) = one_in_flight_then(&bbs, &later).await;
         assert!(first.is_ok() && rest.iter().all(Result::is_ok), "{first:?} {rest:?}");
         let calls = instances(&bbs.calls());
         let nine: Vec<String> = (1..10).map(|i| format!("web/{i}")).collect();
@@ -180,26 +191,8 @@ mod tests {
     #[tokio::test]
     async fn the_same_instance_twice_waits_for_the_next_call_and_a_failed_batch_fails_each_report() {
         let bbs = Arc::new(FakeBbs::new());
-        bbs.hold_starts(true);
         bbs.fail("StartActualLRPs", ErrorCode::Unavailable);
-        let reports = StartReports::new(bbs.clone());
-        let first = reports.report(running_lrp("web", 0, "cell-1"));
-        let rest = async {
-            bbs.wait_until(|b| b.calls().len() == 1).await;
-            let four = futures::future::join_all(
-                [("web", 1), ("web", 2), ("web", 1), ("web", 3)]
-                    .map(|(guid, i)| reports.report(running_lrp(guid, i, "cell-1"))),
-            );
-            let release = async {
-                tokio::task::yield_now().await;
-                bbs.hold_starts(false);
-            };
-            tokio::join!(four, release).0
-        };
-        let (first, rest) =
-            tokio::time::timeout(std::time::Duration::from_secs(10), async { tokio::join!(first, rest) })
-                .await
-                .expect("every report answered");
+        let (first, rest) = one_in_flight_then(&bbs, &[("web", 1), ("web", 2), ("web", 1), ("web", 3)]).await;
         assert!(first.is_ok(), "{first:?}");
         assert!(rest.iter().all(|r| r.as_ref().is_err_and(|e| e.is(ErrorCode::Unavailable))), "{rest:?}");
         let calls = instances(&bbs.calls());
