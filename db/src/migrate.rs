@@ -17,46 +17,36 @@ struct Migration {
     mysql: &'static str,
 }
 
+/// A [`Migration`] from its version, description and file stem: the same stem under each
+/// backend's directory, so a backend's file cannot be left out or misnamed.
+macro_rules! migration {
+    ($version:expr, $description:expr, $stem:literal) => {
+        Migration {
+            version: $version,
+            description: $description,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $stem, ".sql")),
+            postgres: include_str!(concat!("../migrations/postgres/", $stem, ".sql")),
+            mysql: include_str!(concat!("../migrations/mysql/", $stem, ".sql")),
+        }
+    };
+}
+
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "init",
-        sqlite: include_str!("../migrations/sqlite/0001_init.sql"),
-        postgres: include_str!("../migrations/postgres/0001_init.sql"),
-        mysql: include_str!("../migrations/mysql/0001_init.sql"),
-    },
+    migration!(1, "init", "0001_init"),
     // The label of the key each row's run info / task definition is encrypted under ('' for
     // rows written unencrypted), so the re-encryption pass finds the rows not under the active
     // key through an index instead of reading every blob.
-    Migration {
-        version: 2,
-        description: "key labels",
-        sqlite: include_str!("../migrations/sqlite/0002_key_labels.sql"),
-        postgres: include_str!("../migrations/postgres/0002_key_labels.sql"),
-        mysql: include_str!("../migrations/mysql/0002_key_labels.sql"),
-    },
+    migration!(2, "key labels", "0002_key_labels"),
     // The paged listings filter on one column and order by the primary key. With an index on
     // the filter column alone, PostgreSQL sorted a domain's desired LRPs on disk when the table
     // had no statistics, and once it had them its generic plan for the per-cell page walked the
     // whole primary key filtering `cell_id` (docs/performance.md). An index on the filter
     // column followed by the key serves both in key order.
-    Migration {
-        version: 3,
-        description: "listing indexes",
-        sqlite: include_str!("../migrations/sqlite/0003_listing_indexes.sql"),
-        postgres: include_str!("../migrations/postgres/0003_listing_indexes.sql"),
-        mysql: include_str!("../migrations/mysql/0003_listing_indexes.sql"),
-    },
+    migration!(3, "listing indexes", "0003_listing_indexes"),
     // A lease's holder (key, owner, term) as a unique index, so that on PostgreSQL a change of
     // owner or term is a key update: the fence's `FOR KEY SHARE` then blocks a steal or a release
     // but not the holder's renewal (`Backend::for_fence`).
-    Migration {
-        version: 4,
-        description: "lease holder key",
-        sqlite: include_str!("../migrations/sqlite/0004_lease_holder.sql"),
-        postgres: include_str!("../migrations/postgres/0004_lease_holder.sql"),
-        mysql: include_str!("../migrations/mysql/0004_lease_holder.sql"),
-    },
+    migration!(4, "lease holder key", "0004_lease_holder"),
 ];
 
 /// Whether `err` says a statement's column or index exists already: MySQL duplicate column
