@@ -118,6 +118,7 @@ pub async fn run_with(
     tracing::info!(grpc = %grpc_address, admin = %admin_address, advertise = %advertise, owner = %owner, bbs = %config.bbs_address, seed = config.seed, "auctioneer starting");
 
     let stop = shutdown.child_token();
+    svc::lag::spawn_monitor("auctioneer", stop.clone());
     let status = LockStatus::new();
     let batch = Arc::new(AuctionBatch::with_limits(config.max_pending_starts, config.max_pending_bytes));
     let spec = LockSpec::auctioneer(owner, advertise, config.lock_ttl, config.lock_retry_interval);

@@ -149,6 +149,8 @@ pub async fn run(
 
     let stop = shutdown.child_token();
     let fatal = CancellationToken::new();
+    // How late ready tasks run (svc::lag): a stall shows in the metrics and the log.
+    svc::lag::spawn_monitor("bbs", stop.clone());
     // The election renews the bbs lease on a thread, runtime and pool of its own.
     let election = leadership.clone().spawn(stop.clone());
     let callback_pool = callbacks::spawn_workers(

@@ -260,6 +260,7 @@ pub async fn run_observed(
         Presence::new(Arc::clone(&deps.bbs), &advert, owner, config.presence_ttl, config.presence_retry_interval);
     let presence_status = presence.status();
     let presence_task = tokio::spawn(presence.run(halt.clone()));
+    svc::lag::spawn_monitor("rep", halt.clone());
 
     let view: SnapshotFn = {
         let (ctx, presence_status) = (Arc::clone(&ctx), presence_status.clone());

@@ -9,6 +9,7 @@
 //! - [`bbs_client`]: the leader-following BBS client core (`x-diego-leader` redirects, channel
 //!   cache, endpoint parsing).
 //! - [`lease`]: the one lease holder (BBS leader lock, auctioneer lock, cell presence).
+//! - [`lag`]: how late the runtime runs ready tasks (the scheduling-delay monitor).
 //! - [`identity`]: who is calling: the role and name a certificate's `diego://` URI SAN gives.
 //! - [`authz`]: what each role may call (the one role table) and the layer that enforces it.
 //! - [`certs`]: the cluster CA and the certificates it issues (files, modes, the dev bundle).
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod identity;
+pub mod lag;
 pub mod lease;
 pub mod pki;
 pub mod process;
