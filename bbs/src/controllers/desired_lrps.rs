@@ -89,7 +89,6 @@ impl DesiredLrps<'_> {
         let ctx = self.0;
         let store = ctx.writer()?;
         let now = ctx.now_ns();
-        let lrp = stamp_created_at(lrp, now)?;
         ctx.check_instances("desired_lrp.instances", lrp.scheduling.instances)?;
         let guid = &lrp.scheduling.process_guid;
         let _guard = ctx.locks.lock(guid.as_str()).await;
@@ -156,24 +155,23 @@ impl DesiredLrps<'_> {
                 Err(e) => answers.push(Some(Err(e))),
             }
         }
-        let outcomes = store.desire_lrps(&accepted, now).await?;
+        let outcomes = store.desire_lrps(accepted, now).await?;
         let mut auctions = Vec::new();
         let mut created_lrps = Vec::new();
         let mut stored_before = Vec::new();
-        for ((i, lrp), outcome) in positions.into_iter().zip(accepted).zip(outcomes) {
-            let guid = lrp.scheduling.process_guid.clone();
+        for (i, (lrp, outcome)) in positions.into_iter().zip(outcomes) {
             answers[i] = match outcome {
-                Ok((stored, created)) => {
+                Ok(created) => {
                     if !created.is_empty() {
-                        auctions.push(start_request(&stored.scheduling, &created));
+                        auctions.push(start_request(&lrp.scheduling, &created));
                     }
-                    created_lrps.push((ctx.locks.stripe_of(guid.as_str()), (stored, created)));
+                    created_lrps.push((ctx.locks.stripe_of(lrp.scheduling.process_guid.as_str()), (lrp, created)));
                     Some(Ok(()))
                 }
                 // Stored before this batch (not repeated within it): the single desire decides
                 // whether it replaces a recovered record or is refused (after the batch's
                 // events, outside its stripes).
-                Err(db::Error::Exists { key, .. }) if key == guid.as_str() => {
+                Err(db::Error::Exists { key, .. }) if key == lrp.scheduling.process_guid.as_str() => {
                     stored_before.push((i, lrp));
                     None
                 }
@@ -281,13 +279,6 @@ async fn push_placed(ctx: &Context, store: &db::Store, guid: &ProcessGuid, desir
     let placed = store.placed_actual_lrps(guid, 0).await?;
     push_instance_updates(ctx, desired, &placed);
     Ok(())
-}
-
-/// Stamps `created_at` into the run info (clients do not send it).
-fn stamp_created_at(lrp: DesiredLrp, now: i64) -> Result<DesiredLrp> {
-    let mut run_info = lrp.run_info.into_pb();
-    run_info.created_at = now;
-    Ok(DesiredLrp { run_info: proto::convert::run_info_from_pb(run_info)?, ..lrp })
 }
 
 fn publish_created(ctx: &Context, created: &[ActualLrp]) {

@@ -181,17 +181,14 @@ pub(crate) struct NewDesired {
 }
 
 impl NewDesired {
-    /// `lrp` as `store` stores it when desired at `now_ns`. [`Error::Invalid`] when its run
-    /// info does not convert back.
-    pub(crate) fn new(store: &Store, lrp: &DesiredLrp, now_ns: i64) -> Result<Self> {
-        let mut stored = lrp.clone();
+    /// `lrp` as `store` stores it when desired at `now_ns`.
+    pub(crate) fn new(store: &Store, lrp: DesiredLrp, now_ns: i64) -> Self {
+        let mut stored = lrp;
         stored.scheduling.modification_tag = ModificationTag::new(uuid::Uuid::new_v4().to_string());
-        let mut run_info = stored.run_info.clone().into_pb();
-        run_info.created_at = now_ns;
-        stored.run_info = proto::convert::run_info_from_pb(run_info)?;
+        stored.run_info.stamp_created_at(now_ns);
         let run_info = seal_proto(store.keys(), stored.run_info.as_pb());
         let key_label = store.keys().active_label().unwrap_or_default().to_owned();
-        Ok(Self { stored, run_info, key_label })
+        Self { stored, run_info, key_label }
     }
 
     /// Bytes this row binds beyond its fixed-size columns, about: for sizing multi-row inserts.
@@ -241,7 +238,7 @@ impl Store {
         let op = "desire lrp";
         // Sealed once, outside the transaction. The body must own what it uses: the transaction
         // helper re-runs it on deadlock.
-        let row = Arc::new(NewDesired::new(self, lrp, now_ns)?);
+        let row = Arc::new(NewDesired::new(self, lrp.clone(), now_ns));
         let shared = Arc::clone(&row);
         // A desire of a few instances is a single-record write; one of many holds its batch for
         // as long as its inserts take, so it runs on its own.

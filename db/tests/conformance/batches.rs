@@ -59,13 +59,16 @@ pub async fn desire_lrps_stores_each_item_and_refuses_duplicates_alone(db: &Test
         desired("a", "cf-apps", 5),
         desired("c", "cf-apps", 3),
     ];
-    let outcomes = db.store.desire_lrps(&batch, NOW_NS).await.unwrap();
+    let outcomes = db.store.desire_lrps(batch.to_vec(), NOW_NS).await.unwrap();
     assert_eq!(outcomes.len(), 5);
-    let created: Vec<Option<usize>> = outcomes.iter().map(|o| o.as_ref().ok().map(|(_, c)| c.len())).collect();
+    let created: Vec<Option<usize>> = outcomes.iter().map(|(_, o)| o.as_ref().ok().map(Vec::len)).collect();
     assert_eq!(created, [Some(2), None, Some(0), None, Some(3)]);
-    let err = outcomes[1].as_ref().unwrap_err();
+    let items: Vec<(&str, i32)> =
+        outcomes.iter().map(|(lrp, _)| (lrp.scheduling.process_guid.as_str(), lrp.scheduling.instances)).collect();
+    assert_eq!(items, [("a", 2), ("taken", 4), ("b", 0), ("a", 5), ("c", 3)], "every item comes back in order");
+    let err = outcomes[1].1.as_ref().unwrap_err();
     assert!(matches!(err, Error::Exists { key, .. } if key == "taken"), "{err}");
-    let err = outcomes[3].as_ref().unwrap_err();
+    let err = outcomes[3].1.as_ref().unwrap_err();
     assert_eq!(err.code(), ErrorCode::ResourceExists);
     assert!(err.to_string().contains("repeated"), "{err}");
 
@@ -80,8 +83,9 @@ pub async fn desire_lrps_stores_each_item_and_refuses_duplicates_alone(db: &Test
 pub async fn desire_lrps_stores_what_the_single_desire_stores(db: &TestDb) {
     let lrp = desired("web", "cf-apps", 3);
     let (single, _) = db.store.desire_lrp(&desired("single", "cf-apps", 3), NOW_NS).await.unwrap();
-    let outcomes = db.store.desire_lrps(std::slice::from_ref(&lrp), NOW_NS).await.unwrap();
-    let (stored, created) = outcomes.into_iter().next().unwrap().unwrap();
+    let outcomes = db.store.desire_lrps(vec![lrp.clone()], NOW_NS).await.unwrap();
+    let (stored, created) = outcomes.into_iter().next().unwrap();
+    let created = created.unwrap();
     assert_eq!(stored.scheduling.modification_tag.index, 0);
     assert_eq!(stored.scheduling.modification_tag.epoch.len(), 36, "a uuid epoch");
     assert_ne!(stored.scheduling.modification_tag.epoch, single.scheduling.modification_tag.epoch);
@@ -110,8 +114,8 @@ pub async fn desire_lrps_stores_what_the_single_desire_stores(db: &TestDb) {
 pub async fn desire_lrps_keeps_instances_a_removed_lrp_left_behind(db: &TestDb) {
     let domain = DomainName::parse("cf-apps").unwrap();
     db.store.create_unclaimed_actual_lrps(&guid("left"), &domain, &[1], NOW_NS - 5).await.unwrap();
-    let outcomes = db.store.desire_lrps(&[desired("left", "cf-apps", 3)], NOW_NS).await.unwrap();
-    let (_, created) = outcomes.into_iter().next().unwrap().unwrap();
+    let outcomes = db.store.desire_lrps(vec![desired("left", "cf-apps", 3)], NOW_NS).await.unwrap();
+    let created = outcomes.into_iter().next().unwrap().1.unwrap();
     let indices: Vec<i32> = created.iter().map(|a| a.key.index).collect();
     assert_eq!(indices, [0, 2]);
     assert_eq!(count(db, "actual_lrps").await, 3);
@@ -120,8 +124,8 @@ pub async fn desire_lrps_keeps_instances_a_removed_lrp_left_behind(db: &TestDb) 
 /// More items than one statement binds: every one is stored once.
 pub async fn desire_lrps_spans_several_statements(db: &TestDb) {
     let batch: Vec<_> = (0..620).map(|i| desired(&format!("many-{i:04}"), "cf-apps", 1)).collect();
-    let outcomes = db.store.desire_lrps(&batch, NOW_NS).await.unwrap();
-    assert!(outcomes.iter().all(Result::is_ok));
+    let outcomes = db.store.desire_lrps(batch, NOW_NS).await.unwrap();
+    assert!(outcomes.iter().all(|(_, o)| o.is_ok()));
     assert_eq!(count(db, "desired_lrps").await, 620);
     assert_eq!(count(db, "actual_lrps").await, 620);
 }
@@ -130,7 +134,7 @@ pub async fn desire_lrps_spans_several_statements(db: &TestDb) {
 pub async fn a_fenced_out_batch_writes_nothing(db: &TestDb) {
     db.store.desire_lrp(&desired("web", "cf-apps", 1), NOW_NS).await.unwrap();
     let fenced = db.store.fenced(Fence { key: "bbs".into(), owner: "nobody".into(), term: 1 });
-    let err = fenced.desire_lrps(&[desired("x", "cf-apps", 2)], NOW_NS).await.unwrap_err();
+    let err = fenced.desire_lrps(vec![desired("x", "cf-apps", 2)], NOW_NS).await.unwrap_err();
     assert!(matches!(err, Error::Fenced { .. }), "{err}");
     let start = (key("web", 0), ikey("i-1", "cell-1"), start_info("10.0.0.1"));
     let err = fenced.start_actual_lrps(&[start], NOW_NS).await.unwrap_err();
@@ -144,7 +148,7 @@ pub async fn a_fenced_out_batch_writes_nothing(db: &TestDb) {
 /// start of a RUNNING index is refused alone; a missing row is created RUNNING; the after rows
 /// are as stored.
 pub async fn start_actual_lrps_applies_each_start_in_order_and_refuses_alone(db: &TestDb) {
-    db.store.desire_lrps(&[desired("p0", "cf-apps", 2), desired("p1", "cf-apps", 1)], NOW_NS).await.unwrap();
+    db.store.desire_lrps(vec![desired("p0", "cf-apps", 2), desired("p1", "cf-apps", 1)], NOW_NS).await.unwrap();
     let starts = [
         (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1")),
         (key("p0", 0), ikey("i-b", "cell-1"), start_info("10.0.0.1")),
@@ -172,7 +176,7 @@ pub async fn start_actual_lrps_applies_each_start_in_order_and_refuses_alone(db:
 /// A start that changes nothing (the same instance with the same fields) writes nothing:
 /// before equals after and the row's tag does not move.
 pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
-    db.store.desire_lrps(&[desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
+    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
     let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
     db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
     let before = db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap();
@@ -272,7 +276,7 @@ pub async fn start_actual_lrps_writes_more_rows_than_one_statement_holds(db: &Te
 /// the unchanged index are not written; the second start of an index applies on the first's
 /// rows, and what is stored is the last one's after (two modification-tag steps).
 pub async fn start_actual_lrps_mixes_refused_unchanged_and_repeated_starts(db: &TestDb) {
-    db.store.desire_lrps(&[desired("p", "cf-apps", 4)], NOW_NS).await.unwrap();
+    db.store.desire_lrps(vec![desired("p", "cf-apps", 4)], NOW_NS).await.unwrap();
     let running = [
         (key("p", 1), ikey("i-1", "cell-1"), start_info("10.0.0.1")),
         (key("p", 2), ikey("i-2", "cell-1"), start_info("10.0.0.2")),
@@ -316,7 +320,7 @@ pub async fn start_actual_lrps_mixes_refused_unchanged_and_repeated_starts(db: &
 /// `Invalid` alone: nothing of its index is written (its EVACUATING copy stays), and the starts
 /// around it are stored.
 pub async fn start_actual_lrps_refuses_an_invalid_index_alone(db: &TestDb) {
-    db.store.desire_lrps(&[desired("p", "cf-apps", 3)], NOW_NS).await.unwrap();
+    db.store.desire_lrps(vec![desired("p", "cf-apps", 3)], NOW_NS).await.unwrap();
     add_evacuating(db, "p", 1).await;
     let before = db.store.actual_lrp_index(&guid("p"), 1).await.unwrap();
     let starts = [

@@ -31,8 +31,9 @@ impl From<RunInfo> for pb::DesiredLrpRunInfo {
 }
 
 /// A run-info blob decoded by the db crate, validated like anything else from the wire. To change
-/// a field (`created_at` on create, the image credentials on update), take the message with
-/// [`RunInfo::into_pb`], change it, and pass it back through here.
+/// a field (the image credentials on update), take the message with [`RunInfo::into_pb`], change
+/// it, and pass it back through here; `created_at`, which no rule checks, has
+/// [`RunInfo::stamp_created_at`].
 pub fn run_info_from_pb(run_info: pb::DesiredLrpRunInfo) -> Result<RunInfo, ValidationError> {
     RunInfo::try_from(run_info)
 }

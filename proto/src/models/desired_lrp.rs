@@ -95,6 +95,13 @@ impl RunInfo {
     pub fn into_pb(self) -> pb::DesiredLrpRunInfo {
         self.0
     }
+
+    /// Sets `created_at` (nanoseconds since the Unix epoch), which the BBS stamps when the LRP is
+    /// desired (clients do not send it). No rule checks it, so the run info stays valid; any
+    /// other change goes through [`crate::convert::run_info_from_pb`] and its checks.
+    pub fn stamp_created_at(&mut self, now_ns: i64) {
+        self.0.created_at = now_ns;
+    }
 }
 
 /// A whole desired LRP.

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use proto::models::{ActualLrp, ActualLrpKey, DesiredLrp, Presence};
+use proto::models::{ActualLrp, ActualLrpKey, DesiredLrp, Presence, ProcessGuid};
 
 use super::{NewDesired, insert_desired_sql};
 use crate::backend::placeholders;
@@ -38,36 +38,32 @@ const DESIRED_ROWS_PER_INSERT: usize = 200;
 /// MariaDB).
 const DESIRED_BYTES_PER_INSERT: usize = 1024 * 1024;
 
-/// What the store did with one item of [`Store::desire_lrps`]: the stored record and its new
-/// UNCLAIMED instances, or why it was refused.
-pub type DesireOutcome = Result<(DesiredLrp, Vec<ActualLrp>)>;
+/// What the store did with one item of [`Store::desire_lrps`]: the item back (as stored, with
+/// its fresh modification tag and `created_at`, unless it was refused before that) with its new
+/// UNCLAIMED instances, or with why it was refused.
+pub type DesireOutcome = (DesiredLrp, Result<Vec<ActualLrp>>);
 
 impl Store {
     /// Stores each of `lrps` as [`Store::desire_lrp`] would (a fresh modification tag, the run
     /// info's `created_at` set to `now_ns`, UNCLAIMED instances for the indices that have no
-    /// ordinary row yet), all in one transaction, and returns one outcome per item in order.
-    /// An item whose guid is stored already, or was repeated earlier in `lrps`, is
-    /// [`Error::Exists`]; an item whose run info does not convert is [`Error::Invalid`]; neither
-    /// stops the others. `Err` for the whole call (fenced out, database down) means nothing
-    /// was written.
-    pub async fn desire_lrps(&self, lrps: &[DesiredLrp], now_ns: i64) -> Result<Vec<DesireOutcome>> {
+    /// ordinary row yet), all in one transaction, and gives back every item, in order, with its
+    /// outcome. An item whose guid is stored already, or was repeated earlier in `lrps`, is
+    /// [`Error::Exists`], which does not stop the others. `Err` for the whole call (fenced out,
+    /// database down) means nothing was written. The items are taken by value: a batch is
+    /// stored without a copy of any of them.
+    pub async fn desire_lrps(&self, lrps: Vec<DesiredLrp>, now_ns: i64) -> Result<Vec<DesireOutcome>> {
         let op = "desire lrps";
-        let mut outcomes: Vec<Option<DesireOutcome>> = Vec::with_capacity(lrps.len());
+        // Each item is either fresh (a row to insert, at its position) or refused already.
+        let mut refused: Vec<Option<DesireOutcome>> = Vec::with_capacity(lrps.len());
         let mut fresh: Vec<(usize, NewDesired)> = Vec::with_capacity(lrps.len());
-        let mut seen = HashSet::with_capacity(lrps.len());
-        for (i, lrp) in lrps.iter().enumerate() {
-            let guid = lrp.scheduling.process_guid.as_str();
-            if !seen.insert(guid) {
-                let key = format!("{guid} (repeated earlier in the same request)");
-                outcomes.push(Some(Err(Error::Exists { what: "desired lrp", key })));
-                continue;
-            }
-            match NewDesired::new(self, lrp, now_ns) {
-                Ok(row) => {
-                    fresh.push((i, row));
-                    outcomes.push(None);
-                }
-                Err(e) => outcomes.push(Some(Err(e))),
+        let mut seen: HashSet<ProcessGuid> = HashSet::with_capacity(lrps.len());
+        for (i, lrp) in lrps.into_iter().enumerate() {
+            if seen.insert(lrp.scheduling.process_guid.clone()) {
+                fresh.push((i, NewDesired::new(self, lrp, now_ns)));
+                refused.push(None);
+            } else {
+                let key = format!("{} (repeated earlier in the same request)", lrp.scheduling.process_guid);
+                refused.push(Some((lrp, Err(Error::Exists { what: "desired lrp", key }))));
             }
         }
         let fresh = Arc::new(fresh);
@@ -78,14 +74,22 @@ impl Store {
                 Box::pin(async move { store_batch(tx, op, &fresh, now_ns).await })
             })
             .await?;
-        let fresh = Arc::unwrap_or_clone(fresh);
-        for ((i, row), created) in fresh.into_iter().zip(written) {
-            outcomes[i] = Some(created.map(|created| (row.stored, created)));
+        // The body's last clone of the rows went with the transaction: this takes them back
+        // without a copy.
+        let mut stored = Arc::unwrap_or_clone(fresh).into_iter().zip(written);
+        let mut outcomes = Vec::with_capacity(refused.len());
+        for item in refused {
+            match item {
+                Some(outcome) => outcomes.push(outcome),
+                None => {
+                    let ((_, row), created) = stored.next().ok_or_else(|| {
+                        Error::refused(proto::error::ErrorCode::Unknown, "the batch left an item unanswered")
+                    })?;
+                    outcomes.push((row.stored, created));
+                }
+            }
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(Error::refused(proto::error::ErrorCode::Unknown, "item not processed"))))
-            .collect())
+        Ok(outcomes)
     }
 }
 
