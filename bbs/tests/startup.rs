@@ -1,6 +1,6 @@
 //! The `bbs` binary's start: a refused configuration is one line on stderr and exit code 64, and
 //! `--data-dir` names a directory that is created when it does not exist; a listen address in use
-//! is one line and exit code 69.
+//! is one line and exit code 69; a log output nobody reads does not stop it.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -119,6 +119,51 @@ fn data_dir_is_created_when_it_does_not_exist() {
         assert!(line.ends_with('0'), "the bbs process keeps transparent huge pages: {line:?}");
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A log output nobody reads (a full pipe, a disk stuck behind a checkpoint) costs log lines,
+/// never the process: its workers hand lines to the writer thread and go on serving.
+#[test]
+fn a_stuck_log_output_does_not_stop_the_bbs() {
+    let root = scratch("stuck-log");
+    let (grpc, admin) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bbs"))
+        .args(["--data-dir", root.to_str().unwrap()])
+        .args(["--listen-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .args(tls_flags(svc::identity::Role::Bbs, ""))
+        // Every refused TLS handshake is a debug line: a thousand fill the pipe's 64 KiB.
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bbs");
+    // The pipe's reading end stays open and is never read.
+    let _unread = child.stdout.take();
+    let leads = wait_for_leader(admin);
+    let grpc_address = std::net::SocketAddr::from(([127, 0, 0, 1], grpc));
+    for _ in 0..1_000 {
+        // A stalled server stops accepting: its backlog fills and a connect would wait minutes.
+        let Ok(mut junk) = std::net::TcpStream::connect_timeout(&grpc_address, Duration::from_secs(1)) else {
+            break;
+        };
+        let _ = junk.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    }
+    let mut answered = 0;
+    for _ in 0..100 {
+        if !http_get(admin, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            break;
+        }
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exited = child.try_wait().ok().flatten();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(exited.is_none(), "bbs exited with {exited:?}");
+    assert!(leads, "bbs never led");
+    assert_eq!(answered, 100, "the bbs stopped answering once its log output was full");
 }
 
 #[test]

@@ -61,6 +61,7 @@ impl ConfigError {
     /// What a binary does with a refused configuration: prints `component: <why>` as one line on
     /// stderr and returns exit code [`EXIT_INVALID_CONFIG`].
     pub fn exit(&self, component: &str) -> ExitCode {
+        crate::process::flush_logs();
         eprintln!("{component}: {}", one_line(self));
         ExitCode::from(EXIT_INVALID_CONFIG)
     }

@@ -16,16 +16,47 @@ use tokio::net::TcpListener;
 use crate::config::{ConfigFile, Flags, Valid};
 use crate::server::{BindError, bind};
 
+pub mod output;
+
 /// The exit code of a component whose listener could not be bound (sysexits' EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: u8 = 69;
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`), through a writer thread of its own
+/// ([`output`]): no runtime worker waits for the output, and a stuck output costs log lines,
+/// never progress. [`flush_logs`] (which [`exit`] calls) writes what is queued.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not in a file, a pipe or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     // A second call (tests running several components) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    if output::STDOUT.get().is_some() {
+        return;
+    }
+    match output::NonBlocking::spawn("log-writer", std::io::stdout()) {
+        Ok(queue) => {
+            if builder.with_writer(queue.clone()).try_init().is_ok() {
+                let _ = output::STDOUT.set(queue);
+            }
+        }
+        // No thread for it: write from the workers, as before.
+        Err(_) => {
+            let _ = builder.try_init();
+        }
+    }
 }
+
+/// Writes the log lines [`init_logging`]'s queue holds, waiting at most a second: before a
+/// process exits, so that its last lines are not lost.
+pub fn flush_logs() {
+    if let Some(queue) = output::STDOUT.get() {
+        queue.flush(LOG_FLUSH_TIMEOUT);
+    }
+}
+
+/// How long [`flush_logs`] waits for the queued lines to be written.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A component's gRPC and admin listeners: what its `run()` takes.
 #[derive(Debug)]
@@ -44,6 +75,7 @@ pub async fn bind_listeners(grpc: &str, admin: &str) -> Result<Listeners, BindEr
 impl BindError {
     /// Prints the refusal as one line prefixed by the component and gives [`EXIT_UNAVAILABLE`].
     pub fn exit(&self, component: &str) -> ExitCode {
+        flush_logs();
         eprintln!("{component}: {self}");
         ExitCode::from(EXIT_UNAVAILABLE)
     }
@@ -73,6 +105,7 @@ pub async fn start<C: ConfigFile + Listens>(
 
 /// The exit of a component's run: 0 when it stopped, else its error on one line and 1.
 pub fn exit<E: Display>(component: &str, result: Result<(), E>) -> ExitCode {
+    flush_logs();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
