@@ -69,6 +69,18 @@ fn tls_flags(role: svc::identity::Role, name: &str) -> Vec<String> {
     vec!["--tls-ca".into(), path(tls.ca), "--tls-cert".into(), path(tls.cert), "--tls-key".into(), path(tls.key)]
 }
 
+/// The `bbs` command of a leader on SQLite in `data_dir`, listening on `grpc` and `admin`, with
+/// the test PKI's certificate.
+fn bbs_on(data_dir: &std::path::Path, grpc: u16, admin: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bbs"));
+    command
+        .args(["--data-dir", data_dir.to_str().unwrap()])
+        .args(["--listen-address", &format!("127.0.0.1:{grpc}")])
+        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
+        .args(tls_flags(svc::identity::Role::Bbs, ""));
+    command
+}
+
 #[test]
 fn without_certificates_it_refuses_to_start_naming_tls() {
     let root = scratch("no-tls");
@@ -96,15 +108,8 @@ fn data_dir_is_created_when_it_does_not_exist() {
     let data_dir = root.join("some").join("new").join("dir");
     assert!(!data_dir.exists());
     let (grpc, admin) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bbs"))
-        .args(["--data-dir", data_dir.to_str().unwrap()])
-        .args(["--listen-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
-        .args(tls_flags(svc::identity::Role::Bbs, ""))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bbs");
+    let mut child =
+        bbs_on(&data_dir, grpc, admin).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start bbs");
     let leads = wait_for_leader(admin);
     let exited = child.try_wait().ok().flatten();
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
@@ -127,11 +132,7 @@ fn data_dir_is_created_when_it_does_not_exist() {
 fn a_stuck_log_output_does_not_stop_the_bbs() {
     let root = scratch("stuck-log");
     let (grpc, admin) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bbs"))
-        .args(["--data-dir", root.to_str().unwrap()])
-        .args(["--listen-address", &format!("127.0.0.1:{grpc}")])
-        .args(["--admin-address", &format!("127.0.0.1:{admin}")])
-        .args(tls_flags(svc::identity::Role::Bbs, ""))
+    let mut child = bbs_on(&root, grpc, admin)
         // Every refused TLS handshake is a debug line: a thousand fill the pipe's 64 KiB.
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())

@@ -30,27 +30,19 @@ pub fn init_logging() {
     // Colours only for a person at a terminal, not in a file, a pipe or the journal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
-    // A second call (tests running several components) keeps the first subscriber.
-    if output::STDOUT.get().is_some() {
-        return;
-    }
-    match output::NonBlocking::spawn("log-writer", std::io::stdout()) {
-        Ok(queue) => {
-            if builder.with_writer(queue.clone()).try_init().is_ok() {
-                let _ = output::STDOUT.set(queue);
-            }
-        }
-        // No thread for it: write from the workers, as before.
-        Err(_) => {
-            let _ = builder.try_init();
-        }
-    }
+    // One writer thread per process; a second call (tests running several components) keeps
+    // the first subscriber. Without a thread for it, the workers write as they used to.
+    let queue = output::STDOUT.get_or_init(|| output::NonBlocking::spawn("log-writer", std::io::stdout()).ok());
+    let _ = match queue {
+        Some(queue) => builder.with_writer(queue.clone()).try_init(),
+        None => builder.try_init(),
+    };
 }
 
 /// Writes the log lines [`init_logging`]'s queue holds, waiting at most a second: before a
 /// process exits, so that its last lines are not lost.
 pub fn flush_logs() {
-    if let Some(queue) = output::STDOUT.get() {
+    if let Some(Some(queue)) = output::STDOUT.get() {
         queue.flush(LOG_FLUSH_TIMEOUT);
     }
 }

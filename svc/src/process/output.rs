@@ -17,6 +17,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// Lines the queue holds before it drops new ones: at a few hundred bytes a line, a few MiB.
 pub const QUEUED_LINES: usize = 8_192;
 
@@ -50,20 +52,20 @@ impl NonBlocking {
     /// false if it was not (the writer is stuck or gone).
     pub fn flush(&self, timeout: Duration) -> bool {
         let (done, heard) = sync_channel(1);
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         // The queue may be full: keep offering until the deadline.
         let mut message = Message::Flush(done);
         loop {
             match self.tx.try_send(message) {
                 Ok(()) => break,
-                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
                     message = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(_) => return false,
             }
         }
-        heard.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).is_ok()
+        heard.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
     }
 
     /// Lines dropped so far because the queue was full.
@@ -147,8 +149,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
     }
 }
 
-/// The process's log queue, once [`super::init_logging`] has set it up.
-pub(super) static STDOUT: OnceLock<NonBlocking> = OnceLock::new();
+/// The process's log queue, once [`super::init_logging`] has set it up (`None`: no thread could
+/// be started for it).
+pub(super) static STDOUT: OnceLock<Option<NonBlocking>> = OnceLock::new();
 
 #[cfg(test)]
 mod tests {
