@@ -207,14 +207,15 @@ pub(crate) fn plan_index(
     mut after: IndexRows,
 ) -> Result<IndexRows> {
     for presence in Presence::ALL {
-        let key = row_key(process_guid.as_str(), index, presence);
+        // Named only in a refusal: a start of a thousand instances formats none.
+        let key = || row_key(process_guid.as_str(), index, presence);
         let Some(new) = after.slot_mut(presence).as_mut() else {
             continue;
         };
         if new.key.process_guid != *process_guid || new.key.index != index {
             return Err(Error::Invalid(ValidationError::new(
                 "actual_lrp_key",
-                format!("must stay {key}, not {}", row_key(new.key.process_guid.as_str(), new.key.index, presence)),
+                format!("must stay {}, not {}", key(), row_key(new.key.process_guid.as_str(), new.key.index, presence)),
             )));
         }
         new.presence = presence;
@@ -226,7 +227,7 @@ pub(crate) fn plan_index(
         } else {
             new.modification_tag.incremented()
         };
-        validate_actual_lrp(new).map_err(|e| Error::Invalid(e.within(&key)))?;
+        validate_actual_lrp(new).map_err(|e| Error::Invalid(e.within(&key())))?;
     }
     Ok(after)
 }
