@@ -37,13 +37,35 @@ use crate::paging::StreamPage;
 pub struct BbsService {
     ctx: Context,
     fatal: tokio_util::sync::CancellationToken,
+    /// Turns of the batch writes ([`batch_turns`]).
+    batches: tokio::sync::Semaphore,
+}
+
+/// How many batch writes (DesireLRPs, StartActualLRPs) run at once: twice the cores. More wait
+/// for a turn, first come first served, before any of their work starts.
+///
+/// A batch of a thousand items is tens of milliseconds of CPU between its statements (rows
+/// built, sealed, bound; events published). With 32 of them running at once on 2 cores, every
+/// ready task (a transaction's next statement, a lease renewal, a rep's fetch) waited behind all
+/// of them: the BBS ran ready tasks over a second late, many times a minute, while 500,000 LRPs
+/// were seeded (`svc::lag`, docs/performance.md, seventh round). Batches that wait for a turn
+/// hold no connection and no transaction, and the CPU does the same work in fewer, shorter
+/// queues.
+pub fn batch_turns() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get) * 2
 }
 
 impl BbsService {
     /// A service over `ctx`; `fatal` is cancelled when a request hits an unrecoverable store
     /// error (a table is gone), so the process steps down and its supervisor restarts it.
     pub fn new(ctx: Context, fatal: tokio_util::sync::CancellationToken) -> Self {
-        Self { ctx, fatal }
+        Self { ctx, fatal, batches: tokio::sync::Semaphore::new(batch_turns()) }
+    }
+
+    /// Waits for a batch write's turn ([`batch_turns`]); the turn ends when the permit drops.
+    async fn batch_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed.
+        self.batches.acquire().await.ok()
     }
 
     async fn observe<T>(&self, rpc: &'static str, body: impl Future<Output = Result<T>>) -> GrpcResult<T> {
@@ -177,7 +199,11 @@ impl Bbs for BbsService {
         request: Request<api::StartActualLrPsRequest>,
     ) -> GrpcResult<api::BatchResponse> {
         batch::require_own_cells(&Peer::of(&request), request.get_ref())?;
-        self.observe("StartActualLRPs", batch::start_actual_lrps(&self.ctx, request.into_inner())).await
+        self.observe("StartActualLRPs", async {
+            let _turn = self.batch_turn().await;
+            batch::start_actual_lrps(&self.ctx, request.into_inner()).await
+        })
+        .await
     }
 
     async fn crash_actual_lrp(
@@ -391,7 +417,11 @@ impl Bbs for BbsService {
     }
 
     async fn desire_lr_ps(&self, request: Request<api::DesireLrPsRequest>) -> GrpcResult<api::BatchResponse> {
-        self.observe("DesireLRPs", batch::desire_lrps(&self.ctx, request.into_inner())).await
+        self.observe("DesireLRPs", async {
+            let _turn = self.batch_turn().await;
+            batch::desire_lrps(&self.ctx, request.into_inner()).await
+        })
+        .await
     }
 
     async fn update_desired_lrp(
