@@ -40,10 +40,6 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn spawn_bbs(url: &str, name: &str) -> Bbs {
     let dir = std::env::temp_dir().join(format!("diego-failover-{name}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -53,8 +49,8 @@ fn spawn_bbs(url: &str, name: &str) -> Bbs {
         format!("lock_ttl = \"{}ms\"\nlock_retry_interval = \"{}ms\"\n", TTL.as_millis(), RETRY.as_millis()),
     )
     .unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let admin = format!("127.0.0.1:{}", free_port());
+    let address = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
+    let admin = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
     let tls = svc::pki::Pki::for_tests().test_tls(svc::identity::Role::Bbs, "");
     let path = |p: &std::path::Path| p.display().to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_bbs"))

@@ -36,11 +36,6 @@ fn a_refused_configuration_is_one_line_and_exit_64() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A port free right now (the kernel hands out another one next time, so a reuse is unlikely).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `GET path` on `port`: the status line and body, or None while nothing answers.
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -107,7 +102,7 @@ fn data_dir_is_created_when_it_does_not_exist() {
     let root = scratch("data-dir");
     let data_dir = root.join("some").join("new").join("dir");
     assert!(!data_dir.exists());
-    let (grpc, admin) = (free_port(), free_port());
+    let (grpc, admin) = (svc::ports::free_port().unwrap(), svc::ports::free_port().unwrap());
     let mut child =
         bbs_on(&data_dir, grpc, admin).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start bbs");
     let leads = wait_for_leader(admin);
@@ -131,7 +126,7 @@ fn data_dir_is_created_when_it_does_not_exist() {
 #[test]
 fn a_stuck_log_output_does_not_stop_the_bbs() {
     let root = scratch("stuck-log");
-    let (grpc, admin) = (free_port(), free_port());
+    let (grpc, admin) = (svc::ports::free_port().unwrap(), svc::ports::free_port().unwrap());
     let mut child = bbs_on(&root, grpc, admin)
         // Every refused TLS handshake is a debug line: a thousand fill the pipe's 64 KiB.
         .env("RUST_LOG", "debug")

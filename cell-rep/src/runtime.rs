@@ -331,8 +331,9 @@ pub struct PortAllocator {
 }
 
 impl PortAllocator {
-    /// Allocates one free port per entry of `container_ports` (asking the kernel for an ephemeral
-    /// port and releasing it straight away), in order.
+    /// Allocates one free port per entry of `container_ports` ([`svc::ports::free_port`]: below
+    /// the kernel's ephemeral range, so no outgoing connection takes it before the container
+    /// binds it), in order.
     pub fn allocate(&self, container_ports: &[u32]) -> std::io::Result<Vec<PortMapping>> {
         let mut taken = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut mappings = Vec::with_capacity(container_ports.len());
@@ -341,8 +342,7 @@ impl PortAllocator {
             let mut attempts = 0;
             let port = loop {
                 attempts += 1;
-                let listener = std::net::TcpListener::bind(("0.0.0.0", 0))?;
-                let port = listener.local_addr()?.port();
+                let port = svc::ports::free_port()?;
                 if !taken.contains(&port) || attempts > 50 {
                     break port;
                 }

@@ -23,10 +23,7 @@ impl Drop for App {
 
 impl App {
     fn start() -> App {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        let port = svc::ports::free_port().unwrap();
         let child = Command::new(APP)
             .env("PORT", port.to_string())
             .env("INSTANCE_INDEX", "2")
@@ -38,8 +35,13 @@ impl App {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start diego-demo-app");
-        let app = App { child, port };
+        let mut app = App { child, port };
         for _ in 0..200 {
+            if let Some(status) = app.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                let _ = app.child.stderr.take().unwrap().read_to_string(&mut stderr);
+                panic!("diego-demo-app exited ({status}) before it listened on port {port}: {stderr}");
+            }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return app;
             }

@@ -9,10 +9,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Processes whose working directory is inside `dir`.
 fn processes_in(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -93,8 +89,8 @@ fn demo_runs_three_instances_and_stops_cleanly(runtime: &str) {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let dir = root.join(".diego-dev");
-    let bbs = format!("127.0.0.1:{}", free_port());
-    let router = format!("127.0.0.1:{}", free_port());
+    let bbs = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
+    let router = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
     let diego = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_diego"));
         command.current_dir(&root);

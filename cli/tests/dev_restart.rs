@@ -20,10 +20,6 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A `diego dev` child, killed when dropped so a failed assertion leaves no cluster running; its
 /// stdout lines arrive on a channel (a reader thread), its stderr is read at the end.
 struct Dev {
@@ -230,7 +226,7 @@ fn check_metrics(root: &Root, bbs: &str, url: &str) {
 #[test]
 fn a_restarted_dev_serves_again_within_seconds_and_owns_its_directory() {
     let root = Root::new("dev-restart");
-    let bbs = format!("127.0.0.1:{}", free_port());
+    let bbs = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
     let args = ["--demo", "--cells", "2", "--listen-address", bbs.as_str()];
 
     let mut first = root.dev(&args);
@@ -274,7 +270,7 @@ fn a_restarted_dev_serves_again_within_seconds_and_owns_its_directory() {
     assert_eq!(lines[0], format!("bbs: {bbs}"));
 
     // A second `diego dev` on the same directory (another port) is refused at once.
-    let other = format!("127.0.0.1:{}", free_port());
+    let other = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
     let started = Instant::now();
     let out = root.diego().args(["dev", "--cells", "1", "--listen-address", &other]).output().unwrap();
     let refused_in = started.elapsed();
@@ -293,7 +289,7 @@ fn a_restarted_dev_serves_again_within_seconds_and_owns_its_directory() {
 #[test]
 fn the_next_step_printed_without_demo_runs_an_instance() {
     let root = Root::new("dev-hint");
-    let bbs = format!("127.0.0.1:{}", free_port());
+    let bbs = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
     let dev = {
         let mut dev = root.dev(&["--cells", "1", "--listen-address", &bbs]);
         let lines = dev.wait_until_up(Duration::from_secs(60));
@@ -323,7 +319,7 @@ fn the_next_step_printed_without_demo_runs_an_instance() {
 fn a_sigkilled_dev_leaves_no_lock_and_sigterm_stops_cleanly() {
     let root = Root::new("dev-killed");
     let pid_file = root.0.join(".diego-dev").join("diego-dev.pid");
-    let bbs = format!("127.0.0.1:{}", free_port());
+    let bbs = format!("127.0.0.1:{}", svc::ports::free_port().unwrap());
     let args = ["--cells", "1", "--runtime", "sim", "--listen-address", bbs.as_str()];
     let mut killed = root.dev(&args);
     killed.wait_until_up(Duration::from_secs(60));

@@ -17,6 +17,7 @@
 //!   tests).
 //! - [`clock`]: the injected wall clock and its manual twin for tests.
 //! - [`process`]: what every `main` does alike: logging, binding its listeners, exit codes.
+//! - [`ports`]: loopback ports to name before a child process binds them (tests, tools).
 //! - [`signals`]: turning SIGINT/SIGTERM into a cancellation.
 //! - [`tls`]: mutual TLS on every gRPC hop (files, reloading, handshake errors in one line).
 //! - [`global_allocator!`]: the memory allocator every binary uses.
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod lag;
 pub mod lease;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod server;
 pub mod signals;

@@ -63,10 +63,9 @@ fn alive(pid: u32) -> bool {
         .is_some_and(|state| state != "Z" && state != "X")
 }
 
-/// A free loopback port (bound, read and released).
+/// A free loopback port for a child process to bind ([`svc::ports`]).
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    Ok(svc::ports::free_port()?)
 }
 
 /// `text` as a TOML (and JSON) string literal.
