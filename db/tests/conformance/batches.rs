@@ -27,6 +27,7 @@ macro_rules! batches_tests {
                 a_fenced_out_batch_writes_nothing,
                 start_actual_lrps_applies_each_start_in_order_and_refuses_alone,
                 start_actual_lrps_writes_nothing_for_a_re_assert,
+                start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks,
                 start_actual_lrps_writes_more_rows_than_one_statement_holds,
                 start_actual_lrps_mixes_refused_unchanged_and_repeated_starts,
                 start_actual_lrps_refuses_an_invalid_index_alone,
@@ -187,6 +188,42 @@ pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
         assert_eq!(change.after, before);
     }
     assert_eq!(db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap(), before);
+}
+
+/// A re-assert reads its index without locking it, so it is answered while another
+/// transaction holds the row locked; a start that changes the row waits for the lock. (SQLite
+/// has no row locks: every write waits for the database's one writer, so this checks nothing
+/// there.)
+pub async fn start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks(db: &TestDb) {
+    if db.store.backend() == db::Backend::Sqlite {
+        return;
+    }
+    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
+    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
+    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
+
+    let mut holder = db.store.pool().begin().await.unwrap();
+    db.store
+        .backend()
+        .query("SELECT process_guid FROM actual_lrps WHERE process_guid = ? FOR UPDATE")
+        .bind("p0")
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    // Bounds a wait that never ends without the lock's release, not a speed.
+    let bound = std::time::Duration::from_secs(30);
+    let reassert = tokio::time::timeout(bound, db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 2));
+    let reassert = reassert.await;
+    let moved = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.2"));
+    let mut change = Box::pin(db.store.start_actual_lrps(std::slice::from_ref(&moved), NOW_NS + 3));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut change).await.is_err();
+    holder.rollback().await.unwrap();
+
+    let outcomes = reassert.expect("the re-assert waited for the row another transaction locked").unwrap();
+    assert!(!outcomes[0].as_ref().unwrap().changed());
+    assert!(waited, "a start that changes the row did not wait for its lock");
+    let outcomes = change.await.unwrap();
+    assert!(outcomes[0].as_ref().unwrap().changed());
 }
 
 /// Every row of the table, by primary key.

@@ -2,25 +2,32 @@
 //!
 //! One write transaction (one `BEGIN`, one fence check, one `COMMIT`):
 //!
-//! 1. one `SELECT ... WHERE (process_guid, instance_index) IN ((?, ?), ...) FOR UPDATE` per
-//!    [`PAIRS_PER_STATEMENT`] indices locks and reads every row of every index of the batch;
+//! 1. one `SELECT ... WHERE (process_guid, instance_index) IN ((?, ?), ...)` per
+//!    [`PAIRS_PER_STATEMENT`] indices reads every row of every index of the batch, without
+//!    locking them;
 //! 2. each start, in request order, runs the same pure [`apply_start`] the single start runs, on
 //!    its index's rows as the earlier starts of the batch left them (in memory);
-//! 3. a start that changes nothing writes nothing; a changed index is planned by the same
+//! 3. a start that changes nothing writes nothing, and its answer stands: it is what the start
+//!    did at the moment of that read, like any read (most starts of a cell's bulk loop are such
+//!    re-asserts of RUNNING instances, and locking their rows made the database write every one
+//!    of them);
+//! 4. the indices some start changes are read again, now locked (`FOR UPDATE`), and steps 2 and 3
+//!    run again for their starts only, on the locked rows; a changed index is planned by the same
 //!    [`plan_index`] the single start uses (modification tags, validation), still in memory, so
-//!    an invalid index is refused alone before any statement of the batch runs;
-//! 4. the net change of every index (its rows as locked against its rows after the batch's last
+//!    an invalid index is refused alone before any statement of the batch writes;
+//! 5. the net change of every index (its rows as locked against its rows after the batch's last
 //!    start of it) is written with multi-row statements of at most 200 rows
 //!    ([`write_rows`]): the deletes, then one UPDATE per 200 changed rows (the rows joined to
 //!    the new values on the primary key), then the inserts. A statement that touches another
 //!    number of rows than it names fails the whole call.
 //!
-//! So a batch of 250 starts of UNCLAIMED rows is two statements after the locking read, not 250.
+//! So a batch of 250 starts of UNCLAIMED rows is three statements, not 250, and a batch of 250
+//! re-asserts is one read.
 //!
 //! A refused start (another instance's RUNNING row, an invalid row) writes nothing and its
-//! neighbours go on. An error of step 4 (the database refusing a value the validation let
+//! neighbours go on. An error of step 5 (the database refusing a value the validation let
 //! through, a lost connection) fails the whole call and nothing is written. A row another
-//! writer inserted after step 1 makes the insert fail on the primary key: the whole body is then
+//! writer inserted after step 4 makes the insert fail on the primary key: the whole body is then
 //! re-run, as on a deadlock, and reads it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -67,13 +74,24 @@ impl Store {
     }
 }
 
-/// The transaction body (steps 1 to 4 of the module docs).
+/// The transaction body (steps 1 to 5 of the module docs).
 async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns: i64) -> Result<Vec<StartOutcome>> {
-    let mut pairs: Vec<(&str, i32)> = starts.iter().map(|(key, _, _)| (key.process_guid.as_str(), key.index)).collect();
+    let mut pairs: Vec<(&str, i32)> = starts.iter().map(slot_of).collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let locked = lock_indices(tx, op, &pairs).await?;
-    let (outcomes, current) = plan_starts(&locked, starts, now_ns);
+    let read = read_indices(tx, op, &pairs, false).await?;
+    let (mut outcomes, changed) = plan_starts(&read, starts, now_ns);
+    if changed.is_empty() {
+        return Ok(outcomes);
+    }
+    // Sorted by index (the map's order), so concurrent batches lock rows in the same order.
+    let pairs: Vec<(&str, i32)> = changed.keys().map(|(guid, index)| (guid.as_str(), *index)).collect();
+    let locked = read_indices(tx, op, &pairs, true).await?;
+    let again: Vec<usize> = (0..starts.len()).filter(|&i| pairs.binary_search(&slot_of(&starts[i])).is_ok()).collect();
+    let (replanned, current) = plan_starts(&locked, again.iter().map(|&i| &starts[i]), now_ns);
+    for (i, outcome) in again.into_iter().zip(replanned) {
+        outcomes[i] = outcome;
+    }
     // Sorted by index, so concurrent batches write (and insert) rows in the same order.
     let (mut writes, none) = (RowWrites::default(), IndexRows::default());
     for (slot, after) in &current {
@@ -83,29 +101,36 @@ async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns
     Ok(outcomes)
 }
 
+/// The index a start names.
+fn slot_of((key, _, _): &StartItem) -> (&str, i32) {
+    (key.process_guid.as_str(), key.index)
+}
+
 /// Steps 2 and 3 of the module docs, without the database: applies each start, in order, to
-/// its index's rows as `locked` and the earlier starts left them, and plans its write. Returns
+/// its index's rows as `rows` and the earlier starts left them, and plans its write. Returns
 /// the outcome of every start and the rows, as they are to be stored, of every index some start
 /// changed.
-fn plan_starts(
-    locked: &HashMap<Slot, IndexRows>,
-    starts: &[StartItem],
+fn plan_starts<'s>(
+    rows: &HashMap<Slot, IndexRows>,
+    starts: impl IntoIterator<Item = &'s StartItem>,
     now_ns: i64,
 ) -> (Vec<StartOutcome>, BTreeMap<Slot, IndexRows>) {
     let mut current: BTreeMap<Slot, IndexRows> = BTreeMap::new();
-    let mut outcomes = Vec::with_capacity(starts.len());
+    let starts = starts.into_iter();
+    let mut outcomes = Vec::with_capacity(starts.size_hint().0);
     for (key, instance_key, start) in starts {
         let slot = (key.process_guid.clone(), key.index);
-        let before = current.get(&slot).or_else(|| locked.get(&slot)).cloned().unwrap_or_default();
-        let mut after = before.clone();
+        let before = current.get(&slot).or_else(|| rows.get(&slot));
+        let mut after = before.cloned().unwrap_or_default();
         if let Err(refusal) = apply_start(&mut after, key, instance_key, start, now_ns) {
             outcomes.push(Err(Error::from(refusal)));
             continue;
         }
-        if after == before {
-            outcomes.push(Ok(IndexChange { value: (), after: before.clone(), before }));
+        if before.map_or(after == IndexRows::default(), |before| *before == after) {
+            outcomes.push(Ok(IndexChange { value: (), before: after.clone(), after }));
             continue;
         }
+        let before = before.cloned().unwrap_or_default();
         // An invalid index is refused alone, before anything of the batch is written.
         match plan_index(&key.process_guid, key.index, &before, after) {
             Ok(stored) => {
@@ -118,15 +143,19 @@ fn plan_starts(
     (outcomes, current)
 }
 
-/// Locks and reads the rows of every index of `pairs` (sorted, unique), grouped by index.
-async fn lock_indices(tx: &mut Tx, op: &'static str, pairs: &[(&str, i32)]) -> Result<HashMap<Slot, IndexRows>> {
+/// Reads the rows of every index of `pairs` (sorted, unique), grouped by index; locks them
+/// when `lock`.
+async fn read_indices(
+    tx: &mut Tx,
+    op: &'static str,
+    pairs: &[(&str, i32)],
+    lock: bool,
+) -> Result<HashMap<Slot, IndexRows>> {
     let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
+    let suffix = if lock { tx.backend.for_update() } else { "" };
     for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
         let list = vec!["(?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "SELECT {COLUMNS} FROM actual_lrps WHERE (process_guid, instance_index) IN ({list}){}",
-            tx.backend.for_update()
-        );
+        let sql = format!("SELECT {COLUMNS} FROM actual_lrps WHERE (process_guid, instance_index) IN ({list}){suffix}");
         let mut query = tx.backend.query(&sql);
         for (guid, index) in chunk {
             query = query.bind((*guid).to_owned()).bind(i64::from(*index));
