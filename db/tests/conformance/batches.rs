@@ -28,6 +28,7 @@ macro_rules! batches_tests {
                 start_actual_lrps_applies_each_start_in_order_and_refuses_alone,
                 start_actual_lrps_writes_nothing_for_a_re_assert,
                 start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks,
+                start_actual_lrps_plans_again_on_rows_written_since_its_read,
                 start_actual_lrps_writes_more_rows_than_one_statement_holds,
                 start_actual_lrps_mixes_refused_unchanged_and_repeated_starts,
                 start_actual_lrps_refuses_an_invalid_index_alone,
@@ -224,6 +225,42 @@ pub async fn start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks
     assert!(waited, "a start that changes the row did not wait for its lock");
     let outcomes = change.await.unwrap();
     assert!(outcomes[0].as_ref().unwrap().changed());
+}
+
+/// A start plans on rows read without locks, then locks them: when another transaction wrote
+/// them in between (here: gave the instance to another cell), the start is planned again on
+/// the rows as locked and refused, instead of overwriting them. (SQLite: see above.)
+pub async fn start_actual_lrps_plans_again_on_rows_written_since_its_read(db: &TestDb) {
+    if db.store.backend() == db::Backend::Sqlite {
+        return;
+    }
+    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
+    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
+    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
+
+    // Written, not yet committed: the batch's first read still sees the instance on cell-1.
+    let mut writer = db.store.pool().begin().await.unwrap();
+    db.store
+        .backend()
+        .query(
+            "UPDATE actual_lrps SET instance_guid = 'i-b', cell_id = 'cell-2', \
+             modification_tag_index = modification_tag_index + 1 WHERE process_guid = ?",
+        )
+        .bind("p0")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let moved = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.2"));
+    let mut batch = Box::pin(db.store.start_actual_lrps(std::slice::from_ref(&moved), NOW_NS + 2));
+    // The batch waits for the writer's lock (on a slow machine it may not have read yet; the
+    // outcome is the same then).
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(300), &mut batch).await.is_err());
+    writer.commit().await.unwrap();
+
+    let outcomes = batch.await.unwrap();
+    assert!(outcomes[0].is_err(), "the start overwrote the row another cell holds: {:?}", outcomes[0]);
+    let row = db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap().ordinary.unwrap();
+    assert_eq!(row.instance_key.as_ref().map(|k| k.cell_id.as_str()), Some("cell-2"));
 }
 
 /// Every row of the table, by primary key.

@@ -11,18 +11,20 @@
 //!    did at the moment of that read, like any read (most starts of a cell's bulk loop are such
 //!    re-asserts of RUNNING instances, and locking their rows made the database write every one
 //!    of them);
-//! 4. the indices some start changes are read again, now locked (`FOR UPDATE`), and steps 2 and 3
-//!    run again for their starts only, on the locked rows; a changed index is planned by the same
-//!    [`plan_index`] the single start uses (modification tags, validation), still in memory, so
-//!    an invalid index is refused alone before any statement of the batch writes;
+//! 4. a changed index is planned by the same [`plan_index`] the single start uses (modification
+//!    tags, validation), still in memory, so an invalid index is refused alone before any
+//!    statement of the batch writes; then the indices some start changes are locked
+//!    (`FOR UPDATE`), reading only their rows' versions (key and modification tag). When those
+//!    are what step 1 read, the plan stands; otherwise another writer came in between: their rows
+//!    are read again, locked, and steps 2 and 3 run again for their starts only;
 //! 5. the net change of every index (its rows as locked against its rows after the batch's last
 //!    start of it) is written with multi-row statements of at most 200 rows
 //!    ([`write_rows`]): the deletes, then one UPDATE per 200 changed rows (the rows joined to
 //!    the new values on the primary key), then the inserts. A statement that touches another
 //!    number of rows than it names fails the whole call.
 //!
-//! So a batch of 250 starts of UNCLAIMED rows is three statements, not 250, and a batch of 250
-//! re-asserts is one read.
+//! So a batch of 250 starts of UNCLAIMED rows is four statements (read, lock, update, and the
+//! fence check), not 250, and a batch of 250 re-asserts is one read.
 //!
 //! A refused start (another instance's RUNNING row, an invalid row) writes nothing and its
 //! neighbours go on. An error of step 5 (the database refusing a value the validation let
@@ -30,7 +32,7 @@
 //! writer inserted after step 4 makes the insert fail on the primary key: the whole body is then
 //! re-run, as on a deadlock, and reads it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use proto::lifecycle::actual_lrp::{IndexRows, StartInfo, apply_start};
@@ -38,7 +40,7 @@ use proto::models::{ActualLrpInstanceKey, ActualLrpKey, ProcessGuid};
 
 use super::super::index::{IndexChange, RowWrites, plan_index};
 use super::super::multi_row::write_rows;
-use super::super::row::{COLUMNS, WHAT, decode};
+use super::super::row::{COLUMNS, Reader, WHAT, decode};
 use crate::{Error, Result, Store, Tx};
 
 /// (process guid, index) pairs bound in one locking read: 1,000 placeholders.
@@ -86,12 +88,20 @@ async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns
     }
     // Sorted by index (the map's order), so concurrent batches lock rows in the same order.
     let pairs: Vec<(&str, i32)> = changed.keys().map(|(guid, index)| (guid.as_str(), *index)).collect();
-    let locked = read_indices(tx, op, &pairs, true).await?;
-    let again: Vec<usize> = (0..starts.len()).filter(|&i| pairs.binary_search(&slot_of(&starts[i])).is_ok()).collect();
-    let (replanned, current) = plan_starts(&locked, again.iter().map(|&i| &starts[i]), now_ns);
-    for (i, outcome) in again.into_iter().zip(replanned) {
-        outcomes[i] = outcome;
-    }
+    let expected = versions(&read, changed.keys());
+    let (locked, current) = if lock_versions(tx, op, &pairs).await? == expected {
+        // Nobody wrote these indices since the read: the plan made on it stands.
+        (read, changed)
+    } else {
+        let locked = read_indices(tx, op, &pairs, true).await?;
+        let again: Vec<usize> =
+            (0..starts.len()).filter(|&i| pairs.binary_search(&slot_of(&starts[i])).is_ok()).collect();
+        let (replanned, current) = plan_starts(&locked, again.iter().map(|&i| &starts[i]), now_ns);
+        for (i, outcome) in again.into_iter().zip(replanned) {
+            outcomes[i] = outcome;
+        }
+        (locked, current)
+    };
     // Sorted by index, so concurrent batches write (and insert) rows in the same order.
     let (mut writes, none) = (RowWrites::default(), IndexRows::default());
     for (slot, after) in &current {
@@ -99,6 +109,51 @@ async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns
     }
     write_rows(tx, op, &writes).await?;
     Ok(outcomes)
+}
+
+/// A row's version: its primary key and modification tag. Every write of a row gives it the
+/// next tag ([`plan_index`]), and a row inserted anew has a fresh epoch, so two reads of an
+/// index that give the same versions read the same rows.
+type Version = (String, i64, i64, String, i64);
+
+/// The versions of the rows of the indices `slots` in `rows`.
+fn versions<'s>(rows: &HashMap<Slot, IndexRows>, slots: impl Iterator<Item = &'s Slot>) -> BTreeSet<Version> {
+    let mut out = BTreeSet::new();
+    for slot in slots {
+        let Some(index_rows) = rows.get(slot) else {
+            continue;
+        };
+        for lrp in [&index_rows.ordinary, &index_rows.evacuating, &index_rows.suspect].into_iter().flatten() {
+            let tag = &lrp.modification_tag;
+            let (guid, index, presence) =
+                (slot.0.as_str().to_owned(), i64::from(slot.1), i64::from(lrp.presence.as_i32()));
+            out.insert((guid, index, presence, tag.epoch.clone(), i64::from(tag.index)));
+        }
+    }
+    out
+}
+
+/// Locks the rows of every index of `pairs` (sorted, unique) and reads their versions only.
+async fn lock_versions(tx: &mut Tx, op: &'static str, pairs: &[(&str, i32)]) -> Result<BTreeSet<Version>> {
+    let mut out = BTreeSet::new();
+    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+        let list = vec!["(?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT process_guid, instance_index, presence, modification_tag_epoch, modification_tag_index \
+             FROM actual_lrps WHERE (process_guid, instance_index) IN ({list}){}",
+            tx.backend.for_update()
+        );
+        let mut query = tx.backend.query(&sql);
+        for (guid, index) in chunk {
+            query = query.bind((*guid).to_owned()).bind(i64::from(*index));
+        }
+        let rows = query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?;
+        for row in &rows {
+            let at = Reader::new(row, &"batch");
+            out.insert((at.text(0)?.to_owned(), at.int(1)?, at.int(2)?, at.text(3)?.to_owned(), at.int(4)?));
+        }
+    }
+    Ok(out)
 }
 
 /// The index a start names.
