@@ -191,17 +191,28 @@ pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
     assert_eq!(db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap(), before);
 }
 
+/// Where the database locks rows (not SQLite: every write waits for its one writer), `p0`
+/// index 0 RUNNING on `cell-1`, and the start that made it so.
+async fn running_where_rows_lock(
+    db: &TestDb,
+) -> Option<(ActualLrpKey, proto::models::ActualLrpInstanceKey, db::sql::actual_lrps::StartInfo)> {
+    if db.store.backend() == db::Backend::Sqlite {
+        return None;
+    }
+    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
+    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
+    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
+    Some(start)
+}
+
 /// A re-assert reads its index without locking it, so it is answered while another
 /// transaction holds the row locked; a start that changes the row waits for the lock. (SQLite
 /// has no row locks: every write waits for the database's one writer, so this checks nothing
 /// there.)
 pub async fn start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks(db: &TestDb) {
-    if db.store.backend() == db::Backend::Sqlite {
+    let Some(start) = running_where_rows_lock(db).await else {
         return;
-    }
-    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
-    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
-    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
+    };
 
     let mut holder = db.store.pool().begin().await.unwrap();
     db.store
@@ -231,12 +242,9 @@ pub async fn start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks
 /// them in between (here: gave the instance to another cell), the start is planned again on
 /// the rows as locked and refused, instead of overwriting them. (SQLite: see above.)
 pub async fn start_actual_lrps_plans_again_on_rows_written_since_its_read(db: &TestDb) {
-    if db.store.backend() == db::Backend::Sqlite {
+    if running_where_rows_lock(db).await.is_none() {
         return;
     }
-    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
-    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
-    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
 
     // Written, not yet committed: the batch's first read still sees the instance on cell-1.
     let mut writer = db.store.pool().begin().await.unwrap();
