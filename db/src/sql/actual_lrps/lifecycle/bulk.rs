@@ -135,23 +135,11 @@ fn versions<'s>(rows: &HashMap<Slot, IndexRows>, slots: impl Iterator<Item = &'s
 
 /// Locks the rows of every index of `pairs` (sorted, unique) and reads their versions only.
 async fn lock_versions(tx: &mut Tx, op: &'static str, pairs: &[(&str, i32)]) -> Result<BTreeSet<Version>> {
+    let columns = "process_guid, instance_index, presence, modification_tag_epoch, modification_tag_index";
     let mut out = BTreeSet::new();
-    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
-        let list = vec!["(?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "SELECT process_guid, instance_index, presence, modification_tag_epoch, modification_tag_index \
-             FROM actual_lrps WHERE (process_guid, instance_index) IN ({list}){}",
-            tx.backend.for_update()
-        );
-        let mut query = tx.backend.query(&sql);
-        for (guid, index) in chunk {
-            query = query.bind((*guid).to_owned()).bind(i64::from(*index));
-        }
-        let rows = query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?;
-        for row in &rows {
-            let at = Reader::new(row, &"batch");
-            out.insert((at.text(0)?.to_owned(), at.int(1)?, at.int(2)?, at.text(3)?.to_owned(), at.int(4)?));
-        }
+    for row in &select_indices(tx, op, columns, pairs, true).await? {
+        let at = Reader::new(row, &"batch");
+        out.insert((at.text(0)?.to_owned(), at.int(1)?, at.int(2)?, at.text(3)?.to_owned(), at.int(4)?));
     }
     Ok(out)
 }
@@ -207,21 +195,34 @@ async fn read_indices(
     lock: bool,
 ) -> Result<HashMap<Slot, IndexRows>> {
     let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
+    for row in &select_indices(tx, op, COLUMNS, pairs, lock).await? {
+        let lrp = decode(row)?;
+        let slot = (lrp.key.process_guid.clone(), lrp.key.index);
+        let presence = lrp.presence;
+        *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
+    }
+    Ok(out)
+}
+
+/// `SELECT {columns}` of the rows of every index of `pairs` (sorted, unique), in statements of
+/// [`PAIRS_PER_STATEMENT`] indices; `FOR UPDATE` when `lock`.
+async fn select_indices(
+    tx: &mut Tx,
+    op: &'static str,
+    columns: &str,
+    pairs: &[(&str, i32)],
+    lock: bool,
+) -> Result<Vec<sqlx::any::AnyRow>> {
     let suffix = if lock { tx.backend.for_update() } else { "" };
+    let mut out = Vec::new();
     for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
         let list = vec!["(?, ?)"; chunk.len()].join(", ");
-        let sql = format!("SELECT {COLUMNS} FROM actual_lrps WHERE (process_guid, instance_index) IN ({list}){suffix}");
+        let sql = format!("SELECT {columns} FROM actual_lrps WHERE (process_guid, instance_index) IN ({list}){suffix}");
         let mut query = tx.backend.query(&sql);
         for (guid, index) in chunk {
             query = query.bind((*guid).to_owned()).bind(i64::from(*index));
         }
-        let rows = query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?;
-        for row in &rows {
-            let lrp = decode(row)?;
-            let slot = (lrp.key.process_guid.clone(), lrp.key.index);
-            let presence = lrp.presence;
-            *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
-        }
+        out.extend(query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?);
     }
     Ok(out)
 }
