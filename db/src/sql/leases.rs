@@ -467,7 +467,7 @@ impl Store {
                 // batches that stay far below every backend's bind limit.
                 for chunk in keys.chunks(500) {
                     let free = format!("{FREE_LEASE} WHERE lease_key IN ({})", placeholders(chunk.len()));
-                    let mut query = tx.backend.query(&free);
+                    let mut query = tx.backend.list_query(&free);
                     for key in chunk {
                         query = query.bind(key.clone());
                     }

@@ -154,18 +154,21 @@ impl Store {
     /// the statement yields it, on the native pool when the store has one, else on the `Any`
     /// pool. Gated by the store's health: fails at once while the database is known to be
     /// down, and a failure that looks like a lost database wakes the probe. Stops at the first
-    /// error, `each`'s included.
+    /// error, `each`'s included. `list`: `sql` has an `IN (...)` list of placeholders
+    /// ([`Backend::keeps_lists_prepared`](crate::Backend::keeps_lists_prepared)).
     pub(crate) async fn read_rows(
         &self,
         sql: &str,
+        list: bool,
         binds: Vec<Bind>,
         mut each: impl FnMut(&AnyColumns) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
         let sql = self.backend.sql(sql);
+        let persistent = !list || self.backend.keeps_lists_prepared();
         // One body per driver: the query, its binds and the row type differ, nothing else.
         macro_rules! read {
             ($query:expr, $executor:expr, $gate:expr) => {{
-                let mut query = $query;
+                let mut query = $query.persistent(persistent);
                 for bind in binds {
                     query = match bind {
                         Bind::Text(text) => query.bind(text),

@@ -32,6 +32,7 @@ macro_rules! batches_tests {
                 start_actual_lrps_writes_more_rows_than_one_statement_holds,
                 start_actual_lrps_mixes_refused_unchanged_and_repeated_starts,
                 start_actual_lrps_refuses_an_invalid_index_alone,
+                guid_lists_are_not_kept_prepared_on_postgres,
             ]
         );
     };
@@ -419,4 +420,35 @@ pub async fn start_actual_lrps_refuses_an_invalid_index_alone(db: &TestDb) {
         assert_eq!(stored, outcomes[index as usize].as_ref().unwrap().after);
         assert_eq!(stored.ordinary.unwrap().state, ActualLrpState::Running);
     }
+}
+
+/// On PostgreSQL a statement with a list of guids is planned for its values at each call, not
+/// kept prepared: a kept one gets a generic plan after five calls, and for a long list that plan
+/// may test every row of the table against every guid (`Backend::keeps_lists_prepared`). Every
+/// other statement stays prepared. Runs the batch desire and the filtered reads more than five
+/// times on one connection, then lists what that connection keeps.
+pub async fn guid_lists_are_not_kept_prepared_on_postgres(db: &TestDb) {
+    if db.store.backend() != db::Backend::Postgres {
+        return;
+    }
+    let store = db.store.dedicated(1, std::time::Duration::from_secs(30)).await.unwrap();
+    let mut guids = Vec::new();
+    for round in 0..7 {
+        let lrps: Vec<_> = (0..3).map(|i| desired(&format!("list-{round}-{i}"), "cf-apps", 1)).collect();
+        guids.extend(lrps.iter().map(|lrp| lrp.scheduling.process_guid.clone()));
+        store.desire_lrps(lrps, NOW_NS).await.unwrap();
+        let filter = ActualLrpFilter { process_guids: guids.clone(), ..Default::default() };
+        assert_eq!(store.actual_lrps(&filter).await.unwrap().len(), guids.len());
+        let filter = db::sql::desired_lrps::DesiredLrpFilter { process_guids: guids.clone(), ..Default::default() };
+        assert_eq!(store.desired_lrps(&filter).await.unwrap().len(), guids.len());
+    }
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT statement FROM pg_prepared_statements").fetch_all(store.pool()).await.unwrap();
+    store.close().await;
+    assert!(
+        kept.iter().any(|sql| sql.contains("INSERT INTO desired_lrps")),
+        "other statements stay prepared: {kept:#?}"
+    );
+    let lists: Vec<&String> = kept.iter().filter(|sql| sql.contains(" IN ($")).collect();
+    assert!(lists.is_empty(), "statements with a list of guids were kept prepared: {lists:#?}");
 }

@@ -118,7 +118,7 @@ impl Store {
         let limit = batch_limit(limit);
         binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        self.read_rows(&sql, binds, |row| {
+        self.read_rows(&sql, !guids.is_empty(), binds, |row| {
             read += 1;
             if read == limit {
                 last = Some(ActualLrpCursor {

@@ -165,7 +165,7 @@ async fn select_guids(
     let two_columns = select.contains(',');
     for chunk in guids.chunks(GUIDS_PER_STATEMENT) {
         let sql = format!("{select} process_guid IN ({}){suffix}", placeholders(chunk.len()));
-        let mut query = tx.backend.query(&sql);
+        let mut query = tx.backend.list_query(&sql);
         for guid in chunk {
             query = query.bind((*guid).to_owned());
         }

@@ -101,7 +101,7 @@ impl Store {
         let limit = batch_limit(limit);
         binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        self.read_rows(&sql, binds, |row| {
+        self.read_rows(&sql, !filter.process_guids.is_empty(), binds, |row| {
             read += 1;
             let guid = row.text(0)?;
             if read == limit {

@@ -60,8 +60,11 @@ impl Store {
                         let condition =
                             format!("state = ? AND {column} < ? AND guid IN ({})", placeholders(chunk.len()));
                         let select = format!("SELECT guid FROM tasks WHERE {condition}{}", tx.backend.for_update());
-                        let mut query =
-                            tx.backend.query_scalar::<String>(&select).bind(i64::from(state.as_i32())).bind(cutoff_ns);
+                        let mut query = tx
+                            .backend
+                            .list_query_scalar::<String>(&select)
+                            .bind(i64::from(state.as_i32()))
+                            .bind(cutoff_ns);
                         for guid in chunk {
                             query = query.bind(guid.as_str());
                         }
