@@ -47,15 +47,20 @@ const MIGRATIONS: &[Migration] = &[
     // owner or term is a key update: the fence's `FOR KEY SHARE` then blocks a steal or a release
     // but not the holder's renewal (`Backend::for_fence`).
     migration!(4, "lease holder key", "0004_lease_holder"),
+    // No statement filters or orders actual LRPs by `state` or `since` alone, yet every insert
+    // and every change of state wrote both indices (and kept the change from being a
+    // heap-only update on PostgreSQL).
+    migration!(5, "drop unused actual lrp indexes", "0005_unused_actual_lrp_indexes"),
 ];
 
-/// Whether `err` says a statement's column or index exists already: MySQL duplicate column
-/// (1060) or key name (1061), PostgreSQL duplicate column (42701) or relation (42P07), SQLite
-/// "duplicate column name".
+/// Whether `err` says a statement's column or index exists already, or that an index it drops
+/// is gone already: MySQL duplicate column (1060) or key name (1061) or no such key (1091; MySQL
+/// has no `DROP INDEX IF EXISTS`), PostgreSQL duplicate column (42701) or relation (42P07),
+/// SQLite "duplicate column name".
 fn already_applied(err: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = err else { return false };
     if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(my.number(), 1060 | 1061);
+        return matches!(my.number(), 1060 | 1061 | 1091);
     }
     matches!(db.code().as_deref(), Some("42701" | "42P07")) || db.message().contains("duplicate column name")
 }

@@ -26,6 +26,9 @@ use crate::{Backend, Error, Result, Store};
 /// Rows per chunk of a multi-row DELETE or locking SELECT (3 placeholders each).
 const KEY_CHUNK: usize = 300;
 
+/// An actual LRP row's primary key.
+const KEY: [&str; 3] = ["process_guid", "instance_index", "presence"];
+
 /// What convergence needs to know, read at one instant.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LrpSnapshot {
@@ -184,8 +187,8 @@ impl Store {
             Box::pin(async move {
                 let mut deleted = 0;
                 for chunk in rows.chunks(KEY_CHUNK) {
-                    let sql = format!("DELETE FROM actual_lrps WHERE {}", key_list(chunk.len(), true));
-                    let mut stmt = tx.backend.query(&sql);
+                    let sql = format!("DELETE FROM actual_lrps WHERE {}", tx.backend.keys_in(&KEY, chunk.len()));
+                    let mut stmt = tx.backend.list_query(&sql);
                     for (guid, index, presence) in chunk {
                         stmt = stmt
                             .bind(guid.as_str().to_owned())
@@ -241,10 +244,10 @@ impl Store {
                     for chunk in candidates.chunks(KEY_CHUNK) {
                         let sql = format!(
                             "SELECT {COLUMNS} FROM actual_lrps WHERE presence = ? AND ({}){}",
-                            key_list(chunk.len(), false),
+                            tx.backend.keys_in(&KEY[..2], chunk.len()),
                             tx.backend.for_update()
                         );
-                        let mut stmt = tx.backend.query(&sql).bind(evacuating);
+                        let mut stmt = tx.backend.list_query(&sql).bind(evacuating);
                         for (guid, index) in chunk {
                             stmt = stmt.bind(guid.clone()).bind(*index);
                         }
@@ -264,8 +267,8 @@ impl Store {
                         }
                     }
                     for chunk in doomed.chunks(KEY_CHUNK) {
-                        let sql = format!("DELETE FROM actual_lrps WHERE {}", key_list(chunk.len(), true));
-                        let mut stmt = tx.backend.query(&sql);
+                        let sql = format!("DELETE FROM actual_lrps WHERE {}", tx.backend.keys_in(&KEY, chunk.len()));
+                        let mut stmt = tx.backend.list_query(&sql);
                         for lrp in chunk {
                             stmt = stmt
                                 .bind(lrp.key.process_guid.as_str().to_owned())
@@ -283,16 +286,6 @@ impl Store {
         });
         Ok(removed)
     }
-}
-
-/// `(process_guid = ? AND instance_index = ? [AND presence = ?]) OR ...`, `n` times.
-fn key_list(n: usize, with_presence: bool) -> String {
-    let one = if with_presence {
-        "(process_guid = ? AND instance_index = ? AND presence = ?)"
-    } else {
-        "(process_guid = ? AND instance_index = ?)"
-    };
-    vec![one; n].join(" OR ")
 }
 
 /// How errors name a chunk of keys.

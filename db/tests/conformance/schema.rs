@@ -10,10 +10,13 @@ macro_rules! schema_tests {
             schema,
             [
                 migrations_are_idempotent,
+                the_latest_migration_runs_again_after_another_starter_applied_it,
+                actual_lrps_have_no_index_on_state_or_since,
                 a_newer_schema_is_refused,
                 the_database_clock_is_close_to_the_host_clock,
                 statistics_refresh,
                 a_per_cell_page_is_planned_on_the_cell_index_in_key_order,
+                a_list_of_keys_is_looked_up_in_the_primary_key,
             ]
         );
     };
@@ -24,6 +27,42 @@ pub async fn migrations_are_idempotent(db: &TestDb) {
     let again = Store::connect(&db.url, StoreOptions::default()).await.expect("reconnect");
     let version = db::migrate::current_version(again.pool(), again.backend()).await.unwrap();
     assert_eq!(version, db::migrate::latest_version());
+}
+
+/// Two servers starting at once may both run the newest migration before either records it: the
+/// second run of its statements succeeds (on MySQL, dropping an index that is gone already fails
+/// with an error the migration takes as done) and the version is recorded once.
+pub async fn the_latest_migration_runs_again_after_another_starter_applied_it(db: &TestDb) {
+    let latest = db::migrate::latest_version();
+    let backend = db.store.backend();
+    backend
+        .query("DELETE FROM diego_schema_migrations WHERE version = ?")
+        .bind(latest)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let again = Store::connect(&db.url, StoreOptions::default()).await.expect("the migration runs again");
+    let version = db::migrate::current_version(again.pool(), backend).await.unwrap();
+    again.close().await;
+    assert_eq!(version, latest);
+}
+
+/// No statement reads actual LRPs by `state` or `since` alone, so no index on them is written
+/// on every change of state (migration 5).
+pub async fn actual_lrps_have_no_index_on_state_or_since(db: &TestDb) {
+    let sql = match db.store.backend() {
+        db::Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'actual_lrps'",
+        db::Backend::Postgres => "SELECT indexname::text FROM pg_indexes WHERE tablename = 'actual_lrps'",
+        db::Backend::Mysql => {
+            "SELECT DISTINCT CAST(index_name AS CHAR) FROM information_schema.statistics \
+             WHERE table_schema = DATABASE() AND table_name = 'actual_lrps'"
+        }
+    };
+    let indexes: Vec<String> = sqlx::query_scalar(sql).fetch_all(db.store.pool()).await.unwrap();
+    assert!(indexes.len() >= 3, "the key, cell and domain indexes are there: {indexes:?}");
+    let unused: Vec<&String> =
+        indexes.iter().filter(|name| name.ends_with("_state") || name.ends_with("_since")).collect();
+    assert!(unused.is_empty(), "{unused:?} of {indexes:?}");
 }
 
 /// A database migrated by a newer build is refused with a clear error.
@@ -98,4 +137,51 @@ pub async fn a_per_cell_page_is_planned_on_the_cell_index_in_key_order(db: &Test
     let plan = plan.join("\n");
     assert!(plan.contains("actual_lrps_cell_key"), "{plan}");
     assert!(!plan.contains("Sort") && !plan.contains("actual_lrps_pkey"), "{plan}");
+}
+
+/// A list of 300 actual LRP keys ([`db::Backend::keys_in`], as the batch of starts and
+/// convergence's deletes name their rows) is a search of the primary key per key, not a scan of
+/// the table, and on PostgreSQL not a `BitmapOr` of one index scan per key (planning that grows
+/// with the square of the list).
+pub async fn a_list_of_keys_is_looked_up_in_the_primary_key(db: &TestDb) {
+    let backend = db.store.backend();
+    let domain = proto::models::DomainName::parse("d").unwrap();
+    let indices: Vec<i32> = (0..10).collect();
+    for g in 0..200 {
+        let guid = proto::models::ProcessGuid::parse(&format!("guid-{g}")).unwrap();
+        db.store.create_unclaimed_actual_lrps(&guid, &domain, &indices, 1).await.unwrap();
+    }
+    db.store.refresh_statistics().await.unwrap();
+    let keys = backend.keys_in(&["process_guid", "instance_index", "presence"], 300);
+    let explain = match backend {
+        db::Backend::Sqlite => "EXPLAIN QUERY PLAN",
+        db::Backend::Postgres | db::Backend::Mysql => "EXPLAIN",
+    };
+    let sql = format!("{explain} SELECT process_guid FROM actual_lrps WHERE {keys}");
+    let mut query = backend.list_query(&sql);
+    for i in 0..300_i64 {
+        query = query.bind(format!("guid-{i}")).bind(i % 3).bind(0_i64);
+    }
+    let rows = query.fetch_all(db.store.pool()).await.unwrap();
+    use sqlx::Row;
+    let plan: Vec<String> = rows
+        .iter()
+        .map(|row| match backend {
+            // id, parent, notused, detail
+            db::Backend::Sqlite => row.try_get::<String, _>(3).unwrap(),
+            db::Backend::Postgres => row.try_get::<String, _>(0).unwrap(),
+            // id, select_type, table, type, possible_keys, key, ...
+            db::Backend::Mysql => {
+                format!("{} {}", row.try_get::<String, _>(3).unwrap(), row.try_get::<String, _>(5).unwrap_or_default())
+            }
+        })
+        .collect();
+    let plan = plan.join("\n");
+    match backend {
+        db::Backend::Sqlite => {
+            assert!(plan.contains("SEARCH actual_lrps") && !plan.contains("SCAN actual_lrps"), "{plan}")
+        }
+        db::Backend::Postgres => assert!(!plan.contains("BitmapOr"), "{plan}"),
+        db::Backend::Mysql => assert!(plan.contains("range PRIMARY") || plan.contains("ref PRIMARY"), "{plan}"),
+    }
 }

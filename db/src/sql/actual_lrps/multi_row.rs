@@ -35,8 +35,9 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 200;
 /// insert that finds its row already there is retried like a deadlock (the body re-reads).
 pub(crate) async fn write_rows(tx: &mut Tx, op: &'static str, writes: &RowWrites) -> Result<()> {
     for chunk in writes.deletes.chunks(ROWS_PER_STATEMENT) {
-        let sql = cached_sql(tx.backend, Shape::DeleteMany { rows: chunk.len() }, || delete_sql(chunk.len()));
-        let mut stmt = cached_query(&sql);
+        let backend = tx.backend;
+        let sql = cached_sql(backend, Shape::DeleteMany { rows: chunk.len() }, || delete_sql(backend, chunk.len()));
+        let mut stmt = cached_query(&sql).persistent(backend.keeps_lists_prepared());
         for (guid, index, presence) in chunk {
             stmt = bind_pk(stmt, guid, *index, *presence);
         }
@@ -79,13 +80,9 @@ fn chunk_name(chunk: &[ActualLrp]) -> String {
     }
 }
 
-/// `DELETE ... WHERE (process_guid = ? AND instance_index = ? AND presence = ?) OR ...` of `rows`
-/// rows, bound by [`bind_pk`]. An OR of keys rather than a row-value `IN` list: SQLite scans the
-/// whole table for the latter, and looks each key up in the primary key for the former (as
-/// PostgreSQL and MySQL do for both).
-fn delete_sql(rows: usize) -> String {
-    let list = vec!["(process_guid = ? AND instance_index = ? AND presence = ?)"; rows].join(" OR ");
-    format!("DELETE FROM actual_lrps WHERE {list}")
+/// `DELETE ... WHERE <primary key> IN <rows keys>` ([`Backend::keys_in`]), bound by [`bind_pk`].
+fn delete_sql(backend: Backend, rows: usize) -> String {
+    format!("DELETE FROM actual_lrps WHERE {}", backend.keys_in(&["process_guid", "instance_index", "presence"], rows))
 }
 
 /// The names of [`COLUMNS`], in order.
@@ -146,7 +143,9 @@ mod tests {
             assert!(sql.contains("modification_tag_index = v.modification_tag_index"), "{sql}");
             assert!(!sql.contains("process_guid = v.process_guid,"), "the key is not set: {sql}");
         }
-        assert_eq!(delete_sql(2).matches('?').count(), 6);
+        for backend in Backend::ALL {
+            assert_eq!(delete_sql(backend, 2).matches('?').count(), 6);
+        }
     }
 
     #[test]

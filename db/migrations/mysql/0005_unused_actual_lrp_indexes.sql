@@ -1,0 +1,2 @@
+ALTER TABLE actual_lrps DROP INDEX actual_lrps_state;
+ALTER TABLE actual_lrps DROP INDEX actual_lrps_since

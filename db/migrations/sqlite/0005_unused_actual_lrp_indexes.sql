@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS actual_lrps_state;
+DROP INDEX IF EXISTS actual_lrps_since
