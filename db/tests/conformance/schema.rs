@@ -148,7 +148,7 @@ pub async fn a_list_of_keys_is_looked_up_in_the_primary_key(db: &TestDb) {
     let domain = proto::models::DomainName::parse("d").unwrap();
     let indices: Vec<i32> = (0..10).collect();
     for g in 0..200 {
-        let guid = proto::models::ProcessGuid::parse(&format!("guid-{g}")).unwrap();
+        let guid = proto::models::ProcessGuid::parse(format!("guid-{g}")).unwrap();
         db.store.create_unclaimed_actual_lrps(&guid, &domain, &indices, 1).await.unwrap();
     }
     db.store.refresh_statistics().await.unwrap();
