@@ -2,9 +2,9 @@
 //!
 //! One write transaction (one `BEGIN`, one fence check, one `COMMIT`):
 //!
-//! 1. one `SELECT ... WHERE (process_guid, instance_index) IN <the indices>` per
-//!    [`PAIRS_PER_STATEMENT`] indices ([`Backend::keys_in`](crate::Backend::keys_in)) reads
-//!    every row of every index of the batch, without locking them;
+//! 1. one `SELECT` of the rows of [`PAIRS_PER_STATEMENT`] indices (process guid, instance index)
+//!    per statement ([`Backend::select_by_keys`](crate::Backend::select_by_keys)) reads every
+//!    row of every index of the batch, without locking them;
 //! 2. each start, in request order, runs the same pure [`apply_start`] the single start runs, on
 //!    its index's rows as the earlier starts of the batch left them (in memory);
 //! 3. a start that changes nothing writes nothing, and its answer stands: it is what the start
@@ -213,11 +213,10 @@ async fn select_indices(
     pairs: &[(&str, i32)],
     lock: bool,
 ) -> Result<Vec<sqlx::any::AnyRow>> {
-    let suffix = if lock { tx.backend.for_update() } else { "" };
     let mut out = Vec::new();
     for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
-        let keys = tx.backend.keys_in(&["process_guid", "instance_index"], chunk.len());
-        let sql = format!("SELECT {columns} FROM actual_lrps WHERE {keys}{suffix}");
+        let key = ["process_guid", "instance_index"];
+        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &key, chunk.len(), lock);
         let mut query = tx.backend.list_query(&sql);
         for (guid, index) in chunk {
             query = query.bind((*guid).to_owned()).bind(i64::from(*index));
