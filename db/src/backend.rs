@@ -59,9 +59,9 @@ impl Backend {
     }
 
     /// A query over `sql` with an `IN (...)` list of one placeholder per item (guids, keys):
-    /// see [`Backend::keeps_lists_prepared`].
+    /// see [`Backend::keeps_prepared`].
     pub fn list_query(self, sql: &str) -> Query<'static, Any, AnyArguments> {
-        self.query(sql).persistent(self.keeps_lists_prepared())
+        self.query(sql).persistent(self.keeps_prepared(true))
     }
 
     /// A single-value [`Backend::list_query`].
@@ -69,7 +69,7 @@ impl Backend {
     where
         (T,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
     {
-        self.query_scalar(sql).persistent(self.keeps_lists_prepared())
+        self.query_scalar(sql).persistent(self.keeps_prepared(true))
     }
 
     /// The condition that `columns` (a key or a prefix of one) equal one of `n` tuples of
@@ -129,16 +129,17 @@ impl Backend {
         }
     }
 
-    /// Whether a statement with an `IN (...)` list of placeholders is kept prepared on its
-    /// connection. Not on PostgreSQL: a kept statement gets a generic plan after five calls, made
+    /// Whether a statement is kept prepared on its connection (`persistent`); `list`: it has an
+    /// `IN (...)` list of placeholders. Every statement without a list is. One with a list is
+    /// not on PostgreSQL: a kept statement gets a generic plan after five calls, made
     /// without the values, and for a long list that plan is often a scan that tests every row
     /// against every item (no hash, no index: 0.64 s for 500 guids against 50,000 rows where
     /// the primary key answers in 0.7 ms, measured; docs/performance.md, ninth round). It was
     /// most of DesireLRPs' time while a table grew. A statement that is not kept is planned for
     /// its values at each call: an index probe per item, or a scan with the list hashed. That
     /// costs one round trip more per statement. MySQL and SQLite plan every execution anyway.
-    pub fn keeps_lists_prepared(self) -> bool {
-        self != Self::Postgres
+    pub fn keeps_prepared(self, list: bool) -> bool {
+        !list || self != Self::Postgres
     }
 
     /// A typed-row query over `sql` (written with `?` placeholders).

@@ -125,7 +125,7 @@ impl Store {
             // shapes serve every list length.
             let guid_slots = if chunk.is_empty() { 0 } else { chunk.len().next_power_of_two() };
             let sql = filter_sql(self.backend, filter, guid_slots);
-            let mut stmt = cached_query(&sql).persistent(guid_slots == 0 || self.backend.keeps_lists_prepared());
+            let mut stmt = cached_query(&sql).persistent(self.backend.keeps_prepared(guid_slots > 0));
             if let Some(domain) = &filter.domain {
                 stmt = stmt.bind(domain.as_str().to_owned());
             }

@@ -450,7 +450,7 @@ impl Store {
             }
             let (clause, binds) = filter_clause(filter, guids, app_guids);
             let sql = format!("SELECT {columns} FROM desired_lrps{clause}");
-            let mut query = if guids.is_empty() { self.backend.query(&sql) } else { self.backend.list_query(&sql) };
+            let mut query = self.backend.query(&sql).persistent(self.backend.keeps_prepared(!guids.is_empty()));
             for bind in binds {
                 query = query.bind(bind);
             }

@@ -155,7 +155,7 @@ impl Store {
     /// pool. Gated by the store's health: fails at once while the database is known to be
     /// down, and a failure that looks like a lost database wakes the probe. Stops at the first
     /// error, `each`'s included. `list`: `sql` has an `IN (...)` list of placeholders
-    /// ([`Backend::keeps_lists_prepared`](crate::Backend::keeps_lists_prepared)).
+    /// ([`Backend::keeps_prepared`](crate::Backend::keeps_prepared)).
     pub(crate) async fn read_rows(
         &self,
         sql: &str,
@@ -164,7 +164,7 @@ impl Store {
         mut each: impl FnMut(&AnyColumns) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
         let sql = self.backend.sql(sql);
-        let persistent = !list || self.backend.keeps_lists_prepared();
+        let persistent = self.backend.keeps_prepared(list);
         // One body per driver: the query, its binds and the row type differ, nothing else.
         macro_rules! read {
             ($query:expr, $executor:expr, $gate:expr) => {{

@@ -424,7 +424,7 @@ pub async fn start_actual_lrps_refuses_an_invalid_index_alone(db: &TestDb) {
 
 /// On PostgreSQL a statement with a list of guids is planned for its values at each call, not
 /// kept prepared: a kept one gets a generic plan after five calls, and for a long list that plan
-/// may test every row of the table against every guid (`Backend::keeps_lists_prepared`). Every
+/// may test every row of the table against every guid (`Backend::keeps_prepared`). Every
 /// other statement stays prepared. Runs the batch desire and the filtered reads more than five
 /// times on one connection, then lists what that connection keeps.
 pub async fn guid_lists_are_not_kept_prepared_on_postgres(db: &TestDb) {

@@ -37,7 +37,7 @@ pub(crate) async fn write_rows(tx: &mut Tx, op: &'static str, writes: &RowWrites
     for chunk in writes.deletes.chunks(ROWS_PER_STATEMENT) {
         let backend = tx.backend;
         let sql = cached_sql(backend, Shape::DeleteMany { rows: chunk.len() }, || delete_sql(backend, chunk.len()));
-        let mut stmt = cached_query(&sql).persistent(backend.keeps_lists_prepared());
+        let mut stmt = cached_query(&sql).persistent(backend.keeps_prepared(true));
         for (guid, index, presence) in chunk {
             stmt = bind_pk(stmt, guid, *index, *presence);
         }
