@@ -39,6 +39,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::error::{SqlClass, classify};
+use crate::sql::actual_lrps::coalesce::IndexLane;
 use crate::store::{Fence, Tx};
 use crate::{Error, Result, Store};
 
@@ -56,12 +57,20 @@ const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT diego_member";
 pub(crate) struct GroupCommit {
     lanes: Vec<Arc<Lane>>,
     next: AtomicUsize,
+    /// The lane of the coalesced index writes ([`crate::sql::actual_lrps::coalesce`]).
+    pub(crate) index_lane: Option<Arc<IndexLane>>,
 }
 
 impl GroupCommit {
     /// `lanes` lanes (at least one).
+    /// `lanes` lanes (at least one) of savepoint batches, and one of index writes (none when
+    /// `lanes` is zero: every index write is then a transaction of its own).
     pub(crate) fn new(lanes: usize) -> Self {
-        Self { lanes: (0..lanes.max(1)).map(|_| Arc::default()).collect(), next: AtomicUsize::new(0) }
+        Self {
+            lanes: (0..lanes.max(1)).map(|_| Arc::default()).collect(),
+            next: AtomicUsize::new(0),
+            index_lane: crate::sql::actual_lrps::coalesce::lane(lanes),
+        }
     }
 
     /// The lane with the fewest active members, looking from the next lane in turn.
@@ -185,12 +194,16 @@ impl Drop for InBody {
 }
 
 impl Store {
-    /// Batches committed so far by this store and its clones, and the writes they held.
+    /// Batches committed so far by this store and its clones (savepoint batches and coalesced
+    /// index writes), and the writes they held.
     pub fn group_commit_stats(&self) -> GroupCommitStats {
-        let lanes = &self.group.lanes;
+        let (lanes, index_lanes) = (&self.group.lanes, &self.group.index_lane);
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
         GroupCommitStats {
-            batches: lanes.iter().map(|l| l.committed.load(Ordering::Relaxed)).sum(),
-            members: lanes.iter().map(|l| l.committed_members.load(Ordering::Relaxed)).sum(),
+            batches: lanes.iter().map(|l| load(&l.committed)).sum::<u64>()
+                + index_lanes.iter().map(|l| load(&l.committed)).sum::<u64>(),
+            members: lanes.iter().map(|l| load(&l.committed_members)).sum::<u64>()
+                + index_lanes.iter().map(|l| load(&l.committed_members)).sum::<u64>(),
         }
     }
 

@@ -25,6 +25,7 @@
 //! backend, so the hot paths neither rebuild nor rewrite SQL and the drivers' prepared-statement
 //! caches hit.
 
+pub(crate) mod coalesce;
 mod index;
 mod lifecycle;
 mod multi_row;

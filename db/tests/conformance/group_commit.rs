@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use db::testing::{TestDb, test_keys};
-use db::{Error, Store, StoreOptions};
-use proto::models::{DomainName, TaskGuid};
+use db::{Error, Fence, Store, StoreOptions};
+use proto::error::ErrorCode;
+use proto::models::{ActualLrpInstanceKey, ActualLrpState, CellId, DomainName, InstanceGuid, ProcessGuid, TaskGuid};
 
 use super::NOW_NS;
 use super::tasks::definition;
@@ -22,6 +23,9 @@ macro_rules! group_commit_tests {
                 a_write_dropped_in_its_body_commits_nothing_and_its_neighbour_commits,
                 a_write_dropped_in_its_body_alone_releases_its_locks_at_once,
                 a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_commits,
+                concurrent_index_writes_share_a_transaction_and_a_refused_one_fails_alone,
+                concurrent_writes_of_one_index_apply_in_turn,
+                concurrent_index_writes_of_a_fenced_out_store_are_all_fenced_out,
             ]
         );
     };
@@ -154,4 +158,150 @@ pub async fn a_member_whose_batch_was_poisoned_after_its_body_runs_again_and_com
     outcome.expect("first commits after running again");
     assert_eq!(domain_names(&db.store).await, ["first"]);
     store.close().await;
+}
+
+fn instance(guid: &str) -> ActualLrpInstanceKey {
+    ActualLrpInstanceKey {
+        instance_guid: InstanceGuid::parse(guid).unwrap(),
+        cell_id: CellId::parse("cell-1").unwrap(),
+    }
+}
+
+/// `count` UNCLAIMED instances of LRP `guid`.
+async fn unclaimed(db: &TestDb, guid: &str, count: i32) -> ProcessGuid {
+    let (guid, domain) = (ProcessGuid::parse(guid).unwrap(), DomainName::parse("grouped").unwrap());
+    let indices: Vec<i32> = (0..count).collect();
+    db.store.create_unclaimed_actual_lrps(&guid, &domain, &indices, NOW_NS).await.unwrap();
+    guid
+}
+
+/// 42 concurrent claims of 42 indices: 8 of them held by another instance (refused), 2 of
+/// them missing (not found). Those fail alone; the 32 others are stored CLAIMED and answered
+/// with the rows before and after; and they were committed in fewer transactions than writes.
+pub async fn concurrent_index_writes_share_a_transaction_and_a_refused_one_fails_alone(db: &TestDb) {
+    let guid = unclaimed(db, "coalesced", 40).await;
+    for i in 0..8 {
+        db.store.claim_actual_lrp(&guid, i, &instance("held"), NOW_NS).await.unwrap();
+    }
+    let before = db.store.group_commit_stats();
+    let indices: Vec<i32> = (0..40).chain([100, 101]).collect();
+    let writes = indices.iter().map(|&i| {
+        let (store, guid) = (db.store.clone(), guid.clone());
+        tokio::spawn(async move { store.claim_actual_lrp(&guid, i, &instance(&format!("ig-{i}")), NOW_NS).await })
+    });
+    let results: Vec<_> = futures::future::join_all(writes).await.into_iter().map(Result::unwrap).collect();
+    for (&i, result) in indices.iter().zip(&results) {
+        match i {
+            0..8 => assert!(
+                matches!(result, Err(Error::Refused { code: ErrorCode::ActualLrpCannotBeClaimed, .. })),
+                "{i}: {result:?}"
+            ),
+            100.. => assert!(matches!(result, Err(Error::NotFound { .. })), "{i}: {result:?}"),
+            _ => {
+                let change = result.as_ref().unwrap_or_else(|e| panic!("{i}: {e}"));
+                let (old, new) = (change.before.ordinary.as_ref().unwrap(), change.after.ordinary.as_ref().unwrap());
+                assert_eq!((old.state, new.state), (ActualLrpState::Unclaimed, ActualLrpState::Claimed), "{i}");
+                assert_eq!(new.modification_tag.index, old.modification_tag.index + 1, "{i}");
+            }
+        }
+    }
+    for i in 0..40 {
+        let row = db.store.actual_lrp_index(&guid, i).await.unwrap().ordinary.unwrap();
+        let holder = if i < 8 { "held".to_owned() } else { format!("ig-{i}") };
+        assert_eq!(row.state, ActualLrpState::Claimed, "{i}");
+        assert_eq!(row.instance_key.unwrap().instance_guid.as_str(), holder, "{i}");
+    }
+    let after = db.store.group_commit_stats();
+    let (batches, members) = (after.batches - before.batches, after.members - before.members);
+    assert_eq!(members, 42, "every write went through a committed batch");
+    assert!(batches < members, "{batches} batches for {members} concurrent writes");
+}
+
+/// Locks the rows of index (`guid`, `index`) from a transaction of `db`'s own store (whose
+/// batches are not the test's) until `release` is notified.
+fn lock_rows(
+    db: &TestDb,
+    guid: &ProcessGuid,
+    index: i32,
+    release: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let (store, guid) = (db.store.clone(), guid.clone());
+    tokio::spawn(async move {
+        store
+            .write("test lock", move |tx| {
+                let release = release.clone();
+                let sql = format!(
+                    "UPDATE actual_lrps SET since = since WHERE process_guid = '{guid}' AND instance_index = {index}"
+                );
+                Box::pin(async move {
+                    tx.execute_for_test(&sql).await?;
+                    release.notified().await;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+    })
+}
+
+/// 20 concurrent claims of one index by 20 instances, queued behind a busy lane so that they
+/// share one batch: each is decided on the rows the writes before it left, so exactly one
+/// wins, the row carries the winner's key, and it was written once.
+pub async fn concurrent_writes_of_one_index_apply_in_turn(db: &TestDb) {
+    let guid = unclaimed(db, "contended", 2).await;
+    let store = one_lane(db).await;
+    // The lane's first batch, a write of index 1 that changes nothing, waits for a lock of
+    // another transaction; the claims arrive meanwhile and wait for the next batch, together.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let lock = lock_rows(db, &guid, 1, release.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = store.group_commit_stats();
+    let (held, at) = (store.clone(), guid.clone());
+    let holder = tokio::spawn(async move { held.modify_index("test hold", &at, 1, |_| Ok(())).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, guid) = (store.clone(), guid.clone());
+            tokio::spawn(async move { store.claim_actual_lrp(&guid, 0, &instance(&format!("ig-{i}")), NOW_NS).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.notify_one();
+    lock.await.unwrap();
+    let results: Vec<_> = futures::future::join_all(writes).await.into_iter().map(Result::unwrap).collect();
+    let winners: Vec<usize> = (0..20).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (i, result) in results.iter().enumerate() {
+        if i != winners[0] {
+            assert!(
+                matches!(result, Err(Error::Refused { code: ErrorCode::ActualLrpCannotBeClaimed, .. })),
+                "{i}: {result:?}"
+            );
+        }
+    }
+    let row = db.store.actual_lrp_index(&guid, 0).await.unwrap().ordinary.unwrap();
+    assert_eq!(row.instance_key.unwrap().instance_guid.as_str(), format!("ig-{}", winners[0]));
+    assert_eq!(row.modification_tag.index, 1, "one write of the row");
+    holder.await.unwrap();
+    let after = store.group_commit_stats();
+    assert_eq!((after.batches - before.batches, after.members - before.members), (2, 21), "the hold, then the 20");
+    store.close().await;
+}
+
+/// Concurrent claims through a store whose lease is not held are all fenced out, and nothing
+/// is written.
+pub async fn concurrent_index_writes_of_a_fenced_out_store_are_all_fenced_out(db: &TestDb) {
+    let guid = unclaimed(db, "fenced", 10).await;
+    let fenced = db.store.fenced(Fence { key: "bbs".into(), owner: "nobody".into(), term: 1 });
+    let writes = (0..10).map(|i| {
+        let (store, guid) = (fenced.clone(), guid.clone());
+        tokio::spawn(async move { store.claim_actual_lrp(&guid, i, &instance(&format!("ig-{i}")), NOW_NS).await })
+    });
+    for result in futures::future::join_all(writes).await.into_iter().map(Result::unwrap) {
+        assert!(matches!(result, Err(Error::Fenced { .. })), "{result:?}");
+    }
+    for i in 0..10 {
+        let row = db.store.actual_lrp_index(&guid, i).await.unwrap().ordinary.unwrap();
+        assert_eq!(row.state, ActualLrpState::Unclaimed, "{i}");
+    }
 }

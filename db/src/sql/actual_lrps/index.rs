@@ -2,6 +2,8 @@
 //! every row of (process guid, index), apply the change to an in-memory copy, then write only the
 //! differences. The caller gets the rows before and after, from which the BBS computes events.
 
+use std::collections::HashMap;
+
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 use proto::error::ErrorCode;
@@ -33,7 +35,7 @@ impl<T> IndexChange<T> {
 }
 
 /// A request from the transaction body to run the callback on these rows, and where to answer.
-type Apply = (IndexRows, oneshot::Sender<Result<IndexRows>>);
+pub(super) type Apply = (IndexRows, oneshot::Sender<Result<IndexRows>>);
 
 impl Store {
     /// Changes the rows of one index in one write transaction: locks them (`SELECT ... FOR
@@ -51,11 +53,60 @@ impl Store {
     /// - a row whose process guid or index differs from the index's is refused with
     ///   [`Error::Invalid`], as is a row that breaks the invariants of bbs.md 2.2.
     ///
-    /// An error from `f` rolls the transaction back and is returned as it is. `f` must be
-    /// repeatable: it runs again when the transaction is retried after a deadlock, on the rows
-    /// as they are then. Two calls that both create a row of the same slot cannot both succeed;
-    /// the loser is retried and sees the winner's row.
+    /// An error from `f` is returned as it is, and nothing of this call is written. `f` must
+    /// be repeatable: it runs again when the transaction is retried after a deadlock, on the
+    /// rows as they are then. Two calls that both create a row of the same slot cannot both
+    /// succeed; the loser is retried and sees the winner's row.
+    ///
+    /// With group commit on ([`crate::StoreOptions::group_commit_lanes`]), concurrent calls
+    /// share one transaction and their writes go out in multi-row statements (see the
+    /// `coalesce` module); each is still decided, validated and refused on its own.
     pub async fn modify_index<T: Send>(
+        &self,
+        op: &'static str,
+        process_guid: &ProcessGuid,
+        index: i32,
+        mut f: impl FnMut(&mut IndexRows) -> Result<T> + Send,
+    ) -> Result<IndexChange<T>> {
+        let Some(lane) = &self.group.index_lane else {
+            return self.modify_index_alone(op, process_guid, index, f).await;
+        };
+        // Coalesced with the concurrent writes of other indices ([`super::coalesce`]): the
+        // batch runs on a task of its own and hands this call its index's rows through `ask`;
+        // `f` runs here, on this task, and may borrow from the caller.
+        let (ask, mut asked) = mpsc::unbounded::<Apply>();
+        let finished = super::coalesce::submit(self, lane, op, process_guid, index, ask);
+        tokio::pin!(finished);
+        let mut value = None;
+        let done = loop {
+            tokio::select! {
+                biased;
+                Some((rows, reply)) = asked.next() => {
+                    let mut after = rows;
+                    let outcome = f(&mut after).map(|v| {
+                        value = Some(v);
+                        after
+                    });
+                    let _ = reply.send(outcome);
+                }
+                done = &mut finished => break done,
+            }
+        };
+        match done {
+            super::coalesce::Done::Written(outcome) => {
+                let (before, after) = (*outcome)?;
+                let value = value.ok_or_else(|| callback_gone(op))?;
+                Ok(IndexChange { value, before, after })
+            }
+            // The batch failed as a whole for a reason that may be one member's: each member
+            // runs again in a transaction of its own, so that it fails alone.
+            super::coalesce::Done::Alone => self.modify_index_alone(op, process_guid, index, f).await,
+        }
+    }
+
+    /// [`Store::modify_index`] in a transaction of its own: with group commit off, and for a
+    /// write whose coalesced batch failed as a whole.
+    async fn modify_index_alone<T: Send>(
         &self,
         op: &'static str,
         process_guid: &ProcessGuid,
@@ -67,7 +118,7 @@ impl Store {
         // rows through channels; the body and the loop below run joined on this task.
         let (ask, mut asked) = mpsc::unbounded::<Apply>();
         let guid = process_guid.clone();
-        let transaction = self.write_grouped(op, move |tx| {
+        let transaction = self.write(op, move |tx| {
             let (ask, guid) = (ask.clone(), guid.clone());
             Box::pin(async move {
                 let before = lock_index(tx, op, &guid, index).await?;
@@ -101,7 +152,7 @@ impl Store {
 
 /// An internal fault, not a broken database: the call fails, the server goes on (only a lost
 /// schema is Unrecoverable).
-fn callback_gone(op: &'static str) -> Error {
+pub(super) fn callback_gone(op: &'static str) -> Error {
     Error::refused(ErrorCode::Unknown, format!("{op}: the index callback went away mid-transaction"))
 }
 
@@ -304,4 +355,50 @@ pub(crate) fn inserted_concurrently(op: &'static str, error: Error) -> Error {
         },
         other => other,
     }
+}
+
+/// (process guid, index) pairs bound in one keyed read: 1,000 placeholders.
+const PAIRS_PER_STATEMENT: usize = 500;
+
+/// An index: (process guid, instance index).
+pub(super) type Slot = (ProcessGuid, i32);
+
+/// Reads the rows of every index of `pairs` (sorted, unique), grouped by index; locks them
+/// when `lock`.
+pub(super) async fn read_indices(
+    tx: &mut Tx,
+    op: &'static str,
+    pairs: &[(&str, i32)],
+    lock: bool,
+) -> Result<HashMap<Slot, IndexRows>> {
+    let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
+    for row in &select_indices(tx, op, COLUMNS, pairs, lock).await? {
+        let lrp = decode(row)?;
+        let slot = (lrp.key.process_guid.clone(), lrp.key.index);
+        let presence = lrp.presence;
+        *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
+    }
+    Ok(out)
+}
+
+/// `SELECT {columns}` of the rows of every index of `pairs` (sorted, unique), in statements of
+/// [`PAIRS_PER_STATEMENT`] indices; `FOR UPDATE` when `lock`.
+pub(super) async fn select_indices(
+    tx: &mut Tx,
+    op: &'static str,
+    columns: &str,
+    pairs: &[(&str, i32)],
+    lock: bool,
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut out = Vec::new();
+    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+        let key = ["process_guid", "instance_index"];
+        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &key, chunk.len(), lock);
+        let mut query = tx.backend.query(&sql);
+        for (guid, index) in chunk {
+            query = query.bind((*guid).to_owned()).bind(i64::from(*index));
+        }
+        out.extend(query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?);
+    }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 //!
 //! One write transaction (one `BEGIN`, one fence check, one `COMMIT`):
 //!
-//! 1. one `SELECT` of the rows of [`PAIRS_PER_STATEMENT`] indices (process guid, instance index)
+//! 1. one `SELECT` of the rows of 500 indices (process guid, instance index)
 //!    per statement ([`Backend::select_by_keys`](crate::Backend::select_by_keys)) reads every
 //!    row of every index of the batch, without locking them;
 //! 2. each start, in request order, runs the same pure [`apply_start`] the single start runs, on
@@ -36,18 +36,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use proto::lifecycle::actual_lrp::{IndexRows, StartInfo, apply_start};
-use proto::models::{ActualLrpInstanceKey, ActualLrpKey, ProcessGuid};
+use proto::models::{ActualLrpInstanceKey, ActualLrpKey};
 
-use super::super::index::{IndexChange, RowWrites, plan_index};
+use super::super::index::{IndexChange, RowWrites, Slot, plan_index, read_indices, select_indices};
 use super::super::multi_row::write_rows;
-use super::super::row::{COLUMNS, Reader, WHAT, decode};
+use super::super::row::Reader;
 use crate::{Error, Result, Store, Tx};
-
-/// (process guid, index) pairs bound in one locking read: 1,000 placeholders.
-const PAIRS_PER_STATEMENT: usize = 500;
-
-/// An index: (process guid, instance index).
-type Slot = (ProcessGuid, i32);
 
 /// One start of a batch: what [`Store::start_actual_lrp`] takes.
 pub type StartItem = (ActualLrpKey, ActualLrpInstanceKey, StartInfo);
@@ -184,44 +178,4 @@ fn plan_starts<'s>(
         }
     }
     (outcomes, current)
-}
-
-/// Reads the rows of every index of `pairs` (sorted, unique), grouped by index; locks them
-/// when `lock`.
-async fn read_indices(
-    tx: &mut Tx,
-    op: &'static str,
-    pairs: &[(&str, i32)],
-    lock: bool,
-) -> Result<HashMap<Slot, IndexRows>> {
-    let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
-    for row in &select_indices(tx, op, COLUMNS, pairs, lock).await? {
-        let lrp = decode(row)?;
-        let slot = (lrp.key.process_guid.clone(), lrp.key.index);
-        let presence = lrp.presence;
-        *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
-    }
-    Ok(out)
-}
-
-/// `SELECT {columns}` of the rows of every index of `pairs` (sorted, unique), in statements of
-/// [`PAIRS_PER_STATEMENT`] indices; `FOR UPDATE` when `lock`.
-async fn select_indices(
-    tx: &mut Tx,
-    op: &'static str,
-    columns: &str,
-    pairs: &[(&str, i32)],
-    lock: bool,
-) -> Result<Vec<sqlx::any::AnyRow>> {
-    let mut out = Vec::new();
-    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
-        let key = ["process_guid", "instance_index"];
-        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &key, chunk.len(), lock);
-        let mut query = tx.backend.list_query(&sql);
-        for (guid, index) in chunk {
-            query = query.bind((*guid).to_owned()).bind(i64::from(*index));
-        }
-        out.extend(query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?);
-    }
-    Ok(out)
 }
