@@ -17,6 +17,7 @@ macro_rules! schema_tests {
                 statistics_refresh,
                 a_per_cell_page_is_planned_on_the_cell_index_in_key_order,
                 a_list_of_keys_is_looked_up_in_the_primary_key,
+                a_desired_lrp_row_of_a_few_kilobytes_stays_whole,
             ]
         );
     };
@@ -199,4 +200,25 @@ pub async fn a_list_of_keys_is_looked_up_in_the_primary_key(db: &TestDb) {
     let plan = plan.join("\n");
     assert!(plan.contains("Nested Loop") && plan.contains("Index Scan using actual_lrps_pkey"), "{plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
+/// A desired LRP row of a few KiB that does not compress (PostgreSQL would compress and move
+/// such a row out of line above 2 KiB) is stored whole in its page: the table's TOAST relation
+/// stays empty (migration 6). Other backends keep such rows in the page anyway.
+pub async fn a_desired_lrp_row_of_a_few_kilobytes_stays_whole(db: &TestDb) {
+    let mut lrp = super::desired_lrps::desired("wide", "cf-apps", 1);
+    // 4,000 characters of random hex: nothing for the compressor.
+    lrp.scheduling.annotation = (0..125).map(|_| uuid::Uuid::new_v4().simple().to_string()).collect::<String>();
+    db.store.desire_lrp(&lrp, super::NOW_NS).await.unwrap();
+    let stored = db.store.desired_lrp(&lrp.scheduling.process_guid).await.unwrap();
+    assert_eq!(stored.scheduling.annotation, lrp.scheduling.annotation);
+    if db.store.backend() != db::Backend::Postgres {
+        return;
+    }
+    let toast: i64 =
+        sqlx::query_scalar("SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE relname = 'desired_lrps'")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(toast, 0, "the row went out of line");
 }
