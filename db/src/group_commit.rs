@@ -39,7 +39,8 @@ use futures::future::BoxFuture;
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::error::{SqlClass, classify};
-use crate::sql::actual_lrps::coalesce::IndexLane;
+use crate::sql::actual_lrps::coalesce::IndexWrites;
+use crate::sql::tasks::coalesce::TaskWrites;
 use crate::store::{Fence, Tx};
 use crate::{Error, Result, Store};
 
@@ -57,19 +58,21 @@ const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT diego_member";
 pub(crate) struct GroupCommit {
     lanes: Vec<Arc<Lane>>,
     next: AtomicUsize,
-    /// The lane of the coalesced index writes ([`crate::sql::actual_lrps::coalesce`]).
-    pub(crate) index_lane: Option<Arc<IndexLane>>,
+    /// The lane of the coalesced index writes ([`crate::coalesce`]).
+    pub(crate) index_lane: Option<Arc<crate::coalesce::Lane<IndexWrites>>>,
+    /// The lane of the coalesced task writes.
+    pub(crate) task_lane: Option<Arc<crate::coalesce::Lane<TaskWrites>>>,
 }
 
 impl GroupCommit {
-    /// `lanes` lanes (at least one).
-    /// `lanes` lanes (at least one) of savepoint batches, and one of index writes (none when
-    /// `lanes` is zero: every index write is then a transaction of its own).
-    pub(crate) fn new(lanes: usize) -> Self {
+    /// `lanes` lanes (at least one) of savepoint batches, and the coalesced writes' lanes
+    /// ([`crate::coalesce::lane`]: none when `lanes` is zero, nor on MySQL).
+    pub(crate) fn new(backend: crate::Backend, lanes: usize) -> Self {
         Self {
             lanes: (0..lanes.max(1)).map(|_| Arc::default()).collect(),
             next: AtomicUsize::new(0),
-            index_lane: crate::sql::actual_lrps::coalesce::lane(lanes),
+            index_lane: crate::coalesce::lane(backend, lanes),
+            task_lane: crate::coalesce::lane(backend, lanes),
         }
     }
 
@@ -197,14 +200,15 @@ impl Store {
     /// Batches committed so far by this store and its clones (savepoint batches and coalesced
     /// index writes), and the writes they held.
     pub fn group_commit_stats(&self) -> GroupCommitStats {
-        let (lanes, index_lanes) = (&self.group.lanes, &self.group.index_lane);
+        let group = &self.group;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        GroupCommitStats {
-            batches: lanes.iter().map(|l| load(&l.committed)).sum::<u64>()
-                + index_lanes.iter().map(|l| load(&l.committed)).sum::<u64>(),
-            members: lanes.iter().map(|l| load(&l.committed_members)).sum::<u64>()
-                + index_lanes.iter().map(|l| load(&l.committed_members)).sum::<u64>(),
-        }
+        let coalesced = group.index_lane.iter().map(|l| (&l.committed, &l.committed_members));
+        let coalesced = coalesced.chain(group.task_lane.iter().map(|l| (&l.committed, &l.committed_members)));
+        let savepoints = group.lanes.iter().map(|l| (&l.committed, &l.committed_members));
+        let (batches, members) = savepoints
+            .chain(coalesced)
+            .fold((0, 0), |(b, m), (batches, members)| (b + load(batches), m + load(members)));
+        GroupCommitStats { batches, members }
     }
 
     /// Like [`Store::write`], for a write of one record (or a few): the body runs inside the

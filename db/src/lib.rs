@@ -15,6 +15,7 @@
 //! The same conformance suite (`db/tests/`) runs on every backend.
 
 pub mod backend;
+mod coalesce;
 pub mod codec;
 pub mod crypto;
 mod error;

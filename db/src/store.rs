@@ -233,7 +233,7 @@ impl Store {
                 pool,
                 backend,
                 fence: None,
-                group: Arc::new(crate::group_commit::GroupCommit::new(lanes(backend, &options))),
+                group: Arc::new(crate::group_commit::GroupCommit::new(backend, lanes(backend, &options))),
                 options,
                 url: url.into(),
                 targets: None,
@@ -269,7 +269,7 @@ impl Store {
             pool: Pool::new(pool, Some(health)).with_native(native),
             backend,
             fence: None,
-            group: Arc::new(crate::group_commit::GroupCommit::new(lanes(backend, &options))),
+            group: Arc::new(crate::group_commit::GroupCommit::new(backend, lanes(backend, &options))),
             options,
             url: url.into(),
             targets: Some(targets),
@@ -299,7 +299,7 @@ impl Store {
         // Its own batches: a dedicated pool keeps its writers apart from the others'.
         Ok(Self {
             pool: Pool::new(pool, self.pool.health().cloned()),
-            group: Arc::new(crate::group_commit::GroupCommit::new(lanes(self.backend, &options))),
+            group: Arc::new(crate::group_commit::GroupCommit::new(self.backend, lanes(self.backend, &options))),
             options,
             ..self.clone()
         })

@@ -8,6 +8,7 @@
 //! columns only, for task convergence. Not here: auctions, completion callbacks and rep calls,
 //! which the BBS task controller does after these return. Row decoding lives in [`rows`].
 
+pub(crate) mod coalesce;
 mod convergence;
 mod lifecycle;
 mod page;
@@ -95,8 +96,22 @@ impl Store {
         // The body must own what it uses: the transaction helper re-runs it on deadlock.
         let blob: Arc<[u8]> = seal_proto(self.keys(), definition.as_pb()).into();
         let key_label: Arc<str> = self.keys().active_label().unwrap_or_default().into();
+        let lane = &self.group.task_lane;
+        if let Some(lane) = lane {
+            let item = coalesce::TaskWrite::Desire {
+                task: Box::new(task.clone()),
+                sealed: Arc::clone(&blob),
+                key_label: Arc::clone(&key_label),
+            };
+            match crate::coalesce::submit(self, lane, op, item).await {
+                crate::coalesce::Done::Written(outcome) => return (*outcome).map(|_| task),
+                // The batch failed as a whole: in a transaction of its own, to fail alone.
+                crate::coalesce::Done::Alone => {}
+            }
+        }
         let (guid, domain) = (guid.clone(), domain.clone());
-        self.write_grouped(op, move |tx| {
+        // Without a lane, the savepoint batches; after a failed batch, a transaction of its own.
+        self.write_grouped_if(lane.is_none(), op, move |tx| {
             let (guid, domain, blob, key_label) =
                 (guid.clone(), domain.clone(), Arc::clone(&blob), Arc::clone(&key_label));
             Box::pin(async move {

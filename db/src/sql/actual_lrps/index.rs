@@ -69,13 +69,15 @@ impl Store {
         mut f: impl FnMut(&mut IndexRows) -> Result<T> + Send,
     ) -> Result<IndexChange<T>> {
         let Some(lane) = &self.group.index_lane else {
-            return self.modify_index_alone(op, process_guid, index, f).await;
+            // No coalescing here: the savepoint batches (or, with group commit off, a
+            // transaction of its own).
+            return self.modify_index_alone(true, op, process_guid, index, f).await;
         };
         // Coalesced with the concurrent writes of other indices ([`super::coalesce`]): the
         // batch runs on a task of its own and hands this call its index's rows through `ask`;
         // `f` runs here, on this task, and may borrow from the caller.
         let (ask, mut asked) = mpsc::unbounded::<Apply>();
-        let finished = super::coalesce::submit(self, lane, op, process_guid, index, ask);
+        let finished = crate::coalesce::submit(self, lane, op, (process_guid.clone(), index, ask));
         tokio::pin!(finished);
         let mut value = None;
         let done = loop {
@@ -93,21 +95,23 @@ impl Store {
             }
         };
         match done {
-            super::coalesce::Done::Written(outcome) => {
+            crate::coalesce::Done::Written(outcome) => {
                 let (before, after) = (*outcome)?;
                 let value = value.ok_or_else(|| callback_gone(op))?;
                 Ok(IndexChange { value, before, after })
             }
             // The batch failed as a whole for a reason that may be one member's: each member
             // runs again in a transaction of its own, so that it fails alone.
-            super::coalesce::Done::Alone => self.modify_index_alone(op, process_guid, index, f).await,
+            crate::coalesce::Done::Alone => self.modify_index_alone(false, op, process_guid, index, f).await,
         }
     }
 
-    /// [`Store::modify_index`] in a transaction of its own: with group commit off, and for a
-    /// write whose coalesced batch failed as a whole.
+    /// [`Store::modify_index`] without coalescing: in the savepoint batches when `grouped`
+    /// (where index writes are not coalesced; [`crate::group_commit`]), else in a transaction of
+    /// its own (for a write whose coalesced batch failed as a whole).
     async fn modify_index_alone<T: Send>(
         &self,
+        grouped: bool,
         op: &'static str,
         process_guid: &ProcessGuid,
         index: i32,
@@ -118,7 +122,7 @@ impl Store {
         // rows through channels; the body and the loop below run joined on this task.
         let (ask, mut asked) = mpsc::unbounded::<Apply>();
         let guid = process_guid.clone();
-        let transaction = self.write(op, move |tx| {
+        let transaction = self.write_grouped_if(grouped, op, move |tx| {
             let (ask, guid) = (ask.clone(), guid.clone());
             Box::pin(async move {
                 let before = lock_index(tx, op, &guid, index).await?;

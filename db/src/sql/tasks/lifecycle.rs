@@ -9,7 +9,9 @@ use proto::lifecycle::task::{TaskCall as Call, TaskVerdict};
 use proto::models::{CellId, Task, TaskGuid, TaskState};
 
 use super::TaskChange;
+use super::coalesce::{TaskOutcome, TaskWrite, update_task};
 use super::rows::{TASK_COLUMNS, decode_task};
+use crate::coalesce::Done;
 use crate::{Error, Result, Store, Tx};
 
 /// Locks and decodes the row of `guid` inside `tx`.
@@ -85,10 +87,30 @@ impl Store {
         self.transition("delete task", guid, Call::Delete, 0).await
     }
 
-    /// The one lifecycle helper: lock, decide, apply, write, in one transaction.
+    /// The one lifecycle helper: lock, decide, apply, write, in one transaction (shared with the
+    /// task writes waiting at the same moment when group commit is on: [`super::coalesce`]).
     async fn transition(&self, op: &'static str, guid: &TaskGuid, call: Call, now_ns: i64) -> Result<TaskChange> {
-        let (guid, call) = (guid.clone(), Arc::new(call));
-        self.write_grouped(op, move |tx| {
+        let call = Arc::new(call);
+        let lane = &self.group.task_lane;
+        if let Some(lane) = lane {
+            let item = TaskWrite::Transition { guid: guid.clone(), call: Arc::clone(&call), now_ns };
+            match crate::coalesce::submit(self, lane, op, item).await {
+                Done::Written(outcome) => {
+                    return match (*outcome)? {
+                        TaskOutcome::Changed(change) => Ok(*change),
+                        TaskOutcome::Desired => Err(Error::refused(
+                            proto::error::ErrorCode::Unknown,
+                            format!("{op}: the batch answered a lifecycle call as a desire"),
+                        )),
+                    };
+                }
+                // The batch failed as a whole: in a transaction of its own, to fail alone.
+                Done::Alone => {}
+            }
+        }
+        let guid = guid.clone();
+        // Without a lane, the savepoint batches; after a failed batch, a transaction of its own.
+        self.write_grouped_if(lane.is_none(), op, move |tx| {
             let (guid, call) = (guid.clone(), Arc::clone(&call));
             Box::pin(async move {
                 let guid = &guid;
@@ -112,24 +134,7 @@ impl Store {
                     }
                     TaskVerdict::Write(state) => state,
                 };
-                tx.backend
-                    .query(
-                        "UPDATE tasks SET state = ?, cell_id = ?, updated_at = ?, first_completed_at = ?, result = ?, \
-                         failed = ?, failure_reason = ?, rejection_count = ?, rejection_reason = ? WHERE guid = ?",
-                    )
-                    .bind(i64::from(after.state.as_i32()))
-                    .bind(after.cell_id.as_ref().map_or("", CellId::as_str).to_owned())
-                    .bind(after.updated_at)
-                    .bind(after.first_completed_at)
-                    .bind(after.result.clone())
-                    .bind(i64::from(after.failed))
-                    .bind(after.failure_reason.clone())
-                    .bind(i64::from(after.rejection_count))
-                    .bind(after.rejection_reason.clone())
-                    .bind(guid.as_str())
-                    .execute(tx.conn())
-                    .await
-                    .map_err(|e| Error::from_sqlx(op, "task", guid.as_str(), e))?;
+                update_task(tx, op, &after).await?;
                 let should_start = matches!(*call, Call::Start { .. }) && state == TaskState::Running;
                 Ok(TaskChange { before, after: Some(after), should_start })
             })
