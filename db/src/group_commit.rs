@@ -6,6 +6,10 @@
 //! concurrent writes cost one `BEGIN`, one fence check, one `COMMIT` (one WAL flush) and one
 //! connection checkout between them, instead of N of each (docs/performance.md).
 //!
+//! The actual LRP index writes and the task writes are coalesced instead on PostgreSQL and
+//! SQLite ([`crate::coalesce`]: one read and multi-row writes for the whole batch, no savepoint
+//! per write); these batches carry the other single writes, and every write on MySQL.
+//!
 //! The rules:
 //! - **Lanes.** A store keeps [`crate::StoreOptions::group_commit_lanes`] batches open at once; a
 //!   write joins the lane with the fewest writers. One lane would run every writer's round trips

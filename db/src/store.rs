@@ -69,9 +69,10 @@ pub struct StoreOptions {
     pub idle_transaction_timeout: Duration,
     /// How many batches [`Store::write_grouped`] keeps open at once ([`crate::group_commit`]):
     /// concurrent writes are spread over these lanes and each lane commits its writes together.
-    /// Zero: no group commit, each write runs in a transaction of its own. Default
-    /// [`DEFAULT_GROUP_COMMIT_LANES`]. SQLite takes one writer at a time, so a SQLite store uses
-    /// at most one lane.
+    /// Zero: no group commit, each write runs in a transaction of its own. Above zero, the
+    /// actual LRP index writes and the task writes are also coalesced, one lane of each
+    /// ([`crate::coalesce`]; not on MySQL). Default [`DEFAULT_GROUP_COMMIT_LANES`]. SQLite takes
+    /// one writer at a time, so a SQLite store uses at most one lane.
     pub group_commit_lanes: usize,
 }
 
