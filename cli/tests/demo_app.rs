@@ -22,7 +22,20 @@ impl Drop for App {
 }
 
 impl App {
+    /// Starts the app on a free port and waits until it answers as itself. A port another
+    /// process took between the pick and the app's bind (the app then exits, or a stranger
+    /// answers there) is given up for another one.
     fn start() -> App {
+        for _ in 0..5 {
+            if let Some(app) = App::try_start() {
+                return app;
+            }
+        }
+        panic!("diego-demo-app never answered on a port of its own");
+    }
+
+    /// One attempt of [`App::start`]: `None` when the port turned out to be taken.
+    fn try_start() -> Option<App> {
         let port = svc::ports::free_port().unwrap();
         let child = Command::new(APP)
             .env("PORT", port.to_string())
@@ -40,10 +53,17 @@ impl App {
             if let Some(status) = app.child.try_wait().unwrap() {
                 let mut stderr = String::new();
                 let _ = app.child.stderr.take().unwrap().read_to_string(&mut stderr);
+                if stderr.contains("cannot listen") {
+                    return None;
+                }
                 panic!("diego-demo-app exited ({status}) before it listened on port {port}: {stderr}");
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return app;
+                // Whoever listens there must answer as this instance.
+                return match app.try_request("GET", "/") {
+                    Ok((200, body)) if body.contains("ig-7") => Some(app),
+                    _ => None,
+                };
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -52,14 +72,18 @@ impl App {
 
     /// Sends one request; returns the status code and the body.
     fn request(&self, method: &str, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(stream, "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\n\r\n").unwrap();
+        self.try_request(method, path).unwrap()
+    }
+
+    fn try_request(&self, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(stream, "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\n\r\n")?;
         let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        stream.read_to_string(&mut response)?;
         let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-        (status, body)
+        Ok((status, body))
     }
 }
 

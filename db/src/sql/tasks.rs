@@ -109,30 +109,11 @@ impl Store {
                 crate::coalesce::Done::Alone => {}
             }
         }
-        let (guid, domain) = (guid.clone(), domain.clone());
+        let row = Arc::new(task.clone());
         // Without a lane, the savepoint batches; after a failed batch, a transaction of its own.
         self.write_grouped_if(lane.is_none(), op, move |tx| {
-            let (guid, domain, blob, key_label) =
-                (guid.clone(), domain.clone(), Arc::clone(&blob), Arc::clone(&key_label));
-            Box::pin(async move {
-                tx.backend
-                    .query(
-                        "INSERT INTO tasks (guid, domain, created_at, updated_at, first_completed_at, state, cell_id, \
-                         result, failed, failure_reason, rejection_count, rejection_reason, task_definition, key_label) \
-                         VALUES (?, ?, ?, ?, 0, ?, '', '', 0, '', 0, '', ?, ?)",
-                    )
-                    .bind(guid.as_str())
-                    .bind(domain.as_str())
-                    .bind(now_ns)
-                    .bind(now_ns)
-                    .bind(i64::from(TaskState::Pending.as_i32()))
-                    .bind(blob.to_vec())
-                    .bind(key_label.to_string())
-                    .execute(tx.conn())
-                    .await
-                    .map_err(|e| Error::from_sqlx(op, "task", guid.as_str(), e))?;
-                Ok(())
-            })
+            let new = [(Task::clone(&row), Arc::clone(&blob), Arc::clone(&key_label))];
+            Box::pin(async move { coalesce::insert_tasks(tx, op, &new).await })
         })
         .await?;
         Ok(task)

@@ -213,10 +213,11 @@ pub(super) async fn update_task(tx: &mut Tx, op: &'static str, task: &Task) -> R
 }
 
 /// A task to insert, its sealed definition and the label of the key that sealed it.
-type NewTask = (Task, Arc<[u8]>, Arc<str>);
+pub(super) type NewTask = (Task, Arc<[u8]>, Arc<str>);
 
-/// One multi-row `INSERT` of whole tasks with their sealed definitions.
-async fn insert_tasks(tx: &mut Tx, op: &'static str, tasks: &[NewTask]) -> Result<()> {
+/// One (multi-row) `INSERT` of whole tasks with their sealed definitions: a batch's, and a
+/// single DesireTask's.
+pub(super) async fn insert_tasks(tx: &mut Tx, op: &'static str, tasks: &[NewTask]) -> Result<()> {
     let row = format!("({})", placeholders(14));
     let sql = format!(
         "INSERT INTO tasks (guid, domain, created_at, updated_at, first_completed_at, state, cell_id, result, failed, \
