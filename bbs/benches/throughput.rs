@@ -73,9 +73,12 @@ async fn main() {
     let address = grpc.local_addr().unwrap();
     // Plaintext: this bench compares the BBS's write path with raw SQL; benchmark-bbs
     // --compare-tls measures what TLS adds.
+    // The generated key file goes to a directory of its own, not into the source tree.
+    let data_dir = std::env::temp_dir().join(format!("bbs-throughput-bench-{}", std::process::id()));
     let config = BbsConfig {
         database_url: db.url.clone(),
         tls: svc::config::tls::TlsConfig::insecure_plaintext(),
+        data_dir: data_dir.clone(),
         ..BbsConfig::default()
     };
     let shutdown = CancellationToken::new();
@@ -143,4 +146,5 @@ async fn main() {
 
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
