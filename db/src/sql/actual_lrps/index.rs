@@ -83,14 +83,7 @@ impl Store {
         let done = loop {
             tokio::select! {
                 biased;
-                Some((rows, reply)) = asked.next() => {
-                    let mut after = rows;
-                    let outcome = f(&mut after).map(|v| {
-                        value = Some(v);
-                        after
-                    });
-                    let _ = reply.send(outcome);
-                }
+                Some(asked) = asked.next() => answer(asked, &mut f, &mut value),
                 done = &mut finished => break done,
             }
         };
@@ -136,15 +129,8 @@ impl Store {
         let mut value = None;
         let apply = async {
             // Ends when the transaction is done and its body (holding the sender) is dropped.
-            while let Some((rows, reply)) = asked.next().await {
-                let mut after = rows;
-                let outcome = f(&mut after).map(|v| {
-                    value = Some(v);
-                    after
-                });
-                // The body waits for this answer; it is gone only if the transaction was
-                // dropped, and then nobody needs the answer.
-                let _ = reply.send(outcome);
+            while let Some(asked) = asked.next().await {
+                answer(asked, &mut f, &mut value);
             }
         };
         let (outcome, ()) = futures::join!(transaction, apply);
@@ -152,6 +138,18 @@ impl Store {
         let value = value.ok_or_else(|| callback_gone(op))?;
         Ok(IndexChange { value, before, after })
     }
+}
+
+/// Runs the caller's callback on the rows a transaction hands over and sends back the rows it
+/// leaves, keeping its value for the caller. The transaction waits for this answer; its receiver
+/// is gone only if the transaction was dropped, and then nobody needs the answer.
+fn answer<T>((rows, reply): Apply, f: &mut impl FnMut(&mut IndexRows) -> Result<T>, value: &mut Option<T>) {
+    let mut after = rows;
+    let outcome = f(&mut after).map(|v| {
+        *value = Some(v);
+        after
+    });
+    let _ = reply.send(outcome);
 }
 
 /// An internal fault, not a broken database: the call fails, the server goes on (only a lost
