@@ -5,14 +5,14 @@
 //! (`fetch`, not `fetch_all`), so no batch of raw rows is held beside its decoded items, from
 //! the native driver's rows where the store has a native read pool ([`crate::store::reads`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use proto::models::{
     DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, UpdateStrategy, ValidationError,
 };
 use proto::pb::models::v1 as pb;
 
-use super::rows::{blob, decode_desired, decode_routing, decode_scheduling, int, text};
+use super::rows::{blob, decode_desired, decode_routes, decode_routing, decode_scheduling, int, text};
 use super::{DesiredLrpFilter, SCHEDULING_COLUMNS, filter_clause};
 use crate::codec::decode_json;
 use crate::sql::page::{Page, after_condition, batch_limit};
@@ -119,33 +119,6 @@ impl Store {
     }
 }
 
-/// One route value as `rows::encode_routes` stores it: UTF-8 bytes as a JSON string, anything
-/// else as an array of bytes. Read here straight into the wire map; the round-trip test below
-/// decodes what `encode_routes` writes, so the two cannot drift apart.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum WireRoute {
-    /// UTF-8 bytes.
-    Text(String),
-    /// Anything else.
-    Bytes(Vec<u8>),
-}
-
-/// A stored route blob as the wire's route map.
-fn routes_wire(blob: &[u8]) -> std::result::Result<HashMap<String, Vec<u8>>, String> {
-    let stored: HashMap<String, WireRoute> = decode_json(blob).map_err(|e| format!("routes: {e}"))?;
-    Ok(stored
-        .into_iter()
-        .map(|(provider, value)| {
-            let bytes = match value {
-                WireRoute::Text(text) => text.into_bytes(),
-                WireRoute::Bytes(bytes) => bytes,
-            };
-            (provider, bytes)
-        })
-        .collect())
-}
-
 /// A row of [`SCHEDULING_COLUMNS`] as its wire message, with the checks of
 /// `rows::decode_scheduling` (guid and domain syntax, integer ranges, a known update strategy).
 fn scheduling_wire<R: Columns + ?Sized>(row: &R) -> std::result::Result<pb::DesiredLrpSchedulingInfo, String> {
@@ -168,7 +141,7 @@ fn scheduling_wire<R: Columns + ?Sized>(row: &R) -> std::result::Result<pb::Desi
             rootfs: text(row, 8)?.to_owned(),
             max_pids: int(row, 7)?,
         }),
-        routes: routes_wire(blob(row, 9)?)?,
+        routes: decode_routes(blob(row, 9)?)?,
         modification_tag: Some(pb::ModificationTag { epoch: text(row, 12)?.to_owned(), index: int(row, 13)? }),
         volume_placement: Some(pb::VolumePlacement { driver_names }),
         placement_tags,
@@ -196,8 +169,9 @@ mod tests {
             ("empty".to_owned(), Vec::new()),
         ]
         .into();
-        let wire = routes_wire(&super::super::rows::encode_routes(&routes)).unwrap();
+        let wire: std::collections::HashMap<String, Vec<u8>> =
+            decode_routes(&super::super::rows::encode_routes(&routes)).unwrap();
         assert_eq!(wire.into_iter().collect::<BTreeMap<_, _>>(), routes);
-        assert!(routes_wire(b"nonsense").is_err());
+        assert!(decode_routes::<std::collections::HashMap<String, Vec<u8>>>(b"nonsense").is_err());
     }
 }

@@ -15,8 +15,9 @@ use crate::codec::{decode_json, encode_json, open_proto};
 use crate::store::reads::Columns;
 
 /// One route value as stored: the opaque bytes as text when they are UTF-8 (they are JSON in
-/// practice, so this keeps blobs compact and readable), else as a byte array. Lossless both ways.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// practice, so this keeps blobs compact and readable), else as a byte array. Lossless both ways
+/// ([`decode_routes`] reads both forms).
+#[derive(serde::Serialize)]
 #[serde(untagged)]
 enum StoredRoute {
     /// UTF-8 bytes.
@@ -40,19 +41,65 @@ pub(super) fn encode_routes(routes: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
     encode_json(&stored)
 }
 
-/// Decodes a stored route map.
-fn decode_routes(blob: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let stored: BTreeMap<String, StoredRoute> = decode_json(blob).map_err(|e| format!("routes: {e}"))?;
-    Ok(stored
-        .into_iter()
-        .map(|(provider, value)| {
-            let bytes = match value {
-                StoredRoute::Text(text) => text.into_bytes(),
-                StoredRoute::Bytes(bytes) => bytes,
-            };
-            (provider, bytes)
-        })
-        .collect())
+/// Decodes a stored route map into any map of provider to bytes (the domain's `BTreeMap`, the
+/// wire's `HashMap`): one pass over the JSON, each value read straight into its bytes.
+pub(super) fn decode_routes<M: Default + Extend<(String, Vec<u8>)>>(blob: &[u8]) -> Result<M, String> {
+    decode_json::<StoredRoutes<M>>(blob).map(|routes| routes.0).map_err(|e| format!("routes: {e}"))
+}
+
+/// The stored route map, read by [`decode_routes`].
+struct StoredRoutes<M>(M);
+
+impl<'de, M: Default + Extend<(String, Vec<u8>)>> serde::Deserialize<'de> for StoredRoutes<M> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<M>(std::marker::PhantomData<M>);
+        impl<'de, M: Default + Extend<(String, Vec<u8>)>> serde::de::Visitor<'de> for Entries<M> {
+            type Value = StoredRoutes<M>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of route providers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Self::Value, A::Error> {
+                let mut routes = M::default();
+                while let Some((provider, RouteBytes(bytes))) = entries.next_entry::<String, RouteBytes>()? {
+                    routes.extend(std::iter::once((provider, bytes)));
+                }
+                Ok(StoredRoutes(routes))
+            }
+        }
+        deserializer.deserialize_map(Entries(std::marker::PhantomData))
+    }
+}
+
+/// One stored route value as its bytes, in either form [`StoredRoute`] writes. A visitor of its
+/// own: `#[serde(untagged)]` would buffer every value before trying each form, which made the
+/// route maps the largest cost of the streamed scheduling infos (about a sixth of the BBS's CPU
+/// under the 250,000-LRP benchmark's load, `docs/performance.md`).
+struct RouteBytes(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for RouteBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Value;
+        impl<'de> serde::de::Visitor<'de> for Value {
+            type Value = RouteBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a route value: a string or an array of bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RouteBytes, E> {
+                Ok(RouteBytes(text.as_bytes().to_vec()))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<RouteBytes, E> {
+                Ok(RouteBytes(text.into_bytes()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<RouteBytes, A::Error> {
+                let mut bytes = Vec::with_capacity(items.size_hint().unwrap_or(0));
+                while let Some(byte) = items.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                Ok(RouteBytes(bytes))
+            }
+        }
+        deserializer.deserialize_any(Value)
+    }
 }
 
 /// The columns the decoders read, by position: `SCHEDULING_COLUMNS` in its order, then the
@@ -156,7 +203,11 @@ mod tests {
         ]
         .into();
         let blob = encode_routes(&routes);
-        assert_eq!(decode_routes(&blob).unwrap(), routes);
-        assert!(decode_routes(b"nonsense").is_err());
+        assert_eq!(decode_routes::<BTreeMap<_, _>>(&blob).unwrap(), routes);
+        for bad in [&b"nonsense"[..], br#"{"cf-router": 7}"#, br#"{"cf-router": [256]}"#, br#"["cf-router"]"#] {
+            let blob = [&crate::codec::encode_json(&())[..2], bad].concat();
+            assert!(decode_routes::<BTreeMap<_, _>>(&blob).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(decode_routes::<BTreeMap<_, _>>(b"nonsense").is_err());
     }
 }
