@@ -28,6 +28,7 @@ macro_rules! batches_tests {
                 start_actual_lrps_applies_each_start_in_order_and_refuses_alone,
                 start_actual_lrps_writes_nothing_for_a_re_assert,
                 start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks,
+                start_actual_lrps_answers_re_asserts_without_a_write_transaction,
                 start_actual_lrps_plans_again_on_rows_written_since_its_read,
                 start_actual_lrps_writes_more_rows_than_one_statement_holds,
                 start_actual_lrps_mixes_refused_unchanged_and_repeated_starts,
@@ -235,6 +236,40 @@ pub async fn start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks
     let outcomes = reassert.expect("the re-assert waited for the row another transaction locked").unwrap();
     assert!(!outcomes[0].as_ref().unwrap().changed());
     assert!(waited, "a start that changes the row did not wait for its lock");
+    let outcomes = change.await.unwrap();
+    assert!(outcomes[0].as_ref().unwrap().changed());
+}
+
+/// A batch of re-asserts is a read, not a write transaction: it is answered while the writers
+/// are held up (here the leader's lease row locked, as its renewal locks it; on SQLite the one
+/// write transaction taken), where a start that changes its row waits for them: it checks the
+/// fence, which reads that row, before it commits.
+pub async fn start_actual_lrps_answers_re_asserts_without_a_write_transaction(db: &TestDb) {
+    db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
+    let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
+    db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 1).await.unwrap();
+    let ttl = std::time::Duration::from_secs(600);
+    let lease = db.store.acquire_lease("bbs", "bbs-a", "", db::sql::leases::LeaseType::Lock, ttl).await.unwrap();
+    let leader = db.store.fenced(Fence { key: "bbs".into(), owner: "bbs-a".into(), term: lease.term });
+
+    let mut holder = db.store.pool().begin().await.unwrap();
+    let hold = match db.store.backend() {
+        db::Backend::Sqlite => "UPDATE leases SET value = value WHERE lease_key = ?",
+        db::Backend::Postgres | db::Backend::Mysql => "SELECT term FROM leases WHERE lease_key = ? FOR UPDATE",
+    };
+    db.store.backend().query(hold).bind("bbs").execute(&mut *holder).await.unwrap();
+    // Bounds a wait that never ends without the lock's release, not a speed.
+    let bound = std::time::Duration::from_secs(30);
+    let reassert = tokio::time::timeout(bound, leader.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 2));
+    let reassert = reassert.await;
+    let moved = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.2"));
+    let mut change = Box::pin(leader.start_actual_lrps(std::slice::from_ref(&moved), NOW_NS + 3));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut change).await.is_err();
+    holder.rollback().await.unwrap();
+
+    let outcomes = reassert.expect("the batch of re-asserts waited for the writers").unwrap();
+    assert!(!outcomes[0].as_ref().unwrap().changed());
+    assert!(waited, "a start that changes its row did not wait for the fence");
     let outcomes = change.await.unwrap();
     assert!(outcomes[0].as_ref().unwrap().changed());
 }

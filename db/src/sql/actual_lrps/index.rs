@@ -13,6 +13,7 @@ use proto::models::{ActualLrp, ModificationTag, Presence, ProcessGuid, Validatio
 
 use super::row::{COLUMNS, SET_MUTABLE, WHAT, bind_mutable, bind_pk, decode, row_key};
 use super::{Shape, cached_query, cached_sql, insert_rows};
+use crate::store::reads::Bind;
 use crate::{Error, Result, Store, Tx};
 
 /// What [`Store::modify_index`] did: the callback's value and the rows of the index before and
@@ -375,13 +376,54 @@ pub(super) async fn read_indices(
 ) -> Result<HashMap<Slot, IndexRows>> {
     let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
     for row in &select_indices(tx, op, COLUMNS, pairs, lock).await? {
-        let lrp = decode(row)?;
-        let slot = (lrp.key.process_guid.clone(), lrp.key.index);
-        let presence = lrp.presence;
-        *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
+        keep_row(&mut out, decode(row)?);
     }
     Ok(out)
 }
+
+/// [`read_indices`] outside any transaction and without locks, on the store's read path
+/// ([`Store::read_rows`]: the native driver's rows where the store has a native pool), so a
+/// read that decides nothing needs to be written costs one statement and no transaction.
+pub(super) async fn read_indices_unlocked(
+    store: &Store,
+    op: &'static str,
+    pairs: &[(&str, i32)],
+) -> Result<HashMap<Slot, IndexRows>> {
+    let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
+    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+        let sql = store.backend().select_by_keys(COLUMNS, "actual_lrps", &KEY, chunk.len(), false);
+        let binds =
+            chunk.iter().flat_map(|(guid, index)| [Bind::Text((*guid).to_owned()), Bind::Int(i64::from(*index))]);
+        let mut corrupt = None;
+        store
+            .read_rows(&sql, false, binds.collect(), |row| {
+                // The first undecodable row fails the read, as in `read_indices`.
+                if corrupt.is_none() {
+                    match decode(row) {
+                        Ok(lrp) => keep_row(&mut out, lrp),
+                        Err(e) => corrupt = Some(e),
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::from_sqlx(op, WHAT, "batch", e))?;
+        if let Some(e) = corrupt {
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Puts a row read by [`read_indices`] into its index's slot.
+fn keep_row(out: &mut HashMap<Slot, IndexRows>, lrp: ActualLrp) {
+    let slot = (lrp.key.process_guid.clone(), lrp.key.index);
+    let presence = lrp.presence;
+    *out.entry(slot).or_default().slot_mut(presence) = Some(lrp);
+}
+
+/// The primary key of an index's rows, as [`select_indices`] looks them up.
+const KEY: [&str; 2] = ["process_guid", "instance_index"];
 
 /// `SELECT {columns}` of the rows of every index of `pairs` (sorted, unique), in statements of
 /// [`PAIRS_PER_STATEMENT`] indices; `FOR UPDATE` when `lock`.
@@ -394,8 +436,7 @@ pub(super) async fn select_indices(
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut out = Vec::new();
     for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
-        let key = ["process_guid", "instance_index"];
-        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &key, chunk.len(), lock);
+        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &KEY, chunk.len(), lock);
         let mut query = tx.backend.query(&sql);
         for (guid, index) in chunk {
             query = query.bind((*guid).to_owned()).bind(i64::from(*index));

@@ -1,36 +1,38 @@
-//! StartActualLRPs' store side: a cell's many starts in one transaction, each refused on its own.
+//! StartActualLRPs' store side: a cell's many starts, each refused on its own, in one read and
+//! at most one write transaction.
 //!
-//! One write transaction (one `BEGIN`, one fence check, one `COMMIT`):
-//!
-//! 1. one `SELECT` of the rows of 500 indices (process guid, instance index)
-//!    per statement ([`Backend::select_by_keys`](crate::Backend::select_by_keys)) reads every
-//!    row of every index of the batch, without locking them;
+//! 1. one `SELECT` of the rows of 500 indices (process guid, instance index) per statement
+//!    ([`Backend::select_by_keys`](crate::Backend::select_by_keys)) reads every row of every
+//!    index of the batch, without locks and outside any transaction, on the store's read path
+//!    (the native driver's rows where the store has a native read pool);
 //! 2. each start, in request order, runs the same pure [`apply_start`] the single start runs, on
 //!    its index's rows as the earlier starts of the batch left them (in memory);
 //! 3. a start that changes nothing writes nothing, and its answer stands: it is what the start
-//!    did at the moment of that read, like any read (most starts of a cell's bulk loop are such
-//!    re-asserts of RUNNING instances, and locking their rows made the database write every one
-//!    of them);
-//! 4. a changed index is planned by the same [`plan_index`] the single start uses (modification
-//!    tags, validation), still in memory, so an invalid index is refused alone before any
-//!    statement of the batch writes; then the indices some start changes are locked
-//!    (`FOR UPDATE`), reading only their rows' versions (key and modification tag). When those
-//!    are what step 1 read, the plan stands; otherwise another writer came in between: their rows
-//!    are read again, locked, and steps 2 and 3 run again for their starts only;
+//!    did at the moment of that read, like any read. Most starts of a cell's bulk loop are such
+//!    re-asserts of RUNNING instances: a batch of them all ends here, with no transaction, no
+//!    fence check and no row lock (locking their rows made the database write every one of
+//!    them, and the fence check's shared lock on the lease row was one more write per batch);
+//! 4. otherwise one write transaction (one `BEGIN`, one fence check, one `COMMIT`): a changed
+//!    index is planned by the same [`plan_index`] the single start uses (modification tags,
+//!    validation), still in memory, so an invalid index is refused alone before any statement
+//!    of the batch writes; then the indices some start changes are locked (`FOR UPDATE`),
+//!    reading only their rows' versions (key and modification tag). When those are what step 1
+//!    read, the plan stands; otherwise another writer came in between: their rows are read
+//!    again, locked, and steps 2 and 3 run again for their starts only;
 //! 5. the net change of every index (its rows as locked against its rows after the batch's last
 //!    start of it) is written with multi-row statements of at most 200 rows
 //!    ([`write_rows`]): the deletes, then one UPDATE per 200 changed rows (the rows joined to
 //!    the new values on the primary key), then the inserts. A statement that touches another
 //!    number of rows than it names fails the whole call.
 //!
-//! So a batch of 250 starts of UNCLAIMED rows is four statements (read, lock, update, and the
-//! fence check), not 250, and a batch of 250 re-asserts is one read.
+//! So a batch of 250 starts of UNCLAIMED rows is six statements (read, begin, lock, update,
+//! the fence check, commit), not 250, and a batch of 250 re-asserts is one read.
 //!
 //! A refused start (another instance's RUNNING row, an invalid row) writes nothing and its
 //! neighbours go on. An error of step 5 (the database refusing a value the validation let
 //! through, a lost connection) fails the whole call and nothing is written. A row another
-//! writer inserted after step 4 makes the insert fail on the primary key: the whole body is then
-//! re-run, as on a deadlock, and reads it.
+//! writer inserted after step 4 makes the insert fail on the primary key: the transaction is
+//! then re-run, as on a deadlock, from the plan of step 3, and its lock sees the row.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -38,7 +40,9 @@ use std::sync::Arc;
 use proto::lifecycle::actual_lrp::{IndexRows, StartInfo, apply_start};
 use proto::models::{ActualLrpInstanceKey, ActualLrpKey};
 
-use super::super::index::{IndexChange, RowWrites, Slot, plan_index, read_indices, select_indices};
+use super::super::index::{
+    IndexChange, RowWrites, Slot, plan_index, read_indices, read_indices_unlocked, select_indices,
+};
 use super::super::multi_row::write_rows;
 use super::super::row::Reader;
 use crate::{Error, Result, Store, Tx};
@@ -50,55 +54,76 @@ pub type StartItem = (ActualLrpKey, ActualLrpInstanceKey, StartInfo);
 pub type StartOutcome = Result<IndexChange<()>>;
 
 impl Store {
-    /// StartActualLRP for each of `starts`, in one transaction, with the rule and the effects of
-    /// [`Store::start_actual_lrp`] (a start that changes nothing writes nothing; starts of the
-    /// same index apply in order). One outcome per start, in order; a refusal
-    /// ([`ErrorCode::ActualLrpCannotBeStarted`](proto::error::ErrorCode), [`Error::Invalid`])
-    /// concerns its start only. `Err` for the whole call (fenced out, database down) means
-    /// nothing was written.
+    /// StartActualLRP for each of `starts`, in one read and at most one write transaction, with
+    /// the rule and the effects of [`Store::start_actual_lrp`] (a start that changes nothing
+    /// writes nothing; starts of the same index apply in order). One outcome per start, in
+    /// order; a refusal ([`ErrorCode::ActualLrpCannotBeStarted`](proto::error::ErrorCode),
+    /// [`Error::Invalid`]) concerns its start only. `Err` for the whole call (the database down;
+    /// fenced out, when some start writes) means nothing was written. A batch that writes
+    /// nothing is a read and is answered without the fence check, like any read.
     pub async fn start_actual_lrps(&self, starts: &[StartItem], now_ns: i64) -> Result<Vec<StartOutcome>> {
         let op = "start actual lrps";
         if starts.is_empty() {
             return Ok(Vec::new());
         }
-        let starts: Arc<[StartItem]> = starts.into();
-        self.write(op, move |tx| {
-            let starts = Arc::clone(&starts);
-            Box::pin(async move { start_batch(tx, op, &starts, now_ns).await })
-        })
-        .await
+        // Steps 1 to 3, outside any transaction: a batch of re-asserts only ends here.
+        let mut pairs: Vec<(&str, i32)> = starts.iter().map(slot_of).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        let read = read_indices_unlocked(self, op, &pairs).await?;
+        let (mut outcomes, changed) = plan_starts(&read, starts, now_ns);
+        if changed.is_empty() {
+            return Ok(outcomes);
+        }
+        // Steps 4 and 5, in a write transaction; each attempt starts again from the plan.
+        let expected = versions(&read, changed.keys());
+        let plan = Arc::new(Plan { starts: starts.into(), read, changed, expected });
+        let replanned = self
+            .write(op, move |tx| {
+                let plan = Arc::clone(&plan);
+                Box::pin(async move { write_plan(tx, op, &plan, now_ns).await })
+            })
+            .await?;
+        for (i, outcome) in replanned {
+            outcomes[i] = outcome;
+        }
+        Ok(outcomes)
     }
 }
 
-/// The transaction body (steps 1 to 5 of the module docs).
-async fn start_batch(tx: &mut Tx, op: &'static str, starts: &[StartItem], now_ns: i64) -> Result<Vec<StartOutcome>> {
-    let mut pairs: Vec<(&str, i32)> = starts.iter().map(slot_of).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let read = read_indices(tx, op, &pairs, false).await?;
-    let (mut outcomes, changed) = plan_starts(&read, starts, now_ns);
-    if changed.is_empty() {
-        return Ok(outcomes);
-    }
+/// What steps 1 to 3 decided, for the write transaction of steps 4 and 5.
+struct Plan {
+    starts: Arc<[StartItem]>,
+    /// Every index's rows as step 1 read them.
+    read: HashMap<Slot, IndexRows>,
+    /// The rows, as they are to be stored, of every index some start changes.
+    changed: BTreeMap<Slot, IndexRows>,
+    /// The versions of the changed indices' rows as step 1 read them.
+    expected: BTreeSet<Version>,
+}
+
+/// The transaction body (steps 4 and 5 of the module docs). Returns the outcomes of the starts
+/// planned again on the rows as locked (by their position in the batch).
+async fn write_plan(tx: &mut Tx, op: &'static str, plan: &Plan, now_ns: i64) -> Result<Vec<(usize, StartOutcome)>> {
+    let starts = &plan.starts[..];
     // Sorted by index (the map's order), so concurrent batches lock rows in the same order.
-    let pairs: Vec<(&str, i32)> = changed.keys().map(|(guid, index)| (guid.as_str(), *index)).collect();
-    let expected = versions(&read, changed.keys());
-    let (locked, current) = if lock_versions(tx, op, &pairs).await? == expected {
+    let pairs: Vec<(&str, i32)> = plan.changed.keys().map(|(guid, index)| (guid.as_str(), *index)).collect();
+    let mut outcomes = Vec::new();
+    let relocked;
+    let (locked, current) = if lock_versions(tx, op, &pairs).await? == plan.expected {
         // Nobody wrote these indices since the read: the plan made on it stands.
-        (read, changed)
+        (&plan.read, std::borrow::Cow::Borrowed(&plan.changed))
     } else {
-        let locked = read_indices(tx, op, &pairs, true).await?;
+        relocked = read_indices(tx, op, &pairs, true).await?;
         let again: Vec<usize> =
             (0..starts.len()).filter(|&i| pairs.binary_search(&slot_of(&starts[i])).is_ok()).collect();
-        let (replanned, current) = plan_starts(&locked, again.iter().map(|&i| &starts[i]), now_ns);
-        for (i, outcome) in again.into_iter().zip(replanned) {
-            outcomes[i] = outcome;
-        }
-        (locked, current)
+        let (replanned, current) = plan_starts(&relocked, again.iter().map(|&i| &starts[i]), now_ns);
+        outcomes.extend(again.into_iter().zip(replanned));
+        (&relocked, std::borrow::Cow::Owned(current))
     };
     // Sorted by index, so concurrent batches write (and insert) rows in the same order.
     let (mut writes, none) = (RowWrites::default(), IndexRows::default());
-    for (slot, after) in &current {
+    for (slot, after) in current.iter() {
         writes.add_diff(&slot.0, slot.1, locked.get(slot).unwrap_or(&none), after);
     }
     write_rows(tx, op, &writes).await?;
