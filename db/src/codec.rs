@@ -103,6 +103,12 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(blob: &[u8]) -> Result<T, Cod
     Ok(serde_json::from_slice(payload(blob, FORMAT_JSON)?)?)
 }
 
+/// Whether a stored blob is a protobuf blob (by its envelope): for a column whose format
+/// changed (route maps, JSON before schema version 7).
+pub fn is_proto(blob: &[u8]) -> bool {
+    blob.first() == Some(&FORMAT_PROTO)
+}
+
 fn payload(blob: &[u8], format: u8) -> Result<&[u8], CodecError> {
     match blob {
         [f, VERSION_PLAIN, rest @ ..] if *f == format => Ok(rest),

@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
     // (seeding 250,000 LRPs: 9,350/s with it, 10,398/s without; docs/performance.md, tenth
     // round). A no-op elsewhere.
     migration!(6, "desired lrp rows kept whole", "0006_desired_lrps_inline"),
+    // Route maps are written as protobuf blobs, where the JSON form escaped every quote of every
+    // route and its readers unescaped them, the largest cost of the streamed scheduling infos
+    // (docs/performance.md, eleventh round). Rows written before stay JSON and are read as they
+    // are; the version is recorded so that an older build, which cannot read the new blobs,
+    // refuses the database.
+    migration!(7, "route maps stored as protobuf", "0007_routes_protobuf"),
 ];
 
 /// Whether `err` says a statement's column or index exists already, or that an index it drops

@@ -160,18 +160,4 @@ mod tests {
         assert_eq!(names(&format!("{SCHEDULING_COLUMNS}, metric_tags")), super::super::rows::COLUMN_NAMES[..16]);
         assert_eq!(names(&format!("{SCHEDULING_COLUMNS}, metric_tags, run_info")), super::super::rows::COLUMN_NAMES);
     }
-
-    #[test]
-    fn stored_routes_read_into_the_wire_map_whether_or_not_they_are_utf8() {
-        let routes: BTreeMap<String, Vec<u8>> = [
-            ("cf-router".to_owned(), br#"[{"hostnames":["a.example.com"],"port":8080}]"#.to_vec()),
-            ("binary".to_owned(), vec![0xff, 0x00, 0x80]),
-            ("empty".to_owned(), Vec::new()),
-        ]
-        .into();
-        let wire: std::collections::HashMap<String, Vec<u8>> =
-            decode_routes(&super::super::rows::encode_routes(&routes)).unwrap();
-        assert_eq!(wire.into_iter().collect::<BTreeMap<_, _>>(), routes);
-        assert!(decode_routes::<std::collections::HashMap<String, Vec<u8>>>(b"nonsense").is_err());
-    }
 }

@@ -11,43 +11,40 @@ use proto::models::{
 use proto::pb::models::v1 as pb;
 
 use crate::Keyring;
-use crate::codec::{decode_json, encode_json, open_proto};
+use crate::codec::{decode_json, decode_proto, encode_proto, is_proto, open_proto};
 use crate::store::reads::Columns;
 
-/// One route value as stored: the opaque bytes as text when they are UTF-8 (they are JSON in
-/// practice, so this keeps blobs compact and readable), else as a byte array. Lossless both ways
-/// ([`decode_routes`] reads both forms).
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum StoredRoute {
-    /// UTF-8 bytes.
-    Text(String),
-    /// Anything else.
-    Bytes(Vec<u8>),
+/// A stored route map since schema version 7: the protobuf map `routes = 1`, whose values its
+/// readers copy out as they lie, where the JSON form before it escaped every quote of every
+/// route (route values are JSON in practice) and its readers had to unescape them: that was the
+/// largest cost of the streamed scheduling infos (docs/performance.md, eleventh round). Blobs
+/// written before it stay JSON ([`StoredRoutes`]) and are read as they are.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RoutesBlob {
+    /// Provider name to its opaque route bytes.
+    #[prost(btree_map = "string, bytes", tag = "1")]
+    routes: BTreeMap<String, Vec<u8>>,
 }
 
 /// Encodes a route map into its stored blob.
 pub(super) fn encode_routes(routes: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    let stored: BTreeMap<&str, StoredRoute> = routes
-        .iter()
-        .map(|(provider, value)| {
-            let value = match std::str::from_utf8(value) {
-                Ok(text) => StoredRoute::Text(text.to_owned()),
-                Err(_) => StoredRoute::Bytes(value.clone()),
-            };
-            (provider.as_str(), value)
-        })
-        .collect();
-    encode_json(&stored)
+    encode_proto(&RoutesBlob { routes: routes.clone() })
 }
 
-/// Decodes a stored route map into any map of provider to bytes (the domain's `BTreeMap`, the
-/// wire's `HashMap`): one pass over the JSON, each value read straight into its bytes.
+/// Decodes a stored route map, in either form ([`RoutesBlob`], or the JSON of blobs written
+/// before schema version 7), into any map of provider to bytes (the domain's `BTreeMap`, the
+/// wire's `HashMap`).
 pub(super) fn decode_routes<M: Default + Extend<(String, Vec<u8>)>>(blob: &[u8]) -> Result<M, String> {
+    if is_proto(blob) {
+        let mut routes = M::default();
+        routes.extend(decode_proto::<RoutesBlob>(blob).map_err(|e| format!("routes: {e}"))?.routes);
+        return Ok(routes);
+    }
     decode_json::<StoredRoutes<M>>(blob).map(|routes| routes.0).map_err(|e| format!("routes: {e}"))
 }
 
-/// The stored route map, read by [`decode_routes`].
+/// A route map as stored before schema version 7, read by [`decode_routes`]: a JSON object
+/// whose values are the route bytes as a string when they were UTF-8, else as an array of bytes.
 struct StoredRoutes<M>(M);
 
 impl<'de, M: Default + Extend<(String, Vec<u8>)>> serde::Deserialize<'de> for StoredRoutes<M> {
@@ -70,10 +67,8 @@ impl<'de, M: Default + Extend<(String, Vec<u8>)>> serde::Deserialize<'de> for St
     }
 }
 
-/// One stored route value as its bytes, in either form [`StoredRoute`] writes. A visitor of its
-/// own: `#[serde(untagged)]` would buffer every value before trying each form, which made the
-/// route maps the largest cost of the streamed scheduling infos (about a sixth of the BBS's CPU
-/// under the 250,000-LRP benchmark's load, `docs/performance.md`).
+/// One route value of a [`StoredRoutes`] as its bytes, in either form. A visitor of its own:
+/// `#[serde(untagged)]` buffers every value before trying each form.
 struct RouteBytes(Vec<u8>);
 
 impl<'de> serde::Deserialize<'de> for RouteBytes {
@@ -194,16 +189,40 @@ pub(super) fn decode_desired<R: Columns + ?Sized>(keys: &Keyring, row: &R) -> Re
 mod tests {
     use super::*;
 
-    #[test]
-    fn routes_round_trip_whether_or_not_they_are_utf8() {
-        let routes: BTreeMap<String, Vec<u8>> = [
+    fn routes() -> BTreeMap<String, Vec<u8>> {
+        [
             ("cf-router".to_owned(), br#"[{"hostnames":["a.example.com"],"port":8080}]"#.to_vec()),
             ("binary".to_owned(), vec![0xff, 0x00, 0x80]),
             ("empty".to_owned(), Vec::new()),
         ]
-        .into();
-        let blob = encode_routes(&routes);
-        assert_eq!(decode_routes::<BTreeMap<_, _>>(&blob).unwrap(), routes);
+        .into()
+    }
+
+    #[test]
+    fn routes_round_trip_whether_or_not_they_are_utf8() {
+        let blob = encode_routes(&routes());
+        assert!(is_proto(&blob));
+        assert_eq!(decode_routes::<BTreeMap<_, _>>(&blob).unwrap(), routes());
+        assert_eq!(
+            decode_routes::<std::collections::HashMap<_, _>>(&blob).unwrap().into_iter().collect::<BTreeMap<_, _>>(),
+            routes()
+        );
+        let mut cut = blob.clone();
+        cut.truncate(blob.len() - 3);
+        assert!(decode_routes::<BTreeMap<_, _>>(&cut).is_err());
+    }
+
+    /// Route maps written before schema version 7 are JSON: UTF-8 values as strings, others as
+    /// arrays of bytes. They read as they were written.
+    #[test]
+    fn routes_stored_as_json_before_version_7_still_read() {
+        let legacy = serde_json::json!({
+            "cf-router": r#"[{"hostnames":["a.example.com"],"port":8080}]"#,
+            "binary": [0xff, 0x00, 0x80],
+            "empty": "",
+        });
+        let blob = crate::codec::encode_json(&legacy);
+        assert_eq!(decode_routes::<BTreeMap<_, _>>(&blob).unwrap(), routes());
         for bad in [&b"nonsense"[..], br#"{"cf-router": 7}"#, br#"{"cf-router": [256]}"#, br#"["cf-router"]"#] {
             let blob = [&crate::codec::encode_json(&())[..2], bad].concat();
             assert!(decode_routes::<BTreeMap<_, _>>(&blob).is_err(), "{}", String::from_utf8_lossy(bad));
