@@ -1,5 +1,6 @@
 //! The one codec every stored blob goes through: protobuf blobs (run info, task definitions,
-//! net info) and JSON blobs (routes, metric tags, internal routes). Each blob starts with a
+//! net info, route maps since schema version 7) and JSON blobs (metric tags, internal routes,
+//! route maps written before). Each blob starts with a
 //! two-byte envelope `[format, version]` as Diego's `format` package does. Run info and task
 //! definitions go through [`seal_proto`] / [`open_proto`], which encrypt them under the store's
 //! [`Keyring`] (version `0x01`, see [`crate::crypto`] for the layout); the other blobs are
