@@ -34,6 +34,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod convergence;
+pub mod cpu;
 pub mod events;
 pub mod format;
 pub mod generator;
@@ -117,7 +118,8 @@ async fn run_on(config: &Config, target: &Target, progress: &Progress, started: 
     };
 
     let subscribers = events::Subscribers::start(&clients, config.cells, config.route_emitters.local()).await?;
-    let trials = workload::run(config, &clients, target.store.as_ref(), &placement, &recorder, progress).await;
+    let trials =
+        workload::run(config, &clients, target.bbs_pid(), target.store.as_ref(), &placement, &recorder, progress).await;
     let spinner = progress.spinner("waiting for the expected instance events");
     let expected_cells = if config.route_emitters.local() { trials.expected_events_by_cell.clone() } else { vec![] };
     let waited = subscribers.wait_for(trials.expected_events, &expected_cells, config.event_timeout).await;

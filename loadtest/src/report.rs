@@ -179,6 +179,21 @@ impl Report {
             self.trials.claims,
             self.trials.writing_starts
         );
+        if !self.trials.trial_cpu.is_empty() {
+            let spent = crate::cpu::Spent::total(&self.trials.trial_cpu);
+            let wall: f64 = self.trials.trial_durations_s.iter().sum();
+            let (this, rest) = match spent.bbs_s {
+                Some(bbs) => (format!("BBS {bbs:.1} s, simulator"), "database and the rest"),
+                None => ("this process".to_owned(), "the rest"),
+            };
+            let _ = writeln!(
+                out,
+                "trials' CPU: {:.1} s busy in {wall:.1} s ({this} {:.1} s, {rest} {:.1} s)",
+                spent.machine_s,
+                spent.simulator_s,
+                spent.rest_s()
+            );
+        }
         let _ = writeln!(out);
         let _ = writeln!(out, "{:<12} {:<40} {}", "phase", "operation", latency_headings());
         for op in &self.operations {

@@ -336,6 +336,11 @@ impl Target {
         self.bbs.is_some()
     }
 
+    /// The pid of the BBS this process started as its own process (`--bbs-process`).
+    pub fn bbs_pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(BbsProcess::pid)
+    }
+
     /// The peak memory so far: this process's, and a child BBS's (`--bbs-process`).
     pub fn memory(&self) -> Memory {
         let note = match (&self.child, self.in_process()) {

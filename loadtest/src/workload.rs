@@ -76,6 +76,8 @@ pub mod ops {
 pub struct TrialsReport {
     /// Wall time of each trial, in seconds.
     pub trial_durations_s: Vec<f64>,
+    /// CPU time of each trial ([`crate::cpu`]); empty where it cannot be measured.
+    pub trial_cpu: Vec<crate::cpu::Spent>,
     /// Successful claims.
     pub claims: u64,
     /// Starts that wrote (the instance was CLAIMED).
@@ -121,6 +123,7 @@ impl Shared {
 pub async fn run(
     config: &Config,
     clients: &Clients,
+    bbs_pid: Option<u32>,
     store: Option<&Store>,
     placement: &Arc<Placement>,
     recorder: &Recorder,
@@ -139,10 +142,11 @@ pub async fn run(
         expected_by_cell: (0..config.cells).map(|_| AtomicU64::new(0)).collect(),
         bar: progress.bar(steps_per_trial * config.trials as u64, "trials: rep loops, bulkers, route emitters"),
     });
-    let mut trial_durations_s = Vec::new();
+    let (mut trial_durations_s, mut trial_cpu) = (Vec::new(), Vec::new());
     for trial in 0..config.trials {
         shared.bar.set_message(format!("trial {}/{}", trial + 1, config.trials));
         let started = Instant::now();
+        let cpu_before = crate::cpu::Snapshot::now(bbs_pid);
         let mut tasks = Vec::new();
         for cell in 0..config.cells {
             let shared = shared.clone();
@@ -174,11 +178,15 @@ pub async fn run(
             recorder.fail(ops::NSYNC_BULKER, format!("a periodic fetcher panicked: {e}"));
         }
         trial_durations_s.push(started.elapsed().as_secs_f64());
+        if let (Some(before), Some(after)) = (cpu_before, crate::cpu::Snapshot::now(bbs_pid)) {
+            trial_cpu.push(after.since(&before));
+        }
     }
     shared.bar.finish();
     let expected_events_by_cell: Vec<u64> = shared.expected_by_cell.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     TrialsReport {
         trial_durations_s,
+        trial_cpu,
         claims: shared.claims.load(Ordering::Relaxed),
         writing_starts: shared.writing_starts.load(Ordering::Relaxed),
         expected_events: expected_events_by_cell.iter().sum(),
