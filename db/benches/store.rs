@@ -5,8 +5,8 @@
 //! (250,000) actual LRPs over `BENCH_CELLS` (1,000) cells with their desired LRPs, then times:
 //!
 //! - the rep's per-cell fetch: `Store::actual_lrps` filtered by cell, vs. the raw `SELECT`;
-//! - the per-cell page: `Store::actual_lrps_page` filtered by cell (what the BBS's ActualLRPs
-//!   answers a cell's rep with), vs. the raw `SELECT`;
+//! - the per-cell page: `Store::actual_lrps_wire_page` filtered by cell (what the BBS's
+//!   ActualLRPs answers a cell's rep with), vs. the raw `SELECT`;
 //! - the convergence snapshot: `Store::lrp_convergence_snapshot`, vs. its raw queries;
 //! - the two streamed listings, whole: `Store::actual_lrps_wire_page` and
 //!   `Store::scheduling_infos_wire_page` a batch of 5,000 after another (what StreamActualLRPs
@@ -309,7 +309,9 @@ async fn per_cell_page(db: &TestDb, native: &Native, cells: usize) {
     let raw_native = median(iterations, |i| async move { native.count(backend, raw_sql, &[cell(i)]).await }).await;
     let ours = median(iterations, |i| {
         let filter = ActualLrpFilter { cell_id: Some(CellId::parse(cell(i)).unwrap()), ..Default::default() };
-        async move { db.store.actual_lrps_page(&filter, None, MAX_BATCH).await.expect("per-cell page").items.len() }
+        async move {
+            db.store.actual_lrps_wire_page(&filter, None, MAX_BATCH).await.expect("per-cell page").items.len()
+        }
     })
     .await;
     report(backend, "per-cell page", ours, raw_any, raw_native);

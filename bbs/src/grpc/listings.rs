@@ -2,16 +2,15 @@
 //! reads the store's keyset-paged listing (served by standbys too) and encodes the items until
 //! the page is full. The streamed variants ([`stream_actual_lrps`],
 //! [`stream_scheduling_infos`]) decode the same requests the same way and send the whole
-//! listing ([`crate::paging::stream`]), reading the store's wire-form pages: rows become
-//! messages with no domain value in between.
+//! listing ([`crate::paging::stream`]). Actual LRPs and scheduling infos, paged or streamed,
+//! read the store's wire-form pages: rows become messages with no domain value in between (the
+//! rep's per-cell fetch and the route emitters' lookups are of these).
 
 use db::sql::actual_lrps::ActualLrpFilter;
 use db::sql::page::{ActualLrpCursor, Page};
 use db::sql::tasks::TaskFilter;
 use proto::convert::routing_info_to_pb;
-use proto::models::{
-    ActualLrp, CellId, CellPresence, DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, Task,
-};
+use proto::models::{CellId, CellPresence, DesiredLrp, DomainName, MetricTagValue, ProcessGuid, SchedulingInfo, Task};
 use proto::pb::bbs::v1 as api;
 use proto::pb::models::v1 as pb;
 
@@ -77,10 +76,12 @@ pub(super) fn stream_scheduling_infos(
                 .map(|p| p.map_key(DesiredCursor))
         }
     };
-    let key = |info: &pb::DesiredLrpSchedulingInfo| {
-        DesiredCursor(info.desired_lrp_key.as_ref().map(|k| k.process_guid.clone()).unwrap_or_default())
-    };
-    Ok(Box::pin(stream(page, fetch, key)))
+    Ok(Box::pin(stream(page, fetch, wire_scheduling_cursor)))
+}
+
+/// The cursor after a wire scheduling info.
+fn wire_scheduling_cursor(info: &pb::DesiredLrpSchedulingInfo) -> DesiredCursor {
+    DesiredCursor(info.desired_lrp_key.as_ref().map(|k| k.process_guid.clone()).unwrap_or_default())
 }
 
 /// ActualLRPs: every presence, by (process guid, index, presence).
@@ -88,20 +89,15 @@ pub(super) async fn actual_lrps(ctx: &Context, request: api::ActualLrPsRequest) 
     let page = PageRequest::new(request.page_size, &request.page_token)?;
     let filter = actual_filter(request)?;
     let (filter, store) = (&filter, ctx.reader());
-    let (actual_lrps, next_page_token) =
-        collect(
-            page,
-            |after: Option<ActualLrpCursor>, limit| async move {
-                store.actual_lrps_page(filter, after.as_ref(), limit).await
-            },
-            |lrp: &ActualLrp| ActualLrpCursor {
-                process_guid: lrp.key.process_guid.to_string(),
-                index: i64::from(lrp.key.index),
-                presence: i64::from(lrp.presence.as_i32()),
-            },
-            pb::ActualLrp::from,
-        )
-        .await?;
+    let (actual_lrps, next_page_token) = collect(
+        page,
+        |after: Option<ActualLrpCursor>, limit| async move {
+            store.actual_lrps_wire_page(filter, after.as_ref(), limit).await
+        },
+        wire_actual_cursor,
+        std::convert::identity,
+    )
+    .await?;
     Ok(api::ActualLrPsResponse { actual_lrps, next_page_token })
 }
 
@@ -137,12 +133,12 @@ pub(super) async fn scheduling_infos(
         page,
         |after: Option<DesiredCursor>, limit| async move {
             store
-                .scheduling_infos_page(filter, after.as_ref().map(|c| c.0.as_str()), limit)
+                .scheduling_infos_wire_page(filter, after.as_ref().map(|c| c.0.as_str()), limit)
                 .await
                 .map(|p| p.map_key(DesiredCursor))
         },
-        |info: &SchedulingInfo| DesiredCursor(info.process_guid.to_string()),
-        pb::DesiredLrpSchedulingInfo::from,
+        wire_scheduling_cursor,
+        std::convert::identity,
     )
     .await?;
     Ok(api::DesiredLrpSchedulingInfosResponse { desired_lrp_scheduling_infos, next_page_token })
