@@ -37,10 +37,53 @@ pub(super) fn encode_routes(routes: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
 pub(super) fn decode_routes<M: Default + Extend<(String, Vec<u8>)>>(blob: &[u8]) -> Result<M, String> {
     if is_proto(blob) {
         let mut routes = M::default();
-        routes.extend(decode_proto::<RoutesBlob>(blob).map_err(|e| format!("routes: {e}"))?.routes);
+        match blob.get(2..).and_then(route_entries) {
+            Some(entries) => routes.extend(entries),
+            None => routes.extend(decode_proto::<RoutesBlob>(blob).map_err(|e| format!("routes: {e}"))?.routes),
+        }
         return Ok(routes);
     }
     decode_json::<StoredRoutes<M>>(blob).map(|routes| routes.0).map_err(|e| format!("routes: {e}"))
+}
+
+/// The entries of a [`RoutesBlob`]'s payload laid out as prost writes them, each key and value
+/// copied once (prost's own decoding copies each value twice, through a `Bytes`). `None` for
+/// any other layout (a field prost leaves out when empty, an unknown field, a malformed
+/// length), which prost then reads or refuses; where this reads a payload, it reads what prost
+/// does.
+fn route_entries(mut payload: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let mut entries = Vec::with_capacity(2);
+    while !payload.is_empty() {
+        let mut entry = length_delimited(&mut payload, 0x0a)?;
+        let key = std::str::from_utf8(length_delimited(&mut entry, 0x0a)?).ok()?;
+        let value = length_delimited(&mut entry, 0x12)?;
+        if !entry.is_empty() {
+            return None;
+        }
+        entries.push((key.to_owned(), value.to_vec()));
+    }
+    Some(entries)
+}
+
+/// The length-delimited field whose one-byte key is `key` at the start of `buf`, which is
+/// advanced past it.
+fn length_delimited<'b>(buf: &mut &'b [u8], key: u8) -> Option<&'b [u8]> {
+    let (&first, mut rest) = buf.split_first()?;
+    if first != key {
+        return None;
+    }
+    let mut len = 0usize;
+    for shift in (0..35).step_by(7) {
+        let (&byte, after) = rest.split_first()?;
+        rest = after;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            let value = rest.get(..len)?;
+            *buf = &rest[len..];
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// A route map as stored before schema version 7, read by [`decode_routes`]: a JSON object
@@ -210,6 +253,49 @@ mod tests {
         let mut cut = blob.clone();
         cut.truncate(blob.len() - 3);
         assert!(decode_routes::<BTreeMap<_, _>>(&cut).is_err());
+    }
+
+    /// The quick reading of a route blob reads what prost reads, or leaves the blob to prost:
+    /// for maps of every shape (empty values, which prost leaves out, long values whose lengths
+    /// take several bytes) and for every blob cut short or with one byte changed.
+    #[test]
+    fn route_entries_read_what_prost_reads() {
+        let long = "x".repeat(300).into_bytes();
+        let maps: Vec<BTreeMap<String, Vec<u8>>> = vec![
+            BTreeMap::new(),
+            routes(),
+            [("cf-router".to_owned(), long.clone()), ("".to_owned(), b"v".to_vec())].into(),
+            [("only".to_owned(), long)].into(),
+        ];
+        let prost_reads = |payload: &[u8]| {
+            <RoutesBlob as prost::Message>::decode(payload).ok().map(|b| b.routes.into_iter().collect::<Vec<_>>())
+        };
+        for map in maps {
+            let blob = encode_routes(&map);
+            let payload = &blob[2..];
+            let whole = map.iter().all(|(k, v)| !k.is_empty() && !v.is_empty());
+            match route_entries(payload) {
+                Some(entries) => assert_eq!(entries.into_iter().collect::<BTreeMap<_, _>>(), map),
+                // Prost leaves empty keys and values out; every other map reads the quick way.
+                None => assert!(!whole, "{map:?}"),
+            }
+            assert_eq!(decode_routes::<BTreeMap<_, _>>(&blob).unwrap(), map);
+            let mut variants: Vec<Vec<u8>> = (0..payload.len()).map(|n| payload[..n].to_vec()).collect();
+            for at in 0..payload.len() {
+                for byte in [0x00, 0x01, 0x0a, 0x12, 0x7f, 0x80, 0xff] {
+                    let mut changed = payload.to_vec();
+                    changed[at] = byte;
+                    variants.push(changed);
+                }
+            }
+            for variant in variants {
+                if let Some(entries) = route_entries(&variant) {
+                    let ours: BTreeMap<_, _> = entries.into_iter().collect();
+                    let theirs = prost_reads(&variant).map(|e| e.into_iter().collect::<BTreeMap<_, _>>());
+                    assert_eq!(Some(ours), theirs, "{variant:?}");
+                }
+            }
+        }
     }
 
     /// Route maps written before schema version 7 are JSON: UTF-8 values as strings, others as
