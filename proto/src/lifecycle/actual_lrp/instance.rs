@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn a_start_that_differs_in_any_field_writes_every_field_and_the_time() {
-        let changes: Vec<(&str, Box<dyn Fn(&mut ActualLrp, &mut ActualLrpInstanceKey, &mut StartInfo)>)> = vec![
+        type Change = Box<dyn Fn(&mut ActualLrp, &mut ActualLrpInstanceKey, &mut StartInfo)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("state", Box::new(|row, _, _| row.state = ActualLrpState::Claimed)),
             ("instance key", Box::new(|_, key, _| *key = ikey("ig-2"))),
             ("net info", Box::new(|_, _, start| start.net_info.address = "10.0.0.2".into())),
