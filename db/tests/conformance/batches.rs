@@ -224,18 +224,30 @@ pub async fn start_actual_lrps_answers_a_re_assert_without_waiting_for_row_locks
         .fetch_all(&mut *holder)
         .await
         .unwrap();
-    // Bounds a wait that never ends without the lock's release, not a speed.
+    re_assert_answered_and_change_waits(&db.store, &start, holder, "the row another transaction locked").await;
+}
+
+/// While `holder` is open, the re-assert `start` through `store` is answered without changing
+/// anything, and a start that moves the instance waits; once `holder` rolls back, that start
+/// changes the row. `held` names what `holder` holds, for the failure messages.
+async fn re_assert_answered_and_change_waits(
+    store: &db::Store,
+    start: &(ActualLrpKey, proto::models::ActualLrpInstanceKey, db::sql::actual_lrps::StartInfo),
+    holder: sqlx::Transaction<'static, sqlx::Any>,
+    held: &str,
+) {
+    // Bounds a wait that never ends without the holder's end, not a speed.
     let bound = std::time::Duration::from_secs(30);
-    let reassert = tokio::time::timeout(bound, db.store.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 2));
+    let reassert = tokio::time::timeout(bound, store.start_actual_lrps(std::slice::from_ref(start), NOW_NS + 2));
     let reassert = reassert.await;
     let moved = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.2"));
-    let mut change = Box::pin(db.store.start_actual_lrps(std::slice::from_ref(&moved), NOW_NS + 3));
+    let mut change = Box::pin(store.start_actual_lrps(std::slice::from_ref(&moved), NOW_NS + 3));
     let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut change).await.is_err();
     holder.rollback().await.unwrap();
 
-    let outcomes = reassert.expect("the re-assert waited for the row another transaction locked").unwrap();
+    let outcomes = reassert.unwrap_or_else(|_| panic!("the re-assert waited for {held}")).unwrap();
     assert!(!outcomes[0].as_ref().unwrap().changed());
-    assert!(waited, "a start that changes the row did not wait for its lock");
+    assert!(waited, "a start that changes the row did not wait for {held}");
     let outcomes = change.await.unwrap();
     assert!(outcomes[0].as_ref().unwrap().changed());
 }
@@ -258,20 +270,7 @@ pub async fn start_actual_lrps_answers_re_asserts_without_a_write_transaction(db
         db::Backend::Postgres | db::Backend::Mysql => "SELECT term FROM leases WHERE lease_key = ? FOR UPDATE",
     };
     db.store.backend().query(hold).bind("bbs").execute(&mut *holder).await.unwrap();
-    // Bounds a wait that never ends without the lock's release, not a speed.
-    let bound = std::time::Duration::from_secs(30);
-    let reassert = tokio::time::timeout(bound, leader.start_actual_lrps(std::slice::from_ref(&start), NOW_NS + 2));
-    let reassert = reassert.await;
-    let moved = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.2"));
-    let mut change = Box::pin(leader.start_actual_lrps(std::slice::from_ref(&moved), NOW_NS + 3));
-    let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut change).await.is_err();
-    holder.rollback().await.unwrap();
-
-    let outcomes = reassert.expect("the batch of re-asserts waited for the writers").unwrap();
-    assert!(!outcomes[0].as_ref().unwrap().changed());
-    assert!(waited, "a start that changes its row did not wait for the fence");
-    let outcomes = change.await.unwrap();
-    assert!(outcomes[0].as_ref().unwrap().changed());
+    re_assert_answered_and_change_waits(&leader, &start, holder, "the writers (the fence)").await;
 }
 
 /// A start plans on rows read without locks, then locks them: when another transaction wrote
