@@ -53,7 +53,7 @@ async fn batch_body(
     let mut pairs: Vec<(&str, i32)> = targets.iter().map(|(guid, index, _)| (guid.as_str(), *index)).collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let locked = read_indices(tx, op, &pairs, true).await?;
+    let locked = read_indices(tx, op, &pairs).await?;
     let none = IndexRows::default();
     // The rows of every index a write changed, as the batch's writes so far left them.
     let mut current: BTreeMap<Slot, IndexRows> = BTreeMap::new();

@@ -366,22 +366,22 @@ const PAIRS_PER_STATEMENT: usize = 500;
 /// An index: (process guid, instance index).
 pub(super) type Slot = (ProcessGuid, i32);
 
-/// Reads the rows of every index of `pairs` (sorted, unique), grouped by index; locks them
-/// when `lock`.
+/// Reads and locks (`FOR UPDATE`) the rows of every index of `pairs` (sorted, unique), grouped
+/// by index.
 pub(super) async fn read_indices(
     tx: &mut Tx,
     op: &'static str,
     pairs: &[(&str, i32)],
-    lock: bool,
 ) -> Result<HashMap<Slot, IndexRows>> {
     let mut out: HashMap<Slot, IndexRows> = HashMap::with_capacity(pairs.len());
-    for row in &select_indices(tx, op, COLUMNS, pairs, lock).await? {
+    for row in &select_indices(tx, op, COLUMNS, pairs).await? {
         keep_row(&mut out, decode(row)?);
     }
     Ok(out)
 }
 
-/// [`read_indices`] outside any transaction and without locks, on the store's read path
+/// The rows of every index of `pairs` as [`read_indices`] reads them, but outside any
+/// transaction and without locks, on the store's read path
 /// ([`Store::read_rows`]: the native driver's rows where the store has a native pool), so a
 /// read that decides nothing needs to be written costs one statement and no transaction.
 pub(super) async fn read_indices_unlocked(
@@ -425,18 +425,17 @@ fn keep_row(out: &mut HashMap<Slot, IndexRows>, lrp: ActualLrp) {
 /// The primary key of an index's rows, as [`select_indices`] looks them up.
 const KEY: [&str; 2] = ["process_guid", "instance_index"];
 
-/// `SELECT {columns}` of the rows of every index of `pairs` (sorted, unique), in statements of
-/// [`PAIRS_PER_STATEMENT`] indices; `FOR UPDATE` when `lock`.
+/// `SELECT {columns} ... FOR UPDATE` of the rows of every index of `pairs` (sorted, unique), in
+/// statements of [`PAIRS_PER_STATEMENT`] indices.
 pub(super) async fn select_indices(
     tx: &mut Tx,
     op: &'static str,
     columns: &str,
     pairs: &[(&str, i32)],
-    lock: bool,
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut out = Vec::new();
     for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
-        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &KEY, chunk.len(), lock);
+        let sql = tx.backend.select_by_keys(columns, "actual_lrps", &KEY, chunk.len(), true);
         let mut query = tx.backend.query(&sql);
         for (guid, index) in chunk {
             query = query.bind((*guid).to_owned()).bind(i64::from(*index));

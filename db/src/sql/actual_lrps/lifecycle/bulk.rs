@@ -114,7 +114,7 @@ async fn write_plan(tx: &mut Tx, op: &'static str, plan: &Plan, now_ns: i64) -> 
         // Nobody wrote these indices since the read: the plan made on it stands.
         (&plan.read, std::borrow::Cow::Borrowed(&plan.changed))
     } else {
-        relocked = read_indices(tx, op, &pairs, true).await?;
+        relocked = read_indices(tx, op, &pairs).await?;
         let again: Vec<usize> =
             (0..starts.len()).filter(|&i| pairs.binary_search(&slot_of(&starts[i])).is_ok()).collect();
         let (replanned, current) = plan_starts(&relocked, again.iter().map(|&i| &starts[i]), now_ns);
@@ -156,7 +156,7 @@ fn versions<'s>(rows: &HashMap<Slot, IndexRows>, slots: impl Iterator<Item = &'s
 async fn lock_versions(tx: &mut Tx, op: &'static str, pairs: &[(&str, i32)]) -> Result<BTreeSet<Version>> {
     let columns = "process_guid, instance_index, presence, modification_tag_epoch, modification_tag_index";
     let mut out = BTreeSet::new();
-    for row in &select_indices(tx, op, columns, pairs, true).await? {
+    for row in &select_indices(tx, op, columns, pairs).await? {
         let at = Reader::new(row, &"batch");
         out.insert((at.text(0)?.to_owned(), at.int(1)?, at.int(2)?, at.text(3)?.to_owned(), at.int(4)?));
     }
