@@ -11,12 +11,16 @@
 //!   [`SUSPECT_AFTER`] (sqlx retries a refused connect silently inside `acquire`), wakes the
 //!   background probe, which opens a fresh connection outside the pool and runs `SELECT 1`.
 //!   Only probes that cannot reach the server, twice in a row, flip the state to down (a busy
-//!   pool alone never does); requests still waiting for a pooled connection then fail at once;
+//!   pool alone never does), and a failed probe during which any operation got its answer from
+//!   the database does not count (on a slow, lossy link a fresh connection can take longer than
+//!   the probe may, while the pooled ones keep working); requests still waiting for a pooled
+//!   connection then fail at once;
 //! - while down, the probe retries every `probe_interval`; the first success flips the state
 //!   back to up, so recovery needs no restart.
 
 use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -55,6 +59,9 @@ pub(crate) struct Health {
     suspect_since: Mutex<Option<SystemTime>>,
     /// Wakes the probe.
     wake: Notify,
+    /// How many gated operations have had an answer from the database: proof of life that a
+    /// failed probe is weighed against.
+    answers: AtomicU64,
 }
 
 impl Health {
@@ -63,7 +70,12 @@ impl Health {
     /// dropped.
     pub(crate) fn spawn(targets: Arc<Targets>, options: ProbeOptions) -> Arc<Health> {
         let health =
-            Arc::new(Health { down: watch::Sender::new(None), suspect_since: Mutex::new(None), wake: Notify::new() });
+            Arc::new(Health {
+            down: watch::Sender::new(None),
+            suspect_since: Mutex::new(None),
+            wake: Notify::new(),
+            answers: AtomicU64::new(0),
+        });
         tokio::spawn(probe_loop(Arc::downgrade(&health), targets, options));
         health
     }
@@ -79,6 +91,16 @@ impl Health {
             Some(since) => Err(unreachable(since)),
             None => Ok(()),
         }
+    }
+
+    /// Records that an operation got its answer from the database.
+    fn answered(&self) {
+        self.answers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many operations have had an answer so far.
+    fn answers(&self) -> u64 {
+        self.answers.load(Ordering::Relaxed)
     }
 
     /// Wakes the probe after a failure that an unreachable database would cause.
@@ -156,7 +178,9 @@ fn is_suspicious(err: &sqlx::Error) -> bool {
 /// Probes when woken by a suspicious failure, and every `interval` while the database is down.
 /// A probe tries the current server of the URL first, then the others ([`Targets::probe`]).
 /// While up, one failed probe could be a busy host rather than a lost database: only a second
-/// failure in a row, an interval later, marks the database unreachable.
+/// failure in a row, an interval later, marks the database unreachable. A failed probe during
+/// which some operation got its answer from the database is not a failure: the database was
+/// reachable, only a fresh connection to it was slow (a lossy link's retransmissions).
 async fn probe_loop(health: Weak<Health>, targets: Arc<Targets>, options: ProbeOptions) {
     /// How often an idle probe task checks that its store still exists.
     const IDLE: Duration = Duration::from_secs(5);
@@ -177,10 +201,15 @@ async fn probe_loop(health: Weak<Health>, targets: Arc<Targets>, options: ProbeO
             }
         }
         let started = tokio::time::Instant::now();
+        let answers_before = h.answers();
         match targets.probe(options.timeout).await {
             Ok(()) => {
                 failures = 0;
                 h.set_up();
+            }
+            Err(reason) if !down && h.answers() != answers_before => {
+                failures = 0;
+                tracing::debug!(error = reason, "database probe failed while operations were answered; still reachable");
             }
             Err(reason) => {
                 failures = failures.saturating_add(1);
@@ -284,6 +313,7 @@ impl Pool {
             health,
             inner,
             done: false,
+            answered: false,
         })
     }
 }
@@ -310,8 +340,9 @@ async fn gated<T>(
             }
         }
     };
-    if let Err(e) = &result {
-        health.observe(e);
+    match &result {
+        Ok(_) => health.answered(),
+        Err(e) => health.observe(e),
     }
     result
 }
@@ -355,6 +386,8 @@ struct GatedStream<'e, T> {
     slow: Option<Pin<Box<tokio::time::Sleep>>>,
     health: Arc<Health>,
     done: bool,
+    /// Whether the first result has been counted as an answer.
+    answered: bool,
 }
 
 impl<T> Stream for GatedStream<'_, T> {
@@ -371,8 +404,16 @@ impl<T> Stream for GatedStream<'_, T> {
         let next = self.inner.as_mut().poll_next(cx);
         match &next {
             Poll::Ready(Some(Err(e))) => self.health.observe(e),
-            Poll::Ready(None) => self.done = true,
-            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Ready(None) => {
+                self.done = true;
+                self.health.answered();
+            }
+            Poll::Ready(Some(Ok(_))) => {
+                if !self.answered {
+                    self.answered = true;
+                    self.health.answered();
+                }
+            }
             Poll::Pending => {
                 if self.slow.as_mut().is_some_and(|slow| slow.as_mut().poll(cx).is_ready()) {
                     self.slow = None;
@@ -417,6 +458,51 @@ mod tests {
         assert!(is_suspicious(&sqlx::Error::PoolTimedOut));
         assert!(is_suspicious(&sqlx::Error::Io(std::io::Error::other("reset"))));
         assert!(!is_suspicious(&sqlx::Error::RowNotFound));
+    }
+
+    /// A URL whose server refuses every connection at once: a port nothing listens on.
+    fn refusing_targets() -> Arc<Targets> {
+        sqlx::any::install_default_drivers();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let port = port.expect("a free port");
+        Arc::new(Targets::parse(&format!("postgres://postgres@127.0.0.1:{port}/none")).expect("url"))
+    }
+
+    const FAST: ProbeOptions = ProbeOptions { interval: Duration::from_millis(50), timeout: Duration::from_millis(500) };
+
+    #[tokio::test]
+    async fn failed_probes_mark_the_database_down() {
+        let health = Health::spawn(refusing_targets(), FAST);
+        health.suspect();
+        let down = tokio::time::timeout(Duration::from_secs(10), health.went_down()).await;
+        assert!(down.is_ok(), "two failed probes mark it down");
+        assert!(health.check().is_err());
+    }
+
+    #[tokio::test]
+    async fn failed_probes_while_operations_are_answered_leave_it_up() {
+        let health = Health::spawn(refusing_targets(), FAST);
+        // Operations keep getting answers (as pooled connections do on a slow link on which a
+        // fresh connection takes longer than a probe may) while every probe fails.
+        let answering = {
+            let health = health.clone();
+            tokio::spawn(async move {
+                loop {
+                    health.answered();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        for _ in 0..20 {
+            health.suspect();
+            tokio::time::sleep(FAST.interval).await;
+        }
+        assert_eq!(health.down_since(), None, "answered operations outweigh failed probes");
+        answering.abort();
+        // Once nothing answers any more, the failed probes count again.
+        health.suspect();
+        let down = tokio::time::timeout(Duration::from_secs(10), health.went_down()).await;
+        assert!(down.is_ok(), "without answers, failed probes mark it down");
     }
 
     #[tokio::test]
