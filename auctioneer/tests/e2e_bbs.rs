@@ -121,6 +121,7 @@ async fn desired_lrps_are_placed_on_cells_and_unplaceable_ones_say_why() {
     let bbs_admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bbs_address = bbs_grpc.local_addr().unwrap().to_string();
     let bbs_config = BbsConfig {
+        encryption_keys_file: db::testing::test_key_file(),
         database_url: db.url.clone(),
         lock_retry_interval: Duration::from_millis(200),
         tls: svc::config::tls::TlsConfig::insecure_plaintext(),

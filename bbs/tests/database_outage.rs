@@ -95,6 +95,7 @@ async fn a_bbs_fails_fast_while_its_database_is_unreachable_and_serves_again_whe
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", grpc.local_addr().unwrap());
         let config = BbsConfig {
+            encryption_keys_file: db::testing::test_key_file(),
             database_url: url,
             lock_ttl: Duration::from_secs(2),
             lock_retry_interval: Duration::from_millis(500),

@@ -74,6 +74,7 @@ fn assert_invalid(status: &tonic::Status, words: &[&str]) {
 
 fn config() -> BbsConfig {
     BbsConfig {
+        encryption_keys_file: db::testing::test_key_file(),
         lock_ttl: Duration::from_secs(5),
         lock_retry_interval: Duration::from_secs(1),
         locket: LocketConfig {
@@ -219,6 +220,7 @@ async fn a_running_bbs_refuses_a_day_long_lock_on_its_own_key(backend: Backend) 
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = grpc.local_addr().unwrap().to_string();
     let config = BbsConfig {
+        encryption_keys_file: db::testing::test_key_file(),
         database_url: db.url.clone(),
         instance_id: "bbs-under-test".into(),
         lock_ttl: Duration::from_secs(2),

@@ -33,17 +33,40 @@ pub fn test_keys() -> Keyring {
 /// A keyring whose `active` label encrypts and all of whose `labels` decrypt; each label's key
 /// is derived from the label itself, so two keyrings naming a label agree on its key.
 pub fn test_keyring(active: &str, labels: &[&str]) -> Keyring {
-    let key = |label: &str| {
-        let mut key = [0u8; crate::crypto::KEY_LEN];
-        for (i, byte) in label.bytes().cycle().take(key.len()).enumerate() {
-            key[i] = byte.wrapping_add(i as u8);
-        }
-        key
-    };
-    match Keyring::new(active, labels.iter().map(|l| ((*l).to_owned(), key(l)))) {
+    match Keyring::new(active, labels.iter().map(|l| ((*l).to_owned(), test_key(l)))) {
         Ok(keys) => keys,
         Err(e) => panic!("test keyring: {e}"),
     }
+}
+
+/// The key [`test_keyring`] gives `label`: derived from the label itself.
+fn test_key(label: &str) -> [u8; crate::crypto::KEY_LEN] {
+    let mut key = [0u8; crate::crypto::KEY_LEN];
+    for (i, byte) in label.bytes().cycle().take(key.len()).enumerate() {
+        key[i] = byte.wrapping_add(i as u8);
+    }
+    key
+}
+
+/// A key file (the BBS's `label=<64 hex digits>` format) holding [`test_keys`], in the temp
+/// directory, for a test that starts a whole BBS on a server database. Without one, the BBS
+/// generates its key file in its data directory (the test's working directory, the crate's
+/// source tree), and each BBS of one database must find the same keys there.
+pub fn test_key_file() -> std::path::PathBuf {
+    let hex: String = test_key(TEST_KEY_LABEL).iter().map(|b| format!("{b:02x}")).collect();
+    let text = format!("active={TEST_KEY_LABEL}\n{TEST_KEY_LABEL}={hex}\n");
+    let path = std::env::temp_dir().join("diego-rs-test.keys");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return path;
+    }
+    // Written aside and renamed into place: a test reading it meanwhile sees the whole file.
+    let aside = path.with_extension(format!("keys.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::write(&aside, &text).and_then(|()| std::fs::rename(&aside, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&aside);
+        panic!("test key file {}: {e}", path.display());
+    }
+    path
 }
 
 /// A database created for one test.

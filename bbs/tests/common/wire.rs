@@ -39,6 +39,7 @@ impl Server {
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = grpc.local_addr().unwrap().to_string();
         let mut config = BbsConfig {
+            encryption_keys_file: db::testing::test_key_file(),
             database_url: url.to_owned(),
             lock_ttl: Duration::from_secs(2),
             lock_retry_interval: Duration::from_millis(200),
