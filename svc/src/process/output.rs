@@ -13,7 +13,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -22,12 +22,13 @@ use tokio::time::Instant;
 /// Lines the queue holds before it drops new ones: at a few hundred bytes a line, a few MiB.
 pub const QUEUED_LINES: usize = 8_192;
 
-/// What the writer thread is handed.
+/// What the writer thread is handed, each with the number of lines dropped before it was
+/// queued: the writer reports a drop where it happened, after the lines queued before it.
 enum Message {
     /// One formatted event.
-    Line(Vec<u8>),
+    Line(Vec<u8>, u64),
     /// Everything queued before this has been written once the sender hears back.
-    Flush(SyncSender<()>),
+    Flush(SyncSender<()>, u64),
 }
 
 /// The queue to the writer thread of one output stream.
@@ -54,7 +55,7 @@ impl NonBlocking {
         let (done, heard) = sync_channel(1);
         let deadline = Instant::now() + timeout;
         // The queue may be full: keep offering until the deadline.
-        let mut message = Message::Flush(done);
+        let mut message = Message::Flush(done, self.dropped());
         loop {
             match self.tx.try_send(message) {
                 Ok(()) => break,
@@ -74,7 +75,7 @@ impl NonBlocking {
     }
 
     fn send(&self, line: Vec<u8>) {
-        match self.tx.try_send(Message::Line(line)) {
+        match self.tx.try_send(Message::Line(line, self.dropped())) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -85,29 +86,45 @@ impl NonBlocking {
     }
 }
 
-/// The writer thread: writes each line, and before the next line written after some were
-/// dropped, how many.
+/// The writer thread: writes each line, and how many lines were dropped where they were: before
+/// the first line queued after the drop, or, when the queue runs empty, after everything.
 fn write_lines<W: Write>(rx: Receiver<Message>, mut output: W, dropped: &AtomicU64) {
     let mut reported = 0u64;
-    while let Ok(message) = rx.recv() {
-        let now_dropped = dropped.load(Ordering::Relaxed);
-        if now_dropped > reported {
-            let note = format!(
-                "{} log lines dropped: the log output was slower than the process wrote to it\n",
-                now_dropped - reported
-            );
-            reported = now_dropped;
-            if output.write_all(note.as_bytes()).is_err() {
-                return;
-            }
+    let mut report = |output: &mut W, until: u64| {
+        if until <= reported {
+            return Ok(());
         }
+        let note =
+            format!("{} log lines dropped: the log output was slower than the process wrote to it\n", until - reported);
+        reported = until;
+        output.write_all(note.as_bytes())
+    };
+    loop {
+        let message = match rx.try_recv() {
+            Ok(message) => message,
+            Err(TryRecvError::Empty) => {
+                // Everything queued is written: a drop counted by now came after all of it.
+                if report(&mut output, dropped.load(Ordering::Relaxed)).and_then(|()| output.flush()).is_err() {
+                    return;
+                }
+                match rx.recv() {
+                    Ok(message) => message,
+                    Err(_) => return,
+                }
+            }
+            Err(TryRecvError::Disconnected) => return,
+        };
         match message {
-            Message::Line(line) => {
-                if output.write_all(&line).and_then(|()| output.flush()).is_err() {
+            Message::Line(line, dropped_before) => {
+                let written = report(&mut output, dropped_before)
+                    .and_then(|()| output.write_all(&line))
+                    .and_then(|()| output.flush());
+                if written.is_err() {
                     return;
                 }
             }
-            Message::Flush(done) => {
+            Message::Flush(done, dropped_before) => {
+                let _ = report(&mut output, dropped_before);
                 let _ = output.flush();
                 let _ = done.send(());
             }
@@ -213,7 +230,40 @@ mod tests {
         drop(held);
         assert!(queue.flush(Duration::from_secs(5)));
         let text = written(&output);
-        assert!(text.starts_with("0\n"), "{}", &text[..20]);
-        assert!(text.contains(&format!("{} log lines dropped", queue.dropped())), "the drop is reported");
+        // Whether or not the writer took the first line before the queue filled, the lines
+        // queued come out in order and the drop is reported after them, where it happened.
+        let lines: Vec<&str> = text.lines().collect();
+        let (last, queued) = lines.split_last().unwrap();
+        let expected: Vec<String> = (0..queued.len()).map(|i| i.to_string()).collect();
+        assert_eq!(queued, &expected, "the queued lines, in order");
+        assert!(queued.len() >= QUEUED_LINES, "{} lines written", queued.len());
+        let note = format!("{} log lines dropped", queue.dropped());
+        assert!(last.starts_with(&note), "the drop is reported after the lines before it: {last:?}");
+    }
+
+    #[test]
+    fn a_drop_is_reported_before_the_lines_queued_after_it() {
+        let output = Gated { gate: Arc::default(), written: Arc::default() };
+        let queue = NonBlocking::spawn("test-log", output.clone()).unwrap();
+        let held = output.gate.lock().unwrap();
+        let write_line = |i: usize| {
+            let mut writer = tracing_subscriber::fmt::MakeWriter::make_writer(&queue);
+            writeln!(writer, "{i}").unwrap();
+        };
+        for i in 0..QUEUED_LINES + 3 {
+            write_line(i);
+        }
+        let dropped = queue.dropped();
+        assert!(dropped >= 2, "dropped {dropped}");
+        drop(held);
+        assert!(queue.flush(Duration::from_secs(5)));
+        write_line(1_000_000);
+        assert!(queue.flush(Duration::from_secs(5)));
+        let text = written(&output);
+        let lines: Vec<&str> = text.lines().collect();
+        let note = lines.iter().position(|l| l.contains("log lines dropped")).expect("the drop is reported");
+        assert!(lines[note].starts_with(&format!("{dropped} log lines dropped")), "{}", lines[note]);
+        assert_eq!(lines[note - 1], (note - 1).to_string(), "after every line queued before the drop");
+        assert_eq!(lines[note + 1..], ["1000000"], "before the lines queued after it");
     }
 }
