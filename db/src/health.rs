@@ -69,8 +69,7 @@ impl Health {
     /// `targets`. The task ends a few seconds after the last handle to the returned health is
     /// dropped.
     pub(crate) fn spawn(targets: Arc<Targets>, options: ProbeOptions) -> Arc<Health> {
-        let health =
-            Arc::new(Health {
+        let health = Arc::new(Health {
             down: watch::Sender::new(None),
             suspect_since: Mutex::new(None),
             wake: Notify::new(),
@@ -209,7 +208,10 @@ async fn probe_loop(health: Weak<Health>, targets: Arc<Targets>, options: ProbeO
             }
             Err(reason) if !down && h.answers() != answers_before => {
                 failures = 0;
-                tracing::debug!(error = reason, "database probe failed while operations were answered; still reachable");
+                tracing::debug!(
+                    error = reason,
+                    "database probe failed while operations were answered; still reachable"
+                );
             }
             Err(reason) => {
                 failures = failures.saturating_add(1);
@@ -468,7 +470,8 @@ mod tests {
         Arc::new(Targets::parse(&format!("postgres://postgres@127.0.0.1:{port}/none")).expect("url"))
     }
 
-    const FAST: ProbeOptions = ProbeOptions { interval: Duration::from_millis(50), timeout: Duration::from_millis(500) };
+    const FAST: ProbeOptions =
+        ProbeOptions { interval: Duration::from_millis(50), timeout: Duration::from_millis(500) };
 
     #[tokio::test]
     async fn failed_probes_mark_the_database_down() {
