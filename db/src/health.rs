@@ -315,7 +315,7 @@ impl Pool {
             health,
             inner,
             done: false,
-            answered: false,
+            settled: false,
         })
     }
 }
@@ -388,8 +388,9 @@ struct GatedStream<'e, T> {
     slow: Option<Pin<Box<tokio::time::Sleep>>>,
     health: Arc<Health>,
     done: bool,
-    /// Whether the first result has been counted as an answer.
-    answered: bool,
+    /// Whether the stream's first result (a row, an error or its end) has been seen: only a
+    /// first row, or an end with nothing before it, counts as an answer.
+    settled: bool,
 }
 
 impl<T> Stream for GatedStream<'_, T> {
@@ -405,14 +406,17 @@ impl<T> Stream for GatedStream<'_, T> {
         }
         let next = self.inner.as_mut().poll_next(cx);
         match &next {
-            Poll::Ready(Some(Err(e))) => self.health.observe(e),
-            Poll::Ready(None) => {
-                self.done = true;
-                self.health.answered();
+            Poll::Ready(Some(Err(e))) => {
+                self.settled = true;
+                self.health.observe(e);
             }
-            Poll::Ready(Some(Ok(_))) => {
-                if !self.answered {
-                    self.answered = true;
+            // The first row, or the end of a result without rows or errors, is an answer.
+            Poll::Ready(Some(Ok(_))) | Poll::Ready(None) => {
+                if matches!(next, Poll::Ready(None)) {
+                    self.done = true;
+                }
+                if !self.settled {
+                    self.settled = true;
                     self.health.answered();
                 }
             }
@@ -506,6 +510,32 @@ mod tests {
         health.suspect();
         let down = tokio::time::timeout(Duration::from_secs(10), health.went_down()).await;
         assert!(down.is_ok(), "without answers, failed probes mark it down");
+    }
+
+    #[tokio::test]
+    async fn only_results_from_the_database_count_as_answers() {
+        use futures::StreamExt;
+        let health = Health::spawn(refusing_targets(), FAST);
+        let drain = |items: Vec<Result<u32, sqlx::Error>>| {
+            let health = health.clone();
+            async move {
+                let stream = GatedStream {
+                    inner: Box::pin(futures::stream::iter(items)),
+                    down: health.went_down(),
+                    slow: None,
+                    health,
+                    done: false,
+                    settled: false,
+                };
+                stream.collect::<Vec<_>>().await
+            }
+        };
+        drain(vec![Err(sqlx::Error::Io(std::io::Error::other("reset")))]).await;
+        assert_eq!(health.answers(), 0, "a failed stream, polled to its end, is no answer");
+        drain(vec![Ok(1), Ok(2), Ok(3)]).await;
+        assert_eq!(health.answers(), 1, "a stream of rows is one answer");
+        drain(vec![]).await;
+        assert_eq!(health.answers(), 2, "an empty result is an answer");
     }
 
     #[tokio::test]
