@@ -34,6 +34,7 @@ macro_rules! batches_tests {
                 start_actual_lrps_mixes_refused_unchanged_and_repeated_starts,
                 start_actual_lrps_refuses_an_invalid_index_alone,
                 guid_lists_are_not_kept_prepared_on_postgres,
+                desire_lrps_scans_no_table_before_its_statistics_exist,
             ]
         );
     };
@@ -485,4 +486,42 @@ pub async fn guid_lists_are_not_kept_prepared_on_postgres(db: &TestDb) {
     );
     let lists: Vec<&String> = kept.iter().filter(|sql| sql.contains(" IN ($")).collect();
     assert!(lists.is_empty(), "statements with a list of guids were kept prepared: {lists:#?}");
+}
+
+/// PostgreSQL: a batch desire finds stored guids and left-behind instances key by key, without
+/// scanning a table, also while the tables have no statistics yet (as while a fresh database is
+/// seeded). A list condition on the guid of `actual_lrps`, where the guid alone is not unique,
+/// was estimated without statistics to match every row for 200 guids and more, and each batch
+/// scanned the whole table. Counts the scans of the store's one connection.
+pub async fn desire_lrps_scans_no_table_before_its_statistics_exist(db: &TestDb) {
+    if db.store.backend() != db::Backend::Postgres {
+        return;
+    }
+    let store = db.store.dedicated(1, std::time::Duration::from_secs(30)).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO actual_lrps SELECT 'old-' || (i / 4), i % 4, 0, 'cf-apps', 'UNCLAIMED', '', '', '', 0, '', 0, \
+         ''::bytea, ''::bytea, ''::bytea, 0, '', 'e', 0 FROM generate_series(0, 3999) AS i",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let statistics: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_stats WHERE tablename = 'actual_lrps'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(statistics, 0, "the table has statistics already");
+    // The counters of this connection, flushed to the shared statistics before they are read.
+    let scans = || async {
+        sqlx::raw_sql("SELECT pg_stat_force_next_flush()").execute(store.pool()).await.unwrap();
+        let sql = "SELECT relname::text, seq_scan FROM pg_stat_user_tables \
+                   WHERE relname IN ('actual_lrps', 'desired_lrps') ORDER BY relname";
+        sqlx::query_as::<_, (String, i64)>(sql).fetch_all(store.pool()).await.unwrap()
+    };
+    let before = scans().await;
+    let batch: Vec<_> = (0..500).map(|i| desired(&format!("new-{i:03}"), "cf-apps", 2)).collect();
+    let outcomes = store.desire_lrps(batch, NOW_NS).await.unwrap();
+    assert!(outcomes.iter().all(|(_, o)| o.as_ref().is_ok_and(|created| created.len() == 2)));
+    let after = scans().await;
+    store.close().await;
+    assert_eq!(after, before, "scans of each table before and after the batch");
 }

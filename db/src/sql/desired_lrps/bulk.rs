@@ -5,12 +5,20 @@
 //! 1. every item is turned into its row outside the transaction ([`NewDesired`], the rule the
 //!    single [`Store::desire_lrp`] uses); a guid repeated earlier in the same batch is refused
 //!    with [`Error::Exists`] without touching the database;
-//! 2. one `SELECT process_guid ... WHERE process_guid IN (...)` (per [`GUIDS_PER_STATEMENT`]
-//!    guids) finds the guids already stored: those items are [`Error::Exists`];
+//! 2. one read of the batch's guids in `desired_lrps` (per [`KEYS_PER_STATEMENT`] guids) finds
+//!    the guids already stored: those items are [`Error::Exists`];
 //! 3. multi-row `INSERT`s of the new `desired_lrps` rows, chunked by row count and bytes;
-//! 4. one `SELECT` of the ordinary actual LRP rows those guids already have (rows a removed LRP
-//!    of the same guid left behind are kept, as the single desire keeps them), then multi-row
-//!    `INSERT`s of the UNCLAIMED actual LRPs of every missing index.
+//! 4. one read of the ordinary actual LRP rows at the indices the new LRPs ask for (rows a
+//!    removed LRP of the same guid left behind are kept, as the single desire keeps them), then
+//!    multi-row `INSERT`s of the UNCLAIMED actual LRPs of every missing index.
+//!
+//! Both reads look every key up on its own ([`Backend::select_by_keys`](crate::Backend::select_by_keys)),
+//! by the whole key of `desired_lrps` and by the (guid, index) prefix of the key of
+//! `actual_lrps`. A list condition `process_guid IN (...)` on `actual_lrps`, where the guid
+//! alone is not unique, is estimated by PostgreSQL without the table's statistics (a table that
+//! grows as fast as while seeding has none yet) at half a percent of the rows per guid, so 500
+//! guids "match" every row: every batch scanned the whole table (a 250,000-LRP seeding made 500
+//! scans reading 62 million rows; docs/performance.md, thirteenth round).
 //!
 //! A refused item writes nothing; its neighbours are stored. A concurrent single desire of the
 //! same guid that commits between steps 2 and 3 makes the insert fail on the primary key: the
@@ -22,12 +30,11 @@ use std::sync::Arc;
 use proto::models::{ActualLrp, ActualLrpKey, DesiredLrp, Presence, ProcessGuid};
 
 use super::{NewDesired, insert_desired_sql};
-use crate::backend::placeholders;
 use crate::sql::actual_lrps::insert_rows;
 use crate::{Error, Result, Store, Tx};
 
-/// Guids bound in one `IN (...)` list.
-const GUIDS_PER_STATEMENT: usize = 500;
+/// Keys looked up by one statement.
+const KEYS_PER_STATEMENT: usize = 500;
 
 /// Most rows of one multi-row `INSERT INTO desired_lrps`: 200 × 18 = 3,600 placeholders, far
 /// under every backend's bind-parameter limit (SQLite 32,766, PostgreSQL and MySQL 65,535).
@@ -101,12 +108,10 @@ async fn store_batch(
     fresh: &[(usize, NewDesired)],
     now_ns: i64,
 ) -> Result<Vec<Result<Vec<ActualLrp>>>> {
-    let guids: Vec<&str> = fresh.iter().map(|(_, row)| row.stored.scheduling.process_guid.as_str()).collect();
-    let existing: HashSet<String> = select_guids(tx, op, "SELECT process_guid FROM desired_lrps WHERE", "", &guids)
-        .await?
-        .into_iter()
-        .map(|(guid, _)| guid)
-        .collect();
+    let guids: Vec<(&str, Option<i32>)> =
+        fresh.iter().map(|(_, row)| (row.stored.scheduling.process_guid.as_str(), None)).collect();
+    let existing: HashSet<String> =
+        select_keys(tx, op, &DESIRED_KEYS, &guids).await?.into_iter().map(|(guid, _)| guid).collect();
     let new: Vec<&NewDesired> = fresh
         .iter()
         .map(|(_, row)| row)
@@ -115,13 +120,15 @@ async fn store_batch(
     insert_desired(tx, op, &new).await?;
 
     // Ordinary rows left behind by a removed LRP of the same guid are kept, not duplicated.
-    let new_guids: Vec<&str> = new.iter().map(|row| row.stored.scheduling.process_guid.as_str()).collect();
+    let indices: Vec<(&str, Option<i32>)> = new
+        .iter()
+        .flat_map(|row| {
+            let s = &row.stored.scheduling;
+            (0..s.instances.max(0)).map(|index| (s.process_guid.as_str(), Some(index)))
+        })
+        .collect();
     let mut leftovers: HashMap<String, HashSet<i64>> = HashMap::new();
-    let presence = format!(" AND presence = {}", Presence::Ordinary.as_i32());
-    for (guid, index) in
-        select_guids(tx, op, "SELECT process_guid, instance_index FROM actual_lrps WHERE", &presence, &new_guids)
-            .await?
-    {
+    for (guid, index) in select_keys(tx, op, &ACTUAL_KEYS, &indices).await? {
         leftovers.entry(guid).or_default().insert(index);
     }
     let mut created: HashMap<&str, Vec<ActualLrp>> = HashMap::with_capacity(new.len());
@@ -152,33 +159,56 @@ async fn store_batch(
         .collect())
 }
 
-/// `{select} process_guid IN (...){suffix}` over `guids`, [`GUIDS_PER_STATEMENT`] at a time:
-/// each row's guid and its second column (0 when it selects only the guid).
-async fn select_guids(
+/// A table whose keys [`select_keys`] looks up: the columns it reads and the key they are
+/// looked up by.
+struct Lookup {
+    table: &'static str,
+    columns: &'static str,
+    key: &'static [&'static str],
+}
+
+/// `desired_lrps` by guid (its whole key).
+const DESIRED_KEYS: Lookup = Lookup { table: "desired_lrps", columns: "process_guid", key: &["process_guid"] };
+
+/// `actual_lrps` by guid and index (the key without the presence).
+const ACTUAL_KEYS: Lookup = Lookup {
+    table: "actual_lrps",
+    columns: "process_guid, instance_index, presence",
+    key: &["process_guid", "instance_index"],
+};
+
+/// The keys of `keys` stored in `lookup`'s table, looked up key by key, [`KEYS_PER_STATEMENT`]
+/// at a time: in [`DESIRED_KEYS`] by guid alone (`None`), each stored guid with 0; in
+/// [`ACTUAL_KEYS`] by guid and index (`Some`), each index that has an ordinary row.
+async fn select_keys(
     tx: &mut Tx,
     op: &'static str,
-    select: &str,
-    suffix: &str,
-    guids: &[&str],
+    lookup: &Lookup,
+    keys: &[(&str, Option<i32>)],
 ) -> Result<Vec<(String, i64)>> {
+    use sqlx::Row;
+    let err = |key: &str, e| Error::from_sqlx(op, "desired lrp", key, e);
     let mut out = Vec::new();
-    let two_columns = select.contains(',');
-    for chunk in guids.chunks(GUIDS_PER_STATEMENT) {
-        let sql = format!("{select} process_guid IN ({}){suffix}", placeholders(chunk.len()));
-        let mut query = tx.backend.list_query(&sql);
-        for guid in chunk {
+    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+        let sql = tx.backend.select_by_keys(lookup.columns, lookup.table, lookup.key, chunk.len(), false);
+        let mut query = tx.backend.query(&sql);
+        for (guid, index) in chunk {
             query = query.bind((*guid).to_owned());
+            if let Some(index) = index {
+                query = query.bind(i64::from(*index));
+            }
         }
-        let rows = query.fetch_all(tx.conn()).await.map_err(|e| Error::from_sqlx(op, "desired lrp", "batch", e))?;
-        for row in rows {
-            use sqlx::Row;
-            let guid: String = row.try_get(0).map_err(|e| Error::from_sqlx(op, "desired lrp", "batch", e))?;
-            let second: i64 = if two_columns {
-                row.try_get(1).map_err(|e| Error::from_sqlx(op, "desired lrp", &guid, e))?
-            } else {
-                0
-            };
-            out.push((guid, second));
+        for row in query.fetch_all(tx.conn()).await.map_err(|e| err("batch", e))? {
+            let guid: String = row.try_get(0).map_err(|e| err("batch", e))?;
+            if lookup.key.len() == 1 {
+                out.push((guid, 0));
+                continue;
+            }
+            let index: i64 = row.try_get(1).map_err(|e| err(&guid, e))?;
+            let presence: i64 = row.try_get(2).map_err(|e| err(&guid, e))?;
+            if presence == i64::from(Presence::Ordinary.as_i32()) {
+                out.push((guid, index));
+            }
         }
     }
     Ok(out)
