@@ -98,7 +98,7 @@ impl Context {
 
     /// Publishes a desired-LRP event (every subscriber receives these).
     pub fn publish_desired(&self, event: pb::instance_event::Event) {
-        self.events.publish_instance(event, Vec::new());
+        self.events.publish_desired(event);
     }
 
     /// Sends LRP start requests in the background: an auction failure is only logged, as in

@@ -83,15 +83,28 @@ impl EventHub {
         }
     }
 
-    /// Publishes an instance or desired-LRP event.
+    /// Publishes an instance event: to every unfiltered subscriber, and to the subscribers of
+    /// each of `cells` (the cells of its instance keys, before and after). An event of an
+    /// instance without a cell (UNCLAIMED) has none: it reaches no cell's stream, as in Diego,
+    /// where an instance event passes a cell filter only when its instance key names that cell.
     pub fn publish_instance(&self, event: pb::instance_event::Event, cells: Vec<String>) {
+        self.publish(Arc::new(InstanceEnvelope { event, cells }), false);
+    }
+
+    /// Publishes a desired-LRP event: to every subscriber, whatever its cell filter.
+    pub fn publish_desired(&self, event: pb::instance_event::Event) {
+        self.publish(Arc::new(InstanceEnvelope { event, cells: Vec::new() }), true);
+    }
+
+    /// Sends `envelope` to the unfiltered subscribers, and to every cell's subscribers when
+    /// `every_cell`, else to those of its cells.
+    fn publish(&self, envelope: Arc<InstanceEnvelope>, every_cell: bool) {
         metrics::counter!("bbs_events_published_total", "stream" => "instance").increment(1);
-        let envelope = Arc::new(InstanceEnvelope { event, cells });
         let sender = lock(&self.instance).clone();
         // No subscribers is not an error.
         let _ = sender.send(envelope.clone());
         let mut by_cell = lock(&self.cell_subscribers);
-        if envelope.cells.is_empty() {
+        if every_cell {
             for subscribers in by_cell.values_mut() {
                 subscribers.retain(|s| s.offer(&envelope));
             }
@@ -473,17 +486,29 @@ mod tests {
     async fn cell_filter_passes_desired_events_and_matching_cells_only() {
         let hub = EventHub::new(16);
         let mut stream = Box::pin(hub.subscribe_instances("cell-a".into()));
+        let mut everyone = Box::pin(hub.subscribe_instances(String::new()));
         hub.publish_instance(removed("other-cell"), vec!["cell-b".into()]);
+        hub.publish_instance(removed("no-cell"), vec![]);
         hub.publish_instance(removed("mine"), vec!["cell-a".into()]);
-        hub.publish_instance(removed("desired"), vec![]);
-        let guids: Vec<String> = (0..2)
+        hub.publish_desired(removed("desired"));
+        hub.publish_instance(removed("no-cell-again"), vec![]);
+        hub.publish_desired(removed("last"));
+        let guids: Vec<String> = (0..3)
             .map(|_| futures::executor::block_on(stream.next()).unwrap().unwrap())
             .map(|e| match e.event {
                 Some(pb::instance_event::Event::DesiredLrpRemoved(r)) => r.desired_lrp.unwrap().process_guid,
                 _ => unreachable!(),
             })
             .collect();
-        assert_eq!(guids, ["mine", "desired"]);
+        assert_eq!(guids, ["mine", "desired", "last"], "an instance event without a cell passes no cell filter");
+        let all: Vec<String> = (0..6)
+            .map(|_| futures::executor::block_on(everyone.next()).unwrap().unwrap())
+            .map(|e| match e.event {
+                Some(pb::instance_event::Event::DesiredLrpRemoved(r)) => r.desired_lrp.unwrap().process_guid,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(all, ["other-cell", "no-cell", "mine", "desired", "no-cell-again", "last"]);
     }
 
     #[tokio::test]

@@ -281,14 +281,16 @@ async fn push_placed(ctx: &Context, store: &db::Store, guid: &ProcessGuid, desir
     Ok(())
 }
 
+/// Publishes the creation of each of `created` (UNCLAIMED: no cell's stream receives it).
 fn publish_created(ctx: &Context, created: &[ActualLrp]) {
     for lrp in created {
+        let cells = lrp.instance_key.iter().map(|k| k.cell_id.to_string()).collect();
         ctx.events.publish_instance(
             pb::instance_event::Event::ActualLrpInstanceCreated(pb::ActualLrpInstanceCreatedEvent {
                 actual_lrp: Some(lrp.clone().into()),
                 trace_id: String::new(),
             }),
-            Vec::new(),
+            cells,
         );
     }
 }

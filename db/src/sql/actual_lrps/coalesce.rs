@@ -156,7 +156,8 @@ mod tests {
     /// for each other for ever).
     #[tokio::test]
     async fn writes_of_different_indices_are_asked_at_once() {
-        let ((first, mut asked_first), (second, mut asked_second)) = (mpsc::unbounded::<Apply>(), mpsc::unbounded::<Apply>());
+        let ((first, mut asked_first), (second, mut asked_second)) =
+            (mpsc::unbounded::<Apply>(), mpsc::unbounded::<Apply>());
         let targets = vec![(guid("web"), 0, first), (guid("web"), 1, second)];
         let locked = HashMap::new();
         let answers = async {
@@ -177,7 +178,8 @@ mod tests {
     /// on the rows the first left, and the index's rows are the second's.
     #[tokio::test]
     async fn writes_of_one_index_are_asked_in_turn() {
-        let ((first, mut asked_first), (second, mut asked_second)) = (mpsc::unbounded::<Apply>(), mpsc::unbounded::<Apply>());
+        let ((first, mut asked_first), (second, mut asked_second)) =
+            (mpsc::unbounded::<Apply>(), mpsc::unbounded::<Apply>());
         let targets = vec![(guid("web"), 0, first), (guid("web"), 0, second)];
         let locked = HashMap::new();
         let answers = async {
