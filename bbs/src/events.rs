@@ -493,22 +493,27 @@ mod tests {
         hub.publish_desired(removed("desired"));
         hub.publish_instance(removed("no-cell-again"), vec![]);
         hub.publish_desired(removed("last"));
-        let guids: Vec<String> = (0..3)
-            .map(|_| futures::executor::block_on(stream.next()).unwrap().unwrap())
-            .map(|e| match e.event {
-                Some(pb::instance_event::Event::DesiredLrpRemoved(r)) => r.desired_lrp.unwrap().process_guid,
-                _ => unreachable!(),
-            })
-            .collect();
+        let guids = removed_guids(&mut stream, 3).await;
         assert_eq!(guids, ["mine", "desired", "last"], "an instance event without a cell passes no cell filter");
-        let all: Vec<String> = (0..6)
-            .map(|_| futures::executor::block_on(everyone.next()).unwrap().unwrap())
-            .map(|e| match e.event {
-                Some(pb::instance_event::Event::DesiredLrpRemoved(r)) => r.desired_lrp.unwrap().process_guid,
-                _ => unreachable!(),
-            })
-            .collect();
+        let all = removed_guids(&mut everyone, 6).await;
         assert_eq!(all, ["other-cell", "no-cell", "mine", "desired", "no-cell-again", "last"]);
+    }
+
+    /// The guids of the next `n` events of `stream`, each a [`removed`] event.
+    async fn removed_guids(
+        stream: &mut (impl Stream<Item = Result<pb::InstanceEvent, tonic::Status>> + Unpin),
+        n: usize,
+    ) -> Vec<String> {
+        let mut guids = Vec::with_capacity(n);
+        for _ in 0..n {
+            match stream.next().await.unwrap().unwrap().event {
+                Some(pb::instance_event::Event::DesiredLrpRemoved(r)) => {
+                    guids.push(r.desired_lrp.unwrap().process_guid)
+                }
+                other => panic!("not a removal: {other:?}"),
+            }
+        }
+        guids
     }
 
     #[tokio::test]
