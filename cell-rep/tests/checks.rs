@@ -140,7 +140,12 @@ async fn a_healthy_instance_that_stops_answering_crashes_as_unhealthy() {
     server.abort();
     let _ = server.await;
     let reason = cell.completed_reason("live").await;
-    assert_eq!(reason, "Instance became unhealthy: Failed to make TCP connection to port 8080: connection refused");
+    // A connection the kernel accepted for the listener just before it closed is reset rather
+    // than refused: either is the app no longer answering, named as it happened.
+    let cause = reason
+        .strip_prefix("Instance became unhealthy: Failed to make TCP connection to port 8080: ")
+        .unwrap_or_else(|| panic!("{reason}"));
+    assert!(["connection refused", "connection reset by peer"].contains(&cause), "{reason}");
     cell.finish().await;
 }
 
