@@ -106,17 +106,16 @@ async fn decide_all(
     .await;
     // The rows of every index a write changed, as the batch's writes left them.
     let mut current: BTreeMap<Slot, IndexRows> = BTreeMap::new();
-    let mut results: Vec<Option<Result<(IndexRows, IndexRows)>>> = (0..targets.len()).map(|_| None).collect();
+    // Every member is in exactly one index's outcomes: back in arrival order.
+    let mut results = Vec::with_capacity(targets.len());
     for (slot, rows, outcomes) in decided {
         if let Some(rows) = rows {
             current.insert(slot, rows);
         }
-        for (i, outcome) in outcomes {
-            results[i] = Some(outcome);
-        }
+        results.extend(outcomes);
     }
-    let results = results.into_iter().map(|r| r.unwrap_or_else(|| Err(callback_gone(op)))).collect();
-    (current, results)
+    results.sort_unstable_by_key(|(i, _)| *i);
+    (current, results.into_iter().map(|(_, outcome)| outcome).collect())
 }
 
 /// One write decided on its index's rows `before`: its caller's callback asked over `ask`, and
