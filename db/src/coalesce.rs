@@ -13,14 +13,16 @@
 //! The rules:
 //! - **One lane per kind.** A store and its clones have one lane of each kind when group commit
 //!   is on ([`crate::StoreOptions::group_commit_lanes`] above zero), on PostgreSQL and SQLite
-//!   ([`lane`] says why not on MySQL). One batch at a time
-//!   gathers, reads, decides and writes; it gives the lane up before its fence check and commit,
-//!   so the writes that arrived meanwhile are the next batch while it commits. (Measured: one
-//!   lane per group-commit lane made the batches smaller and the writes per second fewer;
-//!   docs/performance.md, tenth round.)
-//! - **Who runs a batch.** A task of its own, started by the write that finds its lane idle: a
-//!   caller that goes away (its request cancelled) never takes its neighbours' writes with it.
-//!   A write whose caller went away before its batch started is left out.
+//!   ([`lane`] says why not on MySQL). One batch at a time holds the lane's turn while it
+//!   gathers, reads, decides and writes; it gives the turn up before its fence check and
+//!   commit, so the writes that arrived meanwhile are the next batch while it commits.
+//!   (Measured: one lane per group-commit lane made the batches smaller and the writes per
+//!   second fewer; docs/performance.md, tenth round.)
+//! - **Who runs a batch.** A task of its own (a runner), started by a write when no runner is
+//!   on its way to a batch: a caller that goes away (its request cancelled) never takes its
+//!   neighbours' writes with it. A write whose caller went away before its batch was taken is
+//!   left out. On PostgreSQL the runner begins its transaction before it waits for the turn, so
+//!   a batch's `BEGIN` is not a round trip the lane waits for ([`run_lane`]).
 //! - **One bad write never fails its neighbours.** A refusal or a failed validation is the
 //!   write's alone (the [`Batch`] answers it so). When the batch's transaction fails as a whole
 //!   for a reason that may be one member's (a statement the database refused, a row another
@@ -31,13 +33,13 @@
 //!   decisions must be repeatable.
 //! - **Bounded.** At most [`MAX_WRITES`] writes per batch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use tokio::sync::OwnedMutexGuard;
 
-use crate::{Error, Result, Store, Tx};
+use crate::{Backend, Error, Result, Store, Tx};
 
 /// Most writes of one batch.
 pub(crate) const MAX_WRITES: usize = 128;
@@ -71,7 +73,11 @@ pub(crate) enum Done<T> {
 /// One lane: the writes waiting for its next batch, and who runs it.
 pub(crate) struct Lane<B: Batch> {
     waiting: Mutex<Vec<Member<B>>>,
-    runner: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the batch that gathers, reads, decides and writes.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Whether a runner is on its way to its batch (beginning its transaction, or waiting for
+    /// the turn) and has not taken it yet: at most one is.
+    starting: AtomicBool,
     /// Batches committed, and the writes they held.
     pub(crate) committed: AtomicU64,
     pub(crate) committed_members: AtomicU64,
@@ -81,7 +87,8 @@ impl<B: Batch> Default for Lane<B> {
     fn default() -> Self {
         Self {
             waiting: Mutex::default(),
-            runner: Arc::default(),
+            turn: Arc::default(),
+            starting: AtomicBool::new(false),
             committed: AtomicU64::new(0),
             committed_members: AtomicU64::new(0),
         }
@@ -112,8 +119,8 @@ fn gone(op: &'static str) -> Error {
     Error::refused(proto::error::ErrorCode::Unknown, format!("{op}: the coalesced write's batch went away"))
 }
 
-/// Queues `item` of `store` in `lane`, starting the lane's runner if it is idle; resolves when
-/// the write is done.
+/// Queues `item` of `store` in `lane`, starting a runner for it unless one is on its way;
+/// resolves when the write is done.
 pub(crate) async fn submit<B: Batch>(
     store: &Store,
     lane: &Arc<Lane<B>>,
@@ -121,89 +128,151 @@ pub(crate) async fn submit<B: Batch>(
     item: B::Item,
 ) -> Done<B::Output> {
     let (done, finished) = tokio::sync::oneshot::channel();
-    let lane = Arc::clone(lane);
     lane.waiting.lock().unwrap_or_else(PoisonError::into_inner).push(Member { store: store.clone(), op, item, done });
-    if let Ok(turn) = Arc::clone(&lane.runner).try_lock_owned() {
-        tokio::spawn(run_lane(lane, turn));
-    }
+    start_runner(lane, store);
     finished.await.unwrap_or_else(|_| Done::Written(Box::new(Err(gone(op)))))
 }
 
-/// Runs the next batch of `lane`, if writes are waiting; `turn` is the lane's runner lock.
-/// The batch gives the turn up as soon as its writes are sent, before its fence check and
-/// commit: the next batch then gathers and reads while this one commits.
-async fn run_lane<B: Batch>(lane: Arc<Lane<B>>, turn: OwnedMutexGuard<()>) {
-    let batch = take_batch(&lane);
-    if batch.is_empty() {
-        pass_turn(&lane, turn);
-        return;
-    }
-    let turn = Arc::new(Mutex::new(Some(turn)));
-    run_batch(&lane, batch, &turn).await;
-    // Still held when the batch failed before its writes were sent.
-    if let Some(turn) = turn.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        pass_turn(&lane, turn);
+/// Starts the runner of the lane's next batch, with `store`'s fence, unless one is on its way.
+fn start_runner<B: Batch>(lane: &Arc<Lane<B>>, store: &Store) {
+    if lane.starting.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        tokio::spawn(run_lane(Arc::clone(lane), store.clone()));
     }
 }
 
-/// Gives the lane's turn up and, when writes are waiting (they found the lane busy and
-/// started no runner), starts the runner of the next batch.
-fn pass_turn<B: Batch>(lane: &Arc<Lane<B>>, turn: OwnedMutexGuard<()>) {
-    drop(turn);
-    let waiting = !lane.waiting.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
-    if waiting && let Ok(next) = Arc::clone(&lane.runner).try_lock_owned() {
-        tokio::spawn(run_lane(Arc::clone(lane), next));
-    }
-}
-
-/// The lane's turn, shared with the batch's transaction body, which gives it up.
-type Turn = Arc<Mutex<Option<OwnedMutexGuard<()>>>>;
-
-/// The next batch: up to [`MAX_WRITES`] waiting writes of the first one's fence, in the order
-/// they arrived. Writes whose caller went away are dropped.
-fn take_batch<B: Batch>(lane: &Lane<B>) -> Vec<Member<B>> {
-    let mut waiting = lane.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-    waiting.retain(|m| !m.done.is_closed());
-    let Some(fence) = waiting.first().map(|m| m.store.fence.clone()) else {
-        return Vec::new();
-    };
-    let (mut batch, mut rest) = (Vec::new(), Vec::new());
-    for member in waiting.drain(..) {
-        if batch.len() < MAX_WRITES && member.store.fence == fence {
-            batch.push(member);
-        } else {
-            rest.push(member);
+/// The next batch of `lane`: up to [`MAX_WRITES`] waiting writes of `fence`, in the order they
+/// arrived (writes whose caller went away are dropped). Then the runner of the batch after it
+/// may start: at once if writes are still waiting, else with the next write.
+fn take_batch<B: Batch>(lane: &Arc<Lane<B>>, fence: &Option<crate::Fence>) -> Vec<Member<B>> {
+    let (batch, next) = {
+        let mut waiting = lane.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        waiting.retain(|m| !m.done.is_closed());
+        let (mut batch, mut rest) = (Vec::new(), Vec::new());
+        for member in waiting.drain(..) {
+            if batch.len() < MAX_WRITES && member.store.fence == *fence {
+                batch.push(member);
+            } else {
+                rest.push(member);
+            }
         }
+        *waiting = rest;
+        (batch, waiting.first().map(|m| m.store.clone()))
+    };
+    lane.starting.store(false, Ordering::SeqCst);
+    // A write that came after the batch was taken and found `starting` still set started no
+    // runner: this one starts it.
+    let next =
+        next.or_else(|| lane.waiting.lock().unwrap_or_else(PoisonError::into_inner).first().map(|m| m.store.clone()));
+    if let Some(store) = next {
+        start_runner(lane, &store);
     }
-    *waiting = rest;
     batch
 }
 
-/// One transaction for `batch`, and every member's answer.
-async fn run_batch<B: Batch>(lane: &Arc<Lane<B>>, batch: Vec<Member<B>>, turn: &Turn) {
-    let store = batch[0].store.clone();
-    let op = if batch.iter().all(|m| m.op == batch[0].op) { batch[0].op } else { B::MIXED_OP };
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut items = Vec::with_capacity(batch.len());
-    for member in batch {
-        answers.push((member.op, member.done));
-        items.push(member.item);
-    }
-    let items: Arc<[B::Item]> = items.into();
-    let (next, turn) = (Arc::clone(lane), Arc::clone(turn));
+/// A runner's batch, shared with its transaction body (which takes it, on its first attempt).
+struct Run<B: Batch> {
+    /// The lane's turn, while this runner holds it.
+    turn: Option<OwnedMutexGuard<()>>,
+    /// Whether the batch is taken, its items, and each member's op and answer.
+    taken: bool,
+    items: Arc<[B::Item]>,
+    answers: Vec<(&'static str, tokio::sync::oneshot::Sender<Done<B::Output>>)>,
+}
+
+/// Runs one batch of `lane`, of the writes of `store`'s fence, in one transaction.
+///
+/// On a server database the runner begins its transaction before it waits for the turn, so
+/// the batch holding the turn does not wait for this `BEGIN`: the next batch is gathered while
+/// it begins, and taken the moment the turn is passed. On SQLite, whose write transaction
+/// excludes every other writer, the turn comes first: a runner that held the database waiting
+/// for the turn would lock out the turn's holder when that one has to begin again (a retry).
+/// The batch gives the turn up as soon as its writes are sent, before its fence check and
+/// commit: the next batch then reads and writes while this one commits.
+async fn run_lane<B: Batch>(lane: Arc<Lane<B>>, store: Store) {
+    let turn = match store.backend() {
+        Backend::Sqlite => Some(Arc::clone(&lane.turn).lock_owned().await),
+        Backend::Postgres | Backend::Mysql => None,
+    };
+    let run = Arc::new(Mutex::new(Run::<B> { turn, taken: false, items: Arc::from(Vec::new()), answers: Vec::new() }));
     let outcome = store
-        .write(op, move |tx| {
-            let (items, next, turn) = (Arc::clone(&items), Arc::clone(&next), Arc::clone(&turn));
+        .write(B::MIXED_OP, |tx| {
+            let (lane, run, fence) = (Arc::clone(&lane), Arc::clone(&run), store.fence.clone());
             Box::pin(async move {
-                let results = B::body(tx, op, &items).await?;
-                if let Some(turn) = turn.lock().unwrap_or_else(PoisonError::into_inner).take() {
-                    pass_turn(&next, turn);
-                }
+                let (op, items) = take_once(&lane, &run, &fence).await;
+                let results = if items.is_empty() { Vec::new() } else { B::body(tx, op, &items).await? };
+                // The writes are sent: the next batch may read and write while this one commits.
+                drop(lock(&run).turn.take());
                 Ok(results)
             })
         })
         .await;
+    let answers = {
+        let mut run = lock(&run);
+        drop(run.turn.take());
+        std::mem::take(&mut run.answers)
+    };
+    // A transaction that failed before its body took the batch (its `BEGIN`) fails the writes
+    // that were waiting for it.
+    let answers = match &outcome {
+        Err(_) if !lock(&run).taken => take_batch(&lane, &store.fence).into_iter().map(|m| (m.op, m.done)).collect(),
+        _ => answers,
+    };
+    answer(&lane, answers, outcome);
+}
+
+/// Locks a runner's state.
+fn lock<B: Batch>(run: &Mutex<Run<B>>) -> std::sync::MutexGuard<'_, Run<B>> {
+    run.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The batch of a runner's transaction body: on its first attempt waits for the turn (unless
+/// the runner took it before beginning) and takes the batch; on a retry, the same batch. The
+/// batch's op, and its items.
+async fn take_once<B: Batch>(
+    lane: &Arc<Lane<B>>,
+    run: &Arc<Mutex<Run<B>>>,
+    fence: &Option<crate::Fence>,
+) -> (&'static str, Arc<[B::Item]>) {
+    let needs_turn = {
+        let run = lock(run);
+        if run.taken {
+            return (batch_op::<B>(&run.answers), Arc::clone(&run.items));
+        }
+        run.turn.is_none()
+    };
+    let turn = if needs_turn { Some(Arc::clone(&lane.turn).lock_owned().await) } else { None };
+    let batch = take_batch(lane, fence);
+    let mut run = lock(run);
+    if turn.is_some() {
+        run.turn = turn;
+    }
+    let mut items = Vec::with_capacity(batch.len());
+    for member in batch {
+        run.answers.push((member.op, member.done));
+        items.push(member.item);
+    }
+    run.items = items.into();
+    run.taken = true;
+    (batch_op::<B>(&run.answers), Arc::clone(&run.items))
+}
+
+/// The op of a batch: its members' when they share one.
+fn batch_op<B: Batch>(answers: &[(&'static str, tokio::sync::oneshot::Sender<Done<B::Output>>)]) -> &'static str {
+    match answers.first() {
+        Some((op, _)) if answers.iter().all(|(o, _)| o == op) => op,
+        _ => B::MIXED_OP,
+    }
+}
+
+/// Every member's answer to its batch's `outcome`.
+fn answer<B: Batch>(
+    lane: &Lane<B>,
+    answers: Vec<(&'static str, tokio::sync::oneshot::Sender<Done<B::Output>>)>,
+    outcome: Result<Vec<Result<B::Output>>>,
+) {
     match outcome {
+        // A batch whose writes all went away before it was taken committed nothing.
+        Ok(_) if answers.is_empty() => {}
         Ok(results) => {
             lane.committed.fetch_add(1, Ordering::Relaxed);
             lane.committed_members.fetch_add(answers.len() as u64, Ordering::Relaxed);
@@ -212,8 +281,8 @@ async fn run_batch<B: Batch>(lane: &Arc<Lane<B>>, batch: Vec<Member<B>>, turn: &
             }
         }
         Err(e) if answers.len() == 1 => {
-            let (_, done) = answers.into_iter().next().expect("one member");
-            let _ = done.send(Done::Written(Box::new(Err(e))));
+            let (op, done) = answers.into_iter().next().expect("one member");
+            let _ = done.send(Done::Written(Box::new(Err(e.for_op(B::MIXED_OP, op)))));
         }
         Err(e) => {
             let store_wide = store_wide(&e);

@@ -171,6 +171,20 @@ impl Error {
         !matches!(self, Self::Unavailable { .. } | Self::Sql { .. })
     }
 
+    /// This error as `to`'s when a transaction run under the name `from` (a coalesced batch's,
+    /// begun before its members were known) failed it: the op of a failed `BEGIN`, fence check,
+    /// `COMMIT` or of the retries given up on becomes the write's own.
+    pub(crate) fn for_op(self, from: &'static str, to: &'static str) -> Self {
+        let rename = |op: &'static str| if op == from { to } else { op };
+        match self {
+            Self::Deadlock { op, attempts, source } => Self::Deadlock { op: rename(op), attempts, source },
+            Self::Unrecoverable { op, source } => Self::Unrecoverable { op: rename(op), source },
+            Self::Unavailable { op, source } => Self::Unavailable { op: rename(op), source },
+            Self::Sql { op, source } => Self::Sql { op: rename(op), source },
+            other => other,
+        }
+    }
+
     /// Classifies a driver error and wraps it with the operation's name; `what` and `key` name
     /// the record, for the messages of duplicates and refused values.
     pub(crate) fn from_sqlx(op: &'static str, what: &'static str, key: &str, err: sqlx::Error) -> Self {

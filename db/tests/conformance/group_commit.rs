@@ -27,6 +27,7 @@ macro_rules! group_commit_tests {
                 concurrent_writes_of_one_index_apply_in_turn,
                 concurrent_index_writes_of_a_fenced_out_store_are_all_fenced_out,
                 task_writes_of_one_batch_apply_in_turn,
+                the_next_batch_begins_while_the_lane_is_busy,
             ]
         );
     };
@@ -377,4 +378,49 @@ pub async fn task_writes_of_one_batch_apply_in_turn(db: &TestDb) {
     assert_eq!(members, 6);
     assert!(batches <= 2, "{batches} batches");
     store.close().await;
+}
+
+/// On PostgreSQL a batch begins its transaction before the lane's turn is its: while the
+/// lane's batch waits (here for a lock of another transaction), a write that arrives meanwhile
+/// already has an open transaction waiting for the turn, so the busy batch's successor sends
+/// its read the moment the turn is passed, not a `BEGIN` first. (SQLite takes the turn first,
+/// and MySQL has no lane: see `db::coalesce`.)
+pub async fn the_next_batch_begins_while_the_lane_is_busy(db: &TestDb) {
+    if db.store.backend() != db::Backend::Postgres {
+        return;
+    }
+    let guid = unclaimed(db, "prebegun", 2).await;
+    let store = one_lane(db).await;
+    let idle_in_transaction = || async {
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND state = 'idle in transaction'";
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(db.store.pool()).await.unwrap()
+    };
+    let release = Arc::new(tokio::sync::Notify::new());
+    let lock = lock_rows(db, &guid, 1, release.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(idle_in_transaction().await, 1, "the lock's transaction");
+    let (held, at) = (store.clone(), guid.clone());
+    let holder = tokio::spawn(async move { held.modify_index("test hold", &at, 1, |_| Ok(())).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (claimer, at) = (store.clone(), guid.clone());
+    let claim = tokio::spawn(async move { claimer.claim_actual_lrp(&at, 0, &instance("ig-0"), NOW_NS).await });
+    let mut begun = 0;
+    for _ in 0..50 {
+        begun = idle_in_transaction().await;
+        if begun == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = !claim.is_finished();
+    // Everything is let go before any assertion, so that a failure does not leave the lock held.
+    release.notify_one();
+    lock.await.unwrap();
+    holder.await.unwrap();
+    let claimed = tokio::time::timeout(WAIT, claim).await.unwrap().unwrap().unwrap();
+    store.close().await;
+    assert_eq!(begun, 2, "the lock's transaction and the next batch's, begun while the lane is busy");
+    assert!(waited, "the claim waited for the busy lane");
+    assert_eq!(claimed.after.ordinary.unwrap().state, ActualLrpState::Claimed);
 }
