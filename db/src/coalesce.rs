@@ -199,10 +199,13 @@ async fn run_lane<B: Batch>(lane: Arc<Lane<B>>, store: Store) {
             let (lane, run, fence) = (Arc::clone(&lane), Arc::clone(&run), store.fence.clone());
             Box::pin(async move {
                 let (op, items) = take_once(&lane, &run, &fence).await;
-                let results = if items.is_empty() { Vec::new() } else { B::body(tx, op, &items).await? };
-                // The writes are sent: the next batch may read and write while this one commits.
+                let results = if items.is_empty() { Ok(Vec::new()) } else { B::body(tx, op, &items).await };
+                // The writes are sent: the next batch may read and write while this one
+                // commits. A body that failed gives the turn up too, before the retry waits for
+                // a connection: the next batch's runner may hold the pool's last one while it
+                // waits for the turn.
                 drop(lock(&run).turn.take());
-                Ok(results)
+                results
             })
         })
         .await;
@@ -226,8 +229,8 @@ fn lock<B: Batch>(run: &Mutex<Run<B>>) -> std::sync::MutexGuard<'_, Run<B>> {
 }
 
 /// The batch of a runner's transaction body: on its first attempt waits for the turn (unless
-/// the runner took it before beginning) and takes the batch; on a retry, the same batch. The
-/// batch's op, and its items.
+/// the runner took it before beginning) and takes the batch; on a retry, the same batch,
+/// without the turn (a failed attempt gave it up). The batch's op, and its items.
 async fn take_once<B: Batch>(
     lane: &Arc<Lane<B>>,
     run: &Arc<Mutex<Run<B>>>,

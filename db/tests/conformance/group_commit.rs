@@ -28,6 +28,7 @@ macro_rules! group_commit_tests {
                 concurrent_index_writes_of_a_fenced_out_store_are_all_fenced_out,
                 task_writes_of_one_batch_apply_in_turn,
                 the_next_batch_begins_while_the_lane_is_busy,
+                a_retried_batch_does_not_hold_the_lane_while_it_waits_for_a_connection,
             ]
         );
     };
@@ -423,4 +424,82 @@ pub async fn the_next_batch_begins_while_the_lane_is_busy(db: &TestDb) {
     assert_eq!(begun, 2, "the lock's transaction and the next batch's, begun while the lane is busy");
     assert!(waited, "the claim waited for the busy lane");
     assert_eq!(claimed.after.ordinary.unwrap().state, ActualLrpState::Claimed);
+}
+
+/// On PostgreSQL, a store whose pool has one connection: a batch that must be retried (its
+/// insert met a row another transaction inserted meanwhile) gives the lane's turn up before it
+/// waits for the connection again, which the next batch's runner, begun while the lane was
+/// busy, holds while it waits for the turn. Both writes succeed, the retried one on the row the
+/// other transaction committed. (Holding the turn, the retry waited for the pool's timeout and
+/// failed.)
+pub async fn a_retried_batch_does_not_hold_the_lane_while_it_waits_for_a_connection(db: &TestDb) {
+    if db.store.backend() != db::Backend::Postgres {
+        return;
+    }
+    let source = unclaimed(db, "retried-source", 1).await;
+    let other = unclaimed(db, "retried-other", 1).await;
+    let options = StoreOptions {
+        keys: test_keys(),
+        group_commit_lanes: 1,
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(3),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&db.url, options).await.unwrap();
+    // Another transaction inserts index 0 of `retried` (a copy of the source's row) and holds it.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (inserter, released) = (db.store.clone(), release.clone());
+    let insert = tokio::spawn(async move {
+        inserter
+            .write("test insert", move |tx| {
+                let (released, source) = (released.clone(), source.clone());
+                Box::pin(async move {
+                    tx.execute_for_test(&format!(
+                        "CREATE TEMP TABLE copied ON COMMIT DROP AS SELECT * FROM actual_lrps \
+                         WHERE process_guid = '{source}'"
+                    ))
+                    .await?;
+                    tx.execute_for_test("UPDATE copied SET process_guid = 'retried'").await?;
+                    tx.execute_for_test("INSERT INTO actual_lrps SELECT * FROM copied").await?;
+                    released.notified().await;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The lane's batch creates the same row: its insert waits for the other transaction.
+    let retried = ProcessGuid::parse("retried").unwrap();
+    let (creator, at) = (store.clone(), retried.clone());
+    let create = tokio::spawn(async move {
+        creator
+            .modify_index("test create", &at, 0, |rows| {
+                let created = rows.ordinary.is_none();
+                if created {
+                    let key = proto::models::ActualLrpKey {
+                        process_guid: ProcessGuid::parse("retried").unwrap(),
+                        index: 0,
+                        domain: DomainName::parse("grouped").unwrap(),
+                    };
+                    rows.ordinary = Some(proto::models::ActualLrp::new_unclaimed(key, "", NOW_NS));
+                }
+                Ok(created)
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next batch's runner waits for the pool's one connection, then for the turn.
+    let (claimer, at) = (store.clone(), other.clone());
+    let claim = tokio::spawn(async move { claimer.claim_actual_lrp(&at, 0, &instance("ig-0"), NOW_NS).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    release.notify_one();
+    insert.await.unwrap();
+    let created = tokio::time::timeout(WAIT, create).await.unwrap().unwrap();
+    let claimed = tokio::time::timeout(WAIT, claim).await.unwrap().unwrap();
+    store.close().await;
+    let created = created.expect("the retried batch's write");
+    assert!(!created.value, "the retry found the row the other transaction committed");
+    assert!(created.before.ordinary.is_some());
+    assert_eq!(claimed.expect("the next batch's write").after.ordinary.unwrap().state, ActualLrpState::Claimed);
 }
