@@ -194,6 +194,7 @@ async fn run_lane<B: Batch>(lane: Arc<Lane<B>>, store: Store) {
         Backend::Postgres | Backend::Mysql => None,
     };
     let run = Arc::new(Mutex::new(Run::<B> { turn, taken: false, items: Arc::from(Vec::new()), answers: Vec::new() }));
+    let _untaken = Untaken { lane: Arc::clone(&lane), run: Arc::clone(&run), store: store.clone() };
     let outcome = store
         .write(B::MIXED_OP, |tx| {
             let (lane, run, fence) = (Arc::clone(&lane), Arc::clone(&run), store.fence.clone());
@@ -217,10 +218,34 @@ async fn run_lane<B: Batch>(lane: Arc<Lane<B>>, store: Store) {
     // A transaction that failed before its body took the batch (its `BEGIN`) fails the writes
     // that were waiting for it.
     let answers = match &outcome {
-        Err(_) if !lock(&run).taken => take_batch(&lane, &store.fence).into_iter().map(|m| (m.op, m.done)).collect(),
+        Err(_) if !lock(&run).taken => {
+            let batch = take_batch(&lane, &store.fence);
+            lock(&run).taken = true;
+            batch.into_iter().map(|m| (m.op, m.done)).collect()
+        }
         _ => answers,
     };
     answer(&lane, answers, outcome);
+}
+
+/// A runner on its way to its batch: if it ends without having taken one (it panicked), the
+/// lane's next write must still find no runner on its way, and the writes waiting get one.
+struct Untaken<B: Batch> {
+    lane: Arc<Lane<B>>,
+    run: Arc<Mutex<Run<B>>>,
+    store: Store,
+}
+
+impl<B: Batch> Drop for Untaken<B> {
+    fn drop(&mut self) {
+        if !lock(&self.run).taken {
+            self.lane.starting.store(false, Ordering::SeqCst);
+            let waiting = !self.lane.waiting.lock().unwrap_or_else(PoisonError::into_inner).is_empty();
+            if waiting && tokio::runtime::Handle::try_current().is_ok() {
+                start_runner(&self.lane, &self.store);
+            }
+        }
+    }
 }
 
 /// Locks a runner's state.
