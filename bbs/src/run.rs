@@ -55,6 +55,9 @@ pub enum RunError {
     /// The encryption keys cannot be loaded (docs/security.md).
     #[error("encryption keys: {0}")]
     Keys(String),
+    /// The database takes too small a statement for the requests the BBS must serve.
+    #[error("max_request_bytes: {0}")]
+    RequestLimit(String),
     /// The store could not be opened.
     #[error("cannot open the database: {0}")]
     Store(#[from] db::Error),
@@ -64,6 +67,28 @@ pub enum RunError {
     /// A request hit an unrecoverable store error; the process steps down.
     #[error("stepping down after an unrecoverable database error")]
     Unrecoverable,
+}
+
+/// The request limit the BBS serves with: `configured`, lowered to what the database takes in
+/// one statement (`statement_limit`, MySQL's `max_allowed_packet`, less
+/// [`db::STATEMENT_HEADROOM`]). A request over that would reach the database as a statement it
+/// refuses by closing the connection, which looks like an outage. `Err` when that leaves less
+/// than the smallest limit the components work with.
+fn fit_request_limit(configured: usize, statement_limit: Option<u64>) -> Result<usize, String> {
+    let Some(limit) = statement_limit else {
+        return Ok(configured);
+    };
+    let fits = usize::try_from(limit.saturating_sub(db::STATEMENT_HEADROOM)).unwrap_or(usize::MAX);
+    let serving = configured.min(fits);
+    if serving < proto::limits::MIN_REQUEST_BYTES_LIMIT {
+        return Err(format!(
+            "the database takes statements of at most {limit} bytes (max_allowed_packet), which leaves \
+             {serving} bytes for a request, less than the smallest limit ({} bytes); raise the server's \
+             max_allowed_packet",
+            proto::limits::MIN_REQUEST_BYTES_LIMIT
+        ));
+    }
+    Ok(serving)
 }
 
 /// Finds the auctioneer: a fixed address, or the value of the `auctioneer` lock.
@@ -112,6 +137,16 @@ pub async fn run(
     // `bbs` lease row, or no standby could take over.
     let store_options = StoreOptions { keys, ..StoreOptions::default() }.for_lease_ttl(config.lock_ttl);
     let store = Store::connect(&config.effective_database_url(), store_options).await?;
+    let max_request_bytes =
+        fit_request_limit(config.max_request_bytes, store.statement_limit()).map_err(RunError::RequestLimit)?;
+    if max_request_bytes < config.max_request_bytes {
+        tracing::warn!(
+            configured = config.max_request_bytes,
+            serving = max_request_bytes,
+            statement_limit = store.statement_limit(),
+            "max_request_bytes lowered to what the database takes in one statement (max_allowed_packet)"
+        );
+    }
     let locket_store = store.dedicated(LOCKET_POOL_CONNECTIONS, config.lock_retry_interval).await?;
     let grpc_address = listeners.grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let advertise =
@@ -199,7 +234,7 @@ pub async fn run(
         grpc::BbsService::new(ctx, fatal.clone()),
         locket::LocketService::with_limits(locket_store.clone(), locket::LocketLimits::from_config(&config)),
         &security,
-        config.max_request_bytes,
+        max_request_bytes,
         stop.clone(),
     );
     tokio::pin!(server);
@@ -324,5 +359,27 @@ async fn watch_presences(
             }
             Err(e) => tracing::warn!(error = %e, "cannot check cell presences"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_request_limit;
+
+    const MIB: usize = 1024 * 1024;
+    const HEADROOM: usize = db::STATEMENT_HEADROOM as usize;
+
+    #[test]
+    fn the_request_limit_fits_the_databases_statements() {
+        // No statement limit (PostgreSQL, SQLite), or one far above the requests.
+        assert_eq!(fit_request_limit(4 * MIB, None), Ok(4 * MIB));
+        assert_eq!(fit_request_limit(4 * MIB, Some(64 * MIB as u64)), Ok(4 * MIB));
+        // MariaDB's default of 16 MiB under a configured 32 MiB.
+        assert_eq!(fit_request_limit(32 * MIB, Some(16 * MIB as u64)), Ok(16 * MIB - HEADROOM));
+        // MySQL 5.7's default of 4 MiB under the default limit.
+        assert_eq!(fit_request_limit(4 * MIB, Some(4 * MIB as u64)), Ok(4 * MIB - HEADROOM));
+        // Too small to serve the components' batches.
+        let err = fit_request_limit(4 * MIB, Some(MIB as u64)).unwrap_err();
+        assert!(err.contains("max_allowed_packet") && err.contains("1048576"), "{err}");
     }
 }

@@ -31,4 +31,4 @@ pub mod testing;
 pub use backend::Backend;
 pub use crypto::Keyring;
 pub use error::{Error, Result};
-pub use store::{DEFAULT_IDLE_TRANSACTION_TIMEOUT, Fence, Store, StoreOptions, Tx};
+pub use store::{DEFAULT_IDLE_TRANSACTION_TIMEOUT, Fence, STATEMENT_HEADROOM, Store, StoreOptions, Tx};

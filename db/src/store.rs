@@ -121,6 +121,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// What a statement carries besides the values [`Store::check_statement_bytes`] counts: its
+/// text and its other parameters.
+pub const STATEMENT_HEADROOM: u64 = 64 * 1024;
+
 /// The lease a fenced store writes under: every write transaction checks that `owner` still
 /// holds `key` at `term` and that it has not expired (database time).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +152,8 @@ pub struct Store {
     targets: Option<Arc<Targets>>,
     /// SQLite's writers, first come first served ([`gate`]); shared by clones and dedicated pools.
     pub(crate) writers: gate::WriteGate,
+    /// The most bytes one statement may carry ([`Store::statement_limit`]).
+    statement_limit: Option<u64>,
 }
 
 /// An open write transaction.
@@ -239,6 +245,7 @@ impl Store {
                 url: url.into(),
                 targets: None,
                 writers: gate::WriteGate::for_backend(backend),
+                statement_limit: None,
             });
         }
         let targets = Arc::new(Targets::parse(&url)?);
@@ -256,6 +263,15 @@ impl Store {
             .map_err(|source| Error::Unavailable { op: "connect", source })?;
         targets.register(&pool);
         migrate::migrate(&pool, backend).await?;
+        let statement_limit = match backend {
+            // A BIGINT UNSIGNED, which the `Any` driver does not decode.
+            Backend::Mysql => sqlx::query_scalar::<_, i64>("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+                .fetch_one(&pool)
+                .await
+                .map(|limit| u64::try_from(limit).ok())
+                .map_err(|source| Error::Unavailable { op: "connect", source })?,
+            Backend::Postgres | Backend::Sqlite => None,
+        };
         let health = Health::spawn(
             targets.clone(),
             ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout },
@@ -275,7 +291,36 @@ impl Store {
             url: url.into(),
             targets: Some(targets),
             writers: gate::WriteGate::for_backend(backend),
+            statement_limit,
         })
+    }
+
+    /// The most bytes the database takes in one statement, where that is a setting of the
+    /// server below what any request holds: MySQL's `max_allowed_packet` (read at connect).
+    /// MySQL closes the connection of a statement over it, in the middle of the request, which
+    /// the client sees as a reset connection (an outage), not as a refused value; so writes of
+    /// large values check it first ([`Store::check_statement_bytes`]) and the BBS bounds its
+    /// requests by it.
+    pub fn statement_limit(&self) -> Option<u64> {
+        self.statement_limit
+    }
+
+    /// Refuses, as a value of `what` `key` the database would refuse, a write whose values add
+    /// up to `bytes`, when that leaves less than [`STATEMENT_HEADROOM`] of the
+    /// [`Store::statement_limit`] for the rest of the statement.
+    pub(crate) fn check_statement_bytes(&self, what: &'static str, key: &str, bytes: usize) -> Result<()> {
+        match self.statement_limit {
+            Some(limit) if (bytes as u64).saturating_add(STATEMENT_HEADROOM) > limit => {
+                Err(Error::Invalid(proto::models::ValidationError::new(
+                    format!("{what} {key}"),
+                    format!(
+                        "has values of {bytes} bytes, more than the database takes in one statement \
+                         (max_allowed_packet {limit} bytes, less {STATEMENT_HEADROOM} for the rest of it)"
+                    ),
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A store on the same database with its own pool of at most `max_connections`, waiting at

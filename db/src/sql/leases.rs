@@ -183,6 +183,7 @@ impl Store {
         ttl: Duration,
     ) -> Result<Lease> {
         check_acquire(key, owner, ttl)?;
+        self.check_statement_bytes("lease", key, key.len() + owner.len() + value.len())?;
         if let Some(lease) = self.renew_lease(key, owner, value, lease_type, ttl).await? {
             return Ok(lease);
         }
