@@ -220,24 +220,18 @@ pub async fn concurrent_index_writes_share_a_transaction_and_a_refused_one_fails
     assert!(batches < members, "{batches} batches for {members} concurrent writes");
 }
 
-/// Locks the rows of index (`guid`, `index`) from a transaction of `db`'s own store (whose
-/// batches are not the test's) until `release` is notified.
-fn lock_rows(
-    db: &TestDb,
-    guid: &ProcessGuid,
-    index: i32,
-    release: Arc<tokio::sync::Notify>,
-) -> tokio::task::JoinHandle<()> {
-    let (store, guid) = (db.store.clone(), guid.clone());
+/// Runs `statements` in a transaction of `db`'s own store (whose batches are not the test's)
+/// and holds it, with its locks, until `release` is notified.
+fn hold(db: &TestDb, statements: Vec<String>, release: Arc<tokio::sync::Notify>) -> tokio::task::JoinHandle<()> {
+    let store = db.store.clone();
     tokio::spawn(async move {
         store
-            .write("test lock", move |tx| {
-                let release = release.clone();
-                let sql = format!(
-                    "UPDATE actual_lrps SET since = since WHERE process_guid = '{guid}' AND instance_index = {index}"
-                );
+            .write("test hold", move |tx| {
+                let (release, statements) = (release.clone(), statements.clone());
                 Box::pin(async move {
-                    tx.execute_for_test(&sql).await?;
+                    for sql in &statements {
+                        tx.execute_for_test(sql).await?;
+                    }
                     release.notified().await;
                     Ok(())
                 })
@@ -245,6 +239,19 @@ fn lock_rows(
             .await
             .unwrap();
     })
+}
+
+/// Locks the rows of index (`guid`, `index`) from a transaction of `db`'s own store until
+/// `release` is notified.
+fn lock_rows(
+    db: &TestDb,
+    guid: &ProcessGuid,
+    index: i32,
+    release: Arc<tokio::sync::Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let sql =
+        format!("UPDATE actual_lrps SET since = since WHERE process_guid = '{guid}' AND instance_index = {index}");
+    hold(db, vec![sql], release)
 }
 
 /// 20 concurrent claims of one index by 20 instances, queued behind a busy lane so that they
@@ -323,20 +330,8 @@ pub async fn task_writes_of_one_batch_apply_in_turn(db: &TestDb) {
     let store = one_lane(db).await;
     // The lane's first batch, a start of `blocker`, waits for a lock of another transaction.
     let release = Arc::new(tokio::sync::Notify::new());
-    let (locker, locked) = (db.store.clone(), release.clone());
-    let lock = tokio::spawn(async move {
-        locker
-            .write("test lock", move |tx| {
-                let locked = locked.clone();
-                Box::pin(async move {
-                    tx.execute_for_test("UPDATE tasks SET updated_at = updated_at WHERE guid = 'blocker'").await?;
-                    locked.notified().await;
-                    Ok(())
-                })
-            })
-            .await
-            .unwrap();
-    });
+    let lock =
+        hold(db, vec!["UPDATE tasks SET updated_at = updated_at WHERE guid = 'blocker'".into()], release.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = store.group_commit_stats();
     let cell = CellId::parse("cell-1").unwrap();
@@ -448,26 +443,17 @@ pub async fn a_retried_batch_does_not_hold_the_lane_while_it_waits_for_a_connect
     let store = Store::connect(&db.url, options).await.unwrap();
     // Another transaction inserts index 0 of `retried` (a copy of the source's row) and holds it.
     let release = Arc::new(tokio::sync::Notify::new());
-    let (inserter, released) = (db.store.clone(), release.clone());
-    let insert = tokio::spawn(async move {
-        inserter
-            .write("test insert", move |tx| {
-                let (released, source) = (released.clone(), source.clone());
-                Box::pin(async move {
-                    tx.execute_for_test(&format!(
-                        "CREATE TEMP TABLE copied ON COMMIT DROP AS SELECT * FROM actual_lrps \
-                         WHERE process_guid = '{source}'"
-                    ))
-                    .await?;
-                    tx.execute_for_test("UPDATE copied SET process_guid = 'retried'").await?;
-                    tx.execute_for_test("INSERT INTO actual_lrps SELECT * FROM copied").await?;
-                    released.notified().await;
-                    Ok(())
-                })
-            })
-            .await
-            .unwrap();
-    });
+    let insert = hold(
+        db,
+        vec![
+            format!(
+                "CREATE TEMP TABLE copied ON COMMIT DROP AS SELECT * FROM actual_lrps WHERE process_guid = '{source}'"
+            ),
+            "UPDATE copied SET process_guid = 'retried'".into(),
+            "INSERT INTO actual_lrps SELECT * FROM copied".into(),
+        ],
+        release.clone(),
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The lane's batch creates the same row: its insert waits for the other transaction.
     let retried = ProcessGuid::parse("retried").unwrap();
