@@ -26,6 +26,7 @@ use crate::targets::Targets;
 use crate::{Backend, Error, Keyring, Result, migrate};
 use pool::{is_in_memory, pool_options};
 use reads::Native;
+pub use statement_limit::STATEMENT_HEADROOM;
 
 /// How the store connects.
 #[derive(Debug, Clone)]
@@ -120,10 +121,6 @@ impl Default for StoreOptions {
         }
     }
 }
-
-/// What a statement carries besides the values [`Store::check_statement_bytes`] counts: its
-/// text and its other parameters.
-pub const STATEMENT_HEADROOM: u64 = 64 * 1024;
 
 /// The lease a fenced store writes under: every write transaction checks that `owner` still
 /// holds `key` at `term` and that it has not expired (database time).
@@ -263,15 +260,7 @@ impl Store {
             .map_err(|source| Error::Unavailable { op: "connect", source })?;
         targets.register(&pool);
         migrate::migrate(&pool, backend).await?;
-        let statement_limit = match backend {
-            // A BIGINT UNSIGNED, which the `Any` driver does not decode.
-            Backend::Mysql => sqlx::query_scalar::<_, i64>("SELECT CAST(@@max_allowed_packet AS SIGNED)")
-                .fetch_one(&pool)
-                .await
-                .map(|limit| u64::try_from(limit).ok())
-                .map_err(|source| Error::Unavailable { op: "connect", source })?,
-            Backend::Postgres | Backend::Sqlite => None,
-        };
+        let statement_limit = statement_limit::read(&pool, backend).await?;
         let health = Health::spawn(
             targets.clone(),
             ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout },
@@ -293,34 +282,6 @@ impl Store {
             writers: gate::WriteGate::for_backend(backend),
             statement_limit,
         })
-    }
-
-    /// The most bytes the database takes in one statement, where that is a setting of the
-    /// server below what any request holds: MySQL's `max_allowed_packet` (read at connect).
-    /// MySQL closes the connection of a statement over it, in the middle of the request, which
-    /// the client sees as a reset connection (an outage), not as a refused value; so writes of
-    /// large values check it first ([`Store::check_statement_bytes`]) and the BBS bounds its
-    /// requests by it.
-    pub fn statement_limit(&self) -> Option<u64> {
-        self.statement_limit
-    }
-
-    /// Refuses, as a value of `what` `key` the database would refuse, a write whose values add
-    /// up to `bytes`, when that leaves less than [`STATEMENT_HEADROOM`] of the
-    /// [`Store::statement_limit`] for the rest of the statement.
-    pub(crate) fn check_statement_bytes(&self, what: &'static str, key: &str, bytes: usize) -> Result<()> {
-        match self.statement_limit {
-            Some(limit) if (bytes as u64).saturating_add(STATEMENT_HEADROOM) > limit => {
-                Err(Error::Invalid(proto::models::ValidationError::new(
-                    format!("{what} {key}"),
-                    format!(
-                        "has values of {bytes} bytes, more than the database takes in one statement \
-                         (max_allowed_packet {limit} bytes, less {STATEMENT_HEADROOM} for the rest of it)"
-                    ),
-                )))
-            }
-            _ => Ok(()),
-        }
     }
 
     /// A store on the same database with its own pool of at most `max_connections`, waiting at
@@ -598,5 +559,6 @@ async fn check_fence(tx: &mut Tx, fence: &Fence) -> Result<()> {
 mod gate;
 mod pool;
 pub(crate) mod reads;
+mod statement_limit;
 #[cfg(test)]
 mod tests;
