@@ -22,7 +22,8 @@
 //!   on its way to a batch: a caller that goes away (its request cancelled) never takes its
 //!   neighbours' writes with it. A write whose caller went away before its batch was taken is
 //!   left out. On PostgreSQL the runner begins its transaction before it waits for the turn, so
-//!   a batch's `BEGIN` is not a round trip the lane waits for ([`run_lane`]).
+//!   a batch's `BEGIN` is not a round trip the lane waits for; it waits so for a quarter of the
+//!   idle-transaction timeout at most ([`run_lane`]).
 //! - **One bad write never fails its neighbours.** A refusal or a failed validation is the
 //!   write's alone (the [`Batch`] answers it so). When the batch's transaction fails as a whole
 //!   for a reason that may be one member's (a statement the database refused, a row another
@@ -173,6 +174,8 @@ fn take_batch<B: Batch>(lane: &Arc<Lane<B>>, fence: &Option<crate::Fence>) -> Ve
 struct Run<B: Batch> {
     /// The lane's turn, while this runner holds it.
     turn: Option<OwnedMutexGuard<()>>,
+    /// Whether the runner gave up its open transaction because the turn was long in coming.
+    gave_up_waiting: bool,
     /// Whether the batch is taken, its items, and each member's op and answer.
     taken: bool,
     items: Arc<[B::Item]>,
@@ -183,33 +186,50 @@ struct Run<B: Batch> {
 ///
 /// On a server database the runner begins its transaction before it waits for the turn, so
 /// the batch holding the turn does not wait for this `BEGIN`: the next batch is gathered while
-/// it begins, and taken the moment the turn is passed. On SQLite, whose write transaction
+/// it begins, and taken the moment the turn is passed. It waits so for a while only
+/// ([`turn_wait`]); after that it gives its transaction up and begins again once it holds the
+/// turn. On SQLite, whose write transaction
 /// excludes every other writer, the turn comes first: a runner that held the database waiting
 /// for the turn would lock out the turn's holder when that one has to begin again (a retry).
 /// The batch gives the turn up as soon as its writes are sent, before its fence check and
 /// commit: the next batch then reads and writes while this one commits.
 async fn run_lane<B: Batch>(lane: Arc<Lane<B>>, store: Store) {
-    let turn = match store.backend() {
-        Backend::Sqlite => Some(Arc::clone(&lane.turn).lock_owned().await),
-        Backend::Postgres | Backend::Mysql => None,
-    };
-    let run = Arc::new(Mutex::new(Run::<B> { turn, taken: false, items: Arc::from(Vec::new()), answers: Vec::new() }));
+    let mut turn_first = store.backend() == Backend::Sqlite;
+    let run = Arc::new(Mutex::new(Run::<B> {
+        turn: None,
+        gave_up_waiting: false,
+        taken: false,
+        items: Arc::from(Vec::new()),
+        answers: Vec::new(),
+    }));
     let _untaken = Untaken { lane: Arc::clone(&lane), run: Arc::clone(&run), store: store.clone() };
-    let outcome = store
-        .write(B::MIXED_OP, |tx| {
-            let (lane, run, fence) = (Arc::clone(&lane), Arc::clone(&run), store.fence.clone());
-            Box::pin(async move {
-                let (op, items) = take_once(&lane, &run, &fence).await;
-                let results = if items.is_empty() { Ok(Vec::new()) } else { B::body(tx, op, &items).await };
-                // The writes are sent: the next batch may read and write while this one
-                // commits. A body that failed gives the turn up too, before the retry waits for
-                // a connection: the next batch's runner may hold the pool's last one while it
-                // waits for the turn.
-                drop(lock(&run).turn.take());
-                results
+    let wait = turn_wait(&store);
+    let outcome = loop {
+        if turn_first {
+            let turn = Arc::clone(&lane.turn).lock_owned().await;
+            lock(&run).turn = Some(turn);
+        }
+        let outcome = store
+            .write(B::MIXED_OP, |tx| {
+                let (lane, run, fence) = (Arc::clone(&lane), Arc::clone(&run), store.fence.clone());
+                Box::pin(async move {
+                    let (op, items) = take_once(&lane, &run, &fence, wait).await?;
+                    let results = if items.is_empty() { Ok(Vec::new()) } else { B::body(tx, op, &items).await };
+                    // The writes are sent: the next batch may read and write while this one
+                    // commits. A body that failed gives the turn up too, before the retry waits
+                    // for a connection: the next batch's runner may hold the pool's last one
+                    // while it waits for the turn.
+                    drop(lock(&run).turn.take());
+                    results
+                })
             })
-        })
-        .await;
+            .await;
+        if std::mem::take(&mut lock(&run).gave_up_waiting) {
+            turn_first = true;
+            continue;
+        }
+        break outcome;
+    };
     let answers = {
         let mut run = lock(&run);
         drop(run.turn.take());
@@ -253,22 +273,48 @@ fn lock<B: Batch>(run: &Mutex<Run<B>>) -> std::sync::MutexGuard<'_, Run<B>> {
     run.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How long a runner waits for the turn in an open transaction: a quarter of the time after
+/// which the server ends a transaction left idle (`None`: the server never does).
+fn turn_wait(store: &Store) -> Option<std::time::Duration> {
+    let idle = store.options.idle_transaction_timeout;
+    (!idle.is_zero()).then(|| idle / 4)
+}
+
 /// The batch of a runner's transaction body: on its first attempt waits for the turn (unless
 /// the runner took it before beginning) and takes the batch; on a retry, the same batch,
-/// without the turn (a failed attempt gave it up). The batch's op, and its items.
+/// without the turn (a failed attempt gave it up). The batch's op, and its items. A turn that
+/// does not come within `wait` (the lane's batch waits for another transaction's locks) ends
+/// the attempt: the runner then takes the turn before it begins again, so that the server does
+/// not end its idle transaction meanwhile, which would fail its writes as if the database had
+/// gone away.
 async fn take_once<B: Batch>(
     lane: &Arc<Lane<B>>,
     run: &Arc<Mutex<Run<B>>>,
     fence: &Option<crate::Fence>,
-) -> (&'static str, Arc<[B::Item]>) {
+    wait: Option<std::time::Duration>,
+) -> Result<(&'static str, Arc<[B::Item]>)> {
     let needs_turn = {
         let run = lock(run);
         if run.taken {
-            return (batch_op::<B>(&run.answers), Arc::clone(&run.items));
+            return Ok((batch_op::<B>(&run.answers), Arc::clone(&run.items)));
         }
         run.turn.is_none()
     };
-    let turn = if needs_turn { Some(Arc::clone(&lane.turn).lock_owned().await) } else { None };
+    let turn = if needs_turn {
+        let turn = Arc::clone(&lane.turn).lock_owned();
+        match wait {
+            None => Some(turn.await),
+            Some(wait) => match tokio::time::timeout(wait, turn).await {
+                Ok(turn) => Some(turn),
+                Err(_) => {
+                    lock(run).gave_up_waiting = true;
+                    return Err(gone(B::MIXED_OP));
+                }
+            },
+        }
+    } else {
+        None
+    };
     let batch = take_batch(lane, fence);
     let mut run = lock(run);
     if turn.is_some() {
@@ -281,7 +327,7 @@ async fn take_once<B: Batch>(
     }
     run.items = items.into();
     run.taken = true;
-    (batch_op::<B>(&run.answers), Arc::clone(&run.items))
+    Ok((batch_op::<B>(&run.answers), Arc::clone(&run.items)))
 }
 
 /// The op of a batch: its members' when they share one.

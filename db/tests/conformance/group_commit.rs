@@ -29,6 +29,7 @@ macro_rules! group_commit_tests {
                 task_writes_of_one_batch_apply_in_turn,
                 the_next_batch_begins_while_the_lane_is_busy,
                 a_retried_batch_does_not_hold_the_lane_while_it_waits_for_a_connection,
+                a_batch_long_waiting_for_the_turn_does_not_wait_in_an_open_transaction,
             ]
         );
     };
@@ -488,4 +489,39 @@ pub async fn a_retried_batch_does_not_hold_the_lane_while_it_waits_for_a_connect
     assert!(!created.value, "the retry found the row the other transaction committed");
     assert!(created.before.ordinary.is_some());
     assert_eq!(claimed.expect("the next batch's write").after.ordinary.unwrap().state, ActualLrpState::Claimed);
+}
+
+/// On PostgreSQL, the next batch's runner waits for the lane's turn in an open transaction only
+/// for a while (a quarter of the idle-transaction timeout): here the lane's batch waits two
+/// seconds for another transaction's lock, twice the store's idle-transaction timeout, and the
+/// write queued behind it still commits. (Waiting in its transaction, the server ended it after
+/// one second and the write failed as UNAVAILABLE.)
+pub async fn a_batch_long_waiting_for_the_turn_does_not_wait_in_an_open_transaction(db: &TestDb) {
+    if db.store.backend() != db::Backend::Postgres {
+        return;
+    }
+    let guid = unclaimed(db, "long-wait", 2).await;
+    let options = StoreOptions {
+        keys: test_keys(),
+        group_commit_lanes: 1,
+        idle_transaction_timeout: Duration::from_secs(1),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&db.url, options).await.unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let lock = lock_rows(db, &guid, 1, release.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (held, at) = (store.clone(), guid.clone());
+    let holder = tokio::spawn(async move { held.modify_index("test hold", &at, 1, |_| Ok(())).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (claimer, at) = (store.clone(), guid.clone());
+    let claim = tokio::spawn(async move { claimer.claim_actual_lrp(&at, 0, &instance("ig-0"), NOW_NS).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    release.notify_one();
+    lock.await.unwrap();
+    let held = tokio::time::timeout(WAIT, holder).await.unwrap().unwrap();
+    let claimed = tokio::time::timeout(WAIT, claim).await.unwrap().unwrap();
+    store.close().await;
+    held.expect("the lane's batch");
+    assert_eq!(claimed.expect("the write queued behind it").after.ordinary.unwrap().state, ActualLrpState::Claimed);
 }
