@@ -30,7 +30,9 @@ pub fn markdown() -> String {
             "request size",
             format!("{MAX_REQUEST_BYTES} bytes"),
             "the gRPC default every client accepts; each server's `max_request_bytes` (1 MiB to 256 MiB) \
-             changes it, and a larger message is RESOURCE_EXHAUSTED",
+             changes it, and a larger message is RESOURCE_EXHAUSTED. On MySQL the BBS serves at most the \
+             server's `max_allowed_packet` less 64 KiB, the most one statement may carry: it logs a warning \
+             when that lowers its limit, and does not start when it leaves less than 1 MiB",
         ),
         ("message nesting", format!("{MAX_MESSAGE_DEPTH} levels"), "below the decoder's recursion limit of 100"),
         (
