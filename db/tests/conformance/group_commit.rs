@@ -377,6 +377,15 @@ pub async fn task_writes_of_one_batch_apply_in_turn(db: &TestDb) {
     store.close().await;
 }
 
+/// Claims index 0 of `guid` for instance `ig-0` through `store`, on a task of its own.
+fn claim_first(
+    store: &Store,
+    guid: &ProcessGuid,
+) -> tokio::task::JoinHandle<db::Result<db::sql::actual_lrps::IndexChange<()>>> {
+    let (store, guid) = (store.clone(), guid.clone());
+    tokio::spawn(async move { store.claim_actual_lrp(&guid, 0, &instance("ig-0"), NOW_NS).await })
+}
+
 /// On PostgreSQL a batch begins its transaction before the lane's turn is its: while the
 /// lane's batch waits (here for a lock of another transaction), a write that arrives meanwhile
 /// already has an open transaction waiting for the turn, so the busy batch's successor sends
@@ -400,8 +409,7 @@ pub async fn the_next_batch_begins_while_the_lane_is_busy(db: &TestDb) {
     let (held, at) = (store.clone(), guid.clone());
     let holder = tokio::spawn(async move { held.modify_index("test hold", &at, 1, |_| Ok(())).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (claimer, at) = (store.clone(), guid.clone());
-    let claim = tokio::spawn(async move { claimer.claim_actual_lrp(&at, 0, &instance("ig-0"), NOW_NS).await });
+    let claim = claim_first(&store, &guid);
     let mut begun = 0;
     for _ in 0..50 {
         begun = idle_in_transaction().await;
@@ -477,8 +485,7 @@ pub async fn a_retried_batch_does_not_hold_the_lane_while_it_waits_for_a_connect
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The next batch's runner waits for the pool's one connection, then for the turn.
-    let (claimer, at) = (store.clone(), other.clone());
-    let claim = tokio::spawn(async move { claimer.claim_actual_lrp(&at, 0, &instance("ig-0"), NOW_NS).await });
+    let claim = claim_first(&store, &other);
     tokio::time::sleep(Duration::from_millis(200)).await;
     release.notify_one();
     insert.await.unwrap();
@@ -514,8 +521,7 @@ pub async fn a_batch_long_waiting_for_the_turn_does_not_wait_in_an_open_transact
     let (held, at) = (store.clone(), guid.clone());
     let holder = tokio::spawn(async move { held.modify_index("test hold", &at, 1, |_| Ok(())).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (claimer, at) = (store.clone(), guid.clone());
-    let claim = tokio::spawn(async move { claimer.claim_actual_lrp(&at, 0, &instance("ig-0"), NOW_NS).await });
+    let claim = claim_first(&store, &guid);
     tokio::time::sleep(Duration::from_secs(2)).await;
     release.notify_one();
     lock.await.unwrap();
