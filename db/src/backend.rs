@@ -84,7 +84,9 @@ impl Backend {
     /// - SQLite: `(a = ? AND b = ?) OR ...`, one index search per tuple. The SQLite we link
     ///   searches for a list of row values too, but an older one (3.40, Debian 12's) scans the
     ///   whole table for it.
-    /// - MySQL: `(a, b) IN ((?, ?), ...)`, a range over the index.
+    /// - MySQL: `(a, b) IN ((?, ?), ...)`, a range over the index when the statement names its
+    ///   table through [`Backend::by_primary_key`] (or is built by [`Backend::select_by_keys`] or
+    ///   [`Backend::delete_by_keys`], which do).
     pub fn keys_in(self, columns: &[&str], n: usize) -> String {
         let tuple = format!("({})", placeholders(columns.len()));
         let names = columns.join(", ");
@@ -114,7 +116,8 @@ impl Backend {
     /// a condition ([`Backend::keys_in`]) the planner joined the tuples to a scan of the whole
     /// table below about 100,000 rows (its cost model prices an index search at four pages read
     /// from disk): 500 tuples against 50,000 rows took 15.9 ms that way, 3.0 ms searched
-    /// (measured; docs/performance.md, ninth round). Elsewhere it is `WHERE <keys_in>`.
+    /// (measured; docs/performance.md, ninth round). Elsewhere it is `WHERE <keys_in>`, on MySQL
+    /// with the table named through [`Backend::by_primary_key`].
     pub fn select_by_keys(self, columns: &str, table: &str, key: &[&str], n: usize, lock: bool) -> String {
         let lock = if lock { self.for_update() } else { "" };
         match self {
@@ -130,7 +133,38 @@ impl Backend {
                     equal.join(" AND ")
                 )
             }
-            Self::Sqlite | Self::Mysql => format!("SELECT {columns} FROM {table} WHERE {}{lock}", self.keys_in(key, n)),
+            Self::Sqlite | Self::Mysql => {
+                format!("SELECT {columns} FROM {} WHERE {}{lock}", self.by_primary_key(table), self.keys_in(key, n))
+            }
+        }
+    }
+
+    /// `DELETE` of the rows of `table` whose `key` columns (the primary key or a prefix of it)
+    /// equal one of `n` tuples of placeholders ([`Backend::keys_in`]), bound tuple after tuple. On
+    /// MySQL in the multi-table form, the one that takes the index hint of
+    /// [`Backend::by_primary_key`].
+    pub fn delete_by_keys(self, table: &str, key: &[&str], n: usize) -> String {
+        match self {
+            Self::Mysql => format!("DELETE {table} FROM {} WHERE {}", self.by_primary_key(table), self.keys_in(key, n)),
+            Self::Sqlite | Self::Postgres => format!("DELETE FROM {table} WHERE {}", self.keys_in(key, n)),
+        }
+    }
+
+    /// `table` as a statement that finds its rows by a list of primary keys ([`Backend::keys_in`])
+    /// names it. On MySQL that is `table FORCE INDEX (PRIMARY)`: for a list of more keys than
+    /// `eq_range_index_dive_limit` (200) the optimizer estimates each key's rows from the
+    /// index statistics, not from the index. InnoDB had not recounted `actual_lrps` at all
+    /// during a seeding (no distinct keys on record while the table held 20,000 rows), so every
+    /// key looked like the whole table and the list like many times it: each DesireLRPs batch
+    /// read all of `actual_lrps` (a 100,000-LRP seeding read 9.7 million rows for nothing),
+    /// each cell's StartActualLRPs read it with `FOR UPDATE`, which at REPEATABLE READ locks
+    /// every row it reads, and so did the cells' re-asserts during the trials (measured with
+    /// MariaDB 10.11's slow log and its plans; docs/performance.md, fifteenth round). With the
+    /// hint the list is a range over the primary key whatever the statistics say.
+    pub fn by_primary_key(self, table: &str) -> String {
+        match self {
+            Self::Mysql => format!("{table} FORCE INDEX (PRIMARY)"),
+            Self::Sqlite | Self::Postgres => table.to_owned(),
         }
     }
 

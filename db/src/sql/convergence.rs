@@ -187,7 +187,7 @@ impl Store {
             Box::pin(async move {
                 let mut deleted = 0;
                 for chunk in rows.chunks(KEY_CHUNK) {
-                    let sql = format!("DELETE FROM actual_lrps WHERE {}", tx.backend.keys_in(&KEY, chunk.len()));
+                    let sql = tx.backend.delete_by_keys("actual_lrps", &KEY, chunk.len());
                     let mut stmt = tx.backend.list_query(&sql);
                     for (guid, index, presence) in chunk {
                         stmt = stmt
@@ -243,7 +243,8 @@ impl Store {
                     let mut doomed = Vec::new();
                     for chunk in candidates.chunks(KEY_CHUNK) {
                         let sql = format!(
-                            "SELECT {COLUMNS} FROM actual_lrps WHERE presence = ? AND ({}){}",
+                            "SELECT {COLUMNS} FROM {} WHERE presence = ? AND ({}){}",
+                            tx.backend.by_primary_key("actual_lrps"),
                             tx.backend.keys_in(&KEY[..2], chunk.len()),
                             tx.backend.for_update()
                         );
@@ -267,7 +268,7 @@ impl Store {
                         }
                     }
                     for chunk in doomed.chunks(KEY_CHUNK) {
-                        let sql = format!("DELETE FROM actual_lrps WHERE {}", tx.backend.keys_in(&KEY, chunk.len()));
+                        let sql = tx.backend.delete_by_keys("actual_lrps", &KEY, chunk.len());
                         let mut stmt = tx.backend.list_query(&sql);
                         for lrp in chunk {
                             stmt = stmt

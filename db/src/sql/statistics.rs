@@ -21,7 +21,10 @@ pub fn statistics_stale(analyzed: Option<usize>, rows: usize) -> bool {
 impl Store {
     /// Refreshes the planner's statistics of the LRP and task tables: `ANALYZE` on PostgreSQL,
     /// `PRAGMA optimize` on SQLite. MySQL's InnoDB recalculates its persistent statistics by
-    /// itself after a tenth of a table changed, so nothing is sent there.
+    /// itself, in the background, after a tenth of a table changed, so nothing is sent there.
+    /// It can lag far behind a fast-growing table (a whole 20,000-LRP seeding with none on
+    /// record), so the lookups by lists of keys do not depend on them
+    /// ([`Backend::by_primary_key`](crate::Backend::by_primary_key)).
     pub async fn refresh_statistics(&self) -> Result<()> {
         let sql = match self.backend {
             Backend::Postgres => "ANALYZE desired_lrps, actual_lrps, tasks",

@@ -35,6 +35,8 @@ macro_rules! batches_tests {
                 start_actual_lrps_refuses_an_invalid_index_alone,
                 guid_lists_are_not_kept_prepared_on_postgres,
                 desire_lrps_scans_no_table_before_its_statistics_exist,
+                desire_lrps_scans_no_table_on_mysql,
+                start_actual_lrps_locks_no_table_on_mysql,
             ]
         );
     };
@@ -524,4 +526,83 @@ pub async fn desire_lrps_scans_no_table_before_its_statistics_exist(db: &TestDb)
     let after = scans().await;
     store.close().await;
     assert_eq!(after, before, "scans of each table before and after the batch");
+}
+
+/// MySQL: 10,000 UNCLAIMED ordinary instances (`BENCHMARK-BBS-GUID-000000` to `-009999`, index
+/// 0), with the statistics InnoDB had of `actual_lrps` during a seeding: the rows counted, no
+/// distinct keys on record (written into its statistics tables and loaded by `FLUSH TABLES`, and
+/// kept so). Each key then looks like the whole table to the optimizer.
+async fn mysql_rows_under_stale_statistics(store: &db::Store) {
+    let digit = "(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 \
+                 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
+    let insert = format!(
+        "INSERT INTO actual_lrps SELECT CONCAT('BENCHMARK-BBS-GUID-', LPAD(n, 6, '0')), 0, 0, 'cf-apps', \
+         'UNCLAIMED', '', '', '', 0, '', 0, '', '', '', 0, '', 'e', 0 FROM (SELECT a.d + 10 * b.d + 100 * c.d \
+         + 1000 * e.d AS n FROM {digit} AS a, {digit} AS b, {digit} AS c, {digit} AS e) AS numbers"
+    );
+    let statistics = "WHERE database_name = DATABASE() AND table_name = 'actual_lrps'";
+    for sql in [
+        "ALTER TABLE actual_lrps STATS_AUTO_RECALC = 0".to_owned(),
+        insert,
+        format!("UPDATE mysql.innodb_table_stats SET n_rows = 10000 {statistics}"),
+        format!("UPDATE mysql.innodb_index_stats SET stat_value = 0 {statistics} AND stat_name LIKE 'n_diff%'"),
+        "FLUSH TABLES actual_lrps".to_owned(),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await.unwrap();
+    }
+}
+
+/// MySQL: the rows the store's one connection reads through the index or the table
+/// (`Handler_read_%`, per session) in `work`, less what reading the counters costs.
+async fn mysql_rows_read<F: std::future::Future>(store: &db::Store, work: F) -> (F::Output, i64) {
+    let counters = || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SHOW SESSION STATUS LIKE 'Handler_read%'").fetch_all(store.pool()).await.unwrap();
+        rows.iter().map(|(_, v)| v.parse::<i64>().unwrap()).sum::<i64>()
+    };
+    let first = counters().await;
+    let own = counters().await - first;
+    let before = counters().await;
+    let out = work.await;
+    (out, counters().await - before - own)
+}
+
+/// MySQL: a batch desire looks its keys up in the primary key also while the statistics are
+/// stale: with them each batch read the whole of `actual_lrps` (a 250,000-LRP seeding read
+/// 62 million rows; docs/performance.md, fifteenth round).
+pub async fn desire_lrps_scans_no_table_on_mysql(db: &TestDb) {
+    if db.store.backend() != db::Backend::Mysql {
+        return;
+    }
+    let store = db.store.dedicated(1, std::time::Duration::from_secs(30)).await.unwrap();
+    mysql_rows_under_stale_statistics(&store).await;
+    let batch: Vec<_> = (10000..10500).map(|i| desired(&format!("BENCHMARK-BBS-GUID-{i:06}"), "cf-apps", 1)).collect();
+    let (outcomes, read) = mysql_rows_read(&store, store.desire_lrps(batch, NOW_NS)).await;
+    store.close().await;
+    assert!(outcomes.unwrap().iter().all(|(_, o)| o.as_ref().is_ok_and(|created| created.len() == 1)));
+    // 500 guids looked up in each table and the fence: about 1,000 index reads. A scan of
+    // `actual_lrps` alone reads 10,000 rows.
+    assert!(read < 5000, "the batch read {read} rows");
+}
+
+/// MySQL: a cell's StartActualLRPs of 300 instances locks its rows through the primary key also
+/// while the statistics are stale: with them it read, and so locked, every row of `actual_lrps`.
+pub async fn start_actual_lrps_locks_no_table_on_mysql(db: &TestDb) {
+    if db.store.backend() != db::Backend::Mysql {
+        return;
+    }
+    let store = db.store.dedicated(1, std::time::Duration::from_secs(30)).await.unwrap();
+    mysql_rows_under_stale_statistics(&store).await;
+    let starts: Vec<_> = (0..300)
+        .map(|n| {
+            (key(&format!("BENCHMARK-BBS-GUID-{n:06}"), 0), ikey(&format!("i-{n}"), "cell-1"), start_info("10.0.0.1"))
+        })
+        .collect();
+    let (outcomes, read) = mysql_rows_read(&store, store.start_actual_lrps(&starts, NOW_NS + 10)).await;
+    store.close().await;
+    let outcomes = outcomes.unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{:?}", outcomes.iter().find(|o| o.is_err()));
+    // The locked read of 300 rows, their update (through a derived table of the new rows) and
+    // the fence: about 2,500 reads. A scan of `actual_lrps` alone reads 10,000 rows.
+    assert!(read < 5000, "the batch read {read} rows");
 }

@@ -80,9 +80,10 @@ fn chunk_name(chunk: &[ActualLrp]) -> String {
     }
 }
 
-/// `DELETE ... WHERE <primary key> IN <rows keys>` ([`Backend::keys_in`]), bound by [`bind_pk`].
+/// `DELETE ... WHERE <primary key> IN <rows keys>` ([`Backend::delete_by_keys`]), bound by
+/// [`bind_pk`].
 fn delete_sql(backend: Backend, rows: usize) -> String {
-    format!("DELETE FROM actual_lrps WHERE {}", backend.keys_in(&["process_guid", "instance_index", "presence"], rows))
+    backend.delete_by_keys("actual_lrps", &["process_guid", "instance_index", "presence"], rows)
 }
 
 /// The names of [`COLUMNS`], in order.

@@ -151,7 +151,7 @@ async fn batch_body(tx: &mut Tx, op: &'static str, items: &[TaskWrite]) -> Resul
         }
     }
     for chunk in deletes.chunks(KEYS_PER_STATEMENT) {
-        let sql = format!("DELETE FROM tasks WHERE guid IN ({})", placeholders(chunk.len()));
+        let sql = tx.backend.delete_by_keys("tasks", &["guid"], chunk.len());
         let mut stmt = tx.backend.list_query(&sql);
         for guid in chunk {
             stmt = stmt.bind((*guid).to_owned());
