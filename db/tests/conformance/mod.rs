@@ -47,6 +47,8 @@ pub mod retire;
 pub mod group_commit;
 #[macro_use]
 pub mod batches;
+#[macro_use]
+pub mod plans;
 
 /// Every conformance test, for one backend.
 macro_rules! conformance_suite {
@@ -64,6 +66,7 @@ macro_rules! conformance_suite {
         retire_tests!($backend);
         group_commit_tests!($backend);
         batches_tests!($backend);
+        plans_tests!($backend);
     };
 }
 
