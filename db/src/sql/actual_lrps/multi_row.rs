@@ -16,7 +16,7 @@
 //!   affected rows for each row it updates and 1 for each it inserts
 //!   ([`reported_per_updated_row`]); every row of a plan's update differs from its stored row
 //!   (its modification tag moved), so a row that was not there shows in the count;
-////! - SQLite: `UPDATE actual_lrps AS t SET col = v.col, ... FROM (SELECT ... UNION ALL ...) AS v
+//! - SQLite: `UPDATE actual_lrps AS t SET col = v.col, ... FROM (SELECT ... UNION ALL ...) AS v
 //!   WHERE <key>`.
 //!
 //! The rows written were locked by the caller's read (`FOR UPDATE`), so every DELETE and UPDATE
