@@ -53,6 +53,9 @@ pub struct Context {
     /// Where this BBS announces cells whose presence expired (the converger follows it); one
     /// channel per BBS, so two in one process share nothing.
     pub lost_cells: tokio::sync::broadcast::Sender<String>,
+    /// The desired LRPs this BBS removed lately: convergence does not rebuild them from the
+    /// reps' reports while their stops are under way ([`crate::removed`]).
+    pub removed_lately: Arc<crate::removed::RemovedLately>,
 }
 
 impl Context {

@@ -167,6 +167,10 @@ impl Effects for ContextEffects {
         }));
     }
 
+    fn removed_lately(&self, process_guid: &ProcessGuid) -> bool {
+        self.ctx.removed_lately.contains(process_guid)
+    }
+
     fn lock_key<'a>(&'a self, key: LockKey<'a>) -> BoxFuture<'a, KeyGuard<'a>> {
         Box::pin(async move {
             let guard: KeyGuard<'a> = match key {

@@ -28,6 +28,7 @@ pub mod leader;
 pub mod locket;
 pub mod lrp_events;
 pub mod paging;
+pub mod removed;
 mod run;
 pub mod server;
 

@@ -180,6 +180,7 @@ pub async fn run(
         max_lrp_instances: config.max_lrp_instances,
         callbacks,
         lost_cells: overrides.lost_cells.unwrap_or_else(|| broadcast::channel(LOST_CELLS_BUFFER).0),
+        removed_lately: Arc::default(),
     };
 
     let stop = shutdown.child_token();

@@ -139,4 +139,13 @@ pub trait Effects: Send + Sync + 'static {
     fn publish_desired_recovered(&self, lrp: &DesiredLrp) {
         let _ = lrp;
     }
+
+    /// Whether an operator removed the desired LRP `process_guid` lately (RemoveDesiredLRP
+    /// served by this BBS). Its instances run on until their stops reach the reps, and a rep
+    /// reports the run info it keeps for them meanwhile; a pass must not take that for a lost
+    /// record and rebuild what was removed. The default (no such memory): never.
+    fn removed_lately(&self, process_guid: &ProcessGuid) -> bool {
+        let _ = process_guid;
+        false
+    }
 }

@@ -1,7 +1,7 @@
 //! Test doubles (feature `testing`): [`RecordingEffects`], an [`Effects`] that records every
 //! call and can be told to fail, and [`ManualClock`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -71,6 +71,8 @@ pub struct RecordingEffects {
     /// The cells' reports; empty: no reports (`Ok(None)`). A cell mapped to `None` does not
     /// answer.
     reports: Arc<Mutex<BTreeMap<CellId, Option<CellReport>>>>,
+    /// The process guids [`Effects::removed_lately`] names.
+    removed_lately: Arc<Mutex<BTreeSet<ProcessGuid>>>,
 }
 
 impl RecordingEffects {
@@ -93,6 +95,11 @@ impl RecordingEffects {
     /// set report nothing running.
     pub fn set_cell_report(&self, cell: CellId, report: Option<CellReport>) {
         self.reports.lock().unwrap_or_else(|p| p.into_inner()).insert(cell, report);
+    }
+
+    /// Makes [`Effects::removed_lately`] name `process_guid`.
+    pub fn set_removed_lately(&self, process_guid: ProcessGuid) {
+        self.removed_lately.lock().unwrap_or_else(|p| p.into_inner()).insert(process_guid);
     }
 
     /// A copy of what was recorded so far.
@@ -181,6 +188,10 @@ impl Effects for RecordingEffects {
 
     fn publish_desired_recovered(&self, lrp: &DesiredLrp) {
         self.lock().recovered.push(lrp.clone());
+    }
+
+    fn removed_lately(&self, process_guid: &ProcessGuid) -> bool {
+        self.removed_lately.lock().unwrap_or_else(|p| p.into_inner()).contains(process_guid)
     }
 }
 

@@ -16,6 +16,7 @@ on_every_backend!(
     after_a_wipe_of_the_actual_lrps_only_what_no_cell_runs_is_created,
     a_cell_that_does_not_answer_holds_every_creation,
     after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells,
+    a_desired_lrp_removed_lately_is_not_rebuilt_from_the_cells,
     an_instance_no_cell_places_is_asked_about_once,
 );
 
@@ -121,6 +122,37 @@ async fn after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells(backen
     w.effects.clear();
     let report = lrp.tick().await.unwrap();
     assert_eq!((report.recovered, report.created, report.stops), (0, 0, 0));
+}
+
+/// A desired LRP an operator removed while its instances still run (their stops not yet at the
+/// reps) is reported by the cells like a lost one; it is not rebuilt.
+async fn a_desired_lrp_removed_lately_is_not_rebuilt_from_the_cells(backend: db::Backend) {
+    let Some(w) = World::new(backend).await else { return };
+    w.cell_up("cell-1").await;
+    w.desire("web", "fresh", 3).await;
+    for index in 0..3 {
+        w.run("web", index, "cell-1").await;
+    }
+    let mut lrp = w.lrp();
+    lrp.tick().await.unwrap();
+    w.effects.set_removed_lately(guid("web"));
+    w.store().remove_desired_lrp(&guid("web")).await.unwrap();
+    w.effects.clear();
+    w.effects.set_cell_report(
+        cell("cell-1"),
+        Some(CellReport {
+            instances: (0..3).map(|i| instance("web", i)).collect(),
+            desired: vec![desired("web", "fresh", 1)],
+        }),
+    );
+
+    let report = lrp.tick().await.unwrap();
+
+    assert_eq!(report.recovered, 0);
+    assert!(w.store().desired_lrp(&guid("web")).await.is_err(), "the removed desired lrp was rebuilt");
+    let rec = w.effects.recorded();
+    assert!(rec.recovered.is_empty(), "a recovery was published");
+    assert!(rec.lrp_auctions.is_empty(), "no instance started");
 }
 
 /// The cost bound of the hold: an instance no cell can place is re-auctioned every pass once it

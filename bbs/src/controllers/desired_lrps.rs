@@ -262,6 +262,8 @@ async fn update_lrp(ctx: &Context, guid: &ProcessGuid, update: &DesiredLrpUpdate
 async fn remove_lrp(ctx: &Context, guid: &ProcessGuid) -> Result<()> {
     let store = ctx.writer()?;
     let guard = ctx.locks.lock(guid.as_str()).await;
+    // Before the record goes: a convergence pass that finds it gone must know why.
+    ctx.removed_lately.note(guid);
     let removed = store.remove_desired_lrp(guid).await?;
     tracing::info!("desired lrp removed");
     ctx.publish_desired(pb::instance_event::Event::DesiredLrpRemoved(pb::DesiredLrpRemovedEvent {

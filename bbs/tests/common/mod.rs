@@ -289,6 +289,7 @@ impl Harness {
             max_lrp_instances: 100_000,
             callbacks: Callbacks::channel().0,
             lost_cells: tokio::sync::broadcast::channel(16).0,
+            removed_lately: Arc::default(),
         };
         Some(Harness { db, ctx, auctioneer, reps, clock })
     }

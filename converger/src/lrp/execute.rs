@@ -458,12 +458,18 @@ impl Executor<'_> {
     /// Desires each desired LRP rebuilt from the cells' reports (marked recovered, the plan's
     /// instance count), publishing it and the rows created for its indices with no row; returns
     /// the starts of those rows no cell reports running. A desire of the same process guid that
-    /// came first wins (the rebuild is skipped).
+    /// came first wins (the rebuild is skipped), and so does a removal of it served lately
+    /// ([`Effects::removed_lately`]): the reps still report what they were asked to stop.
     async fn recover_desired(&self, plan: &LrpPlan, report: &mut LrpTickReport) -> Result<Vec<LrpStartRequest>> {
         let mut starts = Vec::new();
         for action in &plan.actions {
             let LrpAction::RecoverDesired { process_guid, instances, running } = action else { continue };
             let Some(reported) = self.recovered.get(process_guid) else { continue };
+            if self.effects.removed_lately(process_guid) {
+                tracing::info!(process_guid = %process_guid, "not rebuilding a desired lrp removed lately");
+                report.skipped += 1;
+                continue;
+            }
             let mut lrp = reported.clone();
             lrp.scheduling.instances = *instances;
             lrp.scheduling.annotation = super::recovery::recovered_annotation(&lrp.scheduling.annotation);
