@@ -26,23 +26,7 @@ on_every_backend!(
 );
 
 fn desired(guid: &str, instances: i32) -> pb::DesiredLrp {
-    pb::DesiredLrp {
-        process_guid: guid.into(),
-        domain: "apps".into(),
-        rootfs: "preloaded:busybox".into(),
-        instances,
-        memory_mb: 128,
-        disk_mb: 256,
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/sh".into(),
-                user: "root".into(),
-                ..Default::default()
-            })),
-        }),
-        ports: vec![8080],
-        ..Default::default()
-    }
+    pb::DesiredLrp { ports: vec![8080], ..common::shell_lrp(guid, instances) }
 }
 
 fn start(guid: &str, index: i32, instance: &str, cell: &str) -> api::StartActualLrpRequest {

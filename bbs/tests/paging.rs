@@ -68,26 +68,13 @@ async fn start_with_address(
 /// A desired LRP whose environment is 4 × 100 KB (within the 512 KiB environment limit).
 fn big_lrp(guid: &str) -> pb::DesiredLrp {
     pb::DesiredLrp {
-        process_guid: guid.into(),
-        domain: "apps".into(),
-        rootfs: "preloaded:busybox".into(),
-        instances: 0,
-        memory_mb: 128,
-        disk_mb: 256,
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/sh".into(),
-                user: "root".into(),
-                ..Default::default()
-            })),
-        }),
         environment_variables: (0..4)
             .map(|i| pb::EnvironmentVariable {
                 name: format!("BIG_{i}"),
                 value: format!("{guid}{}", "v".repeat(100_000)),
             })
             .collect(),
-        ..Default::default()
+        ..common::shell_lrp(guid, 0)
     }
 }
 

@@ -11,35 +11,17 @@ use db::Backend;
 use proto::models::ProcessGuid;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_server::Bbs;
-use proto::pb::models::v1 as pb;
 use tonic::Request;
 
 on_every_backend!(a_removal_is_remembered_for_convergence);
-
-fn desired(guid: &str) -> pb::DesiredLrp {
-    pb::DesiredLrp {
-        process_guid: guid.into(),
-        domain: "apps".into(),
-        rootfs: "preloaded:busybox".into(),
-        instances: 2,
-        memory_mb: 128,
-        disk_mb: 256,
-        action: Some(pb::Action {
-            action: Some(pb::action::Action::RunAction(pb::RunAction {
-                path: "/bin/sh".into(),
-                user: "root".into(),
-                ..Default::default()
-            })),
-        }),
-        ..Default::default()
-    }
-}
 
 async fn a_removal_is_remembered_for_convergence(backend: Backend) {
     let Some(h) = Harness::leader(backend).await else { return };
     let bbs = BbsService::new(h.ctx.clone(), tokio_util::sync::CancellationToken::new());
     for guid in ["web", "kept"] {
-        bbs.desire_lrp(Request::new(api::DesireLrpRequest { desired_lrp: Some(desired(guid)) })).await.unwrap();
+        bbs.desire_lrp(Request::new(api::DesireLrpRequest { desired_lrp: Some(common::shell_lrp(guid, 2)) }))
+            .await
+            .unwrap();
     }
     let web = ProcessGuid::parse("web").unwrap();
     assert!(!h.ctx.removed_lately.contains(&web), "remembered before its removal");

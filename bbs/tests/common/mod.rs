@@ -294,3 +294,25 @@ impl Harness {
         Some(Harness { db, ctx, auctioneer, reps, clock })
     }
 }
+
+/// A desired LRP in the wire form: `instances` of a shell on busybox, 128 MB and 256 MB, domain
+/// `apps`, nothing else set (tests add what they need with `..shell_lrp(..)`).
+pub fn shell_lrp(guid: &str, instances: i32) -> proto::pb::models::v1::DesiredLrp {
+    use proto::pb::models::v1 as pb;
+    pb::DesiredLrp {
+        process_guid: guid.into(),
+        domain: "apps".into(),
+        rootfs: "preloaded:busybox".into(),
+        instances,
+        memory_mb: 128,
+        disk_mb: 256,
+        action: Some(pb::Action {
+            action: Some(pb::action::Action::RunAction(pb::RunAction {
+                path: "/bin/sh".into(),
+                user: "root".into(),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    }
+}
