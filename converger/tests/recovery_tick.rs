@@ -88,8 +88,10 @@ async fn a_cell_that_does_not_answer_holds_every_creation(backend: db::Backend) 
     assert_eq!(w.effects.recorded().started(), vec![("web".into(), 0), ("web".into(), 1)]);
 }
 
-async fn after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells(backend: db::Backend) {
-    let Some(w) = World::new(backend).await else { return };
+/// `web`'s three instances running on `cell-1`, converged once; then its desired record is
+/// gone from the database while `cell-1` still reports the instances and the run info it keeps.
+async fn web_running_then_its_record_gone(backend: db::Backend) -> Option<(World, converger::LrpConvergence)> {
+    let w = World::new(backend).await?;
     w.cell_up("cell-1").await;
     w.desire("web", "fresh", 3).await;
     for index in 0..3 {
@@ -106,6 +108,11 @@ async fn after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells(backen
             desired: vec![desired("web", "fresh", 1)],
         }),
     );
+    Some((w, lrp))
+}
+
+async fn after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells(backend: db::Backend) {
+    let Some((w, mut lrp)) = web_running_then_its_record_gone(backend).await else { return };
 
     let report = lrp.tick().await.unwrap();
 
@@ -127,24 +134,8 @@ async fn after_a_wipe_of_the_desired_lrps_they_are_rebuilt_from_the_cells(backen
 /// A desired LRP an operator removed while its instances still run (their stops not yet at the
 /// reps) is reported by the cells like a lost one; it is not rebuilt.
 async fn a_desired_lrp_removed_lately_is_not_rebuilt_from_the_cells(backend: db::Backend) {
-    let Some(w) = World::new(backend).await else { return };
-    w.cell_up("cell-1").await;
-    w.desire("web", "fresh", 3).await;
-    for index in 0..3 {
-        w.run("web", index, "cell-1").await;
-    }
-    let mut lrp = w.lrp();
-    lrp.tick().await.unwrap();
+    let Some((w, mut lrp)) = web_running_then_its_record_gone(backend).await else { return };
     w.effects.set_removed_lately(guid("web"));
-    w.store().remove_desired_lrp(&guid("web")).await.unwrap();
-    w.effects.clear();
-    w.effects.set_cell_report(
-        cell("cell-1"),
-        Some(CellReport {
-            instances: (0..3).map(|i| instance("web", i)).collect(),
-            desired: vec![desired("web", "fresh", 1)],
-        }),
-    );
 
     let report = lrp.tick().await.unwrap();
 
