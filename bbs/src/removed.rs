@@ -5,7 +5,8 @@
 //! it; a convergence pass in between saw a placed instance with no desired LRP, asked the cells,
 //! and rebuilt the removed record as if the database had lost it (issue 19's recovery), so the
 //! removal was undone. The leader both serves the removals and runs convergence, so it remembers
-//! each removal for [`REMEMBERED_FOR`] and convergence does not rebuild those.
+//! each removal for [`REMEMBERED_FOR`], until the guid is desired again, and convergence does not
+//! rebuild those.
 //!
 //! In memory only: a new leader does not know what the old one removed. It stops (retires) a
 //! removed LRP's instances like any orphan, unless a rep that never got its stop still reports
@@ -36,6 +37,15 @@ impl RemovedLately {
     /// Remembers that `process_guid` is being removed now.
     pub fn note(&self, process_guid: &ProcessGuid) {
         self.note_at(process_guid, Instant::now());
+    }
+
+    /// Forgets a removal of `process_guid`: it was desired again, and if its new record is lost
+    /// later, it is to be rebuilt like any other.
+    pub fn forget(&self, process_guid: &ProcessGuid) {
+        let mut removed_at = self.removed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if !removed_at.is_empty() {
+            removed_at.remove(process_guid);
+        }
     }
 
     /// Whether `process_guid` was removed within the last [`REMEMBERED_FOR`].

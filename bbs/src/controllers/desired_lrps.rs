@@ -107,6 +107,7 @@ impl DesiredLrps<'_> {
             Err(e) => return Err(e.into()),
         };
         tracing::info!(instances = stored.scheduling.instances, "desired lrp created");
+        ctx.removed_lately.forget(guid);
         let event = match replaced {
             None => pb::instance_event::Event::DesiredLrpCreated(pb::DesiredLrpCreatedEvent {
                 desired_lrp: Some(stored.clone().into()),
@@ -162,6 +163,7 @@ impl DesiredLrps<'_> {
         for (i, (lrp, outcome)) in positions.into_iter().zip(outcomes) {
             answers[i] = match outcome {
                 Ok(created) => {
+                    ctx.removed_lately.forget(&lrp.scheduling.process_guid);
                     if !created.is_empty() {
                         auctions.push(start_request(&lrp.scheduling, &created));
                     }
