@@ -40,17 +40,7 @@ fn run_action() -> pb::Action {
 }
 
 fn desired(guid: &str, instances: i32) -> pb::DesiredLrp {
-    pb::DesiredLrp {
-        process_guid: guid.into(),
-        domain: "apps".into(),
-        rootfs: "preloaded:busybox".into(),
-        instances,
-        memory_mb: 128,
-        disk_mb: 256,
-        action: Some(run_action()),
-        ports: vec![8080],
-        ..Default::default()
-    }
+    pb::DesiredLrp { action: Some(run_action()), ports: vec![8080], ..common::shell_lrp(guid, instances) }
 }
 
 fn diego_error(status: &tonic::Status) -> String {
