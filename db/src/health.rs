@@ -33,7 +33,7 @@ use sqlx::{AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
 use tokio::sync::{Notify, watch};
 
 use crate::error::{SqlClass, classify};
-use crate::store::reads::Native;
+use crate::store::reads::{Native, Reach};
 use crate::targets::Targets;
 
 /// Gauge: 1 while the store can reach its database, 0 while it is known to be unreachable.
@@ -235,8 +235,11 @@ async fn probe_loop(health: Weak<Health>, targets: Arc<Targets>, options: ProbeO
 #[derive(Debug, Clone)]
 pub(crate) struct Pool {
     inner: AnyPool,
-    /// The native pool the hot listings read from ([`crate::store::reads`]), gated the same way.
+    /// The native pool the hot listings' keyed reads use ([`crate::store::reads`]), gated the
+    /// same way.
     native: Native,
+    /// The native pool of the whole-table reads ([`Reach::Whole`]), gated the same way.
+    bulk: Native,
     /// `None`: in-memory SQLite, which cannot become unreachable.
     health: Option<Arc<Health>>,
     /// Whether operations fail at once while the database is down. The leader's own lease
@@ -256,22 +259,27 @@ impl Deref for Pool {
 impl Pool {
     /// `inner`, gated by `health`.
     pub(crate) fn new(inner: AnyPool, health: Option<Arc<Health>>) -> Self {
-        Self { inner, native: Native::None, health, gate: true }
+        Self { inner, native: Native::None, bulk: Native::None, health, gate: true }
     }
 
-    /// This pool with `native` for the hot listings' reads.
-    pub(crate) fn with_native(self, native: Native) -> Self {
-        Self { native, ..self }
+    /// This pool with `native` for the hot listings' keyed reads and `bulk` for their
+    /// whole-table reads.
+    pub(crate) fn with_native(self, native: Native, bulk: Native) -> Self {
+        Self { native, bulk, ..self }
     }
 
-    /// The native read pool.
-    pub(crate) fn native(&self) -> &Native {
-        &self.native
+    /// The native read pool of reads of `reach`.
+    pub(crate) fn native(&self, reach: Reach) -> &Native {
+        match reach {
+            Reach::Keyed => &self.native,
+            Reach::Whole => &self.bulk,
+        }
     }
 
-    /// Closes the `Any` pool and the native one.
+    /// Closes the `Any` pool and the native ones.
     pub(crate) async fn close(&self) {
         self.native.close().await;
+        self.bulk.close().await;
         self.inner.close().await;
     }
 

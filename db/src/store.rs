@@ -26,6 +26,7 @@ use crate::targets::Targets;
 use crate::{Backend, Error, Keyring, Result, migrate};
 use pool::{is_in_memory, pool_options};
 use reads::Native;
+
 pub use statement_limit::STATEMENT_HEADROOM;
 
 /// How the store connects.
@@ -33,9 +34,16 @@ pub use statement_limit::STATEMENT_HEADROOM;
 pub struct StoreOptions {
     /// Largest number of pooled connections (SQLite file databases use this too; in-memory
     /// SQLite always uses one). A PostgreSQL or MySQL store on a single-server URL keeps a
-    /// second pool of at most this many for the hot listings' reads ([`reads`]), opened as
-    /// they are needed, so it may hold twice this many connections to the server.
+    /// second pool of at most this many for the hot listings' keyed reads ([`reads`]) and a
+    /// third of [`StoreOptions::bulk_read_connections`], opened as they are needed, so it may
+    /// hold twice this many and those to the server.
     pub max_connections: u32,
+    /// The connections of a PostgreSQL or MySQL store's pool for whole-table reads (the bulk
+    /// listings: every scheduling info, every actual LRP), apart from the keyed reads' pool so
+    /// that each of their many batches does not queue behind every cell's fetch. Single-server
+    /// URLs only, like the keyed reads' pool; elsewhere they share the store's pool. Default
+    /// [`DEFAULT_BULK_READ_CONNECTIONS`].
+    pub bulk_read_connections: u32,
     /// How long to wait for a pooled connection.
     pub acquire_timeout: Duration,
     /// How many times a transaction is attempted on deadlock or serialization failure.
@@ -85,6 +93,10 @@ pub struct StoreOptions {
 /// difference between one and two.
 pub const DEFAULT_GROUP_COMMIT_LANES: usize = 2;
 
+/// The default [`StoreOptions::bulk_read_connections`]: the nsync bulker's listing and both of a
+/// global route emitter's read at the same time, with one to spare.
+pub const DEFAULT_BULK_READ_CONNECTIONS: u32 = 4;
+
 /// The default [`StoreOptions::idle_transaction_timeout`]: a third of Diego's 15 s lock TTL.
 pub const DEFAULT_IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -110,6 +122,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             max_connections: 32,
+            bulk_read_connections: DEFAULT_BULK_READ_CONNECTIONS,
             acquire_timeout: Duration::from_secs(10),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(20),
@@ -265,14 +278,19 @@ impl Store {
             targets.clone(),
             ProbeOptions { interval: options.probe_interval, timeout: options.probe_timeout },
         );
-        // The hot listings' native read pool: single-server URLs only (see `reads`).
-        let native = match targets.len() == 1 && targets.attrs() == crate::targets::SessionAttrs::Any {
-            true => Native::lazy(backend, &targets.current()?, &options)
-                .map_err(|source| Error::Unavailable { op: "connect", source })?,
-            false => Native::None,
+        // The hot listings' native read pools: single-server URLs only (see `reads`).
+        let (native, bulk) = match targets.len() == 1 && targets.attrs() == crate::targets::SessionAttrs::Any {
+            true => {
+                let lazy = |max| {
+                    Native::lazy(backend, &targets.current()?, &options, max)
+                        .map_err(|source| Error::Unavailable { op: "connect", source })
+                };
+                (lazy(options.max_connections)?, lazy(options.bulk_read_connections)?)
+            }
+            false => (Native::None, Native::None),
         };
         Ok(Self {
-            pool: Pool::new(pool, Some(health)).with_native(native),
+            pool: Pool::new(pool, Some(health)).with_native(native, bulk),
             backend,
             fence: None,
             group: Arc::new(crate::group_commit::GroupCommit::new(backend, lanes(backend, &options))),

@@ -71,7 +71,20 @@ pub(crate) enum Bind {
     Int(i64),
 }
 
-/// The native pool a store reads its hot listings from, if it has one.
+/// Which of a store's native pools a read goes to ([`Store::read_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Rows found by key: one cell's instances, one process guid's, a list of guids or of
+    /// instance keys. Many of these run at once (every cell's rep fetches its own), each short.
+    Keyed,
+    /// A whole table, or a whole domain, read batch after batch: the bulk listings (the nsync
+    /// bulker's scheduling infos, a route emitter's whole view). Few of these run at once, each
+    /// many statements long; on their own pool ([`StoreOptions::bulk_read_connections`]) each
+    /// batch waits only for the other bulk reads' statements, not behind every cell's fetch.
+    Whole,
+}
+
+/// A native pool a store reads its hot listings from, if it has one.
 #[derive(Debug, Clone)]
 pub(crate) enum Native {
     /// None: reads go through the `Any` pool.
@@ -83,14 +96,15 @@ pub(crate) enum Native {
 }
 
 impl Native {
-    /// The native read pool of a store on `backend` connecting with `connect` (the options of
-    /// its single server), sized and set up as the store's `Any` pool: at most
-    /// `max_connections`, the same acquire timeout, the same idle pings and session setup.
-    /// Lazy: it connects on its first read.
+    /// A native read pool of a store on `backend` connecting with `connect` (the options of
+    /// its single server), set up as the store's `Any` pool (the same acquire timeout, the same
+    /// idle pings and session setup), of at most `max_connections`. Lazy: it connects on its
+    /// first read.
     pub(crate) fn lazy(
         backend: Backend,
         connect: &sqlx::any::AnyConnectOptions,
         options: &StoreOptions,
+        max_connections: u32,
     ) -> Result<Native, sqlx::Error> {
         let ping_after = ping_after_idle(backend, options.idle_transaction_timeout);
         let idle_transaction_timeout = options.idle_transaction_timeout;
@@ -98,7 +112,7 @@ impl Native {
         macro_rules! pool_options {
             ($db:ty) => {
                 sqlx::pool::PoolOptions::<$db>::new()
-                    .max_connections(options.max_connections.max(1))
+                    .max_connections(max_connections.max(1))
                     .acquire_timeout(options.acquire_timeout)
                     .test_before_acquire(false)
                     .before_acquire(move |conn, meta| {
@@ -151,8 +165,8 @@ impl Native {
 
 impl Store {
     /// Runs `sql` (written with `?` placeholders) with `binds` and hands each row to `each` as
-    /// the statement yields it, on the native pool when the store has one, else on the `Any`
-    /// pool. Gated by the store's health: fails at once while the database is known to be
+    /// the statement yields it, on the native pool of its `reach` when the store has one, else
+    /// on the `Any` pool. Gated by the store's health: fails at once while the database is known to be
     /// down, and a failure that looks like a lost database wakes the probe. Stops at the first
     /// error, `each`'s included. `list`: `sql` has an `IN (...)` list of placeholders
     /// ([`Backend::keeps_prepared`](crate::Backend::keeps_prepared)).
@@ -160,6 +174,7 @@ impl Store {
         &self,
         sql: &str,
         list: bool,
+        reach: Reach,
         binds: Vec<Bind>,
         mut each: impl FnMut(&AnyColumns) -> Result<(), sqlx::Error>,
     ) -> Result<(), sqlx::Error> {
@@ -182,7 +197,7 @@ impl Store {
                 Ok(())
             }};
         }
-        match self.pool.native() {
+        match self.pool.native(reach) {
             Native::Postgres(pool) => {
                 read!(sqlx::query::<sqlx::Postgres>(AssertSqlSafe(sql)), pool, |s| self.pool.gate_stream(s))
             }
@@ -203,31 +218,93 @@ mod tests {
     use crate::sql::actual_lrps::ActualLrpFilter;
     use crate::testing::TestDb;
 
-    /// A store with one unclaimed actual LRP, listed once.
+    /// A store with one unclaimed actual LRP, listed once by key (its process guid) and once
+    /// whole.
     async fn listed_store(backend: Backend) -> Option<TestDb> {
         let db = TestDb::create(backend).await?;
-        let guid = ProcessGuid::parse("guid-1").unwrap();
-        db.store.create_unclaimed_actual_lrps(&guid, &DomainName::parse("d").unwrap(), &[0], 1).await.unwrap();
-        let page = db.store.actual_lrps_wire_page(&ActualLrpFilter::default(), None, 10).await.unwrap();
-        assert_eq!(page.items.len(), 1, "{backend:?}");
+        db.store.create_unclaimed_actual_lrps(&guid(), &DomainName::parse("d").unwrap(), &[0], 1).await.unwrap();
+        for filter in [keyed(), ActualLrpFilter::default()] {
+            let page = db.store.actual_lrps_wire_page(&filter, None, 10).await.unwrap();
+            assert_eq!(page.items.len(), 1, "{backend:?}");
+        }
         Some(db)
+    }
+
+    fn guid() -> ProcessGuid {
+        ProcessGuid::parse("guid-1").unwrap()
+    }
+
+    /// The filter of a keyed read: one process guid.
+    fn keyed() -> ActualLrpFilter {
+        ActualLrpFilter { process_guid: Some(guid()), ..ActualLrpFilter::default() }
+    }
+
+    /// The connections `native` holds, and a future that resolves when it is closed.
+    fn opened(native: &Native) -> Option<(u32, futures::future::BoxFuture<'static, ()>)> {
+        match native {
+            Native::Postgres(pool) => Some((pool.size(), Box::pin(pool.clone().close_event()))),
+            Native::Mysql(pool) => Some((pool.size(), Box::pin(pool.clone().close_event()))),
+            Native::None => None,
+        }
     }
 
     // Multi-threaded: dropping a TestDb closes its store from another thread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn server_stores_list_on_a_native_pool_and_close_it_with_the_store() {
+    async fn server_stores_list_on_native_pools_and_close_them_with_the_store() {
         for backend in [Backend::Postgres, Backend::Mysql] {
             let Some(db) = listed_store(backend).await else { continue };
-            let (opened, closed) = match db.store.pool.native() {
-                Native::Postgres(pool) => (pool.size(), pool.clone().close_event()),
-                Native::Mysql(pool) => (pool.size(), pool.clone().close_event()),
-                Native::None => panic!("{backend:?}: the store has no native read pool"),
-            };
-            assert!(opened >= 1, "{backend:?}: the listing did not read on the native pool");
+            let mut closing = Vec::new();
+            for reach in [Reach::Keyed, Reach::Whole] {
+                let (size, closed) =
+                    opened(db.store.pool.native(reach)).unwrap_or_else(|| panic!("{backend:?}: no {reach:?} pool"));
+                assert!(size >= 1, "{backend:?}: no listing read on the {reach:?} pool");
+                closing.push(closed);
+            }
             db.store.close().await;
-            tokio::time::timeout(std::time::Duration::from_secs(10), closed)
+            for closed in closing {
+                tokio::time::timeout(std::time::Duration::from_secs(10), closed)
+                    .await
+                    .unwrap_or_else(|_| panic!("{backend:?}: closing the store left a native pool open"));
+            }
+        }
+    }
+
+    /// A whole listing reads on its own pool: while every connection of the keyed reads' pool
+    /// is taken, it is answered, and a keyed read waits until one is given back.
+    // Multi-threaded: dropping a TestDb closes its store from another thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_listings_do_not_wait_behind_the_keyed_reads() {
+        use std::time::Duration;
+        for backend in [Backend::Postgres, Backend::Mysql] {
+            let options = StoreOptions {
+                max_connections: 1,
+                acquire_timeout: Duration::from_secs(60),
+                ..StoreOptions::default()
+            };
+            let Some(db) = TestDb::create_with(backend, options).await else { continue };
+            db.store.create_unclaimed_actual_lrps(&guid(), &DomainName::parse("d").unwrap(), &[0], 1).await.unwrap();
+            let held: Box<dyn std::any::Any + Send> = match db.store.pool.native(Reach::Keyed) {
+                Native::Postgres(pool) => Box::new(pool.acquire().await.unwrap()),
+                Native::Mysql(pool) => Box::new(pool.acquire().await.unwrap()),
+                Native::None => panic!("{backend:?}: no keyed pool"),
+            };
+            let all = ActualLrpFilter::default();
+            let whole = db.store.actual_lrps_wire_page(&all, None, 10);
+            let page = tokio::time::timeout(Duration::from_secs(20), whole)
                 .await
-                .unwrap_or_else(|_| panic!("{backend:?}: closing the store left its native pool open"));
+                .unwrap_or_else(|_| panic!("{backend:?}: the whole listing waited for the keyed reads' pool"))
+                .unwrap();
+            assert_eq!(page.items.len(), 1, "{backend:?}");
+
+            let filter = keyed();
+            let mut by_key = Box::pin(db.store.actual_lrps_wire_page(&filter, None, 10));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), by_key.as_mut()).await.is_err(),
+                "{backend:?}: a keyed read went around its pool"
+            );
+            drop(held);
+            let page = tokio::time::timeout(Duration::from_secs(20), by_key).await.unwrap().unwrap();
+            assert_eq!(page.items.len(), 1, "{backend:?}");
         }
     }
 
@@ -247,6 +324,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_stores_list_through_any() {
         let Some(db) = listed_store(Backend::Sqlite).await else { return };
-        assert!(matches!(db.store.pool.native(), Native::None));
+        for reach in [Reach::Keyed, Reach::Whole] {
+            assert!(matches!(db.store.pool.native(reach), Native::None));
+        }
     }
 }

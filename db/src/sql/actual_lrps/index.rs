@@ -13,7 +13,7 @@ use proto::models::{ActualLrp, ModificationTag, Presence, ProcessGuid, Validatio
 
 use super::row::{COLUMNS, SET_MUTABLE, WHAT, bind_mutable, bind_pk, decode, row_key};
 use super::{Shape, cached_query, cached_sql, insert_rows};
-use crate::store::reads::Bind;
+use crate::store::reads::{Bind, Reach};
 use crate::{Error, Result, Store, Tx};
 
 /// What [`Store::modify_index`] did: the callback's value and the rows of the index before and
@@ -396,7 +396,7 @@ pub(super) async fn read_indices_unlocked(
             chunk.iter().flat_map(|(guid, index)| [Bind::Text((*guid).to_owned()), Bind::Int(i64::from(*index))]);
         let mut corrupt = None;
         store
-            .read_rows(&sql, false, binds.collect(), |row| {
+            .read_rows(&sql, false, Reach::Keyed, binds.collect(), |row| {
                 // The first undecodable row fails the read, as in `read_indices`.
                 if corrupt.is_none() {
                     match decode(row) {

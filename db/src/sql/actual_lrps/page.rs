@@ -16,7 +16,7 @@ use super::row::{COLUMNS, Reader, RowKey, WHAT, corrupt, decode};
 use crate::backend::placeholders;
 use crate::codec::{decode_json, decode_proto};
 use crate::sql::page::{ActualLrpCursor, Page, after_bind_counts, after_condition, batch_limit};
-use crate::store::reads::{AnyColumns, Bind, Columns};
+use crate::store::reads::{AnyColumns, Bind, Columns, Reach};
 use crate::{Error, Result, Store};
 
 /// Most process guids a paged listing binds: one statement carries the whole filter, so the
@@ -118,7 +118,10 @@ impl Store {
         let limit = batch_limit(limit);
         binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        self.read_rows(&sql, !guids.is_empty(), binds, |row| {
+        // Narrowed by a cell or by guids, a read is keyed; by a domain or nothing, whole.
+        let keyed = filter.cell_id.is_some() || filter.process_guid.is_some() || !guids.is_empty();
+        let reach = if keyed { Reach::Keyed } else { Reach::Whole };
+        self.read_rows(&sql, !guids.is_empty(), reach, binds, |row| {
             read += 1;
             if read == limit {
                 last = Some(ActualLrpCursor {

@@ -16,7 +16,7 @@ use super::rows::{blob, decode_desired, decode_routes, decode_routing, decode_sc
 use super::{DesiredLrpFilter, SCHEDULING_COLUMNS, filter_clause};
 use crate::codec::decode_json;
 use crate::sql::page::{Page, after_condition, batch_limit};
-use crate::store::reads::{AnyColumns, Bind, Columns};
+use crate::store::reads::{AnyColumns, Bind, Columns, Reach};
 use crate::{Error, Result, Store};
 
 /// Most process guids plus app guids a paged listing binds: one statement carries the whole
@@ -101,7 +101,10 @@ impl Store {
         let limit = batch_limit(limit);
         binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        self.read_rows(&sql, !filter.process_guids.is_empty(), binds, |row| {
+        // Narrowed by guids, a read is keyed; by a domain or nothing, whole.
+        let keyed = !filter.process_guids.is_empty() || !filter.app_guids.is_empty();
+        let reach = if keyed { Reach::Keyed } else { Reach::Whole };
+        self.read_rows(&sql, !filter.process_guids.is_empty(), reach, binds, |row| {
             read += 1;
             let guid = row.text(0)?;
             if read == limit {
