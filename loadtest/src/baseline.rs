@@ -32,6 +32,13 @@ pub mod ops {
     pub const SCHEDULING_SCAN: &str = "RawSQL scan desired scheduling";
     /// Both scans, one after the other (the route emitter's reads).
     pub const ROUTE_EMITTER: &str = "RawSQL scan actual + scheduling";
+    /// [`SCHEDULING_SCAN`] during each trial, started with the nsync bulker's read, on a
+    /// connection of its own: what the database alone takes for the bulker's rows on the
+    /// saturated machine.
+    pub const SCHEDULING_SCAN_UNDER_LOAD: &str = "RawSQL scan desired scheduling (under load)";
+    /// [`ROUTE_EMITTER`] during each trial, started with the global route emitter's reads, on a
+    /// connection of its own.
+    pub const ROUTE_EMITTER_UNDER_LOAD: &str = "RawSQL scan actual + scheduling (under load)";
     /// The three statements of the convergence snapshot, one after the other.
     pub const CONVERGENCE: &str = "RawSQL convergence gather";
     /// `RepBulkFetching` through the BBS, one call at a time after the trials.
@@ -65,6 +72,34 @@ pub async fn per_cell(store: &Store, placement: &Placement, c: usize, op: &'stat
     {
         recorder.fail(op, format!("{}: {} rows, expected {}", cell_id(c), rows.len(), placement.lrps_of[c].len()));
     }
+}
+
+/// The bulk reads' raw scans, timed as [`ops::SCHEDULING_SCAN_UNDER_LOAD`] and (`global`: when
+/// a global route emitter runs) [`ops::ROUTE_EMITTER_UNDER_LOAD`], at the same time, on `store`
+/// (a pool of their own, so they wait for no other raw read's connection), each row count
+/// checked against `expected`.
+pub async fn scans_under_load(store: &Store, expected: usize, global: bool, recorder: &Recorder) {
+    let check = |op: &'static str, got: usize| {
+        if got != expected {
+            recorder.fail(op, format!("{got} rows, expected {expected}"));
+        }
+    };
+    let scheduling = async {
+        if let Ok(n) = recorder.time(ops::SCHEDULING_SCAN_UNDER_LOAD, rows(store, SCHEDULING_SQL)).await {
+            check(ops::SCHEDULING_SCAN_UNDER_LOAD, n);
+        }
+    };
+    let route_emitter = async {
+        if !global {
+            return;
+        }
+        let both =
+            async { Ok::<_, sqlx::Error>((rows(store, actual_scan_sql()).await?, rows(store, SCHEDULING_SQL).await?)) };
+        if let Ok((a, s)) = recorder.time(ops::ROUTE_EMITTER_UNDER_LOAD, both).await {
+            check(ops::ROUTE_EMITTER_UNDER_LOAD, a.min(s));
+        }
+    };
+    futures::join!(scheduling, route_emitter);
 }
 
 /// Runs every baseline: the per-cell read once per cell per trial, the scans once per trial.

@@ -46,6 +46,14 @@ pub const BASELINE_OF: [(&str, &str); 9] = [
     (conv::PASS, raw::CONVERGENCE),
 ];
 
+/// The BBS's loaded reads and the raw SQL timed under the same load, compared in the table's
+/// "under the same load" section.
+pub const UNDER_LOAD_OF: [(&str, &str); 3] = [
+    (work::REP_BULK_FETCHING, raw::PER_CELL_UNDER_LOAD),
+    (work::NSYNC_BULKER, raw::SCHEDULING_SCAN_UNDER_LOAD),
+    (work::ROUTE_EMITTER, raw::ROUTE_EMITTER_UNDER_LOAD),
+];
+
 /// The order operations are listed in, with their phase.
 const ORDER: &[(&str, &str)] = &[
     ("setup", seed::CELL_PRESENCE_SETTING),
@@ -65,6 +73,8 @@ const ORDER: &[(&str, &str)] = &[
     ("trials", work::ROUTE_EMITTER_LOCAL),
     ("trials", work::CELL_PRESENCE_FETCHING),
     ("trials", raw::PER_CELL_UNDER_LOAD),
+    ("trials", raw::SCHEDULING_SCAN_UNDER_LOAD),
+    ("trials", raw::ROUTE_EMITTER_UNDER_LOAD),
     ("quiet", raw::QUIET_PER_CELL),
     ("quiet", raw::QUIET_NSYNC),
     ("quiet", raw::QUIET_ROUTE_EMITTER),
@@ -134,6 +144,59 @@ pub struct Report {
 }
 
 impl Report {
+    /// The section comparing the loaded reads with raw SQL timed under the same load
+    /// ([`UNDER_LOAD_OF`]); nothing when no pair was recorded.
+    fn under_load_table(&self, out: &mut String) {
+        let pairs: Vec<_> = UNDER_LOAD_OF
+            .iter()
+            .filter_map(|(op, base)| Some((self.operation(op)?, self.operation(base)?)))
+            .filter(|(op, base)| op.summary.count > 0 && base.summary.count > 0)
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<40} {:>10} {:>10} {:>10}   {:<44} {:>10} {:>10} {:>10} {:>9} {:>10} {:>9}",
+            "under the same load",
+            "p50",
+            "mean",
+            "p99",
+            "raw SQL, same load",
+            "raw p50",
+            "raw mean",
+            "raw p99",
+            "p50÷raw",
+            "mean÷raw",
+            "p99÷raw"
+        );
+        for (op, base) in pairs {
+            let (m, b) = (&op.summary, &base.summary);
+            let _ = writeln!(
+                out,
+                "{:<40} {:>10} {:>10} {:>10}   {:<44} {:>10} {:>10} {:>10} {:>9} {:>10} {:>9}",
+                op.name,
+                ms(m.p50_ms),
+                ms(m.mean_ms),
+                ms(m.p99_ms),
+                base.name,
+                ms(b.p50_ms),
+                ms(b.mean_ms),
+                ms(b.p99_ms),
+                ratio(m.p50_ms, b.p50_ms),
+                ratio(m.mean_ms, b.mean_ms),
+                ratio(m.p99_ms, b.p99_ms)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "(Raw SQL under load: the same rows read straight from the database during the trials: the per-cell read \
+             right after each rep's fetch, on the simulator's pool; the scans started with the bulker and the global \
+             route emitter, on connections of their own.)"
+        );
+    }
+
     /// Orders the recorded operations and attaches Diego's figures and the baselines.
     pub fn operations_of(stats: &BTreeMap<&'static str, OpStats>) -> Vec<OperationReport> {
         Catalogue { order: ORDER, diego_2016_ms: &DIEGO_2016_MS, baseline_of: &BASELINE_OF }.operations_of(stats)
@@ -256,6 +319,7 @@ impl Report {
              RepBulkLoop here lasts until every start and claim of the loop has returned; Diego's timed the fetch \
              plus enqueueing them.)"
         );
+        self.under_load_table(&mut out);
         let _ = writeln!(out);
         let e = &self.events;
         let _ = writeln!(

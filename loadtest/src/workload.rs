@@ -15,8 +15,10 @@
 //!   guids (`FetchActualLRPsAndSchedulingInfosLocal`);
 //! - the cell presence fetch (`CellPresenceFetching`, count checked);
 //! - with the database known, right after each rep's fetch, the same read as raw SQL
-//!   ([`crate::baseline::ops::PER_CELL_UNDER_LOAD`]), so the loaded fetch can be set against
-//!   what the database alone shows under the same load.
+//!   ([`crate::baseline::ops::PER_CELL_UNDER_LOAD`]), and with the bulker and the global route
+//!   emitter, their raw scans ([`crate::baseline::scans_under_load`], on two connections of
+//!   their own), so the loaded reads can be set against what the database alone shows under
+//!   the same load.
 //!
 //! The rep loops call over their cell's own connection, as their cell
 //! ([`crate::target::Clients::cell`]); the bulker, the route emitters (global and per cell:
@@ -93,6 +95,8 @@ struct Shared {
     config: Config,
     clients: Clients,
     store: Option<Store>,
+    /// The pool of the raw scans under load (see the module docs), when the database is known.
+    scans: Option<Store>,
     recorder: Recorder,
     placement: Arc<Placement>,
     slots: Semaphore,
@@ -130,10 +134,21 @@ pub async fn run(
     progress: &Progress,
 ) -> TrialsReport {
     let steps_per_trial = (config.desired_lrps + config.cells) as u64;
+    let scans = match store {
+        Some(store) => match store.dedicated(2, std::time::Duration::from_secs(60)).await {
+            Ok(scans) => Some(scans),
+            Err(e) => {
+                recorder.fail(crate::baseline::ops::SCHEDULING_SCAN_UNDER_LOAD, format!("no connection: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         clients: clients.clone(),
         store: store.cloned(),
+        scans,
         recorder: recorder.clone(),
         placement: placement.clone(),
         slots: Semaphore::new(config.max_in_flight),
@@ -166,7 +181,13 @@ pub async fn run(
                         global_route_emitter(&shared).await;
                     }
                 };
-                futures::join!(nsync_bulker(&shared), global, local, cell_presences(&shared));
+                let raw = async {
+                    if let Some(scans) = &shared.scans {
+                        let global = shared.config.route_emitters.global();
+                        baseline::scans_under_load(scans, shared.config.desired_lrps, global, &shared.recorder).await;
+                    }
+                };
+                futures::join!(nsync_bulker(&shared), global, local, cell_presences(&shared), raw);
             })
         };
         for task in tasks {
@@ -183,6 +204,9 @@ pub async fn run(
         }
     }
     shared.bar.finish();
+    if let Some(scans) = &shared.scans {
+        scans.close().await;
+    }
     let expected_events_by_cell: Vec<u64> = shared.expected_by_cell.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     TrialsReport {
         trial_durations_s,

@@ -81,6 +81,8 @@ async fn tiny_run_adds_up(backend: Backend, rep_starts: RepStarts) {
         (work::ROUTE_EMITTER_LOCAL, cells * trials),
         (work::CELL_PRESENCE_FETCHING, trials),
         (raw::PER_CELL_UNDER_LOAD, cells * trials),
+        (raw::SCHEDULING_SCAN_UNDER_LOAD, trials),
+        (raw::ROUTE_EMITTER_UNDER_LOAD, trials),
         (raw::QUIET_PER_CELL, cells * trials),
         (raw::QUIET_NSYNC, 3),
         (raw::QUIET_ROUTE_EMITTER, 3),
@@ -117,7 +119,7 @@ async fn tiny_run_adds_up(backend: Backend, rep_starts: RepStarts) {
     // The files.
     let written = std::fs::read_to_string(output.join("table.txt")).expect("table.txt");
     assert_eq!(written, table);
-    for line in ["RepBulkFetching", "NsyncBulkerFetching", "Diego 2016", "events: expected"] {
+    for line in ["RepBulkFetching", "NsyncBulkerFetching", "Diego 2016", "events: expected", "under the same load"] {
         assert!(table.contains(line), "the table lacks {line:?}:\n{table}");
     }
     let json: serde_json::Value =
