@@ -35,8 +35,9 @@ pub struct StoreOptions {
     /// Largest number of pooled connections (SQLite file databases use this too; in-memory
     /// SQLite always uses one). A PostgreSQL or MySQL store on a single-server URL keeps a
     /// second pool of at most this many for the hot listings' keyed reads ([`reads`]) and a
-    /// third of [`StoreOptions::bulk_read_connections`], opened as they are needed, so it may
-    /// hold twice this many and those to the server.
+    /// third pool of at most [`StoreOptions::bulk_read_connections`] for their whole-table
+    /// reads, both opened as they are needed: it may hold twice this many connections to the
+    /// server, plus those.
     pub max_connections: u32,
     /// The connections of a PostgreSQL or MySQL store's pool for whole-table reads (the bulk
     /// listings: every scheduling info, every actual LRP), apart from the keyed reads' pool so
@@ -93,8 +94,8 @@ pub struct StoreOptions {
 /// difference between one and two.
 pub const DEFAULT_GROUP_COMMIT_LANES: usize = 2;
 
-/// The default [`StoreOptions::bulk_read_connections`]: the nsync bulker's listing and both of a
-/// global route emitter's read at the same time, with one to spare.
+/// The default [`StoreOptions::bulk_read_connections`]: the nsync bulker's listing and a global
+/// route emitter's two reading at the same time, with one to spare.
 pub const DEFAULT_BULK_READ_CONNECTIONS: u32 = 4;
 
 /// The default [`StoreOptions::idle_transaction_timeout`]: a third of Diego's 15 s lock TTL.

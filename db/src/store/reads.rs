@@ -166,10 +166,10 @@ impl Native {
 impl Store {
     /// Runs `sql` (written with `?` placeholders) with `binds` and hands each row to `each` as
     /// the statement yields it, on the native pool of its `reach` when the store has one, else
-    /// on the `Any` pool. Gated by the store's health: fails at once while the database is known to be
-    /// down, and a failure that looks like a lost database wakes the probe. Stops at the first
-    /// error, `each`'s included. `list`: `sql` has an `IN (...)` list of placeholders
-    /// ([`Backend::keeps_prepared`](crate::Backend::keeps_prepared)).
+    /// on the `Any` pool. Gated by the store's health: fails at once while the database is
+    /// known to be down, and a failure that looks like a lost database wakes the probe. Stops
+    /// at the first error, `each`'s included. `list`: `sql` has an `IN (...)` list of
+    /// placeholders ([`Backend::keeps_prepared`](crate::Backend::keeps_prepared)).
     pub(crate) async fn read_rows(
         &self,
         sql: &str,
