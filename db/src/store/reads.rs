@@ -84,6 +84,14 @@ pub(crate) enum Reach {
     Whole,
 }
 
+impl Reach {
+    /// The reach of a listing: [`Reach::Keyed`] when narrowed by key (a cell, a process guid,
+    /// a list of guids), else [`Reach::Whole`] (narrowed by a domain or nothing).
+    pub(crate) fn of_listing(narrowed_by_key: bool) -> Self {
+        if narrowed_by_key { Reach::Keyed } else { Reach::Whole }
+    }
+}
+
 /// A native pool a store reads its hot listings from, if it has one.
 #[derive(Debug, Clone)]
 pub(crate) enum Native {

@@ -118,9 +118,8 @@ impl Store {
         let limit = batch_limit(limit);
         binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        // Narrowed by a cell or by guids, a read is keyed; by a domain or nothing, whole.
         let keyed = filter.cell_id.is_some() || filter.process_guid.is_some() || !guids.is_empty();
-        let reach = if keyed { Reach::Keyed } else { Reach::Whole };
+        let reach = Reach::of_listing(keyed);
         self.read_rows(&sql, !guids.is_empty(), reach, binds, |row| {
             read += 1;
             if read == limit {

@@ -101,9 +101,8 @@ impl Store {
         let limit = batch_limit(limit);
         binds.push(Bind::Int(limit));
         let (mut items, mut read, mut last) = (Vec::new(), 0_i64, None);
-        // Narrowed by guids, a read is keyed; by a domain or nothing, whole.
         let keyed = !filter.process_guids.is_empty() || !filter.app_guids.is_empty();
-        let reach = if keyed { Reach::Keyed } else { Reach::Whole };
+        let reach = Reach::of_listing(keyed);
         self.read_rows(&sql, !filter.process_guids.is_empty(), reach, binds, |row| {
             read += 1;
             let guid = row.text(0)?;
