@@ -2,7 +2,8 @@
 //! generated requests, valid and hostile (NUL and control characters, megabyte strings,
 //! extreme numbers, duplicate ports, huge lists, bytes that are not protobuf). After every
 //! request: the server still runs and leads, the status is one the contract allows for that
-//! call, and a refusal left the store exactly as it was.
+//! call (RESOURCE_EXHAUSTED exactly when the message is over the server's size limit), and a
+//! refusal left the store exactly as it was.
 //!
 //! `DIEGO_PROPTEST_CASES` sets the case count per backend (default 40, for CI); the long runs
 //! reported in the closing notes use 100 000.
@@ -16,11 +17,16 @@ use db::Backend;
 use db::testing::TestDb;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use prost::Message;
 use proto::pb::bbs::v1 as api;
 use proto::pb::bbs::v1::bbs_client::BbsClient;
 use proto::pb::models::v1 as pb;
 use tonic::Code;
 use tonic::transport::Channel;
+
+/// The BBS's request size limit in these runs: one of the generated megabyte strings in a
+/// request is within it (and reaches the field checks), two are over it.
+const MAX_REQUEST_BYTES: usize = 2 * proto::limits::MIN_REQUEST_BYTES_LIMIT;
 
 /// Strings a client might send: plausible names, empties, any Unicode (controls and NUL
 /// included), and sizes around and far past the limits.
@@ -138,20 +144,34 @@ async fn snapshot(client: &mut BbsClient<Channel>) -> Vec<String> {
     out
 }
 
-/// Sends `op`; returns the status code and whether the call could have written.
-async fn send(client: &mut BbsClient<Channel>, address: &str, op: Op) -> (Code, bool) {
+/// What the server answered one request.
+struct Answer {
+    code: Code,
+    /// Whether the call could have written.
+    writes: bool,
+    /// The size of the request message on the wire, without its frame prefix.
+    bytes: usize,
+}
+
+/// Sends `op`.
+async fn send(client: &mut BbsClient<Channel>, address: &str, op: Op) -> Answer {
     let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
-    match op {
+    let (code, writes, bytes) = match op {
         Op::Desire(lrp) => {
-            (code(client.desire_lrp(api::DesireLrpRequest { desired_lrp: Some(lrp) }).await.map(drop)), true)
+            let request = api::DesireLrpRequest { desired_lrp: Some(lrp) };
+            let bytes = request.encoded_len();
+            (code(client.desire_lrp(request).await.map(drop)), true, bytes)
         }
         Op::Scale(guid, instances) => {
             let update = pb::DesiredLrpUpdate { instances: Some(instances), ..Default::default() };
             let request = api::UpdateDesiredLrpRequest { process_guid: guid, update: Some(update) };
-            (code(client.update_desired_lrp(request).await.map(drop)), true)
+            let bytes = request.encoded_len();
+            (code(client.update_desired_lrp(request).await.map(drop)), true, bytes)
         }
         Op::Remove(guid) => {
-            (code(client.remove_desired_lrp(api::RemoveDesiredLrpRequest { process_guid: guid }).await.map(drop)), true)
+            let request = api::RemoveDesiredLrpRequest { process_guid: guid };
+            let bytes = request.encoded_len();
+            (code(client.remove_desired_lrp(request).await.map(drop)), true, bytes)
         }
         Op::DesireTask(guid, domain, action, memory) => {
             let definition = pb::TaskDefinition {
@@ -161,35 +181,50 @@ async fn send(client: &mut BbsClient<Channel>, address: &str, op: Op) -> (Code, 
                 ..Default::default()
             };
             let request = api::DesireTaskRequest { task_guid: guid, domain, task_definition: Some(definition) };
-            (code(client.desire_task(request).await.map(drop)), true)
+            let bytes = request.encoded_len();
+            (code(client.desire_task(request).await.map(drop)), true, bytes)
         }
         Op::Tasks(domain, cell_id) => {
-            (code(client.tasks(api::TasksRequest { domain, cell_id, ..Default::default() }).await.map(drop)), false)
+            let request = api::TasksRequest { domain, cell_id, ..Default::default() };
+            let bytes = request.encoded_len();
+            (code(client.tasks(request).await.map(drop)), false, bytes)
         }
         Op::DesiredLrps(domain, process_guids) => {
             let request = api::DesiredLrPsRequest { domain, process_guids, ..Default::default() };
-            (code(client.desired_lr_ps(request).await.map(drop)), false)
+            let bytes = request.encoded_len();
+            (code(client.desired_lr_ps(request).await.map(drop)), false, bytes)
         }
         Op::ActualLrps(domain, process_guid, index) => {
             let request = api::ActualLrPsRequest { domain, process_guid, index, ..Default::default() };
-            (code(client.actual_lr_ps(request).await.map(drop)), false)
+            let bytes = request.encoded_len();
+            (code(client.actual_lr_ps(request).await.map(drop)), false, bytes)
         }
         Op::UpsertDomain(domain, ttl) => {
-            (code(client.upsert_domain(api::UpsertDomainRequest { domain, ttl }).await.map(drop)), true)
+            let request = api::UpsertDomainRequest { domain, ttl };
+            let bytes = request.encoded_len();
+            (code(client.upsert_domain(request).await.map(drop)), true, bytes)
         }
-        Op::Garbage(bytes) => (code(raw_call(address, "/diego.bbs.v1.Bbs/DesireLRP", bytes).await), true),
-    }
+        Op::Garbage(bytes) => {
+            let len = bytes.len();
+            (code(raw_call(address, "/diego.bbs.v1.Bbs/DesireLRP", bytes).await), true, len)
+        }
+    };
+    Answer { code, writes, bytes }
 }
 
-/// The codes the contract allows for `op`: success, a refusal of the input, and the
-/// record-state answers of that call.
-fn allowed(op: &Op, code: Code) -> bool {
+/// Whether the contract allows `answer` to `op`: a message over the server's size limit is
+/// RESOURCE_EXHAUSTED whatever the call; one within it is a success, a refusal of the input, or
+/// one of the record-state answers of that call.
+fn allowed(op: &Op, answer: &Answer) -> bool {
+    if answer.bytes > MAX_REQUEST_BYTES {
+        return answer.code == Code::ResourceExhausted;
+    }
     let state_answers: &[Code] = match op {
         Op::Desire(_) | Op::DesireTask(..) | Op::Garbage(_) => &[Code::AlreadyExists],
         Op::Scale(..) | Op::Remove(_) => &[Code::NotFound],
         _ => &[],
     };
-    matches!(code, Code::Ok | Code::InvalidArgument) || state_answers.contains(&code)
+    matches!(answer.code, Code::Ok | Code::InvalidArgument) || state_answers.contains(&answer.code)
 }
 
 fn cases() -> u32 {
@@ -202,6 +237,7 @@ fn run_properties(backend: Backend) {
     // Few instances per LRP keep a long run fast; the limit itself is one of the properties.
     let server = runtime.block_on(Server::start(&db.url, |c| {
         c.max_lrp_instances = 8;
+        c.max_request_bytes = MAX_REQUEST_BYTES;
         c.lock_ttl = Duration::from_secs(15);
         c.lock_retry_interval = Duration::from_secs(1);
     }));
@@ -214,10 +250,11 @@ fn run_properties(backend: Backend) {
         // Tonic clients are cheap handles on one channel.
         let mut client = client.clone();
         runtime.block_on(async {
-            let (code, writes) = send(&mut client, &server.address, op.clone()).await;
+            let answer = send(&mut client, &server.address, op.clone()).await;
+            let code = answer.code;
             prop_assert!(server.is_running(), "the server exited after {op:?}");
-            prop_assert!(allowed(&op, code), "{code:?} is not in the contract for {op:?}");
-            if code == Code::Ok && !writes {
+            prop_assert!(allowed(&op, &answer), "{code:?} is not in the contract for {} bytes of {op:?}", answer.bytes);
+            if code == Code::Ok && !answer.writes {
                 return Ok(());
             }
             let after = snapshot(&mut client).await;
