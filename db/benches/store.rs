@@ -2,7 +2,9 @@
 //!
 //! For each backend (SQLite always; PostgreSQL / MySQL when `DIEGO_TEST_POSTGRES_URL` /
 //! `DIEGO_TEST_MYSQL_URL` is set) it creates a throw-away database, seeds `BENCH_ACTUAL_LRPS`
-//! (250,000) actual LRPs over `BENCH_CELLS` (1,000) cells with their desired LRPs, then times:
+//! (250,000) actual LRPs over `BENCH_CELLS` (1,000) cells with their desired LRPs, one per
+//! `BENCH_INSTANCES_PER_LRP` (100) instances (1 makes the scheduling-info listing as long as the
+//! actual one), then times:
 //!
 //! - the rep's per-cell fetch: `Store::actual_lrps` filtered by cell, vs. the raw `SELECT`;
 //! - the per-cell page: `Store::actual_lrps_wire_page` filtered by cell (what the BBS's
@@ -45,7 +47,7 @@ const NOW_NS: i64 = 1_767_225_600_000_000_000;
 async fn main() {
     let actual = env_usize("BENCH_ACTUAL_LRPS", 250_000);
     let cells = env_usize("BENCH_CELLS", 1_000).max(1);
-    let per_lrp = 100usize;
+    let per_lrp = env_usize("BENCH_INSTANCES_PER_LRP", 100).max(1);
     println!("store benchmark: {actual} actual LRPs over {cells} cells ({per_lrp} instances per desired LRP)");
     println!();
     println!(

@@ -90,12 +90,11 @@ impl ActualLrps<'_> {
         let mut changes = Vec::new();
         for ((key, _, _), outcome) in starts.iter().zip(outcomes) {
             answers.push(match outcome {
-                Ok(change) => {
-                    if change.changed() {
-                        changes.push((ctx.locks.stripe_of((key.process_guid.as_str(), key.index)), change));
-                    }
+                Ok(Some(change)) => {
+                    changes.push((ctx.locks.stripe_of((key.process_guid.as_str(), key.index)), change));
                     Ok(())
                 }
+                Ok(None) => Ok(()),
                 Err(e) => Err(Error::from(e)),
             });
         }

@@ -40,6 +40,7 @@ use proto::models::{ActualLrp, ActualLrpKey, CellId, DomainName, ProcessGuid, Va
 use sqlx::AssertSqlSafe;
 
 pub use self::index::{IndexChange, IndexRows};
+pub use self::lifecycle::StartOutcome;
 pub use self::page::MAX_PAGED_GUIDS;
 use self::row::{COLUMNS, WHAT, bind_row, decode, row_placeholders};
 use crate::backend::placeholders;

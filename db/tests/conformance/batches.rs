@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use db::sql::actual_lrps::{ActualLrpFilter, IndexRows};
+use db::sql::actual_lrps::{ActualLrpFilter, IndexChange, IndexRows};
 use db::testing::TestDb;
 use db::{Error, Fence};
 use proto::error::ErrorCode;
@@ -164,7 +164,7 @@ pub async fn start_actual_lrps_applies_each_start_in_order_and_refuses_alone(db:
     let err = outcomes[1].as_ref().unwrap_err();
     assert_eq!(err.code(), ErrorCode::ActualLrpCannotBeStarted, "{err}");
     for (i, (k, instance, _)) in starts.iter().enumerate().filter(|(i, _)| *i != 1) {
-        let change = outcomes[i].as_ref().unwrap();
+        let change = written(&outcomes[i]);
         assert!(change.changed(), "start {i}");
         let stored = db.store.actual_lrp_index(&k.process_guid, k.index).await.unwrap();
         assert_eq!(change.after, stored, "start {i}");
@@ -172,12 +172,12 @@ pub async fn start_actual_lrps_applies_each_start_in_order_and_refuses_alone(db:
         assert_eq!((row.state, row.instance_key.as_ref()), (ActualLrpState::Running, Some(instance)));
         assert_eq!(row.since, NOW_NS + 10);
     }
-    assert_eq!(outcomes[3].as_ref().unwrap().before.ordinary, None, "p9 had no row");
-    assert_eq!(outcomes[0].as_ref().unwrap().after.ordinary.as_ref().unwrap().modification_tag.index, 1);
+    assert_eq!(written(&outcomes[3]).before.ordinary, None, "p9 had no row");
+    assert_eq!(written(&outcomes[0]).after.ordinary.as_ref().unwrap().modification_tag.index, 1);
 }
 
-/// A start that changes nothing (the same instance with the same fields) writes nothing:
-/// before equals after and the row's tag does not move.
+/// A start that changes nothing (the same instance with the same fields) writes nothing: its
+/// outcome says so and the row's tag does not move.
 pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
     db.store.desire_lrps(vec![desired("p0", "cf-apps", 1)], NOW_NS).await.unwrap();
     let start = (key("p0", 0), ikey("i-a", "cell-1"), start_info("10.0.0.1"));
@@ -185,9 +185,7 @@ pub async fn start_actual_lrps_writes_nothing_for_a_re_assert(db: &TestDb) {
     let before = db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap();
     let outcomes = db.store.start_actual_lrps(&[start.clone(), start], NOW_NS + 2).await.unwrap();
     for outcome in outcomes {
-        let change = outcome.unwrap();
-        assert!(!change.changed());
-        assert_eq!(change.after, before);
+        assert_eq!(outcome.unwrap(), None, "a re-assert changes nothing");
     }
     assert_eq!(db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap(), before);
 }
@@ -245,10 +243,10 @@ async fn re_assert_answered_and_change_waits(
     holder.rollback().await.unwrap();
 
     let outcomes = reassert.unwrap_or_else(|_| panic!("the re-assert waited for {held}")).unwrap();
-    assert!(!outcomes[0].as_ref().unwrap().changed());
+    assert_eq!(outcomes[0].as_ref().unwrap(), &None, "the re-assert changed nothing");
     assert!(waited, "a start that changes the row did not wait for {held}");
     let outcomes = change.await.unwrap();
-    assert!(outcomes[0].as_ref().unwrap().changed());
+    assert!(written(&outcomes[0]).changed());
 }
 
 /// A batch of re-asserts is a read, not a write transaction: it is answered while the writers
@@ -303,6 +301,15 @@ pub async fn start_actual_lrps_plans_again_on_rows_written_since_its_read(db: &T
     assert!(outcomes[0].is_err(), "the start overwrote the row another cell holds: {:?}", outcomes[0]);
     let row = db.store.actual_lrp_index(&guid("p0"), 0).await.unwrap().ordinary.unwrap();
     assert_eq!(row.instance_key.as_ref().map(|k| k.cell_id.as_str()), Some("cell-2"));
+}
+
+/// The change of a start that wrote its index (a refusal or a re-assert fails the test).
+fn written(outcome: &db::sql::actual_lrps::StartOutcome) -> &IndexChange<()> {
+    match outcome {
+        Ok(Some(change)) => change,
+        Ok(None) => panic!("the start changed nothing"),
+        Err(e) => panic!("the start was refused: {e}"),
+    }
 }
 
 /// Every row of the table, by primary key.
@@ -366,6 +373,7 @@ pub async fn start_actual_lrps_writes_more_rows_than_one_statement_holds(db: &Te
     assert_eq!(after.len(), 460 + 3, "every EVACUATING copy is deleted");
     for (n, ((k, instance, info), outcome)) in starts.iter().zip(&outcomes).enumerate() {
         let change = outcome.as_ref().unwrap_or_else(|e| panic!("start {n}: {e}"));
+        let change = change.as_ref().unwrap_or_else(|| panic!("start {n} changed nothing"));
         let stored = &after[&("many".to_owned(), k.index, Presence::Ordinary)];
         let old = &before[&("many".to_owned(), k.index, Presence::Ordinary)];
         assert_eq!(change.after, IndexRows { ordinary: Some(stored.clone()), ..Default::default() }, "start {n}");
@@ -411,8 +419,8 @@ pub async fn start_actual_lrps_mixes_refused_unchanged_and_repeated_starts(db: &
     let outcomes = db.store.start_actual_lrps(&starts, NOW_NS + 10).await.unwrap();
     let err = outcomes[1].as_ref().unwrap_err();
     assert_eq!(err.code(), ErrorCode::ActualLrpCannotBeStarted, "{err}");
-    assert!(!outcomes[2].as_ref().unwrap().changed(), "a re-assert");
-    let (first, second) = (outcomes[0].as_ref().unwrap(), outcomes[3].as_ref().unwrap());
+    assert_eq!(outcomes[2].as_ref().unwrap(), &None, "a re-assert");
+    let (first, second) = (written(&outcomes[0]), written(&outcomes[3]));
     assert_eq!(second.before, first.after, "the second start sees the first's rows");
     let stored = db.store.actual_lrp_index(&guid("p"), 0).await.unwrap();
     assert_eq!(stored, second.after);
@@ -421,7 +429,7 @@ pub async fn start_actual_lrps_mixes_refused_unchanged_and_repeated_starts(db: &
     let old = &before[&("p".to_owned(), 0, Presence::Ordinary)];
     assert_eq!(row.modification_tag, old.modification_tag.incremented().incremented());
     let third = db.store.actual_lrp_index(&guid("p"), 3).await.unwrap();
-    assert_eq!(third, outcomes[4].as_ref().unwrap().after);
+    assert_eq!(third, written(&outcomes[4]).after);
     assert_eq!(third.evacuating, None);
     assert_eq!(third.ordinary.unwrap().instance_key, Some(ikey("i-c", "cell-1")));
 
@@ -450,7 +458,7 @@ pub async fn start_actual_lrps_refuses_an_invalid_index_alone(db: &TestDb) {
     assert_eq!(db.store.actual_lrp_index(&guid("p"), 1).await.unwrap(), before);
     for index in [0, 2] {
         let stored = db.store.actual_lrp_index(&guid("p"), index).await.unwrap();
-        assert_eq!(stored, outcomes[index as usize].as_ref().unwrap().after);
+        assert_eq!(stored, written(&outcomes[index as usize]).after);
         assert_eq!(stored.ordinary.unwrap().state, ActualLrpState::Running);
     }
 }

@@ -10,6 +10,8 @@
 
 mod bulk;
 
+pub use bulk::StartOutcome;
+
 use proto::lifecycle::actual_lrp::{
     CrashOutcome, Refusal, StartInfo, apply_claim, apply_crash, apply_delete, apply_fail, apply_promote, apply_remove,
     apply_start, apply_suspect_and_replace, apply_unclaim,

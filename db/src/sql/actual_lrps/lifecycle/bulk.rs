@@ -50,13 +50,15 @@ use crate::{Error, Result, Store, Tx};
 /// One start of a batch: what [`Store::start_actual_lrp`] takes.
 pub type StartItem = (ActualLrpKey, ActualLrpInstanceKey, StartInfo);
 
-/// What the store did with one start of [`Store::start_actual_lrps`].
-pub type StartOutcome = Result<IndexChange<()>>;
+/// What the store did with one start of [`Store::start_actual_lrps`]: the rows of its index
+/// before and after (as stored), or `None` for a start that changed nothing (a re-assert: nothing
+/// was written, and its rows are not copied out; most starts of a cell's bulk loop are such).
+pub type StartOutcome = Result<Option<IndexChange<()>>>;
 
 impl Store {
     /// StartActualLRP for each of `starts`, in one read and at most one write transaction, with
     /// the rule and the effects of [`Store::start_actual_lrp`] (a start that changes nothing
-    /// writes nothing; starts of the same index apply in order). One outcome per start, in
+    /// writes nothing and its outcome is `Ok(None)`; starts of the same index apply in order). One outcome per start, in
     /// order; a refusal ([`ErrorCode::ActualLrpCannotBeStarted`](proto::error::ErrorCode),
     /// [`Error::Invalid`]) concerns its start only. `Err` for the whole call (the database down;
     /// fenced out, when some start writes) means nothing was written. A batch that writes
@@ -189,7 +191,7 @@ fn plan_starts<'s>(
             continue;
         }
         if before.map_or(after == IndexRows::default(), |before| *before == after) {
-            outcomes.push(Ok(IndexChange { value: (), before: after.clone(), after }));
+            outcomes.push(Ok(None));
             continue;
         }
         let before = before.cloned().unwrap_or_default();
@@ -197,7 +199,7 @@ fn plan_starts<'s>(
         match plan_index(&key.process_guid, key.index, &before, after) {
             Ok(stored) => {
                 current.insert(slot, stored.clone());
-                outcomes.push(Ok(IndexChange { value: (), before, after: stored }));
+                outcomes.push(Ok(Some(IndexChange { value: (), before, after: stored })));
             }
             Err(invalid) => outcomes.push(Err(invalid)),
         }
