@@ -58,9 +58,10 @@ pub type StartOutcome = Result<Option<IndexChange<()>>>;
 impl Store {
     /// StartActualLRP for each of `starts`, in one read and at most one write transaction, with
     /// the rule and the effects of [`Store::start_actual_lrp`] (a start that changes nothing
-    /// writes nothing and its outcome is `Ok(None)`; starts of the same index apply in order). One outcome per start, in
-    /// order; a refusal ([`ErrorCode::ActualLrpCannotBeStarted`](proto::error::ErrorCode),
-    /// [`Error::Invalid`]) concerns its start only. `Err` for the whole call (the database down;
+    /// writes nothing and its outcome is `Ok(None)`; starts of the same index apply in order).
+    /// One outcome per start, in order; a refusal
+    /// ([`ErrorCode::ActualLrpCannotBeStarted`](proto::error::ErrorCode), [`Error::Invalid`])
+    /// concerns its start only. `Err` for the whole call (the database down;
     /// fenced out, when some start writes) means nothing was written. A batch that writes
     /// nothing is a read and is answered without the fence check, like any read.
     pub async fn start_actual_lrps(&self, starts: &[StartItem], now_ns: i64) -> Result<Vec<StartOutcome>> {
